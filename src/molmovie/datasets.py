@@ -1,0 +1,364 @@
+"""The molmovie dataset: trajectories, their scattering signals, and splits, in one HDF5 file.
+
+This module owns the file format (DESIGN.md, "The dataset file")::
+
+    /                      attrs: format="molmovie", version, molecule, provenance (JSON)
+    /atoms/symbols (N)     /atoms/masses (N) [u]
+    /time (T) [fs]
+    /trajectories/positions (M, T, N, 3) [Angstrom], NaN past each length
+    /trajectories/length (M)   /trajectories/dissociated (M)   /trajectories/source (M)
+    /trajectories/energy (M, T) [eV], optional   /trajectories/state (M, T), optional
+    /signals/q (Q) [1/Angstrom]   /signals/dS (M, T, Q)   /signals/I_ref (M, Q) [e.u.]
+                           attrs: inelastic, reference, photons, irf_fs, seed
+    /splits/{train,val,test} (indices)
+
+Every array carries its unit in a ``units`` attribute. Files are written
+atomically (a temporary file in the same folder, then a rename), and an
+existing file is never replaced unless ``force=True``. Readers open files
+read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import InputError
+from .trajectories import Ensemble
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "SPLITS",
+    "Dataset",
+    "read_dataset",
+    "write_dataset",
+    "make_splits",
+    "parse_splits",
+    "atomic_path",
+    "check_output",
+]
+
+FORMAT = "molmovie"
+VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Dataset:
+    """Trajectories of one molecule, optionally with their signals and splits.
+
+    Attributes
+    ----------
+    ensemble : Ensemble
+        The trajectories.
+    q : ndarray, shape (Q,), 1/Angstrom, or None
+    dS : ndarray, shape (M, T, Q), or None
+        Difference signal (I - I_ref) / I_ref, a fraction; NaN past each length.
+    I_ref : ndarray, shape (M, Q), electron units, or None
+    signal_attrs : dict
+        How the signals were made: ``inelastic``, ``reference`` ("first" or
+        "ground"), ``photons`` and ``irf_fs`` (None when off), ``seed``.
+    splits : dict of str -> ndarray of int
+        Trajectory indices of "train", "val" and "test".
+    """
+
+    ensemble: Ensemble
+    q: np.ndarray | None = None
+    dS: np.ndarray | None = None
+    I_ref: np.ndarray | None = None
+    signal_attrs: dict = field(default_factory=dict)
+    splits: dict = field(default_factory=dict)
+
+    # ----------------------------------------------------------- forwarding
+    @property
+    def molecule(self) -> str:
+        return self.ensemble.molecule
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.ensemble.symbols
+
+    @property
+    def masses(self) -> np.ndarray:
+        return self.ensemble.masses
+
+    @property
+    def time(self) -> np.ndarray:
+        return self.ensemble.time
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.ensemble.positions
+
+    @property
+    def length(self) -> np.ndarray:
+        return self.ensemble.length
+
+    @property
+    def dissociated(self) -> np.ndarray:
+        return self.ensemble.dissociated
+
+    @property
+    def distances(self) -> np.ndarray:
+        return self.ensemble.distances
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.ensemble.mask
+
+    @property
+    def n_trajectories(self) -> int:
+        return self.ensemble.n_trajectories
+
+    @property
+    def n_frames(self) -> int:
+        return self.ensemble.n_frames
+
+    @property
+    def n_atoms(self) -> int:
+        return self.ensemble.n_atoms
+
+    @property
+    def has_signals(self) -> bool:
+        return self.dS is not None
+
+    # ----------------------------------------------------------- selections
+    def subset(self, indices) -> "Dataset":
+        """The trajectories at ``indices`` (integers or a boolean mask); splits are dropped."""
+        idx = np.arange(self.n_trajectories)[np.asarray(indices)]
+        return replace(
+            self,
+            ensemble=self.ensemble.subset(idx),
+            dS=None if self.dS is None else self.dS[idx],
+            I_ref=None if self.I_ref is None else self.I_ref[idx],
+            signal_attrs=dict(self.signal_attrs),
+            splits={},
+        )
+
+    def split(self, name: str) -> "Dataset":
+        """The trajectories of split ``name`` ("train", "val" or "test")."""
+        if name not in self.splits:
+            have = ", ".join(self.splits) or "none"
+            raise InputError(f"the dataset has no {name!r} split (splits: {have})")
+        return self.subset(self.splits[name])
+
+    def without_dissociating(self) -> "Dataset":
+        """The same dataset without the trajectories that dissociate; splits are re-indexed."""
+        keep = np.flatnonzero(~self.dissociated)
+        new_index = -np.ones(self.n_trajectories, dtype=np.int64)
+        new_index[keep] = np.arange(len(keep))
+        out = self.subset(keep)
+        out.splits = {k: new_index[v][new_index[v] >= 0] for k, v in self.splits.items()}
+        return out
+
+    def with_signals(self, q, dS, I_ref, **attrs) -> "Dataset":
+        """A copy with signals replaced (the trajectories and splits are kept)."""
+        return replace(self, q=np.asarray(q, float), dS=np.asarray(dS, float), I_ref=np.asarray(I_ref, float), signal_attrs=dict(attrs))
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def make_splits(n: int, sizes=(85, 11, 11), seed: int = 0) -> dict[str, np.ndarray]:
+    """Random train/val/test split of ``n`` trajectories.
+
+    Parameters
+    ----------
+    n : int
+        Number of trajectories.
+    sizes : three numbers
+        Relative sizes of train, val and test. When they add up to ``n`` they
+        are taken as exact counts (``753,94,95`` of 942); otherwise as
+        proportions (``80,10,10``), rounded, with train taking the remainder.
+    seed : int
+    """
+    sizes = np.asarray(sizes, dtype=float)
+    if sizes.shape != (3,) or np.any(sizes < 0) or sizes.sum() <= 0:
+        raise InputError(f"splits must be three non-negative numbers train,val,test; got {','.join(map(str, sizes))}")
+    if np.isclose(sizes.sum(), n) and np.all(sizes == np.round(sizes)):
+        counts = sizes.astype(int)
+    else:
+        frac = sizes / sizes.sum()
+        n_val, n_test = (int(round(n * f)) for f in frac[1:])
+        counts = np.array([n - n_val - n_test, n_val, n_test])
+        if counts[0] < 0:
+            raise InputError(f"splits {','.join(f'{s:g}' for s in sizes)} leave no training trajectories out of {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    edges = np.cumsum(counts)[:-1]
+    return {name: np.sort(part) for name, part in zip(SPLITS, np.split(order, edges))}
+
+
+def parse_splits(text: str) -> tuple[float, float, float]:
+    """Parse ``"85,11,11"``; a teaching error for anything else."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--splits must be three numbers train,val,test like 85,11,11; got {text!r}") from None
+    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0 or values[0] <= 0:
+        raise InputError(f"--splits must be three non-negative numbers train,val,test with train > 0, like 85,11,11; got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def check_output(path, force: bool = False) -> Path:
+    """Refuse to replace an existing file unless ``force``; the folder must exist."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise InputError(f"{path} exists; use --force to replace it")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a file")
+    if not path.parent.exists():
+        raise InputError(f"{path.parent}: no such folder for the output")
+    return path
+
+
+class atomic_path:
+    """Context manager giving a temporary path beside ``path``, renamed onto it on success.
+
+    On an exception (or Ctrl-C) the temporary file is removed and ``path`` is
+    untouched.
+    """
+
+    def __init__(self, path, suffix: str = ".tmp"):
+        self.path = Path(path)
+        self.suffix = suffix
+
+    def __enter__(self) -> Path:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.suffix, dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _put(group, name, data, units=None, **kw):
+    ds = group.create_dataset(name, data=data, **kw)
+    if units is not None:
+        ds.attrs["units"] = units
+    return ds
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def write_dataset(ds: Dataset, path, *, force: bool = False) -> Path:
+    """Write a dataset file atomically.
+
+    Parameters
+    ----------
+    ds : Dataset
+    path : path-like
+    force : bool
+        Replace an existing file (otherwise that is an :class:`InputError`).
+    """
+    import h5py
+    from . import __version__
+
+    path = check_output(path, force=force)
+    ens = ds.ensemble
+    comp = dict(compression="gzip", compression_opts=4, shuffle=True)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["version"] = VERSION
+            f.attrs["molmovie_version"] = __version__
+            f.attrs["molecule"] = ens.molecule
+            f.attrs["provenance"] = json.dumps(ens.provenance, default=_json_default)
+            atoms = f.create_group("atoms")
+            atoms.create_dataset("symbols", data=np.array(ens.symbols, dtype="S3"))
+            _put(atoms, "masses", ens.masses, "u")
+            _put(f, "time", ens.time, "fs")
+            tr = f.create_group("trajectories")
+            _put(tr, "positions", ens.positions, "Angstrom", chunks=(1,) + ens.positions.shape[1:], **comp)
+            _put(tr, "length", ens.length, "frames")
+            _put(tr, "dissociated", ens.dissociated)
+            tr.create_dataset("source", data=np.array(ens.source, dtype=h5py.string_dtype()))
+            if ens.energy is not None:
+                _put(tr, "energy", ens.energy, "eV")
+            if ens.state is not None:
+                _put(tr, "state", ens.state, "index")
+            if ds.dS is not None:
+                sg = f.create_group("signals")
+                _put(sg, "q", ds.q, "1/Angstrom")
+                _put(sg, "dS", ds.dS, "fraction", chunks=(1,) + ds.dS.shape[1:], **comp)
+                _put(sg, "I_ref", ds.I_ref, "electron units")
+                for k, v in ds.signal_attrs.items():
+                    sg.attrs[k] = json.dumps(v, default=_json_default)
+            sp = f.create_group("splits")
+            for k, v in ds.splits.items():
+                _put(sp, k, np.asarray(v, dtype=np.int64), "index")
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_dataset(path) -> Dataset:
+    """Read a dataset file (opened read-only).
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not HDF5, or not a molmovie dataset.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"{path}: not an HDF5 file, so not a molmovie dataset") from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise InputError(f"{path}: not a molmovie dataset (no format='molmovie' attribute)")
+        version = int(f.attrs.get("version", 0))
+        if version > VERSION:
+            raise InputError(f"{path}: dataset format version {version} is newer than this molmovie reads ({VERSION}); upgrade molmovie")
+        try:
+            symbols = tuple(s.decode() for s in f["atoms/symbols"][()])
+            tr = f["trajectories"]
+            ens = Ensemble(
+                molecule=str(f.attrs["molecule"]),
+                symbols=symbols,
+                time=f["time"][()],
+                positions=tr["positions"][()],
+                length=tr["length"][()],
+                dissociated=tr["dissociated"][()],
+                source=[s.decode() if isinstance(s, bytes) else str(s) for s in tr["source"][()]],
+                energy=tr["energy"][()] if "energy" in tr else None,
+                state=tr["state"][()] if "state" in tr else None,
+                provenance=json.loads(f.attrs.get("provenance", "{}")),
+            )
+            q = dS = I_ref = None
+            attrs: dict = {}
+            if "signals" in f:
+                sg = f["signals"]
+                q, dS, I_ref = sg["q"][()], sg["dS"][()], sg["I_ref"][()]
+                attrs = {k: json.loads(v) for k, v in sg.attrs.items()}
+            splits = {k: v[()] for k, v in f["splits"].items()} if "splits" in f else {}
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"{path}: damaged molmovie dataset ({exc})") from None
+    return Dataset(ens, q, dS, I_ref, attrs, splits)

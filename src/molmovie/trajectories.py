@@ -1,0 +1,549 @@
+"""Trajectory ensembles and the readers that make them.
+
+An :class:`Ensemble` holds M trajectories of one molecule on a common time
+axis. Trajectories may be of different lengths (a dissociating SHARC run stops
+early): positions are padded with NaN past each trajectory's ``length``.
+
+Readers are looked up by name in :data:`READERS` (like ``ase.io.formats``):
+
+* ``"sharc"`` -- a SHARC run folder with ``output.xyz`` and ``output.lis``;
+* ``"xyz"`` -- a multi-frame XYZ file (time from ``t=`` in the comment line,
+  else from ``dt``);
+* ``"ase"`` -- any trajectory format ASE reads (``.traj``, ``.extxyz``, ...).
+
+:func:`read_ensemble` takes many paths or a folder of runs (SHARC's
+``TRAJ_*`` layout), picks the reader for each, checks that atoms agree,
+resamples to a common frame interval and time window, and flags dissociation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ._errors import InputError
+from .geometry import distances as _distances
+from .molecules import atomic_masses, bond_graph, formula, fragments, normalise_symbols
+
+__all__ = [
+    "Ensemble",
+    "Trajectory",
+    "READERS",
+    "read_trajectory",
+    "read_sharc",
+    "read_xyz",
+    "read_ase",
+    "read_ensemble",
+    "ensemble_from_trajectories",
+    "is_dissociated",
+    "resample",
+]
+
+
+@dataclass
+class Trajectory:
+    """One trajectory as read from a file, on its own time axis.
+
+    Attributes
+    ----------
+    symbols : tuple of str, length n_atoms
+    time : ndarray, shape (T,), fs
+    positions : ndarray, shape (T, n_atoms, 3), Angstrom
+    energy : ndarray, shape (T,), eV, or None
+        Total energy.
+    state : ndarray of int, shape (T,), or None
+        Active electronic state (SHARC's diagonal state index).
+    source : str
+        Where it came from (a path).
+    """
+
+    symbols: tuple[str, ...]
+    time: np.ndarray
+    positions: np.ndarray
+    energy: np.ndarray | None = None
+    state: np.ndarray | None = None
+    source: str = ""
+
+
+@dataclass
+class Ensemble:
+    """M trajectories of one molecule on a common time axis.
+
+    Attributes
+    ----------
+    molecule : str
+        Name of the molecule (a built-in name or the formula).
+    symbols : tuple of str, length N
+    time : ndarray, shape (T,), fs
+    positions : ndarray, shape (M, T, N, 3), Angstrom, NaN past each length
+    length : ndarray of int, shape (M,)
+        Number of valid frames of each trajectory.
+    dissociated : ndarray of bool, shape (M,)
+    source : list of str, length M
+    energy : ndarray, shape (M, T), eV, or None
+        Total energy, NaN past each length.
+    state : ndarray of int, shape (M, T), or None
+        Active electronic state, -1 where unknown or past the length.
+    provenance : dict
+        JSON-serialisable record of how the ensemble was made.
+    """
+
+    molecule: str
+    symbols: tuple[str, ...]
+    time: np.ndarray
+    positions: np.ndarray
+    length: np.ndarray
+    dissociated: np.ndarray
+    source: list[str]
+    energy: np.ndarray | None = None
+    state: np.ndarray | None = None
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.symbols = tuple(self.symbols)
+        self.time = np.asarray(self.time, dtype=float)
+        self.positions = np.asarray(self.positions, dtype=float)
+        self.length = np.asarray(self.length, dtype=np.int64)
+        self.dissociated = np.asarray(self.dissociated, dtype=bool)
+        self.source = [str(s) for s in self.source]
+        m, t, n, three = self.positions.shape
+        if three != 3 or n != len(self.symbols) or t != len(self.time):
+            raise ValueError(
+                f"positions of shape {self.positions.shape} do not fit {len(self.symbols)} atoms and {len(self.time)} frames"
+            )
+        if self.length.shape != (m,) or self.dissociated.shape != (m,) or len(self.source) != m:
+            raise ValueError("length, dissociated and source must have one entry per trajectory")
+
+    @property
+    def n_trajectories(self) -> int:
+        return self.positions.shape[0]
+
+    @property
+    def n_frames(self) -> int:
+        return self.positions.shape[1]
+
+    @property
+    def n_atoms(self) -> int:
+        return self.positions.shape[2]
+
+    @property
+    def masses(self) -> np.ndarray:
+        """Atomic masses in u, shape (N,)."""
+        return atomic_masses(self.symbols)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Valid frames, bool array of shape (M, T)."""
+        return np.arange(self.n_frames)[None, :] < self.length[:, None]
+
+    @property
+    def distances(self) -> np.ndarray:
+        """All atom-atom distances, shape (M, T, n_pairs), Angstrom, NaN past each length."""
+        return _distances(self.positions)
+
+    def subset(self, indices) -> "Ensemble":
+        """The trajectories at ``indices`` (an integer array or a boolean mask), in that order."""
+        idx = np.arange(self.n_trajectories)[np.asarray(indices)]
+        return replace(
+            self,
+            positions=self.positions[idx],
+            length=self.length[idx],
+            dissociated=self.dissociated[idx],
+            source=[self.source[i] for i in idx],
+            energy=None if self.energy is None else self.energy[idx],
+            state=None if self.state is None else self.state[idx],
+            provenance=dict(self.provenance),
+        )
+
+
+# --------------------------------------------------------------------------- dissociation
+
+
+def is_dissociated(symbols, positions: np.ndarray, length: int | None = None) -> bool:
+    """Whether a trajectory's molecule has come apart.
+
+    The covalent bond graph of the first frame (atoms closer than 1.3 times the
+    sum of their covalent radii) is compared with the last valid frame: the
+    trajectory is dissociated when the atoms bonded at the start fall into two
+    or more fragments at the end. Bonds that form on the way (e.g. S-S in CS2)
+    keep fragments together, as they should.
+
+    Parameters
+    ----------
+    symbols : sequence of str, length N
+    positions : ndarray, shape (T, N, 3), Angstrom
+    length : int, optional
+        Number of valid frames (default: all).
+    """
+    pos = np.asarray(positions, dtype=float)
+    last = (pos.shape[0] if length is None else int(length)) - 1
+    if last < 0:
+        return False
+    n_start = len(fragments(bond_graph(symbols, pos[0])))
+    n_end = len(fragments(bond_graph(symbols, pos[last])))
+    return n_end > n_start
+
+
+# --------------------------------------------------------------------------- readers
+
+_FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eEdD][-+]?\d+)?"
+_TIME_RE = re.compile(rf"\bt\s*=\s*({_FLOAT})")
+
+
+def _float(text: str, where: str) -> float:
+    try:
+        value = float(text.replace("D", "E").replace("d", "e"))
+    except ValueError:
+        raise InputError(f"{where}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InputError(f"{where}: {text!r} is not a finite number")
+    return value
+
+
+def _parse_xyz(path: Path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
+    """Frames of a multi-frame XYZ file: symbols, comment lines, positions (T, N, 3).
+
+    Strict: every frame must have the same atom count and elements, every
+    coordinate must be a number, and the file must not end inside a frame.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text XYZ file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    symbols: tuple[str, ...] | None = None
+    comments: list[str] = []
+    frames: list[np.ndarray] = []
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        head = lines[i].split()
+        try:
+            n = int(head[0])
+        except ValueError:
+            raise InputError(f"{path}, line {i + 1}: expected an atom count, got {lines[i].strip()[:40]!r}") from None
+        if len(head) != 1 or n <= 0:
+            raise InputError(f"{path}, line {i + 1}: expected a positive atom count, got {lines[i].strip()[:40]!r}")
+        if symbols is not None and n != len(symbols):
+            raise InputError(f"{path}, line {i + 1}: frame {len(frames) + 1} has {n} atoms, the first frame has {len(symbols)}")
+        if i + n + 2 > len(lines):
+            raise InputError(f"{path}: truncated: frame {len(frames) + 1} (line {i + 1}) promises {n} atoms but the file ends")
+        comments.append(lines[i + 1])
+        frame_symbols = []
+        coords = np.empty((n, 3))
+        for k in range(n):
+            lineno = i + 2 + k
+            fields = lines[lineno].split()
+            where = f"{path}, line {lineno + 1}"
+            if len(fields) < 4:
+                raise InputError(f"{where}: expected 'symbol x y z', got {lines[lineno].strip()[:60]!r}")
+            frame_symbols.append(fields[0])
+            coords[k] = [_float(x, where) for x in fields[1:4]]
+        try:
+            frame_symbols_t = normalise_symbols(frame_symbols)
+        except InputError as exc:
+            raise InputError(f"{path}, frame {len(frames) + 1}: {exc}") from None
+        if symbols is None:
+            symbols = frame_symbols_t
+        elif frame_symbols_t != symbols:
+            raise InputError(f"{path}, frame {len(frames) + 1}: elements {''.join(frame_symbols_t)} differ from the first frame's {''.join(symbols)}")
+        frames.append(coords)
+        i += 2 + n
+    if symbols is None:
+        raise InputError(f"{path}: no frames (empty XYZ file)")
+    return symbols, comments, np.stack(frames)
+
+
+def _times_from_comments(comments: list[str], path: Path, dt: float | None) -> np.ndarray:
+    found = [_TIME_RE.search(c) for c in comments]
+    if all(found):
+        return np.array([_float(m.group(1), f"{path}, frame {k + 1} comment") for k, m in enumerate(found)])
+    if dt is None:
+        raise InputError(f"{path}: the comment lines carry no 't=' times; give the frame interval with --dt")
+    return np.arange(len(comments)) * float(dt)
+
+
+def read_xyz(path, *, dt: float | None = None) -> Trajectory:
+    """Read a multi-frame XYZ file.
+
+    Times come from ``t= <fs>`` in the comment lines when every frame has one
+    (SHARC, many MD codes), otherwise from ``dt`` (fs per frame).
+    """
+    path = Path(path)
+    symbols, comments, positions = _parse_xyz(path)
+    time = _times_from_comments(comments, path, dt)
+    return Trajectory(symbols, time, positions, source=str(path))
+
+
+def _read_sharc_lis(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time (fs), active (diag) state and total energy (eV) from SHARC's output.lis."""
+    times, states, energies = [], [], []
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split()
+        where = f"{path}, line {lineno}"
+        if len(fields) < 7:
+            raise InputError(f"{where}: expected at least 7 columns (step, time, states, kinetic, potential, total energy), got {len(fields)}")
+        times.append(_float(fields[1], where))
+        try:
+            states.append(int(fields[2]))
+        except ValueError:
+            raise InputError(f"{where}: state {fields[2]!r} is not an integer") from None
+        energies.append(_float(fields[6], where))
+    if not times:
+        raise InputError(f"{path}: no data rows")
+    return np.array(times), np.array(states, dtype=np.int64), np.array(energies)
+
+
+def read_sharc(path) -> Trajectory:
+    """Read a SHARC run folder (``output.xyz`` + ``output.lis``).
+
+    Keeps the time, the total energy and the active (diagonal) state of every
+    step. Rows of ``output.lis`` whose time has no frame in ``output.xyz`` (or
+    the reverse) are an error, except that the shorter file may stop early (a
+    run killed mid-write): then both are cut to the common steps.
+    """
+    folder = Path(path)
+    xyz, lis = folder / "output.xyz", folder / "output.lis"
+    for f in (xyz, lis):
+        if not f.is_file():
+            raise InputError(f"{folder}: not a SHARC run folder (no {f.name})")
+    traj = read_xyz(xyz)
+    t_lis, state, energy = _read_sharc_lis(lis)
+    n = min(len(traj.time), len(t_lis))
+    if not np.allclose(traj.time[:n], t_lis[:n], atol=1e-4):
+        k = int(np.argmax(~np.isclose(traj.time[:n], t_lis[:n], atol=1e-4)))
+        raise InputError(f"{folder}: output.xyz and output.lis disagree at step {k} (t = {traj.time[k]} fs against {t_lis[k]} fs)")
+    return Trajectory(traj.symbols, traj.time[:n], traj.positions[:n], energy[:n], state[:n], source=str(folder))
+
+
+def read_ase(path, *, dt: float | None = None) -> Trajectory:
+    """Read any trajectory format ASE understands (``ase.io.read(path, ':')``).
+
+    Times come from ``atoms.info['time']`` (fs) when every frame has it, else
+    from ``dt``.
+    """
+    from ase.io import read
+
+    path = Path(path)
+    try:
+        frames = read(str(path), index=":")
+    except Exception as exc:  # ASE raises many exception types for bad files
+        raise InputError(f"{path}: ASE cannot read it ({type(exc).__name__}: {exc})") from None
+    if not frames:
+        raise InputError(f"{path}: no frames")
+    symbols = normalise_symbols(frames[0].get_chemical_symbols())
+    for k, a in enumerate(frames):
+        if tuple(normalise_symbols(a.get_chemical_symbols())) != symbols:
+            raise InputError(f"{path}, frame {k + 1}: atoms differ from the first frame")
+    if all("time" in a.info for a in frames):
+        time = np.array([float(a.info["time"]) for a in frames])
+    elif dt is not None:
+        time = np.arange(len(frames)) * float(dt)
+    else:
+        raise InputError(f"{path}: frames carry no time; give the frame interval with --dt")
+    energy = None
+    return Trajectory(symbols, time, np.stack([a.get_positions() for a in frames]), energy, source=str(path))
+
+
+#: Readers by name. Each takes a path (and ``dt`` where the format may lack times).
+READERS: dict[str, Callable[..., Trajectory]] = {
+    "sharc": read_sharc,
+    "xyz": read_xyz,
+    "ase": read_ase,
+}
+
+
+def _guess_format(path: Path) -> str:
+    if path.is_dir():
+        return "sharc"
+    if path.suffix.lower() == ".xyz":
+        return "xyz"
+    return "ase"
+
+
+def read_trajectory(path, *, format: str | None = None, dt: float | None = None) -> Trajectory:
+    """Read one trajectory with the reader named ``format`` (guessed from the path if None)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    name = format or _guess_format(path)
+    if name not in READERS:
+        raise InputError(f"unknown trajectory format {name!r}; known formats are {', '.join(READERS)}")
+    reader = READERS[name]
+    return reader(path) if name == "sharc" else reader(path, dt=dt)
+
+
+def _expand(paths) -> list[Path]:
+    """Paths to trajectories: a folder holding run folders (``TRAJ_*``) expands to them."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise InputError(f"{p}: no such file or folder")
+        if p.is_dir() and not (p / "output.xyz").exists():
+            runs = sorted(d for d in p.iterdir() if d.is_dir() and (d / "output.xyz").exists())
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in (".xyz", ".traj", ".extxyz"))
+            if not runs and not files:
+                raise InputError(f"{p}: empty folder: no SHARC runs (*/output.xyz) and no trajectory files")
+            out.extend(runs or files)
+        else:
+            out.append(p)
+    if not out:
+        raise InputError("no trajectories given")
+    return out
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+def resample(traj: Trajectory, *, dt: float | None = None, tmax: float | None = None, tol: float = 1e-6) -> Trajectory:
+    """Keep frames on a grid of interval ``dt`` fs from the first frame, up to ``tmax`` fs.
+
+    The trajectory's steps must hit the grid (``dt`` a multiple of the step):
+    frames are picked, never interpolated, so that positions stay those of the
+    dynamics.
+    """
+    time = traj.time
+    keep = np.ones(len(time), dtype=bool)
+    if tmax is not None:
+        keep &= time <= time[0] + tmax + tol
+    if dt is not None:
+        if dt <= 0:
+            raise InputError(f"The 'dt' parameter must be > 0; got {dt}")
+        step = np.median(np.diff(time)) if len(time) > 1 else dt
+        if step > dt * (1 + 1e-9) or not _is_multiple(dt, step):
+            raise InputError(f"{traj.source}: cannot resample steps of {step:g} fs to frames of {dt:g} fs (dt must be a multiple of the step)")
+        phase = (time - time[0]) / dt
+        keep &= np.abs(phase - np.round(phase)) < tol / dt * 1e3
+    idx = np.flatnonzero(keep)
+    return replace(
+        traj,
+        time=time[idx],
+        positions=traj.positions[idx],
+        energy=None if traj.energy is None else traj.energy[idx],
+        state=None if traj.state is None else traj.state[idx],
+    )
+
+
+def _is_multiple(dt: float, step: float) -> bool:
+    r = dt / step
+    return abs(r - round(r)) < 1e-6
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+def ensemble_from_trajectories(trajectories: list[Trajectory], *, molecule: str | None = None, provenance: dict | None = None) -> Ensemble:
+    """Stack trajectories of one molecule on a common time axis, padding with NaN.
+
+    All trajectories must have the same atoms in the same order and share a
+    time grid (each one's times a prefix of the longest one's, relative to its
+    start).
+    """
+    if not trajectories:
+        raise InputError("no trajectories given")
+    first = trajectories[0]
+    for tr in trajectories[1:]:
+        if tr.symbols != first.symbols:
+            raise InputError(
+                f"{tr.source}: atoms {' '.join(tr.symbols)} differ from {' '.join(first.symbols)} in {first.source}; "
+                "all trajectories must list the same elements in the same order"
+            )
+    longest = max(trajectories, key=lambda tr: len(tr.time))
+    time = longest.time - longest.time[0]
+    for tr in trajectories:
+        rel = tr.time - tr.time[0]
+        if len(rel) > 1 and not np.allclose(rel, time[: len(rel)], atol=1e-4):
+            raise InputError(f"{tr.source}: its frame times do not match those of {longest.source}; resample with --dt")
+    m, t, n = len(trajectories), len(time), len(first.symbols)
+    positions = np.full((m, t, n, 3), np.nan)
+    length = np.zeros(m, dtype=np.int64)
+    has_energy = all(tr.energy is not None for tr in trajectories)
+    has_state = all(tr.state is not None for tr in trajectories)
+    energy = np.full((m, t), np.nan) if has_energy else None
+    state = np.full((m, t), -1, dtype=np.int64) if has_state else None
+    dissociated = np.zeros(m, dtype=bool)
+    for k, tr in enumerate(trajectories):
+        L = len(tr.time)
+        positions[k, :L] = tr.positions
+        length[k] = L
+        if has_energy:
+            energy[k, :L] = tr.energy
+        if has_state:
+            state[k, :L] = tr.state
+        dissociated[k] = is_dissociated(first.symbols, tr.positions, L)
+    return Ensemble(
+        molecule=molecule or _molecule_name(first.symbols),
+        symbols=first.symbols,
+        time=time,
+        positions=positions,
+        length=length,
+        dissociated=dissociated,
+        source=[tr.source for tr in trajectories],
+        energy=energy,
+        state=state,
+        provenance=dict(provenance or {}),
+    )
+
+
+def _molecule_name(symbols) -> str:
+    """The built-in name if the formula matches one (CS2 -> "cs2"), else the formula."""
+    from .molecules import BUILTIN, builtin
+
+    f = formula(symbols)
+    for name in BUILTIN:
+        if builtin(name).formula == f:
+            return name
+    return f
+
+
+def read_ensemble(
+    paths,
+    *,
+    format: str | None = None,
+    dt: float | None = None,
+    tmax: float | None = None,
+    input_dt: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Ensemble:
+    """Read many trajectories of one molecule into an :class:`Ensemble`.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Trajectory files, SHARC run folders, or folders of runs (``TRAJ_*``).
+    format : str, optional
+        Reader name from :data:`READERS` (guessed per path if None).
+    dt : float, optional
+        Frame interval of the ensemble, fs (a multiple of the trajectories'
+        step): ``dt=5`` turns 0.5 fs steps into 5 fs frames.
+    tmax : float, optional
+        Time window: keep frames with t - t0 <= tmax, fs.
+    input_dt : float, optional
+        Step of XYZ/ASE files whose frames carry no time, fs.
+    progress : callable(done, total), optional
+    """
+    if tmax is not None and tmax < 0:
+        raise InputError(f"The 'tmax' parameter must be >= 0; got {tmax}")
+    files = _expand(paths)
+    trajs = []
+    for k, p in enumerate(files):
+        tr = read_trajectory(p, format=format, dt=input_dt if input_dt is not None else dt)
+        trajs.append(resample(tr, dt=dt, tmax=tmax))
+        if progress is not None:
+            progress(k + 1, len(files))
+    prov = {"created_by": "molmovie import", "paths": [str(p) for p in files], "dt_fs": dt, "tmax_fs": tmax}
+    return ensemble_from_trajectories(trajs, provenance=prov)
