@@ -1,0 +1,121 @@
+"""Data commands: ``import`` (trajectories -> dataset), ``scatter`` (signals), ``info``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from ._progress import progress_bar
+
+
+class Reference(str, Enum):
+    first = "first"
+    ground = "ground"
+
+
+@app.command("import")
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="Trajectory files, SHARC run folders, or a folder of runs (TRAJ_*).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write (HDF5).")],
+    dt: Annotated[Optional[float], typer.Option(help="Frame interval in fs: --dt 5 keeps every 10th of 0.5 fs steps. XYZ files without times use it as their step.")] = None,
+    tmax: Annotated[Optional[float], typer.Option(help="Keep frames up to this time in fs after the first.")] = None,
+    format: Annotated[Optional[str], typer.Option(help="Reader: sharc, xyz or ase (default: from each path).")] = None,
+    splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = "80,10,10",
+    seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+) -> None:
+    """Read trajectories of one molecule into a molmovie dataset file."""
+    from ..datasets import Dataset, check_output, make_splits, parse_splits, write_dataset
+    from ..trajectories import read_ensemble
+
+    check_output(output, force)
+    sizes = parse_splits(splits)
+    with progress_bar("reading", None, unit="trajectories") as update:
+        def progress(done: int, total: int) -> None:
+            update(completed=done, total=total)
+
+        ens = read_ensemble(paths, format=format, dt=dt, tmax=tmax, progress=progress)
+    ds = Dataset(ens, splits=make_splits(ens.n_trajectories, sizes, seed=seed))
+    write_dataset(ds, output, force=force)
+    typer.echo(
+        f"{output}: {ens.n_trajectories} trajectories of {ens.molecule} ({len(ens.symbols)} atoms), "
+        f"{ens.n_frames} frames to {ens.time[-1]:g} fs, {int(ens.dissociated.sum())} dissociated"
+    )
+
+
+@app.command()
+def scatter(
+    file: Annotated[Path, typer.Argument(help="Dataset file (from import or generate).", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of updating FILE in place.")] = None,
+    qmin: Annotated[Optional[float], typer.Option(help="Smallest q, 1/Angstrom.")] = None,
+    qmax: Annotated[Optional[float], typer.Option(help="Largest q, 1/Angstrom.")] = None,
+    nq: Annotated[Optional[int], typer.Option(help="Number of q points.")] = None,
+    no_inelastic: Annotated[bool, typer.Option("--no-inelastic", help="Elastic scattering only (leave out the Compton term).")] = False,
+    photons: Annotated[Optional[float], typer.Option(help="Poisson noise: expected photons per pattern.")] = None,
+    irf_fs: Annotated[Optional[float], typer.Option(help="Time resolution: FWHM of a Gaussian instrument response, fs.")] = None,
+    reference: Annotated[Reference, typer.Option(help="ΔS reference: each trajectory's first frame (the paper's), or the ground-state ensemble (laser off).")] = Reference.first,
+    seed: Annotated[int, typer.Option(help="Seed of the photon noise.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output, or signals already in FILE.")] = False,
+) -> None:
+    """Simulate the scattering signals ΔS(q, t) of every trajectory (Eq. (1), IAM)."""
+    from ..datasets import check_output, read_dataset, write_dataset
+    from ..scattering import q_grid, simulate_signals
+
+    if output is not None:
+        check_output(output, force)
+    q = q_grid(**{k: v for k, v in dict(q_min=qmin, q_max=qmax, n_q=nq).items() if v is not None})
+    ds = read_dataset(file)
+    if output is None and ds.has_signals and not force:
+        from .._errors import InputError
+
+        raise InputError(f"{file} already has signals; use --force to replace them, or --output to write a new file")
+    inelastic = not no_inelastic
+    with progress_bar("scattering", ds.n_trajectories, unit="trajectories") as update:
+        dS, I_ref = simulate_signals(
+            ds.symbols, ds.positions, ds.length, ds.time, q,
+            inelastic=inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed,
+            progress=lambda done: update(completed=done),
+        )
+    attrs = dict(inelastic=inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed)
+    target = output or file
+    write_dataset(ds.with_signals(q, dS, I_ref, **attrs), target, force=True)
+    typer.echo(f"{target}: ΔS on {len(q)} q points from {q[0]:g} to {q[-1]:g} 1/Å for {ds.n_trajectories} trajectories")
+
+
+@app.command()
+def info(file: Annotated[Path, typer.Argument(help="Dataset file.", show_default=False)]) -> None:
+    """Describe a dataset file: molecule, trajectories, frames, dissociation, q grid, splits."""
+    from ..datasets import read_dataset
+    from ..molecules import formula
+
+    ds = read_dataset(file)
+    t = ds.time
+    dt = f"{t[1] - t[0]:g} fs" if len(t) > 1 else "-"
+    lines = [
+        f"file          {file}",
+        f"molecule      {ds.molecule} ({formula(ds.symbols)}, {ds.n_atoms} atoms: {' '.join(ds.symbols)})",
+        f"trajectories  {ds.n_trajectories}, {int(ds.dissociated.sum())} dissociate",
+        f"frames        {ds.n_frames} every {dt}, {t[0]:g} to {t[-1]:g} fs; lengths {ds.length.min()} to {ds.length.max()}",
+    ]
+    if ds.has_signals:
+        q = ds.q
+        a = ds.signal_attrs
+        noise = f"{a.get('photons'):g} photons/pattern" if a.get("photons") else "none"
+        irf = f"{a.get('irf_fs'):g} fs FWHM" if a.get("irf_fs") else "none"
+        lines.append(f"q grid        {len(q)} points, {q[0]:g} to {q[-1]:g} 1/Å")
+        lines.append(f"signals       reference {a.get('reference')}, inelastic {'on' if a.get('inelastic') else 'off'}, noise {noise}, IRF {irf}")
+    else:
+        lines.append("signals       none (run `molmovie scatter`)")
+    if ds.splits:
+        lines.append("splits        " + ", ".join(f"{k} {len(v)}" for k, v in ds.splits.items()))
+    fates = ds.ensemble.provenance.get("trajectories")
+    if isinstance(fates, list) and fates and isinstance(fates[0], dict) and "fate" in fates[0]:
+        from collections import Counter
+
+        counts = Counter(str(x.get("fate")) for x in fates)
+        lines.append("fates         " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    typer.echo("\n".join(lines))

@@ -1,0 +1,73 @@
+"""Small, exact trajectory files for tests: SHARC run folders and XYZ files written on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+CS2_SYMBOLS = ("C", "S", "S")
+
+
+def cs2_positions(n_steps: int, *, dissociate: bool = False, dt: float = 0.5, seed: int = 0) -> np.ndarray:
+    """A linear CS2 that vibrates (symmetric stretch), or loses one S at 0.1 A/fs; shape (T, 3, 3)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_steps) * dt
+    r1 = 1.55 + 0.05 * np.sin(2 * np.pi * t / 50.0)
+    r2 = r1 + (0.1 * t if dissociate else 0.0)
+    pos = np.zeros((n_steps, 3, 3))
+    pos[:, 1, 2] = r1
+    pos[:, 2, 2] = -r2
+    return pos + 1e-3 * rng.standard_normal(pos.shape)
+
+
+def write_xyz(path: Path, symbols, positions, times=None, comment="frame") -> Path:
+    lines = []
+    for k, frame in enumerate(positions):
+        lines.append(f"{len(symbols)}")
+        lines.append(f"  t= {times[k]:.5f}   1    1" if times is not None else f"{comment} {k}")
+        lines += [f"{s} {x:.9f} {y:.9f} {z:.9f}" for s, (x, y, z) in zip(symbols, frame)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_sharc(folder: Path, positions, *, dt: float = 0.5, symbols=CS2_SYMBOLS, hop_at: int | None = 3) -> Path:
+    """A SHARC run folder with output.xyz and output.lis (energy = 1.0 + 0.001*step eV, state 2 then 1)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(positions)
+    times = np.arange(n) * dt
+    write_xyz(folder / "output.xyz", symbols, positions, times)
+    rows = ["#" + "=" * 60, "#     Step |  Time | State | Energy", "#  [fs] | diag | MCH | kin | pot | tot"]
+    for k in range(n):
+        if hop_at is not None and k == hop_at:
+            rows.append("# Surface Hop: new state=    1 old state=    2 randnum=  0.48")
+        state = 2 if hop_at is None or k < hop_at else 1
+        tot = 1.0 + 0.001 * k
+        rows.append(f"{k:10d} {times[k]:14.5f} {state:7d} {state:7d} {0.5:14.6f} {tot - 0.5:14.6f} {tot:14.6f} 1.0 0.1 0.0 100")
+    (folder / "output.lis").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    """Run ``molmovie ARGS`` in-process; return (exit code, stdout, stderr)."""
+    from molmovie.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, match: str | None = None) -> None:
+    """Exit code 2 and exactly one 'molmovie: error:' line on stderr, no traceback."""
+    import re
+
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and lines[0].startswith("molmovie: error:"), err
+    assert "Traceback" not in err
+    if match:
+        assert re.search(match, lines[0]), lines[0]

@@ -1,0 +1,29 @@
+"""Shared test set-up: NumPy floating-point errors raise, matplotlib draws off-screen,
+and the real SHARC sample (../shared/data/sharc-cs2) is offered when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+SHARED_SHARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sharc-cs2"
+
+
+@pytest.fixture(autouse=True)
+def _numpy_errors_raise():
+    with np.errstate(all="raise"):
+        yield
+
+
+@pytest.fixture
+def sharc_cs2() -> Path:
+    """The two real SHARC CS2 runs; the test is skipped when ../shared is absent."""
+    if not (SHARED_SHARC / "TRAJ_00001" / "output.xyz").is_file():
+        pytest.skip("../shared/data/sharc-cs2 is not present")
+    return SHARED_SHARC

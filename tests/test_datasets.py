@@ -1,0 +1,118 @@
+"""The HDF5 dataset file: round trip, units, atomic writes, splits, filters."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from molmovie import Dataset, InputError, make_splits, read_dataset, write_dataset
+from molmovie import datasets as dsmod
+from molmovie.trajectories import read_ensemble
+
+from _fixtures import cs2_positions, write_sharc
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    for k in range(4):
+        write_sharc(tmp_path / "runs" / f"TRAJ_{k:05d}", cs2_positions(31 if k % 2 == 0 else 25, dissociate=k % 2 == 1, seed=k))
+    ens = read_ensemble([tmp_path / "runs"], dt=1.0)
+    rng = np.random.default_rng(0)
+    q = np.linspace(0.5, 4, 7)
+    dS = rng.normal(size=(4, ens.n_frames, 7))
+    dS[~ens.mask] = np.nan
+    return Dataset(ens, q, dS, rng.uniform(1, 2, (4, 7)), dict(inelastic=True, reference="first", photons=None, irf_fs=None, seed=0), make_splits(4, (2, 1, 1)))
+
+
+def test_round_trip_is_exact_and_carries_units(tmp_path, dataset):
+    path = write_dataset(dataset, tmp_path / "d.h5")
+    back = read_dataset(path)
+    assert back.symbols == dataset.symbols and back.molecule == "cs2"
+    for name in ("positions", "time", "length", "dissociated"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(dataset, name))
+    np.testing.assert_array_equal(back.dS, dataset.dS)
+    np.testing.assert_array_equal(back.ensemble.energy, dataset.ensemble.energy)
+    assert back.signal_attrs == dataset.signal_attrs
+    assert back.ensemble.source == dataset.ensemble.source
+    assert {k: v.tolist() for k, v in back.splits.items()} == {k: v.tolist() for k, v in dataset.splits.items()}
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == "molmovie"
+        assert f["trajectories/positions"].attrs["units"] == "Angstrom"
+        assert f["time"].attrs["units"] == "fs"
+        assert f["signals/q"].attrs["units"] == "1/Angstrom"
+        assert f["trajectories/energy"].attrs["units"] == "eV"
+        np.testing.assert_allclose(f["atoms/masses"][()], [12.011, 32.06, 32.06], atol=0.01)
+
+
+def test_existing_output_needs_force(tmp_path, dataset):
+    path = write_dataset(dataset, tmp_path / "d.h5")
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="--force"):
+        write_dataset(dataset.subset([0]), path)
+    assert path.read_bytes() == before
+    write_dataset(dataset.subset([0]), path, force=True)
+    assert read_dataset(path).n_trajectories == 1
+
+
+def test_failed_write_leaves_nothing(tmp_path, dataset, monkeypatch):
+    path = write_dataset(dataset, tmp_path / "d.h5")
+    before = path.read_bytes()
+    calls = []
+
+    def broken(group, name, data, units=None, **kw):
+        calls.append(name)
+        if name == "dS":
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the write
+        return group.create_dataset(name, data=data, **kw)
+
+    monkeypatch.setattr(dsmod, "_put", broken)
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(dataset, path, force=True)
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(dataset, tmp_path / "new.h5")
+    assert "dS" in calls
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5", "runs"]
+
+
+def test_not_a_dataset(tmp_path):
+    (tmp_path / "x.h5").write_text("hello")
+    with pytest.raises(InputError, match="not an HDF5 file"):
+        read_dataset(tmp_path / "x.h5")
+    with h5py.File(tmp_path / "y.h5", "w") as f:
+        f["a"] = 1
+    with pytest.raises(InputError, match="not a molmovie dataset"):
+        read_dataset(tmp_path / "y.h5")
+    with pytest.raises(InputError, match="no such file"):
+        read_dataset(tmp_path / "z.h5")
+
+
+def test_splits_are_disjoint_complete_and_seeded():
+    s = make_splits(942, (753, 94, 95), seed=3)
+    assert [len(s[k]) for k in ("train", "val", "test")] == [753, 94, 95]
+    allidx = np.concatenate(list(s.values()))
+    assert sorted(allidx.tolist()) == list(range(942))
+    assert all(np.array_equal(s[k], make_splits(942, (753, 94, 95), seed=3)[k]) for k in s)
+    assert not np.array_equal(s["test"], make_splits(942, (753, 94, 95), seed=4)["test"])
+    p = make_splits(107, (85, 11, 11))
+    assert [len(p[k]) for k in ("train", "val", "test")] == [85, 11, 11]
+    p = make_splits(1000, (80, 10, 10))
+    assert [len(p[k]) for k in ("train", "val", "test")] == [800, 100, 100]
+
+
+def test_without_dissociating_reindexes_splits(dataset):
+    kept = dataset.without_dissociating()
+    assert kept.n_trajectories == 2 and not kept.dissociated.any()
+    orig_index = np.flatnonzero(~dataset.dissociated)
+    for name, idx in kept.splits.items():
+        # a kept trajectory is in the same split as before
+        assert set(orig_index[idx].tolist()) == set(dataset.splits[name].tolist()) & set(orig_index.tolist())
+    np.testing.assert_array_equal(kept.dS, dataset.dS[orig_index])
+
+
+def test_split_selects_trajectories(dataset):
+    test = dataset.split("test")
+    np.testing.assert_array_equal(test.positions, dataset.positions[dataset.splits["test"]])
+    with pytest.raises(InputError, match="no 'foo' split"):
+        dataset.split("foo")
