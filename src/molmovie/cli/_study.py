@@ -1,5 +1,100 @@
-"""Commands of this group are added here (see molmovie.cli)."""
+"""Study commands: ``evaluate`` (one model on one dataset) and ``reproduce`` (the five-experiment study)."""
 
 from __future__ import annotations
 
-from . import app  # noqa: F401
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from ._progress import progress_bar
+
+
+class PresetName(str, Enum):
+    quick = "quick"
+    paper = "paper"
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model file (from `molmovie train`).", show_default=False)],
+    dataset: Annotated[Path, typer.Argument(help="Dataset file with signals.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for metrics.json, frames.npz and figures.")],
+    split: Annotated[str, typer.Option(help="Split to score: train, val, test, or all.")] = "test",
+    force: Annotated[bool, typer.Option("--force", help="Replace files already in the output folder.")] = False,
+) -> None:
+    """Score one model on a dataset split: RMSD (labelled, symmetry-aware) and SSR per frame."""
+    import json
+
+    import numpy as np
+
+    from .._errors import InputError
+    from ..datasets import atomic_path, read_dataset
+    from ..evaluation import evaluate as score
+    from ..evaluation.figures import plot_per_time_step
+    from ..inversion import load_method
+
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output} exists and is not a folder")
+    targets = [output / n for n in ("metrics.json", "frames.npz", "per_time_step.png")]
+    if not force and any(t.exists() for t in targets):
+        raise InputError(f"{output} already holds an evaluation; use --force to replace it")
+    method = load_method(model)
+    ds = read_dataset(dataset)
+    part = ds if split == "all" else ds.split(split)
+    if not part.has_signals:
+        raise InputError(f"{dataset} has no signals; run `molmovie scatter` first")
+    pred = method.predict(part.dS, q=part.q, lengths=part.length)
+    ev = score(pred.distances, part)
+    summary = {"model": str(model), "dataset": str(dataset), "split": split, "trajectories": part.n_trajectories, **ev.summary()}
+    if pred.std is not None:
+        summary["within_2sigma"] = float((np.abs(pred.distances - part.distances) <= 2 * pred.std)[part.mask].mean())
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_path(targets[0]) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    with atomic_path(targets[1], suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, rmsd=ev.rmsd, rmsd_sym=ev.rmsd_sym, ssr=ev.ssr, distances=pred.distances, dS_pred=ev.dS_pred)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_t = ev.per_time_step()
+    name = getattr(method, "name", type(method).__name__.lower())
+    fig = plot_per_time_step(part.time, {name: {"rmsd": per_t["rmsd"], "ssr": per_t["ssr"]}}, title=f"{part.molecule}, {split} split")
+    with atomic_path(targets[2], suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
+    plt.close(fig)
+    typer.echo(
+        f"{split}: {summary['frames']} frames; RMSD sum {summary['rmsd_sum']:.1f} Å (symmetry-aware {summary['rmsd_sym_sum']:.1f}), "
+        f"SSR sum {summary['ssr_sum']:.4g}; written to {output}"
+    )
+
+
+@app.command()
+def reproduce(
+    preset: Annotated[PresetName, typer.Option(help="quick: small datasets, minutes; paper: the paper's sizes (Table 1).")] = PresetName.quick,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for data, models, results and figures.")] = Path("runs/quick"),
+    seed: Annotated[int, typer.Option(help="Seed of generation, splits and training.")] = 0,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes for trajectory generation (default: all cores).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder of generated datasets to reuse (default OUTPUT/data).")] = None,
+) -> None:
+    """Run the paper's five-experiment study end to end: generate, simulate, train, evaluate, report.
+
+    A rerun with the same --output skips every finished stage.
+    """
+    from ..evaluation.study import run_study, results_markdown
+
+    if workers is not None and workers < 1:
+        from .._errors import InputError
+
+        raise InputError(f"The 'workers' parameter must be >= 1; got {workers}")
+    results = run_study(
+        preset.value, output, seed=seed, workers=workers, data_dir=data_dir,
+        log=lambda line: typer.echo(line, err=True), progress_factory=progress_bar,
+    )
+    typer.echo(results_markdown(results))
+    typer.echo(f"results and figures in {output}")

@@ -1,0 +1,135 @@
+"""Figures of the study, after the paper's Figure 2.
+
+Every function takes arrays (and optionally a matplotlib ``ax``), draws, and
+returns the figure; nothing is shown or saved here (the caller saves).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["plot_rmsd_sums", "plot_distance_trace", "plot_per_time_step", "plot_signals", "METHOD_STYLE"]
+
+#: Colours and labels of the methods, shared by every figure.
+METHOD_STYLE = {
+    "nearest": dict(color="#4C72B0", label="baseline (nearest frame, χ²)"),
+    "vrnn": dict(color="#DD8452", label="VRNN"),
+    "truth": dict(color="black", label="truth"),
+}
+
+
+def _style(name: str) -> dict:
+    return METHOD_STYLE.get(name, dict(color=None, label=name))
+
+
+def _axes(ax, ncols=1, figsize=(6.4, 4.0)):
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax.figure, np.atleast_1d(ax)
+    fig, axes = plt.subplots(1, ncols, figsize=figsize, constrained_layout=True)
+    return fig, np.atleast_1d(axes)
+
+
+def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]]], *, ax=None, titles=None):
+    """Grouped bars: RMSD summed over all test frames, per experiment, one bar per method.
+
+    Parameters
+    ----------
+    experiments : list of str
+        Experiment labels (x axis).
+    sums : dict panel -> dict method -> list of float
+        E.g. ``{"labelled": {"nearest": [...], "vrnn": [...]}, "symmetry-aware": {...}}``; one panel each.
+    """
+    panels = list(sums)
+    fig, axes = _axes(ax, ncols=len(panels), figsize=(5.2 * len(panels), 4.2))
+    x = np.arange(len(experiments))
+    for a, panel in zip(axes, panels):
+        methods = list(sums[panel])
+        width = 0.8 / len(methods)
+        for k, m in enumerate(methods):
+            vals = np.asarray(sums[panel][m], dtype=float)
+            st = _style(m)
+            bars = a.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, color=st["color"], label=st["label"])
+            a.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
+        a.set_xticks(x, experiments, rotation=20, ha="right")
+        a.set_ylabel("RMSD summed over test frames (Å)")
+        a.set_title((titles or {}).get(panel, f"{panel} RMSD"))
+        a.margins(y=0.12)
+        a.grid(axis="y", alpha=0.3)
+    axes[0].legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def plot_distance_trace(time, truth, predictions: dict[str, tuple[np.ndarray, np.ndarray | None]], *, pair_label: str, ax=None):
+    """One distance along one trajectory: the truth and each method, with ±σ bands where given.
+
+    Parameters
+    ----------
+    time : ndarray, shape (T,), fs
+    truth : ndarray, shape (T,), Angstrom
+    predictions : dict method -> (distance (T,), std (T,) or None)
+    pair_label : str
+        E.g. "O–N".
+    """
+    fig, (a,) = _axes(ax, figsize=(7.0, 3.8))
+    a.plot(time, truth, color="black", lw=1.8, label="truth")
+    for m, (d, s) in predictions.items():
+        st = _style(m)
+        a.plot(time, d, color=st["color"], lw=1.2, label=st["label"])
+        if s is not None:
+            a.fill_between(time, d - s, d + s, color=st["color"], alpha=0.25, lw=0, label=f"{st['label']} ± σ")
+    a.set_xlabel("time (fs)")
+    a.set_ylabel(f"{pair_label} distance (Å)")
+    a.legend(fontsize=8, ncol=2)
+    a.grid(alpha=0.3)
+    return fig
+
+
+def plot_per_time_step(time, curves: dict[str, dict[str, np.ndarray]], *, title: str = "", ax=None):
+    """RMSD and SSR against time, averaged over test trajectories, for each method (two panels).
+
+    Parameters
+    ----------
+    time : ndarray, shape (T,), fs
+    curves : dict method -> {"rmsd": (T,), "ssr": (T,)}
+    """
+    fig, axes = _axes(ax, ncols=2, figsize=(10.0, 3.8))
+    for m, c in curves.items():
+        st = _style(m)
+        axes[0].plot(time, c["rmsd"], color=st["color"], label=st["label"])
+        axes[1].plot(time, c["ssr"], color=st["color"], label=st["label"])
+    axes[0].set_ylabel("mean RMSD (Å)")
+    axes[1].set_ylabel("mean SSR of ΔS (fraction²)")
+    axes[1].set_yscale("log")
+    for a in axes:
+        a.set_xlabel("time (fs)")
+        a.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_signals(time, q, panels: dict[str, np.ndarray], *, title: str = "", ax=None):
+    """ΔS(q, t) maps side by side (percent), one shared colour scale.
+
+    Parameters
+    ----------
+    time : ndarray, shape (T,), fs
+    q : ndarray, shape (Q,), 1/Angstrom
+    panels : dict label -> ndarray, shape (T, Q), a fraction
+    """
+    names = list(panels)
+    fig, axes = _axes(ax, ncols=len(names), figsize=(4.0 * len(names) + 1.0, 3.8))
+    stack = np.stack([np.asarray(panels[n], float) for n in names]) * 100
+    lim = np.nanpercentile(np.abs(stack), 99.5) or 1.0
+    for a, n, img in zip(axes, names, stack):
+        mesh = a.pcolormesh(q, time, img, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="nearest")
+        a.set_title(n, fontsize=10)
+        a.set_xlabel("q (1/Å)")
+    axes[0].set_ylabel("time (fs)")
+    fig.colorbar(mesh, ax=list(axes), label="ΔS (%)", shrink=0.9)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,143 @@
+"""Per-frame metrics of an inversion: geometry (RMSD) and signal (SSR).
+
+Both are taken on valid frames only (padded frames are NaN and never count):
+
+* RMSD: the predicted distances become coordinates by classical MDS, which
+  are aligned to the true geometry by mass-weighted Kabsch, minimised over the
+  mirror image. The *labelled* RMSD (the paper's) keeps atom labels; the
+  *symmetry-aware* RMSD also minimises over the automorphisms of the bond
+  graph, since scattering cannot tell identical atoms apart.
+* SSR: the sum over q of the squared difference between the true ΔS and the
+  ΔS that Eq. (1) gives from the predicted distances, with the data's own
+  q grid, inelastic setting and reference intensity I_ref (what an
+  experimentalist has measured).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..geometry import automorphisms, pair_indices, rmsd_from_distances
+
+__all__ = ["Evaluation", "evaluate", "reconstruct_signal", "heavy_pairs"]
+
+
+def heavy_pairs(symbols) -> np.ndarray:
+    """Indices of the pairs of two non-hydrogen atoms, in the row-major pair order."""
+    i, j = pair_indices(len(symbols))
+    heavy = np.array([s != "H" for s in symbols])
+    return np.flatnonzero(heavy[i] & heavy[j])
+
+
+def reconstruct_signal(distances: np.ndarray, symbols, q: np.ndarray, I_ref: np.ndarray, *, inelastic: bool = True) -> np.ndarray:
+    """ΔS that Eq. (1) gives from distances, against a given reference intensity.
+
+    Parameters
+    ----------
+    distances : ndarray, shape (M, T, n_pairs), Angstrom (NaN frames stay NaN)
+    symbols : sequence of str
+    q : ndarray, shape (Q,), 1/Angstrom
+    I_ref : ndarray, shape (M, Q), electron units
+    inelastic : bool
+
+    Returns
+    -------
+    ndarray, shape (M, T, Q), a fraction
+    """
+    from ..scattering import difference_signal, intensity_from_distances
+
+    I = intensity_from_distances(symbols, distances, q, inelastic=inelastic)
+    return difference_signal(I, np.asarray(I_ref)[:, None, :])
+
+
+@dataclass
+class Evaluation:
+    """Metrics of one prediction on one dataset split.
+
+    Attributes
+    ----------
+    rmsd : ndarray, shape (M, T), Angstrom
+        Labelled RMSD (the paper's), NaN past each length.
+    rmsd_sym : ndarray, shape (M, T), Angstrom
+        Symmetry-aware RMSD.
+    ssr : ndarray, shape (M, T)
+        Sum over q of squared ΔS residuals (ΔS as a fraction).
+    abs_error : ndarray, shape (M, T, n_pairs), Angstrom
+        |R_pred - R_true| per pair.
+    dS_pred : ndarray, shape (M, T, Q)
+        The reconstructed signal.
+    heavy : ndarray of int
+        Heavy-atom pair indices.
+    """
+
+    rmsd: np.ndarray
+    rmsd_sym: np.ndarray
+    ssr: np.ndarray
+    abs_error: np.ndarray
+    dS_pred: np.ndarray
+    heavy: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Sums over all valid frames (the paper's Figure 2a) and means."""
+        valid = np.isfinite(self.rmsd)
+        heavy_err = self.abs_error[..., self.heavy][valid]
+        return {
+            "frames": int(valid.sum()),
+            "rmsd_sum": float(np.nansum(self.rmsd)),
+            "rmsd_sym_sum": float(np.nansum(self.rmsd_sym)),
+            "ssr_sum": float(np.nansum(self.ssr)),
+            "rmsd_mean": float(np.nanmean(self.rmsd)) if valid.any() else float("nan"),
+            "rmsd_sym_mean": float(np.nanmean(self.rmsd_sym)) if valid.any() else float("nan"),
+            "ssr_mean": float(np.nanmean(self.ssr)) if valid.any() else float("nan"),
+            "heavy_abs_error_mean": float(np.mean(heavy_err)) if heavy_err.size else float("nan"),
+            "abs_error_mean": float(np.mean(self.abs_error[valid])) if valid.any() else float("nan"),
+        }
+
+    def per_time_step(self) -> dict:
+        """Means over trajectories at each time step (the paper's Figure 2c); NaN where no trajectory is valid."""
+        out = {}
+        for name in ("rmsd", "rmsd_sym", "ssr"):
+            a = getattr(self, name)
+            n = np.isfinite(a).sum(axis=0)
+            s = np.nansum(a, axis=0)
+            out[name] = np.divide(s, n, out=np.full(s.shape, np.nan), where=n > 0)
+        return out
+
+
+def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation:
+    """Score predicted distances against a dataset with signals.
+
+    Parameters
+    ----------
+    distances : ndarray, shape (M, T, n_pairs), Angstrom
+        Predictions for the dataset's trajectories (frames past each length are ignored).
+    dataset : molmovie.datasets.Dataset
+        With positions, lengths and signals.
+    permutations : ndarray of int, shape (K, N), optional
+        Atom permutations for the symmetry-aware RMSD; default: the
+        automorphisms of the bond graph of the dataset's first frame.
+    """
+    from .._errors import InputError
+
+    if not dataset.has_signals:
+        raise InputError("the dataset has no signals; run `molmovie scatter` first")
+    pred = np.array(distances, dtype=float)
+    truth = dataset.distances
+    if pred.shape != truth.shape:
+        raise InputError(f"predicted distances of shape {pred.shape} do not match the dataset's {truth.shape}")
+    mask = dataset.mask
+    pred[~mask] = np.nan
+    positions = dataset.positions
+    if permutations is None:
+        permutations = automorphisms(dataset.symbols, positions[0, 0])
+    masses = dataset.masses
+    rmsd = rmsd_from_distances(pred, positions, masses)
+    rmsd_sym = rmsd_from_distances(pred, positions, masses, permutations=permutations)
+    dS_pred = reconstruct_signal(pred, dataset.symbols, dataset.q, dataset.I_ref, inelastic=bool(dataset.signal_attrs.get("inelastic", True)))
+    resid = dS_pred - dataset.dS
+    ssr = np.where(mask, np.sum(np.where(mask[..., None], resid, 0.0) ** 2, axis=-1), np.nan)
+    abs_error = np.abs(pred - truth)
+    return Evaluation(rmsd, rmsd_sym, ssr, abs_error, dS_pred, heavy_pairs(dataset.symbols))

@@ -1,0 +1,89 @@
+"""Per-frame metrics (RMSD, SSR), their sums and per-time-step means, and the study's figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from molmovie import Dataset
+from molmovie.evaluation import evaluate, heavy_pairs
+from molmovie.evaluation.figures import plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
+from molmovie.scattering import q_grid, simulate_signals
+from molmovie.trajectories import Ensemble
+
+from _fixtures import CS2_SYMBOLS, cs2_positions
+
+
+@pytest.fixture
+def cs2_dataset():
+    pos = np.stack([cs2_positions(30, seed=0), cs2_positions(30, dissociate=True, seed=1)])
+    length = np.array([30, 20])
+    pos[1, 20:] = np.nan
+    ens = Ensemble("cs2", CS2_SYMBOLS, np.arange(30) * 0.5, pos, length, [False, True], ["a", "b"])
+    q = q_grid(q_min=0.5, q_max=5.0, n_q=25)
+    dS, I_ref = simulate_signals(ens.symbols, ens.positions, ens.length, ens.time, q)
+    return Dataset(ens, q, dS, I_ref, dict(inelastic=True, reference="first"))
+
+
+def test_exact_prediction_scores_zero(cs2_dataset):
+    ev = evaluate(cs2_dataset.distances, cs2_dataset)
+    mask = cs2_dataset.mask
+    assert np.nanmax(ev.rmsd) < 1e-8 and np.nanmax(ev.rmsd_sym) < 1e-8
+    assert np.nanmax(ev.ssr) < 1e-20
+    # padded frames never count
+    assert np.isnan(ev.rmsd[~mask]).all() and np.isnan(ev.ssr[~mask]).all()
+    s = ev.summary()
+    assert s["frames"] == 50 and s["rmsd_sum"] < 50e-8
+
+
+def test_swapped_sulfurs_are_wrong_labelled_but_right_symmetry_aware(cs2_dataset):
+    d = cs2_dataset.distances  # pairs (C,S1), (C,S2), (S1,S2)
+    swapped = d[..., [1, 0, 2]]
+    ev = evaluate(swapped, cs2_dataset)
+    # the dissociating run: the far S is mislabelled, so the labelled RMSD is large late in the run
+    assert ev.rmsd[1, 19] > 0.2  # S atoms 1.6 and 2.5 A from C: swapping them moves each by ~0.9 A
+    assert np.nanmax(ev.rmsd_sym) < 1e-8
+    # the signal cannot tell: SSR stays zero
+    assert np.nanmax(ev.ssr) < 1e-20
+
+
+def test_ssr_and_sums_match_a_direct_computation(cs2_dataset):
+    rng = np.random.default_rng(5)
+    pred = cs2_dataset.distances + rng.normal(0, 0.05, cs2_dataset.distances.shape)
+    ev = evaluate(pred, cs2_dataset)
+    from molmovie.scattering import intensity_from_distances
+
+    m, t = 1, 7
+    I = intensity_from_distances(CS2_SYMBOLS, pred[m, t], cs2_dataset.q)
+    dS = (I - cs2_dataset.I_ref[m]) / cs2_dataset.I_ref[m]
+    assert ev.ssr[m, t] == pytest.approx(np.sum((dS - cs2_dataset.dS[m, t]) ** 2), rel=1e-10)
+    s = ev.summary()
+    assert s["ssr_sum"] == pytest.approx(np.nansum(ev.ssr))
+    assert s["rmsd_sum"] == pytest.approx(np.sum(ev.rmsd[cs2_dataset.mask]))
+    per_t = ev.per_time_step()
+    assert per_t["rmsd"][25] == pytest.approx(ev.rmsd[0, 25])  # only trajectory 0 is valid there
+    assert per_t["rmsd"][3] == pytest.approx(ev.rmsd[:, 3].mean())
+    # all CS2 pairs are heavy-atom pairs; heavy_pairs of C2H4 is the C-C pair only
+    assert heavy_pairs(CS2_SYMBOLS).tolist() == [0, 1, 2]
+    assert heavy_pairs(("C", "C", "H", "H", "H", "H")).tolist() == [0]
+
+
+def test_figures_draw_the_numbers_given():
+    import matplotlib.pyplot as plt
+
+    fig = plot_rmsd_sums(["A", "B"], {"labelled": {"nearest": [3.0, 4.0], "vrnn": [1.0, 2.0]}})
+    heights = sorted(p.get_height() for p in fig.axes[0].patches)
+    assert heights == [1.0, 2.0, 3.0, 4.0]
+    plt.close(fig)
+    t = np.arange(5.0)
+    fig = plot_distance_trace(t, t, {"vrnn": (t + 1, np.full(5, 0.5))}, pair_label="O–N")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "O–N distance (Å)" and ax.get_xlabel() == "time (fs)"
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), t + 1)
+    plt.close(fig)
+    fig = plot_per_time_step(t, {"nearest": {"rmsd": t, "ssr": t + 1}})
+    assert fig.axes[1].get_yscale() == "log"
+    plt.close(fig)
+    fig = plot_signals(t, np.arange(3.0), {"a": np.full((5, 3), 0.01), "b": np.full((5, 3), -0.02)})
+    assert fig.axes[-1].get_ylabel() == "ΔS (%)"
+    plt.close(fig)
