@@ -1,0 +1,75 @@
+"""Inversion methods: from scattering signals ΔS(q, t) to atom-atom distances R_AB(t) ± σ.
+
+Every method follows one protocol (see :class:`InversionMethod`)::
+
+    from molmovie.inversion import get_method, load_method
+
+    method = get_method("vrnn", hidden=64)     # settings only
+    method.fit(train, val=val)                  # molmovie Dataset objects; returns the method
+    pred = method.predict(dS, q=q, lengths=L)   # Prediction(distances, std), (M, T, n_pairs) Angstrom
+    method.save("model.safetensors")
+    method = load_method("model.safetensors")    # any method; never runs code from the file
+
+Methods, by name (:data:`METHODS`):
+
+* ``"nearest"`` -- :class:`NearestReference`, the paper's frame-by-frame
+  baseline: the training frame of least sum of squared residuals.
+* ``"vrnn"`` -- :class:`VRNN`, the paper's variational recurrent network,
+  with a symmetry-invariant loss, an Eq. (1) physics term and log-scaled
+  targets.
+
+Adding a method is one new module and one line in :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+from .._errors import InputError
+from ._base import InversionMethod, NotFittedError, Prediction, read_model_file
+from ._nearest import NearestReference, nearest_frames
+from ._vrnn import VRNN
+
+__all__ = [
+    "Prediction",
+    "InversionMethod",
+    "NotFittedError",
+    "NearestReference",
+    "VRNN",
+    "METHODS",
+    "get_method",
+    "load_method",
+    "nearest_frames",
+]
+
+#: Inversion methods by name.
+METHODS: dict[str, type[InversionMethod]] = {
+    "nearest": NearestReference,
+    "vrnn": VRNN,
+}
+
+
+def get_method(name: str, **settings) -> InversionMethod:
+    """A new, unfitted inversion method by name.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`METHODS`.
+    **settings
+        The method's keyword settings; an unknown one is an :class:`InputError`.
+    """
+    if name not in METHODS:
+        raise InputError(f"unknown inversion method {name!r}; choose one of {', '.join(METHODS)}")
+    cls = METHODS[name]
+    known = cls.setting_names()
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise InputError(f"the {name!r} method has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(known)}")
+    return cls(**settings)
+
+
+def load_method(path) -> InversionMethod:
+    """Load a saved model of any registered method (see :meth:`InversionMethod.save`)."""
+    method, config, arrays = read_model_file(path)
+    if method not in METHODS:
+        raise InputError(f"{path} holds a model of method {method!r}, which this molmovie does not know")
+    return METHODS[method]._from_parts(method, config, arrays, path)

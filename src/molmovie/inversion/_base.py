@@ -1,0 +1,407 @@
+"""The inversion protocol shared by every method, and the model file format.
+
+Every method looks alike from outside (scikit-learn's estimator protocol)::
+
+    method = VRNN(hidden=128)                    # constructor stores settings only
+    method.fit(train, val=val)                   # Dataset objects in, returns self
+    pred = method.predict(dS, q=q, lengths=L)    # -> Prediction(distances, std)
+    method.save("model.safetensors"); VRNN.load("model.safetensors")
+
+A model file is one `safetensors <https://huggingface.co/docs/safetensors>`_
+file: plain arrays, with the method's name, settings and fitted scalars as a
+JSON string in the file's header metadata. Loading a model parses a JSON
+header and copies raw numbers; it never unpickles and never runs code from
+the file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .._errors import InputError
+
+__all__ = ["Prediction", "InversionMethod", "NotFittedError", "MODEL_FORMAT", "MODEL_VERSION", "read_model_file"]
+
+MODEL_FORMAT = "molmovie-model"
+MODEL_VERSION = 1
+
+
+class NotFittedError(InputError):
+    """A method was asked to predict or save before :meth:`fit`."""
+
+
+@dataclass
+class Prediction:
+    """What an inversion method answers.
+
+    Attributes
+    ----------
+    distances : ndarray, shape (M, T, n_pairs), Angstrom
+        Predicted atom-atom distances, pairs in ``numpy.triu_indices`` order;
+        NaN past each series' length.
+    std : ndarray, shape (M, T, n_pairs), Angstrom, or None
+        One standard deviation of each predicted distance; None for methods
+        without an uncertainty.
+    """
+
+    distances: np.ndarray
+    std: np.ndarray | None = None
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def check_dataset(ds, role: str, *, need_signals: bool = True):
+    """Validate a training or validation :class:`~molmovie.datasets.Dataset`.
+
+    Returns the dataset's valid-frame mask, shape (M, T).
+    """
+    if ds is None:
+        raise InputError(f"the {role} data is missing")
+    for attr in ("dS", "q", "length", "positions", "symbols"):
+        if not hasattr(ds, attr):
+            raise InputError(f"the {role} data must be a molmovie Dataset; got {type(ds).__name__}")
+    if ds.n_trajectories == 0:
+        raise InputError(f"the {role} split is empty: it has no trajectories to learn from")
+    if need_signals and (ds.dS is None or ds.q is None):
+        raise InputError(f"the {role} dataset has no scattering signals; run `molmovie scatter` on it first")
+    length = np.asarray(ds.length)
+    T = ds.n_frames
+    if np.any(length < 1) or np.any(length > T):
+        raise InputError(f"the {role} dataset has trajectory lengths outside 1..{T}")
+    mask = np.arange(T)[None, :] < length[:, None]
+    if need_signals:
+        dS = np.asarray(ds.dS)
+        if dS.shape != (ds.n_trajectories, T, len(ds.q)):
+            raise InputError(
+                f"the {role} dataset's dS has shape {dS.shape}; expected (trajectories, frames, q) = "
+                f"{(ds.n_trajectories, T, len(ds.q))}"
+            )
+        if not np.all(np.isfinite(dS[mask])):
+            raise InputError(f"the {role} dataset's dS has NaN or inf within a trajectory's length")
+    return mask
+
+
+def check_signals(dS, q, lengths, model_q, *, n_q_name: str = "model") -> tuple[np.ndarray, np.ndarray]:
+    """Validate signals given to ``predict``.
+
+    Parameters
+    ----------
+    dS : array_like, shape (M, T, Q)
+    q : array_like, shape (Q,), 1/Angstrom
+    lengths : array_like of int, shape (M,), or None
+        Valid frames per series. None: every frame must be finite, except
+        trailing all-NaN frames, which count as past the length.
+    model_q : ndarray, shape (Q,)
+        The q grid the model was trained on; ``q`` must equal it.
+
+    Returns
+    -------
+    dS : ndarray, float64, shape (M, T, Q)
+    lengths : ndarray of int, shape (M,)
+    """
+    dS = np.asarray(dS, dtype=float)
+    if dS.ndim != 3:
+        raise InputError(f"dS must have shape (series, frames, q); got an array of shape {dS.shape}")
+    M, T, Q = dS.shape
+    if T == 0:
+        raise InputError("dS has no frames")
+    q = np.asarray(q, dtype=float)
+    if q.ndim != 1 or len(q) != Q:
+        raise InputError(f"q must have one value per column of dS ({Q}); got shape {q.shape}")
+    if len(q) != len(model_q) or not np.allclose(q, model_q, rtol=1e-6, atol=1e-9):
+        raise InputError(
+            f"the signals' q grid ({len(q)} points, {q.min():.4g} to {q.max():.4g} 1/Å) differs from the {n_q_name}'s "
+            f"({len(model_q)} points, {model_q.min():.4g} to {model_q.max():.4g} 1/Å); interpolate the signals "
+            "onto the model's grid (molmovie invert --interpolate-q)"
+        )
+    if lengths is None:
+        finite = np.isfinite(dS).all(axis=2)
+        allnan = np.isnan(dS).all(axis=2)
+        lengths = finite.sum(axis=1)
+        ok = finite | allnan
+        prefix = np.arange(T)[None, :] < lengths[:, None]
+        if not (ok.all() and np.array_equal(finite, prefix)):
+            raise InputError(
+                "dS has NaN or inf inside a series; only whole frames of NaN at the end of a series "
+                "(past its length) are allowed"
+            )
+    else:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (M,) or not np.issubdtype(lengths.dtype, np.number) or np.any(lengths != np.round(lengths)):
+            raise InputError(f"lengths must be {M} whole numbers, one per series; got {lengths!r}")
+        lengths = lengths.astype(np.int64)
+        if np.any(lengths < 0) or np.any(lengths > T):
+            raise InputError(f"lengths must lie between 0 and the number of frames {T}; got {lengths.min()} to {lengths.max()}")
+        mask = np.arange(T)[None, :] < lengths[:, None]
+        if not np.all(np.isfinite(dS[mask])):
+            raise InputError("dS has NaN or inf within a series' length")
+    return dS, lengths.astype(np.int64)
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise InputError(f"The {name!r} setting must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def check_number(name: str, value, *, low=None, high=None, low_open=False, integer=False) -> None:
+    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.integer, np.floating))
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        kind = "a whole number" if integer else "a number"
+        raise InputError(f"The {name!r} setting must be {kind}; got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise InputError(f"The {name!r} setting must be {'>' if low_open else '>='} {low}; got {value!r}")
+    if high is not None and value > high:
+        raise InputError(f"The {name!r} setting must be <= {high}; got {value!r}")
+
+
+# --------------------------------------------------------------------------- model files
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_model_file(path, method: str, config: dict, arrays: dict[str, np.ndarray], *, force: bool = False) -> Path:
+    """Write a model file atomically (temporary file, then rename)."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name for the model, e.g. model.safetensors")
+    if path.exists() and not force:
+        raise InputError(f"{path} exists; use --force (or force=True) to replace it")
+    if not path.parent.exists():
+        raise InputError(f"{path.parent}: no such folder for the model file")
+    header = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "method": method, "config": config}
+    metadata = {"molmovie": json.dumps(header)}
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    _atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
+    return path
+
+
+def read_model_file(path) -> tuple[str, dict, dict[str, np.ndarray]]:
+    """Read a model file: ``(method name, config dict, arrays)``.
+
+    Only the safetensors format is read: a JSON header and raw little-endian
+    numbers. A pickle (e.g. from ``torch.save``) or any other file is refused
+    with an :class:`InputError` before anything in it is interpreted.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such model file")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a molmovie model file")
+    try:
+        with safe_open(str(path), framework="np") as f:
+            metadata = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for any damage
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        if head[:1] == b"\x80" or head == b"PK":
+            raise InputError(
+                f"{path} is a Python pickle (or a torch.save zip archive), not a molmovie model file; molmovie "
+                "never unpickles files because unpickling can run arbitrary code"
+            ) from None
+        raise InputError(f"{path} is not a readable molmovie model file ({type(exc).__name__}: {exc})") from None
+    try:
+        header = json.loads(metadata["molmovie"])
+        ok = header.get("format") == MODEL_FORMAT and isinstance(header.get("config"), dict)
+    except (KeyError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise InputError(f"{path} is a safetensors file but not a molmovie model (no molmovie header)")
+    if int(header.get("version", 0)) > MODEL_VERSION:
+        raise InputError(f"{path}: model format version {header['version']} is newer than this molmovie reads; upgrade molmovie")
+    return str(header.get("method")), header["config"], arrays
+
+
+def need_array(arrays: dict, name: str, path) -> np.ndarray:
+    if name not in arrays:
+        raise InputError(f"{path}: damaged molmovie model file (array {name!r} is missing)")
+    return arrays[name]
+
+
+# --------------------------------------------------------------------------- the base class
+
+
+class InversionMethod:
+    """Base of the inversion methods: settings handling, fitted checks, the molecule record.
+
+    Subclasses define ``name``, keyword-only settings in ``__init__``, and
+    ``fit``, ``predict``, ``_config_state``/``_arrays`` and ``_restore``.
+    Learned state ends in ``_``; ``symbols_``, ``molecule_``, ``q_`` and
+    ``pair_labels_`` are set by every ``fit``.
+    """
+
+    name: str = ""
+    #: The attribute that ``fit`` sets last; a method is fitted when it exists.
+    _fitted_attr: str = "q_"
+
+    # -------------------------------------------------------------- settings
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY]
+
+    def get_params(self) -> dict[str, Any]:
+        """The settings given to the constructor, as a dict."""
+        return {k: getattr(self, k) for k in self.setting_names()}
+
+    def __repr__(self) -> str:
+        cls = type(self)
+        sig = inspect.signature(cls.__init__)
+        changed = [
+            f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default is not v and sig.parameters[k].default != v
+        ]
+        return f"{cls.__name__}({', '.join(changed)})"
+
+    def _validate_settings(self) -> None:  # overridden
+        pass
+
+    # -------------------------------------------------------------- fitted state
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` (or :meth:`load`) has completed."""
+        return hasattr(self, self._fitted_attr)
+
+    def _reset(self) -> None:
+        """Forget learned state (attributes ending in ``_``) before a new fit."""
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
+
+    def _check_fitted(self, what: str = "predict") -> None:
+        if not self.is_fitted:
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet: call fit(train) (or load a saved model) before {what}"
+            )
+
+    def _record_dataset(self, train) -> None:
+        from ..geometry import pair_labels
+
+        self.symbols_ = tuple(str(s) for s in train.symbols)
+        self.molecule_ = str(train.molecule)
+        self.q_ = np.asarray(train.q, dtype=float).copy()
+        self.pair_labels_ = list(pair_labels(self.symbols_))
+        self.n_pairs_ = len(self.pair_labels_)
+        self.signal_attrs_ = {k: v for k, v in dict(train.signal_attrs).items() if isinstance(v, (str, int, float, bool, type(None)))}
+
+    def _check_val(self, train, val):
+        if val is None:
+            return None
+        check_dataset(val, "validation")
+        if tuple(val.symbols) != tuple(train.symbols):
+            raise InputError("the validation data is of another molecule than the training data (atoms differ)")
+        if len(val.q) != len(train.q) or not np.allclose(val.q, train.q):
+            raise InputError("the validation data's q grid differs from the training data's")
+        return val
+
+    def check_molecule(self, symbols) -> None:
+        """Refuse signals of another molecule than the one this model was trained on."""
+        self._check_fitted("checking a molecule")
+        if tuple(str(s) for s in symbols) != self.symbols_:
+            raise InputError(
+                f"this model was trained on {self.molecule_} ({' '.join(self.symbols_)}); the signals are of "
+                f"another molecule ({' '.join(map(str, symbols))})"
+            )
+
+    # -------------------------------------------------------------- persistence
+    def _common_config(self) -> dict:
+        return {
+            "settings": _jsonable(self.get_params()),
+            "symbols": list(self.symbols_),
+            "molecule": self.molecule_,
+            "pair_labels": list(self.pair_labels_),
+            "signal_attrs": self.signal_attrs_,
+        }
+
+    def _restore_common(self, config: dict, arrays: dict, path) -> None:
+        try:
+            self.symbols_ = tuple(config["symbols"])
+            self.molecule_ = str(config["molecule"])
+            self.pair_labels_ = list(config["pair_labels"])
+            self.signal_attrs_ = dict(config.get("signal_attrs", {}))
+        except (KeyError, TypeError):
+            raise InputError(f"{path}: damaged molmovie model file (molecule record incomplete)") from None
+        self.n_pairs_ = len(self.pair_labels_)
+        self.q_ = np.asarray(need_array(arrays, "q", path), dtype=float)
+
+    def save(self, path, *, force: bool = False) -> Path:
+        """Save the fitted model to one safetensors file (atomic write).
+
+        Parameters
+        ----------
+        path : path-like
+            File to write, e.g. ``model.safetensors``.
+        force : bool
+            Replace an existing file.
+        """
+        self._check_fitted("save")
+        config = self._common_config()
+        config.update(self._config_state())
+        arrays = {"q": self.q_}
+        arrays.update(self._arrays())
+        return write_model_file(path, self.name, config, arrays, force=force)
+
+    @classmethod
+    def load(cls, path) -> "InversionMethod":
+        """Load a model saved by :meth:`save` (never runs code from the file)."""
+        method, config, arrays = read_model_file(path)
+        return cls._from_parts(method, config, arrays, path)
+
+    @classmethod
+    def _from_parts(cls, method: str, config: dict, arrays: dict, path) -> "InversionMethod":
+        if method != cls.name:
+            raise InputError(f"{path} holds a {method!r} model, not a {cls.name!r} one; use molmovie.inversion.load_method")
+        settings = config.get("settings")
+        if not isinstance(settings, dict):
+            raise InputError(f"{path}: damaged molmovie model file (no settings)")
+        known = set(cls.setting_names())
+        unknown = set(settings) - known
+        if unknown:
+            raise InputError(f"{path}: model settings {sorted(unknown)} are unknown to this molmovie version")
+        obj = cls(**settings)
+        obj._restore_common(config, arrays, path)
+        obj._restore(config, arrays, path)
+        return obj
+
+    # subclasses
+    def _config_state(self) -> dict:
+        return {}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _restore(self, config: dict, arrays: dict, path) -> None:
+        pass
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj

@@ -1,0 +1,162 @@
+"""The VRNN: symmetry-invariant loss, target scaling and its uncertainty, early stopping, learning."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from molmovie.inversion import VRNN
+from molmovie.inversion._vrnn import TARGETS, _best_permutation
+
+from test_inversion import FAST, make_dataset
+
+TINY = FAST["vrnn"]
+
+
+def test_best_permutation_is_the_argmin_of_the_nll():
+    gen = torch.Generator().manual_seed(0)
+    B, T, P = 5, 7, 6
+    perms = torch.tensor([list(p) for p in itertools.permutations(range(P))][:40])  # identity first
+    y = torch.randn(B, T, P, generator=gen)
+    mu = torch.randn(B, T, P, generator=gen)
+    sd = 0.1 + torch.rand(B, T, P, generator=gen)
+    mask = (torch.arange(T)[None, :] < torch.tensor([7, 3, 5, 1, 6])[:, None]).float()
+    mu[1] = y[1][:, perms[17]]  # sequence 1 fits permutation 17 exactly
+    got = _best_permutation(y, mu, sd, mask, perms)
+    for b in range(B):
+        nll = [float((mask[b, :, None] * ((y[b][:, p] - mu[b]) / sd[b]) ** 2).sum()) for p in perms]
+        assert torch.equal(got[b], y[b][:, perms[int(np.argmin(nll))]])
+    assert torch.equal(got[1], mu[1])
+    # ties go to the identity (the first)
+    same = _best_permutation(torch.zeros(1, 3, P), torch.zeros(1, 3, P), torch.ones(1, 3, P), torch.ones(1, 3), perms)
+    assert torch.equal(same, torch.zeros(1, 3, P))
+
+
+def _relabel_sulfurs(ds, which):
+    """Swap the labels of the two S atoms in the trajectories ``which`` (an observationally identical dataset)."""
+    out = ds.subset(np.arange(ds.n_trajectories))
+    pos = out.ensemble.positions.copy()
+    pos[which] = pos[which][:, :, [0, 2, 1]]
+    out.ensemble.positions = pos
+    return out
+
+
+@pytest.mark.parametrize("symmetry", [True, False])
+def test_symmetric_loss_does_not_see_how_identical_atoms_are_labelled(symmetry):
+    ds = make_dataset(M=16, T=10, Q=12, dissociate=0.5, seed=5)
+    swapped = _relabel_sulfurs(ds, np.arange(0, 16, 2))
+    np.testing.assert_array_equal(swapped.dS, ds.dS)
+    settings = dict(TINY, symmetry=symmetry, epochs=4)
+    a = VRNN(**settings).fit(ds).predict(ds.dS, q=ds.q)
+    b = VRNN(**settings).fit(swapped).predict(ds.dS, q=ds.q)
+    if symmetry:
+        np.testing.assert_allclose(a.distances, b.distances, rtol=1e-4)
+        np.testing.assert_allclose(a.std, b.std, rtol=1e-4)
+    else:
+        assert np.nanmax(np.abs(a.distances - b.distances)) > 1e-3
+
+
+def test_symmetry_uses_the_bond_graph_automorphisms():
+    ds = make_dataset(M=8, T=6, Q=10, dissociate=0.0)
+    model = VRNN(**TINY).fit(ds)
+    # CS2: identity and the S2<->S3 swap, acting on pairs (C1-S2, C1-S3, S2-S3)
+    np.testing.assert_array_equal(model.pair_perms_, [[0, 1, 2], [1, 0, 2]])
+    assert model.y_mean_[0] == model.y_mean_[1] and model.y_std_[0] == model.y_std_[1]
+    plain = VRNN(**dict(TINY, symmetry=False)).fit(ds)
+    np.testing.assert_array_equal(plain.pair_perms_, [[0, 1, 2]])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_std_is_the_delta_method_image_of_the_latent_std(target):
+    model = VRNN(target=target)
+    model.g_floor_ = 1e-3
+    g = np.array([0.3, 0.5, 1.2])
+    h = 1e-6
+    slope = (model._g_to_R(g + h) - model._g_to_R(g - h)) / (2 * h)
+    np.testing.assert_allclose(model._dR_dg(model._g_to_R(g)), np.abs(slope), rtol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["inverse", "linear"])
+def test_other_targets_and_decoder_train_and_predict(target):
+    ds = make_dataset(M=12, T=8, Q=10, dissociate=0.5)
+    model = VRNN(**dict(TINY, target=target, decoder=True, gamma=0.5)).fit(ds)
+    pred = model.predict(ds.dS, q=ds.q, lengths=ds.length)
+    assert np.all(pred.distances[ds.mask] > 0) and np.all(pred.std[ds.mask] > 0)
+    assert model.net_.dec is not None
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    ds = make_dataset(M=20, T=8, Q=10)
+    train, val = ds.split("train"), ds.split("val")
+    seen = []
+    model = VRNN(**dict(TINY, epochs=12, patience=2, lr=0.05)).fit(train, val, progress=lambda done, info: seen.append((done, info)))
+    val_losses = [h["val_loss"] for h in model.history_]
+    assert [d for d, _ in seen] == list(range(1, len(model.history_) + 1)) and len(seen) <= 12
+    assert model.best_epoch_ == int(np.argmin(val_losses)) + 1
+    assert len(model.history_) == 12 or len(model.history_) == model.best_epoch_ + 2
+    assert seen[-1][1]["best_loss"] == min(val_losses) and {"nll", "kl", "rec", "phys"} <= set(seen[-1][1])
+    # the kept weights are the best epoch's: their validation loss is the recorded minimum
+    vmask = val.mask
+    data = model._tensors(val, vmask, val.distances, torch.device("cpu"))
+    perms = torch.as_tensor(model.pair_perms_)
+    again = model._evaluate(model.net_, data, perms, None, model._loss_constants(torch.device("cpu")))
+    assert again == pytest.approx(min(val_losses), rel=1e-5)
+
+
+def test_learns_distances_better_than_the_training_mean():
+    ds = make_dataset(M=80, T=16, Q=16, dissociate=0.0, seed=7)
+    train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
+    settings = dict(hidden=32, features=16, latent_free=2, epochs=40, patience=40, batch_size=8, physics=0.0, lr=3e-3)
+    model = VRNN(**settings, symmetry=False).fit(train, val)
+    pred = model.predict(test.dS, q=test.q, lengths=test.length)
+    R, mask = test.distances, test.mask
+    err = np.abs(pred.distances - R)[mask].mean()
+    mean_err = np.abs(np.nanmean(train.distances, axis=(0, 1)) - R)[mask].mean()
+    assert err < 0.75 * mean_err, (err, mean_err)  # measured: 0.043 against 0.079
+    inside = (np.abs(pred.distances - R) <= 2 * pred.std)[mask].mean()
+    assert 0.5 < inside <= 1.0
+
+
+@pytest.mark.parametrize("reference", ["first", "ground"])
+def test_physics_term_vanishes_at_the_true_distances(reference):
+    from molmovie.scattering import simulate_signals
+
+    ds = make_dataset(M=10, T=8, Q=20, dissociate=0.5, seed=3)
+    dS, I_ref = simulate_signals(ds.symbols, ds.positions, ds.length, ds.time, ds.q, reference=reference)
+    ds = ds.with_signals(ds.q, dS, I_ref, inelastic=True, reference=reference, photons=None, irf_fs=None, seed=0)
+    model = VRNN(**dict(TINY, physics=1.0, epochs=1)).fit(ds)
+    assert model.reference_ == reference
+    cpu = torch.device("cpu")
+    data = model._tensors(ds, ds.mask, ds.distances, cpu)
+    P = 3
+    latent = P + model.latent_free
+    q_mean = torch.zeros(ds.n_trajectories, ds.n_frames, latent)
+    q_mean[..., :P] = data["y"]  # the encoder predicting exactly the truth
+    q_mean.requires_grad_(True)
+    ones = torch.ones_like(q_mean)
+    out = {"q_mean": q_mean, "q_std": ones, "p_mean": q_mean.detach(), "p_std": ones}
+    perms = torch.as_tensor(model.pair_perms_)
+    debye = model._debye(cpu)
+    loss, parts, _ = model._loss(out, data, perms, debye, model._loss_constants(cpu))
+    assert parts["phys"] < 1e-6  # float32 round-off of ΔS ~ 1e-7 relative to I, in units of the ΔS spread
+    out["q_mean"] = q_mean + 0.1 * torch.ones_like(q_mean)  # distances off by ~10 % of their spread
+    loss, parts, _ = model._loss(out, data, perms, debye, model._loss_constants(cpu))
+    assert parts["phys"] > 1e-3
+    loss.backward()
+    assert torch.isfinite(q_mean.grad).all() and q_mean.grad[..., :P].abs().sum() > 0
+
+
+def test_physics_frames_subset():
+    model = VRNN(physics_frames=5)
+    gen = torch.Generator().manual_seed(0)
+    for idx in (model._physics_frames(40, gen), model._physics_frames(40)):
+        assert idx[0] == 0 and len(idx) == 5 and torch.all(idx[1:] > idx[:-1]) and idx[-1] < 40
+    assert model._physics_frames(40).tolist() == [0, 1, 14, 27, 39]  # evenly spaced for validation
+    assert model._physics_frames(5) is None and VRNN(physics_frames=0)._physics_frames(40) is None
+    ds = make_dataset(M=8, T=10, Q=12, dissociate=0.5)
+    seen = []
+    VRNN(**dict(TINY, physics=0.5, physics_frames=3, epochs=1)).fit(ds, ds, progress=lambda d, info: seen.append(info))
+    assert seen[0]["phys"] > 0 and np.isfinite(seen[0]["val_loss"])
