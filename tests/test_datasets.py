@@ -97,6 +97,8 @@ def test_splits_are_disjoint_complete_and_seeded():
     assert not np.array_equal(s["test"], make_splits(942, (753, 94, 95), seed=4)["test"])
     p = make_splits(107, (85, 11, 11))
     assert [len(p[k]) for k in ("train", "val", "test")] == [85, 11, 11]
+    p = make_splits(5, (85, 11, 11))
+    assert [len(p[k]) for k in ("train", "val", "test")] == [3, 1, 1]
     p = make_splits(1000, (80, 10, 10))
     assert [len(p[k]) for k in ("train", "val", "test")] == [800, 100, 100]
 

@@ -175,7 +175,9 @@ def make_splits(n: int, sizes=(85, 11, 11), seed: int = 0) -> dict[str, np.ndarr
     sizes : three numbers
         Relative sizes of train, val and test. When they add up to ``n`` they
         are taken as exact counts (``753,94,95`` of 942); otherwise as
-        proportions (``80,10,10``), rounded, with train taking the remainder.
+        proportions (``80,10,10``), rounded, with train taking the remainder;
+        a split with a non-zero size gets at least one trajectory when train
+        can spare it.
     seed : int
     """
     sizes = np.asarray(sizes, dtype=float)
@@ -186,6 +188,9 @@ def make_splits(n: int, sizes=(85, 11, 11), seed: int = 0) -> dict[str, np.ndarr
     else:
         frac = sizes / sizes.sum()
         n_val, n_test = (int(round(n * f)) for f in frac[1:])
+        # a split that was asked for gets at least one trajectory while train keeps one
+        n_val = max(n_val, 1) if sizes[1] > 0 and n - n_val - n_test > 1 else n_val
+        n_test = max(n_test, 1) if sizes[2] > 0 and n - n_val - n_test > 1 else n_test
         counts = np.array([n - n_val - n_test, n_val, n_test])
         if counts[0] < 0:
             raise InputError(f"splits {','.join(f'{s:g}' for s in sizes)} leave no training trajectories out of {n}")

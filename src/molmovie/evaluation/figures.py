@@ -57,7 +57,8 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
         a.set_title((titles or {}).get(panel, f"{panel} RMSD"))
         a.margins(y=0.12)
         a.grid(axis="y", alpha=0.3)
-    axes[0].legend(loc="upper left", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=len(labels), fontsize=9, frameon=False)
     return fig
 
 
