@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from molmovie._errors import InputError
-from molmovie.geometry import distances
 from molmovie.molecules import builtin
 from molmovie.scattering import DEFAULT_Q, intensity, q_grid, simulate_signals
 from molmovie.scattering.detector import WAVELENGTH

@@ -242,6 +242,15 @@ def test_sincos_kernel_against_high_precision():
     assert np.isnan(s_nan[0]) and np.isnan(c_nan[0])
 
 
+def test_compiled_pair_distances_match_geometry_module():
+    from molmovie.scattering.debye import pair_distances
+
+    symbols, pos = nmm_geometries(10, seed=8)
+    pos[4, 2] = np.nan
+    np.testing.assert_allclose(pair_distances(pos.reshape(2, 5, 18, 3)), distances(pos).reshape(2, 5, -1), rtol=1e-15)
+    assert pair_distances(np.zeros((3, 1, 3))).shape == (3, 0)
+
+
 def test_nan_geometries_give_nan_rows():
     symbols, pos = nmm_geometries(40, seed=4)
     pos[3, 5] = np.nan

@@ -14,17 +14,18 @@ sin(qr)/(qr) = 1 there).
 Two ways to get u on the grid:
 
 ``debye_uniform``, q_k = q0 + k Δq: no sine inside the loop. By angle
-addition u_{k+1} = 2 cos(α) u_k - u_{k-1} with α = Δq r, evaluated in
-Reinsch's difference form, u_{k+1} = u_k + d_k, d_{k+1} = d_k + λ u_{k+1},
-λ = 2 cos α - 2 = -4 sin²(α/2) (Reinsch's modification of the Goertzel-
-Clenshaw recurrence, analysed by Oliver, *J. Inst. Maths Applics* 20, 379
-(1977); see also Press et al., *Numerical Recipes*, 2nd ed., §5.5). The plain three-term
-form loses accuracy when α is small (its rounding errors grow like k²);
-measured against 100-digit arithmetic over 1000 steps of a grid from 0 to
-30 1/Å, the difference form keeps sin(qr)/(qr) within 3e-15 absolute for r
-from 0.001 to 100 Å (2e-14 where Δq r is near π), the plain form only within
-3e-11. Seeds are re-computed exactly every ``RESEED`` steps all the same.
-Each step costs 4 flops per pair and geometry.
+addition u_{k+1} = 2 cos(α) u_k - u_{k-1} with α = Δq r (the Chebyshev
+recurrence), evaluated in Reinsch's difference form,
+u_{k+1} = u_k + d_k, d_{k+1} = d_k + λ u_{k+1}, λ = 2 cos α - 2 = -4 sin²(α/2)
+(Reinsch's modification of the Goertzel-Clenshaw recurrence, analysed by
+Oliver, *J. Inst. Maths Applics* 20, 379 (1977); see also Press et al.,
+*Numerical Recipes*, 2nd ed., §5.5). The plain three-term form loses
+accuracy when α is small (its rounding errors grow like k²): measured
+against 100-digit arithmetic over 1000 steps of a grid from 0 to 30 1/Å, the
+difference form keeps sin(qr)/(qr) within 3e-15 absolute for r from 0.001 to
+100 Å (2e-14 where Δq r is near π), the plain form only within 3e-11. Seeds
+are re-computed exactly every ``RESEED`` steps all the same. Each step costs
+4 flops per pair and geometry.
 
 ``debye_direct``, any q grid: one sine per pair and q point.
 
@@ -272,3 +273,21 @@ def sincos_array(x, s, c):
     """s, c = sin(x), cos(x) elementwise with :func:`_sincos` (for tests)."""
     for i in range(x.shape[0]):
         s[i], c[i] = _sincos(x[i])
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def pair_distances(pos, out):
+    """out[g, p] = |pos[g, i] - pos[g, j]| for pairs i < j in row-major order; pos (G, N, 3), out (G, P)."""
+    n_geom, n_atoms, _ = pos.shape
+    for g in prange(n_geom):
+        p = 0
+        for i in range(n_atoms):
+            xi = pos[g, i, 0]
+            yi = pos[g, i, 1]
+            zi = pos[g, i, 2]
+            for j in range(i + 1, n_atoms):
+                dx = xi - pos[g, j, 0]
+                dy = yi - pos[g, j, 1]
+                dz = zi - pos[g, j, 2]
+                out[g, p] = np.sqrt(dx * dx + dy * dy + dz * dz)
+                p += 1

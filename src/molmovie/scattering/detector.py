@@ -25,7 +25,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .._errors import InputError
-from .debye import intensity_from_distances
+from .debye import intensity_from_distances, pair_distances
 from .tables import check_q
 
 __all__ = ["q_grid", "DEFAULT_Q", "PHOTON_ENERGY_KEV", "WAVELENGTH", "simulate_signals"]
@@ -125,6 +125,18 @@ def _check_inputs(symbols, positions, length, time):
     return pos, lengths, t, valid
 
 
+def _positive_or_none(name: str, value, meaning: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (math.isfinite(number) and number > 0):
+        raise InputError(f"The '{name}' parameter must be > 0 ({meaning}); got {value!r}")
+    return number
+
+
 def _gaussian_smooth(I: np.ndarray, valid: np.ndarray, dt: float, fwhm: float) -> np.ndarray:
     """Normalised Gaussian convolution along axis 1 over valid frames only.
 
@@ -150,11 +162,11 @@ def _gaussian_smooth(I: np.ndarray, valid: np.ndarray, dt: float, fwhm: float) -
             lo, hi = max(0, -o), min(n_frames, n_frames - o)  # output frames i with i + o in range
             num[:, lo:hi] += wo * filled[:, lo + o:hi + o]
             den[:, lo:hi] += wo * mask[:, lo + o:hi + o]
-    else:
-        from scipy.signal import fftconvolve
-
-        num = fftconvolve(filled, w[None, :, None], mode="same", axes=1)
-        den = fftconvolve(mask, w[None, :], mode="same", axes=1)
+    else:  # FFT convolution along time (numpy.fft), 'same' alignment: output i <- Σ_o w_o x[i + o]
+        size = 1 << int(np.ceil(np.log2(n_frames + 2 * half)))
+        kernel = np.fft.rfft(w, size)
+        num = np.fft.irfft(np.fft.rfft(filled, size, axis=1) * kernel[None, :, None], size, axis=1)[:, half:half + n_frames]
+        den = np.fft.irfft(np.fft.rfft(mask, size, axis=1) * kernel[None, :], size, axis=1)[:, half:half + n_frames]
     out = np.full_like(I, np.nan)
     out[valid] = num[valid] / den[valid][:, None]
     return out
@@ -238,18 +250,14 @@ def simulate_signals(
         inside a length, an unknown ``reference``, ``photons`` or ``irf_fs``
         <= 0, or non-uniform times with ``irf_fs``.
     """
-    from ..geometry import distances
-
     if isinstance(symbols, str):
         raise InputError("The 'symbols' parameter must be a sequence of element symbols, e.g. ['C', 'S', 'S']")
     symbols = list(symbols)
     qa = check_q(q)
     if reference not in ("first", "ground"):
         raise InputError(f"The 'reference' parameter must be 'first' or 'ground'; got {reference!r}")
-    if photons is not None and not (np.isfinite(photons) and photons > 0):
-        raise InputError(f"The 'photons' parameter must be > 0 (expected photons per pattern); got {photons}")
-    if irf_fs is not None and not (np.isfinite(irf_fs) and irf_fs > 0):
-        raise InputError(f"The 'irf_fs' parameter must be > 0 (FWHM in fs); got {irf_fs}")
+    photons = _positive_or_none("photons", photons, "expected photons per pattern")
+    irf_fs = _positive_or_none("irf_fs", irf_fs, "FWHM in fs")
     pos, lengths, t, valid = _check_inputs(symbols, positions, length, time)
     n_traj, n_frames = pos.shape[:2]
     dt = float(t[1] - t[0]) if n_frames > 1 else 1.0
@@ -258,7 +266,7 @@ def simulate_signals(
     rng = np.random.default_rng(seed) if photons is not None else None
 
     # The reference first: "ground" needs every trajectory's first frame.
-    first = intensity_from_distances(symbols, distances(pos[:, 0]), qa, inelastic=inelastic)
+    first = intensity_from_distances(symbols, pair_distances(pos[:, 0]), qa, inelastic=inelastic)
     if reference == "first":
         I_ref = first
     else:
@@ -270,16 +278,17 @@ def simulate_signals(
     for a in range(0, n_traj, per_chunk):
         b = min(n_traj, a + per_chunk)
         v = valid[a:b]
-        I = np.full((b - a, n_frames, qa.size), np.nan)
-        I[v] = intensity_from_distances(symbols, distances(pos[a:b][v]), qa, inelastic=inelastic)
+        row_traj = a + np.nonzero(v)[0]  # trajectory of each valid frame, in (m, t) order
+        I = intensity_from_distances(symbols, pair_distances(pos[a:b][v]), qa, inelastic=inelastic)
         if irf_fs is not None and n_frames > 1:
-            I = _gaussian_smooth(I, v, dt, float(irf_fs))
+            full = np.full((b - a, n_frames, qa.size), np.nan)
+            full[v] = I
+            I = _gaussian_smooth(full, v, dt, irf_fs)[v]
         if rng is not None:
-            frames = I[v]
-            total = frames.sum(axis=1, keepdims=True)
-            counts = rng.poisson(photons * frames / total)
-            I[v] = counts * (total / photons)
-        dS[a:b][v] = ((I - I_ref[a:b, None, :]) / I_ref[a:b, None, :])[v]
+            total = I.sum(axis=1, keepdims=True)
+            I = rng.poisson(photons * I / total) * (total / photons)
+        ref = I_ref[row_traj]
+        dS[a:b][v] = (I - ref) / ref
         if progress is not None:
             progress(b)
     return dS, I_ref
