@@ -10,11 +10,11 @@ CS2_SYMBOLS = ("C", "S", "S")
 
 
 def cs2_positions(n_steps: int, *, dissociate: bool = False, dt: float = 0.5, seed: int = 0) -> np.ndarray:
-    """A linear CS2 that vibrates (symmetric stretch), or loses one S at 0.1 A/fs; shape (T, 3, 3)."""
+    """A linear CS2 that vibrates (symmetric stretch), or loses one S at 0.25 A/fs; shape (T, 3, 3)."""
     rng = np.random.default_rng(seed)
     t = np.arange(n_steps) * dt
     r1 = 1.55 + 0.05 * np.sin(2 * np.pi * t / 50.0)
-    r2 = r1 + (0.1 * t if dissociate else 0.0)
+    r2 = r1 + (0.25 * t if dissociate else 0.0)
     pos = np.zeros((n_steps, 3, 3))
     pos[:, 1, 2] = r1
     pos[:, 2, 2] = -r2

@@ -67,6 +67,11 @@ def test_dissociation_rule():
     assert not is_dissociated(CS2_SYMBOLS, gone, length=2)
     # S atoms that bond to each other (S-S ~2.0 A) while C leaves: still one S2 fragment + C -> dissociated;
     # a ring-like isomer where all three stay bonded is not
+    # a C-S bond stretched to 3.0 A (past 1.3 x but within 2 x the covalent radii) is hot, not broken
+    stretched = np.array([[[0, 0, 0], [0, 0, 1.55], [0, 0, -1.55]], [[0, 0, 0], [0, 0, 3.0], [0, 0, -1.55]]], float)
+    assert not is_dissociated(CS2_SYMBOLS, stretched)
+    stretched[1, 1, 2] = 3.7  # beyond 2 x (0.76 + 1.05) = 3.62 A: gone
+    assert is_dissociated(CS2_SYMBOLS, stretched)
     ring = np.array([[[0, 0, 0], [0, 0, 1.55], [0, 0, -1.55]], [[0, 0, 0], [0.9, 0, 1.3], [-0.9, 0, 1.3]]], float)
     assert not is_dissociated(CS2_SYMBOLS, ring)
 

@@ -42,6 +42,7 @@ __all__ = [
     "ensemble_from_trajectories",
     "is_dissociated",
     "resample",
+    "BREAK_SCALE",
 ]
 
 
@@ -164,14 +165,27 @@ class Ensemble:
 # --------------------------------------------------------------------------- dissociation
 
 
+#: Bond scale of the last frame in :func:`is_dissociated`: fragments count as
+#: apart only when no atom of one lies within twice the sum of covalent radii of
+#: an atom of the other. Bonds are made at 1.3 x (molecules.BOND_SCALE) and
+#: broken at 2 x: between the two is a stretched bond of a hot molecule, not a
+#: fragment (for C-H: 1.39 to 2.14 A, which a vibrating bond with ~1-3 eV in it
+#: visits).
+BREAK_SCALE = 2.0
+
+
 def is_dissociated(symbols, positions: np.ndarray, length: int | None = None) -> bool:
     """Whether a trajectory's molecule has come apart.
 
-    The covalent bond graph of the first frame (atoms closer than 1.3 times the
-    sum of their covalent radii) is compared with the last valid frame: the
-    trajectory is dissociated when the atoms bonded at the start fall into two
-    or more fragments at the end. Bonds that form on the way (e.g. S-S in CS2)
-    keep fragments together, as they should.
+    The covalent bond graph of the first frame (atoms closer than 1.3 times
+    the sum of their covalent radii) defines the molecule; the trajectory is
+    dissociated when, at its last valid frame, it has split into more
+    fragments than it started with. At the last frame two atoms still hold
+    together within 2 times the sum of their radii (:data:`BREAK_SCALE`), so
+    a bond stretched by vibration is not mistaken for a broken one, while a
+    fragment that has left (SHARC stops a run once one has) is. Bonds that
+    form on the way (e.g. S-S in CS2) count too: a molecule that only
+    rearranges has not dissociated.
 
     Parameters
     ----------
@@ -185,7 +199,7 @@ def is_dissociated(symbols, positions: np.ndarray, length: int | None = None) ->
     if last < 0:
         return False
     n_start = len(fragments(bond_graph(symbols, pos[0])))
-    n_end = len(fragments(bond_graph(symbols, pos[last])))
+    n_end = len(fragments(bond_graph(symbols, pos[last], scale=BREAK_SCALE)))
     return n_end > n_start
 
 
