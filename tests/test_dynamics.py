@@ -421,6 +421,10 @@ def test_dissociation_flag_and_fate_follow_the_import_rule(c2h4_modes):
     assert is_dissociated(c2h4_modes.symbols, res.positions)
     calm = run_trajectory(c2h4_modes, model, seed=0, factory=harmonic_factory(c2h4_modes.positions))
     assert not calm.dissociated and calm.record["fate"] == "bound"
+    # stop_dissociated ends it at the first frame where the fragments are apart, as SHARC runs do
+    stop = model.replace(duration=20.0, n_frames=21, stop_dissociated=True)
+    short = run_trajectory(c2h4_modes, stop, seed=0, factory=harmonic_factory(c2h4_modes.positions, k=50.0, repulsive=True))
+    assert short.dissociated and 1 < short.length < 21 and short.record["stopped_fs"] == short.length - 1
 
 
 def test_bad_arguments_are_teaching_errors(tmp_path):

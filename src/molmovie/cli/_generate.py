@@ -20,6 +20,7 @@ def generate(
     workers: Annotated[Optional[int], typer.Option(help="Local worker processes, one trajectory per core (default: all cores; 1 runs without Dask).")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) to run the trajectories on.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Excited-state model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules.")] = None,
+    stop_dissociated: Annotated[bool, typer.Option("--stop-dissociated", help="End a trajectory once its fragments are apart (as SHARC runs do): faster, shorter trajectories.")] = False,
     splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = "85,11,11",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file, or discard a checkpoint made with other settings.")] = False,
 ) -> None:
@@ -42,6 +43,13 @@ def generate(
             status = f"{dissociated} dissociated" + (f", {failed} failed" if failed else "")
             update(completed=done, status=status)
 
+        if stop_dissociated:
+            from ..dynamics import default_model, get_model
+            from ..molecules import get_molecule
+
+            mol = get_molecule(molecule)
+            model = (default_model(mol) if model is None else get_model(model)).replace(stop_dissociated=True)
+            molecule = mol
         try:
             ds = run(molecule, trajectories, model=model, seed=seed, workers=workers, scheduler=scheduler,
                      output=output, splits=sizes, force=force, progress=progress)

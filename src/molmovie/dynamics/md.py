@@ -10,6 +10,7 @@ import numpy as np
 
 from ._xtb import EngineFactory, RobustSurface, SCFError, single_thread
 from .excess import direction_basis, excess_velocities
+from ..molecules import bond_graph, fragments
 from .models import Model
 from .wigner import _EV_IN_U_A2_PER_FS2, NormalModes, kinetic_energy, wigner_sample
 
@@ -37,7 +38,8 @@ class TrajectoryResult:
         ``drift_flag`` (drift above the model's threshold), ``excess_eV``,
         ``switch_fs`` (time of the switch; None if none), ``frustrated``
         (switch attempts refused for lack of kinetic energy),
-        ``scf_retries``, ``wall_s``.
+        ``scf_retries``, ``wall_s``, and ``stopped_fs`` when
+        ``model.stop_dissociated`` ended it early.
     """
 
     positions: np.ndarray
@@ -114,6 +116,7 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
         "drift_flag": False, "excess_eV": 0.0, "switch_fs": None, "frustrated": 0, "scf_retries": 0, "wall_s": 0.0,
     }
     frames, energies, states = [x.copy()], [np.nan], [0]
+    n_start = len(fragments(bond_graph(symbols, x)))
     state, shift = 0, 0.0  # shift: constant added to the first surface (excess="potential")
     try:
         if model.photon_energy is not None:
@@ -160,6 +163,9 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
                 frames.append(x.copy())
                 energies.append(potential + float(kinetic_energy(masses, v)))
                 states.append(state)
+                if model.stop_dissociated and len(fragments(bond_graph(symbols, x, scale=2.0))) > n_start:
+                    record["stopped_fs"] = float(t)
+                    break
     except SCFError as exc:
         record["failure"] = str(exc)
     positions = np.array(frames)

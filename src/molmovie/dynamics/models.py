@@ -19,13 +19,16 @@ Every trajectory starts from a 0 K Wigner sample of the neutral ground state
    from an exponential distribution of mean ``switch_time`` (a first-order
    decay: internal conversion, intersystem crossing), at the first step after
    the delay where the two surfaces lie within ``switch_gap`` of each other
-   (a crossing region) if that is set. At the switch the velocities are
-   scaled so the total energy is conserved, as surface hopping does when no
-   coupling vector is known (SHARC's default); if there is not enough kinetic
-   energy the switch waits for a later step (a frustrated hop).
+   (a crossing region) if that is set. The switch conserves the total
+   energy: the velocities are scaled, as surface hopping does when no
+   coupling vector is known (SHARC's default), or, with
+   ``excess="potential"``, the released energy goes along ``excess_into``;
+   if there is not enough kinetic energy the switch waits for a later step
+   (a frustrated hop).
 
 The built-in recipes and the physical argument behind each setting are in
-:data:`MODELS` and in the README ("Built-in dynamics models").
+:data:`MODELS` (``references``) and in the README ("Built-in trajectory
+generator").
 """
 
 from __future__ import annotations
@@ -94,6 +97,11 @@ class Model:
     drift_threshold : float
         A trajectory whose total energy strays further than this from its
         start is flagged, eV.
+    stop_dissociated : bool
+        End a trajectory at the first stored frame where its fragments are
+        apart even with a bond cutoff of twice the covalent radii (as SHARC
+        runs stop when a fragment leaves); saves the free flight of the
+        fragments, at the price of shorter trajectories in the dataset.
     formula : str or None
         The molecule the recipe is made for (Hill formula); None for any.
     references : tuple of str
@@ -116,6 +124,7 @@ class Model:
     timestep: float = 0.5
     electronic_temperature: float = 300.0
     drift_threshold: float = 0.1
+    stop_dissociated: bool = False
     formula: str | None = None
     references: tuple[str, ...] = field(default_factory=tuple)
 
@@ -200,7 +209,8 @@ class Model:
             if n < 1 or (s.multiplicity - 1) % 2 != n % 2 or s.multiplicity - 1 > n:
                 raise InputError(
                     f"surface {s.label} of model {self.name!r} (charge {s.charge:+d}, multiplicity {s.multiplicity}) "
-                    f"is impossible with {n} electrons"
+                    f"is impossible with {n} electrons; for a radical give the model surfaces of even multiplicity, "
+                    f"e.g. get_model({self.name!r}).replace(ground=Surface('D0', 0, 2), ...)"
                 )
 
 
