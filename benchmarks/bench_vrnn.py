@@ -71,7 +71,8 @@ def main() -> None:
     from molmovie.inversion import VRNN
 
     torch.set_num_threads(args.threads)
-    settings = dict(epochs=args.epochs, patience=args.epochs + 1, device=args.device, symmetry=bool(args.symmetry))
+    # physics_warmup=0: time the steady state, with the physics term on from the first epoch
+    settings = dict(epochs=args.epochs, patience=args.epochs + 1, device=args.device, symmetry=bool(args.symmetry), physics_warmup=0)
     if args.physics is not None:
         settings["physics"] = args.physics
     if args.hidden is not None:

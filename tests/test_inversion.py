@@ -334,7 +334,7 @@ def test_validation_data_of_another_molecule_is_refused(name, data):
 @methods
 def test_model_knows_its_molecule(name, fitted):
     fitted[name].check_molecule(("C", "S", "S"))
-    with pytest.raises(InputError, match=r"trained on cs2 \(C S S\).*another molecule \(O C O\)"):
+    with pytest.raises(InputError, match=r"trained on cs2 \(C S S\).*another molecule or atom order \(O C O\)"):
         fitted[name].check_molecule(("O", "C", "O"))
 
 
@@ -379,6 +379,11 @@ def test_missing_corrupt_and_foreign_model_files(fitted, tmp_path):
     junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     with pytest.raises(InputError, match="not a readable molmovie model"):
         load_method(junk)
+    # a damaged safetensors file whose header length begins like a pickle (0x80 0x03) is still called damaged
+    pickle_like = tmp_path / "pickle-like.safetensors"
+    pickle_like.write_bytes((0x0380).to_bytes(8, "little") + b'{"a": 1')
+    with pytest.raises(InputError, match="not a readable molmovie model"):
+        load_method(pickle_like)
     good = tmp_path / "good.safetensors"
     fitted["vrnn"].save(good)
     truncated = tmp_path / "truncated.safetensors"

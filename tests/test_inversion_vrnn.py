@@ -109,15 +109,15 @@ def test_early_stopping_keeps_the_best_epoch():
 def test_learns_distances_better_than_the_training_mean():
     ds = make_dataset(M=80, T=16, Q=16, dissociate=0.0, seed=7)
     train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
-    settings = dict(hidden=32, features=16, latent_free=2, epochs=40, patience=40, batch_size=8, physics=0.0, lr=3e-3)
+    settings = dict(hidden=32, features=16, latent_free=2, epochs=25, patience=40, batch_size=8, physics=0.0, lr=3e-3)
     model = VRNN(**settings, symmetry=False).fit(train, val)
     pred = model.predict(test.dS, q=test.q, lengths=test.length)
     R, mask = test.distances, test.mask
     err = np.abs(pred.distances - R)[mask].mean()
     mean_err = np.abs(np.nanmean(train.distances, axis=(0, 1)) - R)[mask].mean()
-    assert err < 0.75 * mean_err, (err, mean_err)  # measured: 0.043 against 0.079
+    assert err < 0.75 * mean_err, (err, mean_err)  # measured: 0.49-0.54 of it over 2 data x 3 model seeds
     inside = (np.abs(pred.distances - R) <= 2 * pred.std)[mask].mean()
-    assert 0.5 < inside <= 1.0
+    assert 0.8 < inside <= 1.0  # measured: 0.955-0.986 (a Gaussian: 0.954)
 
 
 @pytest.mark.parametrize("reference", ["first", "ground"])
@@ -154,9 +154,22 @@ def test_physics_frames_subset():
     gen = torch.Generator().manual_seed(0)
     for idx in (model._physics_frames(40, gen), model._physics_frames(40)):
         assert idx[0] == 0 and len(idx) == 5 and torch.all(idx[1:] > idx[:-1]) and idx[-1] < 40
-    assert model._physics_frames(40).tolist() == [0, 1, 14, 27, 39]  # evenly spaced for validation
+    assert model._physics_frames(40).tolist() == [0, 1, 14, 26, 39]  # evenly spaced for validation
     assert model._physics_frames(5) is None and VRNN(physics_frames=0)._physics_frames(40) is None
     ds = make_dataset(M=8, T=10, Q=12, dissociate=0.5)
     seen = []
-    VRNN(**dict(TINY, physics=0.5, physics_frames=3, epochs=1)).fit(ds, ds, progress=lambda d, info: seen.append(info))
+    VRNN(**dict(TINY, physics=0.5, physics_frames=3, physics_warmup=0, epochs=1)).fit(ds, ds, progress=lambda d, info: seen.append(info))
     assert seen[0]["phys"] > 0 and np.isfinite(seen[0]["val_loss"])
+
+
+def test_physics_warmup_schedule():
+    model = VRNN(physics=0.4, physics_warmup=10)
+    weights = [model._physics_weight(e) for e in range(1, 25)]
+    assert weights[:10] == [0.0] * 10  # epochs 1-10 off
+    np.testing.assert_allclose(weights[10:20], 0.4 * np.arange(1, 11) / 10)  # ramp over epochs 11-20
+    assert weights[20:] == [0.4] * 4
+    assert VRNN(physics=0.4, physics_warmup=0)._physics_weight(1) == 0.4
+    ds = make_dataset(M=8, T=10, Q=12)
+    seen = []
+    VRNN(**dict(TINY, physics=0.5, physics_warmup=1, epochs=3)).fit(ds, progress=lambda d, info: seen.append(info))
+    assert seen[0]["phys"] == 0 and seen[1]["phys"] > 0  # epoch 1 off, epoch 2 on (half weight)

@@ -216,8 +216,11 @@ def read_model_file(path) -> tuple[str, dict, dict[str, np.ndarray]]:
             arrays = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for any damage
         with open(path, "rb") as fh:
-            head = fh.read(2)
-        if head[:1] == b"\x80" or head == b"PK":
+            head = fh.read(9)
+        # a safetensors file has an 8-byte header length, then its JSON header
+        looks_safetensors = head[8:9] == b"{"
+        looks_pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        if not looks_safetensors and (looks_pickle or head[:2] == b"PK"):
             raise InputError(
                 f"{path} is a Python pickle (or a torch.save zip archive), not a molmovie model file; molmovie "
                 "never unpickles files because unpickling can run arbitrary code"
@@ -321,7 +324,7 @@ class InversionMethod:
         if tuple(str(s) for s in symbols) != self.symbols_:
             raise InputError(
                 f"this model was trained on {self.molecule_} ({' '.join(self.symbols_)}); the signals are of "
-                f"another molecule ({' '.join(map(str, symbols))})"
+                f"another molecule or atom order ({' '.join(map(str, symbols))})"
             )
 
     # -------------------------------------------------------------- persistence

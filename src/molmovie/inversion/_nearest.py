@@ -24,7 +24,6 @@ the speed of BLAS. Memory is bounded by ``memory_mb`` (one block of scores).
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
