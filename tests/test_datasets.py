@@ -113,6 +113,11 @@ def test_without_dissociating_reindexes_splits(dataset):
     np.testing.assert_array_equal(kept.dS, dataset.dS[orig_index])
 
 
+def test_empty_subset(dataset):
+    empty = dataset.subset([])
+    assert empty.n_trajectories == 0 and empty.dS.shape == (0,) + dataset.dS.shape[1:]
+
+
 def test_split_selects_trajectories(dataset):
     test = dataset.split("test")
     np.testing.assert_array_equal(test.positions, dataset.positions[dataset.splits["test"]])

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import InputError
-from .trajectories import Ensemble
+from .trajectories import Ensemble, _index_array
 
 __all__ = [
     "FORMAT",
@@ -131,7 +131,7 @@ class Dataset:
     # ----------------------------------------------------------- selections
     def subset(self, indices) -> "Dataset":
         """The trajectories at ``indices`` (integers or a boolean mask); splits are dropped."""
-        idx = np.arange(self.n_trajectories)[np.asarray(indices)]
+        idx = np.arange(self.n_trajectories)[_index_array(indices)]
         return replace(
             self,
             ensemble=self.ensemble.subset(idx),

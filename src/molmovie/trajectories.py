@@ -149,7 +149,7 @@ class Ensemble:
 
     def subset(self, indices) -> "Ensemble":
         """The trajectories at ``indices`` (an integer array or a boolean mask), in that order."""
-        idx = np.arange(self.n_trajectories)[np.asarray(indices)]
+        idx = np.arange(self.n_trajectories)[_index_array(indices)]
         return replace(
             self,
             positions=self.positions[idx],
@@ -160,6 +160,12 @@ class Ensemble:
             state=None if self.state is None else self.state[idx],
             provenance=dict(self.provenance),
         )
+
+
+def _index_array(indices) -> np.ndarray:
+    """Integer or boolean index array; an empty list selects nothing (not a float array)."""
+    idx = np.asarray(indices)
+    return idx.astype(np.intp) if idx.size == 0 else idx
 
 
 # --------------------------------------------------------------------------- dissociation
