@@ -61,12 +61,26 @@ def test_symmetric_loss_does_not_see_how_identical_atoms_are_labelled(symmetry):
 
 def test_symmetry_uses_the_bond_graph_automorphisms():
     ds = make_dataset(M=8, T=6, Q=10, dissociate=0.0)
-    model = VRNN(**TINY).fit(ds)
+    model = VRNN(**dict(TINY, symmetry=True)).fit(ds)
     # CS2: identity and the S2<->S3 swap, acting on pairs (C1-S2, C1-S3, S2-S3)
     np.testing.assert_array_equal(model.pair_perms_, [[0, 1, 2], [1, 0, 2]])
-    assert model.y_mean_[0] == model.y_mean_[1] and model.y_std_[0] == model.y_std_[1]
+    assert model.symmetry_ and model.y_mean_[0] == model.y_mean_[1] and model.y_std_[0] == model.y_std_[1]
     plain = VRNN(**dict(TINY, symmetry=False)).fit(ds)
     np.testing.assert_array_equal(plain.pair_perms_, [[0, 1, 2]])
+    assert not plain.symmetry_
+
+
+def test_symmetry_auto_follows_dissociation(tmp_path):
+    bound = make_dataset(M=8, T=6, Q=10, dissociate=0.0)
+    broken = make_dataset(M=8, T=6, Q=10, dissociate=1.0)
+    assert VRNN(**TINY).symmetry == "auto"
+    off = VRNN(**TINY).fit(bound)
+    on = VRNN(**TINY).fit(broken)
+    assert not off.symmetry_ and len(off.pair_perms_) == 1
+    assert on.symmetry_ and len(on.pair_perms_) == 2
+    on.save(tmp_path / "m.safetensors")
+    again = VRNN.load(tmp_path / "m.safetensors")
+    assert again.symmetry_ and again.symmetry == "auto"
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -69,6 +69,7 @@ def train(
         else:
             typer.echo(f"molmovie: warning: {flag} does not apply to the {method.value} method; ignored", err=True)
     model = get_method(method.value, **options)
+    model._validate_settings()  # before reading a possibly large dataset
 
     ds = read_dataset(dataset)
     if not ds.has_signals:
