@@ -211,14 +211,6 @@ def _dataset_stage(mol, preset, path: Path, seed, workers, log, progress_factory
     return ds
 
 
-class _NullProgress:
-    def __enter__(self):
-        return lambda *a, **k: None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _progress_cb(factory, description, total):
     """A callable(done) for library progress hooks; a no-op without a factory."""
     if factory is None:

@@ -19,15 +19,14 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .._errors import InputError
+from ..datasets import atomic_path
 
 __all__ = ["Prediction", "InversionMethod", "NotFittedError", "MODEL_FORMAT", "MODEL_VERSION", "read_model_file"]
 
@@ -167,17 +166,6 @@ def check_number(name: str, value, *, low=None, high=None, low_open=False, integ
 # --------------------------------------------------------------------------- model files
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_model_file(path, method: str, config: dict, arrays: dict[str, np.ndarray], *, force: bool = False) -> Path:
     """Write a model file atomically (temporary file, then rename)."""
     from safetensors.numpy import save_file
@@ -192,7 +180,8 @@ def write_model_file(path, method: str, config: dict, arrays: dict[str, np.ndarr
     header = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "method": method, "config": config}
     metadata = {"molmovie": json.dumps(header)}
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    _atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
+    with atomic_path(path) as tmp:
+        save_file(arrays, str(tmp), metadata=metadata)
     return path
 
 
