@@ -7,7 +7,7 @@ import pytest
 
 from molmovie import read_dataset
 
-from _fixtures import CS2_SYMBOLS, assert_one_line_error, cs2_positions, run_cli, write_sharc, write_xyz
+from _fixtures import assert_one_line_error, cs2_positions, run_cli, write_sharc
 
 
 @pytest.fixture

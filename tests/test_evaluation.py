@@ -47,6 +47,26 @@ def test_swapped_sulfurs_are_wrong_labelled_but_right_symmetry_aware(cs2_dataset
     assert np.nanmax(ev.ssr) < 1e-20
 
 
+def test_per_trajectory_relabelling_allows_one_swap_per_trajectory(cs2_dataset):
+    d = cs2_dataset.distances
+    swapped = d[..., [1, 0, 2]]
+    ev = evaluate(swapped, cs2_dataset)  # the same swap in every frame: one relabelling undoes it
+    assert np.nanmax(ev.rmsd_sym_traj) < 1e-8
+    flicker = d.copy()
+    flicker[:, 1::2] = swapped[:, 1::2]  # S atoms swapped in odd frames only
+    ev = evaluate(flicker, cs2_dataset)
+    assert np.nanmax(ev.rmsd_sym) < 1e-8  # frame by frame, every swap is forgiven
+    # one relabelling per trajectory: of the two labellings, the one with the smaller RMSD sum,
+    # paying the full labelled RMSD on the frames it gets wrong
+    as_is, relabelled = ev.rmsd[1, :20], evaluate(flicker[..., [1, 0, 2]], cs2_dataset).rmsd[1, :20]
+    assert relabelled.sum() < as_is.sum()  # the swapped (odd) frames are the later, wider-apart ones
+    np.testing.assert_allclose(ev.rmsd_sym_traj[1, :20], relabelled, atol=1e-12)
+    assert ev.rmsd_sym_traj[1, 18] > 0.2 and ev.rmsd_sym_traj[1, 19] < 1e-8
+    assert np.isnan(ev.rmsd_sym_traj[1, 20:]).all()
+    s = ev.summary()
+    assert s["rmsd_sym_sum"] <= s["rmsd_sym_traj_sum"] <= s["rmsd_sum"] + 1e-12
+
+
 def test_ssr_and_sums_match_a_direct_computation(cs2_dataset):
     rng = np.random.default_rng(5)
     pred = cs2_dataset.distances + rng.normal(0, 0.05, cs2_dataset.distances.shape)

@@ -120,6 +120,19 @@ def test_early_stopping_keeps_the_best_epoch():
     assert again == pytest.approx(min(val_losses), rel=1e-5)
 
 
+def test_early_stopping_waits_for_the_physics_term_to_reach_full_weight():
+    # with frozen weights the validation loss only grows while the physics term ramps up;
+    # an epoch of the ramp must neither be kept as "best" nor count towards the patience
+    ds = make_dataset(M=12, T=8, Q=10, dissociate=0.0)
+    train, val = ds.split("train"), ds.split("val")
+    model = VRNN(**dict(TINY, physics=0.5, physics_warmup=3, patience=1, epochs=12, lr=1e-12)).fit(train, val)
+    val_losses = [h["val_loss"] for h in model.history_]
+    assert val_losses[4] > val_losses[3] > val_losses[2]  # the ramp (epochs 4-5) raises the monitored loss
+    assert model._full_weight_epoch() == 6
+    assert len(model.history_) >= 7 and model.best_epoch_ >= 6
+    assert VRNN(physics=0.0, physics_warmup=3)._full_weight_epoch() == 1
+
+
 def test_learns_distances_better_than_the_training_mean():
     ds = make_dataset(M=80, T=16, Q=16, dissociate=0.0, seed=7)
     train, val, test = ds.split("train"), ds.split("val"), ds.split("test")

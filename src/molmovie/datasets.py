@@ -12,6 +12,9 @@ This module owns the file format (DESIGN.md, "The dataset file")::
                            attrs: inelastic, reference, photons, irf_fs, seed
     /splits/{train,val,test} (indices)
 
+It also reads the minimal signals file that ``molmovie invert`` accepts
+(:func:`read_signals`) and writes the inversion result (:func:`write_inversion`).
+
 Every array carries its unit in a ``units`` attribute. Files are written
 atomically (a temporary file in the same folder, then a rename), and an
 existing file is never replaced unless ``force=True``. Readers open files
@@ -42,6 +45,8 @@ __all__ = [
     "parse_splits",
     "atomic_path",
     "check_output",
+    "read_signals",
+    "write_inversion",
 ]
 
 FORMAT = "molmovie"
@@ -367,3 +372,130 @@ def read_dataset(path) -> Dataset:
         except (KeyError, ValueError) as exc:
             raise InputError(f"{path}: damaged molmovie dataset ({exc})") from None
     return Dataset(ens, q, dS, I_ref, attrs, splits)
+
+
+def read_signals(path) -> dict:
+    """Signals to invert: a molmovie dataset, or a minimal HDF5 file with ``q``, ``time`` and ``dS``.
+
+    The minimal file holds, at its top level, ``q`` (Q) [1/Angstrom], ``time``
+    (T) [fs] and ``dS`` ((T, Q) for one series or (M, T, Q)), and optionally
+    ``length`` (M) and ``symbols`` (N).
+
+    Returns
+    -------
+    dict
+        ``q``, ``time``, ``dS`` (M, T, Q), ``length`` (M or None), ``symbols``
+        (tuple or None) and ``series`` (M).
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such signals file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"{path}: not an HDF5 file; SIGNALS must be a molmovie dataset or an HDF5 file with q, time and dS") from None
+    with f:
+        is_dataset = f.attrs.get("format") == FORMAT
+        if not is_dataset:
+            missing = [k for k in ("q", "time", "dS") if k not in f or not isinstance(f[k], h5py.Dataset)]
+            if missing:
+                raise InputError(f"{path}: a signals file needs the datasets q, time and dS at its top level; missing {', '.join(missing)}")
+            q = np.asarray(f["q"][()], dtype=float)
+            time = np.asarray(f["time"][()], dtype=float)
+            try:
+                dS = np.asarray(f["dS"][()], dtype=float)
+            except (TypeError, ValueError):
+                raise InputError(f"{path}: dS must be numbers") from None
+            length = np.asarray(f["length"][()]) if "length" in f else None
+            symbols = None
+            if "symbols" in f:
+                symbols = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in f["symbols"][()])
+    if is_dataset:
+        ds = read_dataset(path)
+        if not ds.has_signals:
+            raise InputError(f"{path} has no scattering signals; run `molmovie scatter {path}` first")
+        return dict(q=ds.q, time=ds.time, dS=ds.dS, length=ds.length, symbols=tuple(ds.symbols), series=ds.n_trajectories)
+    if dS.ndim == 2:
+        dS = dS[None]
+    if dS.ndim != 3:
+        raise InputError(f"{path}: dS must have shape (frames, q) for one series or (series, frames, q); got {dS.shape}")
+    if q.ndim != 1 or len(q) != dS.shape[2]:
+        raise InputError(f"{path}: q must have one value per column of dS ({dS.shape[2]}); got shape {q.shape}")
+    if time.ndim != 1 or len(time) != dS.shape[1]:
+        raise InputError(f"{path}: time must have one value per frame of dS ({dS.shape[1]}); got shape {time.shape}")
+    if not (np.all(np.isfinite(q)) and np.all(np.isfinite(time))):
+        raise InputError(f"{path}: q and time must be finite")
+    return dict(q=q, time=time, dS=dS, length=length, symbols=symbols, series=dS.shape[0])
+
+
+INVERSION_FORMAT = "molmovie-inversion"
+
+
+def write_inversion(
+    path,
+    prediction,
+    *,
+    time: np.ndarray,
+    lengths: np.ndarray,
+    method: str,
+    molecule: str,
+    symbols,
+    pair_labels,
+    model="",
+    signals="",
+    interpolated_q: bool = False,
+) -> Path:
+    """Write an inversion result (``molmovie invert``) atomically::
+
+        /                  attrs: format="molmovie-inversion", version, method, molecule, model, signals,
+                                  interpolated_q, has_std
+        /distances (M, T, P) [Angstrom], NaN past each length   /std (M, T, P) [Angstrom], optional
+        /time (T) [fs]   /length (M) [frames]   /pairs (P) labels   /pair_index (P, 2)   /atoms/symbols (N)
+
+    Parameters
+    ----------
+    path : path-like
+        The file to write (the caller has checked that it may be written).
+    prediction : molmovie.inversion.Prediction
+        ``distances`` and ``std`` (or None), shape (M, T, P), Angstrom.
+    time : ndarray, shape (T,), fs
+    lengths : ndarray of int, shape (M,)
+    method, molecule : str
+    symbols : sequence of str, length N
+    pair_labels : sequence of str, length P
+    model, signals : path-like
+        Where the model and the signals came from (recorded as attributes).
+    interpolated_q : bool
+        Whether the signals were interpolated onto the model's q grid.
+    """
+    import h5py
+
+    from .geometry import pair_indices
+
+    path = Path(path)
+    i, j = pair_indices(len(symbols))
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = INVERSION_FORMAT
+            f.attrs["version"] = 1
+            f.attrs["method"] = method
+            f.attrs["molecule"] = molecule
+            f.attrs["model"] = str(model)
+            f.attrs["signals"] = str(signals)
+            f.attrs["interpolated_q"] = bool(interpolated_q)
+            f.attrs["has_std"] = prediction.std is not None
+            d = f.create_dataset("distances", data=prediction.distances)
+            d.attrs["units"] = "Angstrom"
+            d.attrs["description"] = "predicted atom-atom distances (series, frames, pairs); NaN past each length"
+            if prediction.std is not None:
+                s = f.create_dataset("std", data=prediction.std)
+                s.attrs["units"] = "Angstrom"
+                s.attrs["description"] = "one standard deviation of each predicted distance"
+            f.create_dataset("time", data=np.asarray(time, dtype=float)).attrs["units"] = "fs"
+            f.create_dataset("length", data=np.asarray(lengths).astype(np.int64)).attrs["units"] = "frames"
+            f.create_dataset("pairs", data=np.array(list(pair_labels), dtype=h5py.string_dtype()))
+            f.create_dataset("pair_index", data=np.stack([i, j], axis=1).astype(np.int64)).attrs["units"] = "index"
+            f.create_group("atoms").create_dataset("symbols", data=np.array(list(symbols), dtype="S3"))
+    return path

@@ -108,53 +108,6 @@ def train(
     )
 
 
-def _read_signals(path: Path) -> dict:
-    """Signals to invert: a molmovie dataset, or a minimal HDF5 file with ``q``, ``time`` and ``dS``."""
-    import h5py
-    import numpy as np
-
-    from ..datasets import FORMAT, read_dataset
-
-    if not path.is_file():
-        raise InputError(f"{path}: no such signals file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path}: not an HDF5 file; SIGNALS must be a molmovie dataset or an HDF5 file with q, time and dS") from None
-    with f:
-        is_dataset = f.attrs.get("format") == FORMAT
-        if not is_dataset:
-            missing = [k for k in ("q", "time", "dS") if k not in f or not isinstance(f[k], h5py.Dataset)]
-            if missing:
-                raise InputError(f"{path}: a signals file needs the datasets q, time and dS at its top level; missing {', '.join(missing)}")
-            q = np.asarray(f["q"][()], dtype=float)
-            time = np.asarray(f["time"][()], dtype=float)
-            try:
-                dS = np.asarray(f["dS"][()], dtype=float)
-            except (TypeError, ValueError):
-                raise InputError(f"{path}: dS must be numbers") from None
-            length = np.asarray(f["length"][()]) if "length" in f else None
-            symbols = None
-            if "symbols" in f:
-                symbols = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in f["symbols"][()])
-    if is_dataset:
-        ds = read_dataset(path)
-        if not ds.has_signals:
-            raise InputError(f"{path} has no scattering signals; run `molmovie scatter {path}` first")
-        return dict(q=ds.q, time=ds.time, dS=ds.dS, length=ds.length, symbols=tuple(ds.symbols), series=ds.n_trajectories)
-    if dS.ndim == 2:
-        dS = dS[None]
-    if dS.ndim != 3:
-        raise InputError(f"{path}: dS must have shape (frames, q) for one series or (series, frames, q); got {dS.shape}")
-    if q.ndim != 1 or len(q) != dS.shape[2]:
-        raise InputError(f"{path}: q must have one value per column of dS ({dS.shape[2]}); got shape {q.shape}")
-    if time.ndim != 1 or len(time) != dS.shape[1]:
-        raise InputError(f"{path}: time must have one value per frame of dS ({dS.shape[1]}); got shape {time.shape}")
-    if not (np.all(np.isfinite(q)) and np.all(np.isfinite(time))):
-        raise InputError(f"{path}: q and time must be finite")
-    return dict(q=q, time=time, dS=dS, length=length, symbols=symbols, series=dS.shape[0])
-
-
 def _interpolate_q(dS, q, q_model, path: Path):
     """ΔS on the model's q grid by linear interpolation; the model's grid must lie inside the data's."""
     import numpy as np
@@ -184,16 +137,14 @@ def invert(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
 ) -> None:
     """Invert scattering signals into atom-atom distances R_AB(t) with their uncertainties."""
-    import h5py
     import numpy as np
 
-    from ..datasets import atomic_path, check_output
-    from ..geometry import pair_indices
+    from ..datasets import check_output, read_signals, write_inversion
     from ..inversion import load_method
 
     check_output(output, force)
     method = load_method(model)
-    sig = _read_signals(signals)
+    sig = read_signals(signals)
     if sig["symbols"] is not None:
         method.check_molecule(sig["symbols"])
     from ..inversion._base import check_signals
@@ -222,31 +173,10 @@ def invert(
             typer.echo(f"molmovie: warning: --device does not apply to the {method.name} method; ignored", err=True)
     pred = method.predict(dS, q=method.q_, lengths=lengths)
 
+    write_inversion(
+        output, pred, time=sig["time"], lengths=lengths, method=method.name, molecule=method.molecule_,
+        symbols=method.symbols_, pair_labels=method.pair_labels_, model=model, signals=signals, interpolated_q=interpolated,
+    )
     M, T, P = pred.distances.shape
-    i, j = pair_indices(len(method.symbols_))
-    with atomic_path(output) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = "molmovie-inversion"
-            f.attrs["version"] = 1
-            f.attrs["method"] = method.name
-            f.attrs["molecule"] = method.molecule_
-            f.attrs["model"] = str(model)
-            f.attrs["signals"] = str(signals)
-            f.attrs["interpolated_q"] = interpolated
-            f.attrs["has_std"] = pred.std is not None
-            d = f.create_dataset("distances", data=pred.distances)
-            d.attrs["units"] = "Angstrom"
-            d.attrs["description"] = "predicted atom-atom distances (series, frames, pairs); NaN past each length"
-            if pred.std is not None:
-                s = f.create_dataset("std", data=pred.std)
-                s.attrs["units"] = "Angstrom"
-                s.attrs["description"] = "one standard deviation of each predicted distance"
-            t = f.create_dataset("time", data=sig["time"])
-            t.attrs["units"] = "fs"
-            f.create_dataset("length", data=lengths.astype(np.int64)).attrs["units"] = "frames"
-            f.create_dataset("pairs", data=np.array(method.pair_labels_, dtype=h5py.string_dtype()))
-            f.create_dataset("pair_index", data=np.stack([i, j], axis=1).astype(np.int64)).attrs["units"] = "index"
-            atoms = f.create_group("atoms")
-            atoms.create_dataset("symbols", data=np.array(method.symbols_, dtype="S3"))
     std_note = "with σ" if pred.std is not None else "without uncertainties"
     typer.echo(f"{output}: {P} distances for {M} series × {T} frames ({method.name}, {std_note}{', q interpolated' if interpolated else ''})")

@@ -56,7 +56,7 @@ def evaluate(
         tmp.write_text(json.dumps(summary, indent=2))
     with atomic_path(targets[1], suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, rmsd=ev.rmsd, rmsd_sym=ev.rmsd_sym, ssr=ev.ssr, distances=pred.distances, dS_pred=ev.dS_pred)
+            np.savez_compressed(f, rmsd=ev.rmsd, rmsd_sym=ev.rmsd_sym, rmsd_sym_traj=ev.rmsd_sym_traj, ssr=ev.ssr, distances=pred.distances, dS_pred=ev.dS_pred)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,7 +69,7 @@ def evaluate(
         fig.savefig(tmp, dpi=130, format="png")
     plt.close(fig)
     typer.echo(
-        f"{split}: {summary['frames']} frames; RMSD sum {summary['rmsd_sum']:.1f} Å (symmetry-aware {summary['rmsd_sym_sum']:.1f}), "
+        f"{split}: {summary['frames']} frames; RMSD sum {summary['rmsd_sum']:.1f} Å (symmetry-aware: {summary['rmsd_sym_traj_sum']:.1f} per trajectory, {summary['rmsd_sym_sum']:.1f} per frame), "
         f"SSR sum {summary['ssr_sum']:.4g}; written to {output}"
     )
 

@@ -6,7 +6,11 @@ Both are taken on valid frames only (padded frames are NaN and never count):
   are aligned to the true geometry by mass-weighted Kabsch, minimised over the
   mirror image. The *labelled* RMSD (the paper's) keeps atom labels; the
   *symmetry-aware* RMSD also minimises over the automorphisms of the bond
-  graph, since scattering cannot tell identical atoms apart.
+  graph, since scattering cannot tell identical atoms apart. It does so frame
+  by frame, which lets an answer swap equivalent atoms from one frame to the
+  next (say, which S of CS2 has left) at no cost. The *per-trajectory*
+  symmetry-aware RMSD allows one relabelling per trajectory, the one with the
+  smallest RMSD sum over its frames, as atoms keep their identity in time.
 * SSR: the sum over q of the squared difference between the true ΔS and the
   ΔS that Eq. (1) gives from the predicted distances, with the data's own
   q grid, inelastic setting and reference intensity I_ref (what an
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..geometry import automorphisms, pair_indices, rmsd_from_distances
+from ..geometry import automorphisms, coordinates_from_distances, pair_indices, rmsd
 
 __all__ = ["Evaluation", "evaluate", "reconstruct_signal", "heavy_pairs"]
 
@@ -61,7 +65,9 @@ class Evaluation:
     rmsd : ndarray, shape (M, T), Angstrom
         Labelled RMSD (the paper's), NaN past each length.
     rmsd_sym : ndarray, shape (M, T), Angstrom
-        Symmetry-aware RMSD.
+        Symmetry-aware RMSD, relabelled frame by frame.
+    rmsd_sym_traj : ndarray, shape (M, T), Angstrom
+        Symmetry-aware RMSD with one relabelling per trajectory.
     ssr : ndarray, shape (M, T)
         Sum over q of squared ΔS residuals (ΔS as a fraction).
     abs_error : ndarray, shape (M, T, n_pairs), Angstrom
@@ -74,6 +80,7 @@ class Evaluation:
 
     rmsd: np.ndarray
     rmsd_sym: np.ndarray
+    rmsd_sym_traj: np.ndarray
     ssr: np.ndarray
     abs_error: np.ndarray
     dS_pred: np.ndarray
@@ -88,9 +95,11 @@ class Evaluation:
             "frames": int(valid.sum()),
             "rmsd_sum": float(np.nansum(self.rmsd)),
             "rmsd_sym_sum": float(np.nansum(self.rmsd_sym)),
+            "rmsd_sym_traj_sum": float(np.nansum(self.rmsd_sym_traj)),
             "ssr_sum": float(np.nansum(self.ssr)),
             "rmsd_mean": float(np.nanmean(self.rmsd)) if valid.any() else float("nan"),
             "rmsd_sym_mean": float(np.nanmean(self.rmsd_sym)) if valid.any() else float("nan"),
+            "rmsd_sym_traj_mean": float(np.nanmean(self.rmsd_sym_traj)) if valid.any() else float("nan"),
             "ssr_mean": float(np.nanmean(self.ssr)) if valid.any() else float("nan"),
             "heavy_abs_error_mean": float(np.mean(heavy_err)) if heavy_err.size else float("nan"),
             "abs_error_mean": float(np.mean(self.abs_error[valid])) if valid.any() else float("nan"),
@@ -99,7 +108,7 @@ class Evaluation:
     def per_time_step(self) -> dict:
         """Means over trajectories at each time step (the paper's Figure 2c); NaN where no trajectory is valid."""
         out = {}
-        for name in ("rmsd", "rmsd_sym", "ssr"):
+        for name in ("rmsd", "rmsd_sym", "rmsd_sym_traj", "ssr"):
             a = getattr(self, name)
             n = np.isfinite(a).sum(axis=0)
             s = np.nansum(a, axis=0)
@@ -134,10 +143,31 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
     if permutations is None:
         permutations = automorphisms(dataset.symbols, positions[0, 0])
     masses = dataset.masses
-    rmsd = rmsd_from_distances(pred, positions, masses)
-    rmsd_sym = rmsd_from_distances(pred, positions, masses, permutations=permutations)
+    coords = coordinates_from_distances(pred)
+    labelled = rmsd(coords, positions, masses)
+    rmsd_sym = rmsd(coords, positions, masses, permutations=permutations)
+    rmsd_sym_traj = _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations, labelled)
     dS_pred = reconstruct_signal(pred, dataset.symbols, dataset.q, dataset.I_ref, inelastic=bool(dataset.signal_attrs.get("inelastic", True)))
     resid = dS_pred - dataset.dS
     ssr = np.where(mask, np.sum(np.where(mask[..., None], resid, 0.0) ** 2, axis=-1), np.nan)
     abs_error = np.abs(pred - truth)
-    return Evaluation(rmsd, rmsd_sym, ssr, abs_error, dS_pred, heavy_pairs(dataset.symbols))
+    return Evaluation(labelled, rmsd_sym, rmsd_sym_traj, ssr, abs_error, dS_pred, heavy_pairs(dataset.symbols))
+
+
+def _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations, labelled) -> np.ndarray:
+    """Per-frame RMSD (M, T) under each trajectory's best single relabelling (smallest sum over its frames).
+
+    ``coords`` (M, T, N, 3) are the predicted structures, ``labelled`` their
+    RMSD with the identity labelling (NaN on invalid frames).
+    """
+    best = labelled.copy()
+    best_sum = np.nansum(labelled, axis=1)
+    identity = np.arange(coords.shape[-2])
+    for perm in np.asarray(permutations, dtype=int).reshape(-1, coords.shape[-2]):
+        if np.array_equal(perm, identity):
+            continue
+        r = rmsd(coords[..., perm, :], positions, masses)
+        r_sum = np.nansum(r, axis=1)
+        better = r_sum < best_sum
+        best[better], best_sum[better] = r[better], r_sum[better]
+    return best

@@ -134,6 +134,9 @@ class VRNN(InversionMethod):
     patience : int, default 30
         Stop when the validation loss (the training loss without ``val``) has
         not improved for this many epochs; the best epoch's weights are kept.
+        The count starts once the physics term has reached its full weight:
+        until then the loss being minimised changes from epoch to epoch, and
+        its values cannot be compared.
     batch_size : int, default 32
         Sequences per optimisation step.
     lr : float, default 1e-3
@@ -356,6 +359,7 @@ class VRNN(InversionMethod):
             order = torch.randperm(M, generator=gen_cpu)
             sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0, "rec": 0.0, "phys": 0.0}
             frames = 0.0
+            weight = self._physics_weight(epoch)
             for start in range(0, M, int(self.batch_size)):
                 idx = order[start : start + int(self.batch_size)].to(device)
                 batch = {k: v[idx] for k, v in data.items()}
@@ -365,7 +369,6 @@ class VRNN(InversionMethod):
                     x = x + self.input_noise * noise * batch["mask"][..., None]
                 eps = torch.randn((x.shape[1], x.shape[0], net.latent), generator=gen_dev, device=device)
                 out = net(x, eps)
-                weight = self._physics_weight(epoch)
                 on = debye is not None and weight > 0
                 frames_idx = self._physics_frames(x.shape[1], gen_cpu) if on else None
                 loss, parts, n = self._loss(out, batch, perms, debye if on else None, const, frames_idx, weight)
@@ -377,13 +380,17 @@ class VRNN(InversionMethod):
                     sums[k] += parts[k] * n
                 frames += n
             train_parts = {k: v / frames for k, v in sums.items()}
-            val_loss = self._evaluate(net, vdata, perms, debye, const) if vdata is not None else None
+            val_loss = self._evaluate(net, vdata, perms, debye, const, weight) if vdata is not None else None
             monitor = val_loss if val_loss is not None else train_parts["loss"]
             if not math.isfinite(monitor):
                 raise InputError(
                     f"training diverged at epoch {epoch} (loss {monitor}); lower 'lr' or 'physics', or check the data"
                 )
-            if monitor < best:
+            if epoch < self._full_weight_epoch():
+                # the objective is still changing (physics ramp): keep the latest weights, count nothing
+                best, self.best_epoch_, since_best = math.inf, epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
+            elif monitor < best:
                 best, self.best_epoch_, since_best = monitor, epoch, 0
                 best_state = copy.deepcopy(net.state_dict())
             else:
@@ -485,6 +492,12 @@ class VRNN(InversionMethod):
             return float(self.physics)
         return float(self.physics) * min(1.0, max(0.0, (epoch - w) / w))
 
+    def _full_weight_epoch(self) -> int:
+        """First (1-based) epoch at which the physics term has its full weight."""
+        if self.physics <= 0 or int(self.physics_warmup) == 0:
+            return 1
+        return 2 * int(self.physics_warmup)
+
     def _physics_frames(self, T: int, generator=None):
         """Frame indices for the physics term: 0 and a random (or, without generator, evenly spaced) subset."""
         import torch
@@ -541,7 +554,7 @@ class VRNN(InversionMethod):
         parts["loss"] = float(loss.detach())
         return loss, parts, float(n)
 
-    def _evaluate(self, net, data: dict, perms, debye, const: dict) -> float:
+    def _evaluate(self, net, data: dict, perms, debye, const: dict, physics=None) -> float:
         import torch
 
         net.eval()
@@ -552,7 +565,7 @@ class VRNN(InversionMethod):
         with torch.no_grad():
             for start in range(0, data["x"].shape[0], step):
                 batch = {k: v[start : start + step] for k, v in data.items()}
-                _, parts, n = self._loss(net(batch["x"]), batch, perms, debye, const, chosen)
+                _, parts, n = self._loss(net(batch["x"]), batch, perms, debye, const, chosen, physics)
                 total += parts["loss"] * n
                 frames += n
         return total / frames
