@@ -96,6 +96,32 @@ def _atomic_savez(path: Path, **arrays) -> None:
             np.savez_compressed(f, **arrays)
 
 
+MANIFEST = "study.json"
+
+
+def _check_manifest(out: Path, preset: Preset, seed: int) -> dict:
+    """What defines this study (preset sizes, VRNN settings, seed); refuse to resume a different one in ``out``."""
+    manifest = {
+        "preset": preset.name,
+        "seed": int(seed),
+        "trajectories": {k: list(v) for k, v in preset.trajectories.items()},
+        "vrnn": preset.vrnn,
+        "vrnn_by_experiment": preset.vrnn_by_experiment,
+    }
+    path = out / MANIFEST
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise InputError(f"{path} is not a study manifest; choose another --output") from None
+        if old != json.loads(json.dumps(manifest)):
+            raise InputError(
+                f"{out} holds a study with other settings (preset {old.get('preset')!r}, seed {old.get('seed')}); "
+                "its models would be reused: choose another --output"
+            )
+    return manifest
+
+
 def _experiment_dataset(full, exp: Experiment, seed: int):
     """The dataset of one experiment with its own split (bound-only experiments drop dissociating runs)."""
     from ..datasets import make_splits
@@ -148,8 +174,16 @@ def run_study(
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
     data = Path(data_dir) if data_dir is not None else out / "data"
+    if data.exists() and not data.is_dir():
+        raise InputError(f"the data folder {data} exists and is not a folder")
+    manifest = _check_manifest(out, preset, seed)
     for d in (out, data, out / "models", out / "eval"):
         d.mkdir(parents=True, exist_ok=True)
+    if not (out / MANIFEST).exists():
+        from ..datasets import atomic_path
+
+        with atomic_path(out / MANIFEST) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2))
 
     t0 = time.perf_counter()
     datasets = {}
@@ -199,6 +233,14 @@ def _dataset_stage(mol, preset, path: Path, seed, workers, log, progress_factory
                 f"{path} holds {ds.n_trajectories} trajectories but the {preset.name} preset needs {n}; "
                 "remove it or choose another --output/--data-dir"
             )
+        if ds.molecule != mol:
+            raise InputError(f"{path} holds {ds.molecule!r} trajectories, not {mol!r}; remove it or choose another --data-dir")
+        sizes = tuple(len(ds.splits.get(k, ())) for k in ("train", "val", "test"))
+        if sizes != tuple(counts):
+            raise InputError(
+                f"{path} is split {'/'.join(map(str, sizes))} (train/val/test) but the {preset.name} preset needs "
+                f"{'/'.join(map(str, counts))}; remove it or choose another --output/--data-dir"
+            )
         if ds.has_signals:
             log(f"{mol}: reusing {path} ({n} trajectories, {int(ds.dissociated.sum())} dissociated)")
             return ds
@@ -236,8 +278,13 @@ class _LazyProgress:
             self._update = self._cm.__enter__()
         self._update(completed=done)
         if done >= self.total:
-            self._cm.__exit__(None, None, None)
-            self._cm = None
+            self.close()
+
+    def close(self):
+        """Close the bar if it is open."""
+        if self._cm is not None:
+            cm, self._cm = self._cm, None
+            cm.__exit__(None, None, None)
 
 
 def _vrnn_settings(preset: Preset, exp: Experiment, seed: int) -> dict:
@@ -268,10 +315,14 @@ def _method_stage(exp, method, preset, train, val, test, out: Path, seed, log, p
         log(f"{exp.label}: training {method} on {train.n_trajectories} trajectories ...")
         t = time.perf_counter()
         model = get_method(method, **settings)
-        fit_kwargs = {}
-        if method == "vrnn" and progress_factory is not None:
-            fit_kwargs["progress"] = _progress_cb(progress_factory, f"{exp.key} vrnn epochs", settings.get("epochs", 1))
-        model.fit(train, val=val, **fit_kwargs)
+        bar = None
+        if method == "vrnn":
+            bar = _progress_cb(progress_factory, f"{exp.key} vrnn epochs", int(model.epochs))
+        try:
+            model.fit(train, val=val, **({} if bar is None else {"progress": bar}))
+        finally:
+            if bar is not None:
+                bar.close()  # early stopping ends before the last epoch
         model.save(model_path)
         log(f"{exp.label}: {method} trained in {time.perf_counter() - t:.0f} s")
     pred = model.predict(test.dS, q=test.q, lengths=test.length)
