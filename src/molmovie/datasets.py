@@ -324,6 +324,18 @@ def write_dataset(ds: Dataset, path, *, force: bool = False) -> Path:
 # --------------------------------------------------------------------------- reading
 
 
+def _open_hdf5(path: Path, what: str, not_hdf5: str):
+    """An HDF5 file opened read-only, or an InputError naming ``path`` (missing, or ``not_hdf5``)."""
+    import h5py
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what}")
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"{path}: {not_hdf5}") from None
+
+
 def read_dataset(path) -> Dataset:
     """Read a dataset file (opened read-only).
 
@@ -332,15 +344,8 @@ def read_dataset(path) -> Dataset:
     InputError
         If the file is missing, not HDF5, or not a molmovie dataset.
     """
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path}: not an HDF5 file, so not a molmovie dataset") from None
+    f = _open_hdf5(path, "file", "not an HDF5 file, so not a molmovie dataset")
     with f:
         if f.attrs.get("format") != FORMAT:
             raise InputError(f"{path}: not a molmovie dataset (no format='molmovie' attribute)")
@@ -390,12 +395,7 @@ def read_signals(path) -> dict:
     import h5py
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such signals file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path}: not an HDF5 file; SIGNALS must be a molmovie dataset or an HDF5 file with q, time and dS") from None
+    f = _open_hdf5(path, "signals file", "not an HDF5 file; SIGNALS must be a molmovie dataset or an HDF5 file with q, time and dS")
     with f:
         is_dataset = f.attrs.get("format") == FORMAT
         if not is_dataset:
