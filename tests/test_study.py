@@ -276,6 +276,9 @@ def test_vrnn_settings_come_from_the_preset_with_per_experiment_overrides(study)
 
 def test_markdown_table_shows_the_results(study):
     md = (study.out / "results.md").read_text()
+    header = [c.strip() for c in md.splitlines()[0].split("|")[3:-1]]
+    names = {"rmsd_sum": "labelled", "rmsd_sym_traj_sum": "symmetry-aware per trajectory", "rmsd_sym_sum": "symmetry-aware per frame", "ssr_sum": "SSR"}
+    assert len(header) == len(SCORES) and all(names[k] in h for k, h in zip(SCORES, header)), header
     wins = dict.fromkeys(SCORES, 0)
     for key, e in study.results["experiments"].items():
         t = e["trajectories"]
@@ -291,7 +294,7 @@ def test_markdown_table_shows_the_results(study):
                 assert float(text.strip("*")) == pytest.approx(e["methods"][m][k], rel=1e-3, abs=0.5), (key, k, cell)
             wins[k] += e["winner"][k] == "vrnn"
     assert f"VRNN wins: labelled RMSD {wins['rmsd_sum']}/5, " in md
-    assert f"SSR {wins['ssr_sum']}/5 (preset `tiny`, seed {SEED}, " in md
+    assert f"SSR {wins['ssr_sum']}/5 (preset `tiny`, seed {SEED}; this run took " in md
 
 
 def test_every_progress_bar_opened_is_closed(study):

@@ -22,12 +22,12 @@ def _style(name: str) -> dict:
     return METHOD_STYLE.get(name, dict(color=None, label=name))
 
 
-def _axes(ax, ncols=1, figsize=(6.4, 4.0)):
+def _axes(ax, ncols=1, figsize=(6.4, 4.0), sharey=False):
     import matplotlib.pyplot as plt
 
     if ax is not None:
         return ax.figure, np.atleast_1d(ax)
-    fig, axes = plt.subplots(1, ncols, figsize=figsize, constrained_layout=True)
+    fig, axes = plt.subplots(1, ncols, figsize=figsize, constrained_layout=True, sharey=sharey)
     return fig, np.atleast_1d(axes)
 
 
@@ -42,7 +42,7 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
         E.g. ``{"labelled": {"nearest": [...], "vrnn": [...]}, "symmetry-aware": {...}}``; one panel each.
     """
     panels = list(sums)
-    fig, axes = _axes(ax, ncols=len(panels), figsize=(5.2 * len(panels), 4.2))
+    fig, axes = _axes(ax, ncols=len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True)  # panels compare
     x = np.arange(len(experiments))
     for a, panel in zip(axes, panels):
         methods = list(sums[panel])
@@ -53,7 +53,8 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
             bars = a.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, color=st["color"], label=st["label"])
             a.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
         a.set_xticks(x, experiments, rotation=20, ha="right")
-        a.set_ylabel("RMSD summed over test frames (Å)")
+        if a is axes[0]:
+            a.set_ylabel("RMSD summed over test frames (Å)")
         a.set_title((titles or {}).get(panel, f"{panel} RMSD"))
         a.margins(y=0.12)
         a.grid(axis="y", alpha=0.3)
