@@ -364,3 +364,16 @@ def test_torch_nan_and_errors():
         model(torch.ones(2, 4, dtype=torch.float64))
     with pytest.raises(InputError, match=">= 0"):
         DebyeTorch(["C"], [-1.0])
+
+
+def test_the_kernel_runs_on_numbas_own_thread_pool_not_a_second_openmp():
+    # numba's OpenMP layer loads a libgomp beside PyTorch's; its idle worker then spun inside torch
+    # operations and slowed VRNN training tenfold on a busy machine
+    import os
+
+    import numba
+
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        pytest.skip("the user chose numba's threading layer")
+    intensity_from_distances(("C", "S", "S"), np.array([[1.55, 1.55, 3.1]] * 64), np.linspace(0.5, 6.8, 16))
+    assert numba.threading_layer() == "workqueue"
