@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
+from .._numba import parallel_lock
 from ._base import InversionMethod, Prediction, check_dataset, check_number, check_signals, need_array
 
 __all__ = ["NearestReference", "nearest_frames"]
@@ -131,7 +132,8 @@ def nearest_frames(
         na = np.einsum("ij,ij->i", qc, qc)
         g = G[:b]
         np.matmul(qc.astype(np.float32), lib32.T, out=g)
-        scan(g, nb, na, c, cand[:b], count[:b])
+        with parallel_lock:
+            scan(g, nb, na, c, cand[:b], count[:b])
         k = count[:b]
         few = np.flatnonzero(k <= _CAPACITY)
         if len(few):

@@ -51,17 +51,10 @@ No ``fastmath``: every operation is IEEE float64 in the written order.
 
 from __future__ import annotations
 
-import os
-
-import numba
 import numpy as np
 from numba import njit, prange
 
-# numba's own thread pool, not OpenMP, unless the user chose a layer: its OpenMP layer loads a
-# second libgomp beside PyTorch's, and after one Debye call its worker thread spun inside every
-# later torch operation, which made VRNN training on a busy machine ten times slower (measured).
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+from .. import _numba  # noqa: F401 -- the threading layer, before any kernel runs
 
 #: Geometries per block (SIMD lanes × unroll); measured fastest among 8-128.
 BLOCK = 32

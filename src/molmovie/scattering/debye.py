@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import InputError
+from .._numba import parallel_lock
 from .tables import atomic_numbers_for_scattering, check_q, form_factors, incoherent
 
 __all__ = ["intensity", "intensity_from_distances", "intensity_reference", "difference_signal", "pair_distances"]
@@ -172,10 +173,11 @@ def intensity_from_distances(symbols, distances, q, *, inelastic: bool = True) -
         if r_max * qa.max() > _MAX_QR:
             return intensity_reference(symbols, d, qa, inelastic=inelastic)
     args = (flat, plan.order, plan.type_start, plan.weight, plan.const, plan.zero_q)
-    if plan.uniform:
-        _kernels.debye_uniform(*args, plan.q0, plan.dq, out)
-    else:
-        _kernels.debye_direct(*args, qa, out)
+    with parallel_lock:
+        if plan.uniform:
+            _kernels.debye_uniform(*args, plan.q0, plan.dq, out)
+        else:
+            _kernels.debye_direct(*args, qa, out)
     return out.reshape(lead + (qa.size,))
 
 
@@ -238,7 +240,8 @@ def pair_distances(positions) -> np.ndarray:
     flat = np.ascontiguousarray(pos.reshape(int(np.prod(lead)), n, 3))
     out = np.empty((flat.shape[0], n * (n - 1) // 2))
     if out.size:
-        _kernels.pair_distances(flat, out)
+        with parallel_lock:
+            _kernels.pair_distances(flat, out)
     return out.reshape(lead + (out.shape[1],))
 
 
