@@ -123,3 +123,38 @@ def test_split_selects_trajectories(dataset):
     np.testing.assert_array_equal(test.positions, dataset.positions[dataset.splits["test"]])
     with pytest.raises(InputError, match="no 'foo' split"):
         dataset.split("foo")
+
+
+def test_written_files_get_the_usual_permissions_not_a_temporary_files(tmp_path):
+    import os
+
+    from molmovie.datasets import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "shared.json") as tmp:
+            assert (tmp.stat().st_mode & 0o777) == 0o600  # mkstemp's owner-only file ...
+            tmp.write_text("{}")
+        assert ((tmp_path / "shared.json").stat().st_mode & 0o777) == 0o644  # ... readable by the group once written
+        os.umask(0o077)
+        with atomic_path(tmp_path / "private.json") as tmp:
+            tmp.write_text("{}")
+        assert ((tmp_path / "private.json").stat().st_mode & 0o777) == 0o600
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("length", [[5.5], [12], [-1], [3, 3]])
+def test_read_signals_refuses_lengths_that_are_not_frame_counts(tmp_path, length):
+    from molmovie.datasets import read_signals
+
+    path = tmp_path / "measured.h5"
+    with h5py.File(path, "w") as f:  # one series of 10 frames on 4 q points
+        f["q"], f["time"], f["dS"], f["length"] = np.linspace(1, 4, 4), np.arange(10.0), np.zeros((10, 4)), length
+    with pytest.raises(InputError, match=r"measured\.h5: length must hold one whole number of valid frames \(0 to 10\) per series \(1\)"):
+        read_signals(path)
+    with h5py.File(path, "r+") as f:
+        del f["length"]
+        f["length"] = [7]
+    got = read_signals(path)
+    assert got["length"].tolist() == [7] and got["dS"].shape == (1, 10, 4) and got["series"] == 1

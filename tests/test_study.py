@@ -33,7 +33,7 @@ from molmovie.trajectories import Ensemble, is_dissociated
 SEED = 3
 T = 8  # frames per trajectory
 DT = 2.0  # fs
-N_Q = 12  # q points of the signals written here (the study's own simulation uses q_grid(): 100)
+N_Q = 100  # q points of the signals written here: the study's protocol (q_grid()), so they are reused
 COUNTS = {"nmm": (4, 2, 2), "c2h4": (6, 2, 3), "cs2": (6, 2, 3)}
 #: dissociating trajectories, as (split, position in that split): one or two in every split
 DISSOCIATING = {
@@ -48,6 +48,7 @@ LEAVING = {"c2h4": (2, 5), "cs2": (1, 2)}
 #: test round(8*3/11) = 2, train 5; CS2, 7 bound: val round(7*2/11) = 1, test round(7*3/11) = 2, train 4.
 BOUND_COUNTS = {"c2h4": (5, 1, 2), "cs2": (4, 1, 2)}
 SPLITS = ("train", "val", "test")
+VOLATILE = ("wall_time_s", "reused_stages")  # results entries that describe the run, not the study
 METHODS = ("nearest", "vrnn")
 KEYS = [e.key for e in EXPERIMENTS]
 
@@ -200,7 +201,8 @@ def test_signals_missing_from_a_dataset_are_simulated_and_saved(study):
     np.testing.assert_array_equal(ds.dissociated, built.dissociated)
     assert {k: v.tolist() for k, v in ds.splits.items()} == {k: v.tolist() for k, v in built.splits.items()}
     # the datasets that had signals are reused untouched
-    assert len(read_dataset(study.data_dir / "nmm.h5").q) == N_Q
+    nmm = read_dataset(study.data_dir / "nmm.h5")
+    np.testing.assert_array_equal(nmm.dS, study.built["nmm"].dS)
 
 
 def test_results_hold_the_five_experiments_with_their_split_sizes(study):
@@ -208,7 +210,8 @@ def test_results_hold_the_five_experiments_with_their_split_sizes(study):
     assert res["preset"] == "tiny" and res["seed"] == SEED
     assert list(res["experiments"]) == KEYS
     on_disk = json.loads((study.out / "results.json").read_text())
-    assert on_disk.pop("wall_time_s") >= 0 and on_disk == {k: v for k, v in res.items() if k != "wall_time_s"}
+    assert on_disk.pop("wall_time_s") >= 0 and on_disk.pop("reused_stages") == 3
+    assert on_disk == {k: v for k, v in res.items() if k not in VOLATILE}
     for e in EXPERIMENTS:
         entry = res["experiments"][e.key]
         assert entry["label"] == e.label
@@ -317,15 +320,17 @@ def test_every_progress_bar_opened_is_closed(study):
 
 def test_a_rerun_retrains_nothing_and_a_lost_evaluation_is_recomputed_identically(study):
     before = snapshot(study.out)
-    common = {k: v for k, v in study.results.items() if k != "wall_time_s"}
+    common = {k: v for k, v in study.results.items() if k not in VOLATILE}
 
     lines: list[str] = []
     bars = ProgressRecorder()
     again = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, log=lines.append, progress_factory=bars)
     assert snapshot(study.out) == before
+    assert study.results["reused_stages"] == 3 and again["reused_stages"] == 13  # three datasets, then ten models too
+    assert "reusing 13 stages finished before it)." in (study.out / "results.md").read_text()
     assert not bars.bars and not [line for line in lines if ": training " in line or " trained in " in line], lines
     assert sum(": reusing " in line for line in lines) == 3  # CS2 now has its signals too
-    assert {k: v for k, v in again.items() if k != "wall_time_s"} == common
+    assert {k: v for k, v in again.items() if k not in VOLATILE} == common
 
     lost = "eval/cs2-bound-vrnn.npz"
     old = load_npz(study.out / lost)
@@ -339,14 +344,15 @@ def test_a_rerun_retrains_nothing_and_a_lost_evaluation_is_recomputed_identicall
     assert new.keys() == old.keys()
     for k in old:
         np.testing.assert_array_equal(new[k], old[k], err_msg=k)  # ... identically, from the saved model
-    assert {k: v for k, v in again.items() if k != "wall_time_s"} == common
+    assert {k: v for k, v in again.items() if k not in VOLATILE} == common
 
-    # an evaluation that predates one of the scores is scored again, from the saved model
+    # an evaluation made before the per-trajectory RMSD existed is scored again, from the saved model
     stale = "eval/nmm-nearest.npz"
     old = load_npz(study.out / stale)
     summary = json.loads(str(old["summary_json"]))
-    del summary[SCORES[-1]]
-    np.savez_compressed(study.out / stale, **{**old, "summary_json": np.array(json.dumps(summary))})
+    del summary["rmsd_sym_traj_sum"], summary["rmsd_sym_traj_mean"]
+    older = {k: v for k, v in old.items() if k not in ("rmsd_sym_traj", "rmsd_sym_traj_t")}
+    np.savez_compressed(study.out / stale, **{**older, "summary_json": np.array(json.dumps(summary))})
     lines.clear()
     again = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, log=lines.append, progress_factory=bars)
     assert not bars.bars and not [line for line in lines if ": training " in line or " trained in " in line], lines
@@ -354,7 +360,7 @@ def test_a_rerun_retrains_nothing_and_a_lost_evaluation_is_recomputed_identicall
     new = load_npz(study.out / stale)
     for k in old:
         np.testing.assert_array_equal(new[k], old[k], err_msg=k)
-    assert {k: v for k, v in again.items() if k != "wall_time_s"} == common
+    assert {k: v for k, v in again.items() if k not in VOLATILE} == common
 
 
 # ----------------------------------------------------------------------------- errors
@@ -394,7 +400,7 @@ def test_a_study_with_another_seed_or_split_is_not_mixed_into_an_old_one(study, 
     manifest = json.loads((study.out / "study.json").read_text())
     assert manifest["seed"] == SEED and manifest["trajectories"]["cs2"] == list(COUNTS["cs2"])
     before = snapshot(study.out)
-    with pytest.raises(InputError, match=r"holds a study with other settings \(preset 'tiny', seed 3\).*another --output"):
+    with pytest.raises(InputError, match=r"holds a study defined otherwise \(seed 3 there, 4 here\); .*another --output"):
         run_study(PRESET, study.out, seed=SEED + 1, data_dir=study.data_dir, log=lambda line: None)
     assert snapshot(study.out) == before
     # a dataset split otherwise than the preset asks is refused, not silently re-used
@@ -405,3 +411,26 @@ def test_a_study_with_another_seed_or_split_is_not_mixed_into_an_old_one(study, 
     write_dataset(ds, data_dir / "nmm.h5")
     with pytest.raises(InputError, match=r"nmm\.h5 is split 5/1/2 \(train/val/test\) but the tiny preset needs 4/2/2"):
         run_study(PRESET, tmp_path / "out", seed=SEED, data_dir=data_dir, log=lambda line: None)
+
+
+def test_a_folder_with_models_but_no_manifest_is_not_resumed(tmp_path):
+    out = tmp_path / "old-study"
+    (out / "models").mkdir(parents=True)
+    (out / "models" / "nmm-vrnn.safetensors").write_bytes(b"from an older molmovie")
+    with pytest.raises(InputError, match=r"old-study holds models or scores but no study\.json"):
+        run_study(PRESET, out, seed=SEED, data_dir=tmp_path / "data", log=lambda line: None)
+    assert not (out / "study.json").exists() and not (tmp_path / "data").exists()
+
+
+def test_reused_signals_must_follow_the_studys_protocol(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    ds = build_dataset("nmm", signals=False)
+    q = q_grid(n_q=12)
+    dS, I_ref = simulate_signals(ds.symbols, ds.positions, ds.length, ds.time, q, reference="ground")
+    ds = ds.with_signals(q, dS, I_ref, inelastic=True, reference="ground", photons=None, irf_fs=None, seed=0)
+    path = write_dataset(ds, data_dir / "nmm.h5")
+    content = path.read_bytes()
+    with pytest.raises(InputError, match=r"nmm\.h5 holds signals simulated otherwise than the study's: q grid 12 points.*reference ground \(the study uses first\); choose another --data-dir"):
+        run_study(PRESET, tmp_path / "out", seed=SEED, data_dir=data_dir, log=lambda line: None)
+    assert path.read_bytes() == content

@@ -192,3 +192,14 @@ def test_train_excluding_dissociating_trajectories(files, tmp_path, capsys):
     model = load_method(out)
     assert len(model.library_) == int(keep.split("train").length.sum())
     assert f"trained on {len(keep.splits['train'])} trajectories" in stdout
+
+
+def test_train_warns_when_the_physics_term_would_never_reach_full_weight(files, tmp_path, capsys):
+    folder, ds, data = files
+    fast = VRNN_FAST[: VRNN_FAST.index("physics=0") - 1]  # physics on (its default weight)
+    out = tmp_path / "short.safetensors"
+    code, stdout, err = run_cli(["train", data, "--method", "vrnn", "-o", out, *fast, "--set", "physics_warmup=2"], capsys)
+    assert code == 0, err
+    assert "the physics term reaches its full weight at epoch 4 (physics_warmup 2); with 2 epochs it never does" in err
+    code, stdout, err = run_cli(["train", data, "--method", "vrnn", "-o", tmp_path / "long.safetensors", *fast, "--set", "physics_warmup=1"], capsys)
+    assert code == 0 and "warning" not in err, err

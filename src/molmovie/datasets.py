@@ -235,7 +235,8 @@ class atomic_path:
     """Context manager giving a temporary path beside ``path``, renamed onto it on success.
 
     On an exception (or Ctrl-C) the temporary file is removed and ``path`` is
-    untouched.
+    untouched. The file gets the permissions of any newly created file
+    (0666 less the umask), not the owner-only ones of a temporary file.
     """
 
     def __init__(self, path, suffix: str = ".tmp"):
@@ -250,6 +251,9 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
@@ -383,14 +387,25 @@ def read_signals(path) -> dict:
     """Signals to invert: a molmovie dataset, or a minimal HDF5 file with ``q``, ``time`` and ``dS``.
 
     The minimal file holds, at its top level, ``q`` (Q) [1/Angstrom], ``time``
-    (T) [fs] and ``dS`` ((T, Q) for one series or (M, T, Q)), and optionally
-    ``length`` (M) and ``symbols`` (N).
+    (T) [fs] and ``dS`` ((T, Q) for one series or (M, T, Q), a fraction), and
+    optionally ``length`` (M, valid frames per series) and ``symbols`` (N).
+
+    Parameters
+    ----------
+    path : path-like
 
     Returns
     -------
     dict
-        ``q``, ``time``, ``dS`` (M, T, Q), ``length`` (M or None), ``symbols``
-        (tuple or None) and ``series`` (M).
+        ``q`` (Q,) [1/Angstrom], ``time`` (T,) [fs], ``dS`` (M, T, Q),
+        ``length`` (M,) int or None, ``symbols`` (tuple or None) and
+        ``series`` (M).
+
+    Raises
+    ------
+    InputError
+        If the file is missing or not HDF5, a dataset without signals, or
+        a minimal file with missing, non-numeric or inconsistent arrays.
     """
     import h5py
 
@@ -408,7 +423,7 @@ def read_signals(path) -> dict:
                 dS = np.asarray(f["dS"][()], dtype=float)
             except (TypeError, ValueError):
                 raise InputError(f"{path}: dS must be numbers") from None
-            length = np.asarray(f["length"][()]) if "length" in f else None
+            length = np.asarray(f["length"][()]) if "length" in f and isinstance(f["length"], h5py.Dataset) else None
             symbols = None
             if "symbols" in f:
                 symbols = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in f["symbols"][()])
@@ -427,6 +442,13 @@ def read_signals(path) -> dict:
         raise InputError(f"{path}: time must have one value per frame of dS ({dS.shape[1]}); got shape {time.shape}")
     if not (np.all(np.isfinite(q)) and np.all(np.isfinite(time))):
         raise InputError(f"{path}: q and time must be finite")
+    if length is not None:
+        M, T = dS.shape[:2]
+        ok = length.shape == (M,) and np.issubdtype(length.dtype, np.number) and np.all(np.isfinite(length))
+        ok = ok and np.all(length == np.round(length)) and np.all((length >= 0) & (length <= T))
+        if not ok:
+            raise InputError(f"{path}: length must hold one whole number of valid frames (0 to {T}) per series ({M}); got {length!r}")
+        length = length.astype(np.int64)
     return dict(q=q, time=time, dS=dS, length=length, symbols=symbols, series=dS.shape[0])
 
 

@@ -70,6 +70,12 @@ def train(
             typer.echo(f"molmovie: warning: {flag} does not apply to the {method.value} method; ignored", err=True)
     model = get_method(method.value, **options)
     model._validate_settings()  # before reading a possibly large dataset
+    if method is MethodName.vrnn and model.physics > 0 and model.epochs < model._full_weight_epoch():
+        typer.echo(
+            f"molmovie: warning: the physics term reaches its full weight at epoch {model._full_weight_epoch()} "
+            f"(physics_warmup {model.physics_warmup}); with {model.epochs} epochs it never does, and early stopping never starts",
+            err=True,
+        )
 
     ds = read_dataset(dataset)
     if not ds.has_signals:

@@ -9,6 +9,7 @@ symmetry-aware RMSD, SSR), and compared.
 Stages, each written atomically so a rerun skips what is done and Ctrl-C
 leaves nothing corrupt::
 
+    OUT/study.json                       what defines the study (a rerun with other settings is refused)
     OUT/data/{nmm,c2h4,cs2}.h5           generated trajectories + signals
     OUT/models/{experiment}-{method}.safetensors
     OUT/eval/{experiment}-{method}.npz   predictions and per-frame metrics
@@ -97,28 +98,53 @@ def _atomic_savez(path: Path, **arrays) -> None:
 
 
 MANIFEST = "study.json"
+#: Raised whenever a change to molmovie makes models or scores of an older study invalid
+#: (2: the VRNN's early stopping waits for the physics term's full weight).
+REVISION = 2
 
 
-def _check_manifest(out: Path, preset: Preset, seed: int) -> dict:
-    """What defines this study (preset sizes, VRNN settings, seed); refuse to resume a different one in ``out``."""
-    manifest = {
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
+    """What defines this study; refuse to resume, in ``out``, a study defined otherwise or by an older molmovie."""
+    manifest = json.loads(json.dumps({
+        "revision": REVISION,
         "preset": preset.name,
         "seed": int(seed),
+        "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
         "trajectories": {k: list(v) for k, v in preset.trajectories.items()},
         "vrnn": preset.vrnn,
         "vrnn_by_experiment": preset.vrnn_by_experiment,
-    }
+    }))
     path = out / MANIFEST
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise InputError(f"{path} is not a study manifest; choose another --output") from None
-        if old != json.loads(json.dumps(manifest)):
+    if not path.exists():
+        stale = [p for sub in ("models", "eval") if (out / sub).is_dir() for p in (out / sub).iterdir()]
+        if stale:
             raise InputError(
-                f"{out} holds a study with other settings (preset {old.get('preset')!r}, seed {old.get('seed')}); "
-                "its models would be reused: choose another --output"
+                f"{out} holds models or scores but no {MANIFEST} (a study by an older molmovie, or other files); "
+                "choose another --output"
             )
+        return manifest
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise InputError(f"{path} is not a study manifest; choose another --output") from None
+    if not isinstance(old, dict):
+        raise InputError(f"{path} is not a study manifest; choose another --output")
+    a, b = _flatten(old), _flatten(manifest)
+    diff = [f"{k} {a.get(k, 'unset')} there, {b.get(k, 'unset')} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if diff:
+        raise InputError(
+            f"{out} holds a study defined otherwise ({'; '.join(diff)}); its models would be reused: choose another --output"
+        )
     return manifest
 
 
@@ -176,7 +202,7 @@ def run_study(
     data = Path(data_dir) if data_dir is not None else out / "data"
     if data.exists() and not data.is_dir():
         raise InputError(f"the data folder {data} exists and is not a folder")
-    manifest = _check_manifest(out, preset, seed)
+    manifest = _check_manifest(out, preset, seed, data_dir)
     for d in (out, data, out / "models", out / "eval"):
         d.mkdir(parents=True, exist_ok=True)
     if not (out / MANIFEST).exists():
@@ -186,9 +212,12 @@ def run_study(
             tmp.write_text(json.dumps(manifest, indent=2))
 
     t0 = time.perf_counter()
+    reused = 0
     datasets = {}
     for mol in ("nmm", "c2h4", "cs2"):
-        datasets[mol] = _dataset_stage(mol, preset, data / f"{mol}.h5", seed, workers, log, progress_factory)
+        path = data / f"{mol}.h5"
+        reused += path.exists()
+        datasets[mol] = _dataset_stage(mol, preset, path, seed, workers, log, progress_factory)
 
     results = {"preset": preset.name, "seed": seed, "experiments": {}}
     per_frame = {}
@@ -197,6 +226,7 @@ def run_study(
         train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
         entry = {"label": exp.label, "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories}, "methods": {}}
         for method in ("nearest", "vrnn"):
+            reused += any((out / sub / f"{exp.key}-{method}.{ext}").exists() for sub, ext in (("models", "safetensors"), ("eval", "npz")))
             ev = _method_stage(exp, method, preset, train, val, test, out, seed, log, progress_factory)
             entry["methods"][method] = ev["summary"]
             per_frame[(exp.key, method)] = ev
@@ -215,6 +245,7 @@ def run_study(
             f"SSR {m['nearest']['ssr_sum']:9.3g} / {m['vrnn']['ssr_sum']:9.3g}"
         )
     results["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    results["reused_stages"] = int(reused)
     write_report(results, per_frame, datasets, out, seed=seed)
     return results
 
@@ -242,6 +273,7 @@ def _dataset_stage(mol, preset, path: Path, seed, workers, log, progress_factory
                 f"{'/'.join(map(str, counts))}; remove it or choose another --output/--data-dir"
             )
         if ds.has_signals:
+            _check_protocol(ds, path)
             log(f"{mol}: reusing {path} ({n} trajectories, {int(ds.dissociated.sum())} dissociated)")
             return ds
     else:
@@ -256,6 +288,25 @@ def _dataset_stage(mol, preset, path: Path, seed, workers, log, progress_factory
     write_dataset(ds, path, force=True)
     log(f"{mol}: {n} trajectories, {int(ds.dissociated.sum())} dissociated; signals on {len(q)} q points")
     return ds
+
+
+def _check_protocol(ds, path: Path) -> None:
+    """Refuse reused signals simulated otherwise than the study's protocol (default q grid, inelastic, first frame, exact)."""
+    from ..scattering import q_grid
+
+    q, a = q_grid(), ds.signal_attrs
+    found = {
+        "q grid": f"{len(ds.q)} points, {ds.q.min():.3g}-{ds.q.max():.3g} 1/Å",
+        "inelastic": bool(a.get("inelastic", True)),
+        "reference": str(a.get("reference", "first")),
+        "photons": a.get("photons"),
+        "irf_fs": a.get("irf_fs"),
+    }
+    wanted = {"q grid": f"{len(q)} points, {q.min():.3g}-{q.max():.3g} 1/Å", "inelastic": True, "reference": "first", "photons": None, "irf_fs": None}
+    same_q = len(ds.q) == len(q) and np.allclose(ds.q, q, rtol=1e-9, atol=1e-12)
+    diff = [f"{k} {found[k]} (the study uses {wanted[k]})" for k in wanted if (not same_q if k == "q grid" else found[k] != wanted[k])]
+    if diff:
+        raise InputError(f"{path} holds signals simulated otherwise than the study's: {'; '.join(diff)}; choose another --data-dir")
 
 
 def _progress_cb(factory, description, total):
@@ -394,8 +445,8 @@ def results_markdown(results: dict) -> str:
     rows.append(
         f"VRNN wins: labelled RMSD {wins['rmsd_sum']}/{n}, symmetry-aware RMSD per trajectory {wins['rmsd_sym_traj_sum']}/{n} "
         f"and per frame {wins['rmsd_sym_sum']}/{n}, SSR {wins['ssr_sum']}/{n} "
-        f"(preset `{results['preset']}`, seed {results['seed']}; this run took {results.get('wall_time_s', 0):.0f} s, "
-        "reusing the stages finished before it)."
+        f"(preset `{results['preset']}`, seed {results['seed']}; this run took {results.get('wall_time_s', 0):.0f} s"
+        + (f", reusing {results['reused_stages']} stages finished before it)." if results.get("reused_stages") else ").")
     )
     return "\n".join(rows) + "\n"
 
