@@ -16,12 +16,18 @@ from __future__ import annotations
 import os
 import threading
 
-import numba
-
-__all__ = ["parallel_lock"]
-
-if "NUMBA_THREADING_LAYER" not in os.environ and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
-    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+__all__ = ["parallel_lock", "configure"]
 
 #: Held around every call of a ``parallel=True`` kernel.
 parallel_lock = threading.RLock()
+
+
+def configure() -> None:
+    """Choose the threading layer; call before any parallel kernel is compiled or run.
+
+    Kept out of import time so that importing molmovie does not import numba.
+    """
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
+        numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]

@@ -46,6 +46,10 @@ def _kernel():
         return _SCAN
     import numba
 
+    from .._numba import configure
+
+    configure()  # the threading layer, before the kernel runs
+
     @numba.njit(parallel=True, cache=True)
     def scan(G, nb, na, c, cand, count):  # pragma: no cover - compiled
         n_rows, n_ref = G.shape

@@ -54,7 +54,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .. import _numba  # noqa: F401 -- the threading layer, before any kernel runs
+from .._numba import configure
+
+configure()  # the threading layer, before any kernel runs
 
 #: Geometries per block (SIMD lanes × unroll); measured fastest among 8-128.
 BLOCK = 32
