@@ -398,3 +398,28 @@ def test_pair_permutations_match_distances_of_relabelled_positions():
         pair_permutations([[0, 0, 1]])
     with pytest.raises(InputError, match="distances"):
         permute_distances(np.ones(4), [0, 1, 2])
+
+
+def test_relabelling_per_trajectory_is_the_brute_force_choice():
+    from molmovie.geometry import relabelling_per_trajectory
+
+    mol = builtin("c2h4")
+    perms = automorphisms(mol.symbols, mol.positions)  # 8: H swaps and the C=C flip
+    rng = np.random.default_rng(4)
+    M, T = 5, 7
+    true = mol.positions + 0.05 * rng.normal(size=(M, T, 6, 3))
+    # each trajectory predicted with one relabelling (and noise, a rotation, a mirror image)
+    from scipy.spatial.transform import Rotation
+
+    rot = Rotation.random(random_state=1).as_matrix() @ np.diag([1.0, 1.0, -1.0])
+    chosen = rng.integers(len(perms), size=M)
+    pred = np.stack([true[m][:, np.argsort(perms[chosen[m]]), :] for m in range(M)]) @ rot.T
+    pred += 0.02 * rng.normal(size=pred.shape)
+    pred[2, 3:] = np.nan  # a shorter trajectory
+    cands, best = relabelling_per_trajectory(pred, true, mol.masses, perms)
+    assert np.array_equal(cands[0], np.arange(6)) and len(cands) == len(perms)
+    for m in range(M):  # brute force: labelled RMSD (Kabsch) of every relabelling, summed over valid frames
+        sums = [np.nansum(rmsd(pred[m][:, c, :], true[m], mol.masses)) for c in cands]
+        assert best[m] == int(np.argmin(sums)), (m, sums)
+        # and it undoes the relabelling applied above: what is left is the noise
+        assert np.nanmax(rmsd(pred[m][:, cands[best[m]], :], true[m], mol.masses)) < 0.1

@@ -34,6 +34,7 @@ __all__ = [
     "align",
     "rmsd",
     "rmsd_from_distances",
+    "relabelling_per_trajectory",
     "automorphisms",
     "pair_permutations",
     "permute_distances",
@@ -342,7 +343,17 @@ def _largest_root(e1: np.ndarray, det_h: np.ndarray, frob_hth: np.ndarray, start
 
 
 def _best_permutation(p0: np.ndarray, q0: np.ndarray, w: np.ndarray, perms: np.ndarray, mirror: bool) -> np.ndarray:
-    """Index of the permutation of p0 that gives the smallest weighted RMSD to q0, per frame.
+    """Index of the permutation of p0 that gives the smallest weighted RMSD to q0, per frame."""
+    best = np.zeros(p0.shape[0], dtype=np.intp)
+    for lo, hi, resid in _permutation_residuals(p0, q0, w, perms, mirror):
+        best[lo:hi] = np.argmin(resid, axis=0)
+    return best
+
+
+def _permutation_residuals(p0: np.ndarray, q0: np.ndarray, w: np.ndarray, perms: np.ndarray, mirror: bool):
+    """Yield ``(lo, hi, resid)`` block by block of frames: resid (K, hi - lo) is the
+    least weighted sum of squared deviations, sum_i w_i |R p_perm(i) + t - q_i|^2,
+    of every relabelling of frames lo:hi.
 
     p0 and q0 (F, N, 3) are centred with the identity labelling's weights. For
     each candidate relabelling ``p0[:, perm]`` the best superposition residual is
@@ -371,7 +382,6 @@ def _best_permutation(p0: np.ndarray, q0: np.ndarray, w: np.ndarray, perms: np.n
     wqt = np.ascontiguousarray((q0 * w[:, None]).transpose(1, 2, 0))
     e_q = np.einsum("nbf,nbf->f", wqt, q0.transpose(1, 2, 0))
     total = w.sum()
-    best = np.zeros(f, dtype=np.intp)
     per_frame = 3 * k * n if gather else 9 * n * n
     step = max(1, _RMSD_BLOCK // max(per_frame, 24 * k))
     for lo in range(0, f, step):
@@ -404,8 +414,7 @@ def _best_permutation(p0: np.ndarray, q0: np.ndarray, w: np.ndarray, perms: np.n
         frob = c00 * c00 + c11 * c11 + c22 * c22 + 2.0 * (c01 * c01 + c02 * c02 + c12 * c12)
         start = np.sqrt(e_p * e_q[lo:hi]) * (1 + 1e-12)
         lam = _largest_root(e1, det_h, frob, start)
-        best[lo:hi] = np.argmin(e_p - 2.0 * lam, axis=0)
-    return best
+        yield lo, hi, e_p - 2.0 * lam + e_q[lo:hi]
 
 
 def rmsd(
@@ -531,6 +540,58 @@ def rmsd_from_distances(
             f"{true.shape[-2]} atoms; got shape {d.shape}"
         )
     return rmsd(coordinates_from_distances(d), true, masses, mirror=mirror, permutations=permutations)
+
+
+def relabelling_per_trajectory(pred_positions: np.ndarray, true_positions: np.ndarray, masses, permutations, *, mirror: bool = True):
+    """The one relabelling of each predicted trajectory with the least RMSD summed over its frames.
+
+    Atoms keep their identity in time, so a trajectory may be relabelled as a
+    whole (by an automorphism), not frame by frame. Every candidate is scored
+    from the same QCP residuals that :func:`rmsd` uses to choose per frame;
+    frames with any non-finite coordinate do not count.
+
+    Parameters
+    ----------
+    pred_positions, true_positions : ndarray, shape (M, T, n_atoms, 3), Angstrom
+    masses : ndarray, shape (n_atoms,), u
+    permutations : ndarray of int, shape (K, n_atoms)
+        As in :func:`rmsd`; the identity is added when missing.
+    mirror : bool
+        Allow the mirror image of each frame (default True).
+
+    Returns
+    -------
+    perms : ndarray of int, shape (K', n_atoms)
+        The candidates, the identity first (it wins ties).
+    best : ndarray of int, shape (M,)
+        Row of ``perms`` chosen for each trajectory: relabel with
+        ``pred[m][..., perms[best[m]], :]``.
+    """
+    pred = _as_positions(pred_positions, "pred_positions")
+    true = _as_positions(true_positions, "true_positions")
+    if pred.ndim != 4 or pred.shape != true.shape:
+        raise InputError(
+            f"Predicted and true positions must both have shape (trajectories, frames, atoms, 3); got {pred.shape} and {true.shape}"
+        )
+    m, t, n, _ = pred.shape
+    w = _as_masses(masses, n)
+    perms = _as_permutations(permutations, n)
+    identity = np.arange(n)
+    perms = np.vstack([identity, perms[~np.all(perms == identity, axis=1)]])
+    p = pred.reshape(-1, n, 3)
+    q = true.reshape(-1, n, 3)
+    bad = ~(np.all(np.isfinite(p), axis=(1, 2)) & np.all(np.isfinite(q), axis=(1, 2)))
+    _, p0 = _centre(np.where(bad[:, None, None], 0.0, p), w)
+    _, q0 = _centre(np.where(bad[:, None, None], 0.0, q), w)
+    trajectory = np.repeat(np.arange(m), t)
+    sums = np.zeros((len(perms), m))
+    if p.shape[0]:
+        with np.errstate(under="ignore"):  # harmless: tiny products flush to zero
+            for lo, hi, resid in _permutation_residuals(p0, q0, w, perms, mirror):
+                r = np.sqrt(np.maximum(resid, 0.0) / w.sum())
+                r[:, bad[lo:hi]] = 0.0
+                np.add.at(sums, (slice(None), trajectory[lo:hi]), r)
+    return perms, np.argmin(sums, axis=0)
 
 
 # --------------------------------------------------------------------------

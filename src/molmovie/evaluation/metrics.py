@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..geometry import automorphisms, coordinates_from_distances, pair_indices, rmsd
+from ..geometry import automorphisms, coordinates_from_distances, pair_indices, relabelling_per_trajectory, rmsd
 
 __all__ = ["Evaluation", "evaluate", "reconstruct_signal", "heavy_pairs"]
 
@@ -146,7 +146,7 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
     coords = coordinates_from_distances(pred)
     labelled = rmsd(coords, positions, masses)
     rmsd_sym = rmsd(coords, positions, masses, permutations=permutations)
-    rmsd_sym_traj = _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations, labelled)
+    rmsd_sym_traj = _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations)
     dS_pred = reconstruct_signal(pred, dataset.symbols, dataset.q, dataset.I_ref, inelastic=bool(dataset.signal_attrs.get("inelastic", True)))
     resid = dS_pred - dataset.dS
     ssr = np.where(mask, np.sum(np.where(mask[..., None], resid, 0.0) ** 2, axis=-1), np.nan)
@@ -154,20 +154,11 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
     return Evaluation(labelled, rmsd_sym, rmsd_sym_traj, ssr, abs_error, dS_pred, heavy_pairs(dataset.symbols))
 
 
-def _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations, labelled) -> np.ndarray:
+def _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations) -> np.ndarray:
     """Per-frame RMSD (M, T) under each trajectory's best single relabelling (smallest sum over its frames).
 
-    ``coords`` (M, T, N, 3) are the predicted structures, ``labelled`` their
-    RMSD with the identity labelling (NaN on invalid frames).
+    ``coords`` (M, T, N, 3) are the predicted structures.
     """
-    best = labelled.copy()
-    best_sum = np.nansum(labelled, axis=1)
-    identity = np.arange(coords.shape[-2])
-    for perm in np.asarray(permutations, dtype=int).reshape(-1, coords.shape[-2]):
-        if np.array_equal(perm, identity):
-            continue
-        r = rmsd(coords[..., perm, :], positions, masses)
-        r_sum = np.nansum(r, axis=1)
-        better = r_sum < best_sum
-        best[better], best_sum[better] = r[better], r_sum[better]
-    return best
+    perms, best = relabelling_per_trajectory(coords, positions, masses, permutations)
+    relabelled = np.take_along_axis(coords, perms[best][:, None, :, None], axis=2)
+    return rmsd(relabelled, positions, masses)
