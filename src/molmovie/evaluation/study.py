@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
+from ..datasets import SPLITS
 
 __all__ = ["Preset", "PRESETS", "EXPERIMENTS", "Experiment", "run_study", "write_report"]
 
@@ -155,7 +156,7 @@ def _experiment_dataset(full, exp: Experiment, seed: int):
     if not exp.bound_only:
         return full
     ds = full.without_dissociating()
-    counts = [len(full.splits[k]) for k in ("train", "val", "test")]
+    counts = [len(full.splits[k]) for k in SPLITS]
     ds.splits = make_splits(ds.n_trajectories, counts, seed=seed + 1)
     return ds
 
@@ -226,7 +227,7 @@ def run_study(
         train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
         entry = {"label": exp.label, "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories}, "methods": {}}
         for method in ("nearest", "vrnn"):
-            reused += any((out / sub / f"{exp.key}-{method}.{ext}").exists() for sub, ext in (("models", "safetensors"), ("eval", "npz")))
+            reused += any(p.exists() for p in _stage_paths(out, exp, method))
             ev = _method_stage(exp, method, preset, train, val, test, out, seed, log, progress_factory)
             entry["methods"][method] = ev["summary"]
             per_frame[(exp.key, method)] = ev
@@ -266,7 +267,7 @@ def _dataset_stage(mol, preset, path: Path, seed, workers, log, progress_factory
             )
         if ds.molecule != mol:
             raise InputError(f"{path} holds {ds.molecule!r} trajectories, not {mol!r}; remove it or choose another --data-dir")
-        sizes = tuple(len(ds.splits.get(k, ())) for k in ("train", "val", "test"))
+        sizes = tuple(len(ds.splits.get(k, ())) for k in SPLITS)
         if sizes != tuple(counts):
             raise InputError(
                 f"{path} is split {'/'.join(map(str, sizes))} (train/val/test) but the {preset.name} preset needs "
@@ -345,13 +346,17 @@ def _vrnn_settings(preset: Preset, exp: Experiment, seed: int) -> dict:
     return s
 
 
+def _stage_paths(out: Path, exp: Experiment, method: str) -> tuple[Path, Path]:
+    """The model file and the evaluation file of one method in one experiment."""
+    return out / "models" / f"{exp.key}-{method}.safetensors", out / "eval" / f"{exp.key}-{method}.npz"
+
+
 def _method_stage(exp, method, preset, train, val, test, out: Path, seed, log, progress_factory) -> dict:
     """Train (or load) one method for one experiment, predict the test split, and score it."""
     from ..inversion import get_method, load_method
     from .metrics import evaluate
 
-    model_path = out / "models" / f"{exp.key}-{method}.safetensors"
-    eval_path = out / "eval" / f"{exp.key}-{method}.npz"
+    model_path, eval_path = _stage_paths(out, exp, method)
     if eval_path.exists():
         with np.load(eval_path, allow_pickle=False) as z:
             ev = {k: z[k] for k in z.files}
