@@ -1,0 +1,1 @@
+"""File formats of molmovie, one module per format."""
