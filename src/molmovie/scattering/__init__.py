@@ -12,7 +12,11 @@ averaged (gas phase):
   differentiable with respect to the distances (imported on first use, so
   ``import molmovie.scattering`` does not import torch);
 - :func:`q_grid`, :data:`DEFAULT_Q`, :func:`simulate_signals`: the detector
-  model (q grid, reference, photon noise, time resolution).
+  model (q grid, reference, photon noise, time resolution);
+- :func:`irf_operator`, :func:`ensemble_signal`, :func:`basis_signals`,
+  :func:`simulate_measurement` (and the PyTorch ``*_torch`` twins, which import
+  torch when called): the measurement model, what a pump-probe experiment
+  records (ensemble average, excitation fraction, time zero, IRF, noise).
 
 Units: q in 1/Å (q = 4π sin(θ)/λ), distances in Å, intensities in electron units.
 """
@@ -21,6 +25,17 @@ from __future__ import annotations
 
 from .debye import difference_signal, intensity, intensity_from_distances
 from .detector import DEFAULT_Q, q_grid, simulate_signals
+from .measurement import (
+    basis_signals,
+    convolve_basis,
+    distance_distribution,
+    ensemble_signal,
+    ensemble_signal_torch,
+    irf_operator,
+    irf_operator_torch,
+    laser_off_reference,
+    simulate_measurement,
+)
 from .tables import form_factors, incoherent
 
 __all__ = [
@@ -34,6 +49,15 @@ __all__ = [
     "q_grid",
     "DEFAULT_Q",
     "simulate_signals",
+    "irf_operator",
+    "irf_operator_torch",
+    "ensemble_signal",
+    "ensemble_signal_torch",
+    "convolve_basis",
+    "laser_off_reference",
+    "basis_signals",
+    "distance_distribution",
+    "simulate_measurement",
 ]
 
 _TORCH_NAMES = ("DebyeTorch", "intensity_torch")

@@ -1,0 +1,183 @@
+"""``simulate-experiment``: a synthetic pump-probe measurement of a dataset, with its truth stored beside it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from .._errors import InputError
+from . import app
+from ._progress import progress_bar
+
+#: Most delays and q points a typed range or a file may ask for (checked before anything is allocated).
+MAX_DELAYS = 100_000
+MAX_Q = 100_000
+
+
+def _read_numbers(path: Path, option: str) -> np.ndarray:
+    """A 1-D array of numbers from a .npy file or a text file (whitespace or commas, '#' comments)."""
+    try:
+        if path.suffix == ".npy":
+            values = np.load(path, allow_pickle=False, mmap_mode="r")
+        else:
+            text = path.read_text().replace(",", " ")
+            values = np.array([float(v) for line in text.splitlines() for v in line.split("#")[0].split()])
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{option} {path}: not a file of numbers ({exc.__class__.__name__})") from None
+    if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "fiu":
+        raise InputError(f"{option} {path}: must hold a non-empty list of numbers; got shape {values.shape}")
+    return np.asarray(values, dtype=float)
+
+
+def _range_numbers(text: str, option: str, example: str) -> list[float]:
+    parts = text.split(":")
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
+        raise InputError(f"{option} must be {example} or a file of numbers; got {text!r}")
+    return numbers
+
+
+def parse_delays(text: str) -> np.ndarray:
+    """``"-200:1000:25"`` (START:STOP:STEP in fs, STOP included when on the grid) or a file of delays."""
+    path = Path(text)
+    if path.is_file():
+        values = _read_numbers(path, "--delays")
+        if values.size > MAX_DELAYS:
+            raise InputError(f"--delays {path}: {values.size} delays, more than the limit of {MAX_DELAYS}")
+        return values
+    start, stop, step = _range_numbers(text, "--delays", "START:STOP:STEP in fs (e.g. -200:1000:25)")
+    if not step > 0 or stop < start:
+        raise InputError(f"--delays START:STOP:STEP needs STEP > 0 and STOP >= START; got {text!r}")
+    steps = (stop - start) / step
+    count = math.floor(steps + 1e-9 * max(1.0, steps)) + 1  # STOP included when on the grid, to rounding
+    if count > MAX_DELAYS:
+        raise InputError(f"--delays {text} gives {count:,} delays, more than the limit of {MAX_DELAYS:,}")
+    return start + step * np.arange(count)
+
+
+def parse_q(text: str) -> np.ndarray:
+    """``"1:4:100"`` (QMIN:QMAX:COUNT in 1/Angstrom, evenly spaced) or a file of q values."""
+    path = Path(text)
+    if path.is_file():
+        values = _read_numbers(path, "--q")
+        if values.size > MAX_Q:
+            raise InputError(f"--q {path}: {values.size} q points, more than the limit of {MAX_Q}")
+        return values
+    q_min, q_max, count = _range_numbers(text, "--q", "QMIN:QMAX:COUNT in 1/Angstrom (e.g. 1:4:100)")
+    if count != round(count) or count < 1 or count > MAX_Q:
+        raise InputError(f"--q QMIN:QMAX:COUNT needs a whole COUNT from 1 to {MAX_Q:,}; got {text!r}")
+    if q_min < 0 or q_max < q_min or (count > 1 and q_max == q_min):
+        raise InputError(f"--q QMIN:QMAX:COUNT needs 0 <= QMIN < QMAX; got {text!r}")
+    return np.linspace(q_min, q_max, int(count))
+
+
+def parse_indices(text: str, n: int) -> np.ndarray:
+    """``"0,3,5"`` or ranges ``"10:20"`` (end excluded), indices into ``n`` trajectories."""
+    out: list[np.ndarray] = []
+    for item in text.split(","):
+        item = item.strip()
+        a, sep, b = item.partition(":")
+        try:
+            lo = int(a)
+            hi = int(b) if sep else lo + 1
+        except ValueError:
+            raise InputError(f"--trajectories must be indices and ranges like 0,3,5 or 10:20; got {text!r}") from None
+        if lo < 0 or hi > n or hi <= lo:
+            raise InputError(f"--trajectories {item}: out of range; the dataset has {n} trajectories (0 to {n - 1})")
+        out.append(np.arange(lo, hi))
+    return np.concatenate(out)
+
+
+def parse_weights(text: str, n: int) -> np.ndarray:
+    """``"1,2,1"`` or a file: one weight per selected trajectory (normalised later)."""
+    path = Path(text)
+    if path.is_file():
+        values = _read_numbers(path, "--weights")
+    else:
+        try:
+            values = np.array([float(v) for v in text.split(",")])
+        except ValueError:
+            raise InputError(f"--weights must be numbers separated by commas, or a file; got {text!r}") from None
+    if values.size != n:
+        raise InputError(f"--weights needs one weight per selected trajectory ({n}); got {values.size}")
+    return values
+
+
+@app.command("simulate-experiment")
+def simulate_experiment(
+    dataset: Annotated[Path, typer.Argument(help="Dataset of trajectories (from import or generate).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Measurement file to write (HDF5).")],
+    gamma: Annotated[float, typer.Option(help="Excitation fraction, in (0, 1].")] = 0.05,
+    t0: Annotated[float, typer.Option("--t0", help="Time zero, fs: the delay at which the molecules are excited.")] = 40.0,
+    irf_fs: Annotated[float, typer.Option("--irf-fs", help="FWHM of the Gaussian instrument response, fs (0: none).")] = 80.0,
+    photons: Annotated[Optional[float], typer.Option(help="Poisson noise: expected photons per q bin of the laser-off pattern (default: no noise).")] = None,
+    delays: Annotated[Optional[str], typer.Option(help="Delays, fs: START:STOP:STEP (e.g. -200:1000:25; use --delays=-200:...) or a file. Default: -200 fs to the basis end + t0, every 25 fs.")] = None,
+    q: Annotated[Optional[str], typer.Option("--q", help="q grid, 1/Angstrom: QMIN:QMAX:COUNT (e.g. 1:4:100) or a file. Default: the dataset's signals' q, else 0.5:6.8:100.")] = None,
+    trajectories: Annotated[Optional[str], typer.Option(help="Trajectories of the excited ensemble: indices and ranges, e.g. 0,3,5 or 0:50 (default: all).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Use the trajectories of this split of the dataset (train, val or test).")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Weights of the selected trajectories, comma-separated or a file (default: uniform).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the photon noise.")] = 0,
+    no_inelastic: Annotated[bool, typer.Option("--no-inelastic", help="Elastic scattering only (leave out the Compton term).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+) -> None:
+    """Make a synthetic measurement from a dataset's trajectories, with the truth stored beside it.
+
+    ΔS(q, t) = γ Σ_i w_i [ΔS_i ⊗ IRF](q, t − t0) against the laser-off ground
+    state, with Poisson noise at --photons per q bin; the file also holds the
+    weights, γ, t0, IRF and the weighted distribution of every distance per delay.
+    """
+    from ..datasets import SPLITS, check_output, read_dataset
+    from ..io.measurement import write_measurement
+    from ..scattering import DEFAULT_Q, q_grid, simulate_measurement
+
+    check_output(output, force)
+    if trajectories is not None and split is not None:
+        raise InputError("give --trajectories or --split, not both")
+    if split is not None and split not in SPLITS:
+        raise InputError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}")
+    delay_grid = None if delays is None else parse_delays(delays)
+    q_values = None if q is None else parse_q(q)
+    ds = read_dataset(dataset)
+    if ds.n_trajectories == 0:
+        raise InputError(f"{dataset} holds no trajectories")
+    if split is not None:
+        if split not in ds.splits or len(ds.splits[split]) == 0:
+            raise InputError(f"{dataset} has no trajectories in a {split!r} split")
+        index = np.asarray(ds.splits[split], dtype=np.int64)
+    elif trajectories is not None:
+        index = parse_indices(trajectories, ds.n_trajectories)
+    else:
+        index = np.arange(ds.n_trajectories)
+    w = None if weights is None else parse_weights(weights, index.size)
+    if q_values is None:
+        q_values = ds.q if ds.q is not None else q_grid(**DEFAULT_Q)
+    if delay_grid is None:
+        end = float(ds.time[-1] - ds.time[0]) + t0
+        if not (math.isfinite(end) and end >= -200.0):
+            raise InputError(f"the default delays run from -200 fs to the basis end + t0 = {end:g} fs; give --delays")
+        delay_grid = parse_delays(f"-200:{end!r}:25")
+
+    with progress_bar("scattering", index.size, unit="trajectories") as update:
+        meas = simulate_measurement(
+            ds, q=q_values, delays=delay_grid, weights=w, gamma=gamma, t0=t0, irf_fs=irf_fs, photons=photons,
+            seed=seed, trajectories=index, inelastic=not no_inelastic, source=str(dataset),
+            progress=lambda done, info: update(completed=done, total=info["total"]),
+        )
+    write_measurement(meas, output, force=force)
+    peak = float(np.max(np.abs(meas.truth.dS_clean)))
+    noise = "no noise"
+    if meas.sigma is not None:
+        snr = peak / float(np.median(meas.sigma))
+        noise = f"Poisson noise at {photons:g} photons per q bin (peak |ΔS| / median σ = {snr:.3g})"
+    typer.echo(
+        f"{output}: simulated measurement of {ds.molecule} from {index.size} trajectories: {meas.n_delays} delays "
+        f"from {meas.delays[0]:g} to {meas.delays[-1]:g} fs, {meas.n_q} q from {meas.q[0]:g} to {meas.q[-1]:g} 1/Å; "
+        f"γ {meas.truth.gamma:g}, t0 {meas.truth.t0:g} fs, IRF {meas.truth.irf_fs:g} fs; peak |ΔS| {100 * peak:.3g} %; {noise}"
+    )
