@@ -30,6 +30,7 @@ from . import _data  # noqa: E402,F401  import, scatter, info
 from . import _generate  # noqa: E402,F401  generate
 from . import _inversion  # noqa: E402,F401  train, invert
 from . import _study  # noqa: E402,F401  evaluate, reproduce
+from . import _measure  # noqa: E402,F401  ingest, show
 from . import _simulate  # noqa: E402,F401  simulate-experiment
 
 

@@ -1,0 +1,244 @@
+"""Figures of a measurement ΔS(q, t): the map, line-outs with σ, q profiles and the signal-to-noise map.
+
+Every function takes arrays (q in 1/Angstrom, delays in fs, ΔS and σ as
+fractions, shown in percent) and an optional matplotlib ``ax``, and returns
+the figure; nothing is shown or saved here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "default_q_lines",
+    "plot_dS_map",
+    "plot_snr_map",
+    "plot_lineouts",
+    "plot_profiles",
+    "plot_measurement",
+]
+
+
+def _axes(ax, figsize=(6, 4)):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+        return fig, ax
+    return ax.figure, ax
+
+
+def _time_scale(delays) -> tuple[float, str]:
+    """Delays shown in ps when they span more than 2 ps, else in fs."""
+    span = float(np.ptp(delays)) if np.size(delays) > 1 else 0.0
+    return (1e-3, "ps") if span > 2000 else (1.0, "fs")
+
+
+def _edges(x: np.ndarray) -> np.ndarray:
+    """Cell edges around (possibly non-uniform) centres."""
+    x = np.asarray(x, dtype=float)
+    if x.size == 1:
+        return np.array([x[0] - 0.5, x[0] + 0.5])
+    mid = 0.5 * (x[1:] + x[:-1])
+    return np.concatenate([[x[0] - (mid[0] - x[0])], mid, [x[-1] + (x[-1] - mid[-1])]])
+
+
+def default_q_lines(q, delays, dS, sigma=None, n: int = 3) -> list[float]:
+    """q values worth a line-out: the extremes of the mean ΔS after time zero.
+
+    The interior local extremes (lobes) of the mean ΔS over delays >= 0,
+    largest |ΔS| first; when there are fewer than ``n``, the ends of the q
+    range follow, again by |ΔS|. Points closer than a tenth of the q range
+    to one already taken are skipped.
+    """
+    q = np.asarray(q, dtype=float)
+    after = np.asarray(delays) >= 0
+    profile = (dS[after] if after.any() else dS).mean(axis=0)
+    if q.size < 3:
+        return [float(x) for x in q[:n]]
+    inner = np.arange(1, q.size - 1)
+    lobes = inner[((profile[inner] - profile[inner - 1]) * (profile[inner + 1] - profile[inner])) <= 0]
+    order = list(lobes[np.argsort(-np.abs(profile[lobes]))]) + sorted([0, q.size - 1], key=lambda k: -abs(profile[k]))
+    gap = 0.1 * (q[-1] - q[0])
+    picks: list[int] = []
+    for k in order:
+        if len(picks) < n and all(abs(q[k] - q[p]) > gap for p in picks):
+            picks.append(int(k))
+    return sorted(float(q[p]) for p in picks)
+
+
+def plot_dS_map(q, delays, dS, *, ax=None, vmax=None, colorbar=True):
+    """ΔS(q, t) in percent: delays across, q up, a diverging map centred at zero.
+
+    ``vmax`` (percent) defaults to the 99.5th percentile of |ΔS|, so single
+    noisy bins do not wash out the colours.
+    """
+    fig, ax = _axes(ax)
+    scale, unit = _time_scale(delays)
+    pct = 100 * np.asarray(dS, dtype=float)
+    if vmax is None:
+        vmax = float(np.percentile(np.abs(pct), 99.5)) or 1.0
+    mesh = ax.pcolormesh(_edges(np.asarray(delays) * scale), _edges(q), pct.T, cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="flat")
+    ax.axvline(0, color="k", lw=0.6, ls=":")
+    ax.set_xlabel(f"delay ({unit})")
+    ax.set_ylabel("q (1/Å)")
+    ax.set_title("ΔS(q, t)")
+    if colorbar:
+        fig.colorbar(mesh, ax=ax, label="ΔS (%)", extend="both")
+    return fig
+
+
+def plot_snr_map(q, delays, dS, sigma, *, ax=None, vmax=None, colorbar=True):
+    """|ΔS|/σ: where the measurement carries signal (bins with σ = 0 are left blank)."""
+    fig, ax = _axes(ax)
+    scale, unit = _time_scale(delays)
+    sigma = np.asarray(sigma, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(sigma > 0, np.abs(dS) / np.where(sigma > 0, sigma, 1.0), np.nan)
+    if vmax is None:
+        finite = snr[np.isfinite(snr)]
+        vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
+    mesh = ax.pcolormesh(_edges(np.asarray(delays) * scale), _edges(q), snr.T, cmap="magma", vmin=0, vmax=max(vmax, 1.0), shading="flat")
+    ax.axvline(0, color="w", lw=0.6, ls=":")
+    ax.set_xlabel(f"delay ({unit})")
+    ax.set_ylabel("q (1/Å)")
+    ax.set_title("signal to noise |ΔS|/σ")
+    if colorbar:
+        fig.colorbar(mesh, ax=ax, label="|ΔS|/σ", extend="max")
+    return fig
+
+
+def _window_mean(q, dS, sigma, q0, width):
+    """Inverse-variance weighted mean of ΔS over |q - q0| <= width/2 (at least the nearest bin)."""
+    sel = np.abs(q - q0) <= width / 2
+    if not sel.any():
+        sel = np.abs(q - q0) == np.abs(q - q0).min()
+    if sigma is None or np.any(sigma[:, sel] <= 0):
+        return dS[:, sel].mean(axis=1), None, q[sel]
+    w = 1.0 / sigma[:, sel] ** 2
+    return (w * dS[:, sel]).sum(axis=1) / w.sum(axis=1), 1.0 / np.sqrt(w.sum(axis=1)), q[sel]
+
+
+def plot_lineouts(q, delays, dS, sigma=None, q_lines=None, *, q_width=0.1, ax=None, window=None):
+    """ΔS against delay at a few q (percent), with ±σ error bars.
+
+    Each line is the inverse-variance weighted mean over the bins within
+    ``q_width`` (1/Angstrom) around its q; its σ ignores the correlation
+    between delays through the shared reference. ``window`` (fs, fs) keeps
+    the delays inside it (a zoom on the rise).
+    """
+    fig, ax = _axes(ax)
+    q = np.asarray(q, dtype=float)
+    if window is not None:
+        rows = (np.asarray(delays) >= window[0]) & (np.asarray(delays) <= window[1])
+        delays, dS = np.asarray(delays)[rows], np.asarray(dS)[rows]
+        sigma = None if sigma is None else np.asarray(sigma)[rows]
+    scale, unit = _time_scale(delays)
+    t = np.asarray(delays) * scale
+    if q_lines is None:
+        q_lines = default_q_lines(q, delays, dS, sigma)
+    for q0 in q_lines:
+        y, s, qs = _window_mean(q, np.asarray(dS), None if sigma is None else np.asarray(sigma), q0, q_width)
+        label = f"q = {qs.mean():.2f} 1/Å" + (f" ({len(qs)} bins)" if len(qs) > 1 else "")
+        if s is None:
+            ax.plot(t, 100 * y, ".-", ms=3, lw=0.8, label=label)
+        else:
+            ax.errorbar(t, 100 * y, yerr=100 * s, fmt=".-", ms=3, lw=0.8, elinewidth=0.8, capsize=0, label=label)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.axvline(0, color="k", lw=0.6, ls=":")
+    ax.set_xlabel(f"delay ({unit})")
+    ax.set_ylabel("ΔS (%)")
+    ax.set_title("line-outs (±σ)" if window is None else f"the rise: {window[0]:g} to {window[1]:g} fs")
+    ax.legend(fontsize="small", frameon=False)
+    return fig
+
+
+def plot_profiles(q, delays, dS, sigma=None, windows=None, *, ax=None):
+    """ΔS(q) in percent, averaged over a few delay windows (fs), with ±σ bands.
+
+    ``windows`` defaults to: before time zero, the first 200 fs, and the
+    second half of the delays.
+    """
+    fig, ax = _axes(ax)
+    q = np.asarray(q, dtype=float)
+    d = np.asarray(delays, dtype=float)
+    if windows is None:
+        windows = []
+        if (d < 0).any():
+            windows.append((d[0], 0.0))
+        if ((d >= 0) & (d <= 200)).any():
+            windows.append((0.0, 200.0))
+        late = d[d > 0]
+        if late.size > 4:
+            windows.append((float(np.median(late)), float(late[-1])))
+    scale, unit = _time_scale(delays)
+    for lo, hi in windows:
+        rows = (d >= lo) & ((d < hi) if hi <= 0 else (d <= hi))
+        if not rows.any():
+            continue
+        n = int(rows.sum())
+        y = dS[rows].mean(axis=0)
+        sc, un = (1.0, "fs") if hi - lo <= 1000 else (scale, unit)
+        label = f"{lo * sc:.4g} to {hi * sc:.4g} {un} ({n} delays)"
+        line, = ax.plot(q, 100 * y, lw=1.0, label=label)
+        if sigma is not None:
+            s = np.sqrt((np.asarray(sigma)[rows] ** 2).sum(axis=0)) / n
+            ax.fill_between(q, 100 * (y - s), 100 * (y + s), color=line.get_color(), alpha=0.25, lw=0)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("q (1/Å)")
+    ax.set_ylabel("ΔS (%)")
+    ax.set_title("mean ΔS(q) over delay windows (±σ)")
+    ax.legend(fontsize="small", frameon=False)
+    return fig
+
+
+def plot_measurement(q, delays, dS, sigma=None, *, q_lines=None, tmax=None, title=None):
+    """One figure of a measurement: ΔS map, |ΔS|/σ map, q profiles, line-outs and a zoom on the rise.
+
+    Parameters
+    ----------
+    q : ndarray, shape (Q,), 1/Angstrom
+    delays : ndarray, shape (T,), fs
+    dS : ndarray, shape (T, Q), fraction
+    sigma : ndarray, shape (T, Q), fraction, or None
+        Without σ, the signal-to-noise panel is left out.
+    q_lines : list of float, optional
+        q (1/Angstrom) of the line-outs; default :func:`default_q_lines`.
+    tmax : float, optional
+        Show delays up to this time, fs.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    q = np.asarray(q, dtype=float)
+    delays = np.asarray(delays, dtype=float)
+    dS = np.asarray(dS, dtype=float)
+    if tmax is not None:
+        keep = delays <= tmax
+        delays, dS = delays[keep], dS[keep]
+        sigma = None if sigma is None else np.asarray(sigma)[keep]
+    fig, axs = plt.subplot_mosaic("MSP;LLZ", figsize=(16, 8.5), layout="constrained")
+    plot_dS_map(q, delays, dS, ax=axs["M"])
+    if sigma is not None:
+        plot_snr_map(q, delays, dS, sigma, ax=axs["S"])
+    else:
+        axs["S"].set_axis_off()
+        axs["S"].text(0.5, 0.5, "no σ in the file", ha="center", va="center", transform=axs["S"].transAxes)
+    if q_lines is None:
+        q_lines = default_q_lines(q, delays, dS, sigma)
+    plot_lineouts(q, delays, dS, sigma, q_lines, ax=axs["L"])
+    for q0 in q_lines:
+        axs["M"].axhline(q0, color="k", lw=0.5, ls="--", alpha=0.6)
+    plot_profiles(q, delays, dS, sigma, ax=axs["P"])
+    zoom = (max(float(delays[0]), -300.0), 600.0)
+    if np.count_nonzero((delays >= zoom[0]) & (delays <= zoom[1])) >= 2 and np.ptp(delays) > 1000:
+        plot_lineouts(q, delays, dS, sigma, q_lines, ax=axs["Z"], window=zoom)
+    else:
+        axs["Z"].set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
