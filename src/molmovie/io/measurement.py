@@ -372,7 +372,7 @@ def _get(group, name: str, units: str, ndim: int, where: str, *, shape=None):
 
     node = group.get(name)
     if not isinstance(node, h5py.Dataset):
-        raise InputError(f"{where}: damaged measurement file (no array {group.name.rstrip('/')}/{name})")
+        raise InputError(f"{where}: damaged measurement file (no array {(group.name.strip('/') + '/' + name).lstrip('/')})")
     if node.dtype.kind not in "fiu":
         raise InputError(f"{where}: damaged measurement file ({name} is not numeric)")
     if len(node.shape) != ndim or (shape is not None and node.shape != shape):
@@ -383,6 +383,9 @@ def _get(group, name: str, units: str, ndim: int, where: str, *, shape=None):
         got = got.decode()
     if got != units:
         raise InputError(f"{where}: {name} is in units {got!r}; a measurement file stores it in {units!r}")
+    stored = node.id.get_storage_size()
+    if node.nbytes > 1000 * stored + (1 << 20):  # a header claiming far more than the file holds
+        raise InputError(f"{where}: damaged measurement file ({name} claims {node.nbytes} bytes but stores {stored})")
     return node[()]
 
 
