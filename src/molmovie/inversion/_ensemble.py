@@ -1,0 +1,521 @@
+r"""Trajectory-basis fit of a measurement: weights, excitation fraction, time zero and IRF.
+
+The model is the measurement model of :mod:`molmovie.scattering.measurement`
+(Acheson and Kirrander, *J. Chem. Theory Comput.* (2023), arXiv:2211.04766;
+Ware et al., *Phil. Trans. R. Soc. A* 377, 20170477 (2019)):
+
+.. math::
+
+    \Delta S_\mathrm{model}(q, t_d) = \sum_i c_i \,[\Delta S_i \otimes G_\mathrm{IRF}](q, t_d - t_0),
+    \qquad c_i = \gamma w_i \ge 0, \quad \gamma = \sum_i c_i ,
+
+with ΔS_i each basis trajectory's signal against the laser-off reference
+(recomputed on the measurement's q from the trajectories' positions, Eq. (1)
+with the inelastic term), G a Gaussian of FWHM ``irf_fs``. For fixed t0 and
+IRF the problem is linear in c and is solved exactly by non-negative least
+squares (scipy.optimize.nnls) of
+
+.. math::
+
+    \chi^2(c; t_0, \mathrm{IRF}) = \sum_{d,q} \left(\frac{\Delta S_{dq} - \Delta S^\mathrm{model}_{dq}}{\sigma_{dq}}\right)^2 .
+
+How it is made fast. The basis (M trajectories × T frames × Q) is first
+weighted per q by 1/σ̃_q (σ̃ the median σ over delays) and reduced by its
+singular value decomposition to the r components whose singular values exceed
+``rank_tol`` times the largest: ΔS_i ≈ Σ_k C_ik Z_k. The IRF acts on time only,
+so for each (t0, IRF) only the r components are convolved and weighted, and a
+Gram factorisation turns the N = T_d·Q rows into r: each NNLS is r × M. The
+final model and χ² are computed from the full basis, not the reduction.
+
+Time zero and the IRF width are searched outside the NNLS: a grid over the
+given ranges (t0 uniform, IRF log-uniform), then a bounded Nelder-Mead
+minimisation of χ²(t0, IRF) from the best grid point. An optimum at the edge of
+a range, a failed minimisation, or γ = 0 is reported as not converged.
+
+Optional regularisation toward uniform weights adds μ² ‖(I − 11ᵀ/M) c‖² (it
+pulls the weights together without changing γ); μ is chosen by the
+discrepancy principle (χ² = number of data, Morozov) or given.
+
+Uncertainties: a parametric bootstrap. Each replicate is the fitted model plus
+Gaussian noise of the measurement's σ; it is refitted with the NNLS at the
+fitted (t0, IRF) (the reduced system is reused), then t0 and the IRF are moved
+by Newton steps on the profile χ² (gradient from the replicate's residual, by
+the envelope theorem; Hessian of the main fit, by finite differences), with a
+fresh NNLS after each step. The spread (standard deviation) over replicates
+is reported for γ, t0, IRF, the weights and every derived quantity.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .._errors import InputError
+from ..geometry import pair_labels as _pair_labels
+from ..io.fit import EnsemblePart, FitResult
+from ..scattering.measurement import (
+    DEFAULT_LEVELS,
+    basis_signals,
+    hold_last_frame,
+    irf_operator,
+    parting_frames,
+    weighted_quantiles,
+)
+from ._base import check_number
+from ._measured_base import MeasurementMethod, measurement_sigma
+
+__all__ = ["EnsembleFit"]
+
+CHANNELS = ("bound", "dissociated")
+
+
+def _pair(name: str, value) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"The {name!r} setting must be two numbers (low, high); got {value!r}") from None
+    if not (np.isfinite(a) and np.isfinite(b) and a <= b):
+        raise InputError(f"The {name!r} setting must be two finite numbers low <= high; got {value!r}")
+    return a, b
+
+
+class _Reduced:
+    """The basis reduced to r components: ΔS_i(t, q) ≈ Σ_k C[i, k] Z[k, t, q]."""
+
+    def __init__(self, basis: np.ndarray, wq: np.ndarray, rank_tol: float):
+        M, T, Q = basis.shape
+        X = (basis * wq).reshape(M, T * Q)
+        if M <= T * Q:
+            s2, V = np.linalg.eigh(X @ X.T)  # X = V S Yᵀ
+            s2, V = s2[::-1], V[:, ::-1]
+            keep = s2 > (rank_tol**2) * max(s2[0], 1e-300)
+            s = np.sqrt(s2[keep])
+            Y = (V[:, keep].T @ X) / s[:, None]
+            self.C = V[:, keep] * s
+        else:
+            s2, Vr = np.linalg.eigh(X.T @ X)
+            s2, Vr = s2[::-1], Vr[:, ::-1]
+            keep = s2 > (rank_tol**2) * max(s2[0], 1e-300)
+            Y = Vr[:, keep].T
+            self.C = X @ Vr[:, keep]
+        self.Z = (Y.reshape(-1, T, Q) / wq)
+        self.rank = int(self.Z.shape[0])
+
+
+class _System:
+    """The NNLS system at one (t0, IRF): χ²(c) = ‖Φ c − z‖² + (‖d̃‖² − ‖z‖²)."""
+
+    def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray):
+        D = np.einsum("dt,rtq->rdq", K, red.Z, optimize=True) * inv_sigma  # (r, T_d, Q)
+        self.D = D.reshape(D.shape[0], -1)
+        lam, E = np.linalg.eigh(self.D @ self.D.T)
+        ok = lam > 1e-13 * max(lam.max(initial=0.0), 1e-300)
+        self.P = (E[:, ok] / np.sqrt(lam[ok])).T @ self.D  # (r', N): orthonormal rows spanning the model space
+        self.Phi = (np.sqrt(lam[ok])[:, None] * E[:, ok].T) @ red.C.T  # (r', M)
+
+    def solve(self, d: np.ndarray, dd: float):
+        from scipy.optimize import nnls
+
+        z = self.P @ d
+        c, rnorm = nnls(self.Phi, z, maxiter=50 * self.Phi.shape[1])
+        return c, float(rnorm**2 + dd - z @ z)
+
+
+class EnsembleFit(MeasurementMethod):
+    """Fit a measurement with a weighted ensemble of basis trajectories (c = γ w ≥ 0, t0, IRF).
+
+    Parameters
+    ----------
+    t0_range : (float, float), fs
+        Range searched for time zero.
+    irf_range : (float, float), fs
+        Range searched for the IRF's FWHM (> 0).
+    grid : (int, int)
+        Points of the coarse grid over t0 and the IRF.
+    bootstrap : int
+        Parametric bootstrap replicates (0: none).
+    bootstrap_steps : int
+        Newton steps on (t0, IRF) per replicate (0: t0 and IRF fixed).
+    seed : int
+        Seed of the bootstrap noise.
+    regularize : "none", "discrepancy" or float
+        Pull toward uniform weights: off, μ by the discrepancy principle, or μ itself.
+    rank_tol : float
+        Relative singular value below which basis components are dropped.
+    levels : sequence of float
+        Quantile levels of the distance distributions.
+    sigma : {"measured", "pre-t0"}
+        The measurement's σ, or σ estimated from the scatter before time zero.
+    """
+
+    name = "ensemble"
+
+    def __init__(
+        self,
+        *,
+        t0_range=(-150.0, 150.0),
+        irf_range=(10.0, 300.0),
+        grid=(13, 7),
+        bootstrap: int = 100,
+        bootstrap_steps: int = 2,
+        seed: int = 0,
+        regularize="none",
+        rank_tol: float = 1e-6,
+        levels=DEFAULT_LEVELS,
+        sigma: str = "measured",
+    ):
+        self.t0_range = t0_range
+        self.irf_range = irf_range
+        self.grid = grid
+        self.bootstrap = bootstrap
+        self.bootstrap_steps = bootstrap_steps
+        self.seed = seed
+        self.regularize = regularize
+        self.rank_tol = rank_tol
+        self.levels = levels
+        self.sigma = sigma
+
+    def _validate_settings(self) -> None:
+        _pair("t0_range", self.t0_range)
+        lo, hi = _pair("irf_range", self.irf_range)
+        if lo <= 0:
+            raise InputError(f"The 'irf_range' setting must be > 0 fs (the FWHM of a Gaussian); got {self.irf_range!r}")
+        try:
+            n_t0, n_irf = (int(v) for v in self.grid)
+        except (TypeError, ValueError):
+            raise InputError(f"The 'grid' setting must be two whole numbers; got {self.grid!r}") from None
+        if n_t0 < 1 or n_irf < 1 or n_t0 * n_irf > 10000:
+            raise InputError(f"The 'grid' setting must be two numbers >= 1 with a product <= 10000; got {self.grid!r}")
+        check_number("bootstrap", self.bootstrap, low=0, high=100000, integer=True)
+        check_number("bootstrap_steps", self.bootstrap_steps, low=0, high=20, integer=True)
+        check_number("seed", self.seed, low=0, integer=True)
+        check_number("rank_tol", self.rank_tol, low=0, high=1, low_open=True)
+        if isinstance(self.regularize, str):
+            if self.regularize not in ("none", "discrepancy"):
+                raise InputError(f"The 'regularize' setting must be 'none', 'discrepancy' or a number >= 0; got {self.regularize!r}")
+        else:
+            check_number("regularize", self.regularize, low=0)
+        lv = np.asarray(self.levels, dtype=float)
+        if lv.ndim != 1 or lv.size == 0 or np.any(~np.isfinite(lv)) or np.any((lv < 0) | (lv > 1)) or np.any(np.diff(lv) <= 0):
+            raise InputError(f"The 'levels' setting must be increasing numbers in [0, 1]; got {self.levels!r}")
+
+    # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _check_basis(meas, basis) -> None:
+        from ..io.measurement import check_molecule
+
+        if basis is None:
+            raise InputError("the ensemble method needs a basis: a dataset of trajectories of the measured molecule (--basis)")
+        if not all(hasattr(basis, a) for a in ("positions", "time", "length", "symbols")):
+            raise InputError(f"the basis must be a molmovie Dataset; got {type(basis).__name__}")
+        if basis.n_trajectories == 0:
+            raise InputError("the basis has no trajectories")
+        if basis.n_frames < 2:
+            raise InputError("the basis trajectories have a single frame; an ensemble fit needs their motion")
+        check_molecule(meas, basis.symbols, what="the basis")
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, measurement, basis=None, progress: Callable[[int, dict], None] | None = None) -> "EnsembleFit":
+        """Fit ``measurement`` with the trajectories of ``basis``.
+
+        Parameters
+        ----------
+        measurement : molmovie.io.measurement.Measurement
+        basis : molmovie.datasets.Dataset
+            Trajectories of the measured molecule (positions are used; stored
+            signals are not: ΔS_i is recomputed on the measurement's q).
+        progress : callable(done, info), optional
+            ``info = {"stage": "search" | "bootstrap", "total": n, ...}``.
+
+        Returns
+        -------
+        self, with ``result_`` (a :class:`molmovie.io.fit.FitResult`),
+        ``gamma_``, ``t0_``, ``irf_fs_``, ``weights_``, ``converged_``.
+        """
+        from scipy.optimize import minimize
+
+        self._validate_settings()
+        self._check_measurement(measurement)
+        self._reset()
+        meas = measurement
+        self._check_basis(meas, basis)
+        sigma, sigma_source = measurement_sigma(meas, self.sigma)
+        t0_lo, t0_hi = _pair("t0_range", self.t0_range)
+        irf_lo, irf_hi = _pair("irf_range", self.irf_range)
+        time = np.asarray(basis.time, dtype=float)
+        span = float(time[-1] - time[0])
+        delays, q, dS = meas.delays, meas.q, meas.dS
+        if delays[-1] - t0_lo > span + 1e-9:
+            raise InputError(
+                f"the basis trajectories last {span:g} fs, but the latest delay is {delays[-1] - t0_lo:g} fs after the earliest "
+                f"time zero searched ({t0_lo:g} fs); give longer trajectories, a later --t0-range, or drop the late delays"
+            )
+        T_d, Q = dS.shape
+        N = T_d * Q
+        report = (lambda done, info: progress(done, info)) if progress is not None else (lambda done, info: None)
+
+        dS_basis, I_gs = basis_signals(basis, q, progress=lambda done, info: report(done, {"stage": "basis signals", **info}))
+        B, _ = hold_last_frame(dS_basis)
+        M = B.shape[0]
+        inv_sigma = 1.0 / sigma
+        d_w = dS * inv_sigma
+        wq = 1.0 / np.median(sigma, axis=0)
+        red = _Reduced(B, wq, float(self.rank_tol))
+        mu = 0.0 if self.regularize in ("none", "discrepancy") else float(self.regularize)
+
+        def system(t0, irf):
+            return _System(red, irf_operator(time, delays, t0=t0, irf_fs=irf), inv_sigma)
+
+        def solve(sys_, d, mu_=mu):
+            dd = float(d.ravel() @ d.ravel())
+            if mu_ == 0.0:
+                return sys_.solve(d.ravel(), dd)
+            return _regularised_solve(sys_, d.ravel(), dd, mu_)
+
+        cache: dict = {}
+
+        def chi2_at(theta):
+            key = (round(float(theta[0]), 9), round(float(theta[1]), 9))
+            if key not in cache:
+                cache[key] = solve(system(*key), d_w)[1]
+            return cache[key]
+
+        n_t0, n_irf = (int(v) for v in self.grid)
+        t0s = np.linspace(t0_lo, t0_hi, n_t0)
+        irfs = np.geomspace(irf_lo, irf_hi, n_irf)
+        grid = [(a, b) for a in t0s for b in irfs]
+        values = []
+        for k, th in enumerate(grid):
+            values.append(chi2_at(th))
+            report(k + 1, {"stage": "search", "total": len(grid)})
+        start = np.array(grid[int(np.argmin(values))])
+        bounds = [(t0_lo, t0_hi), (irf_lo, irf_hi)]
+        scale = np.array([max(t0_hi - t0_lo, 1e-9), max(irf_hi - irf_lo, 1e-9)])
+        step = scale / np.array([max(n_t0 - 1, 1), max(n_irf - 1, 1)])
+        simplex = np.array([start, start + [step[0] / 2, 0], start + [0, step[1] / 2]])
+        simplex = np.clip(simplex, [b[0] for b in bounds], [b[1] for b in bounds])
+        if np.linalg.matrix_rank(simplex[1:] - simplex[0]) < 2:
+            simplex = np.array([start, start - [step[0] / 2, 0], start - [0, step[1] / 2]])
+            simplex = np.clip(simplex, [b[0] for b in bounds], [b[1] for b in bounds])
+        opt = minimize(chi2_at, start, method="Nelder-Mead", bounds=bounds,
+                       options=dict(initial_simplex=simplex, xatol=1e-3, fatol=1e-6 * max(min(values), 1.0), maxiter=400))
+        t0, irf = (float(v) for v in opt.x)
+        problems = []
+        if not opt.success:
+            problems.append(f"the search of t0 and the IRF did not converge ({opt.message})")
+        tol = 1e-3 * scale
+        if t0_hi > t0_lo and (t0 - t0_lo < tol[0] or t0_hi - t0 < tol[0]):
+            problems.append(f"t0 = {t0:.1f} fs lies at the edge of its range [{t0_lo:g}, {t0_hi:g}] fs; widen --t0-range")
+        if irf_hi > irf_lo and (irf - irf_lo < tol[1] or irf_hi - irf < tol[1]):
+            problems.append(f"the IRF = {irf:.1f} fs lies at the edge of its range [{irf_lo:g}, {irf_hi:g}] fs; widen --irf-range")
+        sys0 = system(t0, irf)
+        rule = "none" if self.regularize == "none" else ("discrepancy" if self.regularize == "discrepancy" else "given")
+        if self.regularize == "discrepancy":
+            mu = _discrepancy_mu(sys0, d_w.ravel(), N)
+        c, _ = solve(sys0, d_w, mu)
+        gamma = float(c.sum())
+        if not gamma > 0:
+            problems.append("no excitation found: every weight is zero (γ = 0)")
+        K0 = irf_operator(time, delays, t0=t0, irf_fs=irf)
+        dS_fit = K0 @ np.tensordot(c, B, axes=(0, 0))
+        chi2 = float(np.sum(((dS - dS_fit) * inv_sigma) ** 2))
+        n_params = float(np.count_nonzero(c) + 2)
+
+        # ---------------------------------------------------------- bootstrap
+        stats = _Stats(basis, delays, np.asarray(self.levels, dtype=float))
+        n_boot = int(self.bootstrap) if gamma > 0 else 0
+        boot = {"gamma": [], "t0": [], "irf": [], "c": [], "stats": []}
+        if n_boot:
+            rng = np.random.default_rng(int(self.seed))
+            steps = int(self.bootstrap_steps)
+            H = grad_parts = None
+            if steps:
+                H, grad_parts = _local_model(system, chi2_at, t0, irf, c, red, bounds)
+            model_w = dS_fit * inv_sigma
+            for b in range(n_boot):
+                d_b = model_w + rng.standard_normal(model_w.shape)
+                th = np.array([t0, irf])
+                cb, _ = solve(sys0, d_b, mu)
+                sys_b = sys0
+                for _ in range(steps if H is not None else 0):
+                    g = _gradient(grad_parts, sys_b, red, cb, d_b.ravel())
+                    new = np.clip(th - np.linalg.solve(H, g), [lo for lo, _ in bounds], [hi for _, hi in bounds])
+                    if np.allclose(new, th, atol=1e-6):
+                        break
+                    th = new
+                    sys_b = system(*th)
+                    cb, _ = solve(sys_b, d_b, mu)
+                boot["gamma"].append(cb.sum())
+                boot["t0"].append(th[0])
+                boot["irf"].append(th[1])
+                boot["c"].append(cb)
+                if cb.sum() > 0:
+                    boot["stats"].append(stats(cb / cb.sum(), th[0]))
+                report(b + 1, {"stage": "bootstrap", "total": n_boot})
+
+        w = c / gamma if gamma > 0 else np.full(M, 1.0 / M)
+        main = stats(w, t0)
+        spread = _spreads(boot["stats"], main)
+        bc = np.array(boot["c"]) if boot["c"] else np.zeros((0, M))
+        bw = bc / np.maximum(bc.sum(axis=1, keepdims=True), 1e-300) if len(bc) else bc
+
+        def sd(values):
+            return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+        part = EnsemblePart(
+            gamma=gamma, gamma_std=sd(boot["gamma"]), t0=t0, t0_std=sd(boot["t0"]), irf_fs=irf, irf_fs_std=sd(boot["irf"]),
+            trajectories=np.arange(M), weights=w, weights_std=np.std(bw, axis=0, ddof=1) if len(bw) > 1 else np.zeros(M),
+            dissociated=np.asarray(basis.dissociated, dtype=bool), pair_labels=tuple(_pair_labels(basis.symbols)),
+            quantile_levels=np.asarray(self.levels, dtype=float), channels=CHANNELS,
+            bootstrap_gamma=np.asarray(boot["gamma"], dtype=float), bootstrap_t0=np.asarray(boot["t0"], dtype=float),
+            bootstrap_irf_fs=np.asarray(boot["irf"], dtype=float), regularization=float(mu), rule=rule, rank=red.rank,
+            **main, **spread,
+        )
+        converged = not problems
+        message = "; ".join(problems) if problems else (
+            f"γ = {gamma:.4g}, t0 = {t0:.1f} fs, IRF = {irf:.1f} fs; {np.count_nonzero(c)} of {M} trajectories weighted"
+        )
+        self.gamma_, self.t0_, self.irf_fs_, self.weights_ = gamma, t0, irf, w
+        self.converged_ = converged
+        self.result_ = FitResult(
+            method=self.name, molecule=meas.molecule, symbols=tuple(basis.symbols), delays=delays, q=q, dS=dS, sigma=sigma,
+            dS_fit=dS_fit, chi2=chi2, n_data=N, n_params=n_params, reduced_chi2=chi2 / max(N - n_params, 1.0),
+            converged=converged, message=message, sigma_source=sigma_source, settings=self.settings_json(),
+            provenance={"measurement": dict(meas.provenance), "basis_molecule": str(basis.molecule), "basis_trajectories": M,
+                        "basis_rank": red.rank, "I_gs": "mean first-frame intensity of the basis trajectories"},
+            ensemble=part,
+        )
+        return self
+
+
+# --------------------------------------------------------------------------- pieces of the fit
+
+
+def _regularised_solve(sys_: _System, d: np.ndarray, dd: float, mu: float):
+    """NNLS with μ² ‖(I − 11ᵀ/M) c‖² added; returns (c, data χ²)."""
+    from scipy.optimize import nnls
+
+    z = sys_.P @ d
+    M = sys_.Phi.shape[1]
+    Pm = np.eye(M) - 1.0 / M
+    A = np.vstack([sys_.Phi, mu * Pm])
+    c, _ = nnls(A, np.concatenate([z, np.zeros(M)]), maxiter=50 * M)
+    r = sys_.Phi @ c - z
+    return c, float(r @ r + dd - z @ z)
+
+
+def _discrepancy_mu(sys_: _System, d: np.ndarray, n_data: int) -> float:
+    """μ with data χ² = n_data (the discrepancy principle); 0 when even μ = 0 misfits."""
+    from scipy.optimize import brentq
+
+    dd = float(d @ d)
+    base = sys_.solve(d, dd)[1]
+    if base >= n_data:
+        return 0.0
+    scale = float(np.linalg.norm(sys_.Phi, 2))
+    f = lambda s: _regularised_solve(sys_, d, dd, scale * 10**s)[1] - n_data  # noqa: E731
+    lo, hi = -8.0, 4.0
+    if f(hi) <= 0:
+        return scale * 10**hi
+    return scale * 10 ** brentq(f, lo, hi, xtol=1e-3)
+
+
+def _local_model(system, chi2_at, t0, irf, c, red, bounds):
+    """Hessian of the profile χ² at (t0, IRF) by central differences, and the derivative systems."""
+    h = np.array([max(0.5, 0.01 * irf), max(0.5, 0.02 * irf)])
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    x0 = np.clip(np.array([t0, irf]), lo + h, hi - h)
+    f = lambda a, b: chi2_at((x0[0] + a * h[0], x0[1] + b * h[1]))  # noqa: E731
+    f0 = f(0, 0)
+    H = np.empty((2, 2))
+    H[0, 0] = (f(1, 0) - 2 * f0 + f(-1, 0)) / h[0] ** 2
+    H[1, 1] = (f(0, 1) - 2 * f0 + f(0, -1)) / h[1] ** 2
+    H[0, 1] = H[1, 0] = (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1)) / (4 * h[0] * h[1])
+    if not (np.all(np.isfinite(H)) and np.all(np.linalg.eigvalsh(H) > 0)):
+        return None, None
+    parts = []
+    for k in range(2):
+        e = np.zeros(2)
+        e[k] = h[k]
+        plus, minus = system(*(x0 + e)), system(*(x0 - e))
+        parts.append((plus.D - minus.D) / (2 * h[k]))  # ∂D/∂θ_k, (r, N)
+    return H, parts
+
+
+def _gradient(parts, sys_: _System, red: _Reduced, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """∂χ²/∂θ at the NNLS optimum (envelope theorem): 2 (model − d)ᵀ ∂model/∂θ."""
+    u = red.C.T @ c  # (r,)
+    res = sys_.D.T @ u - d
+    return np.array([2.0 * (Dk @ res) @ u for Dk in parts])
+
+
+class _Stats:
+    """Weighted distance statistics of the basis at delays − t0 (the Truth's convention)."""
+
+    def __init__(self, basis, delays, levels):
+        from ..geometry import distances
+
+        ens = basis.ensemble if hasattr(basis, "ensemble") else basis
+        self.time = np.asarray(ens.time, dtype=float) - float(ens.time[0])
+        self.edges = np.concatenate([[0.0], 0.5 * (self.time[1:] + self.time[:-1])])
+        T = ens.n_frames
+        held = np.minimum(np.arange(T)[None, :], ens.length[:, None] - 1)
+        pos = np.take_along_axis(ens.positions, held[:, :, None, None], axis=1)
+        self.r = distances(pos)  # (M, T, P), each trajectory's last valid frame held
+        self.part = parting_frames(ens)
+        self.length = ens.length
+        self.flag = np.asarray(ens.dissociated, dtype=bool)
+        self.delays = np.asarray(delays, dtype=float)
+        self.levels = levels
+
+    def __call__(self, w: np.ndarray, t0: float) -> dict:
+        frames = np.searchsorted(self.edges, np.clip(self.delays - t0, 0.0, None), side="right") - 1
+        use = np.flatnonzero(w > 0)
+        ww = w[use]
+        r = self.r[use][:, frames]  # (m, T_d, P)
+        held = np.minimum(frames[None, :], self.length[use, None] - 1)
+        apart = (self.part[use, None] >= 0) & (held >= self.part[use, None])
+        mean, std, quant = _moments(r, ww, self.levels)
+        T_d, P = mean.shape
+        K = self.levels.size
+        ch_mean = np.full((2, T_d, P), np.nan)
+        ch_std = np.full((2, T_d, P), np.nan)
+        ch_quant = np.full((2, T_d, P, K), np.nan)
+        ch_frac = np.zeros(2)
+        for k, sel in enumerate((~self.flag[use], self.flag[use])):
+            ch_frac[k] = ww[sel].sum()
+            if ch_frac[k] > 0:
+                ch_mean[k], ch_std[k], ch_quant[k] = _moments(r[sel], ww[sel] / ch_frac[k], self.levels)
+        return dict(
+            distance_mean=mean, distance_std=std, distance_quantiles=quant, dissociated_fraction=np.clip(ww @ apart, 0, 1),
+            channel_fraction=ch_frac, channel_distance_mean=ch_mean, channel_distance_std=ch_std,
+            channel_distance_quantiles=ch_quant,
+        )
+
+
+def _moments(r: np.ndarray, w: np.ndarray, levels: np.ndarray):
+    mean = np.tensordot(w, r, axes=(0, 0))
+    var = np.tensordot(w, (r - mean) ** 2, axes=(0, 0))
+    return mean, np.sqrt(var), weighted_quantiles(r, w, levels, axis=0)
+
+
+def _spreads(replicates: list[dict], main: dict) -> dict:
+    """Bootstrap standard deviations of the derived quantities (zeros without replicates)."""
+    out = {}
+    names = {"distance_mean": "distance_mean_std", "distance_std": "distance_std_std", "distance_quantiles": "distance_quantiles_std",
+             "dissociated_fraction": "dissociated_fraction_std", "channel_fraction": "channel_fraction_std",
+             "channel_distance_mean": "channel_distance_mean_std"}
+    for key, name in names.items():
+        if len(replicates) > 1:
+            with np.errstate(invalid="ignore"):
+                stack = np.array([rep[key] for rep in replicates])
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    out[name] = np.nanstd(stack, axis=0, ddof=1)
+        else:
+            out[name] = np.zeros_like(main[key])
+    return out

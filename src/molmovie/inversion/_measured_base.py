@@ -1,0 +1,135 @@
+"""What the measurement methods share: settings handling, σ, the measurement check.
+
+A measurement method follows the scikit-learn shape of the other methods::
+
+    method = get_measurement_method("pdf", r_max=8.0)   # settings only
+    method.fit(measurement, basis=None, progress=None)   # returns self
+    method.result_                                        # a molmovie.io.fit.FitResult
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from .._errors import InputError
+from ._base import NotFittedError, _jsonable, check_choice
+
+__all__ = ["MeasurementMethod", "measurement_sigma", "sigma_from_pre_t0", "SIGMA_SOURCES"]
+
+#: Where σ comes from: the measurement's own, or the scatter of its pre-time-zero delays.
+SIGMA_SOURCES = ("measured", "pre-t0")
+
+#: Fewest delays before time zero that :func:`sigma_from_pre_t0` accepts.
+MIN_PRE_T0 = 3
+
+
+def sigma_from_pre_t0(delays: np.ndarray, dS: np.ndarray) -> np.ndarray:
+    """σ(q) from the scatter of ΔS over the delays before time zero, the same at every delay.
+
+    Before time zero nothing has happened yet, so ΔS there is noise alone:
+    σ(q) is the sample standard deviation (``ddof=1``) over the delays < 0,
+    at each q, assumed the same at every delay (stationary noise).
+
+    Parameters
+    ----------
+    delays : ndarray, shape (T,), fs
+    dS : ndarray, shape (T, Q), fraction
+
+    Returns
+    -------
+    ndarray, shape (T, Q), fraction
+
+    Raises
+    ------
+    InputError
+        With fewer than 3 delays before time zero, or a q bin of zero scatter.
+    """
+    pre = np.asarray(delays) < 0
+    n = int(pre.sum())
+    if n < MIN_PRE_T0:
+        raise InputError(
+            f"the measurement has {n} delay(s) before time zero; estimating σ from the pre-t0 scatter needs at least {MIN_PRE_T0}"
+        )
+    s = np.std(dS[pre], axis=0, ddof=1)
+    if np.any(s <= 0):
+        raise InputError(f"ΔS does not scatter before time zero at {int(np.sum(s <= 0))} q point(s); σ cannot be estimated there")
+    return np.broadcast_to(s, dS.shape).copy()
+
+
+def measurement_sigma(meas, source: str) -> tuple[np.ndarray, str]:
+    """The σ a fit weights by, and a sentence saying where it came from.
+
+    Parameters
+    ----------
+    meas : molmovie.io.measurement.Measurement
+    source : {"measured", "pre-t0"}
+        "measured": the measurement's σ; refused when it has none.
+        "pre-t0": :func:`sigma_from_pre_t0` (replaces any σ the file has).
+    """
+    check_choice("sigma", source, SIGMA_SOURCES)
+    if source == "pre-t0":
+        n = int(np.sum(meas.delays < 0))
+        return sigma_from_pre_t0(meas.delays, meas.dS), f"pre-t0: std over the {n} delays before time zero, per q, the same at every delay"
+    if meas.sigma is None:
+        raise InputError(
+            "the measurement has no σ (uncertainty of ΔS); a fit needs one: re-ingest it with variances, or estimate σ "
+            "from the scatter before time zero (--sigma-from-pre-t0, setting sigma='pre-t0')"
+        )
+    if np.any(meas.sigma <= 0):
+        raise InputError(f"the measurement's σ is zero at {int(np.sum(meas.sigma <= 0))} point(s); a fit weights by 1/σ, so σ must be > 0")
+    return np.asarray(meas.sigma, dtype=float), "measured"
+
+
+class MeasurementMethod:
+    """Base of the measurement methods: keyword settings, fitted state, a result.
+
+    Subclasses set ``name``, take keyword-only settings in ``__init__``, check
+    them in ``_validate_settings`` and implement ``fit(measurement, basis=None,
+    progress=None)``, which sets ``result_`` (a :class:`molmovie.io.fit.FitResult`)
+    and other attributes ending in ``_``.
+    """
+
+    name: str = ""
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY]
+
+    def get_params(self) -> dict[str, Any]:
+        """The settings given to the constructor, as a dict."""
+        return {k: getattr(self, k) for k in self.setting_names()}
+
+    def settings_json(self) -> dict:
+        return _jsonable(self.get_params())
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default != v]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "result_")
+
+    @property
+    def result(self):
+        if not self.is_fitted:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(measurement) first")
+        return self.result_
+
+    def _reset(self) -> None:
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
+
+    def _validate_settings(self) -> None:  # overridden
+        pass
+
+    @staticmethod
+    def _check_measurement(meas) -> None:
+        for attr in ("q", "delays", "dS", "sigma", "symbols", "provenance"):
+            if not hasattr(meas, attr):
+                raise InputError(f"a measurement method fits a molmovie Measurement; got {type(meas).__name__}")

@@ -1,0 +1,57 @@
+"""Measurement methods, by name: from a measured ΔS(q, t) to distances (and weights, or ΔP(R, t)).
+
+A second registry beside :data:`molmovie.inversion.METHODS`, for methods that
+explain a whole measurement (an ensemble average, partly excited, smeared by
+the instrument response, noisy) rather than one trajectory's signal::
+
+    from molmovie.inversion.measured import get_measurement_method
+
+    method = get_measurement_method("ensemble", bootstrap=100)   # settings only
+    method.fit(measurement, basis=dataset, progress=None)        # returns self
+    method.result_                                                # molmovie.io.fit.FitResult
+
+* ``"ensemble"`` -- :class:`EnsembleFit`: weights over a basis of simulated
+  trajectories, the excitation fraction, time zero and the IRF (NNLS inside
+  a search over t0 and the IRF; parametric bootstrap).
+* ``"pdf"`` -- :class:`PairDistributionFit`: model-free ΔP(R, t) (damped sine
+  transform and a regularised Debye-kernel inversion).
+
+Adding a method is one new module and one line in :data:`MEASUREMENT_METHODS`.
+"""
+
+from __future__ import annotations
+
+from .._errors import InputError
+from ._ensemble import EnsembleFit
+from ._measured_base import MeasurementMethod, sigma_from_pre_t0
+from ._pdf import PairDistributionFit
+
+__all__ = ["MEASUREMENT_METHODS", "get_measurement_method", "MeasurementMethod", "EnsembleFit", "PairDistributionFit", "sigma_from_pre_t0"]
+
+#: Measurement methods by name.
+MEASUREMENT_METHODS: dict[str, type[MeasurementMethod]] = {
+    "ensemble": EnsembleFit,
+    "pdf": PairDistributionFit,
+}
+
+
+def get_measurement_method(name: str, **settings) -> MeasurementMethod:
+    """A new, unfitted measurement method by name.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MEASUREMENT_METHODS`.
+    **settings
+        The method's keyword settings; an unknown one is an :class:`InputError`.
+    """
+    if name not in MEASUREMENT_METHODS:
+        raise InputError(f"unknown measurement method {name!r}; choose one of {', '.join(MEASUREMENT_METHODS)}")
+    cls = MEASUREMENT_METHODS[name]
+    known = cls.setting_names()
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise InputError(f"the {name!r} method has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(known)}")
+    method = cls(**settings)
+    method._validate_settings()
+    return method

@@ -1,0 +1,430 @@
+"""The fit result file: what ``molmovie fit`` found in a measurement.
+
+This module owns the format (format ``"molmovie-fit"``). One layout serves
+every measurement method: a common part that any method fills, and one group
+per method for what is its own::
+
+    /                  attrs: format="molmovie-fit", version, molmovie_version, method,
+                              molecule, converged, message, chi2, n_data, n_params,
+                              reduced_chi2, sigma_source, settings (JSON), provenance (JSON)
+    /delays (T) [fs]   /q (Q) [1/Angstrom]   /atoms/symbols (N) (optional)
+    /dS (T, Q) [fraction]         the measured ΔS
+    /sigma (T, Q) [fraction]      its one-σ uncertainty (as given, or estimated: sigma_source)
+    /dS_fit (T, Q) [fraction]     the fitted model's ΔS
+    /residual (T, Q) [1]          (dS - dS_fit) / sigma
+
+    /ensemble/...   (method "ensemble", :class:`EnsemblePart`)
+        gamma, gamma_std [fraction]   t0, t0_std [fs]   irf_fs, irf_fs_std [fs]  (0-d arrays)
+        trajectories (M) [index]   weights, weights_std (M) [1]   dissociated (M) [bool]
+        pair_labels (P)   quantile_levels (K) [1]
+        distance_mean, distance_mean_std, distance_std, distance_std_std (T, P) [Angstrom]
+        distance_quantiles, distance_quantiles_std (T, P, K) [Angstrom]
+        channels (C) = ("bound", "dissociated")
+        channel_fraction, channel_fraction_std (C) [fraction]
+        channel_distance_mean, channel_distance_mean_std, channel_distance_std (C, T, P) [Angstrom]
+        channel_distance_quantiles (C, T, P, K) [Angstrom]
+        dissociated_fraction, dissociated_fraction_std (T) [fraction]
+        bootstrap_gamma (B) [fraction]   bootstrap_t0, bootstrap_irf_fs (B) [fs]
+        attrs: regularization, rule, rank, n_bootstrap
+
+    /pdf/...        (method "pdf", :class:`PdfPart`)
+        r (R) [Angstrom]   pair_types (P)
+        dP, dP_std (T, P, R) [1/Angstrom]       Tikhonov inversion and its 1-σ band
+        dP_sine, dP_sine_std (T, R) [1/Angstrom] damped sine transform and its 1-σ band
+        ground_P (P, R) [1/Angstrom] (optional)  I_gs (Q) [electron units]
+        attrs: damping [Angstrom^2], regularization, rule, penalty, reference
+
+Every array carries a ``units`` attribute; writes are atomic (a temporary
+file in the same folder, then a rename); an existing file is replaced only
+with ``force=True``; the reader opens files read-only and refuses files of
+another format or a newer version with one line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import InputError
+from ..datasets import atomic_path, check_output
+
+__all__ = ["FIT_FORMAT", "FIT_VERSION", "FitResult", "EnsemblePart", "PdfPart", "write_fit", "read_fit"]
+
+FIT_FORMAT = "molmovie-fit"
+FIT_VERSION = 1
+
+
+@dataclass
+class EnsemblePart:
+    """What the trajectory-basis fit (method ``"ensemble"``) adds to a :class:`FitResult`.
+
+    Spreads (``*_std``) are standard deviations over the parametric bootstrap
+    replicates (0 when no bootstrap was run). Distances are those of the basis
+    trajectories at ``delays - t0`` (clipped to the basis time span; the first
+    frame before time zero), weighted by the fitted weights; the IRF is not
+    applied (the same convention as :class:`molmovie.io.measurement.Truth`).
+
+    Attributes
+    ----------
+    gamma, gamma_std : float, fraction
+        Excitation fraction γ = Σ c_i.
+    t0, t0_std, irf_fs, irf_fs_std : float, fs
+        Time zero and the IRF's FWHM.
+    trajectories : ndarray of int, shape (M,)
+        Indices of the basis trajectories in the basis dataset.
+    weights, weights_std : ndarray, shape (M,)
+        w_i = c_i / γ (sum 1) and their bootstrap spread.
+    dissociated : ndarray of bool, shape (M,)
+        Each basis trajectory's fate (its channel).
+    pair_labels : tuple of str, length P
+    quantile_levels : ndarray, shape (K,)
+    distance_mean, distance_mean_std, distance_std, distance_std_std : ndarray, shape (T, P), Angstrom
+    distance_quantiles, distance_quantiles_std : ndarray, shape (T, P, K), Angstrom
+    channels : tuple of str, length C
+        ``("bound", "dissociated")``: trajectories grouped by their fate.
+    channel_fraction, channel_fraction_std : ndarray, shape (C,)
+        Weight of each channel.
+    channel_distance_mean, channel_distance_mean_std, channel_distance_std : ndarray, shape (C, T, P), Angstrom
+        Within-channel weighted statistics; NaN for a channel of zero weight.
+    channel_distance_quantiles : ndarray, shape (C, T, P, K), Angstrom
+    dissociated_fraction, dissociated_fraction_std : ndarray, shape (T,)
+        Weighted fraction of trajectories dissociated by each delay.
+    bootstrap_gamma, bootstrap_t0, bootstrap_irf_fs : ndarray, shape (B,)
+        The bootstrap replicates' values.
+    regularization : float
+        Strength μ of the pull toward uniform weights (0: none).
+    rule : str
+        How μ was chosen ("none", "discrepancy", "given").
+    rank : int
+        Rank of the reduced basis the fit used.
+    """
+
+    gamma: float
+    gamma_std: float
+    t0: float
+    t0_std: float
+    irf_fs: float
+    irf_fs_std: float
+    trajectories: np.ndarray
+    weights: np.ndarray
+    weights_std: np.ndarray
+    dissociated: np.ndarray
+    pair_labels: tuple
+    quantile_levels: np.ndarray
+    distance_mean: np.ndarray
+    distance_mean_std: np.ndarray
+    distance_std: np.ndarray
+    distance_std_std: np.ndarray
+    distance_quantiles: np.ndarray
+    distance_quantiles_std: np.ndarray
+    channels: tuple
+    channel_fraction: np.ndarray
+    channel_fraction_std: np.ndarray
+    channel_distance_mean: np.ndarray
+    channel_distance_mean_std: np.ndarray
+    channel_distance_std: np.ndarray
+    channel_distance_quantiles: np.ndarray
+    dissociated_fraction: np.ndarray
+    dissociated_fraction_std: np.ndarray
+    bootstrap_gamma: np.ndarray
+    bootstrap_t0: np.ndarray
+    bootstrap_irf_fs: np.ndarray
+    regularization: float
+    rule: str
+    rank: int
+
+
+@dataclass
+class PdfPart:
+    """What the model-free pair-distribution inversion (method ``"pdf"``) adds.
+
+    Attributes
+    ----------
+    r : ndarray, shape (R,), Angstrom
+        Bin centres of the distance grid.
+    pair_types : tuple of str, length P
+        Element-pair types, e.g. ``("I-I",)`` or ``("C-S", "S-S")``.
+    dP, dP_std : ndarray, shape (T, P, R), 1/Angstrom
+        ΔP_ab(R, t) from the regularised inversion and its 1-σ band.
+    dP_sine, dP_sine_std : ndarray, shape (T, R), 1/Angstrom
+        The damped sine transform and its 1-σ band (propagated from σ).
+    ground_P : ndarray, shape (P, R), 1/Angstrom, or None
+        Ground-state pair density, where known (the bound ΔP >= -P_ground).
+    I_gs : ndarray, shape (Q,), electron units
+        Ground-state intensity used to turn ΔS into ΔI.
+    damping : float, Angstrom^2
+        α of the sine transform's exp(-α q²).
+    regularization : float
+        Tikhonov λ.
+    rule : str
+        How λ was chosen ("discrepancy", "gcv", "given").
+    penalty : str
+        "curvature" or "ridge".
+    reference : str
+        Where I_gs and P_ground came from.
+    """
+
+    r: np.ndarray
+    pair_types: tuple
+    dP: np.ndarray
+    dP_std: np.ndarray
+    dP_sine: np.ndarray
+    dP_sine_std: np.ndarray
+    ground_P: np.ndarray | None
+    I_gs: np.ndarray
+    damping: float
+    regularization: float
+    rule: str
+    penalty: str
+    reference: str
+
+
+@dataclass
+class FitResult:
+    """A fit of a measurement: the common part, plus the method's own.
+
+    Attributes
+    ----------
+    method : str
+        Name in :data:`molmovie.inversion.measured.MEASUREMENT_METHODS`.
+    molecule : str or None
+    symbols : tuple of str or None
+    delays : ndarray, shape (T,), fs
+    q : ndarray, shape (Q,), 1/Angstrom
+    dS, sigma, dS_fit : ndarray, shape (T, Q), fraction
+        Measured ΔS, its σ, and the fitted model's ΔS.
+    chi2 : float
+        Σ ((dS - dS_fit) / σ)² over all T·Q points.
+    n_data : int
+    n_params : float
+        Effective number of fitted parameters (stated by each method).
+    reduced_chi2 : float
+        chi2 / (n_data - n_params).
+    converged : bool
+        False when the fit did not converge; ``message`` says why.
+    message : str
+    sigma_source : str
+        "measured", or how σ was estimated.
+    settings : dict
+        The method's settings (JSON-able).
+    provenance : dict
+        The measurement's provenance, the basis, the molmovie version.
+    ensemble, pdf : EnsemblePart or PdfPart or None
+    """
+
+    method: str
+    molecule: str | None
+    symbols: tuple | None
+    delays: np.ndarray
+    q: np.ndarray
+    dS: np.ndarray
+    sigma: np.ndarray
+    dS_fit: np.ndarray
+    chi2: float
+    n_data: int
+    n_params: float
+    reduced_chi2: float
+    converged: bool
+    message: str
+    sigma_source: str
+    settings: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    ensemble: EnsemblePart | None = None
+    pdf: PdfPart | None = None
+
+    @property
+    def residual(self) -> np.ndarray:
+        """(dS - dS_fit) / sigma, shape (T, Q)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.sigma > 0, (self.dS - self.dS_fit) / np.where(self.sigma > 0, self.sigma, 1.0), 0.0)
+
+
+# --------------------------------------------------------------------------- units of each stored array
+
+_ENSEMBLE_UNITS = {
+    "gamma": "fraction", "gamma_std": "fraction", "t0": "fs", "t0_std": "fs", "irf_fs": "fs", "irf_fs_std": "fs",
+    "trajectories": "index", "weights": "1", "weights_std": "1", "dissociated": "bool", "quantile_levels": "1",
+    "distance_mean": "Angstrom", "distance_mean_std": "Angstrom", "distance_std": "Angstrom", "distance_std_std": "Angstrom",
+    "distance_quantiles": "Angstrom", "distance_quantiles_std": "Angstrom",
+    "channel_fraction": "fraction", "channel_fraction_std": "fraction",
+    "channel_distance_mean": "Angstrom", "channel_distance_mean_std": "Angstrom", "channel_distance_std": "Angstrom",
+    "channel_distance_quantiles": "Angstrom", "dissociated_fraction": "fraction", "dissociated_fraction_std": "fraction",
+    "bootstrap_gamma": "fraction", "bootstrap_t0": "fs", "bootstrap_irf_fs": "fs",
+}
+_ENSEMBLE_STRINGS = ("pair_labels", "channels")
+_ENSEMBLE_ATTRS = ("regularization", "rule", "rank")
+_PDF_UNITS = {
+    "r": "Angstrom", "dP": "1/Angstrom", "dP_std": "1/Angstrom", "dP_sine": "1/Angstrom", "dP_sine_std": "1/Angstrom",
+    "ground_P": "1/Angstrom", "I_gs": "electron units",
+}
+_PDF_STRINGS = ("pair_types",)
+_PDF_ATTRS = ("damping", "regularization", "rule", "penalty", "reference")
+_ROOT_UNITS = {"delays": "fs", "q": "1/Angstrom", "dS": "fraction", "sigma": "fraction", "dS_fit": "fraction"}
+_ROOT_ATTRS = ("method", "chi2", "n_data", "n_params", "reduced_chi2", "converged", "message", "sigma_source")
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (Path, tuple)):
+        return str(obj) if isinstance(obj, Path) else list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-able")
+
+
+def write_fit(result: FitResult, path, *, force: bool = False) -> Path:
+    """Write a fit result atomically (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    result : FitResult
+    path : path-like
+    force : bool
+        Replace an existing file (otherwise that is an :class:`InputError`).
+
+    Returns
+    -------
+    Path
+    """
+    import h5py
+
+    from .. import __version__
+
+    path = check_output(path, force=force)
+    try:
+        settings = json.dumps(result.settings, default=_json_default)
+        provenance = json.dumps(result.provenance, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"fit settings or provenance are not JSON-able ({exc})") from None
+    strings = h5py.string_dtype()
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FIT_FORMAT
+            f.attrs["version"] = FIT_VERSION
+            f.attrs["molmovie_version"] = __version__
+            if result.molecule is not None:
+                f.attrs["molecule"] = result.molecule
+            for name in _ROOT_ATTRS:
+                f.attrs[name] = getattr(result, name)
+            f.attrs["settings"] = settings
+            f.attrs["provenance"] = provenance
+            for name, units in _ROOT_UNITS.items():
+                f.create_dataset(name, data=np.asarray(getattr(result, name), dtype=float)).attrs["units"] = units
+            f.create_dataset("residual", data=result.residual).attrs["units"] = "1"
+            if result.symbols is not None:
+                f.create_group("atoms").create_dataset("symbols", data=np.array(list(result.symbols), dtype="S3"))
+            for part, units, strs, attrs, gname in (
+                (result.ensemble, _ENSEMBLE_UNITS, _ENSEMBLE_STRINGS, _ENSEMBLE_ATTRS, "ensemble"),
+                (result.pdf, _PDF_UNITS, _PDF_STRINGS, _PDF_ATTRS, "pdf"),
+            ):
+                if part is None:
+                    continue
+                g = f.create_group(gname)
+                for name, unit in units.items():
+                    value = getattr(part, name)
+                    if value is None:
+                        continue
+                    g.create_dataset(name, data=np.asarray(value)).attrs["units"] = unit
+                for name in strs:
+                    g.create_dataset(name, data=np.array([str(s) for s in getattr(part, name)], dtype=strings))
+                for name in attrs:
+                    g.attrs[name] = getattr(part, name)
+    return path
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _read_part(g, cls, units: dict, strs, attrs, where: str):
+    import h5py
+
+    kw = {}
+    for fld in fields(cls):
+        name = fld.name
+        if name in units:
+            node = g.get(name)
+            if node is None:
+                if name == "ground_P":
+                    kw[name] = None
+                    continue
+                raise InputError(f"{where}: damaged fit file (no array {g.name}/{name})")
+            if not isinstance(node, h5py.Dataset) or _text(node.attrs.get("units")) != units[name]:
+                raise InputError(f"{where}: damaged fit file ({g.name}/{name} is not an array in {units[name]!r})")
+            value = node[()]
+            kw[name] = float(value) if np.ndim(value) == 0 and name not in ("rank",) else value
+        elif name in strs:
+            node = g.get(name)
+            if not isinstance(node, h5py.Dataset):
+                raise InputError(f"{where}: damaged fit file (no {g.name}/{name})")
+            kw[name] = tuple(_text(s) for s in node[()])
+        elif name in attrs:
+            if name not in g.attrs:
+                raise InputError(f"{where}: damaged fit file (no attribute {name} on {g.name})")
+            value = _text(g.attrs[name])
+            kw[name] = int(value) if name == "rank" else (float(value) if isinstance(value, (float, np.floating, int, np.integer)) else str(value))
+    return cls(**kw)
+
+
+def read_fit(path) -> FitResult:
+    """Read a fit result file (opened read-only).
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not HDF5, of another format or a newer
+        version, or damaged.
+    """
+    import h5py
+
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such fit result file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"{path}: not an HDF5 file, so not a molmovie fit result") from None
+    with f:
+        fmt = _text(f.attrs.get("format"))
+        if fmt != FIT_FORMAT:
+            raise InputError(f"{path}: not a molmovie fit result (format {fmt!r})")
+        try:
+            version = int(f.attrs.get("version"))
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: damaged fit file (no version)") from None
+        if version > FIT_VERSION:
+            raise InputError(f"{path}: fit format version {version} is newer than this molmovie reads ({FIT_VERSION}); upgrade molmovie")
+        try:
+            kw = {name: _text(f.attrs[name]) for name in _ROOT_ATTRS}
+            kw["settings"] = json.loads(f.attrs.get("settings", "{}"))
+            kw["provenance"] = json.loads(f.attrs.get("provenance", "{}"))
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"{path}: damaged fit file ({exc})") from None
+        for name, units in _ROOT_UNITS.items():
+            node = f.get(name)
+            if not isinstance(node, h5py.Dataset) or _text(node.attrs.get("units")) != units:
+                raise InputError(f"{path}: damaged fit file (no array {name} in {units!r})")
+            kw[name] = node[()]
+        T, Q = len(kw["delays"]), len(kw["q"])
+        for name in ("dS", "sigma", "dS_fit"):
+            if kw[name].shape != (T, Q):
+                raise InputError(f"{path}: damaged fit file ({name} has shape {kw[name].shape}, expected {(T, Q)})")
+        kw["symbols"] = tuple(_text(s) for s in f["atoms/symbols"][()]) if "atoms/symbols" in f else None
+        kw["molecule"] = _text(f.attrs["molecule"]) if "molecule" in f.attrs else None
+        kw["ensemble"] = _read_part(f["ensemble"], EnsemblePart, _ENSEMBLE_UNITS, _ENSEMBLE_STRINGS, _ENSEMBLE_ATTRS, where) if "ensemble" in f else None
+        kw["pdf"] = _read_part(f["pdf"], PdfPart, _PDF_UNITS, _PDF_STRINGS, _PDF_ATTRS, where) if "pdf" in f else None
+    kw["converged"] = bool(kw["converged"])
+    kw["method"] = str(kw["method"])
+    kw["message"] = str(kw["message"])
+    kw["sigma_source"] = str(kw["sigma_source"])
+    for name in ("chi2", "n_params", "reduced_chi2"):
+        kw[name] = float(kw[name])
+    kw["n_data"] = int(kw["n_data"])
+    return FitResult(**kw)
