@@ -204,6 +204,8 @@ def _npz_source(path: Path) -> _Source:
                 if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
                     raise InputError(f"{path}: {info.filename} claims shape {shape} but stores {info.file_size} bytes; damaged file")
                 arrays[info.filename[:-4]] = (tuple(shape), dtype.kind)
+    except InputError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise InputError(f"{path}: not a readable NPZ file ({exc})") from None
     npz = np.load(path, allow_pickle=False)
@@ -741,7 +743,7 @@ def ingest(
         if raw.legendre and iso is None:
             raise InputError(f"{path}: ΔS of Legendre order {raw.legendre} is normalised by order 0, which the file does not hold")
         dS, sigma = difference_signal(data, var, reference_rows=rows, isotropic=iso, isotropic_variance=iso_var)
-        prov["reference"] = f"pre-t0 mean of {int(rows.sum())} delays"
+        prov["reference"] = f"pre-t0 mean of {int(rows.sum())} delay{'s' if rows.sum() != 1 else ''}"
         prov["reference_delays_fs"] = delays_fs[rows].tolist()
     meas = Measurement(q[keep], delays_fs, dS, sigma, syms, name, prov)
     chi2, n = pre_t0_chi2(meas)
