@@ -2,7 +2,7 @@
 
 A :class:`Molecule` is a list of element symbols with a reference geometry (the
 ground-state minimum for the built-in molecules, GFN2-xTB as shipped in
-``molmovie/data``). Element data (masses, covalent radii, atomic numbers) come
+``molmovie/data``; I2 at its measured r_e). Element data (masses, covalent radii, atomic numbers) come
 from ASE's tables, so there is one source of truth for them.
 """
 
@@ -34,6 +34,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "nmm": ("CN1CCOCC1", "N-methylmorpholine"),
     "c2h4": ("C=C", "ethylene"),
     "cs2": ("S=C=S", "carbon disulfide"),
+    "i2": ("II", "molecular iodine"),
 }
 
 #: Scale factor on the sum of covalent radii below which two atoms are bonded.
@@ -199,7 +200,7 @@ class Molecule:
 
 
 def builtin(name: str) -> Molecule:
-    """One of the built-in molecules: ``"nmm"``, ``"c2h4"`` or ``"cs2"``."""
+    """One of the built-in molecules: ``"nmm"``, ``"c2h4"``, ``"cs2"`` or ``"i2"``."""
     key = name.lower()
     if key not in BUILTIN:
         raise InputError(f"unknown molecule {name!r}; built-in molecules are {', '.join(BUILTIN)}")

@@ -1,36 +1,147 @@
-"""``molmovie generate``: photoexcited trajectories with the built-in GFN2-xTB generator."""
+"""``molmovie generate``: trajectories with the built-in generator (GFN2-xTB, a Morse potential, any ASE calculator)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from .._errors import InputError
+from ..dynamics.calculators import CALCULATORS
+from ..dynamics.initial import INITIAL_CONDITIONS
 from . import app
 from ._progress import progress_bar
+
+_CALCULATOR_HELP = "; ".join(f"{name}: {text}" for name, (_, text) in CALCULATORS.items())
+
+#: Keys of --morse and the Morse parameters they set.
+_MORSE_KEYS = {"we": "omega_e", "omega_e": "omega_e", "re": "r_e", "r_e": "r_e", "de": "D_e", "d_e": "D_e", "d0": "D0"}
+
+#: Most frames per trajectory (--tmax / --dt).
+MAX_FRAMES = 1_000_000
+
+
+def _range(text: str | None, option: str, unit: str) -> tuple[float, float] | None:
+    """``"0.02:0.3"`` -> (0.02, 0.3); ``"0.1"`` -> (0.1, 0.1)."""
+    if text is None:
+        return None
+    parts = str(text).split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or not all(math.isfinite(v) for v in values):
+        raise InputError(f"{option} must be a number or a range LO:HI in {unit}, like 0.02:0.3; got {text!r}")
+    lo, hi = values[0], values[-1]
+    if lo > hi:
+        raise InputError(f"{option} must be a range LO:HI with LO <= HI, in {unit}; got {text!r}")
+    return (lo, hi)
+
+
+def _morse(text: str) -> dict:
+    """``"we=214.5,re=2.666,D0=1.54"`` -> Morse settings."""
+    out = {}
+    for item in str(text).split(","):
+        key, sep, value = item.partition("=")
+        name = _MORSE_KEYS.get(key.strip().lower())
+        if not sep or name is None:
+            raise InputError(f"--morse takes we=CM-1,re=ANGSTROM and D0=EV or De=EV, like we=214.5,re=2.666,D0=1.54; got {text!r}")
+        if name in out:
+            raise InputError(f"--morse gives {key.strip()} twice")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise InputError(f"--morse: {key.strip()} must be a number; got {value.strip()!r}") from None
+    return out
+
+
+def _families(text: str) -> list[tuple[str, float]]:
+    """``"displaced:2,dissociation:1"`` -> [("displaced", 2.0), ("dissociation", 1.0)]."""
+    out = []
+    for item in str(text).split(","):
+        name, sep, weight = item.strip().partition(":")
+        name = name.strip().lower()
+        if name not in INITIAL_CONDITIONS:
+            raise InputError(f"unknown initial-condition family {name!r} in --initial; choose from {', '.join(INITIAL_CONDITIONS)}")
+        try:
+            w = float(weight) if sep else 1.0
+        except ValueError:
+            w = float("nan")
+        if not (math.isfinite(w) and w > 0):
+            raise InputError(f"--initial weights must be numbers > 0, like displaced:2,dissociation:1; got {item.strip()!r}")
+        if name in [n for n, _ in out]:
+            raise InputError(f"--initial names {name!r} twice")
+        out.append((name, w))
+    return out
+
+
+def _bond(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, j = (int(p) for p in text.split(","))
+    except ValueError:
+        raise InputError(f"--bond must be two atom indices from 0, like 0,1; got {text!r}") from None
+    return (i, j)
+
+
+def _retime(model, tmax: float | None, dt: float | None, timestep: float | None):
+    """The model with --tmax, --dt (frame interval) and --timestep applied, validated."""
+    for option, value in (("--tmax", tmax), ("--dt", dt), ("--timestep", timestep)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"{option} must be > 0 fs; got {value:g}")
+    duration = model.duration if tmax is None else float(tmax)
+    interval = model.duration / (model.n_frames - 1) if dt is None else float(dt)
+    step = model.timestep if timestep is None else float(timestep)
+    frames = duration / interval
+    if abs(frames - round(frames)) > 1e-6 * max(frames, 1.0) or round(frames) < 1:
+        raise InputError(f"--tmax {duration:g} fs must be a whole number (>= 1) of --dt {interval:g} fs frame intervals")
+    if round(frames) + 1 > MAX_FRAMES:
+        raise InputError(f"--tmax / --dt gives {round(frames) + 1} frames per trajectory; at most {MAX_FRAMES}")
+    per = interval / step
+    if abs(per - round(per)) > 1e-6 * max(per, 1.0) or round(per) < 1:
+        raise InputError(f"the frame interval --dt {interval:g} fs must be a whole number of --timestep {step:g} fs steps")
+    return model.replace(duration=duration, n_frames=int(round(frames)) + 1, timestep=step)
 
 
 @app.command()
 def generate(
-    molecule: Annotated[str, typer.Argument(help="nmm, c2h4, cs2, an XYZ file, or smiles:SMILES (e.g. smiles:CN1CCOCC1).", show_default=False)],
+    molecule: Annotated[str, typer.Argument(help="nmm, c2h4, cs2, i2, an XYZ file, or smiles:SMILES (e.g. smiles:CN1CCOCC1).", show_default=False)],
     trajectories: Annotated[int, typer.Option("--trajectories", "-n", help="Number of trajectories.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write (HDF5).")],
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same trajectories, whatever the workers.")] = 0,
     workers: Annotated[Optional[int], typer.Option(help="Local worker processes, one trajectory per core (default: all cores; 1 runs without Dask).")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) to run the trajectories on.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Excited-state model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Excited-state model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules; 'ground' with a one-surface calculator (Morse).")] = None,
+    calculator: Annotated[Optional[str], typer.Option(help=f"Energies and forces from: {_CALCULATOR_HELP}. Default: xtb.", show_default=False)] = None,
+    morse: Annotated[Optional[str], typer.Option(help="Constants of --calculator morse: we=CM-1 (harmonic wavenumber), re=ANGSTROM, and D0=EV (bond energy) or De=EV (well depth), e.g. we=214.5,re=2.666,D0=1.54.", show_default=False)] = None,
+    initial: Annotated[Optional[str], typer.Option(help="How trajectories start: wigner (0 K Wigner sample, the default), displaced (coherent vibration of a bond: --amplitude, --phase), dissociation (kinetic energy along a bond, --excess eV above the dissociation limit); several as relative sizes in blocks of indices, e.g. displaced:2,dissociation:1.", show_default=False)] = None,
+    amplitude: Annotated[Optional[str], typer.Option(help="displaced: range LO:HI of the bond displacement amplitude A, Angstrom (drawn uniformly).", show_default=False)] = None,
+    phase: Annotated[Optional[str], typer.Option(help="displaced: range LO:HI of the vibration phase, degrees: bond = A cos(phase), momentum = -A mu omega sin(phase). Default 0:360.", show_default=False)] = None,
+    excess: Annotated[Optional[str], typer.Option(help="dissociation: range LO:HI of the energy above the dissociation limit, eV; a diatomic's atoms separate at sqrt(2E/mu).", show_default=False)] = None,
+    bond: Annotated[Optional[str], typer.Option(help="displaced, dissociation: the bond, two atom indices from 0 (default: the bond of a diatomic).", show_default=False)] = None,
+    no_wigner: Annotated[bool, typer.Option("--no-wigner", help="displaced, dissociation: start exactly at the drawn point, without the zero-point spread of a Wigner sample.")] = False,
+    tmax: Annotated[Optional[float], typer.Option(help="Simulated time, fs (default: the model's).", show_default=False)] = None,
+    dt: Annotated[Optional[float], typer.Option(help="Frame interval stored, fs (default: the model's).", show_default=False)] = None,
+    timestep: Annotated[Optional[float], typer.Option(help="Velocity Verlet time step, fs (default: the model's, 0.5).", show_default=False)] = None,
     stop_dissociated: Annotated[bool, typer.Option("--stop-dissociated", help="End a trajectory once its fragments are apart (as SHARC runs do): faster, shorter trajectories.")] = False,
     splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = "85,11,11",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file, or discard a checkpoint made with other settings.")] = False,
 ) -> None:
-    """Run GFN2-xTB dynamics of a photoexcited molecule into a dataset file.
+    """Run dynamics of a (photoexcited) molecule into a dataset file.
+
+    GFN2-xTB by default; a Morse potential (or a registered ASE calculator)
+    with --calculator. Trajectories start from a 0 K Wigner sample, or from a
+    displaced wavepacket or a dissociation with --initial, e.g.
+
+    molmovie generate i2 -n 200 -o i2.h5 --calculator morse-i2-x --initial displaced --amplitude 0.02:0.3 --tmax 3300 --dt 10 --timestep 1
 
     Finished trajectories are checkpointed in OUTPUT.partial/; if the run is
     interrupted, the same command resumes it. The output is ready for
     `molmovie scatter`.
     """
-    from .._errors import InputError
     from ..datasets import parse_splits
     from ..dynamics import generate as run
     from ..dynamics import partial_path
@@ -38,21 +149,26 @@ def generate(
     sizes = parse_splits(splits)
     if trajectories < 1:
         raise InputError(f"--trajectories must be >= 1; got {trajectories}")
+    calc, init = _calculator(calculator, morse), _initial(initial, amplitude, phase, excess, bond, no_wigner)
     with progress_bar(f"generate {molecule}", trajectories, unit="trajectories") as update:
         def progress(done: int, total: int, dissociated: int, failed: int) -> None:
             status = f"{dissociated} dissociated" + (f", {failed} failed" if failed else "")
             update(completed=done, status=status)
 
-        if stop_dissociated:
+        if stop_dissociated or tmax is not None or dt is not None or timestep is not None:
             from ..dynamics import default_model, get_model
             from ..molecules import get_molecule
 
             mol = get_molecule(molecule)
-            model = (default_model(mol) if model is None else get_model(model)).replace(stop_dissociated=True)
+            model = default_model(mol, calc) if model is None else get_model(model)
+            if stop_dissociated:
+                model = model.replace(stop_dissociated=True)
+            if tmax is not None or dt is not None or timestep is not None:
+                model = _retime(model, tmax, dt, timestep)
             molecule = mol
         try:
             ds = run(molecule, trajectories, model=model, seed=seed, workers=workers, scheduler=scheduler,
-                     output=output, splits=sizes, force=force, progress=progress)
+                     output=output, splits=sizes, force=force, progress=progress, calculator=calc, initial=init)
         except KeyboardInterrupt:
             folder = partial_path(output)
             saved = len(list(folder.glob("traj-*.npz"))) if folder.is_dir() else 0
@@ -67,3 +183,48 @@ def generate(
         f"{summary['dissociated']} dissociated, {summary['failed']} failed (SCF), "
         f"energy drift max {drift:.3f} eV" + (f" ({summary['drift_flagged']} above threshold)" if summary["drift_flagged"] else "")
     )
+
+
+def _calculator(name: str | None, morse: str | None):
+    """The calculator of --calculator and --morse (None: the default, xTB)."""
+    from ..dynamics.calculators import get_calculator
+
+    if name is None and morse is None:
+        return None
+    if name is None or name.lower() != "morse":
+        if morse is not None:
+            raise InputError("--morse gives the constants of --calculator morse; add --calculator morse (presets such as morse-i2-x need none)")
+        return get_calculator(name)
+    if morse is None:
+        raise InputError("--calculator morse needs its constants: --morse we=CM-1,re=ANGSTROM,D0=EV (or De=EV)")
+    return get_calculator("morse", **_morse(morse))
+
+
+def _initial(text: str | None, amplitude: str | None, phase: str | None, excess: str | None, bond: str | None, no_wigner: bool):
+    """The initial-condition family (or mixture) of --initial and its options, validated."""
+    from ..dynamics.initial import Mixture, get_initial
+
+    families = _families(text) if text is not None else [("wigner", 1.0)]
+    names = [n for n, _ in families]
+    ranges = {"--amplitude": ("displaced", _range(amplitude, "--amplitude", "Angstrom")),
+              "--phase": ("displaced", _range(phase, "--phase", "degrees")),
+              "--excess": ("dissociation", _range(excess, "--excess", "eV"))}
+    for option, (family, value) in ranges.items():
+        if value is not None and family not in names:
+            raise InputError(f"{option} applies to --initial {family}, which this run does not use")
+    if (bond is not None or no_wigner) and not {"displaced", "dissociation"} & set(names):
+        raise InputError("--bond and --no-wigner apply to --initial displaced or dissociation")
+    if "displaced" in names and amplitude is None:
+        raise InputError("--initial displaced needs --amplitude LO:HI (Angstrom), e.g. --amplitude 0.02:0.3")
+    if "dissociation" in names and excess is None:
+        raise InputError("--initial dissociation needs --excess LO:HI (eV above the dissociation limit), e.g. --excess 0.1:2")
+    common = {"bond": _bond(bond), "wigner": not no_wigner}
+    settings = {
+        "wigner": {},
+        "displaced": dict(common, amplitude=ranges["--amplitude"][1], **({"phase": ranges["--phase"][1]} if phase is not None else {})),
+        "dissociation": dict(common, excess=ranges["--excess"][1]),
+    }
+    made = [(get_initial(n, **settings[n]), w) for n, w in families]
+    if len(made) == 1:
+        return None if names == ["wigner"] else made[0][0]
+    return Mixture(tuple(made))

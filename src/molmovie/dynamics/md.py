@@ -80,7 +80,8 @@ def velocity_verlet(positions: np.ndarray, velocities: np.ndarray, masses: np.nd
     return x, v, energy, f
 
 
-def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: EngineFactory | None = None) -> TrajectoryResult:
+def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: EngineFactory | None = None,
+                   initial=None) -> TrajectoryResult:
     """Run one trajectory of ``model`` from a Wigner sample about ``modes``.
 
     Everything random (the sample, the switch time, the direction of the
@@ -94,7 +95,12 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
     model : Model
     seed : int
     factory : callable, optional
-        ``factory(symbols, surface, settings) -> engine`` (GFN2-xTB by default).
+        ``factory(symbols, surface, settings) -> engine`` (GFN2-xTB by
+        default); a calculator of :mod:`molmovie.dynamics.calculators` is one.
+    initial : family of :mod:`molmovie.dynamics.initial`, optional
+        How the trajectory starts; None is the 0 K Wigner sample (and leaves
+        the record as it was before the families existed). What the family
+        drew is in ``record["initial"]``.
 
     Returns
     -------
@@ -108,13 +114,19 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
     t_start = _time.perf_counter()
     rng = np.random.default_rng(seed)
     symbols, masses = modes.symbols, modes.masses
-    x, v = wigner_sample(modes, rng)
-    switch_at = float(rng.exponential(model.switch_time)) if model.excited is not None else None
     surfaces = [RobustSurface(symbols, s, model.electronic_temperature, factory) for s in model.surfaces]
+    drawn = None
+    if initial is None:
+        x, v = wigner_sample(modes, rng)
+    else:
+        x, v, drawn = initial.sample(modes, rng, surfaces[0].compute)
+    switch_at = float(rng.exponential(model.switch_time)) if model.excited is not None else None
     record = {
         "seed": int(seed), "model": model.name, "fate": "bound", "failure": None, "drift_eV": 0.0,
         "drift_flag": False, "excess_eV": 0.0, "switch_fs": None, "frustrated": 0, "scf_retries": 0, "wall_s": 0.0,
     }
+    if drawn is not None:
+        record["initial"] = drawn
     frames, energies, states = [x.copy()], [np.nan], [0]
     n_start = len(fragments(bond_graph(symbols, x)))
     state, shift = 0, 0.0  # shift: constant added to the first surface (excess="potential")

@@ -323,7 +323,7 @@ _register(Model(
     references=(_PAPER,),
 ))
 
-MODEL_NAMES_BY_MOLECULE = {"nmm": "nmm-cation", "c2h4": "c2h4-pipi", "cs2": "cs2-isc"}
+MODEL_NAMES_BY_MOLECULE = {"nmm": "nmm-cation", "c2h4": "c2h4-pipi", "cs2": "cs2-isc", "i2": "ground"}
 
 _register(Model(
     name="cation",
@@ -352,7 +352,14 @@ def get_model(name: str) -> Model:
     return MODELS[key]
 
 
-def default_model(molecule) -> Model:
-    """The model of a built-in molecule (by its name), or ``"cation"`` for any other molecule."""
+def default_model(molecule, calculator=None) -> Model:
+    """The model of a built-in molecule (by its name), or ``"cation"`` for any other molecule.
+
+    With a calculator of one surface (``calculator.multi_surface`` false, e.g.
+    a Morse potential), ``"ground"``: the dynamics on that surface, started
+    by the initial-condition family.
+    """
+    if calculator is not None and not getattr(calculator, "multi_surface", True):
+        return MODELS["ground"]
     name = getattr(molecule, "name", str(molecule)).lower()
     return MODELS[MODEL_NAMES_BY_MOLECULE.get(name, "cation")]

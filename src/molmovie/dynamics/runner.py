@@ -28,6 +28,8 @@ import numpy as np
 from .._errors import InputError
 from ..molecules import Molecule, get_molecule
 from ._xtb import EngineFactory, RobustSurface, optimise, single_thread
+from .calculators import get_calculator
+from .initial import Mixture, get_initial
 from .md import TrajectoryResult, run_trajectory
 from .models import Model, default_model, get_model
 from .wigner import NormalModes, hessian, normal_modes, wigner_sample
@@ -36,6 +38,9 @@ __all__ = ["prepare", "trajectory_seed", "generate", "partial_path"]
 
 #: Version of the checkpoint folder layout.
 CHECKPOINT_VERSION = 1
+
+#: Most bytes the trajectories of one run may hold in memory (positions, energy, state).
+MAX_BYTES = 8 * 1024**3
 
 
 def trajectory_seed(seed: int, index: int) -> int:
@@ -68,11 +73,11 @@ def partial_path(output) -> Path:
     return output.with_name(output.name + ".partial")
 
 
-def _task(modes: NormalModes, model: Model, seed: int, index: int, factory=None) -> tuple[int, TrajectoryResult]:
+def _task(modes: NormalModes, model: Model, seed: int, index: int, factory=None, initial=None) -> tuple[int, TrajectoryResult]:
     """One Dask task. Any error becomes a failed trajectory, so one bad trajectory never ends a run."""
     single_thread()
     try:
-        return index, run_trajectory(modes, model, seed, factory=factory)
+        return index, run_trajectory(modes, model, seed, factory=factory, initial=initial)
     except Exception as exc:  # noqa: BLE001 -- recorded as the trajectory's failure
         return index, _failed(modes, model, seed, f"{type(exc).__name__}: {exc}")
 
@@ -88,10 +93,11 @@ def _failed(modes: NormalModes, model: Model, seed: int, reason: str) -> Traject
 # --------------------------------------------------------------------------- checkpoint
 
 
-def _run_key(molecule: Molecule, model: Model, seed: int) -> dict:
-    """What makes two runs the same run: the molecule, the physics of the model, the seed."""
+def _run_key(molecule: Molecule, model: Model, seed: int, extra: dict | None = None) -> dict:
+    """What makes two runs the same run: the molecule, the physics of the model, the seed
+    (and the calculator and initial conditions, when they are not the defaults)."""
     physics = {k: v for k, v in model.to_dict().items() if k not in ("description", "references")}
-    return {"molecule": molecule.name, "symbols": list(molecule.symbols), "model": physics, "seed": int(seed)}
+    return {"molecule": molecule.name, "symbols": list(molecule.symbols), "model": physics, "seed": int(seed), **(extra or {})}
 
 
 def _save_result(folder: Path, index: int, res: TrajectoryResult) -> None:
@@ -184,17 +190,19 @@ def _local_client(workers: int):
 # --------------------------------------------------------------------------- generate
 
 
-def _resolve(molecule, model) -> tuple[Molecule, Model]:
+def _resolve(molecule, model, calculator=None) -> tuple[Molecule, Model]:
     mol = molecule if isinstance(molecule, Molecule) else get_molecule(str(molecule))
-    mdl = default_model(mol) if model is None else get_model(model)
+    mdl = default_model(mol, calculator) if model is None else get_model(model)
     mdl.check(mol.symbols)
+    if calculator is not None:
+        calculator.check(mol.symbols, mdl)
     return mol, mdl
 
 
 def generate(molecule, n_trajectories: int, *, model: Model | str | None = None, seed: int = 0,
              workers: int | None = None, scheduler: str | None = None, output=None, splits=(85, 11, 11),
              force: bool = False, progress: Callable[[int, int, int, int], None] | None = None,
-             factory: EngineFactory | None = None):
+             factory: EngineFactory | None = None, calculator=None, initial=None):
     """Generate an ensemble of photoexcited trajectories as a molmovie dataset.
 
     Parameters
@@ -207,7 +215,8 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
         Number of trajectories, >= 1.
     model : Model or str, optional
         A model or a name in :data:`~molmovie.dynamics.MODELS`; default: the
-        molecule's own model, ``"cation"`` for other molecules.
+        molecule's own model, ``"cation"`` for other molecules, ``"ground"``
+        with a one-surface calculator.
     seed : int
         Fixes every trajectory (see :func:`trajectory_seed`) and the splits.
     workers : int, optional
@@ -228,6 +237,18 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
         ``progress(done, total, dissociated, failed)`` after each trajectory.
     factory : callable, optional
         Engine factory (tests).
+    calculator : str or calculator, optional
+        Where energies and forces come from: a name in
+        :data:`~molmovie.dynamics.calculators.CALCULATORS` or a calculator
+        object (``get_calculator("morse", omega_e=..., r_e=..., D0=...)``);
+        None is GFN2-xTB.
+    initial : str, family or Mixture, optional
+        How trajectories start (:mod:`molmovie.dynamics.initial`): a family
+        (``Displaced(amplitude=(0.02, 0.3))``), a :class:`~molmovie.dynamics.initial.Mixture`
+        of families in blocks of indices, or a name; None is the 0 K Wigner
+        sample of the models. The calculator and the initial conditions are
+        recorded in the provenance (``calculator``, ``initial``, and per
+        trajectory ``initial`` with what was drawn) when they are not the defaults.
 
     Returns
     -------
@@ -244,7 +265,31 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
         raise InputError(f"--workers must be a whole number >= 1; got {workers!r}")
     if workers is not None and scheduler is not None:
         raise InputError("give either --workers (a local cluster) or --scheduler (an existing one), not both")
-    mol, mdl = _resolve(molecule, model)
+    calc = None if calculator is None else get_calculator(calculator)
+    if calc is not None and factory is not None:
+        raise InputError("give either a calculator or an engine factory, not both")
+    if calc is not None and calc.to_dict() == {"name": "xtb"}:
+        calc = None  # the default: the very same run as without it
+    mol, mdl = _resolve(molecule, model, calc)
+    if calc is not None:
+        factory = calc
+    init = None if initial is None else get_initial(initial)
+    if init is not None and init.to_dict() == {"name": "wigner"}:
+        init = None  # the models' own start
+    if init is not None:
+        init.check(mol.symbols, mol.positions)
+    families = init.assign(n) if isinstance(init, Mixture) else [init] * n
+    size = n * mdl.n_frames * (len(mol.symbols) * 3 * 8 + 16)
+    if size > MAX_BYTES:
+        raise InputError(
+            f"{n} trajectories of {mdl.n_frames} frames would take {size / 1024**3:.1f} GiB; "
+            f"the limit is {MAX_BYTES / 1024**3:.0f} GiB (fewer trajectories or frames)"
+        )
+    extra = {}
+    if calc is not None:
+        extra["calculator"] = calc.to_dict()
+    if init is not None:
+        extra["initial"] = init.to_dict()
     make_splits(n, splits, seed)  # validates the splits before any work
     out_path = check_output(output, force) if output is not None else None
 
@@ -254,7 +299,7 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
     try:
         if out_path is not None:
             folder = partial_path(out_path)
-            modes = _open_checkpoint(folder, _run_key(mol, mdl, seed), mol, mdl, force, factory)
+            modes = _open_checkpoint(folder, _run_key(mol, mdl, seed, extra), mol, mdl, force, factory)
             results = _load_results(folder, n)
         else:
             folder = None
@@ -280,7 +325,7 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
         if todo and client is not None:
             from distributed import as_completed
 
-            futures = [client.submit(_task, modes, mdl, trajectory_seed(seed, i), i, factory, pure=False)
+            futures = [client.submit(_task, modes, mdl, trajectory_seed(seed, i), i, factory, families[i], pure=False)
                        for i in todo]
             with client.as_current():
                 for fut in as_completed(futures):
@@ -292,21 +337,22 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
                     store(index, res)
         else:
             for i in todo:
-                store(*_task(modes, mdl, trajectory_seed(seed, i), i, factory))
+                store(*_task(modes, mdl, trajectory_seed(seed, i), i, factory, families[i]))
     finally:
         if client is not None:
             client.close()
         if cluster is not None:
             cluster.close()
 
-    ds = Dataset(_ensemble(mol, mdl, modes, seed, [results[i] for i in range(n)]), splits=make_splits(n, splits, seed))
+    ds = Dataset(_ensemble(mol, mdl, modes, seed, [results[i] for i in range(n)], extra), splits=make_splits(n, splits, seed))
     if out_path is not None:
         write_dataset(ds, out_path, force=force)
         shutil.rmtree(partial_path(out_path), ignore_errors=True)
     return ds
 
 
-def _ensemble(mol: Molecule, model: Model, modes: NormalModes, seed: int, results: list[TrajectoryResult]):
+def _ensemble(mol: Molecule, model: Model, modes: NormalModes, seed: int, results: list[TrajectoryResult],
+              extra: dict | None = None):
     from .. import __version__
     from ..trajectories import Ensemble
 
@@ -329,6 +375,7 @@ def _ensemble(mol: Molecule, model: Model, modes: NormalModes, seed: int, result
         "seed": int(seed),
         "model": model.to_dict(),
         "surfaces": [s.label for s in model.surfaces],
+        **(extra or {}),
         "reference": {
             "energy_eV": modes.energy,
             "zpe_eV": modes.zpe,
