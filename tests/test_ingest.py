@@ -340,3 +340,33 @@ def test_i2_measurement_is_zero_within_sigma_before_time_zero(tmp_path, capsys):
     band = (m.q > 1.5) & (m.q < 1.8)
     assert late[:, band].mean() > 0.05  # the steady difference after the rise: +5 to +7 % near 1.6 1/A
     assert (np.abs(late[:, band]) / m.sigma[m.delays > 500][:, band]).mean() > 10
+
+
+def test_laser_off_file_of_one_pattern(tmp_path):
+    """A laser-off file without a delay axis: q, I(q) and its variance."""
+    mean, var = _stack()
+    off = 1000.0 * np.exp(-0.3 * Q) * 0.998
+    with h5py.File(tmp_path / "off.h5", "w") as f:
+        f["Q"], f["mean"], f["variance"] = Q, off, np.full_like(Q, 9.0)
+    with h5py.File(tmp_path / "on.h5", "w") as f:
+        f["Q"], f["timebins"], f["mean"], f["variance"] = Q, DELAYS_PS, mean[0].T, var[0].T
+    m = ingest(tmp_path / "on.h5", q_units="1/A", delay_units="ps", laser_off=tmp_path / "off.h5")
+    I = mean[0].T
+    np.testing.assert_allclose(m.dS, I / off - 1, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(m.sigma, np.sqrt(var[0].T / off**2 + I**2 * 9.0 / off**4), rtol=1e-14)
+
+
+def test_more_bad_input_in_npz_and_text(tmp_path):
+    mean, var = _stack()
+    with pytest.raises(InputError, match="negative standard deviation"):
+        ingest(_npz(tmp_path, std=-np.sqrt(var[0]).T), q_units="1/nm", delay_units="fs")
+    backwards = DELAYS_PS[::-1].copy()
+    with pytest.raises(InputError, match="delays must be finite and strictly increasing"):
+        ingest(_text(tmp_path / "t.txt", mean[0].T[::-1], delays=backwards), q_units="1/A", delay_units="ps")
+    ragged = tmp_path / "r.txt"
+    ragged.write_text("q 0 1\n1.0 5 6\n2.0 7\n")
+    with pytest.raises(InputError, match="every row of the table must have 3 cells"):
+        ingest(ragged, q_units="1/A", delay_units="ps")
+    (tmp_path / "n.txt").write_text("q 0 1\n1.0 5 x\n")
+    with pytest.raises(InputError, match="the table must be numbers"):
+        ingest(tmp_path / "n.txt", q_units="1/A", delay_units="ps")

@@ -290,6 +290,7 @@ def read_beamline(
     legendre: int = 0,
     axes: str | None = None,
     q_in: str = "column",
+    single: bool = False,
 ) -> BeamlineData:
     """Read q, delays, one Legendre order of the data and its variance from a beamline file.
 
@@ -314,6 +315,9 @@ def read_beamline(
         do not tell them apart.
     q_in : {"column", "row"}
         Text tables: where the q values are.
+    single : bool
+        Accept a file without a delay axis (one pattern, e.g. laser off);
+        it is read as one delay at 0.
 
     Returns
     -------
@@ -335,7 +339,7 @@ def read_beamline(
         raise InputError(f"unknown format {fmt!r}; formats are {', '.join(READERS)}")
     return READERS[fmt](
         path, q_path=q_path, delays_path=delays_path, data_path=data_path, variance_path=variance_path,
-        std_path=std_path, legendre_path=legendre_path, legendre=legendre, axes=axes, q_in=q_in,
+        std_path=std_path, legendre_path=legendre_path, legendre=legendre, axes=axes, q_in=q_in, single=single,
     )
 
 
@@ -350,22 +354,26 @@ def _guess_format(path: Path) -> str:
 
 
 def _from_source(src: _Source, *, q_path, delays_path, data_path, variance_path, std_path, legendre_path,
-                 legendre, axes, **_) -> BeamlineData:
+                 legendre, axes, single=False, **_) -> BeamlineData:
     where = str(src.path)
     qk = src.find("q", q_path, ndim=(1,))
     if qk is None:
         raise InputError(f"{where}: no q axis found; give --q-path (arrays there: {src.describe()})")
     tk = src.find("delays", delays_path, ndim=(1,), exclude=(qk,))
-    if tk is None:
+    q = src.get(qk, "q")
+    if tk is None and single:  # one pattern (a laser-off file): a delay axis of length 1 is added
+        delays, axes = np.zeros(1), None
+        pattern = lambda arr: arr[..., None]  # noqa: E731
+    elif tk is None:
         raise InputError(f"{where}: no delay axis found; give --delays-path (arrays there: {src.describe()})")
-    q, delays = src.get(qk, "q"), src.get(tk, "delays")
-    if q.ndim != 1 or delays.ndim != 1:
-        raise InputError(f"{where}: q ({qk}) and delays ({tk}) must be 1-D; got shapes {q.shape} and {delays.shape}")
-    dk = src.find("data", data_path, ndim=(2, 3), exclude=(qk, tk))
+    else:
+        delays = src.get(tk, "delays")
+        pattern = lambda arr: arr  # noqa: E731
+    dk = src.find("data", data_path, ndim=(1, 2) if tk is None else (2, 3), exclude=(qk, tk))
     if dk is None:
         raise InputError(f"{where}: no data array found; give --data-path (arrays there: {src.describe()})")
     shape = src.arrays[dk][0]
-    data, l_axis = _orient(src.get(dk, "data"), q.size, delays.size, axes, where, dk)
+    data, l_axis = _orient(pattern(src.get(dk, "data")), q.size, delays.size, axes, where, dk)
     if variance_path is not None or std_path is not None:
         vk = src.find("variance" if std_path is None else "std", variance_path or std_path)
         is_std = std_path is not None
@@ -377,8 +385,10 @@ def _from_source(src: _Source, *, q_path, delays_path, data_path, variance_path,
     if vk is not None:
         if tuple(src.arrays[vk][0]) != tuple(shape):
             raise InputError(f"{where}: {vk} has shape {tuple(src.arrays[vk][0])}; it must have the shape of {dk} {tuple(shape)}")
-        var, _ = _orient(src.get(vk, "variance"), q.size, delays.size, axes, where, vk)
+        var, _ = _orient(pattern(src.get(vk, "variance")), q.size, delays.size, axes, where, vk)
         if is_std:
+            if np.any(var < 0):
+                raise InputError(f"{where}: negative standard deviation {var.min():g} in {vk}")
             var = var**2
     orders = None
     if l_axis is not None:
@@ -395,7 +405,7 @@ def _from_source(src: _Source, *, q_path, delays_path, data_path, variance_path,
         zero = _legendre_index(0, orders, data.shape[0], where, dk)
         iso = data[zero]
         iso_var = None if var is None else var[zero]
-    units = {"q": src.units(qk), "delays": src.units(tk), "data": src.units(dk)}
+    units = {"q": src.units(qk), "delays": None if tk is None else src.units(tk), "data": src.units(dk)}
     paths = {"q": qk, "delays": tk, "data": dk, ("std" if is_std else "variance"): vk}
     if l_axis is not None:
         paths["legendre_axis"] = int(l_axis)
@@ -435,7 +445,7 @@ def _read_npz(path: Path, **options) -> BeamlineData:
 
 
 def _read_text(path: Path, *, variance_path, std_path, legendre, legendre_path, axes, q_in,
-               q_path=None, delays_path=None, data_path=None) -> BeamlineData:
+               q_path=None, delays_path=None, data_path=None, single=False) -> BeamlineData:
     given = [name for name, v in (("--q-path", q_path), ("--delays-path", delays_path), ("--data-path", data_path),
                                   ("--legendre-path", legendre_path), ("--axes", axes)) if v is not None]
     if given:
@@ -450,6 +460,8 @@ def _read_text(path: Path, *, variance_path, std_path, legendre, legendre_path, 
         if vq.shape != q.shape or vd.shape != delays.shape or not (np.array_equal(vq, q) and np.array_equal(vd, delays)):
             raise InputError(f"{other}: the uncertainty table must have the q values and delays of {path}")
         if std_path is not None:
+            if np.any(var < 0):
+                raise InputError(f"{other}: negative standard deviation {var.min():g}")
             var = var**2
     layout = "q in the first column, delays in the header row" if q_in == "column" else "q in the header row, delays in the first column"
     paths = {"layout": layout, ("std" if std_path else "variance"): None if other is None else str(Path(other).resolve())}
@@ -645,8 +657,10 @@ def ingest(
         Intensities without ``laser_off``: the delays strictly before this
         time (file units; default ``t0``) form the reference.
     laser_off : path-like, optional
-        A laser-off file (same layout and options; its delays, if any, are
-        averaged) as the reference instead.
+        A laser-off file as the reference instead: same format, dataset
+        paths and Legendre stack; without a delay axis it is one pattern,
+        with one its patterns are averaged. A text table is read without σ
+        (``variance_path``/``std_path`` name the measurement's tables).
     qmin, qmax : float, optional
         q range kept, 1/Angstrom (inclusive).
     molecule, symbols : str, optional
@@ -718,7 +732,11 @@ def ingest(
         prov["units_read"]["signal"] = su
         prov["reference"] = "given"
     elif laser_off is not None:
-        off = read_beamline(laser_off, **read_options)
+        off_options = dict(read_options, single=True)
+        off_path = Path(laser_off)
+        if off_path.is_file() and (read_options.get("format") or _guess_format(off_path)) == "text":
+            off_options.update(variance_path=None, std_path=None)
+        off = read_beamline(laser_off, **off_options)
         if off.q.shape != raw.q.shape or not np.allclose(off.q, raw.q, rtol=1e-9, atol=0):
             raise InputError(f"{laser_off}: the laser-off file must have the q values of {path}")
         ref = (off.data[:, keep].mean(axis=0), None if off.variance is None else off.variance[:, keep].sum(axis=0) / off.data.shape[0] ** 2)
