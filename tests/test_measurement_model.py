@@ -297,6 +297,9 @@ def test_a_dataset_without_trajectories_and_bad_bases_are_refused():
     bad[0, 2, 1] = np.nan  # partly NaN frame
     with pytest.raises(InputError, match="partly non-finite"):
         mm.ensemble_signal(bad, time, [1.0], gamma=1.0, t0=0.0, irf_fs=1.0)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(InputError, match="partly non-finite"):
+        mm.ensemble_signal_torch(torch.as_tensor(bad), time, [1.0], gamma=1.0, t0=0.0, irf_fs=1.0)
     gap = np.zeros((2, 5, 3))
     gap[1, 1] = np.nan  # a valid frame after a NaN one
     with pytest.raises(InputError, match="NaN only after"):

@@ -321,21 +321,29 @@ def hold_last_frame(dS_basis) -> tuple[np.ndarray, np.ndarray]:
     if a.ndim != 3 or 0 in a.shape:
         raise InputError(f"The 'dS_basis' parameter must have shape (trajectories, frames, q), none empty; got {a.shape}")
     m, t, _ = a.shape
-    finite = np.isfinite(a)
-    valid = finite.all(axis=2)
-    if valid.all():
+    suspect = ~np.isfinite(a.sum(axis=2))  # a frame sum is finite when all its values are (or rarely overflows)
+    if not suspect.any():
         return a, np.full(m, t, dtype=np.int64)
-    missing = ~finite.any(axis=2)
-    if np.any(~valid & ~missing):
-        i, k = np.argwhere(~valid & ~missing)[0]
+    valid, partly = ~suspect, ~suspect
+    rows = np.isfinite(a[suspect])
+    valid[suspect], partly[suspect] = rows.all(axis=1), rows.any(axis=1)
+    length = _valid_lengths(valid, partly)
+    index = np.minimum(np.arange(t)[None, :], length[:, None] - 1)
+    return np.take_along_axis(a, index[:, :, None], axis=1), length
+
+
+def _valid_lengths(valid: np.ndarray, partly: np.ndarray) -> np.ndarray:
+    """Valid frames per trajectory from (M, T) masks of all-finite and any-finite frames, checked."""
+    t = valid.shape[1]
+    if np.any(partly & ~valid):
+        i, k = np.argwhere(partly & ~valid)[0]
         raise InputError(f"ΔS of trajectory {i} is partly non-finite at frame {k}; only whole frames past a trajectory's end may be NaN")
     length = valid.sum(axis=1)
     prefix = np.arange(t)[None, :] < length[:, None]
     if np.any(valid != prefix) or np.any(length == 0):
         i = int(np.flatnonzero(np.any(valid != prefix, axis=1) | (length == 0))[0])
         raise InputError(f"ΔS of trajectory {i} must be finite from its first frame to its length and NaN only after it")
-    index = np.minimum(np.arange(t)[None, :], length[:, None] - 1)
-    return np.take_along_axis(a, index[:, :, None], axis=1), length.astype(np.int64)
+    return length.astype(np.int64)
 
 
 def ensemble_signal(dS_basis, time, delays, *, weights=None, gamma: float, t0: float, irf_fs: float,
@@ -410,8 +418,11 @@ def convolve_basis(dS_basis, time, delays, *, t0: float, irf_fs: float, allow_be
         raise InputError(f"The 'time' parameter must have one value per frame of dS_basis ({t}); got shape {np.shape(time)}")
     K = irf_operator(time, delays, t0=t0, irf_fs=irf_fs, allow_beyond_end=allow_beyond_end)
     _check_size(m * K.shape[0] * q, "the convolved basis (trajectories × delays × q)")
+    d = K.shape[0]
     with np.errstate(under="ignore"):  # products with the IRF's far tails
-        return np.einsum("dt,mtq->mdq", K, basis, optimize=True)
+        # one matrix product (T_d, T) @ (T, M Q): several times faster than a batched einsum
+        out = K @ np.ascontiguousarray(basis.transpose(1, 0, 2)).reshape(t, m * q)
+    return np.ascontiguousarray(out.reshape(d, m, q).transpose(1, 0, 2))
 
 
 def ensemble_signal_torch(dS_basis, time, delays, *, weights=None, gamma, t0, irf_fs, allow_beyond_end: bool = False):
@@ -444,10 +455,17 @@ def ensemble_signal_torch(dS_basis, time, delays, *, weights=None, gamma, t0, ir
         device = dS_basis.device
         if dS_basis.ndim != 3 or 0 in dS_basis.shape:
             raise InputError(f"The 'dS_basis' parameter must have shape (trajectories, frames, q), none empty; got {tuple(dS_basis.shape)}")
-        _, length = hold_last_frame(dS_basis.detach().cpu().numpy())
         m, t, _ = dS_basis.shape
-        index = torch.as_tensor(np.minimum(np.arange(t)[None, :], length[:, None] - 1), device=device)
-        basis = torch.gather(dS_basis.to(dtype), 1, index[:, :, None].expand(-1, -1, dS_basis.shape[2]))
+        basis = dS_basis.to(dtype)
+        suspect = ~torch.isfinite(basis.detach().sum(dim=2))  # as in hold_last_frame
+        if bool(suspect.any()):
+            rows = torch.isfinite(basis.detach()[suspect]).cpu().numpy()
+            flagged = suspect.cpu().numpy()
+            valid, partly = ~flagged, ~flagged
+            valid[flagged], partly[flagged] = rows.all(axis=1), rows.any(axis=1)
+            length = _valid_lengths(valid, partly)
+            index = torch.as_tensor(np.minimum(np.arange(t)[None, :], length[:, None] - 1), device=device)
+            basis = torch.gather(basis, 1, index[:, :, None].expand(-1, -1, basis.shape[2]))
     else:
         filled, _ = hold_last_frame(dS_basis)
         dtype, device = torch.float64, None
