@@ -156,6 +156,10 @@ def test_bad_files_are_one_line_and_nothing_is_written_or_replaced(dataset, tmp_
     assert_one_line_error(code, err, "exists; use --force")
     assert out.read_bytes() == b"keep me"
 
+    code, _, err = run_cli(["simulate-experiment", dataset, "-o", dataset, "--force"], capsys)
+    assert_one_line_error(code, err, "is the DATASET file")
+    assert read_dataset(dataset).n_trajectories == 6  # the input is untouched
+
     new = tmp_path / "new.h5"
     code, _, err = run_cli(["simulate-experiment", tmp_path / "missing.h5", "-o", new], capsys)
     assert_one_line_error(code, err, "no such file")

@@ -118,7 +118,7 @@ def simulate_experiment(
     t0: Annotated[float, typer.Option("--t0", help="Time zero, fs: the delay at which the molecules are excited.")] = 40.0,
     irf_fs: Annotated[float, typer.Option("--irf-fs", help="FWHM of the Gaussian instrument response, fs (0: none).")] = 80.0,
     photons: Annotated[Optional[float], typer.Option(help="Poisson noise: expected photons per q bin of the laser-off pattern (default: no noise).")] = None,
-    delays: Annotated[Optional[str], typer.Option(help="Delays, fs: START:STOP:STEP (e.g. -200:1000:25; use --delays=-200:...) or a file. Default: -200 fs to the basis end + t0, every 25 fs.")] = None,
+    delays: Annotated[Optional[str], typer.Option(help="Delays, fs: START:STOP:STEP (e.g. -200:1000:25) or a file. Default: -200 fs to the basis end + t0, every 25 fs.")] = None,
     q: Annotated[Optional[str], typer.Option("--q", help="q grid, 1/Angstrom: QMIN:QMAX:COUNT (e.g. 1:4:100) or a file. Default: the dataset's signals' q, else 0.5:6.8:100.")] = None,
     trajectories: Annotated[Optional[str], typer.Option(help="Trajectories of the excited ensemble: indices and ranges, e.g. 0,3,5 or 0:50 (default: all).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Use the trajectories of this split of the dataset (train, val or test).")] = None,
@@ -138,6 +138,9 @@ def simulate_experiment(
     from ..scattering import DEFAULT_Q, q_grid, simulate_measurement
 
     check_output(output, force)
+    for option, text in (("DATASET", str(dataset)), ("--delays", delays), ("--q", q), ("--weights", weights)):
+        if text is not None and Path(text).is_file() and Path(text).resolve() == output.resolve():
+            raise InputError(f"--output {output} is the {option} file; write the measurement elsewhere")
     if trajectories is not None and split is not None:
         raise InputError("give --trajectories or --split, not both")
     if split is not None and split not in SPLITS:
