@@ -224,6 +224,8 @@ def test_dissociated_fraction_counts_trajectories_from_the_frame_their_fragments
     expect = [w[[1, 3]] @ (np.array(part) <= k) if k >= 0 else 0.0 for k in (-1, 0, min(part) - 1, min(part), max(part), 40)]
     np.testing.assert_allclose(frac, expect, rtol=1e-14)
     assert frac[-1] == pytest.approx(0.6)
+    again = mm.distance_distribution(ens, times, weights=w, parting=mm.parting_frames(ens)).dissociated_fraction
+    np.testing.assert_array_equal(again, frac)
 
 
 # --------------------------------------------------------------------------- noise

@@ -279,7 +279,7 @@ def irf_operator_torch(time, delays, *, t0, irf_fs, allow_beyond_end: bool = Fal
         device = params[0].device
     t0_value = _number("t0", t0.detach().cpu().item() if isinstance(t0, torch.Tensor) else t0)
     irf_value = _number("irf_fs", irf_fs.detach().cpu().item() if isinstance(irf_fs, torch.Tensor) else irf_fs, low=0.0)
-    edges_np, x_np = _times_after_excitation(time, delays, t0_value, allow_beyond_end)
+    edges_np, _ = _times_after_excitation(time, delays, t0_value, allow_beyond_end)
     if irf_value == 0.0:
         K = irf_operator(time, delays, t0=t0_value, irf_fs=0.0, allow_beyond_end=allow_beyond_end)
         return torch.as_tensor(K, dtype=dtype, device=device)
@@ -321,7 +321,8 @@ def hold_last_frame(dS_basis) -> tuple[np.ndarray, np.ndarray]:
     if a.ndim != 3 or 0 in a.shape:
         raise InputError(f"The 'dS_basis' parameter must have shape (trajectories, frames, q), none empty; got {a.shape}")
     m, t, _ = a.shape
-    suspect = ~np.isfinite(a.sum(axis=2))  # a frame sum is finite when all its values are (or rarely overflows)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, or a sum that overflows: looked at below
+        suspect = ~np.isfinite(a.sum(axis=2))  # a frame's sum is finite when all its values are (or rarely overflows)
     if not suspect.any():
         return a, np.full(m, t, dtype=np.int64)
     valid, partly = ~suspect, ~suspect
@@ -715,7 +716,7 @@ class DistanceDistribution(NamedTuple):
     dissociated_fraction: np.ndarray
 
 
-def distance_distribution(dataset, times, *, weights=None, levels=DEFAULT_LEVELS) -> DistanceDistribution:
+def distance_distribution(dataset, times, *, weights=None, levels=DEFAULT_LEVELS, parting=None) -> DistanceDistribution:
     r"""The weighted distribution over the ensemble of every atom-atom distance at times after excitation.
 
     At each time τ (for a measurement, τ = delay − t0) the time is clipped to
@@ -739,6 +740,9 @@ def distance_distribution(dataset, times, *, weights=None, levels=DEFAULT_LEVELS
     weights : array_like, shape (M,), optional
         Non-negative; normalised to sum 1. Default uniform.
     levels : array_like, shape (K,), default :data:`DEFAULT_LEVELS`
+    parting : ndarray of int, shape (M,), optional
+        :func:`parting_frames` of the dataset, when already computed (e.g. in
+        a bootstrap loop over weights); computed here otherwise.
 
     Returns
     -------
@@ -758,7 +762,9 @@ def distance_distribution(dataset, times, *, weights=None, levels=DEFAULT_LEVELS
     mean = np.tensordot(w, r, axes=(0, 0))
     var = np.tensordot(w, (r - mean) ** 2, axes=(0, 0))
     quant = weighted_quantiles(r, w, lv, axis=0)
-    part = parting_frames(ens)
+    part = parting_frames(ens) if parting is None else np.asarray(parting, dtype=np.int64)
+    if part.shape != (ens.n_trajectories,):
+        raise InputError(f"The 'parting' parameter must hold one frame per trajectory ({ens.n_trajectories}); got shape {part.shape}")
     apart = (part[:, None] >= 0) & (held >= part[:, None])
     return DistanceDistribution(
         times=tau, frames=frames, pair_labels=tuple(_pair_labels(ens.symbols)), levels=lv,
