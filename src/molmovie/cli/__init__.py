@@ -32,6 +32,7 @@ from . import _inversion  # noqa: E402,F401  train, invert
 from . import _study  # noqa: E402,F401  evaluate, reproduce
 from . import _measure  # noqa: E402,F401  ingest, show
 from . import _simulate  # noqa: E402,F401  simulate-experiment
+from . import _fit  # noqa: E402,F401  fit
 
 
 def fail(message: str) -> "typer.Exit":

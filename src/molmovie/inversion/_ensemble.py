@@ -34,14 +34,19 @@ a range, a failed minimisation, or γ = 0 is reported as not converged.
 
 Optional regularisation toward uniform weights adds μ² ‖(I − 11ᵀ/M) c‖² (it
 pulls the weights together without changing γ); μ is chosen by the
-discrepancy principle (χ² = number of data, Morozov) or given.
+discrepancy principle (χ² = number of data, Morozov; or, when the basis
+cannot reach that, χ² one standard deviation √(2N) above the best fit) or given.
 
 Uncertainties: a parametric bootstrap. Each replicate is the fitted model plus
 Gaussian noise of the measurement's σ; it is refitted with the NNLS at the
 fitted (t0, IRF) (the reduced system is reused), then t0 and the IRF are moved
 by Newton steps on the profile χ² (gradient from the replicate's residual, by
 the envelope theorem; Hessian of the main fit, by finite differences), with a
-fresh NNLS after each step. The spread (standard deviation) over replicates
+fresh NNLS after each step. By default each replicate also resamples the basis
+trajectories with replacement (a bootstrap over the basis members: the
+columns of the reduced system are resampled, so nothing is recomputed), so the
+spread includes the dependence on which trajectories the basis happens to
+hold, not only the noise. The spread (standard deviation) over replicates
 is reported for γ, t0, IRF, the weights and every derived quantity.
 """
 
@@ -114,11 +119,16 @@ class _System:
         self.P = (E[:, ok] / np.sqrt(lam[ok])).T @ self.D  # (r', N): orthonormal rows spanning the model space
         self.Phi = (np.sqrt(lam[ok])[:, None] * E[:, ok].T) @ red.C.T  # (r', M)
 
-    def solve(self, d: np.ndarray, dd: float):
+    def solve(self, d: np.ndarray, dd: float, columns: np.ndarray | None = None):
+        """NNLS for c (M,); with ``columns`` (a resampled basis, repeats allowed) only those trajectories
+        are offered and the weights of repeats are added up."""
         from scipy.optimize import nnls
 
         z = self.P @ d
-        c, rnorm = nnls(self.Phi, z, maxiter=50 * self.Phi.shape[1])
+        Phi = self.Phi if columns is None else self.Phi[:, columns]
+        c, rnorm = nnls(Phi, z, maxiter=50 * Phi.shape[1])
+        if columns is not None:
+            c = np.bincount(columns, weights=c, minlength=self.Phi.shape[1])
         return c, float(rnorm**2 + dd - z @ z)
 
 
@@ -139,6 +149,9 @@ class EnsembleFit(MeasurementMethod):
         Newton steps on (t0, IRF) per replicate (0: t0 and IRF fixed).
     seed : int
         Seed of the bootstrap noise.
+    resample_basis : bool
+        Also resample the basis trajectories (with replacement) in each bootstrap replicate, so the
+        spreads include how much the answer depends on which trajectories the basis happens to hold.
     regularize : "none", "discrepancy" or float
         Pull toward uniform weights: off, μ by the discrepancy principle, or μ itself.
     rank_tol : float
@@ -160,6 +173,7 @@ class EnsembleFit(MeasurementMethod):
         bootstrap: int = 100,
         bootstrap_steps: int = 2,
         seed: int = 0,
+        resample_basis: bool = True,
         regularize="none",
         rank_tol: float = 1e-6,
         levels=DEFAULT_LEVELS,
@@ -171,6 +185,7 @@ class EnsembleFit(MeasurementMethod):
         self.bootstrap = bootstrap
         self.bootstrap_steps = bootstrap_steps
         self.seed = seed
+        self.resample_basis = resample_basis
         self.regularize = regularize
         self.rank_tol = rank_tol
         self.levels = levels
@@ -190,6 +205,8 @@ class EnsembleFit(MeasurementMethod):
         check_number("bootstrap", self.bootstrap, low=0, high=100000, integer=True)
         check_number("bootstrap_steps", self.bootstrap_steps, low=0, high=20, integer=True)
         check_number("seed", self.seed, low=0, integer=True)
+        if not isinstance(self.resample_basis, bool):
+            raise InputError(f"The 'resample_basis' setting must be true or false; got {self.resample_basis!r}")
         check_number("rank_tol", self.rank_tol, low=0, high=1, low_open=True)
         if isinstance(self.regularize, str):
             if self.regularize not in ("none", "discrepancy"):
@@ -267,10 +284,10 @@ class EnsembleFit(MeasurementMethod):
         def system(t0, irf):
             return _System(red, irf_operator(time, delays, t0=t0, irf_fs=irf), inv_sigma)
 
-        def solve(sys_, d, mu_=mu):
+        def solve(sys_, d, mu_=mu, columns=None):
             dd = float(d.ravel() @ d.ravel())
             if mu_ == 0.0:
-                return sys_.solve(d.ravel(), dd)
+                return sys_.solve(d.ravel(), dd, columns)
             return _regularised_solve(sys_, d.ravel(), dd, mu_)
 
         cache: dict = {}
@@ -335,8 +352,9 @@ class EnsembleFit(MeasurementMethod):
             model_w = dS_fit * inv_sigma
             for b in range(n_boot):
                 d_b = model_w + rng.standard_normal(model_w.shape)
+                cols = rng.integers(0, M, M) if self.resample_basis else None
                 th = np.array([t0, irf])
-                cb, _ = solve(sys0, d_b, mu)
+                cb, _ = solve(sys0, d_b, mu, cols)
                 sys_b = sys0
                 for _ in range(steps if H is not None else 0):
                     g = _gradient(grad_parts, sys_b, red, cb, d_b.ravel())
@@ -345,7 +363,7 @@ class EnsembleFit(MeasurementMethod):
                         break
                     th = new
                     sys_b = system(*th)
-                    cb, _ = solve(sys_b, d_b, mu)
+                    cb, _ = solve(sys_b, d_b, mu, cols)
                 boot["gamma"].append(cb.sum())
                 boot["t0"].append(th[0])
                 boot["irf"].append(th[1])
@@ -406,18 +424,25 @@ def _regularised_solve(sys_: _System, d: np.ndarray, dd: float, mu: float):
 
 
 def _discrepancy_mu(sys_: _System, d: np.ndarray, n_data: int) -> float:
-    """μ with data χ² = n_data (the discrepancy principle); 0 when even μ = 0 misfits."""
+    """μ by the discrepancy principle: data χ² = max(N, χ²_min + √(2N)).
+
+    χ² = N is Morozov's rule; when the basis cannot reach it (χ²_min > N) the
+    target is one standard deviation of the χ² distribution (√(2N)) above the
+    best fit, so the pull toward uniform weights costs no more misfit than
+    noise would.
+    """
     from scipy.optimize import brentq
 
     dd = float(d @ d)
     base = sys_.solve(d, dd)[1]
-    if base >= n_data:
-        return 0.0
+    target = max(float(n_data), base + np.sqrt(2.0 * n_data))
     scale = float(np.linalg.norm(sys_.Phi, 2))
-    f = lambda s: _regularised_solve(sys_, d, dd, scale * 10**s)[1] - n_data  # noqa: E731
+    f = lambda s: _regularised_solve(sys_, d, dd, scale * 10**s)[1] - target  # noqa: E731
     lo, hi = -8.0, 4.0
     if f(hi) <= 0:
         return scale * 10**hi
+    if f(lo) >= 0:
+        return 0.0
     return scale * 10 ** brentq(f, lo, hi, xtol=1e-3)
 
 

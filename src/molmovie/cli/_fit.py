@@ -1,0 +1,160 @@
+"""``fit``: invert a measurement (ensemble fit over a trajectory basis, or model-free ΔP(R, t))."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .._errors import InputError
+from . import app
+from ._progress import progress_bar
+
+
+def _range(text: str | None, option: str) -> tuple[float, float] | None:
+    """``"-100,150"`` -> (-100.0, 150.0)."""
+    if text is None:
+        return None
+    parts = text.replace(":", ",").split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 2 or not all(math.isfinite(v) for v in values) or values[0] > values[1]:
+        raise InputError(f"{option} must be two numbers LOW,HIGH in fs with LOW <= HIGH (e.g. -100,150); got {text!r}")
+    return values[0], values[1]
+
+
+def _regularize(text: str | None):
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(value) or value < 0:
+        raise InputError(f"--regularize must be a rule name or a number >= 0; got {text!r}")
+    return value
+
+
+def _method_help() -> str:
+    from ..inversion.measured import MEASUREMENT_METHODS
+
+    return "Measurement method: " + ", ".join(MEASUREMENT_METHODS) + "."
+
+
+@app.command()
+def fit(
+    measurement: Annotated[Path, typer.Argument(help="Measurement file (from `molmovie ingest` or `simulate-experiment`).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Fit result file to write (HDF5, format molmovie-fit).")],
+    method: Annotated[str, typer.Option("--method", "-m", help=_method_help())] = "ensemble",
+    basis: Annotated[Optional[Path], typer.Option("--basis", help="Dataset of trajectories of the measured molecule (ensemble: required; pdf: optional, gives I_gs and the ground-state bound).")] = None,
+    figures: Annotated[Optional[Path], typer.Option("--figures", help="Folder for the figures (PNG); created if missing.")] = None,
+    bootstrap: Annotated[Optional[int], typer.Option(help="Bootstrap replicates (ensemble; default 100).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the bootstrap (ensemble; default 0).")] = None,
+    t0_range: Annotated[Optional[str], typer.Option("--t0-range", help="Time-zero range searched, LOW,HIGH fs (ensemble; default -150,150).")] = None,
+    irf_range: Annotated[Optional[str], typer.Option("--irf-range", help="IRF FWHM range searched, LOW,HIGH fs (ensemble; default 10,300).")] = None,
+    regularize: Annotated[Optional[str], typer.Option(help="ensemble: none, discrepancy or μ; pdf: gcv, discrepancy or λ.")] = None,
+    sigma_from_pre_t0: Annotated[bool, typer.Option("--sigma-from-pre-t0", help="Estimate σ from the scatter of ΔS before time zero (per q, the same at every delay), replacing any σ in the file.")] = False,
+    settings: Annotated[Optional[list[str]], typer.Option("--set", help="Method setting KEY=VALUE (JSON value), repeatable, e.g. --set r_max=8.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
+) -> None:
+    """Fit a measurement: γ, t0, IRF, weights and distance distributions (ensemble), or ΔP(R, t) (pdf)."""
+    import numpy as np
+
+    from ..datasets import check_output, read_dataset
+    from ..inversion.measured import MEASUREMENT_METHODS, get_measurement_method
+    from ..io.fit import write_fit
+    from ..io.measurement import read_measurement
+    from ._inversion import _parse_settings
+
+    check_output(output, force)
+    if output.resolve() in {measurement.resolve(), *(p.resolve() for p in [basis] if p is not None)}:
+        raise InputError(f"--output {output} is one of the input files; give another name")
+    if method not in MEASUREMENT_METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(MEASUREMENT_METHODS)}")
+    options = _parse_settings(settings)
+    ensemble_only = {"--bootstrap": ("bootstrap", bootstrap), "--seed": ("seed", seed),
+                     "--t0-range": ("t0_range", _range(t0_range, "--t0-range")), "--irf-range": ("irf_range", _range(irf_range, "--irf-range"))}
+    known = MEASUREMENT_METHODS[method].setting_names()
+    for flag, (key, value) in ensemble_only.items():
+        if value is None:
+            continue
+        if key not in known:
+            raise InputError(f"{flag} does not apply to the {method} method")
+        options[key] = value
+    if regularize is not None:
+        options["regularize"] = _regularize(regularize)
+    if sigma_from_pre_t0:
+        options["sigma"] = "pre-t0"
+    model = get_measurement_method(method, **options)  # validates the settings before any file is read
+    if figures is not None and figures.exists() and not figures.is_dir():
+        raise InputError(f"--figures {figures} is a file, not a folder")
+
+    meas = read_measurement(measurement)
+    data = None
+    if basis is not None:
+        data = read_dataset(basis)
+    elif method == "ensemble":
+        raise InputError("the ensemble method needs --basis DATASET (trajectories of the measured molecule)")
+
+    with progress_bar(f"fitting ({method})", None, unit="") as update:
+
+        def progress(done: int, info: dict) -> None:
+            update(completed=done, total=info.get("total"), status=str(info.get("stage", "")))
+
+        model.fit(meas, basis=data, progress=progress)
+    result = model.result_
+    if not result.converged:
+        raise InputError(f"the {method} fit did not converge: {result.message}; no result written")
+    result.provenance.update({"measurement_file": str(measurement), "basis_file": None if basis is None else str(basis)})
+    write_fit(result, output, force=force)
+
+    lines = [f"{output}: {method} fit of {meas.molecule or 'the measurement'}, {result.n_data} data, "
+             f"reduced χ² {result.reduced_chi2:.3f} (σ: {result.sigma_source.split(':')[0]})"]
+    e = result.ensemble
+    if e is not None:
+        lines.append(f"  γ = {e.gamma:.4g} ± {e.gamma_std:.2g}   t0 = {e.t0:.1f} ± {e.t0_std:.1f} fs   IRF = {e.irf_fs:.1f} ± {e.irf_fs_std:.1f} fs FWHM"
+                     f"   ({len(e.bootstrap_gamma)} bootstrap replicates)")
+        lines.append(f"  {np.count_nonzero(e.weights)} of {e.weights.size} trajectories weighted; dissociated fraction at the last delay "
+                     f"{e.dissociated_fraction[-1]:.3f} ± {e.dissociated_fraction_std[-1]:.3f}")
+    p = result.pdf
+    if p is not None:
+        lines.append(f"  ΔP(R, t) on {p.r.size} bins {p.r[0]:.2f}-{p.r[-1]:.2f} Å for {', '.join(p.pair_types)}; "
+                     f"λ = {p.regularization:.3g} ({p.rule}), damping α = {p.damping:.3g} Å²; I_gs from {p.reference.split(':')[0]}")
+    if figures is not None:
+        figures.mkdir(parents=True, exist_ok=True)
+        written = _figures(result, figures)
+        lines.append(f"  figures: {', '.join(str(w) for w in written)}")
+    typer.echo("\n".join(lines))
+
+
+def _figures(result, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..evaluation import fit_figures as ff
+
+    out = []
+
+    def save(fig, name):
+        path = folder / name
+        fig.savefig(path, dpi=130)
+        plt.close(fig)
+        out.append(path)
+
+    save(ff.plot_fit_signals(result.q, result.delays, result.dS, result.dS_fit, result.residual, title=f"{result.method} fit, reduced χ² {result.reduced_chi2:.3f}"), f"{result.method}_fit_signals.png")
+    e = result.ensemble
+    if e is not None:
+        save(ff.plot_distance_bands(result.delays, e.pair_labels, e.distance_mean, e.distance_mean_std, e.distance_quantiles, e.quantile_levels,
+                                    channel_mean=e.channel_distance_mean, channel_mean_std=e.channel_distance_mean_std, channels=e.channels,
+                                    dissociated_fraction=e.dissociated_fraction, dissociated_fraction_std=e.dissociated_fraction_std), "ensemble_distances.png")
+        save(ff.plot_parameters(e.gamma, e.gamma_std, e.t0, e.t0_std, e.irf_fs, e.irf_fs_std, e.bootstrap_gamma, e.bootstrap_t0, e.bootstrap_irf_fs), "ensemble_parameters.png")
+    p = result.pdf
+    if p is not None:
+        save(ff.plot_pdf_map(result.delays, p.r, p.dP, p.dP_std, p.pair_types, sine=p.dP_sine), "pdf_map.png")
+    return out

@@ -1,0 +1,189 @@
+"""Figures of a measurement fit (``molmovie fit --figures``).
+
+Every function takes arrays (and optionally a matplotlib ``ax``), draws, and
+returns the figure; nothing is shown or saved here (the caller saves).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["plot_fit_signals", "plot_distance_bands", "plot_parameters", "plot_pdf_map"]
+
+
+def _edges(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if x.size == 1:
+        return np.array([x[0] - 0.5, x[0] + 0.5])
+    mid = 0.5 * (x[1:] + x[:-1])
+    return np.concatenate([[2 * x[0] - mid[0]], mid, [2 * x[-1] - mid[-1]]])
+
+
+def plot_fit_signals(q, delays, dS, dS_fit, residual, *, ax=None, title: str = ""):
+    """Measured ΔS beside the fitted one, the residual / σ, and line-outs at three q.
+
+    Parameters
+    ----------
+    q : ndarray, shape (Q,), 1/Angstrom
+    delays : ndarray, shape (T,), fs
+    dS, dS_fit : ndarray, shape (T, Q), fraction (drawn in percent)
+    residual : ndarray, shape (T, Q)
+        (dS - dS_fit) / σ.
+    ax : sequence of 4 matplotlib Axes, optional
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, axes = plt.subplots(1, 4, figsize=(17, 4.2), constrained_layout=True)
+    else:
+        axes = np.atleast_1d(ax)
+        fig = axes[0].figure
+    qe, te = _edges(q), _edges(delays)
+    lim = float(np.nanmax(np.abs(dS_fit))) * 100 or 1.0
+    for a, data, name in ((axes[0], dS, "measured ΔS"), (axes[1], dS_fit, "fitted ΔS")):
+        m = a.pcolormesh(qe, te, 100 * data, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="flat")
+        a.set_title(name)
+        a.set_xlabel("q (1/Å)")
+        a.set_ylabel("delay (fs)")
+    fig.colorbar(m, ax=axes[:2], label="ΔS (%)", shrink=0.9)
+    m = axes[2].pcolormesh(qe, te, residual, cmap="PuOr", vmin=-4, vmax=4, shading="flat")
+    axes[2].set_title(f"residual / σ (rms {np.sqrt(np.mean(residual**2)):.2f})")
+    axes[2].set_xlabel("q (1/Å)")
+    fig.colorbar(m, ax=axes[2], label="(ΔS − fit) / σ", shrink=0.9)
+    a = axes[3]
+    for k, color in zip(np.linspace(0, len(q) - 1, 3).round().astype(int), ("C0", "C1", "C2")):
+        a.plot(delays, 100 * dS[:, k], ".", color=color, ms=3, alpha=0.6)
+        a.plot(delays, 100 * dS_fit[:, k], "-", color=color, lw=1.3, label=f"q = {q[k]:.2f} 1/Å")
+    a.axhline(0, color="0.6", lw=0.6)
+    a.set_xlabel("delay (fs)")
+    a.set_ylabel("ΔS (%)")
+    a.set_title("line-outs: measured (dots), fit (lines)")
+    a.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_distance_bands(delays, pair_labels, mean, mean_std, quantiles, levels, *, channel_mean=None, channel_mean_std=None,
+                        channels=("bound", "dissociated"), dissociated_fraction=None, dissociated_fraction_std=None,
+                        truth_mean=None, ax=None):
+    """Every distance's distribution against delay: ensemble mean ± 2σ, the outer quantile band, per channel; and the dissociated fraction.
+
+    Parameters
+    ----------
+    delays : ndarray, shape (T,), fs
+    pair_labels : sequence of str, length P
+    mean, mean_std : ndarray, shape (T, P), Angstrom
+        Weighted ensemble mean and its bootstrap spread.
+    quantiles : ndarray, shape (T, P, K), Angstrom
+    levels : ndarray, shape (K,)
+    channel_mean, channel_mean_std : ndarray, shape (C, T, P), optional
+    dissociated_fraction, dissociated_fraction_std : ndarray, shape (T,), optional
+    truth_mean : ndarray, shape (T, P), optional
+        Drawn in black when known (simulated experiments).
+    ax : sequence of P (+1) Axes, optional
+    """
+    import matplotlib.pyplot as plt
+
+    P = len(pair_labels)
+    n_panels = P + (dissociated_fraction is not None)
+    if ax is None:
+        fig, axes = plt.subplots(n_panels, 1, figsize=(8, 2.8 * n_panels), sharex=True, constrained_layout=True, squeeze=False)
+        axes = axes[:, 0]
+    else:
+        axes = np.atleast_1d(ax)
+        fig = axes[0].figure
+    x = np.asarray(delays, dtype=float)
+    for p, label in enumerate(pair_labels):
+        a = axes[p]
+        a.fill_between(x, quantiles[:, p, 0], quantiles[:, p, -1], color="C0", alpha=0.15,
+                       label=f"{100 * levels[0]:.0f}-{100 * levels[-1]:.0f} % of the ensemble")
+        a.fill_between(x, mean[:, p] - 2 * mean_std[:, p], mean[:, p] + 2 * mean_std[:, p], color="C0", alpha=0.45, label="mean ± 2σ (bootstrap)")
+        a.plot(x, mean[:, p], color="C0", lw=1.2, label="ensemble mean")
+        if channel_mean is not None:
+            for c, (name, color) in enumerate(zip(channels, ("C2", "C3"))):
+                if np.all(np.isnan(channel_mean[c, :, p])):
+                    continue
+                a.plot(x, channel_mean[c, :, p], color=color, lw=1.0, ls="--", label=f"mean, {name} trajectories")
+                if channel_mean_std is not None:
+                    a.fill_between(x, channel_mean[c, :, p] - 2 * channel_mean_std[c, :, p], channel_mean[c, :, p] + 2 * channel_mean_std[c, :, p],
+                                   color=color, alpha=0.25)
+        if truth_mean is not None:
+            a.plot(x, truth_mean[:, p], color="black", lw=1.0, label="truth")
+        a.set_ylabel(f"R {label} (Å)")
+        a.grid(alpha=0.3)
+        if p == 0:
+            a.legend(fontsize=7, ncol=2, loc="upper left")
+    if dissociated_fraction is not None:
+        a = axes[P]
+        a.plot(x, dissociated_fraction, color="C3")
+        if dissociated_fraction_std is not None:
+            a.fill_between(x, dissociated_fraction - 2 * dissociated_fraction_std, dissociated_fraction + 2 * dissociated_fraction_std, color="C3", alpha=0.3)
+        a.set_ylabel("dissociated fraction")
+        a.set_ylim(-0.02, 1.02)
+        a.grid(alpha=0.3)
+    axes[-1].set_xlabel("delay (fs)")
+    return fig
+
+
+def plot_parameters(gamma, gamma_std, t0, t0_std, irf, irf_std, boot_gamma, boot_t0, boot_irf, *, ax=None):
+    """γ, t0 and the IRF with their bootstrap distributions (histograms) and spreads."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), constrained_layout=True)
+    else:
+        axes = np.atleast_1d(ax)
+        fig = axes[0].figure
+    for a, value, std, reps, name, unit in (
+        (axes[0], gamma, gamma_std, boot_gamma, "γ (excitation fraction)", ""),
+        (axes[1], t0, t0_std, boot_t0, "t0", " fs"),
+        (axes[2], irf, irf_std, boot_irf, "IRF FWHM", " fs"),
+    ):
+        if len(reps):
+            a.hist(reps, bins=min(30, max(5, len(reps) // 4)), color="C0", alpha=0.6)
+        a.axvline(value, color="C3", lw=1.5)
+        a.set_title(f"{name} = {value:.4g} ± {std:.2g}{unit}")
+        a.set_xlabel(f"{name}{' (fs)' if unit else ''}")
+    axes[0].set_ylabel("bootstrap replicates")
+    return fig
+
+
+def plot_pdf_map(delays, r, dP, dP_std, pair_types, *, sine=None, ax=None):
+    """ΔP(R, t) maps (one per pair type), its 1-σ uncertainty, and the damped sine transform.
+
+    Parameters
+    ----------
+    delays : ndarray, shape (T,), fs
+    r : ndarray, shape (R,), Angstrom
+    dP, dP_std : ndarray, shape (T, P, R), 1/Angstrom
+    pair_types : sequence of str, length P
+    sine : ndarray, shape (T, R), optional
+    """
+    import matplotlib.pyplot as plt
+
+    P = len(pair_types)
+    ncols = 2 + (sine is not None)
+    if ax is None:
+        fig, axes = plt.subplots(P, ncols, figsize=(5.2 * ncols, 3.8 * P), constrained_layout=True, squeeze=False)
+    else:
+        axes = np.atleast_2d(ax)
+        fig = axes.flat[0].figure
+    re, te = _edges(r), _edges(delays)
+    for p, name in enumerate(pair_types):
+        lim = float(np.nanmax(np.abs(dP[:, p]))) or 1.0
+        m = axes[p, 0].pcolormesh(re, te, dP[:, p], cmap="RdBu_r", vmin=-lim, vmax=lim, shading="flat")
+        fig.colorbar(m, ax=axes[p, 0], label="ΔP (1/Å)")
+        axes[p, 0].set_title(f"ΔP {name}(R, t), regularised inversion")
+        m = axes[p, 1].pcolormesh(re, te, dP_std[:, p], cmap="viridis", shading="flat")
+        fig.colorbar(m, ax=axes[p, 1], label="σ of ΔP (1/Å)")
+        axes[p, 1].set_title("its 1-σ uncertainty")
+        if sine is not None:
+            lim = float(np.nanmax(np.abs(sine))) or 1.0
+            m = axes[p, 2].pcolormesh(re, te, sine, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="flat")
+            fig.colorbar(m, ax=axes[p, 2], label="ΔP_sine (1/Å)")
+            axes[p, 2].set_title("damped sine transform")
+        for a in axes[p]:
+            a.set_xlabel("R (Å)")
+            a.set_ylabel("delay (fs)")
+    return fig
