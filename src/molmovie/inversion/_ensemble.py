@@ -27,6 +27,15 @@ so for each (t0, IRF) only the r components are convolved and weighted, and a
 Gram factorisation turns the N = T_d·Q rows into r: each NNLS is r × M. The
 final model and χ² are computed from the full basis, not the reduction.
 
+The Franck-Condon condition. A vertical excitation leaves the geometry as it
+was, so the excited ensemble starts from the ground-state distribution and
+its IAM signal at the moment of excitation is zero: Σ_i c_i ΔS_i(q, τ=0) = 0.
+Nothing in the data before time zero says so (the model is 0 there whatever
+the weights), so without it the fit may pick trajectories for their initial
+geometries. It is added as pseudo-data (rows of weight ``ground_state``, in
+units of one delay at the median σ; compressed by an SVD); χ² reports the
+data alone.
+
 Time zero and the IRF width are searched outside the NNLS: a grid over the
 given ranges (t0 uniform, IRF log-uniform), then a bounded Nelder-Mead
 minimisation of χ²(t0, IRF) from the best grid point. An optimum at the edge of
@@ -109,27 +118,42 @@ class _Reduced:
 
 
 class _System:
-    """The NNLS system at one (t0, IRF): χ²(c) = ‖Φ c − z‖² + (‖d̃‖² − ‖z‖²)."""
+    """The NNLS system at one (t0, IRF): χ²(c) = ‖Φ c − z‖² + (‖d̃‖² − ‖z‖²), plus the ground-state rows G c ≈ 0."""
 
-    def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray):
+    def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray, ground: np.ndarray | None = None):
         D = np.einsum("dt,rtq->rdq", K, red.Z, optimize=True) * inv_sigma  # (r, T_d, Q)
         self.D = D.reshape(D.shape[0], -1)
         lam, E = np.linalg.eigh(self.D @ self.D.T)
         ok = lam > 1e-13 * max(lam.max(initial=0.0), 1e-300)
         self.P = (E[:, ok] / np.sqrt(lam[ok])).T @ self.D  # (r', N): orthonormal rows spanning the model space
         self.Phi = (np.sqrt(lam[ok])[:, None] * E[:, ok].T) @ red.C.T  # (r', M)
+        self.n_core = self.Phi.shape[0]
+        if ground is not None and ground.shape[0]:
+            self.Phi = np.vstack([self.Phi, ground])
 
     def solve(self, d: np.ndarray, dd: float, columns: np.ndarray | None = None):
-        """NNLS for c (M,); with ``columns`` (a resampled basis, repeats allowed) only those trajectories
-        are offered and the weights of repeats are added up."""
+        """NNLS for c (M,) and the data χ²; with ``columns`` (a resampled basis, repeats allowed) only those
+        trajectories are offered and the weights of repeats are added up."""
         from scipy.optimize import nnls
 
         z = self.P @ d
         Phi = self.Phi if columns is None else self.Phi[:, columns]
-        c, rnorm = nnls(Phi, z, maxiter=50 * Phi.shape[1])
+        zz = np.concatenate([z, np.zeros(Phi.shape[0] - z.size)])
+        c, _ = nnls(Phi, zz, maxiter=50 * Phi.shape[1])
         if columns is not None:
             c = np.bincount(columns, weights=c, minlength=self.Phi.shape[1])
-        return c, float(rnorm**2 + dd - z @ z)
+        r = self.Phi[: self.n_core] @ c - z
+        return c, float(r @ r + dd - z @ z)
+
+
+def _ground_rows(B: np.ndarray, wq: np.ndarray, weight: float, rank_tol: float) -> np.ndarray | None:
+    """Rows G with ‖G c‖² = weight · Σ_q (Σ_i c_i ΔS_i(τ=0, q) / σ̃_q)², compressed by an SVD."""
+    if weight == 0:
+        return None
+    F = (B[:, 0, :] * wq).T  # (Q, M): each trajectory's ΔS at excitation, in units of σ̃
+    U, s, Vt = np.linalg.svd(F, full_matrices=False)
+    keep = s > rank_tol * max(s[0] if s.size else 0.0, 1e-300)
+    return np.sqrt(weight) * (s[keep, None] * Vt[keep])
 
 
 class EnsembleFit(MeasurementMethod):
@@ -152,6 +176,9 @@ class EnsembleFit(MeasurementMethod):
     resample_basis : bool
         Also resample the basis trajectories (with replacement) in each bootstrap replicate, so the
         spreads include how much the answer depends on which trajectories the basis happens to hold.
+    ground_state : float
+        Weight of the Franck-Condon condition Σ_i c_i ΔS_i(τ = 0) ≈ 0 (the excited molecules start from
+        the ground-state geometries), in units of one delay's data at the median σ; 0: off.
     regularize : "none", "discrepancy" or float
         Pull toward uniform weights: off, μ by the discrepancy principle, or μ itself.
     rank_tol : float
@@ -174,6 +201,7 @@ class EnsembleFit(MeasurementMethod):
         bootstrap_steps: int = 2,
         seed: int = 0,
         resample_basis: bool = True,
+        ground_state: float = 1.0,
         regularize="none",
         rank_tol: float = 1e-6,
         levels=DEFAULT_LEVELS,
@@ -186,6 +214,7 @@ class EnsembleFit(MeasurementMethod):
         self.bootstrap_steps = bootstrap_steps
         self.seed = seed
         self.resample_basis = resample_basis
+        self.ground_state = ground_state
         self.regularize = regularize
         self.rank_tol = rank_tol
         self.levels = levels
@@ -207,6 +236,7 @@ class EnsembleFit(MeasurementMethod):
         check_number("seed", self.seed, low=0, integer=True)
         if not isinstance(self.resample_basis, bool):
             raise InputError(f"The 'resample_basis' setting must be true or false; got {self.resample_basis!r}")
+        check_number("ground_state", self.ground_state, low=0)
         check_number("rank_tol", self.rank_tol, low=0, high=1, low_open=True)
         if isinstance(self.regularize, str):
             if self.regularize not in ("none", "discrepancy"):
@@ -281,8 +311,10 @@ class EnsembleFit(MeasurementMethod):
         red = _Reduced(B, wq, float(self.rank_tol))
         mu = 0.0 if self.regularize in ("none", "discrepancy") else float(self.regularize)
 
+        ground = _ground_rows(B, wq, float(self.ground_state), float(self.rank_tol))
+
         def system(t0, irf):
-            return _System(red, irf_operator(time, delays, t0=t0, irf_fs=irf), inv_sigma)
+            return _System(red, irf_operator(time, delays, t0=t0, irf_fs=irf), inv_sigma, ground)
 
         def solve(sys_, d, mu_=mu, columns=None):
             dd = float(d.ravel() @ d.ravel())
@@ -418,8 +450,8 @@ def _regularised_solve(sys_: _System, d: np.ndarray, dd: float, mu: float):
     M = sys_.Phi.shape[1]
     Pm = np.eye(M) - 1.0 / M
     A = np.vstack([sys_.Phi, mu * Pm])
-    c, _ = nnls(A, np.concatenate([z, np.zeros(M)]), maxiter=50 * M)
-    r = sys_.Phi @ c - z
+    c, _ = nnls(A, np.concatenate([z, np.zeros(A.shape[0] - z.size)]), maxiter=50 * M)
+    r = sys_.Phi[: sys_.n_core] @ c - z
     return c, float(r @ r + dd - z @ z)
 
 
