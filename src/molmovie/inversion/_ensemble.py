@@ -280,6 +280,10 @@ class EnsembleFit(MeasurementMethod):
         self, with ``result_`` (a :class:`molmovie.io.fit.FitResult`),
         ``gamma_``, ``t0_``, ``irf_fs_``, ``weights_``, ``converged_``.
         """
+        with np.errstate(under="ignore"):  # products with the IRF's and the Gaussians' far tails
+            return self._fit(measurement, basis, progress)
+
+    def _fit(self, measurement, basis, progress) -> "EnsembleFit":
         from scipy.optimize import minimize
 
         self._validate_settings()

@@ -313,6 +313,10 @@ class PairDistributionFit(MeasurementMethod):
         self, with ``result_`` (a :class:`molmovie.io.fit.FitResult`), ``r_``,
         ``dP_``, ``dP_std_``, ``lambda_``.
         """
+        with np.errstate(under="ignore"):  # products with the IRF's and the Gaussians' far tails
+            return self._fit(measurement, basis, progress)
+
+    def _fit(self, measurement, basis, progress) -> "PairDistributionFit":
         from scipy.linalg import eigh
         from scipy.optimize import lsq_linear
 
