@@ -258,6 +258,28 @@ def test_bad_settings_are_refused_at_fit(name, data):
             method.fit(train)
 
 
+@methods
+def test_bad_settings_are_refused_by_check_settings_before_any_data(name):
+    assert fast_method(name).check_settings() == []
+    for bad in BAD_SETTINGS[name]:
+        with pytest.raises(InputError, match=f"'{next(iter(bad))}' setting"):
+            fast_method(name, **bad).check_settings()
+
+
+@methods
+def test_clone_and_set_params_like_scikit_learn(name, fitted):
+    model = fitted[name]
+    copy = model.clone()
+    assert type(copy) is type(model) and copy.get_params() == model.get_params() and not copy.is_fitted
+    key, value = next(iter(BAD_SETTINGS[name][0].items()))
+    changed = model.clone(**{key: value})
+    assert getattr(changed, key) == value and getattr(model, key) != value
+    assert changed.set_params(**{key: getattr(model, key)}) is changed and changed.get_params() == model.get_params()
+    with pytest.raises(InputError, match="no setting 'hiden'"):
+        changed.set_params(hiden=3)
+    assert model.is_fitted  # cloning leaves the original alone
+
+
 def test_registry_lookup_and_unknown_names():
     assert isinstance(get_method("nearest"), NearestReference)
     assert isinstance(get_method("vrnn", hidden=4), VRNN)

@@ -3,7 +3,8 @@
 Every method looks alike from outside (scikit-learn's estimator protocol)::
 
     method = VRNN(hidden=128)                    # constructor stores settings only
-    method.fit(train, val=val)                   # Dataset objects in, returns self
+    method.check_settings()                      # InputError on a bad one; returns warnings
+    method.fit(train, val=val, progress=None)    # Dataset objects in, returns self
     pred = method.predict(dS, q=q, lengths=L)    # -> Prediction(distances, std)
     method.save("model.safetensors"); VRNN.load("model.safetensors")
 
@@ -239,13 +240,24 @@ def need_array(arrays: dict, name: str, path) -> np.ndarray:
 class InversionMethod:
     """Base of the inversion methods: settings handling, fitted checks, the molecule record.
 
-    Subclasses define ``name``, keyword-only settings in ``__init__``, and
-    ``fit``, ``predict``, ``_config_state``/``_arrays`` and ``_restore``.
-    Learned state ends in ``_``; ``symbols_``, ``molecule_``, ``q_`` and
+    Subclasses define ``name`` (their key in :data:`molmovie.inversion.METHODS`),
+    ``label`` (how tables and figures call them), keyword-only settings in
+    ``__init__``, ``check_settings``, ``fit``, ``predict`` and, for their own
+    learned arrays, ``_config_state``/``_arrays`` and ``_restore``. Learned
+    state ends in ``_``; ``symbols_``, ``molecule_``, ``q_`` and
     ``pair_labels_`` are set by every ``fit``.
+
+    ``fit(train, val=None, *, progress=None)`` returns self; ``progress``, when
+    given, is called as ``progress(done, info)`` after each step of training,
+    with ``info["total"]`` the most steps it will take (early stopping may end
+    it sooner), ``info["unit"]`` what a step is ("epochs"), and the method's
+    own figures (losses). ``predict(dS, *, q, lengths=None)`` returns a
+    :class:`Prediction`.
     """
 
     name: str = ""
+    #: How reports and figures call the method (default: its name).
+    label: str = ""
     #: The attribute that ``fit`` sets last; a method is fitted when it exists.
     _fitted_attr: str = "q_"
 
@@ -267,8 +279,39 @@ class InversionMethod:
         ]
         return f"{cls.__name__}({', '.join(changed)})"
 
-    def _validate_settings(self) -> None:  # overridden
-        pass
+    def set_params(self, **settings) -> "InversionMethod":
+        """Change settings (like scikit-learn's); an unknown name is an :class:`InputError`. Returns self.
+
+        Values are checked by :meth:`check_settings` (and by :meth:`fit`).
+        Learned state is kept until the next :meth:`fit`.
+        """
+        known = self.setting_names()
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise InputError(
+                f"the {self.name!r} method has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(known)}"
+            )
+        for key, value in settings.items():
+            setattr(self, key, value)
+        return self
+
+    def clone(self, **settings) -> "InversionMethod":
+        """A new, unfitted method of the same kind and settings (changed by ``settings``)."""
+        return type(self)(**self.get_params()).set_params(**settings)
+
+    def check_settings(self) -> list[str]:
+        """Validate the settings; an :class:`InputError` names the first bad one.
+
+        Called by :meth:`fit`; call it before reading a large dataset to fail
+        early. Returns warnings (plain sentences) about settings that are
+        valid but will not do what one may expect; none by default.
+        """
+        return []
+
+    def fit_summary(self) -> str:
+        """One line on how the fit went (e.g. its best epoch), for a report; empty by default."""
+        self._check_fitted("summarising its fit")
+        return ""
 
     # -------------------------------------------------------------- fitted state
     @property

@@ -84,7 +84,7 @@ def nearest_frames(
     library: np.ndarray,
     *,
     memory_mb: float = 256.0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, dict], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Index and SSR of the nearest library frame of each query frame.
 
@@ -97,8 +97,9 @@ def nearest_frames(
     memory_mb : float
         Size of one block of float32 scores, MB; sets how many query frames
         are scored at once (at least one).
-    progress : callable(done, total), optional
-        Called after each block with the number of query frames done.
+    progress : callable(done, info), optional
+        Called after each block with the number of query frames done and
+        ``{"total": n, "unit": "frames"}``.
 
     Returns
     -------
@@ -158,7 +159,7 @@ def nearest_frames(
             index[start + i] = cols[best]
             ssr[start + i] = exact[best]
         if progress is not None:
-            progress(stop, n)
+            progress(stop, {"total": n, "unit": "frames"})
     return index, ssr
 
 
@@ -189,13 +190,16 @@ class NearestReference(InversionMethod):
     """
 
     name = "nearest"
+    label = "baseline"
     _fitted_attr = "library_"
 
     def __init__(self, *, memory_mb: float = 256.0):
         self.memory_mb = memory_mb
 
-    def _validate_settings(self) -> None:
+    def check_settings(self) -> list[str]:
+        """Validate the settings (see :meth:`InversionMethod.check_settings`)."""
         check_number("memory_mb", self.memory_mb, low=0, low_open=True)
+        return []
 
     def fit(self, train, val=None, *, progress=None) -> "NearestReference":
         """Build the reference library from the training trajectories.
@@ -207,14 +211,14 @@ class NearestReference(InversionMethod):
         val : Dataset, optional
             Checked for consistency only (the method has nothing to tune).
         progress : callable(done, info), optional
-            Called once, as ``progress(1, {"epoch": 1, "epochs": 1, "train_loss": None, "val_loss": None})``.
+            Called once, as ``progress(1, {"total": 1, "unit": "steps", "epoch": 1, "epochs": 1, "train_loss": None, "val_loss": None})``.
 
         Returns
         -------
         self
         """
         self._reset()
-        self._validate_settings()
+        self.check_settings()
         mask = check_dataset(train, "training")
         self._check_val(train, val)
         dist = np.asarray(train.distances, dtype=float)
@@ -226,7 +230,7 @@ class NearestReference(InversionMethod):
         self.library_source_ = np.stack([traj, frame], axis=1).astype(np.int64)
         self.library_ = np.ascontiguousarray(np.asarray(train.dS, dtype=float)[traj, frame])
         if progress is not None:
-            progress(1, {"epoch": 1, "epochs": 1, "train_loss": None, "val_loss": None})
+            progress(1, {"total": 1, "unit": "steps", "epoch": 1, "epochs": 1, "train_loss": None, "val_loss": None})
         return self
 
     def query(self, dS, *, q, lengths=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
