@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from .._errors import InputError
-from ..datasets import check_output, read_dataset, read_signals, write_inversion
+from ..io import check_output, read_dataset, read_signals, write_inversion
 from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, load_method
 from . import app
 from ._progress import progress_callback
@@ -163,6 +163,7 @@ def invert(
     write_inversion(
         output, pred, time=sig["time"], lengths=lengths, method=method.name, molecule=method.molecule_,
         symbols=method.symbols_, pair_labels=method.pair_labels_, model=model, signals=signals, interpolated_q=interpolated,
+        force=force,
     )
     M, T, P = pred.distances.shape
     std_note = "with σ" if pred.std is not None else "without uncertainties"

@@ -147,7 +147,7 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
     labelled = rmsd(coords, positions, masses)
     rmsd_sym = rmsd(coords, positions, masses, permutations=permutations)
     rmsd_sym_traj = _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations)
-    dS_pred = reconstruct_signal(pred, dataset.symbols, dataset.q, dataset.I_ref, inelastic=bool(dataset.signal_attrs.get("inelastic", True)))
+    dS_pred = reconstruct_signal(pred, dataset.symbols, dataset.q, dataset.I_ref, inelastic=dataset.spec.inelastic)
     resid = dS_pred - dataset.dS
     ssr = np.where(mask, np.sum(np.where(mask[..., None], resid, 0.0) ** 2, axis=-1), np.nan)
     abs_error = np.abs(pred - truth)

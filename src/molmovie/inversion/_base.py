@@ -1,4 +1,4 @@
-"""The inversion protocol shared by every method, and the model file format.
+"""The inversion protocol shared by every method.
 
 Every method looks alike from outside (scikit-learn's estimator protocol)::
 
@@ -8,17 +8,16 @@ Every method looks alike from outside (scikit-learn's estimator protocol)::
     pred = method.predict(dS, q=q, lengths=L)    # -> Prediction(distances, std)
     method.save("model.safetensors"); VRNN.load("model.safetensors")
 
-A model file is one `safetensors <https://huggingface.co/docs/safetensors>`_
-file: plain arrays, with the method's name, settings and fitted scalars as a
-JSON string in the file's header metadata. Loading a model parses a JSON
-header and copies raw numbers; it never unpickles and never runs code from
-the file.
+A model file (:mod:`molmovie.io.model`) is one safetensors file: plain
+arrays, with the method's name, settings, fitted scalars and the
+:class:`~molmovie.scattering.SignalSpec` of its training signals as a JSON
+string in the file's header metadata. Loading a model parses a JSON header
+and copies raw numbers; it never unpickles and never runs code from the file.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,11 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
-from ..datasets import atomic_path
+from ..geometry import pair_labels
+from ..io.model import MODEL_FORMAT, MODEL_VERSION, need_array, read_model_file, write_model_file
+from ..scattering.spec import SignalSpec
 
 __all__ = ["Prediction", "InversionMethod", "NotFittedError", "MODEL_FORMAT", "MODEL_VERSION", "read_model_file"]
-
-MODEL_FORMAT = "molmovie-model"
-MODEL_VERSION = 1
 
 
 class NotFittedError(InputError):
@@ -164,76 +162,6 @@ def check_number(name: str, value, *, low=None, high=None, low_open=False, integ
         raise InputError(f"The {name!r} setting must be <= {high}; got {value!r}")
 
 
-# --------------------------------------------------------------------------- model files
-
-
-def write_model_file(path, method: str, config: dict, arrays: dict[str, np.ndarray], *, force: bool = False) -> Path:
-    """Write a model file atomically (temporary file, then rename)."""
-    from safetensors.numpy import save_file
-
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give a file name for the model, e.g. model.safetensors")
-    if path.exists() and not force:
-        raise InputError(f"{path} exists; use --force (or force=True) to replace it")
-    if not path.parent.exists():
-        raise InputError(f"{path.parent}: no such folder for the model file")
-    header = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "method": method, "config": config}
-    metadata = {"molmovie": json.dumps(header)}
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    with atomic_path(path) as tmp:
-        save_file(arrays, str(tmp), metadata=metadata)
-    return path
-
-
-def read_model_file(path) -> tuple[str, dict, dict[str, np.ndarray]]:
-    """Read a model file: ``(method name, config dict, arrays)``.
-
-    Only the safetensors format is read: a JSON header and raw little-endian
-    numbers. A pickle (e.g. from ``torch.save``) or any other file is refused
-    with an :class:`InputError` before anything in it is interpreted.
-    """
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such model file")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not a molmovie model file")
-    try:
-        with safe_open(str(path), framework="np") as f:
-            metadata = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types for any damage
-        with open(path, "rb") as fh:
-            head = fh.read(9)
-        # a safetensors file has an 8-byte header length, then its JSON header
-        looks_safetensors = head[8:9] == b"{"
-        looks_pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
-        if not looks_safetensors and (looks_pickle or head[:2] == b"PK"):
-            raise InputError(
-                f"{path} is a Python pickle (or a torch.save zip archive), not a molmovie model file; molmovie "
-                "never unpickles files because unpickling can run arbitrary code"
-            ) from None
-        raise InputError(f"{path} is not a readable molmovie model file ({type(exc).__name__}: {exc})") from None
-    try:
-        header = json.loads(metadata["molmovie"])
-        ok = header.get("format") == MODEL_FORMAT and isinstance(header.get("config"), dict)
-    except (KeyError, ValueError, AttributeError):
-        ok = False
-    if not ok:
-        raise InputError(f"{path} is a safetensors file but not a molmovie model (no molmovie header)")
-    if int(header.get("version", 0)) > MODEL_VERSION:
-        raise InputError(f"{path}: model format version {header['version']} is newer than this molmovie reads; upgrade molmovie")
-    return str(header.get("method")), header["config"], arrays
-
-
-def need_array(arrays: dict, name: str, path) -> np.ndarray:
-    if name not in arrays:
-        raise InputError(f"{path}: damaged molmovie model file (array {name!r} is missing)")
-    return arrays[name]
-
-
 # --------------------------------------------------------------------------- the base class
 
 
@@ -331,14 +259,12 @@ class InversionMethod:
             )
 
     def _record_dataset(self, train) -> None:
-        from ..geometry import pair_labels
-
         self.symbols_ = tuple(str(s) for s in train.symbols)
         self.molecule_ = str(train.molecule)
         self.q_ = np.asarray(train.q, dtype=float).copy()
         self.pair_labels_ = list(pair_labels(self.symbols_))
         self.n_pairs_ = len(self.pair_labels_)
-        self.signal_attrs_ = {k: v for k, v in dict(train.signal_attrs).items() if isinstance(v, (str, int, float, bool, type(None)))}
+        self.spec_ = train.spec
 
     def _check_val(self, train, val):
         if val is None:
@@ -366,7 +292,7 @@ class InversionMethod:
             "symbols": list(self.symbols_),
             "molecule": self.molecule_,
             "pair_labels": list(self.pair_labels_),
-            "signal_attrs": self.signal_attrs_,
+            "signal_attrs": self.spec_.attrs(),  # the spec without q (the array "q"); the key of model files so far
         }
 
     def _restore_common(self, config: dict, arrays: dict, path) -> None:
@@ -374,11 +300,15 @@ class InversionMethod:
             self.symbols_ = tuple(config["symbols"])
             self.molecule_ = str(config["molecule"])
             self.pair_labels_ = list(config["pair_labels"])
-            self.signal_attrs_ = dict(config.get("signal_attrs", {}))
-        except (KeyError, TypeError):
+            signal_attrs = dict(config.get("signal_attrs", {}))
+        except (KeyError, TypeError, ValueError):
             raise InputError(f"{path}: damaged molmovie model file (molecule record incomplete)") from None
         self.n_pairs_ = len(self.pair_labels_)
         self.q_ = np.asarray(need_array(arrays, "q", path), dtype=float)
+        try:
+            self.spec_ = SignalSpec.from_attrs(self.q_, signal_attrs)
+        except InputError as exc:
+            raise InputError(f"{path}: damaged molmovie model file ({exc})") from None
 
     def save(self, path, *, force: bool = False) -> Path:
         """Save the fitted model to one safetensors file (atomic write).

@@ -527,11 +527,8 @@ class VRNN(InversionMethod):
         self.y_mean_ = m1
         sd = np.sqrt(np.maximum(m2 - m1**2, 0.0))
         self.y_std_ = np.maximum(sd, 1e-3 * max(float(np.abs(m1).max()), 1e-12))
-        attrs = self.signal_attrs_
-        self.reference_ = str(attrs.get("reference", "first"))
-        if self.reference_ not in ("first", "ground"):
-            raise InputError(f"the training signals have an unknown reference {self.reference_!r} (expected first or ground)")
-        self.inelastic_ = bool(attrs.get("inelastic", True))
+        self.reference_ = self.spec_.reference
+        self.inelastic_ = self.spec_.inelastic
         self.I_ref_ground_ = None
         if self.reference_ == "ground" and train.I_ref is not None:
             self.I_ref_ground_ = np.asarray(train.I_ref, dtype=float).mean(axis=0)
