@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from ._progress import progress_bar
+from ._progress import progress_callback
 
 
 class Reference(str, Enum):
@@ -34,10 +34,7 @@ def import_(
 
     check_output(output, force)
     sizes = parse_splits(splits)
-    with progress_bar("reading", None, unit="trajectories") as update:
-        def progress(done: int, total: int) -> None:
-            update(completed=done, total=total)
-
+    with progress_callback("reading", unit="trajectories") as progress:
         ens = read_ensemble(paths, format=format, dt=dt, tmax=tmax, progress=progress)
     ds = Dataset(ens, splits=make_splits(ens.n_trajectories, sizes, seed=seed))
     write_dataset(ds, output, force=force)
@@ -74,11 +71,11 @@ def scatter(
 
         raise InputError(f"{file} already has signals; use --force to replace them, or --output to write a new file")
     inelastic = not no_inelastic
-    with progress_bar("scattering", ds.n_trajectories, unit="trajectories") as update:
+    with progress_callback("scattering", unit="trajectories") as progress:
         dS, I_ref = simulate_signals(
             ds.symbols, ds.positions, ds.length, ds.time, q,
             inelastic=inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed,
-            progress=lambda done: update(completed=done),
+            progress=progress,
         )
     attrs = dict(inelastic=inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed)
     target = output or file

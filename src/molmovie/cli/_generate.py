@@ -8,7 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from ._progress import progress_bar
+from ._progress import progress_callback
+
+
+def _generate_status(info: dict) -> str:
+    return f"{info['dissociated']} dissociated" + (f", {info['failed']} failed" if info["failed"] else "")
 
 
 @app.command()
@@ -38,11 +42,7 @@ def generate(
     sizes = parse_splits(splits)
     if trajectories < 1:
         raise InputError(f"--trajectories must be >= 1; got {trajectories}")
-    with progress_bar(f"generate {molecule}", trajectories, unit="trajectories") as update:
-        def progress(done: int, total: int, dissociated: int, failed: int) -> None:
-            status = f"{dissociated} dissociated" + (f", {failed} failed" if failed else "")
-            update(completed=done, status=status)
-
+    with progress_callback(f"generate {molecule}", unit="trajectories", status=_generate_status) as progress:
         if stop_dissociated:
             from ..dynamics import default_model, get_model
             from ..molecules import get_molecule

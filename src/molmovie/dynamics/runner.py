@@ -193,7 +193,7 @@ def _resolve(molecule, model) -> tuple[Molecule, Model]:
 
 def generate(molecule, n_trajectories: int, *, model: Model | str | None = None, seed: int = 0,
              workers: int | None = None, scheduler: str | None = None, output=None, splits=(85, 11, 11),
-             force: bool = False, progress: Callable[[int, int, int, int], None] | None = None,
+             force: bool = False, progress: Callable[[int, dict], None] | None = None,
              factory: EngineFactory | None = None):
     """Generate an ensemble of photoexcited trajectories as a molmovie dataset.
 
@@ -225,7 +225,8 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
         Replace an existing output file (and discard a checkpoint made with
         other settings).
     progress : callable, optional
-        ``progress(done, total, dissociated, failed)`` after each trajectory.
+        ``progress(done, info)`` after each trajectory, ``info`` with ``total``,
+        ``unit`` ("trajectories"), ``dissociated`` and ``failed`` (counts so far).
     factory : callable, optional
         Engine factory (tests).
 
@@ -270,13 +271,13 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
             counts["dis"] += res.dissociated
             counts["fail"] += res.record.get("failure") is not None
             if progress is not None:
-                progress(len(results), n, counts["dis"], counts["fail"])
+                progress(len(results), {"total": n, "unit": "trajectories", "dissociated": counts["dis"], "failed": counts["fail"]})
 
         n_workers = workers if workers is not None else min(os.cpu_count() or 1, max(len(todo), 1))
         if todo and client is None and n_workers > 1 and len(todo) > 1:
             client, cluster = _local_client(min(n_workers, len(todo)))
         if progress is not None:  # after the set-up, so the progress clock times trajectories only
-            progress(len(results), n, counts["dis"], counts["fail"])
+            progress(len(results), {"total": n, "unit": "trajectories", "dissociated": counts["dis"], "failed": counts["fail"]})
         if todo and client is not None:
             from distributed import as_completed
 

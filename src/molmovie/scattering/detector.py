@@ -233,9 +233,9 @@ def simulate_signals(
         FWHM of the Gaussian instrument response, fs; None: perfect time resolution.
     seed : int, numpy.random.Generator or None
         Seed of the photon noise; the same seed gives the same signals.
-    progress : callable, optional
-        Called as ``progress(n_done)`` with the number of trajectories finished
-        so far (for a progress bar in the CLI).
+    progress : callable(done, info), optional
+        Called as ``progress(done, {"total": M, "unit": "trajectories"})`` with
+        the number of trajectories finished so far (for a progress bar in the CLI).
 
     Returns
     -------
@@ -290,5 +290,5 @@ def simulate_signals(
         ref = I_ref[row_traj]
         dS[a:b][v] = (I - ref) / ref
         if progress is not None:
-            progress(b)
+            progress(b, {"total": n_traj, "unit": "trajectories"})
     return dS, I_ref
