@@ -8,7 +8,7 @@ import pytest
 from molmovie import Dataset
 from molmovie.evaluation import evaluate, heavy_pairs
 from molmovie.evaluation.figures import plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
-from molmovie.scattering import q_grid, simulate_signals
+from molmovie.scattering import SignalSpec, q_grid, simulate_signals
 from molmovie.trajectories import Ensemble
 
 from _fixtures import CS2_SYMBOLS, cs2_positions
@@ -22,7 +22,7 @@ def cs2_dataset():
     ens = Ensemble("cs2", CS2_SYMBOLS, np.arange(30) * 0.5, pos, length, [False, True], ["a", "b"])
     q = q_grid(q_min=0.5, q_max=5.0, n_q=25)
     dS, I_ref = simulate_signals(ens.symbols, ens.positions, ens.length, ens.time, q)
-    return Dataset(ens, q, dS, I_ref, dict(inelastic=True, reference="first"))
+    return Dataset(ens, dS=dS, I_ref=I_ref, spec=SignalSpec(q, inelastic=True, reference="first"))
 
 
 def test_exact_prediction_scores_zero(cs2_dataset):

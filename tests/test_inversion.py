@@ -21,6 +21,7 @@ import pytest
 from molmovie import InputError
 from molmovie.datasets import Dataset, make_splits
 from molmovie.inversion import METHODS, NearestReference, Prediction, VRNN, get_method, load_method
+from molmovie.scattering import SignalSpec
 from molmovie.trajectories import Ensemble
 
 # ----------------------------------------------------------------------------- data
@@ -76,8 +77,8 @@ def make_dataset(M=24, T=12, Q=16, *, seed=0, dissociate=0.3, symbols=("C", "S",
     I_ref = intensity[:, 0]
     dS = intensity / I_ref[:, None] - 1.0
     dS[~ens.mask] = np.nan
-    attrs = dict(inelastic=True, reference="first", photons=None, irf_fs=None, seed=0)
-    return Dataset(ens, q, dS, I_ref, attrs, make_splits(M, (70, 15, 15), seed=seed))
+    spec = SignalSpec(q, inelastic=True, reference="first", photons=None, irf_fs=None, seed=0)
+    return Dataset(ens, dS=dS, I_ref=I_ref, spec=spec, splits=make_splits(M, (70, 15, 15), seed=seed))
 
 
 #: Small, fast settings per method for the contract suite.

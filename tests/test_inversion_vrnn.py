@@ -155,11 +155,11 @@ def test_learns_distances_better_than_the_training_mean():
 
 @pytest.mark.parametrize("reference", ["first", "ground"])
 def test_physics_term_vanishes_at_the_true_distances(reference):
-    from molmovie.scattering import simulate_signals
+    from molmovie.scattering import SignalSpec, simulate_signals
 
     ds = make_dataset(M=10, T=8, Q=20, dissociate=0.5, seed=3)
     dS, I_ref = simulate_signals(ds.symbols, ds.positions, ds.length, ds.time, ds.q, reference=reference)
-    ds = ds.with_signals(ds.q, dS, I_ref, inelastic=True, reference=reference, photons=None, irf_fs=None, seed=0)
+    ds = ds.with_signals(dS, I_ref, SignalSpec(ds.q, inelastic=True, reference=reference, seed=0))
     model = VRNN(**dict(TINY, physics=1.0, epochs=1)).fit(ds)
     assert model.reference_ == reference
     mask = ds.mask

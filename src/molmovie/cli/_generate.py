@@ -7,7 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from .._errors import InputError
+from ..dynamics import default_model, get_model, partial_path
+from ..dynamics import generate as run
+from ..molecules import get_molecule
 from . import app
+from ._options import parse_splits
 from ._progress import progress_callback
 
 
@@ -34,19 +39,11 @@ def generate(
     interrupted, the same command resumes it. The output is ready for
     `molmovie scatter`.
     """
-    from .._errors import InputError
-    from ..datasets import parse_splits
-    from ..dynamics import generate as run
-    from ..dynamics import partial_path
-
     sizes = parse_splits(splits)
     if trajectories < 1:
         raise InputError(f"--trajectories must be >= 1; got {trajectories}")
     with progress_callback(f"generate {molecule}", unit="trajectories", status=_generate_status) as progress:
         if stop_dissociated:
-            from ..dynamics import default_model, get_model
-            from ..molecules import get_molecule
-
             mol = get_molecule(molecule)
             model = (default_model(mol) if model is None else get_model(model)).replace(stop_dissociated=True)
             molecule = mol

@@ -26,7 +26,11 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
+from .._version import __version__
+from ..datasets import Dataset, make_splits
+from ..io import atomic_path, check_output, write_dataset
 from ..molecules import Molecule, get_molecule
+from ..trajectories import Ensemble
 from ._xtb import EngineFactory, RobustSurface, optimise, single_thread
 from .md import TrajectoryResult, run_trajectory
 from .models import Model, default_model, get_model
@@ -95,11 +99,9 @@ def _run_key(molecule: Molecule, model: Model, seed: int) -> dict:
 
 
 def _save_result(folder: Path, index: int, res: TrajectoryResult) -> None:
-    final = folder / f"traj-{index:06d}.npz"
-    tmp = folder / f".traj-{index:06d}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, positions=res.positions, energy=res.energy, state=res.state,
-             dissociated=np.array(res.dissociated), record=np.array(json.dumps(res.record)))
-    os.replace(tmp, final)
+    with atomic_path(folder / f"traj-{index:06d}.npz", suffix=".npz") as tmp:
+        np.savez(tmp, positions=res.positions, energy=res.energy, state=res.state,
+                 dissociated=np.array(res.dissociated), record=np.array(json.dumps(res.record)))
 
 
 def _load_results(folder: Path, n: int) -> dict[int, TrajectoryResult]:
@@ -131,15 +133,14 @@ def _open_checkpoint(folder: Path, key: dict, molecule: Molecule, model: Model, 
         if not force:
             raise InputError(
                 f"{folder} holds an interrupted run with a different molecule, model or seed; "
-                f"use --force to discard it, or run with the same settings to resume it"
+                f"use force=True to discard it, or run with the same settings to resume it"
             )
     if folder.exists():
         shutil.rmtree(folder)
     modes = prepare(molecule, model, factory=factory)
     folder.mkdir(parents=True)
-    tmp = folder / ".run.json.tmp"
-    tmp.write_text(json.dumps({"version": CHECKPOINT_VERSION, "key": key, "modes": modes.to_dict()}))
-    os.replace(tmp, run_file)
+    with atomic_path(run_file) as tmp:
+        tmp.write_text(json.dumps({"version": CHECKPOINT_VERSION, "key": key, "modes": modes.to_dict()}))
     return modes
 
 
@@ -236,8 +237,6 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
         Trajectories in index order; ``ensemble.provenance["trajectories"]``
         holds one record per trajectory (seed, model, fate, failure, drift).
     """
-    from ..datasets import Dataset, check_output, make_splits, write_dataset
-
     if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)) or n_trajectories < 1:
         raise InputError(f"the number of trajectories must be a whole number >= 1; got {n_trajectories!r}")
     n = int(n_trajectories)
@@ -308,9 +307,6 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
 
 
 def _ensemble(mol: Molecule, model: Model, modes: NormalModes, seed: int, results: list[TrajectoryResult]):
-    from .. import __version__
-    from ..trajectories import Ensemble
-
     m, t, n_atoms = len(results), model.n_frames, len(mol.symbols)
     positions = np.full((m, t, n_atoms, 3), np.nan)
     energy = np.full((m, t), np.nan)
