@@ -11,7 +11,7 @@ import typer
 
 from .._errors import InputError
 from ..io import check_output, read_dataset, read_signals, write_inversion
-from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, load_method
+from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, interpolate_signals, load_method
 from . import app
 from ._progress import progress_callback
 
@@ -108,23 +108,6 @@ def train(
     )
 
 
-def _interpolate_q(dS, q, q_model, path: Path):
-    """ΔS on the model's q grid by linear interpolation; the model's grid must lie inside the data's."""
-    order = np.argsort(q)
-    q, dS = q[order], dS[..., order]
-    if np.any(np.diff(q) <= 0):
-        raise InputError(f"{path}: q values must be distinct to interpolate")
-    tol = 1e-9 * max(1.0, abs(q[-1]))
-    if q_model[0] < q[0] - tol or q_model[-1] > q[-1] + tol:
-        raise InputError(
-            f"the model's q range ({q_model[0]:.4g} to {q_model[-1]:.4g} 1/Å) reaches outside the signals' "
-            f"({q[0]:.4g} to {q[-1]:.4g} 1/Å); --interpolate-q does not extrapolate"
-        )
-    flat = dS.reshape(-1, len(q))
-    out = np.stack([np.interp(q_model, q, row) for row in flat]) if len(flat) else np.empty((0, len(q_model)))
-    return out.reshape(dS.shape[:-1] + (len(q_model),))
-
-
 @app.command()
 def invert(
     model: Annotated[Path, typer.Argument(help="Model file from `molmovie train`.", show_default=False)],
@@ -154,9 +137,10 @@ def invert(
                 f"({len(method.q_)} points, {method.q_.min():.4g} to {method.q_.max():.4g} 1/Å); "
                 "give --interpolate-q to interpolate the signals onto the model's grid"
             )
-        valid = np.arange(dS.shape[1])[None, :] < lengths[:, None]
-        dS = _interpolate_q(np.where(valid[..., None], dS, 0.0), q, method.q_, signals)
-        dS[~valid] = np.nan
+        try:
+            dS = interpolate_signals(dS, q, method.q_, lengths)
+        except InputError as exc:
+            raise InputError(f"{signals}: {exc}") from None
         interpolated = True
     pred = method.predict(dS, q=method.q_, lengths=lengths)
 

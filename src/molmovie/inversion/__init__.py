@@ -31,7 +31,7 @@ The VRNN's loss, term by term, is in :mod:`molmovie.inversion.losses`.
 from __future__ import annotations
 
 from .._errors import InputError
-from ._base import InversionMethod, NotFittedError, Prediction, check_signals, read_model_file
+from ._base import InversionMethod, NotFittedError, Prediction, check_signals, interpolate_signals, read_model_file
 from ._nearest import NearestReference, nearest_frames
 from ._vrnn import VRNN
 
@@ -47,6 +47,7 @@ __all__ = [
     "load_method",
     "nearest_frames",
     "check_signals",
+    "interpolate_signals",
 ]
 
 #: Inversion methods by name.

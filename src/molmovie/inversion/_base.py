@@ -30,7 +30,7 @@ from ..geometry import pair_labels
 from ..io.model import MODEL_FORMAT, MODEL_VERSION, need_array, read_model_file, write_model_file
 from ..scattering.spec import SignalSpec
 
-__all__ = ["Prediction", "InversionMethod", "NotFittedError", "MODEL_FORMAT", "MODEL_VERSION", "read_model_file"]
+__all__ = ["Prediction", "InversionMethod", "NotFittedError", "interpolate_signals", "MODEL_FORMAT", "MODEL_VERSION", "read_model_file"]
 
 
 class NotFittedError(InputError):
@@ -144,6 +144,43 @@ def check_signals(dS, q, lengths, model_q, *, n_q_name: str = "model") -> tuple[
         if not np.all(np.isfinite(dS[mask])):
             raise InputError("dS has NaN or inf within a series' length")
     return dS, lengths.astype(np.int64)
+
+
+def interpolate_signals(dS, q, q_target, lengths) -> np.ndarray:
+    """ΔS on another q grid by linear interpolation in q; the target grid must lie inside the data's.
+
+    Parameters
+    ----------
+    dS : ndarray, shape (M, T, Q), a fraction
+        Finite within each series' length (see :func:`check_signals`).
+    q : ndarray, shape (Q,), 1/Angstrom
+        Distinct values, in any order.
+    q_target : ndarray, shape (Q',), 1/Angstrom, increasing
+    lengths : ndarray of int, shape (M,)
+
+    Returns
+    -------
+    ndarray, shape (M, T, Q'), NaN past each length.
+    """
+    q = np.asarray(q, dtype=float)
+    q_target = np.asarray(q_target, dtype=float)
+    order = np.argsort(q)
+    q = q[order]
+    if np.any(np.diff(q) <= 0):
+        raise InputError("q values must be distinct to interpolate")
+    tol = 1e-9 * max(1.0, abs(q[-1]))
+    if q_target[0] < q[0] - tol or q_target[-1] > q[-1] + tol:
+        raise InputError(
+            f"the model's q range ({q_target[0]:.4g} to {q_target[-1]:.4g} 1/Å) reaches outside the signals' "
+            f"({q[0]:.4g} to {q[-1]:.4g} 1/Å); interpolation does not extrapolate"
+        )
+    dS = np.asarray(dS, dtype=float)
+    valid = np.arange(dS.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    rows = np.where(valid[..., None], dS, 0.0)[..., order].reshape(-1, len(q))
+    out = np.stack([np.interp(q_target, q, row) for row in rows]) if len(rows) else np.empty((0, len(q_target)))
+    out = out.reshape(dS.shape[:-1] + (len(q_target),))
+    out[~valid] = np.nan
+    return out
 
 
 def check_choice(name: str, value, choices) -> None:
