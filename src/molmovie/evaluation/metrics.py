@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..geometry import automorphisms, coordinates_from_distances, pair_indices, relabelling_per_trajectory, rmsd
+from ..geometry import automorphisms, best_relabellings, coordinates_from_distances, pair_indices, rmsd
 
 __all__ = ["Evaluation", "evaluate", "reconstruct_signal", "heavy_pairs"]
 
@@ -145,8 +145,10 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
     masses = dataset.masses
     coords = coordinates_from_distances(pred)
     labelled = rmsd(coords, positions, masses)
-    rmsd_sym = rmsd(coords, positions, masses, permutations=permutations)
-    rmsd_sym_traj = _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations)
+    # one pass of QCP residuals chooses both relabellings: each frame's, and each whole trajectory's
+    perms, per_frame, per_trajectory = best_relabellings(coords, positions, masses, permutations)
+    rmsd_sym = rmsd(_relabel(coords, perms[per_frame]), positions, masses)
+    rmsd_sym_traj = rmsd(_relabel(coords, perms[per_trajectory][:, None]), positions, masses)
     dS_pred = reconstruct_signal(pred, dataset.symbols, dataset.q, dataset.I_ref, inelastic=dataset.spec.inelastic)
     resid = dS_pred - dataset.dS
     ssr = np.where(mask, np.sum(np.where(mask[..., None], resid, 0.0) ** 2, axis=-1), np.nan)
@@ -154,11 +156,6 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
     return Evaluation(labelled, rmsd_sym, rmsd_sym_traj, ssr, abs_error, dS_pred, heavy_pairs(dataset.symbols))
 
 
-def _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations) -> np.ndarray:
-    """Per-frame RMSD (M, T) under each trajectory's best single relabelling (smallest sum over its frames).
-
-    ``coords`` (M, T, N, 3) are the predicted structures.
-    """
-    perms, best = relabelling_per_trajectory(coords, positions, masses, permutations)
-    relabelled = np.take_along_axis(coords, perms[best][:, None, :, None], axis=2)
-    return rmsd(relabelled, positions, masses)
+def _relabel(coords, perms) -> np.ndarray:
+    """``coords`` (M, T, N, 3) with frame (m, t)'s atoms relabelled by ``perms[m, t]`` (shape (M, T or 1, N))."""
+    return np.take_along_axis(coords, perms[..., None], axis=2)
