@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._errors import InputError
 from ..geometry import automorphisms, best_relabellings, coordinates_from_distances, pair_indices, rmsd
+from ..scattering import difference_signal, intensity_from_distances
 
 __all__ = ["Evaluation", "evaluate", "reconstruct_signal", "heavy_pairs"]
 
@@ -50,8 +52,6 @@ def reconstruct_signal(distances: np.ndarray, symbols, q: np.ndarray, I_ref: np.
     -------
     ndarray, shape (M, T, Q), a fraction
     """
-    from ..scattering import difference_signal, intensity_from_distances
-
     I = intensity_from_distances(symbols, distances, q, inelastic=inelastic)
     return difference_signal(I, np.asarray(I_ref)[:, None, :])
 
@@ -129,8 +129,6 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
         Atom permutations for the symmetry-aware RMSD; default: the
         automorphisms of the bond graph of the dataset's first frame.
     """
-    from .._errors import InputError
-
     if not dataset.has_signals:
         raise InputError("the dataset has no signals; run `molmovie scatter` first")
     pred = np.array(distances, dtype=float)

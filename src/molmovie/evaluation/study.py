@@ -32,6 +32,7 @@ import numpy as np
 
 from .._errors import InputError
 from ..datasets import SPLITS, atomic_path, make_splits, read_dataset, write_dataset
+from ..dynamics import generate
 from ..inversion import METHODS, get_method, load_method
 from ..scattering import SignalSpec, q_grid, simulate
 from .figures import choose_pair, plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
@@ -377,8 +378,6 @@ def _dataset_stage(mol, preset, path: Path, seed, workers, log, progress):
             log(f"{mol}: reusing {path} ({n} trajectories, {int(ds.dissociated.sum())} dissociated)")
             return ds
     else:
-        from ..dynamics import generate
-
         log(f"{mol}: generating {n} trajectories with GFN2-xTB ...")
         generate(mol, n, output=path, seed=seed, workers=workers, splits=counts, progress=progress)
         ds = read_dataset(path)

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
-from .._numba import parallel_lock
+from .._numba import configure, parallel_lock
 from ._base import InversionMethod, Prediction, check_dataset, check_number, check_signals, need_array
 
 __all__ = ["NearestReference", "nearest_frames"]
@@ -45,8 +45,6 @@ def _kernel():
     if _SCAN is not None:
         return _SCAN
     import numba
-
-    from .._numba import configure
 
     configure()  # the threading layer, before the kernel runs
 

@@ -56,6 +56,7 @@ import time
 import numpy as np
 
 from .._errors import InputError
+from ..geometry import automorphisms, pair_permutations
 from ._base import (
     InversionMethod,
     Prediction,
@@ -502,8 +503,6 @@ class VRNN(InversionMethod):
         }
 
     def _fit_scaling(self, train, R: np.ndarray, mask: np.ndarray) -> None:
-        from ..geometry import automorphisms, pair_permutations
-
         dS = np.asarray(train.dS, dtype=float)[mask]
         self.x_mean_ = dS.mean(axis=0)
         std = dS.std(axis=0)
