@@ -28,7 +28,7 @@ import numpy as np
 
 from ._errors import InputError
 from .geometry import distances as _distances
-from .molecules import atomic_masses, bond_graph, formula, fragments, normalise_symbols
+from .molecules import BUILTIN, atomic_masses, bond_graph, builtin, formula, fragments, normalise_symbols
 
 __all__ = [
     "Ensemble",
@@ -521,8 +521,6 @@ def ensemble_from_trajectories(trajectories: list[Trajectory], *, molecule: str 
 
 def _molecule_name(symbols) -> str:
     """The built-in name if the formula matches one (CS2 -> "cs2"), else the formula."""
-    from .molecules import BUILTIN, builtin
-
     f = formula(symbols)
     for name in BUILTIN:
         if builtin(name).formula == f:
