@@ -272,3 +272,14 @@ def test_library_says_force_true_and_the_cli_says_force(tmp_path, capsys):
         write_dataset(ds, path)
     code, _, err = run_cli(["import", tmp_path, "-o", path], capsys)
     assert_one_line_error(code, err, match="d.h5 exists; use --force to replace it")
+
+
+def test_files_of_a_newer_format_version_are_refused(tmp_path):
+    data = write_dataset(make_dataset(M=2, T=3, Q=2), tmp_path / "d.h5")
+    result = write_inversion(tmp_path / "r.h5", Prediction(np.ones((1, 2, 3))), time=[0.0, 1.0], lengths=[2], method="nearest",
+                             molecule="cs2", symbols=("C", "S", "S"), pair_labels=["a", "b", "c"])
+    for path, read, what in ((data, read_dataset, "molmovie dataset"), (result, read_inversion, "molmovie inversion result")):
+        with h5py.File(path, "a") as f:
+            f.attrs["version"] = 2
+        with pytest.raises(InputError, match=f"{what} format version 2 is newer than this molmovie reads \\(1\\); upgrade molmovie"):
+            read(path)

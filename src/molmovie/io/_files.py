@@ -3,6 +3,7 @@
 - :func:`check_output`: an output path may be written (an existing file only with ``force``);
 - :class:`atomic_path`: write to a temporary file beside the target, rename onto it on success;
 - :func:`open_hdf5`: an HDF5 file opened read-only, or one clear :class:`~molmovie.InputError`;
+- :func:`check_format`: a file's ``format`` and ``version`` attributes are ones this molmovie reads;
 - :func:`write_array`: an HDF5 dataset with its ``units`` attribute;
 - :func:`json_default`: NumPy scalars and arrays for :func:`json.dumps`.
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from .._errors import InputError
 
-__all__ = ["check_output", "atomic_path", "open_hdf5", "write_array", "json_default"]
+__all__ = ["check_output", "atomic_path", "open_hdf5", "check_format", "write_array", "json_default"]
 
 
 def check_output(path, force: bool = False) -> Path:
@@ -119,6 +120,40 @@ def open_hdf5(path, what: str, not_hdf5: str):
         return h5py.File(path, "r")
     except OSError:
         raise InputError(f"{path}: {not_hdf5}") from None
+
+
+def check_format(attrs, path, format: str, version: int, what: str) -> int:
+    """Refuse a file that is not of ``format``, or of a newer version than ``version``.
+
+    Parameters
+    ----------
+    attrs : mapping
+        The file's root attributes (``h5py.File.attrs``).
+    path : path-like
+        For the messages.
+    format : str
+        The ``format`` attribute the file must have.
+    version : int
+        The newest version this molmovie reads.
+    what : str
+        What the file should be, e.g. "molmovie dataset".
+
+    Returns
+    -------
+    int
+        The file's version (0 when it has none).
+
+    Raises
+    ------
+    InputError
+        "PATH: not a WHAT (no format=... attribute)", or "... is newer than this molmovie reads".
+    """
+    if attrs.get("format") != format:
+        raise InputError(f"{path}: not a {what} (no format={format!r} attribute)")
+    found = int(attrs.get("version", 0))
+    if found > version:
+        raise InputError(f"{path}: {what} format version {found} is newer than this molmovie reads ({version}); upgrade molmovie")
+    return found
 
 
 def write_array(group, name: str, data, units: str | None = None, **kwargs):

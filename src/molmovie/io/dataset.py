@@ -30,7 +30,7 @@ from .._version import __version__
 from ..datasets import Dataset
 from ..scattering.spec import SignalSpec
 from ..trajectories import Ensemble
-from ._files import atomic_path, check_output, json_default, open_hdf5, write_array
+from ._files import atomic_path, check_format, check_output, json_default, open_hdf5, write_array
 
 __all__ = ["DATASET_FORMAT", "DATASET_VERSION", "read_dataset", "write_dataset"]
 
@@ -112,13 +112,7 @@ def read_dataset(path) -> Dataset:
     """
     path = Path(path)
     with open_hdf5(path, "file", "not an HDF5 file, so not a molmovie dataset") as f:
-        if f.attrs.get("format") != DATASET_FORMAT:
-            raise InputError(f"{path}: not a molmovie dataset (no format='molmovie' attribute)")
-        version = int(f.attrs.get("version", 0))
-        if version > DATASET_VERSION:
-            raise InputError(
-                f"{path}: dataset format version {version} is newer than this molmovie reads ({DATASET_VERSION}); upgrade molmovie"
-            )
+        check_format(f.attrs, path, DATASET_FORMAT, DATASET_VERSION, "molmovie dataset")
         try:
             symbols = tuple(s.decode() for s in f["atoms/symbols"][()])
             tr = f["trajectories"]

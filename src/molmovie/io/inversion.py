@@ -19,7 +19,7 @@ import numpy as np
 
 from .._errors import InputError
 from ..geometry import pair_indices
-from ._files import atomic_path, check_output, open_hdf5, write_array
+from ._files import atomic_path, check_format, check_output, open_hdf5, write_array
 
 __all__ = ["INVERSION_FORMAT", "INVERSION_VERSION", "Inversion", "write_inversion", "read_inversion"]
 
@@ -136,13 +136,7 @@ def read_inversion(path) -> Inversion:
     """
     path = Path(path)
     with open_hdf5(path, "inversion result", "not an HDF5 file, so not a molmovie inversion result") as f:
-        if f.attrs.get("format") != INVERSION_FORMAT:
-            raise InputError(f"{path}: not a molmovie inversion result (no format={INVERSION_FORMAT!r} attribute)")
-        version = int(f.attrs.get("version", 0))
-        if version > INVERSION_VERSION:
-            raise InputError(
-                f"{path}: inversion format version {version} is newer than this molmovie reads ({INVERSION_VERSION}); upgrade molmovie"
-            )
+        check_format(f.attrs, path, INVERSION_FORMAT, INVERSION_VERSION, "molmovie inversion result")
         try:
             return Inversion(
                 distances=f["distances"][()],
