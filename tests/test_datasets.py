@@ -148,7 +148,7 @@ def test_written_files_get_the_usual_permissions_not_a_temporary_files(tmp_path)
 
 @pytest.mark.parametrize("length", [[5.5], [12], [-1], [3, 3]])
 def test_read_signals_refuses_lengths_that_are_not_frame_counts(tmp_path, length):
-    from molmovie.datasets import read_signals
+    from molmovie.io import read_signals
 
     path = tmp_path / "measured.h5"
     with h5py.File(path, "w") as f:  # one series of 10 frames on 4 q points

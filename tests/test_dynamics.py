@@ -396,7 +396,7 @@ def test_interrupted_run_resumes_to_the_same_trajectories(tmp_path):
     np.testing.assert_array_equal(resumed.positions, full.positions)
     np.testing.assert_array_equal(resumed.ensemble.energy, full.ensemble.energy)
     assert out.is_file() and not folder.exists()
-    from molmovie.datasets import read_dataset
+    from molmovie.io import read_dataset
 
     back = read_dataset(out)
     np.testing.assert_array_equal(back.positions, full.positions)

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from molmovie import InputError
-from molmovie.datasets import Dataset, make_splits, read_dataset, write_dataset
+from molmovie.datasets import Dataset, make_splits
+from molmovie.io import read_dataset, write_dataset
 from molmovie.evaluation import evaluate
 from molmovie.cli._progress import StageProgress
 from molmovie.evaluation.study import EXPERIMENTS, SCORES, Preset, run_study

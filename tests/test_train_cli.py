@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from molmovie.datasets import write_dataset
+from molmovie.io import write_dataset
 from molmovie.inversion import load_method
 
 from _fixtures import assert_one_line_error, run_cli

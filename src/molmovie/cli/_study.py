@@ -9,11 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from .._errors import InputError
-from ..datasets import atomic_path, read_dataset
 from ..evaluation import score_method, write_scores
 from ..evaluation.figures import plot_per_time_step
 from ..evaluation.study import PRESETS, run_study, results_markdown
 from ..inversion import load_method
+from ..io import atomic_path, read_dataset
 from . import app
 from ._progress import StageProgress
 

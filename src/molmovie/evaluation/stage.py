@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from ..datasets import atomic_path
+from ..io import atomic_path
 from .metrics import evaluate
 
 __all__ = ["score_method", "write_scores", "read_scores"]

@@ -31,9 +31,10 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
-from ..datasets import SPLITS, atomic_path, make_splits, read_dataset, write_dataset
+from ..datasets import SPLITS, make_splits
 from ..dynamics import generate
 from ..inversion import METHODS, get_method, load_method
+from ..io import atomic_path, read_dataset, write_dataset
 from ..scattering import SignalSpec, q_grid, simulate
 from .figures import choose_pair, plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
 from .stage import read_scores, score_method, write_scores
