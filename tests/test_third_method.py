@@ -21,7 +21,7 @@ from molmovie import InputError
 from molmovie.datasets import write_dataset
 from molmovie.evaluation import study as study_module
 from molmovie.evaluation.study import SCORES, Experiment, Preset, run_study
-from molmovie.inversion import METHODS, InversionMethod, Prediction, check_signals, load_method
+from molmovie.inversion import METHODS, InversionMethod, Prediction, load_method
 
 from _fixtures import run_cli
 from test_inversion import make_dataset
@@ -47,20 +47,17 @@ class TrainingMean(InversionMethod):
         return []
 
     def fit(self, train, val=None, *, progress=None) -> "TrainingMean":
-        self._reset()
-        self.check_settings()
+        mask, val = self._start_fit(train, val)  # settings, data, and the training frames' mask
         self._record_dataset(train)
-        self.mean_ = self.scale * np.nanmean(train.distances[train.mask], axis=0)
+        self.mean_ = self.scale * np.nanmean(train.distances[mask], axis=0)
         if progress is not None:
             progress(1, {"total": 1, "unit": "steps"})
         return self
 
     def predict(self, dS, *, q, lengths=None) -> Prediction:
-        self._check_fitted()
-        dS, lengths = check_signals(dS, q, lengths, self.q_)
-        M, T, _ = dS.shape
-        out = np.full((M, T, self.n_pairs_), np.nan)
-        out[np.arange(T)[None, :] < lengths[:, None]] = self.mean_
+        _, _, mask = self._signals(dS, q, lengths)  # checked against the training q grid; valid frames
+        out = np.full(mask.shape + (self.n_pairs_,), np.nan)
+        out[mask] = self.mean_
         return Prediction(distances=out)
 
     def _arrays(self) -> dict:

@@ -295,6 +295,43 @@ class InversionMethod:
                 f"this {type(self).__name__} is not fitted yet: call fit(train) (or load a saved model) before {what}"
             )
 
+    def fit(self, train, val=None, *, progress=None) -> "InversionMethod":
+        """Learn from training trajectories (Datasets with signals), validating on ``val``; returns self."""
+        raise NotImplementedError
+
+    def predict(self, dS, *, q, lengths=None) -> Prediction:
+        """Distances (with standard deviations, for methods that have them) for every frame.
+
+        Parameters
+        ----------
+        dS : array_like, shape (M, T, Q)
+            Difference signals, a fraction.
+        q : array_like, shape (Q,), 1/Angstrom
+            Must equal the training q grid.
+        lengths : array_like of int, shape (M,), optional
+            Valid frames per series (default: from trailing NaN frames).
+
+        Returns
+        -------
+        Prediction
+            Shape (M, T, n_pairs), Angstrom, NaN past each length.
+        """
+        raise NotImplementedError
+
+    def _start_fit(self, train, val):
+        """Forget learned state, check the settings and the data: the training set's valid-frame mask (M, T) and ``val``."""
+        self._reset()
+        self.check_settings()
+        mask = check_dataset(train, "training")
+        return mask, self._check_val(train, val)
+
+    def _signals(self, dS, q, lengths, what: str = "predict"):
+        """Signals checked for this fitted model: ``dS`` (M, T, Q) float64, ``lengths`` (M,), ``mask`` (M, T) of valid frames."""
+        self._check_fitted(what)
+        dS, lengths = check_signals(dS, q, lengths, self.q_)
+        mask = np.arange(dS.shape[1])[None, :] < lengths[:, None]
+        return dS, lengths, mask
+
     def _record_dataset(self, train) -> None:
         self.symbols_ = tuple(str(s) for s in train.symbols)
         self.molecule_ = str(train.molecule)

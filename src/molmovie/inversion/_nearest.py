@@ -30,7 +30,7 @@ import numpy as np
 
 from .._errors import InputError
 from .._numba import configure, parallel_lock
-from ._base import InversionMethod, Prediction, check_dataset, check_number, check_signals, need_array
+from ._base import InversionMethod, Prediction, check_number, need_array
 
 __all__ = ["NearestReference", "nearest_frames"]
 
@@ -215,10 +215,7 @@ class NearestReference(InversionMethod):
         -------
         self
         """
-        self._reset()
-        self.check_settings()
-        mask = check_dataset(train, "training")
-        self._check_val(train, val)
+        mask, val = self._start_fit(train, val)
         dist = np.asarray(train.distances, dtype=float)
         if not np.all(np.isfinite(dist[mask])):
             raise InputError("the training positions have NaN or inf within a trajectory's length")
@@ -234,13 +231,8 @@ class NearestReference(InversionMethod):
     def query(self, dS, *, q, lengths=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
         """Nearest library row of every frame.
 
-        Parameters
-        ----------
-        dS : array_like, shape (M, T, Q)
-        q : array_like, shape (Q,), 1/Angstrom
-            Must equal the training q grid.
-        lengths : array_like of int, shape (M,), optional
-            Valid frames per series (default: from trailing NaN frames).
+        ``dS``, ``q`` and ``lengths`` as for :meth:`predict`; ``progress`` as
+        for :func:`nearest_frames`.
 
         Returns
         -------
@@ -249,28 +241,16 @@ class NearestReference(InversionMethod):
         ssr : ndarray, shape (M, T)
             Its SSR, NaN past each length.
         """
-        self._check_fitted("query")
-        dS, lengths = check_signals(dS, q, lengths, self.q_)
-        M, T, _ = dS.shape
-        mask = np.arange(T)[None, :] < lengths[:, None]
-        index = np.full((M, T), -1, dtype=np.int64)
-        ssr = np.full((M, T), np.nan)
+        dS, lengths, mask = self._signals(dS, q, lengths, "query")
+        index = np.full(mask.shape, -1, dtype=np.int64)
+        ssr = np.full(mask.shape, np.nan)
         idx, val = nearest_frames(dS[mask], self.library_, memory_mb=self.memory_mb, progress=progress)
         index[mask] = idx
         ssr[mask] = val
         return index, ssr
 
     def predict(self, dS, *, q, lengths=None) -> Prediction:
-        """Distances of the nearest reference frame of every frame.
-
-        Parameters
-        ----------
-        dS : array_like, shape (M, T, Q)
-            Difference signals, a fraction.
-        q : array_like, shape (Q,), 1/Angstrom
-            Must equal the training q grid.
-        lengths : array_like of int, shape (M,), optional
-            Valid frames per series (default: from trailing NaN frames).
+        """Distances of the nearest reference frame of every frame (parameters: :meth:`InversionMethod.predict`).
 
         Returns
         -------

@@ -324,10 +324,7 @@ class VRNN(InversionMethod):
 
         from ._vrnn_net import VRNNNet
 
-        self._reset()
-        self.check_settings()
-        mask = check_dataset(train, "training")
-        val = self._check_val(train, val)
+        mask, val = self._start_fit(train, val)
         device = self._torch_device()
         R = _distances(train, mask, "training")
         self._record_dataset(train)
@@ -554,16 +551,7 @@ class VRNN(InversionMethod):
 
     # ------------------------------------------------------------------ predict
     def predict(self, dS, *, q, lengths=None) -> Prediction:
-        """Distances and their standard deviations for every frame.
-
-        Parameters
-        ----------
-        dS : array_like, shape (M, T, Q)
-            Difference signals, a fraction.
-        q : array_like, shape (Q,), 1/Angstrom
-            Must equal the training q grid.
-        lengths : array_like of int, shape (M,), optional
-            Valid frames per series (default: from trailing NaN frames).
+        """Distances and their standard deviations for every frame (parameters: :meth:`InversionMethod.predict`).
 
         Returns
         -------
@@ -573,10 +561,8 @@ class VRNN(InversionMethod):
         """
         import torch
 
-        self._check_fitted()
-        dS, lengths = check_signals(dS, q, lengths, self.q_)
+        dS, lengths, mask = self._signals(dS, q, lengths)
         M, T, _ = dS.shape
-        mask = np.arange(T)[None, :] < lengths[:, None]
         x = self._standardise_x(np.where(mask[..., None], dS, 0.0), mask)
         device = self._torch_device()
         net = self.net_.to(device)
