@@ -205,7 +205,12 @@ def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
     if not isinstance(old, dict):
         raise InputError(f"{path} is not a study manifest; choose another --output")
     a, b = _flatten(_upgrade_manifest(old)), _flatten(manifest)
-    diff = [f"{k} {a.get(k, 'unset')} there, {b.get(k, 'unset')} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    # an empty dict is kept as a value (a method without settings is named), and is as good as unset
+    diff = [
+        f"{k} {a.get(k, 'unset')} there, {b.get(k, 'unset')} here"
+        for k in sorted(set(a) | set(b))
+        if a.get(k, {}) != b.get(k, {})
+    ]
     if diff:
         raise InputError(
             f"{out} holds a study defined otherwise ({'; '.join(diff)}); its models would be reused: choose another --output"
