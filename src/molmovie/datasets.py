@@ -22,6 +22,7 @@ __all__ = ["SPLITS", "Dataset", "make_splits"]
 
 SPLITS = ("train", "val", "test")
 
+
 @dataclass
 class Dataset:
     """Trajectories of one molecule, optionally with their signals and splits.
