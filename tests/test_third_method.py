@@ -163,3 +163,16 @@ def test_the_new_method_runs_in_a_study_beside_the_others(registered, tmp_path, 
     assert sum(line.startswith("| NMM |") for line in md.splitlines()) == 3  # the scores, the margins, the mean errors
     for name in ("fig2a.png", "fig2b.png", "fig2c.png", "signals.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ranking_of_any_number_of_methods():
+    from molmovie.evaluation.study import rank_methods
+
+    scores = dict.fromkeys(SCORES, 2.0)
+    one = rank_methods({"a": scores})
+    assert one["winner"] == dict.fromkeys(SCORES, "a")
+    assert one["runner_up"] == one["margin"] == dict.fromkeys(SCORES, None)
+    three = rank_methods({"a": dict(scores, ssr_sum=5.0), "b": dict(scores, ssr_sum=1.0), "c": dict(scores, ssr_sum=4.0)})
+    assert three["winner"]["ssr_sum"] == "b" and three["runner_up"]["ssr_sum"] == "c" and three["margin"]["ssr_sum"] == 3.0
+    assert three["winner"]["rmsd_sum"] == "a" and three["runner_up"]["rmsd_sum"] == "b"  # ties: the method listed first
+    assert three["margin"]["rmsd_sum"] == 0.0

@@ -39,7 +39,18 @@ from ..scattering import SignalSpec, q_grid, simulate
 from .figures import choose_pair, plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
 from .stage import read_scores, score_method, write_scores
 
-__all__ = ["Preset", "PRESETS", "EXPERIMENTS", "Experiment", "SCORES", "run_study", "results_markdown", "write_report"]
+__all__ = [
+    "Preset",
+    "PRESETS",
+    "EXPERIMENTS",
+    "Experiment",
+    "SCORES",
+    "run_study",
+    "rank_methods",
+    "method_settings",
+    "results_markdown",
+    "write_report",
+]
 
 
 @dataclass(frozen=True)

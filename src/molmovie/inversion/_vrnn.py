@@ -4,8 +4,9 @@ After Chung et al., "A Recurrent Latent Variable Model for Sequential Data"
 (NeurIPS 2015), as used in vid2param (Asenov et al., "Vid2Param: Modelling of
 Dynamics Parameters from Video", IEEE RA-L 2019) and in Asenov, Zotev,
 Ramamoorthy & Kirrander, "Inversion of Ultrafast X-ray Scattering with
-Dynamics Constraints". The network is in :mod:`._vrnn_net`; this module holds
-the estimator: data scaling, the loss, training and prediction.
+Dynamics Constraints". The network is in :mod:`._vrnn_net`, the loss term by
+term in :mod:`molmovie.inversion.losses`; this module holds the estimator:
+data scaling, the training loop and prediction.
 
 Loss per valid frame t of a sequence (everything is averaged over the valid
 frames of a batch):
