@@ -24,6 +24,7 @@ import numpy as np
 def synthetic_dataset(molecule: str, M: int, T: int, n_q: int, seed: int):
     from molmovie.datasets import Dataset, make_splits
     from molmovie.molecules import builtin
+    from molmovie.scattering import SignalSpec
     from molmovie.trajectories import Ensemble
 
     mol = builtin(molecule)
@@ -47,8 +48,8 @@ def synthetic_dataset(molecule: str, M: int, T: int, n_q: int, seed: int):
         qr = q * R[..., None]
         inten = (z**2).sum() + 2 * np.einsum("p,tpq->tq", w, np.sin(qr) / qr)
         dS[m] = inten / inten[0] - 1.0
-    attrs = dict(inelastic=True, reference="first", photons=None, irf_fs=None, seed=seed)
-    return Dataset(ens, q, dS, np.ones((M, n_q)), attrs, make_splits(M, (M, 0, 0), seed=seed))
+    spec = SignalSpec(q, inelastic=True, reference="first", photons=None, irf_fs=None, seed=seed)
+    return Dataset(ens, dS=dS, I_ref=np.ones((M, n_q)), spec=spec, splits=make_splits(M, (M, 0, 0), seed=seed))
 
 
 def main() -> None:

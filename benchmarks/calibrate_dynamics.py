@@ -36,7 +36,7 @@ def apart(symbols, positions, length, scale=2.0) -> bool:
 
 
 def row(mol: str, path: Path) -> str:
-    from molmovie.datasets import read_dataset
+    from molmovie.io import read_dataset
 
     ds = read_dataset(path)
     prov = ds.ensemble.provenance

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from molmovie import Dataset, InputError, make_splits, read_dataset, write_dataset
-from molmovie import datasets as dsmod
+from molmovie.io import dataset as dsmod
+from molmovie.scattering import SignalSpec
 from molmovie.trajectories import read_ensemble
 
 from _fixtures import cs2_positions, write_sharc
@@ -22,7 +23,8 @@ def dataset(tmp_path):
     q = np.linspace(0.5, 4, 7)
     dS = rng.normal(size=(4, ens.n_frames, 7))
     dS[~ens.mask] = np.nan
-    return Dataset(ens, q, dS, rng.uniform(1, 2, (4, 7)), dict(inelastic=True, reference="first", photons=None, irf_fs=None, seed=0), make_splits(4, (2, 1, 1)))
+    spec = SignalSpec(q, inelastic=True, reference="first", photons=None, irf_fs=None, seed=0)
+    return Dataset(ens, dS=dS, I_ref=rng.uniform(1, 2, (4, 7)), spec=spec, splits=make_splits(4, (2, 1, 1)))
 
 
 def test_round_trip_is_exact_and_carries_units(tmp_path, dataset):
@@ -48,7 +50,7 @@ def test_round_trip_is_exact_and_carries_units(tmp_path, dataset):
 def test_existing_output_needs_force(tmp_path, dataset):
     path = write_dataset(dataset, tmp_path / "d.h5")
     before = path.read_bytes()
-    with pytest.raises(InputError, match="--force"):
+    with pytest.raises(InputError, match="force=True"):
         write_dataset(dataset.subset([0]), path)
     assert path.read_bytes() == before
     write_dataset(dataset.subset([0]), path, force=True)
@@ -66,7 +68,7 @@ def test_failed_write_leaves_nothing(tmp_path, dataset, monkeypatch):
             raise KeyboardInterrupt  # Ctrl-C in the middle of the write
         return group.create_dataset(name, data=data, **kw)
 
-    monkeypatch.setattr(dsmod, "_put", broken)
+    monkeypatch.setattr(dsmod, "write_array", broken)
     with pytest.raises(KeyboardInterrupt):
         write_dataset(dataset, path, force=True)
     with pytest.raises(KeyboardInterrupt):
@@ -128,7 +130,7 @@ def test_split_selects_trajectories(dataset):
 def test_written_files_get_the_usual_permissions_not_a_temporary_files(tmp_path):
     import os
 
-    from molmovie.datasets import atomic_path
+    from molmovie.io import atomic_path
 
     old = os.umask(0o022)
     try:
@@ -146,7 +148,7 @@ def test_written_files_get_the_usual_permissions_not_a_temporary_files(tmp_path)
 
 @pytest.mark.parametrize("length", [[5.5], [12], [-1], [3, 3]])
 def test_read_signals_refuses_lengths_that_are_not_frame_counts(tmp_path, length):
-    from molmovie.datasets import read_signals
+    from molmovie.io import read_signals
 
     path = tmp_path / "measured.h5"
     with h5py.File(path, "w") as f:  # one series of 10 frames on 4 q points

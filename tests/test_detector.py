@@ -101,7 +101,7 @@ def test_ground_reference_is_the_ensemble_mean_of_first_frames():
 def test_progress_reports_trajectories_done():
     pos, lengths, t = cs2_ensemble(4, 3000, [3000, 2000, 10, 3000], seed=2)
     seen = []
-    simulate_signals(CS2.symbols, pos, lengths, t, Q, progress=seen.append)
+    simulate_signals(CS2.symbols, pos, lengths, t, Q, progress=lambda done, info: seen.append(done))
     assert seen == sorted(seen) and seen[-1] == 4 and len(seen) >= 2
 
 

@@ -382,7 +382,7 @@ def test_interrupted_run_resumes_to_the_same_trajectories(tmp_path):
 
     out = tmp_path / "cut.h5"
 
-    def interrupt(done, total, dissociated, failed):
+    def interrupt(done, info):
         if done == 2:
             raise KeyboardInterrupt
 
@@ -391,12 +391,12 @@ def test_interrupted_run_resumes_to_the_same_trajectories(tmp_path):
     folder = partial_path(out)
     assert not out.exists() and sorted(p.name for p in folder.glob("traj-*.npz")) == ["traj-000000.npz", "traj-000001.npz"]
     seen = []
-    resumed = generate("c2h4", 4, model=model, seed=3, workers=1, output=out, progress=lambda *a: seen.append(a[0]))
+    resumed = generate("c2h4", 4, model=model, seed=3, workers=1, output=out, progress=lambda done, info: seen.append(done))
     assert seen[0] == 2  # two were read back, not run again
     np.testing.assert_array_equal(resumed.positions, full.positions)
     np.testing.assert_array_equal(resumed.ensemble.energy, full.ensemble.energy)
     assert out.is_file() and not folder.exists()
-    from molmovie.datasets import read_dataset
+    from molmovie.io import read_dataset
 
     back = read_dataset(out)
     np.testing.assert_array_equal(back.positions, full.positions)
@@ -407,7 +407,7 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path):
     model = get_model("c2h4-pipi").replace(**SHORT)
     out = tmp_path / "x.h5"
     with pytest.raises(KeyboardInterrupt):
-        generate("c2h4", 2, model=model, seed=1, workers=1, output=out, progress=lambda d, *a: (_ for _ in ()).throw(KeyboardInterrupt) if d == 1 else None)
+        generate("c2h4", 2, model=model, seed=1, workers=1, output=out, progress=lambda d, info: (_ for _ in ()).throw(KeyboardInterrupt) if d == 1 else None)
     with pytest.raises(InputError, match="different molecule, model or seed"):
         generate("c2h4", 2, model=model, seed=2, workers=1, output=out)
     ds = generate("c2h4", 2, model=model, seed=2, workers=1, output=out, force=True)

@@ -8,7 +8,7 @@ import pytest
 from molmovie import Dataset
 from molmovie.evaluation import evaluate, heavy_pairs
 from molmovie.evaluation.figures import plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
-from molmovie.scattering import q_grid, simulate_signals
+from molmovie.scattering import SignalSpec, q_grid, simulate_signals
 from molmovie.trajectories import Ensemble
 
 from _fixtures import CS2_SYMBOLS, cs2_positions
@@ -22,7 +22,7 @@ def cs2_dataset():
     ens = Ensemble("cs2", CS2_SYMBOLS, np.arange(30) * 0.5, pos, length, [False, True], ["a", "b"])
     q = q_grid(q_min=0.5, q_max=5.0, n_q=25)
     dS, I_ref = simulate_signals(ens.symbols, ens.positions, ens.length, ens.time, q)
-    return Dataset(ens, q, dS, I_ref, dict(inelastic=True, reference="first"))
+    return Dataset(ens, dS=dS, I_ref=I_ref, spec=SignalSpec(q, inelastic=True, reference="first"))
 
 
 def test_exact_prediction_scores_zero(cs2_dataset):
@@ -107,3 +107,20 @@ def test_figures_draw_the_numbers_given():
     fig = plot_signals(t, np.arange(3.0), {"a": np.full((5, 3), 0.01), "b": np.full((5, 3), -0.02)})
     assert fig.axes[-1].get_ylabel() == "ΔS (%)"
     plt.close(fig)
+
+
+def test_choose_pair_by_label_by_elements_or_by_largest_variance():
+    from molmovie import InputError
+    from molmovie.evaluation.figures import choose_pair
+
+    nmm = ("C", "N", "C", "C", "O", "C")
+    # pairs in triu order: (0,1) C1-N2, (0,2), (0,3), (0,4) C1-O5, (0,5), (1,2), (1,3), (1,4) N2-O5, ...
+    assert choose_pair(nmm, name="O-N") == (7, "N2-O5") == choose_pair(nmm, name="N–O")
+    assert choose_pair(nmm, name="N2-O5") == (7, "N2-O5")
+    assert choose_pair(nmm, name="C-O") == (3, "C1-O5")  # the first such pair
+    cs2 = np.ones((2, 4, 3))
+    cs2[1, :, 2] = [1.0, 2.0, 3.0, np.nan]  # S2-S3 varies, and has a frame past a length
+    cs2[0, :, 1] = 1.5
+    assert choose_pair(CS2_SYMBOLS, cs2) == (2, "S2-S3")
+    with pytest.raises(InputError, match=r"no pair 'O-O'; its pairs are C1-S2, C1-S3, S2-S3"):
+        choose_pair(CS2_SYMBOLS, name="O-O")

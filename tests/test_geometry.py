@@ -423,3 +423,27 @@ def test_relabelling_per_trajectory_is_the_brute_force_choice():
         assert best[m] == int(np.argmin(sums)), (m, sums)
         # and it undoes the relabelling applied above: what is left is the noise
         assert np.nanmax(rmsd(pred[m][:, cands[best[m]], :], true[m], mol.masses)) < 0.1
+
+
+def test_best_relabellings_choose_per_frame_as_rmsd_does_and_per_trajectory_as_the_sum_does():
+    from molmovie.geometry import best_relabellings, relabelling_per_trajectory
+
+    mol = builtin("c2h4")
+    perms = automorphisms(mol.symbols, mol.positions)
+    rng = np.random.default_rng(5)
+    M, T = 4, 6
+    true = mol.positions + 0.05 * rng.normal(size=(M, T, 6, 3))
+    # every frame relabelled at random: the per-frame and per-trajectory choices differ
+    pred = np.stack([[true[m, t][np.argsort(perms[rng.integers(len(perms))])] for t in range(T)] for m in range(M)])
+    pred += 0.02 * rng.normal(size=pred.shape)
+    pred[1, 4:] = np.nan
+    cands, per_frame, per_trajectory = best_relabellings(pred, true, mol.masses, perms)
+    assert per_frame.shape == (M, T) and per_trajectory.shape == (M,)
+    relabelled = np.take_along_axis(pred, cands[per_frame][..., None], axis=2)
+    # the same numbers, to the bit, as rmsd's own per-frame choice
+    np.testing.assert_array_equal(rmsd(relabelled, true, mol.masses), rmsd(pred, true, mol.masses, permutations=perms))
+    for m in range(M):  # brute force per frame: the least labelled RMSD over the candidates
+        for t in range(T if m != 1 else 4):
+            each = [rmsd(pred[m, t][c], true[m, t], mol.masses) for c in cands]
+            assert per_frame[m, t] == int(np.argmin(each))
+    np.testing.assert_array_equal(per_trajectory, relabelling_per_trajectory(pred, true, mol.masses, perms)[1])

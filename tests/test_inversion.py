@@ -21,6 +21,7 @@ import pytest
 from molmovie import InputError
 from molmovie.datasets import Dataset, make_splits
 from molmovie.inversion import METHODS, NearestReference, Prediction, VRNN, get_method, load_method
+from molmovie.scattering import SignalSpec
 from molmovie.trajectories import Ensemble
 
 # ----------------------------------------------------------------------------- data
@@ -76,8 +77,8 @@ def make_dataset(M=24, T=12, Q=16, *, seed=0, dissociate=0.3, symbols=("C", "S",
     I_ref = intensity[:, 0]
     dS = intensity / I_ref[:, None] - 1.0
     dS[~ens.mask] = np.nan
-    attrs = dict(inelastic=True, reference="first", photons=None, irf_fs=None, seed=0)
-    return Dataset(ens, q, dS, I_ref, attrs, make_splits(M, (70, 15, 15), seed=seed))
+    spec = SignalSpec(q, inelastic=True, reference="first", photons=None, irf_fs=None, seed=0)
+    return Dataset(ens, dS=dS, I_ref=I_ref, spec=spec, splits=make_splits(M, (70, 15, 15), seed=seed))
 
 
 #: Small, fast settings per method for the contract suite.
@@ -256,6 +257,28 @@ def test_bad_settings_are_refused_at_fit(name, data):
         method = fast_method(name, **bad)  # the constructor only stores
         with pytest.raises(InputError, match=f"'{next(iter(bad))}' setting"):
             method.fit(train)
+
+
+@methods
+def test_bad_settings_are_refused_by_check_settings_before_any_data(name):
+    assert fast_method(name).check_settings() == []
+    for bad in BAD_SETTINGS[name]:
+        with pytest.raises(InputError, match=f"'{next(iter(bad))}' setting"):
+            fast_method(name, **bad).check_settings()
+
+
+@methods
+def test_clone_and_set_params_like_scikit_learn(name, fitted):
+    model = fitted[name]
+    copy = model.clone()
+    assert type(copy) is type(model) and copy.get_params() == model.get_params() and not copy.is_fitted
+    key, value = next(iter(BAD_SETTINGS[name][0].items()))
+    changed = model.clone(**{key: value})
+    assert getattr(changed, key) == value and getattr(model, key) != value
+    assert changed.set_params(**{key: getattr(model, key)}) is changed and changed.get_params() == model.get_params()
+    with pytest.raises(InputError, match="no setting 'hiden'"):
+        changed.set_params(hiden=3)
+    assert model.is_fitted  # cloning leaves the original alone
 
 
 def test_registry_lookup_and_unknown_names():

@@ -9,7 +9,17 @@ import pytest
 import torch
 
 from molmovie.inversion import VRNN
-from molmovie.inversion._vrnn import TARGETS, _best_permutation
+from molmovie.inversion.losses import (
+    TARGETS,
+    best_permutation,
+    from_target,
+    full_weight_epoch,
+    masked_mean,
+    physics_frames,
+    physics_misfit,
+    physics_weight,
+    target_slope,
+)
 
 from test_inversion import FAST, make_dataset
 
@@ -25,13 +35,13 @@ def test_best_permutation_is_the_argmin_of_the_nll():
     sd = 0.1 + torch.rand(B, T, P, generator=gen)
     mask = (torch.arange(T)[None, :] < torch.tensor([7, 3, 5, 1, 6])[:, None]).float()
     mu[1] = y[1][:, perms[17]]  # sequence 1 fits permutation 17 exactly
-    got = _best_permutation(y, mu, sd, mask, perms)
+    got = best_permutation(y, mu, sd, mask, perms)
     for b in range(B):
         nll = [float((mask[b, :, None] * ((y[b][:, p] - mu[b]) / sd[b]) ** 2).sum()) for p in perms]
         assert torch.equal(got[b], y[b][:, perms[int(np.argmin(nll))]])
     assert torch.equal(got[1], mu[1])
     # ties go to the identity (the first)
-    same = _best_permutation(torch.zeros(1, 3, P), torch.zeros(1, 3, P), torch.ones(1, 3, P), torch.ones(1, 3), perms)
+    same = best_permutation(torch.zeros(1, 3, P), torch.zeros(1, 3, P), torch.ones(1, 3, P), torch.ones(1, 3), perms)
     assert torch.equal(same, torch.zeros(1, 3, P))
 
 
@@ -85,12 +95,11 @@ def test_symmetry_auto_follows_dissociation(tmp_path):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_std_is_the_delta_method_image_of_the_latent_std(target):
-    model = VRNN(target=target)
-    model.g_floor_ = 1e-3
+    floor = 1e-3
     g = np.array([0.3, 0.5, 1.2])
     h = 1e-6
-    slope = (model._g_to_R(g + h) - model._g_to_R(g - h)) / (2 * h)
-    np.testing.assert_allclose(model._dR_dg(model._g_to_R(g)), np.abs(slope), rtol=1e-6)
+    slope = (from_target(g + h, target, floor) - from_target(g - h, target, floor)) / (2 * h)
+    np.testing.assert_allclose(target_slope(from_target(g, target, floor), target), np.abs(slope), rtol=1e-6)
 
 
 @pytest.mark.parametrize("target", ["inverse", "linear"])
@@ -113,10 +122,7 @@ def test_early_stopping_keeps_the_best_epoch():
     assert len(model.history_) == 12 or len(model.history_) == model.best_epoch_ + 2
     assert seen[-1][1]["best_loss"] == min(val_losses) and {"nll", "kl", "rec", "phys"} <= set(seen[-1][1])
     # the kept weights are the best epoch's: their validation loss is the recorded minimum
-    vmask = val.mask
-    data = model._tensors(val, vmask, val.distances, torch.device("cpu"))
-    perms = torch.as_tensor(model.pair_perms_)
-    again = model._evaluate(model.net_, data, perms, None, model._loss_constants(torch.device("cpu")))
+    again = model.loss(val)
     assert again == pytest.approx(min(val_losses), rel=1e-5)
 
 
@@ -128,9 +134,9 @@ def test_early_stopping_waits_for_the_physics_term_to_reach_full_weight():
     model = VRNN(**dict(TINY, physics=0.5, physics_warmup=3, patience=1, epochs=12, lr=1e-12)).fit(train, val)
     val_losses = [h["val_loss"] for h in model.history_]
     assert val_losses[4] > val_losses[3] > val_losses[2]  # the ramp (epochs 4-5) raises the monitored loss
-    assert model._full_weight_epoch() == 6
+    assert full_weight_epoch(model.physics, model.physics_warmup) == 6
     assert len(model.history_) >= 7 and model.best_epoch_ >= 6
-    assert VRNN(physics=0.0, physics_warmup=3)._full_weight_epoch() == 1
+    assert full_weight_epoch(0.0, 3) == 1
 
 
 def test_learns_distances_better_than_the_training_mean():
@@ -149,40 +155,35 @@ def test_learns_distances_better_than_the_training_mean():
 
 @pytest.mark.parametrize("reference", ["first", "ground"])
 def test_physics_term_vanishes_at_the_true_distances(reference):
-    from molmovie.scattering import simulate_signals
+    from molmovie.scattering import SignalSpec, simulate_signals
 
     ds = make_dataset(M=10, T=8, Q=20, dissociate=0.5, seed=3)
     dS, I_ref = simulate_signals(ds.symbols, ds.positions, ds.length, ds.time, ds.q, reference=reference)
-    ds = ds.with_signals(ds.q, dS, I_ref, inelastic=True, reference=reference, photons=None, irf_fs=None, seed=0)
+    ds = ds.with_signals(dS, I_ref, SignalSpec(ds.q, inelastic=True, reference=reference, seed=0))
     model = VRNN(**dict(TINY, physics=1.0, epochs=1)).fit(ds)
     assert model.reference_ == reference
-    cpu = torch.device("cpu")
-    data = model._tensors(ds, ds.mask, ds.distances, cpu)
-    P = 3
-    latent = P + model.latent_free
-    q_mean = torch.zeros(ds.n_trajectories, ds.n_frames, latent)
-    q_mean[..., :P] = data["y"]  # the encoder predicting exactly the truth
-    q_mean.requires_grad_(True)
-    ones = torch.ones_like(q_mean)
-    out = {"q_mean": q_mean, "q_std": ones, "p_mean": q_mean.detach(), "p_std": ones}
-    perms = torch.as_tensor(model.pair_perms_)
-    debye = model._debye(cpu)
-    loss, parts, _ = model._loss(out, data, perms, debye, model._loss_constants(cpu))
-    assert parts["phys"] < 1e-6  # float32 round-off of ΔS ~ 1e-7 relative to I, in units of the ΔS spread
-    out["q_mean"] = q_mean + 0.1 * torch.ones_like(q_mean)  # distances off by ~10 % of their spread
-    loss, parts, _ = model._loss(out, data, perms, debye, model._loss_constants(cpu))
-    assert parts["phys"] > 1e-3
-    loss.backward()
-    assert torch.isfinite(q_mean.grad).all() and q_mean.grad[..., :P].abs().sum() > 0
+    mask = ds.mask
+    R = np.where(mask[..., None], ds.distances, 1.0)
+    y = np.where(mask[..., None], (np.log(R) - model.y_mean_) / model.y_std_, 0.0)  # the default target, log
+    q_mean = torch.tensor(y, dtype=torch.float32, requires_grad=True)  # the encoder predicting exactly the truth
+    dS = torch.tensor(np.where(mask[..., None], ds.dS, 0.0), dtype=torch.float32)
+    m = torch.tensor(mask, dtype=torch.float32)
+    scale = torch.tensor(model.x_std_, dtype=torch.float32)
+    signal = model.signal_model("cpu")
+    phys = masked_mean(physics_misfit(signal(q_mean), dS, scale), m)
+    assert float(phys.detach()) < 1e-6  # float32 round-off of ΔS ~ 1e-7 relative to I, in units of the ΔS spread
+    phys = masked_mean(physics_misfit(signal(q_mean + 0.1), dS, scale), m)  # distances off by ~10 % of their spread
+    assert float(phys.detach()) > 1e-3
+    phys.backward()
+    assert torch.isfinite(q_mean.grad).all() and q_mean.grad.abs().sum() > 0
 
 
 def test_physics_frames_subset():
-    model = VRNN(physics_frames=5)
     gen = torch.Generator().manual_seed(0)
-    for idx in (model._physics_frames(40, gen), model._physics_frames(40)):
+    for idx in (physics_frames(40, 5, gen), physics_frames(40, 5)):
         assert idx[0] == 0 and len(idx) == 5 and torch.all(idx[1:] > idx[:-1]) and idx[-1] < 40
-    assert model._physics_frames(40).tolist() == [0, 1, 14, 26, 39]  # evenly spaced for validation
-    assert model._physics_frames(5) is None and VRNN(physics_frames=0)._physics_frames(40) is None
+    assert physics_frames(40, 5).tolist() == [0, 1, 14, 26, 39]  # evenly spaced for validation
+    assert physics_frames(5, 5) is None and physics_frames(40, 0) is None
     ds = make_dataset(M=8, T=10, Q=12, dissociate=0.5)
     seen = []
     VRNN(**dict(TINY, physics=0.5, physics_frames=3, physics_warmup=0, epochs=1)).fit(ds, ds, progress=lambda d, info: seen.append(info))
@@ -190,12 +191,11 @@ def test_physics_frames_subset():
 
 
 def test_physics_warmup_schedule():
-    model = VRNN(physics=0.4, physics_warmup=10)
-    weights = [model._physics_weight(e) for e in range(1, 25)]
+    weights = [physics_weight(e, 0.4, 10) for e in range(1, 25)]
     assert weights[:10] == [0.0] * 10  # epochs 1-10 off
     np.testing.assert_allclose(weights[10:20], 0.4 * np.arange(1, 11) / 10)  # ramp over epochs 11-20
     assert weights[20:] == [0.4] * 4
-    assert VRNN(physics=0.4, physics_warmup=0)._physics_weight(1) == 0.4
+    assert physics_weight(1, 0.4, 0) == 0.4
     ds = make_dataset(M=8, T=10, Q=12)
     seen = []
     VRNN(**dict(TINY, physics=0.5, physics_warmup=1, epochs=3)).fit(ds, progress=lambda d, info: seen.append(info))

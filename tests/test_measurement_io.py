@@ -82,7 +82,7 @@ def test_existing_file_needs_force_and_write_is_atomic(tmp_path):
     path = tmp_path / "m.h5"
     write_measurement(_measurement(seed=1), path)
     before = path.read_bytes()
-    with pytest.raises(InputError, match="exists; use --force"):
+    with pytest.raises(InputError, match="exists; use force=True"):
         write_measurement(_measurement(seed=2), path)
     assert path.read_bytes() == before
     write_measurement(_measurement(seed=2), path, force=True)

@@ -11,7 +11,7 @@ from _fixtures import CS2_SYMBOLS, assert_one_line_error, cs2_positions, run_cli
 
 from molmovie.datasets import Dataset, read_dataset, write_dataset
 from molmovie.io.measurement import read_measurement
-from molmovie.scattering import basis_signals, ensemble_signal, q_grid
+from molmovie.scattering import SignalSpec, basis_signals, ensemble_signal, q_grid
 from molmovie.trajectories import Ensemble, is_dissociated
 
 N_FRAMES, DT = 61, 2.5  # 150 fs of trajectories
@@ -102,7 +102,7 @@ def test_round_trip_with_noise_has_unit_variance_residuals(dataset, tmp_path, ca
 def test_defaults_take_the_datasets_q_and_delays_from_minus_200_fs(tmp_path, capsys):
     ens = make_ensemble(3)
     q = q_grid(1.0, 3.0, 7)
-    ds = Dataset(ens).with_signals(q, np.zeros((3, N_FRAMES, 7)), np.ones((3, 7)), reference="first")
+    ds = Dataset(ens).with_signals(np.zeros((3, N_FRAMES, 7)), np.ones((3, 7)), SignalSpec(q, reference="first"))
     path = write_dataset(ds, tmp_path / "with_signals.h5")
     out = tmp_path / "m.h5"
     code, _, err = run_cli(["simulate-experiment", path, "-o", out], capsys)

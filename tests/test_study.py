@@ -22,12 +22,14 @@ import numpy as np
 import pytest
 
 from molmovie import InputError
-from molmovie.datasets import Dataset, make_splits, read_dataset, write_dataset
+from molmovie.datasets import Dataset, make_splits
+from molmovie.io import read_dataset, write_dataset
 from molmovie.evaluation import evaluate
+from molmovie.cli._progress import StageProgress
 from molmovie.evaluation.study import EXPERIMENTS, SCORES, Preset, run_study
 from molmovie.inversion import NearestReference, VRNN, load_method
 from molmovie.molecules import builtin
-from molmovie.scattering import q_grid, simulate_signals
+from molmovie.scattering import SignalSpec, q_grid, simulate, simulate_signals
 from molmovie.trajectories import Ensemble, is_dissociated
 
 SEED = 3
@@ -57,7 +59,7 @@ KEYS = [e.key for e in EXPERIMENTS]
 #: early stopping ends its training before the last epoch.
 VRNN_SETTINGS = dict(hidden=8, features=6, latent_free=2, epochs=3, batch_size=4, physics=0.0, device="cpu")
 CS2_BOUND_OVERRIDE = dict(hidden=5, epochs=30, patience=1, lr=0.05)
-PRESET = Preset("tiny", COUNTS, vrnn=VRNN_SETTINGS, vrnn_by_experiment={"cs2-bound": CS2_BOUND_OVERRIDE})
+PRESET = Preset("tiny", COUNTS, methods={"nearest": {}, "vrnn": VRNN_SETTINGS}, settings_by_experiment={"cs2-bound": {"vrnn": CS2_BOUND_OVERRIDE}})
 
 EXPECTED_FILES = {"study.json", "results.json", "results.md", "fig2a.png", "fig2b.png", "fig2c.png", "signals.png"} | {
     f"{sub}/{k}-{m}.{ext}" for k in KEYS for m in METHODS for sub, ext in (("models", "safetensors"), ("eval", "npz"))
@@ -96,13 +98,12 @@ def build_dataset(mol: str, *, signals: bool = True, n: int | None = None) -> Da
     ds = Dataset(ens, splits=splits)
     if signals:
         q = q_grid(n_q=N_Q)
-        dS, I_ref = simulate_signals(ens.symbols, ens.positions, ens.length, ens.time, q, inelastic=True, reference="first")
-        ds = ds.with_signals(q, dS, I_ref, inelastic=True, reference="first", photons=None, irf_fs=None, seed=SEED)
+        ds = ds.with_signals(*simulate(ens.symbols, ens.positions, ens.length, ens.time, SignalSpec(q, inelastic=True, reference="first", seed=SEED)))
     return ds
 
 
 class ProgressRecorder:
-    """A ``progress_factory`` that records every bar: description, total, updates, whether it was closed."""
+    """A bar factory (for the CLI's :class:`StageProgress`) that records every bar: description, total, updates, whether it was closed."""
 
     def __init__(self):
         self.bars = []
@@ -144,8 +145,8 @@ def study(tmp_path_factory):
     out = root / "out"
     lines: list[str] = []
     bars = ProgressRecorder()
-    with np.errstate(all="raise"):
-        results = run_study(PRESET, out, seed=SEED, data_dir=data_dir, log=lines.append, progress_factory=bars)
+    with np.errstate(all="raise"), StageProgress(bars) as progress:
+        results = run_study(PRESET, out, seed=SEED, data_dir=data_dir, log=lines.append, progress=progress)
     return SimpleNamespace(data_dir=data_dir, out=out, built=built, results=results, log=lines, bars=bars.bars)
 
 
@@ -324,7 +325,7 @@ def test_a_rerun_retrains_nothing_and_a_lost_evaluation_is_recomputed_identicall
 
     lines: list[str] = []
     bars = ProgressRecorder()
-    again = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, log=lines.append, progress_factory=bars)
+    again = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, log=lines.append, progress=StageProgress(bars))
     assert snapshot(study.out) == before
     assert study.results["reused_stages"] == 3 and again["reused_stages"] == 13  # three datasets, then ten models too
     assert "reusing 13 stages finished before it)." in (study.out / "results.md").read_text()
@@ -336,7 +337,7 @@ def test_a_rerun_retrains_nothing_and_a_lost_evaluation_is_recomputed_identicall
     old = load_npz(study.out / lost)
     (study.out / lost).unlink()
     lines.clear()
-    again = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, log=lines.append, progress_factory=bars)
+    again = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, log=lines.append, progress=StageProgress(bars))
     assert not bars.bars and not [line for line in lines if ": training " in line or " trained in " in line], lines
     after = snapshot(study.out)
     assert {k: v for k, v in after.items() if k != lost} == {k: v for k, v in before.items() if k != lost}
@@ -354,7 +355,7 @@ def test_a_rerun_retrains_nothing_and_a_lost_evaluation_is_recomputed_identicall
     older = {k: v for k, v in old.items() if k not in ("rmsd_sym_traj", "rmsd_sym_traj_t")}
     np.savez_compressed(study.out / stale, **{**older, "summary_json": np.array(json.dumps(summary))})
     lines.clear()
-    again = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, log=lines.append, progress_factory=bars)
+    again = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, log=lines.append, progress=StageProgress(bars))
     assert not bars.bars and not [line for line in lines if ": training " in line or " trained in " in line], lines
     assert [line for line in lines if "predates" in line] == ["NMM: nmm-nearest.npz predates the current metrics; scoring nearest again"]
     new = load_npz(study.out / stale)
@@ -427,8 +428,7 @@ def test_reused_signals_must_follow_the_studys_protocol(tmp_path):
     data_dir.mkdir()
     ds = build_dataset("nmm", signals=False)
     q = q_grid(n_q=12)
-    dS, I_ref = simulate_signals(ds.symbols, ds.positions, ds.length, ds.time, q, reference="ground")
-    ds = ds.with_signals(q, dS, I_ref, inelastic=True, reference="ground", photons=None, irf_fs=None, seed=0)
+    ds = ds.with_signals(*simulate(ds.symbols, ds.positions, ds.length, ds.time, SignalSpec(q, inelastic=True, reference="ground", seed=0)))
     path = write_dataset(ds, data_dir / "nmm.h5")
     content = path.read_bytes()
     with pytest.raises(InputError, match=r"nmm\.h5 holds signals simulated otherwise than the study's: q grid 12 points.*reference ground \(the study uses first\); choose another --data-dir"):

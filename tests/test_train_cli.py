@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from molmovie.datasets import write_dataset
+from molmovie.io import write_dataset
 from molmovie.inversion import load_method
 
 from _fixtures import assert_one_line_error, run_cli
@@ -171,7 +171,7 @@ def test_train_refuses_bad_input_in_one_line(files, tmp_path, capsys):
     code, _, err = run_cli(["train", all_gone, "--method", "nearest", "-o", out, "--exclude-dissociating"], capsys)
     assert_one_line_error(code, err, "training split .* is empty once dissociating trajectories are left out")
     no_signals = make_dataset(M=6, T=6, Q=8)
-    no_signals.dS = no_signals.q = no_signals.I_ref = None
+    no_signals.dS = no_signals.spec = no_signals.I_ref = None
     path = write_dataset(no_signals, tmp_path / "nosig.h5")
     assert_one_line_error(*run_cli(["train", path, "-o", out], capsys)[::2], "no scattering signals.*molmovie scatter")
     assert_one_line_error(*run_cli(["train", tmp_path / "absent.h5", "-o", out], capsys)[::2], "no such file")

@@ -10,10 +10,10 @@ modules (torch, tblite) load only when their features are used.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._errors import InputError
-from .datasets import Dataset, make_splits, read_dataset, write_dataset
+from ._version import __version__
+from .datasets import Dataset, make_splits
+from .io import read_dataset, write_dataset
 from .molecules import Molecule, builtin, get_molecule
 from .trajectories import Ensemble, read_ensemble, read_trajectory
 

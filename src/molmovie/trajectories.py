@@ -28,7 +28,7 @@ import numpy as np
 
 from ._errors import InputError
 from .geometry import distances as _distances
-from .molecules import atomic_masses, bond_graph, formula, fragments, normalise_symbols
+from .molecules import BUILTIN, atomic_masses, bond_graph, builtin, formula, fragments, normalise_symbols
 
 __all__ = [
     "Ensemble",
@@ -521,8 +521,6 @@ def ensemble_from_trajectories(trajectories: list[Trajectory], *, molecule: str 
 
 def _molecule_name(symbols) -> str:
     """The built-in name if the formula matches one (CS2 -> "cs2"), else the formula."""
-    from .molecules import BUILTIN, builtin
-
     f = formula(symbols)
     for name in BUILTIN:
         if builtin(name).formula == f:
@@ -537,7 +535,7 @@ def read_ensemble(
     dt: float | None = None,
     tmax: float | None = None,
     input_dt: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, dict], None] | None = None,
 ) -> Ensemble:
     """Read many trajectories of one molecule into an :class:`Ensemble`.
 
@@ -554,7 +552,7 @@ def read_ensemble(
         Time window: keep frames with t - t0 <= tmax, fs.
     input_dt : float, optional
         Step of XYZ/ASE files whose frames carry no time, fs.
-    progress : callable(done, total), optional
+    progress : callable(done, info), optional
     """
     if tmax is not None and tmax < 0:
         raise InputError(f"The 'tmax' parameter must be >= 0; got {tmax}")
@@ -564,6 +562,6 @@ def read_ensemble(
         tr = read_trajectory(p, format=format, dt=input_dt if input_dt is not None else dt)
         trajs.append(resample(tr, dt=dt, tmax=tmax))
         if progress is not None:
-            progress(k + 1, len(files))
+            progress(k + 1, {"total": len(files), "unit": "trajectories"})
     prov = {"created_by": "molmovie import", "paths": [str(p) for p in files], "dt_fs": dt, "tmax_fs": tmax}
     return ensemble_from_trajectories(trajs, provenance=prov)

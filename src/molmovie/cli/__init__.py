@@ -41,12 +41,23 @@ def fail(message: str) -> "typer.Exit":
     return typer.Exit(2)
 
 
+#: The library's keyword arguments in its messages, and the options that set them here.
+_OPTION_OF_KEYWORD = {"force=True": "--force"}
+
+
+def _in_cli_words(message: str) -> str:
+    """A library message with its keyword arguments named as this command's options."""
+    for keyword, option in _OPTION_OF_KEYWORD.items():
+        message = message.replace(keyword, option)
+    return message
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``molmovie`` console script."""
     try:
         app(args=argv, prog_name="molmovie", standalone_mode=True)
     except InputError as exc:
-        typer.echo(f"molmovie: error: {exc}", err=True)
+        typer.echo(f"molmovie: error: {_in_cli_words(str(exc))}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("molmovie: interrupted", err=True)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from .._errors import InputError
+from ..datasets import Dataset, make_splits
+from ..io import check_output, read_dataset, write_dataset
+from ..molecules import formula
+from ..scattering import SignalSpec, q_grid, simulate
+from ..trajectories import read_ensemble
 from . import app
-from ._progress import progress_bar
+from ._options import parse_splits
+from ._progress import progress_callback
 
 
 class Reference(str, Enum):
@@ -29,15 +37,9 @@ def import_(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Read trajectories of one molecule into a molmovie dataset file."""
-    from ..datasets import Dataset, check_output, make_splits, parse_splits, write_dataset
-    from ..trajectories import read_ensemble
-
     check_output(output, force)
     sizes = parse_splits(splits)
-    with progress_bar("reading", None, unit="trajectories") as update:
-        def progress(done: int, total: int) -> None:
-            update(completed=done, total=total)
-
+    with progress_callback("reading", unit="trajectories") as progress:
         ens = read_ensemble(paths, format=format, dt=dt, tmax=tmax, progress=progress)
     ds = Dataset(ens, splits=make_splits(ens.n_trajectories, sizes, seed=seed))
     write_dataset(ds, output, force=force)
@@ -62,36 +64,23 @@ def scatter(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output, or signals already in FILE.")] = False,
 ) -> None:
     """Simulate the scattering signals ΔS(q, t) of every trajectory (Eq. (1), IAM)."""
-    from ..datasets import check_output, read_dataset, write_dataset
-    from ..scattering import q_grid, simulate_signals
-
     if output is not None:
         check_output(output, force)
     q = q_grid(**{k: v for k, v in dict(q_min=qmin, q_max=qmax, n_q=nq).items() if v is not None})
+    spec = SignalSpec(q, inelastic=not no_inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed)
     ds = read_dataset(file)
     if output is None and ds.has_signals and not force:
-        from .._errors import InputError
-
         raise InputError(f"{file} already has signals; use --force to replace them, or --output to write a new file")
-    inelastic = not no_inelastic
-    with progress_bar("scattering", ds.n_trajectories, unit="trajectories") as update:
-        dS, I_ref = simulate_signals(
-            ds.symbols, ds.positions, ds.length, ds.time, q,
-            inelastic=inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed,
-            progress=lambda done: update(completed=done),
-        )
-    attrs = dict(inelastic=inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed)
+    with progress_callback("scattering", unit="trajectories") as progress:
+        signals = simulate(ds.symbols, ds.positions, ds.length, ds.time, spec, progress=progress)
     target = output or file
-    write_dataset(ds.with_signals(q, dS, I_ref, **attrs), target, force=True)
+    write_dataset(ds.with_signals(*signals), target, force=True)
     typer.echo(f"{target}: ΔS on {len(q)} q points from {q[0]:g} to {q[-1]:g} 1/Å for {ds.n_trajectories} trajectories")
 
 
 @app.command()
 def info(file: Annotated[Path, typer.Argument(help="Dataset file.", show_default=False)]) -> None:
     """Describe a dataset file: molecule, trajectories, frames, dissociation, q grid, splits."""
-    from ..datasets import read_dataset
-    from ..molecules import formula
-
     ds = read_dataset(file)
     t = ds.time
     dt = f"{t[1] - t[0]:g} fs" if len(t) > 1 else "-"
@@ -103,19 +92,17 @@ def info(file: Annotated[Path, typer.Argument(help="Dataset file.", show_default
     ]
     if ds.has_signals:
         q = ds.q
-        a = ds.signal_attrs
-        noise = f"{a.get('photons'):g} photons/pattern" if a.get("photons") else "none"
-        irf = f"{a.get('irf_fs'):g} fs FWHM" if a.get("irf_fs") else "none"
+        spec = ds.spec
+        noise = f"{spec.photons:g} photons/pattern" if spec.photons else "none"
+        irf = f"{spec.irf_fs:g} fs FWHM" if spec.irf_fs else "none"
         lines.append(f"q grid        {len(q)} points, {q[0]:g} to {q[-1]:g} 1/Å")
-        lines.append(f"signals       reference {a.get('reference')}, inelastic {'on' if a.get('inelastic') else 'off'}, noise {noise}, IRF {irf}")
+        lines.append(f"signals       reference {spec.reference}, inelastic {'on' if spec.inelastic else 'off'}, noise {noise}, IRF {irf}")
     else:
         lines.append("signals       none (run `molmovie scatter`)")
     if ds.splits:
         lines.append("splits        " + ", ".join(f"{k} {len(v)}" for k, v in ds.splits.items()))
     fates = ds.ensemble.provenance.get("trajectories")
     if isinstance(fates, list) and fates and isinstance(fates[0], dict) and "fate" in fates[0]:
-        from collections import Counter
-
         counts = Counter(str(x.get("fate")) for x in fates)
         lines.append("fates         " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     typer.echo("\n".join(lines))

@@ -9,10 +9,18 @@ from typing import Annotated, Optional
 import typer
 
 from .._errors import InputError
-from ..dynamics.calculators import CALCULATORS
+from ..dynamics import default_model, get_model, partial_path
+from ..dynamics import generate as run
+from ..dynamics.calculators import CALCULATORS, get_calculator
 from ..dynamics.initial import INITIAL_CONDITIONS
+from ..molecules import get_molecule
 from . import app
-from ._progress import progress_bar
+from ._options import parse_splits
+from ._progress import progress_callback
+
+
+def _generate_status(info: dict) -> str:
+    return f"{info['dissociated']} dissociated" + (f", {info['failed']} failed" if info["failed"] else "")
 
 _CALCULATOR_HELP = "; ".join(f"{name}: {text}" for name, (_, text) in CALCULATORS.items())
 
@@ -142,23 +150,12 @@ def generate(
     interrupted, the same command resumes it. The output is ready for
     `molmovie scatter`.
     """
-    from ..datasets import parse_splits
-    from ..dynamics import generate as run
-    from ..dynamics import partial_path
-
     sizes = parse_splits(splits)
     if trajectories < 1:
         raise InputError(f"--trajectories must be >= 1; got {trajectories}")
     calc, init = _calculator(calculator, morse), _initial(initial, amplitude, phase, excess, bond, no_wigner)
-    with progress_bar(f"generate {molecule}", trajectories, unit="trajectories") as update:
-        def progress(done: int, total: int, dissociated: int, failed: int) -> None:
-            status = f"{dissociated} dissociated" + (f", {failed} failed" if failed else "")
-            update(completed=done, status=status)
-
+    with progress_callback(f"generate {molecule}", unit="trajectories", status=_generate_status) as progress:
         if stop_dissociated or tmax is not None or dt is not None or timestep is not None:
-            from ..dynamics import default_model, get_model
-            from ..molecules import get_molecule
-
             mol = get_molecule(molecule)
             model = default_model(mol, calc) if model is None else get_model(model)
             if stop_dissociated:
@@ -187,8 +184,6 @@ def generate(
 
 def _calculator(name: str | None, morse: str | None):
     """The calculator of --calculator and --morse (None: the default, xTB)."""
-    from ..dynamics.calculators import get_calculator
-
     if name is None and morse is None:
         return None
     if name is None or name.lower() != "morse":

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 
 from .._errors import InputError
+from ..io import check_output, read_dataset, read_signals, write_inversion
+from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, interpolate_signals, load_method
 from . import app
-from ._progress import progress_bar
+from ._progress import progress_callback
 
 
-class MethodName(str, Enum):
-    nearest = "nearest"
-    vrnn = "vrnn"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+def _method_help() -> str:
+    return f"Inversion method: {', '.join(METHODS)}."
 
 
 def _parse_settings(items: list[str] | None) -> dict:
@@ -43,39 +38,54 @@ def _parse_settings(items: list[str] | None) -> dict:
     return settings
 
 
+def _shortcut_settings(method: InversionMethod, **shortcuts) -> dict:
+    """Options like --epochs that set a setting of that name, for the methods that have one; warned and dropped for the others."""
+    known = method.setting_names()
+    out = {}
+    for key, value in shortcuts.items():
+        if value is None:
+            continue
+        if key in known:
+            out[key] = value
+        else:
+            typer.echo(f"molmovie: warning: --{key} does not apply to the {method.name} method; ignored", err=True)
+    return out
+
+
+def _warn(method: InversionMethod) -> None:
+    """Validate the settings (an InputError stops the command) and print their warnings."""
+    for line in method.check_settings():
+        typer.echo(f"molmovie: warning: {line}", err=True)
+
+
+def _fit_status(info: dict) -> str:
+    parts = []
+    if info.get("train_loss") is not None:
+        parts.append(f"loss {info['train_loss']:.4g}")
+    if info.get("val_loss") is not None:
+        parts.append(f"val {info['val_loss']:.4g}")
+    if info.get("best_epoch"):
+        parts.append(f"best epoch {info['best_epoch']}")
+    return ", ".join(parts)
+
+
 @app.command()
 def train(
     dataset: Annotated[Path, typer.Argument(help="Dataset file with signals (from import/generate + scatter).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (safetensors), e.g. model.safetensors.")],
-    method: Annotated[MethodName, typer.Option(help="Inversion method.")] = MethodName.vrnn,
+    method: Annotated[str, typer.Option(help=_method_help())] = DEFAULT_METHOD,
     exclude_dissociating: Annotated[bool, typer.Option("--exclude-dissociating", help="Leave out trajectories that dissociate (train and val).")] = False,
-    epochs: Annotated[Optional[int], typer.Option(help="Most training epochs (vrnn; default 300, with early stopping).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of initialisation, batch order and sampling (vrnn; default 0).")] = None,
-    device: Annotated[Optional[Device], typer.Option(help="Where to train (vrnn): auto takes a CUDA GPU when there is one.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Most training epochs: the method's 'epochs' setting, for methods that have one.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of initialisation, batch order and sampling: the method's 'seed' setting, for methods that have one.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Where to train (auto, cpu, cuda), for methods that run on a GPU: auto takes a CUDA GPU when there is one.")] = None,
     settings: Annotated[Optional[list[str]], typer.Option("--set", help="Method setting KEY=VALUE, repeatable (e.g. --set hidden=64 --set physics=0).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing model file.")] = False,
 ) -> None:
     """Train an inversion method on the dataset's train split, validating on its val split."""
-    from ..datasets import check_output, read_dataset
-    from ..inversion import get_method
-
     check_output(output, force)
-    options = _parse_settings(settings)
-    for flag, key, value in (("--epochs", "epochs", epochs), ("--seed", "seed", seed), ("--device", "device", device)):
-        if value is None:
-            continue
-        if method is MethodName.vrnn:
-            options[key] = value.value if isinstance(value, Enum) else value
-        else:
-            typer.echo(f"molmovie: warning: {flag} does not apply to the {method.value} method; ignored", err=True)
-    model = get_method(method.value, **options)
-    model._validate_settings()  # before reading a possibly large dataset
-    if method is MethodName.vrnn and model.physics > 0 and model.epochs < model._full_weight_epoch():
-        typer.echo(
-            f"molmovie: warning: the physics term reaches its full weight at epoch {model._full_weight_epoch()} "
-            f"(physics_warmup {model.physics_warmup}); with {model.epochs} epochs it never does, and early stopping never starts",
-            err=True,
-        )
+    model = get_method(method)
+    model.set_params(**{**_parse_settings(settings), **_shortcut_settings(model, epochs=epochs, seed=seed, device=device)})
+    _warn(model)  # before reading a possibly large dataset
 
     ds = read_dataset(dataset)
     if not ds.has_signals:
@@ -88,49 +98,14 @@ def train(
     train_set = ds.split("train")
     val_set = ds.split("val") if len(ds.splits.get("val", ())) else None
 
-    total = int(model.epochs) if method is MethodName.vrnn else 1
-    with progress_bar(f"training {method.value}", total, unit="epochs") as update:
-
-        def progress(done: int, info: dict) -> None:
-            parts = []
-            if info.get("train_loss") is not None:
-                parts.append(f"loss {info['train_loss']:.4g}")
-            if info.get("val_loss") is not None:
-                parts.append(f"val {info['val_loss']:.4g}")
-            if info.get("best_epoch"):
-                parts.append(f"best epoch {info['best_epoch']}")
-            update(completed=done, status=", ".join(parts))
-
+    with progress_callback(f"training {model.name}", status=_fit_status) as progress:
         model.fit(train_set, val_set, progress=progress)
     model.save(output, force=force)
-    note = ""
-    if method is MethodName.vrnn:
-        best = model.history_[model.best_epoch_ - 1]
-        loss = best["val_loss"] if best["val_loss"] is not None else best["train_loss"]
-        note = f", best epoch {model.best_epoch_} of {len(model.history_)} ({'val' if best['val_loss'] is not None else 'train'} loss {loss:.4g})"
+    note = model.fit_summary()
     typer.echo(
-        f"{output}: {method.value} model of {model.molecule_} trained on {train_set.n_trajectories} trajectories"
-        f"{'' if val_set is None else f', validated on {val_set.n_trajectories}'}{note}"
+        f"{output}: {model.name} model of {model.molecule_} trained on {train_set.n_trajectories} trajectories"
+        f"{'' if val_set is None else f', validated on {val_set.n_trajectories}'}{f', {note}' if note else ''}"
     )
-
-
-def _interpolate_q(dS, q, q_model, path: Path):
-    """ΔS on the model's q grid by linear interpolation; the model's grid must lie inside the data's."""
-    import numpy as np
-
-    order = np.argsort(q)
-    q, dS = q[order], dS[..., order]
-    if np.any(np.diff(q) <= 0):
-        raise InputError(f"{path}: q values must be distinct to interpolate")
-    tol = 1e-9 * max(1.0, abs(q[-1]))
-    if q_model[0] < q[0] - tol or q_model[-1] > q[-1] + tol:
-        raise InputError(
-            f"the model's q range ({q_model[0]:.4g} to {q_model[-1]:.4g} 1/Å) reaches outside the signals' "
-            f"({q[0]:.4g} to {q[-1]:.4g} 1/Å); --interpolate-q does not extrapolate"
-        )
-    flat = dS.reshape(-1, len(q))
-    out = np.stack([np.interp(q_model, q, row) for row in flat]) if len(flat) else np.empty((0, len(q_model)))
-    return out.reshape(dS.shape[:-1] + (len(q_model),))
 
 
 @app.command()
@@ -139,22 +114,16 @@ def invert(
     signals: Annotated[Path, typer.Argument(help="A dataset file, or an HDF5 file with q (Q), time (T) and dS ((T, Q) or (M, T, Q)).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Result file to write (HDF5).")],
     interpolate_q: Annotated[bool, typer.Option("--interpolate-q", help="Interpolate the signals onto the model's q grid when they differ.")] = False,
-    device: Annotated[Optional[Device], typer.Option(help="Where to run a vrnn model (default: as trained; auto takes a GPU when there is one).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Where to run the model (auto, cpu, cuda), for methods that run on a GPU (default: as trained).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
 ) -> None:
     """Invert scattering signals into atom-atom distances R_AB(t) with their uncertainties."""
-    import numpy as np
-
-    from ..datasets import check_output, read_signals, write_inversion
-    from ..inversion import load_method
-
     check_output(output, force)
     method = load_method(model)
+    method.set_params(**_shortcut_settings(method, device=device)).check_settings()
     sig = read_signals(signals)
     if sig["symbols"] is not None:
         method.check_molecule(sig["symbols"])
-    from ..inversion._base import check_signals
-
     q = sig["q"]
     try:
         dS, lengths = check_signals(sig["dS"], q, sig["length"], q, n_q_name="signals")
@@ -168,20 +137,17 @@ def invert(
                 f"({len(method.q_)} points, {method.q_.min():.4g} to {method.q_.max():.4g} 1/Å); "
                 "give --interpolate-q to interpolate the signals onto the model's grid"
             )
-        valid = np.arange(dS.shape[1])[None, :] < lengths[:, None]
-        dS = _interpolate_q(np.where(valid[..., None], dS, 0.0), q, method.q_, signals)
-        dS[~valid] = np.nan
+        try:
+            dS = interpolate_signals(dS, q, method.q_, lengths)
+        except InputError as exc:
+            raise InputError(f"{signals}: {exc}") from None
         interpolated = True
-    if device is not None:
-        if hasattr(method, "device"):
-            method.device = device.value
-        else:
-            typer.echo(f"molmovie: warning: --device does not apply to the {method.name} method; ignored", err=True)
     pred = method.predict(dS, q=method.q_, lengths=lengths)
 
     write_inversion(
         output, pred, time=sig["time"], lengths=lengths, method=method.name, molecule=method.molecule_,
         symbols=method.symbols_, pair_labels=method.pair_labels_, model=model, signals=signals, interpolated_q=interpolated,
+        force=force,
     )
     M, T, P = pred.distances.shape
     std_note = "with σ" if pred.std is not None else "without uncertainties"

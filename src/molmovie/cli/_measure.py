@@ -9,6 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from .._errors import InputError
+from ..io import atomic_path, check_output
+from ..io.beamline import ingest as ingest_file
+from ..io.measurement import read_measurement, write_measurement
 from . import app
 
 
@@ -57,10 +60,6 @@ def ingest(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Turn a beamline file into a molmovie measurement: units, ΔS against a reference, σ, q range, time zero."""
-    from ..datasets import check_output
-    from ..io.beamline import ingest as ingest_file
-    from ..io.measurement import write_measurement
-
     check_output(output, force)
     for given in (file, laser_off):
         if given is not None and given.resolve() == output.resolve():
@@ -96,9 +95,6 @@ def show(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing figure.")] = False,
 ) -> None:
     """Figure of a measurement: the ΔS(q, t) map in percent, line-outs at a few q with σ, |ΔS|/σ."""
-    from ..datasets import atomic_path, check_output
-    from ..io.measurement import read_measurement
-
     check_output(output, force)
     suffix = output.suffix.lower()
     if suffix not in (".png", ".pdf", ".svg"):

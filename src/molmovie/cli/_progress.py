@@ -45,3 +45,56 @@ def progress_bar(description: str, total: int | None, *, unit: str = "") -> Iter
             bar.update(task, **kw)
 
         yield update
+
+
+@contextlib.contextmanager
+def progress_callback(description: str, *, unit: str = "", status: Callable[[dict], str] | None = None) -> Iterator[Callable[[int, dict], None]]:
+    """A progress bar fed by molmovie's one progress shape: yields ``progress(done, info)``.
+
+    The bar's total is ``info["total"]``; ``status(info)``, when given, is the
+    text shown beside the bar.
+    """
+    with progress_bar(description, None, unit=unit) as update:
+
+        def progress(done: int, info: dict) -> None:
+            update(completed=done, total=info.get("total"), status=None if status is None else status(info))
+
+        yield progress
+
+
+class StageProgress:
+    """``progress(done, info)`` for a job of many stages (``info["stage"]`` names each): one bar per stage.
+
+    A stage's bar opens at its first report, with ``factory(info["stage"], info["total"])``
+    (a context manager yielding ``update(completed=...)``, like :func:`progress_bar`),
+    and closes when its last step is done, when the next stage begins, or when
+    this object is closed (use it in a ``with`` block): early stopping leaves no bar open.
+    """
+
+    def __init__(self, factory=progress_bar):
+        self.factory = factory
+        self._stage = self._cm = self._update = None
+
+    def __call__(self, done: int, info: dict) -> None:
+        stage = info.get("stage")
+        if stage != self._stage:
+            self.close()
+            self._stage = stage
+            self._cm = self.factory(stage, info.get("total"))
+            self._update = self._cm.__enter__()
+        self._update(completed=done)
+        total = info.get("total")
+        if total is not None and done >= total:
+            self.close()
+
+    def close(self) -> None:
+        """Close the open bar, if any."""
+        if self._cm is not None:
+            cm, self._cm, self._stage = self._cm, None, None
+            cm.__exit__(None, None, None)
+
+    def __enter__(self) -> "StageProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

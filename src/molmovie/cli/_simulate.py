@@ -10,8 +10,12 @@ import numpy as np
 import typer
 
 from .._errors import InputError
+from ..datasets import SPLITS
+from ..io import check_output, read_dataset
+from ..io.measurement import write_measurement
+from ..scattering import DEFAULT_Q, q_grid, simulate_measurement
 from . import app
-from ._progress import progress_bar
+from ._progress import progress_callback
 
 #: Most delays and q points a typed range or a file may ask for (checked before anything is allocated).
 MAX_DELAYS = 100_000
@@ -133,9 +137,6 @@ def simulate_experiment(
     state, with Poisson noise at --photons per q bin; the file also holds the
     weights, γ, t0, IRF and the weighted distribution of every distance per delay.
     """
-    from ..datasets import SPLITS, check_output, read_dataset
-    from ..io.measurement import write_measurement
-    from ..scattering import DEFAULT_Q, q_grid, simulate_measurement
 
     check_output(output, force)
     for option, text in (("DATASET", str(dataset)), ("--delays", delays), ("--q", q), ("--weights", weights)):
@@ -167,11 +168,10 @@ def simulate_experiment(
             raise InputError(f"the default delays run from -200 fs to the basis end + t0 = {end:g} fs; give --delays")
         delay_grid = parse_delays(f"-200:{end!r}:25")
 
-    with progress_bar("scattering", index.size, unit="trajectories") as update:
+    with progress_callback("scattering", unit="trajectories") as progress:
         meas = simulate_measurement(
             ds, q=q_values, delays=delay_grid, weights=w, gamma=gamma, t0=t0, irf_fs=irf_fs, photons=photons,
-            seed=seed, trajectories=index, inelastic=not no_inelastic, source=str(dataset),
-            progress=lambda done, info: update(completed=done, total=info["total"]),
+            seed=seed, trajectories=index, inelastic=not no_inelastic, source=str(dataset), progress=progress,
         )
     write_measurement(meas, output, force=force)
     peak = float(np.max(np.abs(meas.truth.dS_clean)))

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from enum import Enum
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from .._errors import InputError
+from ..evaluation import score_method, write_scores
+from ..evaluation.figures import plot_per_time_step
+from ..evaluation.study import PRESETS, run_study, results_markdown
+from ..inversion import load_method
+from ..io import atomic_path, read_dataset
 from . import app
-from ._progress import progress_bar
-
-
-class PresetName(str, Enum):
-    quick = "quick"
-    paper = "paper"
+from ._progress import StageProgress
 
 
 @app.command()
@@ -26,16 +27,6 @@ def evaluate(
     force: Annotated[bool, typer.Option("--force", help="Replace files already in the output folder.")] = False,
 ) -> None:
     """Score one model on a dataset split: RMSD (labelled, symmetry-aware) and SSR per frame."""
-    import json
-
-    import numpy as np
-
-    from .._errors import InputError
-    from ..datasets import atomic_path, read_dataset
-    from ..evaluation import evaluate as score
-    from ..evaluation.figures import plot_per_time_step
-    from ..inversion import load_method
-
     if output.exists() and not output.is_dir():
         raise InputError(f"{output} exists and is not a folder")
     targets = [output / n for n in ("metrics.json", "frames.npz", "per_time_step.png")]
@@ -46,25 +37,19 @@ def evaluate(
     part = ds if split == "all" else ds.split(split)
     if not part.has_signals:
         raise InputError(f"{dataset} has no signals; run `molmovie scatter` first")
-    pred = method.predict(part.dS, q=part.q, lengths=part.length)
-    ev = score(pred.distances, part)
-    summary = {"model": str(model), "dataset": str(dataset), "split": split, "trajectories": part.n_trajectories, **ev.summary()}
-    if pred.std is not None:
-        summary["within_2sigma"] = float((np.abs(pred.distances - part.distances) <= 2 * pred.std)[part.mask].mean())
+    scores = score_method(method, part)
+    summary = {"model": str(model), "dataset": str(dataset), "split": split, "trajectories": part.n_trajectories, **scores["summary"]}
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(targets[0]) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
-    with atomic_path(targets[1], suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, rmsd=ev.rmsd, rmsd_sym=ev.rmsd_sym, rmsd_sym_traj=ev.rmsd_sym_traj, ssr=ev.ssr, distances=pred.distances, dS_pred=ev.dS_pred)
+    write_scores(targets[1], scores)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    per_t = ev.per_time_step()
-    name = getattr(method, "name", type(method).__name__.lower())
-    fig = plot_per_time_step(part.time, {name: {"rmsd": per_t["rmsd"], "ssr": per_t["ssr"]}}, title=f"{part.molecule}, {split} split")
+    curves = {method.label or method.name: {"rmsd": scores["rmsd_t"], "ssr": scores["ssr_t"]}}
+    fig = plot_per_time_step(part.time, curves, title=f"{part.molecule}, {split} split")
     with atomic_path(targets[2], suffix=".png") as tmp:
         fig.savefig(tmp, dpi=130, format="png")
     plt.close(fig)
@@ -76,7 +61,7 @@ def evaluate(
 
 @app.command()
 def reproduce(
-    preset: Annotated[PresetName, typer.Option(help="quick: small datasets, minutes; paper: the paper's sizes (Table 1).")] = PresetName.quick,
+    preset: Annotated[str, typer.Option(help="; ".join(f"{k}: {p.description}" for k, p in PRESETS.items()) + ".")] = "quick",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for data, models, results and figures.")] = Path("runs/quick"),
     seed: Annotated[int, typer.Option(help="Seed of generation, splits and training.")] = 0,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes for trajectory generation (default: all cores).")] = None,
@@ -86,15 +71,12 @@ def reproduce(
 
     A rerun with the same --output skips every finished stage.
     """
-    from ..evaluation.study import run_study, results_markdown
-
     if workers is not None and workers < 1:
-        from .._errors import InputError
-
         raise InputError(f"The 'workers' parameter must be >= 1; got {workers}")
-    results = run_study(
-        preset.value, output, seed=seed, workers=workers, data_dir=data_dir,
-        log=lambda line: typer.echo(line, err=True), progress_factory=progress_bar,
-    )
+    with StageProgress() as progress:
+        results = run_study(
+            preset, output, seed=seed, workers=workers, data_dir=data_dir,
+            log=lambda line: typer.echo(line, err=True), progress=progress,
+        )
     typer.echo(results_markdown(results))
     typer.echo(f"results and figures in {output}")

@@ -29,6 +29,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from .._errors import InputError
 from ..molecules import atomic_numbers
 
 __all__ = ["Surface", "SCFError", "single_thread", "XTBEngine", "RobustSurface", "optimise", "SCF_LADDER"]
@@ -244,8 +245,6 @@ def optimise(symbols, positions: np.ndarray, surface: Surface, *, fmax: float = 
     from ase import Atoms
     from ase.calculators.calculator import Calculator, all_changes
     from ase.optimize import BFGS
-
-    from .._errors import InputError
 
     robust = RobustSurface(symbols, surface, factory=factory)
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from .._errors import InputError
 from ..molecules import bond_graph, fragments
-from .wigner import _EV_IN_U_A2_PER_FS2, NormalModes
+from .wigner import _EV_IN_U_A2_PER_FS2, NormalModes, _external_basis
 
 __all__ = ["DIRECTIONS", "direction_basis", "add_kinetic_energy", "excess_velocities"]
 
@@ -141,8 +141,6 @@ def direction_basis(names, modes: NormalModes, forces: np.ndarray | None = None,
         orthonormal vectors in mass-weighted space, orthogonal to the
         previous names' vectors and free of overall translation and rotation.
     """
-    from .wigner import _external_basis
-
     adj = bond_graph(modes.symbols, modes.positions)
     inv_sq = 1.0 / np.sqrt(modes.masses)[:, None]
     if positions is None:

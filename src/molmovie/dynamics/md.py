@@ -11,6 +11,7 @@ import numpy as np
 from ._xtb import EngineFactory, RobustSurface, SCFError, single_thread
 from .excess import direction_basis, excess_velocities
 from ..molecules import bond_graph, fragments
+from ..trajectories import is_dissociated
 from .models import Model
 from .wigner import _EV_IN_U_A2_PER_FS2, NormalModes, kinetic_energy, wigner_sample
 
@@ -108,8 +109,6 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
         A trajectory whose SCF fails on every retry ends there; its frames so
         far are kept and ``record["failure"]`` says why.
     """
-    from ..trajectories import is_dissociated
-
     single_thread()
     t_start = _time.perf_counter()
     rng = np.random.default_rng(seed)

@@ -26,7 +26,11 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
+from .._version import __version__
+from ..datasets import Dataset, make_splits
+from ..io import atomic_path, check_output, write_dataset
 from ..molecules import Molecule, get_molecule
+from ..trajectories import Ensemble
 from ._xtb import EngineFactory, RobustSurface, optimise, single_thread
 from .calculators import get_calculator
 from .initial import Mixture, get_initial
@@ -101,11 +105,9 @@ def _run_key(molecule: Molecule, model: Model, seed: int, extra: dict | None = N
 
 
 def _save_result(folder: Path, index: int, res: TrajectoryResult) -> None:
-    final = folder / f"traj-{index:06d}.npz"
-    tmp = folder / f".traj-{index:06d}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, positions=res.positions, energy=res.energy, state=res.state,
-             dissociated=np.array(res.dissociated), record=np.array(json.dumps(res.record)))
-    os.replace(tmp, final)
+    with atomic_path(folder / f"traj-{index:06d}.npz", suffix=".npz") as tmp:
+        np.savez(tmp, positions=res.positions, energy=res.energy, state=res.state,
+                 dissociated=np.array(res.dissociated), record=np.array(json.dumps(res.record)))
 
 
 def _load_results(folder: Path, n: int) -> dict[int, TrajectoryResult]:
@@ -137,15 +139,14 @@ def _open_checkpoint(folder: Path, key: dict, molecule: Molecule, model: Model, 
         if not force:
             raise InputError(
                 f"{folder} holds an interrupted run with a different molecule, model or seed; "
-                f"use --force to discard it, or run with the same settings to resume it"
+                f"use force=True to discard it, or run with the same settings to resume it"
             )
     if folder.exists():
         shutil.rmtree(folder)
     modes = prepare(molecule, model, factory=factory)
     folder.mkdir(parents=True)
-    tmp = folder / ".run.json.tmp"
-    tmp.write_text(json.dumps({"version": CHECKPOINT_VERSION, "key": key, "modes": modes.to_dict()}))
-    os.replace(tmp, run_file)
+    with atomic_path(run_file) as tmp:
+        tmp.write_text(json.dumps({"version": CHECKPOINT_VERSION, "key": key, "modes": modes.to_dict()}))
     return modes
 
 
@@ -201,7 +202,7 @@ def _resolve(molecule, model, calculator=None) -> tuple[Molecule, Model]:
 
 def generate(molecule, n_trajectories: int, *, model: Model | str | None = None, seed: int = 0,
              workers: int | None = None, scheduler: str | None = None, output=None, splits=(85, 11, 11),
-             force: bool = False, progress: Callable[[int, int, int, int], None] | None = None,
+             force: bool = False, progress: Callable[[int, dict], None] | None = None,
              factory: EngineFactory | None = None, calculator=None, initial=None):
     """Generate an ensemble of photoexcited trajectories as a molmovie dataset.
 
@@ -234,7 +235,8 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
         Replace an existing output file (and discard a checkpoint made with
         other settings).
     progress : callable, optional
-        ``progress(done, total, dissociated, failed)`` after each trajectory.
+        ``progress(done, info)`` after each trajectory, ``info`` with ``total``,
+        ``unit`` ("trajectories"), ``dissociated`` and ``failed`` (counts so far).
     factory : callable, optional
         Engine factory (tests).
     calculator : str or calculator, optional
@@ -256,8 +258,6 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
         Trajectories in index order; ``ensemble.provenance["trajectories"]``
         holds one record per trajectory (seed, model, fate, failure, drift).
     """
-    from ..datasets import Dataset, check_output, make_splits, write_dataset
-
     if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)) or n_trajectories < 1:
         raise InputError(f"the number of trajectories must be a whole number >= 1; got {n_trajectories!r}")
     n = int(n_trajectories)
@@ -315,13 +315,13 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
             counts["dis"] += res.dissociated
             counts["fail"] += res.record.get("failure") is not None
             if progress is not None:
-                progress(len(results), n, counts["dis"], counts["fail"])
+                progress(len(results), {"total": n, "unit": "trajectories", "dissociated": counts["dis"], "failed": counts["fail"]})
 
         n_workers = workers if workers is not None else min(os.cpu_count() or 1, max(len(todo), 1))
         if todo and client is None and n_workers > 1 and len(todo) > 1:
             client, cluster = _local_client(min(n_workers, len(todo)))
         if progress is not None:  # after the set-up, so the progress clock times trajectories only
-            progress(len(results), n, counts["dis"], counts["fail"])
+            progress(len(results), {"total": n, "unit": "trajectories", "dissociated": counts["dis"], "failed": counts["fail"]})
         if todo and client is not None:
             from distributed import as_completed
 
@@ -353,9 +353,6 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
 
 def _ensemble(mol: Molecule, model: Model, modes: NormalModes, seed: int, results: list[TrajectoryResult],
               extra: dict | None = None):
-    from .. import __version__
-    from ..trajectories import Ensemble
-
     m, t, n_atoms = len(results), model.n_frames, len(mol.symbols)
     positions = np.full((m, t, n_atoms, 3), np.nan)
     energy = np.full((m, t), np.nan)

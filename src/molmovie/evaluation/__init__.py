@@ -1,7 +1,8 @@
-"""Evaluation: per-frame RMSD and SSR, the five-experiment study, figures."""
+"""Evaluation: per-frame RMSD and SSR, one scoring stage, the five-experiment study, figures."""
 
 from __future__ import annotations
 
 from .metrics import Evaluation, evaluate, heavy_pairs, reconstruct_signal
+from .stage import read_scores, score_method, write_scores
 
-__all__ = ["Evaluation", "evaluate", "heavy_pairs", "reconstruct_signal"]
+__all__ = ["Evaluation", "evaluate", "heavy_pairs", "reconstruct_signal", "score_method", "write_scores", "read_scores"]

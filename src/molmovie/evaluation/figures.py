@@ -2,24 +2,67 @@
 
 Every function takes arrays (and optionally a matplotlib ``ax``), draws, and
 returns the figure; nothing is shown or saved here (the caller saves).
+Methods come as a dict, label -> numbers, for any number of methods; each
+gets the colour of its place in the dict (:data:`PALETTE`), in every figure.
 """
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-__all__ = ["plot_rmsd_sums", "plot_distance_trace", "plot_per_time_step", "plot_signals", "METHOD_STYLE"]
+from .._errors import InputError
+from ..geometry import pair_indices, pair_labels
 
-#: Colours and labels of the methods, shared by every figure.
-METHOD_STYLE = {
-    "nearest": dict(color="#4C72B0", label="baseline (nearest frame, χ²)"),
-    "vrnn": dict(color="#DD8452", label="VRNN"),
-    "truth": dict(color="black", label="truth"),
-}
+__all__ = ["plot_rmsd_sums", "plot_distance_trace", "plot_per_time_step", "plot_signals", "choose_pair", "PALETTE"]
+
+#: Colours of the methods, in the order they are given (seaborn's "deep" palette); the truth is black.
+PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
 
 
-def _style(name: str) -> dict:
-    return METHOD_STYLE.get(name, dict(color=None, label=name))
+def _colour(k: int) -> str:
+    return PALETTE[k % len(PALETTE)]
+
+
+def choose_pair(symbols, distances=None, name: str | None = None) -> tuple[int, str]:
+    """The atom pair a figure follows: by name, or the one whose distance varies most.
+
+    Parameters
+    ----------
+    symbols : sequence of str
+    distances : ndarray, shape (..., n_pairs), Angstrom, optional
+        Needed without ``name``: the pair of largest variance over all
+        (finite) entries is chosen, the first on ties.
+    name : str, optional
+        A pair label as :func:`molmovie.geometry.pair_labels` writes it
+        ("N2-O5"), or two elements ("O-N", either order): the first such pair.
+
+    Returns
+    -------
+    index : int
+        Position of the pair in ``numpy.triu_indices`` order.
+    label : str
+        Its pair label, e.g. "N2-O5".
+    """
+    labels = list(pair_labels(tuple(symbols)))
+    if name is None:
+        if distances is None:
+            raise InputError("choose a pair by name, or give distances to choose the one that varies most")
+        d = np.asarray(distances, dtype=float).reshape(-1, len(labels))
+        var = np.array([np.var(col[np.isfinite(col)]) if np.isfinite(col).any() else -1.0 for col in d.T])
+        k = int(np.argmax(var))
+        return k, labels[k]
+    if name in labels:
+        return labels.index(name), name
+    parts = [p.strip() for p in re.split("[-–]", name)]
+    if len(parts) == 2:
+        i, j = pair_indices(len(symbols))
+        want = sorted(parts)
+        for k, (a, b) in enumerate(zip(i, j)):
+            if sorted((symbols[a], symbols[b])) == want:
+                return k, labels[k]
+    raise InputError(f"the molecule ({' '.join(symbols)}) has no pair {name!r}; its pairs are {', '.join(labels)}")
 
 
 def _axes(ax, ncols=1, figsize=(6.4, 4.0), sharey=False):
@@ -38,8 +81,9 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
     ----------
     experiments : list of str
         Experiment labels (x axis).
-    sums : dict panel -> dict method -> list of float
-        E.g. ``{"labelled": {"nearest": [...], "vrnn": [...]}, "symmetry-aware": {...}}``; one panel each.
+    sums : dict panel -> dict method label -> list of float
+        E.g. ``{"labelled": {"baseline": [...], "VRNN": [...]}, "symmetry-aware": {...}}``;
+        one panel each, one bar per method (NaN: no bar).
     """
     panels = list(sums)
     fig, axes = _axes(ax, ncols=len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True)  # panels compare
@@ -49,8 +93,7 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
         width = 0.8 / len(methods)
         for k, m in enumerate(methods):
             vals = np.asarray(sums[panel][m], dtype=float)
-            st = _style(m)
-            bars = a.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, color=st["color"], label=st["label"])
+            bars = a.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, color=_colour(k), label=m)
             a.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
         a.set_xticks(x, experiments, rotation=20, ha="right")
         if a is axes[0]:
@@ -70,17 +113,16 @@ def plot_distance_trace(time, truth, predictions: dict[str, tuple[np.ndarray, np
     ----------
     time : ndarray, shape (T,), fs
     truth : ndarray, shape (T,), Angstrom
-    predictions : dict method -> (distance (T,), std (T,) or None)
+    predictions : dict method label -> (distance (T,), std (T,) or None)
     pair_label : str
-        E.g. "O–N".
+        E.g. "N2-O5".
     """
     fig, (a,) = _axes(ax, figsize=(7.0, 3.8))
     a.plot(time, truth, color="black", lw=1.8, label="truth")
-    for m, (d, s) in predictions.items():
-        st = _style(m)
-        a.plot(time, d, color=st["color"], lw=1.2, label=st["label"])
+    for k, (m, (d, s)) in enumerate(predictions.items()):
+        a.plot(time, d, color=_colour(k), lw=1.2, label=m)
         if s is not None:
-            a.fill_between(time, d - s, d + s, color=st["color"], alpha=0.25, lw=0, label=f"{st['label']} ± σ")
+            a.fill_between(time, d - s, d + s, color=_colour(k), alpha=0.25, lw=0, label=f"{m} ± σ")
     a.set_xlabel("time (fs)")
     a.set_ylabel(f"{pair_label} distance (Å)")
     a.legend(fontsize=8, ncol=2)
@@ -94,13 +136,12 @@ def plot_per_time_step(time, curves: dict[str, dict[str, np.ndarray]], *, title:
     Parameters
     ----------
     time : ndarray, shape (T,), fs
-    curves : dict method -> {"rmsd": (T,), "ssr": (T,)}
+    curves : dict method label -> {"rmsd": (T,), "ssr": (T,)}
     """
     fig, axes = _axes(ax, ncols=2, figsize=(10.0, 3.8))
-    for m, c in curves.items():
-        st = _style(m)
-        axes[0].plot(time, c["rmsd"], color=st["color"], label=st["label"])
-        axes[1].plot(time, c["ssr"], color=st["color"], label=st["label"])
+    for k, (m, c) in enumerate(curves.items()):
+        axes[0].plot(time, c["rmsd"], color=_colour(k), label=m)
+        axes[1].plot(time, c["ssr"], color=_colour(k), label=m)
     axes[0].set_ylabel("mean RMSD (Å)")
     axes[1].set_ylabel("mean SSR of ΔS (fraction²)")
     axes[1].set_yscale("log")

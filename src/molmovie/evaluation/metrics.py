@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..geometry import automorphisms, coordinates_from_distances, pair_indices, relabelling_per_trajectory, rmsd
+from .._errors import InputError
+from ..geometry import automorphisms, best_relabellings, coordinates_from_distances, pair_indices, rmsd
+from ..scattering import difference_signal, intensity_from_distances
 
 __all__ = ["Evaluation", "evaluate", "reconstruct_signal", "heavy_pairs"]
 
@@ -50,8 +52,6 @@ def reconstruct_signal(distances: np.ndarray, symbols, q: np.ndarray, I_ref: np.
     -------
     ndarray, shape (M, T, Q), a fraction
     """
-    from ..scattering import difference_signal, intensity_from_distances
-
     I = intensity_from_distances(symbols, distances, q, inelastic=inelastic)
     return difference_signal(I, np.asarray(I_ref)[:, None, :])
 
@@ -129,8 +129,6 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
         Atom permutations for the symmetry-aware RMSD; default: the
         automorphisms of the bond graph of the dataset's first frame.
     """
-    from .._errors import InputError
-
     if not dataset.has_signals:
         raise InputError("the dataset has no signals; run `molmovie scatter` first")
     pred = np.array(distances, dtype=float)
@@ -145,20 +143,17 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
     masses = dataset.masses
     coords = coordinates_from_distances(pred)
     labelled = rmsd(coords, positions, masses)
-    rmsd_sym = rmsd(coords, positions, masses, permutations=permutations)
-    rmsd_sym_traj = _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations)
-    dS_pred = reconstruct_signal(pred, dataset.symbols, dataset.q, dataset.I_ref, inelastic=bool(dataset.signal_attrs.get("inelastic", True)))
+    # one pass of QCP residuals chooses both relabellings: each frame's, and each whole trajectory's
+    perms, per_frame, per_trajectory = best_relabellings(coords, positions, masses, permutations)
+    rmsd_sym = rmsd(_relabel(coords, perms[per_frame]), positions, masses)
+    rmsd_sym_traj = rmsd(_relabel(coords, perms[per_trajectory][:, None]), positions, masses)
+    dS_pred = reconstruct_signal(pred, dataset.symbols, dataset.q, dataset.I_ref, inelastic=dataset.spec.inelastic)
     resid = dS_pred - dataset.dS
     ssr = np.where(mask, np.sum(np.where(mask[..., None], resid, 0.0) ** 2, axis=-1), np.nan)
     abs_error = np.abs(pred - truth)
     return Evaluation(labelled, rmsd_sym, rmsd_sym_traj, ssr, abs_error, dS_pred, heavy_pairs(dataset.symbols))
 
 
-def _rmsd_one_relabelling_per_trajectory(coords, positions, masses, permutations) -> np.ndarray:
-    """Per-frame RMSD (M, T) under each trajectory's best single relabelling (smallest sum over its frames).
-
-    ``coords`` (M, T, N, 3) are the predicted structures.
-    """
-    perms, best = relabelling_per_trajectory(coords, positions, masses, permutations)
-    relabelled = np.take_along_axis(coords, perms[best][:, None, :, None], axis=2)
-    return rmsd(relabelled, positions, masses)
+def _relabel(coords, perms) -> np.ndarray:
+    """``coords`` (M, T, N, 3) with frame (m, t)'s atoms relabelled by ``perms[m, t]`` (shape (M, T or 1, N))."""
+    return np.take_along_axis(coords, perms[..., None], axis=2)

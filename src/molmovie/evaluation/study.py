@@ -1,10 +1,13 @@
-"""The five-experiment study of the paper, end to end, resumable.
+"""The five-experiment study of the paper, end to end, resumable, for any list of methods.
 
 Experiments (the paper's): all NMM trajectories; all C2H4; C2H4 without
 dissociation; all CS2; CS2 without dissociation. Each has its own
-train/val/test split; for each, the frame-by-frame baseline (``nearest``) and
-the ``vrnn`` are trained, scored on the test split (labelled and
-symmetry-aware RMSD, SSR), and compared.
+train/val/test split. A :class:`Preset` names the inversion methods it runs
+(keys of :data:`molmovie.inversion.METHODS`) with their settings, and may
+change them per experiment; an :class:`Experiment` may run only some of them.
+Each method is trained, scored on the test split (labelled and
+symmetry-aware RMSD, SSR) and compared: every score's winner and its margin
+over the runner-up.
 
 Stages, each written atomically so a rerun skips what is done and Ctrl-C
 leaves nothing corrupt::
@@ -12,8 +15,8 @@ leaves nothing corrupt::
     OUT/study.json                       what defines the study (a rerun with other settings is refused)
     OUT/data/{nmm,c2h4,cs2}.h5           generated trajectories + signals
     OUT/models/{experiment}-{method}.safetensors
-    OUT/eval/{experiment}-{method}.npz   predictions and per-frame metrics
-    OUT/results.json, OUT/results.md     the table
+    OUT/eval/{experiment}-{method}.npz   predictions and per-frame metrics (:func:`~molmovie.evaluation.write_scores`)
+    OUT/results.json, OUT/results.md     the tables
     OUT/fig2a.png, fig2b.png, fig2c.png, signals.png
 """
 
@@ -28,23 +31,60 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
-from ..datasets import SPLITS
+from ..datasets import SPLITS, make_splits
+from ..dynamics import generate
+from ..inversion import METHODS, get_method, load_method
+from ..io import atomic_path, read_dataset, write_dataset
+from ..scattering import SignalSpec, q_grid, simulate
+from .figures import choose_pair, plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
+from .stage import read_scores, score_method, write_scores
 
-__all__ = ["Preset", "PRESETS", "EXPERIMENTS", "Experiment", "run_study", "write_report"]
+__all__ = [
+    "Preset",
+    "PRESETS",
+    "EXPERIMENTS",
+    "Experiment",
+    "SCORES",
+    "run_study",
+    "rank_methods",
+    "method_settings",
+    "results_markdown",
+    "write_report",
+]
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """One of the paper's five experiments."""
+    """One experiment of the study.
+
+    Attributes
+    ----------
+    key : str
+        Name of its files (``models/{key}-{method}.safetensors``).
+    label : str
+        Its name in tables and figures.
+    molecule : str
+        The dataset it uses (a key of the preset's ``trajectories``).
+    bound_only : bool
+        Leave out dissociating trajectories (and split the rest anew).
+    methods : tuple of str, optional
+        The preset's methods it runs (default: all of them).
+    pair : str, optional
+        The distance the trajectory figure follows (a pair label such as
+        "N2-O5", or two elements such as "O-N"); default: the pair whose true
+        distance varies most.
+    """
 
     key: str
     label: str
     molecule: str
     bound_only: bool
+    methods: tuple[str, ...] | None = None
+    pair: str | None = None
 
 
 EXPERIMENTS = (
-    Experiment("nmm", "NMM", "nmm", False),
+    Experiment("nmm", "NMM", "nmm", False, pair="O-N"),
     Experiment("c2h4", "C2H4", "c2h4", False),
     Experiment("c2h4-bound", "C2H4 bound", "c2h4", True),
     Experiment("cs2", "CS2", "cs2", False),
@@ -54,18 +94,25 @@ EXPERIMENTS = (
 
 @dataclass(frozen=True)
 class Preset:
-    """Sizes of a study run.
+    """What a study run trains, and on how much data.
 
     Attributes
     ----------
+    name : str
     trajectories : dict molecule -> (train, val, test) counts
-    vrnn : dict of VRNN settings (common), and per-experiment overrides in ``vrnn_by_experiment``
+    methods : dict method name -> dict of settings
+        The inversion methods to compare (keys of
+        :data:`molmovie.inversion.METHODS`), in the order of the tables, with
+        their settings; a method that takes a ``seed`` gets the study's.
+    settings_by_experiment : dict experiment key -> dict method name -> dict of settings
+        Per-experiment changes to ``methods``' settings.
+    description : str
     """
 
     name: str
     trajectories: dict
-    vrnn: dict
-    vrnn_by_experiment: dict = field(default_factory=dict)
+    methods: dict
+    settings_by_experiment: dict = field(default_factory=dict)
     description: str = ""
 
 
@@ -74,29 +121,27 @@ PRESETS: dict[str, Preset] = {
         "paper",
         # Table 1 of the paper
         {"nmm": (85, 11, 11), "c2h4": (800, 100, 100), "cs2": (753, 94, 95)},
-        vrnn=dict(epochs=150, patience=20),
+        methods={"nearest": {}, "vrnn": dict(epochs=150, patience=20)},
         description="the paper's dataset sizes (Table 1)",
     ),
     "quick": Preset(
         "quick",
         {"nmm": (12, 2, 4), "c2h4": (96, 12, 12), "cs2": (48, 8, 8)},
-        vrnn=dict(epochs=60, patience=10),
+        methods={"nearest": {}, "vrnn": dict(epochs=60, patience=10)},
         description="small datasets for a run of well under 20 minutes on 2 cores",
     ),
 }
 
 
-# the scores compared per experiment (sums over the test frames; smaller wins)
+#: The scores compared per experiment (sums over the test frames; smaller wins), in the tables' order.
 SCORES = ("rmsd_sum", "rmsd_sym_traj_sum", "rmsd_sym_sum", "ssr_sum")
-
-
-def _atomic_savez(path: Path, **arrays) -> None:
-    from ..datasets import atomic_path
-
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
+#: How the tables name them.
+SCORE_NAMES = {
+    "rmsd_sum": "RMSD sum (Å), labelled",
+    "rmsd_sym_traj_sum": "RMSD sum (Å), symmetry-aware per trajectory",
+    "rmsd_sym_sum": "RMSD sum (Å), symmetry-aware per frame",
+    "ssr_sum": "SSR sum",
+}
 
 MANIFEST = "study.json"
 #: Raised whenever a change to molmovie makes models or scores of an older study invalid
@@ -104,14 +149,44 @@ MANIFEST = "study.json"
 REVISION = 2
 
 
+def method_label(name: str) -> str:
+    """How tables and figures call a method: its class's ``label``, else its name."""
+    cls = METHODS.get(name)
+    return (getattr(cls, "label", "") or name) if cls is not None else name
+
+
+def experiment_methods(preset: Preset, exp: Experiment) -> list[str]:
+    """The methods an experiment runs under a preset, in the preset's order."""
+    return [m for m in preset.methods if exp.methods is None or m in exp.methods]
+
+
+def method_settings(preset: Preset, exp: Experiment, method: str, seed: int) -> dict:
+    """A method's settings in one experiment: the preset's, the experiment's changes, and the study's seed."""
+    s = dict(preset.methods[method])
+    s.update(preset.settings_by_experiment.get(exp.key, {}).get(method, {}))
+    if method in METHODS and "seed" in METHODS[method].setting_names():
+        s["seed"] = seed
+    return s
+
+
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and v:
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def _upgrade_manifest(old: dict) -> dict:
+    """A manifest written before presets named their methods (VRNN settings beside an implied baseline), in today's terms."""
+    if "vrnn" not in old or "methods" in old:
+        return old
+    new = {k: v for k, v in old.items() if k not in ("vrnn", "vrnn_by_experiment")}
+    new["methods"] = {"nearest": {}, "vrnn": old["vrnn"]}
+    new["settings_by_experiment"] = {k: {"vrnn": v} for k, v in (old.get("vrnn_by_experiment") or {}).items()}
+    return new
 
 
 def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
@@ -122,8 +197,8 @@ def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
         "seed": int(seed),
         "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
         "trajectories": {k: list(v) for k, v in preset.trajectories.items()},
-        "vrnn": preset.vrnn,
-        "vrnn_by_experiment": preset.vrnn_by_experiment,
+        "methods": preset.methods,
+        "settings_by_experiment": preset.settings_by_experiment,
     }))
     path = out / MANIFEST
     if not path.exists():
@@ -140,8 +215,13 @@ def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
         raise InputError(f"{path} is not a study manifest; choose another --output") from None
     if not isinstance(old, dict):
         raise InputError(f"{path} is not a study manifest; choose another --output")
-    a, b = _flatten(old), _flatten(manifest)
-    diff = [f"{k} {a.get(k, 'unset')} there, {b.get(k, 'unset')} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    a, b = _flatten(_upgrade_manifest(old)), _flatten(manifest)
+    # an empty dict is kept as a value (a method without settings is named), and is as good as unset
+    diff = [
+        f"{k} {a.get(k, 'unset')} there, {b.get(k, 'unset')} here"
+        for k in sorted(set(a) | set(b))
+        if a.get(k, {}) != b.get(k, {})
+    ]
     if diff:
         raise InputError(
             f"{out} holds a study defined otherwise ({'; '.join(diff)}); its models would be reused: choose another --output"
@@ -151,14 +231,27 @@ def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
 
 def _experiment_dataset(full, exp: Experiment, seed: int):
     """The dataset of one experiment with its own split (bound-only experiments drop dissociating runs)."""
-    from ..datasets import make_splits
-
     if not exp.bound_only:
         return full
     ds = full.without_dissociating()
     counts = [len(full.splits[k]) for k in SPLITS]
     ds.splits = make_splits(ds.n_trajectories, counts, seed=seed + 1)
     return ds
+
+
+def _staged(progress, stage: str, *, least: int = 1):
+    """``progress(done, info)`` with ``info["stage"]`` set (``stage`` and the unit of its steps); None without a progress callback.
+
+    Jobs of fewer than ``least`` steps report nothing (a one-step fit has no progress to show).
+    """
+    if progress is None:
+        return None
+
+    def report(done: int, info: dict) -> None:
+        if (info.get("total") or 0) >= least:
+            progress(done, {**info, "stage": f"{stage} {info['unit']}" if info.get("unit") else stage})
+
+    return report
 
 
 def run_study(
@@ -169,7 +262,7 @@ def run_study(
     workers: int | None = None,
     data_dir=None,
     log: Callable[[str], None] = print,
-    progress_factory=None,
+    progress: Callable[[int, dict], None] | None = None,
 ) -> dict:
     """Run the five-experiment study (or resume it) and write the report.
 
@@ -186,17 +279,26 @@ def run_study(
         Where the generated datasets live (default ``OUTPUT/data``); reused when present.
     log : callable(str)
         Where progress lines go.
-    progress_factory : callable(description, total) -> context manager yielding update(completed=...), optional
+    progress : callable(done, info), optional
+        Progress of the long stages (generating a molecule's trajectories,
+        training a method for more than one step): ``info["stage"]`` names
+        the stage (e.g. "nmm vrnn epochs", "generate nmm"), ``info["total"]``
+        its steps; a stage may end early (early stopping).
 
     Returns
     -------
     dict
-        The results (also written to ``results.json``).
+        The results (also written to ``results.json``): per experiment its
+        split sizes, each method's summary, and per score the ``winner``,
+        the ``runner_up`` and the ``margin`` between them.
     """
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
         preset = PRESETS[preset]
+    unknown = [m for m in preset.methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"the {preset.name} preset names unknown methods {', '.join(map(repr, unknown))}; methods are {', '.join(METHODS)}")
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
@@ -207,18 +309,16 @@ def run_study(
     for d in (out, data, out / "models", out / "eval"):
         d.mkdir(parents=True, exist_ok=True)
     if not (out / MANIFEST).exists():
-        from ..datasets import atomic_path
-
         with atomic_path(out / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2))
 
     t0 = time.perf_counter()
     reused = 0
     datasets = {}
-    for mol in ("nmm", "c2h4", "cs2"):
+    for mol in dict.fromkeys(e.molecule for e in EXPERIMENTS):
         path = data / f"{mol}.h5"
         reused += path.exists()
-        datasets[mol] = _dataset_stage(mol, preset, path, seed, workers, log, progress_factory)
+        datasets[mol] = _dataset_stage(mol, preset, path, seed, workers, log, _staged(progress, f"generate {mol}"))
 
     results = {"preset": preset.name, "seed": seed, "experiments": {}}
     per_frame = {}
@@ -226,36 +326,53 @@ def run_study(
         ds = _experiment_dataset(datasets[exp.molecule], exp, seed)
         train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
         entry = {"label": exp.label, "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories}, "methods": {}}
-        for method in ("nearest", "vrnn"):
+        for method in experiment_methods(preset, exp):
             reused += any(p.exists() for p in _stage_paths(out, exp, method))
-            ev = _method_stage(exp, method, preset, train, val, test, out, seed, log, progress_factory)
+            ev = _method_stage(exp, method, preset, train, val, test, out, seed, log, progress)
             entry["methods"][method] = ev["summary"]
             per_frame[(exp.key, method)] = ev
         # the simplest predictor, for scale: every frame answered with the training set's mean distances
         mean_R = np.nanmean(train.distances[train.mask], axis=0)
         entry["mean_predictor_abs_error"] = float(np.mean(np.abs(test.distances[test.mask] - mean_R)))
-        m = entry["methods"]
-        entry["winner"] = {
-            k: ("vrnn" if m["vrnn"][k] < m["nearest"][k] else "nearest") for k in SCORES
-        }
+        entry.update(rank_methods(entry["methods"]))
         results["experiments"][exp.key] = entry
-        log(
-            f"{exp.label:11s} RMSD sum baseline {m['nearest']['rmsd_sum']:9.1f}  VRNN {m['vrnn']['rmsd_sum']:9.1f} | "
-            f"sym/traj {m['nearest']['rmsd_sym_traj_sum']:9.1f} / {m['vrnn']['rmsd_sym_traj_sum']:9.1f} | "
-            f"sym/frame {m['nearest']['rmsd_sym_sum']:9.1f} / {m['vrnn']['rmsd_sym_sum']:9.1f} | "
-            f"SSR {m['nearest']['ssr_sum']:9.3g} / {m['vrnn']['ssr_sum']:9.3g}"
-        )
+        log(_log_line(exp, entry))
     results["wall_time_s"] = round(time.perf_counter() - t0, 1)
     results["reused_stages"] = int(reused)
     write_report(results, per_frame, datasets, out, seed=seed)
     return results
 
 
-def _dataset_stage(mol, preset, path: Path, seed, workers, log, progress_factory):
-    """Generate (or reuse) one molecule's trajectories and simulate their signals."""
-    from ..datasets import read_dataset, write_dataset
-    from ..scattering import q_grid, simulate_signals
+def rank_methods(summaries: dict) -> dict:
+    """Each score's winner (smallest; ties to the method listed first), runner-up and margin.
 
+    Parameters
+    ----------
+    summaries : dict method -> dict score -> float
+
+    Returns
+    -------
+    dict with ``winner``, ``runner_up`` (None with one method) and ``margin``
+    (runner-up's score minus the winner's, >= 0; None with one method), each a
+    dict score -> value.
+    """
+    ranked = {k: sorted(summaries, key=lambda m: summaries[m][k]) for k in SCORES}
+    return {
+        "winner": {k: r[0] for k, r in ranked.items()},
+        "runner_up": {k: r[1] if len(r) > 1 else None for k, r in ranked.items()},
+        "margin": {k: summaries[r[1]][k] - summaries[r[0]][k] if len(r) > 1 else None for k, r in ranked.items()},
+    }
+
+
+def _log_line(exp: Experiment, entry: dict) -> str:
+    m = entry["methods"]
+    names = " / ".join(method_label(k) for k in m)
+    cells = [f"{short} " + " / ".join(f"{m[k][score]:9.4g}" for k in m) for score, short in zip(SCORES, ("RMSD sum", "sym/traj", "sym/frame", "SSR"))]
+    return f"{exp.label:11s} {names}: " + " | ".join(cells)
+
+
+def _dataset_stage(mol, preset, path: Path, seed, workers, log, progress):
+    """Generate (or reuse) one molecule's trajectories and simulate their signals."""
     counts = preset.trajectories[mol]
     n = int(sum(counts))
     if path.exists():
@@ -278,14 +395,11 @@ def _dataset_stage(mol, preset, path: Path, seed, workers, log, progress_factory
             log(f"{mol}: reusing {path} ({n} trajectories, {int(ds.dissociated.sum())} dissociated)")
             return ds
     else:
-        from ..dynamics import generate
-
         log(f"{mol}: generating {n} trajectories with GFN2-xTB ...")
-        generate(mol, n, output=path, seed=seed, workers=workers, splits=counts, progress=_progress_cb(progress_factory, f"generate {mol}", n))
+        generate(mol, n, output=path, seed=seed, workers=workers, splits=counts, progress=progress)
         ds = read_dataset(path)
     q = q_grid()
-    dS, I_ref = simulate_signals(ds.symbols, ds.positions, ds.length, ds.time, q, inelastic=True, reference="first")
-    ds = ds.with_signals(q, dS, I_ref, inelastic=True, reference="first", photons=None, irf_fs=None, seed=seed)
+    ds = ds.with_signals(*simulate(ds.symbols, ds.positions, ds.length, ds.time, SignalSpec(q, inelastic=True, reference="first", seed=seed)))
     write_dataset(ds, path, force=True)
     log(f"{mol}: {n} trajectories, {int(ds.dissociated.sum())} dissociated; signals on {len(q)} q points")
     return ds
@@ -293,15 +407,13 @@ def _dataset_stage(mol, preset, path: Path, seed, workers, log, progress_factory
 
 def _check_protocol(ds, path: Path) -> None:
     """Refuse reused signals simulated otherwise than the study's protocol (default q grid, inelastic, first frame, exact)."""
-    from ..scattering import q_grid
-
-    q, a = q_grid(), ds.signal_attrs
+    q, spec = q_grid(), ds.spec
     found = {
         "q grid": f"{len(ds.q)} points, {ds.q.min():.3g}-{ds.q.max():.3g} 1/Å",
-        "inelastic": bool(a.get("inelastic", True)),
-        "reference": str(a.get("reference", "first")),
-        "photons": a.get("photons"),
-        "irf_fs": a.get("irf_fs"),
+        "inelastic": spec.inelastic,
+        "reference": spec.reference,
+        "photons": spec.photons,
+        "irf_fs": spec.irf_fs,
     }
     wanted = {"q grid": f"{len(q)} points, {q.min():.3g}-{q.max():.3g} 1/Å", "inelastic": True, "reference": "first", "photons": None, "irf_fs": None}
     same_q = len(ds.q) == len(q) and np.allclose(ds.q, q, rtol=1e-9, atol=1e-12)
@@ -310,100 +422,30 @@ def _check_protocol(ds, path: Path) -> None:
         raise InputError(f"{path} holds signals simulated otherwise than the study's: {'; '.join(diff)}; choose another --data-dir")
 
 
-def _progress_cb(factory, description, total):
-    """A callable(done) for library progress hooks; a no-op without a factory."""
-    if factory is None:
-        return None
-    return _LazyProgress(factory, description, total)
-
-
-class _LazyProgress:
-    """Opens its progress bar on the first update and closes it at the last."""
-
-    def __init__(self, factory, description, total):
-        self.factory, self.description, self.total = factory, description, total
-        self._cm = self._update = None
-
-    def __call__(self, done, *args, **kwargs):
-        if self._cm is None:
-            self._cm = self.factory(self.description, self.total)
-            self._update = self._cm.__enter__()
-        self._update(completed=done)
-        if done >= self.total:
-            self.close()
-
-    def close(self):
-        """Close the bar if it is open."""
-        if self._cm is not None:
-            cm, self._cm = self._cm, None
-            cm.__exit__(None, None, None)
-
-
-def _vrnn_settings(preset: Preset, exp: Experiment, seed: int) -> dict:
-    s = dict(preset.vrnn)
-    s.update(preset.vrnn_by_experiment.get(exp.key, {}))
-    s["seed"] = seed
-    return s
-
-
 def _stage_paths(out: Path, exp: Experiment, method: str) -> tuple[Path, Path]:
     """The model file and the evaluation file of one method in one experiment."""
     return out / "models" / f"{exp.key}-{method}.safetensors", out / "eval" / f"{exp.key}-{method}.npz"
 
 
-def _method_stage(exp, method, preset, train, val, test, out: Path, seed, log, progress_factory) -> dict:
-    """Train (or load) one method for one experiment, predict the test split, and score it."""
-    from ..inversion import get_method, load_method
-    from .metrics import evaluate
-
+def _method_stage(exp, method, preset, train, val, test, out: Path, seed, log, progress) -> dict:
+    """Train (or load) one method for one experiment, then predict, score and save its test split."""
     model_path, eval_path = _stage_paths(out, exp, method)
     if eval_path.exists():
-        with np.load(eval_path, allow_pickle=False) as z:
-            ev = {k: z[k] for k in z.files}
-        ev["summary"] = json.loads(str(ev.pop("summary_json")))
+        ev = read_scores(eval_path)
         if all(k in ev["summary"] for k in SCORES):
             return ev
         log(f"{exp.label}: {eval_path.name} predates the current metrics; scoring {method} again")
     if model_path.exists():
         model = load_method(model_path)
     else:
-        settings = _vrnn_settings(preset, exp, seed) if method == "vrnn" else {}
+        model = get_method(method, **method_settings(preset, exp, method, seed))
         log(f"{exp.label}: training {method} on {train.n_trajectories} trajectories ...")
         t = time.perf_counter()
-        model = get_method(method, **settings)
-        bar = None
-        if method == "vrnn":
-            bar = _progress_cb(progress_factory, f"{exp.key} vrnn epochs", int(model.epochs))
-        try:
-            model.fit(train, val=val, **({} if bar is None else {"progress": bar}))
-        finally:
-            if bar is not None:
-                bar.close()  # early stopping ends before the last epoch
+        model.fit(train, val=val, progress=_staged(progress, f"{exp.key} {method}", least=2))
         model.save(model_path)
         log(f"{exp.label}: {method} trained in {time.perf_counter() - t:.0f} s")
-    pred = model.predict(test.dS, q=test.q, lengths=test.length)
-    ev_obj = evaluate(pred.distances, test)
-    summary = ev_obj.summary()
-    if pred.std is not None:
-        inside = np.abs(pred.distances - test.distances) <= 2 * pred.std
-        summary["within_2sigma"] = float(inside[test.mask].mean())
-    per_t = ev_obj.per_time_step()
-    ev = dict(
-        distances=pred.distances,
-        std=pred.std if pred.std is not None else np.zeros((0,)),
-        rmsd=ev_obj.rmsd,
-        rmsd_sym=ev_obj.rmsd_sym,
-        rmsd_sym_traj=ev_obj.rmsd_sym_traj,
-        ssr=ev_obj.ssr,
-        dS_pred=ev_obj.dS_pred,
-        rmsd_t=per_t["rmsd"],
-        rmsd_sym_t=per_t["rmsd_sym"],
-        rmsd_sym_traj_t=per_t["rmsd_sym_traj"],
-        ssr_t=per_t["ssr"],
-        summary_json=np.array(json.dumps(summary)),
-    )
-    _atomic_savez(eval_path, **ev)
-    ev["summary"] = summary
+    ev = score_method(model, test)
+    write_scores(eval_path, ev)
     return ev
 
 
@@ -414,58 +456,68 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 100 else f"{x:.0f}"
 
 
+def _methods_of(results: dict) -> list[str]:
+    return list(dict.fromkeys(m for e in results["experiments"].values() for m in e["methods"]))
+
+
 def results_markdown(results: dict) -> str:
-    """The results table in Markdown (bold = the better method of each pair)."""
+    """The results tables in Markdown, for any number of methods (bold: each score's winner)."""
+    exps = results["experiments"]
+    methods = _methods_of(results)
+    names = " / ".join(method_label(m) for m in methods)
     rows = [
-        "| experiment | train/val/test | RMSD sum (Å), labelled: baseline / VRNN | RMSD sum (Å), symmetry-aware per trajectory: baseline / VRNN "
-        "| RMSD sum (Å), symmetry-aware per frame: baseline / VRNN | SSR sum: baseline / VRNN |",
-        "|---|---|---|---|---|---|",
+        "| experiment | train/val/test | " + " | ".join(f"{SCORE_NAMES[k]}: {names}" for k in SCORES) + " |",
+        "|---|---|" + "---|" * len(SCORES),
     ]
-    for key, e in results["experiments"].items():
+    for e in exps.values():
         m = e["methods"]
         cells = []
         for k in SCORES:
-            a, b = m["nearest"][k], m["vrnn"][k]
-            sa, sb = _fmt(a), _fmt(b)
-            if e["winner"][k] == "vrnn":
-                sb = f"**{sb}**"
-            else:
-                sa = f"**{sa}**"
-            cells.append(f"{sa} / {sb}")
+            texts = ["-" if name not in m else _fmt(m[name][k]) for name in methods]
+            cells.append(" / ".join(f"**{t}**" if name == e["winner"][k] else t for name, t in zip(methods, texts)))
         t = e["trajectories"]
         rows.append(f"| {e['label']} | {t['train']}/{t['val']}/{t['test']} | " + " | ".join(cells) + " |")
-    wins = {k: sum(e["winner"][k] == "vrnn" for e in results["experiments"].values()) for k in SCORES}
-    n = len(results["experiments"])
-    rows.append("")
-    rows.append("| experiment | mean abs. distance error (Å): training mean / baseline / VRNN | true distances inside VRNN ±2σ |")
-    rows.append("|---|---|---|")
-    for e in results["experiments"].values():
+    if len(methods) > 1:
+        rows += ["", "| experiment | " + " | ".join(f"{SCORE_NAMES[k]}: winner, margin over the runner-up" for k in SCORES) + " |",
+                 "|---|" + "---|" * len(SCORES)]
+        for e in exps.values():
+            cells = []
+            for k in SCORES:
+                win, runner, margin = e["winner"][k], e["runner_up"][k], e["margin"][k]
+                if runner is None:
+                    cells.append(method_label(win))
+                    continue
+                base = e["methods"][runner][k]
+                pct = f" ({100 * margin / base:.0f} % of {method_label(runner)}'s)" if base > 0 else ""
+                cells.append(f"{method_label(win)} by {_fmt(margin)}{pct}")
+            rows.append(f"| {e['label']} | " + " | ".join(cells) + " |")
+    rows += ["", f"| experiment | mean abs. distance error (Å): training mean / {names} | true distances inside ±2σ |", "|---|---|---|"]
+    for e in exps.values():
         m = e["methods"]
-        inside = m["vrnn"].get("within_2sigma")
-        rows.append(
-            f"| {e['label']} | {e.get('mean_predictor_abs_error', float('nan')):.3f} / {m['nearest']['abs_error_mean']:.3f} / "
-            f"{m['vrnn']['abs_error_mean']:.3f} | {'-' if inside is None else f'{100 * inside:.0f} %'} |"
+        errors = " / ".join("-" if name not in m else f"{m[name]['abs_error_mean']:.3f}" for name in methods)
+        inside = [f"{method_label(name)} {100 * m[name]['within_2sigma']:.0f} %" for name in methods if "within_2sigma" in m.get(name, {})]
+        rows.append(f"| {e['label']} | {e.get('mean_predictor_abs_error', float('nan')):.3f} / {errors} | {', '.join(inside) or '-'} |")
+    n = len(exps)
+    wins = []
+    for name in methods:
+        w = {k: sum(e["winner"][k] == name for e in exps.values()) for k in SCORES}
+        wins.append(
+            f"{method_label(name)} wins: labelled RMSD {w['rmsd_sum']}/{n}, symmetry-aware RMSD per trajectory "
+            f"{w['rmsd_sym_traj_sum']}/{n} and per frame {w['rmsd_sym_sum']}/{n}, SSR {w['ssr_sum']}/{n}"
         )
-    rows.append("")
-    rows.append(
-        f"VRNN wins: labelled RMSD {wins['rmsd_sum']}/{n}, symmetry-aware RMSD per trajectory {wins['rmsd_sym_traj_sum']}/{n} "
-        f"and per frame {wins['rmsd_sym_sum']}/{n}, SSR {wins['ssr_sum']}/{n} "
-        f"(preset `{results['preset']}`, seed {results['seed']}; this run took {results.get('wall_time_s', 0):.0f} s"
+    rows += ["", "; ".join(wins) + (
+        f" (preset `{results['preset']}`, seed {results['seed']}; this run took {results.get('wall_time_s', 0):.0f} s"
         + (f", reusing {results['reused_stages']} stages finished before it)." if results.get("reused_stages") else ").")
-    )
+    )]
     return "\n".join(rows) + "\n"
 
 
 def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, seed: int = 0) -> None:
-    """Write results.json, results.md and the four figures."""
+    """Write results.json, results.md and the four figures (the first experiment shown in detail)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..datasets import atomic_path
-    from ..geometry import pair_indices
-    from .figures import plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
 
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=2))
@@ -477,11 +529,13 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
             fig.savefig(tmp, dpi=130, format="png")
         plt.close(fig)
 
-    keys = [e.key for e in EXPERIMENTS]
-    labels = [results["experiments"][k]["label"] for k in keys]
+    entries = results["experiments"]
+    methods = _methods_of(results)
+    keys = list(entries)
+    labels = [entries[k]["label"] for k in keys]
     sums = {
-        panel: {m: [results["experiments"][k]["methods"][m][field] for k in keys] for m in ("nearest", "vrnn")}
-        for panel, field in (("labelled", "rmsd_sum"), ("per trajectory", "rmsd_sym_traj_sum"), ("per frame", "rmsd_sym_sum"))
+        panel: {method_label(m): [entries[k]["methods"].get(m, {}).get(score, np.nan) for k in keys] for m in methods}
+        for panel, score in (("labelled", "rmsd_sum"), ("per trajectory", "rmsd_sym_traj_sum"), ("per frame", "rmsd_sym_sum"))
     }
     titles = {
         "labelled": "atoms as labelled (the paper's)",
@@ -490,28 +544,23 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
     }
     save(plot_rmsd_sums(labels, sums, titles=titles), "fig2a.png")
 
-    # Fig. 2b: the O-N distance along one NMM test trajectory
-    nmm = _experiment_dataset(datasets["nmm"], EXPERIMENTS[0], seed).split("test")
-    sym = nmm.symbols
-    o, n = sym.index("O"), sym.index("N")
-    i, j = pair_indices(len(sym))
-    pair = int(np.flatnonzero((i == min(o, n)) & (j == max(o, n)))[0])
+    # the first experiment in detail: one distance along one test trajectory (Fig. 2b), errors against time
+    # (Fig. 2c), and the signal against the signal of each method's distances
+    exp = EXPERIMENTS[0]
+    test = _experiment_dataset(datasets[exp.molecule], exp, seed).split("test")
+    shown = [m for m in methods if (exp.key, m) in per_frame]
+    pair, pair_label = choose_pair(test.symbols, test.distances, exp.pair)
     traj = 0
-    L = int(nmm.length[traj])
-    t = nmm.time[:L]
+    L = int(test.length[traj])
+    t = test.time[:L]
     preds = {}
-    for m in ("nearest", "vrnn"):
-        ev = per_frame[("nmm", m)]
-        std = ev["std"][traj, :L, pair] if ev["std"].size else None
-        preds[m] = (ev["distances"][traj, :L, pair], std)
-    save(plot_distance_trace(t, nmm.distances[traj, :L, pair], preds, pair_label="O–N"), "fig2b.png")
-
-    # Fig. 2c: RMSD and SSR against time, NMM
-    curves = {m: {"rmsd": per_frame[("nmm", m)]["rmsd_t"], "ssr": per_frame[("nmm", m)]["ssr_t"]} for m in ("nearest", "vrnn")}
-    save(plot_per_time_step(nmm.time, curves, title="NMM test trajectories: error against time"), "fig2c.png")
-
-    # signals: true ΔS beside the ΔS of each method's distances, one NMM test trajectory
-    panels = {"measured ΔS (simulated truth)": nmm.dS[traj, :L]}
-    for m, name in (("nearest", "from baseline distances"), ("vrnn", "from VRNN distances")):
-        panels[name] = per_frame[("nmm", m)]["dS_pred"][traj, :L]
-    save(plot_signals(t, nmm.q, panels, title="NMM test trajectory: ΔS(q, t) and its reconstruction"), "signals.png")
+    for m in shown:
+        ev = per_frame[(exp.key, m)]
+        preds[method_label(m)] = (ev["distances"][traj, :L, pair], ev["std"][traj, :L, pair] if ev["std"].size else None)
+    save(plot_distance_trace(t, test.distances[traj, :L, pair], preds, pair_label=pair_label), "fig2b.png")
+    curves = {method_label(m): {"rmsd": per_frame[(exp.key, m)]["rmsd_t"], "ssr": per_frame[(exp.key, m)]["ssr_t"]} for m in shown}
+    save(plot_per_time_step(test.time, curves, title=f"{exp.label} test trajectories: error against time"), "fig2c.png")
+    panels = {"measured ΔS (simulated truth)": test.dS[traj, :L]}
+    for m in shown:
+        panels[f"from {method_label(m)} distances"] = per_frame[(exp.key, m)]["dS_pred"][traj, :L]
+    save(plot_signals(t, test.q, panels, title=f"{exp.label} test trajectory: ΔS(q, t) and its reconstruction"), "signals.png")

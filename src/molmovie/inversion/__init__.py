@@ -10,6 +10,11 @@ Every method follows one protocol (see :class:`InversionMethod`)::
     method.save("model.safetensors")
     method = load_method("model.safetensors")    # any method; never runs code from the file
 
+Besides: ``check_settings()`` (validate, return warnings), ``get_params()``,
+``set_params(**settings)``, ``clone()``, ``fit_summary()``; ``fit`` reports
+progress as ``progress(done, info)``, ``info["total"]`` the steps it will take
+at most (the one progress shape of molmovie).
+
 Methods, by name (:data:`METHODS`):
 
 * ``"nearest"`` -- :class:`NearestReference`, the paper's frame-by-frame
@@ -18,13 +23,15 @@ Methods, by name (:data:`METHODS`):
   with a symmetry-invariant loss, an Eq. (1) physics term and log-scaled
   targets.
 
-Adding a method is one new module and one line in :data:`METHODS`.
+Adding a method is one new module and one line in :data:`METHODS`: the CLI,
+the study, its tables and its figures take their methods from it.
+The VRNN's loss, term by term, is in :mod:`molmovie.inversion.losses`.
 """
 
 from __future__ import annotations
 
 from .._errors import InputError
-from ._base import InversionMethod, NotFittedError, Prediction, read_model_file
+from ._base import InversionMethod, NotFittedError, Prediction, check_signals, interpolate_signals, read_model_file
 from ._nearest import NearestReference, nearest_frames
 from ._vrnn import VRNN
 
@@ -35,9 +42,12 @@ __all__ = [
     "NearestReference",
     "VRNN",
     "METHODS",
+    "DEFAULT_METHOD",
     "get_method",
     "load_method",
     "nearest_frames",
+    "check_signals",
+    "interpolate_signals",
 ]
 
 #: Inversion methods by name.
@@ -45,6 +55,9 @@ METHODS: dict[str, type[InversionMethod]] = {
     "nearest": NearestReference,
     "vrnn": VRNN,
 }
+
+#: The method ``molmovie train`` fits unless told otherwise.
+DEFAULT_METHOD = "vrnn"
 
 
 def get_method(name: str, **settings) -> InversionMethod:
@@ -59,12 +72,7 @@ def get_method(name: str, **settings) -> InversionMethod:
     """
     if name not in METHODS:
         raise InputError(f"unknown inversion method {name!r}; choose one of {', '.join(METHODS)}")
-    cls = METHODS[name]
-    known = cls.setting_names()
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        raise InputError(f"the {name!r} method has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(known)}")
-    return cls(**settings)
+    return METHODS[name]().set_params(**settings)
 
 
 def load_method(path) -> InversionMethod:

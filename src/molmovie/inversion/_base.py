@@ -1,23 +1,23 @@
-"""The inversion protocol shared by every method, and the model file format.
+"""The inversion protocol shared by every method.
 
 Every method looks alike from outside (scikit-learn's estimator protocol)::
 
     method = VRNN(hidden=128)                    # constructor stores settings only
-    method.fit(train, val=val)                   # Dataset objects in, returns self
+    method.check_settings()                      # InputError on a bad one; returns warnings
+    method.fit(train, val=val, progress=None)    # Dataset objects in, returns self
     pred = method.predict(dS, q=q, lengths=L)    # -> Prediction(distances, std)
     method.save("model.safetensors"); VRNN.load("model.safetensors")
 
-A model file is one `safetensors <https://huggingface.co/docs/safetensors>`_
-file: plain arrays, with the method's name, settings and fitted scalars as a
-JSON string in the file's header metadata. Loading a model parses a JSON
-header and copies raw numbers; it never unpickles and never runs code from
-the file.
+A model file (:mod:`molmovie.io.model`) is one safetensors file: plain
+arrays, with the method's name, settings, fitted scalars and the
+:class:`~molmovie.scattering.SignalSpec` of its training signals as a JSON
+string in the file's header metadata. Loading a model parses a JSON header
+and copies raw numbers; it never unpickles and never runs code from the file.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +26,11 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
-from ..datasets import atomic_path
+from ..geometry import pair_labels
+from ..io.model import MODEL_FORMAT, MODEL_VERSION, need_array, read_model_file, write_model_file
+from ..scattering.spec import SignalSpec
 
-__all__ = ["Prediction", "InversionMethod", "NotFittedError", "MODEL_FORMAT", "MODEL_VERSION", "read_model_file"]
-
-MODEL_FORMAT = "molmovie-model"
-MODEL_VERSION = 1
+__all__ = ["Prediction", "InversionMethod", "NotFittedError", "interpolate_signals", "MODEL_FORMAT", "MODEL_VERSION", "read_model_file"]
 
 
 class NotFittedError(InputError):
@@ -147,6 +146,43 @@ def check_signals(dS, q, lengths, model_q, *, n_q_name: str = "model") -> tuple[
     return dS, lengths.astype(np.int64)
 
 
+def interpolate_signals(dS, q, q_target, lengths) -> np.ndarray:
+    """ΔS on another q grid by linear interpolation in q; the target grid must lie inside the data's.
+
+    Parameters
+    ----------
+    dS : ndarray, shape (M, T, Q), a fraction
+        Finite within each series' length (see :func:`check_signals`).
+    q : ndarray, shape (Q,), 1/Angstrom
+        Distinct values, in any order.
+    q_target : ndarray, shape (Q',), 1/Angstrom, increasing
+    lengths : ndarray of int, shape (M,)
+
+    Returns
+    -------
+    ndarray, shape (M, T, Q'), NaN past each length.
+    """
+    q = np.asarray(q, dtype=float)
+    q_target = np.asarray(q_target, dtype=float)
+    order = np.argsort(q)
+    q = q[order]
+    if np.any(np.diff(q) <= 0):
+        raise InputError("q values must be distinct to interpolate")
+    tol = 1e-9 * max(1.0, abs(q[-1]))
+    if q_target[0] < q[0] - tol or q_target[-1] > q[-1] + tol:
+        raise InputError(
+            f"the model's q range ({q_target[0]:.4g} to {q_target[-1]:.4g} 1/Å) reaches outside the signals' "
+            f"({q[0]:.4g} to {q[-1]:.4g} 1/Å); interpolation does not extrapolate"
+        )
+    dS = np.asarray(dS, dtype=float)
+    valid = np.arange(dS.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    rows = np.where(valid[..., None], dS, 0.0)[..., order].reshape(-1, len(q))
+    out = np.stack([np.interp(q_target, q, row) for row in rows]) if len(rows) else np.empty((0, len(q_target)))
+    out = out.reshape(dS.shape[:-1] + (len(q_target),))
+    out[~valid] = np.nan
+    return out
+
+
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise InputError(f"The {name!r} setting must be one of {', '.join(map(repr, choices))}; got {value!r}")
@@ -163,89 +199,30 @@ def check_number(name: str, value, *, low=None, high=None, low_open=False, integ
         raise InputError(f"The {name!r} setting must be <= {high}; got {value!r}")
 
 
-# --------------------------------------------------------------------------- model files
-
-
-def write_model_file(path, method: str, config: dict, arrays: dict[str, np.ndarray], *, force: bool = False) -> Path:
-    """Write a model file atomically (temporary file, then rename)."""
-    from safetensors.numpy import save_file
-
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give a file name for the model, e.g. model.safetensors")
-    if path.exists() and not force:
-        raise InputError(f"{path} exists; use --force (or force=True) to replace it")
-    if not path.parent.exists():
-        raise InputError(f"{path.parent}: no such folder for the model file")
-    header = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "method": method, "config": config}
-    metadata = {"molmovie": json.dumps(header)}
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    with atomic_path(path) as tmp:
-        save_file(arrays, str(tmp), metadata=metadata)
-    return path
-
-
-def read_model_file(path) -> tuple[str, dict, dict[str, np.ndarray]]:
-    """Read a model file: ``(method name, config dict, arrays)``.
-
-    Only the safetensors format is read: a JSON header and raw little-endian
-    numbers. A pickle (e.g. from ``torch.save``) or any other file is refused
-    with an :class:`InputError` before anything in it is interpreted.
-    """
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such model file")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not a molmovie model file")
-    try:
-        with safe_open(str(path), framework="np") as f:
-            metadata = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types for any damage
-        with open(path, "rb") as fh:
-            head = fh.read(9)
-        # a safetensors file has an 8-byte header length, then its JSON header
-        looks_safetensors = head[8:9] == b"{"
-        looks_pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
-        if not looks_safetensors and (looks_pickle or head[:2] == b"PK"):
-            raise InputError(
-                f"{path} is a Python pickle (or a torch.save zip archive), not a molmovie model file; molmovie "
-                "never unpickles files because unpickling can run arbitrary code"
-            ) from None
-        raise InputError(f"{path} is not a readable molmovie model file ({type(exc).__name__}: {exc})") from None
-    try:
-        header = json.loads(metadata["molmovie"])
-        ok = header.get("format") == MODEL_FORMAT and isinstance(header.get("config"), dict)
-    except (KeyError, ValueError, AttributeError):
-        ok = False
-    if not ok:
-        raise InputError(f"{path} is a safetensors file but not a molmovie model (no molmovie header)")
-    if int(header.get("version", 0)) > MODEL_VERSION:
-        raise InputError(f"{path}: model format version {header['version']} is newer than this molmovie reads; upgrade molmovie")
-    return str(header.get("method")), header["config"], arrays
-
-
-def need_array(arrays: dict, name: str, path) -> np.ndarray:
-    if name not in arrays:
-        raise InputError(f"{path}: damaged molmovie model file (array {name!r} is missing)")
-    return arrays[name]
-
-
 # --------------------------------------------------------------------------- the base class
 
 
 class InversionMethod:
     """Base of the inversion methods: settings handling, fitted checks, the molecule record.
 
-    Subclasses define ``name``, keyword-only settings in ``__init__``, and
-    ``fit``, ``predict``, ``_config_state``/``_arrays`` and ``_restore``.
-    Learned state ends in ``_``; ``symbols_``, ``molecule_``, ``q_`` and
+    Subclasses define ``name`` (their key in :data:`molmovie.inversion.METHODS`),
+    ``label`` (how tables and figures call them), keyword-only settings in
+    ``__init__``, ``check_settings``, ``fit``, ``predict`` and, for their own
+    learned arrays, ``_config_state``/``_arrays`` and ``_restore``. Learned
+    state ends in ``_``; ``symbols_``, ``molecule_``, ``q_`` and
     ``pair_labels_`` are set by every ``fit``.
+
+    ``fit(train, val=None, *, progress=None)`` returns self; ``progress``, when
+    given, is called as ``progress(done, info)`` after each step of training,
+    with ``info["total"]`` the most steps it will take (early stopping may end
+    it sooner), ``info["unit"]`` what a step is ("epochs"), and the method's
+    own figures (losses). ``predict(dS, *, q, lengths=None)`` returns a
+    :class:`Prediction`.
     """
 
     name: str = ""
+    #: How reports and figures call the method (default: its name).
+    label: str = ""
     #: The attribute that ``fit`` sets last; a method is fitted when it exists.
     _fitted_attr: str = "q_"
 
@@ -267,8 +244,39 @@ class InversionMethod:
         ]
         return f"{cls.__name__}({', '.join(changed)})"
 
-    def _validate_settings(self) -> None:  # overridden
-        pass
+    def set_params(self, **settings) -> "InversionMethod":
+        """Change settings (like scikit-learn's); an unknown name is an :class:`InputError`. Returns self.
+
+        Values are checked by :meth:`check_settings` (and by :meth:`fit`).
+        Learned state is kept until the next :meth:`fit`.
+        """
+        known = self.setting_names()
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise InputError(
+                f"the {self.name!r} method has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(known)}"
+            )
+        for key, value in settings.items():
+            setattr(self, key, value)
+        return self
+
+    def clone(self, **settings) -> "InversionMethod":
+        """A new, unfitted method of the same kind and settings (changed by ``settings``)."""
+        return type(self)(**self.get_params()).set_params(**settings)
+
+    def check_settings(self) -> list[str]:
+        """Validate the settings; an :class:`InputError` names the first bad one.
+
+        Called by :meth:`fit`; call it before reading a large dataset to fail
+        early. Returns warnings (plain sentences) about settings that are
+        valid but will not do what one may expect; none by default.
+        """
+        return []
+
+    def fit_summary(self) -> str:
+        """One line on how the fit went (e.g. its best epoch), for a report; empty by default."""
+        self._check_fitted("summarising its fit")
+        return ""
 
     # -------------------------------------------------------------- fitted state
     @property
@@ -287,15 +295,50 @@ class InversionMethod:
                 f"this {type(self).__name__} is not fitted yet: call fit(train) (or load a saved model) before {what}"
             )
 
-    def _record_dataset(self, train) -> None:
-        from ..geometry import pair_labels
+    def fit(self, train, val=None, *, progress=None) -> "InversionMethod":
+        """Learn from training trajectories (Datasets with signals), validating on ``val``; returns self."""
+        raise NotImplementedError
 
+    def predict(self, dS, *, q, lengths=None) -> Prediction:
+        """Distances (with standard deviations, for methods that have them) for every frame.
+
+        Parameters
+        ----------
+        dS : array_like, shape (M, T, Q)
+            Difference signals, a fraction.
+        q : array_like, shape (Q,), 1/Angstrom
+            Must equal the training q grid.
+        lengths : array_like of int, shape (M,), optional
+            Valid frames per series (default: from trailing NaN frames).
+
+        Returns
+        -------
+        Prediction
+            Shape (M, T, n_pairs), Angstrom, NaN past each length.
+        """
+        raise NotImplementedError
+
+    def _start_fit(self, train, val):
+        """Forget learned state, check the settings and the data: the training set's valid-frame mask (M, T) and ``val``."""
+        self._reset()
+        self.check_settings()
+        mask = check_dataset(train, "training")
+        return mask, self._check_val(train, val)
+
+    def _signals(self, dS, q, lengths, what: str = "predict"):
+        """Signals checked for this fitted model: ``dS`` (M, T, Q) float64, ``lengths`` (M,), ``mask`` (M, T) of valid frames."""
+        self._check_fitted(what)
+        dS, lengths = check_signals(dS, q, lengths, self.q_)
+        mask = np.arange(dS.shape[1])[None, :] < lengths[:, None]
+        return dS, lengths, mask
+
+    def _record_dataset(self, train) -> None:
         self.symbols_ = tuple(str(s) for s in train.symbols)
         self.molecule_ = str(train.molecule)
         self.q_ = np.asarray(train.q, dtype=float).copy()
         self.pair_labels_ = list(pair_labels(self.symbols_))
         self.n_pairs_ = len(self.pair_labels_)
-        self.signal_attrs_ = {k: v for k, v in dict(train.signal_attrs).items() if isinstance(v, (str, int, float, bool, type(None)))}
+        self.spec_ = train.spec
 
     def _check_val(self, train, val):
         if val is None:
@@ -323,7 +366,7 @@ class InversionMethod:
             "symbols": list(self.symbols_),
             "molecule": self.molecule_,
             "pair_labels": list(self.pair_labels_),
-            "signal_attrs": self.signal_attrs_,
+            "signal_attrs": self.spec_.attrs(),  # the spec without q (the array "q"); the key of model files so far
         }
 
     def _restore_common(self, config: dict, arrays: dict, path) -> None:
@@ -331,11 +374,15 @@ class InversionMethod:
             self.symbols_ = tuple(config["symbols"])
             self.molecule_ = str(config["molecule"])
             self.pair_labels_ = list(config["pair_labels"])
-            self.signal_attrs_ = dict(config.get("signal_attrs", {}))
-        except (KeyError, TypeError):
+            signal_attrs = dict(config.get("signal_attrs", {}))
+        except (KeyError, TypeError, ValueError):
             raise InputError(f"{path}: damaged molmovie model file (molecule record incomplete)") from None
         self.n_pairs_ = len(self.pair_labels_)
         self.q_ = np.asarray(need_array(arrays, "q", path), dtype=float)
+        try:
+            self.spec_ = SignalSpec.from_attrs(self.q_, signal_attrs)
+        except InputError as exc:
+            raise InputError(f"{path}: damaged molmovie model file ({exc})") from None
 
     def save(self, path, *, force: bool = False) -> Path:
         """Save the fitted model to one safetensors file (atomic write).

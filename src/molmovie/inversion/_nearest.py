@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
-from .._numba import parallel_lock
-from ._base import InversionMethod, Prediction, check_dataset, check_number, check_signals, need_array
+from .._numba import configure, parallel_lock
+from ._base import InversionMethod, Prediction, check_number, need_array
 
 __all__ = ["NearestReference", "nearest_frames"]
 
@@ -45,8 +45,6 @@ def _kernel():
     if _SCAN is not None:
         return _SCAN
     import numba
-
-    from .._numba import configure
 
     configure()  # the threading layer, before the kernel runs
 
@@ -84,7 +82,7 @@ def nearest_frames(
     library: np.ndarray,
     *,
     memory_mb: float = 256.0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, dict], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Index and SSR of the nearest library frame of each query frame.
 
@@ -97,8 +95,9 @@ def nearest_frames(
     memory_mb : float
         Size of one block of float32 scores, MB; sets how many query frames
         are scored at once (at least one).
-    progress : callable(done, total), optional
-        Called after each block with the number of query frames done.
+    progress : callable(done, info), optional
+        Called after each block with the number of query frames done and
+        ``{"total": n, "unit": "frames"}``.
 
     Returns
     -------
@@ -158,7 +157,7 @@ def nearest_frames(
             index[start + i] = cols[best]
             ssr[start + i] = exact[best]
         if progress is not None:
-            progress(stop, n)
+            progress(stop, {"total": n, "unit": "frames"})
     return index, ssr
 
 
@@ -189,13 +188,16 @@ class NearestReference(InversionMethod):
     """
 
     name = "nearest"
+    label = "baseline"
     _fitted_attr = "library_"
 
     def __init__(self, *, memory_mb: float = 256.0):
         self.memory_mb = memory_mb
 
-    def _validate_settings(self) -> None:
+    def check_settings(self) -> list[str]:
+        """Validate the settings (see :meth:`InversionMethod.check_settings`)."""
         check_number("memory_mb", self.memory_mb, low=0, low_open=True)
+        return []
 
     def fit(self, train, val=None, *, progress=None) -> "NearestReference":
         """Build the reference library from the training trajectories.
@@ -207,16 +209,13 @@ class NearestReference(InversionMethod):
         val : Dataset, optional
             Checked for consistency only (the method has nothing to tune).
         progress : callable(done, info), optional
-            Called once, as ``progress(1, {"epoch": 1, "epochs": 1, "train_loss": None, "val_loss": None})``.
+            Called once, as ``progress(1, {"total": 1, "unit": "steps", "epoch": 1, "epochs": 1, "train_loss": None, "val_loss": None})``.
 
         Returns
         -------
         self
         """
-        self._reset()
-        self._validate_settings()
-        mask = check_dataset(train, "training")
-        self._check_val(train, val)
+        mask, val = self._start_fit(train, val)
         dist = np.asarray(train.distances, dtype=float)
         if not np.all(np.isfinite(dist[mask])):
             raise InputError("the training positions have NaN or inf within a trajectory's length")
@@ -226,19 +225,14 @@ class NearestReference(InversionMethod):
         self.library_source_ = np.stack([traj, frame], axis=1).astype(np.int64)
         self.library_ = np.ascontiguousarray(np.asarray(train.dS, dtype=float)[traj, frame])
         if progress is not None:
-            progress(1, {"epoch": 1, "epochs": 1, "train_loss": None, "val_loss": None})
+            progress(1, {"total": 1, "unit": "steps", "epoch": 1, "epochs": 1, "train_loss": None, "val_loss": None})
         return self
 
     def query(self, dS, *, q, lengths=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
         """Nearest library row of every frame.
 
-        Parameters
-        ----------
-        dS : array_like, shape (M, T, Q)
-        q : array_like, shape (Q,), 1/Angstrom
-            Must equal the training q grid.
-        lengths : array_like of int, shape (M,), optional
-            Valid frames per series (default: from trailing NaN frames).
+        ``dS``, ``q`` and ``lengths`` as for :meth:`predict`; ``progress`` as
+        for :func:`nearest_frames`.
 
         Returns
         -------
@@ -247,28 +241,16 @@ class NearestReference(InversionMethod):
         ssr : ndarray, shape (M, T)
             Its SSR, NaN past each length.
         """
-        self._check_fitted("query")
-        dS, lengths = check_signals(dS, q, lengths, self.q_)
-        M, T, _ = dS.shape
-        mask = np.arange(T)[None, :] < lengths[:, None]
-        index = np.full((M, T), -1, dtype=np.int64)
-        ssr = np.full((M, T), np.nan)
+        dS, lengths, mask = self._signals(dS, q, lengths, "query")
+        index = np.full(mask.shape, -1, dtype=np.int64)
+        ssr = np.full(mask.shape, np.nan)
         idx, val = nearest_frames(dS[mask], self.library_, memory_mb=self.memory_mb, progress=progress)
         index[mask] = idx
         ssr[mask] = val
         return index, ssr
 
     def predict(self, dS, *, q, lengths=None) -> Prediction:
-        """Distances of the nearest reference frame of every frame.
-
-        Parameters
-        ----------
-        dS : array_like, shape (M, T, Q)
-            Difference signals, a fraction.
-        q : array_like, shape (Q,), 1/Angstrom
-            Must equal the training q grid.
-        lengths : array_like of int, shape (M,), optional
-            Valid frames per series (default: from trailing NaN frames).
+        """Distances of the nearest reference frame of every frame (parameters: :meth:`InversionMethod.predict`).
 
         Returns
         -------

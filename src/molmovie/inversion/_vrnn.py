@@ -4,8 +4,9 @@ After Chung et al., "A Recurrent Latent Variable Model for Sequential Data"
 (NeurIPS 2015), as used in vid2param (Asenov et al., "Vid2Param: Modelling of
 Dynamics Parameters from Video", IEEE RA-L 2019) and in Asenov, Zotev,
 Ramamoorthy & Kirrander, "Inversion of Ultrafast X-ray Scattering with
-Dynamics Constraints". The network is in :mod:`._vrnn_net`; this module holds
-the estimator: data scaling, the loss, training and prediction.
+Dynamics Constraints". The network is in :mod:`._vrnn_net`, the loss term by
+term in :mod:`molmovie.inversion.losses`; this module holds the estimator:
+data scaling, the training loop and prediction.
 
 Loss per valid frame t of a sequence (everything is averaged over the valid
 frames of a batch):
@@ -56,6 +57,7 @@ import time
 import numpy as np
 
 from .._errors import InputError
+from ..geometry import automorphisms, pair_permutations
 from ._base import (
     InversionMethod,
     Prediction,
@@ -65,21 +67,19 @@ from ._base import (
     check_signals,
     need_array,
 )
+from .losses import (
+    TARGETS,
+    from_target,
+    full_weight_epoch,
+    physics_frames,
+    physics_weight,
+    relative_change,
+    target_slope,
+    to_target,
+    vrnn_loss,
+)
 
 __all__ = ["VRNN", "TARGETS"]
-
-#: Target transforms g(R) of the distances before standardisation.
-TARGETS = ("log", "inverse", "linear")
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _forward_target(R: np.ndarray, target: str) -> np.ndarray:
-    if target == "log":
-        return np.log(R)
-    if target == "inverse":
-        return 1.0 / R
-    return R
 
 
 class VRNN(InversionMethod):
@@ -111,7 +111,7 @@ class VRNN(InversionMethod):
         from the true distances, the oscillating sin(qR)/(qR) misfit pulls
         predictions into wrong local minima (dissociating fragments above
         all); once the supervised loss has placed them near the truth it
-        refines them. The validation loss always uses the full weight.
+        refines them. The validation loss uses the same weight.
     physics_frames : int, default 16
         Frames per sequence on which the physics term is evaluated at each
         step: a random subset (evenly spaced ones for the validation loss),
@@ -190,6 +190,7 @@ class VRNN(InversionMethod):
     """
 
     name = "vrnn"
+    label = "VRNN"
     _fitted_attr = "net_"
 
     def __init__(
@@ -240,7 +241,15 @@ class VRNN(InversionMethod):
         self.device = device
 
     # ------------------------------------------------------------------ settings
-    def _validate_settings(self) -> None:
+    def check_settings(self) -> list[str]:
+        """Validate the settings; an :class:`InputError` names the first bad one.
+
+        Returns
+        -------
+        list of str
+            Warnings about valid settings that will not do what one may expect
+            (the physics term never reaching its full weight).
+        """
         for name in ("hidden", "features", "epochs", "batch_size"):
             check_number(name, getattr(self, name), low=1, integer=True)
         check_number("latent_free", self.latent_free, low=0, integer=True)
@@ -260,6 +269,13 @@ class VRNN(InversionMethod):
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         if self.alpha == 0:
             raise InputError("The 'alpha' setting must be > 0: without the supervised loss the latents carry no distances")
+        full = full_weight_epoch(self.physics, self.physics_warmup)
+        if self.physics > 0 and self.epochs < full:
+            return [
+                f"the physics term reaches its full weight at epoch {full} (physics_warmup {self.physics_warmup}); "
+                f"with {self.epochs} epochs it never does, and early stopping never starts"
+            ]
+        return []
 
     def _torch_device(self):
         import torch
@@ -270,24 +286,16 @@ class VRNN(InversionMethod):
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
+    def fit_summary(self) -> str:
+        """One line on how training went: the best epoch and its loss."""
+        self._check_fitted("summarising its fit")
+        if not self.history_ or not 1 <= self.best_epoch_ <= len(self.history_):
+            return ""
+        best = self.history_[self.best_epoch_ - 1]
+        which = "val" if best["val_loss"] is not None else "train"
+        return f"best epoch {self.best_epoch_} of {len(self.history_)} ({which} loss {best[f'{which}_loss']:.4g})"
+
     # ------------------------------------------------------------------ scaling
-    def _g_to_R(self, g):
-        """Inverse target transform, NumPy or torch."""
-        if self.target == "log":
-            return np.exp(g) if isinstance(g, np.ndarray) else g.exp()
-        if self.target == "inverse":
-            floor = self.g_floor_
-            return 1.0 / (np.maximum(g, floor) if isinstance(g, np.ndarray) else g.clamp(min=floor))
-        floor = 0.05
-        return np.maximum(g, floor) if isinstance(g, np.ndarray) else g.clamp(min=floor)
-
-    def _dR_dg(self, R: np.ndarray) -> np.ndarray:
-        if self.target == "log":
-            return R
-        if self.target == "inverse":
-            return R**2
-        return np.ones_like(R)
-
     def _standardise_x(self, dS: np.ndarray, mask: np.ndarray) -> np.ndarray:
         x = (dS - self.x_mean_) / self.x_std_
         return np.where(mask[..., None], x, 0.0).astype(np.float32)
@@ -303,10 +311,11 @@ class VRNN(InversionMethod):
         val : Dataset, optional
             Validation trajectories of the same molecule and q grid.
         progress : callable(done, info), optional
-            Called after every epoch as ``progress(epoch, info)``; ``info`` is a
-            dict with ``epoch``, ``epochs``, ``train_loss``, ``val_loss`` (None
-            without val), ``best_loss``, ``best_epoch``, ``seconds`` and the
-            loss parts ``nll``, ``kl``, ``rec``, ``phys`` (training means).
+            Called after every epoch as ``progress(epoch, info)`` (the
+            protocol's shape); ``info`` has ``total`` (= ``epochs``), ``unit``
+            ("epochs"), ``epoch``, ``epochs``, ``train_loss``, ``val_loss``
+            (None without val), ``best_loss``, ``best_epoch``, ``seconds`` and
+            the loss parts ``nll``, ``kl``, ``rec``, ``phys`` (training means).
 
         Returns
         -------
@@ -314,87 +323,43 @@ class VRNN(InversionMethod):
         """
         import torch
 
-        self._reset()
-        self._validate_settings()
-        mask = check_dataset(train, "training")
-        val = self._check_val(train, val)
+        from ._vrnn_net import VRNNNet
+
+        mask, val = self._start_fit(train, val)
         device = self._torch_device()
-        R = np.asarray(train.distances, dtype=float)
-        if not np.all(np.isfinite(R[mask])) or np.any(R[mask] <= 0):
-            raise InputError("the training positions give NaN, inf or zero distances within a trajectory's length")
+        R = _distances(train, mask, "training")
         self._record_dataset(train)
         self._fit_scaling(train, R, mask)
-
         data = self._tensors(train, mask, R, device)
         vdata = None
         if val is not None:
             vmask = check_dataset(val, "validation")
-            vR = np.asarray(val.distances, dtype=float)
-            if not np.all(np.isfinite(vR[vmask])) or np.any(vR[vmask] <= 0):
-                raise InputError("the validation positions give NaN, inf or zero distances within a trajectory's length")
-            vdata = self._tensors(val, vmask, vR, device)
-
-        from ._vrnn_net import VRNNNet
+            vdata = self._tensors(val, vmask, _distances(val, vmask, "validation"), device)
 
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(int(self.seed))
             net = VRNNNet(len(self.q_), self.n_pairs_ + self.latent_free, self.hidden, self.features, bool(self.decoder))
         net = net.to(device)
-        debye = self._debye(device) if self.physics > 0 else None
-        perms = torch.as_tensor(self.pair_perms_, dtype=torch.long, device=device)
-        const = self._loss_constants(device)
+        terms = self._loss_terms(device)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         gen_cpu = torch.Generator().manual_seed(int(self.seed))
         gen_dev = gen_cpu if device.type == "cpu" else torch.Generator(device=device).manual_seed(int(self.seed))
 
-        M = data["x"].shape[0]
-        best = math.inf
-        best_state = copy.deepcopy(net.state_dict())
+        stopping = _EarlyStopping(net, int(self.patience), full_weight_epoch(self.physics, self.physics_warmup))
         self.history_ = []
         self.best_epoch_ = 0
-        since_best = 0
         for epoch in range(1, int(self.epochs) + 1):
             t0 = time.perf_counter()
-            net.train()
-            order = torch.randperm(M, generator=gen_cpu)
-            sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0, "rec": 0.0, "phys": 0.0}
-            frames = 0.0
-            weight = self._physics_weight(epoch)
-            for start in range(0, M, int(self.batch_size)):
-                idx = order[start : start + int(self.batch_size)].to(device)
-                batch = {k: v[idx] for k, v in data.items()}
-                x = batch["x"]
-                if self.input_noise > 0:
-                    noise = torch.randn(x.shape, generator=gen_dev, device=device)
-                    x = x + self.input_noise * noise * batch["mask"][..., None]
-                eps = torch.randn((x.shape[1], x.shape[0], net.latent), generator=gen_dev, device=device)
-                out = net(x, eps)
-                on = debye is not None and weight > 0
-                frames_idx = self._physics_frames(x.shape[1], gen_cpu) if on else None
-                loss, parts, n = self._loss(out, batch, perms, debye if on else None, const, frames_idx, weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), float(self.clip))
-                opt.step()
-                for k in sums:
-                    sums[k] += parts[k] * n
-                frames += n
-            train_parts = {k: v / frames for k, v in sums.items()}
-            val_loss = self._evaluate(net, vdata, perms, debye, const, weight) if vdata is not None else None
+            weight = physics_weight(epoch, self.physics, self.physics_warmup)
+            train_parts = self._train_epoch(net, opt, data, terms, weight, gen_cpu, gen_dev)
+            val_loss = self._mean_loss(net, vdata, terms, weight) if vdata is not None else None
             monitor = val_loss if val_loss is not None else train_parts["loss"]
             if not math.isfinite(monitor):
                 raise InputError(
                     f"training diverged at epoch {epoch} (loss {monitor}); lower 'lr' or 'physics', or check the data"
                 )
-            if epoch < self._full_weight_epoch():
-                # the objective is still changing (physics ramp): keep the latest weights, count nothing
-                best, self.best_epoch_, since_best = math.inf, epoch, 0
-                best_state = copy.deepcopy(net.state_dict())
-            elif monitor < best:
-                best, self.best_epoch_, since_best = monitor, epoch, 0
-                best_state = copy.deepcopy(net.state_dict())
-            else:
-                since_best += 1
+            stop = stopping.update(epoch, monitor)
+            self.best_epoch_ = stopping.best_epoch
             record = {
                 "epoch": epoch,
                 "train_loss": train_parts["loss"],
@@ -404,23 +369,145 @@ class VRNN(InversionMethod):
             self.history_.append(record)
             if progress is not None:
                 parts = {k: train_parts[k] for k in ("nll", "kl", "rec", "phys")}
-                progress(epoch, dict(record, epochs=int(self.epochs), best_loss=best, best_epoch=self.best_epoch_, **parts))
-            if since_best >= int(self.patience):
+                info = dict(record, total=int(self.epochs), unit="epochs", epochs=int(self.epochs))
+                progress(epoch, dict(info, best_loss=stopping.best_loss, best_epoch=self.best_epoch_, **parts))
+            if stop:
                 break
-        net.load_state_dict(best_state)
+        net.load_state_dict(stopping.best_state)
         self.net_ = net.to("cpu").eval()
         return self
 
-    def _fit_scaling(self, train, R: np.ndarray, mask: np.ndarray) -> None:
-        from ..geometry import automorphisms, pair_permutations
+    def _train_epoch(self, net, opt, data: dict, terms: dict, weight: float, gen_cpu, gen_dev) -> dict:
+        """One pass over the training sequences in random batches; the loss and its parts, means per valid frame."""
+        import torch
 
+        net.train()
+        device = data["x"].device
+        M = data["x"].shape[0]
+        order = torch.randperm(M, generator=gen_cpu)
+        sums = dict.fromkeys(("loss", "nll", "kl", "rec", "phys"), 0.0)
+        frames = 0.0
+        on = terms["signal"] is not None and weight > 0
+        for start in range(0, M, int(self.batch_size)):
+            idx = order[start : start + int(self.batch_size)].to(device)
+            batch = {k: v[idx] for k, v in data.items()}
+            x = batch["x"]
+            if self.input_noise > 0:
+                noise = torch.randn(x.shape, generator=gen_dev, device=device)
+                x = x + self.input_noise * noise * batch["mask"][..., None]
+            eps = torch.randn((x.shape[1], x.shape[0], net.latent), generator=gen_dev, device=device)
+            out = net(x, eps)
+            chosen = physics_frames(x.shape[1], self.physics_frames, gen_cpu) if on else None
+            loss, parts, n = self._batch_loss(out, batch, terms, weight, chosen, physics_on=on)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), float(self.clip))
+            opt.step()
+            for k in sums:
+                sums[k] += parts[k] * n
+            frames += n
+        return {k: v / frames for k, v in sums.items()}
+
+    def _batch_loss(self, out: dict, batch: dict, terms: dict, weight: float, frames, *, physics_on: bool = True):
+        """:func:`~molmovie.inversion.losses.vrnn_loss` with this model's settings."""
+        return vrnn_loss(
+            out, batch, n_pairs=self.n_pairs_, perms=terms["perms"], alpha=self.alpha, beta=self.beta, gamma=self.gamma,
+            physics=weight, signal=terms["signal"] if physics_on else None, scale=terms["scale"], frames=frames,
+        )
+
+    def _mean_loss(self, net, data: dict, terms: dict, weight: float) -> float:
+        """Mean loss per valid frame over a whole dataset: latents at their means, physics on evenly spaced frames."""
+        import torch
+
+        net.eval()
+        total, frames = 0.0, 0.0
+        chosen = physics_frames(data["x"].shape[1], self.physics_frames) if terms["signal"] is not None else None
+        step = max(1, int(self.batch_size))
+        with torch.no_grad():
+            for start in range(0, data["x"].shape[0], step):
+                batch = {k: v[start : start + step] for k, v in data.items()}
+                _, parts, n = self._batch_loss(net(batch["x"]), batch, terms, weight, chosen)
+                total += parts["loss"] * n
+                frames += n
+        return total / frames
+
+    def loss(self, dataset) -> float:
+        """The loss per valid frame on a dataset, as training monitors it on the validation data.
+
+        The latents are taken at their means, the physics term (with the full
+        ``physics`` weight) on ``physics_frames`` evenly spaced frames.
+
+        Parameters
+        ----------
+        dataset : Dataset
+            Trajectories with signals, of the molecule and q grid the model was trained on.
+        """
+        self._check_fitted("scoring a loss")
+        mask = check_dataset(dataset, "given")
+        self.check_molecule(dataset.symbols)
+        check_signals(dataset.dS, dataset.q, dataset.length, self.q_)
+        device = self._torch_device()
+        data = self._tensors(dataset, mask, _distances(dataset, mask, "given"), device)
+        net = self.net_.to(device)
+        try:
+            return self._mean_loss(net, data, self._loss_terms(device), float(self.physics))
+        finally:
+            self.net_ = net.to("cpu")
+
+    def signal_model(self, device="cpu"):
+        """The physics term's differentiable forward model: ΔS from standardised distance latents.
+
+        Returns
+        -------
+        callable
+            Maps a float32 tensor (B, T, n_pairs) of standardised targets
+            (g(R) - y_mean_) / y_std_ to ΔS (B, T, Q): :math:`R = g^{-1}`, Eq. (1)
+            (:class:`molmovie.scattering.DebyeTorch`), then
+            :math:`I/I_\\mathrm{ref} - 1` against the predicted first frame
+            (reference "first") or the training set's mean I_ref ("ground").
+        """
+        import torch
+
+        self._check_fitted("building its signal model")
+        return self._signal_model(torch.device(device))
+
+    def _signal_model(self, device):
+        import torch
+
+        from ..scattering import DebyeTorch
+
+        debye = DebyeTorch(self.symbols_, self.q_, inelastic=self.inelastic_, dtype=torch.float32).to(device)
+        y_std = torch.as_tensor(self.y_std_, dtype=torch.float32, device=device)
+        y_mean = torch.as_tensor(self.y_mean_, dtype=torch.float32, device=device)
+        I_ref = None
+        if self.reference_ != "first":
+            I_ref = torch.as_tensor(self.I_ref_ground_, dtype=torch.float32, device=device)
+        target, floor = self.target, self.g_floor_
+
+        def signal(mu):
+            intensity = debye(from_target(mu * y_std + y_mean, target, floor))
+            return relative_change(intensity, intensity[:, :1] if I_ref is None else I_ref)
+
+        return signal
+
+    def _loss_terms(self, device) -> dict:
+        """What the loss needs besides a batch: the pair permutations, the signal model (None without physics), the misfit's unit."""
+        import torch
+
+        return {
+            "perms": torch.as_tensor(self.pair_perms_, dtype=torch.long, device=device),
+            "signal": self._signal_model(device) if self.physics > 0 else None,
+            "scale": torch.as_tensor(self.x_std_, dtype=torch.float32, device=device),
+        }
+
+    def _fit_scaling(self, train, R: np.ndarray, mask: np.ndarray) -> None:
         dS = np.asarray(train.dS, dtype=float)[mask]
         self.x_mean_ = dS.mean(axis=0)
         std = dS.std(axis=0)
         self.x_std_ = np.maximum(std, 1e-6 * max(float(std.max()), 1e-12))
         Rv = R[mask]
         self.g_floor_ = 1.0 / (10.0 * float(Rv.max()))
-        g = _forward_target(Rv, self.target)
+        g = to_target(Rv, self.target)
         m1, m2 = g.mean(axis=0), (g**2).mean(axis=0)
         if self.symmetry == "auto":
             self.symmetry_ = bool(np.any(train.dissociated))
@@ -437,11 +524,8 @@ class VRNN(InversionMethod):
         self.y_mean_ = m1
         sd = np.sqrt(np.maximum(m2 - m1**2, 0.0))
         self.y_std_ = np.maximum(sd, 1e-3 * max(float(np.abs(m1).max()), 1e-12))
-        attrs = self.signal_attrs_
-        self.reference_ = str(attrs.get("reference", "first"))
-        if self.reference_ not in ("first", "ground"):
-            raise InputError(f"the training signals have an unknown reference {self.reference_!r} (expected first or ground)")
-        self.inelastic_ = bool(attrs.get("inelastic", True))
+        self.reference_ = self.spec_.reference
+        self.inelastic_ = self.spec_.inelastic
         self.I_ref_ground_ = None
         if self.reference_ == "ground" and train.I_ref is not None:
             self.I_ref_ground_ = np.asarray(train.I_ref, dtype=float).mean(axis=0)
@@ -452,7 +536,7 @@ class VRNN(InversionMethod):
         import torch
 
         dS = np.asarray(ds.dS, dtype=float)
-        g = _forward_target(np.where(mask[..., None], R, 1.0), self.target)
+        g = to_target(np.where(mask[..., None], R, 1.0), self.target)
         y = np.where(mask[..., None], (g - self.y_mean_) / self.y_std_, 0.0)
         raw = np.where(mask[..., None], dS, 0.0)
 
@@ -466,122 +550,9 @@ class VRNN(InversionMethod):
             "mask": t(mask.astype(np.float32)),
         }
 
-    def _debye(self, device):
-        import torch
-
-        from ..scattering import DebyeTorch
-
-        return DebyeTorch(self.symbols_, self.q_, inelastic=self.inelastic_, dtype=torch.float32).to(device)
-
-    def _loss_constants(self, device) -> dict:
-        import torch
-
-        c = {
-            "y_mean": torch.as_tensor(self.y_mean_, dtype=torch.float32, device=device),
-            "y_std": torch.as_tensor(self.y_std_, dtype=torch.float32, device=device),
-            "x_std": torch.as_tensor(self.x_std_, dtype=torch.float32, device=device),
-        }
-        if self.I_ref_ground_ is not None:
-            c["I_ref"] = torch.as_tensor(self.I_ref_ground_, dtype=torch.float32, device=device)
-        return c
-
-    def _physics_weight(self, epoch: int) -> float:
-        """Weight of the physics term at a (1-based) training epoch: off, then a linear ramp."""
-        w = int(self.physics_warmup)
-        if w == 0:
-            return float(self.physics)
-        return float(self.physics) * min(1.0, max(0.0, (epoch - w) / w))
-
-    def _full_weight_epoch(self) -> int:
-        """First (1-based) epoch at which the physics term has its full weight."""
-        if self.physics <= 0 or int(self.physics_warmup) == 0:
-            return 1
-        return 2 * int(self.physics_warmup)
-
-    def _physics_frames(self, T: int, generator=None):
-        """Frame indices for the physics term: 0 and a random (or, without generator, evenly spaced) subset."""
-        import torch
-
-        k = int(self.physics_frames)
-        if k == 0 or k >= T:
-            return None
-        if generator is None:
-            rest = torch.linspace(1, T - 1, k - 1).round().long() if k > 1 else torch.zeros(0, dtype=torch.long)
-        else:
-            rest = 1 + torch.randperm(T - 1, generator=generator)[: k - 1]
-        return torch.cat([torch.zeros(1, dtype=torch.long), rest.sort().values]).unique()
-
-    def _loss(self, out: dict, batch: dict, perms, debye, const: dict, frames=None, physics=None):
-        """Mean loss per valid frame of a batch, its parts (floats) and the frame count.
-
-        ``frames`` (tensor of frame indices starting with 0, or None for all)
-        selects the frames on which the physics term is evaluated;
-        ``physics`` overrides its weight (default: the ``physics`` setting).
-        """
-        import torch
-
-        P = self.n_pairs_
-        mask = batch["mask"]
-        n = mask.sum()
-        mu, sd = out["q_mean"][..., :P], out["q_std"][..., :P]
-        y = batch["y"]
-        if perms.shape[0] > 1:
-            y = _best_permutation(y, mu, sd, mask, perms)
-        nll = (0.5 * ((y - mu) / sd) ** 2 + sd.log() + 0.5 * _LOG_2PI).sum(-1)
-        qm, qs, pm, ps = out["q_mean"], out["q_std"], out["p_mean"], out["p_std"]
-        kl = ((ps / qs).log() + (qs**2 + (qm - pm) ** 2) / (2 * ps**2) - 0.5).sum(-1)
-        total = self.alpha * nll + self.beta * kl
-        rec = torch.zeros_like(nll)
-        if "x_mean" in out:
-            rec = 0.5 * ((out["x_mean"] - batch["x"]) ** 2).sum(-1)
-            total = total + self.gamma * rec
-        loss = (total * mask).sum() / n
-        if debye is not None:
-            sel = slice(None) if frames is None else frames.to(mu.device)
-            mu_sel, dS_sel, mask_sel = mu[:, sel], batch["dS"][:, sel], mask[:, sel]
-            R_hat = self._g_to_R(mu_sel * const["y_std"] + const["y_mean"])
-            intensity = debye(R_hat)
-            I_ref = intensity[:, :1] if self.reference_ == "first" else const["I_ref"]
-            dS_hat = intensity / I_ref - 1.0
-            phys = 0.5 * (((dS_hat - dS_sel) / const["x_std"]) ** 2).sum(-1)
-            phys_mean = (phys * mask_sel).sum() / mask_sel.sum()
-            loss = loss + (self.physics if physics is None else physics) * phys_mean
-        else:
-            phys_mean = torch.zeros(())
-        with torch.no_grad():
-            parts = {k: float((v * mask).sum() / n) for k, v in (("nll", nll), ("kl", kl), ("rec", rec))}
-        parts["phys"] = float(phys_mean.detach())
-        parts["loss"] = float(loss.detach())
-        return loss, parts, float(n)
-
-    def _evaluate(self, net, data: dict, perms, debye, const: dict, physics=None) -> float:
-        import torch
-
-        net.eval()
-        total, frames = 0.0, 0.0
-        T = data["x"].shape[1]
-        chosen = self._physics_frames(T) if debye is not None else None
-        step = max(1, int(self.batch_size))
-        with torch.no_grad():
-            for start in range(0, data["x"].shape[0], step):
-                batch = {k: v[start : start + step] for k, v in data.items()}
-                _, parts, n = self._loss(net(batch["x"]), batch, perms, debye, const, chosen, physics)
-                total += parts["loss"] * n
-                frames += n
-        return total / frames
-
     # ------------------------------------------------------------------ predict
     def predict(self, dS, *, q, lengths=None) -> Prediction:
-        """Distances and their standard deviations for every frame.
-
-        Parameters
-        ----------
-        dS : array_like, shape (M, T, Q)
-            Difference signals, a fraction.
-        q : array_like, shape (Q,), 1/Angstrom
-            Must equal the training q grid.
-        lengths : array_like of int, shape (M,), optional
-            Valid frames per series (default: from trailing NaN frames).
+        """Distances and their standard deviations for every frame (parameters: :meth:`InversionMethod.predict`).
 
         Returns
         -------
@@ -591,10 +562,8 @@ class VRNN(InversionMethod):
         """
         import torch
 
-        self._check_fitted()
-        dS, lengths = check_signals(dS, q, lengths, self.q_)
+        dS, lengths, mask = self._signals(dS, q, lengths)
         M, T, _ = dS.shape
-        mask = np.arange(T)[None, :] < lengths[:, None]
         x = self._standardise_x(np.where(mask[..., None], dS, 0.0), mask)
         device = self._torch_device()
         net = self.net_.to(device)
@@ -610,8 +579,8 @@ class VRNN(InversionMethod):
                     sd[start : start + 512] = out["q_std"][..., :P].double().cpu().numpy()
         finally:
             self.net_ = net.to("cpu")
-        R = self._g_to_R(mu * self.y_std_ + self.y_mean_)
-        std = self._dR_dg(R) * self.y_std_ * sd
+        R = from_target(mu * self.y_std_ + self.y_mean_, self.target, self.g_floor_)
+        std = target_slope(R, self.target) * self.y_std_ * sd
         R[~mask] = np.nan
         std[~mask] = np.nan
         return Prediction(distances=R, std=std)
@@ -647,7 +616,10 @@ class VRNN(InversionMethod):
 
         from ._vrnn_net import VRNNNet
 
-        self._validate_settings_loaded(path)
+        try:
+            self.check_settings()
+        except InputError as exc:
+            raise InputError(f"{path}: damaged molmovie model file ({exc})") from None
         try:
             self.reference_ = str(config["reference"])
             self.inelastic_ = bool(config["inelastic"])
@@ -678,45 +650,33 @@ class VRNN(InversionMethod):
             raise InputError(f"{path}: damaged molmovie model file (network weights do not fit: {first})") from None
         self.net_ = net.eval()
 
-    def _validate_settings_loaded(self, path) -> None:
-        try:
-            self._validate_settings()
-        except InputError as exc:
-            raise InputError(f"{path}: damaged molmovie model file ({exc})") from None
+
+def _distances(ds, mask: np.ndarray, role: str) -> np.ndarray:
+    """A dataset's true distances (M, T, n_pairs), checked finite and positive on valid frames."""
+    R = np.asarray(ds.distances, dtype=float)
+    if not np.all(np.isfinite(R[mask])) or np.any(R[mask] <= 0):
+        raise InputError(f"the {role} positions give NaN, inf or zero distances within a trajectory's length")
+    return R
 
 
-def _best_permutation(y, mu, sd, mask, perms):
-    """Relabel each sequence's targets by the symmetry permutation of least NLL.
+class _EarlyStopping:
+    """The best epoch's weights, and when the patience has run out.
 
-    The NLL's quadratic part for permutation π is
-    Σ_t Σ_p A_tp (y_{t,π(p)} − μ_tp)², A = mask/σ²; expanding it, every π is
-    scored at once from two (P, P) matrices per sequence,
-    M1[r, p] = Σ_t y_tr² A_tp and M2[r, p] = Σ_t y_tr A_tp μ_tp, as
-    Σ_p (M1 − 2 M2)[π(p), p] (the term in μ² is the same for all π).
-    The choice is made in float64 without gradients; the loss is then
-    computed directly on the chosen relabelling. Ties go to the lowest index
-    (the identity is first).
-
-    Parameters
-    ----------
-    y, mu, sd : tensor, shape (B, T, P)
-    mask : tensor, shape (B, T)
-    perms : tensor of long, shape (K, P)
-
-    Returns
-    -------
-    tensor, shape (B, T, P): y relabelled per sequence.
+    Epochs before ``start`` (while the physics term ramps up, the loss being
+    minimised changes) are kept as the latest weights and count nothing.
     """
-    import torch
 
-    with torch.no_grad():
-        yd, md = y.double(), mu.double()
-        A = mask.double()[..., None] / sd.double() ** 2
-        M1 = torch.einsum("btr,btp->brp", yd**2, A)
-        M2 = torch.einsum("btr,btp->brp", yd, A * md)
-        D = M1 - 2.0 * M2
-        P = y.shape[-1]
-        cost = D[:, perms, torch.arange(P, device=y.device)].sum(-1)  # (B, K)
-        best = cost.argmin(dim=1)
-    index = perms[best][:, None, :].expand_as(y)
-    return torch.gather(y, 2, index)
+    def __init__(self, net, patience: int, start: int):
+        self.net, self.patience, self.start = net, patience, start
+        self.best_loss, self.best_epoch, self.since_best = math.inf, 0, 0
+        self.best_state = copy.deepcopy(net.state_dict())
+
+    def update(self, epoch: int, loss: float) -> bool:
+        """Record an epoch's monitored loss; True when training should stop."""
+        if epoch < self.start or loss < self.best_loss:
+            self.best_loss = math.inf if epoch < self.start else loss
+            self.best_epoch, self.since_best = epoch, 0
+            self.best_state = copy.deepcopy(self.net.state_dict())
+        else:
+            self.since_best += 1
+        return self.since_best >= self.patience

@@ -11,8 +11,10 @@ averaged (gas phase):
 - :class:`DebyeTorch`, :func:`intensity_torch`: the same formula in PyTorch,
   differentiable with respect to the distances (imported on first use, so
   ``import molmovie.scattering`` does not import torch);
-- :func:`q_grid`, :data:`DEFAULT_Q`, :func:`simulate_signals`: the detector
-  model (q grid, reference, photon noise, time resolution);
+- :func:`q_grid`, :data:`DEFAULT_Q`, :func:`simulate`, :func:`simulate_signals`:
+  the detector model (q grid, reference, photon noise, time resolution);
+- :class:`SignalSpec`: what a simulated ΔS is (q grid, inelastic, reference,
+  noise, IRF, seed), returned with the signals and stored with them;
 - :func:`irf_operator`, :func:`ensemble_signal`, :func:`basis_signals`,
   :func:`simulate_measurement` (and the PyTorch ``*_torch`` twins, which import
   torch when called): the measurement model, what a pump-probe experiment
@@ -24,7 +26,7 @@ Units: q in 1/Å (q = 4π sin(θ)/λ), distances in Å, intensities in electron 
 from __future__ import annotations
 
 from .debye import difference_signal, intensity, intensity_from_distances
-from .detector import DEFAULT_Q, q_grid, simulate_signals
+from .detector import DEFAULT_Q, Signals, q_grid, simulate, simulate_signals
 from .measurement import (
     basis_signals,
     convolve_basis,
@@ -36,6 +38,7 @@ from .measurement import (
     laser_off_reference,
     simulate_measurement,
 )
+from .spec import SignalSpec
 from .tables import form_factors, incoherent
 
 __all__ = [
@@ -48,6 +51,9 @@ __all__ = [
     "intensity_torch",
     "q_grid",
     "DEFAULT_Q",
+    "SignalSpec",
+    "Signals",
+    "simulate",
     "simulate_signals",
     "irf_operator",
     "irf_operator_torch",

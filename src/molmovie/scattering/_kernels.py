@@ -278,20 +278,3 @@ def sincos_array(x, s, c):
     for i in range(x.shape[0]):
         s[i], c[i] = _sincos(x[i])
 
-
-@njit(cache=True, parallel=True, fastmath=False)
-def pair_distances(pos, out):
-    """out[g, p] = |pos[g, i] - pos[g, j]| for pairs i < j in row-major order; pos (G, N, 3), out (G, P)."""
-    n_geom, n_atoms, _ = pos.shape
-    for g in prange(n_geom):
-        p = 0
-        for i in range(n_atoms):
-            xi = pos[g, i, 0]
-            yi = pos[g, i, 1]
-            zi = pos[g, i, 2]
-            for j in range(i + 1, n_atoms):
-                dx = xi - pos[g, j, 0]
-                dy = yi - pos[g, j, 1]
-                dz = zi - pos[g, j, 2]
-                out[g, p] = np.sqrt(dx * dx + dy * dy + dz * dz)
-                p += 1

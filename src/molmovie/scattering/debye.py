@@ -32,9 +32,13 @@ import numpy as np
 
 from .._errors import InputError
 from .._numba import parallel_lock
+from ..geometry import distances
 from .tables import atomic_numbers_for_scattering, check_q, form_factors, incoherent
 
-__all__ = ["intensity", "intensity_from_distances", "intensity_reference", "difference_signal", "pair_distances"]
+__all__ = ["intensity", "intensity_from_distances", "intensity_reference", "difference_signal"]
+
+#: The same as :func:`molmovie.geometry.distances` (kept for old callers).
+pair_distances = distances
 
 # Above this |q r| the sine's argument reduction in the kernels loses accuracy
 # (see _kernels._sincos); such distances (> 1e7 Å) go to the NumPy evaluation.
@@ -219,30 +223,7 @@ def intensity(symbols, positions, q, *, inelastic: bool = True) -> np.ndarray:
     n = len([symbols] if isinstance(symbols, str) else symbols)
     if pos.ndim < 2 or pos.shape[-2:] != (n, 3):
         raise InputError(f"The 'positions' parameter must have shape (..., {n}, 3) for {n} atoms; got shape {pos.shape}")
-    return intensity_from_distances(symbols, pair_distances(pos), q, inelastic=inelastic)
-
-
-def pair_distances(positions) -> np.ndarray:
-    """All atom-atom distances, compiled: the same as :func:`molmovie.geometry.distances`.
-
-    Parameters
-    ----------
-    positions : array_like, shape (..., n_atoms, 3), Angstrom
-
-    Returns
-    -------
-    ndarray, shape (..., n_pairs), Angstrom; pairs i < j in row-major order.
-    """
-    from . import _kernels
-
-    pos = np.asarray(positions, dtype=float)
-    lead, n = pos.shape[:-2], pos.shape[-2]
-    flat = np.ascontiguousarray(pos.reshape(int(np.prod(lead)), n, 3))
-    out = np.empty((flat.shape[0], n * (n - 1) // 2))
-    if out.size:
-        with parallel_lock:
-            _kernels.pair_distances(flat, out)
-    return out.reshape(lead + (out.shape[1],))
+    return intensity_from_distances(symbols, distances(pos), q, inelastic=inelastic)
 
 
 def intensity_reference(symbols, distances, q, *, inelastic: bool = True, chunk: int = 512) -> np.ndarray:

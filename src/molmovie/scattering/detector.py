@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import math
 from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 
 from .._errors import InputError
-from .debye import intensity_from_distances, pair_distances
-from .tables import check_q
+from ..geometry import distances
+from .debye import intensity_from_distances
+from .spec import SignalSpec
 
-__all__ = ["q_grid", "DEFAULT_Q", "PHOTON_ENERGY_KEV", "WAVELENGTH", "simulate_signals"]
+__all__ = ["q_grid", "DEFAULT_Q", "PHOTON_ENERGY_KEV", "WAVELENGTH", "Signals", "simulate", "simulate_signals"]
 
 #: hc in keV·Å (CODATA 2018).
 _HC_KEV_ANGSTROM = 12.398419843320026
@@ -125,18 +127,6 @@ def _check_inputs(symbols, positions, length, time):
     return pos, lengths, t, valid
 
 
-def _positive_or_none(name: str, value, meaning: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not (math.isfinite(number) and number > 0):
-        raise InputError(f"The '{name}' parameter must be > 0 ({meaning}); got {value!r}")
-    return number
-
-
 def _gaussian_smooth(I: np.ndarray, valid: np.ndarray, dt: float, fwhm: float) -> np.ndarray:
     """Normalised Gaussian convolution along axis 1 over valid frames only.
 
@@ -172,40 +162,45 @@ def _gaussian_smooth(I: np.ndarray, valid: np.ndarray, dt: float, fwhm: float) -
     return out
 
 
-def simulate_signals(
-    symbols,
-    positions,
-    length,
-    time,
-    q,
-    *,
-    inelastic: bool = True,
-    reference: str = "first",
-    photons: float | None = None,
-    irf_fs: float | None = None,
-    seed=None,
-    progress=None,
-) -> tuple[np.ndarray, np.ndarray]:
-    r"""Difference scattering signals ΔS(q, t) of an ensemble of trajectories.
+class Signals(NamedTuple):
+    """Simulated difference signals and the spec that says what they are.
+
+    Attributes
+    ----------
+    dS : ndarray, shape (n_trajectories, n_frames, n_q)
+        Fraction (not percent); NaN past each length.
+    I_ref : ndarray, shape (n_trajectories, n_q), electron units
+    spec : SignalSpec
+    """
+
+    dS: np.ndarray
+    I_ref: np.ndarray
+    spec: SignalSpec
+
+
+def simulate(symbols, positions, length, time, spec: SignalSpec, *, progress=None) -> Signals:
+    r"""Difference scattering signals ΔS(q, t) of an ensemble of trajectories, as ``spec`` says.
 
     .. math::
 
         \Delta S_m(q, t) = \frac{\tilde I_m(q, t) - I_{\mathrm{ref}, m}(q)}{I_{\mathrm{ref}, m}(q)}
 
     with I_m(q, t) from Eq. (1) of Asenov et al. (IAM Debye formula plus the
-    Compton term, :func:`molmovie.scattering.intensity`), then, in this order:
+    Compton term when ``spec.inelastic``, :func:`molmovie.scattering.intensity`),
+    then, in this order:
 
-    1. time resolution (``irf_fs``): each trajectory's I(q, t) is convolved
+    1. time resolution (``spec.irf_fs``): each trajectory's I(q, t) is convolved
        along time with a Gaussian instrument response of that FWHM, over its
        valid frames only and normalised by the weights that fall on valid
        frames, so the first and last frames are not biased toward zero;
-    2. photon noise (``photons``): each pattern is counted,
+    2. photon noise (``spec.photons``): each pattern is counted,
        N(q) ~ Poisson(photons · I(q) / Σ_q I(q)), and rescaled,
-       Ĩ(q) = N(q) Σ_q I(q) / photons, which is unbiased (E Ĩ = I).
+       Ĩ(q) = N(q) Σ_q I(q) / photons, which is unbiased (E Ĩ = I); the noise
+       is drawn from ``numpy.random.default_rng(spec.seed)``.
 
     The reference is noise-free and not convolved: a laser-off pattern is
     averaged over far more shots than any pump-probe delay, so its noise is
-    negligible in comparison. Its choice (``reference``):
+    negligible in comparison. Its choice (``spec.reference``):
 
     - ``"first"``: each trajectory's own first frame, I_ref,m = I_m(q, t_0),
       the paper's convention; then ΔS_m(q, t_0) = 0 exactly without noise and IRF;
@@ -222,20 +217,53 @@ def simulate_signals(
     length : array_like of int, shape (n_trajectories,)
         Valid frames per trajectory, 1 <= length <= n_frames.
     time : array_like, shape (n_frames,), fs
-        Frame times, strictly increasing; uniformly spaced when ``irf_fs`` is given.
+        Frame times, strictly increasing; uniformly spaced when ``spec.irf_fs`` is given.
+    spec : SignalSpec
+        The q grid (1/Angstrom) and the detector model.
+    progress : callable(done, info), optional
+        Called as ``progress(done, {"total": M, "unit": "trajectories"})`` with
+        the number of trajectories finished so far (for a progress bar in the CLI).
+
+    Returns
+    -------
+    Signals
+        ``(dS, I_ref, spec)``: dS (n_trajectories, n_frames, n_q), a fraction,
+        NaN past each length; I_ref (n_trajectories, n_q), electron units.
+
+    Raises
+    ------
+    InputError
+        For inconsistent shapes, lengths out of range, non-finite positions
+        inside a length, or non-uniform times with ``spec.irf_fs``.
+    """
+    return _simulate(symbols, positions, length, time, spec, np.random.default_rng(spec.seed), progress)
+
+
+def simulate_signals(
+    symbols,
+    positions,
+    length,
+    time,
+    q,
+    *,
+    inelastic: bool = True,
+    reference: str = "first",
+    photons: float | None = None,
+    irf_fs: float | None = None,
+    seed=None,
+    progress=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Difference signals ΔS(q, t) from the detector model's settings: :func:`simulate` without a spec.
+
+    Parameters
+    ----------
+    symbols, positions, length, time, progress
+        As in :func:`simulate`.
     q : array_like, shape (n_q,), 1/Angstrom
-    inelastic : bool, default True
-        Include the Compton term Σ_A S_A(q).
-    reference : {"first", "ground"}, default "first"
-    photons : float, optional
-        Expected photons per pattern, integrated over the q grid; None: no noise.
-    irf_fs : float, optional
-        FWHM of the Gaussian instrument response, fs; None: perfect time resolution.
+    inelastic, reference, photons, irf_fs
+        As in :class:`SignalSpec`.
     seed : int, numpy.random.Generator or None
         Seed of the photon noise; the same seed gives the same signals.
-    progress : callable, optional
-        Called as ``progress(n_done)`` with the number of trajectories finished
-        so far (for a progress bar in the CLI).
 
     Returns
     -------
@@ -246,28 +274,30 @@ def simulate_signals(
     Raises
     ------
     InputError
-        For inconsistent shapes, lengths out of range, non-finite positions
-        inside a length, an unknown ``reference``, ``photons`` or ``irf_fs``
-        <= 0, or non-uniform times with ``irf_fs``.
+        As :func:`simulate` and :class:`SignalSpec` (an unknown ``reference``,
+        ``photons`` or ``irf_fs`` <= 0, a bad q grid).
     """
+    spec = SignalSpec(q, inelastic, reference, photons, irf_fs, seed=None if isinstance(seed, np.random.Generator) else seed)
+    dS, I_ref, _ = _simulate(symbols, positions, length, time, spec, np.random.default_rng(seed), progress)
+    return dS, I_ref
+
+
+def _simulate(symbols, positions, length, time, spec: SignalSpec, rng: np.random.Generator, progress) -> Signals:
     if isinstance(symbols, str):
         raise InputError("The 'symbols' parameter must be a sequence of element symbols, e.g. ['C', 'S', 'S']")
+    if not isinstance(spec, SignalSpec):
+        raise InputError(f"The 'spec' parameter must be a molmovie.scattering.SignalSpec; got {type(spec).__name__}")
     symbols = list(symbols)
-    qa = check_q(q)
-    if reference not in ("first", "ground"):
-        raise InputError(f"The 'reference' parameter must be 'first' or 'ground'; got {reference!r}")
-    photons = _positive_or_none("photons", photons, "expected photons per pattern")
-    irf_fs = _positive_or_none("irf_fs", irf_fs, "FWHM in fs")
+    qa, inelastic, photons, irf_fs = spec.q, spec.inelastic, spec.photons, spec.irf_fs
     pos, lengths, t, valid = _check_inputs(symbols, positions, length, time)
     n_traj, n_frames = pos.shape[:2]
     dt = float(t[1] - t[0]) if n_frames > 1 else 1.0
     if irf_fs is not None and n_frames > 2 and np.max(np.abs(np.diff(t) - dt)) > 1e-6 * dt:
         raise InputError("The 'time' parameter must be uniformly spaced to apply a time resolution (irf_fs)")
-    rng = np.random.default_rng(seed) if photons is not None else None
 
     # The reference first: "ground" needs every trajectory's first frame.
-    first = intensity_from_distances(symbols, pair_distances(pos[:, 0]), qa, inelastic=inelastic)
-    if reference == "first":
+    first = intensity_from_distances(symbols, distances(pos[:, 0]), qa, inelastic=inelastic)
+    if spec.reference == "first":
         I_ref = first
     else:
         I_ref = np.repeat(first.mean(axis=0, keepdims=True), n_traj, axis=0)
@@ -279,16 +309,16 @@ def simulate_signals(
         b = min(n_traj, a + per_chunk)
         v = valid[a:b]
         row_traj = a + np.nonzero(v)[0]  # trajectory of each valid frame, in (m, t) order
-        I = intensity_from_distances(symbols, pair_distances(pos[a:b][v]), qa, inelastic=inelastic)
+        I = intensity_from_distances(symbols, distances(pos[a:b][v]), qa, inelastic=inelastic)
         if irf_fs is not None and n_frames > 1:
             full = np.full((b - a, n_frames, qa.size), np.nan)
             full[v] = I
             I = _gaussian_smooth(full, v, dt, irf_fs)[v]
-        if rng is not None:
+        if photons is not None:
             total = I.sum(axis=1, keepdims=True)
             I = rng.poisson(photons * I / total) * (total / photons)
         ref = I_ref[row_traj]
         dS[a:b][v] = (I - ref) / ref
         if progress is not None:
-            progress(b)
-    return dS, I_ref
+            progress(b, {"total": n_traj, "unit": "trajectories"})
+    return Signals(dS, I_ref, spec)

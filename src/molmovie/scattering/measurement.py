@@ -64,9 +64,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import InputError
+from ..geometry import distances as pair_distances
 from ..geometry import pair_labels as _pair_labels
+from ..measurements import Measurement, Truth
 from ..molecules import BOND_SCALE, covalent_radii
-from .debye import intensity_from_distances, pair_distances
+from ..trajectories import BREAK_SCALE
+from .debye import intensity_from_distances
 from .detector import simulate_signals
 from .tables import check_q
 
@@ -544,7 +547,7 @@ def basis_signals(dataset, q, *, inelastic: bool = True, progress=None) -> tuple
     q : array_like, shape (Q,), 1/Angstrom
     inelastic : bool, default True
     progress : callable, optional
-        ``progress(done, {"total": M})`` after each chunk of trajectories.
+        ``progress(done, info)`` after each chunk of trajectories (``info["total"]``: M).
 
     Returns
     -------
@@ -555,9 +558,8 @@ def basis_signals(dataset, q, *, inelastic: bool = True, progress=None) -> tuple
     qa = check_q(q)
     m, t = ens.n_trajectories, ens.n_frames
     _check_size(m * t * qa.size, "the basis signals (trajectories × frames × q)")
-    report = None if progress is None else (lambda done: progress(done, {"total": m}))
     dS, I_ref = simulate_signals(ens.symbols, ens.positions, ens.length, ens.time, qa,
-                                 inelastic=inelastic, reference="ground", progress=report)
+                                 inelastic=inelastic, reference="ground", progress=progress)
     return dS, I_ref[0].copy()
 
 
@@ -674,7 +676,6 @@ def parting_frames(dataset) -> np.ndarray:
     ndarray of int, shape (M,)
         The parting frame, or -1 for a trajectory that does not dissociate.
     """
-    from ..trajectories import BREAK_SCALE
 
     ens = _ensemble_of(dataset)
     out = np.full(ens.n_trajectories, -1, dtype=np.int64)
@@ -867,7 +868,6 @@ def simulate_measurement(
         IRF, photons <= 0, delays not increasing or past the end of the basis,
         a bad q grid, or sizes over :data:`MAX_ELEMENTS`.
     """
-    from ..io.measurement import Measurement, Truth  # a file format; imported here, not at the top of scattering
 
     ens = _ensemble_of(dataset)
     m_all = ens.n_trajectories

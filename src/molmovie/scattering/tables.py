@@ -28,6 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 from .._errors import InputError
+from ..molecules import atomic_numbers
 
 __all__ = ["form_factors", "incoherent", "check_q", "atomic_numbers_for_scattering", "MAX_Z"]
 
@@ -81,8 +82,6 @@ def atomic_numbers_for_scattering(symbols) -> np.ndarray:
     InputError
         For an unknown symbol, an empty list, or an element heavier than Cf (Z = 98).
     """
-    from ..molecules import atomic_numbers
-
     if isinstance(symbols, str):
         symbols = [symbols]
     z = atomic_numbers(symbols)

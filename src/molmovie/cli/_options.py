@@ -1,0 +1,19 @@
+"""Parsers of option values that more than one command takes."""
+
+from __future__ import annotations
+
+from .._errors import InputError
+
+__all__ = ["parse_splits"]
+
+
+def parse_splits(text: str) -> tuple[float, float, float]:
+    """Parse ``--splits`` (``"85,11,11"``: train,val,test sizes); a teaching error for anything else."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--splits must be three numbers train,val,test like 85,11,11; got {text!r}") from None
+    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0 or values[0] <= 0:
+        raise InputError(f"--splits must be three non-negative numbers train,val,test with train > 0, like 85,11,11; got {text!r}")
+    return values  # type: ignore[return-value]

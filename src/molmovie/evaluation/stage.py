@@ -1,0 +1,79 @@
+"""One evaluation stage, shared by ``molmovie evaluate`` and the study: predict a split, score it, save the scores.
+
+An evaluation file is one compressed NumPy ``.npz`` (plain arrays, read
+with ``allow_pickle=False``): the predictions, the per-frame metrics, their
+per-time-step means, and the summary as a JSON string.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..io import atomic_path
+from .metrics import evaluate
+
+__all__ = ["score_method", "write_scores", "read_scores"]
+
+
+def score_method(method, dataset) -> dict:
+    """Predict a dataset split with a fitted inversion method and score it.
+
+    Parameters
+    ----------
+    method : molmovie.inversion.InversionMethod
+        Fitted.
+    dataset : molmovie.datasets.Dataset
+        With positions and signals.
+
+    Returns
+    -------
+    dict
+        ``distances`` and ``std`` (M, T, n_pairs) Angstrom (``std`` of shape
+        (0,) for a method without uncertainties); ``rmsd``, ``rmsd_sym``,
+        ``rmsd_sym_traj`` (M, T) Angstrom and ``ssr`` (M, T) per frame;
+        ``dS_pred`` (M, T, Q); their means per time step ``rmsd_t``,
+        ``rmsd_sym_t``, ``rmsd_sym_traj_t``, ``ssr_t`` (T,); and ``summary``
+        (:meth:`~molmovie.evaluation.Evaluation.summary`, plus
+        ``within_2sigma``, the fraction of true distances inside ±2σ, for
+        methods with an uncertainty).
+    """
+    pred = method.predict(dataset.dS, q=dataset.q, lengths=dataset.length)
+    ev = evaluate(pred.distances, dataset)
+    summary = ev.summary()
+    if pred.std is not None:
+        inside = np.abs(pred.distances - dataset.distances) <= 2 * pred.std
+        summary["within_2sigma"] = float(inside[dataset.mask].mean())
+    per_t = ev.per_time_step()
+    return dict(
+        distances=pred.distances,
+        std=pred.std if pred.std is not None else np.zeros((0,)),
+        rmsd=ev.rmsd,
+        rmsd_sym=ev.rmsd_sym,
+        rmsd_sym_traj=ev.rmsd_sym_traj,
+        ssr=ev.ssr,
+        dS_pred=ev.dS_pred,
+        rmsd_t=per_t["rmsd"],
+        rmsd_sym_t=per_t["rmsd_sym"],
+        rmsd_sym_traj_t=per_t["rmsd_sym_traj"],
+        ssr_t=per_t["ssr"],
+        summary=summary,
+    )
+
+
+def write_scores(path, scores: dict) -> None:
+    """Write :func:`score_method`'s answer to an ``.npz`` file atomically (the summary as JSON)."""
+    arrays = {k: v for k, v in scores.items() if k != "summary"}
+    arrays["summary_json"] = np.array(json.dumps(scores["summary"]))
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def read_scores(path) -> dict:
+    """Read an evaluation file written by :func:`write_scores`: its arrays and ``summary`` (a dict)."""
+    with np.load(path, allow_pickle=False) as z:
+        scores = {k: z[k] for k in z.files}
+    scores["summary"] = json.loads(str(scores.pop("summary_json")))
+    return scores

@@ -1,0 +1,139 @@
+"""The dataset file: trajectories of one molecule, their scattering signals, and splits, in HDF5.
+
+::
+
+    /                      attrs: format="molmovie", version, molmovie_version, molecule, provenance (JSON)
+    /atoms/symbols (N)     /atoms/masses (N) [u]
+    /time (T) [fs]
+    /trajectories/positions (M, T, N, 3) [Angstrom], NaN past each length
+    /trajectories/length (M)   /trajectories/dissociated (M)   /trajectories/source (M)
+    /trajectories/energy (M, T) [eV], optional   /trajectories/state (M, T), optional
+    /signals/q (Q) [1/Angstrom]   /signals/dS (M, T, Q)   /signals/I_ref (M, Q) [e.u.]
+                           attrs (each JSON): inelastic, reference, photons, irf_fs, seed
+                           (the :class:`~molmovie.scattering.SignalSpec` without q)
+    /splits/{train,val,test} (indices)
+
+Every array carries its unit in a ``units`` attribute. The file is written
+atomically and an existing file is replaced only with ``force=True``; the
+reader opens it read-only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import InputError
+from .._version import __version__
+from ..datasets import Dataset
+from ..scattering.spec import SignalSpec
+from ..trajectories import Ensemble
+from ._files import atomic_path, check_format, check_output, json_default, open_hdf5, write_array
+
+__all__ = ["DATASET_FORMAT", "DATASET_VERSION", "read_dataset", "write_dataset"]
+
+DATASET_FORMAT = "molmovie"
+DATASET_VERSION = 1
+
+
+def write_dataset(ds: Dataset, path, *, force: bool = False) -> Path:
+    """Write a dataset file atomically.
+
+    Parameters
+    ----------
+    ds : Dataset
+    path : path-like
+    force : bool
+        Replace an existing file (otherwise that is an :class:`InputError`).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    import h5py
+
+    path = check_output(path, force=force)
+    ens = ds.ensemble
+    comp = dict(compression="gzip", compression_opts=4, shuffle=True)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = DATASET_FORMAT
+            f.attrs["version"] = DATASET_VERSION
+            f.attrs["molmovie_version"] = __version__
+            f.attrs["molecule"] = ens.molecule
+            f.attrs["provenance"] = json.dumps(ens.provenance, default=json_default)
+            atoms = f.create_group("atoms")
+            atoms.create_dataset("symbols", data=np.array(ens.symbols, dtype="S3"))
+            write_array(atoms, "masses", ens.masses, "u")
+            write_array(f, "time", ens.time, "fs")
+            tr = f.create_group("trajectories")
+            write_array(tr, "positions", ens.positions, "Angstrom", chunks=(1,) + ens.positions.shape[1:], **comp)
+            write_array(tr, "length", ens.length, "frames")
+            write_array(tr, "dissociated", ens.dissociated)
+            tr.create_dataset("source", data=np.array(ens.source, dtype=h5py.string_dtype()))
+            if ens.energy is not None:
+                write_array(tr, "energy", ens.energy, "eV")
+            if ens.state is not None:
+                write_array(tr, "state", ens.state, "index")
+            if ds.has_signals:
+                sg = f.create_group("signals")
+                write_array(sg, "q", ds.q, "1/Angstrom")
+                write_array(sg, "dS", ds.dS, "fraction", chunks=(1,) + ds.dS.shape[1:], **comp)
+                write_array(sg, "I_ref", ds.I_ref, "electron units")
+                for k, v in ds.spec.attrs().items():
+                    sg.attrs[k] = json.dumps(v, default=json_default)
+            sp = f.create_group("splits")
+            for k, v in ds.splits.items():
+                write_array(sp, k, np.asarray(v, dtype=np.int64), "index")
+    return path
+
+
+def read_dataset(path) -> Dataset:
+    """Read a dataset file (opened read-only).
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    Dataset
+        With its signals' :class:`~molmovie.scattering.SignalSpec` (attributes
+        a file lacks take their defaults).
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not HDF5, not a molmovie dataset, of a newer
+        format version, or damaged.
+    """
+    path = Path(path)
+    with open_hdf5(path, "file", "not an HDF5 file, so not a molmovie dataset") as f:
+        check_format(f.attrs, path, DATASET_FORMAT, DATASET_VERSION, "molmovie dataset")
+        try:
+            symbols = tuple(s.decode() for s in f["atoms/symbols"][()])
+            tr = f["trajectories"]
+            ens = Ensemble(
+                molecule=str(f.attrs["molecule"]),
+                symbols=symbols,
+                time=f["time"][()],
+                positions=tr["positions"][()],
+                length=tr["length"][()],
+                dissociated=tr["dissociated"][()],
+                source=[s.decode() if isinstance(s, bytes) else str(s) for s in tr["source"][()]],
+                energy=tr["energy"][()] if "energy" in tr else None,
+                state=tr["state"][()] if "state" in tr else None,
+                provenance=json.loads(f.attrs.get("provenance", "{}")),
+            )
+            signals = {}
+            if "signals" in f:
+                sg = f["signals"]
+                attrs = {k: json.loads(v) for k, v in sg.attrs.items()}
+                signals = dict(dS=sg["dS"][()], I_ref=sg["I_ref"][()], spec=SignalSpec.from_attrs(sg["q"][()], attrs))
+            splits = {k: v[()] for k, v in f["splits"].items()} if "splits" in f else {}
+            return Dataset(ens, splits=splits, **signals)
+        except (KeyError, ValueError) as exc:  # InputError is a ValueError: a bad signal attribute lands here too
+            raise InputError(f"{path}: damaged molmovie dataset ({exc})") from None

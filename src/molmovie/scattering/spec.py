@@ -1,0 +1,148 @@
+"""What a simulated ΔS is: the one description of a signal that every part of molmovie reads.
+
+A :class:`SignalSpec` records how difference signals were (or are to be)
+simulated from trajectories by :func:`molmovie.scattering.simulate`: the q
+grid, whether the Compton term is included, the reference pattern, the
+photon noise, the time resolution and the noise seed. It travels with the
+signals: it is stored in the dataset file (the attributes of ``/signals``) and
+in a model file's configuration, and read back from both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .._errors import InputError
+from .tables import check_q
+
+__all__ = ["SignalSpec", "REFERENCES"]
+
+#: The ΔS references :func:`molmovie.scattering.simulate` knows.
+REFERENCES = ("first", "ground")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class SignalSpec:
+    """How difference signals ΔS(q, t) are simulated.
+
+    Validated on construction, so a spec that exists is a valid one.
+
+    Attributes
+    ----------
+    q : ndarray, shape (Q,), 1/Angstrom
+        The momentum-transfer grid (a read-only copy).
+    inelastic : bool, default True
+        Whether the Compton term Σ_A S_A(q) is included in I(q).
+    reference : {"first", "ground"}, default "first"
+        I_ref: each trajectory's first frame, or the mean first frame of all
+        trajectories (the laser-off ground state).
+    photons : float or None
+        Expected photons per pattern (Poisson noise); None: no noise.
+    irf_fs : float or None
+        FWHM of the Gaussian instrument response, fs; None: perfect time resolution.
+    seed : int or None
+        Seed of the photon noise; None when there is none to record.
+
+    Examples
+    --------
+    >>> from molmovie.scattering import SignalSpec, q_grid
+    >>> spec = SignalSpec(q_grid(), reference="ground", photons=1e6, seed=3)
+    >>> spec.attrs()
+    {'inelastic': True, 'reference': 'ground', 'photons': 1000000.0, 'irf_fs': None, 'seed': 3}
+    >>> SignalSpec.from_attrs(spec.q, spec.attrs()) == spec
+    True
+    """
+
+    q: np.ndarray
+    inelastic: bool = True
+    reference: str = "first"
+    photons: float | None = None
+    irf_fs: float | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        q = check_q(self.q).copy()
+        q.flags.writeable = False
+        if not isinstance(self.inelastic, (bool, np.bool_)):
+            raise InputError(f"The 'inelastic' parameter must be True or False; got {self.inelastic!r}")
+        if self.reference not in REFERENCES:
+            raise InputError(f"The 'reference' parameter must be 'first' or 'ground'; got {self.reference!r}")
+        seed = self.seed
+        if seed is not None:
+            if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+                raise InputError(f"The 'seed' parameter must be a whole number >= 0 or None; got {seed!r}")
+            seed = int(seed)
+        for name, value in (
+            ("q", q),
+            ("inelastic", bool(self.inelastic)),
+            ("reference", str(self.reference)),
+            ("photons", _positive_or_none("photons", self.photons, "expected photons per pattern")),
+            ("irf_fs", _positive_or_none("irf_fs", self.irf_fs, "FWHM in fs")),
+            ("seed", seed),
+        ):
+            object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------ the stored form
+    def attrs(self) -> dict:
+        """Everything but q, as JSON-able values: the ``/signals`` attributes of a dataset file.
+
+        Returns
+        -------
+        dict
+            ``inelastic``, ``reference``, ``photons``, ``irf_fs``, ``seed``.
+        """
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "q"}
+
+    @classmethod
+    def from_attrs(cls, q, attrs: Mapping) -> "SignalSpec":
+        """The spec of stored signals: their q grid and the attributes :meth:`attrs` wrote.
+
+        Attributes missing from ``attrs`` take their defaults, as files written
+        before an attribute existed mean (every file so far records them all).
+
+        Parameters
+        ----------
+        q : array_like, shape (Q,), 1/Angstrom
+        attrs : mapping
+            Decoded attribute values, e.g. ``{"reference": "ground", "photons": None}``.
+
+        Raises
+        ------
+        InputError
+            For an attribute this molmovie does not know, or an invalid value.
+        """
+        known = [f.name for f in fields(cls) if f.name != "q"]
+        unknown = sorted(set(attrs) - set(known))
+        if unknown:
+            raise InputError(f"unknown signal attributes {unknown} (known: {', '.join(known)})")
+        return cls(q, **{k: attrs[k] for k in known if k in attrs})
+
+    # ------------------------------------------------------------ value semantics
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, SignalSpec):
+            return NotImplemented
+        return self.attrs() == other.attrs() and np.array_equal(self.q, other.q)
+
+    def __hash__(self) -> int:
+        return hash((self.q.tobytes(), *self.attrs().values()))
+
+    def __repr__(self) -> str:
+        grid = f"<{self.q.size} points, {self.q[0]:g} to {self.q[-1]:g} 1/Angstrom>"
+        rest = ", ".join(f"{k}={v!r}" for k, v in self.attrs().items())
+        return f"SignalSpec(q={grid}, {rest})"
+
+
+def _positive_or_none(name: str, value, meaning: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, (bool, np.bool_)) or not (math.isfinite(number) and number > 0):
+        raise InputError(f"The '{name}' parameter must be > 0 ({meaning}); got {value!r}")
+    return number
