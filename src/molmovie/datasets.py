@@ -24,14 +24,13 @@ read-only.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ._errors import InputError
+from ._guards import atomic_write, check_output_path, check_seed
 from .trajectories import Ensemble, _index_array
 
 __all__ = [
@@ -43,6 +42,7 @@ __all__ = [
     "write_dataset",
     "make_splits",
     "parse_splits",
+    "check_splits",
     "atomic_path",
     "check_output",
     "read_signals",
@@ -185,8 +185,9 @@ def make_splits(n: int, sizes=(85, 11, 11), seed: int = 0) -> dict[str, np.ndarr
         can spare it.
     seed : int
     """
+    seed = check_seed(seed)
     sizes = np.asarray(sizes, dtype=float)
-    if sizes.shape != (3,) or np.any(sizes < 0) or sizes.sum() <= 0:
+    if sizes.shape != (3,) or not np.all(np.isfinite(sizes)) or np.any(sizes < 0) or sizes.sum() <= 0:
         raise InputError(f"splits must be three non-negative numbers train,val,test; got {','.join(map(str, sizes))}")
     if np.isclose(sizes.sum(), n) and np.all(sizes == np.round(sizes)):
         counts = sizes.astype(int)
@@ -211,52 +212,78 @@ def parse_splits(text: str) -> tuple[float, float, float]:
         values = tuple(float(p) for p in parts)
     except ValueError:
         raise InputError(f"--splits must be three numbers train,val,test like 85,11,11; got {text!r}") from None
-    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0 or values[0] <= 0:
+    if len(values) != 3 or not all(np.isfinite(values)) or any(v < 0 for v in values) or sum(values) <= 0 or values[0] <= 0:
         raise InputError(f"--splits must be three non-negative numbers train,val,test with train > 0, like 85,11,11; got {text!r}")
     return values  # type: ignore[return-value]
+
+
+def check_splits(splits: dict, n: int, where="the dataset") -> dict[str, np.ndarray]:
+    """Validate splits read from a file: known names, whole indices in range, no index twice.
+
+    Parameters
+    ----------
+    splits : dict of str -> array_like
+        Split name ("train", "val", "test") to trajectory indices.
+    n : int
+        Number of trajectories.
+    where : str or path-like
+        Named in the error (the file).
+
+    Returns
+    -------
+    dict of str -> ndarray of int64, in the order given
+
+    Raises
+    ------
+    InputError
+        An unknown split name; indices that are not whole numbers, not in
+        0 .. n-1 (e.g. -1), repeated within a split, or shared by two splits
+        (a trajectory in train and val would leak between them).
+    """
+    out: dict[str, np.ndarray] = {}
+    owner: dict[int, str] = {}
+    for name, raw in splits.items():
+        if name not in SPLITS:
+            raise InputError(f"{where}: unknown split {name!r} (splits are {', '.join(SPLITS)})")
+        idx = np.asarray(raw)
+        if idx.size and (idx.ndim != 1 or idx.dtype.kind not in "iu"):
+            raise InputError(f"{where}: split {name!r} must be a list of whole trajectory indices; got {idx.dtype} of shape {idx.shape}")
+        idx = idx.reshape(-1).astype(np.int64)
+        bad = idx[(idx < 0) | (idx >= n)]
+        if bad.size:
+            raise InputError(f"{where}: split {name!r} holds index {bad[0]}, outside 0 to {n - 1} ({n} trajectories)")
+        values, counts = np.unique(idx, return_counts=True)
+        if np.any(counts > 1):
+            raise InputError(f"{where}: split {name!r} holds trajectory {values[counts > 1][0]} twice")
+        for i in values.tolist():
+            if i in owner:
+                raise InputError(f"{where}: trajectory {i} is in both the {owner[i]!r} and the {name!r} split")
+            owner[i] = name
+        out[name] = idx
+    return out
 
 
 # --------------------------------------------------------------------------- writing
 
 
 def check_output(path, force: bool = False) -> Path:
-    """Refuse to replace an existing file unless ``force``; the folder must exist."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise InputError(f"{path} exists; use --force to replace it")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not a file")
-    if not path.parent.exists():
-        raise InputError(f"{path.parent}: no such folder for the output")
-    return path
+    """Refuse to replace an existing file unless ``force``; the folder must exist and be writable.
+
+    See :func:`molmovie._guards.check_output_path`, which also refuses an
+    output that is one of the command's inputs.
+    """
+    return check_output_path(path, force=force)
 
 
-class atomic_path:
+def atomic_path(path, suffix: str = ".tmp"):
     """Context manager giving a temporary path beside ``path``, renamed onto it on success.
 
     On an exception (or Ctrl-C) the temporary file is removed and ``path`` is
-    untouched. The file gets the permissions of any newly created file
-    (0666 less the umask), not the owner-only ones of a temporary file.
+    untouched. A new file gets the permissions of any newly created file
+    (0666 less the umask), a replaced one keeps its own; a full disk or a
+    refused permission is a one-line error (:func:`molmovie._guards.atomic_write`).
     """
-
-    def __init__(self, path, suffix: str = ".tmp"):
-        self.path = Path(path)
-        self.suffix = suffix
-
-    def __enter__(self) -> Path:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.suffix, dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+    return atomic_write(path, suffix=suffix)
 
 
 def _put(group, name, data, units=None, **kw):
@@ -378,6 +405,7 @@ def read_dataset(path) -> Dataset:
                 q, dS, I_ref = sg["q"][()], sg["dS"][()], sg["I_ref"][()]
                 attrs = {k: json.loads(v) for k, v in sg.attrs.items()}
             splits = {k: v[()] for k, v in f["splits"].items()} if "splits" in f else {}
+            splits = check_splits(splits, ens.n_trajectories, where=path)
         except (KeyError, ValueError) as exc:
             raise InputError(f"{path}: damaged molmovie dataset ({exc})") from None
     return Dataset(ens, q, dS, I_ref, attrs, splits)

@@ -182,9 +182,11 @@ class Molecule:
         from rdkit import Chem, RDLogger
         from rdkit.Chem import AllChem
 
+        if not isinstance(smiles, str) or not smiles.strip():
+            raise InputError(f"empty SMILES {smiles!r}: give a molecule after 'smiles:', e.g. smiles:CN1CCOCC1")
         RDLogger.DisableLog("rdApp.*")
         mol = Chem.MolFromSmiles(smiles)
-        if mol is None:
+        if mol is None or mol.GetNumAtoms() == 0:
             raise InputError(f"cannot parse SMILES {smiles!r}")
         mol = Chem.AddHs(mol)
         params = AllChem.ETKDGv3()

@@ -25,6 +25,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .._errors import InputError
+from .._guards import check_allocation, check_seed
 from .debye import intensity_from_distances, pair_distances
 from .tables import check_q
 
@@ -87,6 +88,7 @@ def q_grid(q_min: float = DEFAULT_Q["q_min"], q_max: float = DEFAULT_Q["q_max"],
         raise InputError(f"The 'n_q' parameter must be an integer; got {n_q!r}")
     if n_q < 2:
         raise InputError(f"The 'n_q' parameter must be >= 2; got {n_q}")
+    check_allocation((int(n_q),), f"The 'n_q' parameter ({int(n_q)} q points)")
     return np.linspace(float(q_min), float(q_max), int(n_q))
 
 
@@ -258,8 +260,13 @@ def simulate_signals(
         raise InputError(f"The 'reference' parameter must be 'first' or 'ground'; got {reference!r}")
     photons = _positive_or_none("photons", photons, "expected photons per pattern")
     irf_fs = _positive_or_none("irf_fs", irf_fs, "FWHM in fs")
+    seed = check_seed(seed, generator=True)
     pos, lengths, t, valid = _check_inputs(symbols, positions, length, time)
     n_traj, n_frames = pos.shape[:2]
+    per_chunk = max(1, 4096 // n_frames)
+    # dS, plus a chunk's intensities, reference rows and noise (about 4 arrays of its frames x q)
+    check_allocation(8 * qa.size * (n_traj * n_frames + 4 * min(per_chunk, n_traj) * n_frames),
+                     f"ΔS of {n_traj} trajectories x {n_frames} frames x {qa.size} q points")
     dt = float(t[1] - t[0]) if n_frames > 1 else 1.0
     if irf_fs is not None and n_frames > 2 and np.max(np.abs(np.diff(t) - dt)) > 1e-6 * dt:
         raise InputError("The 'time' parameter must be uniformly spaced to apply a time resolution (irf_fs)")
@@ -273,8 +280,7 @@ def simulate_signals(
         I_ref = np.repeat(first.mean(axis=0, keepdims=True), n_traj, axis=0)
 
     dS = np.full((n_traj, n_frames, qa.size), np.nan)
-    # Trajectories in chunks of about 4096 frames: big enough for the kernel, small enough for memory.
-    per_chunk = max(1, 4096 // n_frames)
+    # Trajectories in chunks of about 4096 frames (per_chunk): big enough for the kernel, small enough for memory.
     for a in range(0, n_traj, per_chunk):
         b = min(n_traj, a + per_chunk)
         v = valid[a:b]
