@@ -6,7 +6,6 @@ cut or duplication, an input replaced, an allocation a typed number decided.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -308,3 +307,54 @@ def test_a_local_cluster_does_not_warn_about_port_8787(tmp_path):
         blocker.close()
     assert ds.n_trajectories == 2
     assert [str(w.message) for w in caught if "already in use" in str(w.message)] == []
+
+
+# --------------------------------------------------------------------------- generate: locks, inputs, full disk
+
+
+def test_a_second_generate_into_the_same_output_is_refused(tmp_path):
+    from molmovie._guards import output_lock
+    from molmovie.dynamics import generate, get_model
+
+    out = tmp_path / "g.h5"
+    with output_lock(out):  # another run holds it
+        with pytest.raises(InputError, match=r"another molmovie run is writing .*g\.h5 \(lock file .*g\.h5\.lock\)"):
+            generate("cs2", 1, model=get_model("ground").replace(duration=1.0, n_frames=2), workers=1, output=out)
+    assert files(tmp_path) == []
+
+
+def test_generate_never_writes_over_its_molecule_file(tmp_path, capsys):
+    xyz = write_xyz(tmp_path / "cs2.xyz", ("C", "S", "S"), cs2_positions(1))
+    before = xyz.read_bytes()
+    code, _, err = run_cli(["generate", xyz, "-n", "1", "-o", xyz, "--force", "--workers", "1"], capsys)
+    assert_one_line_error(code, err, r"the output .*cs2\.xyz is the input")
+    assert xyz.read_bytes() == before and files(tmp_path) == ["cs2.xyz"]
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_checkpoint(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(path, **arrays):
+        Path(path).write_bytes(b"half a trajectory")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    out = tmp_path / "g.h5"
+    code, _, err = run_cli(["generate", "cs2", "-n", "2", "-o", out, "--workers", "1", "--model", "ground"], capsys)
+    assert_one_line_error(code, err, r"no space left on device writing .*g\.h5\.partial/traj-000000\.npz$")
+    assert files(tmp_path) == ["g.h5.partial"]  # no dataset, no lock file
+    assert files(tmp_path / "g.h5.partial") == ["run.json"]  # no temporary file
+
+
+def test_the_readme_flow_with_two_runs_ends_in_one_line_not_an_index_error(tmp_path, capsys):
+    """Two runs at 80,10,10 leave the test split empty; `evaluate` says so."""
+    runs = tmp_path / "runs"
+    write_sharc(runs / "TRAJ_00001", cs2_positions(21, seed=1))
+    write_sharc(runs / "TRAJ_00002", cs2_positions(21, dissociate=True, seed=2))
+    data, model = tmp_path / "cs2.h5", tmp_path / "m.st"
+    assert run_cli(["import", runs, "-o", data, "--dt", "1"], capsys)[0] == 0
+    assert run_cli(["scatter", data, "--nq", "8"], capsys)[0] == 0
+    assert run_cli(["train", data, "--method", "nearest", "-o", model], capsys)[0] == 0
+    code, _, err = run_cli(["evaluate", model, data, "-o", tmp_path / "ev"], capsys)
+    assert_one_line_error(code, err, "no trajectories to score: the dataset, or the split chosen, is empty")
+    assert not (tmp_path / "ev").exists()

@@ -7,7 +7,10 @@ whatever happens: Ctrl-C, a killed process, a full disk). The folder also
 holds ``run.json`` with the molecule, the model, the seed and the normal
 modes. Running the same command again resumes: finished indices are read
 back, only the others are run, with the very same normal modes. When all are
-done the dataset is written atomically and the folder removed.
+done the dataset is written atomically and the folder removed. While a run
+goes, the advisory lock file ``OUTPUT.lock`` keeps a second run into the same
+output out (it is refused with one line), and a full disk ends the run with
+one line, the checkpoint kept for a resume.
 
 Trajectory ``i`` of a run with seed ``s`` uses the seed
 ``SeedSequence(s, spawn_key=(i,))`` (what ``SeedSequence(s).spawn(n)[i]``
@@ -26,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
-from .._guards import check_seed
+from .._guards import atomic_write, check_output_path, check_seed, output_lock, write_errors
 from ..molecules import Molecule, get_molecule
 from ._xtb import EngineFactory, RobustSurface, optimise, single_thread
 from .md import TrajectoryResult, run_trajectory
@@ -96,11 +99,9 @@ def _run_key(molecule: Molecule, model: Model, seed: int) -> dict:
 
 
 def _save_result(folder: Path, index: int, res: TrajectoryResult) -> None:
-    final = folder / f"traj-{index:06d}.npz"
-    tmp = folder / f".traj-{index:06d}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, positions=res.positions, energy=res.energy, state=res.state,
-             dissociated=np.array(res.dissociated), record=np.array(json.dumps(res.record)))
-    os.replace(tmp, final)
+    with atomic_write(folder / f"traj-{index:06d}.npz", suffix=".npz") as tmp:
+        np.savez(tmp, positions=res.positions, energy=res.energy, state=res.state,
+                 dissociated=np.array(res.dissociated), record=np.array(json.dumps(res.record)))
 
 
 def _load_results(folder: Path, n: int) -> dict[int, TrajectoryResult]:
@@ -137,10 +138,10 @@ def _open_checkpoint(folder: Path, key: dict, molecule: Molecule, model: Model, 
     if folder.exists():
         shutil.rmtree(folder)
     modes = prepare(molecule, model, factory=factory)
-    folder.mkdir(parents=True)
-    tmp = folder / ".run.json.tmp"
-    tmp.write_text(json.dumps({"version": CHECKPOINT_VERSION, "key": key, "modes": modes.to_dict()}))
-    os.replace(tmp, run_file)
+    with write_errors(folder):
+        folder.mkdir(parents=True)
+    with atomic_write(run_file) as tmp:
+        tmp.write_text(json.dumps({"version": CHECKPOINT_VERSION, "key": key, "modes": modes.to_dict()}))
     return modes
 
 
@@ -315,7 +316,7 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
         Trajectories in index order; ``ensemble.provenance["trajectories"]``
         holds one record per trajectory (seed, model, fate, failure, drift).
     """
-    from ..datasets import Dataset, check_output, make_splits, write_dataset
+    from ..datasets import make_splits
 
     if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)) or n_trajectories < 1:
         raise InputError(f"the number of trajectories must be a whole number >= 1; got {n_trajectories!r}")
@@ -327,7 +328,18 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
         raise InputError("give either --workers (a local cluster) or --scheduler (an existing one), not both")
     mol, mdl = _resolve(molecule, model)
     make_splits(n, splits, seed)  # validates the splits before any work
-    out_path = check_output(output, force) if output is not None else None
+    if output is None:
+        return _generate(mol, mdl, n, seed, workers, scheduler, None, splits, force, progress, factory)
+    molecule_file = [Path(molecule)] if isinstance(molecule, (str, os.PathLike)) and Path(molecule).is_file() else []
+    out_path = check_output_path(output, molecule_file, force=force)
+    with output_lock(out_path):  # a second run into the same output is refused, not mixed into this one's checkpoint
+        return _generate(mol, mdl, n, seed, workers, scheduler, out_path, splits, force, progress, factory)
+
+
+def _generate(mol: Molecule, mdl: Model, n: int, seed: int, workers, scheduler, out_path: Path | None, splits, force: bool,
+              progress, factory):
+    """:func:`generate` once its arguments are checked (and the output locked)."""
+    from ..datasets import Dataset, make_splits, write_dataset
 
     client = cluster = None
     if scheduler is not None:
