@@ -6,6 +6,7 @@ cut or duplication, an input replaced, an allocation a typed number decided.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -358,3 +359,80 @@ def test_the_readme_flow_with_two_runs_ends_in_one_line_not_an_index_error(tmp_p
     code, _, err = run_cli(["evaluate", model, data, "-o", tmp_path / "ev"], capsys)
     assert_one_line_error(code, err, "no trajectories to score: the dataset, or the split chosen, is empty")
     assert not (tmp_path / "ev").exists()
+
+
+# --------------------------------------------------------------------------- beyond the list
+
+
+def test_generate_checks_the_size_of_the_dataset_before_anything(tmp_path, capsys):
+    code, _, err = run_cli(["generate", "cs2", "-n", str(10**12), "-o", tmp_path / "g.h5"], capsys)
+    assert_one_line_error(code, err, r"1000000000000 trajectories of \d+ frames of 3 atoms \(the dataset's positions\) needs .* PiB")
+    assert files(tmp_path) == []
+
+
+def test_padding_many_short_trajectories_to_a_long_one_is_bounded(monkeypatch):
+    from molmovie.trajectories import Trajectory, ensemble_from_trajectories
+
+    pos = cs2_positions(20_000)
+    long = Trajectory(("C", "S", "S"), np.arange(20_000) * 0.5, pos, source="long")
+    short = [Trajectory(("C", "S", "S"), np.arange(2) * 0.5, pos[:2], source=f"s{k}") for k in range(20)]
+    assert ensemble_from_trajectories([long, *short[:2]]).positions.shape == (3, 20_000, 3, 3)  # 4.3 MB
+    monkeypatch.setenv("MOLMOVIE_MAX_MEMORY", "10M")
+    with pytest.raises(InputError, match=r"^21 trajectories padded to the longest one's 20000 frames \(3 atoms\) needs 28\.8 MiB"):
+        ensemble_from_trajectories([long, *short])
+
+
+def test_photon_counts_beyond_64_bit_integers_are_refused(dataset, capsys):
+    before = dataset.read_bytes()
+    code, _, err = run_cli(["scatter", dataset, "--photons", "1e300"], capsys)
+    assert_one_line_error(code, err, r"The 'photons' parameter must be <= 1e\+18 .*got 1e\+300")
+    assert dataset.read_bytes() == before
+
+
+def test_an_irf_far_narrower_than_a_frame_leaves_the_signal_as_it_is():
+    from molmovie.scattering import simulate_signals
+
+    pos = cs2_positions(12)[None]
+    args = (("C", "S", "S"), pos, [12], np.arange(12) * 0.5, np.linspace(0.5, 5, 7))
+    sharp, _ = simulate_signals(*args)
+    narrow, _ = simulate_signals(*args, irf_fs=1e-300)  # (offset / sigma)^2 overflows to inf: a weight of 0
+    np.testing.assert_array_equal(narrow, sharp)
+
+
+def test_q_beyond_any_experiment_is_one_line(dataset, capsys):
+    from molmovie.scattering import intensity
+
+    with pytest.raises(InputError, match=r"The 'q' parameter must be <= 1\.257e\+10 1/Å, where the tables .* end; got 1e\+300"):
+        intensity(("C", "S"), np.array([[0, 0, 0], [0, 0, 1.5]]), np.array([1.0, 1e300]))
+    code, _, err = run_cli(["scatter", dataset, "--qmax", "1e300"], capsys)
+    assert_one_line_error(code, err, r"must be <= 1\.257e\+10 1/Å")
+
+
+def test_a_fifo_is_refused_not_read_forever(tmp_path):
+    fifo = tmp_path / "t.xyz"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def read():
+        try:
+            read_ensemble([fifo], dt=1)
+        except InputError as exc:
+            outcome.append(str(exc))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # blocked in open(): release it
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+    assert outcome == [f"{fifo}: not a regular file or folder"]
+
+
+def test_the_bond_graph_of_a_huge_molecule_is_bounded(monkeypatch):
+    from molmovie.molecules import bond_graph
+
+    pos = np.random.default_rng(0).uniform(0, 50, (300, 3))
+    assert bond_graph(["C"] * 300, pos).shape == (300, 300)
+    monkeypatch.setenv("MOLMOVIE_MAX_MEMORY", "1M")
+    with pytest.raises(InputError, match=r"^the bond graph of 300 atoms needs 2\.06 MiB of memory"):
+        bond_graph(["C"] * 300, pos)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import InputError
+from ._guards import check_allocation
 
 __all__ = [
     "Molecule",
@@ -97,6 +98,7 @@ def bond_graph(symbols, positions, scale: float = BOND_SCALE) -> np.ndarray:
     """
     pos = np.asarray(positions, dtype=float)
     r = covalent_radii(symbols)
+    check_allocation((len(pos), len(pos), 3), f"the bond graph of {len(pos)} atoms")  # an XYZ file decides N
     d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
     adj = d < scale * (r[:, None] + r[None, :])
     np.fill_diagonal(adj, False)

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from ._errors import InputError
+from ._guards import check_allocation
 from .geometry import distances as _distances
 from .molecules import atomic_masses, bond_graph, formula, fragments, normalise_symbols
 
@@ -428,6 +429,8 @@ def read_trajectory(path, *, format: str | None = None, dt: float | None = None)
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    if not (path.is_file() or path.is_dir()):  # a FIFO would block, /dev/zero never ends
+        raise InputError(f"{path}: not a regular file or folder")
     name = format or _guess_format(path)
     if name not in READERS:
         raise InputError(f"unknown trajectory format {name!r}; known formats are {', '.join(READERS)}")
@@ -548,6 +551,8 @@ def ensemble_from_trajectories(trajectories: list[Trajectory], *, molecule: str 
         if len(rel) > 1 and not np.allclose(rel, time[: len(rel)], atol=1e-4):
             raise InputError(f"{tr.source}: its frame times do not match those of {longest.source}; resample with --dt")
     m, t, n = len(trajectories), len(time), len(first.symbols)
+    # every trajectory is padded to the longest: many short files and one long one can ask for a lot
+    check_allocation((m, t, n, 3), f"{m} trajectories padded to the longest one's {t} frames ({n} atoms)")
     positions = np.full((m, t, n, 3), np.nan)
     length = np.zeros(m, dtype=np.int64)
     has_energy = all(tr.energy is not None for tr in trajectories)

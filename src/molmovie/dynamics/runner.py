@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
-from .._guards import atomic_write, check_output_path, check_seed, output_lock, write_errors
+from .._guards import atomic_write, check_allocation, check_output_path, check_seed, output_lock, write_errors
 from ..molecules import Molecule, get_molecule
 from ._xtb import EngineFactory, RobustSurface, optimise, single_thread
 from .md import TrajectoryResult, run_trajectory
@@ -327,6 +327,8 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
     if workers is not None and scheduler is not None:
         raise InputError("give either --workers (a local cluster) or --scheduler (an existing one), not both")
     mol, mdl = _resolve(molecule, model)
+    check_allocation((n, mdl.n_frames, len(mol.symbols), 3),
+                     f"{n} trajectories of {mdl.n_frames} frames of {len(mol.symbols)} atoms (the dataset's positions)")
     make_splits(n, splits, seed)  # validates the splits before any work
     if output is None:
         return _generate(mol, mdl, n, seed, workers, scheduler, None, splits, force, progress, factory)

@@ -29,7 +29,7 @@ from .._guards import check_allocation, check_seed
 from .debye import intensity_from_distances, pair_distances
 from .tables import check_q
 
-__all__ = ["q_grid", "DEFAULT_Q", "PHOTON_ENERGY_KEV", "WAVELENGTH", "simulate_signals"]
+__all__ = ["q_grid", "DEFAULT_Q", "PHOTON_ENERGY_KEV", "WAVELENGTH", "MAX_PHOTONS", "simulate_signals"]
 
 #: hc in keV·Å (CODATA 2018).
 _HC_KEV_ANGSTROM = 12.398419843320026
@@ -37,6 +37,9 @@ _HC_KEV_ANGSTROM = 12.398419843320026
 PHOTON_ENERGY_KEV = 9.5
 #: Wavelength at :data:`PHOTON_ENERGY_KEV`, Å (≈ 1.305).
 WAVELENGTH = _HC_KEV_ANGSTROM / PHOTON_ENERGY_KEV
+
+#: Most expected photons per pattern: NumPy draws Poisson counts as 64-bit integers (its limit is about 9.2e18).
+MAX_PHOTONS = 1e18
 
 #: Default q grid (1/Å): 2θ from 6° to 90° at 9.5 keV, 100 points; ``q_grid(**DEFAULT_Q)``.
 DEFAULT_Q = MappingProxyType({"q_min": 0.5, "q_max": 6.8, "n_q": 100})
@@ -151,7 +154,7 @@ def _gaussian_smooth(I: np.ndarray, valid: np.ndarray, dt: float, fwhm: float) -
     n_frames = I.shape[1]
     half = int(min(n_frames - 1, math.ceil(6.0 * sigma / dt)))
     offsets = np.arange(-half, half + 1) * dt
-    with np.errstate(under="ignore"):  # far tails of a narrow IRF underflow to 0
+    with np.errstate(under="ignore", over="ignore"):  # far tails underflow to 0 (an IRF far narrower than a frame: inf**2, then 0)
         w = np.exp(-0.5 * (offsets / sigma) ** 2)
     mask = valid.astype(float)
     filled = np.where(valid[:, :, None], I, 0.0)
@@ -259,6 +262,9 @@ def simulate_signals(
     if reference not in ("first", "ground"):
         raise InputError(f"The 'reference' parameter must be 'first' or 'ground'; got {reference!r}")
     photons = _positive_or_none("photons", photons, "expected photons per pattern")
+    if photons is not None and photons > MAX_PHOTONS:
+        raise InputError(f"The 'photons' parameter must be <= {MAX_PHOTONS:g} (Poisson counts beyond that overflow "
+                         f"64-bit integers; for a noise-free signal give no photons); got {photons:g}")
     irf_fs = _positive_or_none("irf_fs", irf_fs, "FWHM in fs")
     seed = check_seed(seed, generator=True)
     pos, lengths, t, valid = _check_inputs(symbols, positions, length, time)
