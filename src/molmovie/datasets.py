@@ -15,10 +15,11 @@ from dataclasses import KW_ONLY, dataclass, field, replace
 import numpy as np
 
 from ._errors import InputError
+from ._guards import check_seed
 from .scattering.spec import SignalSpec
 from .trajectories import Ensemble, _index_array
 
-__all__ = ["SPLITS", "Dataset", "make_splits"]
+__all__ = ["SPLITS", "Dataset", "make_splits", "check_splits"]
 
 SPLITS = ("train", "val", "test")
 
@@ -190,8 +191,9 @@ def make_splits(n: int, sizes=(85, 11, 11), seed: int = 0) -> dict[str, np.ndarr
         can spare it.
     seed : int
     """
+    seed = check_seed(seed)
     sizes = np.asarray(sizes, dtype=float)
-    if sizes.shape != (3,) or np.any(sizes < 0) or sizes.sum() <= 0:
+    if sizes.shape != (3,) or not np.all(np.isfinite(sizes)) or np.any(sizes < 0) or sizes.sum() <= 0:
         raise InputError(f"splits must be three non-negative numbers train,val,test; got {','.join(map(str, sizes))}")
     if np.isclose(sizes.sum(), n) and np.all(sizes == np.round(sizes)):
         counts = sizes.astype(int)
@@ -229,3 +231,49 @@ def __getattr__(name: str):
 
         return getattr(io, _MOVED_TO_IO[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_splits(splits: dict, n: int, where="the dataset") -> dict[str, np.ndarray]:
+    """Validate splits read from a file: known names, whole indices in range, no index twice.
+
+    Parameters
+    ----------
+    splits : dict of str -> array_like
+        Split name ("train", "val", "test") to trajectory indices.
+    n : int
+        Number of trajectories.
+    where : str or path-like
+        Named in the error (the file).
+
+    Returns
+    -------
+    dict of str -> ndarray of int64, in the order given
+
+    Raises
+    ------
+    InputError
+        An unknown split name; indices that are not whole numbers, not in
+        0 .. n-1 (e.g. -1), repeated within a split, or shared by two splits
+        (a trajectory in train and val would leak between them).
+    """
+    out: dict[str, np.ndarray] = {}
+    owner: dict[int, str] = {}
+    for name, raw in splits.items():
+        if name not in SPLITS:
+            raise InputError(f"{where}: unknown split {name!r} (splits are {', '.join(SPLITS)})")
+        idx = np.asarray(raw)
+        if idx.size and (idx.ndim != 1 or idx.dtype.kind not in "iu"):
+            raise InputError(f"{where}: split {name!r} must be a list of whole trajectory indices; got {idx.dtype} of shape {idx.shape}")
+        idx = idx.reshape(-1).astype(np.int64)
+        bad = idx[(idx < 0) | (idx >= n)]
+        if bad.size:
+            raise InputError(f"{where}: split {name!r} holds index {bad[0]}, outside 0 to {n - 1} ({n} trajectories)")
+        values, counts = np.unique(idx, return_counts=True)
+        if np.any(counts > 1):
+            raise InputError(f"{where}: split {name!r} holds trajectory {values[counts > 1][0]} twice")
+        for i in values.tolist():
+            if i in owner:
+                raise InputError(f"{where}: trajectory {i} is in both the {owner[i]!r} and the {name!r} split")
+            owner[i] = name
+        out[name] = idx
+    return out

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import InputError
+from ._guards import check_allocation
 
 __all__ = [
     "Molecule",
@@ -98,6 +99,7 @@ def bond_graph(symbols, positions, scale: float = BOND_SCALE) -> np.ndarray:
     """
     pos = np.asarray(positions, dtype=float)
     r = covalent_radii(symbols)
+    check_allocation((len(pos), len(pos), 3), f"the bond graph of {len(pos)} atoms")  # an XYZ file decides N
     d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
     adj = d < scale * (r[:, None] + r[None, :])
     np.fill_diagonal(adj, False)
@@ -183,9 +185,11 @@ class Molecule:
         from rdkit import Chem, RDLogger
         from rdkit.Chem import AllChem
 
+        if not isinstance(smiles, str) or not smiles.strip():
+            raise InputError(f"empty SMILES {smiles!r}: give a molecule after 'smiles:', e.g. smiles:CN1CCOCC1")
         RDLogger.DisableLog("rdApp.*")
         mol = Chem.MolFromSmiles(smiles)
-        if mol is None:
+        if mol is None or mol.GetNumAtoms() == 0:
             raise InputError(f"cannot parse SMILES {smiles!r}")
         mol = Chem.AddHs(mol)
         params = AllChem.ETKDGv3()

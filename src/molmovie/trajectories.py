@@ -18,6 +18,7 @@ resamples to a common frame interval and time window, and flags dissociation.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from ._errors import InputError
+from ._guards import check_allocation
 from .geometry import distances as _distances
 from .molecules import BUILTIN, atomic_masses, bond_graph, builtin, formula, fragments, normalise_symbols
 
@@ -42,6 +44,7 @@ __all__ = [
     "ensemble_from_trajectories",
     "is_dissociated",
     "resample",
+    "check_time_option",
     "BREAK_SCALE",
 ]
 
@@ -282,13 +285,32 @@ def _parse_xyz(path: Path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
     return symbols, comments, np.stack(frames)
 
 
+def check_time_option(name: str, value, *, zero: bool = False) -> float | None:
+    """A time option in fs: None, or a finite number > 0 (>= 0 with ``zero``).
+
+    Raises
+    ------
+    InputError
+        "The 'dt' parameter must be a finite number of fs > 0; got nan".
+    """
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and (number >= 0 if zero else number > 0)):
+        raise InputError(f"The '{name}' parameter must be a finite number of fs {'>=' if zero else '>'} 0; got {value!r}")
+    return number
+
+
 def _times_from_comments(comments: list[str], path: Path, dt: float | None) -> np.ndarray:
     found = [_TIME_RE.search(c) for c in comments]
     if all(found):
         return np.array([_float(m.group(1), f"{path}, frame {k + 1} comment") for k, m in enumerate(found)])
     if dt is None:
         raise InputError(f"{path}: the comment lines carry no 't=' times; give the frame interval with --dt")
-    return np.arange(len(comments)) * float(dt)
+    return np.arange(len(comments)) * check_time_option("dt", dt)
 
 
 def read_xyz(path, *, dt: float | None = None) -> Trajectory:
@@ -333,8 +355,9 @@ def read_sharc(path) -> Trajectory:
 
     Keeps the time, the total energy and the active (diagonal) state of every
     step. Rows of ``output.lis`` whose time has no frame in ``output.xyz`` (or
-    the reverse) are an error, except that the shorter file may stop early (a
-    run killed mid-write): then both are cut to the common steps.
+    the reverse) are an error, except that one file may have one step more
+    than the other (a run stopped between writing them): then both are cut to
+    the common steps. A larger difference is an error, never a silent cut.
     """
     folder = Path(path)
     xyz, lis = folder / "output.xyz", folder / "output.lis"
@@ -344,6 +367,12 @@ def read_sharc(path) -> Trajectory:
     traj = read_xyz(xyz)
     t_lis, state, energy = _read_sharc_lis(lis)
     n = min(len(traj.time), len(t_lis))
+    if abs(len(traj.time) - len(t_lis)) > 1:
+        raise InputError(
+            f"{folder}: output.xyz has {len(traj.time)} frames but output.lis {len(t_lis)} steps; a run stopped "
+            "while writing differs by one step at most, so one file is cut short or from another run "
+            f"(molmovie would keep only {n} frames)"
+        )
     if not np.allclose(traj.time[:n], t_lis[:n], atol=1e-4):
         k = int(np.argmax(~np.isclose(traj.time[:n], t_lis[:n], atol=1e-4)))
         raise InputError(f"{folder}: output.xyz and output.lis disagree at step {k} (t = {traj.time[k]} fs against {t_lis[k]} fs)")
@@ -372,7 +401,7 @@ def read_ase(path, *, dt: float | None = None) -> Trajectory:
     if all("time" in a.info for a in frames):
         time = np.array([float(a.info["time"]) for a in frames])
     elif dt is not None:
-        time = np.arange(len(frames)) * float(dt)
+        time = np.arange(len(frames)) * check_time_option("dt", dt)
     else:
         raise InputError(f"{path}: frames carry no time; give the frame interval with --dt")
     energy = None
@@ -400,6 +429,8 @@ def read_trajectory(path, *, format: str | None = None, dt: float | None = None)
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    if not (path.is_file() or path.is_dir()):  # a FIFO would block, /dev/zero never ends
+        raise InputError(f"{path}: not a regular file or folder")
     name = format or _guess_format(path)
     if name not in READERS:
         raise InputError(f"unknown trajectory format {name!r}; known formats are {', '.join(READERS)}")
@@ -423,7 +454,38 @@ def _expand(paths) -> list[Path]:
             out.append(p)
     if not out:
         raise InputError("no trajectories given")
+    _refuse_repeats(out)
     return out
+
+
+def _refuse_repeats(paths: list[Path]) -> None:
+    """One file (or run folder) named twice -- directly, through a folder of runs, a link or ``..`` -- is an error.
+
+    Read twice, one trajectory would be stored twice and could land in both
+    the training and the validation split.
+    """
+    seen: dict[tuple[int, int], Path] = {}
+    for p in paths:
+        st = p.stat()
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            twice = f"{p} is given twice" if p == seen[key] else f"{p} and {seen[key]} are the same trajectory, given twice"
+            raise InputError(f"{twice} (a path repeated, or a folder of runs and one of its runs); give each trajectory once")
+        seen[key] = p
+
+
+def _refuse_copies(trajectories: list[Trajectory]) -> None:
+    """Two trajectories with identical frames (a copied file) are an error, like a path given twice."""
+    seen: dict[bytes, str] = {}
+    for tr in trajectories:
+        digest = hashlib.sha256(" ".join(tr.symbols).encode() + np.ascontiguousarray(tr.positions).tobytes()
+                                + np.ascontiguousarray(tr.time).tobytes()).digest()
+        if digest in seen:
+            raise InputError(
+                f"{tr.source} holds the same frames as {seen[digest]} (a copy); give each trajectory once, "
+                "or one copy would be trained on and the other validated"
+            )
+        seen[digest] = tr.source
 
 
 # --------------------------------------------------------------------------- resampling
@@ -436,13 +498,13 @@ def resample(traj: Trajectory, *, dt: float | None = None, tmax: float | None = 
     frames are picked, never interpolated, so that positions stay those of the
     dynamics.
     """
+    dt = check_time_option("dt", dt)
+    tmax = check_time_option("tmax", tmax, zero=True)
     time = traj.time
     keep = np.ones(len(time), dtype=bool)
     if tmax is not None:
         keep &= time <= time[0] + tmax + tol
     if dt is not None:
-        if dt <= 0:
-            raise InputError(f"The 'dt' parameter must be > 0; got {dt}")
         step = np.median(np.diff(time)) if len(time) > 1 else dt
         if step > dt * (1 + 1e-9) or not _is_multiple(dt, step):
             raise InputError(f"{traj.source}: cannot resample steps of {step:g} fs to frames of {dt:g} fs (dt must be a multiple of the step)")
@@ -489,6 +551,8 @@ def ensemble_from_trajectories(trajectories: list[Trajectory], *, molecule: str 
         if len(rel) > 1 and not np.allclose(rel, time[: len(rel)], atol=1e-4):
             raise InputError(f"{tr.source}: its frame times do not match those of {longest.source}; resample with --dt")
     m, t, n = len(trajectories), len(time), len(first.symbols)
+    # every trajectory is padded to the longest: many short files and one long one can ask for a lot
+    check_allocation((m, t, n, 3), f"{m} trajectories padded to the longest one's {t} frames ({n} atoms)")
     positions = np.full((m, t, n, 3), np.nan)
     length = np.zeros(m, dtype=np.int64)
     has_energy = all(tr.energy is not None for tr in trajectories)
@@ -554,8 +618,9 @@ def read_ensemble(
         Step of XYZ/ASE files whose frames carry no time, fs.
     progress : callable(done, info), optional
     """
-    if tmax is not None and tmax < 0:
-        raise InputError(f"The 'tmax' parameter must be >= 0; got {tmax}")
+    dt = check_time_option("dt", dt)
+    tmax = check_time_option("tmax", tmax, zero=True)
+    input_dt = check_time_option("input_dt", input_dt)
     files = _expand(paths)
     trajs = []
     for k, p in enumerate(files):
@@ -563,5 +628,6 @@ def read_ensemble(
         trajs.append(resample(tr, dt=dt, tmax=tmax))
         if progress is not None:
             progress(k + 1, {"total": len(files), "unit": "trajectories"})
+    _refuse_copies(trajs)
     prov = {"created_by": "molmovie import", "paths": [str(p) for p in files], "dt_fs": dt, "tmax_fs": tmax}
     return ensemble_from_trajectories(trajs, provenance=prov)

@@ -7,7 +7,10 @@ whatever happens: Ctrl-C, a killed process, a full disk). The folder also
 holds ``run.json`` with the molecule, the model, the seed and the normal
 modes. Running the same command again resumes: finished indices are read
 back, only the others are run, with the very same normal modes. When all are
-done the dataset is written atomically and the folder removed.
+done the dataset is written atomically and the folder removed. While a run
+goes, the advisory lock file ``OUTPUT.lock`` keeps a second run into the same
+output out (it is refused with one line), and a full disk ends the run with
+one line, the checkpoint kept for a resume.
 
 Trajectory ``i`` of a run with seed ``s`` uses the seed
 ``SeedSequence(s, spawn_key=(i,))`` (what ``SeedSequence(s).spawn(n)[i]``
@@ -26,9 +29,10 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
+from .._guards import atomic_write, check_allocation, check_output_path, check_seed, output_lock, write_errors
 from .._version import __version__
 from ..datasets import Dataset, make_splits
-from ..io import atomic_path, check_output, write_dataset
+from ..io import write_dataset
 from ..molecules import Molecule, get_molecule
 from ..trajectories import Ensemble
 from ._xtb import EngineFactory, RobustSurface, optimise, single_thread
@@ -43,8 +47,6 @@ __all__ = ["prepare", "trajectory_seed", "generate", "partial_path"]
 #: Version of the checkpoint folder layout.
 CHECKPOINT_VERSION = 1
 
-#: Most bytes the trajectories of one run may hold in memory (positions, energy, state).
-MAX_BYTES = 8 * 1024**3
 
 
 def trajectory_seed(seed: int, index: int) -> int:
@@ -105,7 +107,7 @@ def _run_key(molecule: Molecule, model: Model, seed: int, extra: dict | None = N
 
 
 def _save_result(folder: Path, index: int, res: TrajectoryResult) -> None:
-    with atomic_path(folder / f"traj-{index:06d}.npz", suffix=".npz") as tmp:
+    with atomic_write(folder / f"traj-{index:06d}.npz", suffix=".npz") as tmp:
         np.savez(tmp, positions=res.positions, energy=res.energy, state=res.state,
                  dissociated=np.array(res.dissociated), record=np.array(json.dumps(res.record)))
 
@@ -144,8 +146,9 @@ def _open_checkpoint(folder: Path, key: dict, molecule: Molecule, model: Model, 
     if folder.exists():
         shutil.rmtree(folder)
     modes = prepare(molecule, model, factory=factory)
-    folder.mkdir(parents=True)
-    with atomic_path(run_file) as tmp:
+    with write_errors(folder):
+        folder.mkdir(parents=True)
+    with atomic_write(run_file) as tmp:
         tmp.write_text(json.dumps({"version": CHECKPOINT_VERSION, "key": key, "modes": modes.to_dict()}))
     return modes
 
@@ -153,14 +156,90 @@ def _open_checkpoint(folder: Path, key: dict, molecule: Molecule, model: Model, 
 # --------------------------------------------------------------------------- dask
 
 
-def _connect(scheduler: str, timeout: float = 3.0):
-    from distributed import Client
+#: Largest first frame a Dask scheduler is expected to send (its handshake is about 100 bytes), bytes.
+_HANDSHAKE_MAX = 1 << 16
+
+
+def _read_exactly(sock, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the connection was closed")
+        data += chunk
+    return data
+
+
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Refuse a TCP address where no Dask scheduler answers, within ``timeout`` seconds in all.
+
+    A Dask scheduler speaks first: on a new connection it sends its handshake,
+    an 8-byte length (``struct`` "Q", as ``distributed.comm.tcp`` writes it)
+    and then that many bytes of small frames that decode to a dict. Anything
+    else is refused here, before distributed's client would wait for minutes
+    (an HTTP server waits for a request and sends nothing) or allocate what
+    another protocol's bytes, read as a length, ask for (exbibytes). The
+    handshake is sent back, so the scheduler sees an ordinary short visit.
+    """
+    import socket
+    import struct
+    import time
+
     from distributed.comm.addressing import parse_address, parse_host_port
 
+    host, port = parse_host_port(parse_address(address)[1])
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            head = _read_exactly(sock, 8)
+            (size,) = struct.unpack("Q", head)
+            if not 0 < size <= _HANDSHAKE_MAX:
+                raise ValueError(f"its first message claims {size} bytes, not a Dask handshake")
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            body = _read_exactly(sock, size)
+            _check_handshake(body)
+            sock.sendall(head + body)
+    except socket.timeout:
+        raise InputError(f"--scheduler {address}: no Dask scheduler answered within {timeout:g} s "
+                         "(something listens there, but it is not a Dask scheduler)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address!r} ({exc})") from None
+
+
+def _check_handshake(body: bytes) -> None:
+    """Raise ValueError unless ``body`` decodes, as distributed decodes it, to a handshake dict."""
+    import struct
+
+    from distributed.protocol import loads
+    from distributed.protocol.utils import unpack_frames
+
+    n_frames = struct.unpack_from("Q", body)[0] if len(body) >= 8 else -1
+    if not 0 < n_frames <= len(body) // 8:  # checked here: unpack_frames would build a format of that many items
+        raise ValueError("its first message is not a Dask handshake")
+    try:
+        msg = loads(unpack_frames(body), deserialize=False)
+    except Exception as exc:  # noqa: BLE001 -- any failure to decode means "not a Dask scheduler"
+        raise ValueError(f"its first message is not a Dask handshake ({type(exc).__name__})") from None
+    if not isinstance(msg, dict):
+        raise ValueError("its first message is not a Dask handshake")
+
+
+def _connect(scheduler: str, timeout: float = 3.0):
+    """A client of the Dask scheduler at ``scheduler``, or one line saying why not, within ``timeout`` s."""
+    from distributed import Client
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
     try:  # a malformed address is refused before a Client exists (a half-made Client complains on exit)
-        parse_host_port(parse_address(scheduler)[1])
+        scheme, location = parse_address(scheduler)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
     except (ValueError, TypeError) as exc:
         raise InputError(f"--scheduler must be an address like tcp://host:8786; got {scheduler!r} ({exc})") from None
+    if scheme == "tcp":
+        _probe_scheduler(scheduler, timeout)
     try:
         return Client(scheduler, timeout=f"{timeout}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
@@ -180,7 +259,10 @@ def _local_client(workers: int):
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
     try:
+        # No dashboard; the scheduler's small HTTP server (health, metrics) takes any free port on
+        # this machine, not 8787, so a second run does not warn "Port 8787 is already in use".
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                silence_logs=logging.ERROR, env={"OMP_NUM_THREADS": "1"})
     finally:
         if main_thread:
@@ -261,6 +343,7 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
     if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)) or n_trajectories < 1:
         raise InputError(f"the number of trajectories must be a whole number >= 1; got {n_trajectories!r}")
     n = int(n_trajectories)
+    seed = check_seed(seed)
     if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
         raise InputError(f"--workers must be a whole number >= 1; got {workers!r}")
     if workers is not None and scheduler is not None:
@@ -271,6 +354,8 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
     if calc is not None and calc.to_dict() == {"name": "xtb"}:
         calc = None  # the default: the very same run as without it
     mol, mdl = _resolve(molecule, model, calc)
+    check_allocation((n, mdl.n_frames, len(mol.symbols), 3),
+                     f"{n} trajectories of {mdl.n_frames} frames of {len(mol.symbols)} atoms (the dataset's positions)")
     if calc is not None:
         factory = calc
     init = None if initial is None else get_initial(initial)
@@ -279,20 +364,23 @@ def generate(molecule, n_trajectories: int, *, model: Model | str | None = None,
     if init is not None:
         init.check(mol.symbols, mol.positions)
     families = init.assign(n) if isinstance(init, Mixture) else [init] * n
-    size = n * mdl.n_frames * (len(mol.symbols) * 3 * 8 + 16)
-    if size > MAX_BYTES:
-        raise InputError(
-            f"{n} trajectories of {mdl.n_frames} frames would take {size / 1024**3:.1f} GiB; "
-            f"the limit is {MAX_BYTES / 1024**3:.0f} GiB (fewer trajectories or frames)"
-        )
     extra = {}
     if calc is not None:
         extra["calculator"] = calc.to_dict()
     if init is not None:
         extra["initial"] = init.to_dict()
     make_splits(n, splits, seed)  # validates the splits before any work
-    out_path = check_output(output, force) if output is not None else None
+    if output is None:
+        return _generate(mol, mdl, n, seed, workers, scheduler, None, splits, force, progress, factory, families, extra)
+    molecule_file = [Path(molecule)] if isinstance(molecule, (str, os.PathLike)) and Path(molecule).is_file() else []
+    out_path = check_output_path(output, molecule_file, force=force)
+    with output_lock(out_path):  # a second run into the same output is refused, not mixed into this one's checkpoint
+        return _generate(mol, mdl, n, seed, workers, scheduler, out_path, splits, force, progress, factory, families, extra)
 
+
+def _generate(mol: Molecule, mdl: Model, n: int, seed: int, workers, scheduler, out_path: Path | None, splits, force: bool,
+              progress, factory, families, extra):
+    """:func:`generate` once its arguments are checked (and the output locked)."""
     client = cluster = None
     if scheduler is not None:
         client = _connect(scheduler)

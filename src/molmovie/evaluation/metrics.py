@@ -131,6 +131,8 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
     """
     if not dataset.has_signals:
         raise InputError("the dataset has no signals; run `molmovie scatter` first")
+    if dataset.n_trajectories == 0:
+        raise InputError("no trajectories to score: the dataset, or the split chosen, is empty")
     pred = np.array(distances, dtype=float)
     truth = dataset.distances
     if pred.shape != truth.shape:

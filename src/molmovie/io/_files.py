@@ -13,19 +13,18 @@ h5py is imported inside the functions that need it, so that importing
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .._errors import InputError
+from .._guards import atomic_write, check_output_path
 
 __all__ = ["check_output", "atomic_path", "open_hdf5", "check_format", "write_array", "json_default"]
 
 
 def check_output(path, force: bool = False) -> Path:
-    """Refuse to replace an existing file unless ``force``; the folder must exist.
+    """Refuse to replace an existing file unless ``force``; the folder must exist and be writable.
 
     Parameters
     ----------
@@ -42,24 +41,20 @@ def check_output(path, force: bool = False) -> Path:
     ------
     InputError
         If ``path`` exists and ``force`` is False ("... exists; use force=True
-        to replace it"), is a folder, or its folder does not exist.
+        to replace it"), is a folder, its folder does not exist or is a file,
+        or it is read-only. :func:`molmovie._guards.check_output_path` also
+        refuses an output that is one of a command's inputs.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not a file")
-    if path.exists() and not force:
-        raise InputError(f"{path} exists; use force=True to replace it")
-    if not path.parent.exists():
-        raise InputError(f"{path.parent}: no such folder for the output")
-    return path
+    return check_output_path(path, force=force)
 
 
-class atomic_path:
+def atomic_path(path, suffix: str = ".tmp"):
     """Context manager giving a temporary path beside ``path``, renamed onto it on success.
 
     On an exception (or Ctrl-C) the temporary file is removed and ``path`` is
-    untouched. The file gets the permissions of any newly created file
-    (0666 less the umask), not the owner-only ones of a temporary file.
+    untouched. A new file gets the permissions of any newly created file
+    (0666 less the umask), a replaced one keeps its own; a full disk or a
+    refused permission is a one-line error (:func:`molmovie._guards.atomic_write`).
 
     Parameters
     ----------
@@ -69,25 +64,7 @@ class atomic_path:
         Ending of the temporary file's name (some writers, such as
         :func:`numpy.savez`, append their own ending to any other).
     """
-
-    def __init__(self, path, suffix: str = ".tmp"):
-        self.path = Path(path)
-        self.suffix = suffix
-
-    def __enter__(self) -> Path:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.suffix, dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+    return atomic_write(path, suffix=suffix)
 
 
 def open_hdf5(path, what: str, not_hdf5: str):

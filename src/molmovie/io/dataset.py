@@ -27,7 +27,7 @@ import numpy as np
 
 from .._errors import InputError
 from .._version import __version__
-from ..datasets import Dataset
+from ..datasets import Dataset, check_splits
 from ..scattering.spec import SignalSpec
 from ..trajectories import Ensemble
 from ._files import atomic_path, check_format, check_output, json_default, open_hdf5, write_array
@@ -134,6 +134,7 @@ def read_dataset(path) -> Dataset:
                 attrs = {k: json.loads(v) for k, v in sg.attrs.items()}
                 signals = dict(dS=sg["dS"][()], I_ref=sg["I_ref"][()], spec=SignalSpec.from_attrs(sg["q"][()], attrs))
             splits = {k: v[()] for k, v in f["splits"].items()} if "splits" in f else {}
+            splits = check_splits(splits, ens.n_trajectories, where=path)
             return Dataset(ens, splits=splits, **signals)
         except (KeyError, ValueError) as exc:  # InputError is a ValueError: a bad signal attribute lands here too
             raise InputError(f"{path}: damaged molmovie dataset ({exc})") from None

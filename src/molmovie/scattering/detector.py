@@ -26,11 +26,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import InputError
+from .._guards import check_allocation
 from ..geometry import distances
 from .debye import intensity_from_distances
-from .spec import SignalSpec
+from .spec import MAX_PHOTONS, SignalSpec
 
-__all__ = ["q_grid", "DEFAULT_Q", "PHOTON_ENERGY_KEV", "WAVELENGTH", "Signals", "simulate", "simulate_signals"]
+__all__ = ["q_grid", "DEFAULT_Q", "PHOTON_ENERGY_KEV", "WAVELENGTH", "MAX_PHOTONS", "Signals", "simulate", "simulate_signals"]
 
 #: hc in keV·Å (CODATA 2018).
 _HC_KEV_ANGSTROM = 12.398419843320026
@@ -89,6 +90,7 @@ def q_grid(q_min: float = DEFAULT_Q["q_min"], q_max: float = DEFAULT_Q["q_max"],
         raise InputError(f"The 'n_q' parameter must be an integer; got {n_q!r}")
     if n_q < 2:
         raise InputError(f"The 'n_q' parameter must be >= 2; got {n_q}")
+    check_allocation((int(n_q),), f"The 'n_q' parameter ({int(n_q)} q points)")
     return np.linspace(float(q_min), float(q_max), int(n_q))
 
 
@@ -139,7 +141,7 @@ def _gaussian_smooth(I: np.ndarray, valid: np.ndarray, dt: float, fwhm: float) -
     n_frames = I.shape[1]
     half = int(min(n_frames - 1, math.ceil(6.0 * sigma / dt)))
     offsets = np.arange(-half, half + 1) * dt
-    with np.errstate(under="ignore"):  # far tails of a narrow IRF underflow to 0
+    with np.errstate(under="ignore", over="ignore"):  # far tails underflow to 0 (an IRF far narrower than a frame: inf**2, then 0)
         w = np.exp(-0.5 * (offsets / sigma) ** 2)
     mask = valid.astype(float)
     filled = np.where(valid[:, :, None], I, 0.0)
@@ -291,6 +293,10 @@ def _simulate(symbols, positions, length, time, spec: SignalSpec, rng: np.random
     qa, inelastic, photons, irf_fs = spec.q, spec.inelastic, spec.photons, spec.irf_fs
     pos, lengths, t, valid = _check_inputs(symbols, positions, length, time)
     n_traj, n_frames = pos.shape[:2]
+    per_chunk = max(1, 4096 // n_frames)
+    # dS, plus a chunk's intensities, reference rows and noise (about 4 arrays of its frames x q)
+    check_allocation(8 * qa.size * (n_traj * n_frames + 4 * min(per_chunk, n_traj) * n_frames),
+                     f"ΔS of {n_traj} trajectories x {n_frames} frames x {qa.size} q points")
     dt = float(t[1] - t[0]) if n_frames > 1 else 1.0
     if irf_fs is not None and n_frames > 2 and np.max(np.abs(np.diff(t) - dt)) > 1e-6 * dt:
         raise InputError("The 'time' parameter must be uniformly spaced to apply a time resolution (irf_fs)")
@@ -303,8 +309,7 @@ def _simulate(symbols, positions, length, time, spec: SignalSpec, rng: np.random
         I_ref = np.repeat(first.mean(axis=0, keepdims=True), n_traj, axis=0)
 
     dS = np.full((n_traj, n_frames, qa.size), np.nan)
-    # Trajectories in chunks of about 4096 frames: big enough for the kernel, small enough for memory.
-    per_chunk = max(1, 4096 // n_frames)
+    # Trajectories in chunks of about 4096 frames (per_chunk): big enough for the kernel, small enough for memory.
     for a in range(0, n_traj, per_chunk):
         b = min(n_traj, a + per_chunk)
         v = valid[a:b]

@@ -80,7 +80,7 @@ class SignalSpec:
             ("q", q),
             ("inelastic", bool(self.inelastic)),
             ("reference", str(self.reference)),
-            ("photons", _positive_or_none("photons", self.photons, "expected photons per pattern")),
+            ("photons", _photons(self.photons)),
             ("irf_fs", _positive_or_none("irf_fs", self.irf_fs, "FWHM in fs")),
             ("seed", seed),
         ):
@@ -146,3 +146,15 @@ def _positive_or_none(name: str, value, meaning: str) -> float | None:
     if isinstance(value, (bool, np.bool_)) or not (math.isfinite(number) and number > 0):
         raise InputError(f"The '{name}' parameter must be > 0 ({meaning}); got {value!r}")
     return number
+
+
+#: Most expected photons per pattern: Poisson counts beyond about 1e18 overflow 64-bit integers.
+MAX_PHOTONS = 1e18
+
+
+def _photons(value) -> float | None:
+    photons = _positive_or_none("photons", value, "expected photons per pattern")
+    if photons is not None and photons > MAX_PHOTONS:
+        raise InputError(f"The 'photons' parameter must be <= {MAX_PHOTONS:g} (Poisson counts beyond that overflow "
+                         f"64-bit integers; for a noise-free signal give no photons); got {photons:g}")
+    return photons

@@ -40,6 +40,10 @@ MAX_Z = 98
 _FF_X_MIN = 1e-7
 _SF_X_MIN = 1e-3
 
+#: Largest q accepted, 1/Å: the end of xraylib's tables, x = q/4π = 1e9 (beyond it xraylib raises
+#: "Spline extrapolation is not allowed"); any experiment stays far below (q <= 4π/λ).
+Q_MAX = 4.0 * np.pi * 1e9
+
 
 def check_q(q, name: str = "q") -> np.ndarray:
     """Validate a momentum-transfer grid and return it as a float64 1-D array.
@@ -58,7 +62,8 @@ def check_q(q, name: str = "q") -> np.ndarray:
     Raises
     ------
     InputError
-        If q is not 1-D, is empty, has non-finite values, or has negative values.
+        If q is not 1-D, is empty, has non-finite values, negative values or
+        values above :data:`Q_MAX` (4π·1e9 1/Å, where xraylib's tables end).
     """
     arr = np.asarray(q, dtype=float)
     if arr.ndim == 0:
@@ -71,6 +76,8 @@ def check_q(q, name: str = "q") -> np.ndarray:
         raise InputError(f"The '{name}' parameter must be finite; got {arr[~np.isfinite(arr)][0]}")
     if np.any(arr < 0):
         raise InputError(f"The '{name}' parameter must be >= 0 (q = 4π sin(θ)/λ); got {arr.min():g}")
+    if np.any(arr > Q_MAX):
+        raise InputError(f"The '{name}' parameter must be <= {Q_MAX:.4g} 1/Å, where the tables of atomic scattering factors end; got {arr.max():g}")
     return np.ascontiguousarray(arr)
 
 
