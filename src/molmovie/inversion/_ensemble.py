@@ -19,6 +19,14 @@ squares (scipy.optimize.nnls) of
 
     \chi^2(c; t_0, \mathrm{IRF}) = \sum_{d,q} \left(\frac{\Delta S_{dq} - \Delta S^\mathrm{model}_{dq}}{\sigma_{dq}}\right)^2 .
 
+What the basis must cover. Its trajectories' signals are recomputed on the
+measurement's q from their positions (stored signals, on whatever grid, are
+not used), so any q range works and a basis without signals is fine; its
+atoms must be the measurement's (composition; an InputError otherwise). What
+it must cover is time: every delay − t0, for the earliest t0 searched, must
+lie within the trajectories' time span (an InputError says how long they
+are). A trajectory shorter than the span holds its last valid frame.
+
 How it is made fast. The basis (M trajectories × T frames × Q) is first
 weighted per q by 1/σ̃_q (σ̃ the median σ over delays) and reduced by its
 singular value decomposition to the r components whose singular values exceed
