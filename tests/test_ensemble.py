@@ -123,6 +123,17 @@ def test_bad_inputs(small_basis):
         get_measurement_method("nearest")
 
 
+def test_q_range_rule_signals_recomputed_from_positions(small_basis):
+    """A basis's stored signals (here on 1-2 1/Å only) are not used: ΔS_i is recomputed on the measurement's q."""
+    meas = _noise_free(small_basis, None, t0=43.0)
+    M, T = small_basis.n_trajectories, small_basis.n_frames
+    stored = small_basis.with_signals(np.array([1.0, 2.0]), np.zeros((M, T, 2)), np.ones((M, 2)))
+    a = EnsembleFit(t0_range=(-60.0, 120.0), bootstrap=0).fit(meas, small_basis).result_.ensemble
+    b = EnsembleFit(t0_range=(-60.0, 120.0), bootstrap=0).fit(meas, stored).result_.ensemble
+    np.testing.assert_array_equal(a.weights, b.weights)
+    assert a.gamma == b.gamma and a.t0 == b.t0
+
+
 def test_sigma_from_pre_t0(small_basis):
     noisy = simulate_measurement(small_basis, q=Q_SMALL, delays=DELAYS_SMALL, gamma=0.05, t0=40.0, irf_fs=80.0, photons=1e6, seed=3)
     res = EnsembleFit(sigma="pre-t0", bootstrap=0, t0_range=(-60.0, 120.0)).fit(replace(noisy, sigma=None), small_basis).result_
