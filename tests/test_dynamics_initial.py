@@ -54,6 +54,7 @@ def test_displaced_start_is_exactly_A_cos_phi_and_minus_A_mu_omega_sin_phi(modes
         np.testing.assert_allclose(MU * bond_velocity(x, v), -a * MU * omega * math.sin(phi), rtol=1e-9, atol=1e-15)
         np.testing.assert_allclose((v * modes.masses[:, None]).sum(axis=0), 0, atol=1e-13)  # centre of mass at rest
         np.testing.assert_allclose(drawn["omega_per_fs"], omega, rtol=1e-12)
+        assert drawn["ground_start"] is False  # a displaced start is not the ground state
 
 
 def test_displaced_wavepacket_is_the_shifted_ground_state(modes):
@@ -187,6 +188,7 @@ def test_mixed_run_is_deterministic_and_records_what_each_trajectory_drew(tmp_pa
     np.testing.assert_array_equal(a.positions, b.positions)
     recs = a.ensemble.provenance["trajectories"]
     assert [r["initial"]["initial"] for r in recs] == ["displaced"] * 6 + ["dissociation"] * 2
+    assert [r["initial"]["ground_start"] for r in recs] == [False] * 6 + [True] * 2
     assert a.dissociated.tolist() == [False] * 6 + [True] * 2
     assert [r["seed"] for r in recs] == [trajectory_seed(11, i) for i in range(8)]
     prov = a.ensemble.provenance

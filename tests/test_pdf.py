@@ -43,10 +43,10 @@ def _bin_average(dP_fine, r, dr):
     return np.array([[row[(R_FINE >= c - dr / 2) & (R_FINE < c + dr / 2)].mean() for c in r] for row in dP_fine])
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_recovers_a_shifted_gaussian(seed):
+@pytest.mark.parametrize("seed, rule, penalty", [(0, "discrepancy", "ridge"), (1, "discrepancy", "ridge"), (2, "gcv", "ridge"), (3, "gcv", "curvature")])
+def test_recovers_a_shifted_gaussian(seed, rule, penalty):
     meas, dP_fine, centre = _synthetic(seed)
-    fit = get_measurement_method("pdf", r_min=1.5, r_max=4.5, dr=0.1, ground_distances=[R_E]).fit(meas)
+    fit = get_measurement_method("pdf", r_min=1.5, r_max=4.5, dr=0.1, ground_distances=[R_E], regularize=rule, penalty=penalty).fit(meas)
     res = fit.result_
     r = res.pdf.r
     x, s = res.pdf.dP[:, 0], res.pdf.dP_std[:, 0]
@@ -58,7 +58,7 @@ def test_recovers_a_shifted_gaussian(seed):
     # the ±2σ band covers the truth
     assert np.mean(np.abs(x - truth) <= 2 * s) >= 0.9
     assert 0.8 < res.reduced_chi2 < 1.2
-    assert res.converged and res.pdf.rule == "gcv"
+    assert res.converged and res.pdf.rule == rule and res.pdf.penalty == penalty
     # the sine transform finds the same peak within two bins (it is blurred by the damping)
     sine = res.pdf.dP_sine
     assert np.max(np.abs(r[np.argmax(sine[moved], 1)] - r[np.argmax(truth[moved], 1)])) <= 0.2 + 1e-9

@@ -103,7 +103,11 @@ def fit(
     with progress_bar(f"fitting ({method})", None, unit="") as update:
 
         def progress(done: int, info: dict) -> None:
-            update(completed=done, total=info.get("total"), status=str(info.get("stage", "")))
+            stage = str(info.get("stage", ""))
+            if info.get("total"):
+                update(completed=done, total=info["total"], status=stage)
+            else:
+                update(status=f"{stage} ({done})")
 
         model.fit(meas, basis=data, progress=progress)
     result = model.result_

@@ -14,16 +14,27 @@ molmovie runs end to end for any molecule:
 4. many trajectories as Dask tasks, streamed to a checkpoint and resumable
    (:mod:`.runner`).
 
+Energies come from a calculator looked up by name (:mod:`.calculators`:
+GFN2-xTB by default, a diatomic Morse potential from spectroscopic
+constants, any ASE calculator), and trajectories may start from other
+initial-condition families than the Wigner sample (:mod:`.initial`: a
+displaced wavepacket, dissociation at chosen excess energies, mixtures).
+
 Example
 -------
 >>> from molmovie.dynamics import generate, get_model
 >>> ds = generate("c2h4", 8, seed=1, output="c2h4.h5")                    # doctest: +SKIP
 >>> slow = get_model("cs2-isc").replace(switch_time=800.0)
 >>> ds = generate("cs2", 100, model=slow, workers=2, output="cs2.h5")     # doctest: +SKIP
+>>> from molmovie.dynamics import Displaced, Dissociation, Mixture
+>>> start = Mixture(((Displaced(amplitude=(0.02, 0.3)), 2), (Dissociation(excess=(0.1, 2.0)), 1)))
+>>> ds = generate("i2", 300, calculator="morse-i2-x", initial=start)       # doctest: +SKIP
 """
 
 from ._xtb import SCF_LADDER, SCFError, Surface, XTBEngine, optimise
+from .calculators import CALCULATORS, ASECalculator, Morse, get_calculator, register_calculator
 from .excess import DIRECTIONS
+from .initial import INITIAL_CONDITIONS, Displaced, Dissociation, Mixture, Wigner, get_initial
 from .md import TrajectoryResult, run_trajectory, velocity_verlet
 from .models import MODELS, Model, default_model, get_model
 from .runner import generate, partial_path, prepare, trajectory_seed
@@ -51,4 +62,15 @@ __all__ = [
     "XTBEngine",
     "SCFError",
     "SCF_LADDER",
+    "CALCULATORS",
+    "get_calculator",
+    "register_calculator",
+    "Morse",
+    "ASECalculator",
+    "INITIAL_CONDITIONS",
+    "get_initial",
+    "Wigner",
+    "Displaced",
+    "Dissociation",
+    "Mixture",
 ]

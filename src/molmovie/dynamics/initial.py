@@ -24,6 +24,12 @@ fragment 1 (mass :math:`M_1`) by :math:`-M_2/M` and fragment 2 by
 
 :class:`Mixture` runs several families in one dataset, in blocks of
 trajectory indices (relative sizes, like ``--splits``).
+
+What each trajectory drew is returned as a JSON-able dict (the runner keeps
+it as ``record["initial"]``); its ``ground_start`` says whether the first
+frame's positions are a sample of the ground state (Wigner; dissociation,
+which changes only the momenta), so that a laser-off reference can be taken
+from those trajectories alone: a displaced start is not the ground state.
 """
 
 from __future__ import annotations
@@ -160,7 +166,7 @@ class Wigner:
 
     def sample(self, modes: NormalModes, rng, potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
         x, v = wigner_sample(modes, rng)
-        return x, v, {"initial": self.name}
+        return x, v, {"initial": self.name, "ground_start": True}
 
     def to_dict(self) -> dict:
         return {"name": self.name}
@@ -232,7 +238,7 @@ class Displaced:
         x = x + amp * math.cos(phi) * stretch.displacement
         v = v - amp * stretch.omega * math.sin(phi) * stretch.displacement
         return x, v, {"initial": self.name, "amplitude_A": amp, "phase_deg": phase, "bond": list(stretch.bond),
-                      "omega_per_fs": stretch.omega}
+                      "omega_per_fs": stretch.omega, "ground_start": self.wigner and amp * math.cos(phi) == 0.0}
 
     def to_dict(self) -> dict:
         return {"name": self.name, "amplitude_A": list(self.amplitude), "phase_deg": list(self.phase),
@@ -315,7 +321,8 @@ class Dissociation:
             )
         v = add_kinetic_energy(modes.masses, v, stretch.direction, added)
         return x, v, {"initial": self.name, "excess_eV": excess, "limit_eV": limit - modes.energy,
-                      "bond": list(stretch.bond), "speed_A_per_fs": math.sqrt(2 * excess * _ev() / stretch.mu)}
+                      "bond": list(stretch.bond), "speed_A_per_fs": math.sqrt(2 * excess * _ev() / stretch.mu),
+                      "ground_start": self.wigner}
 
     def to_dict(self) -> dict:
         return {"name": self.name, "excess_eV": list(self.excess), "bond": None if self.bond is None else list(self.bond),

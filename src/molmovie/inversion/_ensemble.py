@@ -19,6 +19,14 @@ squares (scipy.optimize.nnls) of
 
     \chi^2(c; t_0, \mathrm{IRF}) = \sum_{d,q} \left(\frac{\Delta S_{dq} - \Delta S^\mathrm{model}_{dq}}{\sigma_{dq}}\right)^2 .
 
+What the basis must cover. Its trajectories' signals are recomputed on the
+measurement's q from their positions (stored signals, on whatever grid, are
+not used), so any q range works and a basis without signals is fine; its
+atoms must be the measurement's (composition; an InputError otherwise). What
+it must cover is time: every delay − t0, for the earliest t0 searched, must
+lie within the trajectories' time span (an InputError says how long they
+are). A trajectory shorter than the span holds its last valid frame.
+
 How it is made fast. The basis (M trajectories × T frames × Q) is first
 weighted per q by 1/σ̃_q (σ̃ the median σ over delays) and reduced by its
 singular value decomposition to the r components whose singular values exceed
@@ -114,6 +122,7 @@ class _Reduced:
             Y = Vr[:, keep].T
             self.C = X @ Vr[:, keep]
         self.Z = (Y.reshape(-1, T, Q) / wq)
+        self.Zt = np.ascontiguousarray(self.Z.transpose(1, 0, 2).reshape(T, -1))  # (T, r * Q)
         self.rank = int(self.Z.shape[0])
 
 
@@ -121,11 +130,13 @@ class _System:
     """The NNLS system at one (t0, IRF): χ²(c) = ‖Φ c − z‖² + (‖d̃‖² − ‖z‖²), plus the ground-state rows G c ≈ 0."""
 
     def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray, ground: np.ndarray | None = None):
-        D = np.einsum("dt,rtq->rdq", K, red.Z, optimize=True) * inv_sigma  # (r, T_d, Q)
-        self.D = D.reshape(D.shape[0], -1)
+        r, T, Q = red.Z.shape
+        KZ = K @ red.Zt  # (T_d, r * Q): one product for all components
+        D = KZ.reshape(K.shape[0], r, Q).transpose(1, 0, 2) * inv_sigma  # (r, T_d, Q)
+        self.D = D.reshape(r, -1)
         lam, E = np.linalg.eigh(self.D @ self.D.T)
         ok = lam > 1e-13 * max(lam.max(initial=0.0), 1e-300)
-        self.P = (E[:, ok] / np.sqrt(lam[ok])).T @ self.D  # (r', N): orthonormal rows spanning the model space
+        self.Pr = (E[:, ok] / np.sqrt(lam[ok])).T  # (r', r): P = Pr D has orthonormal rows spanning the model space
         self.Phi = (np.sqrt(lam[ok])[:, None] * E[:, ok].T) @ red.C.T  # (r', M)
         self.n_core = self.Phi.shape[0]
         if ground is not None and ground.shape[0]:
@@ -136,7 +147,7 @@ class _System:
         trajectories are offered and the weights of repeats are added up."""
         from scipy.optimize import nnls
 
-        z = self.P @ d
+        z = self.Pr @ (self.D @ d)
         Phi = self.Phi if columns is None else self.Phi[:, columns]
         zz = np.concatenate([z, np.zeros(Phi.shape[0] - z.size)])
         c, _ = nnls(Phi, zz, maxiter=50 * Phi.shape[1])
@@ -196,7 +207,7 @@ class EnsembleFit(MeasurementMethod):
         *,
         t0_range=(-150.0, 150.0),
         irf_range=(10.0, 300.0),
-        grid=(13, 7),
+        grid=(9, 5),
         bootstrap: int = 100,
         bootstrap_steps: int = 2,
         seed: int = 0,
@@ -273,7 +284,7 @@ class EnsembleFit(MeasurementMethod):
             Trajectories of the measured molecule (positions are used; stored
             signals are not: ΔS_i is recomputed on the measurement's q).
         progress : callable(done, info), optional
-            ``info = {"stage": "search" | "bootstrap", "total": n, ...}``.
+            ``info = {"stage": "basis signals" | "reduce" | "search" | "refine" | "bootstrap", "total": n or None}``.
 
         Returns
         -------
@@ -313,6 +324,7 @@ class EnsembleFit(MeasurementMethod):
         d_w = dS * inv_sigma
         wq = 1.0 / np.median(sigma, axis=0)
         red = _Reduced(B, wq, float(self.rank_tol))
+        report(1, {"stage": "reduce", "total": 1, "rank": red.rank})
         mu = 0.0 if self.regularize in ("none", "discrepancy") else float(self.regularize)
 
         ground = _ground_rows(B, wq, float(self.ground_state), float(self.rank_tol))
@@ -351,8 +363,15 @@ class EnsembleFit(MeasurementMethod):
         if np.linalg.matrix_rank(simplex[1:] - simplex[0]) < 2:
             simplex = np.array([start, start - [step[0] / 2, 0], start - [0, step[1] / 2]])
             simplex = np.clip(simplex, [b[0] for b in bounds], [b[1] for b in bounds])
-        opt = minimize(chi2_at, start, method="Nelder-Mead", bounds=bounds,
-                       options=dict(initial_simplex=simplex, xatol=1e-3, fatol=1e-6 * max(min(values), 1.0), maxiter=400))
+        n_refine = [0]
+
+        def refine(theta):
+            n_refine[0] += 1
+            report(n_refine[0], {"stage": "refine", "total": None})
+            return chi2_at(theta)
+
+        opt = minimize(refine, start, method="Nelder-Mead", bounds=bounds,
+                       options=dict(initial_simplex=simplex, xatol=1e-2, fatol=1e-6 * max(min(values), 1.0), maxiter=400))
         t0, irf = (float(v) for v in opt.x)
         problems = []
         if not opt.success:
@@ -450,7 +469,7 @@ def _regularised_solve(sys_: _System, d: np.ndarray, dd: float, mu: float):
     """NNLS with μ² ‖(I − 11ᵀ/M) c‖² added; returns (c, data χ²)."""
     from scipy.optimize import nnls
 
-    z = sys_.P @ d
+    z = sys_.Pr @ (sys_.D @ d)
     M = sys_.Phi.shape[1]
     Pm = np.eye(M) - 1.0 / M
     A = np.vstack([sys_.Phi, mu * Pm])

@@ -47,12 +47,16 @@ Two estimates are made:
        \hat x = \arg\min_{x \ge -P_{gs}}
            \sum_q \left(\frac{\Delta S_q - (Kx)_q}{\sigma_q}\right)^2 + \lambda^2 \|Lx\|^2 ,
 
-   with L the second difference of x along R within each pair type
-   ("curvature", plus a 1e-6 ridge that makes it invertible) or the identity
-   ("ridge"). One λ for all delays, chosen by the **discrepancy principle**
-   (Morozov: the total χ² of the unconstrained solution equals the number of
-   data, T·Q), by generalised cross-validation ("gcv", Golub, Heath and
-   Wahba, *Technometrics* 21, 215 (1979)), or given. The bound
+   with L the identity ("ridge", the default: what the data cannot see, e.g.
+   a broad change that only low q would show, shrinks to zero) or the second
+   difference of x along R within each pair type ("curvature", plus a 1e-6
+   ridge that makes it invertible; it leaves constant and linear ΔP free,
+   which a q range without its low end cannot fix). One λ for all delays,
+   chosen by the **discrepancy principle** (the default; Morozov: the total
+   χ² of the unconstrained solution equals the number of data, T·Q), by
+   generalised cross-validation ("gcv", Golub, Heath and Wahba,
+   *Technometrics* 21, 215 (1979); it needs no σ scale but assumes white
+   noise, and undersmooths noise correlated across q), or given. The bound
    ΔP ≥ −P_gs (γ ≤ 1 makes it valid) applies where the ground-state pair
    density is known (from a basis of trajectories; scipy.optimize.lsq_linear
    solves the delays where the unconstrained solution crosses it). The band
@@ -217,10 +221,10 @@ class PairDistributionFit(MeasurementMethod):
         The distance grid (bins of width ``dr``); defaults 0.5 to 10 Å in 0.05 Å.
     damping : float or None, Angstrom^2
         α of the sine transform; None: ln(10)/q_max².
-    penalty : {"curvature", "ridge"}
-        The Tikhonov operator L.
+    penalty : {"ridge", "curvature"}
+        The Tikhonov operator L (identity, or second difference along R).
     regularize : {"discrepancy", "gcv"} or float
-        How λ is chosen, or λ itself.
+        How λ is chosen (χ² = number of data, or generalised cross-validation), or λ itself.
     bound : bool
         Apply ΔP >= -P_ground where the ground-state pair density is known (a basis is given).
     ground_distances : sequence of float or None, Angstrom
@@ -238,8 +242,8 @@ class PairDistributionFit(MeasurementMethod):
         r_max: float = 10.0,
         dr: float = 0.05,
         damping: float | None = None,
-        penalty: str = "curvature",
-        regularize="gcv",
+        penalty: str = "ridge",
+        regularize="discrepancy",
         bound: bool = True,
         ground_distances=None,
         sigma: str = "measured",
