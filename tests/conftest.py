@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-
+# Before NumPy loads: its BLAS reads the thread count once. Two test workers share
+# two cores, and a multi-threaded BLAS on a busy machine made the fit tests 3-10x slower.
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 SHARED_SHARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sharc-cs2"
 

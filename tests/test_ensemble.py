@@ -10,6 +10,7 @@ import pytest
 from molmovie import InputError
 from molmovie.datasets import Dataset
 from molmovie.inversion.measured import EnsembleFit, get_measurement_method
+from molmovie.scattering import SignalSpec
 from molmovie.scattering.measurement import distance_distribution, simulate_measurement
 
 from _fit_fixtures import diatomic_ensemble
@@ -127,7 +128,7 @@ def test_q_range_rule_signals_recomputed_from_positions(small_basis):
     """A basis's stored signals (here on 1-2 1/Å only) are not used: ΔS_i is recomputed on the measurement's q."""
     meas = _noise_free(small_basis, None, t0=43.0)
     M, T = small_basis.n_trajectories, small_basis.n_frames
-    stored = small_basis.with_signals(np.array([1.0, 2.0]), np.zeros((M, T, 2)), np.ones((M, 2)))
+    stored = small_basis.with_signals(np.zeros((M, T, 2)), np.ones((M, 2)), SignalSpec(np.array([1.0, 2.0])))
     a = EnsembleFit(t0_range=(-60.0, 120.0), bootstrap=0).fit(meas, small_basis).result_.ensemble
     b = EnsembleFit(t0_range=(-60.0, 120.0), bootstrap=0).fit(meas, stored).result_.ensemble
     np.testing.assert_array_equal(a.weights, b.weights)

@@ -9,6 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from .._errors import InputError
+from ..inversion.measured import MEASUREMENT_METHODS, get_measurement_method
+from ..io import check_output, read_dataset
+from ..io.fit import write_fit
+from ..io.measurement import read_measurement
 from . import app
 from ._progress import progress_bar
 
@@ -40,7 +44,6 @@ def _regularize(text: str | None):
 
 
 def _method_help() -> str:
-    from ..inversion.measured import MEASUREMENT_METHODS
 
     return "Measurement method: " + ", ".join(MEASUREMENT_METHODS) + "."
 
@@ -64,10 +67,6 @@ def fit(
     """Fit a measurement: γ, t0, IRF, weights and distance distributions (ensemble), or ΔP(R, t) (pdf)."""
     import numpy as np
 
-    from ..datasets import check_output, read_dataset
-    from ..inversion.measured import MEASUREMENT_METHODS, get_measurement_method
-    from ..io.fit import write_fit
-    from ..io.measurement import read_measurement
     from ._inversion import _parse_settings
 
     check_output(output, force)

@@ -34,6 +34,7 @@ from .._errors import InputError
 from ._base import InversionMethod, NotFittedError, Prediction, check_signals, interpolate_signals, read_model_file
 from ._nearest import NearestReference, nearest_frames
 from ._vrnn import VRNN
+from .measured import MEASUREMENT_METHODS, EnsembleFit, MeasurementMethod, PairDistributionFit, get_measurement_method
 
 __all__ = [
     "Prediction",
@@ -48,6 +49,11 @@ __all__ = [
     "nearest_frames",
     "check_signals",
     "interpolate_signals",
+    "MEASUREMENT_METHODS",
+    "MeasurementMethod",
+    "EnsembleFit",
+    "PairDistributionFit",
+    "get_measurement_method",
 ]
 
 #: Inversion methods by name.

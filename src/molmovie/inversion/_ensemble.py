@@ -74,8 +74,10 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
+from ..geometry import distances
 from ..geometry import pair_labels as _pair_labels
 from ..io.fit import EnsemblePart, FitResult
+from ..measurements import check_molecule
 from ..scattering.measurement import (
     DEFAULT_LEVELS,
     basis_signals,
@@ -261,7 +263,6 @@ class EnsembleFit(MeasurementMethod):
     # ------------------------------------------------------------------ checks
     @staticmethod
     def _check_basis(meas, basis) -> None:
-        from ..io.measurement import check_molecule
 
         if basis is None:
             raise InputError("the ensemble method needs a basis: a dataset of trajectories of the measured molecule (--basis)")
@@ -535,7 +536,6 @@ class _Stats:
     """Weighted distance statistics of the basis at delays − t0 (the Truth's convention)."""
 
     def __init__(self, basis, delays, levels):
-        from ..geometry import distances
 
         ens = basis.ensemble if hasattr(basis, "ensemble") else basis
         self.time = np.asarray(ens.time, dtype=float) - float(ens.time[0])

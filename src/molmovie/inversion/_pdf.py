@@ -84,6 +84,7 @@ import numpy as np
 from .._errors import InputError
 from ..geometry import distances
 from ..io.fit import FitResult, PdfPart
+from ..molecules import BUILTIN, builtin
 from ..scattering import form_factors, incoherent, intensity, intensity_from_distances
 from ._base import check_choice, check_number
 from ._measured_base import MeasurementMethod, measurement_sigma
@@ -277,7 +278,6 @@ class PairDistributionFit(MeasurementMethod):
     # ------------------------------------------------------------------ the reference
     def _reference(self, meas, basis, symbols, q, type_of_pair, n_types, edges):
         """(I_gs, ground_P or None, description)."""
-        from ..molecules import BUILTIN, builtin
 
         if basis is not None:
             first = np.asarray(basis.positions)[:, 0]

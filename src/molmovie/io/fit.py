@@ -49,7 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError
-from ..datasets import atomic_path, check_output
+from .._version import __version__
+from ._files import atomic_path, check_output, json_default
 
 __all__ = ["FIT_FORMAT", "FIT_VERSION", "FitResult", "EnsemblePart", "PdfPart", "write_fit", "read_fit"]
 
@@ -266,18 +267,6 @@ _ROOT_UNITS = {"delays": "fs", "q": "1/Angstrom", "dS": "fraction", "sigma": "fr
 _ROOT_ATTRS = ("method", "chi2", "n_data", "n_params", "reduced_chi2", "converged", "message", "sigma_source")
 
 
-def _json_default(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (Path, tuple)):
-        return str(obj) if isinstance(obj, Path) else list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-able")
-
-
 def write_fit(result: FitResult, path, *, force: bool = False) -> Path:
     """Write a fit result atomically (see the module docstring for the layout).
 
@@ -294,12 +283,10 @@ def write_fit(result: FitResult, path, *, force: bool = False) -> Path:
     """
     import h5py
 
-    from .. import __version__
-
     path = check_output(path, force=force)
     try:
-        settings = json.dumps(result.settings, default=_json_default)
-        provenance = json.dumps(result.provenance, default=_json_default)
+        settings = json.dumps(result.settings, default=json_default)
+        provenance = json.dumps(result.provenance, default=json_default)
     except (TypeError, ValueError) as exc:
         raise InputError(f"fit settings or provenance are not JSON-able ({exc})") from None
     strings = h5py.string_dtype()
