@@ -357,7 +357,7 @@ def test_the_readme_flow_with_two_runs_ends_in_one_line_not_an_index_error(tmp_p
     assert run_cli(["scatter", data, "--nq", "8"], capsys)[0] == 0
     assert run_cli(["train", data, "--method", "nearest", "-o", model], capsys)[0] == 0
     code, _, err = run_cli(["evaluate", model, data, "-o", tmp_path / "ev"], capsys)
-    assert_one_line_error(code, err, "no trajectories to score: the dataset, or the split chosen, is empty")
+    assert_one_line_error(code, err, r"the test split of .*cs2.h5 is empty \(splits: train 1, val 1, test 0\); score another with --split train\|val\|all")
     assert not (tmp_path / "ev").exists()
 
 

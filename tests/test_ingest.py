@@ -284,7 +284,7 @@ def test_existing_output_and_input_as_output_are_refused(tmp_path, capsys):
     assert_one_line_error(*run_cli(["ingest", src, "-o", out] + args, capsys)[::2], match="exists; use --force")
     assert out.read_bytes() == b"keep"
     before = src.read_bytes()
-    assert_one_line_error(*run_cli(["ingest", src, "-o", src, "--force"] + args, capsys)[::2], match="is an input")
+    assert_one_line_error(*run_cli(["ingest", src, "-o", src, "--force"] + args, capsys)[::2], match="is the input .*; write to another file")
     assert src.read_bytes() == before
 
 

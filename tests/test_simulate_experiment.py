@@ -157,7 +157,7 @@ def test_bad_files_are_one_line_and_nothing_is_written_or_replaced(dataset, tmp_
     assert out.read_bytes() == b"keep me"
 
     code, _, err = run_cli(["simulate-experiment", dataset, "-o", dataset, "--force"], capsys)
-    assert_one_line_error(code, err, "is the DATASET file")
+    assert_one_line_error(code, err, "the output .*cs2.h5 is the input .*cs2.h5")
     assert read_dataset(dataset).n_trajectories == 6  # the input is untouched
 
     new = tmp_path / "new.h5"

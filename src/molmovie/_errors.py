@@ -7,8 +7,31 @@ stderr and exit code 2; library callers can catch it like any ``ValueError``.
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "shorten", "MAX_QUOTE"]
+
+#: Most characters of a value an error message quotes (a file can hold a million symbols).
+MAX_QUOTE = 200
 
 
 class InputError(ValueError):
     """Bad input from the user: the message says what was wrong and where."""
+
+
+def shorten(value, limit: int = MAX_QUOTE) -> str:
+    """``repr``-like text of ``value`` for an error message, cut to about ``limit`` characters.
+
+    Sequences longer than ten items show their first ten and how many more
+    ("['C', 'S', ... and 999990 more]"); any text longer than ``limit`` is cut
+    with the count of characters left out. Every message that quotes what a
+    user or a file gave goes through this, so one line stays one short line.
+    """
+    if isinstance(value, (list, tuple)) and len(value) > 10:
+        head = ", ".join(shorten(v, 40) for v in value[:10])
+        text = f"[{head}, ... and {len(value) - 10} more]"
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = repr(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    return text

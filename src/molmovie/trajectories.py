@@ -41,6 +41,7 @@ __all__ = [
     "read_xyz",
     "read_ase",
     "read_ensemble",
+    "trajectory_files",
     "ensemble_from_trajectories",
     "is_dissociated",
     "resample",
@@ -456,6 +457,24 @@ def _expand(paths) -> list[Path]:
         raise InputError("no trajectories given")
     _refuse_repeats(out)
     return out
+
+
+def trajectory_files(paths) -> list[Path]:
+    """The files :func:`read_ensemble` reads for ``paths``: trajectory files, and each SHARC run's output.xyz and output.lis.
+
+    A command that writes an output checks it against these, so that no
+    trajectory file is ever replaced (``import run/ -o run/output.xyz``).
+    Paths that do not exist are skipped here (reading them is what reports them).
+    """
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            files.append(p)
+            continue
+        runs = [p] if (p / "output.xyz").exists() else sorted(d for d in p.iterdir() if d.is_dir())
+        files.extend(f for run in runs for f in (run / "output.xyz", run / "output.lis"))
+        files.extend(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in (".xyz", ".traj", ".extxyz"))
+    return files
 
 
 def _refuse_repeats(paths: list[Path]) -> None:

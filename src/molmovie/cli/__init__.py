@@ -14,7 +14,8 @@ import sys
 
 import typer
 
-from .._errors import InputError
+from .._errors import InputError, shorten
+from ._outputs import interrupt_note
 
 app = typer.Typer(
     name="molmovie",
@@ -52,13 +53,60 @@ def _in_cli_words(message: str) -> str:
     return message
 
 
+#: Longest error line printed; anything longer is cut (a damaged file can quote megabytes).
+_MAX_LINE = 1000
+
+
+def _error_line(message: str) -> str:
+    """The one line printed for an error: CLI words, no newlines, at most ``_MAX_LINE`` characters."""
+    return shorten(" ".join(_in_cli_words(str(message)).split()), _MAX_LINE)
+
+
+def _interrupted() -> None:
+    note = interrupt_note()
+    typer.echo(f"molmovie: interrupted{'; ' + note if note else ''}", err=True)
+    sys.exit(130)
+
+
+#: click's ClickException, as the typer installed uses it (typer >= 0.20 carries its own copy of click).
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _show_usage_error(exc) -> None:
+    try:  # typer formats usage errors with rich when it is installed; keep its look
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+    except Exception:  # pragma: no cover - without rich
+        exc.show()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``molmovie`` console script."""
+    """Entry point of the ``molmovie`` console script.
+
+    Exit codes: 0 done; 2 bad input, a usage error, or an output that could
+    not be written (full disk, permissions: :class:`molmovie._guards.WriteError`);
+    130 Ctrl-C (one line saying what was kept); 1 an unexpected OS error (one
+    line). typer would turn Ctrl-C into a silent exit 130, so the app runs
+    with ``standalone_mode=False`` and the exceptions are handled here.
+    """
     try:
-        app(args=argv, prog_name="molmovie", standalone_mode=True)
+        code = app(args=argv, prog_name="molmovie", standalone_mode=False)
     except InputError as exc:
-        typer.echo(f"molmovie: error: {_in_cli_words(str(exc))}", err=True)
+        typer.echo(f"molmovie: error: {_error_line(str(exc))}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("molmovie: interrupted", err=True)
-        sys.exit(130)
+        _interrupted()
+    except typer.Abort:
+        _interrupted()  # EOF on a prompt, or Ctrl-C as click reports it
+    except _ClickException as exc:
+        _show_usage_error(exc)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        typer.echo(f"molmovie: error: {_error_line((exc.strerror or str(exc)) + where)}", err=True)
+        sys.exit(1)
+    if code == 130:  # typer turns KeyboardInterrupt into Exit(130)
+        _interrupted()
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -11,11 +11,13 @@ import typer
 
 from .._errors import InputError
 from ..datasets import Dataset, make_splits
-from ..io import check_output, read_dataset, write_dataset
+from .._guards import check_allocation
+from ..io import read_dataset, write_dataset
 from ..molecules import formula
 from ..scattering import SignalSpec, q_grid, simulate
-from ..trajectories import read_ensemble
+from ..trajectories import read_ensemble, trajectory_files
 from . import app
+from ._outputs import writing
 from ._options import parse_splits
 from ._progress import progress_callback
 
@@ -37,12 +39,12 @@ def import_(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Read trajectories of one molecule into a molmovie dataset file."""
-    check_output(output, force)
-    sizes = parse_splits(splits)
-    with progress_callback("reading", unit="trajectories") as progress:
-        ens = read_ensemble(paths, format=format, dt=dt, tmax=tmax, progress=progress)
-    ds = Dataset(ens, splits=make_splits(ens.n_trajectories, sizes, seed=seed))
-    write_dataset(ds, output, force=force)
+    with writing(output, trajectory_files(paths), force=force):
+        sizes = parse_splits(splits)
+        with progress_callback("reading", unit="trajectories") as progress:
+            ens = read_ensemble(paths, format=format, dt=dt, tmax=tmax, progress=progress)
+        ds = Dataset(ens, splits=make_splits(ens.n_trajectories, sizes, seed=seed))
+        write_dataset(ds, output, force=force)
     typer.echo(
         f"{output}: {ens.n_trajectories} trajectories of {ens.molecule} ({len(ens.symbols)} atoms), "
         f"{ens.n_frames} frames to {ens.time[-1]:g} fs, {int(ens.dissociated.sum())} dissociated"
@@ -64,17 +66,19 @@ def scatter(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output, or signals already in FILE.")] = False,
 ) -> None:
     """Simulate the scattering signals ΔS(q, t) of every trajectory (Eq. (1), IAM)."""
-    if output is not None:
-        check_output(output, force)
-    q = q_grid(**{k: v for k, v in dict(q_min=qmin, q_max=qmax, n_q=nq).items() if v is not None})
-    spec = SignalSpec(q, inelastic=not no_inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed)
-    ds = read_dataset(file)
-    if output is None and ds.has_signals and not force:
-        raise InputError(f"{file} already has signals; use --force to replace them, or --output to write a new file")
-    with progress_callback("scattering", unit="trajectories") as progress:
-        signals = simulate(ds.symbols, ds.positions, ds.length, ds.time, spec, progress=progress)
+    # in place, FILE is the output: checked (a read-only file is refused) and locked before it is read
     target = output or file
-    write_dataset(ds.with_signals(*signals), target, force=True)
+    with writing(target, [file] if output is not None else [], force=force or output is None):
+        q = q_grid(**{k: v for k, v in dict(q_min=qmin, q_max=qmax, n_q=nq).items() if v is not None})
+        spec = SignalSpec(q, inelastic=not no_inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed)
+        ds = read_dataset(file)
+        if output is None and ds.has_signals and not force:
+            raise InputError(f"{file} already has signals; use --force to replace them, or --output to write a new file")
+        M, T = ds.n_trajectories, ds.n_frames
+        check_allocation((M, T, len(q)), f"--nq {len(q)}: ΔS of {M} trajectories x {T} frames x {len(q)} q points")
+        with progress_callback("scattering", unit="trajectories") as progress:
+            signals = simulate(ds.symbols, ds.positions, ds.length, ds.time, spec, progress=progress)
+        write_dataset(ds.with_signals(*signals), target, force=True)
     typer.echo(f"{target}: ΔS on {len(q)} q points from {q[0]:g} to {q[-1]:g} 1/Å for {ds.n_trajectories} trajectories")
 
 

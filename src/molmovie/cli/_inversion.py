@@ -10,9 +10,10 @@ import numpy as np
 import typer
 
 from .._errors import InputError
-from ..io import check_output, read_dataset, read_signals, write_inversion
+from ..io import read_dataset, read_signals, write_inversion
 from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, interpolate_signals, load_method
 from . import app
+from ._outputs import writing
 from ._progress import progress_callback
 
 
@@ -82,7 +83,11 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing model file.")] = False,
 ) -> None:
     """Train an inversion method on the dataset's train split, validating on its val split."""
-    check_output(output, force)
+    with writing(output, [dataset], force=force):
+        _train(dataset, output, method, exclude_dissociating, epochs, seed, device, settings, force)
+
+
+def _train(dataset, output, method, exclude_dissociating, epochs, seed, device, settings, force) -> None:
     model = get_method(method)
     model.set_params(**{**_parse_settings(settings), **_shortcut_settings(model, epochs=epochs, seed=seed, device=device)})
     _warn(model)  # before reading a possibly large dataset
@@ -118,7 +123,11 @@ def invert(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
 ) -> None:
     """Invert scattering signals into atom-atom distances R_AB(t) with their uncertainties."""
-    check_output(output, force)
+    with writing(output, [model, signals], force=force):
+        _invert(model, signals, output, interpolate_q, device, force)
+
+
+def _invert(model, signals, output, interpolate_q, device, force) -> None:
     method = load_method(model)
     method.set_params(**_shortcut_settings(method, device=device)).check_settings()
     sig = read_signals(signals)

@@ -9,10 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from .._errors import InputError
-from ..io import atomic_path, check_output
+from ..io import atomic_path
 from ..io.beamline import ingest as ingest_file
 from ..io.measurement import read_measurement, write_measurement
 from . import app
+from ._outputs import writing
 
 
 class Kind(str, Enum):
@@ -60,18 +61,13 @@ def ingest(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Turn a beamline file into a molmovie measurement: units, ΔS against a reference, σ, q range, time zero."""
-    check_output(output, force)
-    for given in (file, laser_off):
-        if given is not None and given.resolve() == output.resolve():
-            raise InputError(f"{output} is an input; write the measurement elsewhere")
-    meas = ingest_file(
-        file, kind=kind.value, q_units=q_units, delay_units=delay_units, signal_units=signal_units, t0=t0,
-        reference_before=reference_before, laser_off=laser_off, qmin=qmin, qmax=qmax, molecule=molecule,
-        symbols=symbols, legendre=legendre, q_path=q_path, delays_path=delays_path, data_path=data_path,
-        variance_path=variance_path, std_path=std_path, legendre_path=legendre_path, axes=axes,
-        q_in=q_in.value, format=None if format is None else format.value,
-    )
-    write_measurement(meas, output, force=force)
+    inputs = [file, laser_off, *(Path(p) for p in (variance_path, std_path) if p and Path(p).exists())]
+    with writing(output, inputs, force=force):
+        meas = _ingest(file, output, force=force, kind=kind.value, q_units=q_units, delay_units=delay_units, signal_units=signal_units,
+                       t0=t0, reference_before=reference_before, laser_off=laser_off, qmin=qmin, qmax=qmax, molecule=molecule,
+                       symbols=symbols, legendre=legendre, q_path=q_path, delays_path=delays_path, data_path=data_path,
+                       variance_path=variance_path, std_path=std_path, legendre_path=legendre_path, axes=axes,
+                       q_in=q_in.value, format=None if format is None else format.value)
     p = meas.provenance
     order = "" if p.get("legendre") is None else f", Legendre {p['legendre']}"
     lines = [
@@ -86,6 +82,13 @@ def ingest(
     typer.echo("\n".join(lines))
 
 
+def _ingest(file, output, *, force, **options):
+    """Read the beamline file and write the measurement (the output claimed by the caller)."""
+    meas = ingest_file(file, **options)
+    write_measurement(meas, output, force=force)
+    return meas
+
+
 @app.command()
 def show(
     file: Annotated[Path, typer.Argument(help="Measurement file (from ingest or simulate-experiment).", show_default=False)],
@@ -95,12 +98,14 @@ def show(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing figure.")] = False,
 ) -> None:
     """Figure of a measurement: the ΔS(q, t) map in percent, line-outs at a few q with σ, |ΔS|/σ."""
-    check_output(output, force)
+    with writing(output, [file], force=force):
+        _show(file, output, q, tmax)
+
+
+def _show(file: Path, output: Path, q, tmax) -> None:
     suffix = output.suffix.lower()
     if suffix not in (".png", ".pdf", ".svg"):
         raise InputError(f"{output}: the figure must be .png, .pdf or .svg")
-    if output.resolve() == file.resolve():
-        raise InputError(f"{output} is the measurement file; write the figure elsewhere")
     q_lines = None
     if q is not None:
         try:

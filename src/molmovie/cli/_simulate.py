@@ -11,10 +11,12 @@ import typer
 
 from .._errors import InputError
 from ..datasets import SPLITS
-from ..io import check_output, read_dataset
+from .._guards import check_allocation
+from ..io import read_dataset
 from ..io.measurement import write_measurement
 from ..scattering import DEFAULT_Q, q_grid, simulate_measurement
 from . import app
+from ._outputs import writing
 from ._progress import progress_callback
 
 #: Most delays and q points a typed range or a file may ask for (checked before anything is allocated).
@@ -137,11 +139,12 @@ def simulate_experiment(
     state, with Poisson noise at --photons per q bin; the file also holds the
     weights, γ, t0, IRF and the weighted distribution of every distance per delay.
     """
+    inputs = [dataset, *(Path(t) for t in (delays, q, weights) if t is not None and Path(t).is_file())]
+    with writing(output, inputs, force=force):
+        _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, no_inelastic, force)
 
-    check_output(output, force)
-    for option, text in (("DATASET", str(dataset)), ("--delays", delays), ("--q", q), ("--weights", weights)):
-        if text is not None and Path(text).is_file() and Path(text).resolve() == output.resolve():
-            raise InputError(f"--output {output} is the {option} file; write the measurement elsewhere")
+
+def _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, no_inelastic, force) -> None:
     if trajectories is not None and split is not None:
         raise InputError("give --trajectories or --split, not both")
     if split is not None and split not in SPLITS:
@@ -167,6 +170,8 @@ def simulate_experiment(
         if not (math.isfinite(end) and end >= -200.0):
             raise InputError(f"the default delays run from -200 fs to the basis end + t0 = {end:g} fs; give --delays")
         delay_grid = parse_delays(f"-200:{end!r}:25")
+    M, T, Q, D = index.size, ds.n_frames, len(q_values), len(delay_grid)
+    check_allocation(8 * Q * (M * T + 4 * D), f"--q ({Q} q points) with {M} trajectories x {T} frames and {D} delays")
 
     with progress_callback("scattering", unit="trajectories") as progress:
         meas = simulate_measurement(

@@ -9,12 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from .._errors import InputError
+from .._guards import write_errors
+from ..datasets import SPLITS
 from ..evaluation import score_method, write_scores
 from ..evaluation.figures import plot_per_time_step
 from ..evaluation.study import PRESETS, run_study, results_markdown
 from ..inversion import load_method
 from ..io import atomic_path, read_dataset
 from . import app
+from ._outputs import output_folder, writing
 from ._progress import StageProgress
 
 
@@ -27,32 +30,40 @@ def evaluate(
     force: Annotated[bool, typer.Option("--force", help="Replace files already in the output folder.")] = False,
 ) -> None:
     """Score one model on a dataset split: RMSD (labelled, symmetry-aware) and SSR per frame."""
-    if output.exists() and not output.is_dir():
-        raise InputError(f"{output} exists and is not a folder")
-    targets = [output / n for n in ("metrics.json", "frames.npz", "per_time_step.png")]
-    if not force and any(t.exists() for t in targets):
-        raise InputError(f"{output} already holds an evaluation; use --force to replace it")
-    method = load_method(model)
-    ds = read_dataset(dataset)
-    part = ds if split == "all" else ds.split(split)
-    if not part.has_signals:
-        raise InputError(f"{dataset} has no signals; run `molmovie scatter` first")
-    scores = score_method(method, part)
-    summary = {"model": str(model), "dataset": str(dataset), "split": split, "trajectories": part.n_trajectories, **scores["summary"]}
-    output.mkdir(parents=True, exist_ok=True)
-    with atomic_path(targets[0]) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
-    write_scores(targets[1], scores)
-    import matplotlib
+    # the folder may exist (other files in it are left alone); an evaluation in it is replaced only with --force
+    with writing(output, [model, dataset], force=True, folder=True):
+        targets = [output / n for n in ("metrics.json", "frames.npz", "per_time_step.png")]
+        if not force and any(t.exists() for t in targets):
+            raise InputError(f"{output} already holds an evaluation; use --force to replace it")
+        if split not in ("all", *SPLITS):
+            raise InputError(f"--split must be train, val, test or all; got {split!r}")
+        ds = read_dataset(dataset)
+        if split != "all" and len(ds.splits.get(split, ())) == 0:
+            sizes = ", ".join(f"{k} {len(ds.splits.get(k, ()))}" for k in SPLITS)
+            others = "|".join(k for k in (*SPLITS, "all") if k != split)
+            raise InputError(f"the {split} split of {dataset} is empty (splits: {sizes}); score another with --split {others}")
+        part = ds if split == "all" else ds.split(split)
+        if not part.has_signals:
+            raise InputError(f"{dataset} has no signals; run `molmovie scatter` first")
+        method = load_method(model)
+        scores = score_method(method, part)
+        summary = {"model": str(model), "dataset": str(dataset), "split": split, "trajectories": part.n_trajectories, **scores["summary"]}
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
-    curves = {method.label or method.name: {"rmsd": scores["rmsd_t"], "ssr": scores["ssr_t"]}}
-    fig = plot_per_time_step(part.time, curves, title=f"{part.molecule}, {split} split")
-    with atomic_path(targets[2], suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
-    plt.close(fig)
+        curves = {method.label or method.name: {"rmsd": scores["rmsd_t"], "ssr": scores["ssr_t"]}}
+        fig = plot_per_time_step(part.time, curves, title=f"{part.molecule}, {split} split")
+        try:
+            with output_folder(output) as folder:
+                with atomic_path(folder / targets[0].name) as tmp:
+                    tmp.write_text(json.dumps(summary, indent=2))
+                write_scores(folder / targets[1].name, scores)
+                with atomic_path(folder / targets[2].name, suffix=".png") as tmp:
+                    fig.savefig(tmp, dpi=130, format="png")
+        finally:
+            plt.close(fig)
     typer.echo(
         f"{split}: {summary['frames']} frames; RMSD sum {summary['rmsd_sum']:.1f} Å (symmetry-aware: {summary['rmsd_sym_traj_sum']:.1f} per trajectory, {summary['rmsd_sym_sum']:.1f} per frame), "
         f"SSR sum {summary['ssr_sum']:.4g}; written to {output}"
@@ -73,7 +84,10 @@ def reproduce(
     """
     if workers is not None and workers < 1:
         raise InputError(f"The 'workers' parameter must be >= 1; got {workers}")
-    with StageProgress() as progress:
+    with write_errors(output.parent):
+        output.parent.mkdir(parents=True, exist_ok=True)
+    kept = f"the finished stages in {output} are kept; run the same command again to resume"
+    with writing(output, [], force=True, folder=True, kept=kept), StageProgress() as progress:
         results = run_study(
             preset, output, seed=seed, workers=workers, data_dir=data_dir,
             log=lambda line: typer.echo(line, err=True), progress=progress,

@@ -27,6 +27,11 @@ def score_method(method, dataset) -> dict:
     dataset : molmovie.datasets.Dataset
         With positions and signals.
 
+    Raises
+    ------
+    InputError
+        The model is of another molecule than the data ("model of C2H4, data of CS2").
+
     Returns
     -------
     dict
@@ -39,6 +44,7 @@ def score_method(method, dataset) -> dict:
         ``within_2sigma``, the fraction of true distances inside ±2σ, for
         methods with an uncertainty).
     """
+    method.check_molecule(dataset.symbols, dataset.molecule)
     pred = method.predict(dataset.dS, q=dataset.q, lengths=dataset.length)
     ev = evaluate(pred.distances, dataset)
     summary = ev.summary()

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, shorten
 from ..geometry import pair_labels
+from ..molecules import formula as _formula
 from ..io.model import MODEL_FORMAT, MODEL_VERSION, need_array, read_model_file, write_model_file
 from ..scattering.spec import SignalSpec
 
@@ -350,13 +351,29 @@ class InversionMethod:
             raise InputError("the validation data's q grid differs from the training data's")
         return val
 
-    def check_molecule(self, symbols) -> None:
-        """Refuse signals of another molecule than the one this model was trained on."""
+    def check_molecule(self, symbols, molecule: str | None = None) -> None:
+        """Refuse signals of another molecule (or atom order) than the one this model was trained on.
+
+        Parameters
+        ----------
+        symbols : sequence of str
+            The data's atoms, in order.
+        molecule : str, optional
+            The data's molecule, for the message (default: its formula).
+
+        Raises
+        ------
+        InputError
+            "model of C2H4 (C C H H H H), data of CS2 (C S S): ...".
+        """
         self._check_fitted("checking a molecule")
-        if tuple(str(s) for s in symbols) != self.symbols_:
+        symbols = tuple(str(s) for s in symbols)
+        if symbols != self.symbols_:
+            name = molecule or _formula(symbols)
+            order = " (the same atoms in another order)" if sorted(symbols) == sorted(self.symbols_) else ""
             raise InputError(
-                f"this model was trained on {self.molecule_} ({' '.join(self.symbols_)}); the signals are of "
-                f"another molecule or atom order ({' '.join(map(str, symbols))})"
+                f"model of {shorten(self.molecule_, 40)} ({shorten(' '.join(self.symbols_), 80)}), data of "
+                f"{shorten(name, 40)} ({shorten(' '.join(symbols), 80)}){order}: a model inverts signals of the molecule it was trained on"
             )
 
     # -------------------------------------------------------------- persistence

@@ -1,0 +1,131 @@
+"""One way for every command to claim its output: checked against the inputs, locked, reported on Ctrl-C.
+
+:func:`writing` is entered by each command that writes, before it reads or
+computes anything:
+
+- the output is checked against all of the command's inputs
+  (:func:`molmovie._guards.check_output_path`: the same file by any name,
+  a folder holding an input, a parent that is a file, a read-only file), so
+  an input is never replaced, with or without ``--force``;
+- the output's advisory lock (``OUTPUT.lock``) is held until the command ends,
+  so a second run writing the same file is refused with one line;
+- what the output looked like is recorded, so that Ctrl-C can say what was
+  kept (:func:`interrupt_note`): the old file, no file, or the new complete one
+  (writes are atomic, so there is never a partial one).
+
+:func:`output_folder` does for an output folder (``evaluate``) what
+:func:`molmovie._guards.atomic_write` does for a file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .._guards import check_output_path, deferred_interrupt, output_lock, write_errors
+
+__all__ = ["writing", "output_folder", "interrupt_note"]
+
+#: The outputs the running command claimed, with what they were before it (path, state or None),
+#: or with the sentence Ctrl-C should print (path, str).
+_claimed: list[tuple[Path, tuple | str | None]] = []
+
+
+def _state(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if Path(path).is_dir():
+        return ("dir", st.st_ino, tuple(sorted((p.name, p.stat().st_mtime_ns) for p in Path(path).iterdir() if not p.name.startswith("."))))
+    return ("file", st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@contextmanager
+def writing(output, inputs: Iterable = (), *, force: bool, folder: bool = False, kept: str | None = None) -> Iterator[Path]:
+    """Claim ``output`` for the command: check it against ``inputs``, lock it, remember its state.
+
+    Parameters
+    ----------
+    output : path-like
+        The file (or folder, ``folder=True``) the command writes.
+    inputs : iterable of path-like
+        Every file or folder the command reads (None entries skipped).
+    force : bool
+        Whether an existing output may be replaced (``--force``).
+    folder : bool
+        The output is a folder.
+    kept : str, optional
+        What Ctrl-C leaves, when the command knows better than "unchanged" or
+        "the new, complete result" (a study keeps its finished stages).
+
+    Yields
+    ------
+    Path
+        The output.
+
+    Raises
+    ------
+    InputError
+        From :func:`~molmovie._guards.check_output_path` and
+        :func:`~molmovie._guards.output_lock` (another run holds the lock).
+    """
+    out = check_output_path(output, [p for p in inputs if p is not None], force=force, folder=folder)
+    with output_lock(out):
+        _claimed.append((out, kept if kept is not None else _state(out)))
+        try:
+            yield out
+        finally:
+            _claimed.pop()
+
+
+def interrupt_note() -> str:
+    """What Ctrl-C left of the outputs the running command claimed, e.g. "d.h5 is unchanged"."""
+    notes = []
+    for path, before in _claimed:
+        if isinstance(before, str):
+            notes.append(before)
+            continue
+        now = _state(path)
+        if now == before:
+            notes.append(f"{path} is unchanged" if before is not None else f"{path} was not written")
+        else:
+            notes.append(f"{path} holds the new, complete result")
+    return "; ".join(notes)
+
+
+@contextmanager
+def output_folder(path) -> Iterator[Path]:
+    """A temporary folder whose files land in ``path`` when the block ends without error.
+
+    A new ``path`` is the temporary folder renamed (it appears whole or not at
+    all); into an existing one each file is moved with an atomic rename,
+    other files in it are left alone. On any exception (a full disk, Ctrl-C)
+    the temporary folder is removed and ``path`` is as it was.
+    """
+    path = Path(path)
+    with write_errors(path):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        with write_errors(path), deferred_interrupt() as interrupted:
+            if interrupted:
+                raise KeyboardInterrupt
+            if not path.exists():
+                os.chmod(tmp, 0o777 & ~_umask())
+                os.replace(tmp, path)
+            else:
+                for item in sorted(tmp.iterdir()):
+                    os.replace(item, path / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
