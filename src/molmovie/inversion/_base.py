@@ -394,6 +394,13 @@ class InversionMethod:
             signal_attrs = dict(config.get("signal_attrs", {}))
         except (KeyError, TypeError, ValueError):
             raise InputError(f"{path}: damaged molmovie model file (molecule record incomplete)") from None
+        n, p = len(self.symbols_), len(self.pair_labels_)
+        if not all(isinstance(s, str) and s.isalpha() and len(s) <= 3 for s in self.symbols_) or n < 2:
+            raise InputError(f"{path}: damaged molmovie model file (symbols {shorten(list(self.symbols_))} are not element symbols)")
+        if p != n * (n - 1) // 2 or not all(isinstance(label, str) for label in self.pair_labels_):
+            raise InputError(f"{path}: damaged molmovie model file ({n} symbols make {n * (n - 1) // 2} pairs; "
+                             f"the file labels {p})")
+        self.molecule_ = shorten(self.molecule_, 60)
         self.n_pairs_ = len(self.pair_labels_)
         self.q_ = np.asarray(need_array(arrays, "q", path), dtype=float)
         try:
@@ -434,8 +441,12 @@ class InversionMethod:
         known = set(cls.setting_names())
         unknown = set(settings) - known
         if unknown:
-            raise InputError(f"{path}: model settings {sorted(unknown)} are unknown to this molmovie version")
+            raise InputError(f"{path}: model settings {shorten(sorted(unknown))} are unknown to this molmovie version")
         obj = cls(**settings)
+        try:
+            obj.check_settings()  # before anything the settings size is built (memory_mb=-1, hidden=200000)
+        except InputError as exc:
+            raise InputError(f"{path}: damaged molmovie model file ({exc})") from None
         obj._restore_common(config, arrays, path)
         obj._restore(config, arrays, path)
         return obj

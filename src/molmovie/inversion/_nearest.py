@@ -274,7 +274,7 @@ class NearestReference(InversionMethod):
     def _restore(self, config: dict, arrays: dict, path) -> None:
         lib = np.asarray(need_array(arrays, "library", path), dtype=float)
         dist = np.asarray(need_array(arrays, "library_distances", path), dtype=float)
-        src = np.asarray(need_array(arrays, "library_source", path), dtype=np.int64)
+        src = np.asarray(need_array(arrays, "library_source", path, kinds="iu"), dtype=np.int64)
         if lib.ndim != 2 or lib.shape[1] != len(self.q_) or dist.shape != (lib.shape[0], self.n_pairs_) or len(src) != len(lib):
             raise InputError(f"{path}: damaged molmovie model file (library arrays of inconsistent shapes)")
         if not (np.all(np.isfinite(lib)) and np.all(np.isfinite(dist))):

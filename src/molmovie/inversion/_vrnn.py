@@ -56,7 +56,8 @@ import time
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, shorten
+from .._guards import check_allocation
 from ..geometry import automorphisms, pair_permutations
 from ._base import (
     InversionMethod,
@@ -80,6 +81,13 @@ from .losses import (
 )
 
 __all__ = ["VRNN", "TARGETS"]
+
+
+#: Largest ``hidden``, ``features`` and ``latent_free`` settings: a VRNN with hidden=8192 already has
+#: 4·8192² LSTM weights (1 GiB with its gradients and Adam's moments); the paper's networks are below 512.
+MAX_HIDDEN = 8192
+MAX_FEATURES = 8192
+MAX_LATENT_FREE = 4096
 
 
 class VRNN(InversionMethod):
@@ -253,6 +261,11 @@ class VRNN(InversionMethod):
         for name in ("hidden", "features", "epochs", "batch_size"):
             check_number(name, getattr(self, name), low=1, integer=True)
         check_number("latent_free", self.latent_free, low=0, integer=True)
+        # sizes of the network: beyond these a typed number (or a model file's header) asks for
+        # tens of GB before the first step; the limits are far above any network trained here
+        check_number("hidden", self.hidden, high=MAX_HIDDEN, integer=True)
+        check_number("features", self.features, high=MAX_FEATURES, integer=True)
+        check_number("latent_free", self.latent_free, high=MAX_LATENT_FREE, integer=True)
         check_number("physics_frames", self.physics_frames, low=0, integer=True)
         check_number("physics_warmup", self.physics_warmup, low=0, integer=True)
         check_number("patience", self.patience, low=1, integer=True)
@@ -338,6 +351,10 @@ class VRNN(InversionMethod):
 
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(int(self.seed))
+            shapes = self._net_shapes(len(self.q_), self.n_pairs_)
+            # weights, gradients and Adam's two moments, float32
+            check_allocation(16 * sum(math.prod(s) for s in shapes.values()),
+                             f"a VRNN with hidden={self.hidden}, features={self.features} on {len(self.q_)} q points")
             net = VRNNNet(len(self.q_), self.n_pairs_ + self.latent_free, self.hidden, self.features, bool(self.decoder))
         net = net.to(device)
         terms = self._loss_terms(device)
@@ -632,23 +649,46 @@ class VRNN(InversionMethod):
         Q, P = len(self.q_), self.n_pairs_
         shapes = {"x_mean": (Q,), "x_std": (Q,), "y_mean": (P,), "y_std": (P,)}
         for name, shape in shapes.items():
-            a = np.asarray(need_array(arrays, name, path), dtype=float)
+            a = np.asarray(need_array(arrays, name, path, kinds="f"), dtype=float)
             if a.shape != shape or not np.all(np.isfinite(a)):
                 raise InputError(f"{path}: damaged molmovie model file (array {name!r})")
             setattr(self, f"{name}_", a)
-        perms = np.asarray(need_array(arrays, "pair_perms", path))
+        perms = np.asarray(need_array(arrays, "pair_perms", path, kinds="iu"))
         if perms.ndim != 2 or perms.shape[1] != P or perms.min() < 0 or perms.max() >= P:
             raise InputError(f"{path}: damaged molmovie model file (array 'pair_perms')")
         self.pair_perms_ = perms.astype(np.int64)
         self.I_ref_ground_ = np.asarray(arrays["I_ref_ground"], dtype=float) if "I_ref_ground" in arrays else None
+        # the settings must build exactly the stored network: compared on PyTorch's meta device
+        # (which allocates nothing) before the real network is made
+        stored = {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
+        shapes = self._net_shapes(Q, P)
+        if set(stored) != set(shapes):
+            extra, missing = sorted(set(stored) - set(shapes)), sorted(set(shapes) - set(stored))
+            raise InputError(f"{path}: damaged molmovie model file (network weights do not fit the settings: "
+                             f"missing {shorten(missing, 120)}, unexpected {shorten(extra, 120)})")
+        for name, shape in shapes.items():
+            array = stored[name]
+            if array.dtype.kind != "f":
+                raise InputError(f"{path}: damaged molmovie model file (array 'net.{name}' is {array.dtype}; a model stores floats)")
+            if tuple(array.shape) != shape:
+                raise InputError(f"{path}: damaged molmovie model file (network weights do not fit: 'net.{name}' has shape {tuple(array.shape)}; "
+                                 f"the settings hidden={self.hidden}, features={self.features}, latent_free={self.latent_free} "
+                                 f"make {shape})")
+            if not np.all(np.isfinite(array)):
+                raise InputError(f"{path}: damaged molmovie model file (array 'net.{name}' has NaN or inf)")
         net = VRNNNet(Q, P + self.latent_free, self.hidden, self.features, bool(self.decoder))
-        state = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")}
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise InputError(f"{path}: damaged molmovie model file (network weights do not fit: {first})") from None
+        net.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in stored.items()}, strict=True)
         self.net_ = net.eval()
+
+    def _net_shapes(self, n_q: int, n_pairs: int) -> dict[str, tuple[int, ...]]:
+        """The shapes of the network's weights for these settings, from a network on the meta device (no memory)."""
+        import torch
+
+        from ._vrnn_net import VRNNNet
+
+        with torch.device("meta"):
+            net = VRNNNet(n_q, n_pairs + self.latent_free, self.hidden, self.features, bool(self.decoder))
+        return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
 def _distances(ds, mask: np.ndarray, role: str) -> np.ndarray:

@@ -4,6 +4,8 @@
 - :class:`atomic_path`: write to a temporary file beside the target, rename onto it on success;
 - :func:`open_hdf5`: an HDF5 file opened read-only, or one clear :class:`~molmovie.InputError`;
 - :func:`check_format`: a file's ``format`` and ``version`` attributes are ones this molmovie reads;
+- :func:`read_array`: an HDF5 array read only after its kind and size are checked;
+- :func:`atomic_hdf5`: an HDF5 file built in memory and written atomically (a full disk is one line);
 - :func:`write_array`: an HDF5 dataset with its ``units`` attribute;
 - :func:`json_default`: NumPy scalars and arrays for :func:`json.dumps`.
 
@@ -17,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputError
-from .._guards import atomic_write, check_output_path
+from .._errors import InputError, shorten
+from .._guards import atomic_hdf5, atomic_write, check_allocation, check_output_path
 
-__all__ = ["check_output", "atomic_path", "open_hdf5", "check_format", "write_array", "json_default"]
+__all__ = ["check_output", "atomic_path", "atomic_hdf5", "open_hdf5", "check_format", "file_version", "read_array",
+           "write_array", "json_default"]
 
 
 def check_output(path, force: bool = False) -> Path:
@@ -125,12 +128,83 @@ def check_format(attrs, path, format: str, version: int, what: str) -> int:
     InputError
         "PATH: not a WHAT (no format=... attribute)", or "... is newer than this molmovie reads".
     """
-    if attrs.get("format") != format:
+    found_format = attrs.get("format")
+    if isinstance(found_format, bytes):
+        found_format = found_format.decode(errors="replace")
+    if found_format != format:
         raise InputError(f"{path}: not a {what} (no format={format!r} attribute)")
-    found = int(attrs.get("version", 0))
+    found = file_version(attrs, path, what)
     if found > version:
         raise InputError(f"{path}: {what} format version {found} is newer than this molmovie reads ({version}); upgrade molmovie")
     return found
+
+
+def file_version(attrs, path, what: str) -> int:
+    """A file's ``version`` attribute as a whole number >= 0 (0 when it has none).
+
+    Raises
+    ------
+    InputError
+        "PATH: damaged WHAT (version must be a whole number >= 0; got 'abc')".
+    """
+    raw = attrs.get("version", 0)
+    if isinstance(raw, bytes):
+        raw = raw.decode(errors="replace")
+    value = -1
+    if isinstance(raw, str):
+        value = int(raw.strip()) if raw.strip().isdigit() else -1
+    elif isinstance(raw, (int, np.integer, float, np.floating)) and not isinstance(raw, (bool, np.bool_)):
+        value = int(raw) if np.isfinite(raw) and float(raw).is_integer() else -1
+    ok = value >= 0
+    if not ok:
+        raise InputError(f"{path}: damaged {what} (version must be a whole number >= 0; got {shorten(raw, 40)!s})")
+    return value
+
+
+def read_array(group, name: str, path, *, kinds: str = "fiub", what: str = "file"):
+    """Read the HDF5 dataset ``name`` of ``group``, after checking its kind and its size.
+
+    The header says the shape and type; a forged (or chunked, never written)
+    dataset can claim any size, so the size is checked against the memory
+    limit (:func:`molmovie._guards.check_allocation`) before anything is read.
+
+    Parameters
+    ----------
+    group : h5py.Group
+    name : str
+    path : path-like
+        The file, for the messages.
+    kinds : str
+        NumPy dtype kinds accepted ("f" float, "i"/"u" integers, "b" bool,
+        "S"/"O"/"U" strings).
+    what : str
+        What the file is, for the messages ("molmovie dataset").
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    InputError
+        Missing, not an array, of another kind, larger than the memory limit.
+    """
+    import h5py
+
+    node = group.get(name)
+    full = f"{group.name.rstrip('/')}/{name}"
+    if not isinstance(node, h5py.Dataset):
+        raise InputError(f"{path}: damaged {what} (no array {full})")
+    kind = node.dtype.kind
+    if kind not in kinds:
+        expect = "numbers" if set(kinds) <= set("fiub") else "text"
+        raise InputError(f"{path}: damaged {what} ({full} holds {node.dtype} values, not {expect})")
+    itemsize = node.dtype.itemsize if kind != "O" else 64  # variable-length strings: a pointer and their text
+    check_allocation(node.shape, f"{path}: {full} (shape {node.shape})", itemsize=max(1, itemsize))
+    try:
+        return node[()]
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"{path}: damaged {what} ({full} cannot be read: {shorten(str(exc), 120)})") from None
 
 
 def write_array(group, name: str, data, units: str | None = None, **kwargs):

@@ -30,7 +30,8 @@ from .._version import __version__
 from ..datasets import Dataset, check_splits
 from ..scattering.spec import SignalSpec
 from ..trajectories import Ensemble
-from ._files import atomic_path, check_format, check_output, json_default, open_hdf5, write_array
+from .._errors import shorten
+from ._files import atomic_hdf5, check_format, check_output, json_default, open_hdf5, read_array, write_array
 
 __all__ = ["DATASET_FORMAT", "DATASET_VERSION", "read_dataset", "write_dataset"]
 
@@ -58,36 +59,35 @@ def write_dataset(ds: Dataset, path, *, force: bool = False) -> Path:
     path = check_output(path, force=force)
     ens = ds.ensemble
     comp = dict(compression="gzip", compression_opts=4, shuffle=True)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = DATASET_FORMAT
-            f.attrs["version"] = DATASET_VERSION
-            f.attrs["molmovie_version"] = __version__
-            f.attrs["molecule"] = ens.molecule
-            f.attrs["provenance"] = json.dumps(ens.provenance, default=json_default)
-            atoms = f.create_group("atoms")
-            atoms.create_dataset("symbols", data=np.array(ens.symbols, dtype="S3"))
-            write_array(atoms, "masses", ens.masses, "u")
-            write_array(f, "time", ens.time, "fs")
-            tr = f.create_group("trajectories")
-            write_array(tr, "positions", ens.positions, "Angstrom", chunks=(1,) + ens.positions.shape[1:], **comp)
-            write_array(tr, "length", ens.length, "frames")
-            write_array(tr, "dissociated", ens.dissociated)
-            tr.create_dataset("source", data=np.array(ens.source, dtype=h5py.string_dtype()))
-            if ens.energy is not None:
-                write_array(tr, "energy", ens.energy, "eV")
-            if ens.state is not None:
-                write_array(tr, "state", ens.state, "index")
-            if ds.has_signals:
-                sg = f.create_group("signals")
-                write_array(sg, "q", ds.q, "1/Angstrom")
-                write_array(sg, "dS", ds.dS, "fraction", chunks=(1,) + ds.dS.shape[1:], **comp)
-                write_array(sg, "I_ref", ds.I_ref, "electron units")
-                for k, v in ds.spec.attrs().items():
-                    sg.attrs[k] = json.dumps(v, default=json_default)
-            sp = f.create_group("splits")
-            for k, v in ds.splits.items():
-                write_array(sp, k, np.asarray(v, dtype=np.int64), "index")
+    with atomic_hdf5(path) as f:
+        f.attrs["format"] = DATASET_FORMAT
+        f.attrs["version"] = DATASET_VERSION
+        f.attrs["molmovie_version"] = __version__
+        f.attrs["molecule"] = ens.molecule
+        f.attrs["provenance"] = json.dumps(ens.provenance, default=json_default)
+        atoms = f.create_group("atoms")
+        atoms.create_dataset("symbols", data=np.array(ens.symbols, dtype="S3"))
+        write_array(atoms, "masses", ens.masses, "u")
+        write_array(f, "time", ens.time, "fs")
+        tr = f.create_group("trajectories")
+        write_array(tr, "positions", ens.positions, "Angstrom", chunks=(1,) + ens.positions.shape[1:], **comp)
+        write_array(tr, "length", ens.length, "frames")
+        write_array(tr, "dissociated", ens.dissociated)
+        tr.create_dataset("source", data=np.array(ens.source, dtype=h5py.string_dtype()))
+        if ens.energy is not None:
+            write_array(tr, "energy", ens.energy, "eV")
+        if ens.state is not None:
+            write_array(tr, "state", ens.state, "index")
+        if ds.has_signals:
+            sg = f.create_group("signals")
+            write_array(sg, "q", ds.q, "1/Angstrom")
+            write_array(sg, "dS", ds.dS, "fraction", chunks=(1,) + ds.dS.shape[1:], **comp)
+            write_array(sg, "I_ref", ds.I_ref, "electron units")
+            for k, v in ds.spec.attrs().items():
+                sg.attrs[k] = json.dumps(v, default=json_default)
+        sp = f.create_group("splits")
+        for k, v in ds.splits.items():
+            write_array(sp, k, np.asarray(v, dtype=np.int64), "index")
     return path
 
 
@@ -113,28 +113,41 @@ def read_dataset(path) -> Dataset:
     path = Path(path)
     with open_hdf5(path, "file", "not an HDF5 file, so not a molmovie dataset") as f:
         check_format(f.attrs, path, DATASET_FORMAT, DATASET_VERSION, "molmovie dataset")
+        what = "molmovie dataset"
+
+        def array(group, name, kinds="fiub"):
+            return read_array(group, name, path, kinds=kinds, what=what)
+
         try:
-            symbols = tuple(s.decode() for s in f["atoms/symbols"][()])
+            symbols = tuple(_text(s) for s in array(f, "atoms/symbols", "SOU"))
             tr = f["trajectories"]
             ens = Ensemble(
-                molecule=str(f.attrs["molecule"]),
+                molecule=_text(f.attrs["molecule"]),
                 symbols=symbols,
-                time=f["time"][()],
-                positions=tr["positions"][()],
-                length=tr["length"][()],
-                dissociated=tr["dissociated"][()],
-                source=[s.decode() if isinstance(s, bytes) else str(s) for s in tr["source"][()]],
-                energy=tr["energy"][()] if "energy" in tr else None,
-                state=tr["state"][()] if "state" in tr else None,
+                time=array(f, "time"),
+                positions=array(tr, "positions"),
+                length=array(tr, "length"),
+                dissociated=array(tr, "dissociated"),
+                source=[_text(s) for s in array(tr, "source", "SOU")],
+                energy=array(tr, "energy") if "energy" in tr else None,
+                state=array(tr, "state") if "state" in tr else None,
                 provenance=json.loads(f.attrs.get("provenance", "{}")),
             )
             signals = {}
             if "signals" in f:
                 sg = f["signals"]
                 attrs = {k: json.loads(v) for k, v in sg.attrs.items()}
-                signals = dict(dS=sg["dS"][()], I_ref=sg["I_ref"][()], spec=SignalSpec.from_attrs(sg["q"][()], attrs))
-            splits = {k: v[()] for k, v in f["splits"].items()} if "splits" in f else {}
+                signals = dict(dS=array(sg, "dS"), I_ref=array(sg, "I_ref"), spec=SignalSpec.from_attrs(array(sg, "q"), attrs))
+            splits = {k: array(f["splits"], k) for k in f["splits"]} if "splits" in f else {}
             splits = check_splits(splits, ens.n_trajectories, where=path)
             return Dataset(ens, splits=splits, **signals)
-        except (KeyError, ValueError) as exc:  # InputError is a ValueError: a bad signal attribute lands here too
-            raise InputError(f"{path}: damaged molmovie dataset ({exc})") from None
+        except InputError as exc:
+            text = str(exc)
+            raise InputError(text if text.startswith(str(path)) else f"{path}: damaged molmovie dataset ({text})") from None
+        except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: damaged molmovie dataset ({shorten(str(exc), 200)})") from None
+
+
+def _text(value) -> str:
+    """A string from HDF5: bytes decoded (bad bytes replaced), anything else through ``str``."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

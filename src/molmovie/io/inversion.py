@@ -19,7 +19,7 @@ import numpy as np
 
 from .._errors import InputError
 from ..geometry import pair_indices
-from ._files import atomic_path, check_format, check_output, open_hdf5, write_array
+from ._files import atomic_hdf5, check_format, check_output, open_hdf5, read_array, write_array
 
 __all__ = ["INVERSION_FORMAT", "INVERSION_VERSION", "Inversion", "write_inversion", "read_inversion"]
 
@@ -102,26 +102,25 @@ def write_inversion(
 
     path = check_output(path, force=force)
     i, j = pair_indices(len(symbols))
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = INVERSION_FORMAT
-            f.attrs["version"] = INVERSION_VERSION
-            f.attrs["method"] = method
-            f.attrs["molecule"] = molecule
-            f.attrs["model"] = str(model)
-            f.attrs["signals"] = str(signals)
-            f.attrs["interpolated_q"] = bool(interpolated_q)
-            f.attrs["has_std"] = prediction.std is not None
-            d = write_array(f, "distances", prediction.distances, "Angstrom")
-            d.attrs["description"] = "predicted atom-atom distances (series, frames, pairs); NaN past each length"
-            if prediction.std is not None:
-                s = write_array(f, "std", prediction.std, "Angstrom")
-                s.attrs["description"] = "one standard deviation of each predicted distance"
-            write_array(f, "time", np.asarray(time, dtype=float), "fs")
-            write_array(f, "length", np.asarray(lengths).astype(np.int64), "frames")
-            f.create_dataset("pairs", data=np.array(list(pair_labels), dtype=h5py.string_dtype()))
-            write_array(f, "pair_index", np.stack([i, j], axis=1).astype(np.int64), "index")
-            f.create_group("atoms").create_dataset("symbols", data=np.array(list(symbols), dtype="S3"))
+    with atomic_hdf5(path) as f:  # built in memory, written whole: a full disk is one line, never a crash
+        f.attrs["format"] = INVERSION_FORMAT
+        f.attrs["version"] = INVERSION_VERSION
+        f.attrs["method"] = method
+        f.attrs["molecule"] = molecule
+        f.attrs["model"] = str(model)
+        f.attrs["signals"] = str(signals)
+        f.attrs["interpolated_q"] = bool(interpolated_q)
+        f.attrs["has_std"] = prediction.std is not None
+        d = write_array(f, "distances", prediction.distances, "Angstrom")
+        d.attrs["description"] = "predicted atom-atom distances (series, frames, pairs); NaN past each length"
+        if prediction.std is not None:
+            s = write_array(f, "std", prediction.std, "Angstrom")
+            s.attrs["description"] = "one standard deviation of each predicted distance"
+        write_array(f, "time", np.asarray(time, dtype=float), "fs")
+        write_array(f, "length", np.asarray(lengths).astype(np.int64), "frames")
+        f.create_dataset("pairs", data=np.array(list(pair_labels), dtype=h5py.string_dtype()))
+        write_array(f, "pair_index", np.stack([i, j], axis=1).astype(np.int64), "index")
+        f.create_group("atoms").create_dataset("symbols", data=np.array(list(symbols), dtype="S3"))
     return path
 
 
@@ -137,14 +136,19 @@ def read_inversion(path) -> Inversion:
     path = Path(path)
     with open_hdf5(path, "inversion result", "not an HDF5 file, so not a molmovie inversion result") as f:
         check_format(f.attrs, path, INVERSION_FORMAT, INVERSION_VERSION, "molmovie inversion result")
+        what = "molmovie inversion result"
+
+        def array(name, kinds="fiub"):
+            return read_array(f, name, path, kinds=kinds, what=what)
+
         try:
             return Inversion(
-                distances=f["distances"][()],
-                std=f["std"][()] if "std" in f else None,
-                time=f["time"][()],
-                length=f["length"][()],
-                pair_labels=tuple(s.decode() if isinstance(s, bytes) else str(s) for s in f["pairs"][()]),
-                symbols=tuple(s.decode() for s in f["atoms/symbols"][()]),
+                distances=array("distances"),
+                std=array("std") if "std" in f else None,
+                time=array("time"),
+                length=array("length"),
+                pair_labels=tuple(s.decode(errors="replace") if isinstance(s, bytes) else str(s) for s in array("pairs", "SOU")),
+                symbols=tuple(s.decode(errors="replace") if isinstance(s, bytes) else str(s) for s in array("atoms/symbols", "SOU")),
                 method=str(f.attrs["method"]),
                 molecule=str(f.attrs["molecule"]),
                 model=str(f.attrs["model"]),

@@ -28,7 +28,7 @@ import numpy as np
 from .._errors import InputError
 from .._version import __version__
 from ..measurements import Measurement, Truth, check_molecule
-from ._files import atomic_path, check_output, json_default, write_array
+from ._files import atomic_hdf5, check_allocation, check_output, file_version, json_default, write_array
 from .dataset import DATASET_FORMAT
 
 __all__ = [
@@ -67,38 +67,37 @@ def write_measurement(meas: Measurement, path, *, force: bool = False) -> Path:
         provenance = json.dumps(meas.provenance, default=json_default)
     except (TypeError, ValueError) as exc:
         raise InputError(f"measurement provenance is not JSON-able ({exc})") from None
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = MEASUREMENT_FORMAT
-            f.attrs["version"] = MEASUREMENT_VERSION
-            f.attrs["molmovie_version"] = __version__
-            if meas.molecule is not None:
-                f.attrs["molecule"] = meas.molecule
-            f.attrs["provenance"] = provenance
-            write_array(f, "q", meas.q, "1/Angstrom")
-            write_array(f, "delays", meas.delays, "fs")
-            write_array(f, "dS", meas.dS, "fraction")
-            if meas.sigma is not None:
-                write_array(f, "sigma", meas.sigma, "fraction")
-            if meas.symbols is not None:
-                f.create_group("atoms").create_dataset("symbols", data=np.array(meas.symbols, dtype="S3"))
-            if meas.truth is not None:
-                t = meas.truth
-                g = f.create_group("truth")
-                write_array(g, "weights", t.weights, "1")
-                write_array(g, "trajectories", t.trajectories, "index")
-                write_array(g, "gamma", t.gamma, "fraction")
-                write_array(g, "t0", t.t0, "fs")
-                write_array(g, "irf_fs", t.irf_fs, "fs")
-                if t.photons is not None:
-                    write_array(g, "photons", t.photons, "photons per q bin")
-                g.create_dataset("pair_labels", data=np.array(t.pair_labels, dtype=h5py.string_dtype()))
-                write_array(g, "quantile_levels", t.quantile_levels, "1")
-                write_array(g, "distance_mean", t.distance_mean, "Angstrom")
-                write_array(g, "distance_std", t.distance_std, "Angstrom")
-                write_array(g, "distance_quantiles", t.distance_quantiles, "Angstrom")
-                write_array(g, "dissociated_fraction", t.dissociated_fraction, "fraction")
-                write_array(g, "dS_clean", t.dS_clean, "fraction")
+    with atomic_hdf5(path) as f:  # built in memory, written whole: a full disk is one line, never a crash
+        f.attrs["format"] = MEASUREMENT_FORMAT
+        f.attrs["version"] = MEASUREMENT_VERSION
+        f.attrs["molmovie_version"] = __version__
+        if meas.molecule is not None:
+            f.attrs["molecule"] = meas.molecule
+        f.attrs["provenance"] = provenance
+        write_array(f, "q", meas.q, "1/Angstrom")
+        write_array(f, "delays", meas.delays, "fs")
+        write_array(f, "dS", meas.dS, "fraction")
+        if meas.sigma is not None:
+            write_array(f, "sigma", meas.sigma, "fraction")
+        if meas.symbols is not None:
+            f.create_group("atoms").create_dataset("symbols", data=np.array(meas.symbols, dtype="S3"))
+        if meas.truth is not None:
+            t = meas.truth
+            g = f.create_group("truth")
+            write_array(g, "weights", t.weights, "1")
+            write_array(g, "trajectories", t.trajectories, "index")
+            write_array(g, "gamma", t.gamma, "fraction")
+            write_array(g, "t0", t.t0, "fs")
+            write_array(g, "irf_fs", t.irf_fs, "fs")
+            if t.photons is not None:
+                write_array(g, "photons", t.photons, "photons per q bin")
+            g.create_dataset("pair_labels", data=np.array(t.pair_labels, dtype=h5py.string_dtype()))
+            write_array(g, "quantile_levels", t.quantile_levels, "1")
+            write_array(g, "distance_mean", t.distance_mean, "Angstrom")
+            write_array(g, "distance_std", t.distance_std, "Angstrom")
+            write_array(g, "distance_quantiles", t.distance_quantiles, "Angstrom")
+            write_array(g, "dissociated_fraction", t.dissociated_fraction, "fraction")
+            write_array(g, "dS_clean", t.dS_clean, "fraction")
     return path
 
 
@@ -142,6 +141,7 @@ def _get(group, name: str, units: str, ndim: int, where: str, *, shape=None):
     stored = node.id.get_storage_size()
     if node.nbytes > 1000 * stored + (1 << 20):  # a header claiming far more than the file holds
         raise InputError(f"{where}: damaged measurement file ({name} claims {node.nbytes} bytes but stores {stored})")
+    check_allocation(node.shape, f"{where}: {name} (shape {node.shape})", itemsize=node.dtype.itemsize)
     return node[()]
 
 
@@ -187,10 +187,9 @@ def read_measurement(path) -> Measurement:
             if fmt is None:
                 raise InputError(f"{path}: not a molmovie measurement (no format attribute); `molmovie ingest` reads beamline files")
             raise InputError(f"{path}: a {fmt!r} file, not a molmovie measurement")
-        try:
-            version = int(f.attrs.get("version"))
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: damaged measurement file (no version attribute)") from None
+        if "version" not in f.attrs:
+            raise InputError(f"{path}: damaged measurement file (no version attribute)")
+        version = file_version(f.attrs, path, "measurement file")
         if version > MEASUREMENT_VERSION:
             raise InputError(
                 f"{path}: measurement format version {version} is newer than this molmovie reads ({MEASUREMENT_VERSION}); upgrade molmovie"

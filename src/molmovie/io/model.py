@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputError
-from ._files import atomic_path, check_output
+from .._errors import InputError, shorten
+from ._files import atomic_path, check_output, file_version
 
 __all__ = ["MODEL_FORMAT", "MODEL_VERSION", "write_model_file", "read_model_file", "need_array"]
 
@@ -48,14 +48,16 @@ def write_model_file(path, method: str, config: dict, arrays: dict[str, np.ndarr
     -------
     Path
     """
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     path = check_output(path, force=force)
     header = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "method": method, "config": config}
     metadata = {"molmovie": json.dumps(header)}
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    data = save(arrays, metadata=metadata)  # bytes in memory; Python writes them, so a full disk is one line
     with atomic_path(path) as tmp:
-        save_file(arrays, str(tmp), metadata=metadata)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
     return path
 
 
@@ -88,21 +90,34 @@ def read_model_file(path) -> tuple[str, dict, dict[str, np.ndarray]]:
                 f"{path} is a Python pickle (or a torch.save zip archive), not a molmovie model file; molmovie "
                 "never unpickles files because unpickling can run arbitrary code"
             ) from None
-        raise InputError(f"{path} is not a readable molmovie model file ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path} is not a readable molmovie model file ({type(exc).__name__}: {shorten(str(exc), 200)})") from None
     try:
         header = json.loads(metadata["molmovie"])
         ok = header.get("format") == MODEL_FORMAT and isinstance(header.get("config"), dict)
-    except (KeyError, ValueError, AttributeError):
+    except (KeyError, ValueError, AttributeError, RecursionError):
         ok = False
     if not ok:
         raise InputError(f"{path} is a safetensors file but not a molmovie model (no molmovie header)")
-    if int(header.get("version", 0)) > MODEL_VERSION:
-        raise InputError(f"{path}: model format version {header['version']} is newer than this molmovie reads; upgrade molmovie")
-    return str(header.get("method")), header["config"], arrays
+    version = file_version(header, path, "molmovie model file")
+    if version > MODEL_VERSION:
+        raise InputError(f"{path}: model format version {version} is newer than this molmovie reads; upgrade molmovie")
+    method = header.get("method")
+    if not isinstance(method, str):
+        raise InputError(f"{path}: damaged molmovie model file (method {shorten(method, 40)} is not a name)")
+    return shorten(method, 60), header["config"], arrays
 
 
-def need_array(arrays: dict, name: str, path) -> np.ndarray:
-    """``arrays[name]``, or an :class:`InputError` saying the model file at ``path`` is damaged."""
+def need_array(arrays: dict, name: str, path, *, kinds: str = "f") -> np.ndarray:
+    """``arrays[name]``, or an :class:`InputError` saying the model file at ``path`` is damaged.
+
+    ``kinds``: the NumPy dtype kinds the array may have ("f" floats, the
+    default; "iu" integers): a tensor whose type was changed (F64 -> I64) is
+    refused, never reinterpreted.
+    """
     if name not in arrays:
         raise InputError(f"{path}: damaged molmovie model file (array {name!r} is missing)")
-    return arrays[name]
+    array = arrays[name]
+    if array.dtype.kind not in kinds:
+        want = "floats" if kinds == "f" else "whole numbers"
+        raise InputError(f"{path}: damaged molmovie model file (array {name!r} is {array.dtype}; a model stores {want} there)")
+    return array

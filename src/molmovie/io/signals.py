@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError
-from ._files import open_hdf5
+from ._files import open_hdf5, read_array
 from .dataset import DATASET_FORMAT, read_dataset
 
 __all__ = ["read_signals"]
@@ -52,16 +52,18 @@ def read_signals(path) -> dict:
             missing = [k for k in ("q", "time", "dS") if k not in f or not isinstance(f[k], h5py.Dataset)]
             if missing:
                 raise InputError(f"{path}: a signals file needs the datasets q, time and dS at its top level; missing {', '.join(missing)}")
-            q = np.asarray(f["q"][()], dtype=float)
-            time = np.asarray(f["time"][()], dtype=float)
-            try:
-                dS = np.asarray(f["dS"][()], dtype=float)
-            except (TypeError, ValueError):
-                raise InputError(f"{path}: dS must be numbers") from None
-            length = np.asarray(f["length"][()]) if "length" in f and isinstance(f["length"], h5py.Dataset) else None
+            what = "signals file"
+            for name in ("q", "time", "dS"):  # kinds first: q stored as strings is one line, not a traceback
+                if f[name].dtype.kind not in "fiu":
+                    raise InputError(f"{path}: {name} must be numbers; it holds {f[name].dtype} values")
+            q = np.asarray(read_array(f, "q", path, kinds="fiu", what=what), dtype=float)
+            time = np.asarray(read_array(f, "time", path, kinds="fiu", what=what), dtype=float)
+            dS = np.asarray(read_array(f, "dS", path, kinds="fiu", what=what), dtype=float)
+            length = read_array(f, "length", path, kinds="fiu", what=what) if "length" in f else None
             symbols = None
             if "symbols" in f:
-                symbols = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in f["symbols"][()])
+                symbols = tuple(s.decode(errors="replace") if isinstance(s, bytes) else str(s)
+                                for s in read_array(f, "symbols", path, kinds="SOU", what=what))
     if is_dataset:
         ds = read_dataset(path)
         if not ds.has_signals:
