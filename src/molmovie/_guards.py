@@ -496,11 +496,11 @@ def atomic_write(path, *, suffix: str = ".tmp") -> Iterator[Path]:
         tmp = Path(name)
         try:
             yield tmp
-            if interrupted:
-                raise KeyboardInterrupt
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.chmod(tmp, mode)
+            if interrupted:  # checked last: a Ctrl-C at any moment before the rename keeps the old file
+                raise KeyboardInterrupt
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)

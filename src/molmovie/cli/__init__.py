@@ -59,7 +59,8 @@ _MAX_LINE = 1000
 
 def _error_line(message: str) -> str:
     """The one line printed for an error: CLI words, no newlines, at most ``_MAX_LINE`` characters."""
-    return shorten(" ".join(_in_cli_words(str(message)).split()), _MAX_LINE)
+    text = shorten(" ".join(_in_cli_words(str(message)).split()), _MAX_LINE)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")  # undecodable bytes from a file stay printable
 
 
 def _interrupted() -> None:

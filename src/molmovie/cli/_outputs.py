@@ -26,13 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .._guards import check_output_path, deferred_interrupt, output_lock, write_errors
+from .._guards import WriteError, check_output_path, deferred_interrupt, output_lock, write_errors
 
 __all__ = ["writing", "output_folder", "interrupt_note"]
 
 #: The outputs the running command claimed, with what they were before it (path, state or None),
 #: or with the sentence Ctrl-C should print (path, str).
 _claimed: list[tuple[Path, tuple | str | None]] = []
+#: What Ctrl-C left of the outputs the command had claimed, recorded as the interrupt passed out of them.
+_left: list[str] = []
 
 
 def _state(path: Path) -> tuple | None:
@@ -79,22 +81,25 @@ def writing(output, inputs: Iterable = (), *, force: bool, folder: bool = False,
         _claimed.append((out, kept if kept is not None else _state(out)))
         try:
             yield out
+        except KeyboardInterrupt:
+            _left.append(_describe(*_claimed[-1]))
+            raise
         finally:
             _claimed.pop()
 
 
+def _describe(path: Path, before) -> str:
+    if isinstance(before, str):
+        return before
+    if _state(path) == before:
+        return f"{path} is unchanged" if before is not None else f"{path} was not written"
+    return f"{path} holds the new, complete result"
+
+
 def interrupt_note() -> str:
-    """What Ctrl-C left of the outputs the running command claimed, e.g. "d.h5 is unchanged"."""
-    notes = []
-    for path, before in _claimed:
-        if isinstance(before, str):
-            notes.append(before)
-            continue
-        now = _state(path)
-        if now == before:
-            notes.append(f"{path} is unchanged" if before is not None else f"{path} was not written")
-        else:
-            notes.append(f"{path} holds the new, complete result")
+    """What Ctrl-C left of the outputs the command claimed, e.g. "d.h5 is unchanged" (then forgotten)."""
+    notes = _left + [_describe(path, before) for path, before in _claimed]
+    _left.clear()
     return "; ".join(notes)
 
 
@@ -111,7 +116,10 @@ def output_folder(path) -> Iterator[Path]:
     with write_errors(path):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
+        try:
+            yield tmp
+        except WriteError as exc:  # name the output, not the temporary folder
+            raise WriteError(str(exc).replace(str(tmp), str(path))) from None
         with write_errors(path), deferred_interrupt() as interrupted:
             if interrupted:
                 raise KeyboardInterrupt
