@@ -160,6 +160,7 @@ class Wigner:
     """The 0 K Wigner distribution of the ground state (the models' own start)."""
 
     name: ClassVar[str] = "wigner"
+    description: ClassVar[str] = "the 0 K Wigner sample of the ground state (the models' own start, the default)"
 
     def check(self, symbols, positions) -> None:
         """Any molecule."""
@@ -209,6 +210,7 @@ class Displaced:
     bond: tuple[int, int] | None = None
     wigner: bool = True
     name: ClassVar[str] = "displaced"
+    description: ClassVar[str] = "a coherent vibration of a bond: bond = A cos(phase), momentum = -A mu omega sin(phase), plus the Wigner width"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "amplitude", _range(self.amplitude, "amplitude", "Angstrom", low=0.0))
@@ -282,6 +284,7 @@ class Dissociation:
     limit: float | None = None
     wigner: bool = True
     name: ClassVar[str] = "dissociation"
+    description: ClassVar[str] = "kinetic energy along a bond, E above the dissociation limit: a diatomic's atoms separate at sqrt(2E/mu)"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "excess", _range(self.excess, "excess", "eV", low=0.0))
