@@ -122,6 +122,7 @@ def generate(
     amplitude: Annotated[Optional[str], typer.Option(help="displaced: range LO:HI of the bond displacement amplitude A, Angstrom (drawn uniformly).", show_default=False)] = None,
     phase: Annotated[Optional[str], typer.Option(help="displaced: range LO:HI of the vibration phase, degrees: bond = A cos(phase), momentum = -A mu omega sin(phase). Default 0:360.", show_default=False)] = None,
     excess: Annotated[Optional[str], typer.Option(help="dissociation: range LO:HI of the energy above the dissociation limit, eV; a diatomic's atoms separate at sqrt(2E/mu).", show_default=False)] = None,
+    repulsive: Annotated[Optional[float], typer.Option(help="dissociation, diatomics: run on a repulsive wall E_limit + W exp(-BETA (r - r_e)) from the Wigner sample at rest (a vertical excitation to a dissociative state) instead of kicking the bond on the same potential; BETA in 1/Angstrom, e.g. 2.", show_default=False)] = None,
     limit: Annotated[Optional[float], typer.Option(help="dissociation: the dissociation limit above the minimum's energy, eV (default: the energy with the two fragments moved 50 Angstrom apart).", show_default=False)] = None,
     bond: Annotated[Optional[str], typer.Option(help="displaced, dissociation: the bond, two atom indices from 0 (default: the bond of a diatomic).", show_default=False)] = None,
     no_wigner: Annotated[bool, typer.Option("--no-wigner", help="displaced, dissociation: start exactly at the drawn point, without the zero-point spread of a Wigner sample.")] = False,
@@ -151,7 +152,7 @@ def generate(
     sizes = parse_splits(splits)
     if trajectories < 1:
         raise InputError(f"--trajectories must be >= 1; got {trajectories}")
-    calc, init = _calculator(calculator, morse), _initial(initial, amplitude, phase, excess, bond, no_wigner, limit)
+    calc, init = _calculator(calculator, morse), _initial(initial, amplitude, phase, excess, bond, no_wigner, limit, repulsive)
     with progress_bar(f"generate {molecule}", trajectories, unit="trajectories") as update:
         def progress(done: int, total: int, dissociated: int, failed: int) -> None:
             status = f"{dissociated} dissociated" + (f", {failed} failed" if failed else "")
@@ -203,7 +204,7 @@ def _calculator(name: str | None, morse: str | None):
 
 
 def _initial(text: str | None, amplitude: str | None, phase: str | None, excess: str | None, bond: str | None, no_wigner: bool,
-             limit: float | None = None):
+             limit: float | None = None, repulsive: float | None = None):
     """The initial-condition family (or mixture) of --initial and its options, validated."""
     from ..dynamics.initial import Mixture, get_initial
 
@@ -217,8 +218,9 @@ def _initial(text: str | None, amplitude: str | None, phase: str | None, excess:
             raise InputError(f"{option} applies to --initial {family}, which this run does not use")
     if (bond is not None or no_wigner) and not {"displaced", "dissociation"} & set(names):
         raise InputError("--bond and --no-wigner apply to --initial displaced or dissociation")
-    if limit is not None and "dissociation" not in names:
-        raise InputError("--limit applies to --initial dissociation, which this run does not use")
+    for option, value in (("--limit", limit), ("--repulsive", repulsive)):
+        if value is not None and "dissociation" not in names:
+            raise InputError(f"{option} applies to --initial dissociation, which this run does not use")
     if "displaced" in names and amplitude is None:
         raise InputError("--initial displaced needs --amplitude LO:HI (Angstrom), e.g. --amplitude 0.02:0.3")
     if "dissociation" in names and excess is None:
@@ -227,7 +229,7 @@ def _initial(text: str | None, amplitude: str | None, phase: str | None, excess:
     settings = {
         "wigner": {},
         "displaced": dict(common, amplitude=ranges["--amplitude"][1], **({"phase": ranges["--phase"][1]} if phase is not None else {})),
-        "dissociation": dict(common, excess=ranges["--excess"][1], limit=limit),
+        "dissociation": dict(common, excess=ranges["--excess"][1], limit=limit, repulsive=repulsive),
     }
     made = [(get_initial(n, **settings[n]), w) for n, w in families]
     if len(made) == 1:
