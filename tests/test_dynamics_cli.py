@@ -71,6 +71,11 @@ MORSE = ["--calculator", "morse-i2-x"]
         ([*MORSE, "--initial", "displaced", "--amplitude", "0.1", "--phase", "0:720"], "at most 360 degrees"),
         ([*MORSE, "--excess", "1"], "--excess applies to --initial dissociation"),
         ([*MORSE, "--bond", "0,1"], "--bond and --no-wigner apply"),
+        ([*MORSE, "--limit", "1.5"], "--limit applies to --initial dissociation"),
+        ([*MORSE, "--repulsive", "2"], "--repulsive applies to --initial dissociation"),
+        ([*MORSE, "--initial", "dissociation", "--excess", "0:1", "--repulsive", "2"], "needs an 'excess' range > 0"),
+        ([*MORSE, "--initial", "dissociation", "--excess", "1", "--repulsive", "0"], "steepness of the 'repulsive' wall must be > 0"),
+        ([*MORSE, "--initial", "dissociation", "--excess", "1", "--limit", "-1"], "'limit' must be > 0 eV"),
         ([*MORSE, "--initial", "dissociation", "--excess", "1", "--bond", "0"], "--bond must be two atom indices"),
         ([*MORSE, "--initial", "dissociation", "--excess", "1", "--bond", "0,5"], "from 0 to 1"),
         ([*MORSE, "--tmax", "100", "--dt", "7"], "whole number \\(>= 1\\) of --dt 7 fs"),
@@ -97,5 +102,5 @@ def test_help_lists_every_calculator_and_family(capsys):
     flat = " ".join(stdout.split())
     for name in (*CALCULATORS, *INITIAL_CONDITIONS):
         assert name in flat
-    for option in ("--morse", "--amplitude", "--phase", "--excess", "--bond", "--tmax", "--dt", "--timestep"):
+    for option in ("--morse", "--amplitude", "--phase", "--excess", "--limit", "--repulsive", "--bond", "--tmax", "--dt", "--timestep"):
         assert option in flat

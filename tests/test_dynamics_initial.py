@@ -102,6 +102,32 @@ def test_dissociation_starts_at_the_limit_plus_E_and_separates_at_sqrt_2E_over_m
         assert abs(speed / expected - 1) < 1e-3, (speed, expected)
 
 
+def test_on_a_repulsive_wall_the_atoms_start_at_rest_and_reach_the_same_speed_later(modes):
+    """Same total energy E above the limit, same asymptotic speed; on the wall the atoms accelerate
+    from the Wigner sample (and lag a free flight), kicked in the well they decelerate (and lead)."""
+    model = get_model("ground").replace(duration=1500.0, n_frames=151, timestep=0.5)
+    t = np.arange(151) * 10.0
+    late = t > 800
+    for seed in (1, 2):
+        kicked = run_trajectory(modes, model, seed=seed, factory=CALC, initial=Dissociation(excess=(0.3, 2.0)))
+        wall = run_trajectory(modes, model, seed=seed, factory=CALC, initial=Dissociation(excess=(0.3, 2.0), repulsive=2.0))
+        e = wall.record["initial"]["excess_eV"]
+        assert e == kicked.record["initial"]["excess_eV"]  # the same draws
+        np.testing.assert_allclose(wall.energy[0] - wall.record["initial"]["limit_eV"] - modes.energy, e, atol=1e-12)
+        expected = math.sqrt(2 * e / MU * units.fs**2)
+        leads = []
+        for res in (kicked, wall):
+            r = bond(res.positions)
+            slope, intercept = np.polyfit(t[late], r[late], 1)
+            assert abs(slope / expected - 1) < 1e-3
+            leads.append((intercept - r[0]) / slope)  # fs ahead of r(0) + v t
+        assert leads[0] > 5 and leads[1] < -5, leads
+        assert wall.record["drift_eV"] < 1e-3
+        np.testing.assert_array_equal(wall.positions[0], kicked.positions[0])  # both start at the Wigner sample
+    with pytest.raises(InputError, match="for a diatomic"):
+        Dissociation(excess=1.0, bond=(0, 1), repulsive=2.0).check(builtin("cs2").symbols, builtin("cs2").positions)
+
+
 def test_a_given_limit_replaces_the_computed_one(modes):
     x, v, drawn = Dissociation(excess=0.5, limit=2.0, wigner=False).sample(modes, np.random.default_rng(0), CALC(("I", "I")).compute)
     assert drawn["limit_eV"] == 2.0

@@ -12,7 +12,7 @@ from .._errors import InputError
 from ..dynamics import default_model, get_model, partial_path
 from ..dynamics import generate as run
 from ..dynamics.calculators import CALCULATORS, get_calculator
-from ..dynamics.initial import INITIAL_CONDITIONS
+from ..dynamics.initial import INITIAL_CONDITIONS, Mixture, get_initial
 from ..molecules import get_molecule
 from . import app
 from ._options import parse_splits
@@ -23,6 +23,7 @@ def _generate_status(info: dict) -> str:
     return f"{info['dissociated']} dissociated" + (f", {info['failed']} failed" if info["failed"] else "")
 
 _CALCULATOR_HELP = "; ".join(f"{name}: {text}" for name, (_, text) in CALCULATORS.items())
+_INITIAL_HELP = "; ".join(f"{name}: {cls.description}" for name, cls in INITIAL_CONDITIONS.items())
 
 #: Keys of --morse and the Morse parameters they set.
 _MORSE_KEYS = {"we": "omega_e", "omega_e": "omega_e", "re": "r_e", "r_e": "r_e", "de": "D_e", "d_e": "D_e", "d0": "D0"}
@@ -125,10 +126,12 @@ def generate(
     model: Annotated[Optional[str], typer.Option(help="Excited-state model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules; 'ground' with a one-surface calculator (Morse).")] = None,
     calculator: Annotated[Optional[str], typer.Option(help=f"Energies and forces from: {_CALCULATOR_HELP}. Default: xtb.", show_default=False)] = None,
     morse: Annotated[Optional[str], typer.Option(help="Constants of --calculator morse: we=CM-1 (harmonic wavenumber), re=ANGSTROM, and D0=EV (bond energy) or De=EV (well depth), e.g. we=214.5,re=2.666,D0=1.54.", show_default=False)] = None,
-    initial: Annotated[Optional[str], typer.Option(help="How trajectories start: wigner (0 K Wigner sample, the default), displaced (coherent vibration of a bond: --amplitude, --phase), dissociation (kinetic energy along a bond, --excess eV above the dissociation limit); several as relative sizes in blocks of indices, e.g. displaced:2,dissociation:1.", show_default=False)] = None,
+    initial: Annotated[Optional[str], typer.Option(help=f"How trajectories start: {_INITIAL_HELP}. Several as relative sizes, run in consecutive blocks of trajectory indices, e.g. displaced:2,dissociation:1. Default: wigner.", show_default=False)] = None,
     amplitude: Annotated[Optional[str], typer.Option(help="displaced: range LO:HI of the bond displacement amplitude A, Angstrom (drawn uniformly).", show_default=False)] = None,
     phase: Annotated[Optional[str], typer.Option(help="displaced: range LO:HI of the vibration phase, degrees: bond = A cos(phase), momentum = -A mu omega sin(phase). Default 0:360.", show_default=False)] = None,
     excess: Annotated[Optional[str], typer.Option(help="dissociation: range LO:HI of the energy above the dissociation limit, eV; a diatomic's atoms separate at sqrt(2E/mu).", show_default=False)] = None,
+    repulsive: Annotated[Optional[float], typer.Option(help="dissociation, diatomics: run on a repulsive wall E_limit + W exp(-BETA (r - r_e)) from the Wigner sample at rest (a vertical excitation to a dissociative state) instead of kicking the bond on the same potential; BETA in 1/Angstrom, e.g. 2.", show_default=False)] = None,
+    limit: Annotated[Optional[float], typer.Option(help="dissociation: the dissociation limit above the minimum's energy, eV (default: the energy with the two fragments moved 50 Angstrom apart).", show_default=False)] = None,
     bond: Annotated[Optional[str], typer.Option(help="displaced, dissociation: the bond, two atom indices from 0 (default: the bond of a diatomic).", show_default=False)] = None,
     no_wigner: Annotated[bool, typer.Option("--no-wigner", help="displaced, dissociation: start exactly at the drawn point, without the zero-point spread of a Wigner sample.")] = False,
     tmax: Annotated[Optional[float], typer.Option(help="Simulated time, fs (default: the model's).", show_default=False)] = None,
@@ -144,7 +147,7 @@ def generate(
     with --calculator. Trajectories start from a 0 K Wigner sample, or from a
     displaced wavepacket or a dissociation with --initial, e.g.
 
-    molmovie generate i2 -n 200 -o i2.h5 --calculator morse-i2-x --initial displaced --amplitude 0.02:0.3 --tmax 3300 --dt 10 --timestep 1
+    molmovie generate i2 -n 600 -o i2.h5 --calculator morse-i2-x --initial wigner:1,displaced:1,dissociation:2 --amplitude 0.02:0.3 --excess 0.05:3.5 --tmax 3500 --dt 10 --timestep 1
 
     Finished trajectories are checkpointed in OUTPUT.partial/; if the run is
     interrupted, the same command resumes it. The output is ready for
@@ -153,7 +156,7 @@ def generate(
     sizes = parse_splits(splits)
     if trajectories < 1:
         raise InputError(f"--trajectories must be >= 1; got {trajectories}")
-    calc, init = _calculator(calculator, morse), _initial(initial, amplitude, phase, excess, bond, no_wigner)
+    calc, init = _calculator(calculator, morse), _initial(initial, amplitude, phase, excess, bond, no_wigner, limit, repulsive)
     with progress_callback(f"generate {molecule}", unit="trajectories", status=_generate_status) as progress:
         if stop_dissociated or tmax is not None or dt is not None or timestep is not None:
             mol = get_molecule(molecule)
@@ -195,10 +198,9 @@ def _calculator(name: str | None, morse: str | None):
     return get_calculator("morse", **_morse(morse))
 
 
-def _initial(text: str | None, amplitude: str | None, phase: str | None, excess: str | None, bond: str | None, no_wigner: bool):
+def _initial(text: str | None, amplitude: str | None, phase: str | None, excess: str | None, bond: str | None, no_wigner: bool,
+             limit: float | None = None, repulsive: float | None = None):
     """The initial-condition family (or mixture) of --initial and its options, validated."""
-    from ..dynamics.initial import Mixture, get_initial
-
     families = _families(text) if text is not None else [("wigner", 1.0)]
     names = [n for n, _ in families]
     ranges = {"--amplitude": ("displaced", _range(amplitude, "--amplitude", "Angstrom")),
@@ -209,6 +211,9 @@ def _initial(text: str | None, amplitude: str | None, phase: str | None, excess:
             raise InputError(f"{option} applies to --initial {family}, which this run does not use")
     if (bond is not None or no_wigner) and not {"displaced", "dissociation"} & set(names):
         raise InputError("--bond and --no-wigner apply to --initial displaced or dissociation")
+    for option, value in (("--limit", limit), ("--repulsive", repulsive)):
+        if value is not None and "dissociation" not in names:
+            raise InputError(f"{option} applies to --initial dissociation, which this run does not use")
     if "displaced" in names and amplitude is None:
         raise InputError("--initial displaced needs --amplitude LO:HI (Angstrom), e.g. --amplitude 0.02:0.3")
     if "dissociation" in names and excess is None:
@@ -217,7 +222,7 @@ def _initial(text: str | None, amplitude: str | None, phase: str | None, excess:
     settings = {
         "wigner": {},
         "displaced": dict(common, amplitude=ranges["--amplitude"][1], **({"phase": ranges["--phase"][1]} if phase is not None else {})),
-        "dissociation": dict(common, excess=ranges["--excess"][1]),
+        "dissociation": dict(common, excess=ranges["--excess"][1], limit=limit, repulsive=repulsive),
     }
     made = [(get_initial(n, **settings[n]), w) for n, w in families]
     if len(made) == 1:

@@ -160,6 +160,7 @@ class Wigner:
     """The 0 K Wigner distribution of the ground state (the models' own start)."""
 
     name: ClassVar[str] = "wigner"
+    description: ClassVar[str] = "the 0 K Wigner sample of the ground state (the models' own start, the default)"
 
     def check(self, symbols, positions) -> None:
         """Any molecule."""
@@ -209,6 +210,7 @@ class Displaced:
     bond: tuple[int, int] | None = None
     wigner: bool = True
     name: ClassVar[str] = "displaced"
+    description: ClassVar[str] = "a coherent vibration of a bond: bond = A cos(phase), momentum = -A mu omega sin(phase), plus the Wigner width"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "amplitude", _range(self.amplitude, "amplitude", "Angstrom", low=0.0))
@@ -266,22 +268,44 @@ class Dissociation:
 
     (each atom of a homonuclear diatomic at :math:`v_\infty/2` in the centre-of-mass frame).
 
+    That is dissociation *on the same potential*: the atoms leave the well
+    fast and slow down climbing out of it, so they run ahead of a free flight
+    from the start (by 5-70 fs for I2 at E = 3.4-0.35 eV). With ``repulsive``
+    (a diatomic only) the trajectory instead runs on a repulsive wall, as
+    after a vertical excitation to a dissociative state: nothing is added to
+    the Wigner sample, and the potential is
+
+    .. math::
+
+        V(r) = E_\infty + W e^{-\beta (r - r_0)},\qquad W = (E - K)\,e^{\beta (r(0) - r_0)},
+
+    with :math:`K` the sample's kinetic energy and :math:`r_0` the bond
+    length at the minimum, so the total energy is again :math:`E_\infty + E`
+    and the atoms start at rest (up to the zero-point motion), accelerate,
+    and lag behind a free flight (the reflection-principle picture of
+    photodissociation; R. Schinke, *Photodissociation Dynamics*, 1993, ch. 6).
+
     Parameters
     ----------
     excess : float or (float, float)
-        Range of :math:`E`, eV, >= 0.
+        Range of :math:`E`, eV, >= 0 (> 0 with ``repulsive``).
     bond : (int, int), optional
         Atom indices from 0; None for a diatomic.
     limit : float, optional
         :math:`E_\infty` above the energy of the minimum, eV; None computes it.
     wigner : bool
+    repulsive : float, optional
+        Steepness :math:`\beta` of the repulsive wall, 1/Angstrom; None
+        dissociates on the model's own surface.
     """
 
     excess: tuple[float, float] = (0.0, 0.0)
     bond: tuple[int, int] | None = None
     limit: float | None = None
     wigner: bool = True
+    repulsive: float | None = None
     name: ClassVar[str] = "dissociation"
+    description: ClassVar[str] = "kinetic energy along a bond, E above the dissociation limit: a diatomic's atoms separate at sqrt(2E/mu)"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "excess", _range(self.excess, "excess", "eV", low=0.0))
@@ -289,9 +313,16 @@ class Dissociation:
             object.__setattr__(self, "bond", tuple(int(b) for b in self.bond))
         if self.limit is not None and not (math.isfinite(self.limit) and self.limit > 0):
             raise InputError(f"the dissociation 'limit' must be > 0 eV above the minimum; got {self.limit!r}")
+        if self.repulsive is not None:
+            if not (math.isfinite(self.repulsive) and self.repulsive > 0):
+                raise InputError(f"the steepness of the 'repulsive' wall must be > 0 1/Angstrom; got {self.repulsive!r}")
+            if not self.excess[0] > 0:
+                raise InputError(f"dissociation on a repulsive wall needs an 'excess' range > 0 eV; got {self.excess[0]:g}:{self.excess[1]:g}")
 
     def check(self, symbols, positions) -> None:
         """Raise :class:`InputError` if the bond does not exist or does not split the molecule."""
+        if self.repulsive is not None and len(symbols) != 2:
+            raise InputError(f"dissociation on a repulsive wall is for a diatomic molecule; this one has {len(symbols)} atoms")
         _sides(symbols, positions, self.bond)
 
     def asymptote(self, modes: NormalModes, potential: Callable) -> float:
@@ -312,6 +343,16 @@ class Dissociation:
         x, v = _start(modes, rng, self.wigner)
         excess = float(rng.uniform(*self.excess))
         limit = self.asymptote(modes, potential)
+        if self.repulsive is not None:
+            kinetic = float(kinetic_energy(modes.masses, v))
+            if excess <= kinetic:
+                raise InputError(f"the excess energy {excess:.4f} eV is below the sample's kinetic energy {kinetic:.4f} eV")
+            r = float(np.linalg.norm(x[1] - x[0]))
+            wall = (excess - kinetic) * math.exp(self.repulsive * (r - stretch.r0))
+            return x, v, {"initial": self.name, "excess_eV": excess, "limit_eV": limit - modes.energy,
+                          "bond": list(stretch.bond), "speed_A_per_fs": math.sqrt(2 * excess * _ev() / stretch.mu),
+                          "ground_start": self.wigner,
+                          "repulsive": {"limit_abs_eV": limit, "wall_eV": wall, "steepness_per_A": self.repulsive, "r0_A": stretch.r0}}
         now = float(potential(x)[0]) + float(kinetic_energy(modes.masses, v))
         added = limit + excess - now
         if added < 0:
@@ -324,9 +365,32 @@ class Dissociation:
                       "bond": list(stretch.bond), "speed_A_per_fs": math.sqrt(2 * excess * _ev() / stretch.mu),
                       "ground_start": self.wigner}
 
+    def engine(self, drawn: dict):
+        """The repulsive wall a trajectory drew (``drawn["repulsive"]``), or None to keep the model's surface."""
+        wall = drawn.get("repulsive")
+        return None if wall is None else RepulsiveEngine(wall["limit_abs_eV"], wall["wall_eV"], wall["steepness_per_A"], wall["r0_A"])
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "excess_eV": list(self.excess), "bond": None if self.bond is None else list(self.bond),
-                "limit_eV": self.limit, "wigner": self.wigner}
+        out = {"name": self.name, "excess_eV": list(self.excess), "bond": None if self.bond is None else list(self.bond),
+               "limit_eV": self.limit, "wigner": self.wigner}
+        if self.repulsive is not None:
+            out["repulsive_per_A"] = self.repulsive
+        return out
+
+
+class RepulsiveEngine:
+    r""":math:`V(r) = E_\infty + W e^{-\beta(r - r_0)}` between atoms 0 and 1: energy (eV) and forces (eV/Angstrom)."""
+
+    def __init__(self, limit: float, wall: float, steepness: float, r0: float):
+        self.limit, self.wall, self.beta, self.r0 = float(limit), float(wall), float(steepness), float(r0)
+
+    def compute(self, positions: np.ndarray) -> tuple[float, np.ndarray]:
+        x = np.asarray(positions, float)
+        d = x[1] - x[0]
+        r = math.sqrt(float(d @ d))
+        w = self.wall * math.exp(max(-self.beta * (r - self.r0), -700.0))
+        f1 = self.beta * w * d / r  # -dV/dr along the bond, on atom 1
+        return self.limit + w, np.array([-f1, f1])
 
 
 def _ev() -> float:

@@ -119,6 +119,9 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
         x, v = wigner_sample(modes, rng)
     else:
         x, v, drawn = initial.sample(modes, rng, surfaces[0].compute)
+        engine = initial.engine(drawn) if hasattr(initial, "engine") else None
+        if engine is not None:  # the family's own first surface (a repulsive wall)
+            surfaces[0] = RobustSurface(symbols, model.surfaces[0], model.electronic_temperature, lambda *args: engine)
     switch_at = float(rng.exponential(model.switch_time)) if model.excited is not None else None
     record = {
         "seed": int(seed), "model": model.name, "fate": "bound", "failure": None, "drift_eV": 0.0,
