@@ -43,7 +43,7 @@ import numpy as np
 from .._errors import InputError
 from ..molecules import bond_graph, fragments
 from .excess import add_kinetic_energy
-from .wigner import NormalModes, kinetic_energy, wigner_sample
+from .wigner import _EV_IN_U_A2_PER_FS2, NormalModes, kinetic_energy, wigner_sample
 
 __all__ = [
     "Wigner",
@@ -394,7 +394,6 @@ class RepulsiveEngine:
 
 
 def _ev() -> float:
-    from .wigner import _EV_IN_U_A2_PER_FS2
 
     return _EV_IN_U_A2_PER_FS2
 

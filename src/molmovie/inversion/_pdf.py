@@ -84,6 +84,7 @@ import numpy as np
 from .._errors import InputError
 from ..geometry import distances
 from ..io.fit import FitResult, PdfPart
+from ..measurements import check_molecule
 from ..molecules import BUILTIN, builtin
 from ..scattering import form_factors, incoherent, intensity, intensity_from_distances
 from ._base import check_choice, check_number
@@ -334,8 +335,6 @@ class PairDistributionFit(MeasurementMethod):
         if len(symbols) < 2:
             raise InputError("the pdf method needs a molecule of at least two atoms")
         if basis is not None:
-            from ..io.measurement import check_molecule
-
             check_molecule(meas, basis.symbols, what="the basis")
             symbols = tuple(basis.symbols)  # the basis's atom order (same composition)
         sigma, sigma_source = measurement_sigma(meas, self.sigma)
