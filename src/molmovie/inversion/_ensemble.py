@@ -54,6 +54,43 @@ pulls the weights together without changing γ); μ is chosen by the
 discrepancy principle (χ² = number of data, Morozov; or, when the basis
 cannot reach that, χ² one standard deviation √(2N) above the best fit) or given.
 
+The ground-state hole (``hole=True``). A strong pump removes molecules from
+the ground state with a probability that depends on their bond lengths, so
+the molecules left behind no longer have the laser-off distribution: the
+difference carries a depletion "hole" that vibrates at the ground state's
+frequency (Glownia et al., *Phys. Rev. Lett.* 117, 153003 (2016); Ware et
+al. 2019). With ground-state (laser-off) trajectories j of intensity
+I^gs_j(q, τ) and excited ones i,
+
+.. math::
+
+    \Delta S(q, t_d) = \Big[\frac{\sum_i c_i I_i - \sum_j h_j I^\mathrm{gs}_j}{I_\mathrm{gs}}
+        \otimes G_\mathrm{IRF}\Big](q, t_d - t_0)
+      = \sum_i c_i [\Delta S_i \otimes G] - \sum_j h_j [\Delta S^\mathrm{gs}_j \otimes G],
+    \qquad c_i \ge 0, \; h_j \ge 0, \; \sum_j h_j = \sum_i c_i = \gamma ,
+
+where the second form uses the equality (the excited molecules are exactly
+those that left the ground state: the I_gs terms cancel). h_j / γ is the
+distribution of the removed molecules over the ground-state samples, so
+M_g h_j / γ against R_j(τ=0) is the excitation's R-dependence (uniform h: no
+hole, and the hole term vanishes on average); M_g h_j is the probability that
+sample j was removed, physical while <= 1 (reported, not imposed). The
+ground-state sub-basis is the basis's own trajectories that start from a
+ground-state sample (``ground_start`` in the generator's records), stay bound
+and run on a model without an excited surface (the generator's ``wigner``
+family on a ground-state calculator); they leave the excited basis (a
+trajectory in both would cancel itself and make γ free). The equality is
+imposed as a pseudo-row ω (Σ c − Σ h) = 0 of weight ω = 10⁴ × the largest
+column norm of the system (Lawson and Hanson, *Solving Least Squares
+Problems*, ch. 22: the weighting method); it then holds to ~1e-8 relative.
+The Franck-Condon rows apply to the whole model at τ = 0, excited minus hole.
+
+Honest bands when the basis cannot express the data (``birge=True``): when
+the reduced χ² of the fit exceeds 1, the bootstrap noise is σ √χ²_red
+instead of σ (the Birge ratio R_B = √χ²_red; Birge, *Phys. Rev.* 40, 207
+(1932)), so every spread grows by about R_B; R_B is reported (1 when χ²_red
+<= 1: the noise is then not shrunk).
+
 Uncertainties: a parametric bootstrap. Each replicate is the fitted model plus
 Gaussian noise of the measurement's σ; it is refitted with the NNLS at the
 fitted (t0, IRF) (the reduced system is reused), then t0 and the IRF are moved
@@ -81,6 +118,7 @@ from ..measurements import check_molecule
 from ..scattering.measurement import (
     DEFAULT_LEVELS,
     basis_signals,
+    ground_start_flags,
     hold_last_frame,
     irf_operator,
     parting_frames,
@@ -92,6 +130,10 @@ from ._measured_base import MeasurementMethod, measurement_sigma
 __all__ = ["EnsembleFit"]
 
 CHANNELS = ("bound", "dissociated")
+#: Channels with the ground-state hole: fractions of all molecules (γ f_bound, γ f_dissociated, 1 − γ).
+HOLE_CHANNELS = ("bound", "dissociated", "ground")
+#: Weight of the equality pseudo-row Σ c − Σ h = 0, relative to the largest column norm of the system.
+EQUALITY_WEIGHT = 1e4
 
 
 def _pair(name: str, value) -> tuple[float, float]:
@@ -131,7 +173,8 @@ class _Reduced:
 class _System:
     """The NNLS system at one (t0, IRF): χ²(c) = ‖Φ c − z‖² + (‖d̃‖² − ‖z‖²), plus the ground-state rows G c ≈ 0."""
 
-    def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray, ground: np.ndarray | None = None):
+    def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray, ground: np.ndarray | None = None,
+                 equality: np.ndarray | None = None):
         r, T, Q = red.Z.shape
         KZ = K @ red.Zt  # (T_d, r * Q): one product for all components
         D = KZ.reshape(K.shape[0], r, Q).transpose(1, 0, 2) * inv_sigma  # (r, T_d, Q)
@@ -143,6 +186,9 @@ class _System:
         self.n_core = self.Phi.shape[0]
         if ground is not None and ground.shape[0]:
             self.Phi = np.vstack([self.Phi, ground])
+        if equality is not None:  # ω (Σ c − Σ h) = 0: the weighting method for an equality (Lawson and Hanson, ch. 22)
+            omega = EQUALITY_WEIGHT * max(float(np.max(np.linalg.norm(self.Phi, axis=0))), 1e-300)
+            self.Phi = np.vstack([self.Phi, omega * equality[None, :]])
 
     def solve(self, d: np.ndarray, dd: float, columns: np.ndarray | None = None):
         """NNLS for c (M,) and the data χ²; with ``columns`` (a resampled basis, repeats allowed) only those
@@ -193,7 +239,12 @@ class EnsembleFit(MeasurementMethod):
         Weight of the Franck-Condon condition Σ_i c_i ΔS_i(τ = 0) ≈ 0 (the excited molecules start from
         the ground-state geometries), in units of one delay's data at the median σ; 0: off.
     regularize : "none", "discrepancy" or float
-        Pull toward uniform weights: off, μ by the discrepancy principle, or μ itself.
+        Pull toward uniform weights: off, μ by the discrepancy principle, or μ itself (not with ``hole``).
+    hole : bool
+        Model the ground-state hole: signed ground-state trajectories of the basis (see the module
+        docstring), with Σ h = Σ c = γ.
+    birge : bool
+        Scale the bootstrap noise by the Birge ratio √χ²_red when χ²_red > 1.
     rank_tol : float
         Relative singular value below which basis components are dropped.
     levels : sequence of float
@@ -216,6 +267,8 @@ class EnsembleFit(MeasurementMethod):
         resample_basis: bool = True,
         ground_state: float = 1.0,
         regularize="none",
+        hole: bool = False,
+        birge: bool = True,
         rank_tol: float = 1e-6,
         levels=DEFAULT_LEVELS,
         sigma: str = "measured",
@@ -229,6 +282,8 @@ class EnsembleFit(MeasurementMethod):
         self.resample_basis = resample_basis
         self.ground_state = ground_state
         self.regularize = regularize
+        self.hole = hole
+        self.birge = birge
         self.rank_tol = rank_tol
         self.levels = levels
         self.sigma = sigma
@@ -250,6 +305,12 @@ class EnsembleFit(MeasurementMethod):
         if not isinstance(self.resample_basis, bool):
             raise InputError(f"The 'resample_basis' setting must be true or false; got {self.resample_basis!r}")
         check_number("ground_state", self.ground_state, low=0)
+        for name in ("hole", "birge"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"The {name!r} setting must be true or false; got {getattr(self, name)!r}")
+        if self.hole and self.regularize != "none":
+            raise InputError(f"The 'regularize' setting pulls the weights toward uniform, which the hole's signed sub-basis does not "
+                             f"share; use regularize='none' with hole=true (got {self.regularize!r})")
         check_number("rank_tol", self.rank_tol, low=0, high=1, low_open=True)
         if isinstance(self.regularize, str):
             if self.regularize not in ("none", "discrepancy"):
@@ -318,9 +379,18 @@ class EnsembleFit(MeasurementMethod):
         N = T_d * Q
         report = (lambda done, info: progress(done, info)) if progress is not None else (lambda done, info: None)
 
+        ens = basis.ensemble if hasattr(basis, "ensemble") else basis
+        if self.hole:
+            g_idx, e_idx = _hole_split(ens)
+        else:
+            g_idx, e_idx = np.zeros(0, dtype=np.int64), np.arange(ens.n_trajectories)
         dS_basis, I_gs = basis_signals(basis, q, progress=lambda done, info: report(done, {"stage": "basis signals", **info}))
         B, _ = hold_last_frame(dS_basis)
+        if self.hole:  # columns: the excited trajectories, then the ground-state ones with the sign of a hole
+            B = np.concatenate([B[e_idx], -B[g_idx]])
+        M_e, M_g = e_idx.size, g_idx.size
         M = B.shape[0]
+        equality = np.concatenate([np.ones(M_e), -np.ones(M_g)]) if self.hole else None
         inv_sigma = 1.0 / sigma
         d_w = dS * inv_sigma
         wq = 1.0 / np.median(sigma, axis=0)
@@ -331,7 +401,7 @@ class EnsembleFit(MeasurementMethod):
         ground = _ground_rows(B, wq, float(self.ground_state), float(self.rank_tol))
 
         def system(t0, irf):
-            return _System(red, irf_operator(time, delays, t0=t0, irf_fs=irf), inv_sigma, ground)
+            return _System(red, irf_operator(time, delays, t0=t0, irf_fs=irf), inv_sigma, ground, equality)
 
         def solve(sys_, d, mu_=mu, columns=None):
             dd = float(d.ravel() @ d.ravel())
@@ -387,16 +457,25 @@ class EnsembleFit(MeasurementMethod):
         if self.regularize == "discrepancy":
             mu = _discrepancy_mu(sys0, d_w.ravel(), N)
         c, _ = solve(sys0, d_w, mu)
-        gamma = float(c.sum())
+        gamma = float(c[:M_e].sum())
         if not gamma > 0:
             problems.append("no excitation found: every weight is zero (γ = 0)")
         K0 = irf_operator(time, delays, t0=t0, irf_fs=irf)
         dS_fit = K0 @ np.tensordot(c, B, axes=(0, 0))
         chi2 = float(np.sum(((dS - dS_fit) * inv_sigma) ** 2))
-        n_params = float(np.count_nonzero(c) + 2)
+        n_params = float(np.count_nonzero(c) + 2 - (1 if self.hole else 0))  # the equality takes one freedom
+        reduced_chi2 = chi2 / max(N - n_params, 1.0)
+        birge = float(np.sqrt(max(reduced_chi2, 1.0))) if self.birge else 1.0
 
         # ---------------------------------------------------------- bootstrap
-        stats = _Stats(basis, delays, np.asarray(self.levels, dtype=float))
+        levels = np.asarray(self.levels, dtype=float)
+        stats = _Stats(ens.subset(e_idx) if self.hole else basis, delays, levels)
+        ground_stats = _Stats(ens.subset(g_idx), delays, levels) if self.hole else None
+
+        def all_stats(cb, th0):
+            st = stats(cb[:M_e] / cb[:M_e].sum(), th0)
+            return st if ground_stats is None else _with_ground(st, ground_stats, cb[M_e:], float(cb[:M_e].sum()), th0)
+
         n_boot = int(self.bootstrap) if gamma > 0 else 0
         boot = {"gamma": [], "t0": [], "irf": [], "c": [], "stats": []}
         if n_boot:
@@ -407,8 +486,13 @@ class EnsembleFit(MeasurementMethod):
                 H, grad_parts = _local_model(system, chi2_at, t0, irf, c, red, bounds)
             model_w = dS_fit * inv_sigma
             for b in range(n_boot):
-                d_b = model_w + rng.standard_normal(model_w.shape)
-                cols = rng.integers(0, M, M) if self.resample_basis else None
+                d_b = model_w + birge * rng.standard_normal(model_w.shape)
+                if not self.resample_basis:
+                    cols = None
+                elif self.hole:  # each block resampled within itself
+                    cols = np.concatenate([rng.integers(0, M_e, M_e), M_e + rng.integers(0, M_g, M_g)])
+                else:
+                    cols = rng.integers(0, M, M)
                 th = np.array([t0, irf])
                 cb, _ = solve(sys0, d_b, mu, cols)
                 sys_b = sys0
@@ -420,44 +504,67 @@ class EnsembleFit(MeasurementMethod):
                     th = new
                     sys_b = system(*th)
                     cb, _ = solve(sys_b, d_b, mu, cols)
-                boot["gamma"].append(cb.sum())
+                boot["gamma"].append(cb[:M_e].sum())
                 boot["t0"].append(th[0])
                 boot["irf"].append(th[1])
                 boot["c"].append(cb)
-                if cb.sum() > 0:
-                    boot["stats"].append(stats(cb / cb.sum(), th[0]))
+                if cb[:M_e].sum() > 0:
+                    boot["stats"].append(all_stats(cb, th[0]))
                 report(b + 1, {"stage": "bootstrap", "total": n_boot})
 
-        w = c / gamma if gamma > 0 else np.full(M, 1.0 / M)
-        main = stats(w, t0)
+        c_safe = c if gamma > 0 else np.concatenate([np.full(M_e, 1.0 / M_e), np.full(M_g, 1.0 / max(M_g, 1))])
+        w = c_safe[:M_e] / c_safe[:M_e].sum()
+        main = all_stats(c_safe, t0)
         spread = _spreads(boot["stats"], main)
         bc = np.array(boot["c"]) if boot["c"] else np.zeros((0, M))
-        bw = bc / np.maximum(bc.sum(axis=1, keepdims=True), 1e-300) if len(bc) else bc
+        bw = bc[:, :M_e] / np.maximum(bc[:, :M_e].sum(axis=1, keepdims=True), 1e-300) if len(bc) else bc[:, :M_e]
+        hole_part = {}
+        if self.hole:
+            r0 = distances(ens.positions[g_idx, 0])  # (M_g, P): each ground-state sample's distances at excitation
+            removal = float(c[M_e:].max() * M_g) if gamma > 0 else 0.0
+            hole_part = dict(hole_trajectories=g_idx, hole_weights=c[M_e:].copy(),
+                             hole_weights_std=np.std(bc[:, M_e:], axis=0, ddof=1) if len(bc) > 1 else np.zeros(M_g), hole_r0=r0)
+            if removal > 1.0:
+                problems_soft = f"; the hole removes more than there is at some R (largest removal probability {removal:.2f} > 1)"
+            else:
+                problems_soft = f"; largest removal probability {removal:.2f}"
+            balance = abs(float(c[M_e:].sum()) - gamma) / max(gamma, 1e-300)
+            if gamma > 0 and balance > 1e-6:
+                problems.append(f"the hole's weights sum to {c[M_e:].sum():.6g}, not γ = {gamma:.6g}")
+        else:
+            problems_soft = ""
 
         def sd(values):
             return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
         part = EnsemblePart(
             gamma=gamma, gamma_std=sd(boot["gamma"]), t0=t0, t0_std=sd(boot["t0"]), irf_fs=irf, irf_fs_std=sd(boot["irf"]),
-            trajectories=np.arange(M), weights=w, weights_std=np.std(bw, axis=0, ddof=1) if len(bw) > 1 else np.zeros(M),
-            dissociated=np.asarray(basis.dissociated, dtype=bool), pair_labels=tuple(_pair_labels(basis.symbols)),
-            quantile_levels=np.asarray(self.levels, dtype=float), channels=CHANNELS,
+            trajectories=e_idx, weights=w, weights_std=np.std(bw, axis=0, ddof=1) if len(bw) > 1 else np.zeros(M_e),
+            dissociated=np.asarray(ens.dissociated, dtype=bool)[e_idx], pair_labels=tuple(_pair_labels(basis.symbols)),
+            quantile_levels=levels, channels=HOLE_CHANNELS if self.hole else CHANNELS,
             bootstrap_gamma=np.asarray(boot["gamma"], dtype=float), bootstrap_t0=np.asarray(boot["t0"], dtype=float),
             bootstrap_irf_fs=np.asarray(boot["irf"], dtype=float), regularization=float(mu), rule=rule, rank=red.rank,
-            **main, **spread,
+            birge_ratio=birge, **hole_part, **main, **spread,
         )
         converged = not problems
         message = "; ".join(problems) if problems else (
-            f"γ = {gamma:.4g}, t0 = {t0:.1f} fs, IRF = {irf:.1f} fs; {np.count_nonzero(c)} of {M} trajectories weighted"
+            f"γ = {gamma:.4g}, t0 = {t0:.1f} fs, IRF = {irf:.1f} fs; {np.count_nonzero(c[:M_e])} of {M_e} trajectories weighted"
+            + (f"; hole on {np.count_nonzero(c[M_e:])} of {M_g} ground-state trajectories{problems_soft}" if self.hole else "")
+            + (f"; spreads scaled by the Birge ratio {birge:.3g}" if birge > 1 else "")
         )
         self.gamma_, self.t0_, self.irf_fs_, self.weights_ = gamma, t0, irf, w
+        self.hole_weights_ = c[M_e:].copy() if self.hole else None
         self.converged_ = converged
         self.result_ = FitResult(
             method=self.name, molecule=meas.molecule, symbols=tuple(basis.symbols), delays=delays, q=q, dS=dS, sigma=sigma,
-            dS_fit=dS_fit, chi2=chi2, n_data=N, n_params=n_params, reduced_chi2=chi2 / max(N - n_params, 1.0),
+            dS_fit=dS_fit, chi2=chi2, n_data=N, n_params=n_params, reduced_chi2=reduced_chi2,
             converged=converged, message=message, sigma_source=sigma_source, settings=self.settings_json(),
             provenance={"measurement": dict(meas.provenance), "basis_molecule": str(basis.molecule), "basis_trajectories": M,
-                        "basis_rank": red.rank, "I_gs": "mean first-frame intensity of the basis trajectories"},
+                        "basis_rank": red.rank,
+                        "I_gs": "mean first-frame intensity of the basis trajectories that start from a ground-state sample "
+                                "(ground_start; all of them where the basis does not record it)",
+                        "hole": None if not self.hole else "ground-state sub-basis: the basis trajectories with ground_start that stay "
+                                                           "bound, on a model without an excited surface; Σ h = Σ c = γ"},
             ensemble=part,
         )
         return self
@@ -530,6 +637,47 @@ def _gradient(parts, sys_: _System, red: _Reduced, c: np.ndarray, d: np.ndarray)
     u = red.C.T @ c  # (r,)
     res = sys_.D.T @ u - d
     return np.array([2.0 * (Dk @ res) @ u for Dk in parts])
+
+
+def _hole_split(ens) -> tuple[np.ndarray, np.ndarray]:
+    """(ground, excited) indices: the ground-state sub-basis of the hole and the rest.
+
+    Ground-state (laser-off) dynamics are the trajectories that start from a ground-state sample
+    (``ground_start`` in the generator's records), stay bound, on a model without an excited surface.
+    """
+    flags = ground_start_flags(ens)
+    if flags is None:
+        raise InputError("hole: the basis does not record which trajectories start from a ground-state sample (ground_start); "
+                         "make it with `molmovie generate --initial wigner:1,...` on a ground-state model")
+    model = (ens.provenance or {}).get("model")
+    if isinstance(model, dict) and model.get("excited"):
+        raise InputError(f"hole: the basis runs on the excited model {model.get('name')!r}, so its Wigner-started trajectories are not "
+                         "laser-off dynamics; the hole needs a basis on a ground-state model (e.g. --calculator morse-i2-x)")
+    ground = flags & ~np.asarray(ens.dissociated, dtype=bool)
+    if ground.sum() < 2:
+        raise InputError(f"hole: the basis has {int(ground.sum())} bound trajectories that start from a ground-state sample; "
+                         "the hole needs several (generate --initial wigner:1,...)")
+    if ground.all():
+        raise InputError("hole: every trajectory of the basis is a ground-state one; there is no excited basis left")
+    return np.flatnonzero(ground), np.flatnonzero(~ground)
+
+
+def _with_ground(st: dict, gs: "_Stats", h: np.ndarray, gamma: float, t0: float) -> dict:
+    """Add the remaining ground state as a third channel; channel fractions become fractions of all molecules.
+
+    The molecules left in the ground state are its samples with weights 1/M_g − h_j (clipped at 0 where
+    the hole removes more than a sample holds), normalised.
+    """
+    Mg = h.size
+    left = np.clip(1.0 / Mg - h, 0.0, None)
+    g = gs(left / left.sum() if left.sum() > 0 else np.full(Mg, 1.0 / Mg), t0)
+    out = dict(st)
+    frac = np.concatenate([gamma * st["channel_fraction"], [max(1.0 - gamma, 0.0)]])
+    out["channel_fraction"] = frac
+    for key, src in (("channel_distance_mean", "distance_mean"), ("channel_distance_std", "distance_std"),
+                     ("channel_distance_quantiles", "distance_quantiles")):
+        out[key] = np.concatenate([st[key], g[src][None]])
+    return out
 
 
 class _Stats:

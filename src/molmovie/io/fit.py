@@ -25,7 +25,9 @@ per method for what is its own::
         channel_distance_quantiles (C, T, P, K) [Angstrom]
         dissociated_fraction, dissociated_fraction_std (T) [fraction]
         bootstrap_gamma (B) [fraction]   bootstrap_t0, bootstrap_irf_fs (B) [fs]
-        attrs: regularization, rule, rank, n_bootstrap
+        hole_trajectories (G) [index]   hole_weights, hole_weights_std (G) [fraction]   hole_r0 (G, P) [Angstrom]
+            (only for a fit with the ground-state hole; channels are then ("bound", "dissociated", "ground"))
+        attrs: regularization, rule, rank, birge_ratio (optional, 1 when absent)
 
     /pdf/...        (method "pdf", :class:`PdfPart`)
         r (R) [Angstrom]   pair_types (P)
@@ -43,7 +45,7 @@ another format or a newer version with one line.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +103,17 @@ class EnsemblePart:
         How μ was chosen ("none", "discrepancy", "given").
     rank : int
         Rank of the reduced basis the fit used.
+    birge_ratio : float
+        √χ²_red when it exceeded 1 and the bootstrap noise was scaled by it (the spreads include it); 1 otherwise.
+    hole_trajectories : ndarray of int, shape (G,), or None
+        With the ground-state hole: indices (in the basis) of the ground-state trajectories of the hole's sub-basis.
+        ``trajectories`` then lists the excited ones only, and ``channels`` is ``("bound", "dissociated", "ground")``
+        with ``channel_fraction`` as fractions of all molecules (γ f_bound, γ f_dissociated, 1 − γ); the third channel's
+        distances are those of the molecules left in the ground state.
+    hole_weights, hole_weights_std : ndarray, shape (G,), fraction, or None
+        h_j >= 0 with Σ h_j = γ: how much of ground-state sample j the pump removed (M_g h_j is its removal probability).
+    hole_r0 : ndarray, shape (G, P), Angstrom, or None
+        Each ground-state sample's distances at excitation: with ``hole_weights``, the excitation's R-dependence.
     """
 
     gamma: float
@@ -136,6 +149,11 @@ class EnsemblePart:
     regularization: float
     rule: str
     rank: int
+    birge_ratio: float = 1.0
+    hole_trajectories: np.ndarray | None = None
+    hole_weights: np.ndarray | None = None
+    hole_weights_std: np.ndarray | None = None
+    hole_r0: np.ndarray | None = None
 
 
 @dataclass
@@ -254,9 +272,10 @@ _ENSEMBLE_UNITS = {
     "channel_distance_mean": "Angstrom", "channel_distance_mean_std": "Angstrom", "channel_distance_std": "Angstrom",
     "channel_distance_quantiles": "Angstrom", "dissociated_fraction": "fraction", "dissociated_fraction_std": "fraction",
     "bootstrap_gamma": "fraction", "bootstrap_t0": "fs", "bootstrap_irf_fs": "fs",
+    "hole_trajectories": "index", "hole_weights": "fraction", "hole_weights_std": "fraction", "hole_r0": "Angstrom",
 }
 _ENSEMBLE_STRINGS = ("pair_labels", "channels")
-_ENSEMBLE_ATTRS = ("regularization", "rule", "rank")
+_ENSEMBLE_ATTRS = ("regularization", "rule", "rank", "birge_ratio")
 _PDF_UNITS = {
     "r": "Angstrom", "dP": "1/Angstrom", "dP_std": "1/Angstrom", "dP_sine": "1/Angstrom", "dP_sine_std": "1/Angstrom",
     "ground_P": "1/Angstrom", "I_gs": "electron units",
@@ -338,7 +357,7 @@ def _read_part(g, cls, units: dict, strs, attrs, where: str):
         if name in units:
             node = g.get(name)
             if node is None:
-                if name == "ground_P":
+                if fld.default is None or name == "ground_P":  # optional arrays (ground_P, the hole's)
                     kw[name] = None
                     continue
                 raise InputError(f"{where}: damaged fit file (no array {g.name}/{name})")
@@ -352,6 +371,8 @@ def _read_part(g, cls, units: dict, strs, attrs, where: str):
                 raise InputError(f"{where}: damaged fit file (no {g.name}/{name})")
             kw[name] = tuple(_text(s) for s in node[()])
         elif name in attrs:
+            if name not in g.attrs and fld.default is not MISSING:
+                continue
             if name not in g.attrs:
                 raise InputError(f"{where}: damaged fit file (no attribute {name} on {g.name})")
             value = _text(g.attrs[name])
