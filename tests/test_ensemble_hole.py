@@ -143,6 +143,7 @@ def test_noisy_hole_fit_keeps_the_equality_and_reports_removal(basis):
     noisy = replace(meas, dS=meas.dS + 2e-4 * rng.standard_normal(meas.dS.shape), sigma=np.full(meas.dS.shape, 2e-4))
     e = get_measurement_method("ensemble", hole=True, bootstrap=5, seed=1).fit(noisy, basis).result_.ensemble
     assert abs(e.hole_weights.sum() - e.gamma) < 1e-6 * e.gamma
+    assert e.hole_weights.max() <= 1 / 16 + 1e-12  # a sample cannot lose more than it holds
     assert e.hole_weights_std.shape == (16,) and e.hole_weights_std.max() > 0
     assert abs(e.gamma / 0.05 - 1) < 0.1
 
@@ -184,3 +185,36 @@ def test_birge_ratio_scales_the_spreads():
     assert scaled.ensemble.gamma == plain.ensemble.gamma  # the fit itself is unchanged
     ratio = scaled.ensemble.gamma_std / plain.ensemble.gamma_std
     assert abs(ratio / rb - 1) < 0.15, (ratio, rb)
+
+
+def test_hole_refuses_displaced_ground_state_trajectories():
+    """On a ground-state model, bound trajectories that do not start from a ground-state sample are displaced X vibrations."""
+    b = hole_basis(model={"name": "ground", "excited": None})
+    meas = hole_measurement(b, np.r_[0.05, np.zeros(9)], np.r_[0.05, np.zeros(15)])
+    with pytest.raises(InputError, match="displaced"):
+        get_measurement_method("ensemble", hole=True, bootstrap=0).fit(meas, b)
+
+
+def test_cli_hole_end_to_end(basis, tmp_path, capsys):
+    """fit --hole: the hole's weights and R(0) round-trip through the result file; the hole figure is drawn."""
+    from molmovie.datasets import write_dataset
+    from molmovie.io.fit import read_fit
+    from molmovie.io.measurement import write_measurement
+
+    from _fixtures import assert_one_line_error, run_cli
+
+    c, h = _known_hole()
+    meas = hole_measurement(basis, c, h)
+    write_dataset(basis, tmp_path / "basis.h5")
+    write_measurement(replace(meas, sigma=np.full(meas.dS.shape, 1e-4)), tmp_path / "meas.h5")
+    out = tmp_path / "fit.h5"
+    code, stdout, err = run_cli(["fit", tmp_path / "meas.h5", "--basis", tmp_path / "basis.h5", "--hole", "--output", out,
+                                 "--figures", tmp_path / "figs", "--bootstrap", "4", "--set", "ground_state=0"], capsys)
+    assert code == 0, err
+    assert "hole: " in stdout
+    e = read_fit(out).ensemble
+    assert e.channels == ("bound", "dissociated", "ground") and e.hole_weights.shape == (16,) and e.hole_r0.shape == (16, 1)
+    np.testing.assert_allclose(e.hole_weights, h, atol=2e-3)
+    assert (tmp_path / "figs" / "ensemble_hole.png").stat().st_size > 10_000
+    code, _, err = run_cli(["fit", tmp_path / "meas.h5", "--method", "pdf", "--hole", "--output", tmp_path / "p.h5"], capsys)
+    assert_one_line_error(code, err, "--hole does not apply")

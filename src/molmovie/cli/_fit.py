@@ -60,6 +60,7 @@ def fit(
     t0_range: Annotated[Optional[str], typer.Option("--t0-range", help="Time-zero range searched, LOW,HIGH fs (ensemble; default -150,150).")] = None,
     irf_range: Annotated[Optional[str], typer.Option("--irf-range", help="IRF FWHM range searched, LOW,HIGH fs (ensemble; default 10,300).")] = None,
     regularize: Annotated[Optional[str], typer.Option(help="ensemble: none, discrepancy or μ; pdf: gcv, discrepancy or λ.")] = None,
+    hole: Annotated[bool, typer.Option("--hole", help="ensemble: model the ground-state hole with the basis's own ground-state trajectories (ground_start, bound, ground-state model), signed, Σh = Σc = γ.")] = False,
     sigma_from_pre_t0: Annotated[bool, typer.Option("--sigma-from-pre-t0", help="Estimate σ from the scatter of ΔS before time zero (per q, the same at every delay), replacing any σ in the file.")] = False,
     settings: Annotated[Optional[list[str]], typer.Option("--set", help="Method setting KEY=VALUE (JSON value), repeatable, e.g. --set r_max=8.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
@@ -86,6 +87,10 @@ def fit(
         options[key] = value
     if regularize is not None:
         options["regularize"] = _regularize(regularize)
+    if hole:
+        if "hole" not in known:
+            raise InputError(f"--hole does not apply to the {method} method")
+        options["hole"] = True
     if sigma_from_pre_t0:
         options["sigma"] = "pre-t0"
     model = get_measurement_method(method, **options)  # validates the settings before any file is read
@@ -123,6 +128,13 @@ def fit(
                      f"   ({len(e.bootstrap_gamma)} bootstrap replicates)")
         lines.append(f"  {np.count_nonzero(e.weights)} of {e.weights.size} trajectories weighted; dissociated fraction at the last delay "
                      f"{e.dissociated_fraction[-1]:.3f} ± {e.dissociated_fraction_std[-1]:.3f}")
+        if e.hole_weights is not None:
+            h = e.hole_weights
+            r0 = e.hole_r0[:, 0]
+            lines.append(f"  hole: {np.count_nonzero(h)} of {h.size} ground-state trajectories, Σh = {h.sum():.4g}; mean {e.pair_labels[0]} at "
+                         f"excitation {h @ r0 / h.sum():.3f} Å removed against {r0.mean():.3f} Å in the ground state")
+        if e.birge_ratio > 1:
+            lines.append(f"  spreads scaled by the Birge ratio √χ²_red = {e.birge_ratio:.3f} (the basis does not express the data within σ)")
     p = result.pdf
     if p is not None:
         lines.append(f"  ΔP(R, t) on {p.r.size} bins {p.r[0]:.2f}-{p.r[-1]:.2f} Å for {', '.join(p.pair_types)}; "
@@ -157,6 +169,8 @@ def _figures(result, folder: Path) -> list[Path]:
                                     channel_mean=e.channel_distance_mean, channel_mean_std=e.channel_distance_mean_std, channels=e.channels,
                                     dissociated_fraction=e.dissociated_fraction, dissociated_fraction_std=e.dissociated_fraction_std), "ensemble_distances.png")
         save(ff.plot_parameters(e.gamma, e.gamma_std, e.t0, e.t0_std, e.irf_fs, e.irf_fs_std, e.bootstrap_gamma, e.bootstrap_t0, e.bootstrap_irf_fs), "ensemble_parameters.png")
+        if e.hole_weights is not None:
+            save(ff.plot_hole(e.hole_r0, e.hole_weights, e.pair_labels), "ensemble_hole.png")
     p = result.pdf
     if p is not None:
         save(ff.plot_pdf_map(result.delays, p.r, p.dP, p.dP_std, p.pair_types, sine=p.dP_sine), "pdf_map.png")

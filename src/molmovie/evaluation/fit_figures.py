@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_fit_signals", "plot_distance_bands", "plot_parameters", "plot_pdf_map"]
+__all__ = ["plot_fit_signals", "plot_distance_bands", "plot_parameters", "plot_pdf_map", "plot_hole"]
 
 
 def _edges(x: np.ndarray) -> np.ndarray:
@@ -101,10 +101,11 @@ def plot_distance_bands(delays, pair_labels, mean, mean_std, quantiles, levels, 
         a.fill_between(x, mean[:, p] - 2 * mean_std[:, p], mean[:, p] + 2 * mean_std[:, p], color="C0", alpha=0.45, label="mean ± 2σ (bootstrap)")
         a.plot(x, mean[:, p], color="C0", lw=1.2, label="ensemble mean")
         if channel_mean is not None:
-            for c, (name, color) in enumerate(zip(channels, ("C2", "C3"))):
+            for c, (name, color) in enumerate(zip(channels, ("C2", "C3", "C7"))):
                 if np.all(np.isnan(channel_mean[c, :, p])):
                     continue
-                a.plot(x, channel_mean[c, :, p], color=color, lw=1.0, ls="--", label=f"mean, {name} trajectories")
+                a.plot(x, channel_mean[c, :, p], color=color, lw=1.0, ls="--",
+                       label=f"mean, {name} trajectories" if name != "ground" else "mean, molecules left in the ground state")
                 if channel_mean_std is not None:
                     a.fill_between(x, channel_mean[c, :, p] - 2 * channel_mean_std[c, :, p], channel_mean[c, :, p] + 2 * channel_mean_std[c, :, p],
                                    color=color, alpha=0.25)
@@ -186,4 +187,53 @@ def plot_pdf_map(delays, r, dP, dP_std, pair_types, *, sine=None, ax=None):
         for a in axes[p]:
             a.set_xlabel("R (Å)")
             a.set_ylabel("delay (fs)")
+    return fig
+
+
+def plot_hole(r0, hole_weights, pair_labels, *, bins: int = 20, ax=None):
+    """The ground-state hole: which bond lengths the pump removed, against the ground-state distribution.
+
+    Parameters
+    ----------
+    r0 : ndarray, shape (G, P), Angstrom
+        Each ground-state sample's distances at excitation.
+    hole_weights : ndarray, shape (G,), fraction
+        h_j >= 0 (Σ h = γ).
+    pair_labels : sequence of str, length P
+    ax : sequence of P Axes, optional
+
+    Each panel shows the ground-state distribution (uniform over the samples), the removed molecules'
+    (h / Σh) and, on the right axis, the removal probability per bin (removed / present, times γ / γ:
+    G h_j averaged over the bin).
+    """
+    import matplotlib.pyplot as plt
+
+    r0 = np.asarray(r0, dtype=float)
+    h = np.asarray(hole_weights, dtype=float)
+    P = r0.shape[1]
+    if ax is None:
+        fig, axes = plt.subplots(1, P, figsize=(5.5 * P, 3.8), constrained_layout=True, squeeze=False)
+        axes = axes[0]
+    else:
+        axes = np.atleast_1d(ax)
+        fig = axes[0].figure
+    G = h.size
+    for p in range(P):
+        a = axes[p]
+        edges = np.linspace(r0[:, p].min(), r0[:, p].max(), bins + 1)
+        n_all, _ = np.histogram(r0[:, p], edges)
+        n_hole, _ = np.histogram(r0[:, p], edges, weights=h)
+        width = np.diff(edges)
+        a.stairs(n_all / G / width, edges, color="0.4", lw=1.5, label=f"ground state ({G} samples)")
+        if h.sum() > 0:
+            a.stairs(n_hole / h.sum() / width, edges, color="C3", lw=1.5, label=f"removed (hole), Σh = {h.sum():.3g}")
+        a.set_xlabel(f"R {pair_labels[p]} at excitation (Å)")
+        a.set_ylabel("density (1/Å)")
+        b = a.twinx()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prob = np.where(n_all > 0, n_hole * G / np.maximum(n_all, 1), np.nan)
+        b.plot(0.5 * (edges[1:] + edges[:-1]), prob, "o", color="C1", ms=3, label="removal probability")
+        b.set_ylabel("removal probability", color="C1")
+        a.set_title(f"hole: mean R removed {h @ r0[:, p] / max(h.sum(), 1e-300):.3f} Å, ground {r0[:, p].mean():.3f} Å")
+        a.legend(fontsize=7, loc="upper left")
     return fig

@@ -74,12 +74,18 @@ those that left the ground state: the I_gs terms cancel). h_j / γ is the
 distribution of the removed molecules over the ground-state samples, so
 M_g h_j / γ against R_j(τ=0) is the excitation's R-dependence (uniform h: no
 hole, and the hole term vanishes on average); M_g h_j is the probability that
-sample j was removed, physical while <= 1 (reported, not imposed). The
+sample j was removed, so 0 <= h_j <= 1/M_g (imposed: the NNLS becomes a
+bounded-variable least squares, scipy.optimize.lsq_linear "bvls"). The
 ground-state sub-basis is the basis's own trajectories that start from a
 ground-state sample (``ground_start`` in the generator's records), stay bound
 and run on a model without an excited surface (the generator's ``wigner``
 family on a ground-state calculator); they leave the excited basis (a
-trajectory in both would cancel itself and make γ free). The equality is
+trajectory in both would cancel itself and make γ free). For the same reason
+a basis on a ground-state model may not hold displaced starts with the hole:
+a displaced X-state vibration minus a ground-state sample is a redistribution
+within the ground state (impulsive Raman), the same signal as a hole at any
+γ; the hole and the displaced family are two descriptions of the X-state
+vibration, and the fit takes one of them. The equality is
 imposed as a pseudo-row ω (Σ c − Σ h) = 0 of weight ω = 10⁴ × the largest
 column norm of the system (Lawson and Hanson, *Solving Least Squares
 Problems*, ch. 22: the weighting method); it then holds to ~1e-8 relative.
@@ -174,7 +180,8 @@ class _System:
     """The NNLS system at one (t0, IRF): χ²(c) = ‖Φ c − z‖² + (‖d̃‖² − ‖z‖²), plus the ground-state rows G c ≈ 0."""
 
     def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray, ground: np.ndarray | None = None,
-                 equality: np.ndarray | None = None):
+                 equality: np.ndarray | None = None, upper: np.ndarray | None = None):
+        self.upper = upper  # (M,) upper bounds of the weights (inf: none), or None: NNLS
         r, T, Q = red.Z.shape
         KZ = K @ red.Zt  # (T_d, r * Q): one product for all components
         D = KZ.reshape(K.shape[0], r, Q).transpose(1, 0, 2) * inv_sigma  # (r, T_d, Q)
@@ -198,7 +205,14 @@ class _System:
         z = self.Pr @ (self.D @ d)
         Phi = self.Phi if columns is None else self.Phi[:, columns]
         zz = np.concatenate([z, np.zeros(Phi.shape[0] - z.size)])
-        c, _ = nnls(Phi, zz, maxiter=50 * Phi.shape[1])
+        if self.upper is None:
+            c, _ = nnls(Phi, zz, maxiter=50 * Phi.shape[1])
+        else:  # bounded-variable least squares (Stark and Parker 1995), 0 <= c <= upper
+            from scipy.optimize import lsq_linear
+
+            up = self.upper if columns is None else self.upper[columns]
+            c = lsq_linear(Phi, zz, bounds=(np.zeros(Phi.shape[1]), up), method="bvls", tol=1e-12, max_iter=50 * Phi.shape[1]).x
+            c = np.clip(c, 0.0, up)
         if columns is not None:
             c = np.bincount(columns, weights=c, minlength=self.Phi.shape[1])
         r = self.Phi[: self.n_core] @ c - z
@@ -391,6 +405,8 @@ class EnsembleFit(MeasurementMethod):
         M_e, M_g = e_idx.size, g_idx.size
         M = B.shape[0]
         equality = np.concatenate([np.ones(M_e), -np.ones(M_g)]) if self.hole else None
+        # a ground-state sample stands for 1/M_g of the molecules: the pump removes at most all of it (h_j <= 1/M_g)
+        upper = np.concatenate([np.full(M_e, np.inf), np.full(M_g, 1.0 / M_g)]) if self.hole else None
         inv_sigma = 1.0 / sigma
         d_w = dS * inv_sigma
         wq = 1.0 / np.median(sigma, axis=0)
@@ -401,7 +417,7 @@ class EnsembleFit(MeasurementMethod):
         ground = _ground_rows(B, wq, float(self.ground_state), float(self.rank_tol))
 
         def system(t0, irf):
-            return _System(red, irf_operator(time, delays, t0=t0, irf_fs=irf), inv_sigma, ground, equality)
+            return _System(red, irf_operator(time, delays, t0=t0, irf_fs=irf), inv_sigma, ground, equality, upper)
 
         def solve(sys_, d, mu_=mu, columns=None):
             dd = float(d.ravel() @ d.ravel())
@@ -524,10 +540,7 @@ class EnsembleFit(MeasurementMethod):
             removal = float(c[M_e:].max() * M_g) if gamma > 0 else 0.0
             hole_part = dict(hole_trajectories=g_idx, hole_weights=c[M_e:].copy(),
                              hole_weights_std=np.std(bc[:, M_e:], axis=0, ddof=1) if len(bc) > 1 else np.zeros(M_g), hole_r0=r0)
-            if removal > 1.0:
-                problems_soft = f"; the hole removes more than there is at some R (largest removal probability {removal:.2f} > 1)"
-            else:
-                problems_soft = f"; largest removal probability {removal:.2f}"
+            problems_soft = f"; largest removal probability {removal:.2f}"
             balance = abs(float(c[M_e:].sum()) - gamma) / max(gamma, 1e-300)
             if gamma > 0 and balance > 1e-6:
                 problems.append(f"the hole's weights sum to {c[M_e:].sum():.6g}, not γ = {gamma:.6g}")
@@ -653,7 +666,14 @@ def _hole_split(ens) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(model, dict) and model.get("excited"):
         raise InputError(f"hole: the basis runs on the excited model {model.get('name')!r}, so its Wigner-started trajectories are not "
                          "laser-off dynamics; the hole needs a basis on a ground-state model (e.g. --calculator morse-i2-x)")
-    ground = flags & ~np.asarray(ens.dissociated, dtype=bool)
+    bound = ~np.asarray(ens.dissociated, dtype=bool)
+    ground = flags & bound
+    displaced = ~flags & bound
+    if isinstance(model, dict) and displaced.any():
+        raise InputError(f"hole: {int(displaced.sum())} bound trajectories of the basis run on the ground-state model from displaced starts; "
+                         "with the hole they are degenerate with it (a displaced vibration minus a ground-state sample is a "
+                         "redistribution within the ground state, which leaves γ free); make the basis without the displaced family "
+                         "(e.g. --initial wigner:1,dissociation:2)")
     if ground.sum() < 2:
         raise InputError(f"hole: the basis has {int(ground.sum())} bound trajectories that start from a ground-state sample; "
                          "the hole needs several (generate --initial wigner:1,...)")
