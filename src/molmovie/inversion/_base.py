@@ -403,6 +403,8 @@ class InversionMethod:
         self.molecule_ = shorten(self.molecule_, 60)
         self.n_pairs_ = len(self.pair_labels_)
         self.q_ = np.asarray(need_array(arrays, "q", path), dtype=float)
+        if self.q_.ndim != 1 or self.q_.size == 0 or not np.all(np.isfinite(self.q_)) or np.any(self.q_ < 0):
+            raise InputError(f"{path}: damaged molmovie model file (array 'q' of shape {self.q_.shape} is not a q grid)")
         try:
             self.spec_ = SignalSpec.from_attrs(self.q_, signal_attrs)
         except InputError as exc:

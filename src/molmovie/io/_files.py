@@ -131,7 +131,7 @@ def check_format(attrs, path, format: str, version: int, what: str) -> int:
     found_format = attrs.get("format")
     if isinstance(found_format, bytes):
         found_format = found_format.decode(errors="replace")
-    if found_format != format:
+    if not isinstance(found_format, str) or found_format != format:
         raise InputError(f"{path}: not a {what} (no format={format!r} attribute)")
     found = file_version(attrs, path, what)
     if found > version:
