@@ -4,8 +4,12 @@ The CLI is thin: each command parses its options, calls the library and
 prints. Heavy modules (torch, tblite, dask, matplotlib) are imported inside the
 command that needs them, so ``molmovie --help`` answers at once.
 
-Errors the user can fix (:class:`molmovie.InputError`, and a few OS errors)
-become one line on stderr and exit code 2, without a traceback.
+Errors the user can fix (:class:`molmovie.InputError`, a full disk or a
+refused permission) become one line on stderr ("molmovie: error: ...") and
+exit code 2, without a traceback; Ctrl-C is one line saying what was kept
+("molmovie: interrupted; d.h5 is unchanged") and exit code 130. Every command
+that writes claims its output with :func:`._outputs.writing` (checked against
+all its inputs, locked) before it reads or computes anything.
 """
 
 from __future__ import annotations
