@@ -385,3 +385,20 @@ def test_a_signals_header_claiming_a_huge_array_is_refused_before_reading(work, 
     monkeypatch.setenv("MOLMOVIE_MAX_MEMORY", "1G")
     with pytest.raises(InputError, match=r"huge.h5: /dS \(shape \(10000000, 41, 12\)\) needs 36.7 GiB"):
         read_signals(huge)
+
+
+# --------------------------------------------------------------------------- beyond the list
+
+
+def test_an_input_that_is_a_folder_a_fifo_or_a_device_is_named_as_such(work, capsys):
+    fifo = work["dir"] / "fifo"
+    os.mkfifo(fifo)
+    for args, match in (
+        (["info", work["runs"]], r"runs is a folder, not a file"),
+        (["info", fifo], r"fifo is not a regular file, so not a file"),
+        (["info", "/dev/null"], r"/dev/null is not a regular file"),
+        (["invert", fifo, work["data"], "-o", work["dir"] / "r.h5"], r"fifo is not a regular file, so not a model file"),
+        (["show", work["runs"], "-o", work["dir"] / "x.png"], r"runs is a folder, not a measurement file"),
+    ):
+        code, _, err = run_cli(args, capsys)  # a FIFO opened for reading would block forever
+        assert_one_line_error(code, err, match)

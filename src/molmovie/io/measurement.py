@@ -28,7 +28,7 @@ import numpy as np
 from .._errors import InputError
 from .._version import __version__
 from ..measurements import Measurement, Truth, check_molecule
-from ._files import atomic_hdf5, check_allocation, check_output, file_version, json_default, write_array
+from ._files import atomic_hdf5, check_allocation, check_input_file, check_output, file_version, json_default, write_array
 from .dataset import DATASET_FORMAT
 
 __all__ = [
@@ -171,8 +171,7 @@ def read_measurement(path) -> Measurement:
 
     path = Path(path)
     where = str(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such measurement file")
+    check_input_file(path, "measurement file")
     try:
         f = h5py.File(path, "r")
     except OSError:
