@@ -402,3 +402,14 @@ def test_an_input_that_is_a_folder_a_fifo_or_a_device_is_named_as_such(work, cap
     ):
         code, _, err = run_cli(args, capsys)  # a FIFO opened for reading would block forever
         assert_one_line_error(code, err, match)
+
+
+def test_ingest_checks_each_array_against_the_memory_limit_before_reading(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "beam.npz"
+    np.savez(src, q=np.linspace(1, 4, 50), delays=np.arange(40.0), dS=np.zeros((40, 50)))
+    monkeypatch.setenv("MOLMOVIE_MAX_MEMORY", "4K")
+    code, _, err = run_cli(["ingest", src, "-o", tmp_path / "m.h5", "--q-units", "1/A", "--delay-units", "fs",
+                            "--signal-units", "fraction", "--kind", "difference"], capsys)
+    assert_one_line_error(code, err, r"beam.npz: dS \(.*shape \(40, 50\)\) needs 15.6 KiB of memory, more than the limit of 4 KiB "
+                                     r"\(set by MOLMOVIE_MAX_MEMORY\)")
+    assert leftovers(tmp_path) == ["beam.npz"]

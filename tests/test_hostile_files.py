@@ -295,3 +295,67 @@ def test_simulate_signals_of_hostile_numbers_is_finite_or_one_input_error(value,
     except InputError:
         return
     assert np.all(np.isfinite(dS)) and np.all(np.isfinite(I_ref))
+
+
+# --------------------------------------------------------------------------- property-based: signals and measurement files
+
+
+@pytest.fixture(scope="module")
+def measurement_file(tmp_path_factory):
+    from molmovie.io.measurement import write_measurement
+    from molmovie.measurements import Measurement
+
+    q, delays = np.linspace(1.0, 4.0, 6), np.linspace(-50.0, 200.0, 5)
+    meas = Measurement(q, delays, np.zeros((5, 6)), np.full((5, 6), 0.01), ("C", "S", "S"), "cs2", {"kind": "difference"})
+    return write_measurement(meas, tmp_path_factory.mktemp("meas") / "m.h5")
+
+
+_ARRAYS = st.one_of(
+    st.just(None),
+    st.builds(lambda shape, fill: np.full(shape, fill), st.lists(st.integers(0, 7), max_size=3),
+              st.sampled_from([0.0, -1.0, 2.5, np.nan, np.inf])),
+    st.builds(lambda n: np.array([b"1.5"] * n), st.integers(0, 6)),
+    st.builds(lambda n: np.arange(n) - 1, st.integers(0, 8)),
+)
+
+
+@QUICK
+@given(node=st.sampled_from(["q", "time", "dS", "length", "symbols"]), replacement=_ARRAYS)
+def test_any_minimal_signals_file_reads_or_is_one_input_error(tmp_path_factory, node, replacement):
+    path = tmp_path_factory.mktemp("s") / "sig.h5"
+    with h5py.File(path, "w") as f:
+        f["q"], f["time"], f["dS"] = np.linspace(1.0, 4.0, 6), np.arange(5.0), np.zeros((2, 5, 6))
+        f["length"], f["symbols"] = np.array([5, 3]), np.array([b"C", b"S", b"S"])
+        del f[node]
+        if replacement is not None:
+            f[node] = replacement
+    from molmovie.io import read_signals
+
+    try:
+        sig = read_signals(path)
+    except InputError as exc:
+        assert "\n" not in str(exc).strip()
+    else:
+        assert sig["dS"].ndim == 3 and sig["dS"].shape[1:] == (len(sig["time"]), len(sig["q"]))
+
+
+@QUICK
+@given(node=st.sampled_from(["q", "delays", "dS", "sigma", "atoms/symbols"]), replacement=_ARRAYS,
+       units=st.sampled_from([None, "1/Angstrom", "fs", "fraction", "percent"]))
+def test_any_measurement_file_reads_or_is_one_input_error(measurement_file, tmp_path_factory, node, replacement, units):
+    from molmovie.io.measurement import read_measurement
+
+    path = tmp_path_factory.mktemp("m") / "m.h5"
+    path.write_bytes(measurement_file.read_bytes())
+    with h5py.File(path, "a") as f:
+        del f[node]
+        if replacement is not None:
+            f[node] = replacement
+            if units is not None:
+                f[node].attrs["units"] = units
+    try:
+        meas = read_measurement(path)
+    except InputError as exc:
+        assert "\n" not in str(exc).strip()
+    else:
+        assert meas.dS.shape == (len(meas.delays), len(meas.q)) and np.all(np.isfinite(meas.dS))

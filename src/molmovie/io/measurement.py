@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, shorten
 from .._version import __version__
 from ..measurements import Measurement, Truth, check_molecule
 from ._files import atomic_hdf5, check_allocation, check_input_file, check_output, file_version, json_default, write_array
@@ -137,7 +137,7 @@ def _get(group, name: str, units: str, ndim: int, where: str, *, shape=None):
     if isinstance(got, bytes):
         got = got.decode()
     if got != units:
-        raise InputError(f"{where}: {name} is in units {got!r}; a measurement file stores it in {units!r}")
+        raise InputError(f"{where}: {name} is in units {shorten(repr(got), 60)}; a measurement file stores it in {units!r}")
     stored = node.id.get_storage_size()
     if node.nbytes > 1000 * stored + (1 << 20):  # a header claiming far more than the file holds
         raise InputError(f"{where}: damaged measurement file ({name} claims {node.nbytes} bytes but stores {stored})")
