@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,22 +42,38 @@ def snapshot(*paths: Path) -> dict:
     return {p: (p.read_bytes(), os.stat(p).st_mode) for p in paths}
 
 
-@pytest.fixture
-def work(tmp_path, capsys):
-    """A CS2 dataset with signals (d.h5), a nearest model (m.st), a minimal signals file and an XYZ trajectory."""
-    runs = tmp_path / "runs"
+def _cli(*args) -> None:
+    from molmovie.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        assert exc.code in (0, None), args
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """Made once: a CS2 dataset with signals (d.h5), a nearest model (m.st), a minimal signals file and an XYZ trajectory."""
+    folder = tmp_path_factory.mktemp("template")
+    runs = folder / "runs"
     for k, diss in ((1, False), (2, True), (3, False)):
         write_sharc(runs / f"TRAJ_0000{k}", cs2_positions(41, dissociate=diss, seed=k))
-    data, model = tmp_path / "d.h5", tmp_path / "m.st"
-    assert run_cli(["import", runs, "-o", data, "--splits", "1,1,1"], capsys)[0] == 0
-    assert run_cli(["scatter", data, "--nq", "12"], capsys)[0] == 0
-    assert run_cli(["train", data, "--method", "nearest", "-o", model], capsys)[0] == 0
-    ds = read_dataset(data)
-    sig = tmp_path / "sig.h5"
-    with h5py.File(sig, "w") as f:
+    _cli("import", runs, "-o", folder / "d.h5", "--splits", "1,1,1")
+    _cli("scatter", folder / "d.h5", "--nq", "12")
+    _cli("train", folder / "d.h5", "--method", "nearest", "-o", folder / "m.st")
+    ds = read_dataset(folder / "d.h5")
+    with h5py.File(folder / "sig.h5", "w") as f:
         f["q"], f["time"], f["dS"] = ds.q, ds.time, ds.dS[0]
-    xyz = write_xyz(tmp_path / "mine.xyz", ("C", "S", "S"), cs2_positions(11, seed=9))
-    return dict(dir=tmp_path, runs=runs, data=data, model=model, sig=sig, xyz=xyz)
+    write_xyz(folder / "mine.xyz", ("C", "S", "S"), cs2_positions(11, seed=9))
+    return folder
+
+
+@pytest.fixture
+def work(tmp_path, template):
+    """A fresh copy of the template in this test's folder."""
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    t = tmp_path
+    return dict(dir=t, runs=t / "runs", data=t / "d.h5", model=t / "m.st", sig=t / "sig.h5", xyz=t / "mine.xyz")
 
 
 # --------------------------------------------------------------------------- case 3: an output that is an input
@@ -413,3 +429,11 @@ def test_ingest_checks_each_array_against_the_memory_limit_before_reading(tmp_pa
     assert_one_line_error(code, err, r"beam.npz: dS \(.*shape \(40, 50\)\) needs 15.6 KiB of memory, more than the limit of 4 KiB "
                                      r"\(set by MOLMOVIE_MAX_MEMORY\)")
     assert leftovers(tmp_path) == ["beam.npz"]
+
+
+def test_reproduce_holds_its_output_folder_for_the_whole_study(tmp_path, capsys):
+    out = tmp_path / "runs" / "quick"
+    with output_lock(out.parent.mkdir() or out):
+        code, _, err = run_cli(["reproduce", "--preset", "no-such-preset", "-o", out], capsys)
+    assert_one_line_error(code, err, f"another molmovie run is writing {out} \\(lock file {out}.lock\\)")
+    assert leftovers(tmp_path / "runs") == []
