@@ -259,7 +259,7 @@ main(sys.argv[3:])
 """
 
 
-def _interrupt(tmp_path, phase: str, args, meanwhile=None) -> tuple[int, str]:
+def _interrupt(tmp_path, phase: str, args, meanwhile=None, signum=signal.SIGINT) -> tuple[int, str]:
     """Run ``molmovie ARGS`` stopped in ``phase`` (compute or write), call ``meanwhile()`` there, then press Ctrl-C."""
     ready = tmp_path / "ready"
     ready.unlink(missing_ok=True)
@@ -270,7 +270,7 @@ def _interrupt(tmp_path, phase: str, args, meanwhile=None) -> tuple[int, str]:
         time.sleep(0.02)
     assert ready.exists(), proc.communicate()
     _interrupt.meanwhile = meanwhile() if meanwhile is not None else None
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     ready.unlink()
     return proc.returncode, err
@@ -437,3 +437,33 @@ def test_reproduce_holds_its_output_folder_for_the_whole_study(tmp_path, capsys)
         code, _, err = run_cli(["reproduce", "--preset", "no-such-preset", "-o", out], capsys)
     assert_one_line_error(code, err, f"another molmovie run is writing {out} \\(lock file {out}.lock\\)")
     assert leftovers(tmp_path / "runs") == []
+
+
+@pytest.mark.parametrize("phase", ["compute", "write"])
+def test_sigterm_ends_like_ctrl_c_with_exit_143(work, phase):
+    """``kill`` or a batch system's time limit: the temporary file is removed and the old file kept."""
+    d = work["data"]
+    before = snapshot(d)
+    code, err = _interrupt(work["dir"], phase, ["scatter", d, "--force", "--nq", "20"], signum=signal.SIGTERM)
+    assert (code, err.strip()) == (143, f"molmovie: terminated; {d} is unchanged")
+    assert snapshot(d) == before
+    assert not [n for n in leftovers(work["dir"]) if n.startswith(".") or n.endswith(".lock")]
+
+
+def test_temporaries_of_killed_runs_are_removed_by_the_next_write(work, capsys):
+    """SIGKILL leaves a temporary file; the next write of that output removes it if its process is gone."""
+    from molmovie._guards import _owner
+
+    d = work["data"]
+    host, pid = _owner().rsplit("-", 1)
+    dead = 2**22 + 12345  # above the kernel's pid_max default: no such process
+    with pytest.raises(ProcessLookupError):
+        os.kill(dead, 0)
+    stale = work["dir"] / f".d.h5.{host}-{dead}.x1y2.tmp"
+    alive = work["dir"] / f".d.h5.{host}-{os.getppid()}.a1b2.tmp"  # a running process (pytest's parent)
+    remote = work["dir"] / f".d.h5.otherhost-{dead}.c3d4.tmp"  # another host's, on a shared file system
+    other = work["dir"] / f".m.st.{host}-{dead}.e5f6.tmp"  # another output's
+    for p in (stale, alive, remote, other):
+        p.write_bytes(b"half a file")
+    assert run_cli(["scatter", d, "--force", "--nq", "9"], capsys)[0] == 0
+    assert not stale.exists() and alive.exists() and remote.exists() and other.exists()
