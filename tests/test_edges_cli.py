@@ -467,3 +467,18 @@ def test_temporaries_of_killed_runs_are_removed_by_the_next_write(work, capsys):
         p.write_bytes(b"half a file")
     assert run_cli(["scatter", d, "--force", "--nq", "9"], capsys)[0] == 0
     assert not stale.exists() and alive.exists() and remote.exists() and other.exists()
+
+
+def test_evaluate_never_replaces_a_read_only_file_of_an_earlier_evaluation(work, capsys):
+    m, d, ev = work["model"], work["data"], work["dir"] / "ev"
+    assert run_cli(["evaluate", m, d, "-o", ev, "--split", "all"], capsys)[0] == 0
+    (ev / "notes.txt").write_text("mine")
+    os.chmod(ev / "metrics.json", 0o444)
+    before = snapshot(*ev.iterdir())
+    code, _, err = run_cli(["evaluate", m, d, "-o", ev, "--split", "all", "--force"], capsys)
+    assert_one_line_error(code, err, "metrics.json is read-only")
+    assert snapshot(*ev.iterdir()) == before
+    os.chmod(ev / "metrics.json", 0o644)
+    assert run_cli(["evaluate", m, d, "-o", ev, "--split", "train", "--force"], capsys)[0] == 0
+    assert (ev / "notes.txt").read_text() == "mine"  # other files in the folder are left alone
+    assert json.loads((ev / "metrics.json").read_text())["split"] == "train"
