@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,22 +42,38 @@ def snapshot(*paths: Path) -> dict:
     return {p: (p.read_bytes(), os.stat(p).st_mode) for p in paths}
 
 
-@pytest.fixture
-def work(tmp_path, capsys):
-    """A CS2 dataset with signals (d.h5), a nearest model (m.st), a minimal signals file and an XYZ trajectory."""
-    runs = tmp_path / "runs"
+def _cli(*args) -> None:
+    from molmovie.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        assert exc.code in (0, None), args
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """Made once: a CS2 dataset with signals (d.h5), a nearest model (m.st), a minimal signals file and an XYZ trajectory."""
+    folder = tmp_path_factory.mktemp("template")
+    runs = folder / "runs"
     for k, diss in ((1, False), (2, True), (3, False)):
         write_sharc(runs / f"TRAJ_0000{k}", cs2_positions(41, dissociate=diss, seed=k))
-    data, model = tmp_path / "d.h5", tmp_path / "m.st"
-    assert run_cli(["import", runs, "-o", data, "--splits", "1,1,1"], capsys)[0] == 0
-    assert run_cli(["scatter", data, "--nq", "12"], capsys)[0] == 0
-    assert run_cli(["train", data, "--method", "nearest", "-o", model], capsys)[0] == 0
-    ds = read_dataset(data)
-    sig = tmp_path / "sig.h5"
-    with h5py.File(sig, "w") as f:
+    _cli("import", runs, "-o", folder / "d.h5", "--splits", "1,1,1")
+    _cli("scatter", folder / "d.h5", "--nq", "12")
+    _cli("train", folder / "d.h5", "--method", "nearest", "-o", folder / "m.st")
+    ds = read_dataset(folder / "d.h5")
+    with h5py.File(folder / "sig.h5", "w") as f:
         f["q"], f["time"], f["dS"] = ds.q, ds.time, ds.dS[0]
-    xyz = write_xyz(tmp_path / "mine.xyz", ("C", "S", "S"), cs2_positions(11, seed=9))
-    return dict(dir=tmp_path, runs=runs, data=data, model=model, sig=sig, xyz=xyz)
+    write_xyz(folder / "mine.xyz", ("C", "S", "S"), cs2_positions(11, seed=9))
+    return folder
+
+
+@pytest.fixture
+def work(tmp_path, template):
+    """A fresh copy of the template in this test's folder."""
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    t = tmp_path
+    return dict(dir=t, runs=t / "runs", data=t / "d.h5", model=t / "m.st", sig=t / "sig.h5", xyz=t / "mine.xyz")
 
 
 # --------------------------------------------------------------------------- case 3: an output that is an input
@@ -243,7 +259,7 @@ main(sys.argv[3:])
 """
 
 
-def _interrupt(tmp_path, phase: str, args, meanwhile=None) -> tuple[int, str]:
+def _interrupt(tmp_path, phase: str, args, meanwhile=None, signum=signal.SIGINT) -> tuple[int, str]:
     """Run ``molmovie ARGS`` stopped in ``phase`` (compute or write), call ``meanwhile()`` there, then press Ctrl-C."""
     ready = tmp_path / "ready"
     ready.unlink(missing_ok=True)
@@ -254,7 +270,7 @@ def _interrupt(tmp_path, phase: str, args, meanwhile=None) -> tuple[int, str]:
         time.sleep(0.02)
     assert ready.exists(), proc.communicate()
     _interrupt.meanwhile = meanwhile() if meanwhile is not None else None
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     ready.unlink()
     return proc.returncode, err
@@ -385,3 +401,84 @@ def test_a_signals_header_claiming_a_huge_array_is_refused_before_reading(work, 
     monkeypatch.setenv("MOLMOVIE_MAX_MEMORY", "1G")
     with pytest.raises(InputError, match=r"huge.h5: /dS \(shape \(10000000, 41, 12\)\) needs 36.7 GiB"):
         read_signals(huge)
+
+
+# --------------------------------------------------------------------------- beyond the list
+
+
+def test_an_input_that_is_a_folder_a_fifo_or_a_device_is_named_as_such(work, capsys):
+    fifo = work["dir"] / "fifo"
+    os.mkfifo(fifo)
+    for args, match in (
+        (["info", work["runs"]], r"runs is a folder, not a file"),
+        (["info", fifo], r"fifo is not a regular file, so not a file"),
+        (["info", "/dev/null"], r"/dev/null is not a regular file"),
+        (["invert", fifo, work["data"], "-o", work["dir"] / "r.h5"], r"fifo is not a regular file, so not a model file"),
+        (["show", work["runs"], "-o", work["dir"] / "x.png"], r"runs is a folder, not a measurement file"),
+    ):
+        code, _, err = run_cli(args, capsys)  # a FIFO opened for reading would block forever
+        assert_one_line_error(code, err, match)
+
+
+def test_ingest_checks_each_array_against_the_memory_limit_before_reading(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "beam.npz"
+    np.savez(src, q=np.linspace(1, 4, 50), delays=np.arange(40.0), dS=np.zeros((40, 50)))
+    monkeypatch.setenv("MOLMOVIE_MAX_MEMORY", "4K")
+    code, _, err = run_cli(["ingest", src, "-o", tmp_path / "m.h5", "--q-units", "1/A", "--delay-units", "fs",
+                            "--signal-units", "fraction", "--kind", "difference"], capsys)
+    assert_one_line_error(code, err, r"beam.npz: dS \(.*shape \(40, 50\)\) needs 15.6 KiB of memory, more than the limit of 4 KiB "
+                                     r"\(set by MOLMOVIE_MAX_MEMORY\)")
+    assert leftovers(tmp_path) == ["beam.npz"]
+
+
+def test_reproduce_holds_its_output_folder_for_the_whole_study(tmp_path, capsys):
+    out = tmp_path / "runs" / "quick"
+    with output_lock(out.parent.mkdir() or out):
+        code, _, err = run_cli(["reproduce", "--preset", "no-such-preset", "-o", out], capsys)
+    assert_one_line_error(code, err, f"another molmovie run is writing {out} \\(lock file {out}.lock\\)")
+    assert leftovers(tmp_path / "runs") == []
+
+
+@pytest.mark.parametrize("phase", ["compute", "write"])
+def test_sigterm_ends_like_ctrl_c_with_exit_143(work, phase):
+    """``kill`` or a batch system's time limit: the temporary file is removed and the old file kept."""
+    d = work["data"]
+    before = snapshot(d)
+    code, err = _interrupt(work["dir"], phase, ["scatter", d, "--force", "--nq", "20"], signum=signal.SIGTERM)
+    assert (code, err.strip()) == (143, f"molmovie: terminated; {d} is unchanged")
+    assert snapshot(d) == before
+    assert not [n for n in leftovers(work["dir"]) if n.startswith(".") or n.endswith(".lock")]
+
+
+def test_temporaries_of_killed_runs_are_removed_by_the_next_write(work, capsys):
+    """SIGKILL leaves a temporary file; the next write of that output removes it if its process is gone."""
+    from molmovie._guards import _owner
+
+    d = work["data"]
+    host, pid = _owner().rsplit("-", 1)
+    dead = 2**22 + 12345  # above the kernel's pid_max default: no such process
+    with pytest.raises(ProcessLookupError):
+        os.kill(dead, 0)
+    stale = work["dir"] / f".d.h5.{host}-{dead}.x1y2.tmp"
+    alive = work["dir"] / f".d.h5.{host}-{os.getppid()}.a1b2.tmp"  # a running process (pytest's parent)
+    remote = work["dir"] / f".d.h5.otherhost-{dead}.c3d4.tmp"  # another host's, on a shared file system
+    other = work["dir"] / f".m.st.{host}-{dead}.e5f6.tmp"  # another output's
+    for p in (stale, alive, remote, other):
+        p.write_bytes(b"half a file")
+    assert run_cli(["scatter", d, "--force", "--nq", "9"], capsys)[0] == 0
+    assert not stale.exists() and alive.exists() and remote.exists() and other.exists()
+
+
+def test_evaluate_never_replaces_a_read_only_file_of_an_earlier_evaluation(work, capsys):
+    m, d, ev = work["model"], work["data"], work["dir"] / "ev"
+    assert run_cli(["evaluate", m, d, "-o", ev, "--split", "all"], capsys)[0] == 0
+    (ev / "notes.txt").write_text("mine")
+    os.chmod(ev / "metrics.json", 0o444)
+    before = snapshot(*ev.iterdir())
+    code, _, err = run_cli(["evaluate", m, d, "-o", ev, "--split", "all", "--force"], capsys)
+    assert_one_line_error(code, err, "metrics.json is read-only")
+    assert snapshot(*ev.iterdir()) == before
+    os.chmod(ev / "metrics.json", 0o644)
+    assert run_cli(["evaluate", m, d, "-o", ev, "--split", "train", "--force"], capsys)[0] == 0
+    assert (ev / "notes.txt").read_text() == "mine"  # other files in the folder are left alone
+    assert json.loads((ev / "metrics.json").read_text())["split"] == "train"

@@ -32,6 +32,8 @@ def shorten(value, limit: int = MAX_QUOTE) -> str:
         text = value
     else:
         text = repr(value)
+    if "\n" in text:  # one line: a NumPy array's repr spans several
+        text = " ".join(text.split())
     if len(text) > limit:
         text = f"{text[:limit]}... ({len(text) - limit} more characters)"
     return text

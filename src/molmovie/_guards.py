@@ -49,6 +49,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import tempfile
 import threading
@@ -73,6 +74,7 @@ __all__ = [
     "write_errors",
     "deferred_interrupt",
     "atomic_write",
+    "remove_stale_temporaries",
     "atomic_hdf5",
     "atomic_folder",
 ]
@@ -466,11 +468,57 @@ def deferred_interrupt() -> Iterator[_Interrupts]:
         raise KeyboardInterrupt
 
 
+def _owner() -> str:
+    """``HOST-PID`` of this process, as temporary files are named (host without dots or odd characters)."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def remove_stale_temporaries(path) -> list[Path]:
+    """Remove the temporary files of ``path`` left by molmovie processes of this host that no longer run.
+
+    A process killed while writing (SIGKILL, a lost node) cannot remove its
+    ``.NAME.HOST-PID.XXXX.tmp``; the next write of the same output does, when
+    that PID is gone on this host. Temporary files of running processes, of
+    other hosts (a shared file system) and of other programs are left alone.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    path = Path(path)
+    host = _owner().rsplit("-", 1)[0]
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{re.escape(host)}-(\d+)\.[^/]*\.tmp")
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if not match or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # still running (or a PID reused by a running process): keep its file
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, OSError):
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
+
+
 @contextmanager
 def atomic_write(path, *, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces it when the block ends without error.
 
-    The temporary file (``.NAME.XXXX.tmp`` in the same folder, so the rename
+    The temporary file (``.NAME.HOST-PID.XXXX.tmp`` in the same folder, so the rename
     is atomic) gets the mode of the file it replaces, or 0o666 less the umask
     for a new file, is flushed to disk (``fsync``) and renamed onto ``path``.
     On any exception, Ctrl-C included, it is removed and ``path`` is
@@ -491,7 +539,8 @@ def atomic_write(path, *, suffix: str = ".tmp") -> Iterator[Path]:
         raise WriteError(f"{path} is read-only; molmovie does not replace a protected file")
     mode = replacement_mode(path)
     with write_errors(path), deferred_interrupt() as interrupted:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        remove_stale_temporaries(path)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=suffix, dir=path.parent)
         os.close(fd)
         tmp = Path(name)
         try:

@@ -113,7 +113,11 @@ class Ensemble:
         self.symbols = tuple(self.symbols)
         self.time = np.asarray(self.time, dtype=float)
         self.positions = np.asarray(self.positions, dtype=float)
-        self.length = np.asarray(self.length, dtype=np.int64)
+        raw = np.asarray(self.length)
+        if raw.dtype.kind not in "iuf" or (raw.dtype.kind == "f" and not np.all(np.isfinite(raw) & (raw == np.round(raw)))):
+            raise ValueError(f"length must hold whole numbers of frames; got {raw.dtype} values")
+        # a length beyond int64 (1e300 in a damaged file) becomes -1 here and is refused below
+        self.length = raw.astype(np.int64) if raw.size == 0 or np.abs(raw).max() < 2**62 else np.full(raw.shape, -1)
         self.dissociated = np.asarray(self.dissociated, dtype=bool)
         self.source = [str(s) for s in self.source]
         m, t, n, three = self.positions.shape
@@ -123,6 +127,8 @@ class Ensemble:
             )
         if self.length.shape != (m,) or self.dissociated.shape != (m,) or len(self.source) != m:
             raise ValueError("length, dissociated and source must have one entry per trajectory")
+        if m and (self.length.min() < 0 or self.length.max() > t):
+            raise ValueError(f"length must be between 0 and {t} frames")
 
     @property
     def n_trajectories(self) -> int:

@@ -4,13 +4,19 @@ The CLI is thin: each command parses its options, calls the library and
 prints. Heavy modules (torch, tblite, dask, matplotlib) are imported inside the
 command that needs them, so ``molmovie --help`` answers at once.
 
-Errors the user can fix (:class:`molmovie.InputError`, and a few OS errors)
-become one line on stderr and exit code 2, without a traceback.
+Errors the user can fix (:class:`molmovie.InputError`, a full disk or a
+refused permission) become one line on stderr ("molmovie: error: ...") and
+exit code 2, without a traceback; Ctrl-C is one line saying what was kept
+("molmovie: interrupted; d.h5 is unchanged") and exit code 130. Every command
+that writes claims its output with :func:`._outputs.writing` (checked against
+all its inputs, locked) before it reads or computes anything.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import typer
 
@@ -63,10 +69,22 @@ def _error_line(message: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")  # undecodable bytes from a file stay printable
 
 
+#: Set when SIGTERM (``kill``, a batch system's time limit) stopped the command, not Ctrl-C.
+_terminated: list[bool] = []
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM stops the command like Ctrl-C does (temporary files removed, the old output kept), exit 143."""
+    _terminated.append(True)
+    raise KeyboardInterrupt
+
+
 def _interrupted() -> None:
     note = interrupt_note()
-    typer.echo(f"molmovie: interrupted{'; ' + note if note else ''}", err=True)
-    sys.exit(130)
+    word, code = ("terminated", 143) if _terminated else ("interrupted", 130)
+    _terminated.clear()
+    typer.echo(f"molmovie: {word}{'; ' + note if note else ''}", err=True)
+    sys.exit(code)
 
 
 #: click's ClickException, as the typer installed uses it (typer >= 0.20 carries its own copy of click).
@@ -87,10 +105,13 @@ def main(argv: list[str] | None = None) -> None:
 
     Exit codes: 0 done; 2 bad input, a usage error, or an output that could
     not be written (full disk, permissions: :class:`molmovie._guards.WriteError`);
-    130 Ctrl-C (one line saying what was kept); 1 an unexpected OS error (one
-    line). typer would turn Ctrl-C into a silent exit 130, so the app runs
+    130 Ctrl-C (one line saying what was kept); 143 SIGTERM (the same); 1 an
+    unexpected OS error (one line). typer would turn Ctrl-C into a silent exit 130, so the app runs
     with ``standalone_mode=False`` and the exceptions are handled here.
     """
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(args=argv, prog_name="molmovie", standalone_mode=False)
     except InputError as exc:
@@ -107,6 +128,9 @@ def main(argv: list[str] | None = None) -> None:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         typer.echo(f"molmovie: error: {_error_line((exc.strerror or str(exc)) + where)}", err=True)
         sys.exit(1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if code == 130:  # typer turns KeyboardInterrupt into Exit(130)
         _interrupted()
     if isinstance(code, int) and code:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -48,7 +48,8 @@ def _state(path: Path) -> tuple | None:
 
 
 @contextmanager
-def writing(output, inputs: Iterable = (), *, force: bool, folder: bool = False, kept: str | None = None) -> Iterator[Path]:
+def writing(output, inputs: Iterable = (), *, force: bool, folder: bool = False, kept: str | None = None,
+            lock: bool = True) -> Iterator[Path]:
     """Claim ``output`` for the command: check it against ``inputs``, lock it, remember its state.
 
     Parameters
@@ -64,6 +65,10 @@ def writing(output, inputs: Iterable = (), *, force: bool, folder: bool = False,
     kept : str, optional
         What Ctrl-C leaves, when the command knows better than "unchanged" or
         "the new, complete result" (a study keeps its finished stages).
+    lock : bool, default True
+        Take the output's lock here; False for a command whose library call
+        takes it itself (``generate``): a second ``flock`` on the same lock
+        file, even from this process, would be refused.
 
     Yields
     ------
@@ -77,7 +82,7 @@ def writing(output, inputs: Iterable = (), *, force: bool, folder: bool = False,
         :func:`~molmovie._guards.output_lock` (another run holds the lock).
     """
     out = check_output_path(output, [p for p in inputs if p is not None], force=force, folder=folder)
-    with output_lock(out):
+    with output_lock(out) if lock else nullcontext():
         _claimed.append((out, kept if kept is not None else _state(out)))
         try:
             yield out

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .._errors import InputError
-from .._guards import write_errors
+from .._guards import check_output_path, write_errors
 from ..datasets import SPLITS
 from ..evaluation import score_method, write_scores
 from ..evaluation.figures import plot_per_time_step
@@ -35,6 +35,8 @@ def evaluate(
         targets = [output / n for n in ("metrics.json", "frames.npz", "per_time_step.png")]
         if not force and any(t.exists() for t in targets):
             raise InputError(f"{output} already holds an evaluation; use --force to replace it")
+        for target in (t for t in targets if t.exists()):  # a read-only file of an earlier evaluation is not replaced either
+            check_output_path(target, [model, dataset], force=True)
         if split not in ("all", *SPLITS):
             raise InputError(f"--split must be train, val, test or all; got {split!r}")
         ds = read_dataset(dataset)

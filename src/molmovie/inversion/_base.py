@@ -137,7 +137,7 @@ def check_signals(dS, q, lengths, model_q, *, n_q_name: str = "model") -> tuple[
     else:
         lengths = np.asarray(lengths)
         if lengths.shape != (M,) or not np.issubdtype(lengths.dtype, np.number) or np.any(lengths != np.round(lengths)):
-            raise InputError(f"lengths must be {M} whole numbers, one per series; got {lengths!r}")
+            raise InputError(f"lengths must be {M} whole numbers, one per series; got {shorten(repr(lengths))}")
         lengths = lengths.astype(np.int64)
         if np.any(lengths < 0) or np.any(lengths > T):
             raise InputError(f"lengths must lie between 0 and the number of frames {T}; got {lengths.min()} to {lengths.max()}")
@@ -186,18 +186,18 @@ def interpolate_signals(dS, q, q_target, lengths) -> np.ndarray:
 
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:
-        raise InputError(f"The {name!r} setting must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise InputError(f"The {name!r} setting must be one of {', '.join(map(repr, choices))}; got {shorten(repr(value))}")
 
 
 def check_number(name: str, value, *, low=None, high=None, low_open=False, integer=False) -> None:
     ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.integer, np.floating))
     if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
         kind = "a whole number" if integer else "a number"
-        raise InputError(f"The {name!r} setting must be {kind}; got {value!r}")
+        raise InputError(f"The {name!r} setting must be {kind}; got {shorten(repr(value))}")
     if low is not None and (value <= low if low_open else value < low):
-        raise InputError(f"The {name!r} setting must be {'>' if low_open else '>='} {low}; got {value!r}")
+        raise InputError(f"The {name!r} setting must be {'>' if low_open else '>='} {low}; got {shorten(repr(value))}")
     if high is not None and value > high:
-        raise InputError(f"The {name!r} setting must be <= {high}; got {value!r}")
+        raise InputError(f"The {name!r} setting must be <= {high}; got {shorten(repr(value))}")
 
 
 # --------------------------------------------------------------------------- the base class
@@ -403,6 +403,8 @@ class InversionMethod:
         self.molecule_ = shorten(self.molecule_, 60)
         self.n_pairs_ = len(self.pair_labels_)
         self.q_ = np.asarray(need_array(arrays, "q", path), dtype=float)
+        if self.q_.ndim != 1 or self.q_.size == 0 or not np.all(np.isfinite(self.q_)) or np.any(self.q_ < 0):
+            raise InputError(f"{path}: damaged molmovie model file (array 'q' of shape {self.q_.shape} is not a q grid)")
         try:
             self.spec_ = SignalSpec.from_attrs(self.q_, signal_attrs)
         except InputError as exc:

@@ -22,7 +22,7 @@ import numpy as np
 from .._errors import InputError, shorten
 from .._guards import atomic_hdf5, atomic_write, check_allocation, check_output_path
 
-__all__ = ["check_output", "atomic_path", "atomic_hdf5", "open_hdf5", "check_format", "file_version", "read_array",
+__all__ = ["check_output", "atomic_path", "atomic_hdf5", "check_input_file", "open_hdf5", "check_format", "file_version", "read_array",
            "write_array", "json_default"]
 
 
@@ -94,12 +94,29 @@ def open_hdf5(path, what: str, not_hdf5: str):
     import h5py
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such {what}")
+    check_input_file(path, what)
     try:
         return h5py.File(path, "r")
     except OSError:
         raise InputError(f"{path}: {not_hdf5}") from None
+
+
+def check_input_file(path, what: str) -> Path:
+    """Refuse a missing input, a folder, or something that is not a regular file (a FIFO would block, a device never end).
+
+    Raises
+    ------
+    InputError
+        "PATH: no such WHAT", "PATH is a folder, not a WHAT", "PATH is not a regular file".
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such {what}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a {what}")
+    if not path.is_file():
+        raise InputError(f"{path} is not a regular file, so not a {what}")
+    return path
 
 
 def check_format(attrs, path, format: str, version: int, what: str) -> int:
@@ -131,7 +148,7 @@ def check_format(attrs, path, format: str, version: int, what: str) -> int:
     found_format = attrs.get("format")
     if isinstance(found_format, bytes):
         found_format = found_format.decode(errors="replace")
-    if found_format != format:
+    if not isinstance(found_format, str) or found_format != format:
         raise InputError(f"{path}: not a {what} (no format={format!r} attribute)")
     found = file_version(attrs, path, what)
     if found > version:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError
+from .._guards import check_allocation
 from ..molecules import builtin, normalise_symbols
 from .measurement import Measurement
 
@@ -151,6 +152,7 @@ class _Source:
         shape, kind = self.arrays[key]
         if kind not in "fiu":
             raise InputError(f"{self.path}: {key} ({what}) is not numeric")
+        check_allocation(shape, f"{self.path}: {key} ({what}, shape {tuple(shape)})")  # as float64, before reading
         return np.asarray(self._load(key), dtype=float)
 
     def units(self, key: str) -> str | None:

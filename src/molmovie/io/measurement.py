@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, shorten
 from .._version import __version__
 from ..measurements import Measurement, Truth, check_molecule
-from ._files import atomic_hdf5, check_allocation, check_output, file_version, json_default, write_array
+from ._files import atomic_hdf5, check_allocation, check_input_file, check_output, file_version, json_default, write_array
 from .dataset import DATASET_FORMAT
 
 __all__ = [
@@ -137,7 +137,7 @@ def _get(group, name: str, units: str, ndim: int, where: str, *, shape=None):
     if isinstance(got, bytes):
         got = got.decode()
     if got != units:
-        raise InputError(f"{where}: {name} is in units {got!r}; a measurement file stores it in {units!r}")
+        raise InputError(f"{where}: {name} is in units {shorten(repr(got), 60)}; a measurement file stores it in {units!r}")
     stored = node.id.get_storage_size()
     if node.nbytes > 1000 * stored + (1 << 20):  # a header claiming far more than the file holds
         raise InputError(f"{where}: damaged measurement file ({name} claims {node.nbytes} bytes but stores {stored})")
@@ -171,8 +171,7 @@ def read_measurement(path) -> Measurement:
 
     path = Path(path)
     where = str(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such measurement file")
+    check_input_file(path, "measurement file")
     try:
         f = h5py.File(path, "r")
     except OSError:

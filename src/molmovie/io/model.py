@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError, shorten
-from ._files import atomic_path, check_output, file_version
+from ._files import atomic_path, check_input_file, check_output, file_version
 
 __all__ = ["MODEL_FORMAT", "MODEL_VERSION", "write_model_file", "read_model_file", "need_array"]
 
@@ -71,10 +71,7 @@ def read_model_file(path) -> tuple[str, dict, dict[str, np.ndarray]]:
     from safetensors import safe_open
 
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such model file")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not a molmovie model file")
+    check_input_file(path, "model file")
     try:
         with safe_open(str(path), framework="np") as f:
             metadata = f.metadata() or {}

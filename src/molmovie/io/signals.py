@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, shorten
 from ._files import open_hdf5, read_array
 from .dataset import DATASET_FORMAT, read_dataset
 
@@ -84,6 +84,7 @@ def read_signals(path) -> dict:
         ok = length.shape == (M,) and np.issubdtype(length.dtype, np.number) and np.all(np.isfinite(length))
         ok = ok and np.all(length == np.round(length)) and np.all((length >= 0) & (length <= T))
         if not ok:
-            raise InputError(f"{path}: length must hold one whole number of valid frames (0 to {T}) per series ({M}); got {length!r}")
+            raise InputError(f"{path}: length must hold one whole number of valid frames (0 to {T}) per series ({M}); got shape {length.shape}, "
+                             f"values {shorten(np.ravel(length)[:11].tolist())}")
         length = length.astype(np.int64)
     return dict(q=q, time=time, dS=dS, length=length, symbols=symbols, series=dS.shape[0])

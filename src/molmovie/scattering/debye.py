@@ -35,7 +35,19 @@ from .._numba import parallel_lock
 from ..geometry import distances
 from .tables import atomic_numbers_for_scattering, check_q, form_factors, incoherent
 
-__all__ = ["intensity", "intensity_from_distances", "intensity_reference", "difference_signal"]
+__all__ = ["intensity", "intensity_from_distances", "intensity_reference", "difference_signal", "MAX_COORDINATE", "check_coordinates"]
+
+#: Largest coordinate accepted, Angstrom (0.1 mm): beyond it squared distances overflow long before
+#: anything physical happens, and sin(qR)/(qR) is zero to double precision anyway.
+MAX_COORDINATE = 1e6
+
+
+def check_coordinates(pos: np.ndarray, name: str = "positions") -> None:
+    """Refuse infinite coordinates and any beyond ±:data:`MAX_COORDINATE` Å (NaN marks missing frames and passes)."""
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(pos) | (np.abs(pos) > MAX_COORDINATE)
+    if np.any(bad):
+        raise InputError(f"The '{name}' parameter must hold coordinates within ±{MAX_COORDINATE:g} Å; got {pos[bad].flat[0]:g}")
 
 #: The same as :func:`molmovie.geometry.distances` (kept for old callers).
 pair_distances = distances
@@ -201,7 +213,8 @@ def intensity(symbols, positions, q, *, inelastic: bool = True) -> np.ndarray:
     ----------
     symbols : sequence of str, length n_atoms
     positions : array_like, shape (..., n_atoms, 3), Angstrom
-        NaN coordinates give a NaN output row.
+        NaN coordinates give a NaN output row; infinite ones, or beyond
+        ±:data:`MAX_COORDINATE`, are an :class:`InputError`.
     q : array_like, shape (n_q,), 1/Angstrom, >= 0
     inelastic : bool, default True
         Add the incoherent (Compton) part Σ_A S_A(q).
@@ -223,6 +236,7 @@ def intensity(symbols, positions, q, *, inelastic: bool = True) -> np.ndarray:
     n = len([symbols] if isinstance(symbols, str) else symbols)
     if pos.ndim < 2 or pos.shape[-2:] != (n, 3):
         raise InputError(f"The 'positions' parameter must have shape (..., {n}, 3) for {n} atoms; got shape {pos.shape}")
+    check_coordinates(pos)
     return intensity_from_distances(symbols, distances(pos), q, inelastic=inelastic)
 
 

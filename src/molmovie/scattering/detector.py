@@ -28,7 +28,7 @@ import numpy as np
 from .._errors import InputError
 from .._guards import check_allocation
 from ..geometry import distances
-from .debye import intensity_from_distances
+from .debye import check_coordinates, intensity_from_distances
 from .spec import MAX_PHOTONS, SignalSpec
 
 __all__ = ["q_grid", "DEFAULT_Q", "PHOTON_ENERGY_KEV", "WAVELENGTH", "MAX_PHOTONS", "Signals", "simulate", "simulate_signals"]
@@ -112,13 +112,16 @@ def _check_inputs(symbols, positions, length, time):
     raw = np.asarray(length)
     if raw.shape != (n_traj,):
         raise InputError(f"The 'length' parameter must have shape ({n_traj},), one per trajectory; got shape {raw.shape}")
-    if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(np.mod(raw, 1) == 0)):
+    if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(np.mod(raw, 1) == 0)):
         raise InputError(f"The 'length' parameter must hold integers (frames); got dtype {raw.dtype}")
+    if raw.dtype.kind == "f" and np.any(np.abs(raw) > n_frames):  # before the cast, which 1e300 overflows
+        raise InputError(f"The 'length' parameter must be between 1 and {n_frames}; got {raw[np.abs(raw) > n_frames][0]:g}")
     lengths = raw.astype(np.int64)
     if np.any(lengths < 1) or np.any(lengths > n_frames):
         bad = int(np.flatnonzero((lengths < 1) | (lengths > n_frames))[0])
         raise InputError(f"The 'length' parameter must be between 1 and {n_frames}; got {lengths[bad]} for trajectory {bad}")
     valid = np.arange(n_frames)[None, :] < lengths[:, None]
+    check_coordinates(pos)
     finite = np.all(np.isfinite(pos), axis=(2, 3))
     if np.any(valid & ~finite):
         m, f = np.argwhere(valid & ~finite)[0]

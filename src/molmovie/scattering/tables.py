@@ -103,21 +103,37 @@ def atomic_numbers_for_scattering(symbols) -> np.ndarray:
 def _tabulated(fn, z: int, x: np.ndarray, x_min: float, at_zero: float, small) -> np.ndarray:
     """Evaluate an xraylib function on x, with the small-x expansion below its first table point."""
     out = np.empty(x.size)
-    base = None
+    first = None  # (first tabulated x for this element, its value), found on the first miss
     for k, xk in enumerate(x):
+        xk = float(xk)
         if xk == 0.0:
             out[k] = at_zero
             continue
         try:
-            out[k] = fn(z, float(xk))
+            out[k] = fn(z, xk)
         except ValueError:
-            if xk >= x_min:
+            if first is None:
+                first = _first_tabulated(fn, z, x_min)
+            if first is None or xk >= first[0]:
                 raise
-            if base is None:
-                base = fn(z, x_min)
-            out[k] = small(base, xk / x_min)
+            out[k] = small(first[1], xk / first[0])
     out.setflags(write=False)
     return out
+
+
+def _first_tabulated(fn, z: int, x_min: float):
+    """The first x >= ``x_min`` (up by factors of 2) where xraylib answers for element ``z``, with its value.
+
+    The first table point differs between elements and xraylib versions
+    (1e-7 for most elements in xraylib 4.3, about 1e-3 for carbon in others).
+    """
+    x = x_min
+    while x < 0.1:
+        try:
+            return x, fn(z, x)
+        except ValueError:
+            x *= 2.0
+    return None
 
 
 @lru_cache(maxsize=512)
