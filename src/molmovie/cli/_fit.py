@@ -10,10 +10,12 @@ import typer
 
 from .._errors import InputError
 from ..inversion.measured import MEASUREMENT_METHODS, get_measurement_method
-from ..io import check_output, read_dataset
+from ..io import read_dataset
 from ..io.fit import write_fit
 from ..io.measurement import read_measurement
 from . import app
+from ._options import parse_settings
+from ._outputs import writing
 from ._progress import progress_bar
 
 
@@ -68,14 +70,9 @@ def fit(
     """Fit a measurement: γ, t0, IRF, weights and distance distributions (ensemble), or ΔP(R, t) (pdf)."""
     import numpy as np
 
-    from ._inversion import _parse_settings
-
-    check_output(output, force)
-    if output.resolve() in {measurement.resolve(), *(p.resolve() for p in [basis] if p is not None)}:
-        raise InputError(f"--output {output} is one of the input files; give another name")
     if method not in MEASUREMENT_METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(MEASUREMENT_METHODS)}")
-    options = _parse_settings(settings)
+    options = parse_settings(settings)
     ensemble_only = {"--bootstrap": ("bootstrap", bootstrap), "--seed": ("seed", seed),
                      "--t0-range": ("t0_range", _range(t0_range, "--t0-range")), "--irf-range": ("irf_range", _range(irf_range, "--irf-range"))}
     known = MEASUREMENT_METHODS[method].setting_names()
@@ -97,28 +94,29 @@ def fit(
     if figures is not None and figures.exists() and not figures.is_dir():
         raise InputError(f"--figures {figures} is a file, not a folder")
 
-    meas = read_measurement(measurement)
-    data = None
-    if basis is not None:
-        data = read_dataset(basis)
-    elif method == "ensemble":
-        raise InputError("the ensemble method needs --basis DATASET (trajectories of the measured molecule)")
+    with writing(output, [measurement, basis], force=force):
+        meas = read_measurement(measurement)
+        data = None
+        if basis is not None:
+            data = read_dataset(basis)
+        elif method == "ensemble":
+            raise InputError("the ensemble method needs --basis DATASET (trajectories of the measured molecule)")
 
-    with progress_bar(f"fitting ({method})", None, unit="") as update:
+        with progress_bar(f"fitting ({method})", None, unit="") as update:
 
-        def progress(done: int, info: dict) -> None:
-            stage = str(info.get("stage", ""))
-            if info.get("total"):
-                update(completed=done, total=info["total"], status=stage)
-            else:
-                update(status=f"{stage} ({done})")
+            def progress(done: int, info: dict) -> None:
+                stage = str(info.get("stage", ""))
+                if info.get("total"):
+                    update(completed=done, total=info["total"], status=stage)
+                else:
+                    update(status=f"{stage} ({done})")
 
-        model.fit(meas, basis=data, progress=progress)
-    result = model.result_
-    if not result.converged:
-        raise InputError(f"the {method} fit did not converge: {result.message}; no result written")
-    result.provenance.update({"measurement_file": str(measurement), "basis_file": None if basis is None else str(basis)})
-    write_fit(result, output, force=force)
+            model.fit(meas, basis=data, progress=progress)
+        result = model.result_
+        if not result.converged:
+            raise InputError(f"the {method} fit did not converge: {result.message}; no result written")
+        result.provenance.update({"measurement_file": str(measurement), "basis_file": None if basis is None else str(basis)})
+        write_fit(result, output, force=force)
 
     lines = [f"{output}: {method} fit of {meas.molecule or 'the measurement'}, {result.n_data} data, "
              f"reduced χ² {result.reduced_chi2:.3f} (σ: {result.sigma_source.split(':')[0]})"]

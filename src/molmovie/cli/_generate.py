@@ -16,6 +16,7 @@ from ..dynamics.initial import INITIAL_CONDITIONS, Mixture, get_initial
 from ..molecules import get_molecule
 from . import app
 from ._options import parse_splits
+from ._outputs import writing
 from ._progress import progress_callback
 
 
@@ -157,24 +158,27 @@ def generate(
     if trajectories < 1:
         raise InputError(f"--trajectories must be >= 1; got {trajectories}")
     calc, init = _calculator(calculator, morse), _initial(initial, amplitude, phase, excess, bond, no_wigner, limit, repulsive)
-    with progress_callback(f"generate {molecule}", unit="trajectories", status=_generate_status) as progress:
-        if stop_dissociated or tmax is not None or dt is not None or timestep is not None:
-            mol = get_molecule(molecule)
-            model = default_model(mol, calc) if model is None else get_model(model)
-            if stop_dissociated:
-                model = model.replace(stop_dissociated=True)
-            if tmax is not None or dt is not None or timestep is not None:
-                model = _retime(model, tmax, dt, timestep)
-            molecule = mol
-        try:
-            ds = run(molecule, trajectories, model=model, seed=seed, workers=workers, scheduler=scheduler,
-                     output=output, splits=sizes, force=force, progress=progress, calculator=calc, initial=init)
-        except KeyboardInterrupt:
-            folder = partial_path(output)
-            saved = len(list(folder.glob("traj-*.npz"))) if folder.is_dir() else 0
-            typer.echo(f"molmovie: interrupted; {saved} finished trajectories are kept in {folder}; "
-                       f"run the same command again to resume", err=True)
-            raise typer.Exit(130) from None
+    molecule_file = [Path(molecule)] if Path(molecule).is_file() else []
+    # the library takes the output lock itself (and resumes from OUTPUT.partial/)
+    with writing(output, molecule_file, force=force, lock=False):
+        with progress_callback(f"generate {molecule}", unit="trajectories", status=_generate_status) as progress:
+            if stop_dissociated or tmax is not None or dt is not None or timestep is not None:
+                mol = get_molecule(molecule)
+                model = default_model(mol, calc) if model is None else get_model(model)
+                if stop_dissociated:
+                    model = model.replace(stop_dissociated=True)
+                if tmax is not None or dt is not None or timestep is not None:
+                    model = _retime(model, tmax, dt, timestep)
+                molecule = mol
+            try:
+                ds = run(molecule, trajectories, model=model, seed=seed, workers=workers, scheduler=scheduler,
+                         output=output, splits=sizes, force=force, progress=progress, calculator=calc, initial=init)
+            except KeyboardInterrupt:
+                folder = partial_path(output)
+                saved = len(list(folder.glob("traj-*.npz"))) if folder.is_dir() else 0
+                typer.echo(f"molmovie: interrupted; {saved} finished trajectories are kept in {folder}; "
+                           f"run the same command again to resume", err=True)
+                raise typer.Exit(130) from None
     summary = ds.ensemble.provenance["summary"]
     drift = summary["max_drift_eV"]
     typer.echo(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,30 +12,13 @@ from .._errors import InputError
 from ..io import read_dataset, read_signals, write_inversion
 from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, interpolate_signals, load_method
 from . import app
+from ._options import parse_settings
 from ._outputs import writing
 from ._progress import progress_callback
 
 
 def _method_help() -> str:
     return f"Inversion method: {', '.join(METHODS)}."
-
-
-def _parse_settings(items: list[str] | None) -> dict:
-    """``["hidden=64", "target=log", "decoder=true"]`` -> settings; values are JSON, else strings."""
-    settings = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise InputError(f"--set takes KEY=VALUE (e.g. --set hidden=64); got {item!r}")
-        text = text.strip()
-        literal = {"True": "true", "False": "false", "None": "null"}.get(text, text)
-        try:
-            value = json.loads(literal)
-        except ValueError:
-            value = text
-        settings[key] = value
-    return settings
 
 
 def _shortcut_settings(method: InversionMethod, **shortcuts) -> dict:
@@ -89,7 +71,7 @@ def train(
 
 def _train(dataset, output, method, exclude_dissociating, epochs, seed, device, settings, force) -> None:
     model = get_method(method)
-    model.set_params(**{**_parse_settings(settings), **_shortcut_settings(model, epochs=epochs, seed=seed, device=device)})
+    model.set_params(**{**parse_settings(settings), **_shortcut_settings(model, epochs=epochs, seed=seed, device=device)})
     _warn(model)  # before reading a possibly large dataset
 
     ds = read_dataset(dataset)
