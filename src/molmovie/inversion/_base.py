@@ -17,6 +17,7 @@ and copies raw numbers; it never unpickles and never runs code from the file.
 
 from __future__ import annotations
 
+import abc
 import inspect
 import math
 from dataclasses import dataclass
@@ -203,7 +204,7 @@ def check_number(name: str, value, *, low=None, high=None, low_open=False, integ
 # --------------------------------------------------------------------------- the base class
 
 
-class InversionMethod:
+class InversionMethod(abc.ABC):
     """Base of the inversion methods: settings handling, fitted checks, the molecule record.
 
     Subclasses define ``name`` (their key in :data:`molmovie.inversion.METHODS`),
@@ -296,10 +297,11 @@ class InversionMethod:
                 f"this {type(self).__name__} is not fitted yet: call fit(train) (or load a saved model) before {what}"
             )
 
+    @abc.abstractmethod
     def fit(self, train, val=None, *, progress=None) -> "InversionMethod":
         """Learn from training trajectories (Datasets with signals), validating on ``val``; returns self."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def predict(self, dS, *, q, lengths=None) -> Prediction:
         """Distances (with standard deviations, for methods that have them) for every frame.
 
@@ -317,7 +319,6 @@ class InversionMethod:
         Prediction
             Shape (M, T, n_pairs), Angstrom, NaN past each length.
         """
-        raise NotImplementedError
 
     def _start_fit(self, train, val):
         """Forget learned state, check the settings and the data: the training set's valid-frame mask (M, T) and ``val``."""
