@@ -67,7 +67,9 @@ def plot_fit_signals(q, delays, dS, dS_fit, residual, *, ax=None, title: str = "
 def plot_distance_bands(delays, pair_labels, mean, mean_std, quantiles, levels, *, channel_mean=None, channel_mean_std=None,
                         channels=("bound", "dissociated"), dissociated_fraction=None, dissociated_fraction_std=None,
                         truth_mean=None, ax=None):
-    """Every distance's distribution against delay: ensemble mean ± 2σ, the outer quantile band, per channel; and the dissociated fraction.
+    """Every distance's distribution against delay: ensemble mean ± 2σ and the outer quantile band; each channel's mean
+    ± 2σ on its own panel (own scale: a bound vibration of hundredths of an Å beside fragments tens of Å apart); and the
+    dissociated fraction.
 
     Parameters
     ----------
@@ -78,49 +80,62 @@ def plot_distance_bands(delays, pair_labels, mean, mean_std, quantiles, levels, 
     quantiles : ndarray, shape (T, P, K), Angstrom
     levels : ndarray, shape (K,)
     channel_mean, channel_mean_std : ndarray, shape (C, T, P), optional
+        Per-channel means (NaN for an empty channel, which gets no panel).
+    channels : sequence of str, length C
+        Channel names; "ground" is the molecules left in the ground state (a fit with the hole).
     dissociated_fraction, dissociated_fraction_std : ndarray, shape (T,), optional
+        Of the excited ensemble.
     truth_mean : ndarray, shape (T, P), optional
         Drawn in black when known (simulated experiments).
-    ax : sequence of P (+1) Axes, optional
+    ax : sequence of Axes, optional
+        P + (non-empty channels) + (1 with a dissociated fraction).
     """
     import matplotlib.pyplot as plt
 
     P = len(pair_labels)
-    n_panels = P + (dissociated_fraction is not None)
+    shown = [] if channel_mean is None else [c for c in range(len(channels)) if not np.all(np.isnan(channel_mean[c]))]
+    n_panels = P + len(shown) + (dissociated_fraction is not None)
     if ax is None:
-        fig, axes = plt.subplots(n_panels, 1, figsize=(8, 2.8 * n_panels), sharex=True, constrained_layout=True, squeeze=False)
+        fig, axes = plt.subplots(n_panels, 1, figsize=(8, 2.6 * n_panels), sharex=True, constrained_layout=True, squeeze=False)
         axes = axes[:, 0]
     else:
         axes = np.atleast_1d(ax)
         fig = axes[0].figure
     x = np.asarray(delays, dtype=float)
+    colors = {"bound": "C2", "dissociated": "C3", "ground": "C7"}
+    names = {"ground": "molecules left in the ground state"}
     for p, label in enumerate(pair_labels):
         a = axes[p]
         a.fill_between(x, quantiles[:, p, 0], quantiles[:, p, -1], color="C0", alpha=0.15,
-                       label=f"{100 * levels[0]:.0f}-{100 * levels[-1]:.0f} % of the ensemble")
+                       label=f"{100 * levels[0]:.0f}-{100 * levels[-1]:.0f} % of the excited ensemble")
         a.fill_between(x, mean[:, p] - 2 * mean_std[:, p], mean[:, p] + 2 * mean_std[:, p], color="C0", alpha=0.45, label="mean ± 2σ (bootstrap)")
-        a.plot(x, mean[:, p], color="C0", lw=1.2, label="ensemble mean")
-        if channel_mean is not None:
-            for c, (name, color) in enumerate(zip(channels, ("C2", "C3", "C7"))):
-                if np.all(np.isnan(channel_mean[c, :, p])):
-                    continue
-                a.plot(x, channel_mean[c, :, p], color=color, lw=1.0, ls="--",
-                       label=f"mean, {name} trajectories" if name != "ground" else "mean, molecules left in the ground state")
-                if channel_mean_std is not None:
-                    a.fill_between(x, channel_mean[c, :, p] - 2 * channel_mean_std[c, :, p], channel_mean[c, :, p] + 2 * channel_mean_std[c, :, p],
-                                   color=color, alpha=0.25)
+        a.plot(x, mean[:, p], color="C0", lw=1.2, label="excited-ensemble mean")
         if truth_mean is not None:
             a.plot(x, truth_mean[:, p], color="black", lw=1.0, label="truth")
         a.set_ylabel(f"R {label} (Å)")
         a.grid(alpha=0.3)
-        if p == 0:
-            a.legend(fontsize=7, ncol=2, loc="upper left")
+        a.legend(fontsize=7, ncol=2, loc="upper left")
+    for k, c in enumerate(shown):
+        a = axes[P + k]
+        name = str(channels[c])
+        color = colors.get(name, f"C{4 + k}")
+        for p, label in enumerate(pair_labels):
+            m = channel_mean[c, :, p]
+            a.plot(x, m, color=color if P == 1 else f"C{p}", lw=1.1, label=f"{label}")
+            if channel_mean_std is not None:
+                sd = channel_mean_std[c, :, p]
+                a.fill_between(x, m - 2 * sd, m + 2 * sd, color=color if P == 1 else f"C{p}", alpha=0.3)
+        a.set_ylabel("mean R (Å)")
+        a.set_title(f"{names.get(name, name + ' trajectories')}: mean ± 2σ", fontsize=9)
+        a.grid(alpha=0.3)
+        if P > 1:
+            a.legend(fontsize=7, ncol=min(P, 4), loc="upper left")
     if dissociated_fraction is not None:
-        a = axes[P]
+        a = axes[P + len(shown)]
         a.plot(x, dissociated_fraction, color="C3")
         if dissociated_fraction_std is not None:
             a.fill_between(x, dissociated_fraction - 2 * dissociated_fraction_std, dissociated_fraction + 2 * dissociated_fraction_std, color="C3", alpha=0.3)
-        a.set_ylabel("dissociated fraction")
+        a.set_ylabel("dissociated\n(of the excited)")
         a.set_ylim(-0.02, 1.02)
         a.grid(alpha=0.3)
     axes[-1].set_xlabel("delay (fs)")
