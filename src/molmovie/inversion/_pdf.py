@@ -67,7 +67,8 @@ Two estimates are made:
    unconstrained problem.
 
 I_gs, the ground-state intensity that turns ΔS into ΔI, comes from the basis
-(mean first-frame intensity of its trajectories, the laser-off reference of
+(mean first-frame intensity of its trajectories that start from a ground-state
+sample, ``ground_start`` where the generator records it; the laser-off reference of
 the measurement model) when one is given, else from ``ground_distances``, else
 from the molecule's built-in geometry, else from the atoms alone
 (:math:`\sum f^2 + \sum S`, which neglects the ground state's own pair term;
@@ -87,6 +88,7 @@ from ..io.fit import FitResult, PdfPart
 from ..measurements import check_molecule
 from ..molecules import BUILTIN, builtin
 from ..scattering import form_factors, incoherent, intensity, intensity_from_distances
+from ..scattering.measurement import ground_start_flags
 from ._base import check_choice, check_number
 from ._measured_base import MeasurementMethod, measurement_sigma
 
@@ -282,10 +284,14 @@ class PairDistributionFit(MeasurementMethod):
 
         if basis is not None:
             first = np.asarray(basis.positions)[:, 0]
+            flags = ground_start_flags(basis)  # displaced starts are not ground-state samples
+            if flags is not None and flags.any():
+                first = first[flags]
             I_gs = intensity(symbols, first, q).mean(axis=0)
             d0 = distances(first)
             return I_gs, _ground_density(d0, type_of_pair, n_types, edges), (
-                f"basis: I_gs = mean first-frame intensity of {len(first)} trajectories; P_ground = their first-frame distances (Gaussian KDE)"
+                f"basis: I_gs = mean first-frame intensity of {len(first)} trajectories that start from a ground-state sample; "
+                f"P_ground = their first-frame distances (Gaussian KDE)"
             )
         if self.ground_distances is not None:
             d = np.asarray(self.ground_distances, dtype=float).ravel()
