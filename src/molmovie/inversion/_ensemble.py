@@ -514,7 +514,10 @@ class EnsembleFit(MeasurementMethod):
                 sys_b = sys0
                 for _ in range(steps if H is not None else 0):
                     g = _gradient(grad_parts, sys_b, red, cb, d_b.ravel())
-                    new = np.clip(th - np.linalg.solve(H, g), [lo for lo, _ in bounds], [hi for _, hi in bounds])
+                    free = np.array([hi > lo for lo, hi in bounds])
+                    step = np.zeros(2)
+                    step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])  # Newton on the free parameters only
+                    new = np.clip(th - step, [lo for lo, _ in bounds], [hi for _, hi in bounds])
                     if np.allclose(new, th, atol=1e-6):
                         break
                     th = new
@@ -627,14 +630,17 @@ def _local_model(system, chi2_at, t0, irf, c, red, bounds):
     h = np.array([max(0.5, 0.01 * irf), max(0.5, 0.02 * irf)])
     lo = np.array([b[0] for b in bounds])
     hi = np.array([b[1] for b in bounds])
-    x0 = np.clip(np.array([t0, irf]), lo + h, hi - h)
+    free = hi > lo  # a range of one value fixes its parameter: no step along it
+    x0 = np.array([t0, irf])
+    x0 = np.where(free, np.clip(x0, lo + h, hi - h), x0)
     f = lambda a, b: chi2_at((x0[0] + a * h[0], x0[1] + b * h[1]))  # noqa: E731
     f0 = f(0, 0)
     H = np.empty((2, 2))
     H[0, 0] = (f(1, 0) - 2 * f0 + f(-1, 0)) / h[0] ** 2
     H[1, 1] = (f(0, 1) - 2 * f0 + f(0, -1)) / h[1] ** 2
     H[0, 1] = H[1, 0] = (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1)) / (4 * h[0] * h[1])
-    if not (np.all(np.isfinite(H)) and np.all(np.linalg.eigvalsh(H) > 0)):
+    Hf = H[np.ix_(free, free)]
+    if not free.any() or not (np.all(np.isfinite(Hf)) and np.all(np.linalg.eigvalsh(Hf) > 0)):
         return None, None
     parts = []
     for k in range(2):
