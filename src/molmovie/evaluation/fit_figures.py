@@ -247,8 +247,11 @@ def plot_hole(r0, hole_weights, pair_labels, *, bins: int = 20, ax=None):
         b = a.twinx()
         with np.errstate(invalid="ignore", divide="ignore"):
             prob = np.where(n_all > 0, n_hole * G / np.maximum(n_all, 1), np.nan)
-        b.plot(0.5 * (edges[1:] + edges[:-1]), prob, "o", color="C1", ms=3, label="removal probability")
+        b.plot(0.5 * (edges[1:] + edges[:-1]), prob, "o", color="C1", ms=3, label="removal probability (right axis)")
         b.set_ylabel("removal probability", color="C1")
+        b.set_ylim(-0.05, 1.35)  # room above 1 for the legend
+        a.set_ylim(0, 1.35 * a.get_ylim()[1])
         a.set_title(f"hole: mean R removed {h @ r0[:, p] / max(h.sum(), 1e-300):.3f} Å, ground {r0[:, p].mean():.3f} Å")
-        a.legend(fontsize=7, loc="upper left")
+        handles = a.get_legend_handles_labels()[0] + b.get_legend_handles_labels()[0]
+        b.legend(handles, [hd.get_label() for hd in handles], fontsize=7, loc="upper left", ncol=2)
     return fig
