@@ -120,6 +120,19 @@ def test_empty_subset(dataset):
     assert empty.n_trajectories == 0 and empty.dS.shape == (0,) + dataset.dS.shape[1:]
 
 
+def test_subset_selects_the_per_trajectory_records(dataset):
+    from dataclasses import replace
+
+    records = [{"seed": i} for i in range(dataset.n_trajectories)]
+    ens = replace(dataset.ensemble, provenance={"model": "m", "trajectories": records})
+    picked = Dataset(ens).subset([2, 0])
+    assert picked.ensemble.provenance["trajectories"] == [{"seed": 2}, {"seed": 0}]
+    assert picked.ensemble.provenance["model"] == "m"
+    # records that are not one per trajectory are kept as they are
+    odd = replace(dataset.ensemble, provenance={"trajectories": records[:1]})
+    assert Dataset(odd).subset([1]).ensemble.provenance["trajectories"] == records[:1]
+
+
 def test_split_selects_trajectories(dataset):
     test = dataset.split("test")
     np.testing.assert_array_equal(test.positions, dataset.positions[dataset.splits["test"]])

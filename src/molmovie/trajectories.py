@@ -158,8 +158,16 @@ class Ensemble:
         return _distances(self.positions)
 
     def subset(self, indices) -> "Ensemble":
-        """The trajectories at ``indices`` (an integer array or a boolean mask), in that order."""
+        """The trajectories at ``indices`` (an integer array or a boolean mask), in that order.
+
+        Per-trajectory records (``provenance["trajectories"]``, one per
+        trajectory, as the generator writes them) are selected with them.
+        """
         idx = np.arange(self.n_trajectories)[_index_array(indices)]
+        provenance = dict(self.provenance)
+        records = provenance.get("trajectories")
+        if isinstance(records, list) and len(records) == self.n_trajectories:
+            provenance["trajectories"] = [records[i] for i in idx]
         return replace(
             self,
             positions=self.positions[idx],
@@ -168,7 +176,7 @@ class Ensemble:
             source=[self.source[i] for i in idx],
             energy=None if self.energy is None else self.energy[idx],
             state=None if self.state is None else self.state[idx],
-            provenance=dict(self.provenance),
+            provenance=provenance,
         )
 
 
