@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from threadpoolctl import threadpool_limits
 
 from .._errors import InputError
 from ..inversion.measured import MEASUREMENT_METHODS, get_measurement_method
@@ -111,6 +112,10 @@ def fit(
                 else:
                     update(status=f"{stage} ({done})")
 
+            # The fits are many small matrix products and NNLS solves: BLAS threads only add
+        # overhead there (the ensemble benchmark ran 3-10x slower with two threads on a
+        # busy 2-core machine), so BLAS runs one thread while fitting.
+        with threadpool_limits(limits=1, user_api="blas"):
             model.fit(meas, basis=data, progress=progress)
         result = model.result_
         if not result.converged:
