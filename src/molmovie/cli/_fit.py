@@ -10,6 +10,7 @@ import typer
 from threadpoolctl import threadpool_limits
 
 from .._errors import InputError
+from ..evaluation import fit_figures as ff
 from ..inversion.measured import MEASUREMENT_METHODS, get_measurement_method
 from ..io import read_dataset
 from ..io.fit import write_fit
@@ -154,8 +155,6 @@ def _figures(result, folder: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..evaluation import fit_figures as ff
 
     out = []
 

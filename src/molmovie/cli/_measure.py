@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .._errors import InputError
+from ..evaluation.measurement_figures import plot_measurement
 from ..io import atomic_path
 from ..io.beamline import ingest as ingest_file
 from ..io.measurement import read_measurement, write_measurement
@@ -115,8 +116,6 @@ def _show(file: Path, output: Path, q, tmax) -> None:
     meas = read_measurement(file)
     if tmax is not None and not (meas.delays <= tmax).any():
         raise InputError(f"--tmax {tmax:g} fs is before the first delay ({meas.delays[0]:g} fs)")
-    from ..evaluation.measurement_figures import plot_measurement
-
     p = meas.provenance
     about = [f"reference: {p['reference']}" if "reference" in p else None,
              f"Legendre order {p['legendre']}" if p.get("legendre") is not None else None,
