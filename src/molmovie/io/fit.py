@@ -50,9 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, shorten
 from .._version import __version__
-from ._files import atomic_path, check_output, json_default
+from ._files import atomic_hdf5, check_output, file_version, json_default, open_hdf5, read_array, write_array
 
 __all__ = ["FIT_FORMAT", "FIT_VERSION", "FitResult", "EnsemblePart", "PdfPart", "write_fit", "read_fit"]
 
@@ -309,72 +309,77 @@ def write_fit(result: FitResult, path, *, force: bool = False) -> Path:
     except (TypeError, ValueError) as exc:
         raise InputError(f"fit settings or provenance are not JSON-able ({exc})") from None
     strings = h5py.string_dtype()
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FIT_FORMAT
-            f.attrs["version"] = FIT_VERSION
-            f.attrs["molmovie_version"] = __version__
-            if result.molecule is not None:
-                f.attrs["molecule"] = result.molecule
-            for name in _ROOT_ATTRS:
-                f.attrs[name] = getattr(result, name)
-            f.attrs["settings"] = settings
-            f.attrs["provenance"] = provenance
-            for name, units in _ROOT_UNITS.items():
-                f.create_dataset(name, data=np.asarray(getattr(result, name), dtype=float)).attrs["units"] = units
-            f.create_dataset("residual", data=result.residual).attrs["units"] = "1"
-            if result.symbols is not None:
-                f.create_group("atoms").create_dataset("symbols", data=np.array(list(result.symbols), dtype="S3"))
-            for part, units, strs, attrs, gname in (
-                (result.ensemble, _ENSEMBLE_UNITS, _ENSEMBLE_STRINGS, _ENSEMBLE_ATTRS, "ensemble"),
-                (result.pdf, _PDF_UNITS, _PDF_STRINGS, _PDF_ATTRS, "pdf"),
-            ):
-                if part is None:
-                    continue
-                g = f.create_group(gname)
-                for name, unit in units.items():
-                    value = getattr(part, name)
-                    if value is None:
-                        continue
-                    g.create_dataset(name, data=np.asarray(value)).attrs["units"] = unit
-                for name in strs:
-                    g.create_dataset(name, data=np.array([str(s) for s in getattr(part, name)], dtype=strings))
-                for name in attrs:
-                    g.attrs[name] = getattr(part, name)
+    with atomic_hdf5(path) as f:  # built in memory, written whole: a full disk is one line, never a crash
+        f.attrs["format"] = FIT_FORMAT
+        f.attrs["version"] = FIT_VERSION
+        f.attrs["molmovie_version"] = __version__
+        if result.molecule is not None:
+            f.attrs["molecule"] = result.molecule
+        for name in _ROOT_ATTRS:
+            f.attrs[name] = getattr(result, name)
+        f.attrs["settings"] = settings
+        f.attrs["provenance"] = provenance
+        for name, units in _ROOT_UNITS.items():
+            write_array(f, name, np.asarray(getattr(result, name), dtype=float), units)
+        write_array(f, "residual", result.residual, "1")
+        if result.symbols is not None:
+            f.create_group("atoms").create_dataset("symbols", data=np.array(list(result.symbols), dtype="S3"))
+        for part, units, strs, attrs, gname in (
+            (result.ensemble, _ENSEMBLE_UNITS, _ENSEMBLE_STRINGS, _ENSEMBLE_ATTRS, "ensemble"),
+            (result.pdf, _PDF_UNITS, _PDF_STRINGS, _PDF_ATTRS, "pdf"),
+        ):
+            if part is None:
+                continue
+            g = f.create_group(gname)
+            for name, unit in units.items():
+                value = getattr(part, name)
+                if value is not None:
+                    write_array(g, name, np.asarray(value), unit)
+            for name in strs:
+                g.create_dataset(name, data=np.array([str(s) for s in getattr(part, name)], dtype=strings))
+            for name in attrs:
+                g.attrs[name] = getattr(part, name)
     return path
 
 
+_WHAT = "molmovie fit result"
+
+
 def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def _read_part(g, cls, units: dict, strs, attrs, where: str):
-    import h5py
+def _array(group, name: str, units: str, path):
+    """An array of numbers with its ``units`` attribute, its kind and size checked before it is read."""
+    node = group.get(name)
+    if node is not None and _text(node.attrs.get("units")) != units:
+        raise InputError(f"{path}: damaged {_WHAT} ({group.name.rstrip('/')}/{name} is not an array in {units!r})")
+    return read_array(group, name, path, what=_WHAT)
 
+
+def _strings(group, name: str, path) -> tuple:
+    return tuple(str(_text(s)) for s in np.atleast_1d(read_array(group, name, path, kinds="SOU", what=_WHAT)))
+
+
+def _read_part(g, cls, units: dict, strs, attrs, path):
     kw = {}
     for fld in fields(cls):
         name = fld.name
         if name in units:
-            node = g.get(name)
-            if node is None:
+            if name not in g:
                 if fld.default is None or name == "ground_P":  # optional arrays (ground_P, the hole's)
                     kw[name] = None
                     continue
-                raise InputError(f"{where}: damaged fit file (no array {g.name}/{name})")
-            if not isinstance(node, h5py.Dataset) or _text(node.attrs.get("units")) != units[name]:
-                raise InputError(f"{where}: damaged fit file ({g.name}/{name} is not an array in {units[name]!r})")
-            value = node[()]
-            kw[name] = float(value) if np.ndim(value) == 0 and name not in ("rank",) else value
+                raise InputError(f"{path}: damaged {_WHAT} (no array {g.name}/{name})")
+            value = _array(g, name, units[name], path)
+            kw[name] = float(value) if np.ndim(value) == 0 else value
         elif name in strs:
-            node = g.get(name)
-            if not isinstance(node, h5py.Dataset):
-                raise InputError(f"{where}: damaged fit file (no {g.name}/{name})")
-            kw[name] = tuple(_text(s) for s in node[()])
+            kw[name] = _strings(g, name, path)
         elif name in attrs:
             if name not in g.attrs and fld.default is not MISSING:
                 continue
             if name not in g.attrs:
-                raise InputError(f"{where}: damaged fit file (no attribute {name} on {g.name})")
+                raise InputError(f"{path}: damaged {_WHAT} (no attribute {name} on {g.name})")
             value = _text(g.attrs[name])
             kw[name] = int(value) if name == "rank" else (float(value) if isinstance(value, (float, np.floating, int, np.integer)) else str(value))
     return cls(**kw)
@@ -383,56 +388,61 @@ def _read_part(g, cls, units: dict, strs, attrs, where: str):
 def read_fit(path) -> FitResult:
     """Read a fit result file (opened read-only).
 
+    Every array's kind and size are checked against the memory limit before
+    it is read (:func:`molmovie.io.read_array`), so a forged header cannot
+    make the reader allocate what the file does not hold.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    FitResult
+
     Raises
     ------
     InputError
         If the file is missing, not HDF5, of another format or a newer
         version, or damaged.
     """
-    import h5py
-
     path = Path(path)
-    where = str(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such fit result file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path}: not an HDF5 file, so not a molmovie fit result") from None
-    with f:
+    with open_hdf5(path, "fit result file", f"not an HDF5 file, so not a {_WHAT}") as f:
         fmt = _text(f.attrs.get("format"))
         if fmt != FIT_FORMAT:
-            raise InputError(f"{path}: not a molmovie fit result (format {fmt!r})")
-        try:
-            version = int(f.attrs.get("version"))
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: damaged fit file (no version)") from None
+            raise InputError(f"{path}: not a {_WHAT} (format {shorten(repr(fmt), 60)})")
+        if "version" not in f.attrs:
+            raise InputError(f"{path}: damaged {_WHAT} (no version attribute)")
+        version = file_version(f.attrs, path, _WHAT)
         if version > FIT_VERSION:
             raise InputError(f"{path}: fit format version {version} is newer than this molmovie reads ({FIT_VERSION}); upgrade molmovie")
+        if version < 1:
+            raise InputError(f"{path}: damaged {_WHAT} (version {version})")
         try:
             kw = {name: _text(f.attrs[name]) for name in _ROOT_ATTRS}
             kw["settings"] = json.loads(f.attrs.get("settings", "{}"))
             kw["provenance"] = json.loads(f.attrs.get("provenance", "{}"))
-        except (KeyError, ValueError) as exc:
-            raise InputError(f"{path}: damaged fit file ({exc})") from None
+            if not isinstance(kw["settings"], dict) or not isinstance(kw["provenance"], dict):
+                raise ValueError("settings and provenance must be JSON objects")
+            kw["converged"] = bool(kw["converged"])
+            for name in ("method", "message", "sigma_source"):
+                kw[name] = str(kw[name])
+            for name in ("chi2", "n_params", "reduced_chi2"):
+                kw[name] = float(kw[name])
+            kw["n_data"] = int(kw["n_data"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InputError(f"{path}: damaged {_WHAT} ({shorten(str(exc), 120)})") from None
         for name, units in _ROOT_UNITS.items():
-            node = f.get(name)
-            if not isinstance(node, h5py.Dataset) or _text(node.attrs.get("units")) != units:
-                raise InputError(f"{path}: damaged fit file (no array {name} in {units!r})")
-            kw[name] = node[()]
+            kw[name] = _array(f, name, units, path)
+        for name in ("delays", "q"):
+            if kw[name].ndim != 1:
+                raise InputError(f"{path}: damaged {_WHAT} ({name} has shape {kw[name].shape}, expected one dimension)")
         T, Q = len(kw["delays"]), len(kw["q"])
         for name in ("dS", "sigma", "dS_fit"):
             if kw[name].shape != (T, Q):
-                raise InputError(f"{path}: damaged fit file ({name} has shape {kw[name].shape}, expected {(T, Q)})")
-        kw["symbols"] = tuple(_text(s) for s in f["atoms/symbols"][()]) if "atoms/symbols" in f else None
-        kw["molecule"] = _text(f.attrs["molecule"]) if "molecule" in f.attrs else None
-        kw["ensemble"] = _read_part(f["ensemble"], EnsemblePart, _ENSEMBLE_UNITS, _ENSEMBLE_STRINGS, _ENSEMBLE_ATTRS, where) if "ensemble" in f else None
-        kw["pdf"] = _read_part(f["pdf"], PdfPart, _PDF_UNITS, _PDF_STRINGS, _PDF_ATTRS, where) if "pdf" in f else None
-    kw["converged"] = bool(kw["converged"])
-    kw["method"] = str(kw["method"])
-    kw["message"] = str(kw["message"])
-    kw["sigma_source"] = str(kw["sigma_source"])
-    for name in ("chi2", "n_params", "reduced_chi2"):
-        kw[name] = float(kw[name])
-    kw["n_data"] = int(kw["n_data"])
+                raise InputError(f"{path}: damaged {_WHAT} ({name} has shape {kw[name].shape}, expected {(T, Q)})")
+        kw["symbols"] = _strings(f["atoms"], "symbols", path) if "atoms" in f else None
+        kw["molecule"] = str(_text(f.attrs["molecule"])) if "molecule" in f.attrs else None
+        kw["ensemble"] = _read_part(f["ensemble"], EnsemblePart, _ENSEMBLE_UNITS, _ENSEMBLE_STRINGS, _ENSEMBLE_ATTRS, path) if "ensemble" in f else None
+        kw["pdf"] = _read_part(f["pdf"], PdfPart, _PDF_UNITS, _PDF_STRINGS, _PDF_ATTRS, path) if "pdf" in f else None
     return FitResult(**kw)
