@@ -22,7 +22,7 @@ import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -204,7 +204,72 @@ def check_number(name: str, value, *, low=None, high=None, low_open=False, integ
 # --------------------------------------------------------------------------- the base class
 
 
-class InversionMethod(abc.ABC):
+class _Settings:
+    """Keyword settings in the scikit-learn shape, shared by the inversion and the measurement methods.
+
+    The constructor only stores its keyword-only arguments (the settings);
+    :meth:`get_params`, :meth:`set_params` and :meth:`clone` read and change
+    them by name, :meth:`check_settings` validates them, and learned state
+    (attributes ending in ``_``) is forgotten by :meth:`_reset` before a fit.
+    Subclasses set ``name``, their key in their registry.
+    """
+
+    name: str = ""
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The names of the constructor's keyword-only arguments."""
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY]
+
+    def get_params(self) -> dict[str, Any]:
+        """The settings given to the constructor, as a dict."""
+        return {k: getattr(self, k) for k in self.setting_names()}
+
+    def __repr__(self) -> str:
+        cls = type(self)
+        sig = inspect.signature(cls.__init__)
+        changed = [
+            f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default is not v and sig.parameters[k].default != v
+        ]
+        return f"{cls.__name__}({', '.join(changed)})"
+
+    def set_params(self, **settings) -> Self:
+        """Change settings (like scikit-learn's); an unknown name is an :class:`InputError`. Returns self.
+
+        Values are checked by :meth:`check_settings` (and by ``fit``).
+        Learned state is kept until the next ``fit``.
+        """
+        known = self.setting_names()
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise InputError(
+                f"the {self.name!r} method has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(known)}"
+            )
+        for key, value in settings.items():
+            setattr(self, key, value)
+        return self
+
+    def clone(self, **settings) -> Self:
+        """A new, unfitted method of the same kind and settings (changed by ``settings``)."""
+        return type(self)(**self.get_params()).set_params(**settings)
+
+    def check_settings(self) -> list[str]:
+        """Validate the settings; an :class:`InputError` names the first bad one.
+
+        Called by ``fit``; call it before reading a large input to fail
+        early. Returns warnings (plain sentences) about settings that are
+        valid but will not do what one may expect; none by default.
+        """
+        return []
+
+    def _reset(self) -> None:
+        """Forget learned state (attributes ending in ``_``) before a new fit."""
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
+
+
+class InversionMethod(_Settings, abc.ABC):
     """Base of the inversion methods: settings handling, fitted checks, the molecule record.
 
     Subclasses define ``name`` (their key in :data:`molmovie.inversion.METHODS`),
@@ -222,58 +287,10 @@ class InversionMethod(abc.ABC):
     :class:`Prediction`.
     """
 
-    name: str = ""
     #: How reports and figures call the method (default: its name).
     label: str = ""
     #: The attribute that ``fit`` sets last; a method is fitted when it exists.
     _fitted_attr: str = "q_"
-
-    # -------------------------------------------------------------- settings
-    @classmethod
-    def setting_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY]
-
-    def get_params(self) -> dict[str, Any]:
-        """The settings given to the constructor, as a dict."""
-        return {k: getattr(self, k) for k in self.setting_names()}
-
-    def __repr__(self) -> str:
-        cls = type(self)
-        sig = inspect.signature(cls.__init__)
-        changed = [
-            f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default is not v and sig.parameters[k].default != v
-        ]
-        return f"{cls.__name__}({', '.join(changed)})"
-
-    def set_params(self, **settings) -> "InversionMethod":
-        """Change settings (like scikit-learn's); an unknown name is an :class:`InputError`. Returns self.
-
-        Values are checked by :meth:`check_settings` (and by :meth:`fit`).
-        Learned state is kept until the next :meth:`fit`.
-        """
-        known = self.setting_names()
-        unknown = sorted(set(settings) - set(known))
-        if unknown:
-            raise InputError(
-                f"the {self.name!r} method has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(known)}"
-            )
-        for key, value in settings.items():
-            setattr(self, key, value)
-        return self
-
-    def clone(self, **settings) -> "InversionMethod":
-        """A new, unfitted method of the same kind and settings (changed by ``settings``)."""
-        return type(self)(**self.get_params()).set_params(**settings)
-
-    def check_settings(self) -> list[str]:
-        """Validate the settings; an :class:`InputError` names the first bad one.
-
-        Called by :meth:`fit`; call it before reading a large dataset to fail
-        early. Returns warnings (plain sentences) about settings that are
-        valid but will not do what one may expect; none by default.
-        """
-        return []
 
     def fit_summary(self) -> str:
         """One line on how the fit went (e.g. its best epoch), for a report; empty by default."""
@@ -285,11 +302,6 @@ class InversionMethod(abc.ABC):
     def is_fitted(self) -> bool:
         """Whether :meth:`fit` (or :meth:`load`) has completed."""
         return hasattr(self, self._fitted_attr)
-
-    def _reset(self) -> None:
-        """Forget learned state (attributes ending in ``_``) before a new fit."""
-        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
-            delattr(self, key)
 
     def _check_fitted(self, what: str = "predict") -> None:
         if not self.is_fitted:

@@ -302,7 +302,8 @@ class EnsembleFit(MeasurementMethod):
         self.levels = levels
         self.sigma = sigma
 
-    def _validate_settings(self) -> None:
+    def check_settings(self) -> list[str]:
+        """Validate the settings (see :meth:`MeasurementMethod.check_settings`); no warnings."""
         _pair("t0_range", self.t0_range)
         lo, hi = _pair("irf_range", self.irf_range)
         if lo <= 0:
@@ -334,6 +335,7 @@ class EnsembleFit(MeasurementMethod):
         lv = np.asarray(self.levels, dtype=float)
         if lv.ndim != 1 or lv.size == 0 or np.any(~np.isfinite(lv)) or np.any((lv < 0) | (lv > 1)) or np.any(np.diff(lv) <= 0):
             raise InputError(f"The 'levels' setting must be increasing numbers in [0, 1]; got {self.levels!r}")
+        return []
 
     # ------------------------------------------------------------------ checks
     @staticmethod
@@ -373,7 +375,7 @@ class EnsembleFit(MeasurementMethod):
     def _fit(self, measurement, basis, progress) -> "EnsembleFit":
         from scipy.optimize import minimize
 
-        self._validate_settings()
+        self.check_settings()
         self._check_measurement(measurement)
         self._reset()
         meas = measurement

@@ -9,13 +9,10 @@ A measurement method follows the scikit-learn shape of the other methods::
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 import numpy as np
 
 from .._errors import InputError
-from ._base import NotFittedError, _jsonable, check_choice
+from ._base import NotFittedError, _Settings, _jsonable, check_choice
 
 __all__ = ["MeasurementMethod", "measurement_sigma", "sigma_from_pre_t0", "SIGMA_SOURCES"]
 
@@ -83,33 +80,20 @@ def measurement_sigma(meas, source: str) -> tuple[np.ndarray, str]:
     return np.asarray(meas.sigma, dtype=float), "measured"
 
 
-class MeasurementMethod:
+class MeasurementMethod(_Settings):
     """Base of the measurement methods: keyword settings, fitted state, a result.
 
     Subclasses set ``name``, take keyword-only settings in ``__init__``, check
-    them in ``_validate_settings`` and implement ``fit(measurement, basis=None,
+    them in :meth:`check_settings` and implement ``fit(measurement, basis=None,
     progress=None)``, which sets ``result_`` (a :class:`molmovie.io.fit.FitResult`)
-    and other attributes ending in ``_``.
+    and other attributes ending in ``_``. The settings protocol
+    (:meth:`get_params`, :meth:`set_params`, :meth:`clone`) is that of the
+    inversion methods (:class:`molmovie.inversion.InversionMethod`).
     """
 
-    name: str = ""
-
-    @classmethod
-    def setting_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY]
-
-    def get_params(self) -> dict[str, Any]:
-        """The settings given to the constructor, as a dict."""
-        return {k: getattr(self, k) for k in self.setting_names()}
-
     def settings_json(self) -> dict:
+        """The settings as JSON-able values, for the result file."""
         return _jsonable(self.get_params())
-
-    def __repr__(self) -> str:
-        sig = inspect.signature(type(self).__init__)
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default != v]
-        return f"{type(self).__name__}({', '.join(changed)})"
 
     @property
     def is_fitted(self) -> bool:
@@ -120,13 +104,6 @@ class MeasurementMethod:
         if not self.is_fitted:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(measurement) first")
         return self.result_
-
-    def _reset(self) -> None:
-        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
-            delattr(self, key)
-
-    def _validate_settings(self) -> None:  # overridden
-        pass
 
     @staticmethod
     def _check_measurement(meas) -> None:

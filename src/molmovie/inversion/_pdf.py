@@ -262,7 +262,8 @@ class PairDistributionFit(MeasurementMethod):
         self.ground_distances = ground_distances
         self.sigma = sigma
 
-    def _validate_settings(self) -> None:
+    def check_settings(self) -> list[str]:
+        """Validate the settings (see :meth:`MeasurementMethod.check_settings`); no warnings."""
         check_number("r_min", self.r_min, low=0)
         check_number("dr", self.dr, low=0, low_open=True)
         check_number("r_max", self.r_max, low=self.r_min + self.dr)
@@ -277,6 +278,7 @@ class PairDistributionFit(MeasurementMethod):
             check_number("regularize", self.regularize, low=0)
         if not isinstance(self.bound, bool):
             raise InputError(f"The 'bound' setting must be true or false; got {self.bound!r}")
+        return []
 
     # ------------------------------------------------------------------ the reference
     def _reference(self, meas, basis, symbols, q, type_of_pair, n_types, edges):
@@ -331,7 +333,7 @@ class PairDistributionFit(MeasurementMethod):
         from scipy.linalg import eigh
         from scipy.optimize import lsq_linear
 
-        self._validate_settings()
+        self.check_settings()
         self._check_measurement(measurement)
         self._reset()
         meas = measurement

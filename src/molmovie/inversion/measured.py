@@ -43,15 +43,10 @@ def get_measurement_method(name: str, **settings) -> MeasurementMethod:
     name : str
         A key of :data:`MEASUREMENT_METHODS`.
     **settings
-        The method's keyword settings; an unknown one is an :class:`InputError`.
+        The method's keyword settings; an unknown one, or a bad value, is an :class:`InputError`.
     """
     if name not in MEASUREMENT_METHODS:
         raise InputError(f"unknown measurement method {name!r}; choose one of {', '.join(MEASUREMENT_METHODS)}")
-    cls = MEASUREMENT_METHODS[name]
-    known = cls.setting_names()
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        raise InputError(f"the {name!r} method has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(known)}")
-    method = cls(**settings)
-    method._validate_settings()
+    method = MEASUREMENT_METHODS[name]().set_params(**settings)
+    method.check_settings()  # before any file is read
     return method
