@@ -52,7 +52,7 @@ import numpy as np
 
 from .._errors import InputError, shorten
 from .._version import __version__
-from ._files import atomic_hdf5, check_output, file_version, json_default, open_hdf5, read_array, write_array
+from ._files import atomic_hdf5, check_format, check_output, json_default, open_hdf5, read_array, write_array
 
 __all__ = ["FIT_FORMAT", "FIT_VERSION", "FitResult", "EnsemblePart", "PdfPart", "write_fit", "read_fit"]
 
@@ -408,16 +408,7 @@ def read_fit(path) -> FitResult:
     """
     path = Path(path)
     with open_hdf5(path, "fit result file", f"not an HDF5 file, so not a {_WHAT}") as f:
-        fmt = _text(f.attrs.get("format"))
-        if fmt != FIT_FORMAT:
-            raise InputError(f"{path}: not a {_WHAT} (format {shorten(repr(fmt), 60)})")
-        if "version" not in f.attrs:
-            raise InputError(f"{path}: damaged {_WHAT} (no version attribute)")
-        version = file_version(f.attrs, path, _WHAT)
-        if version > FIT_VERSION:
-            raise InputError(f"{path}: fit format version {version} is newer than this molmovie reads ({FIT_VERSION}); upgrade molmovie")
-        if version < 1:
-            raise InputError(f"{path}: damaged {_WHAT} (version {version})")
+        check_format(f.attrs, path, FIT_FORMAT, FIT_VERSION, _WHAT)
         try:
             kw = {name: _text(f.attrs[name]) for name in _ROOT_ATTRS}
             kw["settings"] = json.loads(f.attrs.get("settings", "{}"))
