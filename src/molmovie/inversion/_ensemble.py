@@ -375,10 +375,7 @@ class EnsembleFit(MeasurementMethod):
     def _fit(self, measurement, basis, progress) -> "EnsembleFit":
         from scipy.optimize import minimize
 
-        self.check_settings()
-        self._check_measurement(measurement)
-        self._reset()
-        meas = measurement
+        meas = self._start_fit(measurement)
         self._check_basis(meas, basis)
         sigma, sigma_source = measurement_sigma(meas, self.sigma)
         t0_lo, t0_hi = _pair("t0_range", self.t0_range)

@@ -105,6 +105,13 @@ class MeasurementMethod(_Settings):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(measurement) first")
         return self.result_
 
+    def _start_fit(self, measurement):
+        """Check the settings and the measurement, then forget learned state; returns the measurement."""
+        self.check_settings()
+        self._check_measurement(measurement)
+        self._reset()
+        return measurement
+
     @staticmethod
     def _check_measurement(meas) -> None:
         for attr in ("q", "delays", "dS", "sigma", "symbols", "provenance"):

@@ -333,10 +333,7 @@ class PairDistributionFit(MeasurementMethod):
         from scipy.linalg import eigh
         from scipy.optimize import lsq_linear
 
-        self.check_settings()
-        self._check_measurement(measurement)
-        self._reset()
-        meas = measurement
+        meas = self._start_fit(measurement)
         if meas.symbols is None:
             raise InputError("the measurement names no atoms (symbols); the pdf method needs the molecule's elements for the form factors")
         symbols = tuple(meas.symbols)
