@@ -190,3 +190,13 @@ def test_delays_from_a_file_and_force_replaces(dataset, tmp_path, capsys):
     code, _, err = run_cli(["simulate-experiment", dataset, "-o", out, "--delays", delays, "--force"], capsys)
     assert code == 0, err
     np.testing.assert_array_equal(read_measurement(out).delays, [-80, -10, 0, 3.5, 12, 100])
+
+
+@pytest.mark.parametrize("option, noun", [("--delays", "delays"), ("--q", "q points")])
+def test_a_file_of_too_many_delays_or_q_points_is_one_line(dataset, tmp_path, capsys, option, noun):
+    many = tmp_path / "many.npy"
+    np.save(many, np.arange(100_001.0))
+    out = tmp_path / "meas.h5"
+    code, _, err = run_cli(["simulate-experiment", dataset, "-o", out, option, many], capsys)
+    assert_one_line_error(code, err, rf"^molmovie: error: {option} .*many.npy: 100001 {noun}, more than the limit of 100000$")
+    assert not out.exists()

@@ -24,8 +24,8 @@ MAX_DELAYS = 100_000
 MAX_Q = 100_000
 
 
-def _read_numbers(path: Path, option: str) -> np.ndarray:
-    """A 1-D array of numbers from a .npy file or a text file (whitespace or commas, '#' comments)."""
+def _read_numbers(path: Path, option: str, *, limit: int | None = None, noun: str = "values") -> np.ndarray:
+    """A 1-D array of numbers from a .npy file or a text file (whitespace or commas, '#' comments), at most ``limit`` of them."""
     try:
         if path.suffix == ".npy":
             values = np.load(path, allow_pickle=False, mmap_mode="r")
@@ -36,6 +36,8 @@ def _read_numbers(path: Path, option: str) -> np.ndarray:
         raise InputError(f"{option} {path}: not a file of numbers ({exc.__class__.__name__})") from None
     if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "fiu":
         raise InputError(f"{option} {path}: must hold a non-empty list of numbers; got shape {values.shape}")
+    if limit is not None and values.size > limit:
+        raise InputError(f"{option} {path}: {values.size} {noun}, more than the limit of {limit}")
     return np.asarray(values, dtype=float)
 
 
@@ -54,10 +56,7 @@ def parse_delays(text: str) -> np.ndarray:
     """``"-200:1000:25"`` (START:STOP:STEP in fs, STOP included when on the grid) or a file of delays."""
     path = Path(text)
     if path.is_file():
-        values = _read_numbers(path, "--delays")
-        if values.size > MAX_DELAYS:
-            raise InputError(f"--delays {path}: {values.size} delays, more than the limit of {MAX_DELAYS}")
-        return values
+        return _read_numbers(path, "--delays", limit=MAX_DELAYS, noun="delays")
     start, stop, step = _range_numbers(text, "--delays", "START:STOP:STEP in fs (e.g. -200:1000:25)")
     if not step > 0 or stop < start:
         raise InputError(f"--delays START:STOP:STEP needs STEP > 0 and STOP >= START; got {text!r}")
@@ -72,10 +71,7 @@ def parse_q(text: str) -> np.ndarray:
     """``"1:4:100"`` (QMIN:QMAX:COUNT in 1/Angstrom, evenly spaced) or a file of q values."""
     path = Path(text)
     if path.is_file():
-        values = _read_numbers(path, "--q")
-        if values.size > MAX_Q:
-            raise InputError(f"--q {path}: {values.size} q points, more than the limit of {MAX_Q}")
-        return values
+        return _read_numbers(path, "--q", limit=MAX_Q, noun="q points")
     q_min, q_max, count = _range_numbers(text, "--q", "QMIN:QMAX:COUNT in 1/Angstrom (e.g. 1:4:100)")
     if count != round(count) or count < 1 or count > MAX_Q:
         raise InputError(f"--q QMIN:QMAX:COUNT needs a whole COUNT from 1 to {MAX_Q:,}; got {text!r}")
