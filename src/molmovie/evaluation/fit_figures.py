@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .measurement_figures import _edges
+
 __all__ = ["plot_fit_signals", "plot_distance_bands", "plot_parameters", "plot_pdf_map", "plot_hole"]
-
-
-def _edges(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    if x.size == 1:
-        return np.array([x[0] - 0.5, x[0] + 0.5])
-    mid = 0.5 * (x[1:] + x[:-1])
-    return np.concatenate([[2 * x[0] - mid[0]], mid, [2 * x[-1] - mid[-1]]])
 
 
 def plot_fit_signals(q, delays, dS, dS_fit, residual, *, ax=None, title: str = ""):

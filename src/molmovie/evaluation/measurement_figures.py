@@ -67,45 +67,43 @@ def default_q_lines(q, delays, dS, sigma=None, n: int = 3) -> list[float]:
     return sorted(float(q[p]) for p in picks)
 
 
+def _delay_q_map(ax, q, delays, values, *, cmap, vmin, vmax, zero_line, title, label, extend, colorbar):
+    """``values`` (T, Q) as a map, delays across and q up, time zero dotted in ``zero_line``; returns the figure."""
+    fig, ax = _axes(ax)
+    scale, unit = _time_scale(delays)
+    mesh = ax.pcolormesh(_edges(np.asarray(delays) * scale), _edges(q), values.T, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat")
+    ax.axvline(0, color=zero_line, lw=0.6, ls=":")
+    ax.set_xlabel(f"delay ({unit})")
+    ax.set_ylabel("q (1/Å)")
+    ax.set_title(title)
+    if colorbar:
+        fig.colorbar(mesh, ax=ax, label=label, extend=extend)
+    return fig
+
+
 def plot_dS_map(q, delays, dS, *, ax=None, vmax=None, colorbar=True):
     """ΔS(q, t) in percent: delays across, q up, a diverging map centred at zero.
 
     ``vmax`` (percent) defaults to the 99.5th percentile of |ΔS|, so single
     noisy bins do not wash out the colours.
     """
-    fig, ax = _axes(ax)
-    scale, unit = _time_scale(delays)
     pct = 100 * np.asarray(dS, dtype=float)
     if vmax is None:
         vmax = float(np.percentile(np.abs(pct), 99.5)) or 1.0
-    mesh = ax.pcolormesh(_edges(np.asarray(delays) * scale), _edges(q), pct.T, cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="flat")
-    ax.axvline(0, color="k", lw=0.6, ls=":")
-    ax.set_xlabel(f"delay ({unit})")
-    ax.set_ylabel("q (1/Å)")
-    ax.set_title("ΔS(q, t)")
-    if colorbar:
-        fig.colorbar(mesh, ax=ax, label="ΔS (%)", extend="both")
-    return fig
+    return _delay_q_map(ax, q, delays, pct, cmap="RdBu_r", vmin=-vmax, vmax=vmax, zero_line="k", title="ΔS(q, t)",
+                        label="ΔS (%)", extend="both", colorbar=colorbar)
 
 
 def plot_snr_map(q, delays, dS, sigma, *, ax=None, vmax=None, colorbar=True):
     """|ΔS|/σ: where the measurement carries signal (bins with σ = 0 are left blank)."""
-    fig, ax = _axes(ax)
-    scale, unit = _time_scale(delays)
     sigma = np.asarray(sigma, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.where(sigma > 0, np.abs(dS) / np.where(sigma > 0, sigma, 1.0), np.nan)
     if vmax is None:
         finite = snr[np.isfinite(snr)]
         vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
-    mesh = ax.pcolormesh(_edges(np.asarray(delays) * scale), _edges(q), snr.T, cmap="magma", vmin=0, vmax=max(vmax, 1.0), shading="flat")
-    ax.axvline(0, color="w", lw=0.6, ls=":")
-    ax.set_xlabel(f"delay ({unit})")
-    ax.set_ylabel("q (1/Å)")
-    ax.set_title("signal to noise |ΔS|/σ")
-    if colorbar:
-        fig.colorbar(mesh, ax=ax, label="|ΔS|/σ", extend="max")
-    return fig
+    return _delay_q_map(ax, q, delays, snr, cmap="magma", vmin=0, vmax=max(vmax, 1.0), zero_line="w", title="signal to noise |ΔS|/σ",
+                        label="|ΔS|/σ", extend="max", colorbar=colorbar)
 
 
 def _window_mean(q, dS, sigma, q0, width):
