@@ -25,6 +25,7 @@ from molmovie.scattering.measurement import simulate_measurement
 
 from _fit_fixtures import diatomic_ensemble
 from _fixtures import assert_one_line_error, run_cli
+from test_edges_cli import nearly_full  # noqa: F401  (a fixture: a 64 KiB tmpfs filled to its last 4 KiB, root only)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -76,22 +77,6 @@ def test_a_full_disk_under_molmovie_fit_is_one_line_and_leaves_nothing(made, tmp
     code, _, err = run_cli(["fit", made["dir"] / "meas.h5", "--method", "pdf", "--set", "r_max=5", "--output", out / "r.h5"], capsys)
     assert_one_line_error(code, err, f"no space left on device writing {out / 'r.h5'}$")
     assert leftovers(out) == []
-
-
-@pytest.fixture
-def nearly_full(tmp_path):
-    """A 64 KiB tmpfs filled to its last 4 KiB (needs root); skipped where it cannot be mounted."""
-    mount = tmp_path / "full"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (not root)")
-    try:
-        st = os.statvfs(mount)
-        (mount / "filler").write_bytes(b"x" * max(0, st.f_bavail * st.f_frsize - 4096))
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
 
 
 def test_a_real_full_disk_while_writing_a_fit_is_one_line_not_a_crash(made, nearly_full):
