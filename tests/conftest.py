@@ -4,6 +4,7 @@ and the real SHARC sample (../shared/data/sharc-cs2) is offered when present."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 # Before NumPy loads: its BLAS reads the thread count once. Two test workers share
@@ -30,3 +31,25 @@ def sharc_cs2() -> Path:
     if not (SHARED_SHARC / "TRAJ_00001" / "output.xyz").is_file():
         pytest.skip("../shared/data/sharc-cs2 is not present")
     return SHARED_SHARC
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs (needs root to mount); the test is skipped where it cannot be mounted."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (not root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+@pytest.fixture
+def nearly_full(full_disk):
+    """:func:`full_disk` filled to its last 4 KiB."""
+    st = os.statvfs(full_disk)
+    (full_disk / "filler").write_bytes(b"x" * max(0, st.f_bavail * st.f_frsize - 4096))
+    return full_disk

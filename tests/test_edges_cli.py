@@ -127,22 +127,6 @@ def test_ingest_refuses_its_beamline_file_as_output(tmp_path, capsys):
 # --------------------------------------------------------------------------- case 4: a full disk
 
 
-@pytest.fixture
-def nearly_full(tmp_path):
-    """A 64 KiB tmpfs filled to its last 4 KiB (needs root); skipped where it cannot be mounted."""
-    mount = tmp_path / "full"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (not root)")
-    try:
-        st = os.statvfs(mount)
-        (mount / "filler").write_bytes(b"x" * max(0, st.f_bavail * st.f_frsize - 4096))
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
-
-
 def _full_disk_commands(w, out: Path):
     d, m = w["data"], w["model"]
     return [

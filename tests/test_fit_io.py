@@ -25,7 +25,6 @@ from molmovie.scattering.measurement import simulate_measurement
 
 from _fit_fixtures import diatomic_ensemble
 from _fixtures import assert_one_line_error, run_cli
-from test_edges_cli import nearly_full  # noqa: F401  (a fixture: a 64 KiB tmpfs filled to its last 4 KiB, root only)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

@@ -248,20 +248,6 @@ def test_other_errors_pass_unchanged_and_still_clean_up(data):
     assert data.read_bytes() == b"the user's data" and leftovers(data.parent) == ["data.h5"]
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 64 KiB tmpfs (needs root); skipped where it cannot be mounted."""
-    mount = tmp_path / "full"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (not root)")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
-
-
 def test_a_full_disk_under_hdf5_is_one_line_not_a_crash(full_disk):
     old = full_disk / "old.h5"
     old.write_bytes(b"the user's data")

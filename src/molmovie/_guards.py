@@ -478,7 +478,7 @@ def remove_stale_temporaries(path) -> list[Path]:
     """Remove the temporary files of ``path`` left by molmovie processes of this host that no longer run.
 
     A process killed while writing (SIGKILL, a lost node) cannot remove its
-    ``.NAME.HOST-PID.XXXX.tmp``; the next write of the same output does, when
+    ``.NAME.HOST-PID.RANDOM.tmp``; the next write of the same output does, when
     that PID is gone on this host. Temporary files of running processes, of
     other hosts (a shared file system) and of other programs are left alone.
 
@@ -518,7 +518,7 @@ def remove_stale_temporaries(path) -> list[Path]:
 def atomic_write(path, *, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces it when the block ends without error.
 
-    The temporary file (``.NAME.HOST-PID.XXXX.tmp`` in the same folder, so the rename
+    The temporary file (``.NAME.HOST-PID.RANDOM.tmp`` in the same folder, so the rename
     is atomic) gets the mode of the file it replaces, or 0o666 less the umask
     for a new file, is flushed to disk (``fsync``) and renamed onto ``path``.
     On any exception, Ctrl-C included, it is removed and ``path`` is
