@@ -99,17 +99,22 @@ def test_path_equals_brute_force_over_all_paths(seed):
 def test_lam_zero_and_k_one_are_the_baseline_exactly(data):
     train, test = data
     want = NearestReference().fit(train).predict(test.dS, q=test.q, lengths=test.length).distances
-    for settings in (dict(lam=0.0, k=10), dict(lam=1.0, k=1), dict(lam=0.0, k=1)):
+    for settings in (dict(lam=0.0, k=10), dict(lam=1.0, k=1, symmetry=False), dict(lam=0.0, k=1), dict(lam=0.0, symmetry=False)):
         got = NearestViterbi(**settings).fit(train).predict(test.dS, q=test.q, lengths=test.length).distances
         np.testing.assert_array_equal(got, want)
+    # k = 1 with relabelling: each frame is the nearest frame, its two C-S distances perhaps swapped
+    got = NearestViterbi(k=1, lam=1.0).fit(train).predict(test.dS, q=test.q, lengths=test.length).distances
+    np.testing.assert_array_equal(np.sort(got[test.mask][:, :2], axis=1), np.sort(want[test.mask][:, :2], axis=1))
+    np.testing.assert_array_equal(got[..., 2], want[..., 2])
 
 
 def test_the_path_is_the_optimum_over_the_candidates_and_differs_from_the_baseline(data):
     train, test = data
     lengths = np.minimum(test.length, 6)  # short enough to try all 3**6 paths
     mask = np.arange(test.n_frames)[None, :] < lengths[:, None]
-    model = NearestViterbi(k=3, lam=1.0).fit(train)
-    index, ssr = model.decode(test.dS, q=test.q, lengths=lengths)
+    model = NearestViterbi(k=3, lam=1.0, symmetry=False).fit(train)
+    index, relabel, ssr = model.decode(test.dS, q=test.q, lengths=lengths)
+    assert np.all(relabel[mask] == 0) and np.all(relabel[~mask] == -1)
     base, _ = NearestReference().fit(train).query(test.dS, q=test.q, lengths=lengths)
     cand, cand_ssr = nearest_k_frames(test.dS[mask], train.dS[train.mask], 3)
     R = train.distances[train.mask] / np.sqrt(model.jump_scale_)
@@ -123,6 +128,32 @@ def test_the_path_is_the_optimum_over_the_candidates_and_differs_from_the_baseli
         assert path_cost(u, R[c], 1.0, chosen) == pytest.approx(best, rel=1e-12)
         assert np.all(index[m, L:] == -1) and np.all(np.isnan(ssr[m, L:]))
     assert np.any(index[mask] != base[mask])  # the dynamics term does change some frames on this data
+
+
+def test_with_relabelling_the_path_is_the_optimum_over_candidates_and_mirror_images(data):
+    train, test = data
+    lengths = np.minimum(test.length, 5)  # all (3 candidates x 2 labellings)**5 paths
+    mask = np.arange(test.n_frames)[None, :] < lengths[:, None]
+    sym = NearestViterbi(k=3, lam=1.0).fit(train)
+    plain = NearestViterbi(k=3, lam=1.0, symmetry=False).fit(train)
+    np.testing.assert_array_equal(sym.pair_permutations_, [[0, 1, 2], [1, 0, 2]])  # S2 <-> S3 swaps C1-S2 and C1-S3
+    index, relabel, ssr = sym.decode(test.dS, q=test.q, lengths=lengths)
+    pred = sym.predict(test.dS, q=test.q, lengths=lengths).distances
+    cand, cand_ssr = nearest_k_frames(test.dS[mask], train.dS[train.mask], 3)
+    R = train.distances[train.mask]
+    start = np.r_[0, np.cumsum(lengths)[:-1]]
+    for m, (s0, L) in enumerate(zip(start, lengths)):
+        c, u = cand[s0 : s0 + L], cand_ssr[s0 : s0 + L]
+        u = np.repeat(u / max(sym.ssr_scale_, np.median(u[:, 0])), 2, axis=1)  # states: candidate-major, then labelling
+        states = np.stack([R[c], R[c][..., [1, 0, 2]]], axis=2).reshape(L, 6, 3) / np.sqrt(sym.jump_scale_)
+        chosen = np.array([2 * list(c[t]).index(index[m, t]) + relabel[m, t] for t in range(L)])
+        best = min(path_cost(u, states, 1.0, np.array(p)) for p in itertools.product(range(6), repeat=L))
+        assert path_cost(u, states, 1.0, chosen) == pytest.approx(best, rel=1e-12)
+        np.testing.assert_array_equal(pred[m, :L], states[np.arange(L), chosen] * np.sqrt(sym.jump_scale_))
+        # more states can only lower the least cost
+        p_index, _, _ = plain.decode(test.dS[m : m + 1], q=test.q, lengths=lengths[m : m + 1])
+        p_chosen = np.array([2 * list(c[t]).index(p_index[0, t]) for t in range(L)])
+        assert best <= path_cost(u, states, 1.0, p_chosen) * (1 + 1e-12)
 
 
 def test_scales_are_the_training_datas(data):
@@ -145,6 +176,7 @@ def test_save_and_load_give_identical_predictions_and_scales(data, tmp_path):
     loaded = load_method(path)
     assert isinstance(loaded, NearestViterbi) and loaded.get_params() == model.get_params()
     assert (loaded.ssr_scale_, loaded.jump_scale_) == (model.ssr_scale_, model.jump_scale_)
+    np.testing.assert_array_equal(loaded.pair_permutations_, model.pair_permutations_)
     np.testing.assert_array_equal(
         loaded.predict(test.dS, q=test.q).distances, model.predict(test.dS, q=test.q, lengths=test.length).distances
     )
@@ -160,4 +192,4 @@ def test_bad_settings_through_the_cli_are_one_line(tmp_path, capsys):
         assert not model.exists()
     code, out, err = run_cli(["train", data, "--method", "nearest-viterbi", "-o", model, "--set", "k=3", "--set", "lam=0.5"], capsys)
     assert code == 0, err
-    assert load_method(model).get_params() == {"k": 3, "lam": 0.5, "memory_mb": 256.0}
+    assert load_method(model).get_params() == {"k": 3, "lam": 0.5, "symmetry": True, "memory_mb": 256.0}

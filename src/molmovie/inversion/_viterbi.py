@@ -22,7 +22,15 @@ SSR of a training frame's nearest frame in the other half of the training
 trajectories) and the series' own (median SSR of its frames' best
 candidates), so that noise in the data at hand, which raises every SSR,
 does not silence the dynamics term. :math:`\\lambda = 0` or :math:`k = 1` is
-the frame-by-frame baseline exactly.
+the frame-by-frame baseline exactly (with ``symmetry=False``; with it, up to a
+relabelling of equivalent atoms).
+
+With ``symmetry=True`` (default) each candidate enters in every relabelling
+:math:`g` of the bond graph's automorphisms (:func:`molmovie.geometry.automorphisms`),
+:math:`R(c)` becoming :math:`P_g R(c)`: a library frame and its mirror image
+(the two S atoms of CS2 swapped) are then the same structure, and the path
+jumps to neither for its labels' sake; the answer carries the labels of the
+path, consistent from frame to frame.
 
 The k-best search is exact, like :func:`~molmovie.inversion.nearest_frames`:
 scores :math:`\\|b\\|^2 - 2 a \\cdot b` for a block of query frames by one
@@ -40,7 +48,8 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
-from ._base import Prediction, check_number
+from ..geometry import automorphisms, pair_permutations
+from ._base import Prediction, check_number, need_array
 from ._nearest import NearestReference, nearest_frames
 
 __all__ = ["NearestViterbi", "nearest_k_frames", "viterbi_path"]
@@ -193,6 +202,8 @@ class NearestViterbi(NearestReference):
         Reference frames kept per time step, 1 to 1000 (1: the baseline).
     lam : float, default 1
         Weight λ of the jumps, dimensionless, 0 to 1e6 (0: the baseline).
+    symmetry : bool, default True
+        Measure jumps between relabellings of equivalent atoms too (see the module).
     memory_mb : float, default 256
         Working memory for one block of scores, MB.
 
@@ -207,27 +218,31 @@ class NearestViterbi(NearestReference):
     jump_scale_ : float, Angstrom^2
         :math:`d^2`: the median of :math:`\\lVert R(t) - R(t-1) \\rVert^2` over
         consecutive frames of the training trajectories.
+    pair_permutations_ : ndarray of int, shape (K, n_pairs)
+        The relabellings of the distances tried (the identity first; only it
+        with ``symmetry=False``), from the first training frame's bond graph.
 
     Notes
     -----
-    No uncertainty (``Prediction.std`` is None). The jumps are measured
-    between the distances as labelled in the library; equivalent atoms
-    (the two S of CS2) are not relabelled to shorten a jump.
+    No uncertainty (``Prediction.std`` is None).
     """
 
     name = "nearest-viterbi"
     label = "baseline + Viterbi"
     _fitted_attr = "jump_scale_"
 
-    def __init__(self, *, k: int = 10, lam: float = 1.0, memory_mb: float = 256.0):
+    def __init__(self, *, k: int = 10, lam: float = 1.0, symmetry: bool = True, memory_mb: float = 256.0):
         self.k = k
         self.lam = lam
+        self.symmetry = symmetry
         self.memory_mb = memory_mb
 
     def check_settings(self) -> list[str]:
         """Validate the settings (see :meth:`InversionMethod.check_settings`)."""
         check_number("k", self.k, low=1, high=_MAX_K, integer=True)
         check_number("lam", self.lam, low=0, high=_MAX_LAM)
+        if not isinstance(self.symmetry, (bool, np.bool_)):
+            raise InputError(f"The 'symmetry' setting must be true or false; got {self.symmetry!r}")
         check_number("memory_mb", self.memory_mb, low=0, low_open=True)
         return []
 
@@ -249,6 +264,8 @@ class NearestViterbi(NearestReference):
         step = (traj[1:] == traj[:-1]) & (frame[1:] == frame[:-1] + 1)
         jumps = np.sum((self.library_distances_[1:] - self.library_distances_[:-1])[step] ** 2, axis=1)
         self.ssr_scale_ = _typical(ssr)
+        perms = automorphisms(self.symbols_, np.asarray(train.positions)[0, 0]) if self.symmetry else np.arange(len(self.symbols_))[None]
+        self.pair_permutations_ = pair_permutations(perms).astype(np.int64)
         self.jump_scale_ = _typical(jumps)
         if progress is not None:
             progress(1, {"total": 1, "unit": "steps", "epoch": 1, "epochs": 1, "train_loss": None, "val_loss": None})
@@ -259,7 +276,7 @@ class NearestViterbi(NearestReference):
         self._check_fitted("summarising its fit")
         return f"scales: s² = {self.ssr_scale_:.3g} (SSR), d² = {self.jump_scale_:.3g} Å² (jumps); λ = {self.lam:g}, k = {self.k}"
 
-    def decode(self, dS, *, q, lengths=None) -> tuple[np.ndarray, np.ndarray]:
+    def decode(self, dS, *, q, lengths=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The Viterbi path of every series through its frames' k nearest library rows.
 
         ``dS``, ``q`` and ``lengths`` as for :meth:`predict`.
@@ -268,6 +285,8 @@ class NearestViterbi(NearestReference):
         -------
         index : ndarray of int64, shape (M, T)
             Library row chosen per frame (see ``library_source_``), -1 past each length.
+        relabel : ndarray of int64, shape (M, T)
+            Row of ``pair_permutations_`` applied to its distances, -1 past each length.
         ssr : ndarray, shape (M, T)
             Its SSR, NaN past each length.
         """
@@ -275,6 +294,8 @@ class NearestViterbi(NearestReference):
         M, T = mask.shape
         cand, cand_ssr = nearest_k_frames(dS[mask], self.library_, self.k, memory_mb=self.memory_mb)
         k = cand.shape[1]
+        perms = self.pair_permutations_
+        K = len(perms)
         rows = np.zeros((M, T, k), dtype=np.int64)
         ssr = np.zeros((M, T, k))
         rows[mask], ssr[mask] = cand, cand_ssr
@@ -282,11 +303,14 @@ class NearestViterbi(NearestReference):
         series = np.full(M, self.ssr_scale_)
         has = lengths > 0
         series[has] = np.maximum(self.ssr_scale_, np.nanmedian(best[has], axis=1))
-        states = self.library_distances_[rows] / np.sqrt(self.jump_scale_)
-        path = viterbi_path(ssr / series[:, None, None], states, float(self.lam), lengths)
-        index = np.where(mask, np.take_along_axis(rows, path[:, :, None], axis=2)[:, :, 0], -1)
-        chosen = np.where(mask, np.take_along_axis(ssr, path[:, :, None], axis=2)[:, :, 0], np.nan)
-        return index, chosen
+        # states (candidate, relabelling), candidate-major: state c K + g is P_g R(c)
+        states = self.library_distances_[rows][..., perms].reshape(M, T, k * K, -1) / np.sqrt(self.jump_scale_)
+        unary = np.repeat(ssr / series[:, None, None], K, axis=2)
+        path = viterbi_path(unary, states, float(self.lam), lengths)
+        chosen, relabel = path // K, path % K
+        index = np.where(mask, np.take_along_axis(rows, chosen[:, :, None], axis=2)[:, :, 0], -1)
+        fit = np.where(mask, np.take_along_axis(ssr, chosen[:, :, None], axis=2)[:, :, 0], np.nan)
+        return index, np.where(mask, relabel, -1), fit
 
     def predict(self, dS, *, q, lengths=None) -> Prediction:
         """Distances of the reference frames on each series' Viterbi path (parameters: :meth:`InversionMethod.predict`).
@@ -294,21 +318,30 @@ class NearestViterbi(NearestReference):
         Returns
         -------
         Prediction
-            ``distances`` (M, T, n_pairs) Angstrom, NaN past each length; ``std`` None.
+            ``distances`` (M, T, n_pairs) Angstrom, relabelled as on the path,
+            NaN past each length; ``std`` None.
         """
-        index, _ = self.decode(dS, q=q, lengths=lengths)
+        index, relabel, _ = self.decode(dS, q=q, lengths=lengths)
         out = np.full(index.shape + (self.n_pairs_,), np.nan)
         ok = index >= 0
-        out[ok] = self.library_distances_[index[ok]]
+        out[ok] = np.take_along_axis(self.library_distances_[index[ok]], self.pair_permutations_[relabel[ok]], axis=1)
         return Prediction(distances=out, std=None)
 
     # -------------------------------------------------------------- persistence
     def _config_state(self) -> dict:
         return {"ssr_scale": self.ssr_scale_, "jump_scale": self.jump_scale_}
 
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {**super()._arrays(), "pair_permutations": self.pair_permutations_}
+
     def _restore(self, config: dict, arrays: dict, path) -> None:
         super()._restore(config, arrays, path)
         scales = [config.get("ssr_scale"), config.get("jump_scale")]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in scales):
             raise InputError(f"{path}: damaged molmovie model file (the cost's scales are missing or not positive numbers)")
+        perms = np.asarray(need_array(arrays, "pair_permutations", path, kinds="iu"), dtype=np.int64)
+        P = self.n_pairs_
+        if perms.ndim != 2 or perms.shape[1] != P or len(perms) == 0 or not np.array_equal(np.sort(perms, axis=1), np.broadcast_to(np.arange(P), perms.shape)):
+            raise InputError(f"{path}: damaged molmovie model file ('pair_permutations' are not permutations of the {P} pairs)")
+        self.pair_permutations_ = perms
         self.ssr_scale_, self.jump_scale_ = float(scales[0]), float(scales[1])
