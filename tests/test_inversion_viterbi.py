@@ -166,7 +166,7 @@ def test_scales_are_the_training_datas(data):
     even, odd = np.concatenate(halves[0::2]), np.concatenate(halves[1::2])
     ssr = np.concatenate([nearest_k_frames(even, odd, 1)[1][:, 0], nearest_k_frames(odd, even, 1)[1][:, 0]])
     assert model.ssr_scale_ == pytest.approx(np.median(ssr), rel=1e-12)
-    assert "s² =" in model.fit_summary() and "λ = 1" in model.fit_summary()
+    assert "s² =" in model.fit_summary() and "λ = 0.3" in model.fit_summary()
 
 
 def test_save_and_load_give_identical_predictions_and_scales(data, tmp_path):
