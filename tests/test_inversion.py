@@ -85,6 +85,7 @@ def make_dataset(M=24, T=12, Q=16, *, seed=0, dissociate=0.3, symbols=("C", "S",
 FAST = {
     "nearest": {},
     "vrnn": dict(hidden=8, features=6, latent_free=2, epochs=3, batch_size=4, physics=0.0, device="cpu"),
+    "nearest-viterbi": dict(k=4),
 }
 
 
@@ -235,6 +236,7 @@ def test_vrnn_seed_matters_and_fit_leaves_global_rng_alone(data):
 
 BAD_SETTINGS = {
     "nearest": [dict(memory_mb=0), dict(memory_mb="big")],
+    "nearest-viterbi": [dict(k=0), dict(k=2.5), dict(k=1001), dict(lam=-1.0), dict(lam=float("nan")), dict(lam=1e7), dict(symmetry="yes"), dict(memory_mb=0)],
     "vrnn": [
         dict(hidden=0),
         dict(hidden=2.5),

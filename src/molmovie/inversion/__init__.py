@@ -22,6 +22,9 @@ Methods, by name (:data:`METHODS`):
 * ``"vrnn"`` -- :class:`VRNN`, the paper's variational recurrent network,
   with a symmetry-invariant loss, an Eq. (1) physics term and log-scaled
   targets.
+* ``"nearest-viterbi"`` -- :class:`NearestViterbi`, the baseline with
+  dynamics-constrained decoding: each frame's k nearest reference frames,
+  joined by the Viterbi path that penalises jumps in distance space.
 
 Adding a method is one new module and one line in :data:`METHODS`: the CLI,
 the study, its tables and its figures take their methods from it.
@@ -33,6 +36,7 @@ from __future__ import annotations
 from .._errors import InputError
 from ._base import InversionMethod, NotFittedError, Prediction, check_signals, interpolate_signals, read_model_file
 from ._nearest import NearestReference, nearest_frames
+from ._viterbi import NearestViterbi, nearest_k_frames
 from ._vrnn import VRNN
 from .measured import MEASUREMENT_METHODS, EnsembleFit, MeasurementMethod, PairDistributionFit, get_measurement_method
 
@@ -41,12 +45,14 @@ __all__ = [
     "InversionMethod",
     "NotFittedError",
     "NearestReference",
+    "NearestViterbi",
     "VRNN",
     "METHODS",
     "DEFAULT_METHOD",
     "get_method",
     "load_method",
     "nearest_frames",
+    "nearest_k_frames",
     "check_signals",
     "interpolate_signals",
     "MEASUREMENT_METHODS",
@@ -60,6 +66,7 @@ __all__ = [
 METHODS: dict[str, type[InversionMethod]] = {
     "nearest": NearestReference,
     "vrnn": VRNN,
+    "nearest-viterbi": NearestViterbi,
 }
 
 #: The method ``molmovie train`` fits unless told otherwise.
