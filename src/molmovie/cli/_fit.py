@@ -138,7 +138,7 @@ def fit(
             lines.append(f"  hole: {np.count_nonzero(h)} of {h.size} ground-state trajectories, Σh = {h.sum():.4g}; mean {e.pair_labels[0]} at "
                          f"excitation {h @ r0 / h.sum():.3f} Å removed against {r0.mean():.3f} Å in the ground state")
         if e.birge_ratio > 1:
-            lines.append(f"  spreads scaled by the Birge ratio √χ²_red = {e.birge_ratio:.3f} (the basis does not express the data within σ)")
+            lines.append(f"  spreads scaled by the Birge ratio √χ²_red = {e.birge_ratio:.3f} (reduced χ² > 1: the data scatter more than σ about the fit)")
     p = result.pdf
     if p is not None:
         lines.append(f"  ΔP(R, t) on {p.r.size} bins {p.r[0]:.2f}-{p.r[-1]:.2f} Å for {', '.join(p.pair_types)}; "
