@@ -18,7 +18,7 @@ from ..io.measurement import read_measurement
 from . import app
 from ._options import parse_settings
 from ._outputs import writing
-from ._progress import progress_bar
+from ._progress import progress_callback
 
 
 def _range(text: str | None, option: str) -> tuple[float, float] | None:
@@ -104,19 +104,11 @@ def fit(
         elif method == "ensemble":
             raise InputError("the ensemble method needs --basis DATASET (trajectories of the measured molecule)")
 
-        with progress_bar(f"fitting ({method})", None, unit="") as update:
-
-            def progress(done: int, info: dict) -> None:
-                stage = str(info.get("stage", ""))
-                if info.get("total"):
-                    update(completed=done, total=info["total"], status=stage)
-                else:
-                    update(status=f"{stage} ({done})")
-
-            # The fits are many small matrix products and NNLS solves: BLAS threads only add
+        # The fits are many small matrix products and NNLS solves: BLAS threads only add
         # overhead there (the ensemble benchmark ran 3-10x slower with two threads on a
         # busy 2-core machine), so BLAS runs one thread while fitting.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with progress_callback(f"fitting ({method})", status=lambda info: str(info.get("stage", ""))) as progress, \
+                threadpool_limits(limits=1, user_api="blas"):
             model.fit(meas, basis=data, progress=progress)
         result = model.result_
         if not result.converged:
