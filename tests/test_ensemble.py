@@ -145,3 +145,59 @@ def test_sigma_from_pre_t0(small_basis):
     few = replace(noisy, delays=noisy.delays + 110.0, sigma=None)
     with pytest.raises(InputError, match="2 delay\\(s\\) before time zero"):
         EnsembleFit(sigma="pre-t0").fit(few, small_basis)
+
+
+def _weighted_design(meas, basis, t0, irf):
+    """The fit's linear system at fixed (t0, IRF), written out independently: A (T_d Q, M) and d (T_d Q) in units of σ."""
+    from molmovie.scattering.measurement import basis_signals, hold_last_frame, irf_operator
+
+    B, _ = hold_last_frame(basis_signals(basis, meas.q)[0])
+    K = irf_operator(np.asarray(basis.time, dtype=float), meas.delays, t0=t0, irf_fs=irf)
+    A = np.einsum("dt,mtq->dqm", K, B) / meas.sigma[..., None]
+    return A.reshape(-1, B.shape[0]), (meas.dS / meas.sigma).ravel()
+
+
+def test_the_profile_of_gamma_is_the_exact_parabola_of_the_unconstrained_least_squares():
+    """With every weight positive along the profile (no bound active), χ²(γ) with Σc = γ imposed is exactly
+    χ²_min + (γ − γ̂)² / σ_γ², σ_γ² = 1ᵀ (AᵀA)⁻¹ 1 (the least-squares variance of Σc); and the reported spread
+    of γ is the law of total variance: the bootstrap's variance plus the profile's, Σ p_k (γ_k − γ̄)²."""
+    basis = diatomic_ensemble(3, seed=11, dissociating=0.0)
+    meas = simulate_measurement(basis, q=Q_SMALL, delays=DELAYS_SMALL, weights=np.array([0.5, 0.3, 0.2]), gamma=0.05,
+                                t0=40.0, irf_fs=80.0, photons=1e6, seed=0)
+    fit = EnsembleFit(t0_range=(0.0, 80.0), irf_range=(40.0, 160.0), bootstrap=8, bootstrap_steps=0, resample_basis=False,
+                      ground_state=0.0, profile=41, seed=1).fit(meas, basis)
+    e = fit.result_.ensemble
+    A, d = _weighted_design(meas, basis, e.t0, e.irf_fs)
+    cov = np.linalg.inv(A.T @ A)
+    c_ls = cov @ (A.T @ d)
+    assert np.all(c_ls > 0)
+    var_g = cov.sum()
+    g_hat = c_ls.sum()
+    chi2_min = float(np.sum((A @ c_ls - d) ** 2))
+    assert abs(e.gamma - g_hat) < 1e-6 * g_hat
+    g, chi2 = e.profile_gamma, e.profile_chi2
+    assert g.min() < g_hat - 3 * np.sqrt(var_g) and g.max() > g_hat + 3 * np.sqrt(var_g)  # the range reaches Δχ² = 9
+    inner = np.abs(g - g_hat) < 2.5 * np.sqrt(var_g)  # where the three weights stay positive
+    np.testing.assert_allclose(chi2[inner] - chi2_min, (g[inner] - g_hat) ** 2 / var_g, rtol=1e-4, atol=1e-6)
+    # the spread: bootstrap variance plus the profile's, with p_k ∝ exp(-Δχ²/2R_B²) Δγ_k
+    rb = e.birge_ratio
+    p = np.exp(-(chi2 - chi2.min()) / (2 * rb**2)) * np.abs(np.gradient(g))
+    p /= p.sum()
+    var_prof = p @ (g - p @ g) ** 2
+    assert abs(e.gamma_std**2 - (np.var(e.bootstrap_gamma, ddof=1) + var_prof)) < 1e-9 * e.gamma_std**2
+    # and the profile's part is the Gaussian variance, cut at the range's ends (≥ 3σ): within 4 %
+    assert 0.96 * var_g * rb**2 < var_prof < 1.01 * var_g * rb**2
+
+
+def test_without_the_profile_the_spreads_are_the_bootstraps():
+    basis = diatomic_ensemble(3, seed=11, dissociating=0.0)
+    meas = simulate_measurement(basis, q=Q_SMALL, delays=DELAYS_SMALL, weights=np.array([0.5, 0.3, 0.2]), gamma=0.05,
+                                t0=40.0, irf_fs=80.0, photons=1e6, seed=0)
+    kw = dict(t0_range=(0.0, 80.0), irf_range=(40.0, 160.0), bootstrap=8, ground_state=0.0, seed=1)
+    off = EnsembleFit(profile=0, **kw).fit(meas, basis).result_.ensemble
+    on = EnsembleFit(**kw).fit(meas, basis).result_.ensemble
+    assert off.profile_gamma.size == 0
+    assert abs(off.gamma_std - np.std(off.bootstrap_gamma, ddof=1)) < 1e-15
+    np.testing.assert_array_equal(off.bootstrap_gamma, on.bootstrap_gamma)  # the profile changes no replicate
+    assert on.gamma_std > off.gamma_std
+    assert np.all(on.distance_mean_std >= off.distance_mean_std - 1e-15)

@@ -121,7 +121,9 @@ def fit(
     e = result.ensemble
     if e is not None:
         lines.append(f"  γ = {e.gamma:.4g} ± {e.gamma_std:.2g}   t0 = {e.t0:.1f} ± {e.t0_std:.1f} fs   IRF = {e.irf_fs:.1f} ± {e.irf_fs_std:.1f} fs FWHM"
-                     f"   ({len(e.bootstrap_gamma)} bootstrap replicates)")
+                     f"   ({len(e.bootstrap_gamma)} bootstrap replicates"
+                     + (f"; γ's profile likelihood over {e.profile_gamma.size} points" if e.profile_gamma is not None and e.profile_gamma.size else "")
+                     + ")")
         lines.append(f"  {np.count_nonzero(e.weights)} of {e.weights.size} trajectories weighted; dissociated fraction at the last delay "
                      f"{e.dissociated_fraction[-1]:.3f} ± {e.dissociated_fraction_std[-1]:.3f}")
         if e.hole_weights is not None:

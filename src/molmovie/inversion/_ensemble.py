@@ -106,8 +106,32 @@ fresh NNLS after each step. By default each replicate also resamples the basis
 trajectories with replacement (a bootstrap over the basis members: the
 columns of the reduced system are resampled, so nothing is recomputed), so the
 spread includes the dependence on which trajectories the basis happens to
-hold, not only the noise. The spread (standard deviation) over replicates
-is reported for γ, t0, IRF, the weights and every derived quantity.
+hold, not only the noise.
+
+The bootstrap alone understates the spread along the fit's near-degenerate
+direction: a smaller excitation fraction with larger amplitudes (or more
+dissociation) gives nearly the same ΔS, and an NNLS solution sits on the
+boundary of c >= 0 (weights at exactly zero), where replicates of the data
+return to the same corner: the bootstrap of a parameter on a boundary is not
+consistent (Andrews, *Econometrica* 68, 399 (2000)). So the fit also traces
+the profile likelihood of γ (``profile`` points): the NNLS with Σ c = γ_k
+imposed (a pseudo-row, as the hole's equality), χ²_k(γ_k) at the fitted (t0,
+IRF), over a range that reaches Δχ² = 9 R_B² on both sides. With the profile
+likelihood as the distribution of γ, p_k ∝ exp(−Δχ²_k / 2R_B²) Δγ_k, the
+variance of every quantity x is the law of total variance,
+
+.. math::
+
+    \operatorname{Var} x = \operatorname{Var}_\mathrm{bootstrap} x
+        + \sum_k p_k \big(x(\gamma_k) - \bar x\big)^2 ,
+
+the first term the bootstrap's (noise and basis, at the fitted γ), the second
+the spread of the profile solutions. The spread reported (standard deviation)
+is the square root, for γ, the weights and every derived quantity; t0 and the
+IRF keep the bootstrap's (their profile is not traced). On the synthetic
+experiments of ``benchmarks/coverage_ensemble.py`` the bootstrap alone gave
+±2σ bands holding the truth at >= 90 % of delays in 5/8 noise seeds for the
+ensemble's mean distance; with the profile term, 8/8.
 """
 
 from __future__ import annotations
@@ -197,14 +221,20 @@ class _System:
             omega = EQUALITY_WEIGHT * max(float(np.max(np.linalg.norm(self.Phi, axis=0))), 1e-300)
             self.Phi = np.vstack([self.Phi, omega * equality[None, :]])
 
-    def solve(self, d: np.ndarray, dd: float, columns: np.ndarray | None = None):
+    def solve(self, d: np.ndarray, dd: float, columns: np.ndarray | None = None, total: tuple | None = None):
         """NNLS for c (M,) and the data χ²; with ``columns`` (a resampled basis, repeats allowed) only those
-        trajectories are offered and the weights of repeats are added up."""
+        trajectories are offered and the weights of repeats are added up; with ``total = (row, γ)`` the
+        weights also satisfy row · c = γ (a pseudo-row of the equality's weight)."""
         from scipy.optimize import nnls
 
         z = self.Pr @ (self.D @ d)
         Phi = self.Phi if columns is None else self.Phi[:, columns]
         zz = np.concatenate([z, np.zeros(Phi.shape[0] - z.size)])
+        if total is not None:
+            row, value = total
+            omega = EQUALITY_WEIGHT * max(float(np.max(np.linalg.norm(Phi, axis=0))), 1e-300)
+            Phi = np.vstack([Phi, omega * (row if columns is None else row[columns])[None, :]])
+            zz = np.concatenate([zz, [omega * float(value)]])
         if self.upper is None:
             c, _ = nnls(Phi, zz, maxiter=50 * Phi.shape[1])
         else:  # bounded-variable least squares (Stark and Parker 1995), 0 <= c <= upper
@@ -259,6 +289,9 @@ class EnsembleFit(MeasurementMethod):
         docstring), with Σ h = Σ c = γ.
     birge : bool
         Scale the bootstrap noise by the Birge ratio √χ²_red when χ²_red > 1.
+    profile : int
+        Points on the profile likelihood of γ, whose spread is added to the bootstrap's (see the module
+        docstring); 0: the bootstrap's spreads only. Not with a ``regularize`` pull.
     rank_tol : float
         Relative singular value below which basis components are dropped.
     levels : sequence of float
@@ -283,6 +316,7 @@ class EnsembleFit(MeasurementMethod):
         regularize="none",
         hole: bool = False,
         birge: bool = True,
+        profile: int = 21,
         rank_tol: float = 1e-6,
         levels=DEFAULT_LEVELS,
         sigma: str = "measured",
@@ -298,6 +332,7 @@ class EnsembleFit(MeasurementMethod):
         self.regularize = regularize
         self.hole = hole
         self.birge = birge
+        self.profile = profile
         self.rank_tol = rank_tol
         self.levels = levels
         self.sigma = sigma
@@ -320,6 +355,7 @@ class EnsembleFit(MeasurementMethod):
         if not isinstance(self.resample_basis, bool):
             raise InputError(f"The 'resample_basis' setting must be true or false; got {self.resample_basis!r}")
         check_number("ground_state", self.ground_state, low=0)
+        check_number("profile", self.profile, low=0, high=1000, integer=True)
         for name in ("hole", "birge"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"The {name!r} setting must be true or false; got {getattr(self, name)!r}")
@@ -530,18 +566,22 @@ class EnsembleFit(MeasurementMethod):
                     boot["stats"].append(all_stats(cb, th[0]))
                 report(b + 1, {"stage": "bootstrap", "total": n_boot})
 
+        # ---------------------------------------------------------- profile likelihood of γ
+        prof_g, prof_chi2, prof_c = _profile_gamma(sys0, d_w, gamma, M_e, int(self.profile) if mu == 0.0 and gamma > 0 else 0,
+                                                   birge, report)
         c_safe = c if gamma > 0 else np.concatenate([np.full(M_e, 1.0 / M_e), np.full(M_g, 1.0 / max(M_g, 1))])
         w = c_safe[:M_e] / c_safe[:M_e].sum()
         main = all_stats(c_safe, t0)
-        spread = _spreads(boot["stats"], main)
+        p = _profile_weights(prof_g, prof_chi2, birge)
+        prof_stats = [all_stats(ck, t0) for ck in prof_c]
+        spread = _spreads(boot["stats"], main, prof_stats, p)
         bc = np.array(boot["c"]) if boot["c"] else np.zeros((0, M))
         bw = bc[:, :M_e] / np.maximum(bc[:, :M_e].sum(axis=1, keepdims=True), 1e-300) if len(bc) else bc[:, :M_e]
         hole_part = {}
         if self.hole:
             r0 = distances(ens.positions[g_idx, 0])  # (M_g, P): each ground-state sample's distances at excitation
             removal = float(c[M_e:].max() * M_g) if gamma > 0 else 0.0
-            hole_part = dict(hole_trajectories=g_idx, hole_weights=c[M_e:].copy(),
-                             hole_weights_std=np.std(bc[:, M_e:], axis=0, ddof=1) if len(bc) > 1 else np.zeros(M_g), hole_r0=r0)
+            hole_part = dict(hole_trajectories=g_idx, hole_weights=c[M_e:].copy(), hole_r0=r0)
             problems_soft = f"; largest removal probability {removal:.2f}"
             balance = abs(float(c[M_e:].sum()) - gamma) / max(gamma, 1e-300)
             if gamma > 0 and balance > 1e-6:
@@ -549,17 +589,31 @@ class EnsembleFit(MeasurementMethod):
         else:
             problems_soft = ""
 
-        def sd(values):
-            return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        def sd(values, profile_values=None):
+            var = float(np.var(values, ddof=1)) if len(values) > 1 else 0.0
+            if profile_values is not None and p.size:
+                var += _weighted_var(np.asarray(profile_values), p)
+            return float(np.sqrt(var))
+
+        def sd_array(boot_values, profile_values):
+            var = np.var(boot_values, axis=0, ddof=1) if len(boot_values) > 1 else np.zeros(np.shape(profile_values)[1:])
+            if p.size:
+                var = var + _weighted_var(np.asarray(profile_values), p)
+            return np.sqrt(var)
+
+        pc = np.array(prof_c) if prof_c else np.zeros((0, M))
+        pw = pc[:, :M_e] / np.maximum(pc[:, :M_e].sum(axis=1, keepdims=True), 1e-300) if len(pc) else pc[:, :M_e]
+        if self.hole:
+            hole_part["hole_weights_std"] = sd_array(bc[:, M_e:], pc[:, M_e:])
 
         part = EnsemblePart(
-            gamma=gamma, gamma_std=sd(boot["gamma"]), t0=t0, t0_std=sd(boot["t0"]), irf_fs=irf, irf_fs_std=sd(boot["irf"]),
-            trajectories=e_idx, weights=w, weights_std=np.std(bw, axis=0, ddof=1) if len(bw) > 1 else np.zeros(M_e),
+            gamma=gamma, gamma_std=sd(boot["gamma"], prof_g), t0=t0, t0_std=sd(boot["t0"]), irf_fs=irf, irf_fs_std=sd(boot["irf"]),
+            trajectories=e_idx, weights=w, weights_std=sd_array(bw, pw if len(pw) else np.zeros((0, M_e))),
             dissociated=np.asarray(ens.dissociated, dtype=bool)[e_idx], pair_labels=tuple(_pair_labels(basis.symbols)),
             quantile_levels=levels, channels=HOLE_CHANNELS if self.hole else CHANNELS,
             bootstrap_gamma=np.asarray(boot["gamma"], dtype=float), bootstrap_t0=np.asarray(boot["t0"], dtype=float),
             bootstrap_irf_fs=np.asarray(boot["irf"], dtype=float), regularization=float(mu), rule=rule, rank=red.rank,
-            birge_ratio=birge, **hole_part, **main, **spread,
+            birge_ratio=birge, profile_gamma=prof_g, profile_chi2=prof_chi2, **hole_part, **main, **spread,
         )
         converged = not problems
         message = "; ".join(problems) if problems else (
@@ -754,8 +808,79 @@ def _moments(r: np.ndarray, w: np.ndarray, levels: np.ndarray):
     return mean, np.sqrt(var), weighted_quantiles(r, w, levels, axis=0)
 
 
-def _spreads(replicates: list[dict], main: dict) -> dict:
-    """Bootstrap standard deviations of the derived quantities (zeros without replicates)."""
+def _profile_gamma(sys_: _System, d_w: np.ndarray, gamma: float, M_e: int, n: int, birge: float, report):
+    """The profile likelihood of γ at the fitted (t0, IRF): NNLS with Σ_excited c = γ_k imposed.
+
+    The range grows (doubling, from ±5 % of γ) on each side until Δχ² reaches 9 R_B² there (or γ_k
+    reaches 0, or 4 γ above); ``n`` points in all over it, γ itself among them.
+
+    Returns
+    -------
+    gammas : ndarray, shape (K,)
+    chi2 : ndarray, shape (K,)
+        Data χ² of the constrained NNLS at each γ_k.
+    weights : list of ndarray, shape (M,)
+        The constrained solutions.
+    """
+    if n < 3:
+        return np.zeros(0), np.zeros(0), []
+    d = d_w.ravel()
+    dd = float(d @ d)
+    row = np.zeros(sys_.Phi.shape[1])
+    row[:M_e] = 1.0
+    done = [0]
+
+    def at(g):
+        c, chi2 = sys_.solve(d, dd, total=(row, g))
+        done[0] += 1
+        report(done[0], {"stage": "profile", "total": None})
+        return c, chi2
+
+    _, chi2_0 = at(gamma)
+    target = 9.0 * birge**2
+    half = []
+    for sign in (-1.0, 1.0):
+        h = 0.05 * gamma
+        while True:
+            g = gamma + sign * h
+            if sign < 0 and g <= 0:
+                h = gamma
+                break
+            if at(g)[1] - chi2_0 >= target or h >= 4 * gamma:
+                break
+            h *= 2.0
+        half.append(h)
+    n_lo = max((n - 1) // 2, 1)
+    gammas = np.concatenate([np.linspace(gamma - half[0], gamma, n_lo + 1), np.linspace(gamma, gamma + half[1], n - n_lo)[1:]])
+    gammas = gammas[gammas > 0]
+    sols = [at(g) for g in gammas]
+    return gammas, np.array([s[1] for s in sols]), [s[0] for s in sols]
+
+
+def _profile_weights(gammas: np.ndarray, chi2: np.ndarray, birge: float) -> np.ndarray:
+    """p_k ∝ exp(−Δχ²_k / 2 R_B²) Δγ_k (trapezoid widths), summing to 1; empty without a profile."""
+    if gammas.size < 2:
+        return np.zeros(0)
+    width = np.gradient(gammas)
+    logp = -(chi2 - chi2.min()) / (2.0 * birge**2)
+    p = np.exp(logp - logp.max()) * np.abs(width)
+    return p / p.sum()
+
+
+def _weighted_var(values: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Σ_k p_k (x_k − x̄)² over axis 0, ignoring NaN entries (a channel without weight at some γ_k)."""
+    ok = np.isfinite(values)
+    pk = p.reshape((-1,) + (1,) * (values.ndim - 1)) * ok
+    norm = pk.sum(axis=0)
+    x = np.where(ok, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (pk * x).sum(axis=0) / norm
+        var = (pk * (x - mean) ** 2).sum(axis=0) / norm
+    return np.where(norm > 0, var, 0.0)
+
+
+def _spreads(replicates: list[dict], main: dict, profile: list[dict] | None = None, p: np.ndarray | None = None) -> dict:
+    """Spreads of the derived quantities: the bootstrap's variance plus the profile's (law of total variance)."""
     out = {}
     names = {"distance_mean": "distance_mean_std", "distance_std": "distance_std_std", "distance_quantiles": "distance_quantiles_std",
              "dissociated_fraction": "dissociated_fraction_std", "channel_fraction": "channel_fraction_std",
@@ -771,4 +896,8 @@ def _spreads(replicates: list[dict], main: dict) -> dict:
                     out[name] = np.nanstd(stack, axis=0, ddof=1)
         else:
             out[name] = np.zeros_like(main[key])
+        if profile and p is not None and p.size:
+            var = _weighted_var(np.array([st[key] for st in profile], dtype=float), p)
+            out[name] = np.sqrt(np.where(np.isfinite(out[name]), out[name] ** 2, 0.0) + var)
+            out[name] = np.where(np.isnan(main[key]), np.nan, out[name]) if np.ndim(main[key]) else out[name]
     return out

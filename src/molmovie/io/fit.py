@@ -27,6 +27,7 @@ per method for what is its own::
         bootstrap_gamma (B) [fraction]   bootstrap_t0, bootstrap_irf_fs (B) [fs]
         hole_trajectories (G) [index]   hole_weights, hole_weights_std (G) [fraction]   hole_r0 (G, P) [Angstrom]
             (only for a fit with the ground-state hole; channels are then ("bound", "dissociated", "ground"))
+        profile_gamma (K) [fraction]   profile_chi2 (K) [1]   the profile likelihood of γ (optional)
         attrs: regularization, rule, rank, birge_ratio (optional, 1 when absent)
 
     /pdf/...        (method "pdf", :class:`PdfPart`)
@@ -114,6 +115,9 @@ class EnsemblePart:
         h_j >= 0 with Σ h_j = γ: how much of ground-state sample j the pump removed (M_g h_j is its removal probability).
     hole_r0 : ndarray, shape (G, P), Angstrom, or None
         Each ground-state sample's distances at excitation: with ``hole_weights``, the excitation's R-dependence.
+    profile_gamma, profile_chi2 : ndarray, shape (K,), or None
+        The profile likelihood of γ: the data χ² of the best fit with Σ c = γ_k imposed (at the fitted t0 and
+        IRF); its spread is part of every reported spread. None in files written before it existed.
     """
 
     gamma: float
@@ -154,6 +158,8 @@ class EnsemblePart:
     hole_weights: np.ndarray | None = None
     hole_weights_std: np.ndarray | None = None
     hole_r0: np.ndarray | None = None
+    profile_gamma: np.ndarray | None = None
+    profile_chi2: np.ndarray | None = None
 
 
 @dataclass
@@ -273,6 +279,7 @@ _ENSEMBLE_UNITS = {
     "channel_distance_quantiles": "Angstrom", "dissociated_fraction": "fraction", "dissociated_fraction_std": "fraction",
     "bootstrap_gamma": "fraction", "bootstrap_t0": "fs", "bootstrap_irf_fs": "fs",
     "hole_trajectories": "index", "hole_weights": "fraction", "hole_weights_std": "fraction", "hole_r0": "Angstrom",
+    "profile_gamma": "fraction", "profile_chi2": "1",
 }
 _ENSEMBLE_STRINGS = ("pair_labels", "channels")
 _ENSEMBLE_ATTRS = ("regularization", "rule", "rank", "birge_ratio")
