@@ -164,7 +164,9 @@ def _figures(result, folder: Path) -> list[Path]:
         save(ff.plot_distance_bands(result.delays, e.pair_labels, e.distance_mean, e.distance_mean_std, e.distance_quantiles, e.quantile_levels,
                                     channel_mean=e.channel_distance_mean, channel_mean_std=e.channel_distance_mean_std, channels=e.channels,
                                     dissociated_fraction=e.dissociated_fraction, dissociated_fraction_std=e.dissociated_fraction_std), "ensemble_distances.png")
-        save(ff.plot_parameters(e.gamma, e.gamma_std, e.t0, e.t0_std, e.irf_fs, e.irf_fs_std, e.bootstrap_gamma, e.bootstrap_t0, e.bootstrap_irf_fs), "ensemble_parameters.png")
+        save(ff.plot_parameters(e.gamma, e.gamma_std, e.t0, e.t0_std, e.irf_fs, e.irf_fs_std, e.bootstrap_gamma, e.bootstrap_t0, e.bootstrap_irf_fs,
+                                  profile=None if e.profile_gamma is None else (e.profile_gamma, e.profile_chi2, e.birge_ratio)),
+             "ensemble_parameters.png")
         if e.hole_weights is not None:
             save(ff.plot_hole(e.hole_r0, e.hole_weights, e.pair_labels), "ensemble_hole.png")
     p = result.pdf

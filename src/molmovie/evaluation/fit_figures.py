@@ -102,7 +102,7 @@ def plot_distance_bands(delays, pair_labels, mean, mean_std, quantiles, levels, 
         a = axes[p]
         a.fill_between(x, quantiles[:, p, 0], quantiles[:, p, -1], color="C0", alpha=0.15,
                        label=f"{100 * levels[0]:.0f}-{100 * levels[-1]:.0f} % of the excited ensemble")
-        a.fill_between(x, mean[:, p] - 2 * mean_std[:, p], mean[:, p] + 2 * mean_std[:, p], color="C0", alpha=0.45, label="mean ± 2σ (bootstrap)")
+        a.fill_between(x, mean[:, p] - 2 * mean_std[:, p], mean[:, p] + 2 * mean_std[:, p], color="C0", alpha=0.45, label="mean ± 2σ (bootstrap and γ profile)")
         a.plot(x, mean[:, p], color="C0", lw=1.2, label="excited-ensemble mean")
         if truth_mean is not None:
             a.plot(x, truth_mean[:, p], color="black", lw=1.0, label="truth")
@@ -136,8 +136,12 @@ def plot_distance_bands(delays, pair_labels, mean, mean_std, quantiles, levels, 
     return fig
 
 
-def plot_parameters(gamma, gamma_std, t0, t0_std, irf, irf_std, boot_gamma, boot_t0, boot_irf, *, ax=None):
-    """γ, t0 and the IRF with their bootstrap distributions (histograms) and spreads."""
+def plot_parameters(gamma, gamma_std, t0, t0_std, irf, irf_std, boot_gamma, boot_t0, boot_irf, *, profile=None, ax=None):
+    """γ, t0 and the IRF with their bootstrap distributions (histograms) and spreads.
+
+    ``profile = (gammas, chi2, birge_ratio)``, when given, adds γ's profile likelihood
+    exp(−Δχ²/2R_B²) (right axis) to the γ panel: the spread in the title combines both.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -156,6 +160,15 @@ def plot_parameters(gamma, gamma_std, t0, t0_std, irf, irf_std, boot_gamma, boot
         a.set_title(f"{name} = {value:.4g} ± {std:.2g}{unit}")
         a.set_xlabel(f"{name}{' (fs)' if unit else ''}")
     axes[0].set_ylabel("bootstrap replicates")
+    if profile is not None and len(profile[0]):
+        g, chi2, rb = (np.asarray(profile[0], dtype=float), np.asarray(profile[1], dtype=float), float(profile[2]))
+        twin = axes[0].twinx()
+        with np.errstate(under="ignore"):
+            like = np.exp(-(chi2 - chi2.min()) / (2 * rb**2))
+        twin.plot(g, like, "C1.-", lw=1.2, ms=3)
+        twin.set_ylim(0, 1.05)
+        twin.set_ylabel("profile likelihood of γ", color="C1")
+        axes[0].set_xlim(min(axes[0].get_xlim()[0], g.min()), max(axes[0].get_xlim()[1], g.max()))
     return fig
 
 
