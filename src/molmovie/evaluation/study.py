@@ -25,7 +25,7 @@ leaves nothing corrupt::
     OUT/study.json                       what defines the study (a rerun with other settings is refused)
     OUT/data/{nmm,c2h4,cs2}.h5           generated trajectories + signals
     OUT/models/{experiment}-{method}.safetensors           trained with the study's seed
-    OUT/models/{experiment}-{method}-seed{s}.safetensors   trained with seed s (s > the study's seed; seeds=K > 1)
+    OUT/models/{experiment}-{method}-seed{s}.safetensors   trained with another seed s (seeds=K > 1)
     OUT/eval/{experiment}-{method}[-seed{s}].npz   predictions and per-frame metrics (:func:`~molmovie.evaluation.write_scores`)
     OUT/results.json, OUT/results.md     the tables
     OUT/fig2a.png, fig2b.png, fig2c.png, signals.png
@@ -194,7 +194,7 @@ def experiment_methods(preset: Preset, exp: Experiment) -> list[str]:
 
 
 def method_settings(preset: Preset, exp: Experiment, method: str, seed: int) -> dict:
-    """A method's settings in one experiment: the preset's, the experiment's changes, and the study's seed."""
+    """A method's settings in one experiment: the preset's, the experiment's changes, and the training seed ``seed`` (for a method that takes one)."""
     s = dict(preset.methods[method])
     s.update(preset.settings_by_experiment.get(exp.key, {}).get(method, {}))
     if is_seeded(method):
@@ -401,7 +401,11 @@ def run_study(
         datasets[mol] = _dataset_stage(mol, preset, path, seed, workers, log, _staged(progress, f"generate {mol}"))
 
     stages = {
-        exp.key: [_Stage(exp, method, s, seeds > 1 and is_seeded(method)) for method in experiment_methods(preset, exp) for s in method_seeds(method, seed, seeds)]
+        exp.key: [
+            _Stage(exp, method, s, seed, seeds > 1 and is_seeded(method))
+            for method in experiment_methods(preset, exp)
+            for s in method_seeds(method, seed, seeds)
+        ]
         for exp in EXPERIMENTS
     }
     reused += sum(any(p.exists() for p in st.paths(out)) for sts in stages.values() for st in sts)
@@ -575,22 +579,23 @@ def _check_protocol(ds, path: Path) -> None:
 
 @dataclass(frozen=True)
 class _Stage:
-    """One (experiment, method, training seed) stage; ``named`` when its files and progress carry its seed."""
+    """One (experiment, method, training seed) stage of a study of seed ``base``; ``several``: one of several seeds."""
 
     exp: Experiment
     method: str
     seed: int
-    named: bool = False
+    base: int
+    several: bool = False
 
     def paths(self, out: Path) -> tuple[Path, Path]:
-        """The model file and the evaluation file of the stage."""
-        stem = f"{self.exp.key}-{self.method}" + (f"-seed{self.seed}" if self.named else "")
+        """The model file and the evaluation file of the stage (named by its seed unless it is the study's)."""
+        stem = f"{self.exp.key}-{self.method}" + (f"-seed{self.seed}" if self.seed != self.base else "")
         return out / "models" / f"{stem}.safetensors", out / "eval" / f"{stem}.npz"
 
     @property
     def label(self) -> str:
-        """The stage in progress reports: "nmm vrnn", or "nmm vrnn seed 4"."""
-        return f"{self.exp.key} {self.method}" + (f" seed {self.seed}" if self.named else "")
+        """The stage in progress reports and log lines: "nmm vrnn", or "nmm vrnn seed 4" with several seeds."""
+        return f"{self.exp.key} {self.method}" + (f" seed {self.seed}" if self.several else "")
 
 
 def _experiment_splits(full, exp: Experiment, seed: int) -> tuple[Dataset, Dataset, Dataset]:
@@ -620,7 +625,7 @@ def _method_stage(stage: _Stage, preset, train, val, test, out: Path, log, progr
         model = load_method(model_path)
     else:
         model = get_method(method, **method_settings(preset, exp, method, stage.seed))
-        seeded = f" (seed {stage.seed})" if stage.named else ""
+        seeded = f" (seed {stage.seed})" if stage.several else ""
         log(f"{exp.label}: training {method}{seeded} on {train.n_trajectories} trajectories ...")
         t = time.perf_counter()
         model.fit(train, val=val, progress=_staged(progress, stage.label, least=2))
@@ -787,12 +792,39 @@ def _methods_of(results: dict) -> list[str]:
     return list(dict.fromkeys(m for e in results["experiments"].values() for m in e["methods"]))
 
 
+def _spread_caption(results: dict, methods: list[str]) -> str:
+    """What the tables of a study over several seeds show, in one paragraph."""
+    seeds = results["seeds"]
+    once = [method_label(m) for m in methods if not is_seeded(m)]
+    return (
+        f"Each score: mean ± spread over {len(seeds)} training seeds ({seeds[0]}-{seeds[-1]}), on the datasets and splits of "
+        f"seed {results['seed']}; the spread is the {SPREAD}"
+        + (f" ({', '.join(once)}: no seed, trained once, spread 0)" if once else "")
+        + f". Bold: the winner; {WIN_RULE}."
+    )
+
+
+def _pm(mean: float, spread: float | None) -> str:
+    return _fmt(mean) if spread is None else f"{_fmt(mean)} ± {_fmt(spread)}"
+
+
 def results_markdown(results: dict) -> str:
-    """The results tables in Markdown, for any number of methods (bold: each score's winner)."""
+    """The results tables in Markdown, for any number of methods (bold: each score's winner).
+
+    With several seeds (``results["seeds"]``) every score reads mean ± spread,
+    a caption says which spread and when a method wins, and a score without a
+    winner reads "tie (within spread)".
+    """
     exps = results["experiments"]
     methods = _methods_of(results)
     names = " / ".join(method_label(m) for m in methods)
-    rows = [
+    several = "seeds" in results
+    rows = [_spread_caption(results, methods), ""] if several else []
+
+    def spread(e, name, k):
+        return e["spread"][name][k] if several else None
+
+    rows += [
         "| experiment | train/val/test | " + " | ".join(f"{SCORE_NAMES[k]}: {names}" for k in SCORES) + " |",
         "|---|---|" + "---|" * len(SCORES),
     ]
@@ -800,7 +832,7 @@ def results_markdown(results: dict) -> str:
         m = e["methods"]
         cells = []
         for k in SCORES:
-            texts = ["-" if name not in m else _fmt(m[name][k]) for name in methods]
+            texts = ["-" if name not in m else _pm(m[name][k], spread(e, name, k)) for name in methods]
             cells.append(" / ".join(f"**{t}**" if name == e["winner"][k] else t for name, t in zip(methods, texts)))
         t = e["trajectories"]
         rows.append(f"| {e['label']} | {t['train']}/{t['val']}/{t['test']} | " + " | ".join(cells) + " |")
@@ -811,17 +843,25 @@ def results_markdown(results: dict) -> str:
             cells = []
             for k in SCORES:
                 win, runner, margin = e["winner"][k], e["runner_up"][k], e["margin"][k]
+                lead = e["leader"][k] if several else win
                 if runner is None:
-                    cells.append(method_label(win))
+                    cells.append(method_label(lead))
+                    continue
+                if several and win is None:
+                    tied = ", ".join(method_label(x) for x in e["tied"][k])
+                    cells.append(f"tie (within spread): {tied}; {method_label(lead)} leads by {_fmt(margin)}, spread {_fmt(e['threshold'][k])}")
                     continue
                 base = e["methods"][runner][k]
                 pct = f" ({100 * margin / base:.0f} % of {method_label(runner)}'s)" if base > 0 else ""
-                cells.append(f"{method_label(win)} by {_fmt(margin)}{pct}")
+                cells.append(f"{method_label(win)} by {_fmt(margin)}{pct}" + (f" > spread {_fmt(e['threshold'][k])}" if several else ""))
             rows.append(f"| {e['label']} | " + " | ".join(cells) + " |")
     rows += ["", f"| experiment | mean abs. distance error (Å): training mean / {names} | true distances inside ±2σ |", "|---|---|---|"]
     for e in exps.values():
         m = e["methods"]
-        errors = " / ".join("-" if name not in m else f"{m[name]['abs_error_mean']:.3f}" for name in methods)
+        errors = " / ".join(
+            "-" if name not in m else f"{m[name]['abs_error_mean']:.3f}" + (f" ± {e['spread'][name]['abs_error_mean']:.3f}" if several else "")
+            for name in methods
+        )
         inside = [f"{method_label(name)} {100 * m[name]['within_2sigma']:.0f} %" for name in methods if "within_2sigma" in m.get(name, {})]
         rows.append(f"| {e['label']} | {e.get('mean_predictor_abs_error', float('nan')):.3f} / {errors} | {', '.join(inside) or '-'} |")
     n = len(exps)
@@ -832,15 +872,27 @@ def results_markdown(results: dict) -> str:
             f"{method_label(name)} wins: labelled RMSD {w['rmsd_sum']}/{n}, symmetry-aware RMSD per trajectory "
             f"{w['rmsd_sym_traj_sum']}/{n} and per frame {w['rmsd_sym_sum']}/{n}, SSR {w['ssr_sum']}/{n}"
         )
+    if several:
+        ties = {k: sum(e["winner"][k] is None for e in exps.values()) for k in SCORES}
+        wins.append(
+            f"ties within spread: labelled RMSD {ties['rmsd_sum']}/{n}, symmetry-aware RMSD per trajectory "
+            f"{ties['rmsd_sym_traj_sum']}/{n} and per frame {ties['rmsd_sym_sum']}/{n}, SSR {ties['ssr_sum']}/{n}"
+        )
+    seeds = f"seeds {results['seeds'][0]}-{results['seeds'][-1]}" if several else f"seed {results['seed']}"
     rows += ["", "; ".join(wins) + (
-        f" (preset `{results['preset']}`, seed {results['seed']}; this run took {results.get('wall_time_s', 0):.0f} s"
+        f" (preset `{results['preset']}`, {seeds}; this run took {results.get('wall_time_s', 0):.0f} s"
         + (f", reusing {results['reused_stages']} stages finished before it)." if results.get("reused_stages") else ").")
     )]
     return "\n".join(rows) + "\n"
 
 
 def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, seed: int = 0) -> None:
-    """Write results.json, results.md and the four figures (the first experiment shown in detail)."""
+    """Write results.json, results.md and the four figures (the first experiment shown in detail).
+
+    With several seeds, fig2a shows the means over seeds with ± one standard
+    deviation as error bars; fig2b, fig2c and signals.png show the models of
+    the study's own seed (``per_frame``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -869,7 +921,14 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
         "per trajectory": "equivalent atoms relabelled\nonce per trajectory",
         "per frame": "equivalent atoms relabelled\nin every frame",
     }
-    save(plot_rmsd_sums(labels, sums, titles=titles), "fig2a.png")
+    errors = None
+    if "seeds" in results:  # means over seeds, with their spread
+        errors = {
+            panel: {method_label(m): [entries[k]["spread"].get(m, {}).get(score, np.nan) for k in keys] for m in methods}
+            for panel, score in (("labelled", "rmsd_sum"), ("per trajectory", "rmsd_sym_traj_sum"), ("per frame", "rmsd_sym_sum"))
+        }
+        titles = {p: f"{t} (mean ± std, {len(results['seeds'])} seeds)" for p, t in titles.items()}
+    save(plot_rmsd_sums(labels, sums, errors=errors, titles=titles), "fig2a.png")
 
     # the first experiment in detail: one distance along one test trajectory (Fig. 2b), errors against time
     # (Fig. 2c), and the signal against the signal of each method's distances
