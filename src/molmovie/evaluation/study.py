@@ -69,8 +69,12 @@ __all__ = [
     "rank_methods",
     "method_settings",
     "method_seeds",
+    "is_seeded",
+    "check_count",
     "SPREAD",
     "WIN_RULE",
+    "MAX_SEEDS",
+    "MAX_JOBS",
     "results_markdown",
     "write_report",
 ]
@@ -711,6 +715,30 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+#: What the worker processes' server imports once (what a stage would import first, torch's optimiser its compiler
+#: among it: seconds per worker); a module that fails to import is skipped.
+_PRELOAD = [
+    "molmovie.evaluation.study", "molmovie.inversion._vrnn_net", "molmovie.scattering._kernels",
+    "threadpoolctl", "numba", "networkx", "scipy.linalg", "torch", "torch.optim", "torch._dynamo",
+]
+
+
+def _worker_context():
+    """How worker processes start: forked from a server that has imported torch and numba once (POSIX), else spawned.
+
+    Neither copies this process (its threads, or a CUDA context); the server
+    saves every worker the seconds of importing torch (:data:`_PRELOAD`). It
+    is Python's one forkserver, shared by this process's users of it.
+    """
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def _run_parallel(todo: list[_Stage], jobs: int, threads: int, preset, out: Path, data: Path, seed: int, log, progress) -> None:
     """Run stages in ``jobs`` spawned processes of ``threads`` threads each, the longest first; relay their log lines and progress here.
 
@@ -718,13 +746,13 @@ def _run_parallel(todo: list[_Stage], jobs: int, threads: int, preset, out: Path
     underway leaves nothing: its files are written atomically) and is raised
     here; the finished stages are kept.
     """
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    ctx = multiprocessing.get_context("spawn")  # safe with threads and CUDA, the same on every platform
+    ctx = _worker_context()
     messages = ctx.Queue()
     # the stages that train (those with a seed) first, larger training sets first: the slowest start first
     order = sorted(todo, key=lambda st: (not is_seeded(st.method), -sum(preset.trajectories[st.exp.molecule])))
+    log(f"training and scoring {len(todo)} stages in {jobs} processes of {threads} thread{'s' * (threads > 1)} each ...")
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_start_worker, initargs=(messages, threads))
     last: dict = {}  # stage label -> its last progress report
     ended = 0
@@ -745,9 +773,8 @@ def _run_parallel(todo: list[_Stage], jobs: int, threads: int, preset, out: Path
             if progress is not None and info is not None and done < (info.get("total") or 0):
                 progress(done, {**info, "total": done})
 
-    futures = []
     try:
-        futures += [pool.submit(_worker_stage, st, preset, out, data, seed) for st in order]
+        futures = [pool.submit(_worker_stage, st, preset, out, data, seed) for st in order]
         while ended < len(futures):
             try:
                 relay(messages.get(timeout=0.2))
@@ -757,17 +784,19 @@ def _run_parallel(todo: list[_Stage], jobs: int, threads: int, preset, out: Path
                 if f.done() and f.exception() is not None:
                     raise f.exception()
     except BaseException:
-        _stop(pool, futures)
+        _stop(pool)
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)
         messages.close()
 
 
-def _stop(pool, futures) -> None:
-    """Cancel the stages not started and end the worker processes (SIGTERM, then SIGKILL after 10 s)."""
-    for f in futures:
-        f.cancel()
+def _stop(pool) -> None:
+    """End the worker processes (SIGTERM, then SIGKILL after 10 s); the pool then fails the stages not run.
+
+    The futures are not cancelled here: Python 3.11's pool, once broken,
+    sets an exception on every pending future, and fails on one cancelled.
+    """
     if hasattr(pool, "terminate_workers"):  # Python >= 3.14
         pool.terminate_workers()
         return
