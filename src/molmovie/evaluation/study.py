@@ -686,6 +686,11 @@ def _start_worker(messages, threads: int) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)  # for libraries loaded later (this process is the study's own)
+    # numba guards its thread pool's start with a multiprocessing lock when processes start by (fork)server,
+    # a named semaphore that a worker ended by SIGTERM would leave behind ("leaked semaphore" at exit)
+    import multiprocessing
+
+    multiprocessing.set_start_method("spawn", force=True)
     _limit_threads(threads)
 
 
