@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from molmovie import InputError
+from molmovie.cli import main
 from molmovie.cli._stage_bars import ParallelStageProgress
 from molmovie.evaluation import study as study_module
 from molmovie.evaluation.study import EXPERIMENTS, SCORES, Preset, rank_methods, results_markdown, run_study
@@ -68,24 +69,34 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def grown(data_dir, tmp_path_factory):
-    """One seed, then two, in this process on one thread."""
+    """One seed, then two (with ``molmovie reproduce --seeds 2``), in this process on one thread."""
     out = tmp_path_factory.mktemp("grown") / "out"
     first = run_study(PRESET, out, seed=SEED, threads=1, data_dir=data_dir, log=quiet)
     before = snapshot(out)
-    lines: list[str] = []
-    second = run_study(PRESET, out, seed=SEED, seeds=2, threads=1, data_dir=data_dir, log=lines.append)
-    return SimpleNamespace(out=out, first=first, second=second, before=before, log=lines)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        patch.setitem(study_module.PRESETS, "tiny", PRESET)
+        try:
+            main(["reproduce", "--preset", "tiny", "--seed", str(SEED), "--seeds", "2", "--threads", "1",
+                  "-o", str(out), "--data-dir", str(data_dir)])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+    second = json.loads((out / "results.json").read_text())
+    return SimpleNamespace(out=out, first=first, second=second, before=before, code=code, stdout=stdout.getvalue(),
+                           log=stderr.getvalue().splitlines())
 
 
 class Interrupt:
-    """A progress callback that presses Ctrl-C at its third report, and records what it saw."""
+    """A progress callback that records every report and presses Ctrl-C just after the first one that closes an
+    early-stopped training (done below the epochs asked, total set to done): that stage is whole on disk by then."""
 
     def __init__(self):
         self.reports = []
 
     def __call__(self, done, info):
         self.reports.append((done, info))
-        if len(self.reports) == 3:
+        if done == info["total"] and info["total"] < info["epochs"]:
             raise KeyboardInterrupt
 
 
@@ -100,6 +111,7 @@ def parallel(data_dir, tmp_path_factory):
         children=multiprocessing.active_children(),
         files={p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()},
         snapshot=snapshot(out),
+        reports=ctrl_c.reports,
     )
     reports: list = []
     lines: list[str] = []
@@ -150,32 +162,52 @@ def test_two_processes_give_the_same_models_scores_and_tables_as_one(grown, para
     assert strip((parallel.out / "results.md").read_text()) == strip((grown.out / "results.md").read_text())
 
 
+def stage_file(stage: str, ext: str) -> str:
+    """The file of a progress stage ("cs2-bound vrnn seed 4 epochs") in a study of seeds SEED, SEED + 1."""
+    key, method, _, seed, _ = stage.split(" ")
+    sub = "models" if ext == "safetensors" else "eval"
+    return f"{sub}/{key}-{method}{'' if int(seed) == SEED else f'-seed{seed}'}.{ext}"
+
+
 def test_ctrl_c_stops_every_worker_and_keeps_only_whole_stages(parallel):
     left = parallel.left
     assert left.children == []
     stages = {f for f in left.files if f.startswith(("models/", "eval/"))}
-    assert stages < STAGE_FILES, stages  # some finished, not all; nothing half-written
+    assert stages < STAGE_FILES, stages  # not all; nothing half-written
     assert all(STAGE_NAME.fullmatch(f.split("/")[1]) for f in stages)
     assert "results.json" not in left.files
+    closed = left.reports[-1][1]["stage"]  # the stage whose end pressed Ctrl-C: finished before it
+    assert {stage_file(closed, "safetensors"), stage_file(closed, "npz")} <= stages
     for name in stages:  # every file kept is whole: it loads
         if name.endswith(".safetensors"):
             load_method(parallel.out / name)
         else:
             assert set(SCORES) <= set(json.loads(str(load_npz(parallel.out / name)["summary_json"])))
-    # the second run kept what the first finished, untouched
+    # the second run kept what the first finished, untouched, and trained only the rest
     after = snapshot(parallel.out)
     assert {k: after[k] for k in left.snapshot} == left.snapshot
+    models_left = {f for f in stages if f.endswith(".safetensors")}
+    assert sum(": training " in line for line in parallel.log) == len(STAGE_FILES) // 2 - len(models_left)
 
 
 def test_the_parent_relays_every_stages_progress_and_each_stage_ends(parallel):
-    """Reports of the VRNN trainings left after Ctrl-C, interleaved: per stage 1, 2, ... epochs, the last one
-    with done == total, also for the stage that early stopping ends before its last epoch (CS2 bound)."""
+    """Reports of the VRNN trainings, interleaved: per stage 1, 2, ... epochs, and the stage that early
+    stopping ends before its last epoch (CS2 bound) closes with one more report, done == total."""
+    first = {}
+    for done, info in parallel.left.reports:
+        first.setdefault(info["stage"], []).append((done, info["total"]))
+    closed = parallel.left.reports[-1][1]["stage"]
+    seen = first[closed]
+    assert closed.startswith("cs2-bound vrnn seed ")
+    n = len(seen) - 1  # epochs trained
+    assert n < CS2_BOUND_OVERRIDE["epochs"] and seen == [(d, CS2_BOUND_OVERRIDE["epochs"]) for d in range(1, n + 1)] + [(n, n)]
+
     by_stage: dict = {}
     for done, info in parallel.reports:
         by_stage.setdefault(info["stage"], []).append((done, info["total"]))
-    assert by_stage and set(by_stage) <= {f"{k} vrnn seed {s} epochs" for k in KEYS for s in SEEDS}
+    assert set(by_stage) <= {f"{k} vrnn seed {s} epochs" for k in KEYS for s in SEEDS} - {closed}
     trained = [line for line in parallel.log if ": training vrnn" in line]
-    assert len(by_stage) == len(trained)
+    assert by_stage and len(by_stage) == len(trained)
     for stage, seen in by_stage.items():
         epochs = CS2_BOUND_OVERRIDE["epochs"] if stage.startswith("cs2-bound") else VRNN_SETTINGS["epochs"]
         dones = [d for d, _ in seen]
@@ -185,10 +217,9 @@ def test_the_parent_relays_every_stages_progress_and_each_stage_ends(parallel):
             assert dones == list(range(1, dones[-1] + 1)) + [dones[-1]] and set(totals[:-1]) == {epochs}, (stage, seen)
         else:
             assert dones == list(range(1, epochs + 1)) and set(totals) == {epochs}, (stage, seen)
-    if any(s.startswith("cs2-bound") for s in by_stage):
-        assert any(seen[-1][0] < CS2_BOUND_OVERRIDE["epochs"] for s, seen in by_stage.items() if s.startswith("cs2-bound"))
+    n_stages = len(STAGE_FILES) // 2 - sum(f.startswith("eval/") for f in parallel.left.files)  # those not scored
     assert [line for line in parallel.log if line.startswith("training and scoring")] == [
-        f"training and scoring {len(trained) + sum('training nearest' in line for line in parallel.log)} stages in 2 processes of 1 thread each ..."
+        f"training and scoring {n_stages} stages in 2 processes of 1 thread each ..."
     ]
 
 
@@ -331,13 +362,10 @@ def test_a_table_of_made_up_numbers_reads_as_intended():
 # ----------------------------------------------------------------------------- the command
 
 
-def test_the_command_takes_seeds_and_jobs(grown, capsys, monkeypatch):
-    monkeypatch.setitem(study_module.PRESETS, "tiny", PRESET)
-    code, out, err = run_cli(["reproduce", "--preset", "tiny", "--seed", SEED, "--seeds", 2, "--jobs", 2,
-                              "-o", grown.out, "--data-dir", study_data_dir(grown)], capsys)
-    assert code == 0, err
-    assert "mean ± spread over 2 training seeds" in out and "±" in (grown.out / "results.md").read_text()
-    assert "training" not in err  # everything was there
+def test_the_command_takes_seeds_and_threads_and_prints_the_table(grown):
+    assert grown.code == 0, grown.log
+    assert grown.stdout == results_markdown(grown.second) + f"\nresults and figures in {grown.out}\n"
+    assert grown.second["seeds"] == list(SEEDS)
 
 
 @pytest.mark.parametrize("option, value", [("--seeds", 0), ("--jobs", 0), ("--seeds", 1001), ("--threads", 0), ("--jobs", 1.5)])
