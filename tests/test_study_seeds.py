@@ -26,6 +26,7 @@ from molmovie import InputError
 from molmovie.cli import main
 from molmovie.cli._stage_bars import ParallelStageProgress
 from molmovie.evaluation import study as study_module
+from molmovie.evaluation.figures import plot_rmsd_sums
 from molmovie.evaluation.study import EXPERIMENTS, SCORES, Preset, rank_methods, results_markdown, run_study
 from molmovie.inversion import load_method
 from molmovie.io import write_dataset
@@ -412,3 +413,29 @@ def test_parallel_bars_show_each_running_stage_and_go_when_it_ends():
         assert bars.open_stages == [] and not display.running and display.tasks == {}
         bars(1, {"stage": "c epochs", "total": 4})
     assert display.tasks == {} and not display.running  # closed with the block
+
+
+def test_fig2a_draws_each_bar_at_its_mean_with_an_error_bar_of_its_spread():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.container import BarContainer
+
+    means = {"baseline": [10.0, 20.0, 30.0], "VRNN": [5.0, 25.0, 12.0]}
+    spreads = {"baseline": [0.0, 0.0, 0.0], "VRNN": [1.0, 2.5, 0.5]}
+    fig = plot_rmsd_sums(["A", "B", "C"], {"labelled": means}, errors={"labelled": spreads})
+    try:
+        bars = [c for c in fig.axes[0].containers if isinstance(c, BarContainer)]
+        assert len(bars) == 2
+        for container, m in zip(bars, means):
+            assert [b.get_height() for b in container] == means[m]
+            (segments,) = [c.get_segments() for c in container.errorbar.lines[2]]
+            lows, highs = zip(*[(seg[:, 1].min(), seg[:, 1].max()) for seg in segments])
+            np.testing.assert_allclose(lows, np.subtract(means[m], spreads[m]))
+            np.testing.assert_allclose(highs, np.add(means[m], spreads[m]))
+        plain = plot_rmsd_sums(["A", "B", "C"], {"labelled": means})  # one seed: no error bars
+        assert all(c.errorbar is None for c in plain.axes[0].containers if isinstance(c, BarContainer))
+        plt.close(plain)
+    finally:
+        plt.close(fig)
