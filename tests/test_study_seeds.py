@@ -97,8 +97,13 @@ class Interrupt:
 
     def __call__(self, done, info):
         self.reports.append((done, info))
-        if done == info["total"] and info["total"] < info["epochs"]:
+        if done == info["total"] < epochs_of(info["stage"]):
             raise KeyboardInterrupt
+
+
+def epochs_of(stage: str) -> int:
+    """The epochs the preset asks of a progress stage's training ("cs2-bound vrnn seed 3 epochs")."""
+    return CS2_BOUND_OVERRIDE["epochs"] if stage.startswith("cs2-bound ") else VRNN_SETTINGS["epochs"]
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +215,7 @@ def test_the_parent_relays_every_stages_progress_and_each_stage_ends(parallel):
     trained = [line for line in parallel.log if ": training vrnn" in line]
     assert by_stage and len(by_stage) == len(trained)
     for stage, seen in by_stage.items():
-        epochs = CS2_BOUND_OVERRIDE["epochs"] if stage.startswith("cs2-bound") else VRNN_SETTINGS["epochs"]
+        epochs = epochs_of(stage)
         dones = [d for d, _ in seen]
         totals = [t for _, t in seen]
         assert dones[-1] == totals[-1], stage  # ended

@@ -749,9 +749,11 @@ def _run_parallel(todo: list[_Stage], jobs: int, threads: int, preset, out: Path
 
     An error in a stage, Ctrl-C or SIGTERM stops every worker (a stage
     underway leaves nothing: its files are written atomically) and is raised
-    here; the finished stages are kept.
+    here; the finished stages are kept. A worker that dies (killed, out of
+    memory) is a :class:`ChildProcessError` (an ``OSError``: one line from the CLI).
     """
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = _worker_context()
     messages = ctx.Queue()
@@ -785,8 +787,13 @@ def _run_parallel(todo: list[_Stage], jobs: int, threads: int, preset, out: Path
                 relay(messages.get(timeout=0.2))
             except _queue.Empty:
                 pass
-            for f in futures:
+            for f, st in zip(futures, order):
                 if f.done() and f.exception() is not None:
+                    if isinstance(f.exception(), BrokenProcessPool):  # killed (out of memory?): one line, not a traceback
+                        raise ChildProcessError(
+                            f"a worker process ended abruptly while running {st.label} (killed, or out of memory?); "
+                            f"the finished stages in {out} are kept: run again, with fewer jobs if memory ran out"
+                        ) from f.exception()
                     raise f.exception()
     except BaseException:
         _stop(pool)
