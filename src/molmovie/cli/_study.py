@@ -13,12 +13,13 @@ from .._guards import check_output_path, write_errors
 from ..datasets import SPLITS
 from ..evaluation import score_method, write_scores
 from ..evaluation.figures import plot_per_time_step
-from ..evaluation.study import PRESETS, run_study, results_markdown
+from ..evaluation.study import MAX_JOBS, MAX_SEEDS, PRESETS, check_count, run_study, results_markdown
 from ..inversion import load_method
 from ..io import atomic_path, read_dataset
 from . import app
 from ._outputs import output_folder, writing
 from ._progress import StageProgress
+from ._stage_bars import ParallelStageProgress
 
 
 @app.command()
@@ -79,19 +80,29 @@ def reproduce(
     seed: Annotated[int, typer.Option(help="Seed of generation, splits and training.")] = 0,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes for trajectory generation (default: all cores).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder of generated datasets to reuse (default OUTPUT/data).")] = None,
+    seeds: Annotated[int, typer.Option(help="Train every method that takes a seed with this many seeds (SEED, SEED+1, ...) on the same data; "
+                                            "scores become mean ± standard deviation, and a method wins only by more than the spread.")] = 1,
+    jobs: Annotated[int, typer.Option(help="Train and score the (experiment, method, seed) stages in this many processes at once.")] = 1,
+    threads: Annotated[Optional[int], typer.Option(help="Threads per training process (default: cores / jobs; with --jobs 1 all cores). "
+                                                        "The same threads give the same numbers with any --jobs.")] = None,
 ) -> None:
     """Run the paper's five-experiment study end to end: generate, simulate, train, evaluate, report.
 
-    A rerun with the same --output skips every finished stage.
+    A rerun with the same --output skips every finished stage; one with more --seeds trains only the seeds it lacks.
     """
     if workers is not None and workers < 1:
         raise InputError(f"The 'workers' parameter must be >= 1; got {workers}")
+    check_count("seeds", seeds, MAX_SEEDS)
+    check_count("jobs", jobs, MAX_JOBS)
+    if threads is not None:
+        check_count("threads", threads, MAX_JOBS)
     with write_errors(output.parent):
         output.parent.mkdir(parents=True, exist_ok=True)
     kept = f"the finished stages in {output} are kept; run the same command again to resume"
-    with writing(output, [], force=True, folder=True, kept=kept), StageProgress() as progress:
+    bars = ParallelStageProgress() if jobs > 1 else StageProgress()
+    with writing(output, [], force=True, folder=True, kept=kept), bars as progress:
         results = run_study(
-            preset, output, seed=seed, workers=workers, data_dir=data_dir,
+            preset, output, seed=seed, seeds=seeds, jobs=jobs, threads=threads, workers=workers, data_dir=data_dir,
             log=lambda line: typer.echo(line, err=True), progress=progress,
         )
     typer.echo(results_markdown(results))

@@ -74,7 +74,7 @@ def _axes(ax, ncols=1, figsize=(6.4, 4.0), sharey=False):
     return fig, np.atleast_1d(axes)
 
 
-def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]]], *, ax=None, titles=None):
+def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]]], *, errors=None, ax=None, titles=None):
     """Grouped bars: RMSD summed over all test frames, per experiment, one bar per method.
 
     Parameters
@@ -83,7 +83,10 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
         Experiment labels (x axis).
     sums : dict panel -> dict method label -> list of float
         E.g. ``{"labelled": {"baseline": [...], "VRNN": [...]}, "symmetry-aware": {...}}``;
-        one panel each, one bar per method (NaN: no bar).
+        one panel each, one bar per method (NaN: no bar). With ``errors``, the means over seeds.
+    errors : dict panel -> dict method label -> list of float, optional
+        The spread of each bar (e.g. the standard deviation over seeds), drawn
+        as an error bar of ± that much; the same keys as ``sums``.
     """
     panels = list(sums)
     fig, axes = _axes(ax, ncols=len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True)  # panels compare
@@ -93,7 +96,9 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
         width = 0.8 / len(methods)
         for k, m in enumerate(methods):
             vals = np.asarray(sums[panel][m], dtype=float)
-            bars = a.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, color=_colour(k), label=m)
+            err = None if errors is None else np.asarray(errors[panel][m], dtype=float)
+            bars = a.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, color=_colour(k), label=m,
+                         yerr=err, capsize=3 if err is not None else 0, error_kw=dict(lw=1, ecolor="black"))
             a.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
         a.set_xticks(x, experiments, rotation=20, ha="right")
         if a is axes[0]:

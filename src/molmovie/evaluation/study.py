@@ -9,20 +9,39 @@ Each method is trained, scored on the test split (labelled and
 symmetry-aware RMSD, SSR) and compared: every score's winner and its margin
 over the runner-up.
 
+With ``seeds=K`` the methods that take a ``seed`` are trained K times, with
+seeds s, s+1, ..., s+K-1, on the same datasets and splits (those of the
+study's seed s); methods without a seed (the frame-by-frame baseline) are
+deterministic and trained once. Every score is then the mean over seeds,
+with the sample standard deviation (K-1 in the denominator) as its spread,
+and a method wins a score only when its mean is below every other method's
+by more than the sum of the two standard deviations (:func:`rank_methods`);
+otherwise the score is a tie within the spread. With ``jobs=N`` the
+(experiment, method, seed) stages run in N worker processes.
+
 Stages, each written atomically so a rerun skips what is done and Ctrl-C
 leaves nothing corrupt::
 
     OUT/study.json                       what defines the study (a rerun with other settings is refused)
     OUT/data/{nmm,c2h4,cs2}.h5           generated trajectories + signals
-    OUT/models/{experiment}-{method}.safetensors
-    OUT/eval/{experiment}-{method}.npz   predictions and per-frame metrics (:func:`~molmovie.evaluation.write_scores`)
+    OUT/models/{experiment}-{method}.safetensors           trained with the study's seed
+    OUT/models/{experiment}-{method}-seed{s}.safetensors   trained with another seed s (seeds=K > 1)
+    OUT/eval/{experiment}-{method}[-seed{s}].npz   predictions and per-frame metrics (:func:`~molmovie.evaluation.write_scores`)
     OUT/results.json, OUT/results.md     the tables
     OUT/fig2a.png, fig2b.png, fig2c.png, signals.png
+
+The number of seeds is not part of what defines a study: a rerun with more
+seeds keeps the stages it has and trains the seeds it lacks; one with fewer
+reports only those (the other files stay).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import queue as _queue
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +50,8 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
-from ..datasets import SPLITS, make_splits
+from .._numba import configure as configure_numba
+from ..datasets import SPLITS, Dataset, make_splits
 from ..dynamics import generate
 from ..inversion import METHODS, get_method, load_method
 from ..io import atomic_path, read_dataset, write_dataset
@@ -48,6 +68,13 @@ __all__ = [
     "run_study",
     "rank_methods",
     "method_settings",
+    "method_seeds",
+    "is_seeded",
+    "check_count",
+    "SPREAD",
+    "WIN_RULE",
+    "MAX_SEEDS",
+    "MAX_JOBS",
     "results_markdown",
     "write_report",
 ]
@@ -147,6 +174,16 @@ MANIFEST = "study.json"
 #: Raised whenever a change to molmovie makes models or scores of an older study invalid
 #: (2: the VRNN's early stopping waits for the physics term's full weight).
 REVISION = 2
+#: The spread of a score over training seeds (with seeds > 1), as the tables name it.
+SPREAD = "sample standard deviation over the training seeds (K - 1 in the denominator)"
+#: When a method wins a score (with seeds > 1), as the tables state it.
+WIN_RULE = (
+    "a method wins a score only when its mean is lower than every other method's mean by more than "
+    "the sum of the two methods' standard deviations; otherwise the score is a tie (within spread)"
+)
+#: Most training seeds and worker processes a study accepts (a typed number must not start millions of jobs).
+MAX_SEEDS = 1000
+MAX_JOBS = 256
 
 
 def method_label(name: str) -> str:
@@ -161,12 +198,22 @@ def experiment_methods(preset: Preset, exp: Experiment) -> list[str]:
 
 
 def method_settings(preset: Preset, exp: Experiment, method: str, seed: int) -> dict:
-    """A method's settings in one experiment: the preset's, the experiment's changes, and the study's seed."""
+    """A method's settings in one experiment: the preset's, the experiment's changes, and the training seed ``seed`` (for a method that takes one)."""
     s = dict(preset.methods[method])
     s.update(preset.settings_by_experiment.get(exp.key, {}).get(method, {}))
-    if method in METHODS and "seed" in METHODS[method].setting_names():
+    if is_seeded(method):
         s["seed"] = seed
     return s
+
+
+def is_seeded(method: str) -> bool:
+    """Whether a method's training depends on a seed (it takes a ``seed`` setting); one without is trained once."""
+    return method in METHODS and "seed" in METHODS[method].setting_names()
+
+
+def method_seeds(method: str, seed: int, seeds: int) -> list[int]:
+    """The training seeds of a method in a study of ``seeds`` seeds from ``seed``: s, s+1, ..., s+K-1, or [s] for a method without a seed."""
+    return [seed + k for k in range(seeds)] if is_seeded(method) else [seed]
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -259,6 +306,9 @@ def run_study(
     output,
     *,
     seed: int = 0,
+    seeds: int = 1,
+    jobs: int = 1,
+    threads: int | None = None,
     workers: int | None = None,
     data_dir=None,
     log: Callable[[str], None] = print,
@@ -273,6 +323,27 @@ def run_study(
         Folder for every stage's output (created if missing).
     seed : int
         Seed of trajectory generation, splits and training.
+    seeds : int, default 1
+        Training seeds per method (``seed``, ``seed + 1``, ..., on the same
+        datasets and splits); each score is then reported as mean and spread
+        over them (:data:`SPREAD`, :data:`WIN_RULE`). Methods without a
+        ``seed`` setting are trained once.
+    jobs : int, default 1
+        Processes that train and score the (experiment, method, seed) stages
+        side by side; each limits its torch, BLAS, OpenMP and numba threads to
+        ``threads``. ``jobs=1`` runs them here, one after another. Dataset
+        generation is not affected (see ``workers``). A script that calls
+        this with ``jobs > 1`` must guard its top level with
+        ``if __name__ == "__main__":`` (the workers are spawned, and import
+        the script again).
+    threads : int, optional
+        Threads of each stage's numerical libraries (torch, BLAS, OpenMP,
+        numba). Default: ``cores // jobs`` (at least 1) with ``jobs > 1``;
+        with ``jobs=1``, as this process has them (all cores). Training on
+        the CPU is deterministic for a given number of threads, so a study
+        gives the same numbers with any ``jobs`` for the same ``threads``
+        (another thread count changes float32 summation order, and so the
+        last digits).
     workers : int, optional
         Worker processes for trajectory generation (default: all cores).
     data_dir : path-like, optional
@@ -282,15 +353,24 @@ def run_study(
     progress : callable(done, info), optional
         Progress of the long stages (generating a molecule's trajectories,
         training a method for more than one step): ``info["stage"]`` names
-        the stage (e.g. "nmm vrnn epochs", "generate nmm"), ``info["total"]``
-        its steps; a stage may end early (early stopping).
+        the stage (e.g. "nmm vrnn epochs", "nmm vrnn seed 4 epochs" with
+        ``seeds > 1``, "generate nmm"), ``info["total"]`` its steps; a stage
+        may end early (early stopping). With ``jobs > 1`` the reports of
+        the stages running at once interleave (all are made from this
+        process), and a stage that ended early sends one last report with
+        ``info["total"]`` equal to its ``done``.
 
     Returns
     -------
     dict
         The results (also written to ``results.json``): per experiment its
         split sizes, each method's summary, and per score the ``winner``,
-        the ``runner_up`` and the ``margin`` between them.
+        the ``runner_up`` and the ``margin`` between them. With ``seeds > 1``
+        each method's summary holds means over seeds, ``spread`` and
+        ``per_seed`` hold the standard deviations and the values of each
+        seed, and per score ``leader``, ``threshold`` and ``tied`` say how
+        the winner (None on a tie) was decided (:func:`rank_methods`);
+        ``seeds`` lists the training seeds.
     """
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -299,6 +379,10 @@ def run_study(
     unknown = [m for m in preset.methods if m not in METHODS]
     if unknown:
         raise InputError(f"the {preset.name} preset names unknown methods {', '.join(map(repr, unknown))}; methods are {', '.join(METHODS)}")
+    check_count("seeds", seeds, MAX_SEEDS)
+    check_count("jobs", jobs, MAX_JOBS)
+    if threads is not None:
+        check_count("threads", threads, MAX_JOBS)
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
@@ -320,21 +404,50 @@ def run_study(
         reused += path.exists()
         datasets[mol] = _dataset_stage(mol, preset, path, seed, workers, log, _staged(progress, f"generate {mol}"))
 
+    stages = {
+        exp.key: [
+            _Stage(exp, method, s, seed, seeds > 1 and is_seeded(method))
+            for method in experiment_methods(preset, exp)
+            for s in method_seeds(method, seed, seeds)
+        ]
+        for exp in EXPERIMENTS
+    }
+    reused += sum(any(p.exists() for p in st.paths(out)) for sts in stages.values() for st in sts)
+    todo = [st for sts in stages.values() for st in sts if not _scored(st.paths(out)[1])]
+    if jobs > 1 and todo:
+        _run_parallel(todo, min(jobs, len(todo)), threads or max(1, _cores() // jobs), preset, out, data, seed, log, progress)
+
     results = {"preset": preset.name, "seed": seed, "experiments": {}}
+    if seeds > 1:
+        results.update(seeds=[seed + k for k in range(seeds)], spread=SPREAD, win_rule=WIN_RULE)
     per_frame = {}
     for exp in EXPERIMENTS:
-        ds = _experiment_dataset(datasets[exp.molecule], exp, seed)
-        train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
+        train, val, test = _experiment_splits(datasets[exp.molecule], exp, seed)
+        here = [st for st in stages[exp.key] if st in todo and jobs == 1]
+        if here:
+            undo = _limit_threads(threads) if threads is not None else (lambda: None)
+            try:
+                for st in here:
+                    _method_stage(st, preset, train, val, test, out, log, progress)
+            finally:
+                undo()
         entry = {"label": exp.label, "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories}, "methods": {}}
-        for method in experiment_methods(preset, exp):
-            reused += any(p.exists() for p in _stage_paths(out, exp, method))
-            ev = _method_stage(exp, method, preset, train, val, test, out, seed, log, progress)
-            entry["methods"][method] = ev["summary"]
-            per_frame[(exp.key, method)] = ev
+        by_seed = {}
+        for st in stages[exp.key]:
+            if st.seed == seed:  # the study's seed: its predictions are drawn
+                per_frame[(exp.key, st.method)] = read_scores(st.paths(out)[1])
+            by_seed.setdefault(st.method, []).append(per_frame[(exp.key, st.method)]["summary"] if st.seed == seed else _summary(st.paths(out)[1]))
+        if seeds == 1:
+            entry["methods"] = {m: v[0] for m, v in by_seed.items()}
+        else:
+            by_seed = {m: v * seeds if len(v) == 1 else v for m, v in by_seed.items()}  # a method without a seed: its one stage for every seed
+            entry["methods"] = {m: _over_seeds(v, _mean) for m, v in by_seed.items()}
+            entry["spread"] = {m: _over_seeds(v, _std) for m, v in by_seed.items()}
+            entry["per_seed"] = {m: _over_seeds(v, list) for m, v in by_seed.items()}
         # the simplest predictor, for scale: every frame answered with the training set's mean distances
         mean_R = np.nanmean(train.distances[train.mask], axis=0)
         entry["mean_predictor_abs_error"] = float(np.mean(np.abs(test.distances[test.mask] - mean_R)))
-        entry.update(rank_methods(entry["methods"]))
+        entry.update(rank_methods(entry["methods"], entry.get("spread")))
         results["experiments"][exp.key] = entry
         log(_log_line(exp, entry))
     results["wall_time_s"] = round(time.perf_counter() - t0, 1)
@@ -343,25 +456,71 @@ def run_study(
     return results
 
 
-def rank_methods(summaries: dict) -> dict:
+def check_count(name: str, value, most: int) -> None:
+    """Refuse a count that is not a whole number from 1 to ``most``, naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= most:
+        raise InputError(f"The {name!r} parameter must be a whole number from 1 to {most}; got {value!r}")
+
+
+def _over_seeds(summaries: list[dict], reduce) -> dict:
+    """Each key of per-seed summaries reduced over the seeds (keys every seed has)."""
+    keys = [k for k in summaries[0] if all(k in s for s in summaries)]
+    return {k: reduce([s[k] for s in summaries]) for k in keys}
+
+
+def _mean(values: list):
+    """The mean of per-seed values; the value itself when every seed gave the same (the frame count stays an int)."""
+    return values[0] if all(v == values[0] for v in values) else float(np.mean(values))
+
+
+def _std(values: list) -> float:
+    """The sample standard deviation (K - 1 in the denominator) of per-seed values; 0 when every seed gave the same."""
+    return 0.0 if all(v == values[0] for v in values) else float(np.std(values, ddof=1))
+
+
+def rank_methods(summaries: dict, spreads: dict | None = None) -> dict:
     """Each score's winner (smallest; ties to the method listed first), runner-up and margin.
 
     Parameters
     ----------
     summaries : dict method -> dict score -> float
+        The scores (with several seeds: their means over seeds).
+    spreads : dict method -> dict score -> float, optional
+        Each score's spread over seeds (standard deviation). With spreads,
+        the method of smallest mean (the ``leader``) wins a score only when
+        every other method's mean exceeds it by more than the sum of the two
+        methods' spreads (:data:`WIN_RULE`):
+
+        .. math:: \\bar s_j - \\bar s_\\mathrm{leader} > \\sigma_\\mathrm{leader} + \\sigma_j \\quad \\text{for every } j \\ne \\mathrm{leader}
+
+        otherwise the score is a tie and ``winner`` is None.
 
     Returns
     -------
     dict with ``winner``, ``runner_up`` (None with one method) and ``margin``
     (runner-up's score minus the winner's, >= 0; None with one method), each a
-    dict score -> value.
+    dict score -> value. With spreads also ``leader`` (smallest mean),
+    ``threshold`` (the leader's spread plus the runner-up's; None with one
+    method) and ``tied`` (the leader and every method within the spread of it;
+    empty when the leader wins); ``winner``, ``runner_up`` and ``margin``
+    then name the leader, its runner-up and the leader's margin.
     """
     ranked = {k: sorted(summaries, key=lambda m: summaries[m][k]) for k in SCORES}
-    return {
+    out = {
         "winner": {k: r[0] for k, r in ranked.items()},
         "runner_up": {k: r[1] if len(r) > 1 else None for k, r in ranked.items()},
         "margin": {k: summaries[r[1]][k] - summaries[r[0]][k] if len(r) > 1 else None for k, r in ranked.items()},
     }
+    if spreads is None:
+        return out
+    out.update(leader={}, threshold={}, tied={})
+    for k, (lead, *others) in ranked.items():
+        within = [m for m in others if not summaries[m][k] - summaries[lead][k] > spreads[lead][k] + spreads[m][k]]
+        out["leader"][k] = lead
+        out["threshold"][k] = spreads[lead][k] + spreads[others[0]][k] if others else None
+        out["tied"][k] = [lead, *within] if within else []
+        out["winner"][k] = None if within else lead
+    return out
 
 
 def _log_line(exp: Experiment, entry: dict) -> str:
@@ -422,31 +581,245 @@ def _check_protocol(ds, path: Path) -> None:
         raise InputError(f"{path} holds signals simulated otherwise than the study's: {'; '.join(diff)}; choose another --data-dir")
 
 
-def _stage_paths(out: Path, exp: Experiment, method: str) -> tuple[Path, Path]:
-    """The model file and the evaluation file of one method in one experiment."""
-    return out / "models" / f"{exp.key}-{method}.safetensors", out / "eval" / f"{exp.key}-{method}.npz"
+@dataclass(frozen=True)
+class _Stage:
+    """One (experiment, method, training seed) stage of a study of seed ``base``; ``several``: one of several seeds."""
+
+    exp: Experiment
+    method: str
+    seed: int
+    base: int
+    several: bool = False
+
+    def paths(self, out: Path) -> tuple[Path, Path]:
+        """The model file and the evaluation file of the stage (named by its seed unless it is the study's)."""
+        stem = f"{self.exp.key}-{self.method}" + (f"-seed{self.seed}" if self.seed != self.base else "")
+        return out / "models" / f"{stem}.safetensors", out / "eval" / f"{stem}.npz"
+
+    @property
+    def label(self) -> str:
+        """The stage in progress reports and log lines: "nmm vrnn", or "nmm vrnn seed 4" with several seeds."""
+        return f"{self.exp.key} {self.method}" + (f" seed {self.seed}" if self.several else "")
 
 
-def _method_stage(exp, method, preset, train, val, test, out: Path, seed, log, progress) -> dict:
-    """Train (or load) one method for one experiment, then predict, score and save its test split."""
-    model_path, eval_path = _stage_paths(out, exp, method)
+def _experiment_splits(full, exp: Experiment, seed: int) -> tuple[Dataset, Dataset, Dataset]:
+    """The training, validation and test trajectories of one experiment."""
+    ds = _experiment_dataset(full, exp, seed)
+    return ds.split("train"), ds.split("val"), ds.split("test")
+
+
+def _summary(eval_path: Path) -> dict:
+    """The summary of an evaluation file, without reading its arrays."""
+    with np.load(eval_path, allow_pickle=False) as z:
+        return json.loads(str(z["summary_json"]))
+
+
+def _scored(eval_path: Path) -> bool:
+    """Whether an evaluation file exists and holds every score of today's metrics."""
+    return eval_path.exists() and all(k in _summary(eval_path) for k in SCORES)
+
+
+def _method_stage(stage: _Stage, preset, train, val, test, out: Path, log, progress) -> None:
+    """Train (or load) one method for one experiment with one seed, then predict, score and save its test split."""
+    exp, method = stage.exp, stage.method
+    model_path, eval_path = stage.paths(out)
     if eval_path.exists():
-        ev = read_scores(eval_path)
-        if all(k in ev["summary"] for k in SCORES):
-            return ev
         log(f"{exp.label}: {eval_path.name} predates the current metrics; scoring {method} again")
     if model_path.exists():
         model = load_method(model_path)
     else:
-        model = get_method(method, **method_settings(preset, exp, method, seed))
-        log(f"{exp.label}: training {method} on {train.n_trajectories} trajectories ...")
+        model = get_method(method, **method_settings(preset, exp, method, stage.seed))
+        seeded = f" (seed {stage.seed})" if stage.several else ""
+        log(f"{exp.label}: training {method}{seeded} on {train.n_trajectories} trajectories ...")
         t = time.perf_counter()
-        model.fit(train, val=val, progress=_staged(progress, f"{exp.key} {method}", least=2))
+        model.fit(train, val=val, progress=_staged(progress, stage.label, least=2))
         model.save(model_path)
-        log(f"{exp.label}: {method} trained in {time.perf_counter() - t:.0f} s")
-    ev = score_method(model, test)
-    write_scores(eval_path, ev)
-    return ev
+        log(f"{exp.label}: {method}{seeded} trained in {time.perf_counter() - t:.0f} s")
+    write_scores(eval_path, score_method(model, test))
+
+
+# --------------------------------------------------------------------------- stages in parallel processes
+
+#: Messages from the worker processes to the study's process (set in each worker by :func:`_start_worker`).
+_messages = None
+#: The datasets a worker process has read: path -> (modification time, Dataset).
+_datasets: dict = {}
+#: Whether a worker process is inside a stage (SIGTERM then unwinds it, removing temporary files).
+_in_stage = False
+
+
+class _Terminated(BaseException):
+    """Raised in a worker process by SIGTERM while it runs a stage."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _in_stage:
+        raise _Terminated
+    os._exit(143)
+
+
+def _limit_threads(threads: int) -> Callable[[], None]:
+    """Limit this process's numerical libraries (torch, BLAS, OpenMP, numba) to ``threads`` threads; returns the function that undoes it."""
+    from threadpoolctl import threadpool_limits
+    import numba
+    import torch
+
+    configure_numba()  # its thread pool chosen before set_num_threads starts it
+    limits = threadpool_limits(limits=threads)
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+    def undo() -> None:
+        limits.restore_original_limits()
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
+
+    return undo
+
+
+def _start_worker(messages, threads: int) -> None:
+    """Set up a worker process: its message queue, ``threads`` threads for every numerical library, Ctrl-C left to the parent."""
+    global _messages
+    _messages = messages
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the study's process decides
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)  # for libraries loaded later (this process is the study's own)
+    # numba guards its thread pool's start with a multiprocessing lock when processes start by (fork)server,
+    # a named semaphore that a worker ended by SIGTERM would leave behind ("leaked semaphore" at exit)
+    import multiprocessing
+
+    multiprocessing.set_start_method("spawn", force=True)
+    _limit_threads(threads)
+
+
+def _worker_stage(stage: _Stage, preset, out: Path, data: Path, seed: int) -> None:
+    """Run one stage in a worker process: its dataset read from ``data`` (once per process), its log lines and progress sent to the parent."""
+    global _in_stage
+    path = data / f"{stage.exp.molecule}.h5"
+    mtime = path.stat().st_mtime_ns
+    if _datasets.get(path, (None,))[0] != mtime:
+        _datasets[path] = (mtime, read_dataset(path))
+    train, val, test = _experiment_splits(_datasets[path][1], stage.exp, seed)
+    _in_stage = True
+    try:
+        _method_stage(stage, preset, train, val, test, out,
+                      lambda line: _messages.put(("log", line)), lambda done, info: _messages.put(("progress", stage.label, done, info)))
+    except _Terminated:
+        os._exit(143)  # temporary files are gone (the stage unwound); nothing else of this process is wanted
+    finally:
+        _in_stage = False
+        _messages.put(("end", stage.label))
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: What the worker processes' server imports once (what a stage would import first, torch's optimiser its compiler
+#: among it: seconds per worker); a module that fails to import is skipped.
+_PRELOAD = [
+    "molmovie.evaluation.study", "molmovie.inversion._vrnn_net", "molmovie.scattering._kernels",
+    "threadpoolctl", "numba", "networkx", "scipy.linalg", "torch", "torch.optim", "torch._dynamo",
+]
+
+
+def _worker_context():
+    """How worker processes start: forked from a server that has imported torch and numba once (POSIX), else spawned.
+
+    Neither copies this process (its threads, or a CUDA context); the server
+    saves every worker the seconds of importing torch (:data:`_PRELOAD`). It
+    is Python's one forkserver, shared by this process's users of it.
+    """
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _run_parallel(todo: list[_Stage], jobs: int, threads: int, preset, out: Path, data: Path, seed: int, log, progress) -> None:
+    """Run stages in ``jobs`` spawned processes of ``threads`` threads each, the longest first; relay their log lines and progress here.
+
+    An error in a stage, Ctrl-C or SIGTERM stops every worker (a stage
+    underway leaves nothing: its files are written atomically) and is raised
+    here; the finished stages are kept. A worker that dies (killed, out of
+    memory) is a :class:`ChildProcessError` (an ``OSError``: one line from the CLI).
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = _worker_context()
+    messages = ctx.Queue()
+    # the stages that train (those with a seed) first, larger training sets first: the slowest start first
+    order = sorted(todo, key=lambda st: (not is_seeded(st.method), -sum(preset.trajectories[st.exp.molecule])))
+    log(f"training and scoring {len(todo)} stages in {jobs} processes of {threads} thread{'s' * (threads > 1)} each ...")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_start_worker, initargs=(messages, threads))
+    last: dict = {}  # stage label -> its last progress report
+    ended = 0
+
+    def relay(message) -> None:
+        nonlocal ended
+        kind, *rest = message
+        if kind == "log":
+            log(rest[0])
+        elif kind == "progress":
+            label, done, info = rest
+            last[label] = (done, info)
+            if progress is not None:
+                progress(done, info)
+        else:  # "end": a stage is over; close its bar if it stopped early
+            ended += 1
+            done, info = last.pop(rest[0], (None, None))
+            if progress is not None and info is not None and done < (info.get("total") or 0):
+                progress(done, {**info, "total": done})
+
+    try:
+        futures = [pool.submit(_worker_stage, st, preset, out, data, seed) for st in order]
+        while ended < len(futures):
+            try:
+                relay(messages.get(timeout=0.2))
+            except _queue.Empty:
+                pass
+            for f, st in zip(futures, order):
+                if f.done() and f.exception() is not None:
+                    if isinstance(f.exception(), BrokenProcessPool):  # killed (out of memory?): one line, not a traceback
+                        raise ChildProcessError(
+                            f"a worker process ended abruptly while running {st.label} (killed, or out of memory?); "
+                            f"the finished stages in {out} are kept: run again, with fewer jobs if memory ran out"
+                        ) from f.exception()
+                    raise f.exception()
+    except BaseException:
+        _stop(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        messages.close()
+
+
+def _stop(pool) -> None:
+    """End the worker processes (SIGTERM, then SIGKILL after 10 s); the pool then fails the stages not run.
+
+    The futures are not cancelled here: Python 3.11's pool, once broken,
+    sets an exception on every pending future, and fails on one cancelled.
+    """
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
 
 
 # --------------------------------------------------------------------------- report
@@ -460,12 +833,39 @@ def _methods_of(results: dict) -> list[str]:
     return list(dict.fromkeys(m for e in results["experiments"].values() for m in e["methods"]))
 
 
+def _spread_caption(results: dict, methods: list[str]) -> str:
+    """What the tables of a study over several seeds show, in one paragraph."""
+    seeds = results["seeds"]
+    once = [method_label(m) for m in methods if not is_seeded(m)]
+    return (
+        f"Each score: mean ± spread over {len(seeds)} training seeds ({seeds[0]}-{seeds[-1]}), on the datasets and splits of "
+        f"seed {results['seed']}; the spread is the {SPREAD}"
+        + (f" ({', '.join(once)}: no seed, trained once, spread 0)" if once else "")
+        + f". Bold: the winner; {WIN_RULE}."
+    )
+
+
+def _pm(mean: float, spread: float | None) -> str:
+    return _fmt(mean) if spread is None else f"{_fmt(mean)} ± {_fmt(spread)}"
+
+
 def results_markdown(results: dict) -> str:
-    """The results tables in Markdown, for any number of methods (bold: each score's winner)."""
+    """The results tables in Markdown, for any number of methods (bold: each score's winner).
+
+    With several seeds (``results["seeds"]``) every score reads mean ± spread,
+    a caption says which spread and when a method wins, and a score without a
+    winner reads "tie (within spread)".
+    """
     exps = results["experiments"]
     methods = _methods_of(results)
     names = " / ".join(method_label(m) for m in methods)
-    rows = [
+    several = "seeds" in results
+    rows = [_spread_caption(results, methods), ""] if several else []
+
+    def spread(e, name, k):
+        return e["spread"][name][k] if several else None
+
+    rows += [
         "| experiment | train/val/test | " + " | ".join(f"{SCORE_NAMES[k]}: {names}" for k in SCORES) + " |",
         "|---|---|" + "---|" * len(SCORES),
     ]
@@ -473,7 +873,7 @@ def results_markdown(results: dict) -> str:
         m = e["methods"]
         cells = []
         for k in SCORES:
-            texts = ["-" if name not in m else _fmt(m[name][k]) for name in methods]
+            texts = ["-" if name not in m else _pm(m[name][k], spread(e, name, k)) for name in methods]
             cells.append(" / ".join(f"**{t}**" if name == e["winner"][k] else t for name, t in zip(methods, texts)))
         t = e["trajectories"]
         rows.append(f"| {e['label']} | {t['train']}/{t['val']}/{t['test']} | " + " | ".join(cells) + " |")
@@ -484,17 +884,25 @@ def results_markdown(results: dict) -> str:
             cells = []
             for k in SCORES:
                 win, runner, margin = e["winner"][k], e["runner_up"][k], e["margin"][k]
+                lead = e["leader"][k] if several else win
                 if runner is None:
-                    cells.append(method_label(win))
+                    cells.append(method_label(lead))
+                    continue
+                if several and win is None:
+                    tied = ", ".join(method_label(x) for x in e["tied"][k])
+                    cells.append(f"tie (within spread): {tied}; {method_label(lead)} leads by {_fmt(margin)}, spread {_fmt(e['threshold'][k])}")
                     continue
                 base = e["methods"][runner][k]
                 pct = f" ({100 * margin / base:.0f} % of {method_label(runner)}'s)" if base > 0 else ""
-                cells.append(f"{method_label(win)} by {_fmt(margin)}{pct}")
+                cells.append(f"{method_label(win)} by {_fmt(margin)}{pct}" + (f" > spread {_fmt(e['threshold'][k])}" if several else ""))
             rows.append(f"| {e['label']} | " + " | ".join(cells) + " |")
     rows += ["", f"| experiment | mean abs. distance error (Å): training mean / {names} | true distances inside ±2σ |", "|---|---|---|"]
     for e in exps.values():
         m = e["methods"]
-        errors = " / ".join("-" if name not in m else f"{m[name]['abs_error_mean']:.3f}" for name in methods)
+        errors = " / ".join(
+            "-" if name not in m else f"{m[name]['abs_error_mean']:.3f}" + (f" ± {e['spread'][name]['abs_error_mean']:.3f}" if several else "")
+            for name in methods
+        )
         inside = [f"{method_label(name)} {100 * m[name]['within_2sigma']:.0f} %" for name in methods if "within_2sigma" in m.get(name, {})]
         rows.append(f"| {e['label']} | {e.get('mean_predictor_abs_error', float('nan')):.3f} / {errors} | {', '.join(inside) or '-'} |")
     n = len(exps)
@@ -505,15 +913,27 @@ def results_markdown(results: dict) -> str:
             f"{method_label(name)} wins: labelled RMSD {w['rmsd_sum']}/{n}, symmetry-aware RMSD per trajectory "
             f"{w['rmsd_sym_traj_sum']}/{n} and per frame {w['rmsd_sym_sum']}/{n}, SSR {w['ssr_sum']}/{n}"
         )
+    if several:
+        ties = {k: sum(e["winner"][k] is None for e in exps.values()) for k in SCORES}
+        wins.append(
+            f"ties within spread: labelled RMSD {ties['rmsd_sum']}/{n}, symmetry-aware RMSD per trajectory "
+            f"{ties['rmsd_sym_traj_sum']}/{n} and per frame {ties['rmsd_sym_sum']}/{n}, SSR {ties['ssr_sum']}/{n}"
+        )
+    seeds = f"seeds {results['seeds'][0]}-{results['seeds'][-1]}" if several else f"seed {results['seed']}"
     rows += ["", "; ".join(wins) + (
-        f" (preset `{results['preset']}`, seed {results['seed']}; this run took {results.get('wall_time_s', 0):.0f} s"
+        f" (preset `{results['preset']}`, {seeds}; this run took {results.get('wall_time_s', 0):.0f} s"
         + (f", reusing {results['reused_stages']} stages finished before it)." if results.get("reused_stages") else ").")
     )]
     return "\n".join(rows) + "\n"
 
 
 def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, seed: int = 0) -> None:
-    """Write results.json, results.md and the four figures (the first experiment shown in detail)."""
+    """Write results.json, results.md and the four figures (the first experiment shown in detail).
+
+    With several seeds, fig2a shows the means over seeds with ± one standard
+    deviation as error bars; fig2b, fig2c and signals.png show the models of
+    the study's own seed (``per_frame``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -542,7 +962,14 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
         "per trajectory": "equivalent atoms relabelled\nonce per trajectory",
         "per frame": "equivalent atoms relabelled\nin every frame",
     }
-    save(plot_rmsd_sums(labels, sums, titles=titles), "fig2a.png")
+    errors = None
+    if "seeds" in results:  # means over seeds, with their spread
+        errors = {
+            panel: {method_label(m): [entries[k]["spread"].get(m, {}).get(score, np.nan) for k in keys] for m in methods}
+            for panel, score in (("labelled", "rmsd_sum"), ("per trajectory", "rmsd_sym_traj_sum"), ("per frame", "rmsd_sym_sum"))
+        }
+        titles = {p: f"{t} (mean ± std, {len(results['seeds'])} seeds)" for p, t in titles.items()}
+    save(plot_rmsd_sums(labels, sums, errors=errors, titles=titles), "fig2a.png")
 
     # the first experiment in detail: one distance along one test trajectory (Fig. 2b), errors against time
     # (Fig. 2c), and the signal against the signal of each method's distances
