@@ -78,7 +78,8 @@ def test_wide_prior_moves_toward_the_truth_and_lowers_the_residual(reference):
     std = np.full_like(R, 0.3)
     # with reference "ground" the reference is known (a model keeps its training set's mean I_ref)
     ref = None if reference == "first" else I_ref
-    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, I_ref=ref, max_iter=300, device="cpu")
+    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, I_ref=ref, max_iter=300, posterior="laplace",
+                                    device="cpu")
     before, after = np.abs(prior - R).mean(), np.abs(got - R).mean()
     assert after < before / 20  # 0.063 Å before
     assert _residual(got, dS, ref) < _residual(prior, dS, ref) / 100
@@ -93,7 +94,7 @@ def test_tight_prior_stays_at_the_prior():
     R, dS, spec, _ = _ocs(T=12)
     prior = R + np.array([0.05, -0.06, 0.08])
     std = np.full_like(R, 1e-7)
-    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, device="cpu")
+    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, posterior="laplace", device="cpu")
     np.testing.assert_allclose(got, prior, atol=1e-6)
     np.testing.assert_allclose(got_std, std, rtol=1e-3)
     # so does any prior with an overwhelming weight
@@ -172,3 +173,27 @@ def test_nearest_refine_setting_uses_its_relative_prior_width():
     np.testing.assert_allclose(got.std, want[1], rtol=1e-10, equal_nan=True)
     with pytest.raises(InputError, match="refine_std"):
         model.clone(refine_std=0.0).check_settings()
+
+
+def test_noise_free_signals_keep_the_priors_relative_width_by_default():
+    R, dS, spec, _ = _ocs(T=8)
+    prior, std = R + 0.03, 0.02 * (R + 0.03)
+    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, device="cpu")
+    np.testing.assert_allclose(got_std / got, 0.02, rtol=1e-12)
+    assert np.abs(got - R)[:, 1:].mean() < np.abs(prior - R)[:, 1:].mean()
+
+
+def test_heavy_pairs_only_leaves_the_hydrogen_pairs_at_the_prior():
+    HCN = ["H", "C", "N"]  # pairs H-C, H-N, C-N
+    T = 10
+    pos = np.zeros((1, T, 3, 3))
+    pos[0, :, 0, 0] = -1.07 - 0.03 * np.sin(np.arange(T))
+    pos[0, :, 2, 0] = 1.16 + 0.04 * np.cos(np.arange(T))
+    spec = SignalSpec(Q, reference="ground")
+    sig = simulate(HCN, pos, [T], np.arange(T) * 5.0, spec)
+    R = distances(pos)
+    prior, std = R + 0.04, np.full_like(R, 0.2)
+    got, got_std = refine_distances(prior, std, sig.dS, symbols=HCN, spec=spec, I_ref=sig.I_ref[0], pairs="heavy", device="cpu")
+    np.testing.assert_allclose(got[..., :2], prior[..., :2], rtol=1e-14)
+    np.testing.assert_allclose(got_std[..., :2], std[..., :2], rtol=1e-12)
+    assert np.abs(got[..., 2] - R[..., 2]).max() < 0.01  # 0.04 before
