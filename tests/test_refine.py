@@ -78,8 +78,8 @@ def test_wide_prior_moves_toward_the_truth_and_lowers_the_residual(reference):
     std = np.full_like(R, 0.3)
     # with reference "ground" the reference is known (a model keeps its training set's mean I_ref)
     ref = None if reference == "first" else I_ref
-    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, I_ref=ref, max_iter=300, posterior="laplace",
-                                    device="cpu")
+    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, I_ref=ref, noise=1e-3, max_iter=300,
+                                    posterior="laplace", device="cpu")
     before, after = np.abs(prior - R).mean(), np.abs(got - R).mean()
     assert after < before / 20  # 0.063 Å before
     assert _residual(got, dS, ref) < _residual(prior, dS, ref) / 100
@@ -105,7 +105,7 @@ def test_tight_prior_stays_at_the_prior():
 def test_frames_past_each_length_are_ignored_and_series_are_independent():
     R, dS, spec, I_ref = _ocs(T=16, reference="ground")
     prior, std = R + 0.05, np.full_like(R, 0.2)
-    kw = dict(symbols=OCS, spec=spec, I_ref=I_ref[0], device="cpu")
+    kw = dict(symbols=OCS, spec=spec, I_ref=I_ref[0], noise=1e-3, device="cpu")
     whole, _ = refine_distances(prior, std, dS, **kw)
     cut = dS.copy()
     cut[1, 10:] = np.nan
@@ -146,6 +146,10 @@ def test_bad_input_is_one_clear_error():
         refine_distances(R, std, dS, weight=0.0, **kw)
     with pytest.raises(InputError, match="'noise' parameter"):
         refine_distances(R, std, dS, noise=np.ones(3), **kw)
+    with pytest.raises(InputError, match="'noise' parameter"):
+        refine_distances(R, std, dS, noise="loud", **kw)
+    with pytest.raises(InputError, match="'pairs' setting"):
+        refine_distances(R, std, dS, pairs="light", **kw)
 
 
 def test_vrnn_refine_setting_is_the_refinement_of_its_prediction():
@@ -193,7 +197,8 @@ def test_heavy_pairs_only_leaves_the_hydrogen_pairs_at_the_prior():
     sig = simulate(HCN, pos, [T], np.arange(T) * 5.0, spec)
     R = distances(pos)
     prior, std = R + 0.04, np.full_like(R, 0.2)
-    got, got_std = refine_distances(prior, std, sig.dS, symbols=HCN, spec=spec, I_ref=sig.I_ref[0], pairs="heavy", device="cpu")
+    got, got_std = refine_distances(prior, std, sig.dS, symbols=HCN, spec=spec, I_ref=sig.I_ref[0], noise=1e-3, pairs="heavy",
+                                    device="cpu")
     np.testing.assert_allclose(got[..., :2], prior[..., :2], rtol=1e-14)
     np.testing.assert_allclose(got_std[..., :2], std[..., :2], rtol=1e-12)
     assert np.abs(got[..., 2] - R[..., 2]).max() < 0.01  # 0.04 before

@@ -173,7 +173,8 @@ class NearestReference(InversionMethod):
     refine : bool, default False
         Refine the answer by a signal fit (:func:`molmovie.inversion.refine_distances`),
         under a Gaussian prior in log R centred on the nearest frame's distances
-        with relative width ``refine_std``; ``std`` becomes the Laplace approximation's.
+        with relative width ``refine_std`` (heavy-atom pairs); ``std`` becomes the
+        Laplace approximation's, or for noise-free training signals ``refine_std`` relative.
     refine_std : float, default 0.1
         The prior's width in log R (a relative error of the nearest frame's distances).
     refine_weight : float, default 1.0
@@ -269,7 +270,7 @@ class NearestReference(InversionMethod):
         -------
         Prediction
             ``distances`` (M, T, n_pairs) Angstrom, NaN past each length; ``std`` None
-            (with ``refine``: the refined distances and their Laplace std).
+            (with ``refine``: the refined distances and their std).
         """
         index, _ = self.query(dS, q=q, lengths=lengths)
         out = np.full(index.shape + (self.n_pairs_,), np.nan)

@@ -164,8 +164,9 @@ class VRNN(InversionMethod):
     refine : bool, default False
         Refine the predicted distances at the end of ``predict`` by a signal
         fit, the MAP under the network's Gaussian as prior
-        (:func:`molmovie.inversion.refine_distances`); the std becomes the
-        Laplace approximation's.
+        (:func:`molmovie.inversion.refine_distances`, heavy-atom pairs); the
+        std becomes the Laplace approximation's, or for noise-free training
+        signals the network's relative width around the refined distances.
     refine_weight : float, default 1.0
         The prior term's multiplier in that fit (> 0).
     refine_noise : float or None, default None
