@@ -155,7 +155,8 @@ def test_bad_input_is_one_clear_error():
 def test_vrnn_refine_setting_is_the_refinement_of_its_prediction():
     ds = make_dataset(M=10, T=8, Q=12, dissociate=0.0, seed=3)
     model = VRNN(**FAST["vrnn"]).fit(ds)
-    plain = model.predict(ds.dS, q=ds.q)
+    assert model.refine  # the default
+    plain = model.set_params(refine=False).predict(ds.dS, q=ds.q)
     want = refine_distances(plain.distances, plain.std, ds.dS, symbols=ds.symbols, spec=ds.spec, lengths=ds.length, device="cpu")
     got = model.set_params(refine=True).predict(ds.dS, q=ds.q)
     np.testing.assert_allclose(got.distances, want[0], rtol=1e-10, equal_nan=True)
