@@ -238,8 +238,9 @@ def refine_distances(
 
     out_mean = np.full((M, T, P), np.nan)
     out_std = np.full((M, T, P), np.nan)
-    # per series: the (T, P, Q) temporaries of Eq. (1) and their gradients (forward, backward, line search)
-    per_series = check_allocation(8 * T * P * Q * 6, f"refining one series of {T} frames x {P} pairs x {Q} q")
+    # per series: the (T, P, Q) temporaries of Eq. (1) and their gradients (forward, backward, line search),
+    # and the per-frame (P, P) Hessians with their Cholesky factors
+    per_series = check_allocation(8 * T * (6 * P * Q + 3 * P * P), f"refining one series of {T} frames x {P} pairs x {Q} q")
     batch = max(1, int(memory_mb * 2**20 // per_series))
     for a in range(0, M, batch):
         b = min(M, a + batch)
