@@ -78,7 +78,7 @@ def _unknown_message(make) -> tuple[str, list[str]]:
 @methods
 def test_an_unknown_setting_is_refused_as_for_the_inversion_methods(name):
     cls = MEASUREMENT_METHODS[name]
-    assert _unknown_message(lambda: get_method("nearest", hiden=3)) == ("nearest", ["memory_mb"])
+    assert _unknown_message(lambda: get_method("nearest", hiden=3)) == ("nearest", ["memory_mb", "refine", "refine_std", "refine_weight"])
     assert _unknown_message(lambda: get_measurement_method(name, hiden=3)) == (name, cls.setting_names())
     assert _unknown_message(lambda: cls().set_params(hiden=3)) == (name, cls.setting_names())
     assert _unknown_message(lambda: cls().clone(hiden=3)) == (name, cls.setting_names())

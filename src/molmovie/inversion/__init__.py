@@ -36,6 +36,7 @@ from __future__ import annotations
 from .._errors import InputError
 from ._base import InversionMethod, NotFittedError, Prediction, check_signals, interpolate_signals, read_model_file
 from ._nearest import NearestReference, nearest_frames
+from ._refine import refine_distances
 from ._viterbi import NearestViterbi, nearest_k_frames
 from ._vrnn import VRNN
 from .measured import MEASUREMENT_METHODS, EnsembleFit, MeasurementMethod, PairDistributionFit, get_measurement_method
@@ -53,6 +54,7 @@ __all__ = [
     "load_method",
     "nearest_frames",
     "nearest_k_frames",
+    "refine_distances",
     "check_signals",
     "interpolate_signals",
     "MEASUREMENT_METHODS",

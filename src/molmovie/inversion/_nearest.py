@@ -31,6 +31,7 @@ import numpy as np
 from .._errors import InputError
 from .._numba import configure, parallel_lock
 from ._base import InversionMethod, Prediction, check_number, need_array
+from ._refine import check_refine_settings, refine_distances
 
 __all__ = ["NearestReference", "nearest_frames"]
 
@@ -169,6 +170,15 @@ class NearestReference(InversionMethod):
     memory_mb : float, default 256
         Working memory for one block of scores, MB. The library itself
         (reference ΔS in float64 and float32, and the distances) comes on top.
+    refine : bool, default False
+        Refine the answer by a signal fit (:func:`molmovie.inversion.refine_distances`),
+        under a Gaussian prior in log R centred on the nearest frame's distances
+        with relative width ``refine_std`` (heavy-atom pairs); ``std`` becomes the
+        Laplace approximation's, or for noise-free training signals ``refine_std`` relative.
+    refine_std : float, default 0.1
+        The prior's width in log R (a relative error of the nearest frame's distances).
+    refine_weight : float, default 1.0
+        The prior term's multiplier in that fit (> 0).
 
     Attributes
     ----------
@@ -191,12 +201,16 @@ class NearestReference(InversionMethod):
     label = "baseline"
     _fitted_attr = "library_"
 
-    def __init__(self, *, memory_mb: float = 256.0):
+    def __init__(self, *, memory_mb: float = 256.0, refine: bool = False, refine_std: float = 0.1, refine_weight: float = 1.0):
         self.memory_mb = memory_mb
+        self.refine = refine
+        self.refine_std = refine_std
+        self.refine_weight = refine_weight
 
     def check_settings(self) -> list[str]:
         """Validate the settings (see :meth:`InversionMethod.check_settings`)."""
         check_number("memory_mb", self.memory_mb, low=0, low_open=True)
+        check_refine_settings(self)
         return []
 
     def fit(self, train, val=None, *, progress=None) -> "NearestReference":
@@ -255,12 +269,17 @@ class NearestReference(InversionMethod):
         Returns
         -------
         Prediction
-            ``distances`` (M, T, n_pairs) Angstrom, NaN past each length; ``std`` None.
+            ``distances`` (M, T, n_pairs) Angstrom, NaN past each length; ``std`` None
+            (with ``refine``: the refined distances and their std).
         """
         index, _ = self.query(dS, q=q, lengths=lengths)
         out = np.full(index.shape + (self.n_pairs_,), np.nan)
         ok = index >= 0
         out[ok] = self.library_distances_[index[ok]]
+        if self.refine:
+            out, std = refine_distances(out, self.refine_std * out, dS, symbols=self.symbols_, spec=self.spec_,
+                                        lengths=ok.sum(axis=1), weight=self.refine_weight)
+            return Prediction(distances=out, std=std)
         return Prediction(distances=out, std=None)
 
     # -------------------------------------------------------------- persistence

@@ -1,0 +1,205 @@
+"""Signal fit at inference: MAP distances under the prediction as prior, against exact answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from molmovie import InputError
+from molmovie.geometry import distances
+from molmovie.inversion import VRNN, NearestReference, refine_distances
+from molmovie.scattering import SignalSpec, intensity_from_distances, simulate
+
+from test_inversion import FAST, make_dataset
+
+Q = np.linspace(0.5, 6.8, 40)
+I2 = ["I", "I"]
+
+
+def _diatomic_objective(u, dS, m, s, I_ref, sigma, w):
+    """The refinement's objective for one distance, written out in NumPy (the independent Eq. (1))."""
+    model = intensity_from_distances(I2, np.array([np.exp(u)]), Q) / I_ref - 1.0
+    return 0.5 * np.sum(((model - dS) / sigma) ** 2) + 0.5 * w * ((u - np.log(m)) / (s / m)) ** 2
+
+
+@pytest.mark.parametrize("sigma, w", [(1e-2, 1.0), (3e-2, 4.0)])
+def test_diatomic_map_and_laplace_std_match_scipy_on_the_same_objective(sigma, w):
+    spec = SignalSpec(Q, reference="ground")
+    I_ref = intensity_from_distances(I2, np.array([2.70]), Q)
+    R_true, m, s = np.array([2.66, 2.80]), np.array([2.72, 2.70]), np.array([0.05, 0.08])
+    dS = intensity_from_distances(I2, R_true[:, None], Q) / I_ref - 1.0  # (T=2, Q), exact
+    got, got_std = refine_distances(m[:, None], s[:, None], dS, symbols=I2, spec=spec, I_ref=I_ref, noise=sigma, weight=w, device="cpu")
+    for t in range(2):
+        f = lambda u: _diatomic_objective(u, dS[t], m[t], s[t], I_ref, sigma, w)  # noqa: E731
+        best = minimize_scalar(f, bounds=(np.log(m[t]) - 0.1, np.log(m[t]) + 0.1), method="bounded", options={"xatol": 1e-12})
+        assert got[t, 0] == pytest.approx(np.exp(best.x), abs=1e-6)
+        # the Laplace std: the Gauss-Newton curvature of the same objective, by central differences of the model
+        u, h = best.x, 1e-6
+        J = (intensity_from_distances(I2, np.array([np.exp(u + h)]), Q) - intensity_from_distances(I2, np.array([np.exp(u - h)]), Q)) / (2 * h) / I_ref
+        H = np.sum((J / sigma) ** 2) + w / (s[t] / m[t]) ** 2
+        assert got_std[t, 0] == pytest.approx(np.exp(u) / np.sqrt(H), rel=1e-5)
+    # the data pull toward the truth: the MAP lies between the prior mean and the true distance
+    assert np.all(np.abs(got[:, 0] - R_true) < np.abs(m - R_true))
+
+
+OCS = ["O", "C", "S"]  # no two atoms alike, so no relabelling fits the signal as well as the truth
+
+
+def _ocs(T=30, reference="first", seed=1):
+    """Exact ΔS of two vibrating, bending OCS trajectories: distances (2, T, 3) and ΔS (2, T, Q)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T) * 5.0
+    pos = np.zeros((2, T, 3, 3))
+    for m in range(2):
+        r1 = 1.16 + 0.05 * np.sin(2 * np.pi * t / (90 + 20 * m))
+        r2 = 1.56 + 0.08 * np.cos(2 * np.pi * t / 70)
+        angle = np.pi - 0.3 * (1 - np.cos(2 * np.pi * t / 300)) + 0.01 * rng.standard_normal(T)
+        pos[m, :, 0, 0] = -r1
+        pos[m, :, 2, 0] = r2 * np.cos(np.pi - angle)
+        pos[m, :, 2, 1] = r2 * np.sin(np.pi - angle)
+    spec = SignalSpec(Q, reference=reference)
+    sig = simulate(OCS, pos, [T, T], t, spec)
+    return distances(pos), sig.dS, spec, sig.I_ref
+
+
+def _residual(D, dS, I_ref=None):
+    intensity = intensity_from_distances(OCS, D, Q)
+    return np.sum((intensity / (intensity[:, :1] if I_ref is None else I_ref[:, None]) - 1.0 - dS) ** 2)
+
+
+@pytest.mark.parametrize("reference", ["first", "ground"])
+def test_wide_prior_moves_toward_the_truth_and_lowers_the_residual(reference):
+    R, dS, spec, I_ref = _ocs(reference=reference)
+    # a prior offset from the truth by a known amount, with a wide std; with reference "first" (the reference
+    # refined with the frames) the first frame's error makes every frame's reference wrong too
+    offset = np.array([0.05, -0.06, 0.08])
+    prior = R + offset
+    std = np.full_like(R, 0.3)
+    # with reference "ground" the reference is known (a model keeps its training set's mean I_ref)
+    ref = None if reference == "first" else I_ref
+    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, I_ref=ref, noise=1e-3, max_iter=300,
+                                    posterior="laplace", device="cpu")
+    before, after = np.abs(prior - R).mean(), np.abs(got - R).mean()
+    assert after < before / 20  # 0.063 Å before
+    assert _residual(got, dS, ref) < _residual(prior, dS, ref) / 100
+    # the data narrow the wide prior (except the first frame of reference "first", whose own ΔS is 0 by construction)
+    first = 1 if reference == "first" else 0
+    assert np.all(got_std[:, first:] < std[:, first:] / 3)
+    if first:
+        np.testing.assert_allclose(got_std[:, 0] / got[:, 0], std[:, 0] / prior[:, 0])
+
+
+def test_tight_prior_stays_at_the_prior():
+    R, dS, spec, _ = _ocs(T=12)
+    prior = R + np.array([0.05, -0.06, 0.08])
+    std = np.full_like(R, 1e-7)
+    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, posterior="laplace", device="cpu")
+    np.testing.assert_allclose(got, prior, atol=1e-6)
+    np.testing.assert_allclose(got_std, std, rtol=1e-3)
+    # so does any prior with an overwhelming weight
+    got, _ = refine_distances(prior, np.full_like(R, 0.3), dS, symbols=OCS, spec=spec, weight=1e12, device="cpu")
+    np.testing.assert_allclose(got, prior, atol=1e-6)
+
+
+def test_frames_past_each_length_are_ignored_and_series_are_independent():
+    R, dS, spec, I_ref = _ocs(T=16, reference="ground")
+    prior, std = R + 0.05, np.full_like(R, 0.2)
+    kw = dict(symbols=OCS, spec=spec, I_ref=I_ref[0], noise=1e-3, device="cpu")
+    whole, _ = refine_distances(prior, std, dS, **kw)
+    cut = dS.copy()
+    cut[1, 10:] = np.nan
+    part, part_std = refine_distances(np.where(np.isnan(cut[..., :3]), np.nan, prior), std, cut, lengths=[16, 10], **kw)
+    assert np.all(np.isnan(part[1, 10:])) and np.all(np.isnan(part_std[1, 10:]))
+    np.testing.assert_allclose(part[0], whole[0], atol=1e-6)
+    one, _ = refine_distances(prior[1, :10], std[1, :10], dS[1, :10], **kw)
+    np.testing.assert_allclose(part[1, :10], one, atol=1e-6)
+    np.testing.assert_allclose(part[1, :10], R[1, :10], atol=1e-4)
+
+
+def test_photon_noise_sets_the_data_weight():
+    """With photons, σ_q is the Poisson σ of ΔS: more photons, a fit closer to the signal, a narrower posterior."""
+    R, dS, _, I_ref = _ocs(T=10, reference="ground")
+    prior, std = R + 0.05, np.full_like(R, 0.05)
+    err, width = [], []
+    for photons in (1e5, 1e9):
+        spec = SignalSpec(Q, reference="ground", photons=photons, seed=0)
+        got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, I_ref=I_ref[0], device="cpu")
+        err.append(np.abs(got - R).mean())
+        width.append(np.mean(got_std))
+    assert err[1] < err[0] / 10 and width[1] < width[0] / 10
+
+
+def test_bad_input_is_one_clear_error():
+    R, dS, spec, _ = _ocs(T=6)
+    std = np.full_like(R, 0.1)
+    kw = dict(symbols=OCS, spec=spec)
+    with pytest.raises(InputError, match="std"):
+        refine_distances(R, -std, dS, **kw)
+    with pytest.raises(InputError, match="'dS' parameter must have shape"):
+        refine_distances(R, std, dS[..., :-1], **kw)
+    with pytest.raises(InputError, match="pairs"):
+        refine_distances(R, std, dS, symbols=["O", "C"], spec=spec)
+    with pytest.raises(InputError, match="instrument response"):
+        refine_distances(R, std, dS, symbols=OCS, spec=SignalSpec(Q, irf_fs=50.0))
+    with pytest.raises(InputError, match="'weight' setting"):
+        refine_distances(R, std, dS, weight=0.0, **kw)
+    with pytest.raises(InputError, match="'noise' parameter"):
+        refine_distances(R, std, dS, noise=np.ones(3), **kw)
+    with pytest.raises(InputError, match="'noise' parameter"):
+        refine_distances(R, std, dS, noise="loud", **kw)
+    with pytest.raises(InputError, match="'pairs' setting"):
+        refine_distances(R, std, dS, pairs="light", **kw)
+
+
+def test_vrnn_refine_setting_is_the_refinement_of_its_prediction():
+    ds = make_dataset(M=10, T=8, Q=12, dissociate=0.0, seed=3)
+    model = VRNN(**FAST["vrnn"]).fit(ds)
+    assert model.refine  # the default
+    plain = model.set_params(refine=False).predict(ds.dS, q=ds.q)
+    want = refine_distances(plain.distances, plain.std, ds.dS, symbols=ds.symbols, spec=ds.spec, lengths=ds.length, device="cpu")
+    got = model.set_params(refine=True).predict(ds.dS, q=ds.q)
+    np.testing.assert_allclose(got.distances, want[0], rtol=1e-10, equal_nan=True)
+    np.testing.assert_allclose(got.std, want[1], rtol=1e-10, equal_nan=True)
+    for bad in (dict(refine="yes"), dict(refine_weight=0.0), dict(refine_noise=-1.0)):
+        with pytest.raises(InputError, match="refine"):
+            model.clone(**bad).check_settings()
+
+
+def test_nearest_refine_setting_uses_its_relative_prior_width():
+    ds = make_dataset(M=10, T=8, Q=12, dissociate=0.0, seed=4)
+    train, test = ds.split("train"), ds.split("test")
+    model = NearestReference().fit(train)
+    plain = model.predict(test.dS, q=test.q)
+    assert plain.std is None
+    want = refine_distances(plain.distances, 0.05 * plain.distances, test.dS, symbols=ds.symbols, spec=ds.spec, lengths=test.length)
+    got = model.set_params(refine=True, refine_std=0.05).predict(test.dS, q=test.q)
+    np.testing.assert_allclose(got.distances, want[0], rtol=1e-10, equal_nan=True)
+    np.testing.assert_allclose(got.std, want[1], rtol=1e-10, equal_nan=True)
+    with pytest.raises(InputError, match="refine_std"):
+        model.clone(refine_std=0.0).check_settings()
+
+
+def test_noise_free_signals_keep_the_priors_relative_width_by_default():
+    R, dS, spec, _ = _ocs(T=8)
+    prior, std = R + 0.03, 0.02 * (R + 0.03)
+    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, device="cpu")
+    np.testing.assert_allclose(got_std / got, 0.02, rtol=1e-12)
+    assert np.abs(got - R)[:, 1:].mean() < np.abs(prior - R)[:, 1:].mean()
+
+
+def test_heavy_pairs_only_leaves_the_hydrogen_pairs_at_the_prior():
+    HCN = ["H", "C", "N"]  # pairs H-C, H-N, C-N
+    T = 10
+    pos = np.zeros((1, T, 3, 3))
+    pos[0, :, 0, 0] = -1.07 - 0.03 * np.sin(np.arange(T))
+    pos[0, :, 2, 0] = 1.16 + 0.04 * np.cos(np.arange(T))
+    spec = SignalSpec(Q, reference="ground")
+    sig = simulate(HCN, pos, [T], np.arange(T) * 5.0, spec)
+    R = distances(pos)
+    prior, std = R + 0.04, np.full_like(R, 0.2)
+    got, got_std = refine_distances(prior, std, sig.dS, symbols=HCN, spec=spec, I_ref=sig.I_ref[0], noise=1e-3, pairs="heavy",
+                                    device="cpu")
+    np.testing.assert_allclose(got[..., :2], prior[..., :2], rtol=1e-14)
+    np.testing.assert_allclose(got_std[..., :2], std[..., :2], rtol=1e-12)
+    assert np.abs(got[..., 2] - R[..., 2]).max() < 0.01  # 0.04 before
