@@ -108,10 +108,17 @@ def symmetric_distance_error(pred, true, permutations, *, pairs=None) -> np.ndar
     perms = np.vstack([identity, perms[~np.all(perms == identity, axis=1)]])
     index = pair_permutations(perms)  # (K, n_pairs)
     chosen = np.arange(pred.shape[-1]) if pairs is None else np.asarray(pairs, dtype=np.intp)
-    errors = np.abs(pred[..., index] - true[..., None, :])  # (..., K, n_pairs)
-    cost = np.where(np.isnan(errors[..., chosen]), np.inf, errors[..., chosen]).sum(axis=-1)  # (..., K)
-    best = np.argmin(cost, axis=-1)  # the identity wins ties and all-NaN frames
-    return np.take_along_axis(errors, best[..., None, None], axis=-2)[..., 0, :]
+    # one relabelling at a time (memory of one error array, whatever the number of automorphisms);
+    # a later one replaces the chosen only when strictly better, so the identity wins ties and NaN frames
+    best = np.abs(pred - true)
+    best_cost = best[..., chosen].sum(axis=-1)
+    for k in range(1, len(index)):
+        errors = np.abs(pred[..., index[k]] - true)
+        cost = errors[..., chosen].sum(axis=-1)
+        better = cost < best_cost
+        best = np.where(better[..., None], errors, best)
+        best_cost = np.where(better, cost, best_cost)
+    return best
 
 
 # --------------------------------------------------------------------------- the foreign trajectories
