@@ -182,6 +182,9 @@ def test_cli_scores_sharc_folders_and_refuses_another_molecule(tmp_path, capsys)
     code, out, err = run_cli(["transfer", model, tmp_path / "ocs", "--dt", "5", "-o", tmp_path / "u.json"], capsys)
     assert_one_line_error(code, err, "the foreign trajectories are of COS")
     assert not (tmp_path / "u.json").exists()
+    code, out, err = run_cli(["transfer", model, runs, "-o", tmp_path / "u.json"], capsys)  # a model file records no dt
+    assert_one_line_error(code, err, "give dt")
+    assert not (tmp_path / "u.json").exists()
 
 
 def test_real_sharc_runs_transfer_exactly_to_a_library_of_their_own_frames(sharc_cs2):

@@ -25,7 +25,8 @@ def transfer(
     foreign: Annotated[list[Path], typer.Argument(
         help="Foreign trajectories: SHARC run folders, a folder of them, trajectory files, or one dataset file (.h5).",
         show_default=False)],
-    dt: Annotated[float, typer.Option(help="The model's frame interval, fs (its training dataset's; a model file does not record it).")],
+    dt: Annotated[Optional[float], typer.Option(
+        help="The model's frame interval, fs: its training dataset's time step (needed: model files so far do not record it).")] = None,
     tmax: Annotated[Optional[float], typer.Option(help="Score frames up to this time after each run's start, fs (default: all).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Of a dataset file: the split to score (train, val, test; default: all).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the photon noise, when the model's signals have noise (default: theirs).")] = None,
@@ -46,7 +47,8 @@ def transfer(
     with writing(output, inputs, force=force) if output is not None else nullcontext():
         method = load_method(model)
         result = score_transfer(method, read_foreign(foreign, split=split), dt=dt, tmax=tmax, seed=seed)
-        summary = {"model": str(model), "foreign": [str(p) for p in foreign], "dt_fs": dt, "tmax_fs": tmax, **result.summary()}
+        summary = {"model": str(model), "foreign": [str(p) for p in foreign], "dt_fs": float(result.dataset.time[1] - result.dataset.time[0])
+                   if result.dataset.n_frames > 1 else dt, "tmax_fs": tmax, **result.summary()}
         if output is not None:
             with atomic_path(output) as tmp:
                 tmp.write_text(json.dumps(summary, indent=2))

@@ -239,7 +239,7 @@ def _model_order(symbols, model_symbols) -> np.ndarray:
     return np.array([pool[s].pop(0) for s in model_symbols], dtype=np.intp)
 
 
-def foreign_dataset(method, ensemble: Ensemble, *, dt: float, tmax: float | None = None, seed: int | None = None) -> Dataset:
+def foreign_dataset(method, ensemble: Ensemble, *, dt: float | None = None, tmax: float | None = None, seed: int | None = None) -> Dataset:
     """Foreign trajectories as the model sees them: on its time grid and atom order, with ΔS made as its training ΔS was.
 
     Parameters
@@ -248,9 +248,10 @@ def foreign_dataset(method, ensemble: Ensemble, *, dt: float, tmax: float | None
         Fitted (or loaded); its ``spec_`` says how its training ΔS was made.
     ensemble : molmovie.trajectories.Ensemble
         The foreign trajectories, on their own time steps.
-    dt : float
-        The model's frame interval, fs (the time step of its training
-        dataset; a model file does not record it).
+    dt : float, optional
+        The model's frame interval, fs: the time step of its training
+        dataset. Default: the method's ``dt_`` where it records one (model
+        files so far do not; then it must be given).
     tmax : float, optional
         Keep frames up to this time after each run's start, fs.
     seed : int, optional
@@ -273,6 +274,10 @@ def foreign_dataset(method, ensemble: Ensemble, *, dt: float, tmax: float | None
     """
     if not getattr(method, "is_fitted", False):
         raise InputError("the method is not fitted: train it or load a model file before scoring its transfer")
+    if dt is None:
+        dt = getattr(method, "dt_", None)
+        if dt is None:
+            raise InputError("the model does not record its frame interval; give dt, its training dataset's time step in fs")
     order = _model_order(ensemble.symbols, method.symbols_)
     if not np.array_equal(order, np.arange(len(order))):
         ensemble = replace(ensemble, symbols=tuple(ensemble.symbols[i] for i in order), positions=ensemble.positions[:, :, order])
@@ -348,7 +353,7 @@ class Transfer:
         return out
 
 
-def transfer(method, foreign, *, dt: float, tmax: float | None = None, seed: int | None = None, permutations=None) -> Transfer:
+def transfer(method, foreign, *, dt: float | None = None, tmax: float | None = None, seed: int | None = None, permutations=None) -> Transfer:
     """Score a trained method on foreign trajectories: its transfer to dynamics it did not train on.
 
     Parameters
@@ -358,8 +363,8 @@ def transfer(method, foreign, *, dt: float, tmax: float | None = None, seed: int
     foreign : Ensemble or Dataset
         The foreign trajectories, on their own time steps (a Dataset's own
         signals are not used: ΔS is made anew with the model's spec).
-    dt : float
-        The model's frame interval, fs.
+    dt : float, optional
+        The model's frame interval, fs (see :func:`foreign_dataset`).
     tmax : float, optional
         Score frames up to this time after each run's start, fs.
     seed : int, optional
