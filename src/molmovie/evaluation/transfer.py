@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, shorten
 from ..datasets import Dataset
 from ..geometry import automorphisms, pair_indices, pair_permutations
 from ..io import read_dataset
@@ -232,8 +232,8 @@ def _model_order(symbols, model_symbols) -> np.ndarray:
     symbols, model_symbols = tuple(symbols), tuple(model_symbols)
     if sorted(symbols) != sorted(model_symbols):
         raise InputError(
-            f"the foreign trajectories are of {formula(symbols)} ({' '.join(symbols)}), the model of "
-            f"{formula(model_symbols)} ({' '.join(model_symbols)}): transfer is scored on the molecule the model was trained on"
+            f"the foreign trajectories are of {formula(symbols)} ({shorten(' '.join(symbols), 80)}), the model of "
+            f"{formula(model_symbols)} ({shorten(' '.join(model_symbols), 80)}): transfer is scored on the molecule the model was trained on"
         )
     pool = {s: [i for i, x in enumerate(symbols) if x == s] for s in set(symbols)}
     return np.array([pool[s].pop(0) for s in model_symbols], dtype=np.intp)
