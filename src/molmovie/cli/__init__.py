@@ -40,6 +40,7 @@ from . import _study  # noqa: E402,F401  evaluate, reproduce
 from . import _measure  # noqa: E402,F401  ingest, show
 from . import _simulate  # noqa: E402,F401  simulate-experiment
 from . import _fit  # noqa: E402,F401  fit
+from . import _transfer  # noqa: E402,F401  transfer
 
 
 def fail(message: str) -> "typer.Exit":
