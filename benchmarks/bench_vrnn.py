@@ -113,6 +113,7 @@ def main() -> None:
                     help="a setting of the after run (JSON value), e.g. --set batch_size=32; repeatable")
     ap.add_argument("--physics", type=float, default=None, help="physics weight (default: the VRNN default)")
     ap.add_argument("--hidden", type=int, default=None)
+    ap.add_argument("--target", type=float, default=None, help="the validation loss to reach (default: the before run's best)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--infer", type=int, default=100, help="trajectories in the inference timing")
     ap.add_argument("--threads", type=int, default=1)
@@ -159,9 +160,11 @@ def main() -> None:
         shown.update({k: v for k, v in settings.items() if k not in common and k not in shown})
         print(f"{name}: {shown or 'VRNN defaults'}, epochs {args.epochs}, patience {args.patience}", flush=True)
         runs[name] = train(name, settings, tr, va, te)
-    target = runs["before"]["best_val"] if "before" in runs else None
+    target, whence = (runs["before"]["best_val"], "the before run's best") if "before" in runs else (None, "")
+    if args.target is not None:
+        target, whence = args.target, "given"
     if target is not None:
-        print(f"target: validation loss <= {target:.4g} (the before run's best), counted once the physics term has its full weight")
+        print(f"target: validation loss <= {target:.4g} ({whence}), counted once the physics term has its full weight")
     print(f"{'':8s} {'s/epoch':>8s} {'epochs':>7s} {'to target':>10s} {'s to target':>12s} {'total s':>8s} "
           f"{'best val':>9s} {'test loss':>9s} {'RMSD':>7s} {'RMSD sym':>9s} {'|dR| (Å)':>9s}")
     for name, r in runs.items():
