@@ -176,11 +176,13 @@ def main() -> None:
     if len(runs) == 2:
         b, a = runs["before"], runs["after"]
         ratio = np.median(b["seconds"]) / np.median(a["seconds"])
-        line = f"after vs before: {ratio:.2f}x less time per epoch (medians), {b['total'] / a['total']:.2f}x less in total"
-        if a["reach"][1]:
-            line += f", {b['reach'][1] / a['reach'][1]:.2f}x less to the target ({b['reach'][0]} -> {a['reach'][0]} epochs)"
+        line = (f"after vs before: epochs {len(b['seconds'])} -> {len(a['seconds'])}; seconds per epoch {ratio:.2f}x less (medians; "
+                f"on a shared machine its load moves this), {b['total'] / a['total']:.2f}x less in total")
+        if a["reach"][1] and b["reach"][1]:
+            line += (f"; to the target: {b['reach'][0]} -> {a['reach'][0]} epochs ({b['reach'][0] / a['reach'][0]:.2f}x), "
+                     f"{b['reach'][1] / a['reach'][1]:.2f}x less time")
         else:
-            line += ", the after run never reached the target"
+            line += "; the after run never reached the target"
         print(line)
 
     model = runs[list(runs)[-1]]["model"]

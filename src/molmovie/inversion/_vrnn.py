@@ -219,21 +219,27 @@ class VRNN(InversionMethod):
     0.20 / 0.19. Hence "auto".
 
     Training speed (``benchmarks/bench_vrnn.py``, both runs in one process,
-    one thread on a shared 2-core machine, epoch cap 150 and patience 20):
-    the defaults (learning rate 3e-3 on the plateau schedule, physics
-    warm-up 10) against the settings before them (constant 1e-3, warm-up
-    20). The cost of an epoch is the same (same network and batch); the
-    gain is in epochs. Synthetic C2H4 (106 training trajectories x 101
-    frames): the before run's best validation loss (20.79) was reached at
-    epoch 40 instead of 72, and the runs stopped at 65 and 92 epochs, with
-    the same accuracy (best validation loss 20.66 against 20.79, test RMSD
-    0.0642 against 0.0640 Å). The quick preset's generated C2H4 (96
-    trajectories x 151 frames): QUICK_C2H4. Tried and not kept: batch 64
-    (1.35x cheaper epochs, but on 96 trajectories fewer steps per epoch cost
-    more epochs: validation loss 10.64 against 9.08 at epoch 69), the
-    one-cycle schedule over 60 epochs (10.57 at epoch 44 against 10.33 on
-    the plateau), learning rate 1e-2 (never reached the target) and a warm-up
-    of 5 epochs (target at epoch 41, no gain).
+    one thread on a shared 2-core machine, epoch cap 150 and patience 20, as
+    in the paper preset): the defaults (learning rate 3e-3 on the plateau
+    schedule, physics warm-up 10) against the settings before them
+    (constant 1e-3, warm-up 20). An epoch costs the same (same network and
+    batch); the gain is in epochs. Synthetic C2H4 (106 training trajectories
+    x 101 frames): the before run's best validation loss, 20.79, was reached
+    at epoch 40 instead of 72, and the runs stopped at 65 and 92 epochs with
+    the same accuracy (best validation loss 20.66 against 20.79; test RMSD
+    per frame 0.0642 against 0.0640 Å). The quick preset's generated C2H4
+    (96 x 151 frames): the before run's best, 8.998, at epoch 90 instead of
+    145 (both ran to the cap, the after run improving to 8.435; test loss
+    8.58 against 8.70, RMSD labelled 0.241 against 0.238 Å, symmetry-aware
+    per frame 0.198 against 0.199 Å). So 1.6-1.8x fewer epochs to the same
+    loss, not the 3x asked for. Tried and not kept (one seed each, epochs to
+    those targets, synthetic / quick C2H4): batch 64 (1.35x cheaper epochs,
+    but on 96 trajectories it needed more of them: validation loss 10.64
+    against 9.08 at epoch 69); the one-cycle schedule over 60 epochs (10.57
+    at epoch 44 against 10.33 on the plateau); learning rate 1e-2 (never
+    reached the target); warm-up 5 (41 / -); warm-up 20 (50 / 66); a plateau
+    wait of patience // 2 (46 / 83, best validation loss 7.81 at the cap on
+    quick C2H4).
 
     Encoder, measured on the quick preset's generated data (one seed, 60
     epochs, sums over the test frames: RMSD labelled / symmetry-aware per
