@@ -43,8 +43,14 @@ __all__ = [
     "physics_weight",
     "full_weight_epoch",
     "physics_frames",
+    "Patience",
+    "LRSchedule",
+    "SCHEDULES",
     "vrnn_loss",
 ]
+
+#: Learning-rate schedules of :class:`LRSchedule`.
+SCHEDULES = ("constant", "plateau", "onecycle")
 
 #: Target transforms g(R) of the distances before standardisation.
 TARGETS = ("log", "inverse", "linear")
@@ -224,6 +230,111 @@ def physics_frames(n_frames: int, k: int, generator=None):
     else:
         rest = 1 + torch.randperm(T - 1, generator=generator)[: k - 1]
     return torch.cat([torch.zeros(1, dtype=torch.long), rest.sort().values]).unique()
+
+
+# --------------------------------------------------------------------------- early stopping and the learning rate
+
+
+class Patience:
+    """Early stopping: the best epoch so far, and whether the patience has run out.
+
+    Epochs before ``start`` (while the physics term ramps up, the loss being
+    minimised changes from epoch to epoch) are taken as the latest best and
+    count nothing; from ``start`` on, an epoch improves when its loss is below
+    the best so far, and training stops after ``patience`` epochs in a row
+    without improvement.
+
+    Parameters
+    ----------
+    patience : int
+    start : int, default 1
+        First (1-based) epoch whose loss is compared.
+
+    Attributes
+    ----------
+    best_loss : float
+        inf until ``start``.
+    best_epoch : int
+    since_best : int
+        Epochs since the best one (0: the latest epoch is the best).
+    """
+
+    def __init__(self, patience: int, start: int = 1):
+        self.patience, self.start = int(patience), int(start)
+        self.best_loss, self.best_epoch, self.since_best = math.inf, 0, 0
+
+    def update(self, epoch: int, loss: float) -> bool:
+        """Record an epoch's monitored loss; True when training should stop."""
+        if epoch < self.start or loss < self.best_loss:
+            self.best_loss = math.inf if epoch < self.start else float(loss)
+            self.best_epoch, self.since_best = int(epoch), 0
+        else:
+            self.since_best += 1
+        return self.since_best >= self.patience
+
+
+class LRSchedule:
+    """The learning rate of an optimiser, set after every step and every epoch.
+
+    Parameters
+    ----------
+    opt : torch.optim.Optimizer
+    kind : {"constant", "plateau", "onecycle"}
+        "constant": ``lr`` throughout. "plateau": a linear warm-up to ``lr``
+        over the first epoch's ``steps``, then a division by 3 each time
+        ``max(1, patience // 4)`` counted epochs in a row have not improved
+        (:meth:`epoch_end`). "onecycle": :class:`torch.optim.lr_scheduler.OneCycleLR`
+        over ``epochs`` x ``steps`` (warm-up from ``lr``/25 over the first 30 %,
+        cosine annealing to ``lr``/10⁴; Smith & Topin, "Super-Convergence", 2019).
+    lr : float
+    epochs, steps : int
+        Epochs planned and optimiser steps per epoch.
+    patience : int
+        The early-stopping patience (the plateau's wait is a quarter of it).
+
+    Attributes
+    ----------
+    last_lr : float
+        The rate the next step will use.
+    """
+
+    def __init__(self, opt, kind: str, lr: float, epochs: int, steps: int, patience: int):
+        import torch
+
+        if kind not in SCHEDULES:
+            raise ValueError(f"unknown schedule {kind!r}; known: {', '.join(SCHEDULES)}")
+        self.opt, self.kind, self.lr, self.steps = opt, kind, float(lr), max(1, int(steps))
+        self.wait = max(1, int(patience) // 4)
+        self.step_count = 0
+        self.cycle = None
+        if kind == "onecycle":
+            self.cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(2, int(epochs) * self.steps),
+                                                             pct_start=0.3, div_factor=25.0, final_div_factor=1e4 / 25.0)
+        elif kind == "plateau":
+            self._set(self.lr / self.steps)
+        self.last_lr = self._get()
+
+    def _get(self) -> float:
+        return float(self.opt.param_groups[0]["lr"])
+
+    def _set(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def step_end(self) -> None:
+        """After each optimiser step."""
+        self.step_count += 1
+        if self.cycle is not None and self.step_count < self.cycle.total_steps:
+            self.cycle.step()
+        elif self.kind == "plateau" and self.step_count <= self.steps:
+            self._set(self.lr * min(1.0, (self.step_count + 1) / self.steps))
+        self.last_lr = self._get()
+
+    def epoch_end(self, counting: bool, since_best: int) -> None:
+        """After each epoch: ``since_best`` counted epochs without improvement (:attr:`Patience.since_best`)."""
+        if self.kind == "plateau" and counting and since_best > 0 and since_best % self.wait == 0:
+            self._set(self._get() / 3.0)
+        self.last_lr = self._get()
 
 
 # --------------------------------------------------------------------------- the whole objective
