@@ -8,15 +8,16 @@ import json
 import pytest
 
 from molmovie import InputError
-from molmovie.evaluation.study import run_study
+from molmovie.evaluation.study import REVISION, run_study
 
 from test_study import COUNTS, CS2_BOUND_OVERRIDE, PRESET, SEED, VRNN_SETTINGS
 
 
 def old_manifest(data_dir, **change) -> dict:
-    """study.json as molmovie wrote it before the methods were named by the preset (revision 2)."""
+    """study.json as molmovie wrote it before the methods were named by the preset (the layout of revision 2,
+    with today's revision number so that only the layout differs; a lower revision is refused, see below)."""
     return {
-        "revision": 2,
+        "revision": REVISION,
         "preset": "tiny",
         "seed": SEED,
         "data_dir": str(data_dir.resolve()),
@@ -42,3 +43,11 @@ def test_an_old_manifest_is_compared_in_todays_terms(tmp_path, change, seed, dif
     with pytest.raises(InputError, match=r"holds a study defined otherwise " + difference):
         run_study(PRESET, out, seed=seed, data_dir=data_dir, log=lambda line: None)
     assert sorted(p.name for p in out.iterdir()) == ["study.json"]  # nothing started
+
+
+def test_a_study_of_an_older_revision_is_refused(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "study.json").write_text(json.dumps({**old_manifest(tmp_path), "revision": REVISION - 1}))
+    with pytest.raises(InputError, match=rf"revision {REVISION - 1} there, {REVISION} here"):
+        run_study(PRESET, out, seed=SEED, data_dir=tmp_path)
