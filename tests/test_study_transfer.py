@@ -236,6 +236,11 @@ def test_reproduce_looks_for_shared_sharc_runs_beside_the_current_folder(study, 
     assert res["experiments"]["cs2"]["transfer"] == study.scored["experiments"]["cs2"]["transfer"]
     code, out, err = run_cli([*args, "--sharc", tmp_path / "nowhere"], capsys)
     assert_one_line_error(code, err, r"the SHARC folder .*nowhere does not exist")
+    write_sharc(tmp_path / "ocs" / "TRAJ_00001", cs2_positions(11), symbols=("C", "O", "S"))
+    before = (study.out / "results.json").read_bytes()
+    code, out, err = run_cli([*args, "--sharc", tmp_path / "ocs"], capsys)
+    assert_one_line_error(code, err, r"the SHARC runs in .*ocs are of COS, not CS2")
+    assert (study.out / "results.json").read_bytes() == before
 
 
 def test_the_shared_sharc_runs_score_the_models_and_a_bound_experiment_takes_the_bound_run(study, sharc_cs2):

@@ -68,6 +68,7 @@ from ..datasets import SPLITS, Dataset, make_splits
 from ..dynamics import generate
 from ..inversion import METHODS, get_method, load_method
 from ..io import atomic_path, read_dataset, write_dataset
+from ..molecules import builtin, formula
 from ..scattering import SignalSpec, q_grid, simulate
 from .figures import choose_pair, plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
 from .stage import read_scores, score_method, write_scores
@@ -428,7 +429,7 @@ def run_study(
     if data.exists() and not data.is_dir():
         raise InputError(f"the data folder {data} exists and is not a folder")
     manifest = _check_manifest(out, preset, seed, data_dir)
-    foreign = _read_sharc(sharc_dir) if sharc_dir is not None else None
+    foreign = _read_sharc(sharc_dir) if sharc_dir is not None else None  # read (and checked) before hours of work
     for d in (out, data, out / "models", out / "eval"):
         d.mkdir(parents=True, exist_ok=True)
     if not (out / MANIFEST).exists():
@@ -696,7 +697,12 @@ def _read_sharc(sharc_dir):
     path = Path(sharc_dir)
     if not path.exists():
         raise InputError(f"the SHARC folder {path} does not exist")
-    return read_foreign(path)
+    runs = read_foreign(path)
+    want = builtin(TRANSFER_MOLECULE).symbols
+    if sorted(runs.symbols) != sorted(want):
+        raise InputError(f"the SHARC runs in {path} are of {formula(runs.symbols)}, not {formula(want)}: the study scores its "
+                         f"{formula(want)} models' transfer on them")
+    return runs
 
 
 def _runs_fingerprint(runs) -> str:
