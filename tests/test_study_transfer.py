@@ -213,6 +213,28 @@ def test_with_two_seeds_the_transfer_is_mean_and_spread_over_seeds_with_the_same
     assert results_markdown(study.two) == study.two_md
 
 
+def test_a_lost_transfer_file_or_one_of_other_runs_is_scored_again_identically(study, runs):
+    lost = study.out / "eval" / "cs2-vrnn-transfer-sharc.npz"
+    old = load_npz(lost)
+    lost.unlink()
+    stale = study.out / "eval" / "cs2-bound-nearest-transfer-sharc.npz"
+    other = load_npz(stale)
+    key = json.loads(str(other["fingerprint_json"]))
+    np.savez_compressed(stale, **{**other, "fingerprint_json": np.array(json.dumps({**key, "runs": "of other runs"}))})
+    log: list[str] = []
+    res = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, sharc_dir=runs, log=log.append)
+    assert sorted(line for line in log if "scored on" in line) == ["CS2 bound: nearest scored on 2 SHARC runs: "
+                                                                   f"{study.scored['experiments']['cs2-bound']['transfer']['sharc']['methods']['nearest']['transfer_error']:.4f} Å",
+                                                                   "CS2: vrnn scored on 3 SHARC runs: "
+                                                                   f"{study.scored['experiments']['cs2']['transfer']['sharc']['methods']['vrnn']['transfer_error']:.4f} Å"]
+    for path, before in ((lost, old), (stale, other)):
+        after = load_npz(path)
+        assert after.keys() == before.keys()
+        for k in before:
+            np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    assert common(res) == common(study.scored)
+
+
 # ----------------------------------------------------------------------------- the command
 
 
