@@ -77,6 +77,7 @@ def grown(data_dir, tmp_path_factory):
     stdout, stderr = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         patch.setitem(study_module.PRESETS, "tiny", PRESET)
+        patch.chdir(out.parent)  # no ../shared/data/sharc-cs2 beside it: no transfer score (test_study_transfer has those)
         try:
             main(["reproduce", "--preset", "tiny", "--seed", str(SEED), "--seeds", "2", "--threads", "1",
                   "-o", str(out), "--data-dir", str(data_dir)])

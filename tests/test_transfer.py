@@ -12,6 +12,7 @@ from molmovie.datasets import Dataset
 from molmovie.evaluation.transfer import foreign_dataset, read_foreign, resample_ensemble, symmetric_distance_error, transfer
 from molmovie.geometry import automorphisms, distances
 from molmovie.inversion import get_method
+from molmovie.io.model import read_model_file, write_model_file
 from molmovie.scattering import SignalSpec, q_grid, simulate
 from molmovie.trajectories import Ensemble
 
@@ -182,7 +183,15 @@ def test_cli_scores_sharc_folders_and_refuses_another_molecule(tmp_path, capsys)
     code, out, err = run_cli(["transfer", model, tmp_path / "ocs", "--dt", "5", "-o", tmp_path / "u.json"], capsys)
     assert_one_line_error(code, err, "the foreign trajectories are of COS")
     assert not (tmp_path / "u.json").exists()
-    code, out, err = run_cli(["transfer", model, runs, "-o", tmp_path / "u.json"], capsys)  # a model file records no dt
+    # the model file records its training frame interval (5 fs): no --dt needed, the same answer
+    code, out, err = run_cli(["transfer", model, runs, "-o", tmp_path / "v.json"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "v.json").read_text())["transfer_error_runs"] == summary["transfer_error_runs"]
+    # a model file written before the frame interval was recorded needs --dt
+    name, config, arrays = read_model_file(model)
+    del config["dt_fs"]
+    old = write_model_file(tmp_path / "old.safetensors", name, config, arrays)
+    code, out, err = run_cli(["transfer", old, runs, "-o", tmp_path / "u.json"], capsys)
     assert_one_line_error(code, err, "give dt")
     assert not (tmp_path / "u.json").exists()
 

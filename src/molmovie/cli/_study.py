@@ -13,7 +13,7 @@ from .._guards import check_output_path, write_errors
 from ..datasets import SPLITS
 from ..evaluation import score_method, write_scores
 from ..evaluation.figures import plot_per_time_step
-from ..evaluation.study import MAX_JOBS, MAX_SEEDS, PRESETS, check_count, run_study, results_markdown
+from ..evaluation.study import MAX_JOBS, MAX_SEEDS, PRESETS, SHARC_DEFAULT, check_count, default_sharc_dir, run_study, results_markdown
 from ..inversion import load_method
 from ..io import atomic_path, read_dataset
 from . import app
@@ -85,6 +85,9 @@ def reproduce(
     jobs: Annotated[int, typer.Option(help="Train and score the (experiment, method, seed) stages in this many processes at once.")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="Threads per training process (default: cores / jobs; with --jobs 1 all cores). "
                                                         "The same threads give the same numbers with any --jobs.")] = None,
+    sharc: Annotated[Optional[Path], typer.Option(
+        "--sharc", help=f"SHARC runs of CS2 to score the CS2 models' transfer on (default: {SHARC_DEFAULT} when it exists, "
+                        "else no transfer score).", show_default=False)] = None,
 ) -> None:
     """Run the paper's five-experiment study end to end: generate, simulate, train, evaluate, report.
 
@@ -96,14 +99,18 @@ def reproduce(
     check_count("jobs", jobs, MAX_JOBS)
     if threads is not None:
         check_count("threads", threads, MAX_JOBS)
+    if sharc is None:
+        sharc = default_sharc_dir()
+        if sharc is None:
+            typer.echo(f"no SHARC runs at {SHARC_DEFAULT}: the transfer score is left out (give --sharc DIR)", err=True)
     with write_errors(output.parent):
         output.parent.mkdir(parents=True, exist_ok=True)
     kept = f"the finished stages in {output} are kept; run the same command again to resume"
     bars = ParallelStageProgress() if jobs > 1 else StageProgress()
-    with writing(output, [], force=True, folder=True, kept=kept), bars as progress:
+    with writing(output, [] if sharc is None else [sharc], force=True, folder=True, kept=kept), bars as progress:
         results = run_study(
             preset, output, seed=seed, seeds=seeds, jobs=jobs, threads=threads, workers=workers, data_dir=data_dir,
-            log=lambda line: typer.echo(line, err=True), progress=progress,
+            sharc_dir=sharc, log=lambda line: typer.echo(line, err=True), progress=progress,
         )
     typer.echo(results_markdown(results))
     typer.echo(f"results and figures in {output}")

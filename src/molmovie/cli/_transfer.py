@@ -26,7 +26,8 @@ def transfer(
         help="Foreign trajectories: SHARC run folders, a folder of them, trajectory files, or one dataset file (.h5).",
         show_default=False)],
     dt: Annotated[Optional[float], typer.Option(
-        help="The model's frame interval, fs: its training dataset's time step (needed: model files so far do not record it).")] = None,
+        help="The model's frame interval, fs: its training dataset's time step (default: the one its model file records; "
+             "needed for model files written before it was recorded).")] = None,
     tmax: Annotated[Optional[float], typer.Option(help="Score frames up to this time after each run's start, fs (default: all).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Of a dataset file: the split to score (train, val, test; default: all).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the photon noise, when the model's signals have noise (default: theirs).")] = None,

@@ -27,16 +27,29 @@ leaves nothing corrupt::
     OUT/models/{experiment}-{method}.safetensors           trained with the study's seed
     OUT/models/{experiment}-{method}-seed{s}.safetensors   trained with another seed s (seeds=K > 1)
     OUT/eval/{experiment}-{method}[-seed{s}].npz   predictions and per-frame metrics (:func:`~molmovie.evaluation.write_scores`)
+    OUT/eval/{experiment}-{method}[-seed{s}]-transfer-sharc.npz   the model scored on foreign SHARC runs (CS2 only, with ``sharc_dir``)
     OUT/results.json, OUT/results.md     the tables
     OUT/fig2a.png, fig2b.png, fig2c.png, signals.png
 
 The number of seeds is not part of what defines a study: a rerun with more
 seeds keeps the stages it has and trains the seeds it lacks; one with fewer
 reports only those (the other files stay).
+
+Transfer (with ``sharc_dir``): every model of the CS2 experiments is also
+scored on foreign trajectories, real surface-hopping (SHARC) runs of CS2 that
+it did not train on (:func:`~molmovie.evaluation.transfer.transfer`: each run
+on the model's time grid, its ΔS simulated as the training ΔS was, the
+symmetry-aware mean distance error). A bound-only experiment is scored on the
+runs that stay bound. The score is made in the study's process once a model
+exists, and kept in its ``-transfer-sharc.npz`` file with fingerprints of the
+runs and of the model file: a rerun reuses it while both are unchanged, and
+scores again (seconds) when either changed. The foreign runs are not part of
+what defines a study.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue as _queue
@@ -55,9 +68,11 @@ from ..datasets import SPLITS, Dataset, make_splits
 from ..dynamics import generate
 from ..inversion import METHODS, get_method, load_method
 from ..io import atomic_path, read_dataset, write_dataset
+from ..molecules import builtin, formula
 from ..scattering import SignalSpec, q_grid, simulate
 from .figures import choose_pair, plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
 from .stage import read_scores, score_method, write_scores
+from .transfer import read_foreign, transfer
 
 __all__ = [
     "Preset",
@@ -77,6 +92,9 @@ __all__ = [
     "MAX_JOBS",
     "results_markdown",
     "write_report",
+    "SHARC_DEFAULT",
+    "TRANSFER_SCORE",
+    "default_sharc_dir",
 ]
 
 
@@ -182,6 +200,14 @@ WIN_RULE = (
     "a method wins a score only when its mean is lower than every other method's mean by more than "
     "the sum of the two methods' standard deviations; otherwise the score is a tie (within spread)"
 )
+#: The transfer score (:meth:`molmovie.evaluation.transfer.Transfer.summary`): mean over foreign runs of each run's
+#: mean symmetry-aware distance error, Å.
+TRANSFER_SCORE = "transfer_error"
+#: The molecule whose experiments are scored on SHARC runs.
+TRANSFER_MOLECULE = "cs2"
+#: Where ``molmovie reproduce`` looks for SHARC runs of CS2 when none are named, relative to the current directory.
+SHARC_DEFAULT = Path("..", "shared", "data", "sharc-cs2")
+TRANSFER_TITLE = "Transfer to dynamics the model did not train on (SHARC CS2, symmetry-aware mean distance error, Å)"
 #: Most training seeds and worker processes a study accepts (a typed number must not start millions of jobs).
 MAX_SEEDS = 1000
 MAX_JOBS = 256
@@ -312,6 +338,7 @@ def run_study(
     threads: int | None = None,
     workers: int | None = None,
     data_dir=None,
+    sharc_dir=None,
     log: Callable[[str], None] = print,
     progress: Callable[[int, dict], None] | None = None,
 ) -> dict:
@@ -349,6 +376,13 @@ def run_study(
         Worker processes for trajectory generation (default: all cores).
     data_dir : path-like, optional
         Where the generated datasets live (default ``OUTPUT/data``); reused when present.
+    sharc_dir : path-like, optional
+        SHARC runs of CS2 (a folder of run folders, or anything
+        :func:`~molmovie.evaluation.transfer.read_foreign` reads) on which
+        every model of the CS2 experiments is scored for its transfer
+        (bound-only experiments: the runs that stay bound). Default: none,
+        no transfer score (``molmovie reproduce`` looks for
+        :data:`SHARC_DEFAULT`, :func:`default_sharc_dir`).
     log : callable(str)
         Where progress lines go.
     progress : callable(done, info), optional
@@ -371,7 +405,12 @@ def run_study(
         ``per_seed`` hold the standard deviations and the values of each
         seed, and per score ``leader``, ``threshold`` and ``tied`` say how
         the winner (None on a tie) was decided (:func:`rank_methods`);
-        ``seeds`` lists the training seeds.
+        ``seeds`` lists the training seeds. With ``sharc_dir``, each CS2
+        experiment also holds ``transfer["sharc"]``: the foreign runs
+        (``runs``, ``sources``, ``dissociated``, ``dt_fs``), each method's
+        transfer summary (``methods``; with seeds, ``spread`` and
+        ``per_seed``) and the winner of :data:`TRANSFER_SCORE` by the same
+        rule (:func:`rank_methods`).
     """
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -391,6 +430,7 @@ def run_study(
     if data.exists() and not data.is_dir():
         raise InputError(f"the data folder {data} exists and is not a folder")
     manifest = _check_manifest(out, preset, seed, data_dir)
+    foreign = _read_sharc(sharc_dir) if sharc_dir is not None else None  # read (and checked) before hours of work
     for d in (out, data, out / "models", out / "eval"):
         d.mkdir(parents=True, exist_ok=True)
     if not (out / MANIFEST).exists():
@@ -451,6 +491,10 @@ def run_study(
         entry.update(rank_methods(entry["methods"], entry.get("spread")))
         results["experiments"][exp.key] = entry
         log(_log_line(exp, entry))
+        if foreign is not None and exp.molecule == TRANSFER_MOLECULE:
+            scored = _transfer_entry(exp, stages[exp.key], foreign, out, train, seeds, log)
+            if scored is not None:
+                entry["transfer"] = {"sharc": scored}
     results["wall_time_s"] = round(time.perf_counter() - t0, 1)
     results["reused_stages"] = int(reused)
     write_report(results, per_frame, datasets, out, seed=seed)
@@ -479,7 +523,7 @@ def _std(values: list) -> float:
     return 0.0 if all(v == values[0] for v in values) else float(np.std(values, ddof=1))
 
 
-def rank_methods(summaries: dict, spreads: dict | None = None) -> dict:
+def rank_methods(summaries: dict, spreads: dict | None = None, *, scores=SCORES) -> dict:
     """Each score's winner (smallest; ties to the method listed first), runner-up and margin.
 
     Parameters
@@ -495,6 +539,8 @@ def rank_methods(summaries: dict, spreads: dict | None = None) -> dict:
         .. math:: \\bar s_j - \\bar s_\\mathrm{leader} > \\sigma_\\mathrm{leader} + \\sigma_j \\quad \\text{for every } j \\ne \\mathrm{leader}
 
         otherwise the score is a tie and ``winner`` is None.
+    scores : sequence of str, default :data:`SCORES`
+        The scores ranked (keys of every summary).
 
     Returns
     -------
@@ -506,7 +552,7 @@ def rank_methods(summaries: dict, spreads: dict | None = None) -> dict:
     empty when the leader wins); ``winner``, ``runner_up`` and ``margin``
     then name the leader, its runner-up and the leader's margin.
     """
-    ranked = {k: sorted(summaries, key=lambda m: summaries[m][k]) for k in SCORES}
+    ranked = {k: sorted(summaries, key=lambda m: summaries[m][k]) for k in scores}
     out = {
         "winner": {k: r[0] for k, r in ranked.items()},
         "runner_up": {k: r[1] if len(r) > 1 else None for k, r in ranked.items()},
@@ -637,6 +683,121 @@ def _method_stage(stage: _Stage, preset, train, val, test, out: Path, log, progr
         model.save(model_path)
         log(f"{exp.label}: {method}{seeded} trained in {time.perf_counter() - t:.0f} s")
     write_scores(eval_path, score_method(model, test))
+
+
+# --------------------------------------------------------------------------- transfer to foreign runs
+
+
+def default_sharc_dir() -> Path | None:
+    """:data:`SHARC_DEFAULT` (relative to the current directory) when it is a folder there, else None."""
+    return SHARC_DEFAULT if SHARC_DEFAULT.is_dir() else None
+
+
+def _read_sharc(sharc_dir):
+    """The foreign runs in ``sharc_dir`` (read once per study); a path that is not there is an InputError."""
+    path = Path(sharc_dir)
+    if not path.exists():
+        raise InputError(f"the SHARC folder {path} does not exist")
+    runs = read_foreign(path)
+    want = builtin(TRANSFER_MOLECULE).symbols
+    if sorted(runs.symbols) != sorted(want):
+        raise InputError(f"the SHARC runs in {path} are of {formula(runs.symbols)}, not {formula(want)}: the study scores its "
+                         f"{formula(want)} models' transfer on them")
+    return runs
+
+
+def _runs_fingerprint(runs) -> str:
+    """A digest of foreign runs: atoms, times, lengths and positions (what a transfer score depends on)."""
+    h = hashlib.sha256(" ".join(runs.symbols).encode())
+    for a in (runs.time, runs.length, runs.positions):
+        h.update(np.ascontiguousarray(a, dtype=float).tobytes())
+    return h.hexdigest()
+
+
+def _file_fingerprint(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _transfer_path(stage: _Stage, out: Path) -> Path:
+    """The transfer file of a stage: its evaluation file's name with ``-transfer-sharc``."""
+    eval_path = stage.paths(out)[1]
+    return eval_path.with_name(f"{eval_path.stem}-transfer-sharc.npz")
+
+
+def _transfer_stage(stage: _Stage, runs, out: Path, train, log) -> dict:
+    """One stage's model scored on foreign runs: its summary, from the stage's transfer file while that is of these runs and this model file, else scored (and the file written)."""
+    model_path = stage.paths(out)[0]
+    path = _transfer_path(stage, out)
+    key = {"revision": REVISION, "runs": _runs_fingerprint(runs), "model": _file_fingerprint(model_path)}
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if json.loads(str(z["fingerprint_json"])) == key:
+                    return json.loads(str(z["summary_json"]))
+        except (OSError, ValueError, KeyError):
+            pass  # damaged or of another layout: scored again
+    model = load_method(model_path)
+    # model files of studies before the frame interval was recorded: the training dataset's median spacing
+    dt = model.dt_ if getattr(model, "dt_", None) is not None else float(np.median(np.diff(train.time)))
+    result = transfer(model, runs, dt=dt)
+    summary = {**result.summary(), "dt_fs": dt}
+    scores = result.scores
+    arrays = {k: scores[k] for k in ("distances", "std", "rmsd", "rmsd_sym", "rmsd_sym_traj", "ssr")}
+    arrays.update(
+        time=result.dataset.time, length=result.dataset.length, true_distances=result.dataset.distances,
+        error=result.error, frame_error=result.frame_error, run_error=result.run_error,
+        summary_json=np.array(json.dumps(summary)), fingerprint_json=np.array(json.dumps(key)),
+    )
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    log(f"{stage.exp.label}: {stage.label.split(' ', 1)[1]} scored on {summary['runs']} SHARC run{'s' * (summary['runs'] > 1)}: "
+        f"{summary[TRANSFER_SCORE]:.4f} Å")
+    return summary
+
+
+#: Entries of a transfer summary that describe the foreign runs, not a method.
+_RUN_KEYS = ("runs", "sources", "dissociated", "dt_fs")
+
+
+def _over_seeds_runs(summaries: list[dict], reduce) -> dict:
+    """:func:`_over_seeds` for transfer summaries: lists (per-run errors) reduced run by run."""
+    out = _over_seeds([{k: v for k, v in s.items() if not isinstance(v, list)} for s in summaries], reduce)
+    for k, v in summaries[0].items():
+        if isinstance(v, list):
+            out[k] = [reduce([s[k][i] for s in summaries]) for i in range(len(v))]
+    return out
+
+
+def _transfer_entry(exp: Experiment, stages: list[_Stage], foreign, out: Path, train, seeds: int, log) -> dict | None:
+    """Every model of an experiment scored on the foreign runs (those that stay bound, for a bound-only experiment), ranked like the other scores."""
+    runs = foreign.subset(np.flatnonzero(~np.asarray(foreign.dissociated))) if exp.bound_only else foreign
+    if runs.n_trajectories == 0:
+        log(f"{exp.label}: no SHARC run stays bound; no transfer score")
+        return None
+    by_seed: dict = {}
+    for st in stages:
+        by_seed.setdefault(st.method, []).append(_transfer_stage(st, runs, out, train, log))
+    first = next(iter(by_seed.values()))[0]
+    entry = {
+        "runs": first["runs"],
+        "sources": [Path(s).name for s in first["sources"]],
+        "dissociated": first["dissociated"],
+        "dt_fs": first["dt_fs"],
+        "bound_only": exp.bound_only,
+    }
+    by_seed = {m: [{k: v for k, v in s.items() if k not in _RUN_KEYS} for s in v] for m, v in by_seed.items()}
+    if seeds == 1:
+        entry["methods"] = {m: v[0] for m, v in by_seed.items()}
+    else:
+        by_seed = {m: v * seeds if len(v) == 1 else v for m, v in by_seed.items()}  # a method without a seed: its one stage for every seed
+        entry["methods"] = {m: _over_seeds_runs(v, _mean) for m, v in by_seed.items()}
+        entry["spread"] = {m: _over_seeds_runs(v, _std) for m, v in by_seed.items()}
+        entry["per_seed"] = {m: _over_seeds(v, list) for m, v in by_seed.items()}
+    entry.update(rank_methods(entry["methods"], entry.get("spread"), scores=(TRANSFER_SCORE,)))
+    log(f"{exp.label}: transfer to {entry['runs']} SHARC run{'s' * (entry['runs'] > 1)}, mean distance error: "
+        + " / ".join(f"{method_label(m)} {v[TRANSFER_SCORE]:.4f} Å" for m, v in entry["methods"].items()))
+    return entry
 
 
 # --------------------------------------------------------------------------- stages in parallel processes
@@ -906,6 +1067,7 @@ def results_markdown(results: dict) -> str:
         )
         inside = [f"{method_label(name)} {100 * m[name]['within_2sigma']:.0f} %" for name in methods if "within_2sigma" in m.get(name, {})]
         rows.append(f"| {e['label']} | {e.get('mean_predictor_abs_error', float('nan')):.3f} / {errors} | {', '.join(inside) or '-'} |")
+    rows += _transfer_markdown(results, methods)
     n = len(exps)
     wins = []
     for name in methods:
@@ -926,6 +1088,40 @@ def results_markdown(results: dict) -> str:
         + (f", reusing {results['reused_stages']} stages finished before it)." if results.get("reused_stages") else ").")
     )]
     return "\n".join(rows) + "\n"
+
+
+def _transfer_markdown(results: dict, methods: list[str]) -> list[str]:
+    """The transfer table (rows of Markdown, empty without transfer scores): one row per experiment scored on SHARC runs, one column per method."""
+    scored = [e for e in results["experiments"].values() if "sharc" in e.get("transfer", {})]
+    if not scored:
+        return []
+    several = "seeds" in results
+    rows = ["", f"{TRANSFER_TITLE}: each model's mean over the runs of each run's mean error, over frames, of the atom-atom "
+                "distances, with equivalent atoms relabelled in every frame." + (" Mean ± spread over the seeds, as above." if several else ""),
+            "", "| experiment | SHARC runs | " + " | ".join(method_label(m) for m in methods) + " | winner, margin over the runner-up |",
+            "|---|---|" + "---|" * (len(methods) + 1)]
+    k = TRANSFER_SCORE
+    for e in scored:
+        t = e["transfer"]["sharc"]
+        gone = sum(t["dissociated"])
+        runs = f"{t['runs']} ({t['runs'] - gone} bound" + (f", {gone} dissociating)" if gone else ")")
+        cells = []
+        for name in methods:
+            if name not in t["methods"]:
+                cells.append("-")
+                continue
+            text = f"{t['methods'][name][k]:.3f}" + (f" ± {t['spread'][name][k]:.3f}" if several else "")
+            cells.append(f"**{text}**" if name == t["winner"][k] else text)
+        win, runner, margin = t["winner"][k], t["runner_up"][k], t["margin"][k]
+        if runner is None:
+            verdict = method_label(t["leader"][k] if several else win)
+        elif win is None:
+            verdict = (f"tie (within spread): {', '.join(method_label(x) for x in t['tied'][k])}; {method_label(t['leader'][k])} "
+                       f"leads by {margin:.3f}, spread {t['threshold'][k]:.3f}")
+        else:
+            verdict = f"{method_label(win)} by {margin:.3f} Å" + (f" > spread {t['threshold'][k]:.3f}" if several else "")
+        rows.append(f"| {e['label']} | {runs} | " + " | ".join(cells) + f" | {verdict} |")
+    return rows
 
 
 def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, seed: int = 0) -> None:

@@ -250,8 +250,9 @@ def foreign_dataset(method, ensemble: Ensemble, *, dt: float | None = None, tmax
         The foreign trajectories, on their own time steps.
     dt : float, optional
         The model's frame interval, fs: the time step of its training
-        dataset. Default: the method's ``dt_`` where it records one (model
-        files so far do not; then it must be given).
+        dataset. Default: the method's ``dt_`` (recorded by ``fit`` and in
+        its model file; model files written before it was recorded do not
+        have it, and then it must be given).
     tmax : float, optional
         Keep frames up to this time after each run's start, fs.
     seed : int, optional

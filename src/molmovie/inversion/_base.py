@@ -276,8 +276,10 @@ class InversionMethod(_Settings, abc.ABC):
     ``label`` (how tables and figures call them), keyword-only settings in
     ``__init__``, ``check_settings``, ``fit``, ``predict`` and, for their own
     learned arrays, ``_config_state``/``_arrays`` and ``_restore``. Learned
-    state ends in ``_``; ``symbols_``, ``molecule_``, ``q_`` and
-    ``pair_labels_`` are set by every ``fit``.
+    state ends in ``_``; ``symbols_``, ``molecule_``, ``q_``,
+    ``pair_labels_``, ``spec_`` and ``dt_`` (the median frame interval of
+    the training trajectories, fs; None in a model file written before it
+    was recorded) are set by every ``fit``.
 
     ``fit(train, val=None, *, progress=None)`` returns self; ``progress``, when
     given, is called as ``progress(done, info)`` after each step of training,
@@ -353,6 +355,7 @@ class InversionMethod(_Settings, abc.ABC):
         self.pair_labels_ = list(pair_labels(self.symbols_))
         self.n_pairs_ = len(self.pair_labels_)
         self.spec_ = train.spec
+        self.dt_ = _frame_interval(train.time)
 
     def _check_val(self, train, val):
         if val is None:
@@ -397,6 +400,7 @@ class InversionMethod(_Settings, abc.ABC):
             "molecule": self.molecule_,
             "pair_labels": list(self.pair_labels_),
             "signal_attrs": self.spec_.attrs(),  # the spec without q (the array "q"); the key of model files so far
+            "dt_fs": getattr(self, "dt_", None),  # the training frame interval (None: unknown, a model file of before)
         }
 
     def _restore_common(self, config: dict, arrays: dict, path) -> None:
@@ -407,6 +411,10 @@ class InversionMethod(_Settings, abc.ABC):
             signal_attrs = dict(config.get("signal_attrs", {}))
         except (KeyError, TypeError, ValueError):
             raise InputError(f"{path}: damaged molmovie model file (molecule record incomplete)") from None
+        dt = config.get("dt_fs")  # absent from model files written before it was recorded
+        if dt is not None and (isinstance(dt, bool) or not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0):
+            raise InputError(f"{path}: damaged molmovie model file (frame interval dt_fs {shorten(repr(dt))} is not a time step in fs)")
+        self.dt_ = None if dt is None else float(dt)
         n, p = len(self.symbols_), len(self.pair_labels_)
         if not all(isinstance(s, str) and s.isalpha() and len(s) <= 3 for s in self.symbols_) or n < 2:
             raise InputError(f"{path}: damaged molmovie model file (symbols {shorten(list(self.symbols_))} are not element symbols)")
@@ -475,6 +483,12 @@ class InversionMethod(_Settings, abc.ABC):
 
     def _restore(self, config: dict, arrays: dict, path) -> None:
         pass
+
+
+def _frame_interval(time) -> float | None:
+    """The median spacing of a dataset's frame times, fs (None for fewer than two frames)."""
+    time = np.asarray(time, dtype=float)
+    return float(np.median(np.diff(time))) if time.size > 1 else None
 
 
 def _jsonable(obj):
