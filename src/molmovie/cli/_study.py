@@ -99,15 +99,16 @@ def reproduce(
     check_count("jobs", jobs, MAX_JOBS)
     if threads is not None:
         check_count("threads", threads, MAX_JOBS)
+    given = sharc is not None
     if sharc is None:
         sharc = default_sharc_dir()
-        if sharc is None:
-            typer.echo(f"no SHARC runs at {SHARC_DEFAULT}: the transfer score is left out (give --sharc DIR)", err=True)
     with write_errors(output.parent):
         output.parent.mkdir(parents=True, exist_ok=True)
     kept = f"the finished stages in {output} are kept; run the same command again to resume"
     bars = ParallelStageProgress() if jobs > 1 else StageProgress()
     with writing(output, [] if sharc is None else [sharc], force=True, folder=True, kept=kept), bars as progress:
+        if sharc is None and not given:  # a log line once the output is ours (bad input stays one line)
+            typer.echo(f"no SHARC runs at {SHARC_DEFAULT}: the transfer score is left out (give --sharc DIR)", err=True)
         results = run_study(
             preset, output, seed=seed, seeds=seeds, jobs=jobs, threads=threads, workers=workers, data_dir=data_dir,
             sharc_dir=sharc, log=lambda line: typer.echo(line, err=True), progress=progress,
