@@ -478,13 +478,7 @@ def run_study(
             if st.seed == seed:  # the study's seed: its predictions are drawn
                 per_frame[(exp.key, st.method)] = read_scores(st.paths(out)[1])
             by_seed.setdefault(st.method, []).append(per_frame[(exp.key, st.method)]["summary"] if st.seed == seed else _summary(st.paths(out)[1]))
-        if seeds == 1:
-            entry["methods"] = {m: v[0] for m, v in by_seed.items()}
-        else:
-            by_seed = {m: v * seeds if len(v) == 1 else v for m, v in by_seed.items()}  # a method without a seed: its one stage for every seed
-            entry["methods"] = {m: _over_seeds(v, _mean) for m, v in by_seed.items()}
-            entry["spread"] = {m: _over_seeds(v, _std) for m, v in by_seed.items()}
-            entry["per_seed"] = {m: _over_seeds(v, list) for m, v in by_seed.items()}
+        entry.update(_seed_statistics(by_seed, seeds, _over_seeds))
         # the simplest predictor, for scale: every frame answered with the training set's mean distances
         mean_R = np.nanmean(train.distances[train.mask], axis=0)
         entry["mean_predictor_abs_error"] = float(np.mean(np.abs(test.distances[test.mask] - mean_R)))
@@ -568,6 +562,20 @@ def rank_methods(summaries: dict, spreads: dict | None = None, *, scores=SCORES)
         out["tied"][k] = [lead, *within] if within else []
         out["winner"][k] = None if within else lead
     return out
+
+
+def _seed_statistics(by_seed: dict, seeds: int, over) -> dict:
+    """Each method's summaries over the seeds: itself with one seed; else mean, spread (std) and per-seed lists.
+
+    ``by_seed`` maps a method to its summaries, one per seed (one alone for a method without a seed: it stands for
+    every seed); ``over(summaries, reduce)`` reduces them score by score.
+    """
+    if seeds == 1:
+        return {"methods": {m: v[0] for m, v in by_seed.items()}}
+    by_seed = {m: v * seeds if len(v) == 1 else v for m, v in by_seed.items()}
+    return {"methods": {m: over(v, _mean) for m, v in by_seed.items()},
+            "spread": {m: over(v, _std) for m, v in by_seed.items()},
+            "per_seed": {m: _over_seeds(v, list) for m, v in by_seed.items()}}
 
 
 def _log_line(exp: Experiment, entry: dict) -> str:
@@ -787,13 +795,7 @@ def _transfer_entry(exp: Experiment, stages: list[_Stage], foreign, out: Path, t
         "bound_only": exp.bound_only,
     }
     by_seed = {m: [{k: v for k, v in s.items() if k not in _RUN_KEYS} for s in v] for m, v in by_seed.items()}
-    if seeds == 1:
-        entry["methods"] = {m: v[0] for m, v in by_seed.items()}
-    else:
-        by_seed = {m: v * seeds if len(v) == 1 else v for m, v in by_seed.items()}  # a method without a seed: its one stage for every seed
-        entry["methods"] = {m: _over_seeds_runs(v, _mean) for m, v in by_seed.items()}
-        entry["spread"] = {m: _over_seeds_runs(v, _std) for m, v in by_seed.items()}
-        entry["per_seed"] = {m: _over_seeds(v, list) for m, v in by_seed.items()}
+    entry.update(_seed_statistics(by_seed, seeds, _over_seeds_runs))
     entry.update(rank_methods(entry["methods"], entry.get("spread"), scores=(TRANSFER_SCORE,)))
     log(f"{exp.label}: transfer to {entry['runs']} SHARC run{'s' * (entry['runs'] > 1)}, mean distance error: "
         + " / ".join(f"{method_label(m)} {v[TRANSFER_SCORE]:.4f} Å" for m, v in entry["methods"].items()))
