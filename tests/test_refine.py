@@ -115,6 +115,9 @@ def test_frames_past_each_length_are_ignored_and_series_are_independent():
     one, _ = refine_distances(prior[1, :10], std[1, :10], dS[1, :10], **kw)
     np.testing.assert_allclose(part[1, :10], one, atol=1e-6)
     np.testing.assert_allclose(part[1, :10], R[1, :10], atol=1e-4)
+    # a series' answer does not depend on which others are refined with it: bit for bit
+    alone, alone_std = refine_distances(prior[:1], std[:1], dS[:1], **kw)
+    np.testing.assert_array_equal(alone[0], whole[0])
 
 
 def test_photon_noise_sets_the_data_weight():

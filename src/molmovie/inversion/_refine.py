@@ -52,7 +52,7 @@ on the quick preset's C2H4 test split, VRNN prior, σ_q = 0.03: refining all
 pairs raised the labelled RMSD sum from 436 to 452; the heavy pairs alone
 lowered every score).
 
-The minimisation runs over all frames of a batch of series at once
+The minimisation runs over all frames of one series at once
 (``torch.optim.LBFGS`` with a strong-Wolfe line search), in float64, on the
 GPU where PyTorch finds one (``device="auto"``). Its variable is
 :math:`y = L^\top z`, with :math:`z = (u - \log\hat R)/(\hat\sigma/\hat R)`
@@ -60,9 +60,10 @@ the prior-whitened log distances and L the Cholesky factor of each frame's
 Gauss-Newton Hessian at the prior mean (below): the data term's curvature
 exceeds the prior's by orders of magnitude in some directions, and this
 makes the problem nearly isotropic. Series are independent (except through
-a shared given reference), so they are split into batches that fit
-``memory_mb``; a batch stops after ``max_iter`` iterations, so results agree
-across batchings to the optimiser's convergence, not to rounding.
+a shared given reference) and are refined one at a time: one L-BFGS over
+several series, whose misfit is not convex, reached different minima with
+different companions (up to 0.7 Å on single frames), so a series' answer
+would have depended on which others were predicted with it.
 
 The posterior standard deviation (``posterior="laplace"``) is the diagonal of
 the inverse Gauss-Newton Hessian at the MAP (the Laplace approximation),
@@ -172,9 +173,9 @@ def refine_distances(
         them moves them to fit what the heavy atoms leave), or all.
     device : {"auto", "cpu", "cuda"}, default "auto"
     memory_mb : float, default 256
-        Rough working memory per batch of series, MB (at least one series per batch).
+        Rough working memory of the per-frame Hessians, built in chunks of frames of this size, MB (at least one frame).
     progress : callable(done, info), optional
-        Called after each batch as ``progress(series_done, {"total": M, "unit": "series"})``.
+        Called after each series as ``progress(series_done, {"total": M, "unit": "series"})``.
 
     Returns
     -------
@@ -241,9 +242,9 @@ def refine_distances(
     # per series: the (T, P, Q) temporaries of Eq. (1) and their gradients (forward, backward, line search),
     # and the per-frame (P, P) Hessians with their Cholesky factors
     per_series = check_allocation(8 * T * (6 * P * Q + 3 * P * P), f"refining one series of {T} frames x {P} pairs x {Q} q")
-    batch = max(1, int(memory_mb * 2**20 // per_series))
-    for a in range(0, M, batch):
-        b = min(M, a + batch)
+    del per_series  # checked: one series at a time, so no series' answer depends on the others predicted with it
+    for a in range(M):
+        b = a + 1
         if valid[a:b].any():
             tensors = [torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=dev) for x in (mu[a:b], s[a:b], data[a:b], sigma[a:b])]
             ref = None if fixed_ref is None else torch.as_tensor(fixed_ref[a:b], dtype=torch.float64, device=dev)
