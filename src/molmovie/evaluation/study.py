@@ -191,8 +191,8 @@ SCORE_NAMES = {
 MANIFEST = "study.json"
 #: Raised whenever a change to molmovie makes models or scores of an older study invalid
 #: (2: the VRNN's early stopping waits for the physics term's full weight; 3: the VRNN's signal fit at
-#: inference, on by default).
-REVISION = 3
+#: inference, on by default; 4: that fit refines one series at a time).
+REVISION = 4
 #: The spread of a score over training seeds (with seeds > 1), as the tables name it.
 SPREAD = "sample standard deviation over the training seeds (K - 1 in the denominator)"
 #: When a method wins a score (with seeds > 1), as the tables state it.
