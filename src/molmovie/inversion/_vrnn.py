@@ -258,7 +258,7 @@ class VRNN(InversionMethod):
     settings took 501 s against 558 s, equal scores within the spread on four
     experiments, and on dissociating CS2 one seed of three failed under each
     (symmetry-aware RMSD per frame 1331 with the fast settings, 651 with the
-    defaults, against 188-280 for the other seeds): no study-level gain to
+    defaults, against 188-280 for the other seeds; signal fit of study revision 3): no study-level gain to
     justify changing the models of every study.
 
     Encoder, measured on the quick preset's generated data (one seed, 60
