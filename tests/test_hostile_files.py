@@ -202,6 +202,16 @@ def test_any_replaced_model_array_loads_or_is_one_input_error(models, tmp_path_f
         assert "\n" not in str(exc).strip()
 
 
+def test_a_model_without_any_pair_permutation_is_one_input_error(models, tmp_path):
+    """Found by the property test above: an empty (0, P) 'pair_perms' reached numpy's min() of nothing."""
+    def replace(t):
+        t["pair_perms"] = np.zeros((0, t["pair_perms"].shape[1]), dtype=np.int64)
+
+    bad = forge(models / "vrnn.st", tmp_path / "m.st", arrays=replace)
+    with pytest.raises(InputError, match="pair_perms"):
+        load_method(bad)
+
+
 # --------------------------------------------------------------------------- property-based: the dataset reader
 
 

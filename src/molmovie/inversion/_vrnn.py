@@ -759,7 +759,7 @@ class VRNN(InversionMethod):
                 raise InputError(f"{path}: damaged molmovie model file (array {name!r})")
             setattr(self, f"{name}_", a)
         perms = np.asarray(need_array(arrays, "pair_perms", path, kinds="iu"))
-        if perms.ndim != 2 or perms.shape[1] != P or perms.min() < 0 or perms.max() >= P:
+        if perms.ndim != 2 or perms.shape[1] != P or perms.shape[0] == 0 or perms.min() < 0 or perms.max() >= P:
             raise InputError(f"{path}: damaged molmovie model file (array 'pair_perms')")
         self.pair_perms_ = perms.astype(np.int64)
         self.I_ref_ground_ = np.asarray(arrays["I_ref_ground"], dtype=float) if "I_ref_ground" in arrays else None
