@@ -167,6 +167,11 @@ def test_vrnn_refine_setting_is_the_refinement_of_its_prediction():
     for bad in (dict(refine="yes"), dict(refine_weight=0.0), dict(refine_noise=-1.0)):
         with pytest.raises(InputError, match="refine"):
             model.clone(**bad).check_settings()
+    # signals with an instrument response: the default fit is skipped (it has none), not an error
+    from dataclasses import replace
+
+    model.spec_ = replace(model.spec_, irf_fs=50.0)
+    np.testing.assert_array_equal(model.set_params(refine=True).predict(ds.dS, q=ds.q).distances, plain.distances)
 
 
 def test_nearest_refine_setting_uses_its_relative_prior_width():

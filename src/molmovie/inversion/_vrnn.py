@@ -190,7 +190,9 @@ class VRNN(InversionMethod):
         signals the network's relative width around the refined distances.
         On by default: on the quick preset (seed 0, test and validation
         splits) it lowered the SSR sum in 5/5 experiments (by 29-91 %) and
-        raised no RMSD sum (benchmarks/refine_study.py).
+        raised no RMSD sum (benchmarks/refine_study.py). Skipped for a model
+        trained on signals with a time resolution (``irf_fs``): the fit's
+        forward model has no instrument response.
     refine_weight : float, default 1.0
         The prior term's multiplier in that fit (> 0).
     refine_noise : float or None, default None
@@ -696,7 +698,7 @@ class VRNN(InversionMethod):
         std = target_slope(R, self.target) * self.y_std_ * sd
         R[~mask] = np.nan
         std[~mask] = np.nan
-        if self.refine:
+        if self.refine and self.spec_.irf_fs is None:  # the signal fit has no instrument response: skipped for such signals
             R, std = refine_distances(R, std, dS, symbols=self.symbols_, spec=self.spec_, lengths=lengths, I_ref=self.I_ref_ground_,
                                       noise=self.refine_noise, weight=self.refine_weight, device=self.device)
         return Prediction(distances=R, std=std)
