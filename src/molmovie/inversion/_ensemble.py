@@ -581,7 +581,7 @@ class EnsembleFit(MeasurementMethod):
         prof_stats = [all_stats(ck, t0) for ck in prof_c]
         spread = _spreads(boot["stats"], main, prof_stats, p)
         bc = np.array(boot["c"]) if boot["c"] else np.zeros((0, M))
-        bw = bc[:, :M_e] / np.maximum(bc[:, :M_e].sum(axis=1, keepdims=True), 1e-300) if len(bc) else bc[:, :M_e]
+        bw = bc[:, :M_e] / np.maximum(bc[:, :M_e].sum(axis=1, keepdims=True), 1e-300)  # (0, M_e) without replicates
         hole_part = {}
         if self.hole:
             r0 = distances(ens.positions[g_idx, 0])  # (M_g, P): each ground-state sample's distances at excitation
@@ -594,26 +594,22 @@ class EnsembleFit(MeasurementMethod):
         else:
             problems_soft = ""
 
-        def sd(values, profile_values=None):
-            var = float(np.var(values, ddof=1)) if len(values) > 1 else 0.0
+        def sd(boot_values, profile_values=None):
+            """The bootstrap's variance plus, where given, the profile's (over axis 0), as a standard deviation."""
+            boot_values = np.asarray(boot_values, dtype=float)
+            var = np.var(boot_values, axis=0, ddof=1) if len(boot_values) > 1 else np.zeros(boot_values.shape[1:])
             if profile_values is not None and p.size:
-                var += _weighted_var(np.asarray(profile_values), p)
-            return float(np.sqrt(var))
-
-        def sd_array(boot_values, profile_values):
-            var = np.var(boot_values, axis=0, ddof=1) if len(boot_values) > 1 else np.zeros(np.shape(profile_values)[1:])
-            if p.size:
-                var = var + _weighted_var(np.asarray(profile_values), p)
+                var = var + _weighted_var(np.asarray(profile_values, dtype=float), p)
             return np.sqrt(var)
 
         pc = np.array(prof_c) if prof_c else np.zeros((0, M))
-        pw = pc[:, :M_e] / np.maximum(pc[:, :M_e].sum(axis=1, keepdims=True), 1e-300) if len(pc) else pc[:, :M_e]
+        pw = pc[:, :M_e] / np.maximum(pc[:, :M_e].sum(axis=1, keepdims=True), 1e-300)  # (0, M_e) without replicates
         if self.hole:
-            hole_part["hole_weights_std"] = sd_array(bc[:, M_e:], pc[:, M_e:])
+            hole_part["hole_weights_std"] = sd(bc[:, M_e:], pc[:, M_e:])
 
         part = EnsemblePart(
-            gamma=gamma, gamma_std=sd(boot["gamma"], prof_g), t0=t0, t0_std=sd(boot["t0"]), irf_fs=irf, irf_fs_std=sd(boot["irf"]),
-            trajectories=e_idx, weights=w, weights_std=sd_array(bw, pw if len(pw) else np.zeros((0, M_e))),
+            gamma=gamma, gamma_std=float(sd(boot["gamma"], prof_g)), t0=t0, t0_std=float(sd(boot["t0"])), irf_fs=irf,
+            irf_fs_std=float(sd(boot["irf"])), trajectories=e_idx, weights=w, weights_std=sd(bw, pw),
             dissociated=np.asarray(ens.dissociated, dtype=bool)[e_idx], pair_labels=tuple(_pair_labels(basis.symbols)),
             quantile_levels=levels, channels=HOLE_CHANNELS if self.hole else CHANNELS,
             bootstrap_gamma=np.asarray(boot["gamma"], dtype=float), bootstrap_t0=np.asarray(boot["t0"], dtype=float),
@@ -835,13 +831,13 @@ def _profile_gamma(sys_: _System, d_w: np.ndarray, gamma: float, M_e: int, n: in
     dd = float(d @ d)
     row = np.zeros(sys_.Phi.shape[1])
     row[:M_e] = 1.0
-    done = [0]
+    solved: dict = {}  # the range search's solutions are points of the grid too (its ends and γ itself)
 
     def at(g):
-        c, chi2 = sys_.solve(d, dd, total=(row, g))
-        done[0] += 1
-        report(done[0], {"stage": "profile", "total": None})
-        return c, chi2
+        if g not in solved:
+            solved[g] = sys_.solve(d, dd, total=(row, g))
+            report(len(solved), {"stage": "profile", "total": None})
+        return solved[g]
 
     _, chi2_0 = at(gamma)
     target = 9.0 * birge**2

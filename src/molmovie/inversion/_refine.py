@@ -241,9 +241,8 @@ def refine_distances(
     out_std = np.full((M, T, P), np.nan)
     # per series: the (T, P, Q) temporaries of Eq. (1) and their gradients (forward, backward, line search),
     # and the per-frame (P, P) Hessians with their Cholesky factors
-    per_series = check_allocation(8 * T * (6 * P * Q + 3 * P * P), f"refining one series of {T} frames x {P} pairs x {Q} q")
-    del per_series  # checked: one series at a time, so no series' answer depends on the others predicted with it
-    for a in range(M):
+    check_allocation(8 * T * (6 * P * Q + 3 * P * P), f"refining one series of {T} frames x {P} pairs x {Q} q")
+    for a in range(M):  # one series at a time, so no series' answer depends on the others predicted with it
         b = a + 1
         if valid[a:b].any():
             tensors = [torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=dev) for x in (mu[a:b], s[a:b], data[a:b], sigma[a:b])]
