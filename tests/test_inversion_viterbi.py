@@ -134,8 +134,11 @@ def test_with_relabelling_the_path_is_the_optimum_over_candidates_and_mirror_ima
     train, test = data
     lengths = np.minimum(test.length, 5)  # all (3 candidates x 2 labellings)**5 paths
     mask = np.arange(test.n_frames)[None, :] < lengths[:, None]
-    sym = NearestViterbi(k=3, lam=1.0).fit(train)
+    sym = NearestViterbi(k=3, lam=1.0, symmetry=True).fit(train)
     plain = NearestViterbi(k=3, lam=1.0, symmetry=False).fit(train)
+    # "auto" relabels only when a training trajectory dissociates
+    auto = NearestViterbi(k=3, lam=1.0).fit(train).pair_permutations_
+    np.testing.assert_array_equal(auto, sym.pair_permutations_ if train.dissociated.any() else [[0, 1, 2]])
     np.testing.assert_array_equal(sym.pair_permutations_, [[0, 1, 2], [1, 0, 2]])  # S2 <-> S3 swaps C1-S2 and C1-S3
     index, relabel, ssr = sym.decode(test.dS, q=test.q, lengths=lengths)
     pred = sym.predict(test.dS, q=test.q, lengths=lengths).distances
@@ -192,4 +195,16 @@ def test_bad_settings_through_the_cli_are_one_line(tmp_path, capsys):
         assert not model.exists()
     code, out, err = run_cli(["train", data, "--method", "nearest-viterbi", "-o", model, "--set", "k=3", "--set", "lam=0.5"], capsys)
     assert code == 0, err
-    assert load_method(model).get_params() == {"k": 3, "lam": 0.5, "symmetry": True, "memory_mb": 256.0}
+    assert load_method(model).get_params() == {"k": 3, "lam": 0.5, "symmetry": "auto", "memory_mb": 256.0}
+
+
+@pytest.mark.parametrize("memory_mb", [1e-6, 2e-3])
+def test_path_in_small_memory_blocks_is_the_same_path(memory_mb):
+    """Blocks of one candidate row (1e-6 MB) or of a few series give the path of one block, bit for bit."""
+    rng = np.random.default_rng(5)
+    M, T, k, P = 4, 9, 7, 3
+    unary = rng.random((M, T, k))
+    states = rng.random((M, T, k, P))
+    lengths = np.array([9, 4, 0, 7])
+    want = viterbi_path(unary, states, 0.7, lengths)
+    np.testing.assert_array_equal(viterbi_path(unary, states, 0.7, lengths, memory_mb=memory_mb), want)

@@ -153,6 +153,8 @@ def test_bad_input_is_one_clear_error():
         refine_distances(R, std, dS, noise="loud", **kw)
     with pytest.raises(InputError, match="'pairs' setting"):
         refine_distances(R, std, dS, pairs="light", **kw)
+    with pytest.raises(InputError, match=r"got shape \(2, 6, 40\)"):  # the shape given, not a part of it
+        refine_distances(R[0], std[0], dS, **kw)
 
 
 def test_vrnn_refine_setting_is_the_refinement_of_its_prediction():
@@ -211,3 +213,79 @@ def test_heavy_pairs_only_leaves_the_hydrogen_pairs_at_the_prior():
     np.testing.assert_allclose(got[..., :2], prior[..., :2], rtol=1e-14)
     np.testing.assert_allclose(got_std[..., :2], std[..., :2], rtol=1e-12)
     assert np.abs(got[..., 2] - R[..., 2]).max() < 0.01  # 0.04 before
+
+
+# ---------------------------------------------------------------- the fit of coordinates (space="geometry")
+
+
+@pytest.mark.parametrize("posterior", ["laplace", "prior"])
+def test_geometry_space_is_the_fit_of_distances_for_a_diatomic(posterior):
+    """Two atoms have one distance and every positive value is a geometry: both spaces solve the same problem."""
+    spec = SignalSpec(Q, reference="ground")
+    I_ref = intensity_from_distances(I2, np.array([2.70]), Q)
+    m, s = np.array([[2.72], [2.70]]), np.array([[0.05], [0.08]])
+    dS = intensity_from_distances(I2, np.array([[2.66], [2.80]]), Q) / I_ref - 1.0
+    kw = dict(symbols=I2, spec=spec, I_ref=I_ref, noise=1e-2, posterior=posterior, device="cpu")
+    want, want_std = refine_distances(m, s, dS, **kw)
+    got, got_std = refine_distances(m, s, dS, space="geometry", **kw)
+    np.testing.assert_allclose(got, want, atol=1e-7)
+    np.testing.assert_allclose(got_std, want_std, rtol=1e-5)
+
+
+def test_geometry_space_answers_the_nearest_geometry_to_a_prior_no_geometry_has():
+    """A prior that breaks the triangle inequality, and a signal that says nothing: the answer is the collinear
+    geometry that minimises the prior term, checked against scipy on the two free lengths."""
+    from scipy.optimize import minimize
+
+    R, dS, spec, _ = _ocs(T=3)
+    prior = np.broadcast_to([1.20, 1.50, 3.40], R.shape).copy()  # O-C + C-S = 2.70 < O-S = 3.40
+    std = prior * np.array([0.05, 0.10, 0.08])
+    got, _ = refine_distances(prior, std, dS, symbols=OCS, spec=spec, noise=1e6, space="geometry", device="cpu")
+
+    def prior_term(lengths):  # the best geometry is straight: O-S = O-C + C-S
+        u = np.log([lengths[0], lengths[1], lengths[0] + lengths[1]])
+        return np.sum(((u - np.log(prior[0, 0])) / (std[0, 0] / prior[0, 0])) ** 2)
+
+    best = minimize(prior_term, prior[0, 0, :2], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14})
+    want = [best.x[0], best.x[1], best.x.sum()]
+    np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), atol=1e-5)
+    # the fit of distances keeps the impossible set
+    free, _ = refine_distances(prior, std, dS, symbols=OCS, spec=spec, noise=1e6, device="cpu")
+    np.testing.assert_allclose(free, prior, atol=1e-6)
+
+
+@pytest.mark.parametrize("reference", ["first", "ground"])
+def test_geometry_space_moves_toward_the_truth_and_lowers_the_residual(reference):
+    R, dS, spec, I_ref = _ocs(reference=reference)
+    prior = R + np.array([0.05, -0.06, 0.08])
+    std = np.full_like(R, 0.3)
+    ref = None if reference == "first" else I_ref
+    got, _ = refine_distances(prior, std, dS, symbols=OCS, spec=spec, I_ref=ref, noise=1e-3, space="geometry", device="cpu")
+    assert np.abs(got - R).mean() < np.abs(prior - R).mean() / 20  # 0.063 Å before
+    assert _residual(got, dS, ref) < _residual(prior, dS, ref) / 100
+    # every answer is a triangle
+    assert np.all(got[..., 2] <= got[..., 0] + got[..., 1] + 1e-9)
+
+
+def test_geometry_space_series_are_independent_bit_for_bit():
+    R, dS, spec, I_ref = _ocs(T=10, reference="ground")
+    prior, std = R + 0.05, np.full_like(R, 0.2)
+    kw = dict(symbols=OCS, spec=spec, I_ref=I_ref[0], noise=1e-3, space="geometry", device="cpu")
+    whole, whole_std = refine_distances(prior, std, dS, **kw)
+    alone, alone_std = refine_distances(prior[1:], std[1:], dS[1:], **kw)
+    np.testing.assert_array_equal(alone[0], whole[1])
+    np.testing.assert_array_equal(alone_std[0], whole_std[1])
+    with pytest.raises(InputError, match="'space' setting"):
+        refine_distances(prior, std, dS, symbols=OCS, spec=spec, space="coordinates")
+
+
+def test_vrnn_refine_space_setting_is_passed_to_the_fit():
+    ds = make_dataset(M=10, T=8, Q=12, dissociate=0.0, seed=3)
+    model = VRNN(**FAST["vrnn"]).fit(ds)
+    plain = model.set_params(refine=False).predict(ds.dS, q=ds.q)
+    want = refine_distances(plain.distances, plain.std, ds.dS, symbols=ds.symbols, spec=ds.spec, lengths=ds.length,
+                            space="geometry", device="cpu")
+    got = model.set_params(refine=True, refine_space="geometry").predict(ds.dS, q=ds.q)
+    np.testing.assert_allclose(got.distances, want[0], rtol=1e-10, equal_nan=True)
+    with pytest.raises(InputError, match="refine_space"):
+        model.clone(refine_space="atoms").check_settings()

@@ -65,6 +65,17 @@ several series, whose misfit is not convex, reached different minima with
 different companions (up to 0.7 Å on single frames), so a series' answer
 would have depended on which others were predicted with it.
 
+With ``space="geometry"`` the variables are the atoms' coordinates
+:math:`X_{mt}` of every frame instead, and :math:`u = \log R(X)`: the same
+objective, over distance sets that some geometry has. Distances fitted freely
+may break the triangle inequality (measured on a quick-preset CS2 model: a
+C–S distance of 11.1 Å beside an S–S of 4.2 Å and the other C–S of 1.8 Å), and
+classical MDS then turns them into a distorted molecule. The fit starts from
+the geometry nearest the prior (the prior term alone, a weighted stress in log
+distances, from classical MDS of the prior means), then adds the signal; every
+pair moves with the atoms, so ``pairs`` does not apply. It is slower (no
+preconditioner; 300 L-BFGS iterations per stage by default).
+
 The posterior standard deviation (``posterior="laplace"``) is the diagonal of
 the inverse Gauss-Newton Hessian at the MAP (the Laplace approximation),
 frame by frame, with the reference held at its MAP value,
@@ -76,7 +87,9 @@ frame by frame, with the reference held at its MAP value,
     \quad \sigma_{R,mtp} = R_{mtp} \frac{\hat\sigma_{mtp}}{\hat R_{mtp}} \sqrt{(H_{mt}^{-1})_{pp}};
 
 the first frame of a ``reference="first"`` series, whose own ΔS is 0 by
-construction, keeps the prior's relative width (:math:`\mathbb{1}/w`). With
+construction, keeps the prior's relative width (:math:`\mathbb{1}/w`); for
+``space="geometry"``, the same formula at the fitted geometry (the geometric
+constraint left out). With
 ``posterior="prior"`` the prior's relative width is kept on every frame,
 which ``"auto"`` does for noise-free signals: there σ_q is a stated floor,
 not a noise model, and the Laplace width it implies is too narrow (measured
@@ -100,7 +113,7 @@ from ..geometry import pair_indices
 from ..scattering.spec import SignalSpec
 from ._base import check_choice, check_number
 
-__all__ = ["refine_distances", "check_refine_settings", "NOISE_FREE_SIGMA", "POSTERIORS", "PAIRS"]
+__all__ = ["refine_distances", "check_refine_settings", "NOISE_FREE_SIGMA", "POSTERIORS", "PAIRS", "SPACES"]
 
 #: σ of ΔS (a fraction, every q) assumed for noise-free signals (``spec.photons`` None).
 #: Chosen on the quick preset's validation splits (VRNN prior, all pairs refined) among 0.01, 0.03
@@ -114,6 +127,9 @@ POSTERIORS = ("auto", "laplace", "prior")
 #: Which distances are refined.
 PAIRS = ("all", "heavy")
 
+#: What the fit varies: the log distances, or the atoms' coordinates.
+SPACES = ("distances", "geometry")
+
 
 def refine_distances(
     mean,
@@ -126,9 +142,10 @@ def refine_distances(
     I_ref=None,
     noise=None,
     weight: float = 1.0,
-    max_iter: int = 100,
+    max_iter: int | None = None,
     posterior: str = "auto",
     pairs: str = "heavy",
+    space: str = "distances",
     device: str = "auto",
     memory_mb: float = 256.0,
     progress=None,
@@ -160,8 +177,9 @@ def refine_distances(
         default: the rule in the module notes.
     weight : float, default 1
         w, the prior term's multiplier (> 0).
-    max_iter : int, default 100
-        Most L-BFGS iterations per batch of series.
+    max_iter : int, optional
+        Most L-BFGS iterations per series (per stage for ``space="geometry"``);
+        default 100 for "distances", 300 for "geometry".
     posterior : {"auto", "laplace", "prior"}, default "auto"
         The returned std: the Laplace approximation's, or the prior's relative
         width; "auto": Laplace where the noise is known (``noise`` given, or
@@ -170,7 +188,12 @@ def refine_distances(
         The distances refined: only those between two non-hydrogen atoms
         (the others keep the prior's mean and std: a hydrogen's f² is about
         1/36 of a carbon's, so the signal hardly constrains them, and fitting
-        them moves them to fit what the heavy atoms leave), or all.
+        them moves them to fit what the heavy atoms leave), or all. For
+        ``space="geometry"`` every distance follows the atoms and this does not apply.
+    space : {"distances", "geometry"}, default "distances"
+        What is fitted: the log distances themselves, or the atoms'
+        coordinates of every frame, so that the answer is a geometry (see the
+        module notes).
     device : {"auto", "cpu", "cuda"}, default "auto"
     memory_mb : float, default 256
         Rough working memory of the per-frame Hessians, built in chunks of frames of this size, MB (at least one frame).
@@ -207,10 +230,14 @@ def refine_distances(
         raise InputError(f"signals made with a time resolution (irf_fs {spec.irf_fs:g} fs) cannot be refined: "
                          "the refinement's forward model has no instrument response")
     check_number("weight", weight, low=0, low_open=True)
-    check_number("max_iter", max_iter, low=0, integer=True)
+    if max_iter is not None:
+        check_number("max_iter", max_iter, low=0, integer=True)
     check_number("memory_mb", memory_mb, low=0, low_open=True)
     check_choice("posterior", posterior, POSTERIORS)
     check_choice("pairs", pairs, PAIRS)
+    check_choice("space", space, SPACES)
+    if max_iter is None:
+        max_iter = 300 if space == "geometry" else 100
     check_choice("device", device, ("auto", "cpu", "cuda"))
     mean, std, dS, lengths, squeeze = _check_arrays(mean, std, dS, lengths, len(spec.q))
     if posterior == "auto":
@@ -230,7 +257,7 @@ def refine_distances(
     # the prior, whitened: u = mu + s z, z ~ N(0, 1/w) a priori; padded frames get harmless values
     mu = np.where(valid[..., None], np.log(np.where(valid[..., None], mean, 1.0)), 0.0)
     s = np.where(valid[..., None], std / np.where(valid[..., None], mean, 1.0), 1.0)
-    frozen = np.zeros(P, dtype=bool) if pairs == "all" else ~np.isin(np.arange(P), _heavy_pairs(list(symbols)))
+    frozen = np.zeros(P, dtype=bool) if pairs == "all" or space == "geometry" else ~np.isin(np.arange(P), _heavy_pairs(list(symbols)))
     s_prior, s = s, np.where(frozen, 0.0, s)  # a frozen pair cannot move: u = log R̂ + 0 z
     data = np.where(valid[..., None], dS, 0.0)
     fixed_ref = _reference(I_ref, spec, mu, valid, debye, M, Q)
@@ -248,7 +275,10 @@ def refine_distances(
             tensors = [torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=dev) for x in (mu[a:b], s[a:b], data[a:b], sigma[a:b])]
             ref = None if fixed_ref is None else torch.as_tensor(fixed_ref[a:b], dtype=torch.float64, device=dev)
             mask = torch.as_tensor(valid[a:b], dtype=torch.float64, device=dev)
-            u, sd_u = _refine_batch(debye, *tensors, ref, mask, float(weight), int(max_iter), posterior, memory_mb)
+            if space == "geometry":
+                u, sd_u = _refine_geometry(debye, *tensors, ref, mask, float(weight), int(max_iter), posterior, memory_mb)
+            else:
+                u, sd_u = _refine_batch(debye, *tensors, ref, mask, float(weight), int(max_iter), posterior, memory_mb)
             v = valid[a:b]
             out_mean[a:b][v] = np.exp(u)[v]
             out_std[a:b][v] = (np.exp(u) * np.where(frozen, s_prior[a:b], sd_u))[v]
@@ -267,7 +297,7 @@ def _heavy_pairs(symbols) -> np.ndarray:
 
 
 def check_refine_settings(method) -> None:
-    """Validate a method's refinement settings: ``refine``, ``refine_weight``, and ``refine_noise`` / ``refine_std`` where it has them."""
+    """Validate a method's refinement settings: ``refine``, ``refine_weight``, and ``refine_noise`` / ``refine_std`` / ``refine_space`` where it has them."""
     if not isinstance(method.refine, (bool, np.bool_)):
         raise InputError(f"The 'refine' setting must be True or False; got {method.refine!r}")
     check_number("refine_weight", method.refine_weight, low=0, low_open=True)
@@ -275,6 +305,8 @@ def check_refine_settings(method) -> None:
         check_number("refine_noise", method.refine_noise, low=0, low_open=True)
     if hasattr(method, "refine_std"):
         check_number("refine_std", method.refine_std, low=0, low_open=True)
+    if hasattr(method, "refine_space"):
+        check_choice("refine_space", method.refine_space, SPACES)
 
 
 def _check_arrays(mean, std, dS, lengths, n_q: int):
@@ -282,6 +314,7 @@ def _check_arrays(mean, std, dS, lengths, n_q: int):
     std = np.asarray(std, dtype=float)
     dS = np.asarray(dS, dtype=float)
     squeeze = mean.ndim == 2
+    dS_shape = dS.shape
     if squeeze:
         mean, std, dS = mean[None], std[None], dS[None] if dS.ndim == 2 else dS
     if mean.ndim != 3:
@@ -291,7 +324,7 @@ def _check_arrays(mean, std, dS, lengths, n_q: int):
     M, T, P = mean.shape
     if dS.shape != (M, T, n_q):
         raise InputError(f"The 'dS' parameter must have shape {(M, T, n_q) if not squeeze else (T, n_q)} "
-                         f"(series, frames, q of the spec); got shape {dS.shape if not squeeze else dS.shape[1:]}")
+                         f"(series, frames, q of the spec); got shape {dS_shape}")
     if lengths is None:
         lengths = np.full(M, T, dtype=np.int64)
     else:
@@ -412,20 +445,11 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
         per_frame = 0.5 * (resid**2).sum(-1) + 0.5 * weight * (z**2).sum(-1)
         return (per_frame * mask).sum() / n
 
-    y = torch.zeros(mu.shape, dtype=mu.dtype, device=mu.device, requires_grad=True)
+    y = torch.zeros(mu.shape, dtype=mu.dtype, device=mu.device)
     if max_iter > 0:
-        opt = torch.optim.LBFGS([y], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-12,
-                                tolerance_change=1e-15, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = objective(y)
-            loss.backward()
-            return loss
-
-        opt.step(closure)
+        y = _lbfgs(y, objective, max_iter)
     with torch.no_grad():
-        u = mu + s * z_of(y.detach())
+        u = mu + s * z_of(y)
     if posterior == "prior":
         sd_z = torch.full_like(u, 1.0 / math.sqrt(weight))
     else:
@@ -434,6 +458,81 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
         if ref is None:
             sd_z[:, 0] = 1.0 / math.sqrt(weight)
     return u.cpu().numpy(), (s * sd_z).cpu().numpy()
+
+
+def _refine_geometry(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter: int, posterior: str, memory_mb: float):
+    """MAP coordinates of every frame of one batch of series, as u = log R and the std of u (tensors (B, T, ·) in; NumPy out).
+
+    Two L-BFGS stages of at most ``max_iter`` iterations each: the prior
+    alone (a weighted stress in log distances, from classical MDS of the prior
+    means: the geometry nearest the prior), then prior and signal together.
+    The objective is invariant to each frame's rotation and translation; the
+    optimiser follows the gradient, which has no component along them.
+    """
+    import torch
+
+    from ..geometry import coordinates_from_distances, n_atoms_from_pairs
+
+    n = mask.sum()
+    i, j = (torch.as_tensor(a, device=mu.device) for a in pair_indices(n_atoms_from_pairs(mu.shape[-1])))
+
+    def log_distances(X):
+        diff = X[..., i, :] - X[..., j, :]
+        return 0.5 * torch.log((diff * diff).sum(-1) + _TINY_R2)
+
+    def prior_term(X):
+        z = (log_distances(X) - mu) / s
+        return 0.5 * weight * (z**2).sum(-1)
+
+    def signal(X):
+        intensity = debye(log_distances(X).exp())
+        return intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0
+
+    def projection(X):
+        return (prior_term(X) * mask).sum() / n
+
+    def posterior_objective(X):
+        resid = (signal(X) - data) / sigma[:, None, :]
+        return ((0.5 * (resid**2).sum(-1) + prior_term(X)) * mask).sum() / n
+
+    X = torch.as_tensor(coordinates_from_distances(mu.exp().cpu().numpy()), dtype=mu.dtype, device=mu.device)
+    if max_iter > 0:
+        for objective in (projection, posterior_objective):
+            X = _lbfgs(X, objective, max_iter)
+    with torch.no_grad():
+        u = log_distances(X)
+    if posterior == "prior":
+        sd_z = torch.full_like(u, 1.0 / math.sqrt(weight))
+    else:
+        # the Laplace width of the log distances, as in the fit of distances (the geometric constraint left out)
+        ref_u = ref if ref is not None else debye(u[:, 0].exp()).detach()
+        H = _hessians(debye, u, s, sigma, ref_u, weight, memory_mb)
+        sd_z = torch.cholesky_inverse(torch.linalg.cholesky(H)).diagonal(dim1=-2, dim2=-1).sqrt()
+        if ref is None:
+            sd_z[:, 0] = 1.0 / math.sqrt(weight)
+    return u.cpu().numpy(), (s * sd_z).cpu().numpy()
+
+
+#: Added to squared distances (Angstrom²) before their logarithm, so atoms that meet give a finite value.
+_TINY_R2 = 1e-12
+
+
+def _lbfgs(x0, objective, max_iter: int):
+    """``x0`` moved by at most ``max_iter`` L-BFGS iterations (strong-Wolfe line search) down ``objective``; detached."""
+    import torch
+
+    x = x0.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-12,
+                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = objective(x)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return x.detach()
 
 
 def _hessians(debye, u, s, sigma, ref, weight: float, memory_mb: float):

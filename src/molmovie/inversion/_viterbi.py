@@ -25,7 +25,7 @@ does not silence the dynamics term. :math:`\\lambda = 0` or :math:`k = 1` is
 the frame-by-frame baseline exactly (with ``symmetry=False``; with it, up to a
 relabelling of equivalent atoms).
 
-With ``symmetry=True`` (default) each candidate enters in every relabelling
+With ``symmetry=True`` (by default when a training trajectory dissociates) each candidate enters in every relabelling
 :math:`g` of the bond graph's automorphisms (:func:`molmovie.geometry.automorphisms`),
 :math:`R(c)` becoming :math:`P_g R(c)`: a library frame and its mirror image
 (the two S atoms of CS2 swapped) are then the same structure, and the path
@@ -48,6 +48,7 @@ from typing import Callable
 import numpy as np
 
 from .._errors import InputError
+from .._guards import check_allocation
 from ..geometry import automorphisms, pair_permutations
 from ._base import Prediction, check_number, need_array
 from ._nearest import NearestReference, nearest_frames
@@ -127,7 +128,8 @@ def nearest_k_frames(
     return index, ssr
 
 
-def viterbi_path(unary: np.ndarray, states: np.ndarray, lam: float, lengths: np.ndarray | None = None) -> np.ndarray:
+def viterbi_path(unary: np.ndarray, states: np.ndarray, lam: float, lengths: np.ndarray | None = None, *,
+                 memory_mb: float = 256.0) -> np.ndarray:
     """The path of least cost through candidate states, one per frame (exact dynamic programming).
 
     .. math::
@@ -144,6 +146,10 @@ def viterbi_path(unary: np.ndarray, states: np.ndarray, lam: float, lengths: np.
         Weight of the squared jumps, >= 0.
     lengths : ndarray of int, shape (M,), optional
         Frames of each series that count (default: all T); past it the path is 0.
+    memory_mb : float, default 256
+        Working memory of the jumps between two frames' candidates, (k, k, P)
+        float64 per series, MB: series, and if need be a series' current
+        candidates, are taken in blocks of this size (at least one row).
 
     Returns
     -------
@@ -158,17 +164,33 @@ def viterbi_path(unary: np.ndarray, states: np.ndarray, lam: float, lengths: np.
     path = np.zeros((M, T), dtype=np.int64)
     if M == 0 or T == 0:
         return path
+    check_allocation((M, T, k), f"a Viterbi path of {M} series x {T} frames x {k} candidates")
     back = np.zeros((M, T, k), dtype=np.int64)
     cost = np.where((lengths > 0)[:, None], unary[:, 0], 0.0)
+    # blocks (series m0:m1, current candidates j0:j1) whose (·, ·, k, P) temporaries fit in memory_mb
+    P = states.shape[-1]
+    row = 3 * 8 * k * max(P, 1)  # bytes per (series, current candidate): the difference, its square, the total
+    per_block = max(1, int(memory_mb * 2**20 // row))
+    if per_block >= k:
+        step = per_block // k
+        blocks = [(m0, min(M, m0 + step), 0, k) for m0 in range(0, M, step)]
+    else:
+        blocks = [(m, m + 1, j0, min(k, j0 + per_block)) for m in range(M) for j0 in range(0, k, per_block)]
     for t in range(1, T):
         live = lengths > t
         if not live.any():
             break
-        diff = states[live, t][:, :, None, :] - states[live, t - 1][:, None, :, :]
-        total = cost[live][:, None, :] + lam * np.einsum("mjip,mjip->mji", diff, diff)  # (m, j now, i before)
-        best = np.argmin(total, axis=2)
-        back[live, t] = best
-        cost[live] = np.take_along_axis(total, best[:, :, None], axis=2)[:, :, 0] + unary[live, t]
+        new_cost = cost.copy()
+        for m0, m1, j0, j1 in blocks:
+            sel = np.flatnonzero(live[m0:m1]) + m0
+            if len(sel) == 0:
+                continue
+            diff = states[sel, t, j0:j1][:, :, None, :] - states[sel, t - 1][:, None, :, :]
+            total = cost[sel][:, None, :] + lam * np.einsum("mjip,mjip->mji", diff, diff)  # (m, j now, i before)
+            best = np.argmin(total, axis=2)
+            back[sel, t, j0:j1] = best
+            new_cost[sel, j0:j1] = np.take_along_axis(total, best[:, :, None], axis=2)[:, :, 0] + unary[sel, t, j0:j1]
+        cost = new_cost
     last = lengths - 1
     end = np.argmin(cost, axis=1)
     rows = np.arange(M)
@@ -205,8 +227,12 @@ class NearestViterbi(NearestReference):
         0.3 did no worse than 1 or 3 on every CS2 test tried (generated test
         trajectories with and without noise, the two shared SHARC runs), and
         no worse than the baseline except on weakly noisy data (+2 %).
-    symmetry : bool, default True
-        Measure jumps between relabellings of equivalent atoms too (see the module).
+    symmetry : {"auto", True, False}, default "auto"
+        Measure jumps between relabellings of equivalent atoms too (see the
+        module); "auto": when some training trajectory dissociates (as the
+        VRNN's loss does), since a bound molecule keeps its labels from frame
+        to frame. Each relabelling multiplies the states per frame (N-methyl
+        morpholine's bond graph has 192 automorphisms).
     memory_mb : float, default 256
         Working memory for one block of scores, MB.
 
@@ -234,7 +260,7 @@ class NearestViterbi(NearestReference):
     label = "baseline + Viterbi"
     _fitted_attr = "jump_scale_"
 
-    def __init__(self, *, k: int = 10, lam: float = 0.3, symmetry: bool = True, memory_mb: float = 256.0):
+    def __init__(self, *, k: int = 10, lam: float = 0.3, symmetry: bool | str = "auto", memory_mb: float = 256.0):
         self.k = k
         self.lam = lam
         self.symmetry = symmetry
@@ -244,8 +270,8 @@ class NearestViterbi(NearestReference):
         """Validate the settings (see :meth:`InversionMethod.check_settings`)."""
         check_number("k", self.k, low=1, high=_MAX_K, integer=True)
         check_number("lam", self.lam, low=0, high=_MAX_LAM)
-        if not isinstance(self.symmetry, (bool, np.bool_)):
-            raise InputError(f"The 'symmetry' setting must be true or false; got {self.symmetry!r}")
+        if not (isinstance(self.symmetry, (bool, np.bool_)) or self.symmetry == "auto"):
+            raise InputError(f"The 'symmetry' setting must be true, false or 'auto'; got {self.symmetry!r}")
         check_number("memory_mb", self.memory_mb, low=0, low_open=True)
         return []
 
@@ -267,7 +293,8 @@ class NearestViterbi(NearestReference):
         step = (traj[1:] == traj[:-1]) & (frame[1:] == frame[:-1] + 1)
         jumps = np.sum((self.library_distances_[1:] - self.library_distances_[:-1])[step] ** 2, axis=1)
         self.ssr_scale_ = _typical(ssr)
-        perms = automorphisms(self.symbols_, np.asarray(train.positions)[0, 0]) if self.symmetry else np.arange(len(self.symbols_))[None]
+        relabel = bool(np.any(train.dissociated)) if self.symmetry == "auto" else bool(self.symmetry)
+        perms = automorphisms(self.symbols_, np.asarray(train.positions)[0, 0]) if relabel else np.arange(len(self.symbols_))[None]
         self.pair_permutations_ = pair_permutations(perms).astype(np.int64)
         self.jump_scale_ = _typical(jumps)
         if progress is not None:
@@ -306,10 +333,14 @@ class NearestViterbi(NearestReference):
         series = np.full(M, self.ssr_scale_)
         has = lengths > 0
         series[has] = np.maximum(self.ssr_scale_, np.nanmedian(best[has], axis=1))
-        # states (candidate, relabelling), candidate-major: state c K + g is P_g R(c)
-        states = self.library_distances_[rows][..., perms].reshape(M, T, k * K, -1) / np.sqrt(self.jump_scale_)
+        # states (candidate, relabelling), candidate-major: state c K + g is P_g R(c); built one series at a time
+        P = perms.shape[1]
+        check_allocation((T, k * K, P), f"the Viterbi states of one series ({T} frames x {k} candidates x {K} relabellings x {P} pairs)")
         unary = np.repeat(ssr / series[:, None, None], K, axis=2)
-        path = viterbi_path(unary, states, float(self.lam), lengths)
+        path = np.zeros((M, T), dtype=np.int64)
+        for m in range(M):
+            states = self.library_distances_[rows[m]][..., perms].reshape(1, T, k * K, P) / np.sqrt(self.jump_scale_)
+            path[m] = viterbi_path(unary[m : m + 1], states, float(self.lam), lengths[m : m + 1], memory_mb=self.memory_mb)[0]
         chosen, relabel = path // K, path % K
         index = np.where(mask, np.take_along_axis(rows, chosen[:, :, None], axis=2)[:, :, 0], -1)
         fit = np.where(mask, np.take_along_axis(ssr, chosen[:, :, None], axis=2)[:, :, 0], np.nan)

@@ -198,6 +198,10 @@ class VRNN(InversionMethod):
     refine_noise : float or None, default None
         σ of ΔS (a fraction) in that fit; None: from the training signals'
         spec (Poisson for photons, else ``NOISE_FREE_SIGMA``).
+    refine_space : {"distances", "geometry"}, default "distances"
+        What that fit varies: the log distances (heavy-atom pairs), or every
+        frame's atomic coordinates, so that the answer is a geometry (all
+        pairs follow the atoms; see :func:`molmovie.inversion.refine_distances`).
 
     Attributes
     ----------
@@ -309,6 +313,7 @@ class VRNN(InversionMethod):
         refine: bool = True,
         refine_weight: float = 1.0,
         refine_noise: float | None = None,
+        refine_space: str = "distances",
     ):
         self.hidden = hidden
         self.features = features
@@ -336,6 +341,7 @@ class VRNN(InversionMethod):
         self.refine = refine
         self.refine_weight = refine_weight
         self.refine_noise = refine_noise
+        self.refine_space = refine_space
 
     # ------------------------------------------------------------------ settings
     def check_settings(self) -> list[str]:
@@ -700,7 +706,7 @@ class VRNN(InversionMethod):
         std[~mask] = np.nan
         if self.refine and self.spec_.irf_fs is None:  # the signal fit has no instrument response: skipped for such signals
             R, std = refine_distances(R, std, dS, symbols=self.symbols_, spec=self.spec_, lengths=lengths, I_ref=self.I_ref_ground_,
-                                      noise=self.refine_noise, weight=self.refine_weight, device=self.device)
+                                      noise=self.refine_noise, weight=self.refine_weight, space=self.refine_space, device=self.device)
         return Prediction(distances=R, std=std)
 
     # ------------------------------------------------------------------ persistence
