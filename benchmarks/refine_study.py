@@ -36,11 +36,15 @@ def main() -> None:
     parser.add_argument("--experiments", default=",".join(e.key for e in EXPERIMENTS))
     parser.add_argument("--split", default="test", choices=("val", "test"))
     parser.add_argument("--set", action="append", default=[], help="refinement setting KEY=VALUE (JSON value), repeatable")
+    parser.add_argument("--seeds", type=int, default=1, help="also the models of training seeds s+1 .. s+K-1 (files -seed{s})")
+    parser.add_argument("--baseline", action="append", default=[],
+                        help="setting KEY=VALUE of the first row instead of refine=false (e.g. refine=true), repeatable")
     args = parser.parse_args()
     seed = json.loads((args.study / "study.json").read_text()).get("seed", 0)
     extra = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    first = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.baseline)} or {"refine": False}
     wanted = args.experiments.split(",")
-    print(f"| experiment | method | refined | {' | '.join(SCORES)} | within ±2σ | seconds |")
+    print(f"| experiment | method | settings | {' | '.join(SCORES)} | within ±2σ | seconds |")
     print("|---|---|---|" + "---|" * (len(SCORES) + 2))
     data = {}
     for exp in EXPERIMENTS:
@@ -49,16 +53,20 @@ def main() -> None:
         if exp.molecule not in data:
             data[exp.molecule] = read_dataset(args.study / "data" / f"{exp.molecule}.h5")
         part = _experiment_dataset(data[exp.molecule], exp, seed).split(args.split)
-        for method in args.methods.split(","):
-            model = load_method(args.study / "models" / f"{exp.key}-{method}.safetensors")
+        for method, s in ((m, s) for m in args.methods.split(",") for s in range(seed, seed + args.seeds)):
+            model = load_method(args.study / "models" / f"{exp.key}-{method}{'' if s == seed else f'-seed{s}'}.safetensors")
+            defaults = model.get_params()
             for refined in (False, True):
-                model.set_params(refine=refined, **(extra if refined else {}))
+                model.set_params(**defaults)
+                model.set_params(**({"refine": True, **extra} if refined else first))
                 t = time.perf_counter()
                 summary = score_method(model, part)["summary"]
                 seconds = time.perf_counter() - t
                 scores = " | ".join(f"{summary[k]:.4g}" for k in SCORES)
                 inside = f"{100 * summary['within_2sigma']:.0f} %" if "within_2sigma" in summary else "-"
-                print(f"| {exp.label} | {method} | {'yes' if refined else 'no'} | {scores} | {inside} | {seconds:.0f} |", flush=True)
+                how = ", ".join(f"{k}={v}" for k, v in (({"refine": True, **extra}) if refined else first).items())
+                label = method if s == seed else f"{method} (seed {s})"
+                print(f"| {exp.label} | {label} | {how} | {scores} | {inside} | {seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

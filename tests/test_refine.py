@@ -160,9 +160,10 @@ def test_bad_input_is_one_clear_error():
 def test_vrnn_refine_setting_is_the_refinement_of_its_prediction():
     ds = make_dataset(M=10, T=8, Q=12, dissociate=0.0, seed=3)
     model = VRNN(**FAST["vrnn"]).fit(ds)
-    assert model.refine  # the default
+    assert model.refine and model.refine_space == "geometry"  # the defaults
     plain = model.set_params(refine=False).predict(ds.dS, q=ds.q)
-    want = refine_distances(plain.distances, plain.std, ds.dS, symbols=ds.symbols, spec=ds.spec, lengths=ds.length, device="cpu")
+    want = refine_distances(plain.distances, plain.std, ds.dS, symbols=ds.symbols, spec=ds.spec, lengths=ds.length, space="geometry",
+                            device="cpu")
     got = model.set_params(refine=True).predict(ds.dS, q=ds.q)
     np.testing.assert_allclose(got.distances, want[0], rtol=1e-10, equal_nan=True)
     np.testing.assert_allclose(got.std, want[1], rtol=1e-10, equal_nan=True)
@@ -284,8 +285,55 @@ def test_vrnn_refine_space_setting_is_passed_to_the_fit():
     model = VRNN(**FAST["vrnn"]).fit(ds)
     plain = model.set_params(refine=False).predict(ds.dS, q=ds.q)
     want = refine_distances(plain.distances, plain.std, ds.dS, symbols=ds.symbols, spec=ds.spec, lengths=ds.length,
-                            space="geometry", device="cpu")
-    got = model.set_params(refine=True, refine_space="geometry").predict(ds.dS, q=ds.q)
+                            space="distances", device="cpu")
+    got = model.set_params(refine=True, refine_space="distances").predict(ds.dS, q=ds.q)
     np.testing.assert_allclose(got.distances, want[0], rtol=1e-10, equal_nan=True)
     with pytest.raises(InputError, match="refine_space"):
         model.clone(refine_space="atoms").check_settings()
+
+
+def _departing_cs2(T=30):
+    """A linear-ish CS2 whose second S leaves (1.56 to 9 Å), exact ΔS against the first frame's intensity."""
+    pos = np.zeros((T, 3, 3))
+    pos[:, 1, 0] = -1.56
+    pos[:, 2, 0] = np.linspace(1.56, 9.0, T)
+    pos[:, 2, 1] = 0.3 * np.linspace(0.0, 1.0, T)
+    R = distances(pos)
+    I_ref = intensity_from_distances(CS2, R[0], Q)
+    return R, intensity_from_distances(CS2, R, Q) / I_ref - 1.0, SignalSpec(Q, reference="ground"), I_ref
+
+
+CS2 = ["C", "S", "S"]
+
+
+def _posterior(D, prior, std, dS, I_ref, sigma):
+    """Each frame's posterior objective, written out in NumPy (prior in log R, Eq. (1) misfit)."""
+    resid = (intensity_from_distances(CS2, D, Q) / I_ref - 1.0 - dS) / sigma
+    return 0.5 * np.sum(resid**2, axis=-1) + 0.5 * np.sum(((np.log(D) - np.log(prior)) / (std / prior)) ** 2, axis=-1)
+
+
+def test_continuation_tracks_a_departing_atom_from_the_first_frame():
+    """With no joint fit (max_iter 0) every frame starts at the prior, 25 % short of the leaving S; the
+    continuation carries the right first frame along, frame by frame, to the truth."""
+    R, dS, spec, I_ref = _departing_cs2()
+    prior = R * np.linspace(1.0, 0.75, len(R))[:, None]
+    std = 0.2 * prior
+    kw = dict(symbols=CS2, spec=spec, I_ref=I_ref, noise=1e-3, space="geometry", max_iter=0, device="cpu")
+    stuck, _ = refine_distances(prior, std, dS, sweeps=0, **kw)
+    np.testing.assert_allclose(stuck, prior, rtol=1e-9)  # no fit at all: the prior is a geometry here
+    got, _ = refine_distances(prior, std, dS, sweeps=1, **kw)
+    assert np.abs(got - R).max() < 0.02  # 2.2 Å before
+
+
+def test_continuation_never_raises_a_frames_posterior_objective():
+    R, dS, spec, I_ref = _departing_cs2()
+    rng = np.random.default_rng(2)
+    prior = R * (1 + 0.15 * rng.standard_normal(R.shape))
+    std = 0.1 * prior
+    kw = dict(symbols=CS2, spec=spec, I_ref=I_ref, noise=0.03, space="geometry", device="cpu")
+    before, _ = refine_distances(prior, std, dS, sweeps=0, **kw)
+    after, _ = refine_distances(prior, std, dS, sweeps=2, **kw)
+    f0, f1 = (_posterior(D, prior, std, dS, I_ref, 0.03) for D in (before, after))
+    assert np.all(f1 <= f0 * (1 + 1e-9) + 1e-9)
+    with pytest.raises(InputError, match="'sweeps' setting"):
+        refine_distances(prior, std, dS, sweeps=-1, **kw)

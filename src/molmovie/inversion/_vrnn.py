@@ -198,10 +198,17 @@ class VRNN(InversionMethod):
     refine_noise : float or None, default None
         σ of ΔS (a fraction) in that fit; None: from the training signals'
         spec (Poisson for photons, else ``NOISE_FREE_SIGMA``).
-    refine_space : {"distances", "geometry"}, default "distances"
-        What that fit varies: the log distances (heavy-atom pairs), or every
-        frame's atomic coordinates, so that the answer is a geometry (all
-        pairs follow the atoms; see :func:`molmovie.inversion.refine_distances`).
+    refine_space : {"geometry", "distances"}, default "geometry"
+        What that fit varies: every frame's atomic coordinates, so that the
+        answer is a geometry (all pairs follow the atoms, with one pass of
+        continuation in time; see :func:`molmovie.inversion.refine_distances`),
+        or the log distances of the heavy-atom pairs. The default since study
+        revision 5: on the quick preset's validation splits (3 seeds) it
+        lowered the per-frame symmetry-aware RMSD sum in 4/5 experiments
+        (NMM 112-117 → 86-91, C2H4 449-460 → 412-415, CS2 799-897 → 539-573
+        without the continuation) and the SSR sum 3× on C2H4, but it raised the labelled RMSD
+        sum on both C2H4 experiments by 5-11 %: a geometry commits where the
+        freely fitted distances average (benchmarks/refine_study.py).
 
     Attributes
     ----------
@@ -313,7 +320,7 @@ class VRNN(InversionMethod):
         refine: bool = True,
         refine_weight: float = 1.0,
         refine_noise: float | None = None,
-        refine_space: str = "distances",
+        refine_space: str = "geometry",
     ):
         self.hidden = hidden
         self.features = features
