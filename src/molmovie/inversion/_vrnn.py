@@ -204,11 +204,12 @@ class VRNN(InversionMethod):
         continuation in time; see :func:`molmovie.inversion.refine_distances`),
         or the log distances of the heavy-atom pairs. The default since study
         revision 5: on the quick preset's validation splits (3 seeds) it
-        lowered the per-frame symmetry-aware RMSD sum in 4/5 experiments
-        (NMM 112-117 → 86-91, C2H4 449-460 → 412-415, CS2 799-897 → 539-573
-        without the continuation) and the SSR sum 3× on C2H4, but it raised the labelled RMSD
-        sum on both C2H4 experiments by 5-11 %: a geometry commits where the
-        freely fitted distances average (benchmarks/refine_study.py).
+        lowered the per-frame symmetry-aware RMSD sum and the SSR sum in
+        every experiment and seed, or left them equal (per frame: NMM 112-117
+        → 87-92, C2H4 449-460 → 416-428, CS2 799-897 → 114-134; SSR 3× lower
+        on C2H4), but it raised the labelled RMSD sum on both C2H4
+        experiments by 5-11 %: a geometry commits where freely fitted
+        distances average (benchmarks/refine_study.py; README).
 
     Attributes
     ----------
