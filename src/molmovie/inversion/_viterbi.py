@@ -25,8 +25,9 @@ does not silence the dynamics term. :math:`\\lambda = 0` or :math:`k = 1` is
 the frame-by-frame baseline exactly (with ``symmetry=False``; with it, up to a
 relabelling of equivalent atoms).
 
-With ``symmetry=True`` (by default when a training trajectory dissociates) each candidate enters in every relabelling
-:math:`g` of the bond graph's automorphisms (:func:`molmovie.geometry.automorphisms`),
+With ``symmetry=True`` (by default when a training trajectory dissociates)
+each candidate enters in every relabelling :math:`g` of the bond graph's
+automorphisms (:func:`molmovie.geometry.automorphisms`),
 :math:`R(c)` becoming :math:`P_g R(c)`: a library frame and its mirror image
 (the two S atoms of CS2 swapped) are then the same structure, and the path
 jumps to neither for its labels' sake; the answer carries the labels of the
