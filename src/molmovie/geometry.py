@@ -28,6 +28,7 @@ __all__ = [
     "n_pairs",
     "pair_indices",
     "pair_labels",
+    "heavy_pairs",
     "distances",
     "n_atoms_from_pairs",
     "coordinates_from_distances",
@@ -59,6 +60,13 @@ def n_atoms_from_pairs(n_pairs_: int) -> int:
 def pair_indices(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-major pair indices (i, j) with i < j, each shape (n_pairs,)."""
     return np.triu_indices(n_atoms, 1)
+
+
+def heavy_pairs(symbols) -> np.ndarray:
+    """Indices of the pairs of two non-hydrogen atoms, in the row-major pair order of :func:`pair_indices`."""
+    i, j = pair_indices(len(symbols))
+    heavy = np.array([s != "H" for s in symbols])
+    return np.flatnonzero(heavy[i] & heavy[j])
 
 
 def pair_labels(symbols) -> list[str]:

@@ -24,17 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._errors import InputError
-from ..geometry import automorphisms, best_relabellings, coordinates_from_distances, pair_indices, rmsd
+from ..geometry import automorphisms, best_relabellings, coordinates_from_distances, heavy_pairs, rmsd
 from ..scattering import difference_signal, intensity_from_distances
 
 __all__ = ["Evaluation", "evaluate", "reconstruct_signal", "heavy_pairs"]
-
-
-def heavy_pairs(symbols) -> np.ndarray:
-    """Indices of the pairs of two non-hydrogen atoms, in the row-major pair order."""
-    i, j = pair_indices(len(symbols))
-    heavy = np.array([s != "H" for s in symbols])
-    return np.flatnonzero(heavy[i] & heavy[j])
 
 
 def reconstruct_signal(distances: np.ndarray, symbols, q: np.ndarray, I_ref: np.ndarray, *, inelastic: bool = True) -> np.ndarray:

@@ -122,7 +122,7 @@ import numpy as np
 
 from .._errors import InputError
 from .._guards import check_allocation
-from ..geometry import pair_indices
+from ..geometry import heavy_pairs, pair_indices
 from ..scattering.spec import SignalSpec
 from ._base import check_choice, check_number
 
@@ -281,7 +281,7 @@ def refine_distances(
     # the prior, whitened: u = mu + s z, z ~ N(0, 1/w) a priori; padded frames get harmless values
     mu = np.where(valid[..., None], np.log(np.where(valid[..., None], mean, 1.0)), 0.0)
     s = np.where(valid[..., None], std / np.where(valid[..., None], mean, 1.0), 1.0)
-    frozen = np.zeros(P, dtype=bool) if pairs == "all" or space == "geometry" else ~np.isin(np.arange(P), _heavy_pairs(list(symbols)))
+    frozen = np.zeros(P, dtype=bool) if pairs == "all" or space == "geometry" else ~np.isin(np.arange(P), heavy_pairs(list(symbols)))
     s_prior, s = s, np.where(frozen, 0.0, s)  # a frozen pair cannot move: u = log R̂ + 0 z
     data = np.where(valid[..., None], dS, 0.0)
     fixed_ref = _reference(I_ref, spec, mu, valid, debye, M, Q)
@@ -311,13 +311,6 @@ def refine_distances(
     if squeeze:
         return out_mean[0], out_std[0]
     return out_mean, out_std
-
-
-def _heavy_pairs(symbols) -> np.ndarray:
-    """Indices of the pairs of two non-hydrogen atoms, in ``numpy.triu_indices`` order."""
-    i, j = pair_indices(len(symbols))
-    heavy = np.array([s != "H" for s in symbols])
-    return np.flatnonzero(heavy[i] & heavy[j])
 
 
 def check_refine_settings(method) -> None:
@@ -474,14 +467,7 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
         y = _lbfgs(y, objective, max_iter)
     with torch.no_grad():
         u = mu + s * z_of(y)
-    if posterior == "prior":
-        sd_z = torch.full_like(u, 1.0 / math.sqrt(weight))
-    else:
-        H = _hessians(debye, u, s, sigma, reference_at(u), weight, memory_mb)
-        sd_z = torch.cholesky_inverse(torch.linalg.cholesky(H)).diagonal(dim1=-2, dim2=-1).sqrt()
-        if ref is None:
-            sd_z[:, 0] = 1.0 / math.sqrt(weight)
-    return u.cpu().numpy(), (s * sd_z).cpu().numpy()
+    return _posterior(debye, u, s, sigma, ref, weight, posterior, memory_mb)
 
 
 def _refine_geometry(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter: int, posterior: str, memory_mb: float,
@@ -528,11 +514,20 @@ def _refine_geometry(debye, mu, s, data, sigma, ref, mask, weight: float, max_it
         X = _continuation(X, log_distances, debye, mu, s, data, sigma, ref, mask, weight)
     with torch.no_grad():
         u = log_distances(X)
+    # the Laplace width of the log distances, as in the fit of distances (the geometric constraint left out)
+    return _posterior(debye, u, s, sigma, ref, weight, posterior, memory_mb)
+
+
+def _posterior(debye, u, s, sigma, ref, weight: float, posterior: str, memory_mb: float):
+    """The MAP u = log R and its std (module notes), NumPy: the prior's relative width, or the Laplace
+    approximation's with the reference held at the MAP (the first frame of a reference "first" keeps the prior's)."""
+    import torch
+
     if posterior == "prior":
         sd_z = torch.full_like(u, 1.0 / math.sqrt(weight))
     else:
-        # the Laplace width of the log distances, as in the fit of distances (the geometric constraint left out)
-        ref_u = ref if ref is not None else debye(u[:, 0].exp()).detach()
+        with torch.no_grad():
+            ref_u = ref if ref is not None else debye(u[:, 0].exp())
         H = _hessians(debye, u, s, sigma, ref_u, weight, memory_mb)
         sd_z = torch.cholesky_inverse(torch.linalg.cholesky(H)).diagonal(dim1=-2, dim2=-1).sqrt()
         if ref is None:

@@ -185,12 +185,13 @@ class VRNN(InversionMethod):
     refine : bool, default True
         Refine the predicted distances at the end of ``predict`` by a signal
         fit, the MAP under the network's Gaussian as prior
-        (:func:`molmovie.inversion.refine_distances`, heavy-atom pairs); the
-        std becomes the Laplace approximation's, or for noise-free training
-        signals the network's relative width around the refined distances.
-        On by default: on the quick preset (seed 0, test and validation
-        splits) it lowered the SSR sum in 5/5 experiments (by 29-91 %) and
-        raised no RMSD sum (benchmarks/refine_study.py). Skipped for a model
+        (:func:`molmovie.inversion.refine_distances`, over what
+        ``refine_space`` names); the std becomes the Laplace approximation's,
+        or for noise-free training signals the network's relative width around
+        the refined distances. On by default: on the quick preset (seed 0,
+        test and validation splits) the fit of distances lowered the SSR sum in
+        5/5 experiments (by 29-91 %) and raised no RMSD sum
+        (benchmarks/refine_study.py). Skipped for a model
         trained on signals with a time resolution (``irf_fs``): the fit's
         forward model has no instrument response.
     refine_weight : float, default 1.0
