@@ -268,14 +268,19 @@ def test_geometry_space_moves_toward_the_truth_and_lowers_the_residual(reference
     assert np.all(got[..., 2] <= got[..., 0] + got[..., 1] + 1e-9)
 
 
-def test_geometry_space_series_are_independent_bit_for_bit():
+def test_geometry_space_series_are_independent():
+    """A series' answer does not depend on the others refined with it (up to the rounding of batched BLAS
+    products, which differ in the last bits between one matrix and several; an L-BFGS over several series
+    moved single frames by up to 0.7 Å)."""
     R, dS, spec, I_ref = _ocs(T=10, reference="ground")
     prior, std = R + 0.05, np.full_like(R, 0.2)
+    prior[0] += 0.3 * np.sin(np.arange(10))[:, None]  # a different first series, so the continuation's batches differ
     kw = dict(symbols=OCS, spec=spec, I_ref=I_ref[0], noise=1e-3, space="geometry", device="cpu")
     whole, whole_std = refine_distances(prior, std, dS, **kw)
-    alone, alone_std = refine_distances(prior[1:], std[1:], dS[1:], **kw)
-    np.testing.assert_array_equal(alone[0], whole[1])
-    np.testing.assert_array_equal(alone_std[0], whole_std[1])
+    for part in (slice(1, 2), slice(1, None)):
+        alone, alone_std = refine_distances(prior[part], std[part], dS[part], **kw)
+        np.testing.assert_allclose(alone[0], whole[1], rtol=1e-10, atol=0)
+        np.testing.assert_allclose(alone_std[0], whole_std[1], rtol=1e-10, atol=0)
     with pytest.raises(InputError, match="'space' setting"):
         refine_distances(prior, std, dS, symbols=OCS, spec=spec, space="coordinates")
 

@@ -364,6 +364,34 @@ def test_a_rerun_retrains_nothing_and_a_lost_evaluation_is_recomputed_identicall
     assert {k: v for k, v in again.items() if k not in VOLATILE} == common
 
 
+def test_a_study_of_an_older_revision_with_valid_models_keeps_them_and_scores_again(study, tmp_path):
+    """A study of revision MODELS_VALID_SINCE (inference changed since, training not) is resumed: no model is
+    trained, its scores are moved aside (kept, not overwritten) and made again, and its manifest says today's revision."""
+    import shutil
+
+    from molmovie.evaluation.study import MODELS_VALID_SINCE, REVISION
+
+    out = tmp_path / "out"
+    shutil.copytree(study.out, out)
+    manifest = json.loads((out / "study.json").read_text())
+    (out / "study.json").write_text(json.dumps({**manifest, "revision": MODELS_VALID_SINCE}))
+    (out / f"eval-revision{MODELS_VALID_SINCE}").mkdir()  # an earlier move: this one takes the next free name
+    before = snapshot(out)
+    lines: list[str] = []
+    again = run_study(PRESET, out, seed=SEED, data_dir=study.data_dir, log=lines.append)
+    assert not [line for line in lines if ": training " in line or " trained in " in line], lines
+    aside = out / f"eval-revision{MODELS_VALID_SINCE}-2"
+    assert f"its models are kept, its scores moved to {aside.name}/ and made again" in "\n".join(lines)
+    after = snapshot(out)
+    assert {k: v for k, v in after.items() if k.startswith("models/")} == {k: v for k, v in before.items() if k.startswith("models/")}
+    for name in (k for k in before if k.startswith("eval/")):
+        assert (aside / name[5:]).read_bytes() == before[name][1]  # the old scores, kept as they were
+        assert after[name][0] != before[name][0]  # and made again
+    assert json.loads((out / "study.json").read_text()) == {**manifest, "revision": REVISION}
+    common = {k: v for k, v in study.results.items() if k not in VOLATILE}
+    assert {k: v for k, v in again.items() if k not in VOLATILE} == common  # the tiny study's scores did not change
+
+
 # ----------------------------------------------------------------------------- errors
 
 

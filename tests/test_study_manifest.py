@@ -8,7 +8,7 @@ import json
 import pytest
 
 from molmovie import InputError
-from molmovie.evaluation.study import REVISION, run_study
+from molmovie.evaluation.study import MODELS_VALID_SINCE, REVISION, run_study
 
 from test_study import COUNTS, CS2_BOUND_OVERRIDE, PRESET, SEED, VRNN_SETTINGS
 
@@ -45,9 +45,10 @@ def test_an_old_manifest_is_compared_in_todays_terms(tmp_path, change, seed, dif
     assert sorted(p.name for p in out.iterdir()) == ["study.json"]  # nothing started
 
 
-def test_a_study_of_an_older_revision_is_refused(tmp_path):
+def test_a_study_of_a_revision_whose_models_are_invalid_is_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "study.json").write_text(json.dumps({**old_manifest(tmp_path), "revision": REVISION - 1}))
-    with pytest.raises(InputError, match=rf"revision {REVISION - 1} there, {REVISION} here"):
+    (out / "study.json").write_text(json.dumps({**old_manifest(tmp_path), "revision": MODELS_VALID_SINCE - 1}))
+    with pytest.raises(InputError, match=rf"revision {MODELS_VALID_SINCE - 1} there, {REVISION} here"):
         run_study(PRESET, out, seed=SEED, data_dir=tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == ["study.json"]

@@ -192,8 +192,13 @@ MANIFEST = "study.json"
 #: Raised whenever a change to molmovie makes models or scores of an older study invalid
 #: (2: the VRNN's early stopping waits for the physics term's full weight; 3: the VRNN's signal fit at
 #: inference, on by default; 4: that fit refines one series at a time; 5: that fit varies coordinates, with
-#: continuation in time, and the presets add the Viterbi-decoded baseline).
-REVISION = 5
+#: continuation in time, and the presets add the Viterbi-decoded baseline; 6: the continuation refits
+#: frames by Levenberg-Marquardt, all series at once).
+REVISION = 6
+#: The oldest revision whose models are still valid: every change since then touches inference or scoring
+#: only. A study of such a revision is resumed with its models kept and every score made again (its
+#: ``eval/`` folder moved aside to ``eval-revision{N}/``).
+MODELS_VALID_SINCE = 5
 #: The spread of a score over training seeds (with seeds > 1), as the tables name it.
 SPREAD = "sample standard deviation over the training seeds (K - 1 in the denominator)"
 #: When a method wins a score (with seeds > 1), as the tables state it.
@@ -291,6 +296,8 @@ def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
     if not isinstance(old, dict):
         raise InputError(f"{path} is not a study manifest; choose another --output")
     a, b = _flatten(_upgrade_manifest(old)), _flatten(manifest)
+    if isinstance(a.get("revision"), int) and MODELS_VALID_SINCE <= a["revision"] < REVISION:
+        b = {**b, "revision": a["revision"]}  # its models are valid today (run_study scores them again)
     # an empty dict is kept as a value (a method without settings is named), and is as good as unset
     diff = [
         f"{k} {a.get(k, 'unset')} there, {b.get(k, 'unset')} here"
@@ -349,7 +356,11 @@ def run_study(
     ----------
     preset : "quick", "paper" or a :class:`Preset`
     output : path-like
-        Folder for every stage's output (created if missing).
+        Folder for every stage's output (created if missing). A study there
+        is resumed when it is the same study (its ``study.json``); one of an
+        older revision since :data:`MODELS_VALID_SINCE` keeps its models and
+        has every score made again, its ``eval/`` moved to
+        ``eval-revision{N}/``.
     seed : int
         Seed of trajectory generation, splits and training.
     seeds : int, default 1
@@ -432,9 +443,15 @@ def run_study(
         raise InputError(f"the data folder {data} exists and is not a folder")
     manifest = _check_manifest(out, preset, seed, data_dir)
     foreign = _read_sharc(sharc_dir) if sharc_dir is not None else None  # read (and checked) before hours of work
+    older = _older_revision(out)
+    if older is not None:  # its models are kept; its scores, of older inference, are moved aside and made again
+        aside = _free_name(out / f"eval-revision{older}")
+        if (out / "eval").exists():
+            (out / "eval").rename(aside)
+            log(f"{out} is a study of revision {older}: its models are kept, its scores moved to {aside.name}/ and made again")
     for d in (out, data, out / "models", out / "eval"):
         d.mkdir(parents=True, exist_ok=True)
-    if not (out / MANIFEST).exists():
+    if older is not None or not (out / MANIFEST).exists():
         with atomic_path(out / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2))
 
@@ -494,6 +511,25 @@ def run_study(
     results["reused_stages"] = int(reused)
     write_report(results, per_frame, datasets, out, seed=seed)
     return results
+
+
+def _older_revision(out: Path) -> int | None:
+    """The revision of the (already checked) study in ``out`` when it is older than today's, else None."""
+    path = out / MANIFEST
+    if not path.exists():
+        return None
+    revision = json.loads(path.read_text()).get("revision")
+    return revision if revision != REVISION else None
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ...: the first that does not exist."""
+    k = 1
+    candidate = path
+    while candidate.exists():
+        k += 1
+        candidate = path.with_name(f"{path.name}-{k}")
+    return candidate
 
 
 def check_count(name: str, value, most: int) -> None:

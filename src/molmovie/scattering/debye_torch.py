@@ -37,22 +37,31 @@ class _Sinc(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        s = torch.sin(x) / x
-        s = s.masked_fill(x == 0, 1.0)
+        s = _sinc_value(x)
         ctx.save_for_backward(x, s)
         return s
 
     @staticmethod
     def backward(ctx, grad):
         x, s = ctx.saved_tensors
-        small = x.abs() < _SERIES_BELOW.get(x.dtype, 0.3)
-        safe = x.masked_fill(small, 1.0)
-        deriv = (torch.cos(safe) - s) / safe
-        if small.any():
-            xs = x[small]
-            x2 = xs * xs
-            deriv[small] = xs * (-1.0 / 3.0 + x2 * (1.0 / 30.0 + x2 * (-1.0 / 840.0 + x2 / 45360.0)))
-        return grad * deriv
+        return grad * _sinc_derivative(x, s)
+
+
+def _sinc_value(x: torch.Tensor) -> torch.Tensor:
+    """sin(x)/x, 1 at 0 (``_Sinc``)."""
+    return (torch.sin(x) / x).masked_fill(x == 0, 1.0)
+
+
+def _sinc_derivative(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """d sinc(x)/dx, given s = sinc(x): (cos x - s)/x, or its series where that cancels (``_Sinc``)."""
+    small = x.abs() < _SERIES_BELOW.get(x.dtype, 0.3)
+    safe = x.masked_fill(small, 1.0)
+    deriv = (torch.cos(safe) - s) / safe
+    if small.any():
+        xs = x[small]
+        x2 = xs * xs
+        deriv[small] = xs * (-1.0 / 3.0 + x2 * (1.0 / 30.0 + x2 * (-1.0 / 840.0 + x2 / 45360.0)))
+    return deriv
 
 
 # Switch-over from (cos x - sinc x)/x to the series: the formula's cancellation
@@ -122,12 +131,30 @@ class DebyeTorch(torch.nn.Module):
 
     def forward(self, distances: torch.Tensor) -> torch.Tensor:
         """Intensities (..., n_q), electron units, from distances (..., n_pairs) in Angstrom."""
+        self._check_shape(distances)
+        x = distances.to(self.q.dtype).unsqueeze(-1) * self.q
+        return self.const + (sinc(x) * self.pair_weight).sum(dim=-2)
+
+    def value_and_jacobian(self, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Intensities (..., n_q) and their derivatives by the distances, dI/dR (..., n_q, n_pairs), 1/Angstrom.
+
+        The Jacobian in closed form, :math:`\partial I(q)/\partial R_p = w_p(q)\, q\, \mathrm{sinc}'(q R_p)`,
+        for many small fits at once, where Q backward passes of autograd would
+        cost more than the forward model; no graph is kept.
+        """
+        self._check_shape(distances)
+        with torch.no_grad():
+            x = distances.to(self.q.dtype).unsqueeze(-1) * self.q
+            s = _sinc_value(x)
+            intensity = self.const + (s * self.pair_weight).sum(dim=-2)
+            jacobian = (_sinc_derivative(x, s) * (self.pair_weight * self.q)).transpose(-1, -2)
+        return intensity, jacobian
+
+    def _check_shape(self, distances: torch.Tensor) -> None:
         if distances.shape[-1:] != (self.n_pairs,):
             raise InputError(
                 f"The 'distances' tensor must have shape (..., {self.n_pairs}); got shape {tuple(distances.shape)}"
             )
-        x = distances.to(self.q.dtype).unsqueeze(-1) * self.q
-        return self.const + (sinc(x) * self.pair_weight).sum(dim=-2)
 
     def extra_repr(self) -> str:
         return f"symbols={''.join(self.symbols)}, n_q={self.q.numel()}, inelastic={self.inelastic}"
