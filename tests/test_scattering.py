@@ -356,6 +356,27 @@ def test_torch_gradients_pass_gradcheck_including_zero_distance_and_zero_q():
     assert torch.isfinite(z.grad).all() and torch.all(z.grad.abs() < 1e-12)
 
 
+def test_torch_closed_form_jacobian_matches_autograd_and_finite_differences():
+    """value_and_jacobian: the intensities of forward, and dI/dR equal to autograd's (which gradcheck pins to finite
+    differences above), at ordinary, tiny and zero distances and at q = 0."""
+    from molmovie.scattering import DebyeTorch
+
+    model = DebyeTorch(["C", "S", "S"], [0.0, 0.5, 2.0, 6.8])
+    d = torch.tensor([[1.55, 1.60, 3.15], [1e-5, 1.4, 2.0], [0.0, 2e-4, 0.9]], dtype=torch.float64, requires_grad=True)
+    I = model(d)
+    want = torch.stack([torch.autograd.grad(I[:, k].sum(), d, retain_graph=True)[0] for k in range(4)], dim=1)  # (3, Q, P)
+    got_I, got_J = model.value_and_jacobian(d.detach())
+    np.testing.assert_array_equal(got_I.numpy(), I.detach().numpy())
+    np.testing.assert_allclose(got_J.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+    # one central difference, independently of autograd: dI(q=6.8)/dR(C-S) at the first geometry
+    h = 1e-6
+    step = torch.tensor([h, 0.0, 0.0], dtype=torch.float64)
+    fd = (model(d[0].detach() + step) - model(d[0].detach() - step))[3] / (2 * h)
+    assert abs(fd.item() - got_J[0, 3, 0].item()) < 1e-6 * abs(fd.item())
+    with pytest.raises(InputError, match=r"shape \(\.\.\., 3\)"):
+        model.value_and_jacobian(torch.ones(2, 4, dtype=torch.float64))
+
+
 def test_torch_nan_and_errors():
     from molmovie.scattering import DebyeTorch
 

@@ -444,11 +444,11 @@ def run_study(
     manifest = _check_manifest(out, preset, seed, data_dir)
     foreign = _read_sharc(sharc_dir) if sharc_dir is not None else None  # read (and checked) before hours of work
     older = _older_revision(out)
-    if older is not None:  # its models are kept; its scores, of older inference, are moved aside and made again
+    if older is not None and (out / "eval").is_dir() and any((out / "eval").iterdir()):
+        # its models are kept; its scores, of older inference, are moved aside and made again
         aside = _free_name(out / f"eval-revision{older}")
-        if (out / "eval").exists():
-            (out / "eval").rename(aside)
-            log(f"{out} is a study of revision {older}: its models are kept, its scores moved to {aside.name}/ and made again")
+        (out / "eval").rename(aside)
+        log(f"{out} is a study of revision {older}: its models are kept, its scores moved to {aside.name}/ and made again")
     for d in (out, data, out / "models", out / "eval"):
         d.mkdir(parents=True, exist_ok=True)
     if older is not None or not (out / MANIFEST).exists():
