@@ -268,21 +268,36 @@ def test_geometry_space_moves_toward_the_truth_and_lowers_the_residual(reference
     assert np.all(got[..., 2] <= got[..., 0] + got[..., 1] + 1e-9)
 
 
-def test_geometry_space_series_are_independent():
-    """A series' answer does not depend on the others refined with it (up to the rounding of batched BLAS
-    products, which differ in the last bits between one matrix and several; an L-BFGS over several series
-    moved single frames by up to 0.7 Å)."""
-    R, dS, spec, I_ref = _ocs(T=10, reference="ground")
-    prior, std = R + 0.05, np.full_like(R, 0.2)
-    prior[0] += 0.3 * np.sin(np.arange(10))[:, None]  # a different first series, so the continuation's batches differ
-    kw = dict(symbols=OCS, spec=spec, I_ref=I_ref[0], noise=1e-3, space="geometry", device="cpu")
-    whole, whole_std = refine_distances(prior, std, dS, **kw)
-    for part in (slice(1, 2), slice(1, None)):
-        alone, alone_std = refine_distances(prior[part], std[part], dS[part], **kw)
-        np.testing.assert_allclose(alone[0], whole[1], rtol=1e-10, atol=0)
-        np.testing.assert_allclose(alone_std[0], whole_std[1], rtol=1e-10, atol=0)
+@pytest.mark.parametrize("reference", ["first", "ground"])
+def test_geometry_space_series_are_independent_and_end_at_their_lengths(reference):
+    """A series' answer does not depend on the others refined with it, nor on their lengths (up to the rounding
+    of batched BLAS products, which differ in the last bits between one matrix and several; an L-BFGS over
+    several series moved single frames by up to 0.7 Å). Three series of 12, 9 and 6 frames: the continuation's
+    batches at each frame hold three, two or one of them."""
+    T = 12
+    (R, dS, spec, I_ref), (R2, dS2, _, I_ref2) = _ocs(T=T, reference=reference), _ocs(T=T, reference=reference, seed=5)
+    R, dS = np.concatenate([R, R2[:1]]), np.concatenate([dS, dS2[:1]])
+    rng = np.random.default_rng(0)
+    prior, std = R * (1 + 0.06 * rng.standard_normal(R.shape)), 0.15 * R
+    lengths = np.array([12, 9, 6])
+    cut = dS.copy()
+    for m, L in enumerate(lengths):
+        cut[m, L:] = np.nan
+    kw = dict(symbols=OCS, spec=spec, I_ref=None if reference == "first" else I_ref[0], noise=1e-3, space="geometry", device="cpu")
+    whole, whole_std = refine_distances(prior, std, cut, lengths=lengths, **kw)
+    assert np.all(np.isnan(whole[1, 9:])) and np.all(np.isnan(whole_std[2, 6:]))
+    for m, L in enumerate(lengths):
+        alone, alone_std = refine_distances(prior[m, :L], std[m, :L], dS[m, :L], **kw)
+        np.testing.assert_allclose(whole[m, :L], alone, rtol=1e-10, atol=0, err_msg=f"series {m}")
+        # the Laplace std inverts a Hessian of condition ~1e4 or more: the same rounding, amplified
+        np.testing.assert_allclose(whole_std[m, :L], alone_std, rtol=1e-8, atol=0, err_msg=f"series {m}")
+        assert np.abs(alone - R[m, :L]).mean() < np.abs(prior[m, :L] - R[m, :L]).mean() / 5
+
+
+def test_unknown_space_is_refused():
+    R, dS, spec, _ = _ocs(T=4)
     with pytest.raises(InputError, match="'space' setting"):
-        refine_distances(prior, std, dS, symbols=OCS, spec=spec, space="coordinates")
+        refine_distances(R, 0.1 * R, dS, symbols=OCS, spec=spec, space="coordinates")
 
 
 def test_vrnn_refine_space_setting_is_passed_to_the_fit():

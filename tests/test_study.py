@@ -366,27 +366,45 @@ def test_a_rerun_retrains_nothing_and_a_lost_evaluation_is_recomputed_identicall
 
 def test_a_study_of_an_older_revision_with_valid_models_keeps_them_and_scores_again(study, tmp_path):
     """A study of revision MODELS_VALID_SINCE (inference changed since, training not) is resumed: no model is
-    trained, its scores are moved aside (kept, not overwritten) and made again, and its manifest says today's revision."""
+    trained, its scores and report are moved aside (kept, not overwritten) and made again, and its manifest says
+    today's revision; a run refused on its datasets changes nothing."""
     import shutil
 
-    from molmovie.evaluation.study import MODELS_VALID_SINCE, REVISION
+    from molmovie.evaluation.study import MODELS_VALID_SINCE, REPORT, REVISION
 
     out = tmp_path / "out"
     shutil.copytree(study.out, out)
     manifest = json.loads((out / "study.json").read_text())
-    (out / "study.json").write_text(json.dumps({**manifest, "revision": MODELS_VALID_SINCE}))
-    (out / f"eval-revision{MODELS_VALID_SINCE}").mkdir()  # an earlier move: this one takes the next free name
+    old_manifest = {**manifest, "revision": MODELS_VALID_SINCE}
+    (out / "study.json").write_text(json.dumps(old_manifest))
+    (out / f"revision{MODELS_VALID_SINCE}").mkdir()  # an earlier move: this one takes the next free name
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    # refused on a dataset split otherwise: the folder is left as it was
+    bad = tmp_path / "bad-data"
+    shutil.copytree(study.data_dir, bad)
+    (bad / "nmm.h5").unlink()
+    ds = build_dataset("nmm")
+    ds.splits = make_splits(ds.n_trajectories, (5, 1, 2), seed=0)
+    write_dataset(ds, bad / "nmm.h5")
+    (out / "study.json").write_text(json.dumps({**old_manifest, "data_dir": str(bad.resolve())}))
+    with pytest.raises(InputError, match=r"nmm\.h5 is split 5/1/2"):
+        run_study(PRESET, out, seed=SEED, data_dir=bad, log=lambda line: None)
+    (out / "study.json").write_text(json.dumps(old_manifest))
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == files
+
     before = snapshot(out)
     lines: list[str] = []
     again = run_study(PRESET, out, seed=SEED, data_dir=study.data_dir, log=lines.append)
     assert not [line for line in lines if ": training " in line or " trained in " in line], lines
-    aside = out / f"eval-revision{MODELS_VALID_SINCE}-2"
-    assert f"its models are kept, its scores moved to {aside.name}/ and made again" in "\n".join(lines)
+    aside = out / f"revision{MODELS_VALID_SINCE}-2"
+    assert f"its models are kept; its scores and report, moved to {aside.name}/, are made again" in "\n".join(lines)
     after = snapshot(out)
     assert {k: v for k, v in after.items() if k.startswith("models/")} == {k: v for k, v in before.items() if k.startswith("models/")}
-    for name in (k for k in before if k.startswith("eval/")):
-        assert (aside / name[5:]).read_bytes() == before[name][1]  # the old scores, kept as they were
-        assert after[name][0] != before[name][0]  # and made again
+    for name in (k for k in files if k.startswith("eval/") or k in REPORT):
+        assert (aside / name).read_bytes() == files[name]  # the old scores and report, kept as they were
+        assert (out / name).exists()  # and made again
+    assert all(after[k][0] != before[k][0] for k in before if k.startswith("eval/"))
     assert json.loads((out / "study.json").read_text()) == {**manifest, "revision": REVISION}
     common = {k: v for k, v in study.results.items() if k not in VOLATILE}
     assert {k: v for k, v in again.items() if k not in VOLATILE} == common  # the tiny study's scores did not change

@@ -197,7 +197,7 @@ MANIFEST = "study.json"
 REVISION = 6
 #: The oldest revision whose models are still valid: every change since then touches inference or scoring
 #: only. A study of such a revision is resumed with its models kept and every score made again (its
-#: ``eval/`` folder moved aside to ``eval-revision{N}/``).
+#: ``eval/`` folder and report moved aside to ``revision{N}/``).
 MODELS_VALID_SINCE = 5
 #: The spread of a score over training seeds (with seeds > 1), as the tables name it.
 SPREAD = "sample standard deviation over the training seeds (K - 1 in the denominator)"
@@ -359,8 +359,8 @@ def run_study(
         Folder for every stage's output (created if missing). A study there
         is resumed when it is the same study (its ``study.json``); one of an
         older revision since :data:`MODELS_VALID_SINCE` keeps its models and
-        has every score made again, its ``eval/`` moved to
-        ``eval-revision{N}/``.
+        has every score made again, its ``eval/`` and report moved to
+        ``revision{N}/`` (once its datasets are accepted).
     seed : int
         Seed of trajectory generation, splits and training.
     seeds : int, default 1
@@ -444,14 +444,9 @@ def run_study(
     manifest = _check_manifest(out, preset, seed, data_dir)
     foreign = _read_sharc(sharc_dir) if sharc_dir is not None else None  # read (and checked) before hours of work
     older = _older_revision(out)
-    if older is not None and (out / "eval").is_dir() and any((out / "eval").iterdir()):
-        # its models are kept; its scores, of older inference, are moved aside and made again
-        aside = _free_name(out / f"eval-revision{older}")
-        (out / "eval").rename(aside)
-        log(f"{out} is a study of revision {older}: its models are kept, its scores moved to {aside.name}/ and made again")
     for d in (out, data, out / "models", out / "eval"):
         d.mkdir(parents=True, exist_ok=True)
-    if older is not None or not (out / MANIFEST).exists():
+    if not (out / MANIFEST).exists():
         with atomic_path(out / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2))
 
@@ -462,6 +457,12 @@ def run_study(
         path = data / f"{mol}.h5"
         reused += path.exists()
         datasets[mol] = _dataset_stage(mol, preset, path, seed, workers, log, _staged(progress, f"generate {mol}"))
+
+    if older is not None:  # the datasets are accepted: the study is resumed in today's revision
+        _set_aside(out, older, log)
+        (out / "eval").mkdir(exist_ok=True)
+        with atomic_path(out / MANIFEST) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2))
 
     stages = {
         exp.key: [
@@ -520,6 +521,24 @@ def _older_revision(out: Path) -> int | None:
         return None
     revision = json.loads(path.read_text()).get("revision")
     return revision if revision != REVISION else None
+
+
+#: What a study writes beside its models: the scores and the report (:func:`write_report`).
+REPORT = ("results.json", "results.md", "fig2a.png", "fig2b.png", "fig2c.png", "signals.png")
+
+
+def _set_aside(out: Path, older: int, log) -> None:
+    """Move a study's scores (``eval/``) and report into ``revision{older}/`` (a free name), to be made again; its models stay."""
+    found = [p for p in (out / "eval", *(out / name for name in REPORT)) if p.exists()]
+    if (out / "eval").is_dir() and not any((out / "eval").iterdir()):
+        found.remove(out / "eval")
+    if not found:
+        return
+    aside = _free_name(out / f"revision{older}")
+    aside.mkdir()
+    for path in found:
+        path.rename(aside / path.name)
+    log(f"{out} is a study of revision {older}: its models are kept; its scores and report, moved to {aside.name}/, are made again")
 
 
 def _free_name(path: Path) -> Path:

@@ -60,7 +60,7 @@ the prior-whitened log distances and L the Cholesky factor of each frame's
 Gauss-Newton Hessian at the prior mean (below): the data term's curvature
 exceeds the prior's by orders of magnitude in some directions, and this
 makes the problem nearly isotropic. Series are independent (except through
-a shared given reference) and are refined one at a time: one L-BFGS over
+a shared given reference) and the L-BFGS fits take them one at a time: one L-BFGS over
 several series, whose misfit is not convex, reached different minima with
 different companions (up to 0.7 Å on single frames), so a series' answer
 would have depended on which others were predicted with it.
@@ -226,9 +226,13 @@ def refine_distances(
         see the module notes).
     device : {"auto", "cpu", "cuda"}, default "auto"
     memory_mb : float, default 256
-        Rough working memory of the per-frame Hessians, built in chunks of frames of this size, MB (at least one frame).
+        Rough working memory, MB, of the per-frame Hessians (built in chunks
+        of frames of this size, at least one frame) and of the continuation's
+        batches (chunks of series, at least one).
     progress : callable(done, info), optional
-        Called after each series as ``progress(series_done, {"total": M, "unit": "series"})``.
+        Called after each series' fit as ``progress(series_done, {"total": M, "unit": "series"})``
+        (for ``space="geometry"``, its joint fit: the continuation and the
+        standard deviations of all series follow the last call).
 
     Returns
     -------
@@ -325,9 +329,7 @@ def refine_distances(
             if progress is not None:
                 progress(a + 1, {"total": M, "unit": "series"})
         if sweeps and fitted:
-            X[fitted] = _continuation(X[fitted], debye, *(torch.as_tensor(x[fitted], dtype=torch.float64, device=dev) for x in (mu, s, data, sigma)),
-                                      None if fixed_ref is None else torch.as_tensor(fixed_ref[fitted], dtype=torch.float64, device=dev),
-                                      torch.as_tensor(lengths[fitted], device=dev), float(weight), int(sweeps), memory_mb)
+            _continuation(X, np.array(fitted), debye, mu, s, data, sigma, fixed_ref, lengths, float(weight), int(sweeps), memory_mb)
         for a in fitted:
             (_, s_a, _, sigma_a), ref, _ = series(a)
             keep(a, *_posterior(debye, _log_distances(X[a:a + 1]), s_a, sigma_a, ref, float(weight), posterior, memory_mb))
@@ -570,47 +572,60 @@ def _posterior(debye, u, s, sigma, ref, weight: float, posterior: str, memory_mb
     return u.cpu().numpy(), (s * sd_z).cpu().numpy()
 
 
-def _continuation(X, debye, mu, s, data, sigma, ref, lengths, weight: float, sweeps: int, memory_mb: float):
-    """``sweeps`` forward and backward passes over every series' frames: frame t refitted from frame t ∓ 1's answer, kept if better.
+def _continuation(X, rows, debye, mu, s, data, sigma, ref, lengths, weight: float, sweeps: int, memory_mb: float) -> None:
+    """``sweeps`` forward and backward passes over the frames of the series ``rows``: frame t refitted from frame t ∓ 1's answer, kept if better.
 
-    X (B, T, N, 3) and the series' prior, data and noise (B, T, ·), their
-    given references (B, Q) or None, their lengths (B,). The reference is
-    held: given, or each series' first frame (which is then not refitted: its
-    own ΔS is 0 by construction). Each step starts from the answer its
-    neighbour has just been given, so a series is swept frame by frame; the
-    same frame of all series is fitted at once, each its own problem
-    (:func:`_levenberg_marquardt`, :data:`_SWEEP_ITER` iterations), in
-    chunks of series that fit in ``memory_mb``. With the first frame as the
-    reference, the forward pass starts at frame 2 and the backward pass ends
-    at frame 1.
+    X (M, T, N, 3), a tensor, changed in place; the prior, data and noise
+    (M, T, ·), the given references (M, Q) or None and the lengths (M,) as
+    NumPy arrays, of which only a chunk of series and one frame is made a
+    tensor at a time. The reference is held: given, or each series' first
+    frame (which is then not refitted: its own ΔS is 0 by construction).
+    Each step starts from the answer its neighbour has just been given, so a
+    series is swept frame by frame; the same frame of all series is fitted at
+    once, each its own problem (:func:`_levenberg_marquardt`,
+    :data:`_SWEEP_ITER` iterations), in chunks of series that fit in
+    ``memory_mb``. With the first frame as the reference, the forward pass
+    starts at frame 2 and the backward pass ends at frame 1.
     """
     import torch
 
-    X = X.clone()
-    B, T, N, _ = X.shape
+    _, T, N, _ = X.shape
     P, Q = mu.shape[-1], sigma.shape[-1]
-    refs = ref if ref is not None else debye(_log_distances(X[:, 0]).exp())
-    first = 0 if ref is not None else 1
     # per problem: Eq. (1)'s (P, Q) temporaries, the Jacobians (Q + P, 3N) held and tried, the normal matrices
     per_problem = 8 * (6 * P * Q + 4 * (Q + P) * 3 * N + 3 * P * 3 * N + 3 * (3 * N) ** 2)
     chunk = max(1, int(memory_mb * 2**20 // per_problem))
+
+    def tensor(a):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=X.device)
+
+    if ref is None:  # each series' first frame, held
+        refs = np.empty((len(X), Q))
+        for part in np.array_split(rows, -(-len(rows) // chunk)):
+            refs[part] = debye(_log_distances(X[part, 0]).exp()).cpu().numpy()
+    else:
+        refs = ref
+    first = 0 if ref is not None else 1
     for _ in range(sweeps):
         for step, frames in ((1, range(first + 1, T)), (-1, range(T - 2, first - 1, -1))):
             for t in frames:
                 # the series that have frame t and the neighbour it starts from
-                active = torch.nonzero(lengths > (t if step == 1 else t + 1)).flatten()
-                for part in active.split(chunk):
-                    def residuals(Xt, part=part, t=t):
-                        return _frame_residuals(Xt, debye, mu[part, t], s[part, t], data[part, t], sigma[part], refs[part], weight)
+                active = rows[lengths[rows] > (t if step == 1 else t + 1)]
+                for part in np.array_split(active, -(-len(active) // chunk)) if len(active) else ():
+                    args = (debye, tensor(mu[part, t]), tensor(s[part, t]), tensor(data[part, t]), tensor(sigma[part]), tensor(refs[part]), weight)
+
+                    def residuals(Xt, args=args):
+                        return _frame_residuals(Xt, *args)
 
                     trial, f_trial = _levenberg_marquardt(X[part, t - step], residuals, _SWEEP_ITER)
-                    r_now, _ = residuals(X[part, t])
-                    better = f_trial < 0.5 * (r_now * r_now).sum(-1)
-                    X[part[better], t] = trial[better]
-    return X
+                    r_now, _ = _frame_residuals(X[part, t], *args, jacobian=False)
+                    f_now = 0.5 * (r_now * r_now).sum(-1)
+                    # a better objective, or a finite one where the frame had none
+                    better = (f_trial < f_now) | (~torch.isfinite(f_now) & torch.isfinite(f_trial))
+                    keep = torch.as_tensor(part, device=X.device)[better]
+                    X[keep, t] = trial[better]
 
 
-def _frame_residuals(Xt, debye, mu, s, data, sigma, ref, weight: float):
+def _frame_residuals(Xt, debye, mu, s, data, sigma, ref, weight: float, jacobian: bool = True):
     """Whitened residuals r (F, Q + P) of F single-frame problems, 0.5 |r|² their posterior objective, and dr/dX (F, Q + P, 3N).
 
     Signal rows (I(R)/I_ref - 1 - ΔS)/σ, prior rows √w (log R - log R̂)/(σ̂/R̂);
@@ -628,6 +643,8 @@ def _frame_residuals(Xt, debye, mu, s, data, sigma, ref, weight: float):
     intensity, dI_dR = debye.value_and_jacobian(R)
     root_w = math.sqrt(weight)
     r = torch.cat([(intensity / ref - 1.0 - data) / sigma, root_w * (u - mu) / s], dim=-1)
+    if not jacobian:
+        return r, None
     du_dX = torch.zeros((F, len(i), N, 3), dtype=Xt.dtype, device=Xt.device)
     rows = torch.arange(len(i), device=Xt.device)
     du_dX[:, rows, i] = diff / r2[..., None]
