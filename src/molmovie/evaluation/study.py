@@ -269,8 +269,10 @@ def _upgrade_manifest(old: dict) -> dict:
     return new
 
 
-def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
-    """What defines this study; refuse to resume, in ``out``, a study defined otherwise or by an older molmovie."""
+def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> tuple[dict, int | None]:
+    """What defines this study, and the revision of the study in ``out`` when it is older than today's
+    (:data:`MODELS_VALID_SINCE` or later; else None); refuse to resume, in ``out``, a study defined
+    otherwise or by an older molmovie whose models are not valid today."""
     manifest = json.loads(json.dumps({
         "revision": REVISION,
         "preset": preset.name,
@@ -288,7 +290,7 @@ def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
                 f"{out} holds models or scores but no {MANIFEST} (a study by an older molmovie, or other files); "
                 "choose another --output"
             )
-        return manifest
+        return manifest, None
     try:
         old = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -296,8 +298,9 @@ def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
     if not isinstance(old, dict):
         raise InputError(f"{path} is not a study manifest; choose another --output")
     a, b = _flatten(_upgrade_manifest(old)), _flatten(manifest)
-    if isinstance(a.get("revision"), int) and MODELS_VALID_SINCE <= a["revision"] < REVISION:
-        b = {**b, "revision": a["revision"]}  # its models are valid today (run_study scores them again)
+    older = a["revision"] if isinstance(a.get("revision"), int) and MODELS_VALID_SINCE <= a["revision"] < REVISION else None
+    if older is not None:
+        b = {**b, "revision": older}  # its models are valid today (run_study scores them again)
     # an empty dict is kept as a value (a method without settings is named), and is as good as unset
     diff = [
         f"{k} {a.get(k, 'unset')} there, {b.get(k, 'unset')} here"
@@ -308,7 +311,7 @@ def _check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> dict:
         raise InputError(
             f"{out} holds a study defined otherwise ({'; '.join(diff)}); its models would be reused: choose another --output"
         )
-    return manifest
+    return manifest, older
 
 
 def _experiment_dataset(full, exp: Experiment, seed: int):
@@ -441,9 +444,8 @@ def run_study(
     data = Path(data_dir) if data_dir is not None else out / "data"
     if data.exists() and not data.is_dir():
         raise InputError(f"the data folder {data} exists and is not a folder")
-    manifest = _check_manifest(out, preset, seed, data_dir)
+    manifest, older = _check_manifest(out, preset, seed, data_dir)
     foreign = _read_sharc(sharc_dir) if sharc_dir is not None else None  # read (and checked) before hours of work
-    older = _older_revision(out)
     for d in (out, data, out / "models", out / "eval"):
         d.mkdir(parents=True, exist_ok=True)
     if not (out / MANIFEST).exists():
@@ -512,15 +514,6 @@ def run_study(
     results["reused_stages"] = int(reused)
     write_report(results, per_frame, datasets, out, seed=seed)
     return results
-
-
-def _older_revision(out: Path) -> int | None:
-    """The revision of the (already checked) study in ``out`` when it is older than today's, else None."""
-    path = out / MANIFEST
-    if not path.exists():
-        return None
-    revision = json.loads(path.read_text()).get("revision")
-    return revision if revision != REVISION else None
 
 
 #: What a study writes beside its models: the scores and the report (:func:`write_report`).

@@ -123,6 +123,7 @@ Machine Learning" (2006), sec. 4.4.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -323,7 +324,7 @@ def refine_distances(
         N = n_atoms_from_pairs(P)
         X = torch.zeros((M, T, N, 3), dtype=torch.float64, device=dev)
         for a in range(M):
-            if a in fitted:
+            if valid[a].any():
                 (mu_a, s_a, data_a, sigma_a), ref, mask = series(a)
                 X[a:a + 1] = _geometry_start(debye, mu_a, s_a, data_a, sigma_a, ref, mask, float(weight), int(max_iter))
             if progress is not None:
@@ -335,7 +336,7 @@ def refine_distances(
             keep(a, *_posterior(debye, _log_distances(X[a:a + 1]), s_a, sigma_a, ref, float(weight), posterior, memory_mb))
     else:
         for a in range(M):  # one series at a time, so no series' answer depends on the others predicted with it
-            if a in fitted:
+            if valid[a].any():
                 tensors, ref, mask = series(a)
                 keep(a, *_refine_batch(debye, *tensors, ref, mask, float(weight), int(max_iter), posterior, memory_mb))
             if progress is not None:
@@ -543,13 +544,19 @@ def _log_distances(X):
     """log R of every pair (..., P) from coordinates (..., N, 3), the pairs in :func:`molmovie.geometry.pair_indices` order."""
     import torch
 
+    return 0.5 * torch.log(_pair_offsets(X)[1])
+
+
+def _pair_offsets(X):
+    """X_i - X_j of every pair (..., P, 3) and its squared length (..., P), plus :data:`_TINY_R2`."""
     i, j = _pairs(X.shape[-2], X.device)
     diff = X[..., i, :] - X[..., j, :]
-    return 0.5 * torch.log((diff * diff).sum(-1) + _TINY_R2)
+    return diff, (diff * diff).sum(-1) + _TINY_R2
 
 
+@functools.lru_cache(maxsize=16)
 def _pairs(n_atoms: int, device):
-    """The atom indices (i, j) of every pair, as tensors on ``device``."""
+    """The atom indices (i, j) of every pair, as tensors on ``device`` (made once: the fits ask for them at every evaluation)."""
     import torch
 
     return tuple(torch.as_tensor(a, device=device) for a in pair_indices(n_atoms))
@@ -636,8 +643,7 @@ def _frame_residuals(Xt, debye, mu, s, data, sigma, ref, weight: float, jacobian
 
     F, N, _ = Xt.shape
     i, j = _pairs(N, Xt.device)
-    diff = Xt[:, i] - Xt[:, j]  # (F, P, 3)
-    r2 = (diff * diff).sum(-1) + _TINY_R2
+    diff, r2 = _pair_offsets(Xt)  # (F, P, 3), (F, P)
     u = 0.5 * torch.log(r2)
     R = u.exp()
     intensity, dI_dR = debye.value_and_jacobian(R)
