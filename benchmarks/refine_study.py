@@ -11,6 +11,8 @@ the seconds each prediction took.
 
     python benchmarks/refine_study.py runs/quick
     python benchmarks/refine_study.py runs/quick --methods vrnn --split val --set refine_weight=2
+    python benchmarks/refine_study.py runs/paper --methods vrnn --split val --series 24 \
+        --baseline refine=true --set refine_noise=0.01
 
 The refinement is only made the default if it lowers the SSR without
 raising any RMSD score (issue 13).
@@ -22,6 +24,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from molmovie.evaluation.stage import score_method
 from molmovie.evaluation.study import EXPERIMENTS, SCORES, _experiment_dataset
@@ -36,6 +40,7 @@ def main() -> None:
     parser.add_argument("--experiments", default=",".join(e.key for e in EXPERIMENTS))
     parser.add_argument("--split", default="test", choices=("val", "test"))
     parser.add_argument("--set", action="append", default=[], help="refinement setting KEY=VALUE (JSON value), repeatable")
+    parser.add_argument("--series", type=int, default=None, help="only the split's first N series (a cheaper look at a large split)")
     parser.add_argument("--seeds", type=int, default=1, help="also the models of training seeds s+1 .. s+K-1 (files -seed{s})")
     parser.add_argument("--baseline", action="append", default=[],
                         help="setting KEY=VALUE of the first row instead of refine=false (e.g. refine=true), repeatable")
@@ -53,6 +58,8 @@ def main() -> None:
         if exp.molecule not in data:
             data[exp.molecule] = read_dataset(args.study / "data" / f"{exp.molecule}.h5")
         part = _experiment_dataset(data[exp.molecule], exp, seed).split(args.split)
+        if args.series is not None:
+            part = part.subset(np.arange(min(args.series, part.n_trajectories)))
         for method, s in ((m, s) for m in args.methods.split(",") for s in range(seed, seed + args.seeds)):
             model = load_method(args.study / "models" / f"{exp.key}-{method}{'' if s == seed else f'-seed{s}'}.safetensors")
             defaults = model.get_params()
