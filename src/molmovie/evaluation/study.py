@@ -193,8 +193,9 @@ MANIFEST = "study.json"
 #: (2: the VRNN's early stopping waits for the physics term's full weight; 3: the VRNN's signal fit at
 #: inference, on by default; 4: that fit refines one series at a time; 5: that fit varies coordinates, with
 #: continuation in time, and the presets add the Viterbi-decoded baseline; 6: the continuation refits
-#: frames by Levenberg-Marquardt, all series at once).
-REVISION = 6
+#: frames by Levenberg-Marquardt, all series at once; 7: the signal fit's noise floor for noise-free
+#: signals is 0.003, not 0.03).
+REVISION = 7
 #: The oldest revision whose models are still valid: every change since then touches inference or scoring
 #: only. A study of such a revision is resumed with its models kept and every score made again (its
 #: ``eval/`` folder and report moved aside to ``revision{N}/``).
