@@ -1,10 +1,15 @@
 """Shared test set-up: NumPy floating-point errors raise, matplotlib draws off-screen,
-and the real SHARC sample (../shared/data/sharc-cs2) is offered when present."""
+process-global state is checked after every test, and the real SHARC sample
+(../shared/data/sharc-cs2) is offered when present."""
 
 from __future__ import annotations
 
+import getpass
 import os
+import signal
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 # Before NumPy loads: its BLAS reads the thread count once. Two test workers share
@@ -12,9 +17,13 @@ from pathlib import Path
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# torch's compiler sets this on first use (to its default, below) and leaves it: set here, before any test,
+# it is not a change one test makes to the environment of the next
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import rdkit.RDConfig  # noqa: E402, F401 -- sets RDBASE in the environment on import: done once here, not inside one test
 
 SHARED_SHARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sharc-cs2"
 
@@ -23,6 +32,65 @@ SHARED_SHARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 def _numpy_errors_raise():
     with np.errstate(all="raise"):
         yield
+
+
+#: Signals whose handlers a test could change (SIGKILL and SIGSTOP cannot be caught).
+_SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+
+
+def _global_state() -> dict:
+    """What one test must leave as it found it: signal handlers, the environment, the working
+    directory, NumPy's error state, torch's threads, default dtype and random state (once torch
+    is imported), and whether molmovie holds Ctrl-C. (Python's and NumPy's global random states
+    are reseeded before every test by pytest-randomly, from the seed it prints.)"""
+    state = {
+        "signal handlers": {getattr(s, "name", s): signal.getsignal(s) for s in _SIGNALS},
+        "environment": {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"},  # pytest's own, per phase
+        "working directory": os.getcwd(),
+        "NumPy error state": np.geterr(),
+    }
+    guards = sys.modules.get("molmovie._guards")
+    if guards is not None:
+        state["held Ctrl-C"] = bool(getattr(guards._holding, "active", False))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        state["torch threads"] = torch.get_num_threads()
+        state["torch default dtype"] = torch.get_default_dtype()
+        state["torch global random state"] = torch.random.get_rng_state().numpy().tobytes()
+    return state
+
+
+@pytest.fixture(autouse=True)
+def _process_state_restored(request):
+    """Fail the test that leaves process-global state changed (and restore what can be restored),
+    so that an order dependence shows up at its cause, not in a later test."""
+    before = _global_state()
+    yield
+    after = _global_state()
+    changed = [k for k in before if k in after and before[k] != after[k]]
+    if "torch threads" in after and "torch threads" not in before:  # torch imported by this test: its state is new, not changed
+        changed = [k for k in changed if not k.startswith("torch")]
+    if not changed:
+        return
+    details = []
+    for k in changed:
+        if isinstance(before[k], dict):
+            diff = sorted(str(key) for key in set(before[k]) | set(after[k]) if before[k].get(key) != after[k].get(key))
+            details.append(f"{k} ({', '.join(diff)})")
+        else:
+            details.append(k)
+    for s, h in zip(_SIGNALS, before["signal handlers"].values()):
+        if h is not None and signal.getsignal(s) != h:
+            signal.signal(s, h)
+    for k in set(os.environ) - set(before["environment"]) - {"PYTEST_CURRENT_TEST"}:
+        del os.environ[k]
+    os.environ.update(before["environment"])
+    os.chdir(before["working directory"])
+    torch = sys.modules.get("torch")
+    if torch is not None and "torch threads" in before:
+        torch.set_num_threads(before["torch threads"])
+        torch.set_default_dtype(before["torch default dtype"])
+    pytest.fail(f"{request.node.nodeid} changed process-global state and did not restore it: {'; '.join(details)}", pytrace=False)
 
 
 @pytest.fixture

@@ -798,8 +798,9 @@ class VRNN(InversionMethod):
                                  f"make {shape})")
             if not np.all(np.isfinite(array)):
                 raise InputError(f"{path}: damaged molmovie model file (array 'net.{name}' has NaN or inf)")
-        net = VRNNNet(Q, P + self.latent_free, self.hidden, self.features, bool(self.decoder), self.encoder == "smoother")
-        net.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in stored.items()}, strict=True)
+        with torch.device("meta"):  # no weights drawn (torch's global random state is the user's), no memory
+            net = VRNNNet(Q, P + self.latent_free, self.hidden, self.features, bool(self.decoder), self.encoder == "smoother")
+        net.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in stored.items()}, strict=True, assign=True)
         self.net_ = net.eval()
 
     def _net_shapes(self, n_q: int, n_pairs: int) -> dict[str, tuple[int, ...]]:
