@@ -25,7 +25,8 @@ import numpy as np
 
 from molmovie.evaluation.figures import choose_pair
 from molmovie.evaluation.stage import read_scores
-from molmovie.evaluation.study import EXPERIMENTS, _experiment_dataset
+from molmovie.evaluation.study import EXPERIMENTS
+from molmovie.evaluation.study.stages import experiment_dataset
 from molmovie.inversion import load_method
 from molmovie.io import read_dataset
 
@@ -50,7 +51,7 @@ def main() -> None:
     manifest = json.loads((args.study / "study.json").read_text())
     exp = {e.key: e for e in EXPERIMENTS}[args.experiment]
     data_dir = Path(manifest["data_dir"]) if manifest.get("data_dir") else args.study / "data"
-    test = _experiment_dataset(read_dataset(data_dir / f"{exp.molecule}.h5"), exp, manifest.get("seed", 0)).split("test")
+    test = experiment_dataset(read_dataset(data_dir / f"{exp.molecule}.h5"), exp, manifest.get("seed", 0)).split("test")
     p, label = choose_pair(test.symbols, test.distances[test.mask], args.pair or exp.pair)
     runs = []
     for path in sorted((args.study / "eval").glob(f"{exp.key}-*.npz")):

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from molmovie.evaluation.stage import score_method
-from molmovie.evaluation.study import EXPERIMENTS, SCORES, _experiment_dataset
+from molmovie.evaluation.study import EXPERIMENTS, SCORES
+from molmovie.evaluation.study.stages import experiment_dataset
 from molmovie.inversion import load_method
 from molmovie.io import read_dataset
 
@@ -57,7 +58,7 @@ def main() -> None:
             continue
         if exp.molecule not in data:
             data[exp.molecule] = read_dataset(args.study / "data" / f"{exp.molecule}.h5")
-        part = _experiment_dataset(data[exp.molecule], exp, seed).split(args.split)
+        part = experiment_dataset(data[exp.molecule], exp, seed).split(args.split)
         if args.series is not None:
             part = part.subset(np.arange(min(args.series, part.n_trajectories)))
         for method, s in ((m, s) for m in args.methods.split(",") for s in range(seed, seed + args.seeds)):

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from molmovie.evaluation.stage import read_scores
-from molmovie.evaluation.study import EXPERIMENTS, _experiment_dataset
+from molmovie.evaluation.study import EXPERIMENTS
+from molmovie.evaluation.study.stages import experiment_dataset
 from molmovie.io import read_dataset
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     exp = next(e for e in EXPERIMENTS if e.key == args.experiment)
     seed = json.loads((args.study / "study.json").read_text()).get("seed", 0)
-    test = _experiment_dataset(read_dataset(args.study / "data" / f"{exp.molecule}.h5"), exp, seed).split("test")
+    test = experiment_dataset(read_dataset(args.study / "data" / f"{exp.molecule}.h5"), exp, seed).split("test")
     mask, truth = test.mask, test.distances
     files = sorted(p for p in (args.study / "eval").glob(f"{exp.key}-*.npz")
                    if "transfer" not in p.name and (exp.key != "cs2" or not p.name.startswith("cs2-bound")))

@@ -280,7 +280,7 @@ def test_a_real_scheduler_passes_the_probe(tmp_path):
 
     from distributed import LocalCluster
 
-    from molmovie.dynamics.runner import _connect
+    from molmovie._engine import connect as _connect
 
     with LocalCluster(n_workers=0, processes=False, protocol="tcp://", dashboard_address=None, silence_logs=logging.ERROR,
                       scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:

@@ -25,7 +25,7 @@ import pytest
 from molmovie import InputError
 from molmovie.cli import main
 from molmovie.cli._stage_bars import ParallelStageProgress
-from molmovie.evaluation import study as study_module
+from molmovie.evaluation.study import presets as study_module
 from molmovie.evaluation.figures import plot_rmsd_sums
 from molmovie.evaluation.study import EXPERIMENTS, SCORES, Preset, rank_methods, results_markdown, run_study
 from molmovie.inversion import load_method
@@ -228,6 +228,72 @@ def test_the_parent_relays_every_stages_progress_and_each_stage_ends(parallel):
     assert [line for line in parallel.log if line.startswith("training and scoring")] == [
         f"training and scoring {n_stages} stages in 2 processes of 1 thread each ..."
     ]
+
+
+@pytest.fixture(scope="module")
+def scheduled(data_dir, tmp_path_factory):
+    """Two seeds on the workers of a Dask scheduler started here (as a user starts one by hand, or dask-jobqueue does)."""
+    import logging
+
+    from distributed import LocalCluster
+
+    out = tmp_path_factory.mktemp("scheduled") / "out"
+    lines: list[str] = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, silence_logs=logging.ERROR) as cluster:
+        results = run_study(PRESET, out, seed=SEED, seeds=2, threads=1, scheduler=cluster.scheduler_address,
+                            data_dir=data_dir, log=lines.append)
+    return SimpleNamespace(out=out, results=results, log=lines)
+
+
+def test_a_dask_scheduler_of_the_users_gives_the_same_models_scores_and_tables(grown, scheduled):
+    files = {p.relative_to(scheduled.out).as_posix() for p in scheduled.out.rglob("*") if p.is_file()}
+    assert files == {p.relative_to(grown.out).as_posix() for p in grown.out.rglob("*") if p.is_file()}
+    assert common(scheduled.results) == common(grown.second)
+    for name in sorted(STAGE_FILES):
+        if name.endswith(".safetensors"):
+            assert same_model(scheduled.out / name, grown.out / name), name
+        else:
+            a, b = load_npz(scheduled.out / name), load_npz(grown.out / name)
+            for k in a:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name} {k}")
+    said = [line for line in scheduled.log if line.startswith("training and scoring")]
+    assert len(said) == 1 and re.fullmatch(
+        rf"training and scoring {len(STAGE_FILES) // 2} stages on the Dask scheduler at tcp://127\.0\.0\.1:\d+ of 1 thread each \.\.\.", said[0])
+
+
+def _worker_pids() -> list[int]:
+    """The PIDs of this process's grandchildren: a local Dask cluster's worker processes (each under its nanny)."""
+    pids = []
+    for child in multiprocessing.active_children():
+        try:
+            with open(f"/proc/{child.pid}/task/{child.pid}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def test_a_worker_that_dies_is_named_by_its_stage_and_the_finished_stages_are_kept(data_dir, tmp_path):
+    import os
+    import signal
+
+    out = tmp_path / "out"
+    killed: list[int] = []
+
+    def kill_workers(done, info):  # out of memory, or a node lost, in the middle of a training
+        if not killed:
+            killed.extend(_worker_pids())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(ChildProcessError, match=r"a worker process ended abruptly while running (nmm|cs2-bound) vrnn seed \d+ "
+                                                r"\(killed, or out of memory\?\); the finished stages in .* are kept"):
+        run_study(PRESET, out, seed=SEED, seeds=2, jobs=2, threads=1, data_dir=data_dir, log=quiet, progress=kill_workers)
+    assert killed and multiprocessing.active_children() == []
+    names = [p.name for sub in ("models", "eval") for p in (out / sub).iterdir()]
+    assert all(STAGE_NAME.fullmatch(n) for n in names), names  # whole stages only: no temporary file left
+    assert not (out / "results.json").exists()
 
 
 def test_an_error_in_a_worker_stops_the_study_with_its_message(data_dir, tmp_path):

@@ -61,7 +61,7 @@ def test_a_model_file_from_before_the_frame_interval_loads_without_one(tmp_path)
 
 # ----------------------------------------------------------------------------- the study's transfer score
 
-from molmovie.evaluation import study as study_module  # noqa: E402
+from molmovie.evaluation.study import presets as study_module  # noqa: E402
 from molmovie.evaluation.study import EXPERIMENTS, TRANSFER_TITLE, method_label, rank_methods, results_markdown, run_study  # noqa: E402
 from molmovie.evaluation.transfer import read_foreign, transfer  # noqa: E402
 from molmovie.io import write_dataset  # noqa: E402

@@ -19,7 +19,7 @@ import pytest
 
 from molmovie import InputError
 from molmovie.datasets import write_dataset
-from molmovie.evaluation import study as study_module
+from molmovie.evaluation.study import presets as study_module
 from molmovie.evaluation.study import SCORES, Experiment, Preset, run_study
 from molmovie.inversion import METHODS, InversionMethod, Prediction, load_method
 

@@ -82,7 +82,8 @@ def reproduce(
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder of generated datasets to reuse (default OUTPUT/data).")] = None,
     seeds: Annotated[int, typer.Option(help="Train every method that takes a seed with this many seeds (SEED, SEED+1, ...) on the same data; "
                                             "scores become mean ± standard deviation, and a method wins only by more than the spread.")] = 1,
-    jobs: Annotated[int, typer.Option(help="Train and score the (experiment, method, seed) stages in this many processes at once.")] = 1,
+    jobs: Annotated[int, typer.Option(help="Train and score the (experiment, method, seed) stages as Dask tasks in this many local worker processes at once.")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) whose workers generate the trajectories and run the stages instead of local processes (they must see --output at the same path).", show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads per training process (default: cores / jobs; with --jobs 1 all cores). "
                                                         "The same threads give the same numbers with any --jobs.")] = None,
     sharc: Annotated[Optional[Path], typer.Option(
@@ -97,6 +98,8 @@ def reproduce(
         raise InputError(f"The 'workers' parameter must be >= 1; got {workers}")
     check_count("seeds", seeds, MAX_SEEDS)
     check_count("jobs", jobs, MAX_JOBS)
+    if scheduler is not None and jobs > 1:
+        raise InputError(f"--jobs {jobs} and --scheduler were both given: the scheduler's workers run the stages; give one of them")
     if threads is not None:
         check_count("threads", threads, MAX_JOBS)
     given = sharc is not None
@@ -105,12 +108,12 @@ def reproduce(
     with write_errors(output.parent):
         output.parent.mkdir(parents=True, exist_ok=True)
     kept = f"the finished stages in {output} are kept; run the same command again to resume"
-    bars = ParallelStageProgress() if jobs > 1 else StageProgress()
+    bars = ParallelStageProgress() if jobs > 1 or scheduler is not None else StageProgress()
     with writing(output, [] if sharc is None else [sharc], force=True, folder=True, kept=kept), bars as progress:
         if sharc is None and not given:  # a log line once the output is ours (bad input stays one line)
             typer.echo(f"no SHARC runs at {SHARC_DEFAULT}: the transfer score is left out (give --sharc DIR)", err=True)
         results = run_study(
-            preset, output, seed=seed, seeds=seeds, jobs=jobs, threads=threads, workers=workers, data_dir=data_dir,
+            preset, output, seed=seed, seeds=seeds, jobs=jobs, threads=threads, scheduler=scheduler, workers=workers, data_dir=data_dir,
             sharc_dir=sharc, log=lambda line: typer.echo(line, err=True), progress=progress,
         )
     typer.echo(results_markdown(results))

@@ -30,6 +30,7 @@ import numpy as np
 
 from .._errors import InputError
 from .._guards import atomic_write, check_allocation, check_output_path, check_seed, output_lock, write_errors
+from .._engine import connect as _connect, local_client
 from .._version import __version__
 from ..datasets import Dataset, make_splits
 from ..io import write_dataset
@@ -154,120 +155,6 @@ def _open_checkpoint(folder: Path, key: dict, molecule: Molecule, model: Model, 
 
 
 # --------------------------------------------------------------------------- dask
-
-
-#: Largest first frame a Dask scheduler is expected to send (its handshake is about 100 bytes), bytes.
-_HANDSHAKE_MAX = 1 << 16
-
-
-def _read_exactly(sock, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("the connection was closed")
-        data += chunk
-    return data
-
-
-def _probe_scheduler(address: str, timeout: float) -> None:
-    """Refuse a TCP address where no Dask scheduler answers, within ``timeout`` seconds in all.
-
-    A Dask scheduler speaks first: on a new connection it sends its handshake,
-    an 8-byte length (``struct`` "Q", as ``distributed.comm.tcp`` writes it)
-    and then that many bytes of small frames that decode to a dict. Anything
-    else is refused here, before distributed's client would wait for minutes
-    (an HTTP server waits for a request and sends nothing) or allocate what
-    another protocol's bytes, read as a length, ask for (exbibytes). The
-    handshake is sent back, so the scheduler sees an ordinary short visit.
-    """
-    import socket
-    import struct
-    import time
-
-    from distributed.comm.addressing import parse_address, parse_host_port
-
-    host, port = parse_host_port(parse_address(address)[1])
-    deadline = time.monotonic() + timeout
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(max(deadline - time.monotonic(), 0.01))
-            head = _read_exactly(sock, 8)
-            (size,) = struct.unpack("Q", head)
-            if not 0 < size <= _HANDSHAKE_MAX:
-                raise ValueError(f"its first message claims {size} bytes, not a Dask handshake")
-            sock.settimeout(max(deadline - time.monotonic(), 0.01))
-            body = _read_exactly(sock, size)
-            _check_handshake(body)
-            sock.sendall(head + body)
-    except socket.timeout:
-        raise InputError(f"--scheduler {address}: no Dask scheduler answered within {timeout:g} s "
-                         "(something listens there, but it is not a Dask scheduler)") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot reach the Dask scheduler at {address!r} ({exc})") from None
-
-
-def _check_handshake(body: bytes) -> None:
-    """Raise ValueError unless ``body`` decodes, as distributed decodes it, to a handshake dict."""
-    import struct
-
-    from distributed.protocol import loads
-    from distributed.protocol.utils import unpack_frames
-
-    n_frames = struct.unpack_from("Q", body)[0] if len(body) >= 8 else -1
-    if not 0 < n_frames <= len(body) // 8:  # checked here: unpack_frames would build a format of that many items
-        raise ValueError("its first message is not a Dask handshake")
-    try:
-        msg = loads(unpack_frames(body), deserialize=False)
-    except Exception as exc:  # noqa: BLE001 -- any failure to decode means "not a Dask scheduler"
-        raise ValueError(f"its first message is not a Dask handshake ({type(exc).__name__})") from None
-    if not isinstance(msg, dict):
-        raise ValueError("its first message is not a Dask handshake")
-
-
-def _connect(scheduler: str, timeout: float = 3.0):
-    """A client of the Dask scheduler at ``scheduler``, or one line saying why not, within ``timeout`` s."""
-    from distributed import Client
-    from distributed.comm.addressing import parse_address, parse_host_port
-    from distributed.comm.registry import get_backend
-
-    try:  # a malformed address is refused before a Client exists (a half-made Client complains on exit)
-        scheme, location = parse_address(scheduler)
-        get_backend(scheme)
-        if scheme in ("tcp", "tls"):
-            parse_host_port(location)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"--scheduler must be an address like tcp://host:8786; got {scheduler!r} ({exc})") from None
-    if scheme == "tcp":
-        _probe_scheduler(scheduler, timeout)
-    try:
-        return Client(scheduler, timeout=f"{timeout}s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError, TypeError) as exc:
-        raise InputError(f"cannot reach the Dask scheduler at {scheduler!r} ({type(exc).__name__}: {exc})") from None
-
-
-def _local_client(workers: int):
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    # Worker processes inherit an ignored SIGINT: Ctrl-C in a terminal reaches the whole process group,
-    # and only this process should act on it (close the cluster; finished trajectories are on disk).
-    import signal
-    import threading
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
-    try:
-        # No dashboard; the scheduler's small HTTP server (health, metrics) takes any free port on
-        # this machine, not 8787, so a second run does not warn "Port 8787 is already in use".
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                               silence_logs=logging.ERROR, env={"OMP_NUM_THREADS": "1"})
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
-    return Client(cluster, set_as_default=False), cluster
 
 
 # --------------------------------------------------------------------------- generate
@@ -407,7 +294,7 @@ def _generate(mol: Molecule, mdl: Model, n: int, seed: int, workers, scheduler, 
 
         n_workers = workers if workers is not None else min(os.cpu_count() or 1, max(len(todo), 1))
         if todo and client is None and n_workers > 1 and len(todo) > 1:
-            client, cluster = _local_client(min(n_workers, len(todo)))
+            client, cluster = local_client(min(n_workers, len(todo)))
         if progress is not None:  # after the set-up, so the progress clock times trajectories only
             progress(len(results), {"total": n, "unit": "trajectories", "dissociated": counts["dis"], "failed": counts["fail"]})
         if todo and client is not None:

@@ -1,0 +1,151 @@
+"""What a study runs: the paper's five experiments, the presets (dataset sizes, methods, settings), the scores.
+
+A :class:`Preset` names the inversion methods it runs (keys of
+:data:`molmovie.inversion.METHODS`) with their settings, and may change them
+per experiment; an :class:`Experiment` may run only some of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..._errors import InputError
+from ...inversion import METHODS
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of the study.
+
+    Attributes
+    ----------
+    key : str
+        Name of its files (``models/{key}-{method}.safetensors``).
+    label : str
+        Its name in tables and figures.
+    molecule : str
+        The dataset it uses (a key of the preset's ``trajectories``).
+    bound_only : bool
+        Leave out dissociating trajectories (and split the rest anew).
+    methods : tuple of str, optional
+        The preset's methods it runs (default: all of them).
+    pair : str, optional
+        The distance the trajectory figure follows (a pair label such as
+        "N2-O5", or two elements such as "O-N"); default: the pair whose true
+        distance varies most.
+    """
+
+    key: str
+    label: str
+    molecule: str
+    bound_only: bool
+    methods: tuple[str, ...] | None = None
+    pair: str | None = None
+
+
+EXPERIMENTS = (
+    Experiment("nmm", "NMM", "nmm", False, pair="O-N"),
+    Experiment("c2h4", "C2H4", "c2h4", False),
+    Experiment("c2h4-bound", "C2H4 bound", "c2h4", True),
+    Experiment("cs2", "CS2", "cs2", False),
+    Experiment("cs2-bound", "CS2 bound", "cs2", True),
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a study run trains, and on how much data.
+
+    Attributes
+    ----------
+    name : str
+    trajectories : dict molecule -> (train, val, test) counts
+    methods : dict method name -> dict of settings
+        The inversion methods to compare (keys of
+        :data:`molmovie.inversion.METHODS`), in the order of the tables, with
+        their settings; a method that takes a ``seed`` gets the study's.
+    settings_by_experiment : dict experiment key -> dict method name -> dict of settings
+        Per-experiment changes to ``methods``' settings.
+    description : str
+    """
+
+    name: str
+    trajectories: dict
+    methods: dict
+    settings_by_experiment: dict = field(default_factory=dict)
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        "paper",
+        # Table 1 of the paper
+        {"nmm": (85, 11, 11), "c2h4": (800, 100, 100), "cs2": (753, 94, 95)},
+        methods={"nearest": {}, "nearest-viterbi": {}, "vrnn": dict(epochs=150, patience=20)},
+        description="the paper's dataset sizes (Table 1)",
+    ),
+    "quick": Preset(
+        "quick",
+        {"nmm": (12, 2, 4), "c2h4": (96, 12, 12), "cs2": (48, 8, 8)},
+        methods={"nearest": {}, "nearest-viterbi": {}, "vrnn": dict(epochs=60, patience=10)},
+        description="small datasets for a run of well under 20 minutes on 2 cores",
+    ),
+}
+
+
+#: The scores compared per experiment (sums over the test frames; smaller wins), in the tables' order.
+SCORES = ("rmsd_sum", "rmsd_sym_traj_sum", "rmsd_sym_sum", "ssr_sum")
+
+
+#: How the tables name them.
+SCORE_NAMES = {
+    "rmsd_sum": "RMSD sum (Å), labelled",
+    "rmsd_sym_traj_sum": "RMSD sum (Å), symmetry-aware per trajectory",
+    "rmsd_sym_sum": "RMSD sum (Å), symmetry-aware per frame",
+    "ssr_sum": "SSR sum",
+}
+
+
+#: Most training seeds and worker processes a study accepts (a typed number must not start millions of jobs).
+MAX_SEEDS = 1000
+
+
+MAX_JOBS = 256
+
+
+def method_label(name: str) -> str:
+    """How tables and figures call a method: its class's ``label``, else its name."""
+    cls = METHODS.get(name)
+    return (getattr(cls, "label", "") or name) if cls is not None else name
+
+
+def experiment_methods(preset: Preset, exp: Experiment) -> list[str]:
+    """The methods an experiment runs under a preset, in the preset's order."""
+    return [m for m in preset.methods if exp.methods is None or m in exp.methods]
+
+
+def method_settings(preset: Preset, exp: Experiment, method: str, seed: int) -> dict:
+    """A method's settings in one experiment: the preset's, the experiment's changes, and the training seed ``seed`` (for a method that takes one)."""
+    s = dict(preset.methods[method])
+    s.update(preset.settings_by_experiment.get(exp.key, {}).get(method, {}))
+    if is_seeded(method):
+        s["seed"] = seed
+    return s
+
+
+def is_seeded(method: str) -> bool:
+    """Whether a method's training depends on a seed (it takes a ``seed`` setting); one without is trained once."""
+    return method in METHODS and "seed" in METHODS[method].setting_names()
+
+
+def method_seeds(method: str, seed: int, seeds: int) -> list[int]:
+    """The training seeds of a method in a study of ``seeds`` seeds from ``seed``: s, s+1, ..., s+K-1, or [s] for a method without a seed."""
+    return [seed + k for k in range(seeds)] if is_seeded(method) else [seed]
+
+
+def check_count(name: str, value, most: int) -> None:
+    """Refuse a count that is not a whole number from 1 to ``most``, naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= most:
+        raise InputError(f"The {name!r} parameter must be a whole number from 1 to {most}; got {value!r}")

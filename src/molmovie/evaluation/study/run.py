@@ -1,0 +1,216 @@
+"""Run the study (or resume it): datasets, then every (experiment, method, seed) stage, then the report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..._errors import InputError
+from ...inversion import METHODS
+from ...io import atomic_path
+from ..stage import read_scores
+from . import presets
+from .engine import run_stages
+from .manifest import MANIFEST, check_manifest, set_aside
+from .presets import MAX_JOBS, MAX_SEEDS, Preset, check_count, experiment_methods, is_seeded, method_seeds
+from .ranking import SPREAD, WIN_RULE, over_seeds, seed_statistics, rank_methods
+from .report import log_line, write_report
+from .stages import dataset_stage, experiment_splits, limit_threads, method_stage, read_summary, scored, staged, Stage
+from .transfer import TRANSFER_MOLECULE, read_sharc, transfer_entry
+
+
+def run_study(
+    preset: str | Preset,
+    output,
+    *,
+    seed: int = 0,
+    seeds: int = 1,
+    jobs: int = 1,
+    threads: int | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    data_dir=None,
+    sharc_dir=None,
+    log: Callable[[str], None] = print,
+    progress: Callable[[int, dict], None] | None = None,
+) -> dict:
+    """Run the five-experiment study (or resume it) and write the report.
+
+    Parameters
+    ----------
+    preset : "quick", "paper" or a :class:`Preset`
+    output : path-like
+        Folder for every stage's output (created if missing). A study there
+        is resumed when it is the same study (its ``study.json``); one of an
+        older revision since :data:`MODELS_VALID_SINCE` keeps its models and
+        has every score made again, its ``eval/`` and report moved to
+        ``revision{N}/`` (once its datasets are accepted).
+    seed : int
+        Seed of trajectory generation, splits and training.
+    seeds : int, default 1
+        Training seeds per method (``seed``, ``seed + 1``, ..., on the same
+        datasets and splits); each score is then reported as mean and spread
+        over them (:data:`SPREAD`, :data:`WIN_RULE`). Methods without a
+        ``seed`` setting are trained once.
+    jobs : int, default 1
+        Worker processes of a local Dask cluster that train and score the
+        (experiment, method, seed) stages side by side, each stage a Dask
+        task (:mod:`molmovie.evaluation.study.engine`); each limits its
+        torch, BLAS, OpenMP and numba threads to ``threads``. ``jobs=1`` (and
+        no ``scheduler``) runs them here, one after another. Dataset
+        generation is not affected (see ``workers``). A script that calls
+        this with ``jobs > 1`` must guard its top level with
+        ``if __name__ == "__main__":`` (the workers are spawned, and import
+        the script again).
+    threads : int, optional
+        Threads of each stage's numerical libraries (torch, BLAS, OpenMP,
+        numba). Default: ``cores // jobs`` (at least 1) with ``jobs > 1``;
+        on a ``scheduler``'s workers, a worker's cores over its threads;
+        with ``jobs=1``, as this process has them (all cores). Training on
+        the CPU is deterministic for a given number of threads, so a study
+        gives the same numbers with any ``jobs`` or scheduler for the same
+        ``threads`` (another thread count changes float32 summation order,
+        and so the last digits).
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``) whose
+        workers generate the trajectories and run the stages instead of a
+        local cluster (a ``dask
+        scheduler`` with ``dask worker`` processes, or dask-jobqueue on
+        Slurm/PBS). The workers must see ``output`` and the data folder at
+        the same paths (a shared file system).
+    workers : int, optional
+        Worker processes for trajectory generation (default: all cores).
+    data_dir : path-like, optional
+        Where the generated datasets live (default ``OUTPUT/data``); reused when present.
+    sharc_dir : path-like, optional
+        SHARC runs of CS2 (a folder of run folders, or anything
+        :func:`~molmovie.evaluation.transfer.read_foreign` reads) on which
+        every model of the CS2 experiments is scored for its transfer
+        (bound-only experiments: the runs that stay bound). Default: none,
+        no transfer score (``molmovie reproduce`` looks for
+        :data:`SHARC_DEFAULT`, :func:`default_sharc_dir`).
+    log : callable(str)
+        Where progress lines go.
+    progress : callable(done, info), optional
+        Progress of the long stages (generating a molecule's trajectories,
+        training a method for more than one step): ``info["stage"]`` names
+        the stage (e.g. "nmm vrnn epochs", "nmm vrnn seed 4 epochs" with
+        ``seeds > 1``, "generate nmm"), ``info["total"]`` its steps; a stage
+        may end early (early stopping). With ``jobs > 1`` the reports of
+        the stages running at once interleave (all are made from this
+        process), and a stage that ended early sends one last report with
+        ``info["total"]`` equal to its ``done``.
+
+    Returns
+    -------
+    dict
+        The results (also written to ``results.json``): per experiment its
+        split sizes, each method's summary, and per score the ``winner``,
+        the ``runner_up`` and the ``margin`` between them. With ``seeds > 1``
+        each method's summary holds means over seeds, ``spread`` and
+        ``per_seed`` hold the standard deviations and the values of each
+        seed, and per score ``leader``, ``threshold`` and ``tied`` say how
+        the winner (None on a tie) was decided (:func:`rank_methods`);
+        ``seeds`` lists the training seeds. With ``sharc_dir``, each CS2
+        experiment also holds ``transfer["sharc"]``: the foreign runs
+        (``runs``, ``sources``, ``dissociated``, ``dt_fs``), each method's
+        transfer summary (``methods``; with seeds, ``spread`` and
+        ``per_seed``) and the winner of :data:`TRANSFER_SCORE` by the same
+        rule (:func:`rank_methods`).
+    """
+    experiments = presets.EXPERIMENTS  # looked up at each call: a test or a script may study fewer
+    if isinstance(preset, str):
+        if preset not in presets.PRESETS:
+            raise InputError(f"unknown preset {preset!r}; presets are {', '.join(presets.PRESETS)}")
+        preset = presets.PRESETS[preset]
+    unknown = [m for m in preset.methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"the {preset.name} preset names unknown methods {', '.join(map(repr, unknown))}; methods are {', '.join(METHODS)}")
+    check_count("seeds", seeds, MAX_SEEDS)
+    check_count("jobs", jobs, MAX_JOBS)
+    if scheduler is not None and jobs > 1:
+        raise InputError(f"jobs={jobs} and a scheduler were both given: the scheduler's workers run the stages; give one of them")
+    if threads is not None:
+        check_count("threads", threads, MAX_JOBS)
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder")
+    data = Path(data_dir) if data_dir is not None else out / "data"
+    if data.exists() and not data.is_dir():
+        raise InputError(f"the data folder {data} exists and is not a folder")
+    manifest, older = check_manifest(out, preset, seed, data_dir)
+    foreign = read_sharc(sharc_dir) if sharc_dir is not None else None  # read (and checked) before hours of work
+    for d in (out, data, out / "models", out / "eval"):
+        d.mkdir(parents=True, exist_ok=True)
+    if not (out / MANIFEST).exists():
+        with atomic_path(out / MANIFEST) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2))
+
+    t0 = time.perf_counter()
+    reused = 0
+    datasets = {}
+    for mol in dict.fromkeys(e.molecule for e in experiments):
+        path = data / f"{mol}.h5"
+        reused += path.exists()
+        datasets[mol] = dataset_stage(mol, preset, path, seed, workers, log, staged(progress, f"generate {mol}"), scheduler)
+
+    if older is not None:  # the datasets are accepted: the study is resumed in today's revision
+        set_aside(out, older, log)
+        (out / "eval").mkdir(exist_ok=True)
+        with atomic_path(out / MANIFEST) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2))
+
+    stages = {
+        exp.key: [
+            Stage(exp, method, s, seed, seeds > 1 and is_seeded(method))
+            for method in experiment_methods(preset, exp)
+            for s in method_seeds(method, seed, seeds)
+        ]
+        for exp in experiments
+    }
+    reused += sum(any(p.exists() for p in st.paths(out)) for sts in stages.values() for st in sts)
+    todo = [st for sts in stages.values() for st in sts if not scored(st.paths(out)[1])]
+    here = todo
+    if todo and (jobs > 1 or scheduler is not None):  # Dask tasks
+        run_stages(todo, preset, out, data, seed, jobs=min(jobs, len(todo)), threads=threads, scheduler=scheduler, log=log, progress=progress)
+        here = []
+
+    results = {"preset": preset.name, "seed": seed, "experiments": {}}
+    if seeds > 1:
+        results.update(seeds=[seed + k for k in range(seeds)], spread=SPREAD, win_rule=WIN_RULE)
+    per_frame = {}
+    for exp in experiments:
+        train, val, test = experiment_splits(datasets[exp.molecule], exp, seed)
+        mine = [st for st in stages[exp.key] if st in here]
+        if mine:  # in this process, one after another
+            undo = limit_threads(threads) if threads is not None else (lambda: None)
+            try:
+                for st in mine:
+                    method_stage(st, preset, train, val, test, out, log, progress)
+            finally:
+                undo()
+        entry = {"label": exp.label, "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories}, "methods": {}}
+        by_seed = {}
+        for st in stages[exp.key]:
+            if st.seed == seed:  # the study's seed: its predictions are drawn
+                per_frame[(exp.key, st.method)] = read_scores(st.paths(out)[1])
+            by_seed.setdefault(st.method, []).append(per_frame[(exp.key, st.method)]["summary"] if st.seed == seed else read_summary(st.paths(out)[1]))
+        entry.update(seed_statistics(by_seed, seeds, over_seeds))
+        # the simplest predictor, for scale: every frame answered with the training set's mean distances
+        mean_R = np.nanmean(train.distances[train.mask], axis=0)
+        entry["mean_predictor_abs_error"] = float(np.mean(np.abs(test.distances[test.mask] - mean_R)))
+        entry.update(rank_methods(entry["methods"], entry.get("spread")))
+        results["experiments"][exp.key] = entry
+        log(log_line(exp, entry))
+        if foreign is not None and exp.molecule == TRANSFER_MOLECULE:
+            scored = transfer_entry(exp, stages[exp.key], foreign, out, train, seeds, log)
+            if scored is not None:
+                entry["transfer"] = {"sharc": scored}
+    results["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    results["reused_stages"] = int(reused)
+    write_report(results, per_frame, datasets, out, seed=seed)
+    return results

@@ -1,0 +1,179 @@
+"""The study's stages: one molecule's dataset (generated or reused), and one (experiment, method, seed) training and scoring.
+
+Each stage writes its files atomically, so a rerun skips what is done and an
+interrupted one leaves nothing half-written. The stages of methods run here
+or as Dask tasks (:mod:`.engine`); they do the same work either way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..._errors import InputError
+from ..._numba import configure as configure_numba
+from ...datasets import SPLITS, Dataset, make_splits
+from ...dynamics import generate
+from ...inversion import get_method, load_method
+from ...io import read_dataset, write_dataset
+from ...scattering import SignalSpec, q_grid, simulate
+from ..stage import score_method, write_scores
+from .presets import SCORES, Experiment, method_settings
+
+
+def experiment_dataset(full, exp: Experiment, seed: int):
+    """The dataset of one experiment with its own split (bound-only experiments drop dissociating runs)."""
+    if not exp.bound_only:
+        return full
+    ds = full.without_dissociating()
+    counts = [len(full.splits[k]) for k in SPLITS]
+    ds.splits = make_splits(ds.n_trajectories, counts, seed=seed + 1)
+    return ds
+
+
+def staged(progress, stage: str, *, least: int = 1):
+    """``progress(done, info)`` with ``info["stage"]`` set (``stage`` and the unit of its steps); None without a progress callback.
+
+    Jobs of fewer than ``least`` steps report nothing (a one-step fit has no progress to show).
+    """
+    if progress is None:
+        return None
+
+    def report(done: int, info: dict) -> None:
+        if (info.get("total") or 0) >= least:
+            progress(done, {**info, "stage": f"{stage} {info['unit']}" if info.get("unit") else stage})
+
+    return report
+
+
+def dataset_stage(mol, preset, path: Path, seed, workers, log, progress, scheduler=None):
+    """Generate (or reuse) one molecule's trajectories (on a Dask ``scheduler``'s workers when given) and simulate their signals."""
+    counts = preset.trajectories[mol]
+    n = int(sum(counts))
+    if path.exists():
+        ds = read_dataset(path)
+        if ds.n_trajectories != n:
+            raise InputError(
+                f"{path} holds {ds.n_trajectories} trajectories but the {preset.name} preset needs {n}; "
+                "remove it or choose another --output/--data-dir"
+            )
+        if ds.molecule != mol:
+            raise InputError(f"{path} holds {ds.molecule!r} trajectories, not {mol!r}; remove it or choose another --data-dir")
+        sizes = tuple(len(ds.splits.get(k, ())) for k in SPLITS)
+        if sizes != tuple(counts):
+            raise InputError(
+                f"{path} is split {'/'.join(map(str, sizes))} (train/val/test) but the {preset.name} preset needs "
+                f"{'/'.join(map(str, counts))}; remove it or choose another --output/--data-dir"
+            )
+        if ds.has_signals:
+            _check_protocol(ds, path)
+            log(f"{mol}: reusing {path} ({n} trajectories, {int(ds.dissociated.sum())} dissociated)")
+            return ds
+    else:
+        log(f"{mol}: generating {n} trajectories with GFN2-xTB ...")
+        generate(mol, n, output=path, seed=seed, workers=workers, scheduler=scheduler, splits=counts, progress=progress)
+        ds = read_dataset(path)
+    q = q_grid()
+    ds = ds.with_signals(*simulate(ds.symbols, ds.positions, ds.length, ds.time, SignalSpec(q, inelastic=True, reference="first", seed=seed)))
+    write_dataset(ds, path, force=True)
+    log(f"{mol}: {n} trajectories, {int(ds.dissociated.sum())} dissociated; signals on {len(q)} q points")
+    return ds
+
+
+def _check_protocol(ds, path: Path) -> None:
+    """Refuse reused signals simulated otherwise than the study's protocol (default q grid, inelastic, first frame, exact)."""
+    q, spec = q_grid(), ds.spec
+    found = {
+        "q grid": f"{len(ds.q)} points, {ds.q.min():.3g}-{ds.q.max():.3g} 1/Å",
+        "inelastic": spec.inelastic,
+        "reference": spec.reference,
+        "photons": spec.photons,
+        "irf_fs": spec.irf_fs,
+    }
+    wanted = {"q grid": f"{len(q)} points, {q.min():.3g}-{q.max():.3g} 1/Å", "inelastic": True, "reference": "first", "photons": None, "irf_fs": None}
+    same_q = len(ds.q) == len(q) and np.allclose(ds.q, q, rtol=1e-9, atol=1e-12)
+    diff = [f"{k} {found[k]} (the study uses {wanted[k]})" for k in wanted if (not same_q if k == "q grid" else found[k] != wanted[k])]
+    if diff:
+        raise InputError(f"{path} holds signals simulated otherwise than the study's: {'; '.join(diff)}; choose another --data-dir")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One (experiment, method, training seed) stage of a study of seed ``base``; ``several``: one of several seeds."""
+
+    exp: Experiment
+    method: str
+    seed: int
+    base: int
+    several: bool = False
+
+    def paths(self, out: Path) -> tuple[Path, Path]:
+        """The model file and the evaluation file of the stage (named by its seed unless it is the study's)."""
+        stem = f"{self.exp.key}-{self.method}" + (f"-seed{self.seed}" if self.seed != self.base else "")
+        return out / "models" / f"{stem}.safetensors", out / "eval" / f"{stem}.npz"
+
+    @property
+    def label(self) -> str:
+        """The stage in progress reports and log lines: "nmm vrnn", or "nmm vrnn seed 4" with several seeds."""
+        return f"{self.exp.key} {self.method}" + (f" seed {self.seed}" if self.several else "")
+
+
+def experiment_splits(full, exp: Experiment, seed: int) -> tuple[Dataset, Dataset, Dataset]:
+    """The training, validation and test trajectories of one experiment."""
+    ds = experiment_dataset(full, exp, seed)
+    return ds.split("train"), ds.split("val"), ds.split("test")
+
+
+def read_summary(eval_path: Path) -> dict:
+    """The summary of an evaluation file, without reading its arrays."""
+    with np.load(eval_path, allow_pickle=False) as z:
+        return json.loads(str(z["summary_json"]))
+
+
+def scored(eval_path: Path) -> bool:
+    """Whether an evaluation file exists and holds every score of today's metrics."""
+    return eval_path.exists() and all(k in read_summary(eval_path) for k in SCORES)
+
+
+def method_stage(stage: Stage, preset, train, val, test, out: Path, log, progress) -> None:
+    """Train (or load) one method for one experiment with one seed, then predict, score and save its test split."""
+    exp, method = stage.exp, stage.method
+    model_path, eval_path = stage.paths(out)
+    if eval_path.exists():
+        log(f"{exp.label}: {eval_path.name} predates the current metrics; scoring {method} again")
+    if model_path.exists():
+        model = load_method(model_path)
+    else:
+        model = get_method(method, **method_settings(preset, exp, method, stage.seed))
+        seeded = f" (seed {stage.seed})" if stage.several else ""
+        log(f"{exp.label}: training {method}{seeded} on {train.n_trajectories} trajectories ...")
+        t = time.perf_counter()
+        model.fit(train, val=val, progress=staged(progress, stage.label, least=2))
+        model.save(model_path)
+        log(f"{exp.label}: {method}{seeded} trained in {time.perf_counter() - t:.0f} s")
+    write_scores(eval_path, score_method(model, test))
+
+
+def limit_threads(threads: int) -> Callable[[], None]:
+    """Limit this process's numerical libraries (torch, BLAS, OpenMP, numba) to ``threads`` threads; returns the function that undoes it."""
+    from threadpoolctl import threadpool_limits
+    import numba
+    import torch
+
+    configure_numba()  # its thread pool chosen before set_num_threads starts it
+    limits = threadpool_limits(limits=threads)
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+    def undo() -> None:
+        limits.restore_original_limits()
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
+
+    return undo

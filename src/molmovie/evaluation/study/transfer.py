@@ -1,0 +1,146 @@
+"""Transfer: every model of the CS2 experiments scored on foreign SHARC runs it did not train on.
+
+The score is made in the study's process once a model exists, and kept in
+its ``-transfer-sharc.npz`` file with fingerprints of the runs and of the
+model file: a rerun reuses it while both are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..._errors import InputError
+from ...inversion import load_method
+from ...io import atomic_path
+from ...molecules import builtin, formula
+from ..transfer import read_foreign, transfer
+from .manifest import REVISION
+from .presets import Experiment, method_label
+from .ranking import over_seeds, seed_statistics, rank_methods
+from .stages import Stage
+
+
+#: The transfer score (:meth:`molmovie.evaluation.transfer.Transfer.summary`): mean over foreign runs of each run's
+#: mean symmetry-aware distance error, Å.
+TRANSFER_SCORE = "transfer_error"
+
+
+#: The molecule whose experiments are scored on SHARC runs.
+TRANSFER_MOLECULE = "cs2"
+
+
+#: Where ``molmovie reproduce`` looks for SHARC runs of CS2 when none are named, relative to the current directory.
+SHARC_DEFAULT = Path("..", "shared", "data", "sharc-cs2")
+
+
+TRANSFER_TITLE = "Transfer to dynamics the model did not train on (SHARC CS2, symmetry-aware mean distance error, Å)"
+
+
+def default_sharc_dir() -> Path | None:
+    """:data:`SHARC_DEFAULT` (relative to the current directory) when it is a folder there, else None."""
+    return SHARC_DEFAULT if SHARC_DEFAULT.is_dir() else None
+
+
+def read_sharc(sharc_dir):
+    """The foreign runs in ``sharc_dir`` (read once per study); a path that is not there is an InputError."""
+    path = Path(sharc_dir)
+    if not path.exists():
+        raise InputError(f"the SHARC folder {path} does not exist")
+    runs = read_foreign(path)
+    want = builtin(TRANSFER_MOLECULE).symbols
+    if sorted(runs.symbols) != sorted(want):
+        raise InputError(f"the SHARC runs in {path} are of {formula(runs.symbols)}, not {formula(want)}: the study scores its "
+                         f"{formula(want)} models' transfer on them")
+    return runs
+
+
+def _runs_fingerprint(runs) -> str:
+    """A digest of foreign runs: atoms, times, lengths and positions (what a transfer score depends on)."""
+    h = hashlib.sha256(" ".join(runs.symbols).encode())
+    for a in (runs.time, runs.length, runs.positions):
+        h.update(np.ascontiguousarray(a, dtype=float).tobytes())
+    return h.hexdigest()
+
+
+def _file_fingerprint(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _transfer_path(stage: Stage, out: Path) -> Path:
+    """The transfer file of a stage: its evaluation file's name with ``-transfer-sharc``."""
+    eval_path = stage.paths(out)[1]
+    return eval_path.with_name(f"{eval_path.stem}-transfer-sharc.npz")
+
+
+def _transfer_stage(stage: Stage, runs, out: Path, train, log) -> dict:
+    """One stage's model scored on foreign runs: its summary, from the stage's transfer file while that is of these runs and this model file, else scored (and the file written)."""
+    model_path = stage.paths(out)[0]
+    path = _transfer_path(stage, out)
+    key = {"revision": REVISION, "runs": _runs_fingerprint(runs), "model": _file_fingerprint(model_path)}
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if json.loads(str(z["fingerprint_json"])) == key:
+                    return json.loads(str(z["summary_json"]))
+        except (OSError, ValueError, KeyError):
+            pass  # damaged or of another layout: scored again
+    model = load_method(model_path)
+    # model files of studies before the frame interval was recorded: the training dataset's median spacing
+    dt = model.dt_ if getattr(model, "dt_", None) is not None else float(np.median(np.diff(train.time)))
+    result = transfer(model, runs, dt=dt)
+    summary = {**result.summary(), "dt_fs": dt}
+    scores = result.scores
+    arrays = {k: scores[k] for k in ("distances", "std", "rmsd", "rmsd_sym", "rmsd_sym_traj", "ssr")}
+    arrays.update(
+        time=result.dataset.time, length=result.dataset.length, true_distances=result.dataset.distances,
+        error=result.error, frame_error=result.frame_error, run_error=result.run_error,
+        summary_json=np.array(json.dumps(summary)), fingerprint_json=np.array(json.dumps(key)),
+    )
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    log(f"{stage.exp.label}: {stage.label.split(' ', 1)[1]} scored on {summary['runs']} SHARC run{'s' * (summary['runs'] > 1)}: "
+        f"{summary[TRANSFER_SCORE]:.4f} Å")
+    return summary
+
+
+#: Entries of a transfer summary that describe the foreign runs, not a method.
+_RUN_KEYS = ("runs", "sources", "dissociated", "dt_fs")
+
+
+def _over_seeds_runs(summaries: list[dict], reduce) -> dict:
+    """:func:`over_seeds` for transfer summaries: lists (per-run errors) reduced run by run."""
+    out = over_seeds([{k: v for k, v in s.items() if not isinstance(v, list)} for s in summaries], reduce)
+    for k, v in summaries[0].items():
+        if isinstance(v, list):
+            out[k] = [reduce([s[k][i] for s in summaries]) for i in range(len(v))]
+    return out
+
+
+def transfer_entry(exp: Experiment, stages: list[Stage], foreign, out: Path, train, seeds: int, log) -> dict | None:
+    """Every model of an experiment scored on the foreign runs (those that stay bound, for a bound-only experiment), ranked like the other scores."""
+    runs = foreign.subset(np.flatnonzero(~np.asarray(foreign.dissociated))) if exp.bound_only else foreign
+    if runs.n_trajectories == 0:
+        log(f"{exp.label}: no SHARC run stays bound; no transfer score")
+        return None
+    by_seed: dict = {}
+    for st in stages:
+        by_seed.setdefault(st.method, []).append(_transfer_stage(st, runs, out, train, log))
+    first = next(iter(by_seed.values()))[0]
+    entry = {
+        "runs": first["runs"],
+        "sources": [Path(s).name for s in first["sources"]],
+        "dissociated": first["dissociated"],
+        "dt_fs": first["dt_fs"],
+        "bound_only": exp.bound_only,
+    }
+    by_seed = {m: [{k: v for k, v in s.items() if k not in _RUN_KEYS} for s in v] for m, v in by_seed.items()}
+    entry.update(seed_statistics(by_seed, seeds, _over_seeds_runs))
+    entry.update(rank_methods(entry["methods"], entry.get("spread"), scores=(TRANSFER_SCORE,)))
+    log(f"{exp.label}: transfer to {entry['runs']} SHARC run{'s' * (entry['runs'] > 1)}, mean distance error: "
+        + " / ".join(f"{method_label(m)} {v[TRANSFER_SCORE]:.4f} Å" for m, v in entry["methods"].items()))
+    return entry
