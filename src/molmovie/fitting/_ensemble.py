@@ -1,6 +1,6 @@
 r"""Trajectory-basis fit of a measurement: weights, excitation fraction, time zero and IRF.
 
-The model is the measurement model of :mod:`molmovie.scattering.measurement`
+The model is the measurement model of :mod:`molmovie.measurement`
 (Acheson and Kirrander, *J. Chem. Theory Comput.* (2023), arXiv:2211.04766;
 Ware et al., *Phil. Trans. R. Soc. A* 377, 20170477 (2019)):
 
@@ -143,19 +143,19 @@ import numpy as np
 from .._errors import InputError
 from ..geometry import distances
 from ..geometry import pair_labels as _pair_labels
+from ..inversion._base import check_number
 from ..io.fit import EnsemblePart, FitResult
-from ..measurements import check_molecule
-from ..scattering.measurement import (
+from ..measurement import (
     DEFAULT_LEVELS,
     basis_signals,
+    check_molecule,
     ground_start_flags,
     hold_last_frame,
     irf_operator,
     parting_frames,
     weighted_quantiles,
 )
-from ._base import check_number
-from ._measured_base import MeasurementMethod, measurement_sigma
+from ._base import MeasurementMethod, measurement_sigma
 
 __all__ = ["EnsembleFit"]
 

@@ -66,12 +66,12 @@ import numpy as np
 from .._errors import InputError
 from ..geometry import distances as pair_distances
 from ..geometry import pair_labels as _pair_labels
-from ..measurements import Measurement, Truth
 from ..molecules import BOND_SCALE, covalent_radii
 from ..trajectories import BREAK_SCALE
-from .debye import intensity_from_distances
-from .detector import simulate_signals
-from .tables import check_q
+from ..scattering.debye import intensity_from_distances
+from ..scattering.detector import simulate_signals
+from ..scattering.tables import check_q
+from .types import Measurement, Truth
 
 __all__ = [
     "DEFAULT_LEVELS",

@@ -4,7 +4,7 @@ A second registry beside :data:`molmovie.inversion.METHODS`, for methods that
 explain a whole measurement (an ensemble average, partly excited, smeared by
 the instrument response, noisy) rather than one trajectory's signal::
 
-    from molmovie.inversion.measured import get_measurement_method
+    from molmovie.fitting import get_measurement_method
 
     method = get_measurement_method("ensemble", bootstrap=100)   # settings only
     method.fit(measurement, basis=dataset, progress=None)        # returns self
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .._errors import InputError
 from ._ensemble import EnsembleFit
-from ._measured_base import MeasurementMethod, sigma_from_pre_t0
+from ._base import MeasurementMethod, sigma_from_pre_t0
 from ._pdf import PairDistributionFit
 
 __all__ = ["MEASUREMENT_METHODS", "get_measurement_method", "MeasurementMethod", "EnsembleFit", "PairDistributionFit", "sigma_from_pre_t0"]
