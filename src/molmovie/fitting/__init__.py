@@ -1,14 +1,16 @@
-"""Measurement methods, by name: from a measured ΔS(q, t) to distances (and weights, or ΔP(R, t)).
+"""Fitting: the methods that explain a measurement, by name, from a measured ΔS(q, t) to distances (and weights, or ΔP(R, t)).
 
-A second registry beside :data:`molmovie.inversion.METHODS`, for methods that
-explain a whole measurement (an ensemble average, partly excited, smeared by
-the instrument response, noisy) rather than one trajectory's signal::
+A second registry beside :data:`molmovie.inversion.METHODS` (methods that
+learn from trajectories), for methods that explain a whole measurement
+(:class:`molmovie.measurement.Measurement`: an ensemble average, partly
+excited, smeared by the instrument response, noisy) rather than one
+trajectory's signal::
 
     from molmovie.fitting import get_measurement_method
 
     method = get_measurement_method("ensemble", bootstrap=100)   # settings only
     method.fit(measurement, basis=dataset, progress=None)        # returns self
-    method.result_                                                # molmovie.io.fit.FitResult
+    method.result_                        # molmovie.io.fit.FitResult
 
 * ``"ensemble"`` -- :class:`EnsembleFit`: weights over a basis of simulated
   trajectories, the excitation fraction, time zero and the IRF (NNLS inside
@@ -17,13 +19,33 @@ the instrument response, noisy) rather than one trajectory's signal::
   transform and a regularised Debye-kernel inversion).
 
 Adding a method is one new module and one line in :data:`MEASUREMENT_METHODS`.
+
+Modules:
+
+=========================  ==========================================================
+``_base``                  :class:`MeasurementMethod` (settings, fitted state,
+                           ``result_``), where σ comes from
+                           (:func:`sigma_from_pre_t0`)
+``_ensemble``              :class:`EnsembleFit`: the model, the settings and the
+                           fit's steps (search over t0 and the IRF, bootstrap,
+                           result)
+``_ensemble_system``       its least-squares system: the reduced basis, NNLS/BVLS
+                           at one (t0, IRF), regularisation, Newton steps
+``_ensemble_stats``        the distances its weights imply, per channel
+``_ensemble_uncertainty``  the profile likelihood of γ and the spreads
+``_pdf``                   :class:`PairDistributionFit`: model-free ΔP(R, t)
+=========================  ==========================================================
+
+The measurement and its model are :mod:`molmovie.measurement`; the result's
+file format is :mod:`molmovie.io.fit`; the shared signal fit of the learned
+methods is :func:`molmovie.inversion.refine_distances`.
 """
 
 from __future__ import annotations
 
 from .._errors import InputError
-from ._ensemble import EnsembleFit
 from ._base import MeasurementMethod, sigma_from_pre_t0
+from ._ensemble import EnsembleFit
 from ._pdf import PairDistributionFit
 
 __all__ = ["MEASUREMENT_METHODS", "get_measurement_method", "MeasurementMethod", "EnsembleFit", "PairDistributionFit", "sigma_from_pre_t0"]
