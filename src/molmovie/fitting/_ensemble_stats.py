@@ -15,6 +15,7 @@ import numpy as np
 from ..geometry import distances
 from ..measurement import parting_frames, weighted_quantiles
 
+
 def _with_ground(st: dict, gs: "_Stats", h: np.ndarray, gamma: float, t0: float) -> dict:
     """Add the remaining ground state as a third channel; channel fractions become fractions of all molecules.
 

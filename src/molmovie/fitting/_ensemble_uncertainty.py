@@ -13,6 +13,7 @@ import numpy as np
 
 from ._ensemble_system import _System
 
+
 def _profile_gamma(sys_: _System, d_w: np.ndarray, gamma: float, M_e: int, n: int, birge: float, report):
     """The profile likelihood of γ at the fitted (t0, IRF): NNLS with Σ_excited c = γ_k imposed.
 
