@@ -5,7 +5,7 @@
 
 The basis is an analytic I2-like ensemble (coherent vibrations of 0.15-0.3 Å
 and dissociation at 0.005-0.015 Å/fs, 1.2 ps in 10 fs frames, as in the tests);
-the experiment is simulated (molmovie.scattering.measurement.simulate_measurement)
+the experiment is simulated (molmovie.measurement.simulate_measurement)
 from 200 other trajectories with γ = 0.05, t0 = 40 fs, IRF = 80 fs and Poisson
 noise at 1e6 photons per q bin. The fit's cost does not depend on how the
 trajectories were made, only on the sizes and on the rank the basis reduces to
@@ -63,8 +63,8 @@ def main() -> None:
 
     import numpy as np
 
-    from molmovie.inversion.measured import get_measurement_method
-    from molmovie.scattering.measurement import simulate_measurement
+    from molmovie.fitting import get_measurement_method
+    from molmovie.measurement import simulate_measurement
 
     q = np.linspace(0.5, 4.5, args.nq)
     delays = np.linspace(-200.0, 1000.0, args.delays)

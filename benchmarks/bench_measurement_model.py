@@ -51,7 +51,7 @@ def main() -> None:
 
     import torch
 
-    from molmovie.scattering import measurement as mm
+    from molmovie import measurement as mm
 
     rng = np.random.default_rng(0)
     dt = 2.5

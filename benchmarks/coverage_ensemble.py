@@ -15,8 +15,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _fit_fixtures import diatomic_ensemble
-from molmovie.inversion.measured import get_measurement_method
-from molmovie.scattering.measurement import simulate_measurement, distance_distribution
+from molmovie.fitting import get_measurement_method
+from molmovie.measurement import simulate_measurement, distance_distribution
 basis, truth_ds = diatomic_ensemble(150, seed=1), diatomic_ensemble(int(sys.argv[2]) if len(sys.argv) > 2 else 40, seed=2)
 q = np.linspace(0.5, 6.0, 60); delays = np.arange(-200.0, 1001.0, 20.0)
 birge = (sys.argv[1] if len(sys.argv) > 1 else "birge") == "birge"

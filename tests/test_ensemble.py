@@ -9,9 +9,9 @@ import pytest
 
 from molmovie import InputError
 from molmovie.datasets import Dataset
-from molmovie.inversion.measured import EnsembleFit, get_measurement_method
+from molmovie.fitting import EnsembleFit, get_measurement_method
+from molmovie.measurement import distance_distribution, simulate_measurement
 from molmovie.scattering import SignalSpec
-from molmovie.scattering.measurement import distance_distribution, simulate_measurement
 
 from _fit_fixtures import diatomic_ensemble
 
@@ -149,7 +149,7 @@ def test_sigma_from_pre_t0(small_basis):
 
 def _weighted_design(meas, basis, t0, irf):
     """The fit's linear system at fixed (t0, IRF), written out independently: A (T_d Q, M) and d (T_d Q) in units of σ."""
-    from molmovie.scattering.measurement import basis_signals, hold_last_frame, irf_operator
+    from molmovie.measurement import basis_signals, hold_last_frame, irf_operator
 
     B, _ = hold_last_frame(basis_signals(basis, meas.q)[0])
     K = irf_operator(np.asarray(basis.time, dtype=float), meas.delays, t0=t0, irf_fs=irf)

@@ -9,8 +9,8 @@ import pytest
 
 from molmovie import InputError
 from molmovie.datasets import Dataset
-from molmovie.inversion.measured import get_measurement_method
-from molmovie.scattering.measurement import basis_signals, hold_last_frame, irf_operator, simulate_measurement
+from molmovie.fitting import get_measurement_method
+from molmovie.measurement import basis_signals, hold_last_frame, irf_operator, simulate_measurement
 from molmovie.trajectories import Trajectory, ensemble_from_trajectories
 
 from _fit_fixtures import R_E, diatomic_ensemble

@@ -11,7 +11,7 @@ from molmovie import InputError
 from molmovie.datasets import write_dataset
 from molmovie.io.fit import read_fit, write_fit
 from molmovie.io.measurement import write_measurement
-from molmovie.scattering.measurement import simulate_measurement
+from molmovie.measurement import simulate_measurement
 
 from _fit_fixtures import diatomic_ensemble
 from _fixtures import assert_one_line_error, run_cli
@@ -69,7 +69,7 @@ def test_pdf_end_to_end(files, tmp_path, capsys):
 
 
 def test_result_file_round_trip(files, tmp_path):
-    from molmovie.inversion.measured import get_measurement_method
+    from molmovie.fitting import get_measurement_method
     from molmovie.io.measurement import read_measurement
 
     res = get_measurement_method("pdf", r_max=5.0).fit(read_measurement(files / "meas.h5")).result_

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from molmovie import InputError
-from molmovie.inversion.measured import get_measurement_method
+from molmovie.fitting import get_measurement_method
 from molmovie.io.fit import read_fit, write_fit
 from molmovie.io.measurement import write_measurement
-from molmovie.scattering.measurement import simulate_measurement
+from molmovie.measurement import simulate_measurement
 
 from _fit_fixtures import diatomic_ensemble
 from _fixtures import assert_one_line_error, run_cli

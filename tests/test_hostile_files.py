@@ -313,7 +313,7 @@ def test_simulate_signals_of_hostile_numbers_is_finite_or_one_input_error(value,
 @pytest.fixture(scope="module")
 def measurement_file(tmp_path_factory):
     from molmovie.io.measurement import write_measurement
-    from molmovie.measurements import Measurement
+    from molmovie.measurement import Measurement
 
     q, delays = np.linspace(1.0, 4.0, 6), np.linspace(-50.0, 200.0, 5)
     meas = Measurement(q, delays, np.zeros((5, 6)), np.full((5, 6), 0.01), ("C", "S", "S"), "cs2", {"kind": "difference"})

@@ -1,4 +1,4 @@
-"""The measurement model (scattering/measurement.py) against exact answers: the IRF convolution of a
+"""The measurement model (molmovie.measurement) against exact answers: the IRF convolution of a
 step is an error function, NumPy and PyTorch agree, gradients pass gradcheck, the model is linear in
 the weights and γ, the laser-off basis is Eq. (1) against the mean first frame, the distance
 distributions and dissociated fractions are the weighted ones, and Poisson residuals / σ have unit
@@ -14,9 +14,9 @@ from _fixtures import CS2_SYMBOLS, cs2_positions
 from scipy.special import erf
 
 from molmovie import InputError
+from molmovie import measurement as mm
 from molmovie.molecules import covalent_radii
 from molmovie.scattering import form_factors, intensity
-from molmovie.scattering import measurement as mm
 from molmovie.trajectories import BREAK_SCALE, Ensemble, is_dissociated
 
 SIGMA_PER_FWHM = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))

@@ -2,7 +2,7 @@
 
 ``get_params`` / ``set_params`` / ``clone`` / ``check_settings`` behave as for
 :data:`molmovie.inversion.METHODS` (tests/test_inversion.py), over every method of
-:data:`molmovie.inversion.measured.MEASUREMENT_METHODS`.
+:data:`molmovie.fitting.MEASUREMENT_METHODS`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from molmovie import InputError
+from molmovie.fitting import MEASUREMENT_METHODS, get_measurement_method
 from molmovie.inversion import get_method
-from molmovie.inversion.measured import MEASUREMENT_METHODS, get_measurement_method
-from molmovie.scattering.measurement import simulate_measurement
+from molmovie.measurement import simulate_measurement
 
 from _fit_fixtures import diatomic_ensemble
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from molmovie import InputError
+from molmovie.fitting import PairDistributionFit, get_measurement_method
+from molmovie.fitting._pdf import debye_kernel, r_bins, sine_transform
 from molmovie.io.measurement import Measurement
-from molmovie.inversion.measured import PairDistributionFit, get_measurement_method
-from molmovie.inversion._pdf import debye_kernel, r_bins, sine_transform
 from molmovie.scattering import form_factors, intensity_from_distances
 
 from _fit_fixtures import R_E, diatomic_ensemble

@@ -11,7 +11,8 @@ from _fixtures import CS2_SYMBOLS, assert_one_line_error, cs2_positions, run_cli
 
 from molmovie.datasets import Dataset, read_dataset, write_dataset
 from molmovie.io.measurement import read_measurement
-from molmovie.scattering import SignalSpec, basis_signals, ensemble_signal, q_grid
+from molmovie.measurement import basis_signals, ensemble_signal
+from molmovie.scattering import SignalSpec, q_grid
 from molmovie.trajectories import Ensemble, is_dissociated
 
 N_FRAMES, DT = 61, 2.5  # 150 fs of trajectories

@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 
 from .._errors import InputError
 from ..evaluation import fit_figures as ff
-from ..inversion.measured import MEASUREMENT_METHODS, get_measurement_method
+from ..fitting import MEASUREMENT_METHODS, get_measurement_method
 from ..io import read_dataset
 from ..io.fit import write_fit
 from ..io.measurement import read_measurement

@@ -14,7 +14,8 @@ from ..datasets import SPLITS
 from .._guards import check_allocation
 from ..io import read_dataset
 from ..io.measurement import write_measurement
-from ..scattering import DEFAULT_Q, q_grid, simulate_measurement
+from ..measurement import simulate_measurement
+from ..scattering import DEFAULT_Q, q_grid
 from . import app
 from ._outputs import writing
 from ._progress import progress_callback

@@ -39,7 +39,6 @@ from ._nearest import NearestReference, nearest_frames
 from ._refine import refine_distances
 from ._viterbi import NearestViterbi, nearest_k_frames
 from ._vrnn import VRNN
-from .measured import MEASUREMENT_METHODS, EnsembleFit, MeasurementMethod, PairDistributionFit, get_measurement_method
 
 __all__ = [
     "Prediction",
@@ -57,11 +56,6 @@ __all__ = [
     "refine_distances",
     "check_signals",
     "interpolate_signals",
-    "MEASUREMENT_METHODS",
-    "MeasurementMethod",
-    "EnsembleFit",
-    "PairDistributionFit",
-    "get_measurement_method",
 ]
 
 #: Inversion methods by name.

@@ -214,7 +214,7 @@ class FitResult:
     Attributes
     ----------
     method : str
-        Name in :data:`molmovie.inversion.measured.MEASUREMENT_METHODS`.
+        Name in :data:`molmovie.fitting.MEASUREMENT_METHODS`.
     molecule : str or None
     symbols : tuple of str or None
     delays : ndarray, shape (T,), fs

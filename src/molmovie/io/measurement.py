@@ -27,7 +27,7 @@ import numpy as np
 
 from .._errors import InputError, shorten
 from .._version import __version__
-from ..measurements import Measurement, Truth, check_molecule
+from ..measurement import Measurement, Truth, check_molecule
 from ._files import atomic_hdf5, check_allocation, check_input_file, check_output, file_version, json_default, write_array
 from .dataset import DATASET_FORMAT
 

@@ -14,11 +14,11 @@ averaged (gas phase):
 - :func:`q_grid`, :data:`DEFAULT_Q`, :func:`simulate`, :func:`simulate_signals`:
   the detector model (q grid, reference, photon noise, time resolution);
 - :class:`SignalSpec`: what a simulated ΔS is (q grid, inelastic, reference,
-  noise, IRF, seed), returned with the signals and stored with them;
-- :func:`irf_operator`, :func:`ensemble_signal`, :func:`basis_signals`,
-  :func:`simulate_measurement` (and the PyTorch ``*_torch`` twins, which import
-  torch when called): the measurement model, what a pump-probe experiment
-  records (ensemble average, excitation fraction, time zero, IRF, noise).
+  noise, IRF, seed), returned with the signals and stored with them.
+
+The measurement model, what a pump-probe experiment records (ensemble
+average, excitation fraction, time zero, IRF, noise), is built on this
+package in :mod:`molmovie.measurement`.
 
 Units: q in 1/Å (q = 4π sin(θ)/λ), distances in Å, intensities in electron units.
 """
@@ -27,17 +27,6 @@ from __future__ import annotations
 
 from .debye import difference_signal, intensity, intensity_from_distances
 from .detector import DEFAULT_Q, Signals, q_grid, simulate, simulate_signals
-from .measurement import (
-    basis_signals,
-    convolve_basis,
-    distance_distribution,
-    ensemble_signal,
-    ensemble_signal_torch,
-    irf_operator,
-    irf_operator_torch,
-    laser_off_reference,
-    simulate_measurement,
-)
 from .spec import SignalSpec
 from .tables import form_factors, incoherent
 
@@ -55,15 +44,6 @@ __all__ = [
     "Signals",
     "simulate",
     "simulate_signals",
-    "irf_operator",
-    "irf_operator_torch",
-    "ensemble_signal",
-    "ensemble_signal_torch",
-    "convolve_basis",
-    "laser_off_reference",
-    "basis_signals",
-    "distance_distribution",
-    "simulate_measurement",
 ]
 
 _TORCH_NAMES = ("DebyeTorch", "intensity_torch")

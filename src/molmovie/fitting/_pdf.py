@@ -84,13 +84,12 @@ import numpy as np
 
 from .._errors import InputError
 from ..geometry import distances
+from ..inversion._base import check_choice, check_number
 from ..io.fit import FitResult, PdfPart
-from ..measurements import check_molecule
+from ..measurement import check_molecule, ground_start_flags
 from ..molecules import BUILTIN, builtin
 from ..scattering import form_factors, incoherent, intensity, intensity_from_distances
-from ..scattering.measurement import ground_start_flags
-from ._base import check_choice, check_number
-from ._measured_base import MeasurementMethod, measurement_sigma
+from ._base import MeasurementMethod, measurement_sigma
 
 __all__ = ["PairDistributionFit", "pair_types", "debye_kernel", "sine_transform"]
 

@@ -1,6 +1,6 @@
 r"""Trajectory-basis fit of a measurement: weights, excitation fraction, time zero and IRF.
 
-The model is the measurement model of :mod:`molmovie.scattering.measurement`
+The model is the measurement model of :mod:`molmovie.measurement`
 (Acheson and Kirrander, *J. Chem. Theory Comput.* (2023), arXiv:2211.04766;
 Ware et al., *Phil. Trans. R. Soc. A* 377, 20170477 (2019)):
 
@@ -143,32 +143,19 @@ import numpy as np
 from .._errors import InputError
 from ..geometry import distances
 from ..geometry import pair_labels as _pair_labels
+from ..inversion._base import check_number
 from ..io.fit import EnsemblePart, FitResult
-from ..measurements import check_molecule
-from ..scattering.measurement import (
-    DEFAULT_LEVELS,
-    basis_signals,
-    ground_start_flags,
-    hold_last_frame,
-    irf_operator,
-    parting_frames,
-    weighted_quantiles,
-)
-from ._base import check_number
-from ._measured_base import MeasurementMethod, measurement_sigma
+from ..measurement import DEFAULT_LEVELS, basis_signals, check_molecule, ground_start_flags, hold_last_frame, irf_operator
+from ._base import MeasurementMethod, measurement_sigma
+from ._ensemble_stats import _Stats, _with_ground
+from ._ensemble_system import _discrepancy_mu, _gradient, _ground_rows, _local_model, _Reduced, _regularised_solve, _System
+from ._ensemble_uncertainty import _profile_gamma, _profile_weights, _spreads, _weighted_var
 
 __all__ = ["EnsembleFit"]
 
 CHANNELS = ("bound", "dissociated")
 #: Channels with the ground-state hole: fractions of all molecules (γ f_bound, γ f_dissociated, 1 − γ).
 HOLE_CHANNELS = ("bound", "dissociated", "ground")
-#: Weight of the equality pseudo-row Σ c − Σ h = 0, relative to the largest column norm of the system.
-EQUALITY_WEIGHT = 1e4
-#: Weight of the profile's pseudo-row Σ c = γ_k, relative to the largest column norm of the system. A penalty,
-#: not an exact equality: each point is recorded at the Σ c it reached, where it is the exact constrained
-#: optimum (the minimiser of χ² + ω²(Σc − γ_k)² minimises χ² among all c of its own sum). Heavier rows
-#: stall scipy's BVLS short of the optimum (by Δχ² 5-70 on the I2 run).
-PROFILE_WEIGHT = 1.0
 
 
 def _pair(name: str, value) -> tuple[float, float]:
@@ -179,89 +166,6 @@ def _pair(name: str, value) -> tuple[float, float]:
     if not (np.isfinite(a) and np.isfinite(b) and a <= b):
         raise InputError(f"The {name!r} setting must be two finite numbers low <= high; got {value!r}")
     return a, b
-
-
-class _Reduced:
-    """The basis reduced to r components: ΔS_i(t, q) ≈ Σ_k C[i, k] Z[k, t, q]."""
-
-    def __init__(self, basis: np.ndarray, wq: np.ndarray, rank_tol: float):
-        M, T, Q = basis.shape
-        X = (basis * wq).reshape(M, T * Q)
-        if M <= T * Q:
-            s2, V = np.linalg.eigh(X @ X.T)  # X = V S Yᵀ
-            s2, V = s2[::-1], V[:, ::-1]
-            keep = s2 > (rank_tol**2) * max(s2[0], 1e-300)
-            s = np.sqrt(s2[keep])
-            Y = (V[:, keep].T @ X) / s[:, None]
-            self.C = V[:, keep] * s
-        else:
-            s2, Vr = np.linalg.eigh(X.T @ X)
-            s2, Vr = s2[::-1], Vr[:, ::-1]
-            keep = s2 > (rank_tol**2) * max(s2[0], 1e-300)
-            Y = Vr[:, keep].T
-            self.C = X @ Vr[:, keep]
-        self.Z = (Y.reshape(-1, T, Q) / wq)
-        self.Zt = np.ascontiguousarray(self.Z.transpose(1, 0, 2).reshape(T, -1))  # (T, r * Q)
-        self.rank = int(self.Z.shape[0])
-
-
-class _System:
-    """The NNLS system at one (t0, IRF): χ²(c) = ‖Φ c − z‖² + (‖d̃‖² − ‖z‖²), plus the ground-state rows G c ≈ 0."""
-
-    def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray, ground: np.ndarray | None = None,
-                 equality: np.ndarray | None = None, upper: np.ndarray | None = None):
-        self.upper = upper  # (M,) upper bounds of the weights (inf: none), or None: NNLS
-        r, T, Q = red.Z.shape
-        KZ = K @ red.Zt  # (T_d, r * Q): one product for all components
-        D = KZ.reshape(K.shape[0], r, Q).transpose(1, 0, 2) * inv_sigma  # (r, T_d, Q)
-        self.D = D.reshape(r, -1)
-        lam, E = np.linalg.eigh(self.D @ self.D.T)
-        ok = lam > 1e-13 * max(lam.max(initial=0.0), 1e-300)
-        self.Pr = (E[:, ok] / np.sqrt(lam[ok])).T  # (r', r): P = Pr D has orthonormal rows spanning the model space
-        self.Phi = (np.sqrt(lam[ok])[:, None] * E[:, ok].T) @ red.C.T  # (r', M)
-        self.n_core = self.Phi.shape[0]
-        if ground is not None and ground.shape[0]:
-            self.Phi = np.vstack([self.Phi, ground])
-        if equality is not None:  # ω (Σ c − Σ h) = 0: the weighting method for an equality (Lawson and Hanson, ch. 22)
-            omega = EQUALITY_WEIGHT * max(float(np.max(np.linalg.norm(self.Phi, axis=0))), 1e-300)
-            self.Phi = np.vstack([self.Phi, omega * equality[None, :]])
-
-    def solve(self, d: np.ndarray, dd: float, columns: np.ndarray | None = None, total: tuple | None = None):
-        """NNLS for c (M,) and the data χ²; with ``columns`` (a resampled basis, repeats allowed) only those
-        trajectories are offered and the weights of repeats are added up; with ``total = (row, γ)`` the
-        weights also satisfy row · c = γ (a pseudo-row of the equality's weight)."""
-        from scipy.optimize import nnls
-
-        z = self.Pr @ (self.D @ d)
-        Phi = self.Phi if columns is None else self.Phi[:, columns]
-        zz = np.concatenate([z, np.zeros(Phi.shape[0] - z.size)])
-        if total is not None:
-            row, value = total
-            omega = PROFILE_WEIGHT * max(float(np.max(np.linalg.norm(Phi, axis=0))), 1e-300)
-            Phi = np.vstack([Phi, omega * (row if columns is None else row[columns])[None, :]])
-            zz = np.concatenate([zz, [omega * float(value)]])
-        if self.upper is None:
-            c, _ = nnls(Phi, zz, maxiter=50 * Phi.shape[1])
-        else:  # bounded-variable least squares (Stark and Parker 1995), 0 <= c <= upper
-            from scipy.optimize import lsq_linear
-
-            up = self.upper if columns is None else self.upper[columns]
-            c = lsq_linear(Phi, zz, bounds=(np.zeros(Phi.shape[1]), up), method="bvls", tol=1e-12, max_iter=50 * Phi.shape[1]).x
-            c = np.clip(c, 0.0, up)
-        if columns is not None:
-            c = np.bincount(columns, weights=c, minlength=self.Phi.shape[1])
-        r = self.Phi[: self.n_core] @ c - z
-        return c, float(r @ r + dd - z @ z)
-
-
-def _ground_rows(B: np.ndarray, wq: np.ndarray, weight: float, rank_tol: float) -> np.ndarray | None:
-    """Rows G with ‖G c‖² = weight · Σ_q (Σ_i c_i ΔS_i(τ=0, q) / σ̃_q)², compressed by an SVD."""
-    if weight == 0:
-        return None
-    F = (B[:, 0, :] * wq).T  # (Q, M): each trajectory's ΔS at excitation, in units of σ̃
-    U, s, Vt = np.linalg.svd(F, full_matrices=False)
-    keep = s > rank_tol * max(s[0] if s.size else 0.0, 1e-300)
-    return np.sqrt(weight) * (s[keep, None] * Vt[keep])
 
 
 class EnsembleFit(MeasurementMethod):
@@ -640,76 +544,7 @@ class EnsembleFit(MeasurementMethod):
         return self
 
 
-# --------------------------------------------------------------------------- pieces of the fit
-
-
-def _regularised_solve(sys_: _System, d: np.ndarray, dd: float, mu: float):
-    """NNLS with μ² ‖(I − 11ᵀ/M) c‖² added; returns (c, data χ²)."""
-    from scipy.optimize import nnls
-
-    z = sys_.Pr @ (sys_.D @ d)
-    M = sys_.Phi.shape[1]
-    Pm = np.eye(M) - 1.0 / M
-    A = np.vstack([sys_.Phi, mu * Pm])
-    c, _ = nnls(A, np.concatenate([z, np.zeros(A.shape[0] - z.size)]), maxiter=50 * M)
-    r = sys_.Phi[: sys_.n_core] @ c - z
-    return c, float(r @ r + dd - z @ z)
-
-
-def _discrepancy_mu(sys_: _System, d: np.ndarray, n_data: int) -> float:
-    """μ by the discrepancy principle: data χ² = max(N, χ²_min + √(2N)).
-
-    χ² = N is Morozov's rule; when the basis cannot reach it (χ²_min > N) the
-    target is one standard deviation of the χ² distribution (√(2N)) above the
-    best fit, so the pull toward uniform weights costs no more misfit than
-    noise would.
-    """
-    from scipy.optimize import brentq
-
-    dd = float(d @ d)
-    base = sys_.solve(d, dd)[1]
-    target = max(float(n_data), base + np.sqrt(2.0 * n_data))
-    scale = float(np.linalg.norm(sys_.Phi, 2))
-    f = lambda s: _regularised_solve(sys_, d, dd, scale * 10**s)[1] - target  # noqa: E731
-    lo, hi = -8.0, 4.0
-    if f(hi) <= 0:
-        return scale * 10**hi
-    if f(lo) >= 0:
-        return 0.0
-    return scale * 10 ** brentq(f, lo, hi, xtol=1e-3)
-
-
-def _local_model(system, chi2_at, t0, irf, c, red, bounds):
-    """Hessian of the profile χ² at (t0, IRF) by central differences, and the derivative systems."""
-    h = np.array([max(0.5, 0.01 * irf), max(0.5, 0.02 * irf)])
-    lo = np.array([b[0] for b in bounds])
-    hi = np.array([b[1] for b in bounds])
-    free = hi > lo  # a range of one value fixes its parameter: no step along it
-    x0 = np.array([t0, irf])
-    x0 = np.where(free, np.clip(x0, lo + h, hi - h), x0)
-    f = lambda a, b: chi2_at((x0[0] + a * h[0], x0[1] + b * h[1]))  # noqa: E731
-    f0 = f(0, 0)
-    H = np.empty((2, 2))
-    H[0, 0] = (f(1, 0) - 2 * f0 + f(-1, 0)) / h[0] ** 2
-    H[1, 1] = (f(0, 1) - 2 * f0 + f(0, -1)) / h[1] ** 2
-    H[0, 1] = H[1, 0] = (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1)) / (4 * h[0] * h[1])
-    Hf = H[np.ix_(free, free)]
-    if not free.any() or not (np.all(np.isfinite(Hf)) and np.all(np.linalg.eigvalsh(Hf) > 0)):
-        return None, None
-    parts = []
-    for k in range(2):
-        e = np.zeros(2)
-        e[k] = h[k]
-        plus, minus = system(*(x0 + e)), system(*(x0 - e))
-        parts.append((plus.D - minus.D) / (2 * h[k]))  # ∂D/∂θ_k, (r, N)
-    return H, parts
-
-
-def _gradient(parts, sys_: _System, red: _Reduced, c: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """∂χ²/∂θ at the NNLS optimum (envelope theorem): 2 (model − d)ᵀ ∂model/∂θ."""
-    u = red.C.T @ c  # (r,)
-    res = sys_.D.T @ u - d
-    return np.array([2.0 * (Dk @ res) @ u for Dk in parts])
+# --------------------------------------------------------------------------- the basis of the hole
 
 
 def _hole_split(ens) -> tuple[np.ndarray, np.ndarray]:
@@ -740,179 +575,3 @@ def _hole_split(ens) -> tuple[np.ndarray, np.ndarray]:
     if ground.all():
         raise InputError("hole: every trajectory of the basis is a ground-state one; there is no excited basis left")
     return np.flatnonzero(ground), np.flatnonzero(~ground)
-
-
-def _with_ground(st: dict, gs: "_Stats", h: np.ndarray, gamma: float, t0: float) -> dict:
-    """Add the remaining ground state as a third channel; channel fractions become fractions of all molecules.
-
-    The molecules left in the ground state are its samples with weights 1/M_g − h_j (clipped at 0 where
-    the hole removes more than a sample holds), normalised.
-    """
-    Mg = h.size
-    left = np.clip(1.0 / Mg - h, 0.0, None)
-    g = gs(left / left.sum() if left.sum() > 0 else np.full(Mg, 1.0 / Mg), t0)
-    out = dict(st)
-    frac = np.concatenate([gamma * st["channel_fraction"], [max(1.0 - gamma, 0.0)]])
-    out["channel_fraction"] = frac
-    for key, src in (("channel_distance_mean", "distance_mean"), ("channel_distance_std", "distance_std"),
-                     ("channel_distance_quantiles", "distance_quantiles")):
-        out[key] = np.concatenate([st[key], g[src][None]])
-    return out
-
-
-class _Stats:
-    """Weighted distance statistics of the basis at delays − t0 (the Truth's convention)."""
-
-    def __init__(self, basis, delays, levels):
-
-        ens = basis.ensemble if hasattr(basis, "ensemble") else basis
-        self.time = np.asarray(ens.time, dtype=float) - float(ens.time[0])
-        self.edges = np.concatenate([[0.0], 0.5 * (self.time[1:] + self.time[:-1])])
-        T = ens.n_frames
-        held = np.minimum(np.arange(T)[None, :], ens.length[:, None] - 1)
-        pos = np.take_along_axis(ens.positions, held[:, :, None, None], axis=1)
-        self.r = distances(pos)  # (M, T, P), each trajectory's last valid frame held
-        self.part = parting_frames(ens)
-        self.length = ens.length
-        self.flag = np.asarray(ens.dissociated, dtype=bool)
-        self.delays = np.asarray(delays, dtype=float)
-        self.levels = levels
-
-    def __call__(self, w: np.ndarray, t0: float) -> dict:
-        frames = np.searchsorted(self.edges, np.clip(self.delays - t0, 0.0, None), side="right") - 1
-        use = np.flatnonzero(w > 0)
-        ww = w[use]
-        r = self.r[use][:, frames]  # (m, T_d, P)
-        held = np.minimum(frames[None, :], self.length[use, None] - 1)
-        apart = (self.part[use, None] >= 0) & (held >= self.part[use, None])
-        mean, std, quant = _moments(r, ww, self.levels)
-        T_d, P = mean.shape
-        K = self.levels.size
-        ch_mean = np.full((2, T_d, P), np.nan)
-        ch_std = np.full((2, T_d, P), np.nan)
-        ch_quant = np.full((2, T_d, P, K), np.nan)
-        ch_frac = np.zeros(2)
-        for k, sel in enumerate((~self.flag[use], self.flag[use])):
-            ch_frac[k] = ww[sel].sum()
-            if ch_frac[k] > 0:
-                ch_mean[k], ch_std[k], ch_quant[k] = _moments(r[sel], ww[sel] / ch_frac[k], self.levels)
-        return dict(
-            distance_mean=mean, distance_std=std, distance_quantiles=quant, dissociated_fraction=np.clip(ww @ apart, 0, 1),
-            channel_fraction=ch_frac, channel_distance_mean=ch_mean, channel_distance_std=ch_std,
-            channel_distance_quantiles=ch_quant,
-        )
-
-
-def _moments(r: np.ndarray, w: np.ndarray, levels: np.ndarray):
-    mean = np.tensordot(w, r, axes=(0, 0))
-    var = np.tensordot(w, (r - mean) ** 2, axes=(0, 0))
-    return mean, np.sqrt(var), weighted_quantiles(r, w, levels, axis=0)
-
-
-def _profile_gamma(sys_: _System, d_w: np.ndarray, gamma: float, M_e: int, n: int, birge: float, report):
-    """The profile likelihood of γ at the fitted (t0, IRF): NNLS with Σ_excited c = γ_k imposed.
-
-    On each side the range starts at 5 % of γ and is halved or doubled until it just reaches Δχ² = 9 R_B²
-    (between one and two times as far as needed; or γ_k = 0, or 4 γ above); ``n`` points in all over it,
-    γ itself among them.
-
-    Returns
-    -------
-    gammas : ndarray, shape (K,)
-        The sums Σ c the constrained solutions reached (within ~1e-4 of the requested γ_k), increasing.
-    chi2 : ndarray, shape (K,)
-        Data χ² of the constrained NNLS at each γ_k.
-    weights : list of ndarray, shape (M,)
-        The constrained solutions.
-    """
-    if n < 3:
-        return np.zeros(0), np.zeros(0), []
-    d = d_w.ravel()
-    dd = float(d @ d)
-    row = np.zeros(sys_.Phi.shape[1])
-    row[:M_e] = 1.0
-    solved: dict = {}  # the range search's solutions are points of the grid too (its ends and γ itself)
-
-    def at(g):
-        if g not in solved:
-            solved[g] = sys_.solve(d, dd, total=(row, g))
-            report(len(solved), {"stage": "profile", "total": None})
-        return solved[g]
-
-    _, chi2_0 = at(gamma)
-    target = 9.0 * birge**2
-
-    def rise(sign, h):
-        g = gamma + sign * h
-        return np.inf if g <= 0 else at(g)[1] - chi2_0
-
-    half = []
-    for sign in (-1.0, 1.0):
-        h = 0.05 * gamma
-        if rise(sign, h) >= target:  # too far already: halve while half as far still reaches the target
-            for _ in range(40):
-                if rise(sign, h / 2) < target:
-                    break
-                h /= 2
-        else:  # not far enough: double until it reaches the target (or γ_k = 0, or 4 γ above)
-            while h < 4 * gamma and rise(sign, h) < target:
-                if sign < 0 and h >= gamma:
-                    break
-                h *= 2.0
-            if sign < 0:
-                h = min(h, gamma)
-        half.append(h)
-    n_lo = max((n - 1) // 2, 1)
-    gammas = np.concatenate([np.linspace(gamma - half[0], gamma, n_lo + 1), np.linspace(gamma, gamma + half[1], n - n_lo)[1:]])
-    gammas = gammas[gammas > 0]
-    sols = [at(g) for g in gammas]
-    reached = np.array([s[0][:M_e].sum() for s in sols])  # the exact profile point (see PROFILE_WEIGHT)
-    order = np.argsort(reached, kind="stable")
-    return reached[order], np.array([sols[k][1] for k in order]), [sols[k][0] for k in order]
-
-
-def _profile_weights(gammas: np.ndarray, chi2: np.ndarray, birge: float) -> np.ndarray:
-    """p_k ∝ exp(−Δχ²_k / 2 R_B²) Δγ_k (trapezoid widths), summing to 1; empty without a profile."""
-    if gammas.size < 2:
-        return np.zeros(0)
-    width = np.gradient(gammas)
-    logp = -(chi2 - chi2.min()) / (2.0 * birge**2)
-    with np.errstate(under="ignore"):
-        p = np.exp(logp - logp.max()) * np.abs(width)
-    return p / p.sum()
-
-
-def _weighted_var(values: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Σ_k p_k (x_k − x̄)² over axis 0, ignoring NaN entries (a channel without weight at some γ_k)."""
-    ok = np.isfinite(values)
-    pk = p.reshape((-1,) + (1,) * (values.ndim - 1)) * ok
-    norm = pk.sum(axis=0)
-    x = np.where(ok, values, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (pk * x).sum(axis=0) / norm
-        var = (pk * (x - mean) ** 2).sum(axis=0) / norm
-    return np.where(norm > 0, var, 0.0)
-
-
-def _spreads(replicates: list[dict], main: dict, profile: list[dict] | None = None, p: np.ndarray | None = None) -> dict:
-    """Spreads of the derived quantities: the bootstrap's variance plus the profile's (law of total variance)."""
-    out = {}
-    names = {"distance_mean": "distance_mean_std", "distance_std": "distance_std_std", "distance_quantiles": "distance_quantiles_std",
-             "dissociated_fraction": "dissociated_fraction_std", "channel_fraction": "channel_fraction_std",
-             "channel_distance_mean": "channel_distance_mean_std"}
-    for key, name in names.items():
-        if len(replicates) > 1:
-            with np.errstate(invalid="ignore"):
-                stack = np.array([rep[key] for rep in replicates])
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    out[name] = np.nanstd(stack, axis=0, ddof=1)
-        else:
-            out[name] = np.zeros_like(main[key])
-        if profile and p is not None and p.size:
-            var = _weighted_var(np.array([st[key] for st in profile], dtype=float), p)
-            out[name] = np.sqrt(np.where(np.isfinite(out[name]), out[name] ** 2, 0.0) + var)
-            out[name] = np.where(np.isnan(main[key]), np.nan, out[name]) if np.ndim(main[key]) else out[name]
-    return out

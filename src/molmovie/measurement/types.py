@@ -4,8 +4,8 @@
 behind it) are plain, validated, frozen containers, like
 :class:`molmovie.datasets.Dataset` for trajectories. Their file format lives in
 :mod:`molmovie.io.measurement`; the measurement model that makes them from
-trajectories in :mod:`molmovie.scattering.measurement`; the methods that
-explain them in :mod:`molmovie.inversion.measured`.
+trajectories beside them in :mod:`molmovie.measurement`; the methods that
+explain them in :mod:`molmovie.fitting`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._errors import InputError
-from .molecules import formula, normalise_symbols
+from .._errors import InputError
+from ..molecules import formula, normalise_symbols
 
 __all__ = ["Truth", "Measurement", "check_molecule"]
 
