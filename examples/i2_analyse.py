@@ -8,7 +8,7 @@ import sys, json, numpy as np
 from scipy.optimize import curve_fit
 from molmovie.io.fit import read_fit
 from molmovie.io.measurement import read_measurement
-from molmovie.datasets import read_dataset
+from molmovie.io import read_dataset
 
 meas = read_measurement("i2.h5")
 t, q, dS, sig = meas.delays, meas.q, meas.dS, meas.sigma

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from molmovie.datasets import read_dataset
+from molmovie.io import read_dataset
 
 from _fixtures import assert_one_line_error, run_cli
 

@@ -197,7 +197,7 @@ def test_hole_refuses_displaced_ground_state_trajectories():
 
 def test_cli_hole_end_to_end(basis, tmp_path, capsys):
     """fit --hole: the hole's weights and R(0) round-trip through the result file; the hole figure is drawn."""
-    from molmovie.datasets import write_dataset
+    from molmovie.io import write_dataset
     from molmovie.io.fit import read_fit
     from molmovie.io.measurement import write_measurement
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from molmovie import InputError
-from molmovie.datasets import write_dataset
+from molmovie.io import write_dataset
 from molmovie.io.fit import read_fit, write_fit
 from molmovie.io.measurement import write_measurement
 from molmovie.measurement import simulate_measurement

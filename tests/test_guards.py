@@ -123,7 +123,7 @@ def test_a_read_only_folder_is_refused(tmp_path):
 
 
 def test_a_replaced_file_keeps_its_mode_and_a_new_one_follows_the_umask(tmp_path, data):
-    from molmovie.datasets import atomic_path
+    from molmovie.io import atomic_path
 
     data.chmod(0o640)
     assert replacement_mode(data) == 0o640

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from molmovie.datasets import write_dataset
+from molmovie.io import write_dataset
 from molmovie.inversion import NearestReference, NearestViterbi, get_method, load_method, nearest_frames, nearest_k_frames
 from molmovie.inversion._viterbi import viterbi_path
 

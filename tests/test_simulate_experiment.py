@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from _fixtures import CS2_SYMBOLS, assert_one_line_error, cs2_positions, run_cli
 
-from molmovie.datasets import Dataset, read_dataset, write_dataset
+from molmovie.datasets import Dataset
+from molmovie.io import read_dataset, write_dataset
 from molmovie.io.measurement import read_measurement
 from molmovie.measurement import basis_signals, ensemble_signal
 from molmovie.scattering import SignalSpec, q_grid

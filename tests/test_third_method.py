@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from molmovie import InputError
-from molmovie.datasets import write_dataset
+from molmovie.io import write_dataset
 from molmovie.evaluation.study import presets as study_module
 from molmovie.evaluation.study import SCORES, Experiment, Preset, run_study
 from molmovie.inversion import METHODS, InversionMethod, Prediction, load_method

@@ -211,28 +211,6 @@ def make_splits(n: int, sizes=(85, 11, 11), seed: int = 0) -> dict[str, np.ndarr
     return {name: np.sort(part) for name, part in zip(SPLITS, np.split(order, edges))}
 
 
-# Names that moved to molmovie.io; old import lines keep working.
-_MOVED_TO_IO = {
-    "FORMAT": "DATASET_FORMAT",
-    "VERSION": "DATASET_VERSION",
-    "INVERSION_FORMAT": "INVERSION_FORMAT",
-    "read_dataset": "read_dataset",
-    "write_dataset": "write_dataset",
-    "read_signals": "read_signals",
-    "write_inversion": "write_inversion",
-    "atomic_path": "atomic_path",
-    "check_output": "check_output",
-}
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_IO:
-        from . import io  # molmovie.io imports this module, so it is looked up on first use
-
-        return getattr(io, _MOVED_TO_IO[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def check_splits(splits: dict, n: int, where="the dataset") -> dict[str, np.ndarray]:
     """Validate splits read from a file: known names, whole indices in range, no index twice.
 

@@ -119,20 +119,26 @@ prior's width around the refined distances, 89 % and 90 % unrefined).
 The MAP and Laplace approximation: MacKay, "Information Theory, Inference,
 and Learning Algorithms" (2003), ch. 27; Bishop, "Pattern Recognition and
 Machine Learning" (2006), sec. 4.4.
+
+This module holds the entry point, its checks, the reference and the noise
+rule; the fit in log distances, with the Laplace posterior both spaces
+report, is in :mod:`._refine_distance_space`, the fit of the coordinates in
+:mod:`._refine_geometry_space`, and the continuation in time in
+:mod:`._refine_continuation`.
 """
 
 from __future__ import annotations
-
-import functools
-import math
 
 import numpy as np
 
 from .._errors import InputError
 from .._guards import check_allocation
-from ..geometry import heavy_pairs, n_atoms_from_pairs, pair_indices
+from ..geometry import heavy_pairs, n_atoms_from_pairs
 from ..scattering.spec import SignalSpec
 from ._base import check_choice, check_number
+from ._refine_continuation import _SWEEP_ITER, _continuation, _frame_residuals, _levenberg_marquardt  # noqa: F401
+from ._refine_distance_space import _hessians, _lbfgs, _posterior, _refine_batch  # noqa: F401
+from ._refine_geometry_space import _TINY_R2, _geometry_start, _log_distances, _pair_offsets, _pairs  # noqa: F401
 
 __all__ = ["refine_distances", "check_refine_settings", "NOISE_FREE_SIGMA", "POSTERIORS", "PAIRS", "SPACES"]
 
@@ -157,8 +163,6 @@ SPACES = ("distances", "geometry")
 
 #: Most continuation passes (each costs a fit per frame).
 _MAX_SWEEPS = 100
-#: Levenberg-Marquardt iterations of one frame's fit in a continuation pass (it starts next to an answer).
-_SWEEP_ITER = 40
 
 
 def refine_distances(
@@ -456,290 +460,3 @@ def _noise(noise, spec: SignalSpec, ref: np.ndarray, M: int, Q: int, residual) -
     if spec.photons is not None:
         return np.sqrt(ref.sum(axis=1, keepdims=True) / (spec.photons * ref))
     return np.full((M, Q), NOISE_FREE_SIGMA)
-
-
-def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter: int, posterior: str, memory_mb: float):
-    """MAP u = log R and the std of u for one batch of series (tensors (B, T, ·)); NumPy arrays out.
-
-    L-BFGS runs on y = Lᵀz, L the Cholesky factor of each frame's Gauss-Newton
-    Hessian at the prior mean (reference held there; for reference "first"
-    frame 0's block counts once per later frame, as every frame's ΔS depends
-    on it). Measured on exact CS2 signals with a given reference, the fit
-    reaches 5e-5 to 4e-4 Å (sorted C-S) in 100 iterations; with reference "first" (frame 0 coupled
-    to every frame, a coupling the block preconditioner leaves out) it
-    converges more slowly, to about 1e-3 Å in 1000 iterations.
-    """
-    import torch
-
-    n = mask.sum()
-
-    def signal(u):
-        intensity = debye(u.exp())
-        return intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0
-
-    def reference_at(u):
-        if ref is not None:
-            return ref
-        with torch.no_grad():
-            return debye(u[:, 0].exp())
-
-    H0 = _hessians(debye, mu, s, sigma, reference_at(mu), weight, memory_mb)  # (B, T, P, P)
-    if ref is None:
-        # the first frame is every frame's reference: ∂ΔS_t/∂u_0 ≈ -∂I_0/∂u_0 / I_0, once per later valid frame
-        later = (mask.sum(1) - 1).clamp(min=0)[:, None, None]
-        H0[:, 0] = weight * torch.eye(mu.shape[-1], dtype=mu.dtype, device=mu.device) + later * (H0[:, 0] - weight * torch.eye(mu.shape[-1], dtype=mu.dtype, device=mu.device))
-    L = torch.linalg.cholesky(H0)
-
-    def z_of(y):
-        return torch.linalg.solve_triangular(L.mT, y.unsqueeze(-1), upper=True).squeeze(-1)
-
-    def objective(y):
-        z = z_of(y)
-        resid = (signal(mu + s * z) - data) / sigma[:, None, :]
-        per_frame = 0.5 * (resid**2).sum(-1) + 0.5 * weight * (z**2).sum(-1)
-        return (per_frame * mask).sum() / n
-
-    y = torch.zeros(mu.shape, dtype=mu.dtype, device=mu.device)
-    if max_iter > 0:
-        y = _lbfgs(y, objective, max_iter)
-    with torch.no_grad():
-        u = mu + s * z_of(y)
-    return _posterior(debye, u, s, sigma, ref, weight, posterior, memory_mb)
-
-
-def _geometry_start(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter: int):
-    """The coordinates (B, T, N, 3) of every frame of one batch of series that the joint MAP fit reaches (tensors (B, T, ·) in).
-
-    Two L-BFGS stages of at most ``max_iter`` iterations each: the prior
-    alone (a weighted stress in log distances, from classical MDS of the prior
-    means: the geometry nearest the prior), then prior and signal together.
-    The objective is invariant to each frame's rotation and translation; the
-    optimiser follows the gradient, which has no component along them.
-    """
-    import torch
-
-    from ..geometry import coordinates_from_distances
-
-    n = mask.sum()
-
-    def prior_term(X):
-        z = (_log_distances(X) - mu) / s
-        return 0.5 * weight * (z**2).sum(-1)
-
-    def signal(X):
-        intensity = debye(_log_distances(X).exp())
-        return intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0
-
-    def projection(X):
-        return (prior_term(X) * mask).sum() / n
-
-    def posterior_objective(X):
-        resid = (signal(X) - data) / sigma[:, None, :]
-        return ((0.5 * (resid**2).sum(-1) + prior_term(X)) * mask).sum() / n
-
-    X = torch.as_tensor(coordinates_from_distances(mu.exp().cpu().numpy()), dtype=mu.dtype, device=mu.device)
-    if max_iter > 0:
-        for objective in (projection, posterior_objective):
-            X = _lbfgs(X, objective, max_iter)
-    return X
-
-
-def _log_distances(X):
-    """log R of every pair (..., P) from coordinates (..., N, 3), the pairs in :func:`molmovie.geometry.pair_indices` order."""
-    import torch
-
-    return 0.5 * torch.log(_pair_offsets(X)[1])
-
-
-def _pair_offsets(X):
-    """X_i - X_j of every pair (..., P, 3) and its squared length (..., P), plus :data:`_TINY_R2`."""
-    i, j = _pairs(X.shape[-2], X.device)
-    diff = X[..., i, :] - X[..., j, :]
-    return diff, (diff * diff).sum(-1) + _TINY_R2
-
-
-@functools.lru_cache(maxsize=16)
-def _pairs(n_atoms: int, device):
-    """The atom indices (i, j) of every pair, as tensors on ``device`` (made once: the fits ask for them at every evaluation)."""
-    import torch
-
-    return tuple(torch.as_tensor(a, device=device) for a in pair_indices(n_atoms))
-
-
-def _posterior(debye, u, s, sigma, ref, weight: float, posterior: str, memory_mb: float):
-    """The MAP u = log R and its std (module notes), NumPy: the prior's relative width, or the Laplace
-    approximation's with the reference held at the MAP (the first frame of a reference "first" keeps the prior's)."""
-    import torch
-
-    if posterior == "prior":
-        sd_z = torch.full_like(u, 1.0 / math.sqrt(weight))
-    else:
-        with torch.no_grad():
-            ref_u = ref if ref is not None else debye(u[:, 0].exp())
-        H = _hessians(debye, u, s, sigma, ref_u, weight, memory_mb)
-        sd_z = torch.cholesky_inverse(torch.linalg.cholesky(H)).diagonal(dim1=-2, dim2=-1).sqrt()
-        if ref is None:
-            sd_z[:, 0] = 1.0 / math.sqrt(weight)
-    return u.cpu().numpy(), (s * sd_z).cpu().numpy()
-
-
-def _continuation(X, rows, debye, mu, s, data, sigma, ref, lengths, weight: float, sweeps: int, memory_mb: float) -> None:
-    """``sweeps`` forward and backward passes over the frames of the series ``rows``: frame t refitted from frame t ∓ 1's answer, kept if better.
-
-    X (M, T, N, 3), a tensor, changed in place; the prior, data and noise
-    (M, T, ·), the given references (M, Q) or None and the lengths (M,) as
-    NumPy arrays, of which only a chunk of series and one frame is made a
-    tensor at a time. The reference is held: given, or each series' first
-    frame (which is then not refitted: its own ΔS is 0 by construction).
-    Each step starts from the answer its neighbour has just been given, so a
-    series is swept frame by frame; the same frame of all series is fitted at
-    once, each its own problem (:func:`_levenberg_marquardt`,
-    :data:`_SWEEP_ITER` iterations), in chunks of series that fit in
-    ``memory_mb``. With the first frame as the reference, the forward pass
-    starts at frame 2 and the backward pass ends at frame 1.
-    """
-    import torch
-
-    _, T, N, _ = X.shape
-    P, Q = mu.shape[-1], sigma.shape[-1]
-    # per problem: Eq. (1)'s (P, Q) temporaries, the Jacobians (Q + P, 3N) held and tried, the normal matrices
-    per_problem = 8 * (6 * P * Q + 4 * (Q + P) * 3 * N + 3 * P * 3 * N + 3 * (3 * N) ** 2)
-    chunk = max(1, int(memory_mb * 2**20 // per_problem))
-
-    def tensor(a):
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=X.device)
-
-    if ref is None:  # each series' first frame, held
-        refs = np.empty((len(X), Q))
-        for part in np.array_split(rows, -(-len(rows) // chunk)):
-            refs[part] = debye(_log_distances(X[part, 0]).exp()).cpu().numpy()
-    else:
-        refs = ref
-    first = 0 if ref is not None else 1
-    for _ in range(sweeps):
-        for step, frames in ((1, range(first + 1, T)), (-1, range(T - 2, first - 1, -1))):
-            for t in frames:
-                # the series that have frame t and the neighbour it starts from
-                active = rows[lengths[rows] > (t if step == 1 else t + 1)]
-                for part in np.array_split(active, -(-len(active) // chunk)) if len(active) else ():
-                    args = (debye, tensor(mu[part, t]), tensor(s[part, t]), tensor(data[part, t]), tensor(sigma[part]), tensor(refs[part]), weight)
-
-                    def residuals(Xt, args=args):
-                        return _frame_residuals(Xt, *args)
-
-                    trial, f_trial = _levenberg_marquardt(X[part, t - step], residuals, _SWEEP_ITER)
-                    r_now, _ = _frame_residuals(X[part, t], *args, jacobian=False)
-                    f_now = 0.5 * (r_now * r_now).sum(-1)
-                    # a better objective, or a finite one where the frame had none
-                    better = (f_trial < f_now) | (~torch.isfinite(f_now) & torch.isfinite(f_trial))
-                    keep = torch.as_tensor(part, device=X.device)[better]
-                    X[keep, t] = trial[better]
-
-
-def _frame_residuals(Xt, debye, mu, s, data, sigma, ref, weight: float, jacobian: bool = True):
-    """Whitened residuals r (F, Q + P) of F single-frame problems, 0.5 |r|² their posterior objective, and dr/dX (F, Q + P, 3N).
-
-    Signal rows (I(R)/I_ref - 1 - ΔS)/σ, prior rows √w (log R - log R̂)/(σ̂/R̂);
-    the Jacobian in closed form (:meth:`DebyeTorch.value_and_jacobian`, and
-    ∂ log R_ij/∂X_i = (X_i - X_j)/R_ij²).
-    """
-    import torch
-
-    F, N, _ = Xt.shape
-    i, j = _pairs(N, Xt.device)
-    diff, r2 = _pair_offsets(Xt)  # (F, P, 3), (F, P)
-    u = 0.5 * torch.log(r2)
-    R = u.exp()
-    intensity, dI_dR = debye.value_and_jacobian(R)
-    root_w = math.sqrt(weight)
-    r = torch.cat([(intensity / ref - 1.0 - data) / sigma, root_w * (u - mu) / s], dim=-1)
-    if not jacobian:
-        return r, None
-    du_dX = torch.zeros((F, len(i), N, 3), dtype=Xt.dtype, device=Xt.device)
-    rows = torch.arange(len(i), device=Xt.device)
-    du_dX[:, rows, i] = diff / r2[..., None]
-    du_dX[:, rows, j] = -diff / r2[..., None]
-    du_dX = du_dX.reshape(F, len(i), 3 * N)
-    J = torch.cat([(dI_dR * (R[:, None, :] / (ref * sigma)[:, :, None])) @ du_dX, (root_w / s)[..., None] * du_dX], dim=1)
-    return r, J
-
-
-def _levenberg_marquardt(x0, residuals, iterations: int):
-    """``iterations`` Levenberg-Marquardt steps on each of F independent least-squares problems; (x (F, ...), 0.5 |r(x)|² (F,)).
-
-    ``residuals(x)`` gives r (F, K) and dr/dx (F, K, n). The damping is
-    Marquardt's (λ diag(JᵀJ)), per problem: divided by 3 after a step that
-    lowers that problem's objective, multiplied by 4 (and the step refused)
-    otherwise. Every operation is per problem, so a problem's answer does not
-    depend on the others fitted with it. (Moré, "The Levenberg-Marquardt
-    algorithm: implementation and theory", Lecture Notes in Math. 630 (1978);
-    Nocedal and Wright, "Numerical Optimization" (2006), sec. 10.3.)
-    """
-    import torch
-
-    x = x0.clone()
-    r, J = residuals(x)
-    f = 0.5 * (r * r).sum(-1)
-    lam = torch.full_like(f, 1e-3)
-    for _ in range(iterations):
-        H = J.mT @ J
-        g = (J.mT @ r.unsqueeze(-1)).squeeze(-1)
-        diag = H.diagonal(dim1=-2, dim2=-1)
-        damped = H + torch.diag_embed(lam[:, None] * diag + 1e-12 * diag.amax(-1, keepdim=True))
-        step, _ = torch.linalg.solve_ex(damped, -g)
-        x_try = x + step.reshape(x.shape)
-        r_try, J_try = residuals(x_try)
-        f_try = 0.5 * (r_try * r_try).sum(-1)
-        better = f_try < f  # NaN is never better
-        x = torch.where(better.reshape(-1, *([1] * (x.dim() - 1))), x_try, x)
-        r = torch.where(better[:, None], r_try, r)
-        J = torch.where(better[:, None, None], J_try, J)
-        f = torch.where(better, f_try, f)
-        lam = torch.where(better, lam / 3.0, lam * 4.0).clamp(1e-12, 1e12)
-    return x, f
-
-
-#: Added to squared distances (Angstrom²) before their logarithm, so atoms that meet give a finite value.
-_TINY_R2 = 1e-12
-
-
-def _lbfgs(x0, objective, max_iter: int):
-    """``x0`` moved by at most ``max_iter`` L-BFGS iterations (strong-Wolfe line search) down ``objective``; detached."""
-    import torch
-
-    x = x0.detach().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-12,
-                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = objective(x)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return x.detach()
-
-
-def _hessians(debye, u, s, sigma, ref, weight: float, memory_mb: float):
-    """Per frame, the Gauss-Newton Hessian in z, w 1 + AᵀA (A: ΔS's Jacobian, whitened), with the reference held fixed; (B, T, P, P)."""
-    import torch
-
-    B, T, P = u.shape
-    Q = sigma.shape[-1]
-    rows_u = u.reshape(B * T, P)
-    rows_s = s.reshape(B * T, P)
-    rows_unit = (sigma * ref)[:, None, :].expand(B, T, Q).reshape(B * T, Q)  # ∂ΔS = ∂I / I_ref, in units of σ
-    # dI/du for a chunk of frames by one batched backward pass over the Q outputs: Q copies of the chunk's (P, Q) graph
-    chunk = max(1, int(memory_mb * 2**20 // (8 * Q * P * Q * 4)))
-    eye = torch.eye(Q, dtype=u.dtype, device=u.device)[:, None, :]
-    H = torch.empty((B * T, P, P), dtype=u.dtype, device=u.device)
-    for a in range(0, B * T, chunk):
-        b = min(B * T, a + chunk)
-        x = rows_u[a:b].detach().requires_grad_(True)
-        intensity = debye(x.exp())
-        (grad,) = torch.autograd.grad(intensity, x, eye.expand(Q, b - a, Q), is_grads_batched=True)  # (Q, F, P)
-        A = grad.permute(1, 0, 2) * rows_s[a:b, None, :] / rows_unit[a:b, :, None]  # (F, Q, P)
-        H[a:b] = A.transpose(1, 2) @ A
-    H.diagonal(dim1=-2, dim2=-1).add_(weight)
-    return H.reshape(B, T, P, P)

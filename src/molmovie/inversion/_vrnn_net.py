@@ -1,7 +1,8 @@
 """The VRNN network (PyTorch), after Chung et al. (2015) as used in vid2param.
 
-Imported only by :mod:`molmovie.inversion._vrnn` when a VRNN is fitted,
-loaded or run, so that importing :mod:`molmovie.inversion` stays light.
+Imported only inside the VRNN's methods (:mod:`molmovie.inversion._vrnn_training`,
+:mod:`molmovie.inversion._vrnn_file`) when a VRNN is fitted or loaded, so that
+importing :mod:`molmovie.inversion` stays light.
 
 At frame t, with the LSTM state (h_{t-1}, c_{t-1}):
 

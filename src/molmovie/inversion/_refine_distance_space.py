@@ -1,0 +1,121 @@
+"""The signal fit in log distances, and the posterior standard deviation that both spaces report.
+
+The MAP of :func:`molmovie.inversion.refine_distances` over u = log R, one
+batch of series at a time: L-BFGS (:func:`_lbfgs`, also the geometry fit's)
+on variables whitened by each frame's Gauss-Newton Hessian at the prior mean
+(:func:`_hessians`), and the Laplace approximation or the prior's width
+around the answer (:func:`_posterior`). See :mod:`molmovie.inversion._refine`
+for the objective and the measurements behind these choices.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter: int, posterior: str, memory_mb: float):
+    """MAP u = log R and the std of u for one batch of series (tensors (B, T, ·)); NumPy arrays out.
+
+    L-BFGS runs on y = Lᵀz, L the Cholesky factor of each frame's Gauss-Newton
+    Hessian at the prior mean (reference held there; for reference "first"
+    frame 0's block counts once per later frame, as every frame's ΔS depends
+    on it). Measured on exact CS2 signals with a given reference, the fit
+    reaches 5e-5 to 4e-4 Å (sorted C-S) in 100 iterations; with reference "first" (frame 0 coupled
+    to every frame, a coupling the block preconditioner leaves out) it
+    converges more slowly, to about 1e-3 Å in 1000 iterations.
+    """
+    import torch
+
+    n = mask.sum()
+
+    def signal(u):
+        intensity = debye(u.exp())
+        return intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0
+
+    def reference_at(u):
+        if ref is not None:
+            return ref
+        with torch.no_grad():
+            return debye(u[:, 0].exp())
+
+    H0 = _hessians(debye, mu, s, sigma, reference_at(mu), weight, memory_mb)  # (B, T, P, P)
+    if ref is None:
+        # the first frame is every frame's reference: ∂ΔS_t/∂u_0 ≈ -∂I_0/∂u_0 / I_0, once per later valid frame
+        later = (mask.sum(1) - 1).clamp(min=0)[:, None, None]
+        H0[:, 0] = weight * torch.eye(mu.shape[-1], dtype=mu.dtype, device=mu.device) + later * (H0[:, 0] - weight * torch.eye(mu.shape[-1], dtype=mu.dtype, device=mu.device))
+    L = torch.linalg.cholesky(H0)
+
+    def z_of(y):
+        return torch.linalg.solve_triangular(L.mT, y.unsqueeze(-1), upper=True).squeeze(-1)
+
+    def objective(y):
+        z = z_of(y)
+        resid = (signal(mu + s * z) - data) / sigma[:, None, :]
+        per_frame = 0.5 * (resid**2).sum(-1) + 0.5 * weight * (z**2).sum(-1)
+        return (per_frame * mask).sum() / n
+
+    y = torch.zeros(mu.shape, dtype=mu.dtype, device=mu.device)
+    if max_iter > 0:
+        y = _lbfgs(y, objective, max_iter)
+    with torch.no_grad():
+        u = mu + s * z_of(y)
+    return _posterior(debye, u, s, sigma, ref, weight, posterior, memory_mb)
+
+
+def _posterior(debye, u, s, sigma, ref, weight: float, posterior: str, memory_mb: float):
+    """The MAP u = log R and its std (module notes), NumPy: the prior's relative width, or the Laplace
+    approximation's with the reference held at the MAP (the first frame of a reference "first" keeps the prior's)."""
+    import torch
+
+    if posterior == "prior":
+        sd_z = torch.full_like(u, 1.0 / math.sqrt(weight))
+    else:
+        with torch.no_grad():
+            ref_u = ref if ref is not None else debye(u[:, 0].exp())
+        H = _hessians(debye, u, s, sigma, ref_u, weight, memory_mb)
+        sd_z = torch.cholesky_inverse(torch.linalg.cholesky(H)).diagonal(dim1=-2, dim2=-1).sqrt()
+        if ref is None:
+            sd_z[:, 0] = 1.0 / math.sqrt(weight)
+    return u.cpu().numpy(), (s * sd_z).cpu().numpy()
+
+
+def _lbfgs(x0, objective, max_iter: int):
+    """``x0`` moved by at most ``max_iter`` L-BFGS iterations (strong-Wolfe line search) down ``objective``; detached."""
+    import torch
+
+    x = x0.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-12,
+                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = objective(x)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return x.detach()
+
+
+def _hessians(debye, u, s, sigma, ref, weight: float, memory_mb: float):
+    """Per frame, the Gauss-Newton Hessian in z, w 1 + AᵀA (A: ΔS's Jacobian, whitened), with the reference held fixed; (B, T, P, P)."""
+    import torch
+
+    B, T, P = u.shape
+    Q = sigma.shape[-1]
+    rows_u = u.reshape(B * T, P)
+    rows_s = s.reshape(B * T, P)
+    rows_unit = (sigma * ref)[:, None, :].expand(B, T, Q).reshape(B * T, Q)  # ∂ΔS = ∂I / I_ref, in units of σ
+    # dI/du for a chunk of frames by one batched backward pass over the Q outputs: Q copies of the chunk's (P, Q) graph
+    chunk = max(1, int(memory_mb * 2**20 // (8 * Q * P * Q * 4)))
+    eye = torch.eye(Q, dtype=u.dtype, device=u.device)[:, None, :]
+    H = torch.empty((B * T, P, P), dtype=u.dtype, device=u.device)
+    for a in range(0, B * T, chunk):
+        b = min(B * T, a + chunk)
+        x = rows_u[a:b].detach().requires_grad_(True)
+        intensity = debye(x.exp())
+        (grad,) = torch.autograd.grad(intensity, x, eye.expand(Q, b - a, Q), is_grads_batched=True)  # (Q, F, P)
+        A = grad.permute(1, 0, 2) * rows_s[a:b, None, :] / rows_unit[a:b, :, None]  # (F, Q, P)
+        H[a:b] = A.transpose(1, 2) @ A
+    H.diagonal(dim1=-2, dim2=-1).add_(weight)
+    return H.reshape(B, T, P, P)
