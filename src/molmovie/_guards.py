@@ -53,11 +53,15 @@ import socket
 import stat
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from ._errors import InputError
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = [
     "WriteError",
@@ -415,7 +419,8 @@ def write_errors(path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        reason = _WRITE_ERRNOS.get(_errno_of(exc))
+        code = _errno_of(exc)
+        reason = None if code is None else _WRITE_ERRNOS.get(code)
         if reason is None:
             raise
         raise WriteError(f"{reason} writing {path}") from None
@@ -490,7 +495,7 @@ def remove_stale_temporaries(path) -> list[Path]:
     path = Path(path)
     host = _owner().rsplit("-", 1)[0]
     pattern = re.compile(rf"\.{re.escape(path.name)}\.{re.escape(host)}-(\d+)\.[^/]*\.tmp")
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(path.parent.iterdir())
     except OSError:
@@ -562,7 +567,7 @@ def _write_bytes(path: Path, data) -> None:
 
 
 @contextmanager
-def atomic_hdf5(path, *, suffix: str = ".tmp") -> Iterator["object"]:
+def atomic_hdf5(path, *, suffix: str = ".tmp") -> Iterator[h5py.File]:
     """An ``h5py.File`` built in memory, written to ``path`` with :func:`atomic_write` when the block ends.
 
     The HDF5 library crashes the process (SIGSEGV) when the disk fills while it

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -165,39 +166,41 @@ class Molecule:
         return Atoms(list(self.symbols), positions=np.array(self.positions))
 
     @classmethod
-    def from_xyz(cls, path, name: str | None = None) -> "Molecule":
+    def from_xyz(cls, path, name: str | None = None) -> Molecule:
         """Read the first frame of an XYZ file (through ASE)."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such file")
+        from ase import Atoms
         from ase.io import read
 
         try:
-            atoms = read(str(path), index=0, format="xyz")
-        except Exception as exc:  # ASE raises many types for malformed files
+            atoms = cast(Atoms, read(str(path), index=0, format="xyz"))  # index=0 gives one Atoms
+        except Exception as exc:  # noqa: BLE001 -- ASE raises many types for malformed files
             raise InputError(f"{path}: not a readable XYZ file ({exc})") from None
         symbols = normalise_symbols(atoms.get_chemical_symbols())
         return cls(name or formula(symbols), symbols, atoms.get_positions(), description=str(path))
 
     @classmethod
-    def from_smiles(cls, smiles: str, seed: int = 0) -> "Molecule":
+    def from_smiles(cls, smiles: str, seed: int = 0) -> Molecule:
         """Embed a SMILES string in 3D with RDKit (ETKDG, then MMFF94)."""
-        from rdkit import Chem, RDLogger
-        from rdkit.Chem import AllChem
+        # from the modules that define them (AllChem and RDLogger re-export them; RDKit's stubs miss that)
+        from rdkit import Chem, rdBase
+        from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
 
         if not isinstance(smiles, str) or not smiles.strip():
             raise InputError(f"empty SMILES {smiles!r}: give a molecule after 'smiles:', e.g. smiles:CN1CCOCC1")
-        RDLogger.DisableLog("rdApp.*")
+        rdBase.DisableLog("rdApp.*")
         mol = Chem.MolFromSmiles(smiles)
         if mol is None or mol.GetNumAtoms() == 0:
             raise InputError(f"cannot parse SMILES {smiles!r}")
         mol = Chem.AddHs(mol)
-        params = AllChem.ETKDGv3()
-        params.randomSeed = int(seed)
-        if AllChem.EmbedMolecule(mol, params) != 0:
+        params = rdDistGeom.ETKDGv3()
+        params.randomSeed = int(seed)  # type: ignore[assignment]  # the stubs give the property the class as type
+        if rdDistGeom.EmbedMolecule(mol, params) != 0:
             raise InputError(f"RDKit could not embed SMILES {smiles!r} in 3D")
-        if AllChem.MMFFHasAllMoleculeParams(mol):
-            AllChem.MMFFOptimizeMolecule(mol)
+        if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
+            rdForceFieldHelpers.MMFFOptimizeMolecule(mol)
         symbols = tuple(a.GetSymbol() for a in mol.GetAtoms())
         pos = mol.GetConformer().GetPositions()
         return cls(formula(symbols), symbols, pos - pos.mean(axis=0), description=f"from SMILES {smiles}", smiles=smiles)

@@ -21,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, cast, overload
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from ._errors import InputError
 from ._guards import check_allocation
 from .geometry import distances as _distances
 from .molecules import BUILTIN, atomic_masses, bond_graph, builtin, formula, fragments, normalise_symbols
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 __all__ = [
     "Ensemble",
@@ -157,7 +161,7 @@ class Ensemble:
         """All atom-atom distances, shape (M, T, n_pairs), Angstrom, NaN past each length."""
         return _distances(self.positions)
 
-    def subset(self, indices) -> "Ensemble":
+    def subset(self, indices) -> Ensemble:
         """The trajectories at ``indices`` (an integer array or a boolean mask), in that order.
 
         Per-trajectory records (``provenance["trajectories"]``, one per
@@ -300,7 +304,11 @@ def _parse_xyz(path: Path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
     return symbols, comments, np.stack(frames)
 
 
-def check_time_option(name: str, value, *, zero: bool = False) -> float | None:
+@overload
+def check_time_option(name: str, value: None, *, zero: bool = False) -> None: ...
+@overload
+def check_time_option(name: str, value: float | str, *, zero: bool = False) -> float: ...
+def check_time_option(name: str, value: float | str | None, *, zero: bool = False) -> float | None:
     """A time option in fs: None, or a finite number > 0 (>= 0 with ``zero``).
 
     Raises
@@ -320,8 +328,8 @@ def check_time_option(name: str, value, *, zero: bool = False) -> float | None:
 
 
 def _times_from_comments(comments: list[str], path: Path, dt: float | None) -> np.ndarray:
-    found = [_TIME_RE.search(c) for c in comments]
-    if all(found):
+    found = [m for m in (_TIME_RE.search(c) for c in comments) if m is not None]
+    if len(found) == len(comments):
         return np.array([_float(m.group(1), f"{path}, frame {k + 1} comment") for k, m in enumerate(found)])
     if dt is None:
         raise InputError(f"{path}: the comment lines carry no 't=' times; give the frame interval with --dt")
@@ -404,8 +412,8 @@ def read_ase(path, *, dt: float | None = None) -> Trajectory:
 
     path = Path(path)
     try:
-        frames = read(str(path), index=":")
-    except Exception as exc:  # ASE raises many exception types for bad files
+        frames = cast("list[Atoms]", read(str(path), index=":"))  # index=":" gives a list
+    except Exception as exc:  # noqa: BLE001 -- ASE raises many exception types for bad files
         raise InputError(f"{path}: ASE cannot read it ({type(exc).__name__}: {exc})") from None
     if not frames:
         raise InputError(f"{path}: no frames")
@@ -597,9 +605,9 @@ def ensemble_from_trajectories(trajectories: list[Trajectory], *, molecule: str 
         L = len(tr.time)
         positions[k, :L] = tr.positions
         length[k] = L
-        if has_energy:
+        if energy is not None:
             energy[k, :L] = tr.energy
-        if has_state:
+        if state is not None and tr.state is not None:
             state[k, :L] = tr.state
         dissociated[k] = is_dissociated(first.symbols, tr.positions, L)
     return Ensemble(

@@ -22,9 +22,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .._guards import WriteError, check_output_path, deferred_interrupt, output_lock, write_errors
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -116,8 +117,8 @@ class XTBEngine:
         self.surface = surface
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update(settings or {})
-        self._calc = None
-        self._res = None
+        self._calc: Any = None  # tblite's Calculator, built on the first call
+        self._res: Any = None
 
     def _build(self, bohr: np.ndarray):
         from tblite.interface import Calculator
@@ -249,7 +250,7 @@ def optimise(symbols, positions: np.ndarray, surface: Surface, *, fmax: float = 
     robust = RobustSurface(symbols, surface, factory=factory)
 
     class _Calc(Calculator):
-        implemented_properties = ["energy", "free_energy", "forces"]
+        implemented_properties = ["energy", "free_energy", "forces"]  # noqa: RUF012 -- ASE declares it list[str]
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)

@@ -38,8 +38,9 @@ pushed out of reach) for use elsewhere in ASE.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -199,7 +200,10 @@ class Morse:
     @property
     def well_depth(self) -> float:
         """:math:`D_e`, eV (given, or from ``D0`` by :func:`morse_dissociation_energy`)."""
-        return float(self.D_e) if self.D_e is not None else morse_dissociation_energy(self.omega_e, self.D0)
+        if self.D_e is not None:
+            return float(self.D_e)
+        assert self.D0 is not None  # __post_init__ asks for one of them
+        return morse_dissociation_energy(self.omega_e, self.D0)
 
     @property
     def period(self) -> float:
@@ -226,7 +230,7 @@ class Morse:
             )
         return symbols
 
-    def __call__(self, symbols, surface: Surface | None = None, settings: dict | None = None) -> "MorseEngine":
+    def __call__(self, symbols, surface: Surface | None = None, settings: dict | None = None) -> MorseEngine:
         return MorseEngine(self.well_depth, self.exponent(symbols), self.r_e)
 
     def check(self, symbols, model=None) -> None:
@@ -357,7 +361,7 @@ def register_calculator(name: str, make: Callable[..., object], description: str
 
 
 def _morse_i2_x(**changes) -> Morse:
-    base = dict(omega_e=214.5, r_e=2.666, D0=1.54)
+    base: dict[str, Any] = dict(omega_e=214.5, r_e=2.666, D0=1.54)
     base.update(changes)
     if "D_e" in changes:
         base.pop("D0", None)

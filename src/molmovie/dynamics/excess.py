@@ -28,6 +28,8 @@ sampled vibrational modes, so it carries no overall translation or rotation.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from .._errors import InputError
@@ -59,7 +61,7 @@ def _central_atom(symbols, pos: np.ndarray, adj: np.ndarray, name: str) -> tuple
 
 def _torsion(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     deg = adj.sum(axis=1)
-    bonds = [(i, j) for i, j in zip(*np.nonzero(np.triu(adj))) if deg[i] >= 2 and deg[j] >= 2]
+    bonds = [(i, j) for i, j in zip(*np.nonzero(np.triu(adj)), strict=True) if deg[i] >= 2 and deg[j] >= 2]
     if len(bonds) != 1:
         raise InputError(
             f"the 'torsion' excess-energy direction needs exactly one bond between non-terminal atoms "
@@ -168,7 +170,7 @@ def direction_basis(names, modes: NormalModes, forces: np.ndarray | None = None,
             grads = list(vib.reshape(-1, *pos.shape) / inv_sq)
         else:
             raise InputError(f"unknown excess-energy direction {name!r}; choose from {', '.join(DIRECTIONS)}")
-        vecs = []
+        vecs: list[np.ndarray] = []
         for g in grads:
             u = (g * inv_sq).reshape(-1)
             u = vib.T @ (vib @ u)  # onto the sampled vibrations
@@ -176,7 +178,7 @@ def direction_basis(names, modes: NormalModes, forces: np.ndarray | None = None,
             for v in vecs:
                 u = u - v * (v @ u)
             norm = np.linalg.norm(u)
-            if norm > 1e-8 * max(np.linalg.norm((g * inv_sq)), 1e-300):
+            if norm > 1e-8 * max(float(np.linalg.norm(g * inv_sq)), 1e-300):
                 vecs.append(u / norm)
         if not vecs:
             raise InputError(f"the {name!r} direction has no component in the sampled vibrations of this molecule")
@@ -245,7 +247,7 @@ def excess_velocities(masses, velocities, bases: list[np.ndarray], energy: float
         return v, [0.0] * len(bases)
     if partition == "equal":
         shares = [energy / len(bases)] * len(bases)
-        for basis, share in zip(bases, shares):
+        for basis, share in zip(bases, shares, strict=True):
             w = rng.standard_normal(len(basis))
             u = np.tensordot(w / np.linalg.norm(w), basis, axes=1)
             v = add_kinetic_energy(masses, v, u, share)
@@ -257,6 +259,6 @@ def excess_velocities(masses, velocities, bases: list[np.ndarray], energy: float
         u = np.tensordot(w, allv, axes=1)
         v = add_kinetic_energy(masses, v, u, energy)
         sizes = np.cumsum([0] + [len(b) for b in bases])
-        shares = [float(energy * np.sum(w[s:e] ** 2)) for s, e in zip(sizes[:-1], sizes[1:])]
+        shares = [float(energy * np.sum(w[s:e] ** 2)) for s, e in itertools.pairwise(sizes)]
         return v, shares
     raise InputError(f"unknown partition {partition!r}; choose 'equal' or 'random'")

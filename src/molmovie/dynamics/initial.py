@@ -35,8 +35,9 @@ from those trajectories alone: a displaced start is not the ground state.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -399,7 +400,7 @@ def _ev() -> float:
 
 
 #: name -> family class; ``get_initial(name, **settings)`` makes one.
-INITIAL_CONDITIONS: dict[str, type] = {cls.name: cls for cls in (Wigner, Displaced, Dissociation)}
+INITIAL_CONDITIONS: dict[str, type[Wigner | Displaced | Dissociation]] = {cls.name: cls for cls in (Wigner, Displaced, Dissociation)}
 
 
 def get_initial(name, **settings):
@@ -452,7 +453,7 @@ class Mixture:
     def assign(self, n: int) -> list:
         """The family of each of ``n`` trajectories, in index order."""
         out = []
-        for (fam, _), c in zip(self.parts, self.counts(n)):
+        for (fam, _), c in zip(self.parts, self.counts(n), strict=True):
             out += [fam] * c
         return out
 

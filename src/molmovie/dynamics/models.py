@@ -177,7 +177,7 @@ class Model:
         """Surfaces in the order a trajectory visits them; ``state`` indexes this."""
         return (self.surface,) if self.excited is None else (self.excited, self.surface)
 
-    def replace(self, **changes) -> "Model":
+    def replace(self, **changes) -> Model:
         """A copy with some fields changed (validated again)."""
         unknown = set(changes) - set(self.__dataclass_fields__)
         if unknown:
@@ -189,7 +189,7 @@ class Model:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Model":
+    def from_dict(cls, d: dict) -> Model:
         d = dict(d)
         for key in ("surface", "excited", "ground"):
             if d.get(key) is not None:

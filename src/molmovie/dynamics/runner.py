@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -200,7 +200,7 @@ def _probe_scheduler(address: str, timeout: float) -> None:
             body = _read_exactly(sock, size)
             _check_handshake(body)
             sock.sendall(head + body)
-    except socket.timeout:
+    except TimeoutError:
         raise InputError(f"--scheduler {address}: no Dask scheduler answered within {timeout:g} s "
                          "(something listens there, but it is not a Dask scheduler)") from None
     except (OSError, ValueError) as exc:
@@ -249,12 +249,12 @@ def _connect(scheduler: str, timeout: float = 3.0):
 def _local_client(workers: int):
     import logging
 
-    from distributed import Client, LocalCluster
-
     # Worker processes inherit an ignored SIGINT: Ctrl-C in a terminal reaches the whole process group,
     # and only this process should act on it (close the cluster; finished trajectories are on disk).
     import signal
     import threading
+
+    from distributed import Client, LocalCluster
 
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
@@ -495,7 +495,7 @@ def _ensemble(mol: Molecule, model: Model, modes: NormalModes, seed: int, result
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
+    out: dict[str, str | None] = {}
     for pkg in ("tblite", "ase", "numpy"):
         try:
             out[pkg] = version(pkg)

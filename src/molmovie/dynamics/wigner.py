@@ -97,7 +97,7 @@ class NormalModes:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "NormalModes":
+    def from_dict(cls, d: dict) -> NormalModes:
         return cls(
             tuple(d["symbols"]),
             np.asarray(d["positions"], float),

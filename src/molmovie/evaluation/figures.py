@@ -59,7 +59,7 @@ def choose_pair(symbols, distances=None, name: str | None = None) -> tuple[int, 
     if len(parts) == 2:
         i, j = pair_indices(len(symbols))
         want = sorted(parts)
-        for k, (a, b) in enumerate(zip(i, j)):
+        for k, (a, b) in enumerate(zip(i, j, strict=True)):
             if sorted((symbols[a], symbols[b])) == want:
                 return k, labels[k]
     raise InputError(f"the molecule ({' '.join(symbols)}) has no pair {name!r}; its pairs are {', '.join(labels)}")
@@ -91,7 +91,7 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
     panels = list(sums)
     fig, axes = _axes(ax, ncols=len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True)  # panels compare
     x = np.arange(len(experiments))
-    for a, panel in zip(axes, panels):
+    for a, panel in zip(axes, panels, strict=False):  # a given `ax` may hold fewer panels
         methods = list(sums[panel])
         width = 0.8 / len(methods)
         for k, m in enumerate(methods):
@@ -173,7 +173,7 @@ def plot_signals(time, q, panels: dict[str, np.ndarray], *, title: str = "", ax=
     fig, axes = _axes(ax, ncols=len(names), figsize=(4.0 * len(names) + 1.0, 3.8))
     stack = np.stack([np.asarray(panels[n], float) for n in names]) * 100
     lim = np.nanpercentile(np.abs(stack), 99.5) or 1.0
-    for a, n, img in zip(axes, names, stack):
+    for a, n, img in zip(axes, names, stack, strict=False):  # a given `ax` may hold fewer panels
         mesh = a.pcolormesh(q, time, img, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="nearest")
         a.set_title(n, fontsize=10)
         a.set_xlabel("q (1/Å)")

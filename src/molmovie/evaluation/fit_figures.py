@@ -45,7 +45,7 @@ def plot_fit_signals(q, delays, dS, dS_fit, residual, *, ax=None, title: str = "
     axes[2].set_xlabel("q (1/Å)")
     fig.colorbar(m, ax=axes[2], label="(ΔS − fit) / σ", shrink=0.9)
     a = axes[3]
-    for k, color in zip(np.linspace(0, len(q) - 1, 3).round().astype(int), ("C0", "C1", "C2")):
+    for k, color in zip(np.linspace(0, len(q) - 1, 3).round().astype(int), ("C0", "C1", "C2"), strict=True):
         a.plot(delays, 100 * dS[:, k], ".", color=color, ms=3, alpha=0.6)
         a.plot(delays, 100 * dS_fit[:, k], "-", color=color, lw=1.3, label=f"q = {q[k]:.2f} 1/Å")
     a.axhline(0, color="0.6", lw=0.6)

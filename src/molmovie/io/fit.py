@@ -48,6 +48,7 @@ from __future__ import annotations
 import json
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -326,8 +327,8 @@ def write_fit(result: FitResult, path, *, force: bool = False) -> Path:
             f.attrs[name] = getattr(result, name)
         f.attrs["settings"] = settings
         f.attrs["provenance"] = provenance
-        for name, units in _ROOT_UNITS.items():
-            write_array(f, name, np.asarray(getattr(result, name), dtype=float), units)
+        for name, unit in _ROOT_UNITS.items():
+            write_array(f, name, np.asarray(getattr(result, name), dtype=float), unit)
         write_array(f, "residual", result.residual, "1")
         if result.symbols is not None:
             f.create_group("atoms").create_dataset("symbols", data=np.array(list(result.symbols), dtype="S3"))
@@ -369,7 +370,7 @@ def _strings(group, name: str, path) -> tuple:
 
 
 def _read_part(g, cls, units: dict, strs, attrs, path):
-    kw = {}
+    kw: dict[str, Any] = {}
     for fld in fields(cls):
         name = fld.name
         if name in units:

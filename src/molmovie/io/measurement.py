@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -236,7 +237,7 @@ def read_measurement(path) -> Measurement:
                 "dissociated_fraction": (T,),
                 "dS_clean": (T, Q),
             }
-            fields = {}
+            fields: dict[str, Any] = {}
             for name, (units, ndim) in _TRUTH.items():
                 if name == "photons" and "photons" not in g:
                     fields[name] = None

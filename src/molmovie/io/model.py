@@ -76,7 +76,7 @@ def read_model_file(path) -> tuple[str, dict, dict[str, np.ndarray]]:
         with safe_open(str(path), framework="np") as f:
             metadata = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types for any damage
+    except Exception as exc:  # noqa: BLE001 -- safetensors raises its own error types for any damage
         with open(path, "rb") as fh:
             head = fh.read(9)
         # a safetensors file has an 8-byte header length, then its JSON header

@@ -114,6 +114,11 @@ class DebyeTorch(torch.nn.Module):
     torch.Size([3])
     """
 
+    # buffers (register_buffer), so that .to() moves them
+    q: torch.Tensor
+    pair_weight: torch.Tensor
+    const: torch.Tensor
+
     def __init__(self, symbols, q, *, inelastic: bool = True, dtype: torch.dtype = torch.float64, device=None):
         super().__init__()
         if isinstance(symbols, str):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,7 +41,7 @@ PHOTON_ENERGY_KEV = 9.5
 WAVELENGTH = _HC_KEV_ANGSTROM / PHOTON_ENERGY_KEV
 
 #: Default q grid (1/Å): 2θ from 6° to 90° at 9.5 keV, 100 points; ``q_grid(**DEFAULT_Q)``.
-DEFAULT_Q = MappingProxyType({"q_min": 0.5, "q_max": 6.8, "n_q": 100})
+DEFAULT_Q: MappingProxyType[str, Any] = MappingProxyType({"q_min": 0.5, "q_max": 6.8, "n_q": 100})
 
 
 def q_grid(q_min: float = DEFAULT_Q["q_min"], q_max: float = DEFAULT_Q["q_max"], n_q: int = DEFAULT_Q["n_q"]) -> np.ndarray:
@@ -86,7 +86,7 @@ def q_grid(q_min: float = DEFAULT_Q["q_min"], q_max: float = DEFAULT_Q["q_max"],
         raise InputError(f"The 'q_min' parameter must be >= 0; got {q_min}")
     if q_max <= q_min:
         raise InputError(f"The 'q_max' parameter must be > q_min = {q_min}; got {q_max}")
-    if isinstance(n_q, bool) or not isinstance(n_q, (int, np.integer)) and not (isinstance(n_q, float) and n_q.is_integer()):
+    if isinstance(n_q, bool) or (not isinstance(n_q, (int, np.integer)) and not (isinstance(n_q, float) and n_q.is_integer())):
         raise InputError(f"The 'n_q' parameter must be an integer; got {n_q!r}")
     if n_q < 2:
         raise InputError(f"The 'n_q' parameter must be >= 2; got {n_q}")
@@ -153,7 +153,7 @@ def _gaussian_smooth(I: np.ndarray, valid: np.ndarray, dt: float, fwhm: float) -
     elif (2 * half + 1) <= 32:
         num = np.zeros_like(filled)
         den = np.zeros_like(mask)
-        for o, wo in zip(range(-half, half + 1), w):
+        for o, wo in zip(range(-half, half + 1), w, strict=True):
             lo, hi = max(0, -o), min(n_frames, n_frames - o)  # output frames i with i + o in range
             num[:, lo:hi] += wo * filled[:, lo + o:hi + o]
             den[:, lo:hi] += wo * mask[:, lo + o:hi + o]
@@ -294,7 +294,7 @@ def _simulate(symbols, positions, length, time, spec: SignalSpec, rng: np.random
         raise InputError(f"The 'spec' parameter must be a molmovie.scattering.SignalSpec; got {type(spec).__name__}")
     symbols = list(symbols)
     qa, inelastic, photons, irf_fs = spec.q, spec.inelastic, spec.photons, spec.irf_fs
-    pos, lengths, t, valid = _check_inputs(symbols, positions, length, time)
+    pos, _, t, valid = _check_inputs(symbols, positions, length, time)
     n_traj, n_frames = pos.shape[:2]
     per_chunk = max(1, 4096 // n_frames)
     # dS, plus a chunk's intensities, reference rows and noise (about 4 arrays of its frames x q)

@@ -98,7 +98,7 @@ class SignalSpec:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "q"}
 
     @classmethod
-    def from_attrs(cls, q, attrs: Mapping) -> "SignalSpec":
+    def from_attrs(cls, q, attrs: Mapping) -> SignalSpec:
         """The spec of stored signals: their q grid and the attributes :meth:`attrs` wrote.
 
         Attributes missing from ``attrs`` take their defaults, as files written
