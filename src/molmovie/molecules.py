@@ -8,15 +8,21 @@ from ASE's tables, so there is one source of truth for them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._errors import InputError
 from ._guards import check_allocation
+from ._typing import PathLike, Symbols
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 __all__ = [
     "Molecule",
@@ -46,7 +52,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
 BOND_SCALE = 1.3
 
 
-def atomic_numbers(symbols) -> np.ndarray:
+def atomic_numbers(symbols: Iterable[str]) -> np.ndarray:
     """Atomic numbers of element symbols; an unknown symbol is an :class:`InputError`."""
     from ase.data import atomic_numbers as table
 
@@ -60,28 +66,28 @@ def atomic_numbers(symbols) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def normalise_symbols(symbols) -> tuple[str, ...]:
+def normalise_symbols(symbols: Iterable[str]) -> tuple[str, ...]:
     """Element symbols in canonical case ("cl" -> "Cl"), validated."""
     from ase.data import chemical_symbols
 
     return tuple(chemical_symbols[z] for z in atomic_numbers(symbols))
 
 
-def atomic_masses(symbols) -> np.ndarray:
+def atomic_masses(symbols: Iterable[str]) -> np.ndarray:
     """Standard atomic masses in u (ASE's IUPAC table), shape (n_atoms,)."""
     from ase.data import atomic_masses as table
 
     return np.asarray(table[atomic_numbers(symbols)], dtype=float)
 
 
-def covalent_radii(symbols) -> np.ndarray:
+def covalent_radii(symbols: Iterable[str]) -> np.ndarray:
     """Covalent radii in Angstrom (Cordero et al. 2008, via ASE), shape (n_atoms,)."""
     from ase.data import covalent_radii as table
 
     return np.asarray(table[atomic_numbers(symbols)], dtype=float)
 
 
-def bond_graph(symbols, positions, scale: float = BOND_SCALE) -> np.ndarray:
+def bond_graph(symbols: Symbols, positions: ArrayLike, scale: float = BOND_SCALE) -> np.ndarray:
     """Adjacency matrix of the covalent bond graph.
 
     Atoms A and B are bonded when ``R_AB < scale * (r_A + r_B)`` with covalent
@@ -115,7 +121,7 @@ def fragments(adjacency: np.ndarray) -> list[frozenset[int]]:
     return [frozenset(np.flatnonzero(labels == k).tolist()) for k in range(n)]
 
 
-def formula(symbols) -> str:
+def formula(symbols: Iterable[str]) -> str:
     """Hill formula (C first, then H, then alphabetical): ``C5H11NO``."""
     from collections import Counter
 
@@ -159,14 +165,14 @@ class Molecule:
     def formula(self) -> str:
         return formula(self.symbols)
 
-    def to_ase(self):
+    def to_ase(self) -> Atoms:
         """This molecule as an :class:`ase.Atoms` object."""
         from ase import Atoms
 
         return Atoms(list(self.symbols), positions=np.array(self.positions))
 
     @classmethod
-    def from_xyz(cls, path, name: str | None = None) -> Molecule:
+    def from_xyz(cls, path: PathLike, name: str | None = None) -> Molecule:
         """Read the first frame of an XYZ file (through ASE)."""
         path = Path(path)
         if not path.is_file():

@@ -29,10 +29,13 @@ sampled vibrational modes, so it carries no overall translation or rotation.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..molecules import bond_graph, fragments
 from .wigner import _EV_IN_U_A2_PER_FS2, NormalModes, _external_basis
 
@@ -45,7 +48,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _central_atom(symbols, pos: np.ndarray, adj: np.ndarray, name: str) -> tuple[int, int, int]:
+def _central_atom(symbols: Symbols, pos: np.ndarray, adj: np.ndarray, name: str) -> tuple[int, int, int]:
     """The one atom bonded to exactly two terminal atoms: (terminal, centre, terminal)."""
     deg = adj.sum(axis=1)
     centres = [b for b in range(len(symbols)) if deg[b] == 2 and all(deg[a] == 1 for a in np.flatnonzero(adj[b]))]
@@ -59,7 +62,7 @@ def _central_atom(symbols, pos: np.ndarray, adj: np.ndarray, name: str) -> tuple
     return int(a), b, int(c)
 
 
-def _torsion(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
+def _torsion(symbols: Symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     deg = adj.sum(axis=1)
     bonds = [(i, j) for i, j in zip(*np.nonzero(np.triu(adj)), strict=True) if deg[i] >= 2 and deg[j] >= 2]
     if len(bonds) != 1:
@@ -85,7 +88,7 @@ def _torsion(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     return [g]
 
 
-def _bend(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
+def _bend(symbols: Symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     a, b, c = _central_atom(symbols, pos, adj, "bend")
     e_ba, e_bc = pos[a] - pos[b], pos[c] - pos[b]
     r_ba, r_bc = np.linalg.norm(e_ba), np.linalg.norm(e_bc)
@@ -111,7 +114,7 @@ def _bend(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     return [g]
 
 
-def _asymmetric_stretch(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
+def _asymmetric_stretch(symbols: Symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     a, b, c = _central_atom(symbols, pos, adj, "asymmetric-stretch")
     e_ba, e_bc = _unit(pos[a] - pos[b]), _unit(pos[c] - pos[b])
     g = np.zeros_like(pos)
@@ -119,7 +122,7 @@ def _asymmetric_stretch(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.nd
     return [g]
 
 
-def direction_basis(names, modes: NormalModes, forces: np.ndarray | None = None,
+def direction_basis(names: Iterable[str], modes: NormalModes, forces: np.ndarray | None = None,
                     positions: np.ndarray | None = None) -> list[np.ndarray]:
     """Orthonormal mass-weighted bases of the named directions.
 
@@ -216,7 +219,8 @@ def add_kinetic_energy(masses: np.ndarray, velocities: np.ndarray, direction: np
     return (p + delta * direction) / sq
 
 
-def excess_velocities(masses, velocities, bases: list[np.ndarray], energy: float, partition: str, rng) -> tuple[np.ndarray, list[float]]:
+def excess_velocities(masses: np.ndarray, velocities: ArrayLike, bases: list[np.ndarray], energy: float, partition: str,
+                      rng: np.random.Generator) -> tuple[np.ndarray, list[float]]:
     """Share ``energy`` among direction groups and add it as kinetic energy.
 
     Parameters

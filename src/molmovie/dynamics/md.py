@@ -13,6 +13,7 @@ from ..molecules import bond_graph, fragments
 from ..trajectories import is_dissociated
 from ._xtb import EngineFactory, RobustSurface, SCFError, single_thread
 from .excess import direction_basis, excess_velocities
+from .initial import Family
 from .models import Model
 from .wigner import _EV_IN_U_A2_PER_FS2, NormalModes, kinetic_energy, wigner_sample
 
@@ -56,7 +57,8 @@ class TrajectoryResult:
 
 
 def velocity_verlet(positions: np.ndarray, velocities: np.ndarray, masses: np.ndarray, forces: np.ndarray,
-                    force_fn: Callable[[np.ndarray], tuple[float, np.ndarray]], dt: float):
+                    force_fn: Callable[[np.ndarray], tuple[float, np.ndarray]],
+                    dt: float) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """One velocity Verlet step (the algorithm of ``ase.md.verlet.VelocityVerlet``).
 
     Parameters
@@ -83,7 +85,7 @@ def velocity_verlet(positions: np.ndarray, velocities: np.ndarray, masses: np.nd
 
 
 def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: EngineFactory | None = None,
-                   initial=None) -> TrajectoryResult:
+                   initial: Family | None = None) -> TrajectoryResult:
     """Run one trajectory of ``model`` from a Wigner sample about ``modes``.
 
     Everything random (the sample, the switch time, the direction of the
@@ -150,7 +152,7 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
         potential += shift
         energies[0] = potential + float(kinetic_energy(masses, v))
 
-        def first(y):  # the first surface, shifted up for excess="potential"
+        def first(y: np.ndarray) -> tuple[float, np.ndarray]:  # the first surface, shifted up for excess="potential"
             e, f = surfaces[0].compute(y)
             return e + shift, f
 

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._typing import PathLike
 from .._version import __version__
 from ._files import atomic_hdf5, check_format, check_output, json_default, open_hdf5, read_array, write_array
 
@@ -294,7 +295,7 @@ _ROOT_UNITS = {"delays": "fs", "q": "1/Angstrom", "dS": "fraction", "sigma": "fr
 _ROOT_ATTRS = ("method", "chi2", "n_data", "n_params", "reduced_chi2", "converged", "message", "sigma_source")
 
 
-def write_fit(result: FitResult, path, *, force: bool = False) -> Path:
+def write_fit(result: FitResult, path: PathLike, *, force: bool = False) -> Path:
     """Write a fit result atomically (see the module docstring for the layout).
 
     Parameters
@@ -393,7 +394,7 @@ def _read_part(g, cls, units: dict, strs, attrs, path):
     return cls(**kw)
 
 
-def read_fit(path) -> FitResult:
+def read_fit(path: PathLike) -> FitResult:
     """Read a fit result file (opened read-only).
 
     Every array's kind and size are checked against the memory limit before

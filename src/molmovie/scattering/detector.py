@@ -24,9 +24,11 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from .._guards import check_allocation
+from .._typing import Progress, Symbols
 from ..geometry import distances
 from .debye import check_coordinates, intensity_from_distances
 from .spec import MAX_PHOTONS, SignalSpec
@@ -94,7 +96,8 @@ def q_grid(q_min: float = DEFAULT_Q["q_min"], q_max: float = DEFAULT_Q["q_max"],
     return np.linspace(float(q_min), float(q_max), int(n_q))
 
 
-def _check_inputs(symbols, positions, length, time):
+def _check_inputs(symbols: Symbols, positions: ArrayLike, length: ArrayLike,
+                  time: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     pos = np.asarray(positions, dtype=float)
     n_atoms = len(symbols)
     if pos.ndim != 4 or pos.shape[2:] != (n_atoms, 3):
@@ -183,7 +186,8 @@ class Signals(NamedTuple):
     spec: SignalSpec
 
 
-def simulate(symbols, positions, length, time, spec: SignalSpec, *, progress=None) -> Signals:
+def simulate(symbols: Symbols, positions: ArrayLike, length: ArrayLike, time: ArrayLike, spec: SignalSpec, *,
+             progress: Progress | None = None) -> Signals:
     r"""Difference scattering signals ΔS(q, t) of an ensemble of trajectories, as ``spec`` says.
 
     .. math::
@@ -245,18 +249,18 @@ def simulate(symbols, positions, length, time, spec: SignalSpec, *, progress=Non
 
 
 def simulate_signals(
-    symbols,
-    positions,
-    length,
-    time,
-    q,
+    symbols: Symbols,
+    positions: ArrayLike,
+    length: ArrayLike,
+    time: ArrayLike,
+    q: ArrayLike,
     *,
     inelastic: bool = True,
     reference: str = "first",
     photons: float | None = None,
     irf_fs: float | None = None,
-    seed=None,
-    progress=None,
+    seed: int | np.random.Generator | None = None,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Difference signals ΔS(q, t) from the detector model's settings: :func:`simulate` without a spec.
 
@@ -282,12 +286,13 @@ def simulate_signals(
         As :func:`simulate` and :class:`SignalSpec` (an unknown ``reference``,
         ``photons`` or ``irf_fs`` <= 0, a bad q grid).
     """
-    spec = SignalSpec(q, inelastic, reference, photons, irf_fs, seed=None if isinstance(seed, np.random.Generator) else seed)
+    spec = SignalSpec(np.asarray(q), inelastic, reference, photons, irf_fs, seed=None if isinstance(seed, np.random.Generator) else seed)
     dS, I_ref, _ = _simulate(symbols, positions, length, time, spec, np.random.default_rng(seed), progress)
     return dS, I_ref
 
 
-def _simulate(symbols, positions, length, time, spec: SignalSpec, rng: np.random.Generator, progress) -> Signals:
+def _simulate(symbols: Symbols, positions: ArrayLike, length: ArrayLike, time: ArrayLike, spec: SignalSpec,
+              rng: np.random.Generator, progress: Progress | None) -> Signals:
     if isinstance(symbols, str):
         raise InputError("The 'symbols' parameter must be a sequence of element symbols, e.g. ['C', 'S', 'S']")
     if not isinstance(spec, SignalSpec):
