@@ -64,7 +64,7 @@ def _probe_scheduler(address: str, timeout: float) -> None:
             body = _read_exactly(sock, size)
             _check_handshake(body)
             sock.sendall(head + body)
-    except socket.timeout:
+    except TimeoutError:  # socket.timeout is an alias of it
         raise InputError(f"--scheduler {address}: no Dask scheduler answered within {timeout:g} s "
                          "(something listens there, but it is not a Dask scheduler)") from None
     except (OSError, ValueError) as exc:

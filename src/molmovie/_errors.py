@@ -17,7 +17,7 @@ class InputError(ValueError):
     """Bad input from the user: the message says what was wrong and where."""
 
 
-def shorten(value, limit: int = MAX_QUOTE) -> str:
+def shorten(value: object, limit: int = MAX_QUOTE) -> str:
     """``repr``-like text of ``value`` for an error message, cut to about ``limit`` characters.
 
     Sequences longer than ten items show their first ten and how many more

@@ -53,11 +53,17 @@ import socket
 import stat
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Literal, SupportsIndex, overload
 
 from ._errors import InputError
+from ._typing import PathLike
+
+if TYPE_CHECKING:
+    import h5py
+    import numpy as np
 
 __all__ = [
     "WriteError",
@@ -151,7 +157,7 @@ def _human(nbytes: int) -> str:
     return f"{nbytes} bytes"
 
 
-def check_allocation(shape_or_nbytes, what: str, *, itemsize: int = 8, limit_bytes: int | None = None) -> int:
+def check_allocation(shape_or_nbytes: SupportsIndex | Iterable[SupportsIndex], what: str, *, itemsize: int = 8, limit_bytes: int | None = None) -> int:
     """Refuse an allocation larger than the memory limit, before making it.
 
     Parameters
@@ -178,7 +184,7 @@ def check_allocation(shape_or_nbytes, what: str, *, itemsize: int = 8, limit_byt
         "<what> needs 67 GiB of memory, more than the limit of 12 GiB (half the
         memory; set MOLMOVIE_MAX_MEMORY to change it)", or a negative size.
     """
-    if isinstance(shape_or_nbytes, (int,)) or hasattr(shape_or_nbytes, "__index__"):
+    if isinstance(shape_or_nbytes, SupportsIndex):  # an int, a NumPy integer: anything with __index__
         nbytes = int(shape_or_nbytes)
     else:
         dims = [int(d) for d in shape_or_nbytes]
@@ -201,7 +207,13 @@ def check_allocation(shape_or_nbytes, what: str, *, itemsize: int = 8, limit_byt
 # --------------------------------------------------------------------------- seeds
 
 
-def check_seed(seed, name: str = "seed", *, generator: bool = False):
+@overload
+def check_seed(seed: int, name: str = "seed", *, generator: Literal[False] = False) -> int: ...
+@overload
+def check_seed(seed: None, name: str = "seed", *, generator: bool = False) -> None: ...
+@overload
+def check_seed(seed: int | np.random.Generator | None, name: str = "seed", *, generator: bool = False) -> int | np.random.Generator | None: ...
+def check_seed(seed: int | np.random.Generator | None, name: str = "seed", *, generator: bool = False) -> int | np.random.Generator | None:
     """A seed as NumPy takes it: a whole number >= 0 (or None, or a Generator if ``generator``).
 
     Raises
@@ -213,8 +225,7 @@ def check_seed(seed, name: str = "seed", *, generator: bool = False):
 
     if seed is None or (generator and isinstance(seed, np.random.Generator)):
         return seed
-    ok = not isinstance(seed, bool) and isinstance(seed, (int, np.integer)) and seed >= 0
-    if not ok:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"The '{name}' parameter must be a whole number >= 0; got {seed!r}")
     return int(seed)
 
@@ -222,7 +233,7 @@ def check_seed(seed, name: str = "seed", *, generator: bool = False):
 # --------------------------------------------------------------------------- output paths
 
 
-def same_file(a, b) -> bool:
+def same_file(a: PathLike, b: PathLike) -> bool:
     """Whether two paths name one file: same inode when both exist (symbolic and hard links), else same resolved path."""
     a, b = Path(a), Path(b)
     try:
@@ -247,7 +258,7 @@ def _read_only(path: Path) -> bool:
     return not (mode & 0o222) or not os.access(path, os.W_OK)
 
 
-def check_output_path(output, inputs: Iterable = (), *, force: bool = False, folder: bool = False) -> Path:
+def check_output_path(output: PathLike, inputs: Iterable[PathLike | None] = (), *, force: bool = False, folder: bool = False) -> Path:
     """Check that ``output`` may be written; refuse anything that would lose a user's data.
 
     Parameters
@@ -320,7 +331,7 @@ def _umask() -> int:
     return mask
 
 
-def replacement_mode(path) -> int:
+def replacement_mode(path: PathLike) -> int:
     """Permission bits for a file written at ``path``: those of the file it replaces, else 0o666 less the umask."""
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
@@ -331,14 +342,14 @@ def replacement_mode(path) -> int:
 # --------------------------------------------------------------------------- locks
 
 
-def lock_path(output) -> Path:
+def lock_path(output: PathLike) -> Path:
     """The advisory lock file of an output: ``OUTPUT.lock`` beside it."""
     output = Path(output)
     return output.with_name(output.name + ".lock")
 
 
 @contextmanager
-def output_lock(output) -> Iterator[Path]:
+def output_lock(output: PathLike) -> Iterator[Path]:
     """Hold an exclusive advisory lock on ``OUTPUT.lock`` for the duration of the block.
 
     Take it before reading what the output is computed from (an in-place
@@ -404,7 +415,7 @@ def _errno_of(exc: OSError) -> int | None:
 
 
 @contextmanager
-def write_errors(path) -> Iterator[None]:
+def write_errors(path: PathLike) -> Iterator[None]:
     """Turn an OSError of a full disk, a quota, a read-only file system or a permission into one line.
 
     Raises
@@ -415,7 +426,8 @@ def write_errors(path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        reason = _WRITE_ERRNOS.get(_errno_of(exc))
+        code = _errno_of(exc)
+        reason = None if code is None else _WRITE_ERRNOS.get(code)
         if reason is None:
             raise
         raise WriteError(f"{reason} writing {path}") from None
@@ -474,7 +486,7 @@ def _owner() -> str:
     return f"{host}-{os.getpid()}"
 
 
-def remove_stale_temporaries(path) -> list[Path]:
+def remove_stale_temporaries(path: PathLike) -> list[Path]:
     """Remove the temporary files of ``path`` left by molmovie processes of this host that no longer run.
 
     A process killed while writing (SIGKILL, a lost node) cannot remove its
@@ -490,7 +502,7 @@ def remove_stale_temporaries(path) -> list[Path]:
     path = Path(path)
     host = _owner().rsplit("-", 1)[0]
     pattern = re.compile(rf"\.{re.escape(path.name)}\.{re.escape(host)}-(\d+)\.[^/]*\.tmp")
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(path.parent.iterdir())
     except OSError:
@@ -515,7 +527,7 @@ def remove_stale_temporaries(path) -> list[Path]:
 
 
 @contextmanager
-def atomic_write(path, *, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_write(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces it when the block ends without error.
 
     The temporary file (``.NAME.HOST-PID.RANDOM.tmp`` in the same folder, so the rename
@@ -562,7 +574,7 @@ def _write_bytes(path: Path, data) -> None:
 
 
 @contextmanager
-def atomic_hdf5(path, *, suffix: str = ".tmp") -> Iterator["object"]:
+def atomic_hdf5(path: PathLike, *, suffix: str = ".tmp") -> Iterator[h5py.File]:
     """An ``h5py.File`` built in memory, written to ``path`` with :func:`atomic_write` when the block ends.
 
     The HDF5 library crashes the process (SIGSEGV) when the disk fills while it
@@ -580,7 +592,7 @@ def atomic_hdf5(path, *, suffix: str = ".tmp") -> Iterator["object"]:
 
 
 @contextmanager
-def atomic_folder(path) -> Iterator[Path]:
+def atomic_folder(path: PathLike) -> Iterator[Path]:
     """A temporary folder beside ``path`` that replaces it when the block ends without error.
 
     On any exception (a full disk, Ctrl-C) the temporary folder is removed and

@@ -8,14 +8,21 @@ from ASE's tables, so there is one source of truth for them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._errors import InputError
 from ._guards import check_allocation
+from ._typing import PathLike, Symbols
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 __all__ = [
     "Molecule",
@@ -45,7 +52,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
 BOND_SCALE = 1.3
 
 
-def atomic_numbers(symbols) -> np.ndarray:
+def atomic_numbers(symbols: Iterable[str]) -> np.ndarray:
     """Atomic numbers of element symbols; an unknown symbol is an :class:`InputError`."""
     from ase.data import atomic_numbers as table
 
@@ -59,28 +66,28 @@ def atomic_numbers(symbols) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def normalise_symbols(symbols) -> tuple[str, ...]:
+def normalise_symbols(symbols: Iterable[str]) -> tuple[str, ...]:
     """Element symbols in canonical case ("cl" -> "Cl"), validated."""
     from ase.data import chemical_symbols
 
     return tuple(chemical_symbols[z] for z in atomic_numbers(symbols))
 
 
-def atomic_masses(symbols) -> np.ndarray:
+def atomic_masses(symbols: Iterable[str]) -> np.ndarray:
     """Standard atomic masses in u (ASE's IUPAC table), shape (n_atoms,)."""
     from ase.data import atomic_masses as table
 
     return np.asarray(table[atomic_numbers(symbols)], dtype=float)
 
 
-def covalent_radii(symbols) -> np.ndarray:
+def covalent_radii(symbols: Iterable[str]) -> np.ndarray:
     """Covalent radii in Angstrom (Cordero et al. 2008, via ASE), shape (n_atoms,)."""
     from ase.data import covalent_radii as table
 
     return np.asarray(table[atomic_numbers(symbols)], dtype=float)
 
 
-def bond_graph(symbols, positions, scale: float = BOND_SCALE) -> np.ndarray:
+def bond_graph(symbols: Symbols, positions: ArrayLike, scale: float = BOND_SCALE) -> np.ndarray:
     """Adjacency matrix of the covalent bond graph.
 
     Atoms A and B are bonded when ``R_AB < scale * (r_A + r_B)`` with covalent
@@ -114,7 +121,7 @@ def fragments(adjacency: np.ndarray) -> list[frozenset[int]]:
     return [frozenset(np.flatnonzero(labels == k).tolist()) for k in range(n)]
 
 
-def formula(symbols) -> str:
+def formula(symbols: Iterable[str]) -> str:
     """Hill formula (C first, then H, then alphabetical): ``C5H11NO``."""
     from collections import Counter
 
@@ -158,46 +165,48 @@ class Molecule:
     def formula(self) -> str:
         return formula(self.symbols)
 
-    def to_ase(self):
+    def to_ase(self) -> Atoms:
         """This molecule as an :class:`ase.Atoms` object."""
         from ase import Atoms
 
         return Atoms(list(self.symbols), positions=np.array(self.positions))
 
     @classmethod
-    def from_xyz(cls, path, name: str | None = None) -> "Molecule":
+    def from_xyz(cls, path: PathLike, name: str | None = None) -> Molecule:
         """Read the first frame of an XYZ file (through ASE)."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such file")
+        from ase import Atoms
         from ase.io import read
 
         try:
-            atoms = read(str(path), index=0, format="xyz")
-        except Exception as exc:  # ASE raises many types for malformed files
+            atoms = cast(Atoms, read(str(path), index=0, format="xyz"))  # index=0 gives one Atoms
+        except Exception as exc:  # noqa: BLE001 -- ASE raises many types for malformed files
             raise InputError(f"{path}: not a readable XYZ file ({exc})") from None
         symbols = normalise_symbols(atoms.get_chemical_symbols())
         return cls(name or formula(symbols), symbols, atoms.get_positions(), description=str(path))
 
     @classmethod
-    def from_smiles(cls, smiles: str, seed: int = 0) -> "Molecule":
+    def from_smiles(cls, smiles: str, seed: int = 0) -> Molecule:
         """Embed a SMILES string in 3D with RDKit (ETKDG, then MMFF94)."""
-        from rdkit import Chem, RDLogger
-        from rdkit.Chem import AllChem
+        # from the modules that define them (AllChem and RDLogger re-export them; RDKit's stubs miss that)
+        from rdkit import Chem, rdBase
+        from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
 
         if not isinstance(smiles, str) or not smiles.strip():
             raise InputError(f"empty SMILES {smiles!r}: give a molecule after 'smiles:', e.g. smiles:CN1CCOCC1")
-        RDLogger.DisableLog("rdApp.*")
+        rdBase.DisableLog("rdApp.*")
         mol = Chem.MolFromSmiles(smiles)
         if mol is None or mol.GetNumAtoms() == 0:
             raise InputError(f"cannot parse SMILES {smiles!r}")
         mol = Chem.AddHs(mol)
-        params = AllChem.ETKDGv3()
-        params.randomSeed = int(seed)
-        if AllChem.EmbedMolecule(mol, params) != 0:
+        params = rdDistGeom.ETKDGv3()
+        params.randomSeed = int(seed)  # type: ignore[assignment]  # the stubs give the property the class as type
+        if rdDistGeom.EmbedMolecule(mol, params) != 0:
             raise InputError(f"RDKit could not embed SMILES {smiles!r} in 3D")
-        if AllChem.MMFFHasAllMoleculeParams(mol):
-            AllChem.MMFFOptimizeMolecule(mol)
+        if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
+            rdForceFieldHelpers.MMFFOptimizeMolecule(mol)
         symbols = tuple(a.GetSymbol() for a in mol.GetAtoms())
         pos = mol.GetConformer().GetPositions()
         return cls(formula(symbols), symbols, pos - pos.mean(axis=0), description=f"from SMILES {smiles}", smiles=smiles)

@@ -21,16 +21,22 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, cast, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._errors import InputError
 from ._guards import check_allocation
+from ._typing import PathLike, Progress, Symbols
 from .geometry import distances as _distances
 from .molecules import BUILTIN, atomic_masses, bond_graph, builtin, formula, fragments, normalise_symbols
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 __all__ = [
     "Ensemble",
@@ -157,7 +163,7 @@ class Ensemble:
         """All atom-atom distances, shape (M, T, n_pairs), Angstrom, NaN past each length."""
         return _distances(self.positions)
 
-    def subset(self, indices) -> "Ensemble":
+    def subset(self, indices: ArrayLike) -> Ensemble:
         """The trajectories at ``indices`` (an integer array or a boolean mask), in that order.
 
         Per-trajectory records (``provenance["trajectories"]``, one per
@@ -180,7 +186,7 @@ class Ensemble:
         )
 
 
-def _index_array(indices) -> np.ndarray:
+def _index_array(indices: ArrayLike) -> np.ndarray:
     """Integer or boolean index array; an empty list selects nothing (not a float array)."""
     idx = np.asarray(indices)
     return idx.astype(np.intp) if idx.size == 0 else idx
@@ -198,7 +204,7 @@ def _index_array(indices) -> np.ndarray:
 BREAK_SCALE = 2.0
 
 
-def is_dissociated(symbols, positions: np.ndarray, length: int | None = None) -> bool:
+def is_dissociated(symbols: Symbols, positions: np.ndarray, length: int | None = None) -> bool:
     """Whether a trajectory's molecule has come apart.
 
     The covalent bond graph of the first frame (atoms closer than 1.3 times
@@ -300,7 +306,11 @@ def _parse_xyz(path: Path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
     return symbols, comments, np.stack(frames)
 
 
-def check_time_option(name: str, value, *, zero: bool = False) -> float | None:
+@overload
+def check_time_option(name: str, value: None, *, zero: bool = False) -> None: ...
+@overload
+def check_time_option(name: str, value: float | str, *, zero: bool = False) -> float: ...
+def check_time_option(name: str, value: float | str | None, *, zero: bool = False) -> float | None:
     """A time option in fs: None, or a finite number > 0 (>= 0 with ``zero``).
 
     Raises
@@ -320,15 +330,15 @@ def check_time_option(name: str, value, *, zero: bool = False) -> float | None:
 
 
 def _times_from_comments(comments: list[str], path: Path, dt: float | None) -> np.ndarray:
-    found = [_TIME_RE.search(c) for c in comments]
-    if all(found):
+    found = [m for m in (_TIME_RE.search(c) for c in comments) if m is not None]
+    if len(found) == len(comments):
         return np.array([_float(m.group(1), f"{path}, frame {k + 1} comment") for k, m in enumerate(found)])
     if dt is None:
         raise InputError(f"{path}: the comment lines carry no 't=' times; give the frame interval with --dt")
     return np.arange(len(comments)) * check_time_option("dt", dt)
 
 
-def read_xyz(path, *, dt: float | None = None) -> Trajectory:
+def read_xyz(path: PathLike, *, dt: float | None = None) -> Trajectory:
     """Read a multi-frame XYZ file.
 
     Times come from ``t= <fs>`` in the comment lines when every frame has one
@@ -365,7 +375,7 @@ def _read_sharc_lis(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(times), np.array(states, dtype=np.int64), np.array(energies)
 
 
-def read_sharc(path) -> Trajectory:
+def read_sharc(path: PathLike) -> Trajectory:
     """Read a SHARC run folder (``output.xyz`` + ``output.lis``).
 
     Keeps the time, the total energy and the active (diagonal) state of every
@@ -394,7 +404,7 @@ def read_sharc(path) -> Trajectory:
     return Trajectory(traj.symbols, traj.time[:n], traj.positions[:n], energy[:n], state[:n], source=str(folder))
 
 
-def read_ase(path, *, dt: float | None = None) -> Trajectory:
+def read_ase(path: PathLike, *, dt: float | None = None) -> Trajectory:
     """Read any trajectory format ASE understands (``ase.io.read(path, ':')``).
 
     Times come from ``atoms.info['time']`` (fs) when every frame has it, else
@@ -404,8 +414,8 @@ def read_ase(path, *, dt: float | None = None) -> Trajectory:
 
     path = Path(path)
     try:
-        frames = read(str(path), index=":")
-    except Exception as exc:  # ASE raises many exception types for bad files
+        frames = cast("list[Atoms]", read(str(path), index=":"))  # index=":" gives a list
+    except Exception as exc:  # noqa: BLE001 -- ASE raises many exception types for bad files
         raise InputError(f"{path}: ASE cannot read it ({type(exc).__name__}: {exc})") from None
     if not frames:
         raise InputError(f"{path}: no frames")
@@ -439,7 +449,7 @@ def _guess_format(path: Path) -> str:
     return "ase"
 
 
-def read_trajectory(path, *, format: str | None = None, dt: float | None = None) -> Trajectory:
+def read_trajectory(path: PathLike, *, format: str | None = None, dt: float | None = None) -> Trajectory:
     """Read one trajectory with the reader named ``format`` (guessed from the path if None)."""
     path = Path(path)
     if not path.exists():
@@ -453,7 +463,7 @@ def read_trajectory(path, *, format: str | None = None, dt: float | None = None)
     return reader(path) if name == "sharc" else reader(path, dt=dt)
 
 
-def _expand(paths) -> list[Path]:
+def _expand(paths: Iterable[PathLike]) -> list[Path]:
     """Paths to trajectories: a folder holding run folders (``TRAJ_*``) expands to them."""
     out: list[Path] = []
     for p in map(Path, paths):
@@ -473,7 +483,7 @@ def _expand(paths) -> list[Path]:
     return out
 
 
-def trajectory_files(paths) -> list[Path]:
+def trajectory_files(paths: Iterable[PathLike]) -> list[Path]:
     """The files :func:`read_ensemble` reads for ``paths``: trajectory files, and each SHARC run's output.xyz and output.lis.
 
     A command that writes an output checks it against these, so that no
@@ -597,9 +607,9 @@ def ensemble_from_trajectories(trajectories: list[Trajectory], *, molecule: str 
         L = len(tr.time)
         positions[k, :L] = tr.positions
         length[k] = L
-        if has_energy:
+        if energy is not None:
             energy[k, :L] = tr.energy
-        if has_state:
+        if state is not None and tr.state is not None:
             state[k, :L] = tr.state
         dissociated[k] = is_dissociated(first.symbols, tr.positions, L)
     return Ensemble(
@@ -616,7 +626,7 @@ def ensemble_from_trajectories(trajectories: list[Trajectory], *, molecule: str 
     )
 
 
-def _molecule_name(symbols) -> str:
+def _molecule_name(symbols: Symbols) -> str:
     """The built-in name if the formula matches one (CS2 -> "cs2"), else the formula."""
     f = formula(symbols)
     for name in BUILTIN:
@@ -626,13 +636,13 @@ def _molecule_name(symbols) -> str:
 
 
 def read_ensemble(
-    paths,
+    paths: Iterable[PathLike],
     *,
     format: str | None = None,
     dt: float | None = None,
     tmax: float | None = None,
     input_dt: float | None = None,
-    progress: Callable[[int, dict], None] | None = None,
+    progress: Progress | None = None,
 ) -> Ensemble:
     """Read many trajectories of one molecule into an :class:`Ensemble`.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from typing import Any
 
 import typer
 
@@ -33,6 +34,8 @@ app = typer.Typer(
 )
 
 # Each module adds its commands to `app`; they import only light modules at top level.
+# The import order is the order of the commands in --help.
+# isort: off
 from . import _data  # noqa: E402,F401  import, scatter, info
 from . import _generate  # noqa: E402,F401  generate
 from . import _inversion  # noqa: E402,F401  train, invert
@@ -41,9 +44,10 @@ from . import _measure  # noqa: E402,F401  ingest, show
 from . import _simulate  # noqa: E402,F401  simulate-experiment
 from . import _fit  # noqa: E402,F401  fit
 from . import _transfer  # noqa: E402,F401  transfer
+# isort: on
 
 
-def fail(message: str) -> "typer.Exit":
+def fail(message: str) -> typer.Exit:
     """Print one error line on stderr and return the exit-2 exception to raise."""
     typer.echo(f"molmovie: error: {message}", err=True)
     return typer.Exit(2)
@@ -89,7 +93,7 @@ def _interrupted() -> None:
 
 
 #: click's ClickException, as the typer installed uses it (typer >= 0.20 carries its own copy of click).
-_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_ClickException: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def _show_usage_error(exc) -> None:
@@ -97,7 +101,7 @@ def _show_usage_error(exc) -> None:
         from typer import rich_utils
 
         rich_utils.rich_format_error(exc)
-    except Exception:  # pragma: no cover - without rich
+    except Exception:  # noqa: BLE001  # pragma: no cover - without rich
         exc.show()
 
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
 from .._errors import InputError
-from ..datasets import Dataset, make_splits
 from .._guards import check_allocation
+from ..datasets import Dataset, make_splits
 from ..io import read_dataset, write_dataset
 from ..molecules import formula
 from ..scattering import SignalSpec, q_grid, simulate
 from ..trajectories import read_ensemble, trajectory_files
 from . import app
-from ._outputs import writing
 from ._options import parse_splits
+from ._outputs import writing
 from ._progress import progress_callback
 
 
@@ -31,9 +31,9 @@ class Reference(str, Enum):
 def import_(
     paths: Annotated[list[Path], typer.Argument(help="Trajectory files, SHARC run folders, or a folder of runs (TRAJ_*).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write (HDF5).")],
-    dt: Annotated[Optional[float], typer.Option(help="Frame interval in fs: --dt 5 keeps every 10th of 0.5 fs steps. XYZ files without times use it as their step.")] = None,
-    tmax: Annotated[Optional[float], typer.Option(help="Keep frames up to this time in fs after the first.")] = None,
-    format: Annotated[Optional[str], typer.Option(help="Reader: sharc, xyz or ase (default: from each path).")] = None,
+    dt: Annotated[float | None, typer.Option(help="Frame interval in fs: --dt 5 keeps every 10th of 0.5 fs steps. XYZ files without times use it as their step.")] = None,
+    tmax: Annotated[float | None, typer.Option(help="Keep frames up to this time in fs after the first.")] = None,
+    format: Annotated[str | None, typer.Option(help="Reader: sharc, xyz or ase (default: from each path).")] = None,
     splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = "80,10,10",
     seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
@@ -54,13 +54,13 @@ def import_(
 @app.command()
 def scatter(
     file: Annotated[Path, typer.Argument(help="Dataset file (from import or generate).", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of updating FILE in place.")] = None,
-    qmin: Annotated[Optional[float], typer.Option(help="Smallest q, 1/Angstrom.")] = None,
-    qmax: Annotated[Optional[float], typer.Option(help="Largest q, 1/Angstrom.")] = None,
-    nq: Annotated[Optional[int], typer.Option(help="Number of q points.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of updating FILE in place.")] = None,
+    qmin: Annotated[float | None, typer.Option(help="Smallest q, 1/Angstrom.")] = None,
+    qmax: Annotated[float | None, typer.Option(help="Largest q, 1/Angstrom.")] = None,
+    nq: Annotated[int | None, typer.Option(help="Number of q points.")] = None,
     no_inelastic: Annotated[bool, typer.Option("--no-inelastic", help="Elastic scattering only (leave out the Compton term).")] = False,
-    photons: Annotated[Optional[float], typer.Option(help="Poisson noise: expected photons per pattern.")] = None,
-    irf_fs: Annotated[Optional[float], typer.Option(help="Time resolution: FWHM of a Gaussian instrument response, fs.")] = None,
+    photons: Annotated[float | None, typer.Option(help="Poisson noise: expected photons per pattern.")] = None,
+    irf_fs: Annotated[float | None, typer.Option(help="Time resolution: FWHM of a Gaussian instrument response, fs.")] = None,
     reference: Annotated[Reference, typer.Option(help="ΔS reference: each trajectory's first frame (the paper's), or the ground-state ensemble (laser off).")] = Reference.first,
     seed: Annotated[int, typer.Option(help="Seed of the photon noise.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output, or signals already in FILE.")] = False,
@@ -69,7 +69,8 @@ def scatter(
     # in place, FILE is the output: checked (a read-only file is refused) and locked before it is read
     target = output or file
     with writing(target, [file] if output is not None else [], force=force or output is None):
-        q = q_grid(**{k: v for k, v in dict(q_min=qmin, q_max=qmax, n_q=nq).items() if v is not None})
+        grid: dict[str, Any] = {k: v for k, v in dict(q_min=qmin, q_max=qmax, n_q=nq).items() if v is not None}
+        q = q_grid(**grid)
         spec = SignalSpec(q, inelastic=not no_inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed)
         ds = read_dataset(file)
         if output is None and ds.has_signals and not force:
@@ -94,9 +95,9 @@ def info(file: Annotated[Path, typer.Argument(help="Dataset file.", show_default
         f"trajectories  {ds.n_trajectories}, {int(ds.dissociated.sum())} dissociate",
         f"frames        {ds.n_frames} every {dt}, {t[0]:g} to {t[-1]:g} fs; lengths {ds.length.min()} to {ds.length.max()}",
     ]
-    if ds.has_signals:
-        q = ds.q
+    if ds.spec is not None:  # the signals' spec (signals, I_ref and spec come together)
         spec = ds.spec
+        q = spec.q
         noise = f"{spec.photons:g} photons/pattern" if spec.photons else "none"
         irf = f"{spec.irf_fs:g} fs FWHM" if spec.irf_fs else "none"
         lines.append(f"q grid        {len(q)} points, {q[0]:g} to {q[-1]:g} 1/Å")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from threadpoolctl import threadpool_limits
@@ -57,16 +57,16 @@ def fit(
     measurement: Annotated[Path, typer.Argument(help="Measurement file (from `molmovie ingest` or `simulate-experiment`).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Fit result file to write (HDF5, format molmovie-fit).")],
     method: Annotated[str, typer.Option("--method", "-m", help=_method_help())] = "ensemble",
-    basis: Annotated[Optional[Path], typer.Option("--basis", help="Dataset of trajectories of the measured molecule (ensemble: required; pdf: optional, gives I_gs and the ground-state bound).")] = None,
-    figures: Annotated[Optional[Path], typer.Option("--figures", help="Folder for the figures (PNG); created if missing.")] = None,
-    bootstrap: Annotated[Optional[int], typer.Option(help="Bootstrap replicates (ensemble; default 100).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the bootstrap (ensemble; default 0).")] = None,
-    t0_range: Annotated[Optional[str], typer.Option("--t0-range", help="Time-zero range searched, LOW,HIGH fs (ensemble; default -150,150).")] = None,
-    irf_range: Annotated[Optional[str], typer.Option("--irf-range", help="IRF FWHM range searched, LOW,HIGH fs (ensemble; default 10,300).")] = None,
-    regularize: Annotated[Optional[str], typer.Option(help="ensemble: none, discrepancy or μ; pdf: gcv, discrepancy or λ.")] = None,
+    basis: Annotated[Path | None, typer.Option("--basis", help="Dataset of trajectories of the measured molecule (ensemble: required; pdf: optional, gives I_gs and the ground-state bound).")] = None,
+    figures: Annotated[Path | None, typer.Option("--figures", help="Folder for the figures (PNG); created if missing.")] = None,
+    bootstrap: Annotated[int | None, typer.Option(help="Bootstrap replicates (ensemble; default 100).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the bootstrap (ensemble; default 0).")] = None,
+    t0_range: Annotated[str | None, typer.Option("--t0-range", help="Time-zero range searched, LOW,HIGH fs (ensemble; default -150,150).")] = None,
+    irf_range: Annotated[str | None, typer.Option("--irf-range", help="IRF FWHM range searched, LOW,HIGH fs (ensemble; default 10,300).")] = None,
+    regularize: Annotated[str | None, typer.Option(help="ensemble: none, discrepancy or μ; pdf: gcv, discrepancy or λ.")] = None,
     hole: Annotated[bool, typer.Option("--hole", help="ensemble: model the ground-state hole with the basis's own ground-state trajectories (ground_start, bound, ground-state model), signed, Σh = Σc = γ.")] = False,
     sigma_from_pre_t0: Annotated[bool, typer.Option("--sigma-from-pre-t0", help="Estimate σ from the scatter of ΔS before time zero (per q, the same at every delay), replacing any σ in the file.")] = False,
-    settings: Annotated[Optional[list[str]], typer.Option("--set", help="Method setting KEY=VALUE (JSON value), repeatable, e.g. --set r_max=8.")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="Method setting KEY=VALUE (JSON value), repeatable, e.g. --set r_max=8.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
 ) -> None:
     """Fit a measurement: γ, t0, IRF, weights and distance distributions (ensemble), or ΔP(R, t) (pdf)."""
@@ -110,7 +110,7 @@ def fit(
         with progress_callback(f"fitting ({method})", status=lambda info: str(info.get("stage", ""))) as progress, \
                 threadpool_limits(limits=1, user_api="blas"):
             model.fit(meas, basis=data, progress=progress)
-        result = model.result_
+        result = model.result
         if not result.converged:
             raise InputError(f"the {method} fit did not converge: {result.message}; no result written")
         result.provenance.update({"measurement_file": str(measurement), "basis_file": None if basis is None else str(basis)})

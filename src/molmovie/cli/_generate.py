@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
 from .._errors import InputError
-from ..dynamics import default_model, get_model, partial_path
-from ..dynamics import generate as run
+from ..dynamics import Model, default_model, generate as run, get_model, partial_path
 from ..dynamics.calculators import CALCULATORS, get_calculator
 from ..dynamics.initial import INITIAL_CONDITIONS, Mixture, get_initial
-from ..molecules import get_molecule
+from ..molecules import Molecule, get_molecule
 from . import app
 from ._options import parse_splits
 from ._outputs import writing
@@ -69,7 +68,7 @@ def _morse(text: str) -> dict:
 
 def _families(text: str) -> list[tuple[str, float]]:
     """``"displaced:2,dissociation:1"`` -> [("displaced", 2.0), ("dissociation", 1.0)]."""
-    out = []
+    out: list[tuple[str, float]] = []
     for item in str(text).split(","):
         name, sep, weight = item.strip().partition(":")
         name = name.strip().lower()
@@ -122,22 +121,22 @@ def generate(
     trajectories: Annotated[int, typer.Option("--trajectories", "-n", help="Number of trajectories.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write (HDF5).")],
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same trajectories, whatever the workers.")] = 0,
-    workers: Annotated[Optional[int], typer.Option(help="Local worker processes, one trajectory per core (default: all cores; 1 runs without Dask).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) to run the trajectories on.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Excited-state model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules; 'ground' with a one-surface calculator (Morse).")] = None,
-    calculator: Annotated[Optional[str], typer.Option(help=f"Energies and forces from: {_CALCULATOR_HELP}. Default: xtb.", show_default=False)] = None,
-    morse: Annotated[Optional[str], typer.Option(help="Constants of --calculator morse: we=CM-1 (harmonic wavenumber), re=ANGSTROM, and D0=EV (bond energy) or De=EV (well depth), e.g. we=214.5,re=2.666,D0=1.54.", show_default=False)] = None,
-    initial: Annotated[Optional[str], typer.Option(help=f"How trajectories start: {_INITIAL_HELP}. Several as relative sizes, run in consecutive blocks of trajectory indices, e.g. displaced:2,dissociation:1. Default: wigner.", show_default=False)] = None,
-    amplitude: Annotated[Optional[str], typer.Option(help="displaced: range LO:HI of the bond displacement amplitude A, Angstrom (drawn uniformly).", show_default=False)] = None,
-    phase: Annotated[Optional[str], typer.Option(help="displaced: range LO:HI of the vibration phase, degrees: bond = A cos(phase), momentum = -A mu omega sin(phase). Default 0:360.", show_default=False)] = None,
-    excess: Annotated[Optional[str], typer.Option(help="dissociation: range LO:HI of the energy above the dissociation limit, eV; a diatomic's atoms separate at sqrt(2E/mu).", show_default=False)] = None,
-    repulsive: Annotated[Optional[float], typer.Option(help="dissociation, diatomics: run on a repulsive wall E_limit + W exp(-BETA (r - r_e)) from the Wigner sample at rest (a vertical excitation to a dissociative state) instead of kicking the bond on the same potential; BETA in 1/Angstrom, e.g. 2.", show_default=False)] = None,
-    limit: Annotated[Optional[float], typer.Option(help="dissociation: the dissociation limit above the minimum's energy, eV (default: the energy with the two fragments moved 50 Angstrom apart).", show_default=False)] = None,
-    bond: Annotated[Optional[str], typer.Option(help="displaced, dissociation: the bond, two atom indices from 0 (default: the bond of a diatomic).", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes, one trajectory per core (default: all cores; 1 runs without Dask).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) to run the trajectories on.")] = None,
+    model: Annotated[str | None, typer.Option(help="Excited-state model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules; 'ground' with a one-surface calculator (Morse).")] = None,
+    calculator: Annotated[str | None, typer.Option(help=f"Energies and forces from: {_CALCULATOR_HELP}. Default: xtb.", show_default=False)] = None,
+    morse: Annotated[str | None, typer.Option(help="Constants of --calculator morse: we=CM-1 (harmonic wavenumber), re=ANGSTROM, and D0=EV (bond energy) or De=EV (well depth), e.g. we=214.5,re=2.666,D0=1.54.", show_default=False)] = None,
+    initial: Annotated[str | None, typer.Option(help=f"How trajectories start: {_INITIAL_HELP}. Several as relative sizes, run in consecutive blocks of trajectory indices, e.g. displaced:2,dissociation:1. Default: wigner.", show_default=False)] = None,
+    amplitude: Annotated[str | None, typer.Option(help="displaced: range LO:HI of the bond displacement amplitude A, Angstrom (drawn uniformly).", show_default=False)] = None,
+    phase: Annotated[str | None, typer.Option(help="displaced: range LO:HI of the vibration phase, degrees: bond = A cos(phase), momentum = -A mu omega sin(phase). Default 0:360.", show_default=False)] = None,
+    excess: Annotated[str | None, typer.Option(help="dissociation: range LO:HI of the energy above the dissociation limit, eV; a diatomic's atoms separate at sqrt(2E/mu).", show_default=False)] = None,
+    repulsive: Annotated[float | None, typer.Option(help="dissociation, diatomics: run on a repulsive wall E_limit + W exp(-BETA (r - r_e)) from the Wigner sample at rest (a vertical excitation to a dissociative state) instead of kicking the bond on the same potential; BETA in 1/Angstrom, e.g. 2.", show_default=False)] = None,
+    limit: Annotated[float | None, typer.Option(help="dissociation: the dissociation limit above the minimum's energy, eV (default: the energy with the two fragments moved 50 Angstrom apart).", show_default=False)] = None,
+    bond: Annotated[str | None, typer.Option(help="displaced, dissociation: the bond, two atom indices from 0 (default: the bond of a diatomic).", show_default=False)] = None,
     no_wigner: Annotated[bool, typer.Option("--no-wigner", help="displaced, dissociation: start exactly at the drawn point, without the zero-point spread of a Wigner sample.")] = False,
-    tmax: Annotated[Optional[float], typer.Option(help="Simulated time, fs (default: the model's).", show_default=False)] = None,
-    dt: Annotated[Optional[float], typer.Option(help="Frame interval stored, fs (default: the model's).", show_default=False)] = None,
-    timestep: Annotated[Optional[float], typer.Option(help="Velocity Verlet time step, fs (default: the model's, 0.5).", show_default=False)] = None,
+    tmax: Annotated[float | None, typer.Option(help="Simulated time, fs (default: the model's).", show_default=False)] = None,
+    dt: Annotated[float | None, typer.Option(help="Frame interval stored, fs (default: the model's).", show_default=False)] = None,
+    timestep: Annotated[float | None, typer.Option(help="Velocity Verlet time step, fs (default: the model's, 0.5).", show_default=False)] = None,
     stop_dissociated: Annotated[bool, typer.Option("--stop-dissociated", help="End a trajectory once its fragments are apart (as SHARC runs do): faster, shorter trajectories.")] = False,
     splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = "85,11,11",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file, or discard a checkpoint made with other settings.")] = False,
@@ -162,16 +161,17 @@ def generate(
     # the library takes the output lock itself (and resumes from OUTPUT.partial/)
     with writing(output, molecule_file, force=force, lock=False):
         with progress_callback(f"generate {molecule}", unit="trajectories", status=_generate_status) as progress:
+            what: str | Molecule = molecule
+            how: str | Model | None = model
             if stop_dissociated or tmax is not None or dt is not None or timestep is not None:
-                mol = get_molecule(molecule)
-                model = default_model(mol, calc) if model is None else get_model(model)
+                what = get_molecule(molecule)
+                how = default_model(what, calc) if model is None else get_model(model)
                 if stop_dissociated:
-                    model = model.replace(stop_dissociated=True)
+                    how = how.replace(stop_dissociated=True)
                 if tmax is not None or dt is not None or timestep is not None:
-                    model = _retime(model, tmax, dt, timestep)
-                molecule = mol
+                    how = _retime(how, tmax, dt, timestep)
             try:
-                ds = run(molecule, trajectories, model=model, seed=seed, workers=workers, scheduler=scheduler,
+                ds = run(what, trajectories, model=how, seed=seed, workers=workers, scheduler=scheduler,
                          output=output, splits=sizes, force=force, progress=progress, calculator=calc, initial=init)
             except KeyboardInterrupt:
                 folder = partial_path(output)
@@ -207,7 +207,7 @@ def _initial(text: str | None, amplitude: str | None, phase: str | None, excess:
     """The initial-condition family (or mixture) of --initial and its options, validated."""
     families = _families(text) if text is not None else [("wigner", 1.0)]
     names = [n for n, _ in families]
-    ranges = {"--amplitude": ("displaced", _range(amplitude, "--amplitude", "Angstrom")),
+    ranges: dict[str, tuple[str, tuple[float, float] | None]] = {"--amplitude": ("displaced", _range(amplitude, "--amplitude", "Angstrom")),
               "--phase": ("displaced", _range(phase, "--phase", "degrees")),
               "--excess": ("dissociation", _range(excess, "--excess", "eV"))}
     for option, (family, value) in ranges.items():
@@ -215,15 +215,15 @@ def _initial(text: str | None, amplitude: str | None, phase: str | None, excess:
             raise InputError(f"{option} applies to --initial {family}, which this run does not use")
     if (bond is not None or no_wigner) and not {"displaced", "dissociation"} & set(names):
         raise InputError("--bond and --no-wigner apply to --initial displaced or dissociation")
-    for option, value in (("--limit", limit), ("--repulsive", repulsive)):
-        if value is not None and "dissociation" not in names:
+    for option, given in (("--limit", limit), ("--repulsive", repulsive)):
+        if given is not None and "dissociation" not in names:
             raise InputError(f"{option} applies to --initial dissociation, which this run does not use")
     if "displaced" in names and amplitude is None:
         raise InputError("--initial displaced needs --amplitude LO:HI (Angstrom), e.g. --amplitude 0.02:0.3")
     if "dissociation" in names and excess is None:
         raise InputError("--initial dissociation needs --excess LO:HI (eV above the dissociation limit), e.g. --excess 0.1:2")
-    common = {"bond": _bond(bond), "wigner": not no_wigner}
-    settings = {
+    common: dict[str, Any] = {"bond": _bond(bond), "wigner": not no_wigner}
+    settings: dict[str, dict[str, Any]] = {
         "wigner": {},
         "displaced": dict(common, amplitude=ranges["--amplitude"][1], **({"phase": ranges["--phase"][1]} if phase is not None else {})),
         "dissociation": dict(common, excess=ranges["--excess"][1], limit=limit, repulsive=repulsive),

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
 
 from .._errors import InputError
-from ..io import read_dataset, read_signals, write_inversion
 from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, interpolate_signals, load_method
+from ..io import read_dataset, read_signals, write_inversion
 from . import app
 from ._options import parse_settings
 from ._outputs import writing
@@ -58,10 +58,10 @@ def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (safetensors), e.g. model.safetensors.")],
     method: Annotated[str, typer.Option(help=_method_help())] = DEFAULT_METHOD,
     exclude_dissociating: Annotated[bool, typer.Option("--exclude-dissociating", help="Leave out trajectories that dissociate (train and val).")] = False,
-    epochs: Annotated[Optional[int], typer.Option(help="Most training epochs: the method's 'epochs' setting, for methods that have one.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of initialisation, batch order and sampling: the method's 'seed' setting, for methods that have one.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="Where to train (auto, cpu, cuda), for methods that run on a GPU: auto takes a CUDA GPU when there is one.")] = None,
-    settings: Annotated[Optional[list[str]], typer.Option("--set", help="Method setting KEY=VALUE, repeatable (e.g. --set hidden=64 --set physics=0).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Most training epochs: the method's 'epochs' setting, for methods that have one.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of initialisation, batch order and sampling: the method's 'seed' setting, for methods that have one.")] = None,
+    device: Annotated[str | None, typer.Option(help="Where to train (auto, cpu, cuda), for methods that run on a GPU: auto takes a CUDA GPU when there is one.")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="Method setting KEY=VALUE, repeatable (e.g. --set hidden=64 --set physics=0).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing model file.")] = False,
 ) -> None:
     """Train an inversion method on the dataset's train split, validating on its val split."""
@@ -101,7 +101,7 @@ def invert(
     signals: Annotated[Path, typer.Argument(help="A dataset file, or an HDF5 file with q (Q), time (T) and dS ((T, Q) or (M, T, Q)).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Result file to write (HDF5).")],
     interpolate_q: Annotated[bool, typer.Option("--interpolate-q", help="Interpolate the signals onto the model's q grid when they differ.")] = False,
-    device: Annotated[Optional[str], typer.Option(help="Where to run the model (auto, cpu, cuda), for methods that run on a GPU (default: as trained).")] = None,
+    device: Annotated[str | None, typer.Option(help="Where to run the model (auto, cpu, cuda), for methods that run on a GPU (default: as trained).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
 ) -> None:
     """Invert scattering signals into atom-atom distances R_AB(t) with their uncertainties."""

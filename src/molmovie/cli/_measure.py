@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -39,26 +39,26 @@ def ingest(
     file: Annotated[Path, typer.Argument(help="Beamline file: HDF5, NPZ or a text table.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Measurement file to write (HDF5).")],
     kind: Annotated[Kind, typer.Option(help="Absolute intensities I(q,t) (ΔS is built against a reference) or a ready ΔS; auto: intensities when the isotropic data are positive in the q range.")] = Kind.auto,
-    q_units: Annotated[Optional[str], typer.Option(help="Units of the file's q: 1/Angstrom (1/A), 1/nm or 1/bohr. Needed when the file does not say.")] = None,
-    delay_units: Annotated[Optional[str], typer.Option(help="Units of the file's delays: fs or ps. Needed when the file does not say.")] = None,
-    signal_units: Annotated[Optional[str], typer.Option(help="A ready ΔS: fraction or percent.")] = None,
+    q_units: Annotated[str | None, typer.Option(help="Units of the file's q: 1/Angstrom (1/A), 1/nm or 1/bohr. Needed when the file does not say.")] = None,
+    delay_units: Annotated[str | None, typer.Option(help="Units of the file's delays: fs or ps. Needed when the file does not say.")] = None,
+    signal_units: Annotated[str | None, typer.Option(help="A ready ΔS: fraction or percent.")] = None,
     t0: Annotated[float, typer.Option("--t0", help="Time zero in the FILE'S delay units; stored delays are (delay - t0) in fs.")] = 0.0,
-    reference_before: Annotated[Optional[float], typer.Option(help="Intensities: the delays strictly before this time (file's delay units; default --t0) form the reference.")] = None,
-    laser_off: Annotated[Optional[Path], typer.Option(help="Laser-off file (same layout and options) as the reference instead of the pre-t0 delays.")] = None,
-    qmin: Annotated[Optional[float], typer.Option(help="Smallest q kept, 1/Angstrom (after unit conversion).")] = None,
-    qmax: Annotated[Optional[float], typer.Option(help="Largest q kept, 1/Angstrom (after unit conversion).")] = None,
+    reference_before: Annotated[float | None, typer.Option(help="Intensities: the delays strictly before this time (file's delay units; default --t0) form the reference.")] = None,
+    laser_off: Annotated[Path | None, typer.Option(help="Laser-off file (same layout and options) as the reference instead of the pre-t0 delays.")] = None,
+    qmin: Annotated[float | None, typer.Option(help="Smallest q kept, 1/Angstrom (after unit conversion).")] = None,
+    qmax: Annotated[float | None, typer.Option(help="Largest q kept, 1/Angstrom (after unit conversion).")] = None,
     legendre: Annotated[int, typer.Option(help="Legendre order to take from a stacked array (looked up in the file's list of orders; without one, the index).")] = 0,
-    q_path: Annotated[Optional[str], typer.Option(help="HDF5 dataset path or NPZ key of q (default: guessed, e.g. Q, q).")] = None,
-    delays_path: Annotated[Optional[str], typer.Option(help="... of the delays (default: guessed, e.g. delays, timebins, time).")] = None,
-    data_path: Annotated[Optional[str], typer.Option(help="... of the data (default: guessed, e.g. dS, mean, intensity, data).")] = None,
-    variance_path: Annotated[Optional[str], typer.Option(help="... of the variances (text tables: a second table file).")] = None,
-    std_path: Annotated[Optional[str], typer.Option(help="... of standard deviations instead of variances.")] = None,
-    legendre_path: Annotated[Optional[str], typer.Option(help="... of the list of Legendre orders (default: guessed, e.g. legendres).")] = None,
-    axes: Annotated[Optional[str], typer.Option(help="Axes of the data array in order, e.g. l,q,t, when their lengths do not tell them apart.")] = None,
+    q_path: Annotated[str | None, typer.Option(help="HDF5 dataset path or NPZ key of q (default: guessed, e.g. Q, q).")] = None,
+    delays_path: Annotated[str | None, typer.Option(help="... of the delays (default: guessed, e.g. delays, timebins, time).")] = None,
+    data_path: Annotated[str | None, typer.Option(help="... of the data (default: guessed, e.g. dS, mean, intensity, data).")] = None,
+    variance_path: Annotated[str | None, typer.Option(help="... of the variances (text tables: a second table file).")] = None,
+    std_path: Annotated[str | None, typer.Option(help="... of standard deviations instead of variances.")] = None,
+    legendre_path: Annotated[str | None, typer.Option(help="... of the list of Legendre orders (default: guessed, e.g. legendres).")] = None,
+    axes: Annotated[str | None, typer.Option(help="Axes of the data array in order, e.g. l,q,t, when their lengths do not tell them apart.")] = None,
     q_in: Annotated[QIn, typer.Option(help="Text tables: q in the first column (delays in the header row) or in the header row.")] = QIn.column,
-    format: Annotated[Optional[Format], typer.Option(help="File format (default: from the file's first bytes).")] = None,
-    molecule: Annotated[Optional[str], typer.Option(help="Molecule measured, e.g. I2 (a formula or built-in name gives its atoms).")] = None,
-    symbols: Annotated[Optional[str], typer.Option(help="Its element symbols, e.g. 'I I' (overrides what --molecule gives).")] = None,
+    format: Annotated[Format | None, typer.Option(help="File format (default: from the file's first bytes).")] = None,
+    molecule: Annotated[str | None, typer.Option(help="Molecule measured, e.g. I2 (a formula or built-in name gives its atoms).")] = None,
+    symbols: Annotated[str | None, typer.Option(help="Its element symbols, e.g. 'I I' (overrides what --molecule gives).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Turn a beamline file into a molmovie measurement: units, ΔS against a reference, σ, q range, time zero."""
@@ -94,8 +94,8 @@ def _ingest(file, output, *, force, **options):
 def show(
     file: Annotated[Path, typer.Argument(help="Measurement file (from ingest or simulate-experiment).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Figure to write (PNG, PDF or SVG by its suffix).")],
-    q: Annotated[Optional[str], typer.Option("--q", help="q values of the line-outs, 1/Angstrom, comma separated (default: three where |ΔS| is largest).")] = None,
-    tmax: Annotated[Optional[float], typer.Option(help="Show delays up to this time, fs.")] = None,
+    q: Annotated[str | None, typer.Option("--q", help="q values of the line-outs, 1/Angstrom, comma separated (default: three where |ΔS| is largest).")] = None,
+    tmax: Annotated[float | None, typer.Option(help="Show delays up to this time, fs.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing figure.")] = False,
 ) -> None:
     """Figure of a measurement: the ΔS(q, t) map in percent, line-outs at a few q with σ, |ΔS|/σ."""

@@ -22,11 +22,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .._guards import WriteError, check_output_path, deferred_interrupt, output_lock, write_errors
+from .._typing import PathLike
 
 __all__ = ["writing", "output_folder", "interrupt_note"]
 
@@ -48,7 +49,7 @@ def _state(path: Path) -> tuple | None:
 
 
 @contextmanager
-def writing(output, inputs: Iterable = (), *, force: bool, folder: bool = False, kept: str | None = None,
+def writing(output: PathLike, inputs: Iterable[PathLike | None] = (), *, force: bool, folder: bool = False, kept: str | None = None,
             lock: bool = True) -> Iterator[Path]:
     """Claim ``output`` for the command: check it against ``inputs``, lock it, remember its state.
 
@@ -93,7 +94,7 @@ def writing(output, inputs: Iterable = (), *, force: bool, folder: bool = False,
             _claimed.pop()
 
 
-def _describe(path: Path, before) -> str:
+def _describe(path: Path, before: object) -> str:
     if isinstance(before, str):
         return before
     if _state(path) == before:
@@ -109,7 +110,7 @@ def interrupt_note() -> str:
 
 
 @contextmanager
-def output_folder(path) -> Iterator[Path]:
+def output_folder(path: PathLike) -> Iterator[Path]:
     """A temporary folder whose files land in ``path`` when the block ends without error.
 
     A new ``path`` is the temporary folder renamed (it appears whole or not at

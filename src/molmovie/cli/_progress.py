@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -33,7 +34,7 @@ def progress_bar(description: str, total: int | None, *, unit: str = "") -> Iter
         task = bar.add_task(description, total=total, status="")
 
         def update(completed: int | None = None, advance: int | None = None, status: str | None = None, total: int | None = None) -> None:
-            kw = {}
+            kw: dict[str, Any] = {}
             if total is not None:
                 kw["total"] = total
             if status is not None:
@@ -93,7 +94,7 @@ class StageProgress:
             cm, self._cm, self._stage = self._cm, None, None
             cm.__exit__(None, None, None)
 
-    def __enter__(self) -> "StageProgress":
+    def __enter__(self) -> StageProgress:
         return self
 
     def __exit__(self, *exc) -> None:

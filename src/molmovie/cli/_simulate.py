@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
 
 from .._errors import InputError
-from ..datasets import SPLITS
 from .._guards import check_allocation
+from ..datasets import SPLITS
 from ..io import read_dataset
 from ..io.measurement import write_measurement
 from ..measurement import simulate_measurement
@@ -120,12 +120,12 @@ def simulate_experiment(
     gamma: Annotated[float, typer.Option(help="Excitation fraction, in (0, 1].")] = 0.05,
     t0: Annotated[float, typer.Option("--t0", help="Time zero, fs: the delay at which the molecules are excited.")] = 40.0,
     irf_fs: Annotated[float, typer.Option("--irf-fs", help="FWHM of the Gaussian instrument response, fs (0: none).")] = 80.0,
-    photons: Annotated[Optional[float], typer.Option(help="Poisson noise: expected photons per q bin of the laser-off pattern (default: no noise).")] = None,
-    delays: Annotated[Optional[str], typer.Option(help="Delays, fs: START:STOP:STEP (e.g. -200:1000:25) or a file. Default: -200 fs to the basis end + t0, every 25 fs.")] = None,
-    q: Annotated[Optional[str], typer.Option("--q", help="q grid, 1/Angstrom: QMIN:QMAX:COUNT (e.g. 1:4:100) or a file. Default: the dataset's signals' q, else 0.5:6.8:100.")] = None,
-    trajectories: Annotated[Optional[str], typer.Option(help="Trajectories of the excited ensemble: indices and ranges, e.g. 0,3,5 or 0:50 (default: all).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Use the trajectories of this split of the dataset (train, val or test).")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Weights of the selected trajectories, comma-separated or a file (default: uniform).")] = None,
+    photons: Annotated[float | None, typer.Option(help="Poisson noise: expected photons per q bin of the laser-off pattern (default: no noise).")] = None,
+    delays: Annotated[str | None, typer.Option(help="Delays, fs: START:STOP:STEP (e.g. -200:1000:25) or a file. Default: -200 fs to the basis end + t0, every 25 fs.")] = None,
+    q: Annotated[str | None, typer.Option("--q", help="q grid, 1/Angstrom: QMIN:QMAX:COUNT (e.g. 1:4:100) or a file. Default: the dataset's signals' q, else 0.5:6.8:100.")] = None,
+    trajectories: Annotated[str | None, typer.Option(help="Trajectories of the excited ensemble: indices and ranges, e.g. 0,3,5 or 0:50 (default: all).")] = None,
+    split: Annotated[str | None, typer.Option(help="Use the trajectories of this split of the dataset (train, val or test).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Weights of the selected trajectories, comma-separated or a file (default: uniform).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the photon noise.")] = 0,
     no_inelastic: Annotated[bool, typer.Option("--no-inelastic", help="Elastic scattering only (leave out the Compton term).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 
 class ParallelStageProgress:
@@ -25,7 +26,7 @@ class ParallelStageProgress:
 
     def __init__(self, display=None):
         self.display = display
-        self._tasks: dict[str, object] = {}
+        self._tasks: dict[Any, Any] = {}  # stage -> rich task id
 
     def _open(self):
         if self.display is None:
@@ -64,7 +65,7 @@ class ParallelStageProgress:
         if self.display is not None:
             self.display.stop()
 
-    def __enter__(self) -> "ParallelStageProgress":
+    def __enter__(self) -> ParallelStageProgress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,13 +25,13 @@ def transfer(
     foreign: Annotated[list[Path], typer.Argument(
         help="Foreign trajectories: SHARC run folders, a folder of them, trajectory files, or one dataset file (.h5).",
         show_default=False)],
-    dt: Annotated[Optional[float], typer.Option(
+    dt: Annotated[float | None, typer.Option(
         help="The model's frame interval, fs: its training dataset's time step (default: the one its model file records; "
              "needed for model files written before it was recorded).")] = None,
-    tmax: Annotated[Optional[float], typer.Option(help="Score frames up to this time after each run's start, fs (default: all).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Of a dataset file: the split to score (train, val, test; default: all).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the photon noise, when the model's signals have noise (default: theirs).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="JSON file for the summary (default: print only).")] = None,
+    tmax: Annotated[float | None, typer.Option(help="Score frames up to this time after each run's start, fs (default: all).")] = None,
+    split: Annotated[str | None, typer.Option(help="Of a dataset file: the split to score (train, val, test; default: all).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the photon noise, when the model's signals have noise (default: theirs).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON file for the summary (default: print only).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --output.")] = False,
 ) -> None:
     """Score a model on trajectories of dynamics it did not train on (real SHARC runs, another dynamics model).
@@ -54,7 +54,7 @@ def transfer(
             with atomic_path(output) as tmp:
                 tmp.write_text(json.dumps(summary, indent=2))
     label = method.label or method.name
-    for source, err, gone in zip(summary["sources"], summary["transfer_error_runs"], summary["dissociated"]):
+    for source, err, gone in zip(summary["sources"], summary["transfer_error_runs"], summary["dissociated"], strict=True):
         typer.echo(f"{source}: {err:.4f} Å ({'dissociates' if gone else 'bound'})")
     typer.echo(
         f"{label}: symmetry-aware distance error {summary['transfer_error']:.4f} Å (mean of {summary['runs']} runs; "

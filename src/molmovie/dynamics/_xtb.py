@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..molecules import atomic_numbers
 
 __all__ = ["Surface", "SCFError", "single_thread", "XTBEngine", "RobustSurface", "optimise", "SCF_LADDER"]
@@ -111,15 +113,15 @@ class XTBEngine:
         Keys of :data:`DEFAULT_SETTINGS`.
     """
 
-    def __init__(self, symbols, surface: Surface, settings: dict | None = None):
+    def __init__(self, symbols: Symbols, surface: Surface, settings: dict | None = None) -> None:
         self.numbers = atomic_numbers(symbols)
         self.surface = surface
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update(settings or {})
-        self._calc = None
-        self._res = None
+        self._calc: Any = None  # tblite's Calculator, built on the first call
+        self._res: Any = None
 
-    def _build(self, bohr: np.ndarray):
+    def _build(self, bohr: np.ndarray) -> Any:
         from tblite.interface import Calculator
 
         s = self.settings
@@ -146,7 +148,7 @@ class XTBEngine:
         return energy, forces
 
 
-def xtb_engine(symbols, surface: Surface, settings: dict) -> XTBEngine:
+def xtb_engine(symbols: Symbols, surface: Surface, settings: dict) -> XTBEngine:
     """The default engine factory."""
     single_thread()
     return XTBEngine(symbols, surface, settings)
@@ -172,7 +174,8 @@ class RobustSurface:
         Rungs of the ladder beyond the first that were needed so far.
     """
 
-    def __init__(self, symbols, surface: Surface, electronic_temperature: float = 300.0, factory: EngineFactory | None = None):
+    def __init__(self, symbols: Symbols, surface: Surface, electronic_temperature: float = 300.0,
+                 factory: EngineFactory | None = None) -> None:
         self.symbols = tuple(symbols)
         self.surface = surface
         self.base = {"electronic_temperature": float(electronic_temperature)}
@@ -215,7 +218,7 @@ class RobustSurface:
         return self.compute(positions)[0]
 
 
-def optimise(symbols, positions: np.ndarray, surface: Surface, *, fmax: float = 5e-4, steps: int = 2000,
+def optimise(symbols: Symbols, positions: np.ndarray, surface: Surface, *, fmax: float = 5e-4, steps: int = 2000,
              factory: EngineFactory | None = None) -> tuple[np.ndarray, float]:
     """Minimise the energy on ``surface`` (ASE's BFGS).
 
@@ -249,7 +252,7 @@ def optimise(symbols, positions: np.ndarray, surface: Surface, *, fmax: float = 
     robust = RobustSurface(symbols, surface, factory=factory)
 
     class _Calc(Calculator):
-        implemented_properties = ["energy", "free_energy", "forces"]
+        implemented_properties = ["energy", "free_energy", "forces"]  # noqa: RUF012 -- ASE declares it list[str]
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)

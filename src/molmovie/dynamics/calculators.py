@@ -38,14 +38,17 @@ pushed out of reach) for use elsewhere in ASE.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..molecules import atomic_masses, normalise_symbols
-from ._xtb import Surface, xtb_engine
+from ._xtb import Engine, Surface, XTBEngine, xtb_engine
 from .wigner import _C_CM_PER_FS, _EV_IN_U_A2_PER_FS2, HBAR_EV_FS
 
 __all__ = [
@@ -64,6 +67,30 @@ __all__ = [
 _MIN_EXPONENT = -700.0
 
 
+if TYPE_CHECKING:
+    from ase.calculators.calculator import Calculator as AseCalculator
+    from ase.calculators.morse import MorsePotential
+
+    from .models import Model
+
+
+class Calculator(Protocol):
+    """What the generator asks of a calculator: :class:`XTB`, :class:`Morse`, :class:`ASECalculator`, or one's own.
+
+    Called with a molecule's symbols, a :class:`Surface` and settings, it gives
+    the engine of energies and forces; ``check`` refuses a molecule or model it
+    cannot serve; ``to_dict`` is its record in the dataset's provenance.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def multi_surface(self) -> bool: ...
+    def __call__(self, symbols: Symbols, surface: Surface, settings: dict) -> Engine: ...
+    def check(self, symbols: Symbols, model: Model | None) -> None: ...
+    def to_dict(self) -> dict: ...
+
+
 # --------------------------------------------------------------------------- xTB
 
 
@@ -75,10 +102,10 @@ class XTB:
     description: str = "GFN2-xTB through tblite, on every surface a model names (the default)"
     multi_surface: bool = field(default=True, init=False)
 
-    def __call__(self, symbols, surface: Surface, settings: dict):
+    def __call__(self, symbols: Symbols, surface: Surface, settings: dict) -> XTBEngine:
         return xtb_engine(symbols, surface, settings)
 
-    def check(self, symbols, model) -> None:
+    def check(self, symbols: Symbols, model: Model | None) -> None:
         """Any molecule and model (the model checks its own surfaces)."""
 
     def to_dict(self) -> dict:
@@ -199,25 +226,28 @@ class Morse:
     @property
     def well_depth(self) -> float:
         """:math:`D_e`, eV (given, or from ``D0`` by :func:`morse_dissociation_energy`)."""
-        return float(self.D_e) if self.D_e is not None else morse_dissociation_energy(self.omega_e, self.D0)
+        if self.D_e is not None:
+            return float(self.D_e)
+        assert self.D0 is not None  # __post_init__ asks for one of them
+        return morse_dissociation_energy(self.omega_e, self.D0)
 
     @property
     def period(self) -> float:
         """Harmonic period :math:`1/c\\tilde\\omega_e`, fs."""
         return 1.0 / (_C_CM_PER_FS * self.omega_e)
 
-    def reduced_mass(self, symbols) -> float:
+    def reduced_mass(self, symbols: Symbols) -> float:
         """:math:`\\mu` of the two atoms, u."""
         m = atomic_masses(self._diatomic(symbols))
         return float(m[0] * m[1] / (m[0] + m[1]))
 
-    def exponent(self, symbols) -> float:
+    def exponent(self, symbols: Symbols) -> float:
         """:math:`a = \\omega\\sqrt{\\mu/2D_e}`, 1/Angstrom, for this pair of atoms."""
         mu = self.reduced_mass(symbols)
         return self.omega * math.sqrt(mu / (2 * self.well_depth * _EV_IN_U_A2_PER_FS2))
 
     @staticmethod
-    def _diatomic(symbols) -> tuple[str, ...]:
+    def _diatomic(symbols: Symbols) -> tuple[str, ...]:
         symbols = normalise_symbols(symbols)
         if len(symbols) != 2:
             raise InputError(
@@ -226,15 +256,15 @@ class Morse:
             )
         return symbols
 
-    def __call__(self, symbols, surface: Surface | None = None, settings: dict | None = None) -> "MorseEngine":
+    def __call__(self, symbols: Symbols, surface: Surface | None = None, settings: dict | None = None) -> MorseEngine:
         return MorseEngine(self.well_depth, self.exponent(symbols), self.r_e)
 
-    def check(self, symbols, model=None) -> None:
+    def check(self, symbols: Symbols, model: Model | None = None) -> None:
         """Raise :class:`InputError` unless the molecule is a diatomic and the model stays on one surface."""
         self._diatomic(symbols)
         _check_single_surface(self, model)
 
-    def ase_calculator(self, symbols):
+    def ase_calculator(self, symbols: Symbols) -> MorsePotential:
         """The same potential as ``ase.calculators.morse.MorsePotential`` (cutoff pushed beyond 10^4 r_e)."""
         from ase.calculators.morse import MorsePotential
 
@@ -260,10 +290,10 @@ class MorseEngine:
         Minimum, Angstrom.
     """
 
-    def __init__(self, D_e: float, a: float, r_e: float):
+    def __init__(self, D_e: float, a: float, r_e: float) -> None:
         self.D_e, self.a, self.r_e = float(D_e), float(a), float(r_e)
 
-    def energy_at(self, r) -> np.ndarray:
+    def energy_at(self, r: ArrayLike) -> np.ndarray:
         """:math:`V(r)`, eV, for bond lengths in Angstrom (any shape)."""
         y = np.exp(np.maximum(-self.a * (np.asarray(r, float) - self.r_e), _MIN_EXPONENT))
         return self.D_e * (y * y - 2 * y)
@@ -292,7 +322,7 @@ class ASEEngine:
     calculator : ase.calculators.calculator.Calculator
     """
 
-    def __init__(self, symbols, calculator):
+    def __init__(self, symbols: Symbols, calculator: AseCalculator) -> None:
         from ase import Atoms
 
         self.atoms = Atoms(list(normalise_symbols(symbols)), positions=np.zeros((len(symbols), 3)))
@@ -327,17 +357,17 @@ class ASECalculator:
     settings: dict = field(default_factory=dict)
     multi_surface: bool = field(default=False, init=False)
 
-    def __call__(self, symbols, surface: Surface | None = None, settings: dict | None = None) -> ASEEngine:
+    def __call__(self, symbols: Symbols, surface: Surface | None = None, settings: dict | None = None) -> ASEEngine:
         return ASEEngine(symbols, self.make(tuple(symbols)))
 
-    def check(self, symbols, model=None) -> None:
+    def check(self, symbols: Symbols, model: Model | None = None) -> None:
         _check_single_surface(self, model)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "form": "ase", "settings": dict(self.settings)}
 
 
-def _check_single_surface(calc, model) -> None:
+def _check_single_surface(calc: Morse | ASECalculator, model: Model | None) -> None:
     if model is not None and model.excited is not None:
         raise InputError(
             f"calculator {calc.name!r} has one potential energy surface; model {model.name!r} switches from "
@@ -348,16 +378,16 @@ def _check_single_surface(calc, model) -> None:
 # --------------------------------------------------------------------------- registry
 
 #: name -> (constructor taking keyword settings, one-line description). ``--calculator`` lists these.
-CALCULATORS: dict[str, tuple[Callable[..., object], str]] = {}
+CALCULATORS: dict[str, tuple[Callable[..., Calculator], str]] = {}
 
 
-def register_calculator(name: str, make: Callable[..., object], description: str) -> None:
+def register_calculator(name: str, make: Callable[..., Calculator], description: str) -> None:
     """Add a calculator by name: ``make(**settings)`` returns it (an :class:`XTB`, :class:`Morse` or :class:`ASECalculator`)."""
     CALCULATORS[str(name).lower()] = (make, description)
 
 
-def _morse_i2_x(**changes) -> Morse:
-    base = dict(omega_e=214.5, r_e=2.666, D0=1.54)
+def _morse_i2_x(**changes: float) -> Morse:
+    base: dict[str, Any] = dict(omega_e=214.5, r_e=2.666, D0=1.54)
     base.update(changes)
     if "D_e" in changes:
         base.pop("D0", None)
@@ -373,7 +403,7 @@ register_calculator(
 )
 
 
-def get_calculator(name, **settings):
+def get_calculator(name: str | Calculator | None, **settings: Any) -> Calculator:
     """A calculator by name, made with ``settings``; a calculator object is returned as it is.
 
     >>> get_calculator("morse", omega_e=214.5, r_e=2.666, D0=1.54).period   # doctest: +ELLIPSIS

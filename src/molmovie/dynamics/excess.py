@@ -28,9 +28,14 @@ sampled vibrational modes, so it carries no overall translation or rotation.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..molecules import bond_graph, fragments
 from .wigner import _EV_IN_U_A2_PER_FS2, NormalModes, _external_basis
 
@@ -43,7 +48,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _central_atom(symbols, pos: np.ndarray, adj: np.ndarray, name: str) -> tuple[int, int, int]:
+def _central_atom(symbols: Symbols, pos: np.ndarray, adj: np.ndarray, name: str) -> tuple[int, int, int]:
     """The one atom bonded to exactly two terminal atoms: (terminal, centre, terminal)."""
     deg = adj.sum(axis=1)
     centres = [b for b in range(len(symbols)) if deg[b] == 2 and all(deg[a] == 1 for a in np.flatnonzero(adj[b]))]
@@ -57,9 +62,9 @@ def _central_atom(symbols, pos: np.ndarray, adj: np.ndarray, name: str) -> tuple
     return int(a), b, int(c)
 
 
-def _torsion(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
+def _torsion(symbols: Symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     deg = adj.sum(axis=1)
-    bonds = [(i, j) for i, j in zip(*np.nonzero(np.triu(adj))) if deg[i] >= 2 and deg[j] >= 2]
+    bonds = [(i, j) for i, j in zip(*np.nonzero(np.triu(adj)), strict=True) if deg[i] >= 2 and deg[j] >= 2]
     if len(bonds) != 1:
         raise InputError(
             f"the 'torsion' excess-energy direction needs exactly one bond between non-terminal atoms "
@@ -83,7 +88,7 @@ def _torsion(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     return [g]
 
 
-def _bend(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
+def _bend(symbols: Symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     a, b, c = _central_atom(symbols, pos, adj, "bend")
     e_ba, e_bc = pos[a] - pos[b], pos[c] - pos[b]
     r_ba, r_bc = np.linalg.norm(e_ba), np.linalg.norm(e_bc)
@@ -109,7 +114,7 @@ def _bend(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     return [g]
 
 
-def _asymmetric_stretch(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
+def _asymmetric_stretch(symbols: Symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.ndarray]:
     a, b, c = _central_atom(symbols, pos, adj, "asymmetric-stretch")
     e_ba, e_bc = _unit(pos[a] - pos[b]), _unit(pos[c] - pos[b])
     g = np.zeros_like(pos)
@@ -117,7 +122,7 @@ def _asymmetric_stretch(symbols, pos: np.ndarray, adj: np.ndarray) -> list[np.nd
     return [g]
 
 
-def direction_basis(names, modes: NormalModes, forces: np.ndarray | None = None,
+def direction_basis(names: Iterable[str], modes: NormalModes, forces: np.ndarray | None = None,
                     positions: np.ndarray | None = None) -> list[np.ndarray]:
     """Orthonormal mass-weighted bases of the named directions.
 
@@ -168,7 +173,7 @@ def direction_basis(names, modes: NormalModes, forces: np.ndarray | None = None,
             grads = list(vib.reshape(-1, *pos.shape) / inv_sq)
         else:
             raise InputError(f"unknown excess-energy direction {name!r}; choose from {', '.join(DIRECTIONS)}")
-        vecs = []
+        vecs: list[np.ndarray] = []
         for g in grads:
             u = (g * inv_sq).reshape(-1)
             u = vib.T @ (vib @ u)  # onto the sampled vibrations
@@ -176,7 +181,7 @@ def direction_basis(names, modes: NormalModes, forces: np.ndarray | None = None,
             for v in vecs:
                 u = u - v * (v @ u)
             norm = np.linalg.norm(u)
-            if norm > 1e-8 * max(np.linalg.norm((g * inv_sq)), 1e-300):
+            if norm > 1e-8 * max(float(np.linalg.norm(g * inv_sq)), 1e-300):
                 vecs.append(u / norm)
         if not vecs:
             raise InputError(f"the {name!r} direction has no component in the sampled vibrations of this molecule")
@@ -214,7 +219,8 @@ def add_kinetic_energy(masses: np.ndarray, velocities: np.ndarray, direction: np
     return (p + delta * direction) / sq
 
 
-def excess_velocities(masses, velocities, bases: list[np.ndarray], energy: float, partition: str, rng) -> tuple[np.ndarray, list[float]]:
+def excess_velocities(masses: np.ndarray, velocities: ArrayLike, bases: list[np.ndarray], energy: float, partition: str,
+                      rng: np.random.Generator) -> tuple[np.ndarray, list[float]]:
     """Share ``energy`` among direction groups and add it as kinetic energy.
 
     Parameters
@@ -245,7 +251,7 @@ def excess_velocities(masses, velocities, bases: list[np.ndarray], energy: float
         return v, [0.0] * len(bases)
     if partition == "equal":
         shares = [energy / len(bases)] * len(bases)
-        for basis, share in zip(bases, shares):
+        for basis, share in zip(bases, shares, strict=True):
             w = rng.standard_normal(len(basis))
             u = np.tensordot(w / np.linalg.norm(w), basis, axes=1)
             v = add_kinetic_energy(masses, v, u, share)
@@ -257,6 +263,6 @@ def excess_velocities(masses, velocities, bases: list[np.ndarray], energy: float
         u = np.tensordot(w, allv, axes=1)
         v = add_kinetic_energy(masses, v, u, energy)
         sizes = np.cumsum([0] + [len(b) for b in bases])
-        shares = [float(energy * np.sum(w[s:e] ** 2)) for s, e in zip(sizes[:-1], sizes[1:])]
+        shares = [float(energy * np.sum(w[s:e] ** 2)) for s, e in itertools.pairwise(sizes)]
         return v, shares
     raise InputError(f"unknown partition {partition!r}; choose 'equal' or 'random'")

@@ -35,12 +35,14 @@ from those trajectories alone: a displaced start is not the ground state.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Any, ClassVar, Protocol, overload
 
 import numpy as np
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..molecules import bond_graph, fragments
 from .excess import add_kinetic_energy
 from .wigner import _EV_IN_U_A2_PER_FS2, NormalModes, kinetic_energy, wigner_sample
@@ -58,6 +60,23 @@ __all__ = [
 
 #: How far apart the fragments are put to find the dissociation limit, Angstrom.
 LIMIT_SEPARATION = 50.0
+
+
+class Family(Protocol):
+    """What an initial-condition family does (:class:`Wigner`, :class:`Displaced`, :class:`Dissociation`).
+
+    ``check`` refuses a molecule it cannot start; ``sample`` draws one start,
+    positions (N, 3) Angstrom and velocities (N, 3) Angstrom/fs, and a record
+    of what was drawn; ``to_dict`` is its record in the dataset's provenance.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def check(self, symbols: Symbols, positions: np.ndarray) -> None: ...
+    def sample(self, modes: NormalModes, rng: np.random.Generator,
+               potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]: ...
+    def to_dict(self) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,7 @@ class BondStretch:
     r0: float
 
 
-def _sides(symbols, positions, bond) -> tuple[int, int, np.ndarray, np.ndarray]:
+def _sides(symbols: Symbols, positions: np.ndarray, bond: tuple[int, int] | None) -> tuple[int, int, np.ndarray, np.ndarray]:
     """The bond's atoms and the atoms on either side of it (validated)."""
     n = len(symbols)
     if bond is None:
@@ -114,7 +133,7 @@ def _sides(symbols, positions, bond) -> tuple[int, int, np.ndarray, np.ndarray]:
     return i, j, f1, f2
 
 
-def bond_stretch(modes: NormalModes, bond=None) -> BondStretch:
+def bond_stretch(modes: NormalModes, bond: tuple[int, int] | None = None) -> BondStretch:
     """The rigid-fragment stretch of ``bond`` (None: the bond of a diatomic) about the minimum of ``modes``."""
     pos, masses = modes.positions, modes.masses
     i, j, f1, f2 = _sides(modes.symbols, pos, bond)
@@ -134,7 +153,7 @@ def bond_stretch(modes: NormalModes, bond=None) -> BondStretch:
     return BondStretch((i, j), disp, direction, mu, omega, r0)
 
 
-def _range(value, name: str, unit: str, *, low: float | None = None) -> tuple[float, float]:
+def _range(value: Any, name: str, unit: str, *, low: float | None = None) -> tuple[float, float]:
     """A (lo, hi) range from a number or a pair, validated."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = (value, value)
@@ -149,7 +168,7 @@ def _range(value, name: str, unit: str, *, low: float | None = None) -> tuple[fl
     return (lo, hi)
 
 
-def _start(modes: NormalModes, rng, wigner: bool) -> tuple[np.ndarray, np.ndarray]:
+def _start(modes: NormalModes, rng: np.random.Generator, wigner: bool) -> tuple[np.ndarray, np.ndarray]:
     if wigner:
         return wigner_sample(modes, rng)
     return modes.positions.copy(), np.zeros_like(modes.positions)
@@ -162,10 +181,10 @@ class Wigner:
     name: ClassVar[str] = "wigner"
     description: ClassVar[str] = "the 0 K Wigner sample of the ground state (the models' own start, the default)"
 
-    def check(self, symbols, positions) -> None:
+    def check(self, symbols: Symbols, positions: np.ndarray) -> None:
         """Any molecule."""
 
-    def sample(self, modes: NormalModes, rng, potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    def sample(self, modes: NormalModes, rng: np.random.Generator, potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
         x, v = wigner_sample(modes, rng)
         return x, v, {"initial": self.name, "ground_start": True}
 
@@ -220,7 +239,7 @@ class Displaced:
         if self.bond is not None:
             object.__setattr__(self, "bond", tuple(int(b) for b in self.bond))
 
-    def check(self, symbols, positions) -> None:
+    def check(self, symbols: Symbols, positions: np.ndarray) -> None:
         """Raise :class:`InputError` if the bond does not exist or the amplitude would fold it.
 
         ``positions`` (N, 3), Angstrom: the molecule's reference geometry.
@@ -230,7 +249,7 @@ class Displaced:
         if self.amplitude[1] >= half:
             raise InputError(f"the 'amplitude' must stay below half the bond length ({half:.3f} Angstrom); got up to {self.amplitude[1]:g}")
 
-    def sample(self, modes: NormalModes, rng, potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    def sample(self, modes: NormalModes, rng: np.random.Generator, potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
         """Positions (N, 3) Angstrom, velocities (N, 3) Angstrom/fs, and what was drawn."""
         stretch = bond_stretch(modes, self.bond)
         x, v = _start(modes, rng, self.wigner)
@@ -319,7 +338,7 @@ class Dissociation:
             if not self.excess[0] > 0:
                 raise InputError(f"dissociation on a repulsive wall needs an 'excess' range > 0 eV; got {self.excess[0]:g}:{self.excess[1]:g}")
 
-    def check(self, symbols, positions) -> None:
+    def check(self, symbols: Symbols, positions: np.ndarray) -> None:
         """Raise :class:`InputError` if the bond does not exist or does not split the molecule."""
         if self.repulsive is not None and len(symbols) != 2:
             raise InputError(f"dissociation on a repulsive wall is for a diatomic molecule; this one has {len(symbols)} atoms")
@@ -332,7 +351,7 @@ class Dissociation:
         stretch = bond_stretch(modes, self.bond)
         return float(potential(modes.positions + LIMIT_SEPARATION * stretch.displacement)[0])
 
-    def sample(self, modes: NormalModes, rng, potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    def sample(self, modes: NormalModes, rng: np.random.Generator, potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
         """Positions (N, 3) Angstrom, velocities (N, 3) Angstrom/fs, and what was drawn.
 
         ``potential(positions) -> (energy eV, forces)`` is the first surface of the dynamics.
@@ -365,7 +384,7 @@ class Dissociation:
                       "bond": list(stretch.bond), "speed_A_per_fs": math.sqrt(2 * excess * _ev() / stretch.mu),
                       "ground_start": self.wigner}
 
-    def engine(self, drawn: dict):
+    def engine(self, drawn: dict) -> RepulsiveEngine | None:
         """The repulsive wall a trajectory drew (``drawn["repulsive"]``), or None to keep the model's surface."""
         wall = drawn.get("repulsive")
         return None if wall is None else RepulsiveEngine(wall["limit_abs_eV"], wall["wall_eV"], wall["steepness_per_A"], wall["r0_A"])
@@ -381,7 +400,7 @@ class Dissociation:
 class RepulsiveEngine:
     r""":math:`V(r) = E_\infty + W e^{-\beta(r - r_0)}` between atoms 0 and 1: energy (eV) and forces (eV/Angstrom)."""
 
-    def __init__(self, limit: float, wall: float, steepness: float, r0: float):
+    def __init__(self, limit: float, wall: float, steepness: float, r0: float) -> None:
         self.limit, self.wall, self.beta, self.r0 = float(limit), float(wall), float(steepness), float(r0)
 
     def compute(self, positions: np.ndarray) -> tuple[float, np.ndarray]:
@@ -399,10 +418,14 @@ def _ev() -> float:
 
 
 #: name -> family class; ``get_initial(name, **settings)`` makes one.
-INITIAL_CONDITIONS: dict[str, type] = {cls.name: cls for cls in (Wigner, Displaced, Dissociation)}
+INITIAL_CONDITIONS: dict[str, type[Wigner | Displaced | Dissociation]] = {cls.name: cls for cls in (Wigner, Displaced, Dissociation)}
 
 
-def get_initial(name, **settings):
+@overload
+def get_initial(name: str | Family, **settings: Any) -> Family: ...
+@overload
+def get_initial(name: Mixture, **settings: Any) -> Mixture: ...
+def get_initial(name: str | Family | Mixture, **settings: Any) -> Family | Mixture:
     """An initial-condition family by name, made with ``settings``; a family object is returned as it is."""
     if not isinstance(name, str):
         return name
@@ -449,14 +472,14 @@ class Mixture:
             counts[k] += 1
         return counts.tolist()
 
-    def assign(self, n: int) -> list:
+    def assign(self, n: int) -> list[Family]:
         """The family of each of ``n`` trajectories, in index order."""
-        out = []
-        for (fam, _), c in zip(self.parts, self.counts(n)):
+        out: list[Family] = []
+        for (fam, _), c in zip(self.parts, self.counts(n), strict=True):
             out += [fam] * c
         return out
 
-    def check(self, symbols, positions) -> None:
+    def check(self, symbols: Symbols, positions: np.ndarray) -> None:
         for fam, _ in self.parts:
             fam.check(symbols, positions)
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time as _time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
-from ._xtb import EngineFactory, RobustSurface, SCFError, single_thread
-from .excess import direction_basis, excess_velocities
 from ..molecules import bond_graph, fragments
 from ..trajectories import is_dissociated
+from ._xtb import EngineFactory, RobustSurface, SCFError, single_thread
+from .excess import direction_basis, excess_velocities
+from .initial import Family
 from .models import Model
 from .wigner import _EV_IN_U_A2_PER_FS2, NormalModes, kinetic_energy, wigner_sample
 
@@ -55,7 +57,8 @@ class TrajectoryResult:
 
 
 def velocity_verlet(positions: np.ndarray, velocities: np.ndarray, masses: np.ndarray, forces: np.ndarray,
-                    force_fn: Callable[[np.ndarray], tuple[float, np.ndarray]], dt: float):
+                    force_fn: Callable[[np.ndarray], tuple[float, np.ndarray]],
+                    dt: float) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """One velocity Verlet step (the algorithm of ``ase.md.verlet.VelocityVerlet``).
 
     Parameters
@@ -82,7 +85,7 @@ def velocity_verlet(positions: np.ndarray, velocities: np.ndarray, masses: np.nd
 
 
 def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: EngineFactory | None = None,
-                   initial=None) -> TrajectoryResult:
+                   initial: Family | None = None) -> TrajectoryResult:
     """Run one trajectory of ``model`` from a Wigner sample about ``modes``.
 
     Everything random (the sample, the switch time, the direction of the
@@ -123,7 +126,7 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
         if engine is not None:  # the family's own first surface (a repulsive wall)
             surfaces[0] = RobustSurface(symbols, model.surfaces[0], model.electronic_temperature, lambda *args: engine)
     switch_at = float(rng.exponential(model.switch_time)) if model.excited is not None else None
-    record = {
+    record: dict[str, Any] = {
         "seed": int(seed), "model": model.name, "fate": "bound", "failure": None, "drift_eV": 0.0,
         "drift_flag": False, "excess_eV": 0.0, "switch_fs": None, "frustrated": 0, "scf_retries": 0, "wall_s": 0.0,
     }
@@ -149,7 +152,7 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
         potential += shift
         energies[0] = potential + float(kinetic_energy(masses, v))
 
-        def first(y):  # the first surface, shifted up for excess="potential"
+        def first(y: np.ndarray) -> tuple[float, np.ndarray]:  # the first surface, shifted up for excess="potential"
             e, f = surfaces[0].compute(y)
             return e + shift, f
 

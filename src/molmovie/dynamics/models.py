@@ -34,11 +34,17 @@ generator").
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..molecules import atomic_numbers, formula
 from ._xtb import Surface
 from .excess import DIRECTIONS
+
+if TYPE_CHECKING:
+    from ..molecules import Molecule
+    from .calculators import Calculator
 
 __all__ = ["Model", "Surface", "MODELS", "get_model", "default_model", "S0"]
 
@@ -177,7 +183,7 @@ class Model:
         """Surfaces in the order a trajectory visits them; ``state`` indexes this."""
         return (self.surface,) if self.excited is None else (self.excited, self.surface)
 
-    def replace(self, **changes) -> "Model":
+    def replace(self, **changes: Any) -> Model:
         """A copy with some fields changed (validated again)."""
         unknown = set(changes) - set(self.__dataclass_fields__)
         if unknown:
@@ -189,14 +195,14 @@ class Model:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Model":
+    def from_dict(cls, d: dict) -> Model:
         d = dict(d)
         for key in ("surface", "excited", "ground"):
             if d.get(key) is not None:
                 d[key] = Surface(**d[key])
         return cls(**d)
 
-    def check(self, symbols) -> None:
+    def check(self, symbols: Symbols) -> None:
         """Raise :class:`InputError` if the recipe does not fit a molecule."""
         if self.formula is not None and formula(symbols) != self.formula:
             raise InputError(
@@ -352,7 +358,7 @@ def get_model(name: str) -> Model:
     return MODELS[key]
 
 
-def default_model(molecule, calculator=None) -> Model:
+def default_model(molecule: Molecule | str, calculator: Calculator | None = None) -> Model:
     """The model of a built-in molecule (by its name), or ``"cation"`` for any other molecule.
 
     With a calculator of one surface (``calculator.multi_surface`` false, e.g.

@@ -23,22 +23,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .._errors import InputError
 from .._guards import atomic_write, check_allocation, check_output_path, check_seed, output_lock, write_errors
 from .._engine import connect as _connect, local_client
+from .._typing import PathLike, Progress
 from .._version import __version__
 from ..datasets import Dataset, make_splits
 from ..io import write_dataset
 from ..molecules import Molecule, get_molecule
 from ..trajectories import Ensemble
 from ._xtb import EngineFactory, RobustSurface, optimise, single_thread
-from .calculators import get_calculator
-from .initial import Mixture, get_initial
+from .calculators import Calculator, get_calculator
+from .initial import Family, Mixture, get_initial
 from .md import TrajectoryResult, run_trajectory
 from .models import Model, default_model, get_model
 from .wigner import NormalModes, hessian, normal_modes, wigner_sample
@@ -74,7 +75,7 @@ def prepare(molecule: Molecule, model: Model, *, factory: EngineFactory | None =
     return normal_modes(molecule.symbols, pos, h, energy)
 
 
-def partial_path(output) -> Path:
+def partial_path(output: PathLike) -> Path:
     """The checkpoint folder of an output file: ``OUTPUT.partial``."""
     output = Path(output)
     return output.with_name(output.name + ".partial")
@@ -169,10 +170,11 @@ def _resolve(molecule, model, calculator=None) -> tuple[Molecule, Model]:
     return mol, mdl
 
 
-def generate(molecule, n_trajectories: int, *, model: Model | str | None = None, seed: int = 0,
-             workers: int | None = None, scheduler: str | None = None, output=None, splits=(85, 11, 11),
-             force: bool = False, progress: Callable[[int, dict], None] | None = None,
-             factory: EngineFactory | None = None, calculator=None, initial=None):
+def generate(molecule: Molecule | str, n_trajectories: int, *, model: Model | str | None = None, seed: int = 0,
+             workers: int | None = None, scheduler: str | None = None, output: PathLike | None = None,
+             splits: Sequence[float] = (85, 11, 11), force: bool = False, progress: Progress | None = None,
+             factory: EngineFactory | None = None, calculator: str | Calculator | None = None,
+             initial: str | Family | Mixture | None = None) -> Dataset:
     """Generate an ensemble of photoexcited trajectories as a molmovie dataset.
 
     Parameters
@@ -382,7 +384,7 @@ def _ensemble(mol: Molecule, model: Model, modes: NormalModes, seed: int, result
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
+    out: dict[str, str | None] = {}
     for pkg in ("tblite", "ase", "numpy"):
         try:
             out[pkg] = version(pkg)

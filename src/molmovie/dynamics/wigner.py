@@ -22,11 +22,13 @@ the public functions take and return Angstrom, fs, eV and cm^-1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..molecules import atomic_masses, normalise_symbols
 
 __all__ = ["NormalModes", "hessian", "normal_modes", "wigner_sample", "HBAR_EV_FS"]
@@ -97,7 +99,7 @@ class NormalModes:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "NormalModes":
+    def from_dict(cls, d: dict) -> NormalModes:
         return cls(
             tuple(d["symbols"]),
             np.asarray(d["positions"], float),
@@ -109,7 +111,7 @@ class NormalModes:
         )
 
 
-def hessian(symbols, positions: np.ndarray, forces, step: float = 5e-3) -> np.ndarray:
+def hessian(symbols: Symbols, positions: np.ndarray, forces: Callable[[np.ndarray], np.ndarray], step: float = 5e-3) -> np.ndarray:
     """Cartesian Hessian by central differences of the forces.
 
     Parameters
@@ -156,7 +158,7 @@ def _external_basis(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
     return u[:, s > 1e-6 * s.max()]
 
 
-def normal_modes(symbols, positions: np.ndarray, cartesian_hessian: np.ndarray, energy: float = 0.0,
+def normal_modes(symbols: Symbols, positions: np.ndarray, cartesian_hessian: np.ndarray, energy: float = 0.0,
                  min_wavenumber: float = MIN_WAVENUMBER) -> NormalModes:
     """Mass-weighted normal modes from a Cartesian Hessian.
 
@@ -199,7 +201,7 @@ def normal_modes(symbols, positions: np.ndarray, cartesian_hessian: np.ndarray, 
     return NormalModes(symbols, pos - masses @ pos / masses.sum(), float(energy), omega[keep], vectors[keep], wavenumber[~keep], linear)
 
 
-def wigner_sample(modes: NormalModes, rng, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def wigner_sample(modes: NormalModes, rng: np.random.Generator | int | None, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Positions and velocities drawn from the 0 K Wigner distribution.
 
     Parameters

@@ -9,11 +9,18 @@ gets the colour of its place in the dict (:data:`PALETTE`), in every figure.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..geometry import pair_indices, pair_labels
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_rmsd_sums", "plot_distance_trace", "plot_per_time_step", "plot_signals", "choose_pair", "PALETTE"]
 
@@ -25,7 +32,7 @@ def _colour(k: int) -> str:
     return PALETTE[k % len(PALETTE)]
 
 
-def choose_pair(symbols, distances=None, name: str | None = None) -> tuple[int, str]:
+def choose_pair(symbols: Symbols, distances: ArrayLike | None = None, name: str | None = None) -> tuple[int, str]:
     """The atom pair a figure follows: by name, or the one whose distance varies most.
 
     Parameters
@@ -59,7 +66,7 @@ def choose_pair(symbols, distances=None, name: str | None = None) -> tuple[int, 
     if len(parts) == 2:
         i, j = pair_indices(len(symbols))
         want = sorted(parts)
-        for k, (a, b) in enumerate(zip(i, j)):
+        for k, (a, b) in enumerate(zip(i, j, strict=True)):
             if sorted((symbols[a], symbols[b])) == want:
                 return k, labels[k]
     raise InputError(f"the molecule ({' '.join(symbols)}) has no pair {name!r}; its pairs are {', '.join(labels)}")
@@ -74,7 +81,7 @@ def _axes(ax, ncols=1, figsize=(6.4, 4.0), sharey=False):
     return fig, np.atleast_1d(axes)
 
 
-def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]]], *, errors=None, ax=None, titles=None):
+def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]]], *, errors: dict[str, dict[str, list[float]]] | None = None, ax: Axes | None = None, titles: dict[str, str] | None = None) -> Figure:
     """Grouped bars: RMSD summed over all test frames, per experiment, one bar per method.
 
     Parameters
@@ -91,7 +98,7 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
     panels = list(sums)
     fig, axes = _axes(ax, ncols=len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True)  # panels compare
     x = np.arange(len(experiments))
-    for a, panel in zip(axes, panels):
+    for a, panel in zip(axes, panels, strict=False):  # a given `ax` may hold fewer panels
         methods = list(sums[panel])
         width = 0.8 / len(methods)
         for k, m in enumerate(methods):
@@ -111,7 +118,7 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
     return fig
 
 
-def plot_distance_trace(time, truth, predictions: dict[str, tuple[np.ndarray, np.ndarray | None]], *, pair_label: str, ax=None):
+def plot_distance_trace(time: ArrayLike, truth: ArrayLike, predictions: dict[str, tuple[np.ndarray, np.ndarray | None]], *, pair_label: str, ax: Axes | None = None) -> Figure:
     """One distance along one trajectory: the truth and each method, with ±σ bands where given.
 
     Parameters
@@ -135,7 +142,7 @@ def plot_distance_trace(time, truth, predictions: dict[str, tuple[np.ndarray, np
     return fig
 
 
-def plot_per_time_step(time, curves: dict[str, dict[str, np.ndarray]], *, title: str = "", ax=None):
+def plot_per_time_step(time: ArrayLike, curves: dict[str, dict[str, np.ndarray]], *, title: str = "", ax: Axes | None = None) -> Figure:
     """RMSD and SSR against time, averaged over test trajectories, for each method (two panels).
 
     Parameters
@@ -160,7 +167,7 @@ def plot_per_time_step(time, curves: dict[str, dict[str, np.ndarray]], *, title:
     return fig
 
 
-def plot_signals(time, q, panels: dict[str, np.ndarray], *, title: str = "", ax=None):
+def plot_signals(time: ArrayLike, q: ArrayLike, panels: dict[str, np.ndarray], *, title: str = "", ax: Axes | None = None) -> Figure:
     """ΔS(q, t) maps side by side (percent), one shared colour scale.
 
     Parameters
@@ -173,7 +180,7 @@ def plot_signals(time, q, panels: dict[str, np.ndarray], *, title: str = "", ax=
     fig, axes = _axes(ax, ncols=len(names), figsize=(4.0 * len(names) + 1.0, 3.8))
     stack = np.stack([np.asarray(panels[n], float) for n in names]) * 100
     lim = np.nanpercentile(np.abs(stack), 99.5) or 1.0
-    for a, n, img in zip(axes, names, stack):
+    for a, n, img in zip(axes, names, stack, strict=False):  # a given `ax` may hold fewer panels
         mesh = a.pcolormesh(q, time, img, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="nearest")
         a.set_title(n, fontsize=10)
         a.set_xlabel("q (1/Å)")

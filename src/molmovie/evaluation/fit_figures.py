@@ -6,14 +6,21 @@ returns the figure; nothing is shown or saved here (the caller saves).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .measurement_figures import _edges
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 __all__ = ["plot_fit_signals", "plot_distance_bands", "plot_parameters", "plot_pdf_map", "plot_hole"]
 
 
-def plot_fit_signals(q, delays, dS, dS_fit, residual, *, ax=None, title: str = ""):
+def plot_fit_signals(q: np.ndarray, delays: np.ndarray, dS: np.ndarray, dS_fit: np.ndarray, residual: np.ndarray, *, ax: Axes | Sequence[Axes] | np.ndarray | None = None, title: str = "") -> Figure:
     """Measured ΔS beside the fitted one, the residual / σ, and line-outs at three q.
 
     Parameters
@@ -30,7 +37,7 @@ def plot_fit_signals(q, delays, dS, dS_fit, residual, *, ax=None, title: str = "
     if ax is None:
         fig, axes = plt.subplots(1, 4, figsize=(17, 4.2), constrained_layout=True)
     else:
-        axes = np.atleast_1d(ax)
+        axes = np.atleast_1d(np.asarray(ax, dtype=object))
         fig = axes[0].figure
     qe, te = _edges(q), _edges(delays)
     lim = float(np.nanmax(np.abs(dS_fit))) * 100 or 1.0
@@ -45,7 +52,7 @@ def plot_fit_signals(q, delays, dS, dS_fit, residual, *, ax=None, title: str = "
     axes[2].set_xlabel("q (1/Å)")
     fig.colorbar(m, ax=axes[2], label="(ΔS − fit) / σ", shrink=0.9)
     a = axes[3]
-    for k, color in zip(np.linspace(0, len(q) - 1, 3).round().astype(int), ("C0", "C1", "C2")):
+    for k, color in zip(np.linspace(0, len(q) - 1, 3).round().astype(int), ("C0", "C1", "C2"), strict=True):
         a.plot(delays, 100 * dS[:, k], ".", color=color, ms=3, alpha=0.6)
         a.plot(delays, 100 * dS_fit[:, k], "-", color=color, lw=1.3, label=f"q = {q[k]:.2f} 1/Å")
     a.axhline(0, color="0.6", lw=0.6)
@@ -58,9 +65,9 @@ def plot_fit_signals(q, delays, dS, dS_fit, residual, *, ax=None, title: str = "
     return fig
 
 
-def plot_distance_bands(delays, pair_labels, mean, mean_std, quantiles, levels, *, channel_mean=None, channel_mean_std=None,
-                        channels=("bound", "dissociated"), dissociated_fraction=None, dissociated_fraction_std=None,
-                        truth_mean=None, ax=None):
+def plot_distance_bands(delays: np.ndarray, pair_labels: Sequence[str], mean: np.ndarray, mean_std: np.ndarray, quantiles: np.ndarray, levels: np.ndarray, *, channel_mean: np.ndarray | None = None, channel_mean_std: np.ndarray | None = None,
+                        channels: Sequence[str] = ("bound", "dissociated"), dissociated_fraction: np.ndarray | None = None, dissociated_fraction_std: np.ndarray | None = None,
+                        truth_mean: np.ndarray | None = None, ax: Axes | Sequence[Axes] | np.ndarray | None = None) -> Figure:
     """Every distance's distribution against delay: ensemble mean ± 2σ and the outer quantile band; each channel's mean
     ± 2σ on its own panel (own scale: a bound vibration of hundredths of an Å beside fragments tens of Å apart); and the
     dissociated fraction.
@@ -93,7 +100,7 @@ def plot_distance_bands(delays, pair_labels, mean, mean_std, quantiles, levels, 
         fig, axes = plt.subplots(n_panels, 1, figsize=(8, 2.6 * n_panels), sharex=True, constrained_layout=True, squeeze=False)
         axes = axes[:, 0]
     else:
-        axes = np.atleast_1d(ax)
+        axes = np.atleast_1d(np.asarray(ax, dtype=object))
         fig = axes[0].figure
     x = np.asarray(delays, dtype=float)
     colors = {"bound": "C2", "dissociated": "C3", "ground": "C7"}
@@ -110,6 +117,7 @@ def plot_distance_bands(delays, pair_labels, mean, mean_std, quantiles, levels, 
         a.grid(alpha=0.3)
         a.legend(fontsize=7, ncol=2, loc="upper left")
     for k, c in enumerate(shown):
+        assert channel_mean is not None  # shown is empty without it
         a = axes[P + k]
         name = str(channels[c])
         color = colors.get(name, f"C{4 + k}")
@@ -136,7 +144,7 @@ def plot_distance_bands(delays, pair_labels, mean, mean_std, quantiles, levels, 
     return fig
 
 
-def plot_parameters(gamma, gamma_std, t0, t0_std, irf, irf_std, boot_gamma, boot_t0, boot_irf, *, profile=None, ax=None):
+def plot_parameters(gamma: float, gamma_std: float, t0: float, t0_std: float, irf: float, irf_std: float, boot_gamma: np.ndarray, boot_t0: np.ndarray, boot_irf: np.ndarray, *, profile: tuple[np.ndarray, np.ndarray, float] | None = None, ax: Axes | Sequence[Axes] | np.ndarray | None = None) -> Figure:
     """γ, t0 and the IRF with their bootstrap distributions (histograms) and spreads.
 
     ``profile = (gammas, chi2, birge_ratio)``, when given, adds γ's profile likelihood
@@ -147,7 +155,7 @@ def plot_parameters(gamma, gamma_std, t0, t0_std, irf, irf_std, boot_gamma, boot
     if ax is None:
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), constrained_layout=True)
     else:
-        axes = np.atleast_1d(ax)
+        axes = np.atleast_1d(np.asarray(ax, dtype=object))
         fig = axes[0].figure
     for a, value, std, reps, name, unit in (
         (axes[0], gamma, gamma_std, boot_gamma, "γ (excitation fraction)", ""),
@@ -172,7 +180,7 @@ def plot_parameters(gamma, gamma_std, t0, t0_std, irf, irf_std, boot_gamma, boot
     return fig
 
 
-def plot_pdf_map(delays, r, dP, dP_std, pair_types, *, sine=None, ax=None):
+def plot_pdf_map(delays: np.ndarray, r: np.ndarray, dP: np.ndarray, dP_std: np.ndarray, pair_types: Sequence[str], *, sine: np.ndarray | None = None, ax: Axes | Sequence[Axes] | np.ndarray | None = None) -> Figure:
     """ΔP(R, t) maps (one per pair type), its 1-σ uncertainty, and the damped sine transform.
 
     Parameters
@@ -190,7 +198,7 @@ def plot_pdf_map(delays, r, dP, dP_std, pair_types, *, sine=None, ax=None):
     if ax is None:
         fig, axes = plt.subplots(P, ncols, figsize=(5.2 * ncols, 3.8 * P), constrained_layout=True, squeeze=False)
     else:
-        axes = np.atleast_2d(ax)
+        axes = np.atleast_2d(np.asarray(ax, dtype=object))
         fig = axes.flat[0].figure
     re, te = _edges(r), _edges(delays)
     for p, name in enumerate(pair_types):
@@ -212,7 +220,7 @@ def plot_pdf_map(delays, r, dP, dP_std, pair_types, *, sine=None, ax=None):
     return fig
 
 
-def plot_hole(r0, hole_weights, pair_labels, *, bins: int = 20, ax=None):
+def plot_hole(r0: np.ndarray, hole_weights: np.ndarray, pair_labels: Sequence[str], *, bins: int = 20, ax: Axes | Sequence[Axes] | np.ndarray | None = None) -> Figure:
     """The ground-state hole: which bond lengths the pump removed, against the ground-state distribution.
 
     Parameters
@@ -237,7 +245,7 @@ def plot_hole(r0, hole_weights, pair_labels, *, bins: int = 20, ax=None):
         fig, axes = plt.subplots(1, P, figsize=(5.5 * P, 3.8), constrained_layout=True, squeeze=False)
         axes = axes[0]
     else:
-        axes = np.atleast_1d(ax)
+        axes = np.atleast_1d(np.asarray(ax, dtype=object))
         fig = axes[0].figure
     G = h.size
     for p in range(P):

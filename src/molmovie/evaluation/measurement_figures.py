@@ -7,7 +7,15 @@ the figure; nothing is shown or saved here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "default_q_lines",
@@ -43,7 +51,7 @@ def _edges(x: np.ndarray) -> np.ndarray:
     return np.concatenate([[x[0] - (mid[0] - x[0])], mid, [x[-1] + (x[-1] - mid[-1])]])
 
 
-def default_q_lines(q, delays, dS, sigma=None, n: int = 3) -> list[float]:
+def default_q_lines(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.ndarray | None = None, n: int = 3) -> list[float]:
     """q values worth a line-out: the extremes of the mean ΔS after time zero.
 
     The interior local extremes (lobes) of the mean ΔS over delays >= 0,
@@ -81,7 +89,7 @@ def _delay_q_map(ax, q, delays, values, *, cmap, vmin, vmax, zero_line, title, l
     return fig
 
 
-def plot_dS_map(q, delays, dS, *, ax=None, vmax=None, colorbar=True):
+def plot_dS_map(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True) -> Figure:
     """ΔS(q, t) in percent: delays across, q up, a diverging map centred at zero.
 
     ``vmax`` (percent) defaults to the 99.5th percentile of |ΔS|, so single
@@ -94,7 +102,7 @@ def plot_dS_map(q, delays, dS, *, ax=None, vmax=None, colorbar=True):
                         label="ΔS (%)", extend="both", colorbar=colorbar)
 
 
-def plot_snr_map(q, delays, dS, sigma, *, ax=None, vmax=None, colorbar=True):
+def plot_snr_map(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True) -> Figure:
     """|ΔS|/σ: where the measurement carries signal (bins with σ = 0 are left blank)."""
     sigma = np.asarray(sigma, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -117,7 +125,7 @@ def _window_mean(q, dS, sigma, q0, width):
     return (w * dS[:, sel]).sum(axis=1) / w.sum(axis=1), 1.0 / np.sqrt(w.sum(axis=1)), q[sel]
 
 
-def plot_lineouts(q, delays, dS, sigma=None, q_lines=None, *, q_width=0.1, ax=None, window=None):
+def plot_lineouts(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.ndarray | None = None, q_lines: Sequence[float] | None = None, *, q_width: float = 0.1, ax: Axes | None = None, window: tuple[float, float] | None = None) -> Figure:
     """ΔS against delay at a few q (percent), with ±σ error bars.
 
     Each line is the inverse-variance weighted mean over the bins within
@@ -151,7 +159,7 @@ def plot_lineouts(q, delays, dS, sigma=None, q_lines=None, *, q_width=0.1, ax=No
     return fig
 
 
-def plot_profiles(q, delays, dS, sigma=None, windows=None, *, ax=None):
+def plot_profiles(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.ndarray | None = None, windows: Sequence[tuple[float, float]] | None = None, *, ax: Axes | None = None) -> Figure:
     """ΔS(q) in percent, averaged over a few delay windows (fs), with ±σ bands.
 
     ``windows`` defaults to: before time zero, the first 200 fs, and the
@@ -190,7 +198,7 @@ def plot_profiles(q, delays, dS, sigma=None, windows=None, *, ax=None):
     return fig
 
 
-def plot_measurement(q, delays, dS, sigma=None, *, q_lines=None, tmax=None, title=None):
+def plot_measurement(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.ndarray | None = None, *, q_lines: Sequence[float] | None = None, tmax: float | None = None, title: str | None = None) -> Figure:
     """One figure of a measurement: ΔS map, |ΔS|/σ map, q profiles, line-outs and a zoom on the rise.
 
     Parameters

@@ -20,17 +20,23 @@ Both are taken on valid frames only (padded frames are NaN and never count):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..geometry import automorphisms, best_relabellings, coordinates_from_distances, heavy_pairs, rmsd
 from ..scattering import difference_signal, intensity_from_distances
+
+if TYPE_CHECKING:
+    from ..datasets import Dataset
 
 __all__ = ["Evaluation", "evaluate", "reconstruct_signal", "heavy_pairs"]
 
 
-def reconstruct_signal(distances: np.ndarray, symbols, q: np.ndarray, I_ref: np.ndarray, *, inelastic: bool = True) -> np.ndarray:
+def reconstruct_signal(distances: np.ndarray, symbols: Symbols, q: np.ndarray, I_ref: np.ndarray, *, inelastic: bool = True) -> np.ndarray:
     """ΔS that Eq. (1) gives from distances, against a given reference intensity.
 
     Parameters
@@ -109,7 +115,7 @@ class Evaluation:
         return out
 
 
-def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation:
+def evaluate(distances: ArrayLike, dataset: Dataset, *, permutations: np.ndarray | None = None) -> Evaluation:
     """Score predicted distances against a dataset with signals.
 
     Parameters
@@ -122,7 +128,8 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
         Atom permutations for the symmetry-aware RMSD; default: the
         automorphisms of the bond graph of the dataset's first frame.
     """
-    if not dataset.has_signals:
+    spec, I_ref, dS = dataset.spec, dataset.I_ref, dataset.dS  # a dataset has all three or none
+    if spec is None or I_ref is None or dS is None:
         raise InputError("the dataset has no signals; run `molmovie scatter` first")
     if dataset.n_trajectories == 0:
         raise InputError("no trajectories to score: the dataset, or the split chosen, is empty")
@@ -142,13 +149,13 @@ def evaluate(distances: np.ndarray, dataset, *, permutations=None) -> Evaluation
     perms, per_frame, per_trajectory = best_relabellings(coords, positions, masses, permutations)
     rmsd_sym = rmsd(_relabel(coords, perms[per_frame]), positions, masses)
     rmsd_sym_traj = rmsd(_relabel(coords, perms[per_trajectory][:, None]), positions, masses)
-    dS_pred = reconstruct_signal(pred, dataset.symbols, dataset.q, dataset.I_ref, inelastic=dataset.spec.inelastic)
-    resid = dS_pred - dataset.dS
+    dS_pred = reconstruct_signal(pred, dataset.symbols, spec.q, I_ref, inelastic=spec.inelastic)
+    resid = dS_pred - dS
     ssr = np.where(mask, np.sum(np.where(mask[..., None], resid, 0.0) ** 2, axis=-1), np.nan)
     abs_error = np.abs(pred - truth)
     return Evaluation(labelled, rmsd_sym, rmsd_sym_traj, ssr, abs_error, dS_pred, heavy_pairs(dataset.symbols))
 
 
-def _relabel(coords, perms) -> np.ndarray:
+def _relabel(coords: np.ndarray, perms: np.ndarray) -> np.ndarray:
     """``coords`` (M, T, N, 3) with frame (m, t)'s atoms relabelled by ``perms[m, t]`` (shape (M, T or 1, N))."""
     return np.take_along_axis(coords, perms[..., None], axis=2)

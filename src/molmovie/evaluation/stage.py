@@ -8,16 +8,22 @@ per-time-step means, and the summary as a JSON string.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._typing import PathLike
 from ..io import atomic_path
 from .metrics import evaluate
+
+if TYPE_CHECKING:
+    from ..datasets import Dataset
+    from ..inversion import InversionMethod
 
 __all__ = ["score_method", "write_scores", "read_scores"]
 
 
-def score_method(method, dataset) -> dict:
+def score_method(method: InversionMethod, dataset: Dataset) -> dict:
     """Predict a dataset split with a fitted inversion method and score it.
 
     Parameters
@@ -68,7 +74,7 @@ def score_method(method, dataset) -> dict:
     )
 
 
-def write_scores(path, scores: dict) -> None:
+def write_scores(path: PathLike, scores: dict) -> None:
     """Write :func:`score_method`'s answer to an ``.npz`` file atomically (the summary as JSON)."""
     arrays = {k: v for k, v in scores.items() if k != "summary"}
     arrays["summary_json"] = np.array(json.dumps(scores["summary"]))
@@ -77,7 +83,7 @@ def write_scores(path, scores: dict) -> None:
             np.savez_compressed(f, **arrays)
 
 
-def read_scores(path) -> dict:
+def read_scores(path: PathLike) -> dict:
     """Read an evaluation file written by :func:`write_scores`: its arrays and ``summary`` (a dict)."""
     with np.load(path, allow_pickle=False) as z:
         scores = {k: z[k] for k in z.files}

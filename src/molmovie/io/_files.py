@@ -15,18 +15,26 @@ h5py is imported inside the functions that need it, so that importing
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError, shorten
 from .._guards import atomic_hdf5, atomic_write, check_allocation, check_output_path
+from .._typing import PathLike
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = ["check_output", "atomic_path", "atomic_hdf5", "check_input_file", "open_hdf5", "check_format", "file_version", "read_array",
            "write_array", "json_default"]
 
 
-def check_output(path, force: bool = False) -> Path:
+def check_output(path: PathLike, force: bool = False) -> Path:
     """Refuse to replace an existing file unless ``force``; the folder must exist and be writable.
 
     Parameters
@@ -51,7 +59,7 @@ def check_output(path, force: bool = False) -> Path:
     return check_output_path(path, force=force)
 
 
-def atomic_path(path, suffix: str = ".tmp"):
+def atomic_path(path: PathLike, suffix: str = ".tmp") -> AbstractContextManager[Path]:
     """Context manager giving a temporary path beside ``path``, renamed onto it on success.
 
     On an exception (or Ctrl-C) the temporary file is removed and ``path`` is
@@ -70,7 +78,7 @@ def atomic_path(path, suffix: str = ".tmp"):
     return atomic_write(path, suffix=suffix)
 
 
-def open_hdf5(path, what: str, not_hdf5: str):
+def open_hdf5(path: PathLike, what: str, not_hdf5: str) -> h5py.File:
     """An HDF5 file opened read-only.
 
     Parameters
@@ -101,7 +109,7 @@ def open_hdf5(path, what: str, not_hdf5: str):
         raise InputError(f"{path}: {not_hdf5}") from None
 
 
-def check_input_file(path, what: str) -> Path:
+def check_input_file(path: PathLike, what: str) -> Path:
     """Refuse a missing input, a folder, or something that is not a regular file (a FIFO would block, a device never end).
 
     Raises
@@ -119,7 +127,7 @@ def check_input_file(path, what: str) -> Path:
     return path
 
 
-def check_format(attrs, path, format: str, version: int, what: str) -> int:
+def check_format(attrs: Mapping[str, Any], path: PathLike, format: str, version: int, what: str) -> int:
     """Refuse a file that is not of ``format``, or of a newer version than ``version``.
 
     Parameters
@@ -156,7 +164,7 @@ def check_format(attrs, path, format: str, version: int, what: str) -> int:
     return found
 
 
-def file_version(attrs, path, what: str) -> int:
+def file_version(attrs: Mapping[str, Any], path: PathLike, what: str) -> int:
     """A file's ``version`` attribute as a whole number >= 0 (0 when it has none).
 
     Raises
@@ -178,7 +186,7 @@ def file_version(attrs, path, what: str) -> int:
     return value
 
 
-def read_array(group, name: str, path, *, kinds: str = "fiub", what: str = "file"):
+def read_array(group: h5py.Group, name: str, path: PathLike, *, kinds: str = "fiub", what: str = "file") -> Any:
     """Read the HDF5 dataset ``name`` of ``group``, after checking its kind and its size.
 
     The header says the shape and type; a forged (or chunked, never written)
@@ -224,7 +232,7 @@ def read_array(group, name: str, path, *, kinds: str = "fiub", what: str = "file
         raise InputError(f"{path}: damaged {what} ({full} cannot be read: {shorten(str(exc), 120)})") from None
 
 
-def write_array(group, name: str, data, units: str | None = None, **kwargs):
+def write_array(group: h5py.Group, name: str, data: ArrayLike, units: str | None = None, **kwargs: Any) -> h5py.Dataset:
     """Create the dataset ``name`` in an HDF5 group, with a ``units`` attribute when given.
 
     ``kwargs`` go to :meth:`h5py.Group.create_dataset` (chunks, compression).
@@ -235,7 +243,7 @@ def write_array(group, name: str, data, units: str | None = None, **kwargs):
     return ds
 
 
-def json_default(obj):
+def json_default(obj: object) -> int | float | list | str:
     """:func:`json.dumps` ``default``: NumPy integers, floats and arrays as Python numbers and lists."""
     if isinstance(obj, np.integer):
         return int(obj)

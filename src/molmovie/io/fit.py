@@ -48,10 +48,12 @@ from __future__ import annotations
 import json
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._typing import PathLike
 from .._version import __version__
 from ._files import atomic_hdf5, check_format, check_output, json_default, open_hdf5, read_array, write_array
 
@@ -293,7 +295,7 @@ _ROOT_UNITS = {"delays": "fs", "q": "1/Angstrom", "dS": "fraction", "sigma": "fr
 _ROOT_ATTRS = ("method", "chi2", "n_data", "n_params", "reduced_chi2", "converged", "message", "sigma_source")
 
 
-def write_fit(result: FitResult, path, *, force: bool = False) -> Path:
+def write_fit(result: FitResult, path: PathLike, *, force: bool = False) -> Path:
     """Write a fit result atomically (see the module docstring for the layout).
 
     Parameters
@@ -326,8 +328,8 @@ def write_fit(result: FitResult, path, *, force: bool = False) -> Path:
             f.attrs[name] = getattr(result, name)
         f.attrs["settings"] = settings
         f.attrs["provenance"] = provenance
-        for name, units in _ROOT_UNITS.items():
-            write_array(f, name, np.asarray(getattr(result, name), dtype=float), units)
+        for name, unit in _ROOT_UNITS.items():
+            write_array(f, name, np.asarray(getattr(result, name), dtype=float), unit)
         write_array(f, "residual", result.residual, "1")
         if result.symbols is not None:
             f.create_group("atoms").create_dataset("symbols", data=np.array(list(result.symbols), dtype="S3"))
@@ -369,7 +371,7 @@ def _strings(group, name: str, path) -> tuple:
 
 
 def _read_part(g, cls, units: dict, strs, attrs, path):
-    kw = {}
+    kw: dict[str, Any] = {}
     for fld in fields(cls):
         name = fld.name
         if name in units:
@@ -392,7 +394,7 @@ def _read_part(g, cls, units: dict, strs, attrs, path):
     return cls(**kw)
 
 
-def read_fit(path) -> FitResult:
+def read_fit(path: PathLike) -> FitResult:
     """Read a fit result file (opened read-only).
 
     Every array's kind and size are checked against the memory limit before

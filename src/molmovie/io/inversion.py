@@ -12,14 +12,20 @@ Written atomically; read read-only by :func:`read_inversion`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._errors import InputError
+from .._typing import PathLike, Symbols
 from ..geometry import pair_indices
 from ._files import atomic_hdf5, check_format, check_output, open_hdf5, read_array, write_array
+
+if TYPE_CHECKING:
+    from ..inversion import Prediction
 
 __all__ = ["INVERSION_FORMAT", "INVERSION_VERSION", "Inversion", "write_inversion", "read_inversion"]
 
@@ -60,17 +66,17 @@ class Inversion:
 
 
 def write_inversion(
-    path,
-    prediction,
+    path: PathLike,
+    prediction: Prediction,
     *,
     time: np.ndarray,
     lengths: np.ndarray,
     method: str,
     molecule: str,
-    symbols,
-    pair_labels,
-    model="",
-    signals="",
+    symbols: Symbols,
+    pair_labels: Sequence[str],
+    model: PathLike = "",
+    signals: PathLike = "",
     interpolated_q: bool = False,
     force: bool = False,
 ) -> Path:
@@ -124,7 +130,7 @@ def write_inversion(
     return path
 
 
-def read_inversion(path) -> Inversion:
+def read_inversion(path: PathLike) -> Inversion:
     """Read an inversion result written by :func:`write_inversion` (opened read-only).
 
     Raises
@@ -138,7 +144,7 @@ def read_inversion(path) -> Inversion:
         check_format(f.attrs, path, INVERSION_FORMAT, INVERSION_VERSION, "molmovie inversion result")
         what = "molmovie inversion result"
 
-        def array(name, kinds="fiub"):
+        def array(name: str, kinds: str = "fiub") -> Any:
             return read_array(f, name, path, kinds=kinds, what=what)
 
         try:

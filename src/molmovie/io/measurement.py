@@ -22,14 +22,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._typing import PathLike
 from .._version import __version__
 from ..measurement import Measurement, Truth, check_molecule
 from ._files import atomic_hdf5, check_allocation, check_input_file, check_output, file_version, json_default, write_array
 from .dataset import DATASET_FORMAT
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = [
     "MEASUREMENT_FORMAT",
@@ -45,7 +50,7 @@ MEASUREMENT_FORMAT = "molmovie-measurement"
 MEASUREMENT_VERSION = 1
 
 
-def write_measurement(meas: Measurement, path, *, force: bool = False) -> Path:
+def write_measurement(meas: Measurement, path: PathLike, *, force: bool = False) -> Path:
     """Write a measurement file atomically.
 
     Parameters
@@ -121,7 +126,7 @@ _TRUTH = {
 }
 
 
-def _get(group, name: str, units: str, ndim: int, where: str, *, shape=None):
+def _get(group: h5py.Group, name: str, units: str, ndim: int, where: str, *, shape: tuple[int | None, ...] | None = None) -> Any:
     """A numeric array from ``group``, its unit, rank and shape checked before it is read."""
     import h5py
 
@@ -145,11 +150,11 @@ def _get(group, name: str, units: str, ndim: int, where: str, *, shape=None):
     return node[()]
 
 
-def _strings(node) -> tuple[str, ...]:
+def _strings(node: h5py.Dataset) -> tuple[str, ...]:
     return tuple(s.decode() if isinstance(s, bytes) else str(s) for s in node[()])
 
 
-def read_measurement(path) -> Measurement:
+def read_measurement(path: PathLike) -> Measurement:
     """Read a measurement file (opened read-only) and validate it.
 
     Parameters
@@ -236,7 +241,7 @@ def read_measurement(path) -> Measurement:
                 "dissociated_fraction": (T,),
                 "dS_clean": (T, Q),
             }
-            fields = {}
+            fields: dict[str, Any] = {}
             for name, (units, ndim) in _TRUTH.items():
                 if name == "photons" and "photons" not in g:
                     fields[name] = None

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._typing import PathLike
 from ._files import atomic_path, check_input_file, check_output, file_version
 
 __all__ = ["MODEL_FORMAT", "MODEL_VERSION", "write_model_file", "read_model_file", "need_array"]
@@ -28,7 +29,7 @@ MODEL_FORMAT = "molmovie-model"
 MODEL_VERSION = 1
 
 
-def write_model_file(path, method: str, config: dict, arrays: dict[str, np.ndarray], *, force: bool = False) -> Path:
+def write_model_file(path: PathLike, method: str, config: dict, arrays: dict[str, np.ndarray], *, force: bool = False) -> Path:
     """Write a model file atomically (temporary file, then rename).
 
     Parameters
@@ -61,7 +62,7 @@ def write_model_file(path, method: str, config: dict, arrays: dict[str, np.ndarr
     return path
 
 
-def read_model_file(path) -> tuple[str, dict, dict[str, np.ndarray]]:
+def read_model_file(path: PathLike) -> tuple[str, dict, dict[str, np.ndarray]]:
     """Read a model file: ``(method name, config dict, arrays)``.
 
     Only the safetensors format is read: a JSON header and raw little-endian
@@ -76,7 +77,7 @@ def read_model_file(path) -> tuple[str, dict, dict[str, np.ndarray]]:
         with safe_open(str(path), framework="np") as f:
             metadata = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types for any damage
+    except Exception as exc:  # noqa: BLE001 -- safetensors raises its own error types for any damage
         with open(path, "rb") as fh:
             head = fh.read(9)
         # a safetensors file has an 8-byte header length, then its JSON header
@@ -104,7 +105,7 @@ def read_model_file(path) -> tuple[str, dict, dict[str, np.ndarray]]:
     return shorten(method, 60), header["config"], arrays
 
 
-def need_array(arrays: dict, name: str, path, *, kinds: str = "f") -> np.ndarray:
+def need_array(arrays: dict, name: str, path: PathLike, *, kinds: str = "f") -> np.ndarray:
     """``arrays[name]``, or an :class:`InputError` saying the model file at ``path`` is damaged.
 
     ``kinds``: the NumPy dtype kinds the array may have ("f" floats, the

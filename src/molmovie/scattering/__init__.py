@@ -25,6 +25,8 @@ Units: q in 1/Å (q = 4π sin(θ)/λ), distances in Å, intensities in electron 
 
 from __future__ import annotations
 
+from typing import Any
+
 from .debye import difference_signal, intensity, intensity_from_distances
 from .detector import DEFAULT_Q, Signals, q_grid, simulate, simulate_signals
 from .spec import SignalSpec
@@ -49,7 +51,7 @@ __all__ = [
 _TORCH_NAMES = ("DebyeTorch", "intensity_torch")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # PyTorch is imported only when its part of the API is first asked for.
     if name in _TORCH_NAMES:
         from . import debye_torch

@@ -243,7 +243,7 @@ def debye_uniform(dist, order, type_start, weight, const, zero_q, q0, dq, out):
 @njit(cache=True, parallel=True, fastmath=False)
 def debye_direct(dist, order, type_start, weight, const, zero_q, q, out):
     """Debye sum on any q grid, one sine per pair and q point (same arguments, q (Q,))."""
-    n_geom, n_pair = dist.shape
+    n_geom = dist.shape[0]
     n_q = q.shape[0]
     n_type = type_start.shape[0] - 1
     for blk in prange((n_geom + BLOCK - 1) // BLOCK):
@@ -264,7 +264,7 @@ def debye_direct(dist, order, type_start, weight, const, zero_q, q, out):
                     qk = q[k]
                     a = acc[k]
                     for g in range(BLOCK):
-                        s, c = _sincos(qk * x[g])
+                        s, _ = _sincos(qk * x[g])
                         a[g] += s * inv[g]
             _close_type(acc, total, weight[t], zero_q, type_start[t + 1] - type_start[t])
         for g in range(n):

@@ -29,9 +29,11 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from .._numba import parallel_lock
+from .._typing import Symbols
 from ..geometry import distances
 from .tables import atomic_numbers_for_scattering, check_q, form_factors, incoherent
 
@@ -118,12 +120,12 @@ def _plan_cached(z: tuple[int, ...], q_bytes: bytes, inelastic: bool) -> _Plan:
     return plan
 
 
-def _plan(symbols, q: np.ndarray, inelastic: bool) -> _Plan:
+def _plan(symbols: Symbols, q: np.ndarray, inelastic: bool) -> _Plan:
     z = tuple(int(v) for v in atomic_numbers_for_scattering(symbols))
     return _plan_cached(z, q.tobytes(), bool(inelastic))
 
 
-def _check_distances(symbols, distances) -> np.ndarray:
+def _check_distances(symbols: Symbols, distances: ArrayLike) -> np.ndarray:
     d = np.asarray(distances, dtype=float)
     n = len([symbols] if isinstance(symbols, str) else symbols)
     n_pair = n * (n - 1) // 2
@@ -135,7 +137,7 @@ def _check_distances(symbols, distances) -> np.ndarray:
     return d
 
 
-def intensity_from_distances(symbols, distances, q, *, inelastic: bool = True) -> np.ndarray:
+def intensity_from_distances(symbols: Symbols, distances: ArrayLike, q: ArrayLike, *, inelastic: bool = True) -> np.ndarray:
     r"""Eq. (1) from the atom-atom distances.
 
     .. math::
@@ -197,7 +199,7 @@ def intensity_from_distances(symbols, distances, q, *, inelastic: bool = True) -
     return out.reshape(lead + (qa.size,))
 
 
-def intensity(symbols, positions, q, *, inelastic: bool = True) -> np.ndarray:
+def intensity(symbols: Symbols, positions: ArrayLike, q: ArrayLike, *, inelastic: bool = True) -> np.ndarray:
     r"""Eq. (1) from Cartesian coordinates.
 
     .. math::
@@ -240,7 +242,7 @@ def intensity(symbols, positions, q, *, inelastic: bool = True) -> np.ndarray:
     return intensity_from_distances(symbols, distances(pos), q, inelastic=inelastic)
 
 
-def intensity_reference(symbols, distances, q, *, inelastic: bool = True, chunk: int = 512) -> np.ndarray:
+def intensity_reference(symbols: Symbols, distances: ArrayLike, q: ArrayLike, *, inelastic: bool = True, chunk: int = 512) -> np.ndarray:
     """Eq. (1) by the plain NumPy broadcast over (geometry, pair, q), in chunks of geometries.
 
     The straightforward evaluation, one ``numpy.sin`` per pair and q point; the
@@ -265,7 +267,7 @@ def intensity_reference(symbols, distances, q, *, inelastic: bool = True, chunk:
     return out.reshape(d.shape[:-1] + (qa.size,))
 
 
-def difference_signal(I, I_ref) -> np.ndarray:
+def difference_signal(I: ArrayLike, I_ref: ArrayLike) -> np.ndarray:
     r"""The relative difference signal ΔS = (I − I_ref) / I_ref.
 
     .. math::

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Symbols
 from .debye import _plan
 from .tables import check_q
 
@@ -114,7 +116,13 @@ class DebyeTorch(torch.nn.Module):
     torch.Size([3])
     """
 
-    def __init__(self, symbols, q, *, inelastic: bool = True, dtype: torch.dtype = torch.float64, device=None):
+    # buffers (register_buffer), so that .to() moves them
+    q: torch.Tensor
+    pair_weight: torch.Tensor
+    const: torch.Tensor
+
+    def __init__(self, symbols: Symbols, q: ArrayLike | torch.Tensor, *, inelastic: bool = True, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None) -> None:
         super().__init__()
         if isinstance(symbols, str):
             raise InputError("The 'symbols' parameter must be a sequence of element symbols, e.g. ['C', 'S', 'S']")
@@ -160,7 +168,7 @@ class DebyeTorch(torch.nn.Module):
         return f"symbols={''.join(self.symbols)}, n_q={self.q.numel()}, inelastic={self.inelastic}"
 
 
-def intensity_torch(symbols, distances: torch.Tensor, q, inelastic: bool = True) -> torch.Tensor:
+def intensity_torch(symbols: Symbols, distances: torch.Tensor, q: ArrayLike | torch.Tensor, inelastic: bool = True) -> torch.Tensor:
     """Eq. (1) for a distances tensor, in its dtype (float64 if not floating) and on its device.
 
     Convenience wrapper of :class:`DebyeTorch`; build the module once instead

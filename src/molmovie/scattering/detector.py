@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from .._guards import check_allocation
+from .._typing import Progress, Symbols
 from ..geometry import distances
 from .debye import check_coordinates, intensity_from_distances
 from .spec import MAX_PHOTONS, SignalSpec
@@ -41,7 +43,7 @@ PHOTON_ENERGY_KEV = 9.5
 WAVELENGTH = _HC_KEV_ANGSTROM / PHOTON_ENERGY_KEV
 
 #: Default q grid (1/Å): 2θ from 6° to 90° at 9.5 keV, 100 points; ``q_grid(**DEFAULT_Q)``.
-DEFAULT_Q = MappingProxyType({"q_min": 0.5, "q_max": 6.8, "n_q": 100})
+DEFAULT_Q: MappingProxyType[str, Any] = MappingProxyType({"q_min": 0.5, "q_max": 6.8, "n_q": 100})
 
 
 def q_grid(q_min: float = DEFAULT_Q["q_min"], q_max: float = DEFAULT_Q["q_max"], n_q: int = DEFAULT_Q["n_q"]) -> np.ndarray:
@@ -86,7 +88,7 @@ def q_grid(q_min: float = DEFAULT_Q["q_min"], q_max: float = DEFAULT_Q["q_max"],
         raise InputError(f"The 'q_min' parameter must be >= 0; got {q_min}")
     if q_max <= q_min:
         raise InputError(f"The 'q_max' parameter must be > q_min = {q_min}; got {q_max}")
-    if isinstance(n_q, bool) or not isinstance(n_q, (int, np.integer)) and not (isinstance(n_q, float) and n_q.is_integer()):
+    if isinstance(n_q, bool) or (not isinstance(n_q, (int, np.integer)) and not (isinstance(n_q, float) and n_q.is_integer())):
         raise InputError(f"The 'n_q' parameter must be an integer; got {n_q!r}")
     if n_q < 2:
         raise InputError(f"The 'n_q' parameter must be >= 2; got {n_q}")
@@ -94,7 +96,8 @@ def q_grid(q_min: float = DEFAULT_Q["q_min"], q_max: float = DEFAULT_Q["q_max"],
     return np.linspace(float(q_min), float(q_max), int(n_q))
 
 
-def _check_inputs(symbols, positions, length, time):
+def _check_inputs(symbols: Symbols, positions: ArrayLike, length: ArrayLike,
+                  time: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     pos = np.asarray(positions, dtype=float)
     n_atoms = len(symbols)
     if pos.ndim != 4 or pos.shape[2:] != (n_atoms, 3):
@@ -153,7 +156,7 @@ def _gaussian_smooth(I: np.ndarray, valid: np.ndarray, dt: float, fwhm: float) -
     elif (2 * half + 1) <= 32:
         num = np.zeros_like(filled)
         den = np.zeros_like(mask)
-        for o, wo in zip(range(-half, half + 1), w):
+        for o, wo in zip(range(-half, half + 1), w, strict=True):
             lo, hi = max(0, -o), min(n_frames, n_frames - o)  # output frames i with i + o in range
             num[:, lo:hi] += wo * filled[:, lo + o:hi + o]
             den[:, lo:hi] += wo * mask[:, lo + o:hi + o]
@@ -183,7 +186,8 @@ class Signals(NamedTuple):
     spec: SignalSpec
 
 
-def simulate(symbols, positions, length, time, spec: SignalSpec, *, progress=None) -> Signals:
+def simulate(symbols: Symbols, positions: ArrayLike, length: ArrayLike, time: ArrayLike, spec: SignalSpec, *,
+             progress: Progress | None = None) -> Signals:
     r"""Difference scattering signals ΔS(q, t) of an ensemble of trajectories, as ``spec`` says.
 
     .. math::
@@ -245,18 +249,18 @@ def simulate(symbols, positions, length, time, spec: SignalSpec, *, progress=Non
 
 
 def simulate_signals(
-    symbols,
-    positions,
-    length,
-    time,
-    q,
+    symbols: Symbols,
+    positions: ArrayLike,
+    length: ArrayLike,
+    time: ArrayLike,
+    q: ArrayLike,
     *,
     inelastic: bool = True,
     reference: str = "first",
     photons: float | None = None,
     irf_fs: float | None = None,
-    seed=None,
-    progress=None,
+    seed: int | np.random.Generator | None = None,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Difference signals ΔS(q, t) from the detector model's settings: :func:`simulate` without a spec.
 
@@ -282,19 +286,20 @@ def simulate_signals(
         As :func:`simulate` and :class:`SignalSpec` (an unknown ``reference``,
         ``photons`` or ``irf_fs`` <= 0, a bad q grid).
     """
-    spec = SignalSpec(q, inelastic, reference, photons, irf_fs, seed=None if isinstance(seed, np.random.Generator) else seed)
+    spec = SignalSpec(np.asarray(q), inelastic, reference, photons, irf_fs, seed=None if isinstance(seed, np.random.Generator) else seed)
     dS, I_ref, _ = _simulate(symbols, positions, length, time, spec, np.random.default_rng(seed), progress)
     return dS, I_ref
 
 
-def _simulate(symbols, positions, length, time, spec: SignalSpec, rng: np.random.Generator, progress) -> Signals:
+def _simulate(symbols: Symbols, positions: ArrayLike, length: ArrayLike, time: ArrayLike, spec: SignalSpec,
+              rng: np.random.Generator, progress: Progress | None) -> Signals:
     if isinstance(symbols, str):
         raise InputError("The 'symbols' parameter must be a sequence of element symbols, e.g. ['C', 'S', 'S']")
     if not isinstance(spec, SignalSpec):
         raise InputError(f"The 'spec' parameter must be a molmovie.scattering.SignalSpec; got {type(spec).__name__}")
     symbols = list(symbols)
     qa, inelastic, photons, irf_fs = spec.q, spec.inelastic, spec.photons, spec.irf_fs
-    pos, lengths, t, valid = _check_inputs(symbols, positions, length, time)
+    pos, _, t, valid = _check_inputs(symbols, positions, length, time)
     n_traj, n_frames = pos.shape[:2]
     per_chunk = max(1, 4096 // n_frames)
     # dS, plus a chunk's intensities, reference rows and noise (about 4 arrays of its frames x q)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from .tables import check_q
@@ -98,7 +100,7 @@ class SignalSpec:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "q"}
 
     @classmethod
-    def from_attrs(cls, q, attrs: Mapping) -> "SignalSpec":
+    def from_attrs(cls, q: ArrayLike, attrs: Mapping) -> SignalSpec:
         """The spec of stored signals: their q grid and the attributes :meth:`attrs` wrote.
 
         Attributes missing from ``attrs`` take their defaults, as files written
@@ -119,10 +121,10 @@ class SignalSpec:
         unknown = sorted(set(attrs) - set(known))
         if unknown:
             raise InputError(f"unknown signal attributes {unknown} (known: {', '.join(known)})")
-        return cls(q, **{k: attrs[k] for k in known if k in attrs})
+        return cls(np.asarray(q), **{k: attrs[k] for k in known if k in attrs})
 
     # ------------------------------------------------------------ value semantics
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, SignalSpec):
             return NotImplemented
         return self.attrs() == other.attrs() and np.array_equal(self.q, other.q)
@@ -136,7 +138,7 @@ class SignalSpec:
         return f"SignalSpec(q={grid}, {rest})"
 
 
-def _positive_or_none(name: str, value, meaning: str) -> float | None:
+def _positive_or_none(name: str, value: Any, meaning: str) -> float | None:
     if value is None:
         return None
     try:
@@ -152,7 +154,7 @@ def _positive_or_none(name: str, value, meaning: str) -> float | None:
 MAX_PHOTONS = 1e18
 
 
-def _photons(value) -> float | None:
+def _photons(value: Any) -> float | None:
     photons = _positive_or_none("photons", value, "expected photons per pattern")
     if photons is not None and photons > MAX_PHOTONS:
         raise InputError(f"The 'photons' parameter must be <= {MAX_PHOTONS:g} (Poisson counts beyond that overflow "

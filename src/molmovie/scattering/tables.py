@@ -23,11 +23,14 @@ Values are cached per (element, q grid), so repeated calls on the same grid
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..molecules import atomic_numbers
 
 __all__ = ["form_factors", "incoherent", "check_q", "atomic_numbers_for_scattering", "MAX_Z"]
@@ -45,7 +48,7 @@ _SF_X_MIN = 1e-3
 Q_MAX = 4.0 * np.pi * 1e9
 
 
-def check_q(q, name: str = "q") -> np.ndarray:
+def check_q(q: ArrayLike, name: str = "q") -> np.ndarray:
     """Validate a momentum-transfer grid and return it as a float64 1-D array.
 
     Parameters
@@ -81,7 +84,7 @@ def check_q(q, name: str = "q") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def atomic_numbers_for_scattering(symbols) -> np.ndarray:
+def atomic_numbers_for_scattering(symbols: Symbols) -> np.ndarray:
     """Atomic numbers of ``symbols``, checked against the range xraylib tabulates.
 
     Raises
@@ -100,7 +103,8 @@ def atomic_numbers_for_scattering(symbols) -> np.ndarray:
     return z
 
 
-def _tabulated(fn, z: int, x: np.ndarray, x_min: float, at_zero: float, small) -> np.ndarray:
+def _tabulated(fn: Callable[[int, float], float], z: int, x: np.ndarray, x_min: float, at_zero: float,
+               small: Callable[[float, float], float]) -> np.ndarray:
     """Evaluate an xraylib function on x, with the small-x expansion below its first table point."""
     out = np.empty(x.size)
     first = None  # (first tabulated x for this element, its value), found on the first miss
@@ -121,7 +125,7 @@ def _tabulated(fn, z: int, x: np.ndarray, x_min: float, at_zero: float, small) -
     return out
 
 
-def _first_tabulated(fn, z: int, x_min: float):
+def _first_tabulated(fn: Callable[[int, float], float], z: int, x_min: float) -> tuple[float, float] | None:
     """The first x >= ``x_min`` (up by factors of 2) where xraylib answers for element ``z``, with its value.
 
     The first table point differs between elements and xraylib versions
@@ -152,7 +156,7 @@ def _sf_cached(z: int, q_bytes: bytes) -> np.ndarray:
     return _tabulated(xraylib.SF_Compt, z, x, _SF_X_MIN, 0.0, lambda s0, t: s0 * t * t)
 
 
-def form_factors(symbols, q) -> np.ndarray:
+def form_factors(symbols: Symbols, q: ArrayLike) -> np.ndarray:
     r"""Elastic atomic form factors of each atom on a q grid.
 
     .. math::
@@ -184,7 +188,7 @@ def form_factors(symbols, q) -> np.ndarray:
     return np.stack([_ff_cached(int(z), key) for z in atomic_numbers_for_scattering(symbols)])
 
 
-def incoherent(symbols, q) -> np.ndarray:
+def incoherent(symbols: Symbols, q: ArrayLike) -> np.ndarray:
     r"""Incoherent (Compton) scattering functions of each atom on a q grid.
 
     .. math::

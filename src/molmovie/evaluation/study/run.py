@@ -207,9 +207,9 @@ def run_study(
         results["experiments"][exp.key] = entry
         log(log_line(exp, entry))
         if foreign is not None and exp.molecule == TRANSFER_MOLECULE:
-            scored = transfer_entry(exp, stages[exp.key], foreign, out, train, seeds, log)
-            if scored is not None:
-                entry["transfer"] = {"sharc": scored}
+            transferred = transfer_entry(exp, stages[exp.key], foreign, out, train, seeds, log)
+            if transferred is not None:
+                entry["transfer"] = {"sharc": transferred}
     results["wall_time_s"] = round(time.perf_counter() - t0, 1)
     results["reused_stages"] = int(reused)
     write_report(results, per_frame, datasets, out, seed=seed)
