@@ -2,7 +2,8 @@
 
 Every ``import`` and ``from ... import`` counts, at module level and inside
 functions (a deferred import closes a circle as surely as one at the top, only
-later). Relative imports are resolved against the importing module's package.
+later); imports under ``if TYPE_CHECKING:`` never run and do not count.
+Relative imports are resolved against the importing module's package.
 An edge goes to the most specific module named: ``from .io import dataset``
 to ``molmovie.io.dataset`` when that is a module, ``from .io import Measurement``
 to ``molmovie.io`` (a package import counts as its ``__init__``); the parent
@@ -40,6 +41,13 @@ def module_files(root: Path) -> dict[str, Path]:
     return modules
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    """Whether an ``if`` tests ``TYPE_CHECKING`` (or ``typing.TYPE_CHECKING``): imports there never run."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
 def _imports(tree: ast.Module, top_level: bool):
     """(node, in_function) for every import statement in the tree."""
     stack = [(node, False) for node in tree.body]
@@ -47,6 +55,9 @@ def _imports(tree: ast.Module, top_level: bool):
         node, nested = stack.pop()
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node, nested
+            continue
+        if isinstance(node, ast.If) and _is_type_checking(node.test):  # for the type checker only: never run
+            stack.extend((child, nested) for child in node.orelse)
             continue
         deeper = nested or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))  # a class body runs on import
         if top_level and deeper:

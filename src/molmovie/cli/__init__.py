@@ -24,26 +24,19 @@ import typer
 from .._errors import InputError, shorten
 from ._outputs import interrupt_note
 
-app = typer.Typer(
-    name="molmovie",
-    help="Molecular movies from ultrafast X-ray scattering: trajectories -> signals -> inversion -> evaluation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+from ._app import app
 
-# Each module adds its commands to `app`; they import only light modules at top level.
-# The import order is the order of the commands in --help.
+# Each module adds its commands to `app` (from ._app: no import circle); they import only light
+# modules at top level. The import order is the order of the commands in --help.
 # isort: off
-from . import _data  # noqa: E402,F401  import, scatter, info
-from . import _generate  # noqa: E402,F401  generate
-from . import _inversion  # noqa: E402,F401  train, invert
-from . import _study  # noqa: E402,F401  evaluate, reproduce
-from . import _measure  # noqa: E402,F401  ingest, show
-from . import _simulate  # noqa: E402,F401  simulate-experiment
-from . import _fit  # noqa: E402,F401  fit
-from . import _transfer  # noqa: E402,F401  transfer
+from . import _data  # noqa: F401  import, scatter, info
+from . import _generate  # noqa: F401  generate
+from . import _inversion  # noqa: F401  train, invert
+from . import _study  # noqa: F401  evaluate, reproduce
+from . import _measure  # noqa: F401  ingest, show
+from . import _simulate  # noqa: F401  simulate-experiment
+from . import _fit  # noqa: F401  fit
+from . import _transfer  # noqa: F401  transfer
 # isort: on
 
 

@@ -16,7 +16,7 @@ from ..io import read_dataset, write_dataset
 from ..molecules import formula
 from ..scattering import SignalSpec, q_grid, simulate
 from ..trajectories import read_ensemble, trajectory_files
-from . import app
+from ._app import app
 from ._options import parse_splits
 from ._outputs import writing
 from ._progress import progress_callback

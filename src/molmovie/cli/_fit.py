@@ -15,7 +15,7 @@ from ..fitting import MEASUREMENT_METHODS, get_measurement_method
 from ..io import read_dataset
 from ..io.fit import write_fit
 from ..io.measurement import read_measurement
-from . import app
+from ._app import app
 from ._options import parse_settings
 from ._outputs import writing
 from ._progress import progress_callback

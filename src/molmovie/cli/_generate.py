@@ -13,7 +13,7 @@ from ..dynamics import Model, default_model, generate as run, get_model, partial
 from ..dynamics.calculators import CALCULATORS, get_calculator
 from ..dynamics.initial import INITIAL_CONDITIONS, Mixture, get_initial
 from ..molecules import Molecule, get_molecule
-from . import app
+from ._app import app
 from ._options import parse_splits
 from ._outputs import writing
 from ._progress import progress_callback

@@ -11,7 +11,7 @@ import typer
 from .._errors import InputError
 from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, interpolate_signals, load_method
 from ..io import read_dataset, read_signals, write_inversion
-from . import app
+from ._app import app
 from ._options import parse_settings
 from ._outputs import writing
 from ._progress import progress_callback

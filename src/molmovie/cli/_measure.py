@@ -13,7 +13,7 @@ from ..evaluation.measurement_figures import plot_measurement
 from ..io import atomic_path
 from ..io.beamline import ingest as ingest_file
 from ..io.measurement import read_measurement, write_measurement
-from . import app
+from ._app import app
 from ._outputs import writing
 
 

@@ -16,7 +16,7 @@ from ..io import read_dataset
 from ..io.measurement import write_measurement
 from ..measurement import simulate_measurement
 from ..scattering import DEFAULT_Q, q_grid
-from . import app
+from ._app import app
 from ._outputs import writing
 from ._progress import progress_callback
 

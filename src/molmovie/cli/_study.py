@@ -16,7 +16,7 @@ from ..evaluation.figures import plot_per_time_step
 from ..evaluation.study import MAX_JOBS, MAX_SEEDS, PRESETS, SHARC_DEFAULT, check_count, default_sharc_dir, run_study, results_markdown
 from ..inversion import load_method
 from ..io import atomic_path, read_dataset
-from . import app
+from ._app import app
 from ._outputs import output_folder, writing
 from ._progress import StageProgress
 from ._stage_bars import ParallelStageProgress

@@ -15,7 +15,7 @@ from ..evaluation.transfer import read_foreign, transfer as score_transfer
 from ..inversion import load_method
 from ..io import atomic_path
 from ..trajectories import trajectory_files
-from . import app
+from ._app import app
 from ._outputs import writing
 
 

@@ -1,0 +1,14 @@
+"""The ``molmovie`` Typer application, to which each command module adds its commands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="molmovie",
+    help="Molecular movies from ultrafast X-ray scattering: trajectories -> signals -> inversion -> evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
