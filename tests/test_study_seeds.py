@@ -262,18 +262,6 @@ def test_a_dask_scheduler_of_the_users_gives_the_same_models_scores_and_tables(g
         rf"training and scoring {len(STAGE_FILES) // 2} stages on the Dask scheduler at tcp://127\.0\.0\.1:\d+ of 1 thread each \.\.\.", said[0])
 
 
-def _worker_pids() -> list[int]:
-    """The PIDs of this process's grandchildren: a local Dask cluster's worker processes (each under its nanny)."""
-    pids = []
-    for child in multiprocessing.active_children():
-        try:
-            with open(f"/proc/{child.pid}/task/{child.pid}/children") as f:
-                pids += [int(p) for p in f.read().split()]
-        except OSError:
-            pass
-    return pids
-
-
 def test_a_worker_that_dies_is_named_by_its_stage_and_the_finished_stages_are_kept(data_dir, tmp_path):
     import os
     import signal
@@ -282,8 +270,8 @@ def test_a_worker_that_dies_is_named_by_its_stage_and_the_finished_stages_are_ke
     killed: list[int] = []
 
     def kill_workers(done, info):  # out of memory, or a node lost, in the middle of a training
-        if not killed:
-            killed.extend(_worker_pids())
+        if not killed:  # the local cluster's worker processes (its nannies run in this process)
+            killed.extend(p.pid for p in multiprocessing.active_children())
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
 
