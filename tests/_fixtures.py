@@ -71,3 +71,22 @@ def assert_one_line_error(code: int, err: str, match: str | None = None) -> None
     assert "Traceback" not in err
     if match:
         assert re.search(match, lines[0]), lines[0]
+
+
+def relabelling_tolerance(positions: np.ndarray, masses) -> float:
+    """How far (Angstrom) a symmetry-aware RMSD of an exact answer may be from 0 through round-off.
+
+    The best relabelling of a frame is chosen by QCP: the residual E_p + E_q - 2 lambda, lambda the
+    largest root of Horn's quartic. For a (near-)linear molecule that root is (nearly) double, so
+    floating point fixes it only to ~sqrt(eps) * lambda (lambda ~ E = sum_i m_i |x_i - centroid|^2),
+    not eps * lambda. Two relabellings whose squared RMSDs differ by less than ~4 sqrt(eps) E / M
+    (M the total mass) are then told apart by round-off, which differs from CPU to CPU (their BLAS);
+    the one chosen is reported exactly (Kabsch), so the error is at most sqrt(4 sqrt(eps) E / M):
+    ~4e-4 A for CS2, a thousandth of what a real mislabelling costs.
+    """
+    w = np.asarray(masses, dtype=float)
+    x = np.asarray(positions, dtype=float).reshape(-1, len(w), 3)
+    x = x[np.all(np.isfinite(x), axis=(1, 2))]
+    centred = x - np.einsum("n,fna->fa", w, x)[:, None] / w.sum()
+    second_moment = np.einsum("n,fna,fna->f", w, centred, centred).max()
+    return float(np.sqrt(4 * np.sqrt(np.finfo(float).eps) * second_moment / w.sum()))
