@@ -130,7 +130,9 @@ def test_torch_agrees_with_numpy_to_1e10():
         also = mm.ensemble_signal_torch(basis, time, delays, weights=w, gamma=0.05, t0=t0, irf_fs=fwhm)
         np.testing.assert_allclose(also.numpy(), ref, rtol=0, atol=1e-10 * np.max(np.abs(ref)))
     K = mm.irf_operator_torch(time, delays, t0=torch.tensor(5.0, dtype=torch.float64), irf_fs=torch.tensor(60.0, dtype=torch.float64))
-    np.testing.assert_allclose(K.numpy(), mm.irf_operator(time, delays, t0=5.0, irf_fs=60.0), rtol=0, atol=1e-15)
+    # erfc by torch's and by SciPy's own code (a few ulp each) of z formed in another order, and K a difference of two
+    # values <= 1
+    np.testing.assert_allclose(K.numpy(), mm.irf_operator(time, delays, t0=5.0, irf_fs=60.0), rtol=0, atol=16 * np.finfo(float).eps)
 
 
 def test_torch_gradients_pass_gradcheck():
@@ -183,7 +185,10 @@ def test_weighted_quantiles_match_hazen_for_equal_weights_and_interpolate_midpoi
     x = rng.standard_normal((9, 4))
     levels = [0.0, 0.05, 0.3, 0.5, 0.77, 1.0]
     got = mm.weighted_quantiles(x, np.ones(9), levels, axis=0)
-    np.testing.assert_allclose(got, np.moveaxis(np.quantile(x, levels, axis=0, method="hazen"), 0, -1), rtol=1e-14)
+    # an interpolation between neighbouring values, its fraction from a cumulative sum of the 9 weights: ~9 eps of the
+    # values' scale, not of the result (a quantile near 0 has no relative precision)
+    np.testing.assert_allclose(got, np.moveaxis(np.quantile(x, levels, axis=0, method="hazen"), 0, -1), rtol=0,
+                               atol=2 * len(x) * np.finfo(float).eps * np.abs(x).max())
     # weights 1, 3 on values 0, 10: midpoints at 1/8 and 5/8
     got = mm.weighted_quantiles([10.0, 0.0, 99.0], [3.0, 1.0, 0.0], [0.1, 0.125, 0.375, 0.625, 0.9])
     np.testing.assert_allclose(got, [0.0, 0.0, 5.0, 10.0, 10.0], rtol=1e-14)

@@ -286,11 +286,15 @@ def test_geometry_space_series_are_independent_and_end_at_their_lengths(referenc
     kw = dict(symbols=OCS, spec=spec, I_ref=None if reference == "first" else I_ref[0], noise=1e-3, space="geometry", device="cpu")
     whole, whole_std = refine_distances(prior, std, cut, lengths=lengths, **kw)
     assert np.all(np.isnan(whole[1, 9:])) and np.all(np.isnan(whole_std[2, 6:]))
+    # Each fit keeps a step when its objective f (~1) falls, which it tells only to ~eps f, so it fixes the whitened
+    # distances to ~sqrt(eps) (log R to 0.15 sqrt(eps)): a last-bit difference between whole and alone (a batched
+    # product, a padded frame in a sum) may move an answer that far (a 1-ulp change of ΔS moved series 1 and 2 by up
+    # to 1e-9); the Laplace std's Hessian varies as sin(qR), by q_max R_max ~ 20 times the distances' relative change
+    rtol = np.sqrt(np.finfo(float).eps)
     for m, L in enumerate(lengths):
         alone, alone_std = refine_distances(prior[m, :L], std[m, :L], dS[m, :L], **kw)
-        np.testing.assert_allclose(whole[m, :L], alone, rtol=1e-10, atol=0, err_msg=f"series {m}")
-        # the Laplace std inverts a Hessian of condition ~1e4 or more: the same rounding, amplified
-        np.testing.assert_allclose(whole_std[m, :L], alone_std, rtol=1e-8, atol=0, err_msg=f"series {m}")
+        np.testing.assert_allclose(whole[m, :L], alone, rtol=rtol, atol=0, err_msg=f"series {m}")
+        np.testing.assert_allclose(whole_std[m, :L], alone_std, rtol=20 * rtol, atol=0, err_msg=f"series {m}")
         assert np.abs(alone - R[m, :L]).mean() < np.abs(prior[m, :L] - R[m, :L]).mean() / 5
 
 

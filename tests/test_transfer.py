@@ -119,7 +119,12 @@ def test_a_method_that_knows_the_foreign_frames_transfers_with_zero_error():
     summary = result.summary()
     assert result.dataset.spec == method.spec_ and result.dataset.n_frames == 21
     assert summary["transfer_error"] == 0.0 and summary["transfer_error_runs"] == [0.0, 0.0]
-    assert summary["rmsd_sym_sum"] < 1e-6 and summary["ssr_sum"] == 0.0
+    from _fixtures import relabelling_tolerance
+
+    # per frame, round-off may pick the other S labelling of this near-linear CS2 (_fixtures.relabelling_tolerance);
+    # a wrong frame costs tenths of an Angstrom
+    ds = result.dataset
+    assert summary["rmsd_sym_sum"] < ds.mask.sum() * relabelling_tolerance(ds.positions, ds.masses) and summary["ssr_sum"] == 0.0
 
 
 def test_error_per_run_is_the_mean_of_its_frames_and_the_score_the_mean_of_the_runs():
