@@ -39,12 +39,14 @@ _SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signa
 
 
 def _global_state() -> dict:
-    """What one test must leave as it found it: signal handlers, the environment, the working
+    """What one test must leave as it found it: signal handlers and the signals blocked, the environment, the working
     directory, NumPy's error state, torch's threads, default dtype and random state (once torch
     is imported), and whether molmovie holds Ctrl-C. (Python's and NumPy's global random states
     are reseeded before every test by pytest-randomly, from the seed it prints.)"""
     state = {
         "signal handlers": {getattr(s, "name", s): signal.getsignal(s) for s in _SIGNALS},
+        # a signal blocked in the main thread never reaches its handler (a Ctrl-C is then lost)
+        "signals blocked": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
         "environment": {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"},  # pytest's own, per phase
         "working directory": os.getcwd(),
         "NumPy error state": np.geterr(),
@@ -86,6 +88,7 @@ def _process_state_restored(request):
         del os.environ[k]
     os.environ.update(before["environment"])
     os.chdir(before["working directory"])
+    signal.pthread_sigmask(signal.SIG_SETMASK, before["signals blocked"])
     torch = sys.modules.get("torch")
     if torch is not None and "torch threads" in before:
         torch.set_num_threads(before["torch threads"])
@@ -121,3 +124,10 @@ def nearly_full(full_disk):
     st = os.statvfs(full_disk)
     (full_disk / "filler").write_bytes(b"x" * max(0, st.f_bavail * st.f_frsize - 4096))
     return full_disk
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say the random order's seed even with -q (pytest-randomly prints it only in the header -q hides)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is not None and getattr(config.option, "randomly_reorganize", True):
+        terminalreporter.write_line(f"tests in random order, seed {seed}: replay it with --randomly-seed={seed}")
