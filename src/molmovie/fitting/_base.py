@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._errors import InputError
-from ..inversion._base import NotFittedError, _Settings, _jsonable, check_choice
+from ..inversion._base import NotFittedError, _jsonable, _Settings, check_choice
 
 __all__ = ["MeasurementMethod", "measurement_sigma", "sigma_from_pre_t0", "SIGMA_SOURCES"]
 

@@ -136,13 +136,12 @@ ensemble's mean distance; with the profile term, 8/8.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from .._errors import InputError
-from ..geometry import distances
-from ..geometry import pair_labels as _pair_labels
+from ..geometry import distances, pair_labels as _pair_labels
 from ..inversion._base import check_number
 from ..io.fit import EnsemblePart, FitResult
 from ..measurement import DEFAULT_LEVELS, basis_signals, check_molecule, ground_start_flags, hold_last_frame, irf_operator
@@ -249,7 +248,7 @@ class EnsembleFit(MeasurementMethod):
     def check_settings(self) -> list[str]:
         """Validate the settings (see :meth:`MeasurementMethod.check_settings`); no warnings."""
         _pair("t0_range", self.t0_range)
-        lo, hi = _pair("irf_range", self.irf_range)
+        lo, _hi = _pair("irf_range", self.irf_range)
         if lo <= 0:
             raise InputError(f"The 'irf_range' setting must be > 0 fs (the FWHM of a Gaussian); got {self.irf_range!r}")
         try:
@@ -297,7 +296,7 @@ class EnsembleFit(MeasurementMethod):
         check_molecule(meas, basis.symbols, what="the basis")
 
     # ------------------------------------------------------------------ fit
-    def fit(self, measurement, basis=None, progress: Callable[[int, dict], None] | None = None) -> "EnsembleFit":
+    def fit(self, measurement, basis=None, progress: Callable[[int, dict], None] | None = None) -> EnsembleFit:
         """Fit ``measurement`` with the trajectories of ``basis``.
 
         Parameters
@@ -317,7 +316,7 @@ class EnsembleFit(MeasurementMethod):
         with np.errstate(under="ignore"):  # products with the IRF's and the Gaussians' far tails
             return self._fit(measurement, basis, progress)
 
-    def _fit(self, measurement, basis, progress) -> "EnsembleFit":
+    def _fit(self, measurement, basis, progress) -> EnsembleFit:
         from scipy.optimize import minimize
 
         meas = self._start_fit(measurement)
@@ -342,7 +341,7 @@ class EnsembleFit(MeasurementMethod):
             g_idx, e_idx = _hole_split(ens)
         else:
             g_idx, e_idx = np.zeros(0, dtype=np.int64), np.arange(ens.n_trajectories)
-        dS_basis, I_gs = basis_signals(basis, q, progress=lambda done, info: report(done, {"stage": "basis signals", **info}))
+        dS_basis, _I_gs = basis_signals(basis, q, progress=lambda done, info: report(done, {"stage": "basis signals", **info}))
         B, _ = hold_last_frame(dS_basis)
         if self.hole:  # columns: the excited trajectories, then the ground-state ones with the sign of a hole
             B = np.concatenate([B[e_idx], -B[g_idx]])

@@ -16,7 +16,7 @@ from ..geometry import distances
 from ..measurement import parting_frames, weighted_quantiles
 
 
-def _with_ground(st: dict, gs: "_Stats", h: np.ndarray, gamma: float, t0: float) -> dict:
+def _with_ground(st: dict, gs: _Stats, h: np.ndarray, gamma: float, t0: float) -> dict:
     """Add the remaining ground state as a third channel; channel fractions become fractions of all molecules.
 
     The molecules left in the ground state are its samples with weights 1/M_g − h_j (clipped at 0 where

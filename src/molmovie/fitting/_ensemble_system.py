@@ -60,7 +60,7 @@ class _System:
     def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray, ground: np.ndarray | None = None,
                  equality: np.ndarray | None = None, upper: np.ndarray | None = None):
         self.upper = upper  # (M,) upper bounds of the weights (inf: none), or None: NNLS
-        r, T, Q = red.Z.shape
+        r, _T, Q = red.Z.shape
         KZ = K @ red.Zt  # (T_d, r * Q): one product for all components
         D = KZ.reshape(K.shape[0], r, Q).transpose(1, 0, 2) * inv_sigma  # (r, T_d, Q)
         self.D = D.reshape(r, -1)
@@ -108,7 +108,7 @@ def _ground_rows(B: np.ndarray, wq: np.ndarray, weight: float, rank_tol: float) 
     if weight == 0:
         return None
     F = (B[:, 0, :] * wq).T  # (Q, M): each trajectory's ΔS at excitation, in units of σ̃
-    U, s, Vt = np.linalg.svd(F, full_matrices=False)
+    _U, s, Vt = np.linalg.svd(F, full_matrices=False)
     keep = s > rank_tol * max(s[0] if s.size else 0.0, 1e-300)
     return np.sqrt(weight) * (s[keep, None] * Vt[keep])
 

@@ -78,7 +78,7 @@ from the molecule's built-in geometry, else from the atoms alone
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -109,7 +109,7 @@ def pair_types(symbols) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
     """
     sym = [str(s) for s in symbols]
     i, j = np.triu_indices(len(sym), 1)
-    keys = [tuple(sorted((sym[a], sym[b]))) for a, b in zip(i, j)]
+    keys = [tuple(sorted((sym[a], sym[b]))) for a, b in zip(i, j, strict=True)]
     order: list[tuple[str, str]] = []
     for k in keys:
         if k not in order:
@@ -149,7 +149,7 @@ def debye_kernel(symbols, q, edges, I_gs) -> np.ndarray:
         raise InputError("the pdf method needs q > 0 (sin(qR)/(qR) is integrated over R with 1/q)")
     _, _, elements = pair_types(symbols)
     uniq = sorted({e for pair in elements for e in pair})
-    f = dict(zip(uniq, form_factors(uniq, q)))
+    f = dict(zip(uniq, form_factors(uniq, q), strict=True))
     si = sici(np.outer(q, edges))[0]  # (Q, R + 1)
     bin_int = (si[:, 1:] - si[:, :-1]) / q[:, None]  # ∫ sin(qR)/(qR) dR over each bin
     cols = [(2.0 * f[a] * f[b] / I_gs)[:, None] * bin_int for a, b in elements]
@@ -308,7 +308,7 @@ class PairDistributionFit(MeasurementMethod):
         return I_atoms, None, "atoms only: I_gs = Σ f² + Σ S (the ground state's pair term neglected)"
 
     # ------------------------------------------------------------------ fit
-    def fit(self, measurement, basis=None, progress: Callable[[int, dict], None] | None = None) -> "PairDistributionFit":
+    def fit(self, measurement, basis=None, progress: Callable[[int, dict], None] | None = None) -> PairDistributionFit:
         """Invert ``measurement`` into ΔP(R, t).
 
         Parameters
@@ -328,7 +328,7 @@ class PairDistributionFit(MeasurementMethod):
         with np.errstate(under="ignore"):  # products with the IRF's and the Gaussians' far tails
             return self._fit(measurement, basis, progress)
 
-    def _fit(self, measurement, basis, progress) -> "PairDistributionFit":
+    def _fit(self, measurement, basis, progress) -> PairDistributionFit:
         from scipy.linalg import eigh
         from scipy.optimize import lsq_linear
 

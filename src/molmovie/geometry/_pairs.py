@@ -33,7 +33,7 @@ def heavy_pairs(symbols) -> np.ndarray:
 def pair_labels(symbols) -> list[str]:
     """Human labels of the pairs, e.g. ``["C1-S2", "C1-S3", "S2-S3"]`` (1-based)."""
     i, j = pair_indices(len(symbols))
-    return [f"{symbols[a]}{a + 1}-{symbols[b]}{b + 1}" for a, b in zip(i, j)]
+    return [f"{symbols[a]}{a + 1}-{symbols[b]}{b + 1}" for a, b in zip(i, j, strict=True)]
 
 
 def distances(positions: np.ndarray) -> np.ndarray:

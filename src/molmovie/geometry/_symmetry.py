@@ -57,7 +57,7 @@ def automorphisms(symbols, positions, scale: float | None = None, *, max_count: 
     adj = bond_graph(symbols, pos, BOND_SCALE if scale is None else scale)
     graph = nx.Graph()
     graph.add_nodes_from((i, {"element": s}) for i, s in enumerate(symbols))
-    graph.add_edges_from(zip(*np.nonzero(np.triu(adj))))
+    graph.add_edges_from(zip(*np.nonzero(np.triu(adj)), strict=True))
     matcher = GraphMatcher(graph, graph, node_match=lambda a, b: a["element"] == b["element"])
     identity = tuple(range(n))
     found = []

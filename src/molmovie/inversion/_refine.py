@@ -379,7 +379,7 @@ def _check_arrays(mean, std, dS, lengths, n_q: int):
         raise InputError(f"The 'mean' parameter must have shape (series, frames, pairs) or (frames, pairs); got shape {mean.shape}")
     if std.shape != mean.shape:
         raise InputError(f"The 'std' parameter must have the shape of 'mean' {mean.shape}; got shape {std.shape}")
-    M, T, P = mean.shape
+    M, T, _P = mean.shape
     if dS.shape != (M, T, n_q):
         raise InputError(f"The 'dS' parameter must have shape {(M, T, n_q) if not squeeze else (T, n_q)} "
                          f"(series, frames, q of the spec); got shape {dS_shape}")

@@ -44,7 +44,7 @@ bounded by ``memory_mb``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -276,7 +276,7 @@ class NearestViterbi(NearestReference):
         check_number("memory_mb", self.memory_mb, low=0, low_open=True)
         return []
 
-    def fit(self, train, val=None, *, progress=None) -> "NearestViterbi":
+    def fit(self, train, val=None, *, progress=None) -> NearestViterbi:
         """Build the reference library and the two scales from the training trajectories.
 
         Parameters as for :meth:`NearestReference.fit`; ``progress`` is called once.

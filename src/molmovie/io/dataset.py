@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, shorten
 from .._version import __version__
 from ..datasets import Dataset, check_splits
 from ..scattering.spec import SignalSpec
 from ..trajectories import Ensemble
-from .._errors import shorten
 from ._files import atomic_hdf5, check_format, check_output, json_default, open_hdf5, read_array, write_array
 
 __all__ = ["DATASET_FORMAT", "DATASET_VERSION", "read_dataset", "write_dataset"]

@@ -16,8 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import InputError
-from ..geometry import distances as pair_distances
-from ..geometry import pair_labels as _pair_labels
+from ..geometry import distances as pair_distances, pair_labels as _pair_labels
 from ..molecules import BOND_SCALE, covalent_radii
 from ..trajectories import BREAK_SCALE
 from ._checks import _check_size, _check_weights, _ensemble_of, _vector

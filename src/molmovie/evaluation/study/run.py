@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -17,9 +17,9 @@ from . import presets
 from .engine import run_stages
 from .manifest import MANIFEST, check_manifest, set_aside
 from .presets import MAX_JOBS, MAX_SEEDS, Preset, check_count, experiment_methods, is_seeded, method_seeds
-from .ranking import SPREAD, WIN_RULE, over_seeds, seed_statistics, rank_methods
+from .ranking import SPREAD, WIN_RULE, over_seeds, rank_methods, seed_statistics
 from .report import log_line, write_report
-from .stages import dataset_stage, experiment_splits, limit_threads, method_stage, read_summary, scored, staged, Stage
+from .stages import Stage, dataset_stage, experiment_splits, limit_threads, method_stage, read_summary, scored, staged
 from .transfer import TRANSFER_MOLECULE, read_sharc, transfer_entry
 
 

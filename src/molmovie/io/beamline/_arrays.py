@@ -104,9 +104,9 @@ def _npz_source(path: Path) -> _Source:
                 with z.open(info) as fp:
                     version = np.lib.format.read_magic(fp)
                     if version == (1, 0):
-                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+                        shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fp)
                     else:
-                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+                        shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fp)
                 if dtype.hasobject:
                     raise InputError(f"{path}: {info.filename} holds Python objects; molmovie reads only numeric arrays")
                 if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
