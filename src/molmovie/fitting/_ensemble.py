@@ -346,7 +346,7 @@ class EnsembleFit(MeasurementMethod):
         if self.hole:  # columns: the excited trajectories, then the ground-state ones with the sign of a hole
             B = np.concatenate([B[e_idx], -B[g_idx]])
         M_e, M_g = e_idx.size, g_idx.size
-        M = B.shape[0]
+        M: int = B.shape[0]
         equality = np.concatenate([np.ones(M_e), -np.ones(M_g)]) if self.hole else None
         # a ground-state sample stands for 1/M_g of the molecules: the pump removes at most all of it (h_j <= 1/M_g)
         upper = np.concatenate([np.full(M_e, np.inf), np.full(M_g, 1.0 / M_g)]) if self.hole else None
@@ -381,8 +381,8 @@ class EnsembleFit(MeasurementMethod):
         irfs = np.geomspace(irf_lo, irf_hi, n_irf)
         grid = [(a, b) for a in t0s for b in irfs]
         values = []
-        for k, th in enumerate(grid):
-            values.append(chi2_at(th))
+        for k, point in enumerate(grid):
+            values.append(chi2_at(point))
             report(k + 1, {"stage": "search", "total": len(grid)})
         start = np.array(grid[int(np.argmin(values))])
         bounds = [(t0_lo, t0_hi), (irf_lo, irf_hi)]
@@ -436,7 +436,7 @@ class EnsembleFit(MeasurementMethod):
             return st if ground_stats is None else _with_ground(st, ground_stats, cb[M_e:], float(cb[:M_e].sum()), th0)
 
         n_boot = int(self.bootstrap) if gamma > 0 else 0
-        boot = {"gamma": [], "t0": [], "irf": [], "c": [], "stats": []}
+        boot: dict[str, list] = {"gamma": [], "t0": [], "irf": [], "c": [], "stats": []}
         if n_boot:
             rng = np.random.default_rng(int(self.seed))
             steps = int(self.bootstrap_steps)
@@ -455,17 +455,18 @@ class EnsembleFit(MeasurementMethod):
                 th = np.array([t0, irf])
                 cb, _ = solve(sys0, d_b, mu, cols)
                 sys_b = sys0
-                for _ in range(steps if H is not None else 0):
-                    g = _gradient(grad_parts, sys_b, red, cb, d_b.ravel())
-                    free = np.array([hi > lo for lo, hi in bounds])
-                    step = np.zeros(2)
-                    step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])  # Newton on the free parameters only
-                    new = np.clip(th - step, [lo for lo, _ in bounds], [hi for _, hi in bounds])
-                    if np.allclose(new, th, atol=1e-6):
-                        break
-                    th = new
-                    sys_b = system(*th)
-                    cb, _ = solve(sys_b, d_b, mu, cols)
+                if H is not None:
+                    for _ in range(steps):
+                        g = _gradient(grad_parts, sys_b, red, cb, d_b.ravel())
+                        free = np.array([hi > lo for lo, hi in bounds])
+                        step = np.zeros(2)
+                        step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])  # Newton on the free parameters only
+                        new = np.clip(th - step, [lo for lo, _ in bounds], [hi for _, hi in bounds])
+                        if np.allclose(new, th, atol=1e-6):
+                            break
+                        th = new
+                        sys_b = system(*th)
+                        cb, _ = solve(sys_b, d_b, mu, cols)
                 boot["gamma"].append(cb[:M_e].sum())
                 boot["t0"].append(th[0])
                 boot["irf"].append(th[1])

@@ -109,7 +109,7 @@ def pair_types(symbols) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
     """
     sym = [str(s) for s in symbols]
     i, j = np.triu_indices(len(sym), 1)
-    keys = [tuple(sorted((sym[a], sym[b]))) for a, b in zip(i, j, strict=True)]
+    keys = [(sym[a], sym[b]) if sym[a] <= sym[b] else (sym[b], sym[a]) for a, b in zip(i, j, strict=True)]  # sorted
     order: list[tuple[str, str]] = []
     for k in keys:
         if k not in order:
@@ -419,7 +419,7 @@ class PairDistributionFit(MeasurementMethod):
             crossing = np.flatnonzero(np.any(x < lb - 1e-12, axis=1))
             if crossing.size:
                 Lchol = np.linalg.cholesky(B).T * np.sqrt(lam2)
-                for t in crossing:
+                for t in crossing.tolist():
                     sw = np.sqrt(W[t])
                     Amat = np.vstack([K * sw[:, None], Lchol])
                     bvec = np.concatenate([sw * dS[t], np.zeros(n)])

@@ -300,7 +300,7 @@ def best_relabellings(pred_positions: np.ndarray, true_positions: np.ndarray, ma
                 per_frame[lo:hi] = np.argmin(resid, axis=0)
                 r = np.sqrt(np.maximum(resid, 0.0) / w.sum())
                 r[:, bad[lo:hi]] = 0.0
-                np.add.at(sums, (slice(None), trajectory[lo:hi]), r)
+                np.add.at(sums.T, trajectory[lo:hi], r.T)  # sums[:, trajectory] += r, repeated trajectories summed
     return perms, per_frame.reshape(m, t), np.argmin(sums, axis=0)
 
 

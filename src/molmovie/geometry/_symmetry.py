@@ -60,7 +60,7 @@ def automorphisms(symbols, positions, scale: float | None = None, *, max_count: 
     graph.add_edges_from(zip(*np.nonzero(np.triu(adj)), strict=True))
     matcher = GraphMatcher(graph, graph, node_match=lambda a, b: a["element"] == b["element"])
     identity = tuple(range(n))
-    found = []
+    found: list[tuple[int, ...]] = []
     truncated = False
     for mapping in matcher.isomorphisms_iter():
         perm = tuple(mapping[i] for i in range(n))

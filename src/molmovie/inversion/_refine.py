@@ -345,8 +345,8 @@ def refine_distances(
     else:
         for a in range(M):  # one series at a time, so no series' answer depends on the others predicted with it
             if valid[a].any():
-                tensors, ref, mask = series(a)
-                keep(a, *_refine_batch(debye, *tensors, ref, mask, float(weight), int(max_iter), posterior, memory_mb))
+                (mu_a, s_a, data_a, sigma_a), ref, mask = series(a)
+                keep(a, *_refine_batch(debye, mu_a, s_a, data_a, sigma_a, ref, mask, float(weight), int(max_iter), posterior, memory_mb))
             if progress is not None:
                 progress(a + 1, {"total": M, "unit": "series"})
     if squeeze:

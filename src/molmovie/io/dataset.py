@@ -77,9 +77,9 @@ def write_dataset(ds: Dataset, path, *, force: bool = False) -> Path:
             write_array(tr, "energy", ens.energy, "eV")
         if ens.state is not None:
             write_array(tr, "state", ens.state, "index")
-        if ds.has_signals:
+        if ds.dS is not None and ds.I_ref is not None and ds.spec is not None:  # ds.has_signals: the three come together
             sg = f.create_group("signals")
-            write_array(sg, "q", ds.q, "1/Angstrom")
+            write_array(sg, "q", ds.spec.q, "1/Angstrom")
             write_array(sg, "dS", ds.dS, "fraction", chunks=(1,) + ds.dS.shape[1:], **comp)
             write_array(sg, "I_ref", ds.I_ref, "electron units")
             for k, v in ds.spec.attrs().items():

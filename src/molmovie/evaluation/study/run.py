@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -179,7 +180,7 @@ def run_study(
         run_stages(todo, preset, out, data, seed, jobs=min(jobs, len(todo)), threads=threads, scheduler=scheduler, log=log, progress=progress)
         here = []
 
-    results = {"preset": preset.name, "seed": seed, "experiments": {}}
+    results: dict[str, Any] = {"preset": preset.name, "seed": seed, "experiments": {}}
     if seeds > 1:
         results.update(seeds=[seed + k for k in range(seeds)], spread=SPREAD, win_rule=WIN_RULE)
     per_frame = {}
@@ -193,8 +194,8 @@ def run_study(
                     method_stage(st, preset, train, val, test, out, log, progress)
             finally:
                 undo()
-        entry = {"label": exp.label, "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories}, "methods": {}}
-        by_seed = {}
+        entry: dict[str, Any] = {"label": exp.label, "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories}, "methods": {}}
+        by_seed: dict[str, list[dict]] = {}
         for st in stages[exp.key]:
             if st.seed == seed:  # the study's seed: its predictions are drawn
                 per_frame[(exp.key, st.method)] = read_scores(st.paths(out)[1])

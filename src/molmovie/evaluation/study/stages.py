@@ -169,7 +169,7 @@ def limit_threads(threads: int) -> Callable[[], None]:
     limits = threadpool_limits(limits=threads)
     before = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(threads)
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]  # numba.config sets its options at run time
 
     def undo() -> None:
         limits.restore_original_limits()
