@@ -76,7 +76,7 @@ def main() -> None:
         marks = {}
         start = time.perf_counter()
 
-        def progress(done, info):
+        def progress(done, info, marks=marks):  # this repeat's marks
             stage = info.get("stage")
             marks.setdefault(stage, time.perf_counter())  # first report of each stage
             marks[f"{stage} end"] = time.perf_counter()

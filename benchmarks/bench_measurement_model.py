@@ -82,9 +82,9 @@ def main() -> None:
     print(f"ensemble_signal_torch  {1e3 * t_torch:9.2f} ms   (forward + backward)")
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from _fixtures import CS2_SYMBOLS, cs2_positions
-
     from molmovie.trajectories import Ensemble
+
+    from _fixtures import CS2_SYMBOLS, cs2_positions
 
     n = args.sim
     pos = np.stack([cs2_positions(args.t, dt=dt, seed=k, dissociate=k % 2 == 1) for k in range(n)])

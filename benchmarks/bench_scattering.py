@@ -36,7 +36,6 @@ import time
 
 import numpy as np
 
-
 CPU = {}  # label -> median process CPU time of the last median_time call
 
 
@@ -150,7 +149,7 @@ def main() -> None:
             x = dt64.to(dtype)
             with torch.no_grad():
                 model(x[:8])
-                t = median_time(lambda: model(x), 3)
+                t = median_time(lambda model=model, x=x: model(x), 3)
             report(f"torch forward {str(dtype).replace('torch.', '')}, 1 thread", t, n_geoms=n_t,
                    base=t_broadcast * n_t / args.geoms)
 

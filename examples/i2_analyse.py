@@ -4,11 +4,14 @@ Run beside the files of the README's four I2 commands:
 
     python examples/i2_analyse.py i2-ensemble.h5 i2-basis.h5     (reads i2.h5 too)
 """
-import sys, json, numpy as np
+import sys
+
+import numpy as np
 from scipy.optimize import curve_fit
+
+from molmovie.io import read_dataset
 from molmovie.io.fit import read_fit
 from molmovie.io.measurement import read_measurement
-from molmovie.io import read_dataset
 
 meas = read_measurement("i2.h5")
 t, q, dS, sig = meas.delays, meas.q, meas.dS, meas.sigma
@@ -81,7 +84,9 @@ if ens.hole_weights is not None:
     R = ens.channel_distance_mean[c, :, 0]
     Rs = ens.channel_distance_mean_std[c, :, 0]
     k = res.delays > 200
-    f = lambda x, a, A, tau, P, ph: a + A * np.exp(-(x - 200) / tau) * np.cos(2 * np.pi * x / P + ph)
+    def f(x, a, A, tau, P, ph):
+        return a + A * np.exp(-(x - 200) / tau) * np.cos(2 * np.pi * x / P + ph)
+
     best = None
     for ph0 in np.linspace(0, 2 * np.pi, 8, endpoint=False):
         try:

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 from scipy.optimize import curve_fit
 from scipy.special import erf
+
 from molmovie.io.beamline import ingest
 
 m = ingest(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/i2-lcls/phil-trans-data.h5", q_units="1/A", delay_units="ps",
@@ -20,7 +21,12 @@ t, dS, s2 = m.delays, m.dS, m.sigma**2                 # t: stage time in fs
 P = dS[(t > 2440) & (t < 2800)].mean(0)                # the pattern after the rise
 a = (dS * P / s2).sum(1) / (P * P / s2).sum(1)         # its amplitude per delay
 sa = 1 / np.sqrt((P * P / s2).sum(1))
-step = lambda t, A, t0, w: A * 0.5 * (1 + erf((t - t0) / (w / 2.3548 * np.sqrt(2))))
+
+
+def step(t, A, t0, w):
+    return A * 0.5 * (1 + erf((t - t0) / (w / 2.3548 * np.sqrt(2))))
+
+
 k = t < 2800
 p, c = curve_fit(step, t[k], a[k], p0=[1, 2370, 50], sigma=sa[k], absolute_sigma=True)
 print(f"t0 = {p[1]:.1f} ± {np.sqrt(c[1, 1]):.1f} fs on the stage, rise FWHM {p[2]:.1f} ± {np.sqrt(c[2, 2]):.1f} fs, plateau {p[0]:.3f}")

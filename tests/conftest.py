@@ -21,9 +21,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # it is not a change one test makes to the environment of the next
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}"))
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import rdkit.RDConfig  # noqa: E402, F401 -- sets RDBASE in the environment on import: done once here, not inside one test
+import numpy as np
+import pytest
+import rdkit.RDConfig  # noqa: F401 -- sets RDBASE in the environment on import: done once here, not inside one test
 
 SHARED_SHARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sharc-cs2"
 

@@ -32,7 +32,6 @@ from molmovie.dynamics.wigner import HBAR_EV_FS, kinetic_energy
 from molmovie.molecules import builtin, get_molecule
 from molmovie.trajectories import is_dissociated
 
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -159,6 +158,8 @@ def test_cs2_modes_are_linear_with_a_degenerate_bend(cs2_modes):
 
 
 def test_velocity_verlet_matches_ase():
+    from typing import ClassVar
+
     from ase import Atoms, units
     from ase.calculators.calculator import Calculator, all_changes
     from ase.md.verlet import VelocityVerlet
@@ -167,7 +168,7 @@ def test_velocity_verlet_matches_ase():
     eng = HarmonicEngine(ref, counter=[0])
 
     class Calc(Calculator):
-        implemented_properties = ["energy", "forces"]
+        implemented_properties: ClassVar[list[str]] = ["energy", "forces"]
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)

@@ -19,7 +19,7 @@ import pytest
 
 from molmovie import InputError, make_splits, read_dataset, read_ensemble
 from molmovie.cli._options import parse_splits
-from molmovie.trajectories import read_sharc, resample, read_trajectory
+from molmovie.trajectories import read_sharc, read_trajectory, resample
 
 from _fixtures import assert_one_line_error, cs2_positions, run_cli, write_sharc, write_xyz
 

@@ -24,8 +24,8 @@ import pytest
 from molmovie import InputError
 from molmovie._guards import output_lock
 from molmovie.datasets import Dataset, make_splits
-from molmovie.inversion import get_method, load_method
-from molmovie.io import read_dataset, read_model_file, read_signals, write_dataset
+from molmovie.inversion import get_method
+from molmovie.io import read_dataset, read_signals, write_dataset
 from molmovie.scattering import SignalSpec, simulate
 from molmovie.trajectories import Ensemble
 

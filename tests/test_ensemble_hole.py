@@ -34,7 +34,7 @@ def hole_basis(n_ground: int = 16, n_excited: int = 10, *, seed: int = 0, model:
     rng = np.random.default_rng(seed)
     time = np.arange(0.0, 1000.0 + 5.0, 10.0)
     trajs, records = [], []
-    for j in range(n_ground):
+    for _ in range(n_ground):
         a, phi = rng.uniform(0.03, 0.3), rng.uniform(0, 2 * np.pi)
         r = R_E + a * np.cos(2 * np.pi * time / (PERIOD * (1 + 0.3 * a)) + phi)
         trajs.append(r)

@@ -296,7 +296,7 @@ def test_ctrl_c_during_a_write_keeps_the_old_file_and_is_raised_after_it(data):
 def test_a_second_ctrl_c_stops_at_once(data):
     reached = []
     with pytest.raises(KeyboardInterrupt):
-        with atomic_write(data) as tmp:
+        with atomic_write(data):
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
             reached.append(True)

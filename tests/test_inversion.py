@@ -20,7 +20,7 @@ import pytest
 
 from molmovie import InputError
 from molmovie.datasets import Dataset, make_splits
-from molmovie.inversion import METHODS, NearestReference, Prediction, VRNN, get_method, load_method
+from molmovie.inversion import METHODS, VRNN, NearestReference, Prediction, get_method, load_method
 from molmovie.scattering import SignalSpec
 from molmovie.trajectories import Ensemble
 

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from molmovie.io import write_dataset
 from molmovie.inversion import NearestReference, NearestViterbi, get_method, load_method, nearest_frames, nearest_k_frames
 from molmovie.inversion._viterbi import viterbi_path
+from molmovie.io import write_dataset
 
 from _fixtures import assert_one_line_error, run_cli
 from test_inversion import make_dataset
@@ -163,7 +163,7 @@ def test_with_relabelling_the_path_is_the_optimum_over_candidates_and_mirror_ima
 def test_scales_are_the_training_datas(data):
     train, _ = data
     model = NearestViterbi().fit(train)
-    R, mask = train.distances, train.mask
+    R = train.distances
     steps = np.concatenate([np.sum(np.diff(R[m, : train.length[m]], axis=0) ** 2, axis=1) for m in range(train.n_trajectories)])
     assert model.jump_scale_ == pytest.approx(np.median(steps), rel=1e-12)
     halves = [train.dS[m, : train.length[m]] for m in range(train.n_trajectories)]

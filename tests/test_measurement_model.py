@@ -10,14 +10,14 @@ import math
 
 import numpy as np
 import pytest
-from _fixtures import CS2_SYMBOLS, cs2_positions
 from scipy.special import erf
 
-from molmovie import InputError
-from molmovie import measurement as mm
+from molmovie import InputError, measurement as mm
 from molmovie.molecules import covalent_radii
 from molmovie.scattering import form_factors, intensity
 from molmovie.trajectories import BREAK_SCALE, Ensemble, is_dissociated
+
+from _fixtures import CS2_SYMBOLS, cs2_positions
 
 SIGMA_PER_FWHM = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 

@@ -31,7 +31,7 @@ def test_diatomic_map_and_laplace_std_match_scipy_on_the_same_objective(sigma, w
     dS = intensity_from_distances(I2, R_true[:, None], Q) / I_ref - 1.0  # (T=2, Q), exact
     got, got_std = refine_distances(m[:, None], s[:, None], dS, symbols=I2, spec=spec, I_ref=I_ref, noise=sigma, weight=w, device="cpu")
     for t in range(2):
-        f = lambda u: _diatomic_objective(u, dS[t], m[t], s[t], I_ref, sigma, w)  # noqa: E731
+        f = lambda u, t=t: _diatomic_objective(u, dS[t], m[t], s[t], I_ref, sigma, w)  # noqa: E731
         best = minimize_scalar(f, bounds=(np.log(m[t]) - 0.1, np.log(m[t]) + 0.1), method="bounded", options={"xatol": 1e-12})
         assert got[t, 0] == pytest.approx(np.exp(best.x), abs=1e-6)
         # the Laplace std: the Gauss-Newton curvature of the same objective, by central differences of the model
@@ -275,7 +275,7 @@ def test_geometry_space_series_are_independent_and_end_at_their_lengths(referenc
     several series moved single frames by up to 0.7 Å). Three series of 12, 9 and 6 frames: the continuation's
     batches at each frame hold three, two or one of them."""
     T = 12
-    (R, dS, spec, I_ref), (R2, dS2, _, I_ref2) = _ocs(T=T, reference=reference), _ocs(T=T, reference=reference, seed=5)
+    (R, dS, spec, I_ref), (R2, dS2, _, _) = _ocs(T=T, reference=reference), _ocs(T=T, reference=reference, seed=5)
     R, dS = np.concatenate([R, R2[:1]]), np.concatenate([dS, dS2[:1]])
     rng = np.random.default_rng(0)
     prior, std = R * (1 + 0.06 * rng.standard_normal(R.shape)), 0.15 * R

@@ -25,13 +25,13 @@ from molmovie._errors import InputError
 from molmovie.geometry import distances, n_pairs
 from molmovie.molecules import atomic_numbers, builtin
 from molmovie.scattering import (
+    _kernels,
     difference_signal,
     form_factors,
     incoherent,
     intensity,
     intensity_from_distances,
 )
-from molmovie.scattering import _kernels
 from molmovie.scattering.debye import intensity_reference
 
 Q = np.linspace(0.5, 6.8, 100)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from _fixtures import CS2_SYMBOLS, assert_one_line_error, cs2_positions, run_cli
 
 from molmovie.datasets import Dataset
 from molmovie.io import read_dataset, write_dataset
@@ -15,6 +14,8 @@ from molmovie.io.measurement import read_measurement
 from molmovie.measurement import basis_signals, ensemble_signal
 from molmovie.scattering import SignalSpec, q_grid
 from molmovie.trajectories import Ensemble, is_dissociated
+
+from _fixtures import CS2_SYMBOLS, assert_one_line_error, cs2_positions, run_cli
 
 N_FRAMES, DT = 61, 2.5  # 150 fs of trajectories
 

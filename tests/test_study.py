@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 
 from molmovie import InputError
-from molmovie.datasets import Dataset, make_splits
-from molmovie.io import read_dataset, write_dataset
-from molmovie.evaluation import evaluate
 from molmovie.cli._progress import StageProgress
+from molmovie.datasets import Dataset, make_splits
+from molmovie.evaluation import evaluate
 from molmovie.evaluation.study import EXPERIMENTS, SCORES, Preset, run_study
-from molmovie.inversion import NearestReference, VRNN, load_method
+from molmovie.inversion import VRNN, NearestReference, load_method
+from molmovie.io import read_dataset, write_dataset
 from molmovie.molecules import builtin
 from molmovie.scattering import SignalSpec, q_grid, simulate, simulate_signals
 from molmovie.trajectories import Ensemble, is_dissociated

@@ -25,9 +25,16 @@ import pytest
 from molmovie import InputError
 from molmovie.cli import main
 from molmovie.cli._stage_bars import ParallelStageProgress
-from molmovie.evaluation.study import presets as study_module
 from molmovie.evaluation.figures import plot_rmsd_sums
-from molmovie.evaluation.study import EXPERIMENTS, SCORES, Preset, rank_methods, results_markdown, run_study
+from molmovie.evaluation.study import (
+    EXPERIMENTS,
+    SCORES,
+    Preset,
+    presets as study_module,
+    rank_methods,
+    results_markdown,
+    run_study,
+)
 from molmovie.inversion import load_method
 from molmovie.io import write_dataset
 from molmovie.io.model import read_model_file

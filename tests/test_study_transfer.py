@@ -25,7 +25,6 @@ from molmovie.trajectories import Ensemble
 
 from _fixtures import CS2_SYMBOLS, cs2_positions
 
-
 # ----------------------------------------------------------------------------- the frame interval in model files
 
 
@@ -61,8 +60,15 @@ def test_a_model_file_from_before_the_frame_interval_loads_without_one(tmp_path)
 
 # ----------------------------------------------------------------------------- the study's transfer score
 
-from molmovie.evaluation.study import presets as study_module  # noqa: E402
-from molmovie.evaluation.study import EXPERIMENTS, TRANSFER_TITLE, method_label, rank_methods, results_markdown, run_study  # noqa: E402
+from molmovie.evaluation.study import (  # noqa: E402
+    EXPERIMENTS,
+    TRANSFER_TITLE,
+    method_label,
+    presets as study_module,
+    rank_methods,
+    results_markdown,
+    run_study,
+)
 from molmovie.evaluation.transfer import read_foreign, transfer  # noqa: E402
 from molmovie.io import write_dataset  # noqa: E402
 

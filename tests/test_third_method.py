@@ -18,15 +18,13 @@ import numpy as np
 import pytest
 
 from molmovie import InputError
-from molmovie.io import write_dataset
-from molmovie.evaluation.study import presets as study_module
-from molmovie.evaluation.study import SCORES, Experiment, Preset, run_study
+from molmovie.evaluation.study import SCORES, Experiment, Preset, presets as study_module, run_study
 from molmovie.inversion import METHODS, InversionMethod, Prediction, load_method
+from molmovie.io import write_dataset
 
 from _fixtures import run_cli
 from test_inversion import make_dataset
 from test_study import COUNTS, SEED, build_dataset
-
 
 # ----------------------------------------------------------------------------- the new file
 
@@ -46,7 +44,7 @@ class TrainingMean(InversionMethod):
             raise InputError(f"The 'scale' setting must be > 0; got {self.scale!r}")
         return []
 
-    def fit(self, train, val=None, *, progress=None) -> "TrainingMean":
+    def fit(self, train, val=None, *, progress=None) -> TrainingMean:
         mask, val = self._start_fit(train, val)  # settings, data, and the training frames' mask
         self._record_dataset(train)
         self.mean_ = self.scale * np.nanmean(train.distances[mask], axis=0)

@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from molmovie.io import write_dataset
 from molmovie.inversion import load_method
+from molmovie.io import write_dataset
 
 from _fixtures import assert_one_line_error, run_cli
 from test_inversion import make_dataset

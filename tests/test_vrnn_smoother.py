@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +174,7 @@ def test_onecycle_schedule_peaks_at_lr_and_anneals():
         rates.append(sched.last_lr)
     assert rates[0] == pytest.approx(1 / 25) and max(rates) == pytest.approx(1.0)
     assert int(np.argmax(rates)) == 29 and rates[-1] == pytest.approx(1e-4, rel=1e-3)
-    assert all(b <= a for a, b in zip(rates[29:], rates[30:]))
+    assert all(b <= a for a, b in pairwise(rates[29:]))
     constant = LRSchedule(_optimiser(0.2), "constant", 0.2, epochs=3, steps=2, patience=1)
     constant.step_end()
     constant.epoch_end(True, 1)

@@ -130,7 +130,7 @@ class Dataset:
         return self.dS is not None
 
     # ----------------------------------------------------------- selections
-    def subset(self, indices) -> "Dataset":
+    def subset(self, indices) -> Dataset:
         """The trajectories at ``indices`` (integers or a boolean mask); splits are dropped."""
         idx = np.arange(self.n_trajectories)[_index_array(indices)]
         return replace(
@@ -141,14 +141,14 @@ class Dataset:
             splits={},
         )
 
-    def split(self, name: str) -> "Dataset":
+    def split(self, name: str) -> Dataset:
         """The trajectories of split ``name`` ("train", "val" or "test")."""
         if name not in self.splits:
             have = ", ".join(self.splits) or "none"
             raise InputError(f"the dataset has no {name!r} split (splits: {have})")
         return self.subset(self.splits[name])
 
-    def without_dissociating(self) -> "Dataset":
+    def without_dissociating(self) -> Dataset:
         """The same dataset without the trajectories that dissociate; splits are re-indexed."""
         keep = np.flatnonzero(~self.dissociated)
         new_index = -np.ones(self.n_trajectories, dtype=np.int64)
@@ -157,7 +157,7 @@ class Dataset:
         out.splits = {k: new_index[v][new_index[v] >= 0] for k, v in self.splits.items()}
         return out
 
-    def with_signals(self, dS, I_ref, spec: SignalSpec) -> "Dataset":
+    def with_signals(self, dS, I_ref, spec: SignalSpec) -> Dataset:
         """A copy with signals replaced (the trajectories and splits are kept).
 
         Parameters
@@ -208,7 +208,7 @@ def make_splits(n: int, sizes=(85, 11, 11), seed: int = 0) -> dict[str, np.ndarr
             raise InputError(f"splits {','.join(f'{s:g}' for s in sizes)} leave no training trajectories out of {n}")
     order = np.random.default_rng(seed).permutation(n)
     edges = np.cumsum(counts)[:-1]
-    return {name: np.sort(part) for name, part in zip(SPLITS, np.split(order, edges))}
+    return {name: np.sort(part) for name, part in zip(SPLITS, np.split(order, edges), strict=True)}
 
 
 def check_splits(splits: dict, n: int, where="the dataset") -> dict[str, np.ndarray]:

@@ -126,7 +126,7 @@ def fit(
                      + ")")
         lines.append(f"  {np.count_nonzero(e.weights)} of {e.weights.size} trajectories weighted; dissociated fraction at the last delay "
                      f"{e.dissociated_fraction[-1]:.3f} ± {e.dissociated_fraction_std[-1]:.3f}")
-        if e.hole_weights is not None:
+        if e.hole_weights is not None and e.hole_r0 is not None:  # set together
             h = e.hole_weights
             r0 = e.hole_r0[:, 0]
             lines.append(f"  hole: {np.count_nonzero(h)} of {h.size} ground-state trajectories, Σh = {h.sum():.4g}; mean {e.pair_labels[0]} at "

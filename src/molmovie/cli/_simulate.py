@@ -176,7 +176,9 @@ def _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectori
             seed=seed, trajectories=index, inelastic=not no_inelastic, source=str(dataset), progress=progress,
         )
     write_measurement(meas, output, force=force)
-    peak = float(np.max(np.abs(meas.truth.dS_clean)))
+    truth = meas.truth
+    assert truth is not None  # a simulated measurement carries its truth
+    peak = float(np.max(np.abs(truth.dS_clean)))
     noise = "no noise"
     if meas.sigma is not None:
         snr = peak / float(np.median(meas.sigma))
@@ -184,5 +186,5 @@ def _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectori
     typer.echo(
         f"{output}: simulated measurement of {ds.molecule} from {index.size} trajectories: {meas.n_delays} delays "
         f"from {meas.delays[0]:g} to {meas.delays[-1]:g} fs, {meas.n_q} q from {meas.q[0]:g} to {meas.q[-1]:g} 1/Å; "
-        f"γ {meas.truth.gamma:g}, t0 {meas.truth.t0:g} fs, IRF {meas.truth.irf_fs:g} fs; peak |ΔS| {100 * peak:.3g} %; {noise}"
+        f"γ {truth.gamma:g}, t0 {truth.t0:g} fs, IRF {truth.irf_fs:g} fs; peak |ΔS| {100 * peak:.3g} %; {noise}"
     )

@@ -24,7 +24,7 @@ class ParallelStageProgress:
         CLI's other bars, vanishing when closed.
     """
 
-    def __init__(self, display=None):
+    def __init__(self, display: Any = None) -> None:  # a rich.progress.Progress, or a stand-in with its methods
         self.display = display
         self._tasks: dict[Any, Any] = {}  # stage -> rich task id
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,16 @@ from .._guards import check_output_path, write_errors
 from ..datasets import SPLITS
 from ..evaluation import score_method, write_scores
 from ..evaluation.figures import plot_per_time_step
-from ..evaluation.study import MAX_JOBS, MAX_SEEDS, PRESETS, SHARC_DEFAULT, check_count, default_sharc_dir, run_study, results_markdown
+from ..evaluation.study import (
+    MAX_JOBS,
+    MAX_SEEDS,
+    PRESETS,
+    SHARC_DEFAULT,
+    check_count,
+    default_sharc_dir,
+    results_markdown,
+    run_study,
+)
 from ..inversion import load_method
 from ..io import atomic_path, read_dataset
 from ._app import app
@@ -78,15 +87,15 @@ def reproduce(
     preset: Annotated[str, typer.Option(help="; ".join(f"{k}: {p.description}" for k, p in PRESETS.items()) + ".")] = "quick",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for data, models, results and figures.")] = Path("runs/quick"),
     seed: Annotated[int, typer.Option(help="Seed of generation, splits and training.")] = 0,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes for trajectory generation (default: all cores).")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder of generated datasets to reuse (default OUTPUT/data).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes for trajectory generation (default: all cores).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of generated datasets to reuse (default OUTPUT/data).")] = None,
     seeds: Annotated[int, typer.Option(help="Train every method that takes a seed with this many seeds (SEED, SEED+1, ...) on the same data; "
                                             "scores become mean ± standard deviation, and a method wins only by more than the spread.")] = 1,
     jobs: Annotated[int, typer.Option(help="Train and score the (experiment, method, seed) stages as Dask tasks in this many local worker processes at once.")] = 1,
-    scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) whose workers generate the trajectories and run the stages instead of local processes (they must see --output at the same path).", show_default=False)] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Threads per training process (default: cores / jobs; with --jobs 1 all cores). "
+    scheduler: Annotated[str | None, typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) whose workers generate the trajectories and run the stages instead of local processes (they must see --output at the same path).", show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads per training process (default: cores / jobs; with --jobs 1 all cores). "
                                                         "The same threads give the same numbers with any --jobs.")] = None,
-    sharc: Annotated[Optional[Path], typer.Option(
+    sharc: Annotated[Path | None, typer.Option(
         "--sharc", help=f"SHARC runs of CS2 to score the CS2 models' transfer on (default: {SHARC_DEFAULT} when it exists, "
                         "else no transfer score).", show_default=False)] = None,
 ) -> None:

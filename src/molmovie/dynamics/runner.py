@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._engine import connect as _connect, local_client
 from .._errors import InputError
 from .._guards import atomic_write, check_allocation, check_output_path, check_seed, output_lock, write_errors
-from .._engine import connect as _connect, local_client
 from .._typing import PathLike, Progress
 from .._version import __version__
 from ..datasets import Dataset, make_splits

@@ -190,9 +190,9 @@ def resample_ensemble(ensemble: Ensemble, dt: float, *, tmax: float | None = Non
             w = np.clip((g - t[i]) / (t[i + 1] - t[i]), 0.0, 1.0)
             positions[m, :k] = (1.0 - w)[:, None, None] * p[i] + w[:, None, None] * p[i + 1]
             i = np.where(w >= 1.0, i + 1, i)  # the step at or before each frame
-        if energy is not None:
+        if energy is not None and ensemble.energy is not None:  # both or neither
             energy[m, :k] = ensemble.energy[m, i]
-        if state is not None:
+        if state is not None and ensemble.state is not None:
             state[m, :k] = ensemble.state[m, i]
         length[m] = k
         dissociated[m] = is_dissociated(ensemble.symbols, positions[m], k) if k else False

@@ -43,6 +43,8 @@ methods is :func:`molmovie.inversion.refine_distances`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._errors import InputError
 from ._base import MeasurementMethod, sigma_from_pre_t0
 from ._ensemble import EnsembleFit
@@ -57,7 +59,7 @@ MEASUREMENT_METHODS: dict[str, type[MeasurementMethod]] = {
 }
 
 
-def get_measurement_method(name: str, **settings) -> MeasurementMethod:
+def get_measurement_method(name: str, **settings: Any) -> MeasurementMethod:
     """A new, unfitted measurement method by name.
 
     Parameters

@@ -9,10 +9,17 @@ A measurement method follows the scikit-learn shape of the other methods::
 
 from __future__ import annotations
 
+import abc
+from typing import Self
+
 import numpy as np
 
 from .._errors import InputError
-from ..inversion._base import NotFittedError, _Settings, _jsonable, check_choice
+from .._typing import Progress
+from ..datasets import Dataset
+from ..inversion._base import NotFittedError, _jsonable, _Settings, check_choice
+from ..io.fit import FitResult
+from ..measurement import Measurement
 
 __all__ = ["MeasurementMethod", "measurement_sigma", "sigma_from_pre_t0", "SIGMA_SOURCES"]
 
@@ -56,7 +63,7 @@ def sigma_from_pre_t0(delays: np.ndarray, dS: np.ndarray) -> np.ndarray:
     return np.broadcast_to(s, dS.shape).copy()
 
 
-def measurement_sigma(meas, source: str) -> tuple[np.ndarray, str]:
+def measurement_sigma(meas: Measurement, source: str) -> tuple[np.ndarray, str]:
     """The σ a fit weights by, and a sentence saying where it came from.
 
     Parameters
@@ -80,7 +87,7 @@ def measurement_sigma(meas, source: str) -> tuple[np.ndarray, str]:
     return np.asarray(meas.sigma, dtype=float), "measured"
 
 
-class MeasurementMethod(_Settings):
+class MeasurementMethod(_Settings, abc.ABC):
     """Base of the measurement methods: keyword settings, fitted state, a result.
 
     Subclasses set ``name``, take keyword-only settings in ``__init__``, check
@@ -91,6 +98,13 @@ class MeasurementMethod(_Settings):
     inversion methods (:class:`molmovie.inversion.InversionMethod`).
     """
 
+    #: What :meth:`fit` found; a method is fitted when it exists.
+    result_: FitResult
+
+    @abc.abstractmethod
+    def fit(self, measurement: Measurement, basis: Dataset | None = None, progress: Progress | None = None) -> Self:
+        """Fit ``measurement`` (with the trajectories of ``basis``, for a method that takes them); sets ``result_``, returns self."""
+
     def settings_json(self) -> dict:
         """The settings as JSON-able values, for the result file."""
         return _jsonable(self.get_params())
@@ -100,12 +114,13 @@ class MeasurementMethod(_Settings):
         return hasattr(self, "result_")
 
     @property
-    def result(self):
+    def result(self) -> FitResult:
+        """What :meth:`fit` found (``result_``); a :class:`NotFittedError` before it."""
         if not self.is_fitted:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(measurement) first")
         return self.result_
 
-    def _start_fit(self, measurement):
+    def _start_fit(self, measurement: Measurement) -> Measurement:
         """Check the settings and the measurement, then forget learned state; returns the measurement."""
         self.check_settings()
         self._check_measurement(measurement)
@@ -113,7 +128,7 @@ class MeasurementMethod(_Settings):
         return measurement
 
     @staticmethod
-    def _check_measurement(meas) -> None:
+    def _check_measurement(meas: object) -> None:
         for attr in ("q", "delays", "dS", "sigma", "symbols", "provenance"):
             if not hasattr(meas, attr):
                 raise InputError(f"a measurement method fits a molmovie Measurement; got {type(meas).__name__}")

@@ -136,16 +136,28 @@ ensemble's mean distance; with the profile term, 8/8.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
-from ..geometry import distances
-from ..geometry import pair_labels as _pair_labels
+from .._typing import Progress
+from ..datasets import Dataset
+from ..geometry import distances, pair_labels as _pair_labels
 from ..inversion._base import check_number
 from ..io.fit import EnsemblePart, FitResult
-from ..measurement import DEFAULT_LEVELS, basis_signals, check_molecule, ground_start_flags, hold_last_frame, irf_operator
+from ..measurement import (
+    DEFAULT_LEVELS,
+    Measurement,
+    basis_signals,
+    check_molecule,
+    ground_start_flags,
+    hold_last_frame,
+    irf_operator,
+)
+from ..trajectories import Ensemble
 from ._base import MeasurementMethod, measurement_sigma
 from ._ensemble_stats import _Stats, _with_ground
 from ._ensemble_system import _discrepancy_mu, _gradient, _ground_rows, _local_model, _Reduced, _regularised_solve, _System
@@ -158,7 +170,7 @@ CHANNELS = ("bound", "dissociated")
 HOLE_CHANNELS = ("bound", "dissociated", "ground")
 
 
-def _pair(name: str, value) -> tuple[float, float]:
+def _pair(name: str, value: Any) -> tuple[float, float]:
     try:
         a, b = (float(v) for v in value)
     except (TypeError, ValueError):
@@ -214,22 +226,22 @@ class EnsembleFit(MeasurementMethod):
     def __init__(
         self,
         *,
-        t0_range=(-150.0, 150.0),
-        irf_range=(10.0, 300.0),
-        grid=(9, 5),
+        t0_range: tuple[float, float] = (-150.0, 150.0),
+        irf_range: tuple[float, float] = (10.0, 300.0),
+        grid: tuple[int, int] = (9, 5),
         bootstrap: int = 100,
         bootstrap_steps: int = 2,
         seed: int = 0,
         resample_basis: bool = True,
         ground_state: float = 1.0,
-        regularize="none",
+        regularize: str | float = "none",
         hole: bool = False,
         birge: bool = True,
         profile: int = 21,
         rank_tol: float = 1e-6,
-        levels=DEFAULT_LEVELS,
+        levels: Sequence[float] = DEFAULT_LEVELS,
         sigma: str = "measured",
-    ):
+    ) -> None:
         self.t0_range = t0_range
         self.irf_range = irf_range
         self.grid = grid
@@ -249,7 +261,7 @@ class EnsembleFit(MeasurementMethod):
     def check_settings(self) -> list[str]:
         """Validate the settings (see :meth:`MeasurementMethod.check_settings`); no warnings."""
         _pair("t0_range", self.t0_range)
-        lo, hi = _pair("irf_range", self.irf_range)
+        lo, _hi = _pair("irf_range", self.irf_range)
         if lo <= 0:
             raise InputError(f"The 'irf_range' setting must be > 0 fs (the FWHM of a Gaussian); got {self.irf_range!r}")
         try:
@@ -284,8 +296,8 @@ class EnsembleFit(MeasurementMethod):
 
     # ------------------------------------------------------------------ checks
     @staticmethod
-    def _check_basis(meas, basis) -> None:
-
+    def _check_basis(meas: Measurement, basis: Dataset | None) -> Dataset:
+        """The basis, checked: trajectories with motion, of the measured molecule."""
         if basis is None:
             raise InputError("the ensemble method needs a basis: a dataset of trajectories of the measured molecule (--basis)")
         if not all(hasattr(basis, a) for a in ("positions", "time", "length", "symbols")):
@@ -295,9 +307,10 @@ class EnsembleFit(MeasurementMethod):
         if basis.n_frames < 2:
             raise InputError("the basis trajectories have a single frame; an ensemble fit needs their motion")
         check_molecule(meas, basis.symbols, what="the basis")
+        return basis
 
     # ------------------------------------------------------------------ fit
-    def fit(self, measurement, basis=None, progress: Callable[[int, dict], None] | None = None) -> "EnsembleFit":
+    def fit(self, measurement: Measurement, basis: Dataset | None = None, progress: Progress | None = None) -> EnsembleFit:
         """Fit ``measurement`` with the trajectories of ``basis``.
 
         Parameters
@@ -317,11 +330,11 @@ class EnsembleFit(MeasurementMethod):
         with np.errstate(under="ignore"):  # products with the IRF's and the Gaussians' far tails
             return self._fit(measurement, basis, progress)
 
-    def _fit(self, measurement, basis, progress) -> "EnsembleFit":
+    def _fit(self, measurement: Measurement, basis: Dataset | None, progress: Progress | None) -> EnsembleFit:
         from scipy.optimize import minimize
 
         meas = self._start_fit(measurement)
-        self._check_basis(meas, basis)
+        basis = self._check_basis(meas, basis)
         sigma, sigma_source = measurement_sigma(meas, self.sigma)
         t0_lo, t0_hi = _pair("t0_range", self.t0_range)
         irf_lo, irf_hi = _pair("irf_range", self.irf_range)
@@ -337,17 +350,17 @@ class EnsembleFit(MeasurementMethod):
         N = T_d * Q
         report = (lambda done, info: progress(done, info)) if progress is not None else (lambda done, info: None)
 
-        ens = basis.ensemble if hasattr(basis, "ensemble") else basis
+        ens = cast(Ensemble, getattr(basis, "ensemble", basis))  # a Dataset's trajectories (or an Ensemble given as the basis)
         if self.hole:
             g_idx, e_idx = _hole_split(ens)
         else:
             g_idx, e_idx = np.zeros(0, dtype=np.int64), np.arange(ens.n_trajectories)
-        dS_basis, I_gs = basis_signals(basis, q, progress=lambda done, info: report(done, {"stage": "basis signals", **info}))
+        dS_basis, _I_gs = basis_signals(basis, q, progress=lambda done, info: report(done, {"stage": "basis signals", **info}))
         B, _ = hold_last_frame(dS_basis)
         if self.hole:  # columns: the excited trajectories, then the ground-state ones with the sign of a hole
             B = np.concatenate([B[e_idx], -B[g_idx]])
         M_e, M_g = e_idx.size, g_idx.size
-        M = B.shape[0]
+        M: int = B.shape[0]
         equality = np.concatenate([np.ones(M_e), -np.ones(M_g)]) if self.hole else None
         # a ground-state sample stands for 1/M_g of the molecules: the pump removes at most all of it (h_j <= 1/M_g)
         upper = np.concatenate([np.full(M_e, np.inf), np.full(M_g, 1.0 / M_g)]) if self.hole else None
@@ -360,18 +373,18 @@ class EnsembleFit(MeasurementMethod):
 
         ground = _ground_rows(B, wq, float(self.ground_state), float(self.rank_tol))
 
-        def system(t0, irf):
+        def system(t0: float, irf: float) -> _System:
             return _System(red, irf_operator(time, delays, t0=t0, irf_fs=irf), inv_sigma, ground, equality, upper)
 
-        def solve(sys_, d, mu_=mu, columns=None):
+        def solve(sys_: _System, d: np.ndarray, mu_: float = mu, columns: np.ndarray | None = None) -> tuple[np.ndarray, float]:
             dd = float(d.ravel() @ d.ravel())
             if mu_ == 0.0:
                 return sys_.solve(d.ravel(), dd, columns)
             return _regularised_solve(sys_, d.ravel(), dd, mu_)
 
-        cache: dict = {}
+        cache: dict[tuple[float, float], float] = {}
 
-        def chi2_at(theta):
+        def chi2_at(theta: np.ndarray | tuple[float, float]) -> float:
             key = (round(float(theta[0]), 9), round(float(theta[1]), 9))
             if key not in cache:
                 cache[key] = solve(system(*key), d_w)[1]
@@ -382,8 +395,8 @@ class EnsembleFit(MeasurementMethod):
         irfs = np.geomspace(irf_lo, irf_hi, n_irf)
         grid = [(a, b) for a in t0s for b in irfs]
         values = []
-        for k, th in enumerate(grid):
-            values.append(chi2_at(th))
+        for k, point in enumerate(grid):
+            values.append(chi2_at(point))
             report(k + 1, {"stage": "search", "total": len(grid)})
         start = np.array(grid[int(np.argmin(values))])
         bounds = [(t0_lo, t0_hi), (irf_lo, irf_hi)]
@@ -396,7 +409,7 @@ class EnsembleFit(MeasurementMethod):
             simplex = np.clip(simplex, [b[0] for b in bounds], [b[1] for b in bounds])
         n_refine = [0]
 
-        def refine(theta):
+        def refine(theta: np.ndarray) -> float:
             n_refine[0] += 1
             report(n_refine[0], {"stage": "refine", "total": None})
             return chi2_at(theta)
@@ -432,12 +445,12 @@ class EnsembleFit(MeasurementMethod):
         stats = _Stats(ens.subset(e_idx) if self.hole else basis, delays, levels)
         ground_stats = _Stats(ens.subset(g_idx), delays, levels) if self.hole else None
 
-        def all_stats(cb, th0):
+        def all_stats(cb: np.ndarray, th0: float) -> dict:
             st = stats(cb[:M_e] / cb[:M_e].sum(), th0)
             return st if ground_stats is None else _with_ground(st, ground_stats, cb[M_e:], float(cb[:M_e].sum()), th0)
 
         n_boot = int(self.bootstrap) if gamma > 0 else 0
-        boot = {"gamma": [], "t0": [], "irf": [], "c": [], "stats": []}
+        boot: dict[str, list] = {"gamma": [], "t0": [], "irf": [], "c": [], "stats": []}
         if n_boot:
             rng = np.random.default_rng(int(self.seed))
             steps = int(self.bootstrap_steps)
@@ -456,17 +469,18 @@ class EnsembleFit(MeasurementMethod):
                 th = np.array([t0, irf])
                 cb, _ = solve(sys0, d_b, mu, cols)
                 sys_b = sys0
-                for _ in range(steps if H is not None else 0):
-                    g = _gradient(grad_parts, sys_b, red, cb, d_b.ravel())
-                    free = np.array([hi > lo for lo, hi in bounds])
-                    step = np.zeros(2)
-                    step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])  # Newton on the free parameters only
-                    new = np.clip(th - step, [lo for lo, _ in bounds], [hi for _, hi in bounds])
-                    if np.allclose(new, th, atol=1e-6):
-                        break
-                    th = new
-                    sys_b = system(*th)
-                    cb, _ = solve(sys_b, d_b, mu, cols)
+                if H is not None and grad_parts is not None:  # set together
+                    for _ in range(steps):
+                        g = _gradient(grad_parts, sys_b, red, cb, d_b.ravel())
+                        free = np.array([hi > lo for lo, hi in bounds])
+                        step = np.zeros(2)
+                        step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])  # Newton on the free parameters only
+                        new = np.clip(th - step, [lo for lo, _ in bounds], [hi for _, hi in bounds])
+                        if np.allclose(new, th, atol=1e-6):
+                            break
+                        th = new
+                        sys_b = system(*th)
+                        cb, _ = solve(sys_b, d_b, mu, cols)
                 boot["gamma"].append(cb[:M_e].sum())
                 boot["t0"].append(th[0])
                 boot["irf"].append(th[1])
@@ -498,7 +512,7 @@ class EnsembleFit(MeasurementMethod):
         else:
             problems_soft = ""
 
-        def sd(boot_values, profile_values=None):
+        def sd(boot_values: ArrayLike, profile_values: ArrayLike | None = None) -> np.ndarray:
             """The bootstrap's variance plus, where given, the profile's (over axis 0), as a standard deviation."""
             boot_values = np.asarray(boot_values, dtype=float)
             var = np.var(boot_values, axis=0, ddof=1) if len(boot_values) > 1 else np.zeros(boot_values.shape[1:])
@@ -547,7 +561,7 @@ class EnsembleFit(MeasurementMethod):
 # --------------------------------------------------------------------------- the basis of the hole
 
 
-def _hole_split(ens) -> tuple[np.ndarray, np.ndarray]:
+def _hole_split(ens: Ensemble) -> tuple[np.ndarray, np.ndarray]:
     """(ground, excited) indices: the ground-state sub-basis of the hole and the rest.
 
     Ground-state (laser-off) dynamics are the trajectories that start from a ground-state sample

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..datasets import Dataset
 from ..geometry import distances
 from ..measurement import parting_frames, weighted_quantiles
+from ..trajectories import Ensemble
 
 
-def _with_ground(st: dict, gs: "_Stats", h: np.ndarray, gamma: float, t0: float) -> dict:
+def _with_ground(st: dict, gs: _Stats, h: np.ndarray, gamma: float, t0: float) -> dict:
     """Add the remaining ground state as a third channel; channel fractions become fractions of all molecules.
 
     The molecules left in the ground state are its samples with weights 1/M_g − h_j (clipped at 0 where
@@ -37,7 +39,7 @@ def _with_ground(st: dict, gs: "_Stats", h: np.ndarray, gamma: float, t0: float)
 class _Stats:
     """Weighted distance statistics of the basis at delays − t0 (the Truth's convention)."""
 
-    def __init__(self, basis, delays, levels):
+    def __init__(self, basis: Dataset | Ensemble, delays: np.ndarray, levels: np.ndarray) -> None:
 
         ens = basis.ensemble if hasattr(basis, "ensemble") else basis
         self.time = np.asarray(ens.time, dtype=float) - float(ens.time[0])
@@ -77,7 +79,7 @@ class _Stats:
         )
 
 
-def _moments(r: np.ndarray, w: np.ndarray, levels: np.ndarray):
+def _moments(r: np.ndarray, w: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = np.tensordot(w, r, axes=(0, 0))
     var = np.tensordot(w, (r - mean) ** 2, axes=(0, 0))
     return mean, np.sqrt(var), weighted_quantiles(r, w, levels, axis=0)

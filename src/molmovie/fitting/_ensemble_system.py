@@ -19,6 +19,8 @@ The model, and why each piece is there, is the docstring of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 #: Weight of the equality pseudo-row Σ c − Σ h = 0, relative to the largest column norm of the system.
@@ -60,7 +62,7 @@ class _System:
     def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray, ground: np.ndarray | None = None,
                  equality: np.ndarray | None = None, upper: np.ndarray | None = None):
         self.upper = upper  # (M,) upper bounds of the weights (inf: none), or None: NNLS
-        r, T, Q = red.Z.shape
+        r, _T, Q = red.Z.shape
         KZ = K @ red.Zt  # (T_d, r * Q): one product for all components
         D = KZ.reshape(K.shape[0], r, Q).transpose(1, 0, 2) * inv_sigma  # (r, T_d, Q)
         self.D = D.reshape(r, -1)
@@ -75,7 +77,8 @@ class _System:
             omega = EQUALITY_WEIGHT * max(float(np.max(np.linalg.norm(self.Phi, axis=0))), 1e-300)
             self.Phi = np.vstack([self.Phi, omega * equality[None, :]])
 
-    def solve(self, d: np.ndarray, dd: float, columns: np.ndarray | None = None, total: tuple | None = None):
+    def solve(self, d: np.ndarray, dd: float, columns: np.ndarray | None = None,
+              total: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, float]:
         """NNLS for c (M,) and the data χ²; with ``columns`` (a resampled basis, repeats allowed) only those
         trajectories are offered and the weights of repeats are added up; with ``total = (row, γ)`` the
         weights also satisfy row · c = γ (a pseudo-row of the equality's weight)."""
@@ -108,12 +111,12 @@ def _ground_rows(B: np.ndarray, wq: np.ndarray, weight: float, rank_tol: float) 
     if weight == 0:
         return None
     F = (B[:, 0, :] * wq).T  # (Q, M): each trajectory's ΔS at excitation, in units of σ̃
-    U, s, Vt = np.linalg.svd(F, full_matrices=False)
+    _U, s, Vt = np.linalg.svd(F, full_matrices=False)
     keep = s > rank_tol * max(s[0] if s.size else 0.0, 1e-300)
     return np.sqrt(weight) * (s[keep, None] * Vt[keep])
 
 
-def _regularised_solve(sys_: _System, d: np.ndarray, dd: float, mu: float):
+def _regularised_solve(sys_: _System, d: np.ndarray, dd: float, mu: float) -> tuple[np.ndarray, float]:
     """NNLS with μ² ‖(I − 11ᵀ/M) c‖² added; returns (c, data χ²)."""
     from scipy.optimize import nnls
 
@@ -149,7 +152,8 @@ def _discrepancy_mu(sys_: _System, d: np.ndarray, n_data: int) -> float:
     return scale * 10 ** brentq(f, lo, hi, xtol=1e-3)
 
 
-def _local_model(system, chi2_at, t0, irf, c, red, bounds):
+def _local_model(system: Callable[[float, float], _System], chi2_at: Callable[[tuple[float, float]], float], t0: float, irf: float,
+                 c: np.ndarray, red: _Reduced, bounds: list[tuple[float, float]]) -> tuple[np.ndarray, list[np.ndarray]] | tuple[None, None]:
     """Hessian of the profile χ² at (t0, IRF) by central differences, and the derivative systems."""
     h = np.array([max(0.5, 0.01 * irf), max(0.5, 0.02 * irf)])
     lo = np.array([b[0] for b in bounds])
@@ -175,7 +179,7 @@ def _local_model(system, chi2_at, t0, irf, c, red, bounds):
     return H, parts
 
 
-def _gradient(parts, sys_: _System, red: _Reduced, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+def _gradient(parts: list[np.ndarray], sys_: _System, red: _Reduced, c: np.ndarray, d: np.ndarray) -> np.ndarray:
     """∂χ²/∂θ at the NNLS optimum (envelope theorem): 2 (model − d)ᵀ ∂model/∂θ."""
     u = red.C.T @ c  # (r,)
     res = sys_.D.T @ u - d

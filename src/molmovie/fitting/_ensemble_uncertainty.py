@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._typing import Progress
 from ._ensemble_system import _System
 
 
-def _profile_gamma(sys_: _System, d_w: np.ndarray, gamma: float, M_e: int, n: int, birge: float, report):
+def _profile_gamma(sys_: _System, d_w: np.ndarray, gamma: float, M_e: int, n: int, birge: float,
+                   report: Progress) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """The profile likelihood of γ at the fitted (t0, IRF): NNLS with Σ_excited c = γ_k imposed.
 
     On each side the range starts at 5 % of γ and is halved or doubled until it just reaches Δχ² = 9 R_B²
@@ -38,7 +40,7 @@ def _profile_gamma(sys_: _System, d_w: np.ndarray, gamma: float, M_e: int, n: in
     row[:M_e] = 1.0
     solved: dict = {}  # the range search's solutions are points of the grid too (its ends and γ itself)
 
-    def at(g):
+    def at(g: float) -> tuple[np.ndarray, float]:
         if g not in solved:
             solved[g] = sys_.solve(d, dd, total=(row, g))
             report(len(solved), {"stage": "profile", "total": None})
@@ -47,7 +49,7 @@ def _profile_gamma(sys_: _System, d_w: np.ndarray, gamma: float, M_e: int, n: in
     _, chi2_0 = at(gamma)
     target = 9.0 * birge**2
 
-    def rise(sign, h):
+    def rise(sign: float, h: float) -> float:
         g = gamma + sign * h
         return np.inf if g <= 0 else at(g)[1] - chi2_0
 

@@ -78,15 +78,18 @@ from the molecule's built-in geometry, else from the atoms alone
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Progress, Symbols
+from ..datasets import Dataset
 from ..geometry import distances
 from ..inversion._base import check_choice, check_number
 from ..io.fit import FitResult, PdfPart
-from ..measurement import check_molecule, ground_start_flags
+from ..measurement import Measurement, check_molecule, ground_start_flags
 from ..molecules import BUILTIN, builtin
 from ..scattering import form_factors, incoherent, intensity, intensity_from_distances
 from ._base import MeasurementMethod, measurement_sigma
@@ -98,7 +101,7 @@ RULES = ("discrepancy", "gcv")
 _RIDGE = 1e-6
 
 
-def pair_types(symbols) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+def pair_types(symbols: Symbols) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
     """Element-pair types of a molecule, in the order they first occur among pairs i < j.
 
     Returns
@@ -109,7 +112,7 @@ def pair_types(symbols) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
     """
     sym = [str(s) for s in symbols]
     i, j = np.triu_indices(len(sym), 1)
-    keys = [tuple(sorted((sym[a], sym[b]))) for a, b in zip(i, j)]
+    keys = [(sym[a], sym[b]) if sym[a] <= sym[b] else (sym[b], sym[a]) for a, b in zip(i, j, strict=True)]  # sorted
     order: list[tuple[str, str]] = []
     for k in keys:
         if k not in order:
@@ -124,7 +127,7 @@ def r_bins(r_min: float, r_max: float, dr: float) -> tuple[np.ndarray, np.ndarra
     return 0.5 * (edges[1:] + edges[:-1]), edges
 
 
-def debye_kernel(symbols, q, edges, I_gs) -> np.ndarray:
+def debye_kernel(symbols: Symbols, q: ArrayLike, edges: np.ndarray, I_gs: np.ndarray) -> np.ndarray:
     r"""The matrix that maps binned ΔP_ab to ΔS (see the module docstring).
 
     .. math::
@@ -149,14 +152,15 @@ def debye_kernel(symbols, q, edges, I_gs) -> np.ndarray:
         raise InputError("the pdf method needs q > 0 (sin(qR)/(qR) is integrated over R with 1/q)")
     _, _, elements = pair_types(symbols)
     uniq = sorted({e for pair in elements for e in pair})
-    f = dict(zip(uniq, form_factors(uniq, q)))
+    f = dict(zip(uniq, form_factors(uniq, q), strict=True))
     si = sici(np.outer(q, edges))[0]  # (Q, R + 1)
     bin_int = (si[:, 1:] - si[:, :-1]) / q[:, None]  # ∫ sin(qR)/(qR) dR over each bin
     cols = [(2.0 * f[a] * f[b] / I_gs)[:, None] * bin_int for a, b in elements]
     return np.concatenate(cols, axis=1)
 
 
-def sine_transform(q, dS, sigma, r, *, I_gs, sum_f2, damping) -> tuple[np.ndarray, np.ndarray]:
+def sine_transform(q: ArrayLike, dS: np.ndarray, sigma: np.ndarray, r: np.ndarray, *, I_gs: np.ndarray, sum_f2: np.ndarray,
+                   damping: float) -> tuple[np.ndarray, np.ndarray]:
     r"""The damped sine transform of the modified scattering and its propagated σ.
 
     .. math::
@@ -246,11 +250,11 @@ class PairDistributionFit(MeasurementMethod):
         dr: float = 0.05,
         damping: float | None = None,
         penalty: str = "ridge",
-        regularize="discrepancy",
+        regularize: str | float = "discrepancy",
         bound: bool = True,
-        ground_distances=None,
+        ground_distances: Sequence[float] | None = None,
         sigma: str = "measured",
-    ):
+    ) -> None:
         self.r_min = r_min
         self.r_max = r_max
         self.dr = dr
@@ -280,7 +284,8 @@ class PairDistributionFit(MeasurementMethod):
         return []
 
     # ------------------------------------------------------------------ the reference
-    def _reference(self, meas, basis, symbols, q, type_of_pair, n_types, edges):
+    def _reference(self, meas: Measurement, basis: Dataset | None, symbols: Symbols, q: np.ndarray, type_of_pair: np.ndarray, n_types: int,
+                   edges: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
         """(I_gs, ground_P or None, description)."""
 
         if basis is not None:
@@ -308,7 +313,7 @@ class PairDistributionFit(MeasurementMethod):
         return I_atoms, None, "atoms only: I_gs = Σ f² + Σ S (the ground state's pair term neglected)"
 
     # ------------------------------------------------------------------ fit
-    def fit(self, measurement, basis=None, progress: Callable[[int, dict], None] | None = None) -> "PairDistributionFit":
+    def fit(self, measurement: Measurement, basis: Dataset | None = None, progress: Progress | None = None) -> PairDistributionFit:
         """Invert ``measurement`` into ΔP(R, t).
 
         Parameters
@@ -328,7 +333,7 @@ class PairDistributionFit(MeasurementMethod):
         with np.errstate(under="ignore"):  # products with the IRF's and the Gaussians' far tails
             return self._fit(measurement, basis, progress)
 
-    def _fit(self, measurement, basis, progress) -> "PairDistributionFit":
+    def _fit(self, measurement: Measurement, basis: Dataset | None, progress: Progress | None) -> PairDistributionFit:
         from scipy.linalg import eigh
         from scipy.optimize import lsq_linear
 
@@ -400,7 +405,7 @@ class PairDistributionFit(MeasurementMethod):
         else:  # gcv
             from scipy.optimize import minimize_scalar
 
-            def gcv(s):
+            def gcv(s: float) -> float:
                 chi, dof = chi2_and_dof(scale * 10**s)
                 return chi / max(N - dof, 1e-12) ** 2
 
@@ -419,7 +424,7 @@ class PairDistributionFit(MeasurementMethod):
             crossing = np.flatnonzero(np.any(x < lb - 1e-12, axis=1))
             if crossing.size:
                 Lchol = np.linalg.cholesky(B).T * np.sqrt(lam2)
-                for t in crossing:
+                for t in crossing.tolist():
                     sw = np.sqrt(W[t])
                     Amat = np.vstack([K * sw[:, None], Lchol])
                     bvec = np.concatenate([sw * dS[t], np.zeros(n)])

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 
 
-def _as_positions(x, name: str) -> np.ndarray:
+def _as_positions(x: ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=float)
     if arr.ndim < 2 or arr.shape[-1] != 3:
         raise InputError(f"The '{name}' array must have shape (..., n_atoms, 3); got shape {arr.shape}")
     return arr
 
 
-def _as_masses(masses, n_atoms: int) -> np.ndarray:
+def _as_masses(masses: ArrayLike, n_atoms: int) -> np.ndarray:
     w = np.asarray(masses, dtype=float)
     if w.shape != (n_atoms,):
         raise InputError(f"The 'masses' array must have shape ({n_atoms},), one mass per atom; got shape {w.shape}")
@@ -23,7 +24,7 @@ def _as_masses(masses, n_atoms: int) -> np.ndarray:
     return w
 
 
-def _as_permutations(perms, n_atoms: int, name: str = "permutations") -> np.ndarray:
+def _as_permutations(perms: ArrayLike, n_atoms: int, name: str = "permutations") -> np.ndarray:
     p = np.asarray(perms)
     if p.ndim == 1:
         p = p[None, :]

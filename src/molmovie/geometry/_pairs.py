@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._typing import Symbols
+
 
 def n_pairs(n_atoms: int) -> int:
     """Number of atom pairs, n(n-1)/2."""
@@ -23,17 +25,17 @@ def pair_indices(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n_atoms, 1)
 
 
-def heavy_pairs(symbols) -> np.ndarray:
+def heavy_pairs(symbols: Symbols) -> np.ndarray:
     """Indices of the pairs of two non-hydrogen atoms, in the row-major pair order of :func:`pair_indices`."""
     i, j = pair_indices(len(symbols))
     heavy = np.array([s != "H" for s in symbols])
     return np.flatnonzero(heavy[i] & heavy[j])
 
 
-def pair_labels(symbols) -> list[str]:
+def pair_labels(symbols: Symbols) -> list[str]:
     """Human labels of the pairs, e.g. ``["C1-S2", "C1-S3", "S2-S3"]`` (1-based)."""
     i, j = pair_indices(len(symbols))
-    return [f"{symbols[a]}{a + 1}-{symbols[b]}{b + 1}" for a, b in zip(i, j)]
+    return [f"{symbols[a]}{a + 1}-{symbols[b]}{b + 1}" for a, b in zip(i, j, strict=True)]
 
 
 def distances(positions: np.ndarray) -> np.ndarray:

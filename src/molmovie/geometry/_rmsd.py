@@ -6,7 +6,10 @@ off the same QCP residuals.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from ._checks import _as_masses, _as_permutations, _as_positions
@@ -53,7 +56,7 @@ def _best_relabelling_per_frame(p0: np.ndarray, q0: np.ndarray, w: np.ndarray, p
     return best
 
 
-def _permutation_residuals(p0: np.ndarray, q0: np.ndarray, w: np.ndarray, perms: np.ndarray, mirror: bool):
+def _permutation_residuals(p0: np.ndarray, q0: np.ndarray, w: np.ndarray, perms: np.ndarray, mirror: bool) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(lo, hi, resid)`` block by block of frames: resid (K, hi - lo) is the
     least weighted sum of squared deviations, sum_i w_i |R p_perm(i) + t - q_i|^2,
     of every relabelling of frames lo:hi.
@@ -123,10 +126,10 @@ def _permutation_residuals(p0: np.ndarray, q0: np.ndarray, w: np.ndarray, perms:
 def rmsd(
     pred_positions: np.ndarray,
     true_positions: np.ndarray,
-    masses,
+    masses: ArrayLike,
     *,
     mirror: bool = True,
-    permutations=None,
+    permutations: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Mass-weighted RMSD after optimal superposition.
 
@@ -210,10 +213,10 @@ def rmsd(
 def rmsd_from_distances(
     pred_distances: np.ndarray,
     true_positions: np.ndarray,
-    masses,
+    masses: ArrayLike,
     *,
     mirror: bool = True,
-    permutations=None,
+    permutations: ArrayLike | None = None,
 ) -> np.ndarray:
     """RMSD of the structure that predicted distances describe, against true positions.
 
@@ -245,7 +248,8 @@ def rmsd_from_distances(
     return rmsd(coordinates_from_distances(d), true, masses, mirror=mirror, permutations=permutations)
 
 
-def best_relabellings(pred_positions: np.ndarray, true_positions: np.ndarray, masses, permutations, *, mirror: bool = True):
+def best_relabellings(pred_positions: np.ndarray, true_positions: np.ndarray, masses: ArrayLike, permutations: ArrayLike,
+                      *, mirror: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The best relabelling of each predicted frame and of each whole predicted trajectory, from one pass.
 
     Both choices are read off the same QCP residuals (the least weighted sum
@@ -300,11 +304,12 @@ def best_relabellings(pred_positions: np.ndarray, true_positions: np.ndarray, ma
                 per_frame[lo:hi] = np.argmin(resid, axis=0)
                 r = np.sqrt(np.maximum(resid, 0.0) / w.sum())
                 r[:, bad[lo:hi]] = 0.0
-                np.add.at(sums, (slice(None), trajectory[lo:hi]), r)
+                np.add.at(sums.T, trajectory[lo:hi], r.T)  # sums[:, trajectory] += r, repeated trajectories summed
     return perms, per_frame.reshape(m, t), np.argmin(sums, axis=0)
 
 
-def relabelling_per_trajectory(pred_positions: np.ndarray, true_positions: np.ndarray, masses, permutations, *, mirror: bool = True):
+def relabelling_per_trajectory(pred_positions: np.ndarray, true_positions: np.ndarray, masses: ArrayLike, permutations: ArrayLike,
+                               *, mirror: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The one relabelling of each predicted trajectory with the least RMSD summed over its frames.
 
     :func:`best_relabellings` without the per-frame choice.

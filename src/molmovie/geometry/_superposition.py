@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from ._checks import _as_positions
@@ -26,7 +27,7 @@ def _rotation_from_covariance(h: np.ndarray, reflection: bool) -> np.ndarray:
     return v @ ut
 
 
-def kabsch(P: np.ndarray, Q: np.ndarray, weights=None, *, reflection: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def kabsch(P: np.ndarray, Q: np.ndarray, weights: ArrayLike | None = None, *, reflection: bool = False) -> tuple[np.ndarray, np.ndarray]:
     r"""Optimal weighted superposition of P onto Q (Kabsch algorithm).
 
     Finds the rotation R and translation t that minimise
@@ -88,7 +89,7 @@ def kabsch(P: np.ndarray, Q: np.ndarray, weights=None, *, reflection: bool = Fal
     return r, t
 
 
-def align(mobile: np.ndarray, target: np.ndarray, masses=None, *, reflection: bool = False) -> np.ndarray:
+def align(mobile: np.ndarray, target: np.ndarray, masses: ArrayLike | None = None, *, reflection: bool = False) -> np.ndarray:
     """``mobile`` superposed on ``target`` by the (mass-)weighted Kabsch fit.
 
     Parameters

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..molecules import BOND_SCALE, bond_graph, normalise_symbols
 from ._checks import _as_permutations
 from ._pairs import n_pairs, pair_indices
 
 
-def automorphisms(symbols, positions, scale: float | None = None, *, max_count: int = 5000) -> np.ndarray:
+def automorphisms(symbols: Symbols, positions: ArrayLike, scale: float | None = None, *, max_count: int = 5000) -> np.ndarray:
     """Permutations of chemically equivalent atoms: automorphisms of the bond graph.
 
     A permutation p (atom i -> atom p[i]) is an automorphism when it maps every
@@ -57,10 +59,10 @@ def automorphisms(symbols, positions, scale: float | None = None, *, max_count: 
     adj = bond_graph(symbols, pos, BOND_SCALE if scale is None else scale)
     graph = nx.Graph()
     graph.add_nodes_from((i, {"element": s}) for i, s in enumerate(symbols))
-    graph.add_edges_from(zip(*np.nonzero(np.triu(adj))))
+    graph.add_edges_from(zip(*np.nonzero(np.triu(adj)), strict=True))
     matcher = GraphMatcher(graph, graph, node_match=lambda a, b: a["element"] == b["element"])
     identity = tuple(range(n))
-    found = []
+    found: list[tuple[int, ...]] = []
     truncated = False
     for mapping in matcher.isomorphisms_iter():
         perm = tuple(mapping[i] for i in range(n))
@@ -82,7 +84,7 @@ def automorphisms(symbols, positions, scale: float | None = None, *, max_count: 
     return np.array([identity] + sorted(found), dtype=np.intp).reshape(-1, n)
 
 
-def pair_permutations(perms) -> np.ndarray:
+def pair_permutations(perms: ArrayLike) -> np.ndarray:
     """Pair-index arrays that apply atom permutations to distances.
 
     Parameters
@@ -109,7 +111,7 @@ def pair_permutations(perms) -> np.ndarray:
     return lookup[p[:, i], p[:, j]]
 
 
-def permute_distances(distances: np.ndarray, perm) -> np.ndarray:
+def permute_distances(distances: np.ndarray, perm: ArrayLike) -> np.ndarray:
     """Distances of the molecule relabelled by one atom permutation.
 
     Parameters

@@ -28,8 +28,8 @@ import numpy as np
 
 from .._errors import InputError, shorten
 from ..geometry import pair_labels
-from ..molecules import formula as _formula
 from ..io.model import MODEL_FORMAT, MODEL_VERSION, need_array, read_model_file, write_model_file
+from ..molecules import formula as _formula
 from ..scattering.spec import SignalSpec
 
 __all__ = ["Prediction", "InversionMethod", "NotFittedError", "interpolate_signals", "MODEL_FORMAT", "MODEL_VERSION", "read_model_file"]
@@ -312,7 +312,7 @@ class InversionMethod(_Settings, abc.ABC):
             )
 
     @abc.abstractmethod
-    def fit(self, train, val=None, *, progress=None) -> "InversionMethod":
+    def fit(self, train, val=None, *, progress=None) -> InversionMethod:
         """Learn from training trajectories (Datasets with signals), validating on ``val``; returns self."""
 
     @abc.abstractmethod
@@ -449,13 +449,13 @@ class InversionMethod(_Settings, abc.ABC):
         return write_model_file(path, self.name, config, arrays, force=force)
 
     @classmethod
-    def load(cls, path) -> "InversionMethod":
+    def load(cls, path) -> InversionMethod:
         """Load a model saved by :meth:`save` (never runs code from the file)."""
         method, config, arrays = read_model_file(path)
         return cls._from_parts(method, config, arrays, path)
 
     @classmethod
-    def _from_parts(cls, method: str, config: dict, arrays: dict, path) -> "InversionMethod":
+    def _from_parts(cls, method: str, config: dict, arrays: dict, path) -> InversionMethod:
         if method != cls.name:
             raise InputError(f"{path} holds a {method!r} model, not a {cls.name!r} one; use molmovie.inversion.load_method")
         settings = config.get("settings")

@@ -24,7 +24,7 @@ the speed of BLAS. Memory is bounded by ``memory_mb`` (one block of scores).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -213,7 +213,7 @@ class NearestReference(InversionMethod):
         check_refine_settings(self)
         return []
 
-    def fit(self, train, val=None, *, progress=None) -> "NearestReference":
+    def fit(self, train, val=None, *, progress=None) -> NearestReference:
         """Build the reference library from the training trajectories.
 
         Parameters

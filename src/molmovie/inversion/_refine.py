@@ -345,8 +345,8 @@ def refine_distances(
     else:
         for a in range(M):  # one series at a time, so no series' answer depends on the others predicted with it
             if valid[a].any():
-                tensors, ref, mask = series(a)
-                keep(a, *_refine_batch(debye, *tensors, ref, mask, float(weight), int(max_iter), posterior, memory_mb))
+                (mu_a, s_a, data_a, sigma_a), ref, mask = series(a)
+                keep(a, *_refine_batch(debye, mu_a, s_a, data_a, sigma_a, ref, mask, float(weight), int(max_iter), posterior, memory_mb))
             if progress is not None:
                 progress(a + 1, {"total": M, "unit": "series"})
     if squeeze:
@@ -379,7 +379,7 @@ def _check_arrays(mean, std, dS, lengths, n_q: int):
         raise InputError(f"The 'mean' parameter must have shape (series, frames, pairs) or (frames, pairs); got shape {mean.shape}")
     if std.shape != mean.shape:
         raise InputError(f"The 'std' parameter must have the shape of 'mean' {mean.shape}; got shape {std.shape}")
-    M, T, P = mean.shape
+    M, T, _P = mean.shape
     if dS.shape != (M, T, n_q):
         raise InputError(f"The 'dS' parameter must have shape {(M, T, n_q) if not squeeze else (T, n_q)} "
                          f"(series, frames, q of the spec); got shape {dS_shape}")

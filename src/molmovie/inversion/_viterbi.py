@@ -44,7 +44,8 @@ bounded by ``memory_mb``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -276,7 +277,7 @@ class NearestViterbi(NearestReference):
         check_number("memory_mb", self.memory_mb, low=0, low_open=True)
         return []
 
-    def fit(self, train, val=None, *, progress=None) -> "NearestViterbi":
+    def fit(self, train, val=None, *, progress=None) -> NearestViterbi:
         """Build the reference library and the two scales from the training trajectories.
 
         Parameters as for :meth:`NearestReference.fit`; ``progress`` is called once.
@@ -371,7 +372,7 @@ class NearestViterbi(NearestReference):
 
     def _restore(self, config: dict, arrays: dict, path) -> None:
         super()._restore(config, arrays, path)
-        scales = [config.get("ssr_scale"), config.get("jump_scale")]
+        scales: list[Any] = [config.get("ssr_scale"), config.get("jump_scale")]  # checked next
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in scales):
             raise InputError(f"{path}: damaged molmovie model file (the cost's scales are missing or not positive numbers)")
         perms = np.asarray(need_array(arrays, "pair_permutations", path, kinds="iu"), dtype=np.int64)

@@ -373,15 +373,6 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
             ]
         return []
 
-    def _torch_device(self):
-        import torch
-
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise InputError("device 'cuda' was asked for but PyTorch finds no CUDA GPU; use --device cpu or auto")
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
-
     def fit_summary(self) -> str:
         """One line on how training went: the best epoch and its loss."""
         self._check_fitted("summarising its fit")
@@ -390,11 +381,6 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         best = self.history_[self.best_epoch_ - 1]
         which = "val" if best["val_loss"] is not None else "train"
         return f"best epoch {self.best_epoch_} of {len(self.history_)} ({which} loss {best[f'{which}_loss']:.4g})"
-
-    # ------------------------------------------------------------------ scaling
-    def _standardise_x(self, dS: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        x = (dS - self.x_mean_) / self.x_std_
-        return np.where(mask[..., None], x, 0.0).astype(np.float32)
 
     # ------------------------------------------------------------------ predict
     def predict(self, dS, *, q, lengths=None) -> Prediction:

@@ -1,22 +1,49 @@
 """The VRNN's model file contents: its learned state as a config record and plain arrays, and back.
 
-:class:`_VRNNFile` is a part of :class:`molmovie.inversion.VRNN`; the file
+:class:`_VRNNFile` is a part (a base class) of :class:`molmovie.inversion.VRNN`; the file
 format itself (safetensors, ``molmovie-model``) is :mod:`molmovie.io.model`'s,
 and :meth:`~molmovie.inversion.InversionMethod.save` and ``load`` call these.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .._errors import InputError, shorten
-from ._base import need_array
+from ._base import InversionMethod, need_array
+
+if TYPE_CHECKING:
+    from ._vrnn_net import VRNNNet
 
 
-class _VRNNFile:
+class _VRNNFile(InversionMethod):
     """What :meth:`~molmovie.inversion.InversionMethod.save` stores of a VRNN, how ``load`` restores it, and the network's weight shapes."""
 
-    def _config_state(self) -> dict:
+    # the settings that shape the network (set by VRNN.__init__; see VRNN's Parameters)
+    hidden: int
+    features: int
+    latent_free: int
+    decoder: bool
+    encoder: str
+
+    # the learned state this file stores (set by fit or by _restore; see VRNN's Attributes)
+    net_: VRNNNet
+    x_mean_: np.ndarray
+    x_std_: np.ndarray
+    y_mean_: np.ndarray
+    y_std_: np.ndarray
+    pair_perms_: np.ndarray
+    I_ref_ground_: np.ndarray | None
+    reference_: str
+    inelastic_: bool
+    g_floor_: float
+    symmetry_: bool
+    best_epoch_: int
+    history_: list[dict[str, Any]]
+
+    def _config_state(self) -> dict[str, Any]:
         return {
             "n_q": len(self.q_),
             "reference": self.reference_,
@@ -66,7 +93,7 @@ class _VRNNFile:
         except (KeyError, TypeError, ValueError):
             raise InputError(f"{path}: damaged molmovie model file (VRNN record incomplete)") from None
         Q, P = len(self.q_), self.n_pairs_
-        shapes = {"x_mean": (Q,), "x_std": (Q,), "y_mean": (P,), "y_std": (P,)}
+        shapes: dict[str, tuple[int, ...]] = {"x_mean": (Q,), "x_std": (Q,), "y_mean": (P,), "y_std": (P,)}
         for name, shape in shapes.items():
             a = np.asarray(need_array(arrays, name, path, kinds="f"), dtype=float)
             if a.shape != shape or not np.all(np.isfinite(a)):

@@ -1,6 +1,6 @@
 """The VRNN's training: data scaling, the training loop with early stopping, and the loss it monitors.
 
-:class:`_VRNNTraining` is a part of :class:`molmovie.inversion.VRNN` (its
+:class:`_VRNNTraining` is a part (a base class) of :class:`molmovie.inversion.VRNN` (its
 settings are the VRNN's; see its docstring and the notes of
 :mod:`molmovie.inversion._vrnn`); the loss term by term is in
 :mod:`molmovie.inversion.losses`.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from .._errors import InputError
 from .._guards import check_allocation
 from ..geometry import automorphisms, pair_permutations
 from ._base import check_dataset, check_signals
+from ._vrnn_file import _VRNNFile
 from .losses import (
     LRSchedule,
     Patience,
@@ -31,9 +32,32 @@ from .losses import (
     vrnn_loss,
 )
 
+if TYPE_CHECKING:
+    import torch
 
-class _VRNNTraining:
-    """The VRNN's ``fit`` and what it needs: scaling, tensors, the loss and its signal model, an epoch."""
+
+class _VRNNTraining(_VRNNFile):
+    """The VRNN's ``fit`` and what it needs: scaling, tensors, the loss and its signal model, an epoch, the device."""
+
+    # the settings of training and of its loss (set by VRNN.__init__; see VRNN's Parameters)
+    alpha: float
+    beta: float
+    gamma: float
+    physics: float
+    physics_warmup: int
+    physics_frames: int
+    symmetry: bool | str
+    target: str
+    epochs: int
+    patience: int
+    batch_size: int
+    lr: float
+    schedule: str
+    weight_decay: float
+    clip: float
+    input_noise: float
+    seed: int
+    device: str
 
     def fit(self, train, val=None, *, progress=None) -> Self:
         """Train on the training trajectories, early-stopping on the validation ones.
@@ -274,6 +298,19 @@ class _VRNNTraining:
             self.I_ref_ground_ = np.asarray(train.I_ref, dtype=float).mean(axis=0)
         if self.physics > 0 and self.reference_ == "ground" and self.I_ref_ground_ is None:
             raise InputError("the physics term needs the training set's I_ref for reference 'ground'; it has none")
+
+    def _torch_device(self) -> torch.device:
+        import torch
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise InputError("device 'cuda' was asked for but PyTorch finds no CUDA GPU; use --device cpu or auto")
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def _standardise_x(self, dS: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        x = (dS - self.x_mean_) / self.x_std_
+        return np.where(mask[..., None], x, 0.0).astype(np.float32)
 
     def _tensors(self, ds, mask: np.ndarray, R: np.ndarray, device) -> dict:
         import torch

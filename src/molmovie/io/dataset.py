@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, shorten
 from .._version import __version__
 from ..datasets import Dataset, check_splits
 from ..scattering.spec import SignalSpec
 from ..trajectories import Ensemble
-from .._errors import shorten
 from ._files import atomic_hdf5, check_format, check_output, json_default, open_hdf5, read_array, write_array
 
 __all__ = ["DATASET_FORMAT", "DATASET_VERSION", "read_dataset", "write_dataset"]
@@ -78,9 +77,9 @@ def write_dataset(ds: Dataset, path, *, force: bool = False) -> Path:
             write_array(tr, "energy", ens.energy, "eV")
         if ens.state is not None:
             write_array(tr, "state", ens.state, "index")
-        if ds.has_signals:
+        if ds.dS is not None and ds.I_ref is not None and ds.spec is not None:  # ds.has_signals: the three come together
             sg = f.create_group("signals")
-            write_array(sg, "q", ds.q, "1/Angstrom")
+            write_array(sg, "q", ds.spec.q, "1/Angstrom")
             write_array(sg, "dS", ds.dS, "fraction", chunks=(1,) + ds.dS.shape[1:], **comp)
             write_array(sg, "I_ref", ds.I_ref, "electron units")
             for k, v in ds.spec.attrs().items():

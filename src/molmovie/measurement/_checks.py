@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from ..datasets import Dataset
+from ..trajectories import Ensemble
 
 __all__ = ["MAX_ELEMENTS"]
 
@@ -24,7 +28,7 @@ def _check_size(count: int, what: str) -> None:
         )
 
 
-def _number(name: str, value, *, low: float | None = None, low_open: bool = False, high: float | None = None) -> float:
+def _number(name: str, value: Any, *, low: float | None = None, low_open: bool = False, high: float | None = None) -> float:
     """A finite float within the bounds, or an InputError naming the parameter."""
     try:
         x = float(value)
@@ -39,7 +43,7 @@ def _number(name: str, value, *, low: float | None = None, low_open: bool = Fals
     return x
 
 
-def _vector(name: str, value, *, increasing: bool) -> np.ndarray:
+def _vector(name: str, value: ArrayLike, *, increasing: bool) -> np.ndarray:
     try:
         a = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
@@ -54,7 +58,7 @@ def _vector(name: str, value, *, increasing: bool) -> np.ndarray:
     return a
 
 
-def _check_weights(weights, m: int, *, normalise: bool) -> np.ndarray:
+def _check_weights(weights: ArrayLike | None, m: int, *, normalise: bool) -> np.ndarray:
     if weights is None:
         return np.full(m, 1.0 / m)
     try:
@@ -72,9 +76,9 @@ def _check_weights(weights, m: int, *, normalise: bool) -> np.ndarray:
     return w
 
 
-def _ensemble_of(dataset):
+def _ensemble_of(dataset: Dataset | Ensemble) -> Ensemble:
     """The Ensemble of a Dataset (or the Ensemble itself), refusing one without trajectories."""
-    ens = getattr(dataset, "ensemble", dataset)
+    ens: Any = getattr(dataset, "ensemble", dataset)  # duck-typed: checked next
     if not all(hasattr(ens, a) for a in ("symbols", "positions", "length", "time", "dissociated")):
         raise InputError(f"expected a molmovie Dataset or Ensemble; got {type(dataset).__name__}")
     if ens.n_trajectories == 0:

@@ -15,12 +15,16 @@ state (:func:`laser_off_reference`, :func:`ground_start_flags`,
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Progress
+from ..datasets import Dataset
 from ..geometry import distances as pair_distances
 from ..scattering.debye import intensity_from_distances
 from ..scattering.detector import simulate_signals
 from ..scattering.tables import check_q
+from ..trajectories import Ensemble
 from ._checks import _check_size, _ensemble_of
 
 __all__ = [
@@ -30,7 +34,7 @@ __all__ = [
 ]
 
 
-def laser_off_reference(dataset, q, *, inelastic: bool = True) -> np.ndarray:
+def laser_off_reference(dataset: Dataset | Ensemble, q: ArrayLike, *, inelastic: bool = True) -> np.ndarray:
     r"""The laser-off pattern of the ground-state ensemble: the mean first-frame intensity.
 
     .. math::
@@ -58,7 +62,7 @@ def laser_off_reference(dataset, q, *, inelastic: bool = True) -> np.ndarray:
     return first.mean(axis=0)
 
 
-def ground_start_flags(dataset) -> np.ndarray | None:
+def ground_start_flags(dataset: Dataset | Ensemble) -> np.ndarray | None:
     """Which trajectories start from a ground-state sample, from the generator's records.
 
     The generator records, per trajectory, ``provenance["trajectories"][i]["initial"]["ground_start"]``:
@@ -89,7 +93,8 @@ def ground_start_flags(dataset) -> np.ndarray | None:
     return np.array(flags, dtype=bool)
 
 
-def basis_signals(dataset, q, *, inelastic: bool = True, reference=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+def basis_signals(dataset: Dataset | Ensemble, q: ArrayLike, *, inelastic: bool = True, reference: ArrayLike | None = None,
+                  progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     r"""Every trajectory's ΔS_i against the laser-off reference, the basis of the measurement model.
 
     .. math::

@@ -14,12 +14,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
-from ..geometry import distances as pair_distances
-from ..geometry import pair_labels as _pair_labels
+from .._typing import Symbols
+from ..datasets import Dataset
+from ..geometry import distances as pair_distances, pair_labels as _pair_labels
 from ..molecules import BOND_SCALE, covalent_radii
-from ..trajectories import BREAK_SCALE
+from ..trajectories import BREAK_SCALE, Ensemble
 from ._checks import _check_size, _check_weights, _ensemble_of, _vector
 from .model import _cell_edges
 
@@ -35,7 +37,7 @@ __all__ = [
 DEFAULT_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
-def weighted_quantiles(values, weights, levels, axis: int = 0) -> np.ndarray:
+def weighted_quantiles(values: ArrayLike, weights: ArrayLike, levels: ArrayLike, axis: int = 0) -> np.ndarray:
     r"""Weighted quantiles by linear interpolation between the weights' midpoints.
 
     Sorted values x_(k) with normalised weights w_(k) sit at the cumulative
@@ -88,7 +90,7 @@ def weighted_quantiles(values, weights, levels, axis: int = 0) -> np.ndarray:
     return out
 
 
-def _fragment_counts(symbols, positions: np.ndarray, scale: float) -> np.ndarray:
+def _fragment_counts(symbols: Symbols, positions: np.ndarray, scale: float) -> np.ndarray:
     """Number of covalent fragments of each geometry, shape (F,), for positions (F, N, 3)."""
     r = covalent_radii(symbols)
     d = np.linalg.norm(positions[:, :, None, :] - positions[:, None, :, :], axis=-1)
@@ -103,7 +105,7 @@ def _fragment_counts(symbols, positions: np.ndarray, scale: float) -> np.ndarray
     return (labels == np.arange(n)).sum(axis=1)
 
 
-def parting_frames(dataset) -> np.ndarray:
+def parting_frames(dataset: Dataset | Ensemble) -> np.ndarray:
     """The frame from which each dissociating trajectory's fragments stay apart.
 
     The dataset flags dissociation per trajectory
@@ -166,7 +168,8 @@ class DistanceDistribution(NamedTuple):
     dissociated_fraction: np.ndarray
 
 
-def distance_distribution(dataset, times, *, weights=None, levels=DEFAULT_LEVELS, parting=None) -> DistanceDistribution:
+def distance_distribution(dataset: Dataset | Ensemble, times: ArrayLike, *, weights: ArrayLike | None = None, levels: ArrayLike = DEFAULT_LEVELS,
+                          parting: ArrayLike | None = None) -> DistanceDistribution:
     r"""The weighted distribution over the ensemble of every atom-atom distance at times after excitation.
 
     At each time τ (for a measurement, τ = delay − t0) the time is clipped to

@@ -59,11 +59,16 @@ any one delay.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from ._checks import _check_size, _check_weights, _number, _vector
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "irf_operator",
@@ -88,7 +93,7 @@ def _cell_edges(time: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], 0.5 * (tau[1:] + tau[:-1])])
 
 
-def _times_after_excitation(time, delays, t0: float, allow_beyond_end: bool) -> tuple[np.ndarray, np.ndarray]:
+def _times_after_excitation(time: ArrayLike, delays: ArrayLike, t0: float, allow_beyond_end: bool) -> tuple[np.ndarray, np.ndarray]:
     """(cell edges (T,), x = delays - t0 (T_d,)), with the coverage check."""
     t = _vector("time", time, increasing=True)
     d = _vector("delays", delays, increasing=False)
@@ -106,7 +111,7 @@ def _times_after_excitation(time, delays, t0: float, allow_beyond_end: bool) -> 
 # --------------------------------------------------------------------------- the IRF operator
 
 
-def irf_operator(time, delays, *, t0: float, irf_fs: float, allow_beyond_end: bool = False) -> np.ndarray:
+def irf_operator(time: ArrayLike, delays: ArrayLike, *, t0: float, irf_fs: float, allow_beyond_end: bool = False) -> np.ndarray:
     r"""The linear map from a signal on the basis time grid to its IRF-convolved samples at the delays.
 
     For f given at the frames of ``time`` (held at its nearest frame, 0 before
@@ -173,7 +178,8 @@ def irf_operator(time, delays, *, t0: float, irf_fs: float, allow_beyond_end: bo
     return K
 
 
-def irf_operator_torch(time, delays, *, t0, irf_fs, allow_beyond_end: bool = False, dtype=None, device=None):
+def irf_operator_torch(time: ArrayLike, delays: ArrayLike, *, t0: float | torch.Tensor, irf_fs: float | torch.Tensor, allow_beyond_end: bool = False,
+                       dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> torch.Tensor:
     """:func:`irf_operator` in PyTorch, differentiable in ``t0`` and ``irf_fs``.
 
     Parameters
@@ -218,7 +224,7 @@ def irf_operator_torch(time, delays, *, t0, irf_fs, allow_beyond_end: bool = Fal
 # --------------------------------------------------------------------------- the ensemble signal
 
 
-def hold_last_frame(dS_basis) -> tuple[np.ndarray, np.ndarray]:
+def hold_last_frame(dS_basis: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Each trajectory's ΔS with its last valid frame held past its length.
 
     Parameters
@@ -269,7 +275,7 @@ def _valid_lengths(valid: np.ndarray, partly: np.ndarray) -> np.ndarray:
     return length.astype(np.int64)
 
 
-def ensemble_signal(dS_basis, time, delays, *, weights=None, gamma: float, t0: float, irf_fs: float,
+def ensemble_signal(dS_basis: ArrayLike, time: ArrayLike, delays: ArrayLike, *, weights: ArrayLike | None = None, gamma: float, t0: float, irf_fs: float,
                     allow_beyond_end: bool = False) -> np.ndarray:
     r"""The ΔS an experiment records from basis signals: γ Σ_i w_i [ΔS_i ⊗ G](q, t − t0).
 
@@ -317,7 +323,7 @@ def ensemble_signal(dS_basis, time, delays, *, weights=None, gamma: float, t0: f
         return gamma * (K @ np.tensordot(w, basis, axes=(0, 0)))
 
 
-def convolve_basis(dS_basis, time, delays, *, t0: float, irf_fs: float, allow_beyond_end: bool = False) -> np.ndarray:
+def convolve_basis(dS_basis: ArrayLike, time: ArrayLike, delays: ArrayLike, *, t0: float, irf_fs: float, allow_beyond_end: bool = False) -> np.ndarray:
     """Every basis trajectory's IRF-convolved ΔS at the delays, K ΔS_i: the columns of an NNLS fit.
 
     ``ensemble_signal(dS_basis, ..., weights=w, gamma=g)`` equals
@@ -348,7 +354,9 @@ def convolve_basis(dS_basis, time, delays, *, t0: float, irf_fs: float, allow_be
     return np.ascontiguousarray(out.reshape(d, m, q).transpose(1, 0, 2))
 
 
-def ensemble_signal_torch(dS_basis, time, delays, *, weights=None, gamma, t0, irf_fs, allow_beyond_end: bool = False):
+def ensemble_signal_torch(dS_basis: torch.Tensor | ArrayLike, time: ArrayLike, delays: ArrayLike, *, weights: torch.Tensor | ArrayLike | None = None,
+                          gamma: float | torch.Tensor, t0: float | torch.Tensor, irf_fs: float | torch.Tensor,
+                          allow_beyond_end: bool = False) -> torch.Tensor:
     """:func:`ensemble_signal` in PyTorch, differentiable in ``gamma``, ``t0``, ``irf_fs`` and ``weights``.
 
     Agrees with the NumPy version to 1e-10 relative in float64 (tested), and

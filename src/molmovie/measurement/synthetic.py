@@ -12,11 +12,15 @@ the ensemble's distance distributions at the delays
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._typing import Progress
+from ..datasets import Dataset
 from ..geometry import distances as pair_distances
 from ..scattering.debye import intensity_from_distances
 from ..scattering.tables import check_q
+from ..trajectories import Ensemble
 from ._checks import _check_size, _check_weights, _ensemble_of, _number, _vector
 from .basis import laser_off_reference
 from .distributions import DEFAULT_LEVELS, distance_distribution
@@ -29,22 +33,22 @@ __all__ = [
 
 
 def simulate_measurement(
-    dataset,
+    dataset: Dataset | Ensemble,
     *,
-    q,
-    delays,
-    weights=None,
+    q: ArrayLike,
+    delays: ArrayLike,
+    weights: ArrayLike | None = None,
     gamma: float,
     t0: float,
     irf_fs: float,
     photons: float | None = None,
-    seed=None,
-    trajectories=None,
+    seed: int | np.random.Generator | None = None,
+    trajectories: ArrayLike | None = None,
     inelastic: bool = True,
-    levels=DEFAULT_LEVELS,
+    levels: ArrayLike = DEFAULT_LEVELS,
     source: str = "",
-    progress=None,
-):
+    progress: Progress | None = None,
+) -> Measurement:
     r"""A synthetic pump-probe measurement of a dataset's trajectories, with its truth.
 
     The noise-free signal is the measurement model (:mod:`molmovie.measurement.model`),
@@ -189,7 +193,7 @@ def simulate_measurement(
                        provenance=provenance, truth=truth)
 
 
-def _weighted_mean_signal(ens, q: np.ndarray, w: np.ndarray, inelastic: bool, progress=None) -> np.ndarray:
+def _weighted_mean_signal(ens: Ensemble, q: np.ndarray, w: np.ndarray, inelastic: bool, progress: Progress | None = None) -> np.ndarray:
     """Σ_i w_i ΔS_i (held past each length) on the basis frames, shape (T, Q), without the (M, T, Q) basis."""
     I_gs = laser_off_reference(ens, q, inelastic=inelastic)
     t = ens.n_frames

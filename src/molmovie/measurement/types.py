@@ -14,13 +14,15 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from .._errors import InputError
+from .._typing import Symbols
 from ..molecules import formula, normalise_symbols
 
 __all__ = ["Truth", "Measurement", "check_molecule"]
 
-def _array(value, name: str, ndim: int, *, dtype=float) -> np.ndarray:
+def _array(value: ArrayLike, name: str, ndim: int, *, dtype: DTypeLike = float) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
@@ -243,7 +245,7 @@ class Measurement:
 # --------------------------------------------------------------------------- writing
 
 
-def check_molecule(meas: Measurement, symbols, *, what: str = "the dataset") -> None:
+def check_molecule(meas: Measurement, symbols: Symbols, *, what: str = "the dataset") -> None:
     """Refuse a dataset (or model) of another molecule than the measurement's.
 
     The composition is compared (atom order does not change ΔS). A

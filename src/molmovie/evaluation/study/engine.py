@@ -22,14 +22,14 @@ from __future__ import annotations
 import os
 import queue
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..._engine import connect, local_client
 from ..._guards import remove_stale_temporaries
 from ...io import read_dataset
 from .presets import is_seeded
-from .stages import experiment_splits, limit_threads, method_stage, Stage
+from .stages import Stage, experiment_splits, limit_threads, method_stage
 
 #: The datasets a worker process has read: path -> (modification time, Dataset).
 _datasets: dict = {}
@@ -131,7 +131,7 @@ def run_stages(
             client.submit(_stage_task, st, preset, out, data, seed, threads, topic, key=f"{st.label}-{topic}", pure=False)
             for st in order
         ]
-        stage_of = {f.key: st for f, st in zip(futures, order)}
+        stage_of = {f.key: st for f, st in zip(futures, order, strict=True)}
         while ended < len(futures):
             try:
                 relay(messages.get(timeout=0.2))

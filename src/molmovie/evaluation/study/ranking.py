@@ -6,7 +6,6 @@ import numpy as np
 
 from .presets import SCORES
 
-
 #: The spread of a score over training seeds (with seeds > 1), as the tables name it.
 SPREAD = "sample standard deviation over the training seeds (K - 1 in the denominator)"
 

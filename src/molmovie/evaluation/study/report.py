@@ -19,7 +19,7 @@ from .transfer import TRANSFER_SCORE, TRANSFER_TITLE
 def log_line(exp: Experiment, entry: dict) -> str:
     m = entry["methods"]
     names = " / ".join(method_label(k) for k in m)
-    cells = [f"{short} " + " / ".join(f"{m[k][score]:9.4g}" for k in m) for score, short in zip(SCORES, ("RMSD sum", "sym/traj", "sym/frame", "SSR"))]
+    cells = [f"{short} " + " / ".join(f"{m[k][score]:9.4g}" for k in m) for score, short in zip(SCORES, ("RMSD sum", "sym/traj", "sym/frame", "SSR"), strict=True)]
     return f"{exp.label:11s} {names}: " + " | ".join(cells)
 
 
@@ -72,7 +72,7 @@ def results_markdown(results: dict) -> str:
         cells = []
         for k in SCORES:
             texts = ["-" if name not in m else _pm(m[name][k], spread(e, name, k)) for name in methods]
-            cells.append(" / ".join(f"**{t}**" if name == e["winner"][k] else t for name, t in zip(methods, texts)))
+            cells.append(" / ".join(f"**{t}**" if name == e["winner"][k] else t for name, t in zip(methods, texts, strict=True)))
         t = e["trajectories"]
         rows.append(f"| {e['label']} | {t['train']}/{t['val']}/{t['test']} | " + " | ".join(cells) + " |")
     if len(methods) > 1:

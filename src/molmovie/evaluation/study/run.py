@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -17,9 +18,9 @@ from . import presets
 from .engine import run_stages
 from .manifest import MANIFEST, check_manifest, set_aside
 from .presets import MAX_JOBS, MAX_SEEDS, Preset, check_count, experiment_methods, is_seeded, method_seeds
-from .ranking import SPREAD, WIN_RULE, over_seeds, seed_statistics, rank_methods
+from .ranking import SPREAD, WIN_RULE, over_seeds, rank_methods, seed_statistics
 from .report import log_line, write_report
-from .stages import dataset_stage, experiment_splits, limit_threads, method_stage, read_summary, scored, staged, Stage
+from .stages import Stage, dataset_stage, experiment_splits, limit_threads, method_stage, read_summary, scored, staged
 from .transfer import TRANSFER_MOLECULE, read_sharc, transfer_entry
 
 
@@ -179,7 +180,7 @@ def run_study(
         run_stages(todo, preset, out, data, seed, jobs=min(jobs, len(todo)), threads=threads, scheduler=scheduler, log=log, progress=progress)
         here = []
 
-    results = {"preset": preset.name, "seed": seed, "experiments": {}}
+    results: dict[str, Any] = {"preset": preset.name, "seed": seed, "experiments": {}}
     if seeds > 1:
         results.update(seeds=[seed + k for k in range(seeds)], spread=SPREAD, win_rule=WIN_RULE)
     per_frame = {}
@@ -193,8 +194,8 @@ def run_study(
                     method_stage(st, preset, train, val, test, out, log, progress)
             finally:
                 undo()
-        entry = {"label": exp.label, "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories}, "methods": {}}
-        by_seed = {}
+        entry: dict[str, Any] = {"label": exp.label, "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories}, "methods": {}}
+        by_seed: dict[str, list[dict]] = {}
         for st in stages[exp.key]:
             if st.seed == seed:  # the study's seed: its predictions are drawn
                 per_frame[(exp.key, st.method)] = read_scores(st.paths(out)[1])

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -161,15 +161,15 @@ def method_stage(stage: Stage, preset, train, val, test, out: Path, log, progres
 
 def limit_threads(threads: int) -> Callable[[], None]:
     """Limit this process's numerical libraries (torch, BLAS, OpenMP, numba) to ``threads`` threads; returns the function that undoes it."""
-    from threadpoolctl import threadpool_limits
     import numba
     import torch
+    from threadpoolctl import threadpool_limits
 
     configure_numba()  # its thread pool chosen before set_num_threads starts it
     limits = threadpool_limits(limits=threads)
     before = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(threads)
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]  # numba.config sets its options at run time
 
     def undo() -> None:
         limits.restore_original_limits()

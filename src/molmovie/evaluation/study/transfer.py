@@ -20,9 +20,8 @@ from ...molecules import builtin, formula
 from ..transfer import read_foreign, transfer
 from .manifest import REVISION
 from .presets import Experiment, method_label
-from .ranking import over_seeds, seed_statistics, rank_methods
+from .ranking import over_seeds, rank_methods, seed_statistics
 from .stages import Stage
-
 
 #: The transfer score (:meth:`molmovie.evaluation.transfer.Transfer.summary`): mean over foreign runs of each run's
 #: mean symmetry-aware distance error, Å.

@@ -104,9 +104,9 @@ def _npz_source(path: Path) -> _Source:
                 with z.open(info) as fp:
                     version = np.lib.format.read_magic(fp)
                     if version == (1, 0):
-                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+                        shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fp)
                     else:
-                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+                        shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fp)
                 if dtype.hasobject:
                     raise InputError(f"{path}: {info.filename} holds Python objects; molmovie reads only numeric arrays")
                 if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
@@ -177,7 +177,7 @@ def _from_source(src: _Source, *, q_path, delays_path, data_path, variance_path,
     if vk is not None:
         if tuple(src.arrays[vk][0]) != tuple(shape):
             raise InputError(f"{where}: {vk} has shape {tuple(src.arrays[vk][0])}; it must have the shape of {dk} {tuple(shape)}")
-        var, _ = _orient(pattern(src.get(vk, "variance")), q.size, delays.size, axes, where, vk)
+        var = _orient(pattern(src.get(vk, "variance")), q.size, delays.size, axes, where, vk)[0]
         if is_std:
             if np.any(var < 0):
                 raise InputError(f"{where}: negative standard deviation {var.min():g} in {vk}")
@@ -198,7 +198,7 @@ def _from_source(src: _Source, *, q_path, delays_path, data_path, variance_path,
         iso = data[zero]
         iso_var = None if var is None else var[zero]
     units = {"q": src.units(qk), "delays": None if tk is None else src.units(tk), "data": src.units(dk)}
-    paths = {"q": qk, "delays": tk, "data": dk, ("std" if is_std else "variance"): vk}
+    paths: dict[str, str | int | None] = {"q": qk, "delays": tk, "data": dk, ("std" if is_std else "variance"): vk}
     if l_axis is not None:
         paths["legendre_axis"] = int(l_axis)
         paths["legendres"] = None if orders is None else lk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ _ALIASES = {
 def _unit(text: str, table: dict, what: str, option: str) -> str:
     key = re.sub(r"\s+", "", str(text)).lower().replace("å", "a").replace("^-1", "-1").replace("^{-1}", "-1")
     name = _ALIASES.get(key)
-    if name not in table:
+    if name is None or name not in table:
         raise InputError(f"unknown units {text!r} for {what}; {option} takes {', '.join(table)}")
     return name
 
@@ -153,7 +154,7 @@ def ingest(
     if kind not in ("intensity", "difference"):
         raise InputError(f"kind must be intensity, difference or auto; got {kind!r}")
     delays_fs = (raw.delays - t0) * DELAY_UNITS[du]
-    prov = dict(
+    prov: dict[str, Any] = dict(
         made_by="ingest",
         source=str(path.resolve()),
         arrays=raw.paths,
