@@ -22,9 +22,8 @@ from typing import Any
 import typer
 
 from .._errors import InputError, shorten
-from ._outputs import interrupt_note
-
 from ._app import app
+from ._outputs import interrupt_note
 
 # Each module adds its commands to `app` (from ._app: no import circle); they import only light
 # modules at top level. The import order is the order of the commands in --help.
