@@ -69,7 +69,9 @@ def main() -> None:
     q = np.linspace(0.5, 4.5, args.nq)
     delays = np.linspace(-200.0, 1000.0, args.delays)
     basis = basis_like(args.basis, seed=1)
-    meas = simulate_measurement(basis_like(200, seed=2), q=q, delays=delays, gamma=0.05, t0=40.0, irf_fs=80.0, photons=1e6, seed=0)
+    meas = simulate_measurement(
+        basis_like(200, seed=2), q=q, delays=delays, gamma=0.05, t0=40.0, irf_fs=80.0, photons=1e6, seed=0
+    )
 
     rows = []
     for rep in range(args.repeats):
@@ -89,17 +91,33 @@ def main() -> None:
         t_search = marks["refine end"] - marks["reduce end"]
         t_boot = marks.get("bootstrap end", marks["refine end"]) - marks.get("bootstrap", marks["refine end"])
         t_prof = marks.get("profile end", 0.0) - marks.get("profile", 0.0)
-        rows.append((total, t_signals, t_reduce, t_search, total - t_signals - t_reduce - t_search - t_boot - t_prof, t_boot, t_prof))
-        print(f"repeat {rep}: {total:.1f} s  (γ {e.gamma:.4f} ± {e.gamma_std:.4f}, t0 {e.t0:.1f} ± {e.t0_std:.1f} fs, "
-              f"IRF {e.irf_fs:.1f} ± {e.irf_fs_std:.1f} fs, reduced χ² {res.reduced_chi2:.3f}, rank {e.rank}, "
-              f"{np.count_nonzero(e.weights)} weights, converged {res.converged})", flush=True)
+        rows.append(
+            (total, t_signals, t_reduce, t_search, total - t_signals - t_reduce - t_search - t_boot - t_prof, t_boot, t_prof)
+        )
+        print(
+            f"repeat {rep}: {total:.1f} s  (γ {e.gamma:.4f} ± {e.gamma_std:.4f}, t0 {e.t0:.1f} ± {e.t0_std:.1f} fs, "
+            f"IRF {e.irf_fs:.1f} ± {e.irf_fs_std:.1f} fs, reduced χ² {res.reduced_chi2:.3f}, rank {e.rank}, "
+            f"{np.count_nonzero(e.weights)} weights, converged {res.converged})",
+            flush=True,
+        )
     med = np.median(np.array(rows), axis=0)
-    print(f"\nensemble fit, {args.delays} delays × {args.nq} q, basis {args.basis} trajectories × {basis.n_frames} frames, "
-          f"{args.bootstrap} bootstrap refits; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"BLAS threads {args.blas_threads}; median of {args.repeats}:")
-    for name, value in zip(("total", "basis signals (Eq. 1 on the measurement's q)", "basis reduction (SVD)",
-                            "t0/IRF search (grid + Nelder-Mead)", "final fit, Hessian, derived quantities", "bootstrap",
-                            f"profile likelihood of γ ({e.profile_gamma.size} points + range search)"), med):
+    print(
+        f"\nensemble fit, {args.delays} delays × {args.nq} q, basis {args.basis} trajectories × {basis.n_frames} frames, "
+        f"{args.bootstrap} bootstrap refits; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"BLAS threads {args.blas_threads}; median of {args.repeats}:"
+    )
+    for name, value in zip(
+        (
+            "total",
+            "basis signals (Eq. 1 on the measurement's q)",
+            "basis reduction (SVD)",
+            "t0/IRF search (grid + Nelder-Mead)",
+            "final fit, Hessian, derived quantities",
+            "bootstrap",
+            f"profile likelihood of γ ({e.profile_gamma.size} points + range search)",
+        ),
+        med,
+    ):
         print(f"  {name:48s} {value:7.1f} s")
     print(f"  per bootstrap refit                              {1000 * med[5] / max(args.bootstrap, 1):7.0f} ms")
 

@@ -35,7 +35,9 @@ def timed(molecule: str, n: int, workers: int, seed: int, stop: bool = False) ->
     model = default_model(builtin(molecule)).replace(stop_dissociated=stop)
     marks: list[float] = []
     t0 = time.perf_counter()
-    ds = generate(molecule, n, model=model, workers=workers, seed=seed, progress=lambda done, *a: marks.append(time.perf_counter()))
+    ds = generate(
+        molecule, n, model=model, workers=workers, seed=seed, progress=lambda done, *a: marks.append(time.perf_counter())
+    )
     t1 = time.perf_counter()
     run = marks[-1] - marks[0]
     steps = ds.ensemble.provenance["model"]["duration"] / ds.ensemble.provenance["model"]["timestep"]

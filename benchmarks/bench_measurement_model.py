@@ -59,8 +59,10 @@ def main() -> None:
     delays = np.linspace(-200.0, time_grid[-1] - 100.0, args.delays)
     basis = 0.01 * rng.standard_normal((args.m, args.t, args.q))
     w = rng.random(args.m)
-    print(f"load average {os.getloadavg()[0]:.2f}; torch threads {torch.get_num_threads()}; "
-          f"basis {args.m} x {args.t} x {args.q} ({basis.nbytes / 2**20:.0f} MiB), {args.delays} delays")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; torch threads {torch.get_num_threads()}; "
+        f"basis {args.m} x {args.t} x {args.q} ({basis.nbytes / 2**20:.0f} MiB), {args.delays} delays"
+    )
 
     kw = dict(t0=40.0, irf_fs=80.0)
     t_k = best(lambda: mm.irf_operator(time_grid, delays, **kw), args.repeat)

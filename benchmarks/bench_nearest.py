@@ -61,8 +61,12 @@ def main() -> None:
     query = signals(args.queries, q, rng)
     nearest_frames(query[:2], library[:10])  # compile the numba scan outside the timing
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} (cores shared with other jobs)")
-    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'unset')}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} (cores shared with other jobs)"
+    )
+    print(
+        f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'unset')}"
+    )
     print(f"case: {args.queries:,} query frames x {args.refs:,} reference frames x {args.nq} q")
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -74,9 +78,11 @@ def main() -> None:
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     data_mb = (library.nbytes + query.nbytes) / 2**20
-    print(f"fast search: {fast:.1f} s, {args.queries / fast:,.0f} query frames/s; "
-          f"peak extra memory {peak / 2**20:.0f} MB (tracemalloc, inputs {data_mb:.0f} MB not counted); "
-          f"peak RSS of the process {rss:.0f} MB (before the search {rss0:.0f} MB)")
+    print(
+        f"fast search: {fast:.1f} s, {args.queries / fast:,.0f} query frames/s; "
+        f"peak extra memory {peak / 2**20:.0f} MB (tracemalloc, inputs {data_mb:.0f} MB not counted); "
+        f"peak RSS of the process {rss:.0f} MB (before the search {rss0:.0f} MB)"
+    )
 
     # brute force, vectorised per query frame: ((library - a) ** 2).sum(1).argmin()
     sub = rng.choice(args.queries, size=min(args.brute, args.queries), replace=False)
@@ -84,8 +90,10 @@ def main() -> None:
     bi = np.array([np.argmin(((library - query[i]) ** 2).sum(axis=1)) for i in sub])
     per = (time.perf_counter() - t0) / len(sub)
     assert np.array_equal(bi, index[sub]), "fast search and brute force disagree"
-    print(f"brute force, NumPy loop over query frames: {per * 1e3:.1f} ms per frame -> {per * args.queries:.0f} s extrapolated "
-          f"({per * args.queries / fast:.1f}x the fast search); answers identical on {len(sub)} frames")
+    print(
+        f"brute force, NumPy loop over query frames: {per * 1e3:.1f} ms per frame -> {per * args.queries:.0f} s extrapolated "
+        f"({per * args.queries / fast:.1f}x the fast search); answers identical on {len(sub)} frames"
+    )
 
     # brute force, pure Python double loop (the definition), on one frame against part of the library
     n_ref = min(20_000, args.refs)
@@ -98,7 +106,9 @@ def main() -> None:
             best, _best_j = s, j
     per_pair = (time.perf_counter() - t0) / n_ref
     total = per_pair * args.refs * args.queries
-    print(f"brute force, Python double loop: {per_pair * 1e6:.2f} us per pair -> {total / 3600:.1f} h extrapolated ({total / fast:,.0f}x)")
+    print(
+        f"brute force, Python double loop: {per_pair * 1e6:.2f} us per pair -> {total / 3600:.1f} h extrapolated ({total / fast:,.0f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -70,9 +70,11 @@ def main() -> None:
     rng = np.random.default_rng(args.seed + 1)
     prior = R * (1 + 0.05 * rng.standard_normal(R.shape))
     std = 0.1 * prior
-    print(f"{args.molecule}: {args.series} series x {args.frames} frames x {R.shape[-1]} pairs x {len(spec.q)} q, "
-          f"{args.threads} torch thread(s), {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.molecule}: {args.series} series x {args.frames} frames x {R.shape[-1]} pairs x {len(spec.q)} q, "
+        f"{args.threads} torch thread(s), {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     kw = dict(symbols=symbols, spec=spec, device="cpu")
     cases = {
         "distances": dict(space="distances"),

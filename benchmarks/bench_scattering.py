@@ -86,16 +86,22 @@ def main() -> None:
     n_pair = d.shape[1]
     work = args.geoms * n_pair * args.nq
     cores = os.cpu_count()
-    print(f"machine: {cpu_name()}, {cores} cores (os.cpu_count), {platform.python_implementation()} {platform.python_version()}, "
-          f"numpy {np.__version__}, numba {numba.__version__}")
-    print(f"workload: {args.geoms} geometries of {mol.name} ({mol.n_atoms} atoms, {n_pair} pairs) x {args.nq} q points "
-          f"= {work:.3e} pair x q terms, float64, inelastic on")
+    print(
+        f"machine: {cpu_name()}, {cores} cores (os.cpu_count), {platform.python_implementation()} {platform.python_version()}, "
+        f"numpy {np.__version__}, numba {numba.__version__}"
+    )
+    print(
+        f"workload: {args.geoms} geometries of {mol.name} ({mol.n_atoms} atoms, {n_pair} pairs) x {args.nq} q points "
+        f"= {work:.3e} pair x q terms, float64, inelastic on"
+    )
 
     def report(label: str, seconds: float, n_geoms: int = args.geoms, base: float | None = None) -> None:
         ns = seconds / (n_geoms * n_pair * args.nq) * 1e9
         extra = f"  {base / seconds:6.1f}x broadcast" if base else ""
-        print(f"  {label:<34s} wall {seconds:8.4f} s  cpu {CPU['last']:8.4f} s  {n_geoms / seconds:10,.0f} geometries/s"
-              f"  {ns:7.3f} ns/(pair x q){extra}")
+        print(
+            f"  {label:<34s} wall {seconds:8.4f} s  cpu {CPU['last']:8.4f} s  {n_geoms / seconds:10,.0f} geometries/s"
+            f"  {ns:7.3f} ns/(pair x q){extra}"
+        )
 
     # warm up: compile (or load the cache) and fill the form-factor cache
     numba.set_num_threads(1)
@@ -105,8 +111,10 @@ def main() -> None:
 
     t_broadcast = median_time(lambda: intensity_reference(mol.symbols, d, q), args.broadcast_repeats)
     ref = intensity_reference(mol.symbols, d, q)
-    print("timings: median of repeats; cpu = process CPU time (all threads); cpu well below wall x threads "
-          "means the process waited for a core on a shared machine")
+    print(
+        "timings: median of repeats; cpu = process CPU time (all threads); cpu well below wall x threads "
+        "means the process waited for a core on a shared machine"
+    )
     report("NumPy broadcast (1 thread)", t_broadcast)
 
     results = {}
@@ -150,12 +158,15 @@ def main() -> None:
             with torch.no_grad():
                 model(x[:8])
                 t = median_time(lambda model=model, x=x: model(x), 3)
-            report(f"torch forward {str(dtype).replace('torch.', '')}, 1 thread", t, n_geoms=n_t,
-                   base=t_broadcast * n_t / args.geoms)
+            report(
+                f"torch forward {str(dtype).replace('torch.', '')}, 1 thread", t, n_geoms=n_t, base=t_broadcast * n_t / args.geoms
+            )
 
     best = min(results.values())
-    print(f"summary: broadcast {t_broadcast:.3f} s; kernel {results[1]:.4f} s on 1 thread, {best:.4f} s best "
-          f"({t_broadcast / best:.0f}x); {best / work * 1e9:.3f} ns per pair x q")
+    print(
+        f"summary: broadcast {t_broadcast:.3f} s; kernel {results[1]:.4f} s on 1 thread, {best:.4f} s best "
+        f"({t_broadcast / best:.0f}x); {best / work * 1e9:.3f} ns per pair x q"
+    )
 
 
 if __name__ == "__main__":

@@ -82,10 +82,16 @@ def train(name, settings, train_ds, val_ds, test_ds):
     scores = evaluate(pred.distances, test_ds).summary()
     hist = model.history_
     return {
-        "name": name, "model": model, "total": sum(h["seconds"] for h in model.history_), "full": full_weight_epoch(model.physics, model.physics_warmup),
-        "seconds": np.array([h["seconds"] for h in hist]), "val": np.array([h["val_loss"] for h in hist]),
+        "name": name,
+        "model": model,
+        "total": sum(h["seconds"] for h in model.history_),
+        "full": full_weight_epoch(model.physics, model.physics_warmup),
+        "seconds": np.array([h["seconds"] for h in hist]),
+        "val": np.array([h["val_loss"] for h in hist]),
         "best_val": min(h["val_loss"] for h in hist[full_weight_epoch(model.physics, model.physics_warmup) - 1 :] or hist),
-        "test_loss": model.loss(test_ds), "rmsd": scores["rmsd_mean"], "rmsd_sym": scores["rmsd_sym_mean"],
+        "test_loss": model.loss(test_ds),
+        "rmsd": scores["rmsd_mean"],
+        "rmsd_sym": scores["rmsd_sym_mean"],
         "abs_error": scores["abs_error_mean"],
     }
 
@@ -108,9 +114,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=150, help="epoch cap of both runs (the paper preset's)")
     ap.add_argument("--patience", type=int, default=20, help="early-stopping patience of both runs (the paper preset's)")
     ap.add_argument("--only", choices=["before", "after"], default=None, help="run one configuration only")
-    ap.add_argument("--encoder", default=None, choices=["filter", "smoother"], help="the after run's encoder (default: the VRNN default)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a setting of the after run (JSON value), e.g. --set batch_size=32; repeatable")
+    ap.add_argument(
+        "--encoder", default=None, choices=["filter", "smoother"], help="the after run's encoder (default: the VRNN default)"
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the after run (JSON value), e.g. --set batch_size=32; repeatable",
+    )
     ap.add_argument("--physics", type=float, default=None, help="physics weight (default: the VRNN default)")
     ap.add_argument("--hidden", type=int, default=None)
     ap.add_argument("--target", type=float, default=None, help="the validation loss to reach (default: the before run's best)")
@@ -140,9 +153,11 @@ def main() -> None:
     if args.only:
         configs = {args.only: configs[args.only]}
     device = VRNN(device=args.device)._torch_device()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.2f} (cores shared with other jobs); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s), device {args.device} -> {device}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.2f} (cores shared with other jobs); torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s), device {args.device} -> {device}"
+    )
     if args.data:
         from molmovie.io import read_dataset
 
@@ -152,8 +167,10 @@ def main() -> None:
         ds = synthetic_dataset(args.molecule, args.trajectories, args.frames, args.nq, seed=0)
         what = f"synthetic {args.molecule}"
     tr, va, te = ds.split("train"), ds.split("val"), ds.split("test")
-    print(f"data: {what} ({ds.n_atoms} atoms, {ds.distances.shape[-1]} distances), {tr.n_trajectories}/{va.n_trajectories}/"
-          f"{te.n_trajectories} train/val/test trajectories x {ds.n_frames} frames x {len(ds.q)} q")
+    print(
+        f"data: {what} ({ds.n_atoms} atoms, {ds.distances.shape[-1]} distances), {tr.n_trajectories}/{va.n_trajectories}/"
+        f"{te.n_trajectories} train/val/test trajectories x {ds.n_frames} frames x {len(ds.q)} q"
+    )
     runs = {}
     for name, settings in configs.items():
         shown = {k: settings[k] for k in ("batch_size", "lr", "schedule", "physics_warmup", "encoder") if k in settings}
@@ -165,22 +182,30 @@ def main() -> None:
         target, whence = args.target, "given"
     if target is not None:
         print(f"target: validation loss <= {target:.4g} ({whence}), counted once the physics term has its full weight")
-    print(f"{'':8s} {'s/epoch':>8s} {'epochs':>7s} {'to target':>10s} {'s to target':>12s} {'total s':>8s} "
-          f"{'best val':>9s} {'test loss':>9s} {'RMSD':>7s} {'RMSD sym':>9s} {'|dR| (Å)':>9s}")
+    print(
+        f"{'':8s} {'s/epoch':>8s} {'epochs':>7s} {'to target':>10s} {'s to target':>12s} {'total s':>8s} "
+        f"{'best val':>9s} {'test loss':>9s} {'RMSD':>7s} {'RMSD sym':>9s} {'|dR| (Å)':>9s}"
+    )
     for name, r in runs.items():
         e, sec = reach(r, target) if target is not None else (None, None)
         r["reach"] = (e, sec)
-        print(f"{name:8s} {np.median(r['seconds']):8.2f} {len(r['seconds']):7d} {e if e else '-':>10} "
-              f"{f'{sec:.0f}' if sec else '-':>12s} {r['total']:8.0f} {r['best_val']:9.4g} {r['test_loss']:9.4g} "
-              f"{r['rmsd']:7.4f} {r['rmsd_sym']:9.4f} {r['abs_error']:9.4f}")
+        print(
+            f"{name:8s} {np.median(r['seconds']):8.2f} {len(r['seconds']):7d} {e if e else '-':>10} "
+            f"{f'{sec:.0f}' if sec else '-':>12s} {r['total']:8.0f} {r['best_val']:9.4g} {r['test_loss']:9.4g} "
+            f"{r['rmsd']:7.4f} {r['rmsd_sym']:9.4f} {r['abs_error']:9.4f}"
+        )
     if len(runs) == 2:
         b, a = runs["before"], runs["after"]
         ratio = np.median(b["seconds"]) / np.median(a["seconds"])
-        line = (f"after vs before: epochs {len(b['seconds'])} -> {len(a['seconds'])}; seconds per epoch {ratio:.2f}x less (medians; "
-                f"on a shared machine its load moves this), {b['total'] / a['total']:.2f}x less in total")
+        line = (
+            f"after vs before: epochs {len(b['seconds'])} -> {len(a['seconds'])}; seconds per epoch {ratio:.2f}x less (medians; "
+            f"on a shared machine its load moves this), {b['total'] / a['total']:.2f}x less in total"
+        )
         if a["reach"][1] and b["reach"][1]:
-            line += (f"; to the target: {b['reach'][0]} -> {a['reach'][0]} epochs ({b['reach'][0] / a['reach'][0]:.2f}x), "
-                     f"{b['reach'][1] / a['reach'][1]:.2f}x less time")
+            line += (
+                f"; to the target: {b['reach'][0]} -> {a['reach'][0]} epochs ({b['reach'][0] / a['reach'][0]:.2f}x), "
+                f"{b['reach'][1] / a['reach'][1]:.2f}x less time"
+            )
         else:
             line += "; the after run never reached the target"
         print(line)
@@ -195,8 +220,10 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     best = min(times)
     frames = sub.n_trajectories * sub.n_frames
-    print(f"inference ({list(runs)[-1]}): {sub.n_trajectories} trajectories x {sub.n_frames} frames in {best:.3f} s "
-          f"(best of 3), {frames / best:,.0f} frames/s")
+    print(
+        f"inference ({list(runs)[-1]}): {sub.n_trajectories} trajectories x {sub.n_frames} frames in {best:.3f} s "
+        f"(best of 3), {frames / best:,.0f} frames/s"
+    )
 
 
 if __name__ == "__main__":

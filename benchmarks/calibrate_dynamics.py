@@ -87,8 +87,10 @@ def main() -> None:
                     print(f"{mol}: {done}/{total} done, {dissociated} dissociated, {failed} failed", flush=True)
 
             generate(mol, sizes[mol], seed=args.seed, workers=args.workers, output=out, progress=progress)
-    print("| molecule | model | trajectories | dissociated (import rule) | published | fragments > 2x bond cutoff | "
-          "energy drift median / max, eV | SCF failures | time per trajectory (1 core) |")
+    print(
+        "| molecule | model | trajectories | dissociated (import rule) | published | fragments > 2x bond cutoff | "
+        "energy drift median / max, eV | SCF failures | time per trajectory (1 core) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for mol in mols:
         out = args.folder / f"calib-{mol}.h5"

@@ -7,6 +7,7 @@ the bound channel's, the dissociated fraction) and whether γ, t0, IRF lie withi
 
     python benchmarks/coverage_ensemble.py [birge|plain] [N=40]
 """
+
 import sys
 import time
 from pathlib import Path
@@ -35,12 +36,27 @@ for s in range(8):
     bound = ~sub.dissociated
     tb = distance_distribution(sub.subset(np.flatnonzero(bound)), delays - tr.t0, weights=tr.weights[bound]).mean[:, 0]
     cov_b = np.mean(np.abs(e.channel_distance_mean[0, after, 0] - tb[after]) <= 2 * e.channel_distance_mean_std[0, after, 0])
-    cov_d = np.mean(np.abs(e.dissociated_fraction[after] - tr.dissociated_fraction[after]) <= 2 * e.dissociated_fraction_std[after])
+    cov_d = np.mean(
+        np.abs(e.dissociated_fraction[after] - tr.dissociated_fraction[after]) <= 2 * e.dissociated_fraction_std[after]
+    )
     g = abs(e.gamma - 0.05) <= 2 * e.gamma_std
     t0 = abs(e.t0 - 40) <= 2 * e.t0_std
     irf = abs(e.irf_fs - 80) <= 2 * e.irf_fs_std
     rows.append((cov_all, cov_b, cov_d, g, t0, irf))
-    print(f"seed {s}: chi2r {res.reduced_chi2:.3f} RB {e.birge_ratio:.3f} coverage mean R {cov_all:.2f} bound R {cov_b:.2f} diss {cov_d:.2f} | γ {e.gamma:.4f}±{e.gamma_std:.4f} {g} t0 {e.t0:.1f}±{e.t0_std:.1f} {t0} irf {e.irf_fs:.1f}±{e.irf_fs_std:.1f} {irf} ({time.time()-t:.0f}s)", flush=True)
+    print(
+        f"seed {s}: chi2r {res.reduced_chi2:.3f} RB {e.birge_ratio:.3f} coverage mean R {cov_all:.2f} bound R {cov_b:.2f} diss {cov_d:.2f} | γ {e.gamma:.4f}±{e.gamma_std:.4f} {g} t0 {e.t0:.1f}±{e.t0_std:.1f} {t0} irf {e.irf_fs:.1f}±{e.irf_fs_std:.1f} {irf} ({time.time() - t:.0f}s)",
+        flush=True,
+    )
 r = np.array(rows, dtype=float)
-print("seeds with coverage >= 0.9: mean R", int((r[:,0] >= 0.9).sum()), "bound R", int((r[:,1] >= 0.9).sum()), "diss", int((r[:,2] >= 0.9).sum()),
-      "| γ, t0, IRF within 2σ:", r[:,3].sum(), r[:,4].sum(), r[:,5].sum())
+print(
+    "seeds with coverage >= 0.9: mean R",
+    int((r[:, 0] >= 0.9).sum()),
+    "bound R",
+    int((r[:, 1] >= 0.9).sum()),
+    "diss",
+    int((r[:, 2] >= 0.9).sum()),
+    "| γ, t0, IRF within 2σ:",
+    r[:, 3].sum(),
+    r[:, 4].sum(),
+    r[:, 5].sum(),
+)

@@ -66,8 +66,10 @@ def main() -> None:
     print("| predictions | lag per trajectory (frames) | std ratio per trajectory |")
     print("|---|---|---|")
     for name, pred in runs:
-        got = [lag_and_amplitude(test.distances[m, : test.length[m], p], pred[m, : test.length[m], p], args.max_lag)
-               for m in range(test.n_trajectories)]
+        got = [
+            lag_and_amplitude(test.distances[m, : test.length[m], p], pred[m, : test.length[m], p], args.max_lag)
+            for m in range(test.n_trajectories)
+        ]
         print(f"| {name} | {', '.join(str(g[0]) for g in got)} | {', '.join(f'{g[1]:.2f}' for g in got)} |")
 
 

@@ -41,10 +41,16 @@ def main() -> None:
     parser.add_argument("--experiments", default=",".join(e.key for e in EXPERIMENTS))
     parser.add_argument("--split", default="test", choices=("val", "test"))
     parser.add_argument("--set", action="append", default=[], help="refinement setting KEY=VALUE (JSON value), repeatable")
-    parser.add_argument("--series", type=int, default=None, help="only the split's first N series (a cheaper look at a large split)")
+    parser.add_argument(
+        "--series", type=int, default=None, help="only the split's first N series (a cheaper look at a large split)"
+    )
     parser.add_argument("--seeds", type=int, default=1, help="also the models of training seeds s+1 .. s+K-1 (files -seed{s})")
-    parser.add_argument("--baseline", action="append", default=[],
-                        help="setting KEY=VALUE of the first row instead of refine=false (e.g. refine=true), repeatable")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        help="setting KEY=VALUE of the first row instead of refine=false (e.g. refine=true), repeatable",
+    )
     args = parser.parse_args()
     seed = json.loads((args.study / "study.json").read_text()).get("seed", 0)
     extra = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}

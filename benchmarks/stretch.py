@@ -31,22 +31,30 @@ from molmovie.io import read_dataset
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, help="a study folder (data/, eval/, study.json)")
-    parser.add_argument("--experiment", default="cs2-bound",
-                        choices=[e.key for e in EXPERIMENTS if e.molecule == "cs2"])
-    parser.add_argument("--extra", action="append", default=[], type=Path,
-                        help="another evaluation file of the same experiment's test split, repeatable")
+    parser.add_argument("--experiment", default="cs2-bound", choices=[e.key for e in EXPERIMENTS if e.molecule == "cs2"])
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        type=Path,
+        help="another evaluation file of the same experiment's test split, repeatable",
+    )
     args = parser.parse_args()
     exp = next(e for e in EXPERIMENTS if e.key == args.experiment)
     seed = json.loads((args.study / "study.json").read_text()).get("seed", 0)
     test = experiment_dataset(read_dataset(args.study / "data" / f"{exp.molecule}.h5"), exp, seed).split("test")
     mask, truth = test.mask, test.distances
-    files = sorted(p for p in (args.study / "eval").glob(f"{exp.key}-*.npz")
-                   if "transfer" not in p.name and (exp.key != "cs2" or not p.name.startswith("cs2-bound")))
+    files = sorted(
+        p
+        for p in (args.study / "eval").glob(f"{exp.key}-*.npz")
+        if "transfer" not in p.name and (exp.key != "cs2" or not p.name.startswith("cs2-bound"))
+    )
     stretch = np.abs(truth[..., 0] - truth[..., 1])[mask]
-    print(f"{exp.label}: {test.n_trajectories} test trajectories, {int(mask.sum())} frames; "
-          f"true mean |R1 - R2| {stretch.mean():.3f} Å")
-    print("| answers | mean abs(R1 - R2) (Å) | its error | its correlation with the truth "
-          "| error of R1 + R2 | error of R3 |")
+    print(
+        f"{exp.label}: {test.n_trajectories} test trajectories, {int(mask.sum())} frames; "
+        f"true mean |R1 - R2| {stretch.mean():.3f} Å"
+    )
+    print("| answers | mean abs(R1 - R2) (Å) | its error | its correlation with the truth | error of R1 + R2 | error of R3 |")
     print("|---|---|---|---|---|---|")
     for path in files + args.extra:
         d = read_scores(path)["distances"]
@@ -54,8 +62,7 @@ def main() -> None:
         total = np.abs(d[..., :2].sum(-1) - truth[..., :2].sum(-1))[mask].mean()
         third = np.abs(d[..., 2] - truth[..., 2])[mask].mean()
         corr = np.corrcoef(s, stretch)[0, 1] if s.std() > 0 else float("nan")
-        print(f"| {path.stem} | {s.mean():.3f} | {np.abs(s - stretch).mean():.3f} | {corr:.2f} "
-              f"| {total:.4f} | {third:.4f} |")
+        print(f"| {path.stem} | {s.mean():.3f} | {np.abs(s - stretch).mean():.3f} | {corr:.2f} | {total:.4f} | {third:.4f} |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Run beside the files of the README's four I2 commands:
 
     python examples/i2_analyse.py i2-ensemble.h5 i2-basis.h5     (reads i2.h5 too)
 """
+
 import sys
 
 import numpy as np
@@ -34,8 +35,12 @@ for lo, hi in bands:
 y_all = dS[late] - np.array([np.polyval(np.polyfit(t[late], dS[late][:, j], 2), t[late]) for j in range(q.size)]).T
 U, s, Vt = np.linalg.svd(y_all / sig[late], full_matrices=False)
 amp = U[:, 0] * s[0]
+
+
 def dcos(x, A, tau, P, ph):
     return A * np.exp(-(x - 300) / tau) * np.cos(2 * np.pi * x / P + ph)
+
+
 best = None
 for P0 in (150, 155, 160, 165):
     for ph0 in np.linspace(0, 2 * np.pi, 8, endpoint=False):
@@ -47,16 +52,22 @@ for P0 in (150, 155, 160, 165):
         if best is None or r < best[0]:
             best = (r, p, np.sqrt(np.diag(c)))
 _, p, e = best
-print(f"data, leading late-time component (SVD of detrended ΔS/σ, {s[0] / s.sum():.2f} of the singular values' sum): "
-      f"period {p[2]:.1f} ± {e[2]:.1f} fs, damping time {p[1]:.0f} ± {e[1]:.0f} fs")
+print(
+    f"data, leading late-time component (SVD of detrended ΔS/σ, {s[0] / s.sum():.2f} of the singular values' sum): "
+    f"period {p[2]:.1f} ± {e[2]:.1f} fs, damping time {p[1]:.0f} ± {e[1]:.0f} fs"
+)
 
 res = read_fit(sys.argv[1])
 ens = res.ensemble
 print(f"\nfit {sys.argv[1]}: reduced χ² {res.reduced_chi2:.3f} (N = {res.n_data}), {res.message}")
-print(f"γ = {ens.gamma:.4f} ± {ens.gamma_std:.4f}; t0 = {ens.t0:.1f} ± {ens.t0_std:.1f} fs (relative to the ingest's half-rise); "
-      f"IRF = {ens.irf_fs:.1f} ± {ens.irf_fs_std:.1f} fs; Birge ratio {ens.birge_ratio:.3f}; bootstrap {len(ens.bootstrap_gamma)}")
+print(
+    f"γ = {ens.gamma:.4f} ± {ens.gamma_std:.4f}; t0 = {ens.t0:.1f} ± {ens.t0_std:.1f} fs (relative to the ingest's half-rise); "
+    f"IRF = {ens.irf_fs:.1f} ± {ens.irf_fs_std:.1f} fs; Birge ratio {ens.birge_ratio:.3f}; bootstrap {len(ens.bootstrap_gamma)}"
+)
 print("channels", ens.channels, "fractions", np.round(ens.channel_fraction, 4), "±", np.round(ens.channel_fraction_std, 4))
-print(f"dissociated fraction (of the excited) at the last delay {ens.dissociated_fraction[-1]:.3f} ± {ens.dissociated_fraction_std[-1]:.3f}")
+print(
+    f"dissociated fraction (of the excited) at the last delay {ens.dissociated_fraction[-1]:.3f} ± {ens.dissociated_fraction_std[-1]:.3f}"
+)
 basis = read_dataset(sys.argv[2])
 recs = basis.ensemble.provenance["trajectories"]
 exc = np.array([recs[i]["initial"].get("excess_eV", np.nan) for i in ens.trajectories])
@@ -65,25 +76,32 @@ mu = 126.904 / 2 * 1.66054e-27
 E = np.where(np.isfinite(exc), exc, 0)
 v = np.sqrt(2 * E * 1.602177e-19 / mu) * 1e-5  # Å/fs
 diss = ens.dissociated
-print("dissociated weight by excess energy (eV) [0-0.5-1-1.5-2-2.5-3-3.5]:",
-      np.round(np.histogram(exc[diss], [0, .5, 1, 1.5, 2, 2.5, 3, 3.5], weights=w[diss])[0] / w[diss].sum(), 3))
+print(
+    "dissociated weight by excess energy (eV) [0-0.5-1-1.5-2-2.5-3-3.5]:",
+    np.round(np.histogram(exc[diss], [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5], weights=w[diss])[0] / w[diss].sum(), 3),
+)
 for lo, hi in ((0, 0.8), (0.8, 2.3), (2.3, 3.6)):
     k = diss & (exc >= lo) & (exc < hi)
     if w[k].sum() > 0:
         Em = w[k] @ exc[k] / w[k].sum()
-        print(f"  {lo}-{hi} eV: weight {w[k].sum():.3f} of the excited, mean E {Em:.2f} eV, relative speed {np.sqrt(2 * Em * 1.602177e-19 / mu) * 1e-5:.4f} Å/fs")
+        print(
+            f"  {lo}-{hi} eV: weight {w[k].sum():.3f} of the excited, mean E {Em:.2f} eV, relative speed {np.sqrt(2 * Em * 1.602177e-19 / mu) * 1e-5:.4f} Å/fs"
+        )
 for n in (1, 2, 3):
     En = n * 1.55 - 1.54
     print(f"  {n}-photon I + I: E = {En:.2f} eV, v = {np.sqrt(2 * max(En, 0) * 1.602177e-19 / mu) * 1e-5:.4f} Å/fs")
 if ens.hole_weights is not None:
     h, r0 = ens.hole_weights, ens.hole_r0[:, 0]
-    print(f"hole: Σh = {h.sum():.4f}, {np.count_nonzero(h > 1e-12)} of {h.size} samples; mean R removed {h @ r0 / h.sum():.4f} Å vs ground {r0.mean():.4f} Å "
-          f"(std {r0.std():.4f}); removed std {np.sqrt(h @ (r0 - h @ r0 / h.sum())**2 / h.sum()):.4f}; largest removal probability {h.max() * h.size:.2f}")
+    print(
+        f"hole: Σh = {h.sum():.4f}, {np.count_nonzero(h > 1e-12)} of {h.size} samples; mean R removed {h @ r0 / h.sum():.4f} Å vs ground {r0.mean():.4f} Å "
+        f"(std {r0.std():.4f}); removed std {np.sqrt(h @ (r0 - h @ r0 / h.sum()) ** 2 / h.sum()):.4f}; largest removal probability {h.max() * h.size:.2f}"
+    )
     # the molecules left in X: mean R against delay, damped cosine after 200 fs
     c = list(ens.channels).index("ground")
     R = ens.channel_distance_mean[c, :, 0]
     Rs = ens.channel_distance_mean_std[c, :, 0]
     k = res.delays > 200
+
     def f(x, a, A, tau, P, ph):
         return a + A * np.exp(-(x - 200) / tau) * np.cos(2 * np.pi * x / P + ph)
 
@@ -97,11 +115,15 @@ if ens.hole_weights is not None:
         if best is None or rr < best[0]:
             best = (rr, pp, np.sqrt(np.diag(cc)))
     _, pp, ee = best
-    print(f"molecules left in X: mean R {pp[0]:.4f} Å (ground {r0.mean():.4f}), oscillation amplitude {abs(pp[1]) * 1e3:.2f} ± {ee[1] * 1e3:.2f} mÅ, "
-          f"period {pp[3]:.1f} ± {ee[3]:.1f} fs, damping time {pp[2]:.0f} ± {ee[2]:.0f} fs; bootstrap σ of the mean R {np.median(Rs[k]) * 1e3:.2f} mÅ")
+    print(
+        f"molecules left in X: mean R {pp[0]:.4f} Å (ground {r0.mean():.4f}), oscillation amplitude {abs(pp[1]) * 1e3:.2f} ± {ee[1] * 1e3:.2f} mÅ, "
+        f"period {pp[3]:.1f} ± {ee[3]:.1f} fs, damping time {pp[2]:.0f} ± {ee[2]:.0f} fs; bootstrap σ of the mean R {np.median(Rs[k]) * 1e3:.2f} mÅ"
+    )
 for ch in range(len(ens.channels)):
     m = ens.channel_distance_mean[ch, :, 0]
     if np.all(np.isnan(m)):
         continue
-    print(f"channel {ens.channels[ch]}: mean R at delays 0, 100, 500, 1000, 3000 fs:",
-          np.round(np.interp([0, 100, 500, 1000, 3000], res.delays, m), 3))
+    print(
+        f"channel {ens.channels[ch]}: mean R at delays 0, 100, 500, 1000, 3000 fs:",
+        np.round(np.interp([0, 100, 500, 1000, 3000], res.delays, m), 3),
+    )

@@ -7,6 +7,7 @@ are fitted by A/2 (1 + erf((t - t0)/(√2 w))). The half-rise is the t0 given to
 
     python examples/i2_time_zero.py [../shared/data/i2-lcls/phil-trans-data.h5]
 """
+
 import sys
 
 import numpy as np
@@ -15,11 +16,18 @@ from scipy.special import erf
 
 from molmovie.io.beamline import ingest
 
-m = ingest(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/i2-lcls/phil-trans-data.h5", q_units="1/A", delay_units="ps",
-           t0=0.0, reference_before=2.35, qmin=1.5, qmax=3.5)
-t, dS, s2 = m.delays, m.dS, m.sigma**2                 # t: stage time in fs
-P = dS[(t > 2440) & (t < 2800)].mean(0)                # the pattern after the rise
-a = (dS * P / s2).sum(1) / (P * P / s2).sum(1)         # its amplitude per delay
+m = ingest(
+    sys.argv[1] if len(sys.argv) > 1 else "../shared/data/i2-lcls/phil-trans-data.h5",
+    q_units="1/A",
+    delay_units="ps",
+    t0=0.0,
+    reference_before=2.35,
+    qmin=1.5,
+    qmax=3.5,
+)
+t, dS, s2 = m.delays, m.dS, m.sigma**2  # t: stage time in fs
+P = dS[(t > 2440) & (t < 2800)].mean(0)  # the pattern after the rise
+a = (dS * P / s2).sum(1) / (P * P / s2).sum(1)  # its amplitude per delay
 sa = 1 / np.sqrt((P * P / s2).sum(1))
 
 
@@ -29,5 +37,7 @@ def step(t, A, t0, w):
 
 k = t < 2800
 p, c = curve_fit(step, t[k], a[k], p0=[1, 2370, 50], sigma=sa[k], absolute_sigma=True)
-print(f"t0 = {p[1]:.1f} ± {np.sqrt(c[1, 1]):.1f} fs on the stage, rise FWHM {p[2]:.1f} ± {np.sqrt(c[2, 2]):.1f} fs, plateau {p[0]:.3f}")
+print(
+    f"t0 = {p[1]:.1f} ± {np.sqrt(c[1, 1]):.1f} fs on the stage, rise FWHM {p[2]:.1f} ± {np.sqrt(c[2, 2]):.1f} fs, plateau {p[0]:.3f}"
+)
 # measured: t0 = 2375.9 ± 0.4 fs, FWHM 47.1 ± 1.3 fs, plateau 1.006

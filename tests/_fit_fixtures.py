@@ -11,8 +11,16 @@ R_E = 2.666  # I2 bond length, Angstrom
 PERIOD = 156.0  # I2 X-state vibration, fs (214.5 cm^-1)
 
 
-def diatomic_ensemble(n: int, *, seed: int, symbols=("I", "I"), t_end: float = 1200.0, dt: float = 10.0,
-                      dissociating: float = 0.4, period=(140.0, 180.0)) -> Dataset:
+def diatomic_ensemble(
+    n: int,
+    *,
+    seed: int,
+    symbols=("I", "I"),
+    t_end: float = 1200.0,
+    dt: float = 10.0,
+    dissociating: float = 0.4,
+    period=(140.0, 180.0),
+) -> Dataset:
     """``n`` I2-like trajectories after an impulsive excitation at t = 0, all starting near r_e.
 
     Bound ones vibrate coherently, r = r_e + δ + A (1 - cos(2π t / P)), A in 0.15-0.3 Å and P in

@@ -147,8 +147,9 @@ def test_large_oscillation_has_the_exact_classical_morse_period(i2_modes):
 
 def test_energy_is_conserved_over_picoseconds(i2_modes):
     model = get_model("ground").replace(duration=3300.0, n_frames=331, timestep=1.0)
-    res = run_trajectory(i2_modes, model, seed=4, factory=get_calculator("morse-i2-x"),
-                         initial=Displaced(amplitude=0.3, phase=(0.0, 360.0)))
+    res = run_trajectory(
+        i2_modes, model, seed=4, factory=get_calculator("morse-i2-x"), initial=Displaced(amplitude=0.3, phase=(0.0, 360.0))
+    )
     assert res.record["drift_eV"] < 2e-3 and not res.record["drift_flag"]
     assert np.isfinite(res.energy).all() and not res.dissociated
 

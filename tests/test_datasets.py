@@ -166,7 +166,9 @@ def test_read_signals_refuses_lengths_that_are_not_frame_counts(tmp_path, length
     path = tmp_path / "measured.h5"
     with h5py.File(path, "w") as f:  # one series of 10 frames on 4 q points
         f["q"], f["time"], f["dS"], f["length"] = np.linspace(1, 4, 4), np.arange(10.0), np.zeros((10, 4)), length
-    with pytest.raises(InputError, match=r"measured\.h5: length must hold one whole number of valid frames \(0 to 10\) per series \(1\)"):
+    with pytest.raises(
+        InputError, match=r"measured\.h5: length must hold one whole number of valid frames \(0 to 10\) per series \(1\)"
+    ):
         read_signals(path)
     with h5py.File(path, "r+") as f:
         del f["length"]

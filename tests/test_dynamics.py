@@ -279,7 +279,9 @@ def test_energy_matching_puts_the_photon_energy_on_the_ground_state(c2h4_modes):
 
 def test_switch_conserves_energy_and_changes_state(c2h4_modes):
     s1 = Surface("S1*", 0, 3, False)
-    model = get_model("triplet").replace(excited=s1, surface=Surface("S0"), switch_time=1.0, duration=10.0, n_frames=11, timestep=0.1)
+    model = get_model("triplet").replace(
+        excited=s1, surface=Surface("S0"), switch_time=1.0, duration=10.0, n_frames=11, timestep=0.1
+    )
     res = run_trajectory(c2h4_modes, model, seed=2)
     assert res.record["switch_fs"] is not None and res.state[0] == 0 and res.state[-1] == 1
     # S1* lies ~4 eV above S0 here: the velocities take it all and the total stays put (a 0.1 fs
@@ -408,7 +410,15 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path):
     model = get_model("c2h4-pipi").replace(**SHORT)
     out = tmp_path / "x.h5"
     with pytest.raises(KeyboardInterrupt):
-        generate("c2h4", 2, model=model, seed=1, workers=1, output=out, progress=lambda d, info: (_ for _ in ()).throw(KeyboardInterrupt) if d == 1 else None)
+        generate(
+            "c2h4",
+            2,
+            model=model,
+            seed=1,
+            workers=1,
+            output=out,
+            progress=lambda d, info: (_ for _ in ()).throw(KeyboardInterrupt) if d == 1 else None,
+        )
     with pytest.raises(InputError, match="different molecule, model or seed"):
         generate("c2h4", 2, model=model, seed=2, workers=1, output=out)
     ds = generate("c2h4", 2, model=model, seed=2, workers=1, output=out, force=True)

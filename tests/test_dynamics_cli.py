@@ -14,9 +14,36 @@ from _fixtures import assert_one_line_error, run_cli
 def test_morse_mixture_writes_a_dataset_that_scatter_takes(tmp_path, capsys):
     out = tmp_path / "i2.h5"
     code, stdout, err = run_cli(
-        ["generate", "i2", "-n", "5", "-o", out, "--calculator", "morse", "--morse", "we=214.5,re=2.666,D0=1.54",
-         "--initial", "displaced:3,dissociation:2", "--amplitude", "0.02:0.3", "--phase", "0:360",
-         "--excess", "0.1:2", "--tmax", "600", "--dt", "10", "--timestep", "1", "--workers", "1", "--splits", "3,1,1"],
+        [
+            "generate",
+            "i2",
+            "-n",
+            "5",
+            "-o",
+            out,
+            "--calculator",
+            "morse",
+            "--morse",
+            "we=214.5,re=2.666,D0=1.54",
+            "--initial",
+            "displaced:3,dissociation:2",
+            "--amplitude",
+            "0.02:0.3",
+            "--phase",
+            "0:360",
+            "--excess",
+            "0.1:2",
+            "--tmax",
+            "600",
+            "--dt",
+            "10",
+            "--timestep",
+            "1",
+            "--workers",
+            "1",
+            "--splits",
+            "3,1,1",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -33,8 +60,30 @@ def test_morse_mixture_writes_a_dataset_that_scatter_takes(tmp_path, capsys):
     # the preset gives the very same run
     out2 = tmp_path / "preset.h5"
     code, _, err = run_cli(
-        ["generate", "i2", "-n", "5", "-o", out2, "--calculator", "morse-i2-x", "--initial", "displaced:3,dissociation:2",
-         "--amplitude", "0.02:0.3", "--excess", "0.1:2", "--tmax", "600", "--dt", "10", "--timestep", "1", "--workers", "1"],
+        [
+            "generate",
+            "i2",
+            "-n",
+            "5",
+            "-o",
+            out2,
+            "--calculator",
+            "morse-i2-x",
+            "--initial",
+            "displaced:3,dissociation:2",
+            "--amplitude",
+            "0.02:0.3",
+            "--excess",
+            "0.1:2",
+            "--tmax",
+            "600",
+            "--dt",
+            "10",
+            "--timestep",
+            "1",
+            "--workers",
+            "1",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -74,7 +123,10 @@ MORSE = ["--calculator", "morse-i2-x"]
         ([*MORSE, "--limit", "1.5"], "--limit applies to --initial dissociation"),
         ([*MORSE, "--repulsive", "2"], "--repulsive applies to --initial dissociation"),
         ([*MORSE, "--initial", "dissociation", "--excess", "0:1", "--repulsive", "2"], "needs an 'excess' range > 0"),
-        ([*MORSE, "--initial", "dissociation", "--excess", "1", "--repulsive", "0"], "steepness of the 'repulsive' wall must be > 0"),
+        (
+            [*MORSE, "--initial", "dissociation", "--excess", "1", "--repulsive", "0"],
+            "steepness of the 'repulsive' wall must be > 0",
+        ),
         ([*MORSE, "--initial", "dissociation", "--excess", "1", "--limit", "-1"], "'limit' must be > 0 eV"),
         ([*MORSE, "--initial", "dissociation", "--excess", "1", "--bond", "0"], "--bond must be two atom indices"),
         ([*MORSE, "--initial", "dissociation", "--excess", "1", "--bond", "0,5"], "from 0 to 1"),
@@ -102,5 +154,16 @@ def test_help_lists_every_calculator_and_family(capsys):
     flat = " ".join(stdout.split())
     for name in (*CALCULATORS, *INITIAL_CONDITIONS):
         assert name in flat
-    for option in ("--morse", "--amplitude", "--phase", "--excess", "--limit", "--repulsive", "--bond", "--tmax", "--dt", "--timestep"):
+    for option in (
+        "--morse",
+        "--amplitude",
+        "--phase",
+        "--excess",
+        "--limit",
+        "--repulsive",
+        "--bond",
+        "--tmax",
+        "--dt",
+        "--timestep",
+    ):
         assert option in flat

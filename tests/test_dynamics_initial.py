@@ -129,7 +129,9 @@ def test_on_a_repulsive_wall_the_atoms_start_at_rest_and_reach_the_same_speed_la
 
 
 def test_a_given_limit_replaces_the_computed_one(modes):
-    x, v, drawn = Dissociation(excess=0.5, limit=2.0, wigner=False).sample(modes, np.random.default_rng(0), CALC(("I", "I")).compute)
+    x, v, drawn = Dissociation(excess=0.5, limit=2.0, wigner=False).sample(
+        modes, np.random.default_rng(0), CALC(("I", "I")).compute
+    )
     assert drawn["limit_eV"] == 2.0
     np.testing.assert_allclose(CALC(("I", "I")).compute(x)[0] + kinetic_energy(modes.masses, v), modes.energy + 2.5, atol=1e-12)
     assert bond_velocity(x, v) > 0  # outwards
@@ -233,7 +235,9 @@ def test_checkpoint_of_other_initial_conditions_is_refused(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        generate("i2", 2, model=model, calculator="morse-i2-x", initial=Displaced(amplitude=0.1), workers=1, output=out, progress=stop)
+        generate(
+            "i2", 2, model=model, calculator="morse-i2-x", initial=Displaced(amplitude=0.1), workers=1, output=out, progress=stop
+        )
     assert partial_path(out).is_dir()
     with pytest.raises(InputError, match="different molecule, model or seed"):
         generate("i2", 2, model=model, calculator="morse-i2-x", initial=Displaced(amplitude=0.2), workers=1, output=out)

@@ -47,15 +47,18 @@ def files(folder: Path) -> list[str]:
 # --------------------------------------------------------------------------- numbers typed on the command line
 
 
-@pytest.mark.parametrize("options, match", [
-    (["--dt", "nan"], r"The 'dt' parameter must be a finite number of fs > 0; got nan"),
-    (["--dt", "inf"], r"The 'dt' parameter must be a finite number of fs > 0; got inf"),
-    (["--dt", "-5"], r"The 'dt' parameter must be a finite number of fs > 0"),
-    (["--tmax", "nan"], r"The 'tmax' parameter must be a finite number of fs >= 0; got nan"),
-    (["--splits", "nan,1,1"], r"--splits must be three non-negative numbers"),
-    (["--splits", "1,inf,1"], r"--splits must be three non-negative numbers"),
-    (["--seed", "-1"], r"The 'seed' parameter must be a whole number >= 0( or None)?; got -1"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (["--dt", "nan"], r"The 'dt' parameter must be a finite number of fs > 0; got nan"),
+        (["--dt", "inf"], r"The 'dt' parameter must be a finite number of fs > 0; got inf"),
+        (["--dt", "-5"], r"The 'dt' parameter must be a finite number of fs > 0"),
+        (["--tmax", "nan"], r"The 'tmax' parameter must be a finite number of fs >= 0; got nan"),
+        (["--splits", "nan,1,1"], r"--splits must be three non-negative numbers"),
+        (["--splits", "1,inf,1"], r"--splits must be three non-negative numbers"),
+        (["--seed", "-1"], r"The 'seed' parameter must be a whole number >= 0( or None)?; got -1"),
+    ],
+)
 def test_import_refuses_numbers_that_are_not(tmp_path, runs, capsys, options, match):
     code, _, err = run_cli(["import", runs, "-o", tmp_path / "o.h5", *options], capsys)
     assert_one_line_error(code, err, match)
@@ -93,10 +96,14 @@ def test_scatter_refuses_a_negative_seed(dataset, capsys):
 def test_scatter_nq_is_bounded_by_the_memory_limit(dataset, capsys, monkeypatch):
     before = dataset.read_bytes()
     code, _, err = run_cli(["scatter", dataset, "--nq", str(10**12)], capsys)  # 8 TB for the grid alone
-    assert_one_line_error(code, err, r"The 'n_q' parameter \(1000000000000 q points\) needs 7\.28 TiB of memory, more than the limit")
+    assert_one_line_error(
+        code, err, r"The 'n_q' parameter \(1000000000000 q points\) needs 7\.28 TiB of memory, more than the limit"
+    )
     monkeypatch.setenv("MOLMOVIE_MAX_MEMORY", "1M")  # the grid fits; ΔS (3 x 41 x 5000) does not
     code, _, err = run_cli(["scatter", dataset, "--nq", "5000"], capsys)
-    assert_one_line_error(code, err, r"ΔS of 3 trajectories x 41 frames x 5000 q points needs .* MiB of memory, more than the limit of 1 MiB")
+    assert_one_line_error(
+        code, err, r"ΔS of 3 trajectories x 41 frames x 5000 q points needs .* MiB of memory, more than the limit of 1 MiB"
+    )
     assert dataset.read_bytes() == before
     assert files(dataset.parent) == ["d.h5", "runs"]
 
@@ -111,8 +118,11 @@ def test_q_grid_checks_its_size_before_allocating(monkeypatch):
 
 
 def test_generate_refuses_a_negative_seed_and_an_empty_smiles(tmp_path, capsys):
-    for args, match in ((["cs2", "--seed", "-1"], "'seed' parameter must be a whole number >= 0"),
-                        (["smiles:"], "empty SMILES ''"), (["smiles:  "], "empty SMILES")):
+    for args, match in (
+        (["cs2", "--seed", "-1"], "'seed' parameter must be a whole number >= 0"),
+        (["smiles:"], "empty SMILES ''"),
+        (["smiles:  "], "empty SMILES"),
+    ):
         code, _, err = run_cli(["generate", *args, "-n", "2", "-o", tmp_path / "g.h5"], capsys)
         assert_one_line_error(code, err, match)
     assert files(tmp_path) == []
@@ -150,10 +160,12 @@ def test_scatter_in_place_respects_the_file_mode(dataset, capsys):
 def test_a_trajectory_given_twice_is_refused(tmp_path, runs, capsys):
     one = runs / "TRAJ_00001"
     (tmp_path / "alias").symlink_to(one)
-    for paths, match in (([one, one], r"TRAJ_00001 is given twice"),
-                         ([runs, one], r"TRAJ_00001 is given twice \(a path repeated, or a folder of runs and one of its runs\)"),
-                         ([one, tmp_path / "alias"], r"are the same trajectory"),
-                         ([one, runs / "TRAJ_00002" / ".." / "TRAJ_00001"], r"are the same trajectory")):
+    for paths, match in (
+        ([one, one], r"TRAJ_00001 is given twice"),
+        ([runs, one], r"TRAJ_00001 is given twice \(a path repeated, or a folder of runs and one of its runs\)"),
+        ([one, tmp_path / "alias"], r"are the same trajectory"),
+        ([one, runs / "TRAJ_00002" / ".." / "TRAJ_00001"], r"are the same trajectory"),
+    ):
         with pytest.raises(InputError, match=match):
             read_ensemble(paths)
     code, _, err = run_cli(["import", runs, one, "-o", tmp_path / "o.h5"], capsys)
@@ -191,13 +203,16 @@ def _tamper(path: Path, name: str, values) -> None:
         f["splits"].create_dataset(name, data=np.asarray(values))
 
 
-@pytest.mark.parametrize("name, values, match", [
-    ("val", [-1], r"split 'val' holds index -1, outside 0 to 2"),
-    ("test", [999], r"split 'test' holds index 999, outside 0 to 2"),
-    ("val", None, r"trajectory \d is in both the 'train' and the 'val' split"),
-    ("val", [1.5], r"split 'val' must be a list of whole trajectory indices"),
-    ("dev", [0], r"unknown split 'dev'"),
-])
+@pytest.mark.parametrize(
+    "name, values, match",
+    [
+        ("val", [-1], r"split 'val' holds index -1, outside 0 to 2"),
+        ("test", [999], r"split 'test' holds index 999, outside 0 to 2"),
+        ("val", None, r"trajectory \d is in both the 'train' and the 'val' split"),
+        ("val", [1.5], r"split 'val' must be a list of whole trajectory indices"),
+        ("dev", [0], r"unknown split 'dev'"),
+    ],
+)
 def test_tampered_splits_are_refused_on_reading(dataset, capsys, name, values, match):
     with h5py.File(dataset, "r") as f:
         train = f["splits/train"][()]
@@ -250,18 +265,22 @@ class _Server:
             c.close()
 
 
-@pytest.mark.parametrize("reply, close, match", [
-    (None, False, r"no Dask scheduler answered within 3 s"),  # an HTTP server waits for a request
-    (b"SSH-2.0-OpenSSH_9.6\r\n", False, r"claims \d+ bytes, not a Dask handshake"),  # read as a length: EiB
-    (b"HTTP/1.1 400 Bad Request\r\n\r\n", True, r"not a Dask handshake|closed"),
-    (b"", True, r"connection was closed"),
-])
+@pytest.mark.parametrize(
+    "reply, close, match",
+    [
+        (None, False, r"no Dask scheduler answered within 3 s"),  # an HTTP server waits for a request
+        (b"SSH-2.0-OpenSSH_9.6\r\n", False, r"claims \d+ bytes, not a Dask handshake"),  # read as a length: EiB
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", True, r"not a Dask handshake|closed"),
+        (b"", True, r"connection was closed"),
+    ],
+)
 def test_a_scheduler_address_where_no_dask_scheduler_answers_fails_fast(tmp_path, capsys, reply, close, match):
     server = _Server(reply, close)
     try:
         start = time.monotonic()
-        code, _, err = run_cli(["generate", "cs2", "-n", "1", "-o", tmp_path / "g.h5",
-                                "--scheduler", f"tcp://127.0.0.1:{server.port}"], capsys)
+        code, _, err = run_cli(
+            ["generate", "cs2", "-n", "1", "-o", tmp_path / "g.h5", "--scheduler", f"tcp://127.0.0.1:{server.port}"], capsys
+        )
         elapsed = time.monotonic() - start
     finally:
         server.stop()
@@ -282,8 +301,14 @@ def test_a_real_scheduler_passes_the_probe(tmp_path):
 
     from molmovie._engine import connect as _connect
 
-    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", dashboard_address=None, silence_logs=logging.ERROR,
-                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
+    with LocalCluster(
+        n_workers=0,
+        processes=False,
+        protocol="tcp://",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+    ) as cluster:
         client = _connect(cluster.scheduler_address)
         try:
             assert client.scheduler_info()["address"] == cluster.scheduler_address
@@ -357,7 +382,11 @@ def test_the_readme_flow_with_two_runs_ends_in_one_line_not_an_index_error(tmp_p
     assert run_cli(["scatter", data, "--nq", "8"], capsys)[0] == 0
     assert run_cli(["train", data, "--method", "nearest", "-o", model], capsys)[0] == 0
     code, _, err = run_cli(["evaluate", model, data, "-o", tmp_path / "ev"], capsys)
-    assert_one_line_error(code, err, r"the test split of .*cs2.h5 is empty \(splits: train 1, val 1, test 0\); score another with --split train\|val\|all")
+    assert_one_line_error(
+        code,
+        err,
+        r"the test split of .*cs2.h5 is empty \(splits: train 1, val 1, test 0\); score another with --split train\|val\|all",
+    )
     assert not (tmp_path / "ev").exists()
 
 
@@ -366,7 +395,9 @@ def test_the_readme_flow_with_two_runs_ends_in_one_line_not_an_index_error(tmp_p
 
 def test_generate_checks_the_size_of_the_dataset_before_anything(tmp_path, capsys):
     code, _, err = run_cli(["generate", "cs2", "-n", str(10**12), "-o", tmp_path / "g.h5"], capsys)
-    assert_one_line_error(code, err, r"1000000000000 trajectories of \d+ frames of 3 atoms \(the dataset's positions\) needs .* PiB")
+    assert_one_line_error(
+        code, err, r"1000000000000 trajectories of \d+ frames of 3 atoms \(the dataset's positions\) needs .* PiB"
+    )
     assert files(tmp_path) == []
 
 
@@ -378,7 +409,9 @@ def test_padding_many_short_trajectories_to_a_long_one_is_bounded(monkeypatch):
     short = [Trajectory(("C", "S", "S"), np.arange(2) * 0.5, pos[:2], source=f"s{k}") for k in range(20)]
     assert ensemble_from_trajectories([long, *short[:2]]).positions.shape == (3, 20_000, 3, 3)  # 4.3 MB
     monkeypatch.setenv("MOLMOVIE_MAX_MEMORY", "10M")
-    with pytest.raises(InputError, match=r"^21 trajectories padded to the longest one's 20000 frames \(3 atoms\) needs 28\.8 MiB"):
+    with pytest.raises(
+        InputError, match=r"^21 trajectories padded to the longest one's 20000 frames \(3 atoms\) needs 28\.8 MiB"
+    ):
         ensemble_from_trajectories([long, *short])
 
 

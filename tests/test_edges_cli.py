@@ -94,8 +94,14 @@ def _commands(w):
         (["train", d, "--method", "nearest", "-o", d, "--force"], d),
         (["train", d, "--method", "nearest", "-o", t / "sub" / ".." / "d.h5", "--force"], d),
         (["import", x, "-o", x, "--force"], x),
-        (["import", w["runs"], "-o", w["runs"] / "TRAJ_00001" / "output.xyz", "--force"], w["runs"] / "TRAJ_00001" / "output.xyz"),
-        (["import", w["runs"], "-o", w["runs"] / "TRAJ_00002" / "output.lis", "--force"], w["runs"] / "TRAJ_00002" / "output.lis"),
+        (
+            ["import", w["runs"], "-o", w["runs"] / "TRAJ_00001" / "output.xyz", "--force"],
+            w["runs"] / "TRAJ_00001" / "output.xyz",
+        ),
+        (
+            ["import", w["runs"], "-o", w["runs"] / "TRAJ_00002" / "output.lis", "--force"],
+            w["runs"] / "TRAJ_00002" / "output.lis",
+        ),
         (["scatter", d, "-o", link, "--force"], d),
         (["evaluate", m, d, "-o", t, "--force"], d),
         (["evaluate", m, d, "-o", m, "--force"], m),
@@ -118,8 +124,24 @@ def test_ingest_refuses_its_beamline_file_as_output(tmp_path, capsys):
     src = tmp_path / "beam.npz"
     np.savez(src, q=np.linspace(1, 4, 5), delays=np.arange(4.0), dS=np.zeros((4, 5)))
     before = src.read_bytes()
-    code, _, err = run_cli(["ingest", src, "-o", src, "--force", "--q-units", "1/A", "--delay-units", "fs",
-                            "--signal-units", "fraction", "--kind", "difference"], capsys)
+    code, _, err = run_cli(
+        [
+            "ingest",
+            src,
+            "-o",
+            src,
+            "--force",
+            "--q-units",
+            "1/A",
+            "--delay-units",
+            "fs",
+            "--signal-units",
+            "fraction",
+            "--kind",
+            "difference",
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "is the input")
     assert src.read_bytes() == before
 
@@ -247,8 +269,13 @@ def _interrupt(tmp_path, phase: str, args, meanwhile=None, signum=signal.SIGINT)
     """Run ``molmovie ARGS`` stopped in ``phase`` (compute or write), call ``meanwhile()`` there, then press Ctrl-C."""
     ready = tmp_path / "ready"
     ready.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW, str(ready), phase, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": SRC})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW, str(ready), phase, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
     deadline = time.monotonic() + 60
     while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -277,9 +304,22 @@ def test_two_in_place_scatters_at_once_the_second_is_refused(work):
     before = snapshot(d)
 
     def second():
-        done = subprocess.run([sys.executable, "-c", "import sys; from molmovie.cli import main; main(sys.argv[1:])",
-                               "scatter", str(d), "--force", "--nq", "9"], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": SRC}, timeout=120)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from molmovie.cli import main; main(sys.argv[1:])",
+                "scatter",
+                str(d),
+                "--force",
+                "--nq",
+                "9",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": SRC},
+            timeout=120,
+        )
         return done.returncode, done.stderr
 
     code, err = _interrupt(work["dir"], "compute", ["scatter", d, "--force", "--nq", "20"], meanwhile=second)
@@ -324,11 +364,14 @@ def test_evaluate_into_a_folder_below_a_file_is_one_line(work, capsys):
     assert_one_line_error(code, err, r"d.h5 is a file, not a folder, so .*d.h5/x cannot be written")
 
 
-@pytest.mark.parametrize("setting, match", [
-    ("hidden=100000", r"The 'hidden' setting must be <= 8192; got 100000"),
-    ("latent_free=1000000000", r"The 'latent_free' setting must be <= 4096; got 1000000000"),
-    ("features=-3", r"The 'features' setting must be >= 1; got -3"),
-])
+@pytest.mark.parametrize(
+    "setting, match",
+    [
+        ("hidden=100000", r"The 'hidden' setting must be <= 8192; got 100000"),
+        ("latent_free=1000000000", r"The 'latent_free' setting must be <= 4096; got 1000000000"),
+        ("features=-3", r"The 'features' setting must be >= 1; got -3"),
+    ],
+)
 def test_train_refuses_a_network_too_large_to_build(work, capsys, setting, match):
     out = work["dir"] / "v.st"
     code, _, err = run_cli(["train", work["data"], "-o", out, "--set", setting], capsys)
@@ -340,7 +383,9 @@ def test_a_q_grid_that_makes_the_network_too_large_is_refused_before_building(mo
     from test_inversion import make_dataset
 
     monkeypatch.setenv("MOLMOVIE_MAX_MEMORY", "1M")
-    with pytest.raises(InputError, match=r"a VRNN with hidden=512, features=64 on 16 q points needs .* more than the limit of 1 MiB"):
+    with pytest.raises(
+        InputError, match=r"a VRNN with hidden=512, features=64 on 16 q points needs .* more than the limit of 1 MiB"
+    ):
         get_method("vrnn", hidden=512, epochs=1, device="cpu").fit(make_dataset(M=4, T=4))
 
 
@@ -351,8 +396,7 @@ def test_a_c2h4_model_on_cs2_data_says_so(work, capsys):
     rng = np.random.default_rng(0)
     base = np.array([[0, 0, 0.67], [0, 0, -0.67], [0, 0.92, 1.24], [0, -0.92, 1.24], [0, 0.92, -1.24], [0, -0.92, -1.24]])
     pos = base + 0.02 * rng.standard_normal((3, 8, 6, 3))
-    ens = Ensemble("C2H4", ("C", "C", "H", "H", "H", "H"), np.arange(8.0), pos, np.full(3, 8), np.zeros(3, bool),
-                   ["a", "b", "c"])
+    ens = Ensemble("C2H4", ("C", "C", "H", "H", "H", "H"), np.arange(8.0), pos, np.full(3, 8), np.zeros(3, bool), ["a", "b", "c"])
     ds = Dataset(ens, splits=make_splits(3, (1, 1, 1), seed=0))
     q = read_dataset(work["data"]).q
     spec = SignalSpec(q)
@@ -408,10 +452,29 @@ def test_ingest_checks_each_array_against_the_memory_limit_before_reading(tmp_pa
     src = tmp_path / "beam.npz"
     np.savez(src, q=np.linspace(1, 4, 50), delays=np.arange(40.0), dS=np.zeros((40, 50)))
     monkeypatch.setenv("MOLMOVIE_MAX_MEMORY", "4K")
-    code, _, err = run_cli(["ingest", src, "-o", tmp_path / "m.h5", "--q-units", "1/A", "--delay-units", "fs",
-                            "--signal-units", "fraction", "--kind", "difference"], capsys)
-    assert_one_line_error(code, err, r"beam.npz: dS \(.*shape \(40, 50\)\) needs 15.6 KiB of memory, more than the limit of 4 KiB "
-                                     r"\(set by MOLMOVIE_MAX_MEMORY\)")
+    code, _, err = run_cli(
+        [
+            "ingest",
+            src,
+            "-o",
+            tmp_path / "m.h5",
+            "--q-units",
+            "1/A",
+            "--delay-units",
+            "fs",
+            "--signal-units",
+            "fraction",
+            "--kind",
+            "difference",
+        ],
+        capsys,
+    )
+    assert_one_line_error(
+        code,
+        err,
+        r"beam.npz: dS \(.*shape \(40, 50\)\) needs 15.6 KiB of memory, more than the limit of 4 KiB "
+        r"\(set by MOLMOVIE_MAX_MEMORY\)",
+    )
     assert leftovers(tmp_path) == ["beam.npz"]
 
 

@@ -49,7 +49,11 @@ def test_noise_free_sparse_weights_recovered_without_the_ground_state_rows(small
     w = np.zeros(12)
     w[[1, 4, 7, 10]] = [0.4, 0.3, 0.2, 0.1]
     meas = _noise_free(small_basis, w, gamma=0.08, t0=-20.0, irf=50.0)
-    e = EnsembleFit(t0_range=(-60.0, 120.0), irf_range=(20.0, 200.0), bootstrap=0, ground_state=0.0).fit(meas, small_basis).result_.ensemble
+    e = (
+        EnsembleFit(t0_range=(-60.0, 120.0), irf_range=(20.0, 200.0), bootstrap=0, ground_state=0.0)
+        .fit(meas, small_basis)
+        .result_.ensemble
+    )
     np.testing.assert_allclose(e.weights, w, atol=2e-4)
     assert abs(e.gamma / 0.08 - 1) < 1e-3
     assert abs(e.t0 + 20.0) < 0.05 and abs(e.irf_fs - 50.0) < 0.1
@@ -90,8 +94,16 @@ def test_a_basis_of_another_model_shows_in_chi2(mismatch):
     """The experiment vibrates at 250-300 fs periods, the basis at 140-180 fs: the misfit is plain in χ²."""
     basis, _ = mismatch
     other = diatomic_ensemble(40, seed=3, period=(250.0, 300.0))
-    meas = simulate_measurement(other, q=np.linspace(0.5, 6.0, 60), delays=np.arange(-200.0, 1001.0, 20.0), gamma=0.05, t0=40.0,
-                                irf_fs=80.0, photons=1e6, seed=0)
+    meas = simulate_measurement(
+        other,
+        q=np.linspace(0.5, 6.0, 60),
+        delays=np.arange(-200.0, 1001.0, 20.0),
+        gamma=0.05,
+        t0=40.0,
+        irf_fs=80.0,
+        photons=1e6,
+        seed=0,
+    )
     res = get_measurement_method("ensemble", bootstrap=0).fit(meas, basis).result_
     # 1.36 here; with N = 3660 data a fit of the right model scatters by ±0.02 about 1
     assert res.reduced_chi2 > 1.2
@@ -136,7 +148,9 @@ def test_q_range_rule_signals_recomputed_from_positions(small_basis):
 
 
 def test_sigma_from_pre_t0(small_basis):
-    noisy = simulate_measurement(small_basis, q=Q_SMALL, delays=DELAYS_SMALL, gamma=0.05, t0=40.0, irf_fs=80.0, photons=1e6, seed=3)
+    noisy = simulate_measurement(
+        small_basis, q=Q_SMALL, delays=DELAYS_SMALL, gamma=0.05, t0=40.0, irf_fs=80.0, photons=1e6, seed=3
+    )
     res = EnsembleFit(sigma="pre-t0", bootstrap=0, t0_range=(-60.0, 120.0)).fit(replace(noisy, sigma=None), small_basis).result_
     assert res.sigma_source.startswith("pre-t0: std over the 6 delays")
     # estimated from 6 delays it scatters about the true σ = sqrt(1 + ΔS) / 1000
@@ -162,10 +176,27 @@ def test_the_profile_of_gamma_is_the_exact_parabola_of_the_unconstrained_least_s
     χ²_min + (γ − γ̂)² / σ_γ², σ_γ² = 1ᵀ (AᵀA)⁻¹ 1 (the least-squares variance of Σc); and the reported spread
     of γ is the law of total variance: the bootstrap's variance plus the profile's, Σ p_k (γ_k − γ̄)²."""
     basis = diatomic_ensemble(3, seed=11, dissociating=0.0)
-    meas = simulate_measurement(basis, q=Q_SMALL, delays=DELAYS_SMALL, weights=np.array([0.5, 0.3, 0.2]), gamma=0.05,
-                                t0=40.0, irf_fs=80.0, photons=1e6, seed=0)
-    fit = EnsembleFit(t0_range=(0.0, 80.0), irf_range=(40.0, 160.0), bootstrap=8, bootstrap_steps=0, resample_basis=False,
-                      ground_state=0.0, profile=41, seed=1).fit(meas, basis)
+    meas = simulate_measurement(
+        basis,
+        q=Q_SMALL,
+        delays=DELAYS_SMALL,
+        weights=np.array([0.5, 0.3, 0.2]),
+        gamma=0.05,
+        t0=40.0,
+        irf_fs=80.0,
+        photons=1e6,
+        seed=0,
+    )
+    fit = EnsembleFit(
+        t0_range=(0.0, 80.0),
+        irf_range=(40.0, 160.0),
+        bootstrap=8,
+        bootstrap_steps=0,
+        resample_basis=False,
+        ground_state=0.0,
+        profile=41,
+        seed=1,
+    ).fit(meas, basis)
     e = fit.result_.ensemble
     A, d = _weighted_design(meas, basis, e.t0, e.irf_fs)
     cov = np.linalg.inv(A.T @ A)
@@ -191,8 +222,17 @@ def test_the_profile_of_gamma_is_the_exact_parabola_of_the_unconstrained_least_s
 
 def test_without_the_profile_the_spreads_are_the_bootstraps():
     basis = diatomic_ensemble(3, seed=11, dissociating=0.0)
-    meas = simulate_measurement(basis, q=Q_SMALL, delays=DELAYS_SMALL, weights=np.array([0.5, 0.3, 0.2]), gamma=0.05,
-                                t0=40.0, irf_fs=80.0, photons=1e6, seed=0)
+    meas = simulate_measurement(
+        basis,
+        q=Q_SMALL,
+        delays=DELAYS_SMALL,
+        weights=np.array([0.5, 0.3, 0.2]),
+        gamma=0.05,
+        t0=40.0,
+        irf_fs=80.0,
+        photons=1e6,
+        seed=0,
+    )
     kw = dict(t0_range=(0.0, 80.0), irf_range=(40.0, 160.0), bootstrap=8, ground_state=0.0, seed=1)
     off = EnsembleFit(profile=0, **kw).fit(meas, basis).result_.ensemble
     on = EnsembleFit(**kw).fit(meas, basis).result_.ensemble

@@ -88,7 +88,9 @@ def test_noise_free_hole_at_the_true_t0_and_irf_is_exact(basis):
     """The Franck-Condon rows are off: this synthetic truth's excited molecules do not start where the removed ones were."""
     c, h = _known_hole()
     meas = hole_measurement(basis, c, h)
-    fit = get_measurement_method("ensemble", hole=True, bootstrap=0, ground_state=0.0, t0_range=(43.0, 43.0), irf_range=(70.0, 70.0)).fit(meas, basis)
+    fit = get_measurement_method(
+        "ensemble", hole=True, bootstrap=0, ground_state=0.0, t0_range=(43.0, 43.0), irf_range=(70.0, 70.0)
+    ).fit(meas, basis)
     res, e = fit.result_, fit.result_.ensemble
     assert res.converged, res.message
     np.testing.assert_array_equal(e.hole_trajectories, np.arange(16))
@@ -116,8 +118,13 @@ def test_noise_free_hole_with_t0_and_irf_searched(basis):
     """t0 and the IRF found to 0.01 fs; the hole's weights are the least determined (small vibrations look alike)."""
     c, h = _known_hole()
     meas = hole_measurement(basis, c, h)
-    e = get_measurement_method("ensemble", hole=True, bootstrap=0, ground_state=0.0, t0_range=(-60.0, 120.0),
-                               irf_range=(20.0, 200.0)).fit(meas, basis).result_.ensemble
+    e = (
+        get_measurement_method(
+            "ensemble", hole=True, bootstrap=0, ground_state=0.0, t0_range=(-60.0, 120.0), irf_range=(20.0, 200.0)
+        )
+        .fit(meas, basis)
+        .result_.ensemble
+    )
     assert abs(e.t0 - 43.0) < 0.01 and abs(e.irf_fs - 70.0) < 0.05
     np.testing.assert_allclose(e.weights * e.gamma, c, atol=2e-5)
     np.testing.assert_allclose(e.hole_weights, h, atol=5e-4)
@@ -128,8 +135,18 @@ def test_without_the_hole_the_depletion_is_not_expressed(basis):
     """The same data fitted with non-negative weights only: the misfit is plain."""
     c, h = _known_hole()
     meas = replace(hole_measurement(basis, c, h), sigma=np.full((DELAYS.size, Q.size), 1e-4))
-    with_hole = get_measurement_method("ensemble", hole=True, bootstrap=0, ground_state=0.0, t0_range=(-60.0, 120.0), irf_range=(20.0, 200.0)).fit(meas, basis).result_
-    without = get_measurement_method("ensemble", bootstrap=0, ground_state=0.0, t0_range=(-60.0, 120.0), irf_range=(20.0, 200.0)).fit(meas, basis).result_
+    with_hole = (
+        get_measurement_method(
+            "ensemble", hole=True, bootstrap=0, ground_state=0.0, t0_range=(-60.0, 120.0), irf_range=(20.0, 200.0)
+        )
+        .fit(meas, basis)
+        .result_
+    )
+    without = (
+        get_measurement_method("ensemble", bootstrap=0, ground_state=0.0, t0_range=(-60.0, 120.0), irf_range=(20.0, 200.0))
+        .fit(meas, basis)
+        .result_
+    )
     assert with_hole.reduced_chi2 < 1e-2 < 1.0 < without.reduced_chi2
 
 
@@ -153,7 +170,9 @@ def test_hole_bad_input(basis):
     with pytest.raises(InputError, match="ground_start"):
         get_measurement_method("ensemble", hole=True, bootstrap=0).fit(meas, diatomic_ensemble(12, seed=5))
     with pytest.raises(InputError, match="excited model"):
-        get_measurement_method("ensemble", hole=True, bootstrap=0).fit(meas, hole_basis(model={"name": "b-state", "excited": {"label": "B"}}))
+        get_measurement_method("ensemble", hole=True, bootstrap=0).fit(
+            meas, hole_basis(model={"name": "b-state", "excited": {"label": "B"}})
+        )
     with pytest.raises(InputError, match="regularize"):
         get_measurement_method("ensemble", hole=True, regularize="discrepancy")
     with pytest.raises(InputError, match="no excited basis"):
@@ -174,8 +193,16 @@ def test_birge_ratio_scales_the_spreads():
     """A basis of another vibration period (χ²_red > 1): the bootstrap noise grows by √χ²_red, and so do the spreads."""
     basis = diatomic_ensemble(60, seed=1)
     other = diatomic_ensemble(30, seed=3, period=(250.0, 300.0))
-    meas = simulate_measurement(other, q=np.linspace(0.5, 6.0, 40), delays=np.arange(-200.0, 1001.0, 25.0), gamma=0.05, t0=40.0,
-                                irf_fs=80.0, photons=1e6, seed=0)
+    meas = simulate_measurement(
+        other,
+        q=np.linspace(0.5, 6.0, 40),
+        delays=np.arange(-200.0, 1001.0, 25.0),
+        gamma=0.05,
+        t0=40.0,
+        irf_fs=80.0,
+        photons=1e6,
+        seed=0,
+    )
     kw = dict(bootstrap=30, seed=2, resample_basis=False, bootstrap_steps=0)
     scaled = get_measurement_method("ensemble", **kw).fit(meas, basis).result_
     plain = get_measurement_method("ensemble", birge=False, **kw).fit(meas, basis).result_
@@ -208,8 +235,24 @@ def test_cli_hole_end_to_end(basis, tmp_path, capsys):
     write_dataset(basis, tmp_path / "basis.h5")
     write_measurement(replace(meas, sigma=np.full(meas.dS.shape, 1e-4)), tmp_path / "meas.h5")
     out = tmp_path / "fit.h5"
-    code, stdout, err = run_cli(["fit", tmp_path / "meas.h5", "--basis", tmp_path / "basis.h5", "--hole", "--output", out,
-                                 "--figures", tmp_path / "figs", "--bootstrap", "4", "--set", "ground_state=0"], capsys)
+    code, stdout, err = run_cli(
+        [
+            "fit",
+            tmp_path / "meas.h5",
+            "--basis",
+            tmp_path / "basis.h5",
+            "--hole",
+            "--output",
+            out,
+            "--figures",
+            tmp_path / "figs",
+            "--bootstrap",
+            "4",
+            "--set",
+            "ground_state=0",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "hole: " in stdout
     e = read_fit(out).ensemble

@@ -25,7 +25,9 @@ def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fit")
     basis = diatomic_ensemble(30, seed=1)
     write_dataset(basis, folder / "basis.h5")
-    meas = simulate_measurement(diatomic_ensemble(20, seed=2), q=Q, delays=DELAYS, gamma=0.05, t0=30.0, irf_fs=70.0, photons=1e6, seed=0)
+    meas = simulate_measurement(
+        diatomic_ensemble(20, seed=2), q=Q, delays=DELAYS, gamma=0.05, t0=30.0, irf_fs=70.0, photons=1e6, seed=0
+    )
     write_measurement(meas, folder / "meas.h5")
     write_measurement(replace(meas, sigma=None, truth=None), folder / "nosigma.h5")
     write_dataset(diatomic_ensemble(4, seed=0, symbols=("Br", "Br")), folder / "br2.h5")
@@ -34,8 +36,26 @@ def files(tmp_path_factory):
 
 def test_ensemble_end_to_end(files, tmp_path, capsys):
     out = tmp_path / "ens.h5"
-    code, stdout, err = run_cli(["fit", files / "meas.h5", "--method", "ensemble", "--basis", files / "basis.h5", "--output", out,
-                                 "--figures", tmp_path / "figs", "--bootstrap", "8", "--seed", "2", "--t0-range=-100,150"], capsys)
+    code, stdout, err = run_cli(
+        [
+            "fit",
+            files / "meas.h5",
+            "--method",
+            "ensemble",
+            "--basis",
+            files / "basis.h5",
+            "--output",
+            out,
+            "--figures",
+            tmp_path / "figs",
+            "--bootstrap",
+            "8",
+            "--seed",
+            "2",
+            "--t0-range=-100,150",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "γ = " in stdout and "t0 = " in stdout and "IRF = " in stdout and "8 bootstrap replicates" in stdout
     res = read_fit(out)
@@ -52,15 +72,37 @@ def test_ensemble_end_to_end(files, tmp_path, capsys):
     with h5py.File(out, "r") as f:  # every array carries its unit
         assert f.attrs["format"] == "molmovie-fit"
         missing = []
-        f.visititems(lambda name, node: missing.append(name) if isinstance(node, h5py.Dataset) and "units" not in node.attrs
-                     and name.split("/")[-1] not in ("pair_labels", "channels", "pair_types", "symbols") else None)
+        f.visititems(
+            lambda name, node: (
+                missing.append(name)
+                if isinstance(node, h5py.Dataset)
+                and "units" not in node.attrs
+                and name.split("/")[-1] not in ("pair_labels", "channels", "pair_types", "symbols")
+                else None
+            )
+        )
         assert not missing
 
 
 def test_pdf_end_to_end(files, tmp_path, capsys):
     out = tmp_path / "pdf.h5"
-    code, stdout, err = run_cli(["fit", files / "meas.h5", "--method", "pdf", "--output", out, "--figures", tmp_path,
-                                 "--set", "r_max=6", "--regularize", "discrepancy"], capsys)
+    code, stdout, err = run_cli(
+        [
+            "fit",
+            files / "meas.h5",
+            "--method",
+            "pdf",
+            "--output",
+            out,
+            "--figures",
+            tmp_path,
+            "--set",
+            "r_max=6",
+            "--regularize",
+            "discrepancy",
+        ],
+        capsys,
+    )
     assert code == 0, err
     res = read_fit(out)
     assert res.pdf.pair_types == ("I-I",) and res.pdf.rule == "discrepancy" and res.pdf.r[-1] < 6
@@ -94,7 +136,10 @@ def test_result_file_round_trip(files, tmp_path):
         (["--method", "ensemble", "--basis", "{meas}"], "not a molmovie dataset"),
         (["--method", "pdf", "--bootstrap", "5"], "--bootstrap does not apply to the pdf method"),
         (["--method", "ensemble", "--basis", "{basis}", "--t0-range", "5"], "--t0-range must be two numbers"),
-        (["--method", "ensemble", "--basis", "{basis}", "--t0-range=-100,0", "--bootstrap", "0"], "did not converge: t0 = .* edge of its range"),
+        (
+            ["--method", "ensemble", "--basis", "{basis}", "--t0-range=-100,0", "--bootstrap", "0"],
+            "did not converge: t0 = .* edge of its range",
+        ),
         (["--method", "pdf", "--set", "penalty=smooth"], "'penalty' setting must be one of"),
     ],
 )

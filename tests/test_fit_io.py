@@ -37,8 +37,16 @@ def leftovers(folder: Path) -> list[str]:
 def made(tmp_path_factory):
     """A small simulated measurement (meas.h5) and the pdf fit of it (fit.h5), made once."""
     folder = tmp_path_factory.mktemp("fitio")
-    meas = simulate_measurement(diatomic_ensemble(10, seed=2), q=np.linspace(0.5, 6.0, 20), delays=np.arange(-100.0, 301.0, 50.0),
-                                gamma=0.05, t0=30.0, irf_fs=70.0, photons=1e6, seed=0)
+    meas = simulate_measurement(
+        diatomic_ensemble(10, seed=2),
+        q=np.linspace(0.5, 6.0, 20),
+        delays=np.arange(-100.0, 301.0, 50.0),
+        gamma=0.05,
+        t0=30.0,
+        irf_fs=70.0,
+        photons=1e6,
+        seed=0,
+    )
     write_measurement(meas, folder / "meas.h5")
     result = get_measurement_method("pdf", r_max=5.0).fit(meas).result_
     write_fit(result, folder / "fit.h5")
@@ -73,7 +81,9 @@ def test_a_full_disk_under_molmovie_fit_is_one_line_and_leaves_nothing(made, tmp
     out = tmp_path / "out"
     out.mkdir()
     monkeypatch.setattr("molmovie._guards._write_bytes", _half_then_full)
-    code, _, err = run_cli(["fit", made["dir"] / "meas.h5", "--method", "pdf", "--set", "r_max=5", "--output", out / "r.h5"], capsys)
+    code, _, err = run_cli(
+        ["fit", made["dir"] / "meas.h5", "--method", "pdf", "--set", "r_max=5", "--output", out / "r.h5"], capsys
+    )
     assert_one_line_error(code, err, f"no space left on device writing {out / 'r.h5'}$")
     assert leftovers(out) == []
 
@@ -88,8 +98,9 @@ def test_a_real_full_disk_while_writing_a_fit_is_one_line_not_a_crash(made, near
         f"    write_fit(result, {str(target)!r})\n"
         "except InputError as exc:\n    print(exc)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC},
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC}, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"no space left on device writing {target}"
     assert done.stderr == ""
@@ -115,28 +126,49 @@ def test_a_fit_header_claiming_a_huge_array_is_refused_before_reading(fit_copy, 
 def test_a_fit_whose_version_is_not_a_whole_number_is_one_line(fit_copy, value):
     with h5py.File(fit_copy, "a") as f:
         f.attrs["version"] = value
-    with pytest.raises(InputError, match=rf"^{fit_copy}: damaged molmovie fit result \(version must be a whole number >= 0; got "):
+    with pytest.raises(
+        InputError, match=rf"^{fit_copy}: damaged molmovie fit result \(version must be a whole number >= 0; got "
+    ):
         read_fit(fit_copy)
 
 
 def test_a_fit_of_a_newer_version_or_another_format_is_one_line(made, fit_copy):
     with h5py.File(fit_copy, "a") as f:
         f.attrs["version"] = 2
-    with pytest.raises(InputError, match=rf"^{fit_copy}: molmovie fit result format version 2 is newer than this molmovie reads \(1\); upgrade"):
+    with pytest.raises(
+        InputError, match=rf"^{fit_copy}: molmovie fit result format version 2 is newer than this molmovie reads \(1\); upgrade"
+    ):
         read_fit(fit_copy)
     meas = made["dir"] / "meas.h5"
     with pytest.raises(InputError, match=rf"^{meas}: not a molmovie fit result \(no format='molmovie-fit' attribute\)$"):
         read_fit(meas)
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda f: f.attrs.__setitem__("chi2", "abc"), r"damaged molmovie fit result \(could not convert string to float: 'abc'\)"),
-    (lambda f: f.attrs.__setitem__("settings", "[1, 2]"), r"damaged molmovie fit result \(settings and provenance must be JSON objects\)"),
-    (lambda f: (f.__delitem__("q"), f.create_dataset("q", data=np.array([b"0.5"] * 20)).attrs.__setitem__("units", "1/Angstrom")),
-     r"damaged molmovie fit result \(/q holds \|S3 values, not numbers\)"),
-    (lambda f: f["delays"].attrs.__setitem__("units", "ps"), r"damaged molmovie fit result \(/delays is not an array in 'fs'\)"),
-    (lambda f: f.__delitem__("pdf/r"), r"damaged molmovie fit result \(no array /pdf/r\)"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            lambda f: f.attrs.__setitem__("chi2", "abc"),
+            r"damaged molmovie fit result \(could not convert string to float: 'abc'\)",
+        ),
+        (
+            lambda f: f.attrs.__setitem__("settings", "[1, 2]"),
+            r"damaged molmovie fit result \(settings and provenance must be JSON objects\)",
+        ),
+        (
+            lambda f: (
+                f.__delitem__("q"),
+                f.create_dataset("q", data=np.array([b"0.5"] * 20)).attrs.__setitem__("units", "1/Angstrom"),
+            ),
+            r"damaged molmovie fit result \(/q holds \|S3 values, not numbers\)",
+        ),
+        (
+            lambda f: f["delays"].attrs.__setitem__("units", "ps"),
+            r"damaged molmovie fit result \(/delays is not an array in 'fs'\)",
+        ),
+        (lambda f: f.__delitem__("pdf/r"), r"damaged molmovie fit result \(no array /pdf/r\)"),
+    ],
+)
 def test_a_damaged_fit_is_one_line(fit_copy, edit, match):
     with h5py.File(fit_copy, "a") as f:
         edit(f)

@@ -12,7 +12,9 @@ from _fixtures import assert_one_line_error, run_cli
 
 def test_generate_c2h4_writes_a_dataset(tmp_path, capsys):
     out = tmp_path / "c2h4.h5"
-    code, stdout, err = run_cli(["generate", "c2h4", "--trajectories", "2", "--output", out, "--workers", "1", "--seed", "4", "--splits", "1,1,0"], capsys)
+    code, stdout, err = run_cli(
+        ["generate", "c2h4", "--trajectories", "2", "--output", out, "--workers", "1", "--seed", "4", "--splits", "1,1,0"], capsys
+    )
     assert code == 0, err
     assert "2 trajectories of c2h4" in stdout and "energy drift max" in stdout
     ds = read_dataset(out)

@@ -202,8 +202,13 @@ def test_the_lock_excludes_another_process(tmp_path):
         "import sys, time; from molmovie._guards import output_lock\n"
         f"with output_lock({str(out)!r}):\n    print('locked', flush=True); sys.stdin.readline()\n"
     )
-    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": SRC})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(InputError, match="another molmovie run is writing"):
@@ -219,14 +224,20 @@ def test_the_lock_excludes_another_process(tmp_path):
 # --------------------------------------------------------------------------- disk errors
 
 
-@pytest.mark.parametrize("err, reason", [
-    (OSError(errno.ENOSPC, "No space left on device"), "no space left on device"),
-    (OSError(errno.EDQUOT, "Disk quota exceeded"), "disk quota exceeded"),
-    (OSError(errno.EROFS, "Read-only file system"), "read-only file system"),
-    (OSError(errno.EACCES, "Permission denied"), "permission denied"),
-    # HDF5 puts the C errno in its message
-    (OSError("Can't write data (file write failed: errno = 28, error message = 'No space left on device')"), "no space left on device"),
-])
+@pytest.mark.parametrize(
+    "err, reason",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "no space left on device"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "disk quota exceeded"),
+        (OSError(errno.EROFS, "Read-only file system"), "read-only file system"),
+        (OSError(errno.EACCES, "Permission denied"), "permission denied"),
+        # HDF5 puts the C errno in its message
+        (
+            OSError("Can't write data (file write failed: errno = 28, error message = 'No space left on device')"),
+            "no space left on device",
+        ),
+    ],
+)
 def test_disk_errors_become_one_line_and_leave_no_temporary_file(data, err, reason):
     with pytest.raises(WriteError, match=rf"^{reason} writing .*data\.h5$"):
         with atomic_write(data) as tmp:
@@ -258,8 +269,9 @@ def test_a_full_disk_under_hdf5_is_one_line_not_a_crash(full_disk):
         "        f.create_dataset('x', data=np.random.default_rng(0).random(200_000), compression='gzip')\n"
         "except WriteError as exc:\n    print(exc)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC},
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC}, timeout=60
+    )
     assert done.returncode == 0, done.stderr  # HDF5 writing to the full disk itself dies with SIGSEGV (-11)
     assert done.stdout.strip() == f"no space left on device writing {old}"
     assert done.stderr == ""

@@ -81,8 +81,13 @@ def test_a_network_larger_than_its_file_is_refused_before_it_is_built(models, tm
         "    except InputError as exc:\n        print(exc)\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, *map(str, forged.values())], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": SRC}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, forged.values())],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        timeout=120,
+    )
     assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
     *lines, grown_mb = done.stdout.splitlines()
     assert int(grown_mb) < 100  # MB of peak memory beyond loading the real model
@@ -111,11 +116,14 @@ def test_a_model_version_that_is_not_a_whole_number_is_one_line(models, tmp_path
         read_model_file(bad)
 
 
-@pytest.mark.parametrize("value, match", [
-    (-1, r"The 'memory_mb' setting must be > 0; got -1"),
-    (0, r"The 'memory_mb' setting must be > 0; got 0"),
-    ("lots", r"The 'memory_mb' setting must be a number; got 'lots'"),
-])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (-1, r"The 'memory_mb' setting must be > 0; got -1"),
+        (0, r"The 'memory_mb' setting must be > 0; got 0"),
+        ("lots", r"The 'memory_mb' setting must be a number; got 'lots'"),
+    ],
+)
 def test_nearest_settings_are_checked_on_loading(models, tmp_path, value, match):
     bad = forge(models / "nearest.st", tmp_path / "m.st", _setting("memory_mb", value))
     with pytest.raises(InputError, match=match):
@@ -154,8 +162,12 @@ json_values = st.recursive(
 
 
 @QUICK
-@given(which=st.sampled_from(["vrnn.st", "nearest.st"]), path=st.lists(st.text(max_size=12), min_size=1, max_size=3),
-       value=json_values, data=st.data())
+@given(
+    which=st.sampled_from(["vrnn.st", "nearest.st"]),
+    path=st.lists(st.text(max_size=12), min_size=1, max_size=3),
+    value=json_values,
+    data=st.data(),
+)
 def test_any_edit_of_a_model_header_loads_or_is_one_input_error(models, tmp_path_factory, which, path, value, data):
     src = models / which
     with safe_open(str(src), framework="np") as f:
@@ -186,12 +198,17 @@ def test_any_edit_of_a_model_header_loads_or_is_one_input_error(models, tmp_path
 
 
 @QUICK
-@given(name=st.sampled_from(["q", "x_mean", "net.enc_hc.weight", "pair_perms", "y_std"]),
-       dtype=st.sampled_from([np.float32, np.float64, np.int64, np.int8, np.uint8, np.float16]),
-       shape=st.lists(st.integers(0, 5), max_size=3), fill=st.sampled_from([0.0, 1.0, np.nan, np.inf, -1.0, 1e300]))
+@given(
+    name=st.sampled_from(["q", "x_mean", "net.enc_hc.weight", "pair_perms", "y_std"]),
+    dtype=st.sampled_from([np.float32, np.float64, np.int64, np.int8, np.uint8, np.float16]),
+    shape=st.lists(st.integers(0, 5), max_size=3),
+    fill=st.sampled_from([0.0, 1.0, np.nan, np.inf, -1.0, 1e300]),
+)
 def test_any_replaced_model_array_loads_or_is_one_input_error(models, tmp_path_factory, name, dtype, shape, fill):
     def replace(t):
-        t[name] = np.full(shape, fill).astype(dtype) if np.isfinite(fill) or np.dtype(dtype).kind == "f" else np.zeros(shape, dtype)
+        t[name] = (
+            np.full(shape, fill).astype(dtype) if np.isfinite(fill) or np.dtype(dtype).kind == "f" else np.zeros(shape, dtype)
+        )
 
     with np.errstate(all="ignore"):
         bad = forge(models / "vrnn.st", tmp_path_factory.mktemp("a") / "m.st", arrays=replace)
@@ -203,6 +220,7 @@ def test_any_replaced_model_array_loads_or_is_one_input_error(models, tmp_path_f
 
 def test_a_model_without_any_pair_permutation_is_one_input_error(models, tmp_path):
     """Found by the property test above: an empty (0, P) 'pair_perms' reached numpy's min() of nothing."""
+
     def replace(t):
         t["pair_perms"] = np.zeros((0, t["pair_perms"].shape[1]), dtype=np.int64)
 
@@ -219,19 +237,35 @@ def dataset_file(tmp_path_factory):
     return write_dataset(make_dataset(M=4, T=5, Q=6), tmp_path_factory.mktemp("d") / "d.h5")
 
 
-_NODES = ["time", "atoms/symbols", "trajectories/positions", "trajectories/length", "trajectories/dissociated",
-          "trajectories/source", "signals/q", "signals/dS", "signals/I_ref", "splits/train", "splits/val"]
+_NODES = [
+    "time",
+    "atoms/symbols",
+    "trajectories/positions",
+    "trajectories/length",
+    "trajectories/dissociated",
+    "trajectories/source",
+    "signals/q",
+    "signals/dS",
+    "signals/I_ref",
+    "splits/train",
+    "splits/val",
+]
 
 
 @QUICK
-@given(node=st.sampled_from(_NODES),
-       replacement=st.one_of(
-           st.just(None),
-           st.builds(lambda shape, fill: np.full(shape, fill), st.lists(st.integers(0, 4), max_size=4),
-                     st.sampled_from([0.0, -1.0, 2.5, np.nan, np.inf, 1e300])),
-           st.builds(lambda n: np.array([b"x"] * n), st.integers(0, 4)),
-           st.builds(lambda n: np.arange(n) - 2, st.integers(0, 8)),
-       ))
+@given(
+    node=st.sampled_from(_NODES),
+    replacement=st.one_of(
+        st.just(None),
+        st.builds(
+            lambda shape, fill: np.full(shape, fill),
+            st.lists(st.integers(0, 4), max_size=4),
+            st.sampled_from([0.0, -1.0, 2.5, np.nan, np.inf, 1e300]),
+        ),
+        st.builds(lambda n: np.array([b"x"] * n), st.integers(0, 4)),
+        st.builds(lambda n: np.arange(n) - 2, st.integers(0, 8)),
+    ),
+)
 def test_any_replaced_dataset_array_reads_or_is_one_input_error(dataset_file, tmp_path_factory, node, replacement):
     path = tmp_path_factory.mktemp("m") / "d.h5"
     path.write_bytes(dataset_file.read_bytes())
@@ -246,8 +280,15 @@ def test_any_replaced_dataset_array_reads_or_is_one_input_error(dataset_file, tm
 
 
 @QUICK
-@given(name=st.sampled_from(["format", "version", "molecule", "provenance"]),
-       value=st.one_of(st.text(st.characters(blacklist_characters="\x00"), max_size=10), st.integers(-5, 5), st.floats(allow_nan=True), st.binary(min_size=1, max_size=6)))
+@given(
+    name=st.sampled_from(["format", "version", "molecule", "provenance"]),
+    value=st.one_of(
+        st.text(st.characters(blacklist_characters="\x00"), max_size=10),
+        st.integers(-5, 5),
+        st.floats(allow_nan=True),
+        st.binary(min_size=1, max_size=6),
+    ),
+)
 def test_any_edited_dataset_attribute_reads_or_is_one_input_error(dataset_file, tmp_path_factory, name, value):
     path = tmp_path_factory.mktemp("a") / "d.h5"
     path.write_bytes(dataset_file.read_bytes())
@@ -321,8 +362,11 @@ def measurement_file(tmp_path_factory):
 
 _ARRAYS = st.one_of(
     st.just(None),
-    st.builds(lambda shape, fill: np.full(shape, fill), st.lists(st.integers(0, 7), max_size=3),
-              st.sampled_from([0.0, -1.0, 2.5, np.nan, np.inf])),
+    st.builds(
+        lambda shape, fill: np.full(shape, fill),
+        st.lists(st.integers(0, 7), max_size=3),
+        st.sampled_from([0.0, -1.0, 2.5, np.nan, np.inf]),
+    ),
     st.builds(lambda n: np.array([b"1.5"] * n), st.integers(0, 6)),
     st.builds(lambda n: np.arange(n) - 1, st.integers(0, 8)),
 )
@@ -349,8 +393,11 @@ def test_any_minimal_signals_file_reads_or_is_one_input_error(tmp_path_factory, 
 
 
 @QUICK
-@given(node=st.sampled_from(["q", "delays", "dS", "sigma", "atoms/symbols"]), replacement=_ARRAYS,
-       units=st.sampled_from([None, "1/Angstrom", "fs", "fraction", "percent"]))
+@given(
+    node=st.sampled_from(["q", "delays", "dS", "sigma", "atoms/symbols"]),
+    replacement=_ARRAYS,
+    units=st.sampled_from([None, "1/Angstrom", "fs", "fraction", "percent"]),
+)
 def test_any_measurement_file_reads_or_is_one_input_error(measurement_file, tmp_path_factory, node, replacement, units):
     from molmovie.io.measurement import read_measurement
 

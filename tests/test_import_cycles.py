@@ -7,6 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
 def _tool():
     spec = importlib.util.spec_from_file_location("import_cycles", ROOT / "tools" / "import_cycles.py")
     module = importlib.util.module_from_spec(spec)

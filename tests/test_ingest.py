@@ -122,7 +122,9 @@ def test_sigma_propagation_matches_monte_carlo(anisotropic):
     if anisotropic:
         iso = 500.0 * (1 + 0.05 * rng.random((T, Qn)))
         iso_s = 0.01 * iso
-    _, sigma = difference_signal(I, s**2, reference_rows=rows, isotropic=iso, isotropic_variance=None if iso_s is None else iso_s**2)
+    _, sigma = difference_signal(
+        I, s**2, reference_rows=rows, isotropic=iso, isotropic_variance=None if iso_s is None else iso_s**2
+    )
     draws = I + s * rng.standard_normal((n, T, Qn))
     if anisotropic:
         iso_draws = iso + iso_s * rng.standard_normal((n, T, Qn))
@@ -160,8 +162,13 @@ def test_unit_conversions_are_exact(tmp_path):
     np.testing.assert_allclose(bohr.q, Q, rtol=1e-15)
     assert BOHR == 0.529177210903
     # a ready ΔS in percent, with standard deviations in percent
-    pct = ingest(_npz(tmp_path, intensity=100 * _true_dS(), std=np.full((7, 8), 0.5)), q_units="1/nm", delay_units="fs",
-                 kind="difference", signal_units="percent")
+    pct = ingest(
+        _npz(tmp_path, intensity=100 * _true_dS(), std=np.full((7, 8), 0.5)),
+        q_units="1/nm",
+        delay_units="fs",
+        kind="difference",
+        signal_units="percent",
+    )
     np.testing.assert_allclose(pct.dS, _true_dS(), rtol=1e-15)
     np.testing.assert_allclose(pct.sigma, 0.005, rtol=1e-15)
     assert pct.provenance["reference"] == "given" and pct.provenance["units_read"]["signal"] == "percent"
@@ -206,8 +213,25 @@ def test_qrange_mask_and_molecule(tmp_path):
 
 def test_ingest_and_show_commands(tmp_path, capsys):
     out, fig = tmp_path / "m.h5", tmp_path / "m.png"
-    code, stdout, err = run_cli(["ingest", _h5(tmp_path), "-o", out, "--q-units", "1/A", "--delay-units", "ps",
-                                 "--t0", "2", "--qmin", "1", "--symbols", "I I"], capsys)
+    code, stdout, err = run_cli(
+        [
+            "ingest",
+            _h5(tmp_path),
+            "-o",
+            out,
+            "--q-units",
+            "1/A",
+            "--delay-units",
+            "ps",
+            "--t0",
+            "2",
+            "--qmin",
+            "1",
+            "--symbols",
+            "I I",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "pre-t0 mean of 3 delays" in stdout and "7 delays -200 to 1000 fs" in stdout
     m = read_measurement(out)
@@ -232,19 +256,41 @@ def _bad_cases(tmp_path):
     units = ["--q-units", "1/A", "--delay-units", "ps"]
     return {
         "no q axis": (["ingest", _h5(tmp_path, "a.h5", Q=None, k=Q)] + units, "no q axis found; give --q-path"),
-        "delays not increasing": (["ingest", _h5(tmp_path, "b.h5", timebins=shuffled)] + units + ["--t0", "2"],
-                                  "delays must be finite and strictly increasing"),
+        "delays not increasing": (
+            ["ingest", _h5(tmp_path, "b.h5", timebins=shuffled)] + units + ["--t0", "2"],
+            "delays must be finite and strictly increasing",
+        ),
         "no delay before t0": (["ingest", _h5(tmp_path)] + units + ["--t0", "1.5"], "no delay before 1.5 ps"),
         "negative variance": (["ingest", _h5(tmp_path, "c.h5", variance=neg)] + units + ["--t0", "2"], "negative variance"),
-        "NaN in the q range": (["ingest", _h5(tmp_path, "d.h5", mean=nan)] + units + ["--t0", "2"], "NaN or inf in the chosen q range"),
-        "empty q range": (["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--qmin", "5", "--qmax", "6"], "no q point of the file lies in 5 to 6"),
-        "inverted q range": (["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--qmin", "3", "--qmax", "2"], "the q range is empty"),
-        "Legendre order not in file": (["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--legendre", "4"],
-                                       r"Legendre order 4 is not in the file \(orders there: 0, 2\)"),
-        "unknown q units": (["ingest", _h5(tmp_path), "--q-units", "1/furlong", "--delay-units", "ps", "--t0", "2"], "unknown units '1/furlong' for q"),
-        "units not in the file": (["ingest", _h5(tmp_path), "--q-units", "1/A", "--t0", "2"], "does not say the units of the delays; give --delay-units"),
+        "NaN in the q range": (
+            ["ingest", _h5(tmp_path, "d.h5", mean=nan)] + units + ["--t0", "2"],
+            "NaN or inf in the chosen q range",
+        ),
+        "empty q range": (
+            ["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--qmin", "5", "--qmax", "6"],
+            "no q point of the file lies in 5 to 6",
+        ),
+        "inverted q range": (
+            ["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--qmin", "3", "--qmax", "2"],
+            "the q range is empty",
+        ),
+        "Legendre order not in file": (
+            ["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--legendre", "4"],
+            r"Legendre order 4 is not in the file \(orders there: 0, 2\)",
+        ),
+        "unknown q units": (
+            ["ingest", _h5(tmp_path), "--q-units", "1/furlong", "--delay-units", "ps", "--t0", "2"],
+            "unknown units '1/furlong' for q",
+        ),
+        "units not in the file": (
+            ["ingest", _h5(tmp_path), "--q-units", "1/A", "--t0", "2"],
+            "does not say the units of the delays; give --delay-units",
+        ),
         "unknown molecule": (["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--molecule", "iodine"], "give --symbols"),
-        "text with Legendre": (["ingest", _text(tmp_path / "t.txt", mean[0].T)] + units + ["--legendre", "2"], "Legendre order 2 is not in the file"),
+        "text with Legendre": (
+            ["ingest", _text(tmp_path / "t.txt", mean[0].T)] + units + ["--legendre", "2"],
+            "Legendre order 2 is not in the file",
+        ),
         "NPZ without q": (["ingest", _npz_noq(tmp_path)] + units, "no q axis found"),
     }
 
@@ -257,9 +303,21 @@ def _npz_noq(tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["no q axis", "delays not increasing", "no delay before t0", "negative variance", "NaN in the q range", "empty q range",
-     "inverted q range", "Legendre order not in file", "unknown q units", "units not in the file", "unknown molecule",
-     "text with Legendre", "NPZ without q"],
+    [
+        "no q axis",
+        "delays not increasing",
+        "no delay before t0",
+        "negative variance",
+        "NaN in the q range",
+        "empty q range",
+        "inverted q range",
+        "Legendre order not in file",
+        "unknown q units",
+        "units not in the file",
+        "unknown molecule",
+        "text with Legendre",
+        "NPZ without q",
+    ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, case):
     args, match = _bad_cases(tmp_path)[case]
@@ -284,7 +342,9 @@ def test_existing_output_and_input_as_output_are_refused(tmp_path, capsys):
     assert_one_line_error(*run_cli(["ingest", src, "-o", out] + args, capsys)[::2], match="exists; use --force")
     assert out.read_bytes() == b"keep"
     before = src.read_bytes()
-    assert_one_line_error(*run_cli(["ingest", src, "-o", src, "--force"] + args, capsys)[::2], match="is the input .*; write to another file")
+    assert_one_line_error(
+        *run_cli(["ingest", src, "-o", src, "--force"] + args, capsys)[::2], match="is the input .*; write to another file"
+    )
     assert src.read_bytes() == before
 
 
@@ -292,8 +352,9 @@ def test_show_refuses_a_dataset_and_a_bad_suffix(tmp_path, capsys):
     m = tmp_path / "m.h5"
     assert run_cli(["ingest", _h5(tmp_path), "-o", m, "--q-units", "1/A", "--delay-units", "ps", "--t0", "2"], capsys)[0] == 0
     assert_one_line_error(*run_cli(["show", m, "-o", tmp_path / "f.jpg"], capsys)[::2], match="must be .png, .pdf or .svg")
-    assert_one_line_error(*run_cli(["show", _h5(tmp_path, "raw.h5"), "-o", tmp_path / "f.png"], capsys)[::2],
-                          match="not a molmovie measurement")
+    assert_one_line_error(
+        *run_cli(["show", _h5(tmp_path, "raw.h5"), "-o", tmp_path / "f.png"], capsys)[::2], match="not a molmovie measurement"
+    )
     assert not (tmp_path / "f.png").exists()
 
 
@@ -322,8 +383,22 @@ def test_npz_header_claiming_more_than_stored_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------- the real I2 measurement
 
-I2_COMMAND = ["--q-units", "1/A", "--delay-units", "ps", "--t0", "2.376", "--reference-before", "2.35",
-              "--qmin", "1.0", "--qmax", "3.5", "--molecule", "I2"]
+I2_COMMAND = [
+    "--q-units",
+    "1/A",
+    "--delay-units",
+    "ps",
+    "--t0",
+    "2.376",
+    "--reference-before",
+    "2.35",
+    "--qmin",
+    "1.0",
+    "--qmax",
+    "3.5",
+    "--molecule",
+    "I2",
+]
 
 
 def test_i2_measurement_is_zero_within_sigma_before_time_zero(tmp_path, capsys):

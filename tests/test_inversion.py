@@ -236,7 +236,16 @@ def test_vrnn_seed_matters_and_fit_leaves_global_rng_alone(data):
 
 BAD_SETTINGS = {
     "nearest": [dict(memory_mb=0), dict(memory_mb="big")],
-    "nearest-viterbi": [dict(k=0), dict(k=2.5), dict(k=1001), dict(lam=-1.0), dict(lam=float("nan")), dict(lam=1e7), dict(symmetry="yes"), dict(memory_mb=0)],
+    "nearest-viterbi": [
+        dict(k=0),
+        dict(k=2.5),
+        dict(k=1001),
+        dict(lam=-1.0),
+        dict(lam=float("nan")),
+        dict(lam=1e7),
+        dict(symmetry="yes"),
+        dict(memory_mb=0),
+    ],
     "vrnn": [
         dict(hidden=0),
         dict(hidden=2.5),

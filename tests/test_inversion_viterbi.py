@@ -47,7 +47,9 @@ def test_k_nearest_equals_brute_force_with_ties(seed):
     library[40:52] = library[7]  # twelve exact duplicates: more than k, ties to the lowest rows
     library[200] = library[100] + 1e-12  # near-ties far below the float64 bound
     library[-1] = 3.0  # one large frame loosens the bound for everyone
-    query = np.concatenate([library[[7, 100, 200]], library[rng.integers(0, 300, 20)] + 1e-9, 0.05 * rng.standard_normal((20, 12))])
+    query = np.concatenate(
+        [library[[7, 100, 200]], library[rng.integers(0, 300, 20)] + 1e-9, 0.05 * rng.standard_normal((20, 12))]
+    )
     want_index, want_ssr = brute_k(query, library, 5)
     for memory_mb in (1e-3, 0.05, 256.0):  # one query per block, several blocks, one block
         index, ssr = nearest_k_frames(query, library, 5, memory_mb=memory_mb)
@@ -153,7 +155,9 @@ def test_with_relabelling_the_path_is_the_optimum_over_candidates_and_mirror_ima
         best = min(path_cost(u, states, 1.0, np.array(p)) for p in itertools.product(range(6), repeat=L))
         assert path_cost(u, states, 1.0, chosen) == pytest.approx(best, rel=1e-12)
         # the library's distances, divided by d and multiplied by it again here: two roundings
-        np.testing.assert_allclose(pred[m, :L], states[np.arange(L), chosen] * np.sqrt(sym.jump_scale_), rtol=2 * np.finfo(float).eps, atol=0)
+        np.testing.assert_allclose(
+            pred[m, :L], states[np.arange(L), chosen] * np.sqrt(sym.jump_scale_), rtol=2 * np.finfo(float).eps, atol=0
+        )
         # more states can only lower the least cost
         p_index, _, _ = plain.decode(test.dS[m : m + 1], q=test.q, lengths=lengths[m : m + 1])
         p_chosen = np.array([2 * list(c[t]).index(p_index[0, t]) for t in range(L)])
@@ -190,11 +194,17 @@ def test_bad_settings_through_the_cli_are_one_line(tmp_path, capsys):
     ds = make_dataset(M=8, T=6, Q=8)
     data = write_dataset(ds, tmp_path / "cs2.h5")
     model = tmp_path / "v.safetensors"
-    for bad, words in (("k=0", "'k' setting must be >= 1"), ("lam=-2", "'lam' setting must be >= 0"), ("k=3.5", "'k' setting must be a whole number")):
+    for bad, words in (
+        ("k=0", "'k' setting must be >= 1"),
+        ("lam=-2", "'lam' setting must be >= 0"),
+        ("k=3.5", "'k' setting must be a whole number"),
+    ):
         code, _, err = run_cli(["train", data, "--method", "nearest-viterbi", "-o", model, "--set", bad], capsys)
         assert_one_line_error(code, err, words)
         assert not model.exists()
-    code, out, err = run_cli(["train", data, "--method", "nearest-viterbi", "-o", model, "--set", "k=3", "--set", "lam=0.5"], capsys)
+    code, out, err = run_cli(
+        ["train", data, "--method", "nearest-viterbi", "-o", model, "--set", "k=3", "--set", "lam=0.5"], capsys
+    )
     assert code == 0, err
     assert load_method(model).get_params() == {"k": 3, "lam": 0.5, "symmetry": "auto", "memory_mb": 256.0}
 

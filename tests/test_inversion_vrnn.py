@@ -115,7 +115,9 @@ def test_early_stopping_keeps_the_best_epoch():
     ds = make_dataset(M=20, T=8, Q=10)
     train, val = ds.split("train"), ds.split("val")
     seen = []
-    model = VRNN(**dict(TINY, epochs=12, patience=2, lr=0.05)).fit(train, val, progress=lambda done, info: seen.append((done, info)))
+    model = VRNN(**dict(TINY, epochs=12, patience=2, lr=0.05)).fit(
+        train, val, progress=lambda done, info: seen.append((done, info))
+    )
     val_losses = [h["val_loss"] for h in model.history_]
     assert [d for d, _ in seen] == list(range(1, len(model.history_) + 1)) and len(seen) <= 12
     assert model.best_epoch_ == int(np.argmin(val_losses)) + 1
@@ -186,7 +188,9 @@ def test_physics_frames_subset():
     assert physics_frames(5, 5) is None and physics_frames(40, 0) is None
     ds = make_dataset(M=8, T=10, Q=12, dissociate=0.5)
     seen = []
-    VRNN(**dict(TINY, physics=0.5, physics_frames=3, physics_warmup=0, epochs=1)).fit(ds, ds, progress=lambda d, info: seen.append(info))
+    VRNN(**dict(TINY, physics=0.5, physics_frames=3, physics_warmup=0, epochs=1)).fit(
+        ds, ds, progress=lambda d, info: seen.append(info)
+    )
     assert seen[0]["phys"] > 0 and np.isfinite(seen[0]["val_loss"])
 
 

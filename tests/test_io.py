@@ -86,7 +86,9 @@ def test_simulate_returns_the_spec_with_the_signals_simulate_signals_made():
     np.testing.assert_array_equal(dS, old[0])
     np.testing.assert_array_equal(I_ref, old[1])
     # a Generator as seed still works (the spec records no seed then)
-    rng = simulate_signals(ds.symbols, ds.positions, ds.length, ds.time, Q, reference="ground", photons=1e5, seed=np.random.default_rng(7))
+    rng = simulate_signals(
+        ds.symbols, ds.positions, ds.length, ds.time, Q, reference="ground", photons=1e5, seed=np.random.default_rng(7)
+    )
     np.testing.assert_array_equal(rng[0], dS)
 
 
@@ -158,8 +160,17 @@ def test_the_file_functions_live_in_io_and_the_dataset_type_below_it():
     # the dataset module no longer hands out io's names (that made datasets <-> io an import circle)
     from molmovie import datasets, io
 
-    for old in ("read_dataset", "write_dataset", "atomic_path", "check_output", "read_signals", "write_inversion",
-                "FORMAT", "VERSION", "INVERSION_FORMAT"):
+    for old in (
+        "read_dataset",
+        "write_dataset",
+        "atomic_path",
+        "check_output",
+        "read_signals",
+        "write_inversion",
+        "FORMAT",
+        "VERSION",
+        "INVERSION_FORMAT",
+    ):
         assert not hasattr(datasets, old), old
     assert molmovie.read_dataset is io.read_dataset is read_dataset and molmovie.write_dataset is io.write_dataset
     assert molmovie.Dataset is datasets.Dataset is Dataset
@@ -234,15 +245,30 @@ def test_inversion_result_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     pred = Prediction(rng.uniform(1, 3, (2, 4, 3)), rng.uniform(0, 0.1, (2, 4, 3)))
     pred.distances[1, 3] = np.nan
-    kw = dict(time=np.arange(4) * 0.5, lengths=[4, 3], method="vrnn", molecule="cs2", symbols=("C", "S", "S"),
-              pair_labels=["C1-S2", "C1-S3", "S2-S3"], model="m.safetensors", signals="s.h5", interpolated_q=True)
+    kw = dict(
+        time=np.arange(4) * 0.5,
+        lengths=[4, 3],
+        method="vrnn",
+        molecule="cs2",
+        symbols=("C", "S", "S"),
+        pair_labels=["C1-S2", "C1-S3", "S2-S3"],
+        model="m.safetensors",
+        signals="s.h5",
+        interpolated_q=True,
+    )
     path = write_inversion(tmp_path / "r.h5", pred, **kw)
     back = read_inversion(path)
     np.testing.assert_array_equal(back.distances, pred.distances)
     np.testing.assert_array_equal(back.std, pred.std)
     np.testing.assert_array_equal(back.length, [4, 3])
     assert back.pair_labels == ("C1-S2", "C1-S3", "S2-S3") and back.symbols == ("C", "S", "S")
-    assert (back.method, back.molecule, back.model, back.signals, back.interpolated_q) == ("vrnn", "cs2", "m.safetensors", "s.h5", True)
+    assert (back.method, back.molecule, back.model, back.signals, back.interpolated_q) == (
+        "vrnn",
+        "cs2",
+        "m.safetensors",
+        "s.h5",
+        True,
+    )
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == INVERSION_FORMAT == "molmovie-inversion" and f.attrs["version"] == INVERSION_VERSION == 1
     before = path.read_bytes()
@@ -275,10 +301,20 @@ def test_library_says_force_true_and_the_cli_says_force(tmp_path, capsys):
 
 def test_files_of_a_newer_format_version_are_refused(tmp_path):
     data = write_dataset(make_dataset(M=2, T=3, Q=2), tmp_path / "d.h5")
-    result = write_inversion(tmp_path / "r.h5", Prediction(np.ones((1, 2, 3))), time=[0.0, 1.0], lengths=[2], method="nearest",
-                             molecule="cs2", symbols=("C", "S", "S"), pair_labels=["a", "b", "c"])
+    result = write_inversion(
+        tmp_path / "r.h5",
+        Prediction(np.ones((1, 2, 3))),
+        time=[0.0, 1.0],
+        lengths=[2],
+        method="nearest",
+        molecule="cs2",
+        symbols=("C", "S", "S"),
+        pair_labels=["a", "b", "c"],
+    )
     for path, read, what in ((data, read_dataset, "molmovie dataset"), (result, read_inversion, "molmovie inversion result")):
         with h5py.File(path, "a") as f:
             f.attrs["version"] = 2
-        with pytest.raises(InputError, match=f"{what} format version 2 is newer than this molmovie reads \\(1\\); upgrade molmovie"):
+        with pytest.raises(
+            InputError, match=f"{what} format version 2 is newer than this molmovie reads \\(1\\); upgrade molmovie"
+        ):
             read(path)

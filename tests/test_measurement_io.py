@@ -63,7 +63,15 @@ def test_round_trip_with_truth(tmp_path):
     t, u = r.truth, m.truth
     assert (t.gamma, t.t0, t.irf_fs, t.photons, t.pair_labels) == (0.05, 12.5, 80.0, 1e7, ("I1-I2",))
     assert t.trajectories.tolist() == [4, 9]
-    for name in ("weights", "quantile_levels", "distance_mean", "distance_std", "distance_quantiles", "dissociated_fraction", "dS_clean"):
+    for name in (
+        "weights",
+        "quantile_levels",
+        "distance_mean",
+        "distance_std",
+        "distance_quantiles",
+        "dissociated_fraction",
+        "dS_clean",
+    ):
         np.testing.assert_array_equal(getattr(t, name), getattr(u, name))
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == MEASUREMENT_FORMAT and f.attrs["version"] == MEASUREMENT_VERSION
@@ -108,7 +116,10 @@ def test_reader_opens_read_only(tmp_path):
         (lambda f: f["sigma"].__setitem__((0, 0), -1e-3), "sigma must be >= 0"),
         (lambda f: f["q"].attrs.__setitem__("units", "1/nm"), "q is in units '1/nm'"),
         (lambda f: f.__delitem__("q"), "no array q"),
-        (lambda f: (f.__delitem__("dS"), f.create_dataset("dS", data=np.zeros((4, 5))).attrs.__setitem__("units", "fraction")), r"dS has shape \(4, 5\), expected \(5, 4\)"),
+        (
+            lambda f: (f.__delitem__("dS"), f.create_dataset("dS", data=np.zeros((4, 5))).attrs.__setitem__("units", "fraction")),
+            r"dS has shape \(4, 5\), expected \(5, 4\)",
+        ),
         (lambda f: f["truth/weights"].__setitem__(0, 0.5), "truth weights must be non-negative and sum to 1"),
     ],
 )

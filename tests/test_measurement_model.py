@@ -27,7 +27,7 @@ def small_ensemble(n: int = 5, n_frames: int = 61, dt: float = 2.5, lengths=None
     pos = np.stack([cs2_positions(n_frames, dt=dt, seed=k, dissociate=k % 2 == 1) for k in range(n)])
     length = np.full(n, n_frames) if lengths is None else np.asarray(lengths)
     for k in range(n):
-        pos[k, length[k]:] = np.nan
+        pos[k, length[k] :] = np.nan
     diss = [is_dissociated(CS2_SYMBOLS, pos[k], length[k]) for k in range(n)]
     return Ensemble("cs2", CS2_SYMBOLS, np.arange(n_frames) * dt, pos, length, diss, [f"traj{k}" for k in range(n)])
 
@@ -87,8 +87,9 @@ def test_a_narrow_irf_tends_to_the_sampled_signal_and_past_the_end_the_last_fram
     np.testing.assert_allclose(out, np.tensordot([0.2, 0.3, 0.5], held[:, frames], axes=1), rtol=1e-12)
     with pytest.raises(InputError, match="past the end of the basis"):
         mm.ensemble_signal(basis, time, [0.0, 300.0], gamma=1.0, t0=0.0, irf_fs=50.0)
-    late = mm.ensemble_signal(basis, time, [1000.0], weights=[0.2, 0.3, 0.5], gamma=1.0, t0=0.0, irf_fs=50.0,
-                              allow_beyond_end=True)
+    late = mm.ensemble_signal(
+        basis, time, [1000.0], weights=[0.2, 0.3, 0.5], gamma=1.0, t0=0.0, irf_fs=50.0, allow_beyond_end=True
+    )
     np.testing.assert_allclose(late[0], np.tensordot([0.2, 0.3, 0.5], held[:, -1], axes=1), rtol=1e-12)
 
 
@@ -123,16 +124,27 @@ def test_torch_agrees_with_numpy_to_1e10():
     w = rng.random(6)
     for t0, fwhm in [(20.0, 80.0), (-3.3, 4.0), (10.0, 0.0)]:
         ref = mm.ensemble_signal(basis, time, delays, weights=w, gamma=0.05, t0=t0, irf_fs=fwhm)
-        out = mm.ensemble_signal_torch(torch.as_tensor(basis), time, delays, weights=torch.as_tensor(w),
-                                       gamma=torch.tensor(0.05, dtype=torch.float64), t0=t0, irf_fs=fwhm)
+        out = mm.ensemble_signal_torch(
+            torch.as_tensor(basis),
+            time,
+            delays,
+            weights=torch.as_tensor(w),
+            gamma=torch.tensor(0.05, dtype=torch.float64),
+            t0=t0,
+            irf_fs=fwhm,
+        )
         assert out.dtype == torch.float64 and out.shape == ref.shape
         np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=1e-10 * np.max(np.abs(ref)))
         also = mm.ensemble_signal_torch(basis, time, delays, weights=w, gamma=0.05, t0=t0, irf_fs=fwhm)
         np.testing.assert_allclose(also.numpy(), ref, rtol=0, atol=1e-10 * np.max(np.abs(ref)))
-    K = mm.irf_operator_torch(time, delays, t0=torch.tensor(5.0, dtype=torch.float64), irf_fs=torch.tensor(60.0, dtype=torch.float64))
+    K = mm.irf_operator_torch(
+        time, delays, t0=torch.tensor(5.0, dtype=torch.float64), irf_fs=torch.tensor(60.0, dtype=torch.float64)
+    )
     # erfc by torch's and by SciPy's own code (a few ulp each) of z formed in another order, and K a difference of two
     # values <= 1
-    np.testing.assert_allclose(K.numpy(), mm.irf_operator(time, delays, t0=5.0, irf_fs=60.0), rtol=0, atol=16 * np.finfo(float).eps)
+    np.testing.assert_allclose(
+        K.numpy(), mm.irf_operator(time, delays, t0=5.0, irf_fs=60.0), rtol=0, atol=16 * np.finfo(float).eps
+    )
 
 
 def test_torch_gradients_pass_gradcheck():
@@ -145,8 +157,7 @@ def test_torch_gradients_pass_gradcheck():
     def model(gamma, t0, fwhm, w):
         return mm.ensemble_signal_torch(basis, time, delays, weights=w, gamma=gamma, t0=t0, irf_fs=fwhm)
 
-    args = tuple(torch.tensor(v, dtype=torch.float64, requires_grad=True)
-                 for v in (0.05, 12.0, 40.0, [0.5, 0.2, 0.3]))
+    args = tuple(torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.05, 12.0, 40.0, [0.5, 0.2, 0.3]))
     assert torch.autograd.gradcheck(model, args, eps=1e-6, atol=1e-8, rtol=1e-6)
     # and the gradients are not trivially zero
     model(*args).sum().backward()
@@ -187,8 +198,12 @@ def test_weighted_quantiles_match_hazen_for_equal_weights_and_interpolate_midpoi
     got = mm.weighted_quantiles(x, np.ones(9), levels, axis=0)
     # an interpolation between neighbouring values, its fraction from a cumulative sum of the 9 weights: ~9 eps of the
     # values' scale, not of the result (a quantile near 0 has no relative precision)
-    np.testing.assert_allclose(got, np.moveaxis(np.quantile(x, levels, axis=0, method="hazen"), 0, -1), rtol=0,
-                               atol=2 * len(x) * np.finfo(float).eps * np.abs(x).max())
+    np.testing.assert_allclose(
+        got,
+        np.moveaxis(np.quantile(x, levels, axis=0, method="hazen"), 0, -1),
+        rtol=0,
+        atol=2 * len(x) * np.finfo(float).eps * np.abs(x).max(),
+    )
     # weights 1, 3 on values 0, 10: midpoints at 1/8 and 5/8
     got = mm.weighted_quantiles([10.0, 0.0, 99.0], [3.0, 1.0, 0.0], [0.1, 0.125, 0.375, 0.625, 0.9])
     np.testing.assert_allclose(got, [0.0, 0.0, 5.0, 10.0, 10.0], rtol=1e-14)
@@ -221,7 +236,7 @@ def test_dissociated_fraction_counts_trajectories_from_the_frame_their_fragments
         d = ens.distances[i]
         apart = (d[:, 1] > BREAK_SCALE * (r_c + r_s)) & (d[:, 2] > BREAK_SCALE * 2 * r_s)
         part.append(int(np.argmax(apart)))
-        assert apart[part[-1]:].all() and not apart[: part[-1]].any()
+        assert apart[part[-1] :].all() and not apart[: part[-1]].any()
     np.testing.assert_array_equal(mm.parting_frames(ens), [-1, part[0], -1, part[1]])
     w = np.array([0.1, 0.2, 0.3, 0.4])
     times = 2.5 * np.array([-4, 0, min(part) - 1, min(part), max(part), 40])

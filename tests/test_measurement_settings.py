@@ -22,7 +22,10 @@ from _fit_fixtures import diatomic_ensemble
 #: Per method: quick settings for a fit, and bad values with the start of their message.
 FAST = {"ensemble": {"bootstrap": 0, "grid": (3, 2)}, "pdf": {"r_max": 5.0}}
 BAD = {
-    "ensemble": [({"grid": (0, 5)}, "The 'grid' setting must be two numbers >= 1"), ({"bootstrap": -1}, "The 'bootstrap' setting must be >= 0")],
+    "ensemble": [
+        ({"grid": (0, 5)}, "The 'grid' setting must be two numbers >= 1"),
+        ({"bootstrap": -1}, "The 'bootstrap' setting must be >= 0"),
+    ],
     "pdf": [({"penalty": "smooth"}, "The 'penalty' setting must be one of"), ({"dr": 0}, "The 'dr' setting must be > 0")],
 }
 methods = pytest.mark.parametrize("name", sorted(MEASUREMENT_METHODS))
@@ -31,8 +34,16 @@ methods = pytest.mark.parametrize("name", sorted(MEASUREMENT_METHODS))
 @pytest.fixture(scope="module")
 def fitted():
     basis = diatomic_ensemble(12, seed=1)
-    meas = simulate_measurement(diatomic_ensemble(8, seed=2), q=np.linspace(0.5, 6.0, 16), delays=np.arange(-100.0, 301.0, 50.0),
-                                gamma=0.05, t0=30.0, irf_fs=70.0, photons=1e6, seed=0)
+    meas = simulate_measurement(
+        diatomic_ensemble(8, seed=2),
+        q=np.linspace(0.5, 6.0, 16),
+        delays=np.arange(-100.0, 301.0, 50.0),
+        gamma=0.05,
+        t0=30.0,
+        irf_fs=70.0,
+        photons=1e6,
+        seed=0,
+    )
     return {name: get_measurement_method(name, **FAST[name]).fit(meas, basis=basis) for name in MEASUREMENT_METHODS}
 
 
@@ -78,7 +89,10 @@ def _unknown_message(make) -> tuple[str, list[str]]:
 @methods
 def test_an_unknown_setting_is_refused_as_for_the_inversion_methods(name):
     cls = MEASUREMENT_METHODS[name]
-    assert _unknown_message(lambda: get_method("nearest", hiden=3)) == ("nearest", ["memory_mb", "refine", "refine_std", "refine_weight"])
+    assert _unknown_message(lambda: get_method("nearest", hiden=3)) == (
+        "nearest",
+        ["memory_mb", "refine", "refine_std", "refine_weight"],
+    )
     assert _unknown_message(lambda: get_measurement_method(name, hiden=3)) == (name, cls.setting_names())
     assert _unknown_message(lambda: cls().set_params(hiden=3)) == (name, cls.setting_names())
     assert _unknown_message(lambda: cls().clone(hiden=3)) == (name, cls.setting_names())

@@ -43,10 +43,15 @@ def _bin_average(dP_fine, r, dr):
     return np.array([[row[(R_FINE >= c - dr / 2) & (R_FINE < c + dr / 2)].mean() for c in r] for row in dP_fine])
 
 
-@pytest.mark.parametrize("seed, rule, penalty", [(0, "discrepancy", "ridge"), (1, "discrepancy", "ridge"), (2, "gcv", "ridge"), (3, "gcv", "curvature")])
+@pytest.mark.parametrize(
+    "seed, rule, penalty",
+    [(0, "discrepancy", "ridge"), (1, "discrepancy", "ridge"), (2, "gcv", "ridge"), (3, "gcv", "curvature")],
+)
 def test_recovers_a_shifted_gaussian(seed, rule, penalty):
     meas, dP_fine, centre = _synthetic(seed)
-    fit = get_measurement_method("pdf", r_min=1.5, r_max=4.5, dr=0.1, ground_distances=[R_E], regularize=rule, penalty=penalty).fit(meas)
+    fit = get_measurement_method(
+        "pdf", r_min=1.5, r_max=4.5, dr=0.1, ground_distances=[R_E], regularize=rule, penalty=penalty
+    ).fit(meas)
     res = fit.result_
     r = res.pdf.r
     x, s = res.pdf.dP[:, 0], res.pdf.dP_std[:, 0]
@@ -66,12 +71,20 @@ def test_recovers_a_shifted_gaussian(seed, rule, penalty):
 
 def test_discrepancy_rule_gives_chi2_equal_to_the_number_of_data():
     meas, _, _ = _synthetic(3)
-    res = get_measurement_method("pdf", r_min=1.5, r_max=4.5, dr=0.1, ground_distances=[R_E], regularize="discrepancy").fit(meas).result_
+    res = (
+        get_measurement_method("pdf", r_min=1.5, r_max=4.5, dr=0.1, ground_distances=[R_E], regularize="discrepancy")
+        .fit(meas)
+        .result_
+    )
     assert res.pdf.rule == "discrepancy"
     assert abs(res.chi2 - res.n_data) < 1e-3 * res.n_data
     # no change at all: the strongest regularisation, ΔP = 0 within its band
     quiet = replace(meas, dS=meas.sigma * np.random.default_rng(4).standard_normal(meas.dS.shape) * 0.5)
-    res0 = get_measurement_method("pdf", r_min=1.5, r_max=4.5, dr=0.1, ground_distances=[R_E], regularize="discrepancy").fit(quiet).result_
+    res0 = (
+        get_measurement_method("pdf", r_min=1.5, r_max=4.5, dr=0.1, ground_distances=[R_E], regularize="discrepancy")
+        .fit(quiet)
+        .result_
+    )
     assert "strongest" in res0.message
     assert np.all(np.abs(res0.pdf.dP) <= 2 * res0.pdf.dP_std)
 
@@ -95,8 +108,18 @@ def test_sine_transform_band_is_the_propagated_noise():
     part = get_measurement_method("pdf", r_min=1.5, r_max=4.5, dr=0.1, ground_distances=[R_E]).fit(meas).result_.pdf
     sum_f2 = 2 * form_factors(["I"], Q)[0] ** 2
     rng = np.random.default_rng(6)
-    reps = [sine_transform(Q, meas.dS + meas.sigma * rng.standard_normal(meas.dS.shape), meas.sigma, part.r,
-                           I_gs=part.I_gs, sum_f2=sum_f2, damping=part.damping)[0] for _ in range(300)]
+    reps = [
+        sine_transform(
+            Q,
+            meas.dS + meas.sigma * rng.standard_normal(meas.dS.shape),
+            meas.sigma,
+            part.r,
+            I_gs=part.I_gs,
+            sum_f2=sum_f2,
+            damping=part.damping,
+        )[0]
+        for _ in range(300)
+    ]
     np.testing.assert_allclose(np.std(np.array(reps), axis=0), part.dP_sine_std, rtol=0.2)
 
 
@@ -111,7 +134,9 @@ def test_bound_from_a_basis_holds():
 
 
 def test_pair_types_of_a_triatomic():
-    cs2 = Measurement(Q, DELAYS, np.zeros((DELAYS.size, Q.size)), np.full((DELAYS.size, Q.size), 1e-3), ("C", "S", "S"), "cs2", {})
+    cs2 = Measurement(
+        Q, DELAYS, np.zeros((DELAYS.size, Q.size)), np.full((DELAYS.size, Q.size), 1e-3), ("C", "S", "S"), "cs2", {}
+    )
     res = get_measurement_method("pdf", r_min=1.0, r_max=4.0, dr=0.1).fit(cs2).result_
     assert res.pdf.pair_types == ("C-S", "S-S")
     assert res.pdf.dP.shape == (DELAYS.size, 2, 30)

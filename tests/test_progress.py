@@ -48,7 +48,10 @@ def test_reading_scattering_searching_and_fitting_all_report_done_and_info(tmp_p
     assert len(calls) == 5  # blocks of 10 query frames
 
     ds = make_dataset(M=8, T=6, Q=8)
-    for name, settings, total, unit in (("nearest", {}, 1, "steps"), ("vrnn", dict(hidden=4, features=3, epochs=3, physics=0.0, device="cpu"), 3, "epochs")):
+    for name, settings, total, unit in (
+        ("nearest", {}, 1, "steps"),
+        ("vrnn", dict(hidden=4, features=3, epochs=3, physics=0.0, device="cpu"), 3, "epochs"),
+    ):
         calls = Calls()
         get_method(name, **settings).fit(ds, progress=calls)
         calls.check(total, unit)
@@ -76,7 +79,14 @@ def test_stage_progress_opens_one_bar_per_stage_and_closes_each():
         progress(1, {"stage": "b", "total": 5})  # ended early by the next stage
         progress(1, {"stage": "c", "total": 5})  # ended early, closed on leaving the block
     assert bars.events == [
-        ("open", "a", 2), ("update", "a", 1), ("update", "a", 2), ("close", "a"),
-        ("open", "b", 5), ("update", "b", 1), ("close", "b"),
-        ("open", "c", 5), ("update", "c", 1), ("close", "c"),
+        ("open", "a", 2),
+        ("update", "a", 1),
+        ("update", "a", 2),
+        ("close", "a"),
+        ("open", "b", 5),
+        ("update", "b", 1),
+        ("close", "b"),
+        ("open", "c", 5),
+        ("update", "c", 1),
+        ("close", "c"),
     ]

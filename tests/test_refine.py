@@ -29,14 +29,23 @@ def test_diatomic_map_and_laplace_std_match_scipy_on_the_same_objective(sigma, w
     I_ref = intensity_from_distances(I2, np.array([2.70]), Q)
     R_true, m, s = np.array([2.66, 2.80]), np.array([2.72, 2.70]), np.array([0.05, 0.08])
     dS = intensity_from_distances(I2, R_true[:, None], Q) / I_ref - 1.0  # (T=2, Q), exact
-    got, got_std = refine_distances(m[:, None], s[:, None], dS, symbols=I2, spec=spec, I_ref=I_ref, noise=sigma, weight=w, device="cpu")
+    got, got_std = refine_distances(
+        m[:, None], s[:, None], dS, symbols=I2, spec=spec, I_ref=I_ref, noise=sigma, weight=w, device="cpu"
+    )
     for t in range(2):
         f = lambda u, t=t: _diatomic_objective(u, dS[t], m[t], s[t], I_ref, sigma, w)  # noqa: E731
         best = minimize_scalar(f, bounds=(np.log(m[t]) - 0.1, np.log(m[t]) + 0.1), method="bounded", options={"xatol": 1e-12})
         assert got[t, 0] == pytest.approx(np.exp(best.x), abs=1e-6)
         # the Laplace std: the Gauss-Newton curvature of the same objective, by central differences of the model
         u, h = best.x, 1e-6
-        J = (intensity_from_distances(I2, np.array([np.exp(u + h)]), Q) - intensity_from_distances(I2, np.array([np.exp(u - h)]), Q)) / (2 * h) / I_ref
+        J = (
+            (
+                intensity_from_distances(I2, np.array([np.exp(u + h)]), Q)
+                - intensity_from_distances(I2, np.array([np.exp(u - h)]), Q)
+            )
+            / (2 * h)
+            / I_ref
+        )
         H = np.sum((J / sigma) ** 2) + w / (s[t] / m[t]) ** 2
         assert got_std[t, 0] == pytest.approx(np.exp(u) / np.sqrt(H), rel=1e-5)
     # the data pull toward the truth: the MAP lies between the prior mean and the true distance
@@ -78,8 +87,9 @@ def test_wide_prior_moves_toward_the_truth_and_lowers_the_residual(reference):
     std = np.full_like(R, 0.3)
     # with reference "ground" the reference is known (a model keeps its training set's mean I_ref)
     ref = None if reference == "first" else I_ref
-    got, got_std = refine_distances(prior, std, dS, symbols=OCS, spec=spec, I_ref=ref, noise=1e-3, max_iter=300,
-                                    posterior="laplace", device="cpu")
+    got, got_std = refine_distances(
+        prior, std, dS, symbols=OCS, spec=spec, I_ref=ref, noise=1e-3, max_iter=300, posterior="laplace", device="cpu"
+    )
     before, after = np.abs(prior - R).mean(), np.abs(got - R).mean()
     assert after < before / 20  # 0.063 Å before
     assert _residual(got, dS, ref) < _residual(prior, dS, ref) / 100
@@ -162,8 +172,9 @@ def test_vrnn_refine_setting_is_the_refinement_of_its_prediction():
     model = VRNN(**FAST["vrnn"]).fit(ds)
     assert model.refine and model.refine_space == "geometry"  # the defaults
     plain = model.set_params(refine=False).predict(ds.dS, q=ds.q)
-    want = refine_distances(plain.distances, plain.std, ds.dS, symbols=ds.symbols, spec=ds.spec, lengths=ds.length, space="geometry",
-                            device="cpu")
+    want = refine_distances(
+        plain.distances, plain.std, ds.dS, symbols=ds.symbols, spec=ds.spec, lengths=ds.length, space="geometry", device="cpu"
+    )
     got = model.set_params(refine=True).predict(ds.dS, q=ds.q)
     np.testing.assert_allclose(got.distances, want[0], rtol=1e-10, equal_nan=True)
     np.testing.assert_allclose(got.std, want[1], rtol=1e-10, equal_nan=True)
@@ -183,7 +194,9 @@ def test_nearest_refine_setting_uses_its_relative_prior_width():
     model = NearestReference().fit(train)
     plain = model.predict(test.dS, q=test.q)
     assert plain.std is None
-    want = refine_distances(plain.distances, 0.05 * plain.distances, test.dS, symbols=ds.symbols, spec=ds.spec, lengths=test.length)
+    want = refine_distances(
+        plain.distances, 0.05 * plain.distances, test.dS, symbols=ds.symbols, spec=ds.spec, lengths=test.length
+    )
     got = model.set_params(refine=True, refine_std=0.05).predict(test.dS, q=test.q)
     np.testing.assert_allclose(got.distances, want[0], rtol=1e-10, equal_nan=True)
     np.testing.assert_allclose(got.std, want[1], rtol=1e-10, equal_nan=True)
@@ -209,8 +222,9 @@ def test_heavy_pairs_only_leaves_the_hydrogen_pairs_at_the_prior():
     sig = simulate(HCN, pos, [T], np.arange(T) * 5.0, spec)
     R = distances(pos)
     prior, std = R + 0.04, np.full_like(R, 0.2)
-    got, got_std = refine_distances(prior, std, sig.dS, symbols=HCN, spec=spec, I_ref=sig.I_ref[0], noise=1e-3, pairs="heavy",
-                                    device="cpu")
+    got, got_std = refine_distances(
+        prior, std, sig.dS, symbols=HCN, spec=spec, I_ref=sig.I_ref[0], noise=1e-3, pairs="heavy", device="cpu"
+    )
     np.testing.assert_allclose(got[..., :2], prior[..., :2], rtol=1e-14)
     np.testing.assert_allclose(got_std[..., :2], std[..., :2], rtol=1e-12)
     assert np.abs(got[..., 2] - R[..., 2]).max() < 0.01  # 0.04 before
@@ -283,7 +297,9 @@ def test_geometry_space_series_are_independent_and_end_at_their_lengths(referenc
     cut = dS.copy()
     for m, L in enumerate(lengths):
         cut[m, L:] = np.nan
-    kw = dict(symbols=OCS, spec=spec, I_ref=None if reference == "first" else I_ref[0], noise=1e-3, space="geometry", device="cpu")
+    kw = dict(
+        symbols=OCS, spec=spec, I_ref=None if reference == "first" else I_ref[0], noise=1e-3, space="geometry", device="cpu"
+    )
     whole, whole_std = refine_distances(prior, std, cut, lengths=lengths, **kw)
     assert np.all(np.isnan(whole[1, 9:])) and np.all(np.isnan(whole_std[2, 6:]))
     # Each fit keeps a step when its objective f (~1) falls, which it tells only to ~eps f, so it fixes the whitened
@@ -308,8 +324,9 @@ def test_vrnn_refine_space_setting_is_passed_to_the_fit():
     ds = make_dataset(M=10, T=8, Q=12, dissociate=0.0, seed=3)
     model = VRNN(**FAST["vrnn"]).fit(ds)
     plain = model.set_params(refine=False).predict(ds.dS, q=ds.q)
-    want = refine_distances(plain.distances, plain.std, ds.dS, symbols=ds.symbols, spec=ds.spec, lengths=ds.length,
-                            space="distances", device="cpu")
+    want = refine_distances(
+        plain.distances, plain.std, ds.dS, symbols=ds.symbols, spec=ds.spec, lengths=ds.length, space="distances", device="cpu"
+    )
     got = model.set_params(refine=True, refine_space="distances").predict(ds.dS, q=ds.q)
     np.testing.assert_allclose(got.distances, want[0], rtol=1e-10, equal_nan=True)
     with pytest.raises(InputError, match="refine_space"):

@@ -146,7 +146,9 @@ def test_one_atom_gives_its_form_factor_squared():
     np.testing.assert_allclose(intensity(["C"], pos, Q), f**2 + S, rtol=1e-15)
 
 
-@pytest.mark.parametrize("q", [Q, np.array([0.3, 0.31, 2.0, 5.5]), np.linspace(0.0, 6.8, 37)], ids=["uniform", "irregular", "from-zero"])
+@pytest.mark.parametrize(
+    "q", [Q, np.array([0.3, 0.31, 2.0, 5.5]), np.linspace(0.0, 6.8, 37)], ids=["uniform", "irregular", "from-zero"]
+)
 def test_two_identical_atoms(q):
     r = 1.7
     pos = np.array([[0.0, 0.0, 0.0], [0.0, r, 0.0]])
@@ -187,8 +189,10 @@ def test_cs2_difference_signal_agrees_with_an_independent_table():
     stretched = cs2.positions.copy()
     stretched[1:, 2] *= (1.55011472 + 0.1) / 1.55011472
     d0, d1 = distances(cs2.positions), distances(stretched)
-    dS = difference_signal(intensity_from_distances(cs2.symbols, d1, Q, inelastic=False),
-                           intensity_from_distances(cs2.symbols, d0, Q, inelastic=False))
+    dS = difference_signal(
+        intensity_from_distances(cs2.symbols, d1, Q, inelastic=False),
+        intensity_from_distances(cs2.symbols, d0, Q, inelastic=False),
+    )
     f_wk = np.stack([f_waasmaier_kirfel(s, Q) for s in cs2.symbols])
     dS_wk = debye_independent(f_wk, d1, Q) / debye_independent(f_wk, d0, Q) - 1
     assert np.max(np.abs(dS)) > 0.05  # a real signal, several percent
@@ -200,7 +204,14 @@ def test_cs2_difference_signal_agrees_with_an_independent_table():
 
 @pytest.mark.parametrize(
     "q",
-    [Q, np.linspace(0.0, 6.8, 100), np.linspace(0.1, 30.0, 300), np.sort(np.random.default_rng(5).uniform(0, 8, 73)), np.array([0.0, 2.0]), np.array([4.0])],
+    [
+        Q,
+        np.linspace(0.0, 6.8, 100),
+        np.linspace(0.1, 30.0, 300),
+        np.sort(np.random.default_rng(5).uniform(0, 8, 73)),
+        np.array([0.0, 2.0]),
+        np.array([4.0]),
+    ],
     ids=["uniform", "uniform-from-zero", "reseeded-300", "irregular", "two-points", "one-point"],
 )
 def test_kernel_matches_numpy_broadcast(q):
@@ -210,8 +221,12 @@ def test_kernel_matches_numpy_broadcast(q):
     got = intensity_from_distances(symbols, d, q)
     ref = intensity_reference(symbols, d, q)
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(intensity_from_distances(symbols, d, q, inelastic=False),
-                               intensity_reference(symbols, d, q, inelastic=False), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        intensity_from_distances(symbols, d, q, inelastic=False),
+        intensity_reference(symbols, d, q, inelastic=False),
+        rtol=1e-12,
+        atol=0,
+    )
 
 
 def test_recurrence_stays_accurate_over_long_grids_and_extreme_distances():
@@ -327,8 +342,12 @@ def test_torch_matches_numpy():
     model = DebyeTorch(symbols, q)
     got = model(torch.from_numpy(d)).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=0)
-    np.testing.assert_allclose(intensity_torch(symbols, torch.from_numpy(d), q, inelastic=False).numpy(),
-                               intensity_from_distances(symbols, d, q, inelastic=False), rtol=1e-10, atol=0)
+    np.testing.assert_allclose(
+        intensity_torch(symbols, torch.from_numpy(d), q, inelastic=False).numpy(),
+        intensity_from_distances(symbols, d, q, inelastic=False),
+        rtol=1e-10,
+        atol=0,
+    )
     assert set(dict(model.named_buffers())) == {"q", "pair_weight", "const"}
 
 

@@ -26,7 +26,7 @@ def make_ensemble(n: int = 6) -> Ensemble:
     length = np.full(n, N_FRAMES)
     length[2:4] = [40, 25][: max(0, n - 2)]
     for k in range(n):
-        pos[k, length[k]:] = np.nan
+        pos[k, length[k] :] = np.nan
     diss = [is_dissociated(CS2_SYMBOLS, pos[k], length[k]) for k in range(n)]
     return Ensemble("cs2", CS2_SYMBOLS, np.arange(N_FRAMES) * DT, pos, length, diss, [f"traj{k}" for k in range(n)])
 
@@ -42,15 +42,34 @@ def rebuild(meas, dataset_path):
     truth = meas.truth
     sub = read_dataset(dataset_path).subset(truth.trajectories)
     dS_basis, _ = basis_signals(sub, meas.q)
-    return ensemble_signal(dS_basis, sub.time, meas.delays, weights=truth.weights,
-                           gamma=truth.gamma, t0=truth.t0, irf_fs=truth.irf_fs)
+    return ensemble_signal(
+        dS_basis, sub.time, meas.delays, weights=truth.weights, gamma=truth.gamma, t0=truth.t0, irf_fs=truth.irf_fs
+    )
 
 
 def test_round_trip_without_noise_agrees_to_1e10(dataset, tmp_path, capsys):
     out = tmp_path / "meas.h5"
     code, stdout, err = run_cli(
-        ["simulate-experiment", dataset, "--output", out, "--gamma", "0.08", "--t0", "25", "--irf-fs", "60",
-         "--delays", "-150:120:7.5", "--q", "0.8:5:40", "--trajectories", "0,2:4", "--weights", "1,2,3"],
+        [
+            "simulate-experiment",
+            dataset,
+            "--output",
+            out,
+            "--gamma",
+            "0.08",
+            "--t0",
+            "25",
+            "--irf-fs",
+            "60",
+            "--delays",
+            "-150:120:7.5",
+            "--q",
+            "0.8:5:40",
+            "--trajectories",
+            "0,2:4",
+            "--weights",
+            "1,2,3",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -87,8 +106,21 @@ def test_round_trip_without_noise_agrees_to_1e10(dataset, tmp_path, capsys):
 def test_round_trip_with_noise_has_unit_variance_residuals(dataset, tmp_path, capsys):
     out = tmp_path / "noisy.h5"
     code, stdout, err = run_cli(
-        ["simulate-experiment", dataset, "-o", out, "--photons", "5000", "--split", "train", "--seed", "7",
-         "--delays=-150:100:1", "--q", "0.5:6:100"],
+        [
+            "simulate-experiment",
+            dataset,
+            "-o",
+            out,
+            "--photons",
+            "5000",
+            "--split",
+            "train",
+            "--seed",
+            "7",
+            "--delays=-150:100:1",
+            "--q",
+            "0.5:6:100",
+        ],
         capsys,
     )
     assert code == 0, err

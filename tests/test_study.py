@@ -59,7 +59,12 @@ KEYS = [e.key for e in EXPERIMENTS]
 #: early stopping ends its training before the last epoch.
 VRNN_SETTINGS = dict(hidden=8, features=6, latent_free=2, epochs=3, batch_size=4, physics=0.0, device="cpu")
 CS2_BOUND_OVERRIDE = dict(hidden=5, epochs=30, patience=1, lr=0.05)
-PRESET = Preset("tiny", COUNTS, methods={"nearest": {}, "vrnn": VRNN_SETTINGS}, settings_by_experiment={"cs2-bound": {"vrnn": CS2_BOUND_OVERRIDE}})
+PRESET = Preset(
+    "tiny",
+    COUNTS,
+    methods={"nearest": {}, "vrnn": VRNN_SETTINGS},
+    settings_by_experiment={"cs2-bound": {"vrnn": CS2_BOUND_OVERRIDE}},
+)
 
 EXPECTED_FILES = {"study.json", "results.json", "results.md", "fig2a.png", "fig2b.png", "fig2c.png", "signals.png"} | {
     f"{sub}/{k}-{m}.{ext}" for k in KEYS for m in METHODS for sub, ext in (("models", "safetensors"), ("eval", "npz"))
@@ -98,7 +103,11 @@ def build_dataset(mol: str, *, signals: bool = True, n: int | None = None) -> Da
     ds = Dataset(ens, splits=splits)
     if signals:
         q = q_grid(n_q=N_Q)
-        ds = ds.with_signals(*simulate(ens.symbols, ens.positions, ens.length, ens.time, SignalSpec(q, inelastic=True, reference="first", seed=SEED)))
+        ds = ds.with_signals(
+            *simulate(
+                ens.symbols, ens.positions, ens.length, ens.time, SignalSpec(q, inelastic=True, reference="first", seed=SEED)
+            )
+        )
     return ds
 
 
@@ -194,7 +203,9 @@ def test_signals_missing_from_a_dataset_are_simulated_and_saved(study):
     built = study.built["cs2"]
     ds = read_dataset(study.data_dir / "cs2.h5")
     np.testing.assert_array_equal(ds.q, q_grid())
-    dS, I_ref = simulate_signals(built.symbols, built.positions, built.length, built.time, q_grid(), inelastic=True, reference="first")
+    dS, I_ref = simulate_signals(
+        built.symbols, built.positions, built.length, built.time, q_grid(), inelastic=True, reference="first"
+    )
     np.testing.assert_allclose(ds.dS, dS, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(ds.I_ref, I_ref, rtol=1e-12)
     assert ds.signal_attrs == dict(inelastic=True, reference="first", photons=None, irf_fs=None, seed=SEED)
@@ -281,7 +292,12 @@ def test_vrnn_settings_come_from_the_preset_with_per_experiment_overrides(study)
 def test_markdown_table_shows_the_results(study):
     md = (study.out / "results.md").read_text()
     header = [c.strip() for c in md.splitlines()[0].split("|")[3:-1]]
-    names = {"rmsd_sum": "labelled", "rmsd_sym_traj_sum": "symmetry-aware per trajectory", "rmsd_sym_sum": "symmetry-aware per frame", "ssr_sum": "SSR"}
+    names = {
+        "rmsd_sum": "labelled",
+        "rmsd_sym_traj_sum": "symmetry-aware per trajectory",
+        "rmsd_sym_sum": "symmetry-aware per frame",
+        "ssr_sum": "SSR",
+    }
     assert len(header) == len(SCORES) and all(names[k] in h for k, h in zip(SCORES, header)), header
     wins = dict.fromkeys(SCORES, 0)
     for key, e in study.results["experiments"].items():
@@ -357,7 +373,9 @@ def test_a_rerun_retrains_nothing_and_a_lost_evaluation_is_recomputed_identicall
     lines.clear()
     again = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, log=lines.append, progress=StageProgress(bars))
     assert not bars.bars and not [line for line in lines if ": training " in line or " trained in " in line], lines
-    assert [line for line in lines if "predates" in line] == ["NMM: nmm-nearest.npz predates the current metrics; scoring nearest again"]
+    assert [line for line in lines if "predates" in line] == [
+        "NMM: nmm-nearest.npz predates the current metrics; scoring nearest again"
+    ]
     new = load_npz(study.out / stale)
     for k in old:
         np.testing.assert_array_equal(new[k], old[k], err_msg=k)
@@ -400,7 +418,9 @@ def test_a_study_of_an_older_revision_with_valid_models_keeps_them_and_scores_ag
     aside = out / f"revision{MODELS_VALID_SINCE}-2"
     assert f"its models are kept; its scores and report, moved to {aside.name}/, are made again" in "\n".join(lines)
     after = snapshot(out)
-    assert {k: v for k, v in after.items() if k.startswith("models/")} == {k: v for k, v in before.items() if k.startswith("models/")}
+    assert {k: v for k, v in after.items() if k.startswith("models/")} == {
+        k: v for k, v in before.items() if k.startswith("models/")
+    }
     for name in (k for k in files if k.startswith("eval/") or k in REPORT):
         assert (aside / name).read_bytes() == files[name]  # the old scores and report, kept as they were
         assert (out / name).exists()  # and made again
@@ -418,7 +438,9 @@ def test_a_dataset_of_the_wrong_size_is_refused_and_kept(tmp_path):
     data_dir.mkdir()
     path = write_dataset(build_dataset("nmm", signals=False, n=5), data_dir / "nmm.h5")
     content = path.read_bytes()
-    with pytest.raises(InputError, match=r"nmm\.h5 holds 5 trajectories but the tiny preset needs 8; remove it or choose another"):
+    with pytest.raises(
+        InputError, match=r"nmm\.h5 holds 5 trajectories but the tiny preset needs 8; remove it or choose another"
+    ):
         run_study(PRESET, tmp_path / "out", seed=SEED, data_dir=data_dir, log=lambda line: None)
     assert path.read_bytes() == content
 
@@ -474,9 +496,14 @@ def test_reused_signals_must_follow_the_studys_protocol(tmp_path):
     data_dir.mkdir()
     ds = build_dataset("nmm", signals=False)
     q = q_grid(n_q=12)
-    ds = ds.with_signals(*simulate(ds.symbols, ds.positions, ds.length, ds.time, SignalSpec(q, inelastic=True, reference="ground", seed=0)))
+    ds = ds.with_signals(
+        *simulate(ds.symbols, ds.positions, ds.length, ds.time, SignalSpec(q, inelastic=True, reference="ground", seed=0))
+    )
     path = write_dataset(ds, data_dir / "nmm.h5")
     content = path.read_bytes()
-    with pytest.raises(InputError, match=r"nmm\.h5 holds signals simulated otherwise than the study's: q grid 12 points.*reference ground \(the study uses first\); choose another --data-dir"):
+    with pytest.raises(
+        InputError,
+        match=r"nmm\.h5 holds signals simulated otherwise than the study's: q grid 12 points.*reference ground \(the study uses first\); choose another --data-dir",
+    ):
         run_study(PRESET, tmp_path / "out", seed=SEED, data_dir=data_dir, log=lambda line: None)
     assert path.read_bytes() == content

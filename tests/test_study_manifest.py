@@ -33,7 +33,11 @@ def old_manifest(data_dir, **change) -> dict:
     [
         ({}, SEED + 1, r"\(seed 3 there, 4 here\)"),  # everything else reads as the same study
         ({"vrnn": dict(VRNN_SETTINGS, epochs=5)}, SEED, r"\(methods\.vrnn\.epochs 5 there, 3 here\)"),
-        ({"vrnn_by_experiment": {}}, SEED, r"\(settings_by_experiment\.cs2-bound\.vrnn\.epochs unset there, 30 here; .*hidden unset there, 5 here; "),
+        (
+            {"vrnn_by_experiment": {}},
+            SEED,
+            r"\(settings_by_experiment\.cs2-bound\.vrnn\.epochs unset there, 30 here; .*hidden unset there, 5 here; ",
+        ),
     ],
 )
 def test_an_old_manifest_is_compared_in_todays_terms(tmp_path, change, seed, difference):

@@ -86,14 +86,36 @@ def grown(data_dir, tmp_path_factory):
         patch.setitem(study_module.PRESETS, "tiny", PRESET)
         patch.chdir(out.parent)  # no ../shared/data/sharc-cs2 beside it: no transfer score (test_study_transfer has those)
         try:
-            main(["reproduce", "--preset", "tiny", "--seed", str(SEED), "--seeds", "2", "--threads", "1",
-                  "-o", str(out), "--data-dir", str(data_dir)])
+            main(
+                [
+                    "reproduce",
+                    "--preset",
+                    "tiny",
+                    "--seed",
+                    str(SEED),
+                    "--seeds",
+                    "2",
+                    "--threads",
+                    "1",
+                    "-o",
+                    str(out),
+                    "--data-dir",
+                    str(data_dir),
+                ]
+            )
             code = 0
         except SystemExit as exc:
             code = exc.code
     second = json.loads((out / "results.json").read_text())
-    return SimpleNamespace(out=out, first=first, second=second, before=before, code=code, stdout=stdout.getvalue(),
-                           log=stderr.getvalue().splitlines())
+    return SimpleNamespace(
+        out=out,
+        first=first,
+        second=second,
+        before=before,
+        code=code,
+        stdout=stdout.getvalue(),
+        log=stderr.getvalue().splitlines(),
+    )
 
 
 class Interrupt:
@@ -129,8 +151,17 @@ def parallel(data_dir, tmp_path_factory):
     )
     reports: list = []
     lines: list[str] = []
-    results = run_study(PRESET, out, seed=SEED, seeds=2, jobs=2, threads=1, data_dir=data_dir, log=lines.append,
-                        progress=lambda done, info: reports.append((done, info)))
+    results = run_study(
+        PRESET,
+        out,
+        seed=SEED,
+        seeds=2,
+        jobs=2,
+        threads=1,
+        data_dir=data_dir,
+        log=lines.append,
+        progress=lambda done, info: reports.append((done, info)),
+    )
     return SimpleNamespace(out=out, results=results, left=left, reports=reports, log=lines)
 
 
@@ -246,10 +277,17 @@ def scheduled(data_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("scheduled") / "out"
     lines: list[str] = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, silence_logs=logging.ERROR) as cluster:
-        results = run_study(PRESET, out, seed=SEED, seeds=2, threads=1, scheduler=cluster.scheduler_address,
-                            data_dir=data_dir, log=lines.append)
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        results = run_study(
+            PRESET, out, seed=SEED, seeds=2, threads=1, scheduler=cluster.scheduler_address, data_dir=data_dir, log=lines.append
+        )
     return SimpleNamespace(out=out, results=results, log=lines)
 
 
@@ -266,7 +304,9 @@ def test_a_dask_scheduler_of_the_users_gives_the_same_models_scores_and_tables(g
                 np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name} {k}")
     said = [line for line in scheduled.log if line.startswith("training and scoring")]
     assert len(said) == 1 and re.fullmatch(
-        rf"training and scoring {len(STAGE_FILES) // 2} stages on the Dask scheduler at tcp://127\.0\.0\.1:\d+ of 1 thread each \.\.\.", said[0])
+        rf"training and scoring {len(STAGE_FILES) // 2} stages on the Dask scheduler at tcp://127\.0\.0\.1:\d+ of 1 thread each \.\.\.",
+        said[0],
+    )
 
 
 def test_a_worker_that_dies_is_named_by_its_stage_and_the_finished_stages_are_kept(data_dir, tmp_path):
@@ -282,8 +322,11 @@ def test_a_worker_that_dies_is_named_by_its_stage_and_the_finished_stages_are_ke
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
 
-    with pytest.raises(ChildProcessError, match=r"a worker process ended abruptly while running (nmm|cs2-bound) vrnn seed \d+ "
-                                                r"\(killed, or out of memory\?\); the finished stages in .* are kept"):
+    with pytest.raises(
+        ChildProcessError,
+        match=r"a worker process ended abruptly while running (nmm|cs2-bound) vrnn seed \d+ "
+        r"\(killed, or out of memory\?\); the finished stages in .* are kept",
+    ):
         run_study(PRESET, out, seed=SEED, seeds=2, jobs=2, threads=1, data_dir=data_dir, log=quiet, progress=kill_workers)
     assert killed and multiprocessing.active_children() == []
     names = [p.name for sub in ("models", "eval") for p in (out / sub).iterdir()]
@@ -334,7 +377,10 @@ def test_means_spreads_and_winners_follow_from_each_seeds_scores(grown, key):
     assert grown.second["seeds"] == list(SEEDS)
     per_seed = {
         "nearest": [json.loads(str(load_npz(grown.out / "eval" / f"{key}-nearest.npz")["summary_json"]))] * 2,
-        "vrnn": [json.loads(str(load_npz(grown.out / "eval" / f"{key}-{stem}.npz")["summary_json"])) for stem in ("vrnn", f"vrnn-seed{SEED + 1}")],
+        "vrnn": [
+            json.loads(str(load_npz(grown.out / "eval" / f"{key}-{stem}.npz")["summary_json"]))
+            for stem in ("vrnn", f"vrnn-seed{SEED + 1}")
+        ],
     }
     assert per_seed["vrnn"][0] == grown.first["experiments"][key]["methods"]["vrnn"]  # the study's seed is the one-seed study
     for m, summaries in per_seed.items():
@@ -369,7 +415,9 @@ def test_the_tables_show_mean_and_spread_and_say_when_a_score_is_a_tie(grown):
                 assert mean == pytest.approx(e["methods"][m][k], rel=1e-3, abs=0.5)
                 # printed as the means are (study._fmt): 4 significant digits below 100, whole numbers from 100
                 assert spread == pytest.approx(e["spread"][m][k], rel=1e-3, abs=0.5 if e["spread"][m][k] >= 100 else 1e-12)
-        margins = next(line for line in md.splitlines() if line.startswith(f"| {e['label']} |") and "margin" not in line and line != row)
+        margins = next(
+            line for line in md.splitlines() if line.startswith(f"| {e['label']} |") and "margin" not in line and line != row
+        )
         for k, cell in zip(SCORES, [c.strip() for c in margins.split("|")[2:-1]]):
             assert cell.startswith("tie (within spread)") == (e["winner"][k] is None), (key, k, cell)
 
@@ -411,13 +459,24 @@ def test_a_table_of_made_up_numbers_reads_as_intended():
             m["abs_error_mean"] = 0.1
         for s in spread.values():
             s["abs_error_mean"] = 0.01
-        return {"label": label, "trajectories": {"train": 1, "val": 1, "test": 1}, "methods": methods, "spread": spread,
-                "mean_predictor_abs_error": 0.5, **rank_methods(methods, spread)}
+        return {
+            "label": label,
+            "trajectories": {"train": 1, "val": 1, "test": 1},
+            "methods": methods,
+            "spread": spread,
+            "mean_predictor_abs_error": 0.5,
+            **rank_methods(methods, spread),
+        }
 
-    results = {"preset": "made-up", "seed": 7, "seeds": [7, 8, 9], "experiments": {
-        "x": entry("X", (20.0, 0.0), (10.0, 2.0)),  # VRNN by 10 > 2
-        "y": entry("Y", (20.0, 0.0), (19.0, 2.0)),  # 1 < 2: a tie
-    }}
+    results = {
+        "preset": "made-up",
+        "seed": 7,
+        "seeds": [7, 8, 9],
+        "experiments": {
+            "x": entry("X", (20.0, 0.0), (10.0, 2.0)),  # VRNN by 10 > 2
+            "y": entry("Y", (20.0, 0.0), (19.0, 2.0)),  # 1 < 2: a tie
+        },
+    }
     md = results_markdown(results)
     assert md.startswith("Each score: mean ± spread over 3 training seeds (7-9), on the datasets and splits of seed 7;")
     assert "| X | 1/1/1 | " + " | ".join(["20 ± 0 / **10 ± 2**"] * 4) + " |" in md

@@ -38,7 +38,9 @@ def _cs2_dataset(time: np.ndarray) -> Dataset:
 def test_a_model_records_the_median_frame_interval_and_keeps_it_through_its_file(name, tmp_path):
     # frames every 2.5 fs but one gap of 5 fs: the median spacing is 2.5 fs, the mean would not be
     time = np.array([0.0, 2.5, 5.0, 7.5, 12.5, 15.0, 17.5])
-    settings = dict(hidden=4, features=3, latent_free=1, epochs=1, batch_size=3, physics=0.0, device="cpu") if name == "vrnn" else {}
+    settings = (
+        dict(hidden=4, features=3, latent_free=1, epochs=1, batch_size=3, physics=0.0, device="cpu") if name == "vrnn" else {}
+    )
     method = get_method(name, **settings).fit(_cs2_dataset(time))
     assert method.dt_ == 2.5
     back = load_method(method.save(tmp_path / "m.safetensors"))
@@ -135,8 +137,23 @@ def study(runs, tmp_path_factory):
     files_again = transfer_files(out)
     two = run_study(PRESET, out, seed=SEED, seeds=2, data_dir=data_dir, sharc_dir=runs, log=quiet)
     two_md = (out / "results.md").read_text()
-    return SimpleNamespace(out=out, data_dir=data_dir, plain=plain, plain_md=plain_md, stages=stages, scored=scored, scored_md=scored_md,
-                           after=after, files=files, log=log, again=again, again_log=again_log, files_again=files_again, two=two, two_md=two_md)
+    return SimpleNamespace(
+        out=out,
+        data_dir=data_dir,
+        plain=plain,
+        plain_md=plain_md,
+        stages=stages,
+        scored=scored,
+        scored_md=scored_md,
+        after=after,
+        files=files,
+        log=log,
+        again=again,
+        again_log=again_log,
+        files_again=files_again,
+        two=two,
+        two_md=two_md,
+    )
 
 
 def direct(out, key: str, stem: str, runs_dir) -> dict:
@@ -166,7 +183,10 @@ def test_results_hold_the_transfer_of_every_stored_model_as_transfer_itself_scor
         errors = {m: t["methods"][m]["transfer_error"] for m in METHOD_NAMES}
         assert t["winner"]["transfer_error"] == min(errors, key=errors.get)
         assert t["margin"]["transfer_error"] == pytest.approx(abs(errors["vrnn"] - errors["nearest"]), rel=1e-12)
-        assert f"{study.scored['experiments'][key]['label']}: transfer to {t['runs']} SHARC runs, mean distance error: " in " ".join(study.log)
+        assert (
+            f"{study.scored['experiments'][key]['label']}: transfer to {t['runs']} SHARC runs, mean distance error: "
+            in " ".join(study.log)
+        )
 
 
 def test_without_foreign_runs_the_results_read_as_before_and_adding_them_retrains_nothing(study):
@@ -179,7 +199,7 @@ def test_without_foreign_runs_the_results_read_as_before_and_adding_them_retrain
     # the Markdown is the old one with the transfer table inserted before the closing sentence
     strip = lambda text: re.sub(r"this run took .*", "", text)  # noqa: E731
     assert TRANSFER_TITLE in study.scored_md
-    table = study.scored_md[study.scored_md.index("\n" + TRANSFER_TITLE) - 1:study.scored_md.rindex("|") + 2]
+    table = study.scored_md[study.scored_md.index("\n" + TRANSFER_TITLE) - 1 : study.scored_md.rindex("|") + 2]
     assert strip(study.scored_md.replace(table, "\n")) == strip(study.plain_md)
 
 
@@ -191,7 +211,9 @@ def test_a_rerun_reuses_the_transfer_files(study):
 
 def test_the_transfer_table_has_a_row_per_cs2_experiment_and_a_column_per_method_winner_in_bold(study):
     md = study.scored_md.splitlines()
-    header = md.index(f"| experiment | SHARC runs | {method_label('nearest')} | {method_label('vrnn')} | winner, margin over the runner-up |")
+    header = md.index(
+        f"| experiment | SHARC runs | {method_label('nearest')} | {method_label('vrnn')} | winner, margin over the runner-up |"
+    )
     for key, runs_text in (("cs2", "3 (2 bound, 1 dissociating)"), ("cs2-bound", "2 (2 bound)")):
         e = study.scored["experiments"][key]
         t = e["transfer"]["sharc"]
@@ -206,15 +228,21 @@ def test_the_transfer_table_has_a_row_per_cs2_experiment_and_a_column_per_method
 def test_with_two_seeds_the_transfer_is_mean_and_spread_over_seeds_with_the_same_winning_rule(study, runs):
     for key in KEYS:
         t = study.two["experiments"][key]["transfer"]["sharc"]
-        values = {"nearest": [direct(study.out, key, "nearest", runs)["transfer_error"]] * 2,
-                  "vrnn": [direct(study.out, key, stem, runs)["transfer_error"] for stem in ("vrnn", f"vrnn-seed{SEED + 1}")]}
+        values = {
+            "nearest": [direct(study.out, key, "nearest", runs)["transfer_error"]] * 2,
+            "vrnn": [direct(study.out, key, stem, runs)["transfer_error"] for stem in ("vrnn", f"vrnn-seed{SEED + 1}")],
+        }
         for m, v in values.items():
             assert t["per_seed"][m]["transfer_error"] == v
             assert t["methods"][m]["transfer_error"] == pytest.approx(np.mean(v), rel=1e-12)
             assert t["spread"][m]["transfer_error"] == pytest.approx(np.std(v, ddof=1), rel=1e-12, abs=0)
         ranked = rank_methods(t["methods"], t["spread"], scores=("transfer_error",))
         assert {k: t[k] for k in ranked} == ranked
-        row = next(line for line in study.two_md.splitlines() if line.startswith(f"| {study.two['experiments'][key]['label']} | ") and "bound" in line.split("|")[2])
+        row = next(
+            line
+            for line in study.two_md.splitlines()
+            if line.startswith(f"| {study.two['experiments'][key]['label']} | ") and "bound" in line.split("|")[2]
+        )
         assert f"{t['methods']['vrnn']['transfer_error']:.3f} ± {t['spread']['vrnn']['transfer_error']:.3f}" in row
     assert results_markdown(study.two) == study.two_md
 
@@ -229,10 +257,12 @@ def test_a_lost_transfer_file_or_one_of_other_runs_is_scored_again_identically(s
     np.savez_compressed(stale, **{**other, "fingerprint_json": np.array(json.dumps({**key, "runs": "of other runs"}))})
     log: list[str] = []
     res = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, sharc_dir=runs, log=log.append)
-    assert sorted(line for line in log if "scored on" in line) == ["CS2 bound: nearest scored on 2 SHARC runs: "
-                                                                   f"{study.scored['experiments']['cs2-bound']['transfer']['sharc']['methods']['nearest']['transfer_error']:.4f} Å",
-                                                                   "CS2: vrnn scored on 3 SHARC runs: "
-                                                                   f"{study.scored['experiments']['cs2']['transfer']['sharc']['methods']['vrnn']['transfer_error']:.4f} Å"]
+    assert sorted(line for line in log if "scored on" in line) == [
+        "CS2 bound: nearest scored on 2 SHARC runs: "
+        f"{study.scored['experiments']['cs2-bound']['transfer']['sharc']['methods']['nearest']['transfer_error']:.4f} Å",
+        "CS2: vrnn scored on 3 SHARC runs: "
+        f"{study.scored['experiments']['cs2']['transfer']['sharc']['methods']['vrnn']['transfer_error']:.4f} Å",
+    ]
     for path, before in ((lost, old), (stale, other)):
         after = load_npz(path)
         assert after.keys() == before.keys()
@@ -253,7 +283,9 @@ def test_reproduce_looks_for_shared_sharc_runs_beside_the_current_folder(study, 
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
     assert "no SHARC runs at ../shared/data/sharc-cs2: the transfer score is left out (give --sharc DIR)" in err
-    assert TRANSFER_TITLE not in out and "transfer" not in json.loads((study.out / "results.json").read_text())["experiments"]["cs2"]
+    assert (
+        TRANSFER_TITLE not in out and "transfer" not in json.loads((study.out / "results.json").read_text())["experiments"]["cs2"]
+    )
     shared = tmp_path / "shared" / "data"
     shared.mkdir(parents=True)
     (shared / "sharc-cs2").symlink_to(runs, target_is_directory=True)

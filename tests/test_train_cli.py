@@ -68,7 +68,9 @@ def test_model_loads_and_inverts_in_a_fresh_process(files, capsys):
     result = folder / "fresh.h5"
     proc = subprocess.run(
         [sys.executable, "-c", "from molmovie.cli import main; main()", "invert", str(model), str(data), "--output", str(result)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     with h5py.File(result, "r") as f:
@@ -185,7 +187,9 @@ def test_train_refuses_bad_input_in_one_line(files, tmp_path, capsys):
 def test_train_excluding_dissociating_trajectories(files, tmp_path, capsys):
     folder, ds, data = files
     out = tmp_path / "bound.safetensors"
-    code, stdout, err = run_cli(["train", data, "--method", "nearest", "-o", out, "--exclude-dissociating", "--epochs", "3"], capsys)
+    code, stdout, err = run_cli(
+        ["train", data, "--method", "nearest", "-o", out, "--exclude-dissociating", "--epochs", "3"], capsys
+    )
     assert code == 0, err
     assert "--epochs does not apply to the nearest method" in err
     keep = ds.without_dissociating()
@@ -201,5 +205,7 @@ def test_train_warns_when_the_physics_term_would_never_reach_full_weight(files, 
     code, stdout, err = run_cli(["train", data, "--method", "vrnn", "-o", out, *fast, "--set", "physics_warmup=2"], capsys)
     assert code == 0, err
     assert "the physics term reaches its full weight at epoch 4 (physics_warmup 2); with 2 epochs it never does" in err
-    code, stdout, err = run_cli(["train", data, "--method", "vrnn", "-o", tmp_path / "long.safetensors", *fast, "--set", "physics_warmup=1"], capsys)
+    code, stdout, err = run_cli(
+        ["train", data, "--method", "vrnn", "-o", tmp_path / "long.safetensors", *fast, "--set", "physics_warmup=1"], capsys
+    )
     assert code == 0 and "warning" not in err, err

@@ -147,7 +147,9 @@ def test_foreign_signals_are_made_with_the_models_spec_not_the_datasets_own():
     ens = _ensemble(pos, 0.5 * np.arange(101), [101])
     model_spec = SignalSpec(q_grid(n_q=20), reference="first", inelastic=False)
     method = _fitted_nearest(resample_ensemble(ens, 5.0), model_spec)
-    other = Dataset(ens, **dict(zip(("dS", "I_ref", "spec"), simulate(CS2_SYMBOLS, pos, [101], ens.time, SignalSpec(q_grid(n_q=7))))))
+    other = Dataset(
+        ens, **dict(zip(("dS", "I_ref", "spec"), simulate(CS2_SYMBOLS, pos, [101], ens.time, SignalSpec(q_grid(n_q=7)))))
+    )
     ds = foreign_dataset(method, other.ensemble, dt=5.0)
     assert ds.spec == model_spec
     np.testing.assert_array_equal(ds.dS, simulate(CS2_SYMBOLS, pos[:, ::10], [11], ds.time, model_spec).dS)

@@ -100,8 +100,16 @@ def test_the_loss_composes_its_terms_over_valid_frames():
     assert parts["rec"] == 0.0 and parts["phys"] == 0.0
     # a signal model ΔS = μ/4 misses the frame's 0.25 by 0.125; the misfit is ½ (0.125 / 0.5)²
     loss2, parts2, _ = vrnn_loss(
-        out, batch, n_pairs=1, perms=perms, alpha=2.0, beta=0.5, gamma=1.0,
-        physics=0.1, signal=lambda mu: mu / 4, scale=torch.tensor([0.5], dtype=D),
+        out,
+        batch,
+        n_pairs=1,
+        perms=perms,
+        alpha=2.0,
+        beta=0.5,
+        gamma=1.0,
+        physics=0.1,
+        signal=lambda mu: mu / 4,
+        scale=torch.tensor([0.5], dtype=D),
     )
     assert parts2["phys"] == pytest.approx(0.5 * 0.25**2, rel=1e-14)
     assert float(loss2) == pytest.approx(float(loss) + 0.1 * parts2["phys"], rel=1e-14)

@@ -65,8 +65,10 @@ def _probe_scheduler(address: str, timeout: float) -> None:
             _check_handshake(body)
             sock.sendall(head + body)
     except TimeoutError:  # socket.timeout is an alias of it
-        raise InputError(f"--scheduler {address}: no Dask scheduler answered within {timeout:g} s "
-                         "(something listens there, but it is not a Dask scheduler)") from None
+        raise InputError(
+            f"--scheduler {address}: no Dask scheduler answered within {timeout:g} s "
+            "(something listens there, but it is not a Dask scheduler)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot reach the Dask scheduler at {address!r} ({exc})") from None
 
@@ -129,9 +131,15 @@ def local_client(workers: int, threads: int = 1, *, allowed_failures: int | None
         # No dashboard; the scheduler's small HTTP server (health, metrics) takes any free port on
         # this machine, not 8787, so a second run does not warn "Port 8787 is already in use".
         with dask.config.set(config):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                                   silence_logs=logging.ERROR, env=limits)
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                silence_logs=logging.ERROR,
+                env=limits,
+            )
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous)

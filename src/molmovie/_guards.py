@@ -151,13 +151,22 @@ def memory_limit() -> int:
 
 
 def _human(nbytes: int) -> str:
-    for unit, scale in (("EiB", 1 << 60), ("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+    for unit, scale in (
+        ("EiB", 1 << 60),
+        ("PiB", 1 << 50),
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ):
         if nbytes >= scale:
             return f"{nbytes / scale:.3g} {unit}"
     return f"{nbytes} bytes"
 
 
-def check_allocation(shape_or_nbytes: SupportsIndex | Iterable[SupportsIndex], what: str, *, itemsize: int = 8, limit_bytes: int | None = None) -> int:
+def check_allocation(
+    shape_or_nbytes: SupportsIndex | Iterable[SupportsIndex], what: str, *, itemsize: int = 8, limit_bytes: int | None = None
+) -> int:
     """Refuse an allocation larger than the memory limit, before making it.
 
     Parameters
@@ -212,8 +221,12 @@ def check_seed(seed: int, name: str = "seed", *, generator: Literal[False] = Fal
 @overload
 def check_seed(seed: None, name: str = "seed", *, generator: bool = False) -> None: ...
 @overload
-def check_seed(seed: int | np.random.Generator | None, name: str = "seed", *, generator: bool = False) -> int | np.random.Generator | None: ...
-def check_seed(seed: int | np.random.Generator | None, name: str = "seed", *, generator: bool = False) -> int | np.random.Generator | None:
+def check_seed(
+    seed: int | np.random.Generator | None, name: str = "seed", *, generator: bool = False
+) -> int | np.random.Generator | None: ...
+def check_seed(
+    seed: int | np.random.Generator | None, name: str = "seed", *, generator: bool = False
+) -> int | np.random.Generator | None:
     """A seed as NumPy takes it: a whole number >= 0 (or None, or a Generator if ``generator``).
 
     Raises
@@ -258,7 +271,9 @@ def _read_only(path: Path) -> bool:
     return not (mode & 0o222) or not os.access(path, os.W_OK)
 
 
-def check_output_path(output: PathLike, inputs: Iterable[PathLike | None] = (), *, force: bool = False, folder: bool = False) -> Path:
+def check_output_path(
+    output: PathLike, inputs: Iterable[PathLike | None] = (), *, force: bool = False, folder: bool = False
+) -> Path:
     """Check that ``output`` may be written; refuse anything that would lose a user's data.
 
     Parameters
@@ -293,7 +308,9 @@ def check_output_path(output: PathLike, inputs: Iterable[PathLike | None] = (), 
         if same_file(output, source):
             raise InputError(f"the output {output} is the input {source}; write to another file (an input is never replaced)")
         if _inside(source, output):
-            raise InputError(f"the output {output} holds the input {source}; write to another folder (an input is never replaced)")
+            raise InputError(
+                f"the output {output} holds the input {source}; write to another folder (an input is never replaced)"
+            )
     try:
         exists = output.exists() or output.is_symlink()
         if exists and not force:

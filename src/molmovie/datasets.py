@@ -241,7 +241,9 @@ def check_splits(splits: dict, n: int, where="the dataset") -> dict[str, np.ndar
             raise InputError(f"{where}: unknown split {name!r} (splits are {', '.join(SPLITS)})")
         idx = np.asarray(raw)
         if idx.size and (idx.ndim != 1 or idx.dtype.kind not in "iu"):
-            raise InputError(f"{where}: split {name!r} must be a list of whole trajectory indices; got {idx.dtype} of shape {idx.shape}")
+            raise InputError(
+                f"{where}: split {name!r} must be a list of whole trajectory indices; got {idx.dtype} of shape {idx.shape}"
+            )
         idx = idx.reshape(-1).astype(np.int64)
         bad = idx[(idx < 0) | (idx >= n)]
         if bad.size:

@@ -236,6 +236,4 @@ def get_molecule(spec: str, seed: int = 0) -> Molecule:
     path = Path(spec)
     if path.suffix.lower() == ".xyz" or path.exists():
         return Molecule.from_xyz(path)
-    raise InputError(
-        f"unknown molecule {spec!r}: give one of {', '.join(BUILTIN)}, an XYZ file, or smiles:SMILES"
-    )
+    raise InputError(f"unknown molecule {spec!r}: give one of {', '.join(BUILTIN)}, an XYZ file, or smiles:SMILES")

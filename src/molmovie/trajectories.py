@@ -298,7 +298,9 @@ def _parse_xyz(path: Path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
         if symbols is None:
             symbols = frame_symbols_t
         elif frame_symbols_t != symbols:
-            raise InputError(f"{path}, frame {len(frames) + 1}: elements {''.join(frame_symbols_t)} differ from the first frame's {''.join(symbols)}")
+            raise InputError(
+                f"{path}, frame {len(frames) + 1}: elements {''.join(frame_symbols_t)} differ from the first frame's {''.join(symbols)}"
+            )
         frames.append(coords)
         i += 2 + n
     if symbols is None:
@@ -363,7 +365,9 @@ def _read_sharc_lis(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fields = line.split()
         where = f"{path}, line {lineno}"
         if len(fields) < 7:
-            raise InputError(f"{where}: expected at least 7 columns (step, time, states, kinetic, potential, total energy), got {len(fields)}")
+            raise InputError(
+                f"{where}: expected at least 7 columns (step, time, states, kinetic, potential, total energy), got {len(fields)}"
+            )
         times.append(_float(fields[1], where))
         try:
             states.append(int(fields[2]))
@@ -400,7 +404,9 @@ def read_sharc(path: PathLike) -> Trajectory:
         )
     if not np.allclose(traj.time[:n], t_lis[:n], atol=1e-4):
         k = int(np.argmax(~np.isclose(traj.time[:n], t_lis[:n], atol=1e-4)))
-        raise InputError(f"{folder}: output.xyz and output.lis disagree at step {k} (t = {traj.time[k]} fs against {t_lis[k]} fs)")
+        raise InputError(
+            f"{folder}: output.xyz and output.lis disagree at step {k} (t = {traj.time[k]} fs against {t_lis[k]} fs)"
+        )
     return Trajectory(traj.symbols, traj.time[:n], traj.positions[:n], energy[:n], state[:n], source=str(folder))
 
 
@@ -521,8 +527,9 @@ def _refuse_copies(trajectories: list[Trajectory]) -> None:
     """Two trajectories with identical frames (a copied file) are an error, like a path given twice."""
     seen: dict[bytes, str] = {}
     for tr in trajectories:
-        digest = hashlib.sha256(" ".join(tr.symbols).encode() + np.ascontiguousarray(tr.positions).tobytes()
-                                + np.ascontiguousarray(tr.time).tobytes()).digest()
+        digest = hashlib.sha256(
+            " ".join(tr.symbols).encode() + np.ascontiguousarray(tr.positions).tobytes() + np.ascontiguousarray(tr.time).tobytes()
+        ).digest()
         if digest in seen:
             raise InputError(
                 f"{tr.source} holds the same frames as {seen[digest]} (a copy); give each trajectory once, "
@@ -550,7 +557,9 @@ def resample(traj: Trajectory, *, dt: float | None = None, tmax: float | None = 
     if dt is not None:
         step = np.median(np.diff(time)) if len(time) > 1 else dt
         if step > dt * (1 + 1e-9) or not _is_multiple(dt, step):
-            raise InputError(f"{traj.source}: cannot resample steps of {step:g} fs to frames of {dt:g} fs (dt must be a multiple of the step)")
+            raise InputError(
+                f"{traj.source}: cannot resample steps of {step:g} fs to frames of {dt:g} fs (dt must be a multiple of the step)"
+            )
         phase = (time - time[0]) / dt
         keep &= np.abs(phase - np.round(phase)) < tol / dt * 1e3
     idx = np.flatnonzero(keep)
@@ -571,7 +580,9 @@ def _is_multiple(dt: float, step: float) -> bool:
 # --------------------------------------------------------------------------- ensembles
 
 
-def ensemble_from_trajectories(trajectories: list[Trajectory], *, molecule: str | None = None, provenance: dict | None = None) -> Ensemble:
+def ensemble_from_trajectories(
+    trajectories: list[Trajectory], *, molecule: str | None = None, provenance: dict | None = None
+) -> Ensemble:
     """Stack trajectories of one molecule on a common time axis, padding with NaN.
 
     All trajectories must have the same atoms in the same order and share a

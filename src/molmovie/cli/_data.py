@@ -29,9 +29,16 @@ class Reference(str, Enum):
 
 @app.command("import")
 def import_(
-    paths: Annotated[list[Path], typer.Argument(help="Trajectory files, SHARC run folders, or a folder of runs (TRAJ_*).", show_default=False)],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Trajectory files, SHARC run folders, or a folder of runs (TRAJ_*).", show_default=False)
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write (HDF5).")],
-    dt: Annotated[float | None, typer.Option(help="Frame interval in fs: --dt 5 keeps every 10th of 0.5 fs steps. XYZ files without times use it as their step.")] = None,
+    dt: Annotated[
+        float | None,
+        typer.Option(
+            help="Frame interval in fs: --dt 5 keeps every 10th of 0.5 fs steps. XYZ files without times use it as their step."
+        ),
+    ] = None,
     tmax: Annotated[float | None, typer.Option(help="Keep frames up to this time in fs after the first.")] = None,
     format: Annotated[str | None, typer.Option(help="Reader: sharc, xyz or ase (default: from each path).")] = None,
     splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = "80,10,10",
@@ -58,10 +65,15 @@ def scatter(
     qmin: Annotated[float | None, typer.Option(help="Smallest q, 1/Angstrom.")] = None,
     qmax: Annotated[float | None, typer.Option(help="Largest q, 1/Angstrom.")] = None,
     nq: Annotated[int | None, typer.Option(help="Number of q points.")] = None,
-    no_inelastic: Annotated[bool, typer.Option("--no-inelastic", help="Elastic scattering only (leave out the Compton term).")] = False,
+    no_inelastic: Annotated[
+        bool, typer.Option("--no-inelastic", help="Elastic scattering only (leave out the Compton term).")
+    ] = False,
     photons: Annotated[float | None, typer.Option(help="Poisson noise: expected photons per pattern.")] = None,
     irf_fs: Annotated[float | None, typer.Option(help="Time resolution: FWHM of a Gaussian instrument response, fs.")] = None,
-    reference: Annotated[Reference, typer.Option(help="ΔS reference: each trajectory's first frame (the paper's), or the ground-state ensemble (laser off).")] = Reference.first,
+    reference: Annotated[
+        Reference,
+        typer.Option(help="ΔS reference: each trajectory's first frame (the paper's), or the ground-state ensemble (laser off)."),
+    ] = Reference.first,
     seed: Annotated[int, typer.Option(help="Seed of the photon noise.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output, or signals already in FILE.")] = False,
 ) -> None:
@@ -101,7 +113,9 @@ def info(file: Annotated[Path, typer.Argument(help="Dataset file.", show_default
         noise = f"{spec.photons:g} photons/pattern" if spec.photons else "none"
         irf = f"{spec.irf_fs:g} fs FWHM" if spec.irf_fs else "none"
         lines.append(f"q grid        {len(q)} points, {q[0]:g} to {q[-1]:g} 1/Å")
-        lines.append(f"signals       reference {spec.reference}, inelastic {'on' if spec.inelastic else 'off'}, noise {noise}, IRF {irf}")
+        lines.append(
+            f"signals       reference {spec.reference}, inelastic {'on' if spec.inelastic else 'off'}, noise {noise}, IRF {irf}"
+        )
     else:
         lines.append("signals       none (run `molmovie scatter`)")
     if ds.splits:

@@ -54,19 +54,45 @@ def _method_help() -> str:
 
 @app.command()
 def fit(
-    measurement: Annotated[Path, typer.Argument(help="Measurement file (from `molmovie ingest` or `simulate-experiment`).", show_default=False)],
+    measurement: Annotated[
+        Path, typer.Argument(help="Measurement file (from `molmovie ingest` or `simulate-experiment`).", show_default=False)
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Fit result file to write (HDF5, format molmovie-fit).")],
     method: Annotated[str, typer.Option("--method", "-m", help=_method_help())] = "ensemble",
-    basis: Annotated[Path | None, typer.Option("--basis", help="Dataset of trajectories of the measured molecule (ensemble: required; pdf: optional, gives I_gs and the ground-state bound).")] = None,
+    basis: Annotated[
+        Path | None,
+        typer.Option(
+            "--basis",
+            help="Dataset of trajectories of the measured molecule (ensemble: required; pdf: optional, gives I_gs and the ground-state bound).",
+        ),
+    ] = None,
     figures: Annotated[Path | None, typer.Option("--figures", help="Folder for the figures (PNG); created if missing.")] = None,
     bootstrap: Annotated[int | None, typer.Option(help="Bootstrap replicates (ensemble; default 100).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the bootstrap (ensemble; default 0).")] = None,
-    t0_range: Annotated[str | None, typer.Option("--t0-range", help="Time-zero range searched, LOW,HIGH fs (ensemble; default -150,150).")] = None,
-    irf_range: Annotated[str | None, typer.Option("--irf-range", help="IRF FWHM range searched, LOW,HIGH fs (ensemble; default 10,300).")] = None,
+    t0_range: Annotated[
+        str | None, typer.Option("--t0-range", help="Time-zero range searched, LOW,HIGH fs (ensemble; default -150,150).")
+    ] = None,
+    irf_range: Annotated[
+        str | None, typer.Option("--irf-range", help="IRF FWHM range searched, LOW,HIGH fs (ensemble; default 10,300).")
+    ] = None,
     regularize: Annotated[str | None, typer.Option(help="ensemble: none, discrepancy or μ; pdf: gcv, discrepancy or λ.")] = None,
-    hole: Annotated[bool, typer.Option("--hole", help="ensemble: model the ground-state hole with the basis's own ground-state trajectories (ground_start, bound, ground-state model), signed, Σh = Σc = γ.")] = False,
-    sigma_from_pre_t0: Annotated[bool, typer.Option("--sigma-from-pre-t0", help="Estimate σ from the scatter of ΔS before time zero (per q, the same at every delay), replacing any σ in the file.")] = False,
-    settings: Annotated[list[str] | None, typer.Option("--set", help="Method setting KEY=VALUE (JSON value), repeatable, e.g. --set r_max=8.")] = None,
+    hole: Annotated[
+        bool,
+        typer.Option(
+            "--hole",
+            help="ensemble: model the ground-state hole with the basis's own ground-state trajectories (ground_start, bound, ground-state model), signed, Σh = Σc = γ.",
+        ),
+    ] = False,
+    sigma_from_pre_t0: Annotated[
+        bool,
+        typer.Option(
+            "--sigma-from-pre-t0",
+            help="Estimate σ from the scatter of ΔS before time zero (per q, the same at every delay), replacing any σ in the file.",
+        ),
+    ] = False,
+    settings: Annotated[
+        list[str] | None, typer.Option("--set", help="Method setting KEY=VALUE (JSON value), repeatable, e.g. --set r_max=8.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
 ) -> None:
     """Fit a measurement: γ, t0, IRF, weights and distance distributions (ensemble), or ΔP(R, t) (pdf)."""
@@ -75,8 +101,12 @@ def fit(
     if method not in MEASUREMENT_METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(MEASUREMENT_METHODS)}")
     options = parse_settings(settings)
-    ensemble_only = {"--bootstrap": ("bootstrap", bootstrap), "--seed": ("seed", seed),
-                     "--t0-range": ("t0_range", _range(t0_range, "--t0-range")), "--irf-range": ("irf_range", _range(irf_range, "--irf-range"))}
+    ensemble_only = {
+        "--bootstrap": ("bootstrap", bootstrap),
+        "--seed": ("seed", seed),
+        "--t0-range": ("t0_range", _range(t0_range, "--t0-range")),
+        "--irf-range": ("irf_range", _range(irf_range, "--irf-range")),
+    }
     known = MEASUREMENT_METHODS[method].setting_names()
     for flag, (key, value) in ensemble_only.items():
         if value is None:
@@ -107,8 +137,10 @@ def fit(
         # The fits are many small matrix products and NNLS solves: BLAS threads only add
         # overhead there (the ensemble benchmark ran 3-10x slower with two threads on a
         # busy 2-core machine), so BLAS runs one thread while fitting.
-        with progress_callback(f"fitting ({method})", status=lambda info: str(info.get("stage", ""))) as progress, \
-                threadpool_limits(limits=1, user_api="blas"):
+        with (
+            progress_callback(f"fitting ({method})", status=lambda info: str(info.get("stage", ""))) as progress,
+            threadpool_limits(limits=1, user_api="blas"),
+        ):
             model.fit(meas, basis=data, progress=progress)
         result = model.result
         if not result.converged:
@@ -116,27 +148,43 @@ def fit(
         result.provenance.update({"measurement_file": str(measurement), "basis_file": None if basis is None else str(basis)})
         write_fit(result, output, force=force)
 
-    lines = [f"{output}: {method} fit of {meas.molecule or 'the measurement'}, {result.n_data} data, "
-             f"reduced χ² {result.reduced_chi2:.3f} (σ: {result.sigma_source.split(':')[0]})"]
+    lines = [
+        f"{output}: {method} fit of {meas.molecule or 'the measurement'}, {result.n_data} data, "
+        f"reduced χ² {result.reduced_chi2:.3f} (σ: {result.sigma_source.split(':')[0]})"
+    ]
     e = result.ensemble
     if e is not None:
-        lines.append(f"  γ = {e.gamma:.4g} ± {e.gamma_std:.2g}   t0 = {e.t0:.1f} ± {e.t0_std:.1f} fs   IRF = {e.irf_fs:.1f} ± {e.irf_fs_std:.1f} fs FWHM"
-                     f"   ({len(e.bootstrap_gamma)} bootstrap replicates"
-                     + (f"; γ's profile likelihood over {e.profile_gamma.size} points" if e.profile_gamma is not None and e.profile_gamma.size else "")
-                     + ")")
-        lines.append(f"  {np.count_nonzero(e.weights)} of {e.weights.size} trajectories weighted; dissociated fraction at the last delay "
-                     f"{e.dissociated_fraction[-1]:.3f} ± {e.dissociated_fraction_std[-1]:.3f}")
+        lines.append(
+            f"  γ = {e.gamma:.4g} ± {e.gamma_std:.2g}   t0 = {e.t0:.1f} ± {e.t0_std:.1f} fs   IRF = {e.irf_fs:.1f} ± {e.irf_fs_std:.1f} fs FWHM"
+            f"   ({len(e.bootstrap_gamma)} bootstrap replicates"
+            + (
+                f"; γ's profile likelihood over {e.profile_gamma.size} points"
+                if e.profile_gamma is not None and e.profile_gamma.size
+                else ""
+            )
+            + ")"
+        )
+        lines.append(
+            f"  {np.count_nonzero(e.weights)} of {e.weights.size} trajectories weighted; dissociated fraction at the last delay "
+            f"{e.dissociated_fraction[-1]:.3f} ± {e.dissociated_fraction_std[-1]:.3f}"
+        )
         if e.hole_weights is not None and e.hole_r0 is not None:  # set together
             h = e.hole_weights
             r0 = e.hole_r0[:, 0]
-            lines.append(f"  hole: {np.count_nonzero(h)} of {h.size} ground-state trajectories, Σh = {h.sum():.4g}; mean {e.pair_labels[0]} at "
-                         f"excitation {h @ r0 / h.sum():.3f} Å removed against {r0.mean():.3f} Å in the ground state")
+            lines.append(
+                f"  hole: {np.count_nonzero(h)} of {h.size} ground-state trajectories, Σh = {h.sum():.4g}; mean {e.pair_labels[0]} at "
+                f"excitation {h @ r0 / h.sum():.3f} Å removed against {r0.mean():.3f} Å in the ground state"
+            )
         if e.birge_ratio > 1:
-            lines.append(f"  spreads scaled by the Birge ratio √χ²_red = {e.birge_ratio:.3f} (reduced χ² > 1: the data scatter more than σ about the fit)")
+            lines.append(
+                f"  spreads scaled by the Birge ratio √χ²_red = {e.birge_ratio:.3f} (reduced χ² > 1: the data scatter more than σ about the fit)"
+            )
     p = result.pdf
     if p is not None:
-        lines.append(f"  ΔP(R, t) on {p.r.size} bins {p.r[0]:.2f}-{p.r[-1]:.2f} Å for {', '.join(p.pair_types)}; "
-                     f"λ = {p.regularization:.3g} ({p.rule}), damping α = {p.damping:.3g} Å²; I_gs from {p.reference.split(':')[0]}")
+        lines.append(
+            f"  ΔP(R, t) on {p.r.size} bins {p.r[0]:.2f}-{p.r[-1]:.2f} Å for {', '.join(p.pair_types)}; "
+            f"λ = {p.regularization:.3g} ({p.rule}), damping α = {p.damping:.3g} Å²; I_gs from {p.reference.split(':')[0]}"
+        )
     if figures is not None:
         figures.mkdir(parents=True, exist_ok=True)
         written = _figures(result, figures)
@@ -158,15 +206,50 @@ def _figures(result, folder: Path) -> list[Path]:
         plt.close(fig)
         out.append(path)
 
-    save(ff.plot_fit_signals(result.q, result.delays, result.dS, result.dS_fit, result.residual, title=f"{result.method} fit, reduced χ² {result.reduced_chi2:.3f}"), f"{result.method}_fit_signals.png")
+    save(
+        ff.plot_fit_signals(
+            result.q,
+            result.delays,
+            result.dS,
+            result.dS_fit,
+            result.residual,
+            title=f"{result.method} fit, reduced χ² {result.reduced_chi2:.3f}",
+        ),
+        f"{result.method}_fit_signals.png",
+    )
     e = result.ensemble
     if e is not None:
-        save(ff.plot_distance_bands(result.delays, e.pair_labels, e.distance_mean, e.distance_mean_std, e.distance_quantiles, e.quantile_levels,
-                                    channel_mean=e.channel_distance_mean, channel_mean_std=e.channel_distance_mean_std, channels=e.channels,
-                                    dissociated_fraction=e.dissociated_fraction, dissociated_fraction_std=e.dissociated_fraction_std), "ensemble_distances.png")
-        save(ff.plot_parameters(e.gamma, e.gamma_std, e.t0, e.t0_std, e.irf_fs, e.irf_fs_std, e.bootstrap_gamma, e.bootstrap_t0, e.bootstrap_irf_fs,
-                                  profile=None if e.profile_gamma is None else (e.profile_gamma, e.profile_chi2, e.birge_ratio)),
-             "ensemble_parameters.png")
+        save(
+            ff.plot_distance_bands(
+                result.delays,
+                e.pair_labels,
+                e.distance_mean,
+                e.distance_mean_std,
+                e.distance_quantiles,
+                e.quantile_levels,
+                channel_mean=e.channel_distance_mean,
+                channel_mean_std=e.channel_distance_mean_std,
+                channels=e.channels,
+                dissociated_fraction=e.dissociated_fraction,
+                dissociated_fraction_std=e.dissociated_fraction_std,
+            ),
+            "ensemble_distances.png",
+        )
+        save(
+            ff.plot_parameters(
+                e.gamma,
+                e.gamma_std,
+                e.t0,
+                e.t0_std,
+                e.irf_fs,
+                e.irf_fs_std,
+                e.bootstrap_gamma,
+                e.bootstrap_t0,
+                e.bootstrap_irf_fs,
+                profile=None if e.profile_gamma is None else (e.profile_gamma, e.profile_chi2, e.birge_ratio),
+            ),
+            "ensemble_parameters.png",
+        )
         if e.hole_weights is not None:
             save(ff.plot_hole(e.hole_r0, e.hole_weights, e.pair_labels), "ensemble_hole.png")
     p = result.pdf

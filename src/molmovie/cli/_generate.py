@@ -22,6 +22,7 @@ from ._progress import progress_callback
 def _generate_status(info: dict) -> str:
     return f"{info['dissociated']} dissociated" + (f", {info['failed']} failed" if info["failed"] else "")
 
+
 _CALCULATOR_HELP = "; ".join(f"{name}: {text}" for name, (_, text) in CALCULATORS.items())
 _INITIAL_HELP = "; ".join(f"{name}: {cls.description}" for name, cls in INITIAL_CONDITIONS.items())
 
@@ -56,7 +57,9 @@ def _morse(text: str) -> dict:
         key, sep, value = item.partition("=")
         name = _MORSE_KEYS.get(key.strip().lower())
         if not sep or name is None:
-            raise InputError(f"--morse takes we=CM-1,re=ANGSTROM and D0=EV or De=EV, like we=214.5,re=2.666,D0=1.54; got {text!r}")
+            raise InputError(
+                f"--morse takes we=CM-1,re=ANGSTROM and D0=EV or De=EV, like we=214.5,re=2.666,D0=1.54; got {text!r}"
+            )
         if name in out:
             raise InputError(f"--morse gives {key.strip()} twice")
         try:
@@ -73,7 +76,9 @@ def _families(text: str) -> list[tuple[str, float]]:
         name, sep, weight = item.strip().partition(":")
         name = name.strip().lower()
         if name not in INITIAL_CONDITIONS:
-            raise InputError(f"unknown initial-condition family {name!r} in --initial; choose from {', '.join(INITIAL_CONDITIONS)}")
+            raise InputError(
+                f"unknown initial-condition family {name!r} in --initial; choose from {', '.join(INITIAL_CONDITIONS)}"
+            )
         try:
             w = float(weight) if sep else 1.0
         except ValueError:
@@ -117,29 +122,108 @@ def _retime(model, tmax: float | None, dt: float | None, timestep: float | None)
 
 @app.command()
 def generate(
-    molecule: Annotated[str, typer.Argument(help="nmm, c2h4, cs2, i2, an XYZ file, or smiles:SMILES (e.g. smiles:CN1CCOCC1).", show_default=False)],
+    molecule: Annotated[
+        str, typer.Argument(help="nmm, c2h4, cs2, i2, an XYZ file, or smiles:SMILES (e.g. smiles:CN1CCOCC1).", show_default=False)
+    ],
     trajectories: Annotated[int, typer.Option("--trajectories", "-n", help="Number of trajectories.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write (HDF5).")],
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same trajectories, whatever the workers.")] = 0,
-    workers: Annotated[int | None, typer.Option(help="Local worker processes, one trajectory per core (default: all cores; 1 runs without Dask).")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) to run the trajectories on.")] = None,
-    model: Annotated[str | None, typer.Option(help="Excited-state model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules; 'ground' with a one-surface calculator (Morse).")] = None,
-    calculator: Annotated[str | None, typer.Option(help=f"Energies and forces from: {_CALCULATOR_HELP}. Default: xtb.", show_default=False)] = None,
-    morse: Annotated[str | None, typer.Option(help="Constants of --calculator morse: we=CM-1 (harmonic wavenumber), re=ANGSTROM, and D0=EV (bond energy) or De=EV (well depth), e.g. we=214.5,re=2.666,D0=1.54.", show_default=False)] = None,
-    initial: Annotated[str | None, typer.Option(help=f"How trajectories start: {_INITIAL_HELP}. Several as relative sizes, run in consecutive blocks of trajectory indices, e.g. displaced:2,dissociation:1. Default: wigner.", show_default=False)] = None,
-    amplitude: Annotated[str | None, typer.Option(help="displaced: range LO:HI of the bond displacement amplitude A, Angstrom (drawn uniformly).", show_default=False)] = None,
-    phase: Annotated[str | None, typer.Option(help="displaced: range LO:HI of the vibration phase, degrees: bond = A cos(phase), momentum = -A mu omega sin(phase). Default 0:360.", show_default=False)] = None,
-    excess: Annotated[str | None, typer.Option(help="dissociation: range LO:HI of the energy above the dissociation limit, eV; a diatomic's atoms separate at sqrt(2E/mu).", show_default=False)] = None,
-    repulsive: Annotated[float | None, typer.Option(help="dissociation, diatomics: run on a repulsive wall E_limit + W exp(-BETA (r - r_e)) from the Wigner sample at rest (a vertical excitation to a dissociative state) instead of kicking the bond on the same potential; BETA in 1/Angstrom, e.g. 2.", show_default=False)] = None,
-    limit: Annotated[float | None, typer.Option(help="dissociation: the dissociation limit above the minimum's energy, eV (default: the energy with the two fragments moved 50 Angstrom apart).", show_default=False)] = None,
-    bond: Annotated[str | None, typer.Option(help="displaced, dissociation: the bond, two atom indices from 0 (default: the bond of a diatomic).", show_default=False)] = None,
-    no_wigner: Annotated[bool, typer.Option("--no-wigner", help="displaced, dissociation: start exactly at the drawn point, without the zero-point spread of a Wigner sample.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Local worker processes, one trajectory per core (default: all cores; 1 runs without Dask)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) to run the trajectories on.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Excited-state model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules; 'ground' with a one-surface calculator (Morse)."
+        ),
+    ] = None,
+    calculator: Annotated[
+        str | None, typer.Option(help=f"Energies and forces from: {_CALCULATOR_HELP}. Default: xtb.", show_default=False)
+    ] = None,
+    morse: Annotated[
+        str | None,
+        typer.Option(
+            help="Constants of --calculator morse: we=CM-1 (harmonic wavenumber), re=ANGSTROM, and D0=EV (bond energy) or De=EV (well depth), e.g. we=214.5,re=2.666,D0=1.54.",
+            show_default=False,
+        ),
+    ] = None,
+    initial: Annotated[
+        str | None,
+        typer.Option(
+            help=f"How trajectories start: {_INITIAL_HELP}. Several as relative sizes, run in consecutive blocks of trajectory indices, e.g. displaced:2,dissociation:1. Default: wigner.",
+            show_default=False,
+        ),
+    ] = None,
+    amplitude: Annotated[
+        str | None,
+        typer.Option(
+            help="displaced: range LO:HI of the bond displacement amplitude A, Angstrom (drawn uniformly).", show_default=False
+        ),
+    ] = None,
+    phase: Annotated[
+        str | None,
+        typer.Option(
+            help="displaced: range LO:HI of the vibration phase, degrees: bond = A cos(phase), momentum = -A mu omega sin(phase). Default 0:360.",
+            show_default=False,
+        ),
+    ] = None,
+    excess: Annotated[
+        str | None,
+        typer.Option(
+            help="dissociation: range LO:HI of the energy above the dissociation limit, eV; a diatomic's atoms separate at sqrt(2E/mu).",
+            show_default=False,
+        ),
+    ] = None,
+    repulsive: Annotated[
+        float | None,
+        typer.Option(
+            help="dissociation, diatomics: run on a repulsive wall E_limit + W exp(-BETA (r - r_e)) from the Wigner sample at rest (a vertical excitation to a dissociative state) instead of kicking the bond on the same potential; BETA in 1/Angstrom, e.g. 2.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        float | None,
+        typer.Option(
+            help="dissociation: the dissociation limit above the minimum's energy, eV (default: the energy with the two fragments moved 50 Angstrom apart).",
+            show_default=False,
+        ),
+    ] = None,
+    bond: Annotated[
+        str | None,
+        typer.Option(
+            help="displaced, dissociation: the bond, two atom indices from 0 (default: the bond of a diatomic).",
+            show_default=False,
+        ),
+    ] = None,
+    no_wigner: Annotated[
+        bool,
+        typer.Option(
+            "--no-wigner",
+            help="displaced, dissociation: start exactly at the drawn point, without the zero-point spread of a Wigner sample.",
+        ),
+    ] = False,
     tmax: Annotated[float | None, typer.Option(help="Simulated time, fs (default: the model's).", show_default=False)] = None,
-    dt: Annotated[float | None, typer.Option(help="Frame interval stored, fs (default: the model's).", show_default=False)] = None,
-    timestep: Annotated[float | None, typer.Option(help="Velocity Verlet time step, fs (default: the model's, 0.5).", show_default=False)] = None,
-    stop_dissociated: Annotated[bool, typer.Option("--stop-dissociated", help="End a trajectory once its fragments are apart (as SHARC runs do): faster, shorter trajectories.")] = False,
+    dt: Annotated[
+        float | None, typer.Option(help="Frame interval stored, fs (default: the model's).", show_default=False)
+    ] = None,
+    timestep: Annotated[
+        float | None, typer.Option(help="Velocity Verlet time step, fs (default: the model's, 0.5).", show_default=False)
+    ] = None,
+    stop_dissociated: Annotated[
+        bool,
+        typer.Option(
+            "--stop-dissociated",
+            help="End a trajectory once its fragments are apart (as SHARC runs do): faster, shorter trajectories.",
+        ),
+    ] = False,
     splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = "85,11,11",
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing output file, or discard a checkpoint made with other settings.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing output file, or discard a checkpoint made with other settings.")
+    ] = False,
 ) -> None:
     """Run dynamics of a (photoexcited) molecule into a dataset file.
 
@@ -171,13 +255,28 @@ def generate(
                 if tmax is not None or dt is not None or timestep is not None:
                     how = _retime(how, tmax, dt, timestep)
             try:
-                ds = run(what, trajectories, model=how, seed=seed, workers=workers, scheduler=scheduler,
-                         output=output, splits=sizes, force=force, progress=progress, calculator=calc, initial=init)
+                ds = run(
+                    what,
+                    trajectories,
+                    model=how,
+                    seed=seed,
+                    workers=workers,
+                    scheduler=scheduler,
+                    output=output,
+                    splits=sizes,
+                    force=force,
+                    progress=progress,
+                    calculator=calc,
+                    initial=init,
+                )
             except KeyboardInterrupt:
                 folder = partial_path(output)
                 saved = len(list(folder.glob("traj-*.npz"))) if folder.is_dir() else 0
-                typer.echo(f"molmovie: interrupted; {saved} finished trajectories are kept in {folder}; "
-                           f"run the same command again to resume", err=True)
+                typer.echo(
+                    f"molmovie: interrupted; {saved} finished trajectories are kept in {folder}; "
+                    f"run the same command again to resume",
+                    err=True,
+                )
                 raise typer.Exit(130) from None
     summary = ds.ensemble.provenance["summary"]
     drift = summary["max_drift_eV"]
@@ -185,7 +284,8 @@ def generate(
         f"{output}: {ds.n_trajectories} trajectories of {ds.molecule} ({ds.n_atoms} atoms), model "
         f"{ds.ensemble.provenance['model']['name']}, {ds.n_frames} frames to {ds.time[-1]:g} fs; "
         f"{summary['dissociated']} dissociated, {summary['failed']} failed (SCF), "
-        f"energy drift max {drift:.3f} eV" + (f" ({summary['drift_flagged']} above threshold)" if summary["drift_flagged"] else "")
+        f"energy drift max {drift:.3f} eV"
+        + (f" ({summary['drift_flagged']} above threshold)" if summary["drift_flagged"] else "")
     )
 
 
@@ -195,21 +295,33 @@ def _calculator(name: str | None, morse: str | None):
         return None
     if name is None or name.lower() != "morse":
         if morse is not None:
-            raise InputError("--morse gives the constants of --calculator morse; add --calculator morse (presets such as morse-i2-x need none)")
+            raise InputError(
+                "--morse gives the constants of --calculator morse; add --calculator morse (presets such as morse-i2-x need none)"
+            )
         return get_calculator(name)
     if morse is None:
         raise InputError("--calculator morse needs its constants: --morse we=CM-1,re=ANGSTROM,D0=EV (or De=EV)")
     return get_calculator("morse", **_morse(morse))
 
 
-def _initial(text: str | None, amplitude: str | None, phase: str | None, excess: str | None, bond: str | None, no_wigner: bool,
-             limit: float | None = None, repulsive: float | None = None):
+def _initial(
+    text: str | None,
+    amplitude: str | None,
+    phase: str | None,
+    excess: str | None,
+    bond: str | None,
+    no_wigner: bool,
+    limit: float | None = None,
+    repulsive: float | None = None,
+):
     """The initial-condition family (or mixture) of --initial and its options, validated."""
     families = _families(text) if text is not None else [("wigner", 1.0)]
     names = [n for n, _ in families]
-    ranges: dict[str, tuple[str, tuple[float, float] | None]] = {"--amplitude": ("displaced", _range(amplitude, "--amplitude", "Angstrom")),
-              "--phase": ("displaced", _range(phase, "--phase", "degrees")),
-              "--excess": ("dissociation", _range(excess, "--excess", "eV"))}
+    ranges: dict[str, tuple[str, tuple[float, float] | None]] = {
+        "--amplitude": ("displaced", _range(amplitude, "--amplitude", "Angstrom")),
+        "--phase": ("displaced", _range(phase, "--phase", "degrees")),
+        "--excess": ("dissociation", _range(excess, "--excess", "eV")),
+    }
     for option, (family, value) in ranges.items():
         if value is not None and family not in names:
             raise InputError(f"{option} applies to --initial {family}, which this run does not use")
@@ -225,7 +337,9 @@ def _initial(text: str | None, amplitude: str | None, phase: str | None, excess:
     common: dict[str, Any] = {"bond": _bond(bond), "wigner": not no_wigner}
     settings: dict[str, dict[str, Any]] = {
         "wigner": {},
-        "displaced": dict(common, amplitude=ranges["--amplitude"][1], **({"phase": ranges["--phase"][1]} if phase is not None else {})),
+        "displaced": dict(
+            common, amplitude=ranges["--amplitude"][1], **({"phase": ranges["--phase"][1]} if phase is not None else {})
+        ),
         "dissociation": dict(common, excess=ranges["--excess"][1], limit=limit, repulsive=repulsive),
     }
     made = [(get_initial(n, **settings[n]), w) for n, w in families]

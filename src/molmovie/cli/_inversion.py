@@ -54,14 +54,33 @@ def _fit_status(info: dict) -> str:
 
 @app.command()
 def train(
-    dataset: Annotated[Path, typer.Argument(help="Dataset file with signals (from import/generate + scatter).", show_default=False)],
+    dataset: Annotated[
+        Path, typer.Argument(help="Dataset file with signals (from import/generate + scatter).", show_default=False)
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (safetensors), e.g. model.safetensors.")],
     method: Annotated[str, typer.Option(help=_method_help())] = DEFAULT_METHOD,
-    exclude_dissociating: Annotated[bool, typer.Option("--exclude-dissociating", help="Leave out trajectories that dissociate (train and val).")] = False,
-    epochs: Annotated[int | None, typer.Option(help="Most training epochs: the method's 'epochs' setting, for methods that have one.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of initialisation, batch order and sampling: the method's 'seed' setting, for methods that have one.")] = None,
-    device: Annotated[str | None, typer.Option(help="Where to train (auto, cpu, cuda), for methods that run on a GPU: auto takes a CUDA GPU when there is one.")] = None,
-    settings: Annotated[list[str] | None, typer.Option("--set", help="Method setting KEY=VALUE, repeatable (e.g. --set hidden=64 --set physics=0).")] = None,
+    exclude_dissociating: Annotated[
+        bool, typer.Option("--exclude-dissociating", help="Leave out trajectories that dissociate (train and val).")
+    ] = False,
+    epochs: Annotated[
+        int | None, typer.Option(help="Most training epochs: the method's 'epochs' setting, for methods that have one.")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of initialisation, batch order and sampling: the method's 'seed' setting, for methods that have one."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Where to train (auto, cpu, cuda), for methods that run on a GPU: auto takes a CUDA GPU when there is one."
+        ),
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Method setting KEY=VALUE, repeatable (e.g. --set hidden=64 --set physics=0)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing model file.")] = False,
 ) -> None:
     """Train an inversion method on the dataset's train split, validating on its val split."""
@@ -98,10 +117,20 @@ def _train(dataset, output, method, exclude_dissociating, epochs, seed, device, 
 @app.command()
 def invert(
     model: Annotated[Path, typer.Argument(help="Model file from `molmovie train`.", show_default=False)],
-    signals: Annotated[Path, typer.Argument(help="A dataset file, or an HDF5 file with q (Q), time (T) and dS ((T, Q) or (M, T, Q)).", show_default=False)],
+    signals: Annotated[
+        Path,
+        typer.Argument(
+            help="A dataset file, or an HDF5 file with q (Q), time (T) and dS ((T, Q) or (M, T, Q)).", show_default=False
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Result file to write (HDF5).")],
-    interpolate_q: Annotated[bool, typer.Option("--interpolate-q", help="Interpolate the signals onto the model's q grid when they differ.")] = False,
-    device: Annotated[str | None, typer.Option(help="Where to run the model (auto, cpu, cuda), for methods that run on a GPU (default: as trained).")] = None,
+    interpolate_q: Annotated[
+        bool, typer.Option("--interpolate-q", help="Interpolate the signals onto the model's q grid when they differ.")
+    ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Where to run the model (auto, cpu, cuda), for methods that run on a GPU (default: as trained)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
 ) -> None:
     """Invert scattering signals into atom-atom distances R_AB(t) with their uncertainties."""
@@ -136,10 +165,21 @@ def _invert(model, signals, output, interpolate_q, device, force) -> None:
     pred = method.predict(dS, q=method.q_, lengths=lengths)
 
     write_inversion(
-        output, pred, time=sig["time"], lengths=lengths, method=method.name, molecule=method.molecule_,
-        symbols=method.symbols_, pair_labels=method.pair_labels_, model=model, signals=signals, interpolated_q=interpolated,
+        output,
+        pred,
+        time=sig["time"],
+        lengths=lengths,
+        method=method.name,
+        molecule=method.molecule_,
+        symbols=method.symbols_,
+        pair_labels=method.pair_labels_,
+        model=model,
+        signals=signals,
+        interpolated_q=interpolated,
         force=force,
     )
     M, T, P = pred.distances.shape
     std_note = "with σ" if pred.std is not None else "without uncertainties"
-    typer.echo(f"{output}: {P} distances for {M} series × {T} frames ({method.name}, {std_note}{', q interpolated' if interpolated else ''})")
+    typer.echo(
+        f"{output}: {P} distances for {M} series × {T} frames ({method.name}, {std_note}{', q interpolated' if interpolated else ''})"
+    )

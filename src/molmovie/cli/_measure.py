@@ -38,37 +38,96 @@ class QIn(str, Enum):
 def ingest(
     file: Annotated[Path, typer.Argument(help="Beamline file: HDF5, NPZ or a text table.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Measurement file to write (HDF5).")],
-    kind: Annotated[Kind, typer.Option(help="Absolute intensities I(q,t) (ΔS is built against a reference) or a ready ΔS; auto: intensities when the isotropic data are positive in the q range.")] = Kind.auto,
-    q_units: Annotated[str | None, typer.Option(help="Units of the file's q: 1/Angstrom (1/A), 1/nm or 1/bohr. Needed when the file does not say.")] = None,
-    delay_units: Annotated[str | None, typer.Option(help="Units of the file's delays: fs or ps. Needed when the file does not say.")] = None,
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            help="Absolute intensities I(q,t) (ΔS is built against a reference) or a ready ΔS; auto: intensities when the isotropic data are positive in the q range."
+        ),
+    ] = Kind.auto,
+    q_units: Annotated[
+        str | None,
+        typer.Option(help="Units of the file's q: 1/Angstrom (1/A), 1/nm or 1/bohr. Needed when the file does not say."),
+    ] = None,
+    delay_units: Annotated[
+        str | None, typer.Option(help="Units of the file's delays: fs or ps. Needed when the file does not say.")
+    ] = None,
     signal_units: Annotated[str | None, typer.Option(help="A ready ΔS: fraction or percent.")] = None,
-    t0: Annotated[float, typer.Option("--t0", help="Time zero in the FILE'S delay units; stored delays are (delay - t0) in fs.")] = 0.0,
-    reference_before: Annotated[float | None, typer.Option(help="Intensities: the delays strictly before this time (file's delay units; default --t0) form the reference.")] = None,
-    laser_off: Annotated[Path | None, typer.Option(help="Laser-off file (same layout and options) as the reference instead of the pre-t0 delays.")] = None,
+    t0: Annotated[
+        float, typer.Option("--t0", help="Time zero in the FILE'S delay units; stored delays are (delay - t0) in fs.")
+    ] = 0.0,
+    reference_before: Annotated[
+        float | None,
+        typer.Option(
+            help="Intensities: the delays strictly before this time (file's delay units; default --t0) form the reference."
+        ),
+    ] = None,
+    laser_off: Annotated[
+        Path | None, typer.Option(help="Laser-off file (same layout and options) as the reference instead of the pre-t0 delays.")
+    ] = None,
     qmin: Annotated[float | None, typer.Option(help="Smallest q kept, 1/Angstrom (after unit conversion).")] = None,
     qmax: Annotated[float | None, typer.Option(help="Largest q kept, 1/Angstrom (after unit conversion).")] = None,
-    legendre: Annotated[int, typer.Option(help="Legendre order to take from a stacked array (looked up in the file's list of orders; without one, the index).")] = 0,
+    legendre: Annotated[
+        int,
+        typer.Option(
+            help="Legendre order to take from a stacked array (looked up in the file's list of orders; without one, the index)."
+        ),
+    ] = 0,
     q_path: Annotated[str | None, typer.Option(help="HDF5 dataset path or NPZ key of q (default: guessed, e.g. Q, q).")] = None,
-    delays_path: Annotated[str | None, typer.Option(help="... of the delays (default: guessed, e.g. delays, timebins, time).")] = None,
-    data_path: Annotated[str | None, typer.Option(help="... of the data (default: guessed, e.g. dS, mean, intensity, data).")] = None,
+    delays_path: Annotated[
+        str | None, typer.Option(help="... of the delays (default: guessed, e.g. delays, timebins, time).")
+    ] = None,
+    data_path: Annotated[
+        str | None, typer.Option(help="... of the data (default: guessed, e.g. dS, mean, intensity, data).")
+    ] = None,
     variance_path: Annotated[str | None, typer.Option(help="... of the variances (text tables: a second table file).")] = None,
     std_path: Annotated[str | None, typer.Option(help="... of standard deviations instead of variances.")] = None,
-    legendre_path: Annotated[str | None, typer.Option(help="... of the list of Legendre orders (default: guessed, e.g. legendres).")] = None,
-    axes: Annotated[str | None, typer.Option(help="Axes of the data array in order, e.g. l,q,t, when their lengths do not tell them apart.")] = None,
-    q_in: Annotated[QIn, typer.Option(help="Text tables: q in the first column (delays in the header row) or in the header row.")] = QIn.column,
+    legendre_path: Annotated[
+        str | None, typer.Option(help="... of the list of Legendre orders (default: guessed, e.g. legendres).")
+    ] = None,
+    axes: Annotated[
+        str | None, typer.Option(help="Axes of the data array in order, e.g. l,q,t, when their lengths do not tell them apart.")
+    ] = None,
+    q_in: Annotated[
+        QIn, typer.Option(help="Text tables: q in the first column (delays in the header row) or in the header row.")
+    ] = QIn.column,
     format: Annotated[Format | None, typer.Option(help="File format (default: from the file's first bytes).")] = None,
-    molecule: Annotated[str | None, typer.Option(help="Molecule measured, e.g. I2 (a formula or built-in name gives its atoms).")] = None,
-    symbols: Annotated[str | None, typer.Option(help="Its element symbols, e.g. 'I I' (overrides what --molecule gives).")] = None,
+    molecule: Annotated[
+        str | None, typer.Option(help="Molecule measured, e.g. I2 (a formula or built-in name gives its atoms).")
+    ] = None,
+    symbols: Annotated[
+        str | None, typer.Option(help="Its element symbols, e.g. 'I I' (overrides what --molecule gives).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Turn a beamline file into a molmovie measurement: units, ΔS against a reference, σ, q range, time zero."""
     inputs = [file, laser_off, *(Path(p) for p in (variance_path, std_path) if p and Path(p).exists())]
     with writing(output, inputs, force=force):
-        meas = _ingest(file, output, force=force, kind=kind.value, q_units=q_units, delay_units=delay_units, signal_units=signal_units,
-                       t0=t0, reference_before=reference_before, laser_off=laser_off, qmin=qmin, qmax=qmax, molecule=molecule,
-                       symbols=symbols, legendre=legendre, q_path=q_path, delays_path=delays_path, data_path=data_path,
-                       variance_path=variance_path, std_path=std_path, legendre_path=legendre_path, axes=axes,
-                       q_in=q_in.value, format=None if format is None else format.value)
+        meas = _ingest(
+            file,
+            output,
+            force=force,
+            kind=kind.value,
+            q_units=q_units,
+            delay_units=delay_units,
+            signal_units=signal_units,
+            t0=t0,
+            reference_before=reference_before,
+            laser_off=laser_off,
+            qmin=qmin,
+            qmax=qmax,
+            molecule=molecule,
+            symbols=symbols,
+            legendre=legendre,
+            q_path=q_path,
+            delays_path=delays_path,
+            data_path=data_path,
+            variance_path=variance_path,
+            std_path=std_path,
+            legendre_path=legendre_path,
+            axes=axes,
+            q_in=q_in.value,
+            format=None if format is None else format.value,
+        )
     p = meas.provenance
     order = "" if p.get("legendre") is None else f", Legendre {p['legendre']}"
     lines = [
@@ -77,7 +136,11 @@ def ingest(
         f"{meas.delays[0]:.6g} to {meas.delays[-1]:.6g} fs",
         f"reference: {p['reference']}; σ: {'none in the file' if meas.sigma is None else 'propagated'}",
     ]
-    checks = [f"{name} {p[key]:.3g}" for key, name in (("reference_chi2_dof", "reference delays"), ("pre_t0_chi2_dof", "delays before t0")) if key in p]
+    checks = [
+        f"{name} {p[key]:.3g}"
+        for key, name in (("reference_chi2_dof", "reference delays"), ("pre_t0_chi2_dof", "delays before t0"))
+        if key in p
+    ]
     if checks:
         lines.append("mean (ΔS/σ)² (1 when ΔS is zero within σ): " + ", ".join(checks))
     typer.echo("\n".join(lines))
@@ -94,7 +157,12 @@ def _ingest(file, output, *, force, **options):
 def show(
     file: Annotated[Path, typer.Argument(help="Measurement file (from ingest or simulate-experiment).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Figure to write (PNG, PDF or SVG by its suffix).")],
-    q: Annotated[str | None, typer.Option("--q", help="q values of the line-outs, 1/Angstrom, comma separated (default: three where |ΔS| is largest).")] = None,
+    q: Annotated[
+        str | None,
+        typer.Option(
+            "--q", help="q values of the line-outs, 1/Angstrom, comma separated (default: three where |ΔS| is largest)."
+        ),
+    ] = None,
     tmax: Annotated[float | None, typer.Option(help="Show delays up to this time, fs.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing figure.")] = False,
 ) -> None:
@@ -117,9 +185,11 @@ def _show(file: Path, output: Path, q, tmax) -> None:
     if tmax is not None and not (meas.delays <= tmax).any():
         raise InputError(f"--tmax {tmax:g} fs is before the first delay ({meas.delays[0]:g} fs)")
     p = meas.provenance
-    about = [f"reference: {p['reference']}" if "reference" in p else None,
-             f"Legendre order {p['legendre']}" if p.get("legendre") is not None else None,
-             f"made by {p['made_by']}" if "made_by" in p else None]
+    about = [
+        f"reference: {p['reference']}" if "reference" in p else None,
+        f"Legendre order {p['legendre']}" if p.get("legendre") is not None else None,
+        f"made by {p['made_by']}" if "made_by" in p else None,
+    ]
     title = f"{meas.molecule or 'measurement'} ({file.name}): " + "; ".join(a for a in about if a)
     fig = plot_measurement(meas.q, meas.delays, meas.dS, meas.sigma, q_lines=q_lines, tmax=tmax, title=title)
     import matplotlib.pyplot as plt

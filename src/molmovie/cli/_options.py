@@ -17,8 +17,16 @@ def parse_splits(text: str) -> tuple[float, float, float]:
         values = tuple(float(p) for p in parts)
     except ValueError:
         raise InputError(f"--splits must be three numbers train,val,test like 85,11,11; got {text!r}") from None
-    if len(values) != 3 or not all(math.isfinite(v) for v in values) or any(v < 0 for v in values) or sum(values) <= 0 or values[0] <= 0:
-        raise InputError(f"--splits must be three non-negative numbers train,val,test with train > 0, like 85,11,11; got {text!r}")
+    if (
+        len(values) != 3
+        or not all(math.isfinite(v) for v in values)
+        or any(v < 0 for v in values)
+        or sum(values) <= 0
+        or values[0] <= 0
+    ):
+        raise InputError(
+            f"--splits must be three non-negative numbers train,val,test with train > 0, like 85,11,11; got {text!r}"
+        )
     return values
 
 

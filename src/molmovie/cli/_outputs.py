@@ -44,13 +44,24 @@ def _state(path: Path) -> tuple | None:
     except OSError:
         return None
     if Path(path).is_dir():
-        return ("dir", st.st_ino, tuple(sorted((p.name, p.stat().st_mtime_ns) for p in Path(path).iterdir() if not p.name.startswith("."))))
+        return (
+            "dir",
+            st.st_ino,
+            tuple(sorted((p.name, p.stat().st_mtime_ns) for p in Path(path).iterdir() if not p.name.startswith("."))),
+        )
     return ("file", st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @contextmanager
-def writing(output: PathLike, inputs: Iterable[PathLike | None] = (), *, force: bool, folder: bool = False, kept: str | None = None,
-            lock: bool = True) -> Iterator[Path]:
+def writing(
+    output: PathLike,
+    inputs: Iterable[PathLike | None] = (),
+    *,
+    force: bool,
+    folder: bool = False,
+    kept: str | None = None,
+    lock: bool = True,
+) -> Iterator[Path]:
     """Claim ``output`` for the command: check it against ``inputs``, lock it, remember its state.
 
     Parameters

@@ -33,7 +33,9 @@ def progress_bar(description: str, total: int | None, *, unit: str = "") -> Iter
     with Progress(*columns, console=console, transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task(description, total=total, status="")
 
-        def update(completed: int | None = None, advance: int | None = None, status: str | None = None, total: int | None = None) -> None:
+        def update(
+            completed: int | None = None, advance: int | None = None, status: str | None = None, total: int | None = None
+        ) -> None:
             kw: dict[str, Any] = {}
             if total is not None:
                 kw["total"] = total
@@ -49,7 +51,9 @@ def progress_bar(description: str, total: int | None, *, unit: str = "") -> Iter
 
 
 @contextlib.contextmanager
-def progress_callback(description: str, *, unit: str = "", status: Callable[[dict], str] | None = None) -> Iterator[Callable[[int, dict], None]]:
+def progress_callback(
+    description: str, *, unit: str = "", status: Callable[[dict], str] | None = None
+) -> Iterator[Callable[[int, dict], None]]:
     """A progress bar fed by molmovie's one progress shape: yields ``progress(done, info)``.
 
     The bar's total is ``info["total"]``; ``status(info)``, when given, is the

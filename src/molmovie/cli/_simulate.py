@@ -120,14 +120,36 @@ def simulate_experiment(
     gamma: Annotated[float, typer.Option(help="Excitation fraction, in (0, 1].")] = 0.05,
     t0: Annotated[float, typer.Option("--t0", help="Time zero, fs: the delay at which the molecules are excited.")] = 40.0,
     irf_fs: Annotated[float, typer.Option("--irf-fs", help="FWHM of the Gaussian instrument response, fs (0: none).")] = 80.0,
-    photons: Annotated[float | None, typer.Option(help="Poisson noise: expected photons per q bin of the laser-off pattern (default: no noise).")] = None,
-    delays: Annotated[str | None, typer.Option(help="Delays, fs: START:STOP:STEP (e.g. -200:1000:25) or a file. Default: -200 fs to the basis end + t0, every 25 fs.")] = None,
-    q: Annotated[str | None, typer.Option("--q", help="q grid, 1/Angstrom: QMIN:QMAX:COUNT (e.g. 1:4:100) or a file. Default: the dataset's signals' q, else 0.5:6.8:100.")] = None,
-    trajectories: Annotated[str | None, typer.Option(help="Trajectories of the excited ensemble: indices and ranges, e.g. 0,3,5 or 0:50 (default: all).")] = None,
-    split: Annotated[str | None, typer.Option(help="Use the trajectories of this split of the dataset (train, val or test).")] = None,
-    weights: Annotated[str | None, typer.Option(help="Weights of the selected trajectories, comma-separated or a file (default: uniform).")] = None,
+    photons: Annotated[
+        float | None, typer.Option(help="Poisson noise: expected photons per q bin of the laser-off pattern (default: no noise).")
+    ] = None,
+    delays: Annotated[
+        str | None,
+        typer.Option(
+            help="Delays, fs: START:STOP:STEP (e.g. -200:1000:25) or a file. Default: -200 fs to the basis end + t0, every 25 fs."
+        ),
+    ] = None,
+    q: Annotated[
+        str | None,
+        typer.Option(
+            "--q",
+            help="q grid, 1/Angstrom: QMIN:QMAX:COUNT (e.g. 1:4:100) or a file. Default: the dataset's signals' q, else 0.5:6.8:100.",
+        ),
+    ] = None,
+    trajectories: Annotated[
+        str | None,
+        typer.Option(help="Trajectories of the excited ensemble: indices and ranges, e.g. 0,3,5 or 0:50 (default: all)."),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Use the trajectories of this split of the dataset (train, val or test).")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Weights of the selected trajectories, comma-separated or a file (default: uniform).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the photon noise.")] = 0,
-    no_inelastic: Annotated[bool, typer.Option("--no-inelastic", help="Elastic scattering only (leave out the Compton term).")] = False,
+    no_inelastic: Annotated[
+        bool, typer.Option("--no-inelastic", help="Elastic scattering only (leave out the Compton term).")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Make a synthetic measurement from a dataset's trajectories, with the truth stored beside it.
@@ -141,7 +163,9 @@ def simulate_experiment(
         _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, no_inelastic, force)
 
 
-def _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, no_inelastic, force) -> None:
+def _simulate(
+    dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, no_inelastic, force
+) -> None:
     if trajectories is not None and split is not None:
         raise InputError("give --trajectories or --split, not both")
     if split is not None and split not in SPLITS:
@@ -172,8 +196,19 @@ def _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectori
 
     with progress_callback("scattering", unit="trajectories") as progress:
         meas = simulate_measurement(
-            ds, q=q_values, delays=delay_grid, weights=w, gamma=gamma, t0=t0, irf_fs=irf_fs, photons=photons,
-            seed=seed, trajectories=index, inelastic=not no_inelastic, source=str(dataset), progress=progress,
+            ds,
+            q=q_values,
+            delays=delay_grid,
+            weights=w,
+            gamma=gamma,
+            t0=t0,
+            irf_fs=irf_fs,
+            photons=photons,
+            seed=seed,
+            trajectories=index,
+            inelastic=not no_inelastic,
+            source=str(dataset),
+            progress=progress,
         )
     write_measurement(meas, output, force=force)
     truth = meas.truth

@@ -59,7 +59,13 @@ def evaluate(
             raise InputError(f"{dataset} has no signals; run `molmovie scatter` first")
         method = load_method(model)
         scores = score_method(method, part)
-        summary = {"model": str(model), "dataset": str(dataset), "split": split, "trajectories": part.n_trajectories, **scores["summary"]}
+        summary = {
+            "model": str(model),
+            "dataset": str(dataset),
+            "split": split,
+            "trajectories": part.n_trajectories,
+            **scores["summary"],
+        }
         import matplotlib
 
         matplotlib.use("Agg")
@@ -85,19 +91,48 @@ def evaluate(
 @app.command()
 def reproduce(
     preset: Annotated[str, typer.Option(help="; ".join(f"{k}: {p.description}" for k, p in PRESETS.items()) + ".")] = "quick",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for data, models, results and figures.")] = Path("runs/quick"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for data, models, results and figures.")] = Path(
+        "runs/quick"
+    ),
     seed: Annotated[int, typer.Option(help="Seed of generation, splits and training.")] = 0,
     workers: Annotated[int | None, typer.Option(help="Worker processes for trajectory generation (default: all cores).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of generated datasets to reuse (default OUTPUT/data).")] = None,
-    seeds: Annotated[int, typer.Option(help="Train every method that takes a seed with this many seeds (SEED, SEED+1, ...) on the same data; "
-                                            "scores become mean ± standard deviation, and a method wins only by more than the spread.")] = 1,
-    jobs: Annotated[int, typer.Option(help="Train and score the (experiment, method, seed) stages as Dask tasks in this many local worker processes at once.")] = 1,
-    scheduler: Annotated[str | None, typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) whose workers generate the trajectories and run the stages instead of local processes (they must see --output at the same path).", show_default=False)] = None,
-    threads: Annotated[int | None, typer.Option(help="Threads per training process (default: cores / jobs; with --jobs 1 all cores). "
-                                                        "The same threads give the same numbers with any --jobs.")] = None,
-    sharc: Annotated[Path | None, typer.Option(
-        "--sharc", help=f"SHARC runs of CS2 to score the CS2 models' transfer on (default: {SHARC_DEFAULT} when it exists, "
-                        "else no transfer score).", show_default=False)] = None,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            help="Train every method that takes a seed with this many seeds (SEED, SEED+1, ...) on the same data; "
+            "scores become mean ± standard deviation, and a method wins only by more than the spread."
+        ),
+    ] = 1,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="Train and score the (experiment, method, seed) stages as Dask tasks in this many local worker processes at once."
+        ),
+    ] = 1,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Address of a running Dask scheduler (tcp://host:8786) whose workers generate the trajectories and run the stages instead of local processes (they must see --output at the same path).",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Threads per training process (default: cores / jobs; with --jobs 1 all cores). "
+            "The same threads give the same numbers with any --jobs."
+        ),
+    ] = None,
+    sharc: Annotated[
+        Path | None,
+        typer.Option(
+            "--sharc",
+            help=f"SHARC runs of CS2 to score the CS2 models' transfer on (default: {SHARC_DEFAULT} when it exists, "
+            "else no transfer score).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the paper's five-experiment study end to end: generate, simulate, train, evaluate, report.
 
@@ -108,7 +143,9 @@ def reproduce(
     check_count("seeds", seeds, MAX_SEEDS)
     check_count("jobs", jobs, MAX_JOBS)
     if scheduler is not None and jobs > 1:
-        raise InputError(f"--jobs {jobs} and --scheduler were both given: the scheduler's workers run the stages; give one of them")
+        raise InputError(
+            f"--jobs {jobs} and --scheduler were both given: the scheduler's workers run the stages; give one of them"
+        )
     if threads is not None:
         check_count("threads", threads, MAX_JOBS)
     given = sharc is not None
@@ -122,8 +159,18 @@ def reproduce(
         if sharc is None and not given:  # a log line once the output is ours (bad input stays one line)
             typer.echo(f"no SHARC runs at {SHARC_DEFAULT}: the transfer score is left out (give --sharc DIR)", err=True)
         results = run_study(
-            preset, output, seed=seed, seeds=seeds, jobs=jobs, threads=threads, scheduler=scheduler, workers=workers, data_dir=data_dir,
-            sharc_dir=sharc, log=lambda line: typer.echo(line, err=True), progress=progress,
+            preset,
+            output,
+            seed=seed,
+            seeds=seeds,
+            jobs=jobs,
+            threads=threads,
+            scheduler=scheduler,
+            workers=workers,
+            data_dir=data_dir,
+            sharc_dir=sharc,
+            log=lambda line: typer.echo(line, err=True),
+            progress=progress,
         )
     typer.echo(results_markdown(results))
     typer.echo(f"results and figures in {output}")

@@ -22,16 +22,32 @@ from ._outputs import writing
 @app.command()
 def transfer(
     model: Annotated[Path, typer.Argument(help="Model file (from `molmovie train` or a study's models/).", show_default=False)],
-    foreign: Annotated[list[Path], typer.Argument(
-        help="Foreign trajectories: SHARC run folders, a folder of them, trajectory files, or one dataset file (.h5).",
-        show_default=False)],
-    dt: Annotated[float | None, typer.Option(
-        help="The model's frame interval, fs: its training dataset's time step (default: the one its model file records; "
-             "needed for model files written before it was recorded).")] = None,
-    tmax: Annotated[float | None, typer.Option(help="Score frames up to this time after each run's start, fs (default: all).")] = None,
-    split: Annotated[str | None, typer.Option(help="Of a dataset file: the split to score (train, val, test; default: all).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the photon noise, when the model's signals have noise (default: theirs).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON file for the summary (default: print only).")] = None,
+    foreign: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Foreign trajectories: SHARC run folders, a folder of them, trajectory files, or one dataset file (.h5).",
+            show_default=False,
+        ),
+    ],
+    dt: Annotated[
+        float | None,
+        typer.Option(
+            help="The model's frame interval, fs: its training dataset's time step (default: the one its model file records; "
+            "needed for model files written before it was recorded)."
+        ),
+    ] = None,
+    tmax: Annotated[
+        float | None, typer.Option(help="Score frames up to this time after each run's start, fs (default: all).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Of a dataset file: the split to score (train, val, test; default: all).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the photon noise, when the model's signals have noise (default: theirs).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="JSON file for the summary (default: print only).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --output.")] = False,
 ) -> None:
     """Score a model on trajectories of dynamics it did not train on (real SHARC runs, another dynamics model).
@@ -48,8 +64,13 @@ def transfer(
     with writing(output, inputs, force=force) if output is not None else nullcontext():
         method = load_method(model)
         result = score_transfer(method, read_foreign(foreign, split=split), dt=dt, tmax=tmax, seed=seed)
-        summary = {"model": str(model), "foreign": [str(p) for p in foreign], "dt_fs": float(result.dataset.time[1] - result.dataset.time[0])
-                   if result.dataset.n_frames > 1 else dt, "tmax_fs": tmax, **result.summary()}
+        summary = {
+            "model": str(model),
+            "foreign": [str(p) for p in foreign],
+            "dt_fs": float(result.dataset.time[1] - result.dataset.time[0]) if result.dataset.n_frames > 1 else dt,
+            "tmax_fs": tmax,
+            **result.summary(),
+        }
         if output is not None:
             with atomic_path(output) as tmp:
                 tmp.write_text(json.dumps(summary, indent=2))
@@ -62,4 +83,3 @@ def transfer(
         f"{summary['rmsd_sym_mean']:.4f} Å, per trajectory {summary['rmsd_sym_traj_mean']:.4f} Å; SSR {summary['ssr_mean']:.4g} per frame"
         + (f"; written to {output}" if output is not None else "")
     )
-

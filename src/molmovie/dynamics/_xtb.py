@@ -174,8 +174,9 @@ class RobustSurface:
         Rungs of the ladder beyond the first that were needed so far.
     """
 
-    def __init__(self, symbols: Symbols, surface: Surface, electronic_temperature: float = 300.0,
-                 factory: EngineFactory | None = None) -> None:
+    def __init__(
+        self, symbols: Symbols, surface: Surface, electronic_temperature: float = 300.0, factory: EngineFactory | None = None
+    ) -> None:
         self.symbols = tuple(symbols)
         self.surface = surface
         self.base = {"electronic_temperature": float(electronic_temperature)}
@@ -218,8 +219,15 @@ class RobustSurface:
         return self.compute(positions)[0]
 
 
-def optimise(symbols: Symbols, positions: np.ndarray, surface: Surface, *, fmax: float = 5e-4, steps: int = 2000,
-             factory: EngineFactory | None = None) -> tuple[np.ndarray, float]:
+def optimise(
+    symbols: Symbols,
+    positions: np.ndarray,
+    surface: Surface,
+    *,
+    fmax: float = 5e-4,
+    steps: int = 2000,
+    factory: EngineFactory | None = None,
+) -> tuple[np.ndarray, float]:
     """Minimise the energy on ``surface`` (ASE's BFGS).
 
     Parameters

@@ -206,7 +206,9 @@ class Morse:
             raise InputError("a Morse potential needs exactly one of D_e (well depth) and D0 (bond energy), in eV")
         given = self.D_e if self.D_e is not None else self.D0
         if isinstance(given, bool) or not isinstance(given, (int, float)) or not math.isfinite(given) or given <= 0:
-            raise InputError(f"the Morse parameter {'D_e' if self.D_e is not None else 'D0'!r} must be a number > 0 eV; got {given!r}")
+            raise InputError(
+                f"the Morse parameter {'D_e' if self.D_e is not None else 'D0'!r} must be a number > 0 eV; got {given!r}"
+            )
         if self.well_depth <= self.hbar_omega / 2:
             raise InputError(
                 f"a Morse well of D_e = {self.well_depth:g} eV holds no vibrational level of "
@@ -272,9 +274,16 @@ class Morse:
         return MorsePotential(epsilon=self.well_depth, rho0=a * self.r_e, r0=self.r_e, rcut1=1e4, rcut2=1.1e4)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "form": "morse", "omega_e_cm-1": self.omega_e, "r_e_A": self.r_e,
-                "D_e_eV": self.well_depth, "D0_eV": self.D0, "D_e_given": self.D_e is not None,
-                "zero": "dissociation limit"}
+        return {
+            "name": self.name,
+            "form": "morse",
+            "omega_e_cm-1": self.omega_e,
+            "r_e_A": self.r_e,
+            "D_e_eV": self.well_depth,
+            "D0_eV": self.D0,
+            "D_e_given": self.D_e is not None,
+            "zero": "dissociation limit",
+        }
 
 
 class MorseEngine:
@@ -395,9 +404,12 @@ def _morse_i2_x(**changes: float) -> Morse:
 
 
 register_calculator("xtb", XTB, XTB.description)
-register_calculator("morse", Morse, "diatomic Morse potential from spectroscopic constants: --morse we=CM-1,re=A,D0=EV (or De=EV)")
 register_calculator(
-    "morse-i2-x", _morse_i2_x,
+    "morse", Morse, "diatomic Morse potential from spectroscopic constants: --morse we=CM-1,re=A,D0=EV (or De=EV)"
+)
+register_calculator(
+    "morse-i2-x",
+    _morse_i2_x,
     "Morse potential of I2's ground state X: omega_e = 214.5 cm^-1, r_e = 2.666 A, D0 = 1.54 eV "
     "(Huber and Herzberg, Constants of Diatomic Molecules, 1979)",
 )

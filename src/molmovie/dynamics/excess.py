@@ -122,8 +122,9 @@ def _asymmetric_stretch(symbols: Symbols, pos: np.ndarray, adj: np.ndarray) -> l
     return [g]
 
 
-def direction_basis(names: Iterable[str], modes: NormalModes, forces: np.ndarray | None = None,
-                    positions: np.ndarray | None = None) -> list[np.ndarray]:
+def direction_basis(
+    names: Iterable[str], modes: NormalModes, forces: np.ndarray | None = None, positions: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Orthonormal mass-weighted bases of the named directions.
 
     Parameters
@@ -155,7 +156,7 @@ def direction_basis(names: Iterable[str], modes: NormalModes, forces: np.ndarray
         pos = np.asarray(positions, dtype=float)
         ext = _external_basis(pos, modes.masses)  # (3N, 5 or 6)
         q, _ = np.linalg.qr(np.hstack([ext, np.eye(pos.size)]))
-        vib = q[:, ext.shape[1]:pos.size].T
+        vib = q[:, ext.shape[1] : pos.size].T
     taken = np.zeros((0, vib.shape[1]))
     out = []
     for name in names:
@@ -219,8 +220,9 @@ def add_kinetic_energy(masses: np.ndarray, velocities: np.ndarray, direction: np
     return (p + delta * direction) / sq
 
 
-def excess_velocities(masses: np.ndarray, velocities: ArrayLike, bases: list[np.ndarray], energy: float, partition: str,
-                      rng: np.random.Generator) -> tuple[np.ndarray, list[float]]:
+def excess_velocities(
+    masses: np.ndarray, velocities: ArrayLike, bases: list[np.ndarray], energy: float, partition: str, rng: np.random.Generator
+) -> tuple[np.ndarray, list[float]]:
     """Share ``energy`` among direction groups and add it as kinetic energy.
 
     Parameters

@@ -74,8 +74,9 @@ class Family(Protocol):
     description: ClassVar[str]
 
     def check(self, symbols: Symbols, positions: np.ndarray) -> None: ...
-    def sample(self, modes: NormalModes, rng: np.random.Generator,
-               potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]: ...
+    def sample(
+        self, modes: NormalModes, rng: np.random.Generator, potential: Callable | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict]: ...
     def to_dict(self) -> dict: ...
 
 
@@ -149,7 +150,7 @@ def bond_stretch(modes: NormalModes, bond: tuple[int, int] | None = None) -> Bon
     c = modes.vectors.reshape(len(modes.omega), -1) @ direction.reshape(-1)
     if not np.sum(c * c) > 1e-12:
         raise InputError(f"the stretch of bond {i}-{j} has no component in the sampled vibrations")
-    omega = float(np.sqrt(np.sum(modes.omega ** 2 * c * c) / np.sum(c * c)))
+    omega = float(np.sqrt(np.sum(modes.omega**2 * c * c) / np.sum(c * c)))
     return BondStretch((i, j), disp, direction, mu, omega, r0)
 
 
@@ -184,7 +185,9 @@ class Wigner:
     def check(self, symbols: Symbols, positions: np.ndarray) -> None:
         """Any molecule."""
 
-    def sample(self, modes: NormalModes, rng: np.random.Generator, potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    def sample(
+        self, modes: NormalModes, rng: np.random.Generator, potential: Callable | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict]:
         x, v = wigner_sample(modes, rng)
         return x, v, {"initial": self.name, "ground_start": True}
 
@@ -229,7 +232,9 @@ class Displaced:
     bond: tuple[int, int] | None = None
     wigner: bool = True
     name: ClassVar[str] = "displaced"
-    description: ClassVar[str] = "a coherent vibration of a bond: bond = A cos(phase), momentum = -A mu omega sin(phase), plus the Wigner width"
+    description: ClassVar[str] = (
+        "a coherent vibration of a bond: bond = A cos(phase), momentum = -A mu omega sin(phase), plus the Wigner width"
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "amplitude", _range(self.amplitude, "amplitude", "Angstrom", low=0.0))
@@ -247,9 +252,13 @@ class Displaced:
         i, j, _, _ = _sides(symbols, positions, self.bond)
         half = float(np.linalg.norm(np.asarray(positions)[j] - np.asarray(positions)[i])) / 2
         if self.amplitude[1] >= half:
-            raise InputError(f"the 'amplitude' must stay below half the bond length ({half:.3f} Angstrom); got up to {self.amplitude[1]:g}")
+            raise InputError(
+                f"the 'amplitude' must stay below half the bond length ({half:.3f} Angstrom); got up to {self.amplitude[1]:g}"
+            )
 
-    def sample(self, modes: NormalModes, rng: np.random.Generator, potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    def sample(
+        self, modes: NormalModes, rng: np.random.Generator, potential: Callable | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict]:
         """Positions (N, 3) Angstrom, velocities (N, 3) Angstrom/fs, and what was drawn."""
         stretch = bond_stretch(modes, self.bond)
         x, v = _start(modes, rng, self.wigner)
@@ -258,12 +267,27 @@ class Displaced:
         phi = math.radians(phase)
         x = x + amp * math.cos(phi) * stretch.displacement
         v = v - amp * stretch.omega * math.sin(phi) * stretch.displacement
-        return x, v, {"initial": self.name, "amplitude_A": amp, "phase_deg": phase, "bond": list(stretch.bond),
-                      "omega_per_fs": stretch.omega, "ground_start": self.wigner and amp * math.cos(phi) == 0.0}
+        return (
+            x,
+            v,
+            {
+                "initial": self.name,
+                "amplitude_A": amp,
+                "phase_deg": phase,
+                "bond": list(stretch.bond),
+                "omega_per_fs": stretch.omega,
+                "ground_start": self.wigner and amp * math.cos(phi) == 0.0,
+            },
+        )
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "amplitude_A": list(self.amplitude), "phase_deg": list(self.phase),
-                "bond": None if self.bond is None else list(self.bond), "wigner": self.wigner}
+        return {
+            "name": self.name,
+            "amplitude_A": list(self.amplitude),
+            "phase_deg": list(self.phase),
+            "bond": None if self.bond is None else list(self.bond),
+            "wigner": self.wigner,
+        }
 
 
 @dataclass(frozen=True)
@@ -324,7 +348,9 @@ class Dissociation:
     wigner: bool = True
     repulsive: float | None = None
     name: ClassVar[str] = "dissociation"
-    description: ClassVar[str] = "kinetic energy along a bond, E above the dissociation limit: a diatomic's atoms separate at sqrt(2E/mu)"
+    description: ClassVar[str] = (
+        "kinetic energy along a bond, E above the dissociation limit: a diatomic's atoms separate at sqrt(2E/mu)"
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "excess", _range(self.excess, "excess", "eV", low=0.0))
@@ -336,7 +362,9 @@ class Dissociation:
             if not (math.isfinite(self.repulsive) and self.repulsive > 0):
                 raise InputError(f"the steepness of the 'repulsive' wall must be > 0 1/Angstrom; got {self.repulsive!r}")
             if not self.excess[0] > 0:
-                raise InputError(f"dissociation on a repulsive wall needs an 'excess' range > 0 eV; got {self.excess[0]:g}:{self.excess[1]:g}")
+                raise InputError(
+                    f"dissociation on a repulsive wall needs an 'excess' range > 0 eV; got {self.excess[0]:g}:{self.excess[1]:g}"
+                )
 
     def check(self, symbols: Symbols, positions: np.ndarray) -> None:
         """Raise :class:`InputError` if the bond does not exist or does not split the molecule."""
@@ -351,7 +379,9 @@ class Dissociation:
         stretch = bond_stretch(modes, self.bond)
         return float(potential(modes.positions + LIMIT_SEPARATION * stretch.displacement)[0])
 
-    def sample(self, modes: NormalModes, rng: np.random.Generator, potential: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    def sample(
+        self, modes: NormalModes, rng: np.random.Generator, potential: Callable | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict]:
         """Positions (N, 3) Angstrom, velocities (N, 3) Angstrom/fs, and what was drawn.
 
         ``potential(positions) -> (energy eV, forces)`` is the first surface of the dynamics.
@@ -368,10 +398,19 @@ class Dissociation:
                 raise InputError(f"the excess energy {excess:.4f} eV is below the sample's kinetic energy {kinetic:.4f} eV")
             r = float(np.linalg.norm(x[1] - x[0]))
             wall = (excess - kinetic) * math.exp(self.repulsive * (r - stretch.r0))
-            return x, v, {"initial": self.name, "excess_eV": excess, "limit_eV": limit - modes.energy,
-                          "bond": list(stretch.bond), "speed_A_per_fs": math.sqrt(2 * excess * _ev() / stretch.mu),
-                          "ground_start": self.wigner,
-                          "repulsive": {"limit_abs_eV": limit, "wall_eV": wall, "steepness_per_A": self.repulsive, "r0_A": stretch.r0}}
+            return (
+                x,
+                v,
+                {
+                    "initial": self.name,
+                    "excess_eV": excess,
+                    "limit_eV": limit - modes.energy,
+                    "bond": list(stretch.bond),
+                    "speed_A_per_fs": math.sqrt(2 * excess * _ev() / stretch.mu),
+                    "ground_start": self.wigner,
+                    "repulsive": {"limit_abs_eV": limit, "wall_eV": wall, "steepness_per_A": self.repulsive, "r0_A": stretch.r0},
+                },
+            )
         now = float(potential(x)[0]) + float(kinetic_energy(modes.masses, v))
         added = limit + excess - now
         if added < 0:
@@ -380,18 +419,36 @@ class Dissociation:
                 f"{excess:.3f} eV; raise the 'excess' range"
             )
         v = add_kinetic_energy(modes.masses, v, stretch.direction, added)
-        return x, v, {"initial": self.name, "excess_eV": excess, "limit_eV": limit - modes.energy,
-                      "bond": list(stretch.bond), "speed_A_per_fs": math.sqrt(2 * excess * _ev() / stretch.mu),
-                      "ground_start": self.wigner}
+        return (
+            x,
+            v,
+            {
+                "initial": self.name,
+                "excess_eV": excess,
+                "limit_eV": limit - modes.energy,
+                "bond": list(stretch.bond),
+                "speed_A_per_fs": math.sqrt(2 * excess * _ev() / stretch.mu),
+                "ground_start": self.wigner,
+            },
+        )
 
     def engine(self, drawn: dict) -> RepulsiveEngine | None:
         """The repulsive wall a trajectory drew (``drawn["repulsive"]``), or None to keep the model's surface."""
         wall = drawn.get("repulsive")
-        return None if wall is None else RepulsiveEngine(wall["limit_abs_eV"], wall["wall_eV"], wall["steepness_per_A"], wall["r0_A"])
+        return (
+            None
+            if wall is None
+            else RepulsiveEngine(wall["limit_abs_eV"], wall["wall_eV"], wall["steepness_per_A"], wall["r0_A"])
+        )
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "excess_eV": list(self.excess), "bond": None if self.bond is None else list(self.bond),
-               "limit_eV": self.limit, "wigner": self.wigner}
+        out = {
+            "name": self.name,
+            "excess_eV": list(self.excess),
+            "bond": None if self.bond is None else list(self.bond),
+            "limit_eV": self.limit,
+            "wigner": self.wigner,
+        }
         if self.repulsive is not None:
             out["repulsive_per_A"] = self.repulsive
         return out
@@ -418,7 +475,9 @@ def _ev() -> float:
 
 
 #: name -> family class; ``get_initial(name, **settings)`` makes one.
-INITIAL_CONDITIONS: dict[str, type[Wigner | Displaced | Dissociation]] = {cls.name: cls for cls in (Wigner, Displaced, Dissociation)}
+INITIAL_CONDITIONS: dict[str, type[Wigner | Displaced | Dissociation]] = {
+    cls.name: cls for cls in (Wigner, Displaced, Dissociation)
+}
 
 
 @overload

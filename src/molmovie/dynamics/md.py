@@ -56,9 +56,14 @@ class TrajectoryResult:
         return len(self.positions)
 
 
-def velocity_verlet(positions: np.ndarray, velocities: np.ndarray, masses: np.ndarray, forces: np.ndarray,
-                    force_fn: Callable[[np.ndarray], tuple[float, np.ndarray]],
-                    dt: float) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+def velocity_verlet(
+    positions: np.ndarray,
+    velocities: np.ndarray,
+    masses: np.ndarray,
+    forces: np.ndarray,
+    force_fn: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    dt: float,
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """One velocity Verlet step (the algorithm of ``ase.md.verlet.VelocityVerlet``).
 
     Parameters
@@ -84,8 +89,9 @@ def velocity_verlet(positions: np.ndarray, velocities: np.ndarray, masses: np.nd
     return x, v, energy, f
 
 
-def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: EngineFactory | None = None,
-                   initial: Family | None = None) -> TrajectoryResult:
+def run_trajectory(
+    modes: NormalModes, model: Model, seed: int, *, factory: EngineFactory | None = None, initial: Family | None = None
+) -> TrajectoryResult:
     """Run one trajectory of ``model`` from a Wigner sample about ``modes``.
 
     Everything random (the sample, the switch time, the direction of the
@@ -127,8 +133,17 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
             surfaces[0] = RobustSurface(symbols, model.surfaces[0], model.electronic_temperature, lambda *args: engine)
     switch_at = float(rng.exponential(model.switch_time)) if model.excited is not None else None
     record: dict[str, Any] = {
-        "seed": int(seed), "model": model.name, "fate": "bound", "failure": None, "drift_eV": 0.0,
-        "drift_flag": False, "excess_eV": 0.0, "switch_fs": None, "frustrated": 0, "scf_retries": 0, "wall_s": 0.0,
+        "seed": int(seed),
+        "model": model.name,
+        "fate": "bound",
+        "failure": None,
+        "drift_eV": 0.0,
+        "drift_flag": False,
+        "excess_eV": 0.0,
+        "switch_fs": None,
+        "frustrated": 0,
+        "scf_retries": 0,
+        "wall_s": 0.0,
     }
     if drawn is not None:
         record["initial"] = drawn
@@ -157,7 +172,9 @@ def run_trajectory(modes: NormalModes, model: Model, seed: int, *, factory: Engi
             return e + shift, f
 
         for step in range(1, model.n_steps + 1):
-            x, v, potential, forces = velocity_verlet(x, v, masses, forces, first if state == 0 else surfaces[1].compute, model.timestep)
+            x, v, potential, forces = velocity_verlet(
+                x, v, masses, forces, first if state == 0 else surfaces[1].compute, model.timestep
+            )
             t = step * model.timestep
             if switch_at is not None and state == 0 and t >= switch_at:
                 e_new, f_new = surfaces[1].compute(x)

@@ -187,7 +187,9 @@ class Model:
         """A copy with some fields changed (validated again)."""
         unknown = set(changes) - set(self.__dataclass_fields__)
         if unknown:
-            raise InputError(f"unknown model field(s) {', '.join(sorted(unknown))}; fields are {', '.join(self.__dataclass_fields__)}")
+            raise InputError(
+                f"unknown model field(s) {', '.join(sorted(unknown))}; fields are {', '.join(self.__dataclass_fields__)}"
+            )
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -240,112 +242,128 @@ def _register(model: Model) -> Model:
     return model
 
 
-_register(Model(
-    name="nmm-cation",
-    description="N-methylmorpholine after 3p Rydberg excitation (200 nm): the ion core drives the motion, on the NMM+ surface",
-    surface=CATION,
-    formula="C5H11NO",
-    duration=1000.0,
-    n_frames=201,
-    references=(
-        _PAPER,
-        "Rydberg states have the geometry and forces of the cation core: the Rydberg surface is the cation "
-        "surface shifted by the Rydberg electron's binding energy, so no excess energy is added "
-        "(Stankus et al., Nat. Chem. 11, 716 (2019) for NMM 3p -> 3s dynamics).",
-    ),
-))
+_register(
+    Model(
+        name="nmm-cation",
+        description="N-methylmorpholine after 3p Rydberg excitation (200 nm): the ion core drives the motion, on the NMM+ surface",
+        surface=CATION,
+        formula="C5H11NO",
+        duration=1000.0,
+        n_frames=201,
+        references=(
+            _PAPER,
+            "Rydberg states have the geometry and forces of the cation core: the Rydberg surface is the cation "
+            "surface shifted by the Rydberg electron's binding energy, so no excess energy is added "
+            "(Stankus et al., Nat. Chem. 11, 716 (2019) for NMM 3p -> 3s dynamics).",
+        ),
+    )
+)
 
-_register(Model(
-    name="c2h4-pipi",
-    description="ethylene after pi-pi* excitation at 7.7 eV: the pi-pi* configuration (S1*) with the energy of the "
-                "excitation, excess shared between the C=C twist and the Franck-Condon active C=C stretch",
-    surface=S1_PROXY,
-    photon_energy=7.7,
-    excess_into=("torsion", "gradient"),
-    partition="equal",
-    formula="C2H4",
-    duration=150.0,
-    n_frames=151,
-    references=(
-        _PAPER,
-        "7.7 eV (161 nm) is the maximum of the pi-pi* (V) band, the pump of Kosma et al., J. Phys. Chem. A 112, 7514 "
-        "(2008) and of Tao et al., J. Phys. Chem. A 113, 13656 (2009).",
-        "The V state and S1* share the pi-pi* configuration, whose energy falls along the C=C twist to a 90 degree "
-        "minimum; 'the initial relaxation follows a superposition of CC twist and stretch coordinates' (Kosma 2008).",
-        "S1* has no spin polarisation: the spin-averaged energy of the open-shell configuration, closer to the "
-        "singlet V state than the exchange-stabilised triplet.",
-    ),
-))
+_register(
+    Model(
+        name="c2h4-pipi",
+        description="ethylene after pi-pi* excitation at 7.7 eV: the pi-pi* configuration (S1*) with the energy of the "
+        "excitation, excess shared between the C=C twist and the Franck-Condon active C=C stretch",
+        surface=S1_PROXY,
+        photon_energy=7.7,
+        excess_into=("torsion", "gradient"),
+        partition="equal",
+        formula="C2H4",
+        duration=150.0,
+        n_frames=151,
+        references=(
+            _PAPER,
+            "7.7 eV (161 nm) is the maximum of the pi-pi* (V) band, the pump of Kosma et al., J. Phys. Chem. A 112, 7514 "
+            "(2008) and of Tao et al., J. Phys. Chem. A 113, 13656 (2009).",
+            "The V state and S1* share the pi-pi* configuration, whose energy falls along the C=C twist to a 90 degree "
+            "minimum; 'the initial relaxation follows a superposition of CC twist and stretch coordinates' (Kosma 2008).",
+            "S1* has no spin polarisation: the spin-averaged energy of the open-shell configuration, closer to the "
+            "singlet V state than the exchange-stabilised triplet.",
+        ),
+    )
+)
 
-_register(Model(
-    name="c2h4-triplet",
-    description="ethylene, alternative: the spin-polarised triplet with the energy of the 7.7 eV excitation, all excess in the twist",
-    surface=T1,
-    photon_energy=7.7,
-    excess_into=("torsion",),
-    formula="C2H4",
-    duration=150.0,
-    n_frames=151,
-    references=(_PAPER,),
-))
+_register(
+    Model(
+        name="c2h4-triplet",
+        description="ethylene, alternative: the spin-polarised triplet with the energy of the 7.7 eV excitation, all excess in the twist",
+        surface=T1,
+        photon_energy=7.7,
+        excess_into=("torsion",),
+        formula="C2H4",
+        duration=150.0,
+        n_frames=151,
+        references=(_PAPER,),
+    )
+)
 
-_register(Model(
-    name="cs2-isc",
-    description="CS2 at 6.2 eV: the bound 1B2 state (S1* shape, shifted to the photon energy) predissociates "
-                "through a switch to the triplet surface after an exponential delay",
-    excited=S1_PROXY,
-    surface=T1,
-    switch_time=650.0,
-    photon_energy=6.2,
-    excess="potential",
-    excess_into=("asymmetric-stretch", "bend"),
-    formula="CS2",
-    duration=1000.0,
-    n_frames=201,
-    references=(
-        _PAPER,
-        "Townsend et al., J. Chem. Phys. 125, 234302 (2006): the 1B2(1Sigma_u+) state decays with 350-650 fs "
-        "(biexponential, plus a <50 fs component); the S(1D) and S(3P) channels decay on very similar time scales. "
-        "650 fs, the upper end of that range, is used: nearly every trajectory dissociates within ~50 fs of its "
-        "switch, so the fraction dissociated by 1 ps is ~1 - exp(-(1000 fs - 50 fs) / switch_time): 77 % at "
-        "650 fs, 79 % at 600 fs (measured: 83 +- 3 % on 150), 69 % at 800 fs.",
-        "Horio et al. (2016): S(1D) products appear with a ~400 fs delay. 1B2 is bound at 6.2 eV: it dissociates only "
-        "by predissociation (S(3P) by spin-orbit coupling to triplets, the majority product at 193-200 nm).",
-        "The S1* shape (spin-averaged open-shell configuration) is bent like 1B2; the constant shift keeps its "
-        "dissociation limit above the photon energy, as for the real bound state.",
-    ),
-))
+_register(
+    Model(
+        name="cs2-isc",
+        description="CS2 at 6.2 eV: the bound 1B2 state (S1* shape, shifted to the photon energy) predissociates "
+        "through a switch to the triplet surface after an exponential delay",
+        excited=S1_PROXY,
+        surface=T1,
+        switch_time=650.0,
+        photon_energy=6.2,
+        excess="potential",
+        excess_into=("asymmetric-stretch", "bend"),
+        formula="CS2",
+        duration=1000.0,
+        n_frames=201,
+        references=(
+            _PAPER,
+            "Townsend et al., J. Chem. Phys. 125, 234302 (2006): the 1B2(1Sigma_u+) state decays with 350-650 fs "
+            "(biexponential, plus a <50 fs component); the S(1D) and S(3P) channels decay on very similar time scales. "
+            "650 fs, the upper end of that range, is used: nearly every trajectory dissociates within ~50 fs of its "
+            "switch, so the fraction dissociated by 1 ps is ~1 - exp(-(1000 fs - 50 fs) / switch_time): 77 % at "
+            "650 fs, 79 % at 600 fs (measured: 83 +- 3 % on 150), 69 % at 800 fs.",
+            "Horio et al. (2016): S(1D) products appear with a ~400 fs delay. 1B2 is bound at 6.2 eV: it dissociates only "
+            "by predissociation (S(3P) by spin-orbit coupling to triplets, the majority product at 193-200 nm).",
+            "The S1* shape (spin-averaged open-shell configuration) is bent like 1B2; the constant shift keeps its "
+            "dissociation limit above the photon energy, as for the real bound state.",
+        ),
+    )
+)
 
-_register(Model(
-    name="cs2-triplet",
-    description="CS2, alternative: put at once on the triplet surface with the energy of the 6.2 eV excitation (no "
-                "singlet lifetime): an upper bound on dissociation",
-    surface=T1,
-    photon_energy=6.2,
-    excess_into=("asymmetric-stretch", "bend"),
-    formula="CS2",
-    duration=1000.0,
-    n_frames=201,
-    references=(_PAPER,),
-))
+_register(
+    Model(
+        name="cs2-triplet",
+        description="CS2, alternative: put at once on the triplet surface with the energy of the 6.2 eV excitation (no "
+        "singlet lifetime): an upper bound on dissociation",
+        surface=T1,
+        photon_energy=6.2,
+        excess_into=("asymmetric-stretch", "bend"),
+        formula="CS2",
+        duration=1000.0,
+        n_frames=201,
+        references=(_PAPER,),
+    )
+)
 
 MODEL_NAMES_BY_MOLECULE = {"nmm": "nmm-cation", "c2h4": "c2h4-pipi", "cs2": "cs2-isc", "i2": "ground"}
 
-_register(Model(
-    name="cation",
-    description="generic: the cation surface, no excess energy (Rydberg excitation or ionisation; the ion core drives the motion)",
-    surface=CATION,
-))
-_register(Model(
-    name="triplet",
-    description="generic: vertical start on the lowest triplet surface, no excess energy (motion of a pi-pi*/n-pi* configuration)",
-    surface=T1,
-))
-_register(Model(
-    name="ground",
-    description="generic: ground-state zero-point motion (no excitation; a reference and a test of the sampling)",
-    surface=S0,
-))
+_register(
+    Model(
+        name="cation",
+        description="generic: the cation surface, no excess energy (Rydberg excitation or ionisation; the ion core drives the motion)",
+        surface=CATION,
+    )
+)
+_register(
+    Model(
+        name="triplet",
+        description="generic: vertical start on the lowest triplet surface, no excess energy (motion of a pi-pi*/n-pi* configuration)",
+        surface=T1,
+    )
+)
+_register(
+    Model(
+        name="ground",
+        description="generic: ground-state zero-point motion (no excitation; a reference and a test of the sampling)",
+        surface=S0,
+    )
+)
 
 
 def get_model(name: str) -> Model:

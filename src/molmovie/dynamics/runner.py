@@ -50,7 +50,6 @@ __all__ = ["prepare", "trajectory_seed", "generate", "partial_path"]
 CHECKPOINT_VERSION = 1
 
 
-
 def trajectory_seed(seed: int, index: int) -> int:
     """The seed of trajectory ``index`` of a run with ``seed`` (a 63-bit integer)."""
     state = np.random.SeedSequence(int(seed), spawn_key=(int(index),)).generate_state(1, np.uint64)[0]
@@ -93,8 +92,19 @@ def _task(modes: NormalModes, model: Model, seed: int, index: int, factory=None,
 def _failed(modes: NormalModes, model: Model, seed: int, reason: str) -> TrajectoryResult:
     """A trajectory that could not be run: its initial geometry only, with the reason."""
     x, _ = wigner_sample(modes, np.random.default_rng(seed))
-    record = {"seed": int(seed), "model": model.name, "fate": "bound", "failure": reason, "drift_eV": None,
-              "drift_flag": False, "excess_eV": 0.0, "switch_fs": None, "frustrated": 0, "scf_retries": 0, "wall_s": 0.0}
+    record = {
+        "seed": int(seed),
+        "model": model.name,
+        "fate": "bound",
+        "failure": reason,
+        "drift_eV": None,
+        "drift_flag": False,
+        "excess_eV": 0.0,
+        "switch_fs": None,
+        "frustrated": 0,
+        "scf_retries": 0,
+        "wall_s": 0.0,
+    }
     return TrajectoryResult(x[None], np.array([np.nan]), np.zeros(1, np.int64), False, record)
 
 
@@ -110,8 +120,14 @@ def _run_key(molecule: Molecule, model: Model, seed: int, extra: dict | None = N
 
 def _save_result(folder: Path, index: int, res: TrajectoryResult) -> None:
     with atomic_write(folder / f"traj-{index:06d}.npz", suffix=".npz") as tmp:
-        np.savez(tmp, positions=res.positions, energy=res.energy, state=res.state,
-                 dissociated=np.array(res.dissociated), record=np.array(json.dumps(res.record)))
+        np.savez(
+            tmp,
+            positions=res.positions,
+            energy=res.energy,
+            state=res.state,
+            dissociated=np.array(res.dissociated),
+            record=np.array(json.dumps(res.record)),
+        )
 
 
 def _load_results(folder: Path, n: int) -> dict[int, TrajectoryResult]:
@@ -120,8 +136,9 @@ def _load_results(folder: Path, n: int) -> dict[int, TrajectoryResult]:
         try:
             index = int(f.stem.split("-")[1])
             with np.load(f) as z:
-                res = TrajectoryResult(z["positions"], z["energy"], z["state"], bool(z["dissociated"]),
-                                       json.loads(str(z["record"])))
+                res = TrajectoryResult(
+                    z["positions"], z["energy"], z["state"], bool(z["dissociated"]), json.loads(str(z["record"]))
+                )
         except (ValueError, OSError, KeyError):
             f.unlink(missing_ok=True)  # not a complete checkpoint: run that trajectory again
             continue
@@ -170,11 +187,22 @@ def _resolve(molecule, model, calculator=None) -> tuple[Molecule, Model]:
     return mol, mdl
 
 
-def generate(molecule: Molecule | str, n_trajectories: int, *, model: Model | str | None = None, seed: int = 0,
-             workers: int | None = None, scheduler: str | None = None, output: PathLike | None = None,
-             splits: Sequence[float] = (85, 11, 11), force: bool = False, progress: Progress | None = None,
-             factory: EngineFactory | None = None, calculator: str | Calculator | None = None,
-             initial: str | Family | Mixture | None = None) -> Dataset:
+def generate(
+    molecule: Molecule | str,
+    n_trajectories: int,
+    *,
+    model: Model | str | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    output: PathLike | None = None,
+    splits: Sequence[float] = (85, 11, 11),
+    force: bool = False,
+    progress: Progress | None = None,
+    factory: EngineFactory | None = None,
+    calculator: str | Calculator | None = None,
+    initial: str | Family | Mixture | None = None,
+) -> Dataset:
     """Generate an ensemble of photoexcited trajectories as a molmovie dataset.
 
     Parameters
@@ -243,8 +271,10 @@ def generate(molecule: Molecule | str, n_trajectories: int, *, model: Model | st
     if calc is not None and calc.to_dict() == {"name": "xtb"}:
         calc = None  # the default: the very same run as without it
     mol, mdl = _resolve(molecule, model, calc)
-    check_allocation((n, mdl.n_frames, len(mol.symbols), 3),
-                     f"{n} trajectories of {mdl.n_frames} frames of {len(mol.symbols)} atoms (the dataset's positions)")
+    check_allocation(
+        (n, mdl.n_frames, len(mol.symbols), 3),
+        f"{n} trajectories of {mdl.n_frames} frames of {len(mol.symbols)} atoms (the dataset's positions)",
+    )
     if calc is not None:
         factory = calc
     init = None if initial is None else get_initial(initial)
@@ -267,8 +297,21 @@ def generate(molecule: Molecule | str, n_trajectories: int, *, model: Model | st
         return _generate(mol, mdl, n, seed, workers, scheduler, out_path, splits, force, progress, factory, families, extra)
 
 
-def _generate(mol: Molecule, mdl: Model, n: int, seed: int, workers, scheduler, out_path: Path | None, splits, force: bool,
-              progress, factory, families, extra):
+def _generate(
+    mol: Molecule,
+    mdl: Model,
+    n: int,
+    seed: int,
+    workers,
+    scheduler,
+    out_path: Path | None,
+    splits,
+    force: bool,
+    progress,
+    factory,
+    families,
+    extra,
+):
     """:func:`generate` once its arguments are checked (and the output locked)."""
     client = cluster = None
     if scheduler is not None:
@@ -283,7 +326,10 @@ def _generate(mol: Molecule, mdl: Model, n: int, seed: int, workers, scheduler, 
             modes = prepare(mol, mdl, factory=factory)
             results = {}
         todo = [i for i in range(n) if i not in results]
-        counts = {"dis": sum(r.dissociated for r in results.values()), "fail": sum(r.record.get("failure") is not None for r in results.values())}
+        counts = {
+            "dis": sum(r.dissociated for r in results.values()),
+            "fail": sum(r.record.get("failure") is not None for r in results.values()),
+        }
 
         def store(index: int, res: TrajectoryResult) -> None:
             if folder is not None:
@@ -292,7 +338,9 @@ def _generate(mol: Molecule, mdl: Model, n: int, seed: int, workers, scheduler, 
             counts["dis"] += res.dissociated
             counts["fail"] += res.record.get("failure") is not None
             if progress is not None:
-                progress(len(results), {"total": n, "unit": "trajectories", "dissociated": counts["dis"], "failed": counts["fail"]})
+                progress(
+                    len(results), {"total": n, "unit": "trajectories", "dissociated": counts["dis"], "failed": counts["fail"]}
+                )
 
         n_workers = workers if workers is not None else min(os.cpu_count() or 1, max(len(todo), 1))
         if todo and client is None and n_workers > 1 and len(todo) > 1:
@@ -302,8 +350,9 @@ def _generate(mol: Molecule, mdl: Model, n: int, seed: int, workers, scheduler, 
         if todo and client is not None:
             from distributed import as_completed
 
-            futures = [client.submit(_task, modes, mdl, trajectory_seed(seed, i), i, factory, families[i], pure=False)
-                       for i in todo]
+            futures = [
+                client.submit(_task, modes, mdl, trajectory_seed(seed, i), i, factory, families[i], pure=False) for i in todo
+            ]
             with client.as_current():
                 for fut in as_completed(futures):
                     try:
@@ -328,8 +377,9 @@ def _generate(mol: Molecule, mdl: Model, n: int, seed: int, workers, scheduler, 
     return ds
 
 
-def _ensemble(mol: Molecule, model: Model, modes: NormalModes, seed: int, results: list[TrajectoryResult],
-              extra: dict | None = None):
+def _ensemble(
+    mol: Molecule, model: Model, modes: NormalModes, seed: int, results: list[TrajectoryResult], extra: dict | None = None
+):
     m, t, n_atoms = len(results), model.n_frames, len(mol.symbols)
     positions = np.full((m, t, n_atoms, 3), np.nan)
     energy = np.full((m, t), np.nan)

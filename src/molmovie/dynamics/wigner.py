@@ -111,7 +111,9 @@ class NormalModes:
         )
 
 
-def hessian(symbols: Symbols, positions: np.ndarray, forces: Callable[[np.ndarray], np.ndarray], step: float = 5e-3) -> np.ndarray:
+def hessian(
+    symbols: Symbols, positions: np.ndarray, forces: Callable[[np.ndarray], np.ndarray], step: float = 5e-3
+) -> np.ndarray:
     """Cartesian Hessian by central differences of the forces.
 
     Parameters
@@ -158,8 +160,13 @@ def _external_basis(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
     return u[:, s > 1e-6 * s.max()]
 
 
-def normal_modes(symbols: Symbols, positions: np.ndarray, cartesian_hessian: np.ndarray, energy: float = 0.0,
-                 min_wavenumber: float = MIN_WAVENUMBER) -> NormalModes:
+def normal_modes(
+    symbols: Symbols,
+    positions: np.ndarray,
+    cartesian_hessian: np.ndarray,
+    energy: float = 0.0,
+    min_wavenumber: float = MIN_WAVENUMBER,
+) -> NormalModes:
     """Mass-weighted normal modes from a Cartesian Hessian.
 
     Translations and rotations are projected out exactly (the vibrational
@@ -187,7 +194,7 @@ def normal_modes(symbols: Symbols, positions: np.ndarray, cartesian_hessian: np.
     linear = ext.shape[1] == 5
     # Orthonormal basis of the vibrational subspace.
     q, _ = np.linalg.qr(np.hstack([ext, np.eye(3 * n)]))
-    vib = q[:, ext.shape[1]: 3 * n]
+    vib = q[:, ext.shape[1] : 3 * n]
     inv_sq = 1.0 / np.sqrt(np.repeat(masses, 3))
     hmw = cartesian_hessian * inv_sq[:, None] * inv_sq[None, :]
     evals, evecs = np.linalg.eigh(vib.T @ hmw @ vib)
@@ -198,10 +205,14 @@ def normal_modes(symbols: Symbols, positions: np.ndarray, cartesian_hessian: np.
     omega = np.sign(evals) * np.sqrt(np.abs(evals)) * units.fs  # angular frequency, 1/fs
     wavenumber = omega / (2 * np.pi * _C_CM_PER_FS)
     keep = wavenumber >= min_wavenumber
-    return NormalModes(symbols, pos - masses @ pos / masses.sum(), float(energy), omega[keep], vectors[keep], wavenumber[~keep], linear)
+    return NormalModes(
+        symbols, pos - masses @ pos / masses.sum(), float(energy), omega[keep], vectors[keep], wavenumber[~keep], linear
+    )
 
 
-def wigner_sample(modes: NormalModes, rng: np.random.Generator | int | None, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def wigner_sample(
+    modes: NormalModes, rng: np.random.Generator | int | None, size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions and velocities drawn from the 0 K Wigner distribution.
 
     Parameters
@@ -243,7 +254,7 @@ def _ev_in_u_a2_per_fs2() -> float:
     from ase import units
 
     # 1 u Angstrom^2 / fs^2 in eV is 1 / units.fs**2 (ASE time unit is Angstrom sqrt(u/eV)).
-    return units.fs ** 2
+    return units.fs**2
 
 
 #: 1 eV expressed in u Angstrom^2 / fs^2.

@@ -81,7 +81,14 @@ def _axes(ax, ncols=1, figsize=(6.4, 4.0), sharey=False):
     return fig, np.atleast_1d(axes)
 
 
-def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]]], *, errors: dict[str, dict[str, list[float]]] | None = None, ax: Axes | None = None, titles: dict[str, str] | None = None) -> Figure:
+def plot_rmsd_sums(
+    experiments: list[str],
+    sums: dict[str, dict[str, list[float]]],
+    *,
+    errors: dict[str, dict[str, list[float]]] | None = None,
+    ax: Axes | None = None,
+    titles: dict[str, str] | None = None,
+) -> Figure:
     """Grouped bars: RMSD summed over all test frames, per experiment, one bar per method.
 
     Parameters
@@ -104,8 +111,16 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
         for k, m in enumerate(methods):
             vals = np.asarray(sums[panel][m], dtype=float)
             err = None if errors is None else np.asarray(errors[panel][m], dtype=float)
-            bars = a.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, color=_colour(k), label=m,
-                         yerr=err, capsize=3 if err is not None else 0, error_kw=dict(lw=1, ecolor="black"))
+            bars = a.bar(
+                x + (k - (len(methods) - 1) / 2) * width,
+                vals,
+                width,
+                color=_colour(k),
+                label=m,
+                yerr=err,
+                capsize=3 if err is not None else 0,
+                error_kw=dict(lw=1, ecolor="black"),
+            )
             a.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
         a.set_xticks(x, experiments, rotation=20, ha="right")
         if a is axes[0]:
@@ -118,7 +133,14 @@ def plot_rmsd_sums(experiments: list[str], sums: dict[str, dict[str, list[float]
     return fig
 
 
-def plot_distance_trace(time: ArrayLike, truth: ArrayLike, predictions: dict[str, tuple[np.ndarray, np.ndarray | None]], *, pair_label: str, ax: Axes | None = None) -> Figure:
+def plot_distance_trace(
+    time: ArrayLike,
+    truth: ArrayLike,
+    predictions: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    *,
+    pair_label: str,
+    ax: Axes | None = None,
+) -> Figure:
     """One distance along one trajectory: the truth and each method, with ±σ bands where given.
 
     Parameters
@@ -142,7 +164,9 @@ def plot_distance_trace(time: ArrayLike, truth: ArrayLike, predictions: dict[str
     return fig
 
 
-def plot_per_time_step(time: ArrayLike, curves: dict[str, dict[str, np.ndarray]], *, title: str = "", ax: Axes | None = None) -> Figure:
+def plot_per_time_step(
+    time: ArrayLike, curves: dict[str, dict[str, np.ndarray]], *, title: str = "", ax: Axes | None = None
+) -> Figure:
     """RMSD and SSR against time, averaged over test trajectories, for each method (two panels).
 
     Parameters
@@ -167,7 +191,9 @@ def plot_per_time_step(time: ArrayLike, curves: dict[str, dict[str, np.ndarray]]
     return fig
 
 
-def plot_signals(time: ArrayLike, q: ArrayLike, panels: dict[str, np.ndarray], *, title: str = "", ax: Axes | None = None) -> Figure:
+def plot_signals(
+    time: ArrayLike, q: ArrayLike, panels: dict[str, np.ndarray], *, title: str = "", ax: Axes | None = None
+) -> Figure:
     """ΔS(q, t) maps side by side (percent), one shared colour scale.
 
     Parameters

@@ -20,7 +20,16 @@ if TYPE_CHECKING:
 __all__ = ["plot_fit_signals", "plot_distance_bands", "plot_parameters", "plot_pdf_map", "plot_hole"]
 
 
-def plot_fit_signals(q: np.ndarray, delays: np.ndarray, dS: np.ndarray, dS_fit: np.ndarray, residual: np.ndarray, *, ax: Axes | Sequence[Axes] | np.ndarray | None = None, title: str = "") -> Figure:
+def plot_fit_signals(
+    q: np.ndarray,
+    delays: np.ndarray,
+    dS: np.ndarray,
+    dS_fit: np.ndarray,
+    residual: np.ndarray,
+    *,
+    ax: Axes | Sequence[Axes] | np.ndarray | None = None,
+    title: str = "",
+) -> Figure:
     """Measured ΔS beside the fitted one, the residual / σ, and line-outs at three q.
 
     Parameters
@@ -65,9 +74,22 @@ def plot_fit_signals(q: np.ndarray, delays: np.ndarray, dS: np.ndarray, dS_fit: 
     return fig
 
 
-def plot_distance_bands(delays: np.ndarray, pair_labels: Sequence[str], mean: np.ndarray, mean_std: np.ndarray, quantiles: np.ndarray, levels: np.ndarray, *, channel_mean: np.ndarray | None = None, channel_mean_std: np.ndarray | None = None,
-                        channels: Sequence[str] = ("bound", "dissociated"), dissociated_fraction: np.ndarray | None = None, dissociated_fraction_std: np.ndarray | None = None,
-                        truth_mean: np.ndarray | None = None, ax: Axes | Sequence[Axes] | np.ndarray | None = None) -> Figure:
+def plot_distance_bands(
+    delays: np.ndarray,
+    pair_labels: Sequence[str],
+    mean: np.ndarray,
+    mean_std: np.ndarray,
+    quantiles: np.ndarray,
+    levels: np.ndarray,
+    *,
+    channel_mean: np.ndarray | None = None,
+    channel_mean_std: np.ndarray | None = None,
+    channels: Sequence[str] = ("bound", "dissociated"),
+    dissociated_fraction: np.ndarray | None = None,
+    dissociated_fraction_std: np.ndarray | None = None,
+    truth_mean: np.ndarray | None = None,
+    ax: Axes | Sequence[Axes] | np.ndarray | None = None,
+) -> Figure:
     """Every distance's distribution against delay: ensemble mean ± 2σ and the outer quantile band; each channel's mean
     ± 2σ on its own panel (own scale: a bound vibration of hundredths of an Å beside fragments tens of Å apart); and the
     dissociated fraction.
@@ -107,9 +129,22 @@ def plot_distance_bands(delays: np.ndarray, pair_labels: Sequence[str], mean: np
     names = {"ground": "molecules left in the ground state"}
     for p, label in enumerate(pair_labels):
         a = axes[p]
-        a.fill_between(x, quantiles[:, p, 0], quantiles[:, p, -1], color="C0", alpha=0.15,
-                       label=f"{100 * levels[0]:.0f}-{100 * levels[-1]:.0f} % of the excited ensemble")
-        a.fill_between(x, mean[:, p] - 2 * mean_std[:, p], mean[:, p] + 2 * mean_std[:, p], color="C0", alpha=0.45, label="mean ± 2σ (bootstrap and γ profile)")
+        a.fill_between(
+            x,
+            quantiles[:, p, 0],
+            quantiles[:, p, -1],
+            color="C0",
+            alpha=0.15,
+            label=f"{100 * levels[0]:.0f}-{100 * levels[-1]:.0f} % of the excited ensemble",
+        )
+        a.fill_between(
+            x,
+            mean[:, p] - 2 * mean_std[:, p],
+            mean[:, p] + 2 * mean_std[:, p],
+            color="C0",
+            alpha=0.45,
+            label="mean ± 2σ (bootstrap and γ profile)",
+        )
         a.plot(x, mean[:, p], color="C0", lw=1.2, label="excited-ensemble mean")
         if truth_mean is not None:
             a.plot(x, truth_mean[:, p], color="black", lw=1.0, label="truth")
@@ -136,7 +171,13 @@ def plot_distance_bands(delays: np.ndarray, pair_labels: Sequence[str], mean: np
         a = axes[P + len(shown)]
         a.plot(x, dissociated_fraction, color="C3")
         if dissociated_fraction_std is not None:
-            a.fill_between(x, dissociated_fraction - 2 * dissociated_fraction_std, dissociated_fraction + 2 * dissociated_fraction_std, color="C3", alpha=0.3)
+            a.fill_between(
+                x,
+                dissociated_fraction - 2 * dissociated_fraction_std,
+                dissociated_fraction + 2 * dissociated_fraction_std,
+                color="C3",
+                alpha=0.3,
+            )
         a.set_ylabel("dissociated\n(of the excited)")
         a.set_ylim(-0.02, 1.02)
         a.grid(alpha=0.3)
@@ -144,7 +185,20 @@ def plot_distance_bands(delays: np.ndarray, pair_labels: Sequence[str], mean: np
     return fig
 
 
-def plot_parameters(gamma: float, gamma_std: float, t0: float, t0_std: float, irf: float, irf_std: float, boot_gamma: np.ndarray, boot_t0: np.ndarray, boot_irf: np.ndarray, *, profile: tuple[np.ndarray, np.ndarray, float] | None = None, ax: Axes | Sequence[Axes] | np.ndarray | None = None) -> Figure:
+def plot_parameters(
+    gamma: float,
+    gamma_std: float,
+    t0: float,
+    t0_std: float,
+    irf: float,
+    irf_std: float,
+    boot_gamma: np.ndarray,
+    boot_t0: np.ndarray,
+    boot_irf: np.ndarray,
+    *,
+    profile: tuple[np.ndarray, np.ndarray, float] | None = None,
+    ax: Axes | Sequence[Axes] | np.ndarray | None = None,
+) -> Figure:
     """γ, t0 and the IRF with their bootstrap distributions (histograms) and spreads.
 
     ``profile = (gammas, chi2, birge_ratio)``, when given, adds γ's profile likelihood
@@ -180,7 +234,16 @@ def plot_parameters(gamma: float, gamma_std: float, t0: float, t0_std: float, ir
     return fig
 
 
-def plot_pdf_map(delays: np.ndarray, r: np.ndarray, dP: np.ndarray, dP_std: np.ndarray, pair_types: Sequence[str], *, sine: np.ndarray | None = None, ax: Axes | Sequence[Axes] | np.ndarray | None = None) -> Figure:
+def plot_pdf_map(
+    delays: np.ndarray,
+    r: np.ndarray,
+    dP: np.ndarray,
+    dP_std: np.ndarray,
+    pair_types: Sequence[str],
+    *,
+    sine: np.ndarray | None = None,
+    ax: Axes | Sequence[Axes] | np.ndarray | None = None,
+) -> Figure:
     """ΔP(R, t) maps (one per pair type), its 1-σ uncertainty, and the damped sine transform.
 
     Parameters
@@ -220,7 +283,14 @@ def plot_pdf_map(delays: np.ndarray, r: np.ndarray, dP: np.ndarray, dP_std: np.n
     return fig
 
 
-def plot_hole(r0: np.ndarray, hole_weights: np.ndarray, pair_labels: Sequence[str], *, bins: int = 20, ax: Axes | Sequence[Axes] | np.ndarray | None = None) -> Figure:
+def plot_hole(
+    r0: np.ndarray,
+    hole_weights: np.ndarray,
+    pair_labels: Sequence[str],
+    *,
+    bins: int = 20,
+    ax: Axes | Sequence[Axes] | np.ndarray | None = None,
+) -> Figure:
     """The ground-state hole: which bond lengths the pump removed, against the ground-state distribution.
 
     Parameters

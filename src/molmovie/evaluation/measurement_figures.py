@@ -89,7 +89,9 @@ def _delay_q_map(ax, q, delays, values, *, cmap, vmin, vmax, zero_line, title, l
     return fig
 
 
-def plot_dS_map(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True) -> Figure:
+def plot_dS_map(
+    q: ArrayLike, delays: ArrayLike, dS: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True
+) -> Figure:
     """ΔS(q, t) in percent: delays across, q up, a diverging map centred at zero.
 
     ``vmax`` (percent) defaults to the 99.5th percentile of |ΔS|, so single
@@ -98,11 +100,32 @@ def plot_dS_map(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, *, ax: Axes | N
     pct = 100 * np.asarray(dS, dtype=float)
     if vmax is None:
         vmax = float(np.percentile(np.abs(pct), 99.5)) or 1.0
-    return _delay_q_map(ax, q, delays, pct, cmap="RdBu_r", vmin=-vmax, vmax=vmax, zero_line="k", title="ΔS(q, t)",
-                        label="ΔS (%)", extend="both", colorbar=colorbar)
+    return _delay_q_map(
+        ax,
+        q,
+        delays,
+        pct,
+        cmap="RdBu_r",
+        vmin=-vmax,
+        vmax=vmax,
+        zero_line="k",
+        title="ΔS(q, t)",
+        label="ΔS (%)",
+        extend="both",
+        colorbar=colorbar,
+    )
 
 
-def plot_snr_map(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True) -> Figure:
+def plot_snr_map(
+    q: ArrayLike,
+    delays: ArrayLike,
+    dS: np.ndarray,
+    sigma: np.ndarray,
+    *,
+    ax: Axes | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
+) -> Figure:
     """|ΔS|/σ: where the measurement carries signal (bins with σ = 0 are left blank)."""
     sigma = np.asarray(sigma, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -110,8 +133,20 @@ def plot_snr_map(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.ndar
     if vmax is None:
         finite = snr[np.isfinite(snr)]
         vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
-    return _delay_q_map(ax, q, delays, snr, cmap="magma", vmin=0, vmax=max(vmax, 1.0), zero_line="w", title="signal to noise |ΔS|/σ",
-                        label="|ΔS|/σ", extend="max", colorbar=colorbar)
+    return _delay_q_map(
+        ax,
+        q,
+        delays,
+        snr,
+        cmap="magma",
+        vmin=0,
+        vmax=max(vmax, 1.0),
+        zero_line="w",
+        title="signal to noise |ΔS|/σ",
+        label="|ΔS|/σ",
+        extend="max",
+        colorbar=colorbar,
+    )
 
 
 def _window_mean(q, dS, sigma, q0, width):
@@ -125,7 +160,17 @@ def _window_mean(q, dS, sigma, q0, width):
     return (w * dS[:, sel]).sum(axis=1) / w.sum(axis=1), 1.0 / np.sqrt(w.sum(axis=1)), q[sel]
 
 
-def plot_lineouts(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.ndarray | None = None, q_lines: Sequence[float] | None = None, *, q_width: float = 0.1, ax: Axes | None = None, window: tuple[float, float] | None = None) -> Figure:
+def plot_lineouts(
+    q: ArrayLike,
+    delays: ArrayLike,
+    dS: np.ndarray,
+    sigma: np.ndarray | None = None,
+    q_lines: Sequence[float] | None = None,
+    *,
+    q_width: float = 0.1,
+    ax: Axes | None = None,
+    window: tuple[float, float] | None = None,
+) -> Figure:
     """ΔS against delay at a few q (percent), with ±σ error bars.
 
     Each line is the inverse-variance weighted mean over the bins within
@@ -159,7 +204,15 @@ def plot_lineouts(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.nda
     return fig
 
 
-def plot_profiles(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.ndarray | None = None, windows: Sequence[tuple[float, float]] | None = None, *, ax: Axes | None = None) -> Figure:
+def plot_profiles(
+    q: ArrayLike,
+    delays: ArrayLike,
+    dS: np.ndarray,
+    sigma: np.ndarray | None = None,
+    windows: Sequence[tuple[float, float]] | None = None,
+    *,
+    ax: Axes | None = None,
+) -> Figure:
     """ΔS(q) in percent, averaged over a few delay windows (fs), with ±σ bands.
 
     ``windows`` defaults to: before time zero, the first 200 fs, and the
@@ -186,7 +239,7 @@ def plot_profiles(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.nda
         y = dS[rows].mean(axis=0)
         sc, un = (1.0, "fs") if hi - lo <= 1000 else (scale, unit)
         label = f"{lo * sc:.4g} to {hi * sc:.4g} {un} ({n} delays)"
-        line, = ax.plot(q, 100 * y, lw=1.0, label=label)
+        (line,) = ax.plot(q, 100 * y, lw=1.0, label=label)
         if sigma is not None:
             s = np.sqrt((np.asarray(sigma)[rows] ** 2).sum(axis=0)) / n
             ax.fill_between(q, 100 * (y - s), 100 * (y + s), color=line.get_color(), alpha=0.25, lw=0)
@@ -198,7 +251,16 @@ def plot_profiles(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.nda
     return fig
 
 
-def plot_measurement(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.ndarray | None = None, *, q_lines: Sequence[float] | None = None, tmax: float | None = None, title: str | None = None) -> Figure:
+def plot_measurement(
+    q: ArrayLike,
+    delays: ArrayLike,
+    dS: np.ndarray,
+    sigma: np.ndarray | None = None,
+    *,
+    q_lines: Sequence[float] | None = None,
+    tmax: float | None = None,
+    title: str | None = None,
+) -> Figure:
     """One figure of a measurement: ΔS map, |ΔS|/σ map, q profiles, line-outs and a zoom on the rise.
 
     Parameters

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["Evaluation", "evaluate", "reconstruct_signal", "heavy_pairs"]
 
 
-def reconstruct_signal(distances: np.ndarray, symbols: Symbols, q: np.ndarray, I_ref: np.ndarray, *, inelastic: bool = True) -> np.ndarray:
+def reconstruct_signal(
+    distances: np.ndarray, symbols: Symbols, q: np.ndarray, I_ref: np.ndarray, *, inelastic: bool = True
+) -> np.ndarray:
     """ΔS that Eq. (1) gives from distances, against a given reference intensity.
 
     Parameters

@@ -198,8 +198,16 @@ def resample_ensemble(ensemble: Ensemble, dt: float, *, tmax: float | None = Non
         dissociated[m] = is_dissociated(ensemble.symbols, positions[m], k) if k else False
     provenance = dict(ensemble.provenance)
     provenance["resampled"] = {"dt_fs": dt, "tmax_fs": tmax, "how": "positions interpolated linearly in time"}
-    return replace(ensemble, time=grid, positions=positions, length=length, dissociated=dissociated,
-                   energy=energy, state=state, provenance=provenance)
+    return replace(
+        ensemble,
+        time=grid,
+        positions=positions,
+        length=length,
+        dissociated=dissociated,
+        energy=energy,
+        state=state,
+        provenance=provenance,
+    )
 
 
 def read_foreign(paths, *, split: str | None = None) -> Ensemble:
@@ -239,7 +247,9 @@ def _model_order(symbols, model_symbols) -> np.ndarray:
     return np.array([pool[s].pop(0) for s in model_symbols], dtype=np.intp)
 
 
-def foreign_dataset(method, ensemble: Ensemble, *, dt: float | None = None, tmax: float | None = None, seed: int | None = None) -> Dataset:
+def foreign_dataset(
+    method, ensemble: Ensemble, *, dt: float | None = None, tmax: float | None = None, seed: int | None = None
+) -> Dataset:
     """Foreign trajectories as the model sees them: on its time grid and atom order, with ΔS made as its training ΔS was.
 
     Parameters
@@ -354,7 +364,9 @@ class Transfer:
         return out
 
 
-def transfer(method, foreign, *, dt: float | None = None, tmax: float | None = None, seed: int | None = None, permutations=None) -> Transfer:
+def transfer(
+    method, foreign, *, dt: float | None = None, tmax: float | None = None, seed: int | None = None, permutations=None
+) -> Transfer:
     """Score a trained method on foreign trajectories: its transfer to dynamics it did not train on.
 
     Parameters

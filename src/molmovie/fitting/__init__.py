@@ -50,7 +50,14 @@ from ._base import MeasurementMethod, sigma_from_pre_t0
 from ._ensemble import EnsembleFit
 from ._pdf import PairDistributionFit
 
-__all__ = ["MEASUREMENT_METHODS", "get_measurement_method", "MeasurementMethod", "EnsembleFit", "PairDistributionFit", "sigma_from_pre_t0"]
+__all__ = [
+    "MEASUREMENT_METHODS",
+    "get_measurement_method",
+    "MeasurementMethod",
+    "EnsembleFit",
+    "PairDistributionFit",
+    "sigma_from_pre_t0",
+]
 
 #: Measurement methods by name.
 MEASUREMENT_METHODS: dict[str, type[MeasurementMethod]] = {

@@ -76,14 +76,18 @@ def measurement_sigma(meas: Measurement, source: str) -> tuple[np.ndarray, str]:
     check_choice("sigma", source, SIGMA_SOURCES)
     if source == "pre-t0":
         n = int(np.sum(meas.delays < 0))
-        return sigma_from_pre_t0(meas.delays, meas.dS), f"pre-t0: std over the {n} delays before time zero, per q, the same at every delay"
+        return sigma_from_pre_t0(
+            meas.delays, meas.dS
+        ), f"pre-t0: std over the {n} delays before time zero, per q, the same at every delay"
     if meas.sigma is None:
         raise InputError(
             "the measurement has no σ (uncertainty of ΔS); a fit needs one: re-ingest it with variances, or estimate σ "
             "from the scatter before time zero (--sigma-from-pre-t0, setting sigma='pre-t0')"
         )
     if np.any(meas.sigma <= 0):
-        raise InputError(f"the measurement's σ is zero at {int(np.sum(meas.sigma <= 0))} point(s); a fit weights by 1/σ, so σ must be > 0")
+        raise InputError(
+            f"the measurement's σ is zero at {int(np.sum(meas.sigma <= 0))} point(s); a fit weights by 1/σ, so σ must be > 0"
+        )
     return np.asarray(meas.sigma, dtype=float), "measured"
 
 

@@ -281,12 +281,16 @@ class EnsembleFit(MeasurementMethod):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"The {name!r} setting must be true or false; got {getattr(self, name)!r}")
         if self.hole and self.regularize != "none":
-            raise InputError(f"The 'regularize' setting pulls the weights toward uniform, which the hole's signed sub-basis does not "
-                             f"share; use regularize='none' with hole=true (got {self.regularize!r})")
+            raise InputError(
+                f"The 'regularize' setting pulls the weights toward uniform, which the hole's signed sub-basis does not "
+                f"share; use regularize='none' with hole=true (got {self.regularize!r})"
+            )
         check_number("rank_tol", self.rank_tol, low=0, high=1, low_open=True)
         if isinstance(self.regularize, str):
             if self.regularize not in ("none", "discrepancy"):
-                raise InputError(f"The 'regularize' setting must be 'none', 'discrepancy' or a number >= 0; got {self.regularize!r}")
+                raise InputError(
+                    f"The 'regularize' setting must be 'none', 'discrepancy' or a number >= 0; got {self.regularize!r}"
+                )
         else:
             check_number("regularize", self.regularize, low=0)
         lv = np.asarray(self.levels, dtype=float)
@@ -414,8 +418,13 @@ class EnsembleFit(MeasurementMethod):
             report(n_refine[0], {"stage": "refine", "total": None})
             return chi2_at(theta)
 
-        opt = minimize(refine, start, method="Nelder-Mead", bounds=bounds,
-                       options=dict(initial_simplex=simplex, xatol=1e-2, fatol=1e-6 * max(min(values), 1.0), maxiter=400))
+        opt = minimize(
+            refine,
+            start,
+            method="Nelder-Mead",
+            bounds=bounds,
+            options=dict(initial_simplex=simplex, xatol=1e-2, fatol=1e-6 * max(min(values), 1.0), maxiter=400),
+        )
         t0, irf = (float(v) for v in opt.x)
         problems = []
         if not opt.success:
@@ -424,7 +433,9 @@ class EnsembleFit(MeasurementMethod):
         if t0_hi > t0_lo and (t0 - t0_lo < tol[0] or t0_hi - t0 < tol[0]):
             problems.append(f"t0 = {t0:.1f} fs lies at the edge of its range [{t0_lo:g}, {t0_hi:g}] fs; widen --t0-range")
         if irf_hi > irf_lo and (irf - irf_lo < tol[1] or irf_hi - irf < tol[1]):
-            problems.append(f"the IRF = {irf:.1f} fs lies at the edge of its range [{irf_lo:g}, {irf_hi:g}] fs; widen --irf-range")
+            problems.append(
+                f"the IRF = {irf:.1f} fs lies at the edge of its range [{irf_lo:g}, {irf_hi:g}] fs; widen --irf-range"
+            )
         sys0 = system(t0, irf)
         rule = "none" if self.regularize == "none" else ("discrepancy" if self.regularize == "discrepancy" else "given")
         if self.regularize == "discrepancy":
@@ -490,8 +501,9 @@ class EnsembleFit(MeasurementMethod):
                 report(b + 1, {"stage": "bootstrap", "total": n_boot})
 
         # ---------------------------------------------------------- profile likelihood of γ
-        prof_g, prof_chi2, prof_c = _profile_gamma(sys0, d_w, gamma, M_e, int(self.profile) if mu == 0.0 and gamma > 0 else 0,
-                                                   birge, report)
+        prof_g, prof_chi2, prof_c = _profile_gamma(
+            sys0, d_w, gamma, M_e, int(self.profile) if mu == 0.0 and gamma > 0 else 0, birge, report
+        )
         c_safe = c if gamma > 0 else np.concatenate([np.full(M_e, 1.0 / M_e), np.full(M_g, 1.0 / max(M_g, 1))])
         w = c_safe[:M_e] / c_safe[:M_e].sum()
         main = all_stats(c_safe, t0)
@@ -526,33 +538,78 @@ class EnsembleFit(MeasurementMethod):
             hole_part["hole_weights_std"] = sd(bc[:, M_e:], pc[:, M_e:])
 
         part = EnsemblePart(
-            gamma=gamma, gamma_std=float(sd(boot["gamma"], prof_g)), t0=t0, t0_std=float(sd(boot["t0"])), irf_fs=irf,
-            irf_fs_std=float(sd(boot["irf"])), trajectories=e_idx, weights=w, weights_std=sd(bw, pw),
-            dissociated=np.asarray(ens.dissociated, dtype=bool)[e_idx], pair_labels=tuple(_pair_labels(basis.symbols)),
-            quantile_levels=levels, channels=HOLE_CHANNELS if self.hole else CHANNELS,
-            bootstrap_gamma=np.asarray(boot["gamma"], dtype=float), bootstrap_t0=np.asarray(boot["t0"], dtype=float),
-            bootstrap_irf_fs=np.asarray(boot["irf"], dtype=float), regularization=float(mu), rule=rule, rank=red.rank,
-            birge_ratio=birge, profile_gamma=prof_g, profile_chi2=prof_chi2, **hole_part, **main, **spread,
+            gamma=gamma,
+            gamma_std=float(sd(boot["gamma"], prof_g)),
+            t0=t0,
+            t0_std=float(sd(boot["t0"])),
+            irf_fs=irf,
+            irf_fs_std=float(sd(boot["irf"])),
+            trajectories=e_idx,
+            weights=w,
+            weights_std=sd(bw, pw),
+            dissociated=np.asarray(ens.dissociated, dtype=bool)[e_idx],
+            pair_labels=tuple(_pair_labels(basis.symbols)),
+            quantile_levels=levels,
+            channels=HOLE_CHANNELS if self.hole else CHANNELS,
+            bootstrap_gamma=np.asarray(boot["gamma"], dtype=float),
+            bootstrap_t0=np.asarray(boot["t0"], dtype=float),
+            bootstrap_irf_fs=np.asarray(boot["irf"], dtype=float),
+            regularization=float(mu),
+            rule=rule,
+            rank=red.rank,
+            birge_ratio=birge,
+            profile_gamma=prof_g,
+            profile_chi2=prof_chi2,
+            **hole_part,
+            **main,
+            **spread,
         )
         converged = not problems
-        message = "; ".join(problems) if problems else (
-            f"γ = {gamma:.4g}, t0 = {t0:.1f} fs, IRF = {irf:.1f} fs; {np.count_nonzero(c[:M_e])} of {M_e} trajectories weighted"
-            + (f"; hole on {np.count_nonzero(c[M_e:])} of {M_g} ground-state trajectories{problems_soft}" if self.hole else "")
-            + (f"; spreads scaled by the Birge ratio {birge:.3g}" if birge > 1 else "")
+        message = (
+            "; ".join(problems)
+            if problems
+            else (
+                f"γ = {gamma:.4g}, t0 = {t0:.1f} fs, IRF = {irf:.1f} fs; {np.count_nonzero(c[:M_e])} of {M_e} trajectories weighted"
+                + (
+                    f"; hole on {np.count_nonzero(c[M_e:])} of {M_g} ground-state trajectories{problems_soft}"
+                    if self.hole
+                    else ""
+                )
+                + (f"; spreads scaled by the Birge ratio {birge:.3g}" if birge > 1 else "")
+            )
         )
         self.gamma_, self.t0_, self.irf_fs_, self.weights_ = gamma, t0, irf, w
         self.hole_weights_ = c[M_e:].copy() if self.hole else None
         self.converged_ = converged
         self.result_ = FitResult(
-            method=self.name, molecule=meas.molecule, symbols=tuple(basis.symbols), delays=delays, q=q, dS=dS, sigma=sigma,
-            dS_fit=dS_fit, chi2=chi2, n_data=N, n_params=n_params, reduced_chi2=reduced_chi2,
-            converged=converged, message=message, sigma_source=sigma_source, settings=self.settings_json(),
-            provenance={"measurement": dict(meas.provenance), "basis_molecule": str(basis.molecule), "basis_trajectories": M,
-                        "basis_rank": red.rank,
-                        "I_gs": "mean first-frame intensity of the basis trajectories that start from a ground-state sample "
-                                "(ground_start; all of them where the basis does not record it)",
-                        "hole": None if not self.hole else "ground-state sub-basis: the basis trajectories with ground_start that stay "
-                                                           "bound, on a model without an excited surface; Σ h = Σ c = γ"},
+            method=self.name,
+            molecule=meas.molecule,
+            symbols=tuple(basis.symbols),
+            delays=delays,
+            q=q,
+            dS=dS,
+            sigma=sigma,
+            dS_fit=dS_fit,
+            chi2=chi2,
+            n_data=N,
+            n_params=n_params,
+            reduced_chi2=reduced_chi2,
+            converged=converged,
+            message=message,
+            sigma_source=sigma_source,
+            settings=self.settings_json(),
+            provenance={
+                "measurement": dict(meas.provenance),
+                "basis_molecule": str(basis.molecule),
+                "basis_trajectories": M,
+                "basis_rank": red.rank,
+                "I_gs": "mean first-frame intensity of the basis trajectories that start from a ground-state sample "
+                "(ground_start; all of them where the basis does not record it)",
+                "hole": None
+                if not self.hole
+                else "ground-state sub-basis: the basis trajectories with ground_start that stay "
+                "bound, on a model without an excited surface; Σ h = Σ c = γ",
+            },
             ensemble=part,
         )
         return self
@@ -569,23 +626,31 @@ def _hole_split(ens: Ensemble) -> tuple[np.ndarray, np.ndarray]:
     """
     flags = ground_start_flags(ens)
     if flags is None:
-        raise InputError("hole: the basis does not record which trajectories start from a ground-state sample (ground_start); "
-                         "make it with `molmovie generate --initial wigner:1,...` on a ground-state model")
+        raise InputError(
+            "hole: the basis does not record which trajectories start from a ground-state sample (ground_start); "
+            "make it with `molmovie generate --initial wigner:1,...` on a ground-state model"
+        )
     model = (ens.provenance or {}).get("model")
     if isinstance(model, dict) and model.get("excited"):
-        raise InputError(f"hole: the basis runs on the excited model {model.get('name')!r}, so its Wigner-started trajectories are not "
-                         "laser-off dynamics; the hole needs a basis on a ground-state model (e.g. --calculator morse-i2-x)")
+        raise InputError(
+            f"hole: the basis runs on the excited model {model.get('name')!r}, so its Wigner-started trajectories are not "
+            "laser-off dynamics; the hole needs a basis on a ground-state model (e.g. --calculator morse-i2-x)"
+        )
     bound = ~np.asarray(ens.dissociated, dtype=bool)
     ground = flags & bound
     displaced = ~flags & bound
     if isinstance(model, dict) and displaced.any():
-        raise InputError(f"hole: {int(displaced.sum())} bound trajectories of the basis run on the ground-state model from displaced starts; "
-                         "with the hole they are degenerate with it (a displaced vibration minus a ground-state sample is a "
-                         "redistribution within the ground state, which leaves γ free); make the basis without the displaced family "
-                         "(e.g. --initial wigner:1,dissociation:2)")
+        raise InputError(
+            f"hole: {int(displaced.sum())} bound trajectories of the basis run on the ground-state model from displaced starts; "
+            "with the hole they are degenerate with it (a displaced vibration minus a ground-state sample is a "
+            "redistribution within the ground state, which leaves γ free); make the basis without the displaced family "
+            "(e.g. --initial wigner:1,dissociation:2)"
+        )
     if ground.sum() < 2:
-        raise InputError(f"hole: the basis has {int(ground.sum())} bound trajectories that start from a ground-state sample; "
-                         "the hole needs several (generate --initial wigner:1,...)")
+        raise InputError(
+            f"hole: the basis has {int(ground.sum())} bound trajectories that start from a ground-state sample; "
+            "the hole needs several (generate --initial wigner:1,...)"
+        )
     if ground.all():
         raise InputError("hole: every trajectory of the basis is a ground-state one; there is no excited basis left")
     return np.flatnonzero(ground), np.flatnonzero(~ground)

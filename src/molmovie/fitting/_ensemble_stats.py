@@ -30,8 +30,11 @@ def _with_ground(st: dict, gs: _Stats, h: np.ndarray, gamma: float, t0: float) -
     out = dict(st)
     frac = np.concatenate([gamma * st["channel_fraction"], [max(1.0 - gamma, 0.0)]])
     out["channel_fraction"] = frac
-    for key, src in (("channel_distance_mean", "distance_mean"), ("channel_distance_std", "distance_std"),
-                     ("channel_distance_quantiles", "distance_quantiles")):
+    for key, src in (
+        ("channel_distance_mean", "distance_mean"),
+        ("channel_distance_std", "distance_std"),
+        ("channel_distance_quantiles", "distance_quantiles"),
+    ):
         out[key] = np.concatenate([st[key], g[src][None]])
     return out
 
@@ -73,8 +76,13 @@ class _Stats:
             if ch_frac[k] > 0:
                 ch_mean[k], ch_std[k], ch_quant[k] = _moments(r[sel], ww[sel] / ch_frac[k], self.levels)
         return dict(
-            distance_mean=mean, distance_std=std, distance_quantiles=quant, dissociated_fraction=np.clip(ww @ apart, 0, 1),
-            channel_fraction=ch_frac, channel_distance_mean=ch_mean, channel_distance_std=ch_std,
+            distance_mean=mean,
+            distance_std=std,
+            distance_quantiles=quant,
+            dissociated_fraction=np.clip(ww @ apart, 0, 1),
+            channel_fraction=ch_frac,
+            channel_distance_mean=ch_mean,
+            channel_distance_std=ch_std,
             channel_distance_quantiles=ch_quant,
         )
 

@@ -51,7 +51,7 @@ class _Reduced:
             keep = s2 > (rank_tol**2) * max(s2[0], 1e-300)
             Y = Vr[:, keep].T
             self.C = X @ Vr[:, keep]
-        self.Z = (Y.reshape(-1, T, Q) / wq)
+        self.Z = Y.reshape(-1, T, Q) / wq
         self.Zt = np.ascontiguousarray(self.Z.transpose(1, 0, 2).reshape(T, -1))  # (T, r * Q)
         self.rank = int(self.Z.shape[0])
 
@@ -59,8 +59,15 @@ class _Reduced:
 class _System:
     """The NNLS system at one (t0, IRF): χ²(c) = ‖Φ c − z‖² + (‖d̃‖² − ‖z‖²), plus the ground-state rows G c ≈ 0."""
 
-    def __init__(self, red: _Reduced, K: np.ndarray, inv_sigma: np.ndarray, ground: np.ndarray | None = None,
-                 equality: np.ndarray | None = None, upper: np.ndarray | None = None):
+    def __init__(
+        self,
+        red: _Reduced,
+        K: np.ndarray,
+        inv_sigma: np.ndarray,
+        ground: np.ndarray | None = None,
+        equality: np.ndarray | None = None,
+        upper: np.ndarray | None = None,
+    ):
         self.upper = upper  # (M,) upper bounds of the weights (inf: none), or None: NNLS
         r, _T, Q = red.Z.shape
         KZ = K @ red.Zt  # (T_d, r * Q): one product for all components
@@ -77,8 +84,9 @@ class _System:
             omega = EQUALITY_WEIGHT * max(float(np.max(np.linalg.norm(self.Phi, axis=0))), 1e-300)
             self.Phi = np.vstack([self.Phi, omega * equality[None, :]])
 
-    def solve(self, d: np.ndarray, dd: float, columns: np.ndarray | None = None,
-              total: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, float]:
+    def solve(
+        self, d: np.ndarray, dd: float, columns: np.ndarray | None = None, total: tuple[np.ndarray, float] | None = None
+    ) -> tuple[np.ndarray, float]:
         """NNLS for c (M,) and the data χ²; with ``columns`` (a resampled basis, repeats allowed) only those
         trajectories are offered and the weights of repeats are added up; with ``total = (row, γ)`` the
         weights also satisfy row · c = γ (a pseudo-row of the equality's weight)."""
@@ -152,8 +160,15 @@ def _discrepancy_mu(sys_: _System, d: np.ndarray, n_data: int) -> float:
     return scale * 10 ** brentq(f, lo, hi, xtol=1e-3)
 
 
-def _local_model(system: Callable[[float, float], _System], chi2_at: Callable[[tuple[float, float]], float], t0: float, irf: float,
-                 c: np.ndarray, red: _Reduced, bounds: list[tuple[float, float]]) -> tuple[np.ndarray, list[np.ndarray]] | tuple[None, None]:
+def _local_model(
+    system: Callable[[float, float], _System],
+    chi2_at: Callable[[tuple[float, float]], float],
+    t0: float,
+    irf: float,
+    c: np.ndarray,
+    red: _Reduced,
+    bounds: list[tuple[float, float]],
+) -> tuple[np.ndarray, list[np.ndarray]] | tuple[None, None]:
     """Hessian of the profile χ² at (t0, IRF) by central differences, and the derivative systems."""
     h = np.array([max(0.5, 0.01 * irf), max(0.5, 0.02 * irf)])
     lo = np.array([b[0] for b in bounds])

@@ -15,8 +15,9 @@ from .._typing import Progress
 from ._ensemble_system import _System
 
 
-def _profile_gamma(sys_: _System, d_w: np.ndarray, gamma: float, M_e: int, n: int, birge: float,
-                   report: Progress) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def _profile_gamma(
+    sys_: _System, d_w: np.ndarray, gamma: float, M_e: int, n: int, birge: float, report: Progress
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """The profile likelihood of γ at the fitted (t0, IRF): NNLS with Σ_excited c = γ_k imposed.
 
     On each side the range starts at 5 % of γ and is halved or doubled until it just reaches Δχ² = 9 R_B²
@@ -104,9 +105,14 @@ def _weighted_var(values: np.ndarray, p: np.ndarray) -> np.ndarray:
 def _spreads(replicates: list[dict], main: dict, profile: list[dict] | None = None, p: np.ndarray | None = None) -> dict:
     """Spreads of the derived quantities: the bootstrap's variance plus the profile's (law of total variance)."""
     out = {}
-    names = {"distance_mean": "distance_mean_std", "distance_std": "distance_std_std", "distance_quantiles": "distance_quantiles_std",
-             "dissociated_fraction": "dissociated_fraction_std", "channel_fraction": "channel_fraction_std",
-             "channel_distance_mean": "channel_distance_mean_std"}
+    names = {
+        "distance_mean": "distance_mean_std",
+        "distance_std": "distance_std_std",
+        "distance_quantiles": "distance_quantiles_std",
+        "dissociated_fraction": "dissociated_fraction_std",
+        "channel_fraction": "channel_fraction_std",
+        "channel_distance_mean": "channel_distance_mean_std",
+    }
     for key, name in names.items():
         if len(replicates) > 1:
             with np.errstate(invalid="ignore"):

@@ -159,8 +159,9 @@ def debye_kernel(symbols: Symbols, q: ArrayLike, edges: np.ndarray, I_gs: np.nda
     return np.concatenate(cols, axis=1)
 
 
-def sine_transform(q: ArrayLike, dS: np.ndarray, sigma: np.ndarray, r: np.ndarray, *, I_gs: np.ndarray, sum_f2: np.ndarray,
-                   damping: float) -> tuple[np.ndarray, np.ndarray]:
+def sine_transform(
+    q: ArrayLike, dS: np.ndarray, sigma: np.ndarray, r: np.ndarray, *, I_gs: np.ndarray, sum_f2: np.ndarray, damping: float
+) -> tuple[np.ndarray, np.ndarray]:
     r"""The damped sine transform of the modified scattering and its propagated σ.
 
     .. math::
@@ -195,7 +196,7 @@ def _second_difference(n_types: int, n_r: int) -> np.ndarray:
     for p in range(n_types):
         D = np.zeros((max(n_r - 2, 0), n_types * n_r))
         for k in range(n_r - 2):
-            D[k, p * n_r + k: p * n_r + k + 3] = (1.0, -2.0, 1.0)
+            D[k, p * n_r + k : p * n_r + k + 3] = (1.0, -2.0, 1.0)
         rows.append(D)
     return np.concatenate(rows, axis=0)
 
@@ -271,7 +272,9 @@ class PairDistributionFit(MeasurementMethod):
         check_number("dr", self.dr, low=0, low_open=True)
         check_number("r_max", self.r_max, low=self.r_min + self.dr)
         if (self.r_max - self.r_min) / self.dr > 5000:
-            raise InputError(f"the R grid would have {(self.r_max - self.r_min) / self.dr:.0f} bins; use at most 5000 (a larger dr)")
+            raise InputError(
+                f"the R grid would have {(self.r_max - self.r_min) / self.dr:.0f} bins; use at most 5000 (a larger dr)"
+            )
         if self.damping is not None:
             check_number("damping", self.damping, low=0)
         check_choice("penalty", self.penalty, PENALTIES)
@@ -284,8 +287,16 @@ class PairDistributionFit(MeasurementMethod):
         return []
 
     # ------------------------------------------------------------------ the reference
-    def _reference(self, meas: Measurement, basis: Dataset | None, symbols: Symbols, q: np.ndarray, type_of_pair: np.ndarray, n_types: int,
-                   edges: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
+    def _reference(
+        self,
+        meas: Measurement,
+        basis: Dataset | None,
+        symbols: Symbols,
+        q: np.ndarray,
+        type_of_pair: np.ndarray,
+        n_types: int,
+        edges: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray | None, str]:
         """(I_gs, ground_P or None, description)."""
 
         if basis is not None:
@@ -295,9 +306,13 @@ class PairDistributionFit(MeasurementMethod):
                 first = first[flags]
             I_gs = intensity(symbols, first, q).mean(axis=0)
             d0 = distances(first)
-            return I_gs, _ground_density(d0, type_of_pair, n_types, edges), (
-                f"basis: I_gs = mean first-frame intensity of {len(first)} trajectories that start from a ground-state sample; "
-                f"P_ground = their first-frame distances (Gaussian KDE)"
+            return (
+                I_gs,
+                _ground_density(d0, type_of_pair, n_types, edges),
+                (
+                    f"basis: I_gs = mean first-frame intensity of {len(first)} trajectories that start from a ground-state sample; "
+                    f"P_ground = their first-frame distances (Gaussian KDE)"
+                ),
             )
         if self.ground_distances is not None:
             d = np.asarray(self.ground_distances, dtype=float).ravel()
@@ -313,7 +328,9 @@ class PairDistributionFit(MeasurementMethod):
         return I_atoms, None, "atoms only: I_gs = Σ f² + Σ S (the ground state's pair term neglected)"
 
     # ------------------------------------------------------------------ fit
-    def fit(self, measurement: Measurement, basis: Dataset | None = None, progress: Progress | None = None) -> PairDistributionFit:
+    def fit(
+        self, measurement: Measurement, basis: Dataset | None = None, progress: Progress | None = None
+    ) -> PairDistributionFit:
         """Invert ``measurement`` into ΔP(R, t).
 
         Parameters
@@ -339,7 +356,9 @@ class PairDistributionFit(MeasurementMethod):
 
         meas = self._start_fit(measurement)
         if meas.symbols is None:
-            raise InputError("the measurement names no atoms (symbols); the pdf method needs the molecule's elements for the form factors")
+            raise InputError(
+                "the measurement names no atoms (symbols); the pdf method needs the molecule's elements for the form factors"
+            )
         symbols = tuple(meas.symbols)
         if len(symbols) < 2:
             raise InputError("the pdf method needs a molecule of at least two atoms")
@@ -397,9 +416,15 @@ class PairDistributionFit(MeasurementMethod):
 
             f = lambda s: chi2_and_dof(scale * 10**s)[0] - N  # noqa: E731 - increasing in s
             if f(lo) >= 0:
-                lam2, note = scale * 10**lo, "discrepancy principle not met: χ² > number of data even at the weakest regularisation (the model misfits or σ is too small)"
+                lam2, note = (
+                    scale * 10**lo,
+                    "discrepancy principle not met: χ² > number of data even at the weakest regularisation (the model misfits or σ is too small)",
+                )
             elif f(hi) <= 0:
-                lam2, note = scale * 10**hi, "discrepancy principle met only at the strongest regularisation: ΔS is within σ of zero"
+                lam2, note = (
+                    scale * 10**hi,
+                    "discrepancy principle met only at the strongest regularisation: ΔS is within σ of zero",
+                )
             else:
                 lam2 = scale * 10 ** brentq(f, lo, hi, xtol=1e-6)
         else:  # gcv
@@ -440,15 +465,38 @@ class PairDistributionFit(MeasurementMethod):
         self.dP_std_ = np.sqrt(var).reshape(T, n_types, n_r)
         self.lambda_ = float(np.sqrt(lam2))
         part = PdfPart(
-            r=r, pair_types=tuple(labels), dP=self.dP_, dP_std=self.dP_std_, dP_sine=sine, dP_sine_std=sine_std,
-            ground_P=ground_P, I_gs=I_gs, damping=damping, regularization=self.lambda_, rule=rule, penalty=self.penalty,
+            r=r,
+            pair_types=tuple(labels),
+            dP=self.dP_,
+            dP_std=self.dP_std_,
+            dP_sine=sine,
+            dP_sine_std=sine_std,
+            ground_P=ground_P,
+            I_gs=I_gs,
+            damping=damping,
+            regularization=self.lambda_,
+            rule=rule,
+            penalty=self.penalty,
             reference=reference,
         )
         message = note or f"λ = {self.lambda_:.4g} by the {rule} rule"
         self.result_ = FitResult(
-            method=self.name, molecule=meas.molecule, symbols=symbols, delays=meas.delays, q=q, dS=dS, sigma=sigma,
-            dS_fit=dS_fit, chi2=chi2, n_data=N, n_params=dof, reduced_chi2=chi2 / max(N - dof, 1.0), converged=True,
-            message=message, sigma_source=sigma_source, settings=self.settings_json(),
+            method=self.name,
+            molecule=meas.molecule,
+            symbols=symbols,
+            delays=meas.delays,
+            q=q,
+            dS=dS,
+            sigma=sigma,
+            dS_fit=dS_fit,
+            chi2=chi2,
+            n_data=N,
+            n_params=dof,
+            reduced_chi2=chi2 / max(N - dof, 1.0),
+            converged=True,
+            message=message,
+            sigma_source=sigma_source,
+            settings=self.settings_json(),
             provenance={"measurement": dict(meas.provenance), "basis": None if basis is None else str(basis.molecule)},
             pdf=part,
         )

@@ -30,8 +30,7 @@ def _as_permutations(perms: ArrayLike, n_atoms: int, name: str = "permutations")
         p = p[None, :]
     if p.ndim != 2 or p.shape[1] != n_atoms or p.shape[0] < 1:
         raise InputError(
-            f"The '{name}' array must have shape (K, {n_atoms}), one atom permutation per row; "
-            f"got shape {np.shape(perms)}"
+            f"The '{name}' array must have shape (K, {n_atoms}), one atom permutation per row; got shape {np.shape(perms)}"
         )
     if not np.issubdtype(p.dtype, np.integer):
         raise InputError(f"The '{name}' array must hold integer atom indices; got dtype {p.dtype}")

@@ -60,9 +60,7 @@ def coordinates_from_distances(distances: np.ndarray, n_dim: int = 3) -> np.ndar
     try:
         n = n_atoms_from_pairs(d.shape[-1])
     except ValueError:
-        raise InputError(
-            f"The last axis of 'distances' must hold n(n-1)/2 pair distances; got length {d.shape[-1]}"
-        ) from None
+        raise InputError(f"The last axis of 'distances' must hold n(n-1)/2 pair distances; got length {d.shape[-1]}") from None
     lead = d.shape[:-1]
     flat = d.reshape(math.prod(lead), d.shape[-1])
     bad = ~np.all(np.isfinite(flat), axis=-1)

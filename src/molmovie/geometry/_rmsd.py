@@ -56,7 +56,9 @@ def _best_relabelling_per_frame(p0: np.ndarray, q0: np.ndarray, w: np.ndarray, p
     return best
 
 
-def _permutation_residuals(p0: np.ndarray, q0: np.ndarray, w: np.ndarray, perms: np.ndarray, mirror: bool) -> Iterator[tuple[int, int, np.ndarray]]:
+def _permutation_residuals(
+    p0: np.ndarray, q0: np.ndarray, w: np.ndarray, perms: np.ndarray, mirror: bool
+) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(lo, hi, resid)`` block by block of frames: resid (K, hi - lo) is the
     least weighted sum of squared deviations, sum_i w_i |R p_perm(i) + t - q_i|^2,
     of every relabelling of frames lo:hi.
@@ -173,9 +175,7 @@ def rmsd(
     true = _as_positions(true_positions, "true_positions")
     n = true.shape[-2]
     if pred.shape[-2] != n:
-        raise InputError(
-            f"Predicted and true positions must have the same number of atoms; got {pred.shape[-2]} and {n}"
-        )
+        raise InputError(f"Predicted and true positions must have the same number of atoms; got {pred.shape[-2]} and {n}")
     w = _as_masses(masses, n)
     try:
         lead = np.broadcast_shapes(pred.shape[:-2], true.shape[:-2])
@@ -248,8 +248,9 @@ def rmsd_from_distances(
     return rmsd(coordinates_from_distances(d), true, masses, mirror=mirror, permutations=permutations)
 
 
-def best_relabellings(pred_positions: np.ndarray, true_positions: np.ndarray, masses: ArrayLike, permutations: ArrayLike,
-                      *, mirror: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def best_relabellings(
+    pred_positions: np.ndarray, true_positions: np.ndarray, masses: ArrayLike, permutations: ArrayLike, *, mirror: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The best relabelling of each predicted frame and of each whole predicted trajectory, from one pass.
 
     Both choices are read off the same QCP residuals (the least weighted sum
@@ -308,8 +309,9 @@ def best_relabellings(pred_positions: np.ndarray, true_positions: np.ndarray, ma
     return perms, per_frame.reshape(m, t), np.argmin(sums, axis=0)
 
 
-def relabelling_per_trajectory(pred_positions: np.ndarray, true_positions: np.ndarray, masses: ArrayLike, permutations: ArrayLike,
-                               *, mirror: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def relabelling_per_trajectory(
+    pred_positions: np.ndarray, true_positions: np.ndarray, masses: ArrayLike, permutations: ArrayLike, *, mirror: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """The one relabelling of each predicted trajectory with the least RMSD summed over its frames.
 
     :func:`best_relabellings` without the per-frame choice.

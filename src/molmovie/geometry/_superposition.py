@@ -27,7 +27,9 @@ def _rotation_from_covariance(h: np.ndarray, reflection: bool) -> np.ndarray:
     return v @ ut
 
 
-def kabsch(P: np.ndarray, Q: np.ndarray, weights: ArrayLike | None = None, *, reflection: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def kabsch(
+    P: np.ndarray, Q: np.ndarray, weights: ArrayLike | None = None, *, reflection: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     r"""Optimal weighted superposition of P onto Q (Kabsch algorithm).
 
     Finds the rotation R and translation t that minimise
@@ -69,9 +71,7 @@ def kabsch(P: np.ndarray, Q: np.ndarray, weights: ArrayLike | None = None, *, re
     else:
         w = np.asarray(weights, dtype=float)
         if w.ndim < 1 or w.shape[-1] != n or not (np.all(np.isfinite(w)) and np.all(w > 0)):
-            raise InputError(
-                f"The 'weights' array must hold {n} finite positive weights per frame; got shape {w.shape}"
-            )
+            raise InputError(f"The 'weights' array must hold {n} finite positive weights per frame; got shape {w.shape}")
     lead = np.broadcast_shapes(p.shape[:-2], q.shape[:-2], w.shape[:-1])
     p = np.broadcast_to(p, lead + (n, 3))
     q = np.broadcast_to(q, lead + (n, 3))

@@ -32,7 +32,15 @@ from ..io.model import MODEL_FORMAT, MODEL_VERSION, need_array, read_model_file,
 from ..molecules import formula as _formula
 from ..scattering.spec import SignalSpec
 
-__all__ = ["Prediction", "InversionMethod", "NotFittedError", "interpolate_signals", "MODEL_FORMAT", "MODEL_VERSION", "read_model_file"]
+__all__ = [
+    "Prediction",
+    "InversionMethod",
+    "NotFittedError",
+    "interpolate_signals",
+    "MODEL_FORMAT",
+    "MODEL_VERSION",
+    "read_model_file",
+]
 
 
 class NotFittedError(InputError):
@@ -132,8 +140,7 @@ def check_signals(dS, q, lengths, model_q, *, n_q_name: str = "model") -> tuple[
         prefix = np.arange(T)[None, :] < lengths[:, None]
         if not (ok.all() and np.array_equal(finite, prefix)):
             raise InputError(
-                "dS has NaN or inf inside a series; only whole frames of NaN at the end of a series "
-                "(past its length) are allowed"
+                "dS has NaN or inf inside a series; only whole frames of NaN at the end of a series (past its length) are allowed"
             )
     else:
         lengths = np.asarray(lengths)
@@ -230,7 +237,9 @@ class _Settings:
         cls = type(self)
         sig = inspect.signature(cls.__init__)
         changed = [
-            f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default is not v and sig.parameters[k].default != v
+            f"{k}={v!r}"
+            for k, v in self.get_params().items()
+            if sig.parameters[k].default is not v and sig.parameters[k].default != v
         ]
         return f"{cls.__name__}({', '.join(changed)})"
 
@@ -413,14 +422,19 @@ class InversionMethod(_Settings, abc.ABC):
             raise InputError(f"{path}: damaged molmovie model file (molecule record incomplete)") from None
         dt = config.get("dt_fs")  # absent from model files written before it was recorded
         if dt is not None and (isinstance(dt, bool) or not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0):
-            raise InputError(f"{path}: damaged molmovie model file (frame interval dt_fs {shorten(repr(dt))} is not a time step in fs)")
+            raise InputError(
+                f"{path}: damaged molmovie model file (frame interval dt_fs {shorten(repr(dt))} is not a time step in fs)"
+            )
         self.dt_ = None if dt is None else float(dt)
         n, p = len(self.symbols_), len(self.pair_labels_)
         if not all(isinstance(s, str) and s.isalpha() and len(s) <= 3 for s in self.symbols_) or n < 2:
-            raise InputError(f"{path}: damaged molmovie model file (symbols {shorten(list(self.symbols_))} are not element symbols)")
+            raise InputError(
+                f"{path}: damaged molmovie model file (symbols {shorten(list(self.symbols_))} are not element symbols)"
+            )
         if p != n * (n - 1) // 2 or not all(isinstance(label, str) for label in self.pair_labels_):
-            raise InputError(f"{path}: damaged molmovie model file ({n} symbols make {n * (n - 1) // 2} pairs; "
-                             f"the file labels {p})")
+            raise InputError(
+                f"{path}: damaged molmovie model file ({n} symbols make {n * (n - 1) // 2} pairs; the file labels {p})"
+            )
         self.molecule_ = shorten(self.molecule_, 60)
         self.n_pairs_ = len(self.pair_labels_)
         self.q_ = np.asarray(need_array(arrays, "q", path), dtype=float)

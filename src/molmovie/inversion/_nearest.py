@@ -277,8 +277,15 @@ class NearestReference(InversionMethod):
         ok = index >= 0
         out[ok] = self.library_distances_[index[ok]]
         if self.refine:
-            out, std = refine_distances(out, self.refine_std * out, dS, symbols=self.symbols_, spec=self.spec_,
-                                        lengths=ok.sum(axis=1), weight=self.refine_weight)
+            out, std = refine_distances(
+                out,
+                self.refine_std * out,
+                dS,
+                symbols=self.symbols_,
+                spec=self.spec_,
+                lengths=ok.sum(axis=1),
+                weight=self.refine_weight,
+            )
             return Prediction(distances=out, std=std)
         return Prediction(distances=out, std=None)
 

@@ -270,8 +270,10 @@ def refine_distances(
     if not isinstance(spec, SignalSpec):
         raise InputError(f"The 'spec' parameter must be a molmovie.scattering.SignalSpec; got {type(spec).__name__}")
     if spec.irf_fs is not None:
-        raise InputError(f"signals made with a time resolution (irf_fs {spec.irf_fs:g} fs) cannot be refined: "
-                         "the refinement's forward model has no instrument response")
+        raise InputError(
+            f"signals made with a time resolution (irf_fs {spec.irf_fs:g} fs) cannot be refined: "
+            "the refinement's forward model has no instrument response"
+        )
     check_number("weight", weight, low=0, low_open=True)
     if max_iter is not None:
         check_number("max_iter", max_iter, low=0, integer=True)
@@ -301,12 +303,21 @@ def refine_distances(
     # the prior, whitened: u = mu + s z, z ~ N(0, 1/w) a priori; padded frames get harmless values
     mu = np.where(valid[..., None], np.log(np.where(valid[..., None], mean, 1.0)), 0.0)
     s = np.where(valid[..., None], std / np.where(valid[..., None], mean, 1.0), 1.0)
-    frozen = np.zeros(P, dtype=bool) if pairs == "all" or space == "geometry" else ~np.isin(np.arange(P), heavy_pairs(list(symbols)))
+    frozen = (
+        np.zeros(P, dtype=bool) if pairs == "all" or space == "geometry" else ~np.isin(np.arange(P), heavy_pairs(list(symbols)))
+    )
     s_prior, s = s, np.where(frozen, 0.0, s)  # a frozen pair cannot move: u = log R̂ + 0 z
     data = np.where(valid[..., None], dS, 0.0)
     fixed_ref = _reference(I_ref, spec, mu, valid, debye, M, Q)
     prior_ref = fixed_ref if fixed_ref is not None else _first_intensity(debye, mu)
-    sigma = _noise(noise, spec, prior_ref, M, Q, lambda: _prior_residual(debye, mu, data, prior_ref, valid, spec.reference == "first" and fixed_ref is None))
+    sigma = _noise(
+        noise,
+        spec,
+        prior_ref,
+        M,
+        Q,
+        lambda: _prior_residual(debye, mu, data, prior_ref, valid, spec.reference == "first" and fixed_ref is None),
+    )
 
     out_mean = np.full((M, T, P), np.nan)
     out_std = np.full((M, T, P), np.nan)
@@ -316,14 +327,16 @@ def refine_distances(
 
     def series(a: int):
         """Series a's prior, data, noise, reference and mask as tensors of one series."""
-        tensors = [torch.as_tensor(np.ascontiguousarray(x[a:a + 1]), dtype=torch.float64, device=dev) for x in (mu, s, data, sigma)]
-        ref = None if fixed_ref is None else torch.as_tensor(fixed_ref[a:a + 1], dtype=torch.float64, device=dev)
-        return tensors, ref, torch.as_tensor(valid[a:a + 1], dtype=torch.float64, device=dev)
+        tensors = [
+            torch.as_tensor(np.ascontiguousarray(x[a : a + 1]), dtype=torch.float64, device=dev) for x in (mu, s, data, sigma)
+        ]
+        ref = None if fixed_ref is None else torch.as_tensor(fixed_ref[a : a + 1], dtype=torch.float64, device=dev)
+        return tensors, ref, torch.as_tensor(valid[a : a + 1], dtype=torch.float64, device=dev)
 
     def keep(a: int, u, sd_u) -> None:
-        v = valid[a:a + 1]
-        out_mean[a:a + 1][v] = np.exp(u)[v]
-        out_std[a:a + 1][v] = (np.exp(u) * np.where(frozen, s_prior[a:a + 1], sd_u))[v]
+        v = valid[a : a + 1]
+        out_mean[a : a + 1][v] = np.exp(u)[v]
+        out_std[a : a + 1][v] = (np.exp(u) * np.where(frozen, s_prior[a : a + 1], sd_u))[v]
 
     fitted = [a for a in range(M) if valid[a].any()]
     if space == "geometry":
@@ -334,19 +347,26 @@ def refine_distances(
         for a in range(M):
             if valid[a].any():
                 (mu_a, s_a, data_a, sigma_a), ref, mask = series(a)
-                X[a:a + 1] = _geometry_start(debye, mu_a, s_a, data_a, sigma_a, ref, mask, float(weight), int(max_iter))
+                X[a : a + 1] = _geometry_start(debye, mu_a, s_a, data_a, sigma_a, ref, mask, float(weight), int(max_iter))
             if progress is not None:
                 progress(a + 1, {"total": M, "unit": "series"})
         if sweeps and fitted:
-            _continuation(X, np.array(fitted), debye, mu, s, data, sigma, fixed_ref, lengths, float(weight), int(sweeps), memory_mb)
+            _continuation(
+                X, np.array(fitted), debye, mu, s, data, sigma, fixed_ref, lengths, float(weight), int(sweeps), memory_mb
+            )
         for a in fitted:
             (_, s_a, _, sigma_a), ref, _ = series(a)
-            keep(a, *_posterior(debye, _log_distances(X[a:a + 1]), s_a, sigma_a, ref, float(weight), posterior, memory_mb))
+            keep(a, *_posterior(debye, _log_distances(X[a : a + 1]), s_a, sigma_a, ref, float(weight), posterior, memory_mb))
     else:
         for a in range(M):  # one series at a time, so no series' answer depends on the others predicted with it
             if valid[a].any():
                 (mu_a, s_a, data_a, sigma_a), ref, mask = series(a)
-                keep(a, *_refine_batch(debye, mu_a, s_a, data_a, sigma_a, ref, mask, float(weight), int(max_iter), posterior, memory_mb))
+                keep(
+                    a,
+                    *_refine_batch(
+                        debye, mu_a, s_a, data_a, sigma_a, ref, mask, float(weight), int(max_iter), posterior, memory_mb
+                    ),
+                )
             if progress is not None:
                 progress(a + 1, {"total": M, "unit": "series"})
     if squeeze:
@@ -376,13 +396,17 @@ def _check_arrays(mean, std, dS, lengths, n_q: int):
     if squeeze:
         mean, std, dS = mean[None], std[None], dS[None] if dS.ndim == 2 else dS
     if mean.ndim != 3:
-        raise InputError(f"The 'mean' parameter must have shape (series, frames, pairs) or (frames, pairs); got shape {mean.shape}")
+        raise InputError(
+            f"The 'mean' parameter must have shape (series, frames, pairs) or (frames, pairs); got shape {mean.shape}"
+        )
     if std.shape != mean.shape:
         raise InputError(f"The 'std' parameter must have the shape of 'mean' {mean.shape}; got shape {std.shape}")
     M, T, _P = mean.shape
     if dS.shape != (M, T, n_q):
-        raise InputError(f"The 'dS' parameter must have shape {(M, T, n_q) if not squeeze else (T, n_q)} "
-                         f"(series, frames, q of the spec); got shape {dS_shape}")
+        raise InputError(
+            f"The 'dS' parameter must have shape {(M, T, n_q) if not squeeze else (T, n_q)} "
+            f"(series, frames, q of the spec); got shape {dS_shape}"
+        )
     if lengths is None:
         lengths = np.full(M, T, dtype=np.int64)
     else:
@@ -418,8 +442,10 @@ def _reference(I_ref, spec: SignalSpec, mu: np.ndarray, valid: np.ndarray, debye
         if ref.shape == (Q,):
             ref = np.broadcast_to(ref, (M, Q))
         if ref.shape != (M, Q) or not (np.all(np.isfinite(ref)) and np.all(ref > 0)):
-            raise InputError(f"The 'I_ref' parameter must be finite and > 0 (electron units), of shape ({Q},) or ({M}, {Q}); "
-                             f"got shape {ref.shape}")
+            raise InputError(
+                f"The 'I_ref' parameter must be finite and > 0 (electron units), of shape ({Q},) or ({M}, {Q}); "
+                f"got shape {ref.shape}"
+            )
         return np.array(ref)
     if spec.reference == "first":
         return None
@@ -436,7 +462,7 @@ def _prior_residual(debye, mu: np.ndarray, data: np.ndarray, ref: np.ndarray, va
     rms = np.empty(len(mu))
     with torch.no_grad():
         for m in range(len(mu)):
-            frames = np.flatnonzero(valid[m])[1 if first else 0:]
+            frames = np.flatnonzero(valid[m])[1 if first else 0 :]
             if len(frames) == 0:
                 rms[m] = 1.0
                 continue
@@ -454,8 +480,10 @@ def _noise(noise, spec: SignalSpec, ref: np.ndarray, M: int, Q: int, residual) -
     if noise is not None:
         sigma = np.asarray(noise, dtype=float)
         if sigma.shape not in ((), (Q,)) or not (np.all(np.isfinite(sigma)) and np.all(sigma > 0)):
-            raise InputError(f"The 'noise' parameter must be one number or {Q} numbers (σ of ΔS per q, a fraction), "
-                             f"finite and > 0; got shape {sigma.shape}")
+            raise InputError(
+                f"The 'noise' parameter must be one number or {Q} numbers (σ of ΔS per q, a fraction), "
+                f"finite and > 0; got shape {sigma.shape}"
+            )
         return np.broadcast_to(sigma, (M, Q)).copy()
     if spec.photons is not None:
         return np.sqrt(ref.sum(axis=1, keepdims=True) / (spec.photons * ref))

@@ -57,7 +57,15 @@ def _continuation(X, rows, debye, mu, s, data, sigma, ref, lengths, weight: floa
                 # the series that have frame t and the neighbour it starts from
                 active = rows[lengths[rows] > (t if step == 1 else t + 1)]
                 for part in np.array_split(active, -(-len(active) // chunk)) if len(active) else ():
-                    args = (debye, tensor(mu[part, t]), tensor(s[part, t]), tensor(data[part, t]), tensor(sigma[part]), tensor(refs[part]), weight)
+                    args = (
+                        debye,
+                        tensor(mu[part, t]),
+                        tensor(s[part, t]),
+                        tensor(data[part, t]),
+                        tensor(sigma[part]),
+                        tensor(refs[part]),
+                        weight,
+                    )
 
                     def residuals(Xt, args=args):
                         return _frame_residuals(Xt, *args)

@@ -42,7 +42,9 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
     if ref is None:
         # the first frame is every frame's reference: ∂ΔS_t/∂u_0 ≈ -∂I_0/∂u_0 / I_0, once per later valid frame
         later = (mask.sum(1) - 1).clamp(min=0)[:, None, None]
-        H0[:, 0] = weight * torch.eye(mu.shape[-1], dtype=mu.dtype, device=mu.device) + later * (H0[:, 0] - weight * torch.eye(mu.shape[-1], dtype=mu.dtype, device=mu.device))
+        H0[:, 0] = weight * torch.eye(mu.shape[-1], dtype=mu.dtype, device=mu.device) + later * (
+            H0[:, 0] - weight * torch.eye(mu.shape[-1], dtype=mu.dtype, device=mu.device)
+        )
     L = torch.linalg.cholesky(H0)
 
     def z_of(y):
@@ -84,8 +86,15 @@ def _lbfgs(x0, objective, max_iter: int):
     import torch
 
     x = x0.detach().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-12,
-                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [x],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()

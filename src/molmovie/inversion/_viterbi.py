@@ -130,8 +130,9 @@ def nearest_k_frames(
     return index, ssr
 
 
-def viterbi_path(unary: np.ndarray, states: np.ndarray, lam: float, lengths: np.ndarray | None = None, *,
-                 memory_mb: float = 256.0) -> np.ndarray:
+def viterbi_path(
+    unary: np.ndarray, states: np.ndarray, lam: float, lengths: np.ndarray | None = None, *, memory_mb: float = 256.0
+) -> np.ndarray:
     """The path of least cost through candidate states, one per frame (exact dynamic programming).
 
     .. math::
@@ -296,7 +297,9 @@ class NearestViterbi(NearestReference):
         jumps = np.sum((self.library_distances_[1:] - self.library_distances_[:-1])[step] ** 2, axis=1)
         self.ssr_scale_ = _typical(ssr)
         relabel = bool(np.any(train.dissociated)) if self.symmetry == "auto" else bool(self.symmetry)
-        perms = automorphisms(self.symbols_, np.asarray(train.positions)[0, 0]) if relabel else np.arange(len(self.symbols_))[None]
+        perms = (
+            automorphisms(self.symbols_, np.asarray(train.positions)[0, 0]) if relabel else np.arange(len(self.symbols_))[None]
+        )
         self.pair_permutations_ = pair_permutations(perms).astype(np.int64)
         self.jump_scale_ = _typical(jumps)
         if progress is not None:
@@ -337,7 +340,9 @@ class NearestViterbi(NearestReference):
         series[has] = np.maximum(self.ssr_scale_, np.nanmedian(best[has], axis=1))
         # states (candidate, relabelling), candidate-major: state c K + g is P_g R(c); built one series at a time
         P = perms.shape[1]
-        check_allocation((T, k * K, P), f"the Viterbi states of one series ({T} frames x {k} candidates x {K} relabellings x {P} pairs)")
+        check_allocation(
+            (T, k * K, P), f"the Viterbi states of one series ({T} frames x {k} candidates x {K} relabellings x {P} pairs)"
+        )
         unary = np.repeat(ssr / series[:, None, None], K, axis=2)
         path = np.zeros((M, T), dtype=np.int64)
         for m in range(M):
@@ -377,7 +382,12 @@ class NearestViterbi(NearestReference):
             raise InputError(f"{path}: damaged molmovie model file (the cost's scales are missing or not positive numbers)")
         perms = np.asarray(need_array(arrays, "pair_permutations", path, kinds="iu"), dtype=np.int64)
         P = self.n_pairs_
-        if perms.ndim != 2 or perms.shape[1] != P or len(perms) == 0 or not np.array_equal(np.sort(perms, axis=1), np.broadcast_to(np.arange(P), perms.shape)):
+        if (
+            perms.ndim != 2
+            or perms.shape[1] != P
+            or len(perms) == 0
+            or not np.array_equal(np.sort(perms, axis=1), np.broadcast_to(np.arange(P), perms.shape))
+        ):
             raise InputError(f"{path}: damaged molmovie model file ('pair_permutations' are not permutations of the {P} pairs)")
         self.pair_permutations_ = perms
         self.ssr_scale_, self.jump_scale_ = float(scales[0]), float(scales[1])

@@ -417,6 +417,17 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         R[~mask] = np.nan
         std[~mask] = np.nan
         if self.refine and self.spec_.irf_fs is None:  # the signal fit has no instrument response: skipped for such signals
-            R, std = refine_distances(R, std, dS, symbols=self.symbols_, spec=self.spec_, lengths=lengths, I_ref=self.I_ref_ground_,
-                                      noise=self.refine_noise, weight=self.refine_weight, space=self.refine_space, device=self.device)
+            R, std = refine_distances(
+                R,
+                std,
+                dS,
+                symbols=self.symbols_,
+                spec=self.spec_,
+                lengths=lengths,
+                I_ref=self.I_ref_ground_,
+                noise=self.refine_noise,
+                weight=self.refine_weight,
+                space=self.refine_space,
+                device=self.device,
+            )
         return Prediction(distances=R, std=std)

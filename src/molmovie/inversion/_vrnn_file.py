@@ -110,21 +110,29 @@ class _VRNNFile(InversionMethod):
         shapes = self._net_shapes(Q, P)
         if set(stored) != set(shapes):
             extra, missing = sorted(set(stored) - set(shapes)), sorted(set(shapes) - set(stored))
-            raise InputError(f"{path}: damaged molmovie model file (network weights do not fit the settings: "
-                             f"missing {shorten(missing, 120)}, unexpected {shorten(extra, 120)})")
+            raise InputError(
+                f"{path}: damaged molmovie model file (network weights do not fit the settings: "
+                f"missing {shorten(missing, 120)}, unexpected {shorten(extra, 120)})"
+            )
         for name, shape in shapes.items():
             array = stored[name]
             if array.dtype.kind != "f":
-                raise InputError(f"{path}: damaged molmovie model file (array 'net.{name}' is {array.dtype}; a model stores floats)")
+                raise InputError(
+                    f"{path}: damaged molmovie model file (array 'net.{name}' is {array.dtype}; a model stores floats)"
+                )
             if tuple(array.shape) != shape:
-                raise InputError(f"{path}: damaged molmovie model file (network weights do not fit: 'net.{name}' has shape {tuple(array.shape)}; "
-                                 f"the settings hidden={self.hidden}, features={self.features}, latent_free={self.latent_free} "
-                                 f"make {shape})")
+                raise InputError(
+                    f"{path}: damaged molmovie model file (network weights do not fit: 'net.{name}' has shape {tuple(array.shape)}; "
+                    f"the settings hidden={self.hidden}, features={self.features}, latent_free={self.latent_free} "
+                    f"make {shape})"
+                )
             if not np.all(np.isfinite(array)):
                 raise InputError(f"{path}: damaged molmovie model file (array 'net.{name}' has NaN or inf)")
         with torch.device("meta"):  # no weights drawn (torch's global random state is the user's), no memory
             net = VRNNNet(Q, P + self.latent_free, self.hidden, self.features, bool(self.decoder), self.encoder == "smoother")
-        net.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in stored.items()}, strict=True, assign=True)
+        net.load_state_dict(
+            {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in stored.items()}, strict=True, assign=True
+        )
         self.net_ = net.eval()
 
     def _net_shapes(self, n_q: int, n_pairs: int) -> dict[str, tuple[int, ...]]:
@@ -134,7 +142,9 @@ class _VRNNFile(InversionMethod):
         from ._vrnn_net import VRNNNet
 
         with torch.device("meta"):
-            net = VRNNNet(n_q, n_pairs + self.latent_free, self.hidden, self.features, bool(self.decoder), self.encoder == "smoother")
+            net = VRNNNet(
+                n_q, n_pairs + self.latent_free, self.hidden, self.features, bool(self.decoder), self.encoder == "smoother"
+            )
         return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 

@@ -118,7 +118,9 @@ class VRNNNet(nn.Module):
         a = self.back(rev)[0]
         return torch.gather(a, 1, index.expand(B, T, a.shape[-1]))
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, eps: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Run over whole sequences.
 
         Parameters

@@ -98,9 +98,18 @@ class _VRNNTraining(_VRNNFile):
             torch.default_generator.manual_seed(int(self.seed))
             shapes = self._net_shapes(len(self.q_), self.n_pairs_)
             # weights, gradients and Adam's two moments, float32
-            check_allocation(16 * sum(math.prod(s) for s in shapes.values()),
-                             f"a VRNN with hidden={self.hidden}, features={self.features} on {len(self.q_)} q points")
-            net = VRNNNet(len(self.q_), self.n_pairs_ + self.latent_free, self.hidden, self.features, bool(self.decoder), self.encoder == "smoother")
+            check_allocation(
+                16 * sum(math.prod(s) for s in shapes.values()),
+                f"a VRNN with hidden={self.hidden}, features={self.features} on {len(self.q_)} q points",
+            )
+            net = VRNNNet(
+                len(self.q_),
+                self.n_pairs_ + self.latent_free,
+                self.hidden,
+                self.features,
+                bool(self.decoder),
+                self.encoder == "smoother",
+            )
         net = net.to(device)
         terms = self._loss_terms(device)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -178,8 +187,17 @@ class _VRNNTraining(_VRNNFile):
     def _batch_loss(self, out: dict, batch: dict, terms: dict, weight: float, frames, *, physics_on: bool = True):
         """:func:`~molmovie.inversion.losses.vrnn_loss` with this model's settings."""
         return vrnn_loss(
-            out, batch, n_pairs=self.n_pairs_, perms=terms["perms"], alpha=self.alpha, beta=self.beta, gamma=self.gamma,
-            physics=weight, signal=terms["signal"] if physics_on else None, scale=terms["scale"], frames=frames,
+            out,
+            batch,
+            n_pairs=self.n_pairs_,
+            perms=terms["perms"],
+            alpha=self.alpha,
+            beta=self.beta,
+            gamma=self.gamma,
+            physics=weight,
+            signal=terms["signal"] if physics_on else None,
+            scale=terms["scale"],
+            frames=frames,
         )
 
     def _mean_loss(self, net, data: dict, terms: dict, weight: float) -> float:

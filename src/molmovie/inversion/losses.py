@@ -308,8 +308,14 @@ class LRSchedule:
         self.step_count = 0
         self.cycle = None
         if kind == "onecycle":
-            self.cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(2, int(epochs) * self.steps),
-                                                             pct_start=0.3, div_factor=25.0, final_div_factor=1e4 / 25.0)
+            self.cycle = torch.optim.lr_scheduler.OneCycleLR(
+                opt,
+                max_lr=self.lr,
+                total_steps=max(2, int(epochs) * self.steps),
+                pct_start=0.3,
+                div_factor=25.0,
+                final_div_factor=1e4 / 25.0,
+            )
         elif kind == "plateau":
             self._set(self.lr / self.steps)
         self.last_lr = self._get()
@@ -340,8 +346,20 @@ class LRSchedule:
 # --------------------------------------------------------------------------- the whole objective
 
 
-def vrnn_loss(out: dict, batch: dict, *, n_pairs: int, perms, alpha: float, beta: float, gamma: float,
-              physics: float = 0.0, signal=None, scale=None, frames=None):
+def vrnn_loss(
+    out: dict,
+    batch: dict,
+    *,
+    n_pairs: int,
+    perms,
+    alpha: float,
+    beta: float,
+    gamma: float,
+    physics: float = 0.0,
+    signal=None,
+    scale=None,
+    frames=None,
+):
     """The VRNN's mean loss per valid frame of a batch, its parts, and the frame count.
 
     .. math::

@@ -30,8 +30,18 @@ from .._typing import PathLike
 if TYPE_CHECKING:
     import h5py
 
-__all__ = ["check_output", "atomic_path", "atomic_hdf5", "check_input_file", "open_hdf5", "check_format", "file_version", "read_array",
-           "write_array", "json_default"]
+__all__ = [
+    "check_output",
+    "atomic_path",
+    "atomic_hdf5",
+    "check_input_file",
+    "open_hdf5",
+    "check_format",
+    "file_version",
+    "read_array",
+    "write_array",
+    "json_default",
+]
 
 
 def check_output(path: PathLike, force: bool = False) -> Path:

@@ -272,22 +272,51 @@ class FitResult:
 # --------------------------------------------------------------------------- units of each stored array
 
 _ENSEMBLE_UNITS = {
-    "gamma": "fraction", "gamma_std": "fraction", "t0": "fs", "t0_std": "fs", "irf_fs": "fs", "irf_fs_std": "fs",
-    "trajectories": "index", "weights": "1", "weights_std": "1", "dissociated": "bool", "quantile_levels": "1",
-    "distance_mean": "Angstrom", "distance_mean_std": "Angstrom", "distance_std": "Angstrom", "distance_std_std": "Angstrom",
-    "distance_quantiles": "Angstrom", "distance_quantiles_std": "Angstrom",
-    "channel_fraction": "fraction", "channel_fraction_std": "fraction",
-    "channel_distance_mean": "Angstrom", "channel_distance_mean_std": "Angstrom", "channel_distance_std": "Angstrom",
-    "channel_distance_quantiles": "Angstrom", "dissociated_fraction": "fraction", "dissociated_fraction_std": "fraction",
-    "bootstrap_gamma": "fraction", "bootstrap_t0": "fs", "bootstrap_irf_fs": "fs",
-    "hole_trajectories": "index", "hole_weights": "fraction", "hole_weights_std": "fraction", "hole_r0": "Angstrom",
-    "profile_gamma": "fraction", "profile_chi2": "1",
+    "gamma": "fraction",
+    "gamma_std": "fraction",
+    "t0": "fs",
+    "t0_std": "fs",
+    "irf_fs": "fs",
+    "irf_fs_std": "fs",
+    "trajectories": "index",
+    "weights": "1",
+    "weights_std": "1",
+    "dissociated": "bool",
+    "quantile_levels": "1",
+    "distance_mean": "Angstrom",
+    "distance_mean_std": "Angstrom",
+    "distance_std": "Angstrom",
+    "distance_std_std": "Angstrom",
+    "distance_quantiles": "Angstrom",
+    "distance_quantiles_std": "Angstrom",
+    "channel_fraction": "fraction",
+    "channel_fraction_std": "fraction",
+    "channel_distance_mean": "Angstrom",
+    "channel_distance_mean_std": "Angstrom",
+    "channel_distance_std": "Angstrom",
+    "channel_distance_quantiles": "Angstrom",
+    "dissociated_fraction": "fraction",
+    "dissociated_fraction_std": "fraction",
+    "bootstrap_gamma": "fraction",
+    "bootstrap_t0": "fs",
+    "bootstrap_irf_fs": "fs",
+    "hole_trajectories": "index",
+    "hole_weights": "fraction",
+    "hole_weights_std": "fraction",
+    "hole_r0": "Angstrom",
+    "profile_gamma": "fraction",
+    "profile_chi2": "1",
 }
 _ENSEMBLE_STRINGS = ("pair_labels", "channels")
 _ENSEMBLE_ATTRS = ("regularization", "rule", "rank", "birge_ratio")
 _PDF_UNITS = {
-    "r": "Angstrom", "dP": "1/Angstrom", "dP_std": "1/Angstrom", "dP_sine": "1/Angstrom", "dP_sine_std": "1/Angstrom",
-    "ground_P": "1/Angstrom", "I_gs": "electron units",
+    "r": "Angstrom",
+    "dP": "1/Angstrom",
+    "dP_std": "1/Angstrom",
+    "dP_sine": "1/Angstrom",
+    "dP_sine_std": "1/Angstrom",
+    "ground_P": "1/Angstrom",
+    "I_gs": "electron units",
 }
 _PDF_STRINGS = ("pair_types",)
 _PDF_ATTRS = ("damping", "regularization", "rule", "penalty", "reference")
@@ -390,7 +419,11 @@ def _read_part(g, cls, units: dict, strs, attrs, path):
             if name not in g.attrs:
                 raise InputError(f"{path}: damaged {_WHAT} (no attribute {name} on {g.name})")
             value = _text(g.attrs[name])
-            kw[name] = int(value) if name == "rank" else (float(value) if isinstance(value, (float, np.floating, int, np.integer)) else str(value))
+            kw[name] = (
+                int(value)
+                if name == "rank"
+                else (float(value) if isinstance(value, (float, np.floating, int, np.integer)) else str(value))
+            )
     return cls(**kw)
 
 
@@ -443,6 +476,10 @@ def read_fit(path: PathLike) -> FitResult:
                 raise InputError(f"{path}: damaged {_WHAT} ({name} has shape {kw[name].shape}, expected {(T, Q)})")
         kw["symbols"] = _strings(f["atoms"], "symbols", path) if "atoms" in f else None
         kw["molecule"] = str(_text(f.attrs["molecule"])) if "molecule" in f.attrs else None
-        kw["ensemble"] = _read_part(f["ensemble"], EnsemblePart, _ENSEMBLE_UNITS, _ENSEMBLE_STRINGS, _ENSEMBLE_ATTRS, path) if "ensemble" in f else None
+        kw["ensemble"] = (
+            _read_part(f["ensemble"], EnsemblePart, _ENSEMBLE_UNITS, _ENSEMBLE_STRINGS, _ENSEMBLE_ATTRS, path)
+            if "ensemble" in f
+            else None
+        )
         kw["pdf"] = _read_part(f["pdf"], PdfPart, _PDF_UNITS, _PDF_STRINGS, _PDF_ATTRS, path) if "pdf" in f else None
     return FitResult(**kw)

@@ -154,7 +154,9 @@ def read_inversion(path: PathLike) -> Inversion:
                 time=array("time"),
                 length=array("length"),
                 pair_labels=tuple(s.decode(errors="replace") if isinstance(s, bytes) else str(s) for s in array("pairs", "SOU")),
-                symbols=tuple(s.decode(errors="replace") if isinstance(s, bytes) else str(s) for s in array("atoms/symbols", "SOU")),
+                symbols=tuple(
+                    s.decode(errors="replace") if isinstance(s, bytes) else str(s) for s in array("atoms/symbols", "SOU")
+                ),
                 method=str(f.attrs["method"]),
                 molecule=str(f.attrs["molecule"]),
                 model=str(f.attrs["model"]),

@@ -187,9 +187,13 @@ def read_measurement(path: PathLike) -> Measurement:
             fmt = fmt.decode()
         if fmt != MEASUREMENT_FORMAT:
             if fmt == DATASET_FORMAT:
-                raise InputError(f"{path}: a molmovie dataset, not a measurement; make one with `molmovie ingest` or `molmovie simulate-experiment`")
+                raise InputError(
+                    f"{path}: a molmovie dataset, not a measurement; make one with `molmovie ingest` or `molmovie simulate-experiment`"
+                )
             if fmt is None:
-                raise InputError(f"{path}: not a molmovie measurement (no format attribute); `molmovie ingest` reads beamline files")
+                raise InputError(
+                    f"{path}: not a molmovie measurement (no format attribute); `molmovie ingest` reads beamline files"
+                )
             raise InputError(f"{path}: a {fmt!r} file, not a molmovie measurement")
         if "version" not in f.attrs:
             raise InputError(f"{path}: damaged measurement file (no version attribute)")

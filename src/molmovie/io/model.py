@@ -88,7 +88,9 @@ def read_model_file(path: PathLike) -> tuple[str, dict, dict[str, np.ndarray]]:
                 f"{path} is a Python pickle (or a torch.save zip archive), not a molmovie model file; molmovie "
                 "never unpickles files because unpickling can run arbitrary code"
             ) from None
-        raise InputError(f"{path} is not a readable molmovie model file ({type(exc).__name__}: {shorten(str(exc), 200)})") from None
+        raise InputError(
+            f"{path} is not a readable molmovie model file ({type(exc).__name__}: {shorten(str(exc), 200)})"
+        ) from None
     try:
         header = json.loads(metadata["molmovie"])
         ok = header.get("format") == MODEL_FORMAT and isinstance(header.get("config"), dict)

@@ -51,7 +51,9 @@ def read_signals(path) -> dict:
         if not is_dataset:
             missing = [k for k in ("q", "time", "dS") if k not in f or not isinstance(f[k], h5py.Dataset)]
             if missing:
-                raise InputError(f"{path}: a signals file needs the datasets q, time and dS at its top level; missing {', '.join(missing)}")
+                raise InputError(
+                    f"{path}: a signals file needs the datasets q, time and dS at its top level; missing {', '.join(missing)}"
+                )
             what = "signals file"
             for name in ("q", "time", "dS"):  # kinds first: q stored as strings is one line, not a traceback
                 if f[name].dtype.kind not in "fiu":
@@ -62,8 +64,10 @@ def read_signals(path) -> dict:
             length = read_array(f, "length", path, kinds="fiu", what=what) if "length" in f else None
             symbols = None
             if "symbols" in f:
-                symbols = tuple(s.decode(errors="replace") if isinstance(s, bytes) else str(s)
-                                for s in read_array(f, "symbols", path, kinds="SOU", what=what))
+                symbols = tuple(
+                    s.decode(errors="replace") if isinstance(s, bytes) else str(s)
+                    for s in read_array(f, "symbols", path, kinds="SOU", what=what)
+                )
     if is_dataset:
         ds = read_dataset(path)
         if not ds.has_signals:
@@ -84,7 +88,9 @@ def read_signals(path) -> dict:
         ok = length.shape == (M,) and np.issubdtype(length.dtype, np.number) and np.all(np.isfinite(length))
         ok = ok and np.all(length == np.round(length)) and np.all((length >= 0) & (length <= T))
         if not ok:
-            raise InputError(f"{path}: length must hold one whole number of valid frames (0 to {T}) per series ({M}); got shape {length.shape}, "
-                             f"values {shorten(np.ravel(length)[:11].tolist())}")
+            raise InputError(
+                f"{path}: length must hold one whole number of valid frames (0 to {T}) per series ({M}); got shape {length.shape}, "
+                f"values {shorten(np.ravel(length)[:11].tolist())}"
+            )
         length = length.astype(np.int64)
     return dict(q=q, time=time, dS=dS, length=length, symbols=symbols, series=dS.shape[0])

@@ -93,8 +93,14 @@ def ground_start_flags(dataset: Dataset | Ensemble) -> np.ndarray | None:
     return np.array(flags, dtype=bool)
 
 
-def basis_signals(dataset: Dataset | Ensemble, q: ArrayLike, *, inelastic: bool = True, reference: ArrayLike | None = None,
-                  progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+def basis_signals(
+    dataset: Dataset | Ensemble,
+    q: ArrayLike,
+    *,
+    inelastic: bool = True,
+    reference: ArrayLike | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     r"""Every trajectory's ΔS_i against the laser-off reference, the basis of the measurement model.
 
     .. math::
@@ -136,14 +142,17 @@ def basis_signals(dataset: Dataset | Ensemble, q: ArrayLike, *, inelastic: bool 
         flags = ground_start_flags(ens)
         ref = np.arange(m) if flags is None else np.flatnonzero(flags)
         if ref.size == 0:
-            raise InputError("no trajectory of the basis starts from a ground-state sample (ground_start), so there is no "
-                             "laser-off reference; add Wigner-sampled trajectories (generate --initial wigner:1,...)")
+            raise InputError(
+                "no trajectory of the basis starts from a ground-state sample (ground_start), so there is no "
+                "laser-off reference; add Wigner-sampled trajectories (generate --initial wigner:1,...)"
+            )
     else:
         ref = np.asarray(reference, dtype=np.int64).ravel()
         if ref.size == 0 or np.any((ref < 0) | (ref >= m)):
             raise InputError(f"the laser-off reference must be indices of the {m} trajectories; got {reference!r}")
-    dS, I_ref = simulate_signals(ens.symbols, ens.positions, ens.length, ens.time, qa,
-                                 inelastic=inelastic, reference="ground", progress=progress)
+    dS, I_ref = simulate_signals(
+        ens.symbols, ens.positions, ens.length, ens.time, qa, inelastic=inelastic, reference="ground", progress=progress
+    )
     I_all = I_ref[0]
     if ref.size == m:
         return dS, I_all.copy()

@@ -168,8 +168,14 @@ class DistanceDistribution(NamedTuple):
     dissociated_fraction: np.ndarray
 
 
-def distance_distribution(dataset: Dataset | Ensemble, times: ArrayLike, *, weights: ArrayLike | None = None, levels: ArrayLike = DEFAULT_LEVELS,
-                          parting: ArrayLike | None = None) -> DistanceDistribution:
+def distance_distribution(
+    dataset: Dataset | Ensemble,
+    times: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    levels: ArrayLike = DEFAULT_LEVELS,
+    parting: ArrayLike | None = None,
+) -> DistanceDistribution:
     r"""The weighted distribution over the ensemble of every atom-atom distance at times after excitation.
 
     At each time τ (for a measurement, τ = delay − t0) the time is clipped to
@@ -217,9 +223,17 @@ def distance_distribution(dataset: Dataset | Ensemble, times: ArrayLike, *, weig
     quant = weighted_quantiles(r, w, lv, axis=0)
     part = parting_frames(ens) if parting is None else np.asarray(parting, dtype=np.int64)
     if part.shape != (ens.n_trajectories,):
-        raise InputError(f"The 'parting' parameter must hold one frame per trajectory ({ens.n_trajectories}); got shape {part.shape}")
+        raise InputError(
+            f"The 'parting' parameter must hold one frame per trajectory ({ens.n_trajectories}); got shape {part.shape}"
+        )
     apart = (part[:, None] >= 0) & (held >= part[:, None])
     return DistanceDistribution(
-        times=tau, frames=frames, pair_labels=tuple(_pair_labels(ens.symbols)), levels=lv,
-        mean=mean, std=np.sqrt(var), quantiles=quant, dissociated_fraction=np.clip(w @ apart, 0.0, 1.0),
+        times=tau,
+        frames=frames,
+        pair_labels=tuple(_pair_labels(ens.symbols)),
+        levels=lv,
+        mean=mean,
+        std=np.sqrt(var),
+        quantiles=quant,
+        dissociated_fraction=np.clip(w @ apart, 0.0, 1.0),
     )

@@ -93,7 +93,9 @@ def _cell_edges(time: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], 0.5 * (tau[1:] + tau[:-1])])
 
 
-def _times_after_excitation(time: ArrayLike, delays: ArrayLike, t0: float, allow_beyond_end: bool) -> tuple[np.ndarray, np.ndarray]:
+def _times_after_excitation(
+    time: ArrayLike, delays: ArrayLike, t0: float, allow_beyond_end: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """(cell edges (T,), x = delays - t0 (T_d,)), with the coverage check."""
     t = _vector("time", time, increasing=True)
     d = _vector("delays", delays, increasing=False)
@@ -178,8 +180,16 @@ def irf_operator(time: ArrayLike, delays: ArrayLike, *, t0: float, irf_fs: float
     return K
 
 
-def irf_operator_torch(time: ArrayLike, delays: ArrayLike, *, t0: float | torch.Tensor, irf_fs: float | torch.Tensor, allow_beyond_end: bool = False,
-                       dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+def irf_operator_torch(
+    time: ArrayLike,
+    delays: ArrayLike,
+    *,
+    t0: float | torch.Tensor,
+    irf_fs: float | torch.Tensor,
+    allow_beyond_end: bool = False,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """:func:`irf_operator` in PyTorch, differentiable in ``t0`` and ``irf_fs``.
 
     Parameters
@@ -212,7 +222,9 @@ def irf_operator_torch(time: ArrayLike, delays: ArrayLike, *, t0: float | torch.
         K = irf_operator(time, delays, t0=t0_value, irf_fs=0.0, allow_beyond_end=allow_beyond_end)
         return torch.as_tensor(K, dtype=dtype, device=device)
     edges = torch.as_tensor(edges_np, dtype=dtype, device=device)
-    x = torch.as_tensor(np.asarray(delays, dtype=float), dtype=dtype, device=device) - torch.as_tensor(t0, dtype=dtype, device=device)
+    x = torch.as_tensor(np.asarray(delays, dtype=float), dtype=dtype, device=device) - torch.as_tensor(
+        t0, dtype=dtype, device=device
+    )
     irf = torch.as_tensor(irf_fs, dtype=dtype, device=device)
     z = (edges[None, :] - x[:, None]) * (_FWHM_PER_SIGMA / _SQRT2) / irf
     upper = 0.5 * torch.special.erfc(z)
@@ -266,7 +278,9 @@ def _valid_lengths(valid: np.ndarray, partly: np.ndarray) -> np.ndarray:
     t = valid.shape[1]
     if np.any(partly & ~valid):
         i, k = np.argwhere(partly & ~valid)[0]
-        raise InputError(f"ΔS of trajectory {i} is partly non-finite at frame {k}; only whole frames past a trajectory's end may be NaN")
+        raise InputError(
+            f"ΔS of trajectory {i} is partly non-finite at frame {k}; only whole frames past a trajectory's end may be NaN"
+        )
     length = valid.sum(axis=1)
     prefix = np.arange(t)[None, :] < length[:, None]
     if np.any(valid != prefix) or np.any(length == 0):
@@ -275,8 +289,17 @@ def _valid_lengths(valid: np.ndarray, partly: np.ndarray) -> np.ndarray:
     return length.astype(np.int64)
 
 
-def ensemble_signal(dS_basis: ArrayLike, time: ArrayLike, delays: ArrayLike, *, weights: ArrayLike | None = None, gamma: float, t0: float, irf_fs: float,
-                    allow_beyond_end: bool = False) -> np.ndarray:
+def ensemble_signal(
+    dS_basis: ArrayLike,
+    time: ArrayLike,
+    delays: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    gamma: float,
+    t0: float,
+    irf_fs: float,
+    allow_beyond_end: bool = False,
+) -> np.ndarray:
     r"""The ΔS an experiment records from basis signals: γ Σ_i w_i [ΔS_i ⊗ G](q, t − t0).
 
     .. math::
@@ -323,7 +346,9 @@ def ensemble_signal(dS_basis: ArrayLike, time: ArrayLike, delays: ArrayLike, *, 
         return gamma * (K @ np.tensordot(w, basis, axes=(0, 0)))
 
 
-def convolve_basis(dS_basis: ArrayLike, time: ArrayLike, delays: ArrayLike, *, t0: float, irf_fs: float, allow_beyond_end: bool = False) -> np.ndarray:
+def convolve_basis(
+    dS_basis: ArrayLike, time: ArrayLike, delays: ArrayLike, *, t0: float, irf_fs: float, allow_beyond_end: bool = False
+) -> np.ndarray:
     """Every basis trajectory's IRF-convolved ΔS at the delays, K ΔS_i: the columns of an NNLS fit.
 
     ``ensemble_signal(dS_basis, ..., weights=w, gamma=g)`` equals
@@ -354,9 +379,17 @@ def convolve_basis(dS_basis: ArrayLike, time: ArrayLike, delays: ArrayLike, *, t
     return np.ascontiguousarray(out.reshape(d, m, q).transpose(1, 0, 2))
 
 
-def ensemble_signal_torch(dS_basis: torch.Tensor | ArrayLike, time: ArrayLike, delays: ArrayLike, *, weights: torch.Tensor | ArrayLike | None = None,
-                          gamma: float | torch.Tensor, t0: float | torch.Tensor, irf_fs: float | torch.Tensor,
-                          allow_beyond_end: bool = False) -> torch.Tensor:
+def ensemble_signal_torch(
+    dS_basis: torch.Tensor | ArrayLike,
+    time: ArrayLike,
+    delays: ArrayLike,
+    *,
+    weights: torch.Tensor | ArrayLike | None = None,
+    gamma: float | torch.Tensor,
+    t0: float | torch.Tensor,
+    irf_fs: float | torch.Tensor,
+    allow_beyond_end: bool = False,
+) -> torch.Tensor:
     """:func:`ensemble_signal` in PyTorch, differentiable in ``gamma``, ``t0``, ``irf_fs`` and ``weights``.
 
     Agrees with the NumPy version to 1e-10 relative in float64 (tested), and
@@ -385,7 +418,9 @@ def ensemble_signal_torch(dS_basis: torch.Tensor | ArrayLike, time: ArrayLike, d
         dtype = dS_basis.dtype if dS_basis.dtype.is_floating_point else torch.float64
         device = dS_basis.device
         if dS_basis.ndim != 3 or 0 in dS_basis.shape:
-            raise InputError(f"The 'dS_basis' parameter must have shape (trajectories, frames, q), none empty; got {tuple(dS_basis.shape)}")
+            raise InputError(
+                f"The 'dS_basis' parameter must have shape (trajectories, frames, q), none empty; got {tuple(dS_basis.shape)}"
+            )
         m, t, _ = dS_basis.shape
         basis = dS_basis.to(dtype)
         suspect = ~torch.isfinite(basis.detach().sum(dim=2))  # as in hold_last_frame

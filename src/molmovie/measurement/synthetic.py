@@ -131,7 +131,11 @@ def simulate_measurement(
         idx = np.arange(m_all)
     else:
         raw = np.asarray(trajectories)
-        if raw.ndim != 1 or raw.size == 0 or (raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(np.mod(raw, 1) == 0))):
+        if (
+            raw.ndim != 1
+            or raw.size == 0
+            or (raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(np.mod(raw, 1) == 0)))
+        ):
             raise InputError(f"The 'trajectories' parameter must be a non-empty list of trajectory indices; got {trajectories!r}")
         idx = raw.astype(np.int64)
         if np.any((idx < 0) | (idx >= m_all)):
@@ -170,10 +174,19 @@ def simulate_measurement(
         dS = rng.poisson(expected) / photons - 1.0
         sigma = np.sqrt(expected) / photons
     truth = Truth(
-        weights=w, trajectories=idx, gamma=gamma, t0=t0, irf_fs=irf_fs, photons=photons,
-        pair_labels=dist.pair_labels, quantile_levels=lv,
-        distance_mean=dist.mean, distance_std=dist.std, distance_quantiles=dist.quantiles,
-        dissociated_fraction=dist.dissociated_fraction, dS_clean=dS_clean,
+        weights=w,
+        trajectories=idx,
+        gamma=gamma,
+        t0=t0,
+        irf_fs=irf_fs,
+        photons=photons,
+        pair_labels=dist.pair_labels,
+        quantile_levels=lv,
+        distance_mean=dist.mean,
+        distance_std=dist.std,
+        distance_quantiles=dist.quantiles,
+        dissociated_fraction=dist.dissociated_fraction,
+        dS_clean=dS_clean,
     )
     seed_record = seed if seed is None or isinstance(seed, (int, np.integer)) else "generator"
     provenance = {
@@ -185,15 +198,18 @@ def simulate_measurement(
         "t0_shift_fs": 0.0,
         "inelastic": bool(inelastic),
         "model": "gamma * sum_i w_i [dS_i (x) Gaussian IRF](q, t - t0); nearest frame held, 0 before excitation, "
-                 "last valid frame held past each trajectory's end",
+        "last valid frame held past each trajectory's end",
         "noise": None if photons is None else f"Poisson, {photons:g} expected photons per q bin of the laser-off pattern",
         "seed": seed_record,
     }
-    return Measurement(q=qa, delays=d, dS=dS, sigma=sigma, symbols=tuple(ens.symbols), molecule=ens.molecule,
-                       provenance=provenance, truth=truth)
+    return Measurement(
+        q=qa, delays=d, dS=dS, sigma=sigma, symbols=tuple(ens.symbols), molecule=ens.molecule, provenance=provenance, truth=truth
+    )
 
 
-def _weighted_mean_signal(ens: Ensemble, q: np.ndarray, w: np.ndarray, inelastic: bool, progress: Progress | None = None) -> np.ndarray:
+def _weighted_mean_signal(
+    ens: Ensemble, q: np.ndarray, w: np.ndarray, inelastic: bool, progress: Progress | None = None
+) -> np.ndarray:
     """Σ_i w_i ΔS_i (held past each length) on the basis frames, shape (T, Q), without the (M, T, Q) basis."""
     I_gs = laser_off_reference(ens, q, inelastic=inelastic)
     t = ens.n_frames
@@ -202,11 +218,12 @@ def _weighted_mean_signal(ens: Ensemble, q: np.ndarray, w: np.ndarray, inelastic
     use = np.flatnonzero(w != 0.0)
     per_chunk = max(1, (1 << 22) // (t * q.size))
     for a in range(0, use.size, per_chunk):
-        idx = use[a:a + per_chunk]
+        idx = use[a : a + per_chunk]
         pos, length = ens.positions[idx], ens.length[idx]
         frame = np.minimum(np.arange(t)[None, :], length[:, None] - 1)  # the held frame of each time
-        I = intensity_from_distances(ens.symbols, pair_distances(np.take_along_axis(pos, frame[:, :, None, None], axis=1)), q,
-                                     inelastic=inelastic)
+        I = intensity_from_distances(
+            ens.symbols, pair_distances(np.take_along_axis(pos, frame[:, :, None, None], axis=1)), q, inelastic=inelastic
+        )
         out += np.tensordot(w[idx], (I - I_gs) / I_gs, axes=(0, 0))
         if progress is not None:
             progress(min(a + per_chunk, use.size), {"total": int(use.size)})

@@ -22,6 +22,7 @@ from ..molecules import formula, normalise_symbols
 
 __all__ = ["Truth", "Measurement", "check_molecule"]
 
+
 def _array(value: ArrayLike, name: str, ndim: int, *, dtype: DTypeLike = float) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=dtype)
@@ -132,7 +133,9 @@ class Truth:
         for name, shape in (("distance_mean", (T, P)), ("distance_std", (T, P)), ("distance_quantiles", (T, P, K))):
             arr = _array(getattr(self, name), f"truth {name}", len(shape))
             if arr.shape != shape:
-                raise InputError(f"truth {name} must have shape {shape} (delays, pairs{', levels' if K and len(shape) == 3 else ''}); got {arr.shape}")
+                raise InputError(
+                    f"truth {name} must have shape {shape} (delays, pairs{', levels' if K and len(shape) == 3 else ''}); got {arr.shape}"
+                )
             _finite(arr, f"truth {name}")
             set_(self, name, arr)
         if np.any(self.distance_std < 0):
@@ -271,6 +274,5 @@ def check_molecule(meas: Measurement, symbols: Symbols, *, what: str = "the data
         ours = formula(meas.symbols)
         name = f"{meas.molecule} ({ours})" if meas.molecule and meas.molecule != ours else ours
         raise InputError(
-            f"the measurement is of {name} but {what} holds {formula(theirs)}; "
-            "use a dataset of the measured molecule"
+            f"the measurement is of {name} but {what} holds {formula(theirs)}; use a dataset of the measured molecule"
         )

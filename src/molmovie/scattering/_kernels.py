@@ -277,4 +277,3 @@ def sincos_array(x, s, c):
     """s, c = sin(x), cos(x) elementwise with :func:`_sincos` (for tests)."""
     for i in range(x.shape[0]):
         s[i], c[i] = _sincos(x[i])
-

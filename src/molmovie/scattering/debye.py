@@ -37,7 +37,14 @@ from .._typing import Symbols
 from ..geometry import distances
 from .tables import atomic_numbers_for_scattering, check_q, form_factors, incoherent
 
-__all__ = ["intensity", "intensity_from_distances", "intensity_reference", "difference_signal", "MAX_COORDINATE", "check_coordinates"]
+__all__ = [
+    "intensity",
+    "intensity_from_distances",
+    "intensity_reference",
+    "difference_signal",
+    "MAX_COORDINATE",
+    "check_coordinates",
+]
 
 #: Largest coordinate accepted, Angstrom (0.1 mm): beyond it squared distances overflow long before
 #: anything physical happens, and sin(qR)/(qR) is zero to double precision anyway.
@@ -50,6 +57,7 @@ def check_coordinates(pos: np.ndarray, name: str = "positions") -> None:
         bad = np.isinf(pos) | (np.abs(pos) > MAX_COORDINATE)
     if np.any(bad):
         raise InputError(f"The '{name}' parameter must hold coordinates within ±{MAX_COORDINATE:g} Å; got {pos[bad].flat[0]:g}")
+
 
 #: The same as :func:`molmovie.geometry.distances` (kept for old callers).
 pair_distances = distances
@@ -112,8 +120,7 @@ def _plan_cached(z: tuple[int, ...], q_bytes: bytes, inelastic: bool) -> _Plan:
     for t in range(types.size):
         p = order[type_start[t]]
         weight[t] = 2.0 * f[i[p]] * f[j[p]] * inv_q
-    plan = _Plan(order, type_start, weight, np.ascontiguousarray(const), zero_q, uniform, q0, dq,
-                 2.0 * f[i] * f[j])
+    plan = _Plan(order, type_start, weight, np.ascontiguousarray(const), zero_q, uniform, q0, dq, 2.0 * f[i] * f[j])
     for a in plan:
         if isinstance(a, np.ndarray):
             a.setflags(write=False)
@@ -242,7 +249,9 @@ def intensity(symbols: Symbols, positions: ArrayLike, q: ArrayLike, *, inelastic
     return intensity_from_distances(symbols, distances(pos), q, inelastic=inelastic)
 
 
-def intensity_reference(symbols: Symbols, distances: ArrayLike, q: ArrayLike, *, inelastic: bool = True, chunk: int = 512) -> np.ndarray:
+def intensity_reference(
+    symbols: Symbols, distances: ArrayLike, q: ArrayLike, *, inelastic: bool = True, chunk: int = 512
+) -> np.ndarray:
     """Eq. (1) by the plain NumPy broadcast over (geometry, pair, q), in chunks of geometries.
 
     The straightforward evaluation, one ``numpy.sin`` per pair and q point; the
@@ -256,14 +265,14 @@ def intensity_reference(symbols: Symbols, distances: ArrayLike, q: ArrayLike, *,
     flat = d.reshape(int(np.prod(d.shape[:-1])), d.shape[-1])
     out = np.empty((flat.shape[0], qa.size))
     for a in range(0, flat.shape[0], chunk):
-        x = flat[a:a + chunk, :, None] * qa
+        x = flat[a : a + chunk, :, None] * qa
         with np.errstate(invalid="ignore", divide="ignore"):
             sinc = np.sin(x)
             sinc /= x
         zero = x == 0.0
         if zero.any():
             sinc[zero] = 1.0
-        out[a:a + chunk] = plan.const + np.einsum("gpq,pq->gq", sinc, plan.pair_weight)
+        out[a : a + chunk] = plan.const + np.einsum("gpq,pq->gq", sinc, plan.pair_weight)
     return out.reshape(d.shape[:-1] + (qa.size,))
 
 

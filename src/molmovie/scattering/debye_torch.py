@@ -28,6 +28,7 @@ from .tables import check_q
 
 __all__ = ["DebyeTorch", "intensity_torch", "sinc"]
 
+
 class _Sinc(torch.autograd.Function):
     """sin(x)/x with exact value 1 at 0 and an accurate, finite derivative everywhere.
 
@@ -121,8 +122,15 @@ class DebyeTorch(torch.nn.Module):
     pair_weight: torch.Tensor
     const: torch.Tensor
 
-    def __init__(self, symbols: Symbols, q: ArrayLike | torch.Tensor, *, inelastic: bool = True, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        symbols: Symbols,
+        q: ArrayLike | torch.Tensor,
+        *,
+        inelastic: bool = True,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         if isinstance(symbols, str):
             raise InputError("The 'symbols' parameter must be a sequence of element symbols, e.g. ['C', 'S', 'S']")
@@ -160,15 +168,15 @@ class DebyeTorch(torch.nn.Module):
 
     def _check_shape(self, distances: torch.Tensor) -> None:
         if distances.shape[-1:] != (self.n_pairs,):
-            raise InputError(
-                f"The 'distances' tensor must have shape (..., {self.n_pairs}); got shape {tuple(distances.shape)}"
-            )
+            raise InputError(f"The 'distances' tensor must have shape (..., {self.n_pairs}); got shape {tuple(distances.shape)}")
 
     def extra_repr(self) -> str:
         return f"symbols={''.join(self.symbols)}, n_q={self.q.numel()}, inelastic={self.inelastic}"
 
 
-def intensity_torch(symbols: Symbols, distances: torch.Tensor, q: ArrayLike | torch.Tensor, inelastic: bool = True) -> torch.Tensor:
+def intensity_torch(
+    symbols: Symbols, distances: torch.Tensor, q: ArrayLike | torch.Tensor, inelastic: bool = True
+) -> torch.Tensor:
     """Eq. (1) for a distances tensor, in its dtype (float64 if not floating) and on its device.
 
     Convenience wrapper of :class:`DebyeTorch`; build the module once instead

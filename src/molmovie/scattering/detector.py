@@ -96,8 +96,9 @@ def q_grid(q_min: float = DEFAULT_Q["q_min"], q_max: float = DEFAULT_Q["q_max"],
     return np.linspace(float(q_min), float(q_max), int(n_q))
 
 
-def _check_inputs(symbols: Symbols, positions: ArrayLike, length: ArrayLike,
-                  time: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _check_inputs(
+    symbols: Symbols, positions: ArrayLike, length: ArrayLike, time: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     pos = np.asarray(positions, dtype=float)
     n_atoms = len(symbols)
     if pos.ndim != 4 or pos.shape[2:] != (n_atoms, 3):
@@ -147,7 +148,9 @@ def _gaussian_smooth(I: np.ndarray, valid: np.ndarray, dt: float, fwhm: float) -
     n_frames = I.shape[1]
     half = int(min(n_frames - 1, math.ceil(6.0 * sigma / dt)))
     offsets = np.arange(-half, half + 1) * dt
-    with np.errstate(under="ignore", over="ignore"):  # far tails underflow to 0 (an IRF far narrower than a frame: inf**2, then 0)
+    with np.errstate(
+        under="ignore", over="ignore"
+    ):  # far tails underflow to 0 (an IRF far narrower than a frame: inf**2, then 0)
         w = np.exp(-0.5 * (offsets / sigma) ** 2)
     mask = valid.astype(float)
     filled = np.where(valid[:, :, None], I, 0.0)
@@ -158,13 +161,13 @@ def _gaussian_smooth(I: np.ndarray, valid: np.ndarray, dt: float, fwhm: float) -
         den = np.zeros_like(mask)
         for o, wo in zip(range(-half, half + 1), w, strict=True):
             lo, hi = max(0, -o), min(n_frames, n_frames - o)  # output frames i with i + o in range
-            num[:, lo:hi] += wo * filled[:, lo + o:hi + o]
-            den[:, lo:hi] += wo * mask[:, lo + o:hi + o]
+            num[:, lo:hi] += wo * filled[:, lo + o : hi + o]
+            den[:, lo:hi] += wo * mask[:, lo + o : hi + o]
     else:  # FFT convolution along time (numpy.fft), 'same' alignment: output i <- Σ_o w_o x[i + o]
         size = 1 << int(np.ceil(np.log2(n_frames + 2 * half)))
         kernel = np.fft.rfft(w, size)
-        num = np.fft.irfft(np.fft.rfft(filled, size, axis=1) * kernel[None, :, None], size, axis=1)[:, half:half + n_frames]
-        den = np.fft.irfft(np.fft.rfft(mask, size, axis=1) * kernel[None, :], size, axis=1)[:, half:half + n_frames]
+        num = np.fft.irfft(np.fft.rfft(filled, size, axis=1) * kernel[None, :, None], size, axis=1)[:, half : half + n_frames]
+        den = np.fft.irfft(np.fft.rfft(mask, size, axis=1) * kernel[None, :], size, axis=1)[:, half : half + n_frames]
     out = np.full_like(I, np.nan)
     out[valid] = num[valid] / den[valid][:, None]
     return out
@@ -186,8 +189,15 @@ class Signals(NamedTuple):
     spec: SignalSpec
 
 
-def simulate(symbols: Symbols, positions: ArrayLike, length: ArrayLike, time: ArrayLike, spec: SignalSpec, *,
-             progress: Progress | None = None) -> Signals:
+def simulate(
+    symbols: Symbols,
+    positions: ArrayLike,
+    length: ArrayLike,
+    time: ArrayLike,
+    spec: SignalSpec,
+    *,
+    progress: Progress | None = None,
+) -> Signals:
     r"""Difference scattering signals ΔS(q, t) of an ensemble of trajectories, as ``spec`` says.
 
     .. math::
@@ -286,13 +296,22 @@ def simulate_signals(
         As :func:`simulate` and :class:`SignalSpec` (an unknown ``reference``,
         ``photons`` or ``irf_fs`` <= 0, a bad q grid).
     """
-    spec = SignalSpec(np.asarray(q), inelastic, reference, photons, irf_fs, seed=None if isinstance(seed, np.random.Generator) else seed)
+    spec = SignalSpec(
+        np.asarray(q), inelastic, reference, photons, irf_fs, seed=None if isinstance(seed, np.random.Generator) else seed
+    )
     dS, I_ref, _ = _simulate(symbols, positions, length, time, spec, np.random.default_rng(seed), progress)
     return dS, I_ref
 
 
-def _simulate(symbols: Symbols, positions: ArrayLike, length: ArrayLike, time: ArrayLike, spec: SignalSpec,
-              rng: np.random.Generator, progress: Progress | None) -> Signals:
+def _simulate(
+    symbols: Symbols,
+    positions: ArrayLike,
+    length: ArrayLike,
+    time: ArrayLike,
+    spec: SignalSpec,
+    rng: np.random.Generator,
+    progress: Progress | None,
+) -> Signals:
     if isinstance(symbols, str):
         raise InputError("The 'symbols' parameter must be a sequence of element symbols, e.g. ['C', 'S', 'S']")
     if not isinstance(spec, SignalSpec):
@@ -303,8 +322,10 @@ def _simulate(symbols: Symbols, positions: ArrayLike, length: ArrayLike, time: A
     n_traj, n_frames = pos.shape[:2]
     per_chunk = max(1, 4096 // n_frames)
     # dS, plus a chunk's intensities, reference rows and noise (about 4 arrays of its frames x q)
-    check_allocation(8 * qa.size * (n_traj * n_frames + 4 * min(per_chunk, n_traj) * n_frames),
-                     f"ΔS of {n_traj} trajectories x {n_frames} frames x {qa.size} q points")
+    check_allocation(
+        8 * qa.size * (n_traj * n_frames + 4 * min(per_chunk, n_traj) * n_frames),
+        f"ΔS of {n_traj} trajectories x {n_frames} frames x {qa.size} q points",
+    )
     dt = float(t[1] - t[0]) if n_frames > 1 else 1.0
     if irf_fs is not None and n_frames > 2 and np.max(np.abs(np.diff(t) - dt)) > 1e-6 * dt:
         raise InputError("The 'time' parameter must be uniformly spaced to apply a time resolution (irf_fs)")

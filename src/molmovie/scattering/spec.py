@@ -157,6 +157,8 @@ MAX_PHOTONS = 1e18
 def _photons(value: Any) -> float | None:
     photons = _positive_or_none("photons", value, "expected photons per pattern")
     if photons is not None and photons > MAX_PHOTONS:
-        raise InputError(f"The 'photons' parameter must be <= {MAX_PHOTONS:g} (Poisson counts beyond that overflow "
-                         f"64-bit integers; for a noise-free signal give no photons); got {photons:g}")
+        raise InputError(
+            f"The 'photons' parameter must be <= {MAX_PHOTONS:g} (Poisson counts beyond that overflow "
+            f"64-bit integers; for a noise-free signal give no photons); got {photons:g}"
+        )
     return photons

@@ -80,7 +80,9 @@ def check_q(q: ArrayLike, name: str = "q") -> np.ndarray:
     if np.any(arr < 0):
         raise InputError(f"The '{name}' parameter must be >= 0 (q = 4π sin(θ)/λ); got {arr.min():g}")
     if np.any(arr > Q_MAX):
-        raise InputError(f"The '{name}' parameter must be <= {Q_MAX:.4g} 1/Å, where the tables of atomic scattering factors end; got {arr.max():g}")
+        raise InputError(
+            f"The '{name}' parameter must be <= {Q_MAX:.4g} 1/Å, where the tables of atomic scattering factors end; got {arr.max():g}"
+        )
     return np.ascontiguousarray(arr)
 
 
@@ -103,8 +105,9 @@ def atomic_numbers_for_scattering(symbols: Symbols) -> np.ndarray:
     return z
 
 
-def _tabulated(fn: Callable[[int, float], float], z: int, x: np.ndarray, x_min: float, at_zero: float,
-               small: Callable[[float, float], float]) -> np.ndarray:
+def _tabulated(
+    fn: Callable[[int, float], float], z: int, x: np.ndarray, x_min: float, at_zero: float, small: Callable[[float, float], float]
+) -> np.ndarray:
     """Evaluate an xraylib function on x, with the small-x expansion below its first table point."""
     out = np.empty(x.size)
     first = None  # (first tabulated x for this element, its value), found on the first miss

@@ -61,8 +61,16 @@ def _stage_task(stage: Stage, preset, out: Path, data: Path, seed: int, threads:
         threads = max(1, cores() // max(1, worker.state.nthreads))
     undo = limit_threads(threads)
     try:
-        method_stage(stage, preset, train, val, test, out,
-                      lambda line: send("log", line), lambda done, info: send("progress", stage.label, done, info))
+        method_stage(
+            stage,
+            preset,
+            train,
+            val,
+            test,
+            out,
+            lambda line: send("log", line),
+            lambda done, info: send("progress", stage.label, done, info),
+        )
     finally:
         undo()
         send("end", stage.label)
@@ -148,7 +156,9 @@ def run_stages(
                         ) from None
                     raise exc
                 if f.status == "cancelled":
-                    raise ChildProcessError(f"the Dask scheduler cancelled {stage_of[f.key].label}; the finished stages in {out} are kept")
+                    raise ChildProcessError(
+                        f"the Dask scheduler cancelled {stage_of[f.key].label}; the finished stages in {out} are kept"
+                    )
             if all(f.status == "finished" for f in futures):
                 wait(futures)  # every stage is done; its last events may still be on their way
                 _drain(messages, relay, len(futures), lambda: ended)

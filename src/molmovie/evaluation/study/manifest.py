@@ -59,15 +59,19 @@ def check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> tuple[dict
     """What defines this study, and the revision of the study in ``out`` when it is older than today's
     (:data:`MODELS_VALID_SINCE` or later; else None); refuse to resume, in ``out``, a study defined
     otherwise or by an older molmovie whose models are not valid today."""
-    manifest = json.loads(json.dumps({
-        "revision": REVISION,
-        "preset": preset.name,
-        "seed": int(seed),
-        "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
-        "trajectories": {k: list(v) for k, v in preset.trajectories.items()},
-        "methods": preset.methods,
-        "settings_by_experiment": preset.settings_by_experiment,
-    }))
+    manifest = json.loads(
+        json.dumps(
+            {
+                "revision": REVISION,
+                "preset": preset.name,
+                "seed": int(seed),
+                "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+                "trajectories": {k: list(v) for k, v in preset.trajectories.items()},
+                "methods": preset.methods,
+                "settings_by_experiment": preset.settings_by_experiment,
+            }
+        )
+    )
     path = out / MANIFEST
     if not path.exists():
         stale = [p for sub in ("models", "eval") if (out / sub).is_dir() for p in (out / sub).iterdir()]
@@ -111,7 +115,9 @@ def set_aside(out: Path, older: int, log) -> None:
     aside.mkdir()
     for path in found:
         path.rename(aside / path.name)
-    log(f"{out} is a study of revision {older}: its models are kept; its scores and report, moved to {aside.name}/, are made again")
+    log(
+        f"{out} is a study of revision {older}: its models are kept; its scores and report, moved to {aside.name}/, are made again"
+    )
 
 
 def _free_name(path: Path) -> Path:

@@ -89,6 +89,8 @@ def seed_statistics(by_seed: dict, seeds: int, over) -> dict:
     if seeds == 1:
         return {"methods": {m: v[0] for m, v in by_seed.items()}}
     by_seed = {m: v * seeds if len(v) == 1 else v for m, v in by_seed.items()}
-    return {"methods": {m: over(v, _mean) for m, v in by_seed.items()},
-            "spread": {m: over(v, _std) for m, v in by_seed.items()},
-            "per_seed": {m: over_seeds(v, list) for m, v in by_seed.items()}}
+    return {
+        "methods": {m: over(v, _mean) for m, v in by_seed.items()},
+        "spread": {m: over(v, _std) for m, v in by_seed.items()},
+        "per_seed": {m: over_seeds(v, list) for m, v in by_seed.items()},
+    }

@@ -19,7 +19,10 @@ from .transfer import TRANSFER_SCORE, TRANSFER_TITLE
 def log_line(exp: Experiment, entry: dict) -> str:
     m = entry["methods"]
     names = " / ".join(method_label(k) for k in m)
-    cells = [f"{short} " + " / ".join(f"{m[k][score]:9.4g}" for k in m) for score, short in zip(SCORES, ("RMSD sum", "sym/traj", "sym/frame", "SSR"), strict=True)]
+    cells = [
+        f"{short} " + " / ".join(f"{m[k][score]:9.4g}" for k in m)
+        for score, short in zip(SCORES, ("RMSD sum", "sym/traj", "sym/frame", "SSR"), strict=True)
+    ]
     return f"{exp.label:11s} {names}: " + " | ".join(cells)
 
 
@@ -76,8 +79,11 @@ def results_markdown(results: dict) -> str:
         t = e["trajectories"]
         rows.append(f"| {e['label']} | {t['train']}/{t['val']}/{t['test']} | " + " | ".join(cells) + " |")
     if len(methods) > 1:
-        rows += ["", "| experiment | " + " | ".join(f"{SCORE_NAMES[k]}: winner, margin over the runner-up" for k in SCORES) + " |",
-                 "|---|" + "---|" * len(SCORES)]
+        rows += [
+            "",
+            "| experiment | " + " | ".join(f"{SCORE_NAMES[k]}: winner, margin over the runner-up" for k in SCORES) + " |",
+            "|---|" + "---|" * len(SCORES),
+        ]
         for e in exps.values():
             cells = []
             for k in SCORES:
@@ -88,21 +94,37 @@ def results_markdown(results: dict) -> str:
                     continue
                 if several and win is None:
                     tied = ", ".join(method_label(x) for x in e["tied"][k])
-                    cells.append(f"tie (within spread): {tied}; {method_label(lead)} leads by {_fmt(margin)}, spread {_fmt(e['threshold'][k])}")
+                    cells.append(
+                        f"tie (within spread): {tied}; {method_label(lead)} leads by {_fmt(margin)}, spread {_fmt(e['threshold'][k])}"
+                    )
                     continue
                 base = e["methods"][runner][k]
                 pct = f" ({100 * margin / base:.0f} % of {method_label(runner)}'s)" if base > 0 else ""
-                cells.append(f"{method_label(win)} by {_fmt(margin)}{pct}" + (f" > spread {_fmt(e['threshold'][k])}" if several else ""))
+                cells.append(
+                    f"{method_label(win)} by {_fmt(margin)}{pct}" + (f" > spread {_fmt(e['threshold'][k])}" if several else "")
+                )
             rows.append(f"| {e['label']} | " + " | ".join(cells) + " |")
-    rows += ["", f"| experiment | mean abs. distance error (Å): training mean / {names} | true distances inside ±2σ |", "|---|---|---|"]
+    rows += [
+        "",
+        f"| experiment | mean abs. distance error (Å): training mean / {names} | true distances inside ±2σ |",
+        "|---|---|---|",
+    ]
     for e in exps.values():
         m = e["methods"]
         errors = " / ".join(
-            "-" if name not in m else f"{m[name]['abs_error_mean']:.3f}" + (f" ± {e['spread'][name]['abs_error_mean']:.3f}" if several else "")
+            "-"
+            if name not in m
+            else f"{m[name]['abs_error_mean']:.3f}" + (f" ± {e['spread'][name]['abs_error_mean']:.3f}" if several else "")
             for name in methods
         )
-        inside = [f"{method_label(name)} {100 * m[name]['within_2sigma']:.0f} %" for name in methods if "within_2sigma" in m.get(name, {})]
-        rows.append(f"| {e['label']} | {e.get('mean_predictor_abs_error', float('nan')):.3f} / {errors} | {', '.join(inside) or '-'} |")
+        inside = [
+            f"{method_label(name)} {100 * m[name]['within_2sigma']:.0f} %"
+            for name in methods
+            if "within_2sigma" in m.get(name, {})
+        ]
+        rows.append(
+            f"| {e['label']} | {e.get('mean_predictor_abs_error', float('nan')):.3f} / {errors} | {', '.join(inside) or '-'} |"
+        )
     rows += _transfer_markdown(results, methods)
     n = len(exps)
     wins = []
@@ -119,10 +141,14 @@ def results_markdown(results: dict) -> str:
             f"{ties['rmsd_sym_traj_sum']}/{n} and per frame {ties['rmsd_sym_sum']}/{n}, SSR {ties['ssr_sum']}/{n}"
         )
     seeds = f"seeds {results['seeds'][0]}-{results['seeds'][-1]}" if several else f"seed {results['seed']}"
-    rows += ["", "; ".join(wins) + (
-        f" (preset `{results['preset']}`, {seeds}; this run took {results.get('wall_time_s', 0):.0f} s"
-        + (f", reusing {results['reused_stages']} stages finished before it)." if results.get("reused_stages") else ").")
-    )]
+    rows += [
+        "",
+        "; ".join(wins)
+        + (
+            f" (preset `{results['preset']}`, {seeds}; this run took {results.get('wall_time_s', 0):.0f} s"
+            + (f", reusing {results['reused_stages']} stages finished before it)." if results.get("reused_stages") else ").")
+        ),
+    ]
     return "\n".join(rows) + "\n"
 
 
@@ -132,10 +158,15 @@ def _transfer_markdown(results: dict, methods: list[str]) -> list[str]:
     if not scored:
         return []
     several = "seeds" in results
-    rows = ["", f"{TRANSFER_TITLE}: each model's mean over the runs of each run's mean error, over frames, of the atom-atom "
-                "distances, with equivalent atoms relabelled in every frame." + (" Mean ± spread over the seeds, as above." if several else ""),
-            "", "| experiment | SHARC runs | " + " | ".join(method_label(m) for m in methods) + " | winner, margin over the runner-up |",
-            "|---|---|" + "---|" * (len(methods) + 1)]
+    rows = [
+        "",
+        f"{TRANSFER_TITLE}: each model's mean over the runs of each run's mean error, over frames, of the atom-atom "
+        "distances, with equivalent atoms relabelled in every frame."
+        + (" Mean ± spread over the seeds, as above." if several else ""),
+        "",
+        "| experiment | SHARC runs | " + " | ".join(method_label(m) for m in methods) + " | winner, margin over the runner-up |",
+        "|---|---|" + "---|" * (len(methods) + 1),
+    ]
     k = TRANSFER_SCORE
     for e in scored:
         t = e["transfer"]["sharc"]
@@ -152,8 +183,10 @@ def _transfer_markdown(results: dict, methods: list[str]) -> list[str]:
         if runner is None:
             verdict = method_label(t["leader"][k] if several else win)
         elif win is None:
-            verdict = (f"tie (within spread): {', '.join(method_label(x) for x in t['tied'][k])}; {method_label(t['leader'][k])} "
-                       f"leads by {margin:.3f}, spread {t['threshold'][k]:.3f}")
+            verdict = (
+                f"tie (within spread): {', '.join(method_label(x) for x in t['tied'][k])}; {method_label(t['leader'][k])} "
+                f"leads by {margin:.3f}, spread {t['threshold'][k]:.3f}"
+            )
         else:
             verdict = f"{method_label(win)} by {margin:.3f} Å" + (f" > spread {t['threshold'][k]:.3f}" if several else "")
         rows.append(f"| {e['label']} | {runs} | " + " | ".join(cells) + f" | {verdict} |")
@@ -218,7 +251,9 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
         ev = per_frame[(exp.key, m)]
         preds[method_label(m)] = (ev["distances"][traj, :L, pair], ev["std"][traj, :L, pair] if ev["std"].size else None)
     save(plot_distance_trace(t, test.distances[traj, :L, pair], preds, pair_label=pair_label), "fig2b.png")
-    curves = {method_label(m): {"rmsd": per_frame[(exp.key, m)]["rmsd_t"], "ssr": per_frame[(exp.key, m)]["ssr_t"]} for m in shown}
+    curves = {
+        method_label(m): {"rmsd": per_frame[(exp.key, m)]["rmsd_t"], "ssr": per_frame[(exp.key, m)]["ssr_t"]} for m in shown
+    }
     save(plot_per_time_step(test.time, curves, title=f"{exp.label} test trajectories: error against time"), "fig2c.png")
     panels = {"measured ΔS (simulated truth)": test.dS[traj, :L]}
     for m in shown:

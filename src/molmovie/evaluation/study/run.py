@@ -130,7 +130,9 @@ def run_study(
         preset = presets.PRESETS[preset]
     unknown = [m for m in preset.methods if m not in METHODS]
     if unknown:
-        raise InputError(f"the {preset.name} preset names unknown methods {', '.join(map(repr, unknown))}; methods are {', '.join(METHODS)}")
+        raise InputError(
+            f"the {preset.name} preset names unknown methods {', '.join(map(repr, unknown))}; methods are {', '.join(METHODS)}"
+        )
     check_count("seeds", seeds, MAX_SEEDS)
     check_count("jobs", jobs, MAX_JOBS)
     if scheduler is not None and jobs > 1:
@@ -177,7 +179,18 @@ def run_study(
     todo = [st for sts in stages.values() for st in sts if not scored(st.paths(out)[1])]
     here = todo
     if todo and (jobs > 1 or scheduler is not None):  # Dask tasks
-        run_stages(todo, preset, out, data, seed, jobs=min(jobs, len(todo)), threads=threads, scheduler=scheduler, log=log, progress=progress)
+        run_stages(
+            todo,
+            preset,
+            out,
+            data,
+            seed,
+            jobs=min(jobs, len(todo)),
+            threads=threads,
+            scheduler=scheduler,
+            log=log,
+            progress=progress,
+        )
         here = []
 
     results: dict[str, Any] = {"preset": preset.name, "seed": seed, "experiments": {}}
@@ -194,12 +207,18 @@ def run_study(
                     method_stage(st, preset, train, val, test, out, log, progress)
             finally:
                 undo()
-        entry: dict[str, Any] = {"label": exp.label, "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories}, "methods": {}}
+        entry: dict[str, Any] = {
+            "label": exp.label,
+            "trajectories": {"train": train.n_trajectories, "val": val.n_trajectories, "test": test.n_trajectories},
+            "methods": {},
+        }
         by_seed: dict[str, list[dict]] = {}
         for st in stages[exp.key]:
             if st.seed == seed:  # the study's seed: its predictions are drawn
                 per_frame[(exp.key, st.method)] = read_scores(st.paths(out)[1])
-            by_seed.setdefault(st.method, []).append(per_frame[(exp.key, st.method)]["summary"] if st.seed == seed else read_summary(st.paths(out)[1]))
+            by_seed.setdefault(st.method, []).append(
+                per_frame[(exp.key, st.method)]["summary"] if st.seed == seed else read_summary(st.paths(out)[1])
+            )
         entry.update(seed_statistics(by_seed, seeds, over_seeds))
         # the simplest predictor, for scale: every frame answered with the training set's mean distances
         mean_R = np.nanmean(train.distances[train.mask], axis=0)

@@ -79,7 +79,9 @@ def dataset_stage(mol, preset, path: Path, seed, workers, log, progress, schedul
         generate(mol, n, output=path, seed=seed, workers=workers, scheduler=scheduler, splits=counts, progress=progress)
         ds = read_dataset(path)
     q = q_grid()
-    ds = ds.with_signals(*simulate(ds.symbols, ds.positions, ds.length, ds.time, SignalSpec(q, inelastic=True, reference="first", seed=seed)))
+    ds = ds.with_signals(
+        *simulate(ds.symbols, ds.positions, ds.length, ds.time, SignalSpec(q, inelastic=True, reference="first", seed=seed))
+    )
     write_dataset(ds, path, force=True)
     log(f"{mol}: {n} trajectories, {int(ds.dissociated.sum())} dissociated; signals on {len(q)} q points")
     return ds
@@ -95,11 +97,21 @@ def _check_protocol(ds, path: Path) -> None:
         "photons": spec.photons,
         "irf_fs": spec.irf_fs,
     }
-    wanted = {"q grid": f"{len(q)} points, {q.min():.3g}-{q.max():.3g} 1/Å", "inelastic": True, "reference": "first", "photons": None, "irf_fs": None}
+    wanted = {
+        "q grid": f"{len(q)} points, {q.min():.3g}-{q.max():.3g} 1/Å",
+        "inelastic": True,
+        "reference": "first",
+        "photons": None,
+        "irf_fs": None,
+    }
     same_q = len(ds.q) == len(q) and np.allclose(ds.q, q, rtol=1e-9, atol=1e-12)
-    diff = [f"{k} {found[k]} (the study uses {wanted[k]})" for k in wanted if (not same_q if k == "q grid" else found[k] != wanted[k])]
+    diff = [
+        f"{k} {found[k]} (the study uses {wanted[k]})" for k in wanted if (not same_q if k == "q grid" else found[k] != wanted[k])
+    ]
     if diff:
-        raise InputError(f"{path} holds signals simulated otherwise than the study's: {'; '.join(diff)}; choose another --data-dir")
+        raise InputError(
+            f"{path} holds signals simulated otherwise than the study's: {'; '.join(diff)}; choose another --data-dir"
+        )
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,10 @@ def read_sharc(sharc_dir):
     runs = read_foreign(path)
     want = builtin(TRANSFER_MOLECULE).symbols
     if sorted(runs.symbols) != sorted(want):
-        raise InputError(f"the SHARC runs in {path} are of {formula(runs.symbols)}, not {formula(want)}: the study scores its "
-                         f"{formula(want)} models' transfer on them")
+        raise InputError(
+            f"the SHARC runs in {path} are of {formula(runs.symbols)}, not {formula(want)}: the study scores its "
+            f"{formula(want)} models' transfer on them"
+        )
     return runs
 
 
@@ -95,15 +97,22 @@ def _transfer_stage(stage: Stage, runs, out: Path, train, log) -> dict:
     scores = result.scores
     arrays = {k: scores[k] for k in ("distances", "std", "rmsd", "rmsd_sym", "rmsd_sym_traj", "ssr")}
     arrays.update(
-        time=result.dataset.time, length=result.dataset.length, true_distances=result.dataset.distances,
-        error=result.error, frame_error=result.frame_error, run_error=result.run_error,
-        summary_json=np.array(json.dumps(summary)), fingerprint_json=np.array(json.dumps(key)),
+        time=result.dataset.time,
+        length=result.dataset.length,
+        true_distances=result.dataset.distances,
+        error=result.error,
+        frame_error=result.frame_error,
+        run_error=result.run_error,
+        summary_json=np.array(json.dumps(summary)),
+        fingerprint_json=np.array(json.dumps(key)),
     )
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-    log(f"{stage.exp.label}: {stage.label.split(' ', 1)[1]} scored on {summary['runs']} SHARC run{'s' * (summary['runs'] > 1)}: "
-        f"{summary[TRANSFER_SCORE]:.4f} Å")
+    log(
+        f"{stage.exp.label}: {stage.label.split(' ', 1)[1]} scored on {summary['runs']} SHARC run{'s' * (summary['runs'] > 1)}: "
+        f"{summary[TRANSFER_SCORE]:.4f} Å"
+    )
     return summary
 
 
@@ -140,6 +149,8 @@ def transfer_entry(exp: Experiment, stages: list[Stage], foreign, out: Path, tra
     by_seed = {m: [{k: v for k, v in s.items() if k not in _RUN_KEYS} for s in v] for m, v in by_seed.items()}
     entry.update(seed_statistics(by_seed, seeds, _over_seeds_runs))
     entry.update(rank_methods(entry["methods"], entry.get("spread"), scores=(TRANSFER_SCORE,)))
-    log(f"{exp.label}: transfer to {entry['runs']} SHARC run{'s' * (entry['runs'] > 1)}, mean distance error: "
-        + " / ".join(f"{method_label(m)} {v[TRANSFER_SCORE]:.4f} Å" for m, v in entry["methods"].items()))
+    log(
+        f"{exp.label}: transfer to {entry['runs']} SHARC run{'s' * (entry['runs'] > 1)}, mean distance error: "
+        + " / ".join(f"{method_label(m)} {v[TRANSFER_SCORE]:.4f} Å" for m, v in entry["methods"].items())
+    )
     return entry

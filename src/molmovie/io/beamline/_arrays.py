@@ -110,7 +110,9 @@ def _npz_source(path: Path) -> _Source:
                 if dtype.hasobject:
                     raise InputError(f"{path}: {info.filename} holds Python objects; molmovie reads only numeric arrays")
                 if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
-                    raise InputError(f"{path}: {info.filename} claims shape {shape} but stores {info.file_size} bytes; damaged file")
+                    raise InputError(
+                        f"{path}: {info.filename} claims shape {shape} but stores {info.file_size} bytes; damaged file"
+                    )
                 arrays[info.filename[:-4]] = (tuple(shape), dtype.kind)
     except InputError:
         raise
@@ -140,13 +142,16 @@ def _orient(arr: np.ndarray, Q: int, T: int, axes: str | None, where: str, what:
         rest = [i for i in range(arr.ndim) if i not in (q_axes[0], t_axes[0])]
         order = rest + [t_axes[0], q_axes[0]]
     if arr.shape[order[-1]] != Q or arr.shape[order[-2]] != T:
-        raise InputError(f"{where}: {what} has shape {arr.shape}, which does not fit {Q} q values and {T} delays with axes {axes}")
+        raise InputError(
+            f"{where}: {what} has shape {arr.shape}, which does not fit {Q} q values and {T} delays with axes {axes}"
+        )
     out = np.transpose(arr, order)
     return (out if out.ndim == 3 else out[None]), (order[0] if arr.ndim == 3 else None)
 
 
-def _from_source(src: _Source, *, q_path, delays_path, data_path, variance_path, std_path, legendre_path,
-                 legendre, axes, single=False, **_) -> BeamlineData:
+def _from_source(
+    src: _Source, *, q_path, delays_path, data_path, variance_path, std_path, legendre_path, legendre, axes, single=False, **_
+) -> BeamlineData:
     where = str(src.path)
     qk = src.find("q", q_path, ndim=(1,))
     if qk is None:
@@ -203,16 +208,24 @@ def _from_source(src: _Source, *, q_path, delays_path, data_path, variance_path,
         paths["legendre_axis"] = int(l_axis)
         paths["legendres"] = None if orders is None else lk
     return BeamlineData(
-        q=q, delays=delays, data=data[index], variance=None if var is None else var[index],
-        isotropic=iso, isotropic_variance=iso_var, legendre=None if l_axis is None else int(legendre),
-        units=units, paths=paths,
+        q=q,
+        delays=delays,
+        data=data[index],
+        variance=None if var is None else var[index],
+        isotropic=iso,
+        isotropic_variance=iso_var,
+        legendre=None if l_axis is None else int(legendre),
+        units=units,
+        paths=paths,
     )
 
 
 def _legendre_index(legendre: int, orders, n: int, where: str, key: str) -> int:
     if orders is None:
         if not 0 <= legendre < n:
-            raise InputError(f"{where}: {key} holds {n} Legendre components (no list of orders, so indices 0 to {n - 1}); got --legendre {legendre}")
+            raise InputError(
+                f"{where}: {key} holds {n} Legendre components (no list of orders, so indices 0 to {n - 1}); got --legendre {legendre}"
+            )
         return int(legendre)
     hits = np.flatnonzero(orders == legendre)
     if hits.size != 1:

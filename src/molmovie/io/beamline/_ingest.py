@@ -24,11 +24,28 @@ DELAY_UNITS = {"fs": 1.0, "ps": 1000.0}
 SIGNAL_UNITS = {"fraction": 1.0, "percent": 0.01}
 
 _ALIASES = {
-    "1/angstrom": "1/Angstrom", "1/a": "1/Angstrom", "a-1": "1/Angstrom", "angstrom-1": "1/Angstrom",
-    "1/ang": "1/Angstrom", "inverseangstrom": "1/Angstrom", "1/nm": "1/nm", "nm-1": "1/nm",
-    "1/bohr": "1/bohr", "bohr-1": "1/bohr", "1/a0": "1/bohr", "a0-1": "1/bohr",
-    "fs": "fs", "femtosecond": "fs", "femtoseconds": "fs", "ps": "ps", "picosecond": "ps", "picoseconds": "ps",
-    "fraction": "fraction", "1": "fraction", "percent": "percent", "%": "percent",
+    "1/angstrom": "1/Angstrom",
+    "1/a": "1/Angstrom",
+    "a-1": "1/Angstrom",
+    "angstrom-1": "1/Angstrom",
+    "1/ang": "1/Angstrom",
+    "inverseangstrom": "1/Angstrom",
+    "1/nm": "1/nm",
+    "nm-1": "1/nm",
+    "1/bohr": "1/bohr",
+    "bohr-1": "1/bohr",
+    "1/a0": "1/bohr",
+    "a0-1": "1/bohr",
+    "fs": "fs",
+    "femtosecond": "fs",
+    "femtoseconds": "fs",
+    "ps": "ps",
+    "picosecond": "ps",
+    "picoseconds": "ps",
+    "fraction": "fraction",
+    "1": "fraction",
+    "percent": "percent",
+    "%": "percent",
 }
 
 
@@ -123,28 +140,38 @@ def ingest(
     raw = read_beamline(path, **read_options)
     name, syms = molecule_symbols(molecule, symbols)
     qu = _unit(q_units or raw.units.get("q") or _missing("q", "--q-units", Q_UNITS), Q_UNITS, "q", "--q-units")
-    du = _unit(delay_units or raw.units.get("delays") or _missing("the delays", "--delay-units", DELAY_UNITS),
-               DELAY_UNITS, "the delays", "--delay-units")
+    du = _unit(
+        delay_units or raw.units.get("delays") or _missing("the delays", "--delay-units", DELAY_UNITS),
+        DELAY_UNITS,
+        "the delays",
+        "--delay-units",
+    )
     q = raw.q * Q_UNITS[qu]
     if not np.all(np.isfinite(q)) or np.any(np.diff(q) <= 0):
         raise InputError(f"{path}: q ({raw.paths.get('q', 'axis')}) must be finite and strictly increasing")
     if not np.all(np.isfinite(raw.delays)) or np.any(np.diff(raw.delays) <= 0):
         i = int(np.flatnonzero(~(np.diff(raw.delays) > 0))[0]) if np.any(~(np.diff(raw.delays) > 0)) else 0
-        raise InputError(f"{path}: the delays must be finite and strictly increasing (index {i + 1}: {raw.delays[i]:g} then {raw.delays[min(i + 1, raw.delays.size - 1)]:g})")
+        raise InputError(
+            f"{path}: the delays must be finite and strictly increasing (index {i + 1}: {raw.delays[i]:g} then {raw.delays[min(i + 1, raw.delays.size - 1)]:g})"
+        )
     lo = q[0] if qmin is None else qmin
     hi = q[-1] if qmax is None else qmax
     if hi < lo:
         raise InputError(f"the q range is empty: --qmax {hi:g} < --qmin {lo:g}")
     keep = (q >= lo - 1e-9 * max(1.0, abs(lo))) & (q <= hi + 1e-9 * max(1.0, abs(hi)))
     if not keep.any():
-        raise InputError(f"no q point of the file lies in {lo:g} to {hi:g} 1/Angstrom (the file's q runs from {q[0]:g} to {q[-1]:g} 1/Angstrom)")
+        raise InputError(
+            f"no q point of the file lies in {lo:g} to {hi:g} 1/Angstrom (the file's q runs from {q[0]:g} to {q[-1]:g} 1/Angstrom)"
+        )
     data, var = raw.data[:, keep], None if raw.variance is None else raw.variance[:, keep]
     iso = None if raw.isotropic is None else raw.isotropic[:, keep]
     iso_var = None if raw.isotropic_variance is None else raw.isotropic_variance[:, keep]
     for arr, what in ((data, "the data"), (var, "the variance"), (iso, "the isotropic component"), (iso_var, "its variance")):
         if arr is not None and not np.all(np.isfinite(arr)):
             t, k = np.argwhere(~np.isfinite(arr))[0]
-            raise InputError(f"{path}: {what} holds NaN or inf in the chosen q range (q = {q[keep][k]:g} 1/Angstrom, delay {raw.delays[t]:g}); narrow --qmin/--qmax")
+            raise InputError(
+                f"{path}: {what} holds NaN or inf in the chosen q range (q = {q[keep][k]:g} 1/Angstrom, delay {raw.delays[t]:g}); narrow --qmin/--qmax"
+            )
     for arr, what in ((var, "variance"), (iso_var, "isotropic variance")):
         if arr is not None and np.any(arr < 0):
             t, k = np.argwhere(arr < 0)[0]
@@ -168,9 +195,15 @@ def ingest(
     )
     if kind == "difference":
         if laser_off is not None or reference_before is not None:
-            raise InputError("a ready ΔS (--kind difference) has its reference already; --laser-off and --reference-before do not apply")
-        su = _unit(signal_units or raw.units.get("data") or _missing("the ΔS values", "--signal-units", SIGNAL_UNITS),
-                   SIGNAL_UNITS, "the ΔS values", "--signal-units")
+            raise InputError(
+                "a ready ΔS (--kind difference) has its reference already; --laser-off and --reference-before do not apply"
+            )
+        su = _unit(
+            signal_units or raw.units.get("data") or _missing("the ΔS values", "--signal-units", SIGNAL_UNITS),
+            SIGNAL_UNITS,
+            "the ΔS values",
+            "--signal-units",
+        )
         dS = data * SIGNAL_UNITS[su]
         sigma = None if var is None else np.sqrt(var) * SIGNAL_UNITS[su]
         prov["units_read"]["signal"] = su
@@ -183,13 +216,18 @@ def ingest(
         off = read_beamline(laser_off, **off_options)
         if off.q.shape != raw.q.shape or not np.allclose(off.q, raw.q, rtol=1e-9, atol=0):
             raise InputError(f"{laser_off}: the laser-off file must have the q values of {path}")
-        ref = (off.data[:, keep].mean(axis=0), None if off.variance is None else off.variance[:, keep].sum(axis=0) / off.data.shape[0] ** 2)
+        ref = (
+            off.data[:, keep].mean(axis=0),
+            None if off.variance is None else off.variance[:, keep].sum(axis=0) / off.data.shape[0] ** 2,
+        )
         iso_ref = None
         if raw.legendre:
             if off.isotropic is None:
                 raise InputError(f"{laser_off}: Legendre order {raw.legendre} needs order 0 of the laser-off file too")
-            iso_ref = (off.isotropic[:, keep].mean(axis=0),
-                       None if off.isotropic_variance is None else off.isotropic_variance[:, keep].sum(axis=0) / off.data.shape[0] ** 2)
+            iso_ref = (
+                off.isotropic[:, keep].mean(axis=0),
+                None if off.isotropic_variance is None else off.isotropic_variance[:, keep].sum(axis=0) / off.data.shape[0] ** 2,
+            )
         if not np.all(np.isfinite(ref[0])):
             raise InputError(f"{laser_off}: NaN or inf in the chosen q range")
         dS, sigma = difference_signal(data, var, laser_off=ref, isotropic_laser_off=iso_ref)
@@ -203,7 +241,9 @@ def ingest(
                 "give --t0 or --reference-before inside the delays, or --laser-off"
             )
         if raw.legendre and iso is None:
-            raise InputError(f"{path}: ΔS of Legendre order {raw.legendre} is normalised by order 0, which the file does not hold")
+            raise InputError(
+                f"{path}: ΔS of Legendre order {raw.legendre} is normalised by order 0, which the file does not hold"
+            )
         dS, sigma = difference_signal(data, var, reference_rows=rows, isotropic=iso, isotropic_variance=iso_var)
         prov["reference"] = f"pre-t0 mean of {int(rows.sum())} delay{'s' if rows.sum() != 1 else ''}"
         prov["reference_delays_fs"] = delays_fs[rows].tolist()

@@ -71,8 +71,17 @@ def read_beamline(
     if fmt not in READERS:
         raise InputError(f"unknown format {fmt!r}; formats are {', '.join(READERS)}")
     return READERS[fmt](
-        path, q_path=q_path, delays_path=delays_path, data_path=data_path, variance_path=variance_path,
-        std_path=std_path, legendre_path=legendre_path, legendre=legendre, axes=axes, q_in=q_in, single=single,
+        path,
+        q_path=q_path,
+        delays_path=delays_path,
+        data_path=data_path,
+        variance_path=variance_path,
+        std_path=std_path,
+        legendre_path=legendre_path,
+        legendre=legendre,
+        axes=axes,
+        q_in=q_in,
+        single=single,
     )
 
 

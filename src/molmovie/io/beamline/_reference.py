@@ -8,8 +8,16 @@ from ..._errors import InputError
 from ..measurement import Measurement
 
 
-def difference_signal(intensity, variance=None, *, reference_rows=None, laser_off=None,
-                      isotropic=None, isotropic_variance=None, isotropic_laser_off=None):
+def difference_signal(
+    intensity,
+    variance=None,
+    *,
+    reference_rows=None,
+    laser_off=None,
+    isotropic=None,
+    isotropic_variance=None,
+    isotropic_laser_off=None,
+):
     r"""ΔS against a reference: the mean of some delays (pre-t0) or a laser-off pattern.
 
     For the isotropic part (order 0, or data without a Legendre stack):
@@ -90,7 +98,9 @@ def difference_signal(intensity, variance=None, *, reference_rows=None, laser_of
     norm = B if anisotropic else A
     if np.any(norm <= 0):
         k = int(np.flatnonzero(norm <= 0)[0])
-        raise InputError(f"the reference intensity is {norm[k]:g} at q index {k}; ΔS needs a positive reference (raise --qmin past bins without data)")
+        raise InputError(
+            f"the reference intensity is {norm[k]:g} at q index {k}; ΔS needs a positive reference (raise --qmin past bins without data)"
+        )
     if anisotropic:
         dS = (I - A) / B
     else:

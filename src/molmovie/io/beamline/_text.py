@@ -50,14 +50,39 @@ def _read_table(path: Path, q_in: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     raise InputError(f"q_in must be 'column' or 'row'; got {q_in!r}")
 
 
-def _read_text(path: Path, *, variance_path, std_path, legendre, legendre_path, axes, q_in,
-               q_path=None, delays_path=None, data_path=None, single=False) -> BeamlineData:
-    given = [name for name, v in (("--q-path", q_path), ("--delays-path", delays_path), ("--data-path", data_path),
-                                  ("--legendre-path", legendre_path), ("--axes", axes)) if v is not None]
+def _read_text(
+    path: Path,
+    *,
+    variance_path,
+    std_path,
+    legendre,
+    legendre_path,
+    axes,
+    q_in,
+    q_path=None,
+    delays_path=None,
+    data_path=None,
+    single=False,
+) -> BeamlineData:
+    given = [
+        name
+        for name, v in (
+            ("--q-path", q_path),
+            ("--delays-path", delays_path),
+            ("--data-path", data_path),
+            ("--legendre-path", legendre_path),
+            ("--axes", axes),
+        )
+        if v is not None
+    ]
     if given:
-        raise InputError(f"{path}: a text table has one q axis, one delay axis and one pattern per delay; {', '.join(given)} do not apply")
+        raise InputError(
+            f"{path}: a text table has one q axis, one delay axis and one pattern per delay; {', '.join(given)} do not apply"
+        )
     if legendre != 0:
-        raise InputError(f"{path}: a text table holds one pattern per delay, no Legendre stack; Legendre order {legendre} is not in the file")
+        raise InputError(
+            f"{path}: a text table holds one pattern per delay, no Legendre stack; Legendre order {legendre} is not in the file"
+        )
     q, delays, data = _read_table(path, q_in)
     var = None
     other = variance_path or std_path
@@ -69,6 +94,10 @@ def _read_text(path: Path, *, variance_path, std_path, legendre, legendre_path, 
             if np.any(var < 0):
                 raise InputError(f"{other}: negative standard deviation {var.min():g}")
             var = var**2
-    layout = "q in the first column, delays in the header row" if q_in == "column" else "q in the header row, delays in the first column"
+    layout = (
+        "q in the first column, delays in the header row"
+        if q_in == "column"
+        else "q in the header row, delays in the first column"
+    )
     paths = {"layout": layout, ("std" if std_path else "variance"): None if other is None else str(Path(other).resolve())}
     return BeamlineData(q=q, delays=delays, data=data, variance=var, units={"q": None, "delays": None, "data": None}, paths=paths)
