@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import inspect
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -188,12 +189,13 @@ def interpolate_signals(dS: ArrayLike, q: ArrayLike, q_target: ArrayLike, length
     return out
 
 
-def check_choice(name: str, value, choices) -> None:
+def check_choice(name: str, value: object, choices: Collection[object]) -> None:
     if value not in choices:
         raise InputError(f"The {name!r} setting must be one of {', '.join(map(repr, choices))}; got {shorten(repr(value))}")
 
 
-def check_number(name: str, value, *, low=None, high=None, low_open=False, integer=False) -> None:
+def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+                 integer: bool = False) -> None:
     ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.integer, np.floating))
     if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
         kind = "a whole number" if integer else "a number"
@@ -407,7 +409,7 @@ class InversionMethod(_Settings, abc.ABC):
             "dt_fs": getattr(self, "dt_", None),  # the training frame interval (None: unknown, a model file of before)
         }
 
-    def _restore_common(self, config: dict, arrays: dict, path) -> None:
+    def _restore_common(self, config: dict, arrays: dict, path: PathLike) -> None:
         try:
             self.symbols_ = tuple(config["symbols"])
             self.molecule_ = str(config["molecule"])
@@ -459,7 +461,7 @@ class InversionMethod(_Settings, abc.ABC):
         return cls._from_parts(method, config, arrays, path)
 
     @classmethod
-    def _from_parts(cls, method: str, config: dict, arrays: dict, path) -> InversionMethod:
+    def _from_parts(cls, method: str, config: dict, arrays: dict, path: PathLike) -> InversionMethod:
         if method != cls.name:
             raise InputError(f"{path} holds a {method!r} model, not a {cls.name!r} one; use molmovie.inversion.load_method")
         settings = config.get("settings")
@@ -485,17 +487,18 @@ class InversionMethod(_Settings, abc.ABC):
     def _arrays(self) -> dict[str, np.ndarray]:
         return {}
 
-    def _restore(self, config: dict, arrays: dict, path) -> None:
+    def _restore(self, config: dict, arrays: dict, path: PathLike) -> None:
         pass
 
 
-def _frame_interval(time) -> float | None:
+def _frame_interval(time: ArrayLike) -> float | None:
     """The median spacing of a dataset's frame times, fs (None for fewer than two frames)."""
     time = np.asarray(time, dtype=float)
     return float(np.median(np.diff(time))) if time.size > 1 else None
 
 
-def _jsonable(obj):
+def _jsonable(obj: Any) -> Any:
+    """``obj`` with dicts, lists and tuples walked and NumPy scalars made Python numbers (for JSON)."""
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from .._numba import configure, parallel_lock
-from .._typing import Progress
+from .._typing import PathLike, Progress
 from ..datasets import Dataset
 from ._base import InversionMethod, Prediction, check_number, need_array
 from ._refine import check_refine_settings, refine_distances
@@ -293,7 +293,7 @@ class NearestReference(InversionMethod):
             "library_source": self.library_source_,
         }
 
-    def _restore(self, config: dict, arrays: dict, path) -> None:
+    def _restore(self, config: dict, arrays: dict, path: PathLike) -> None:
         lib = np.asarray(need_array(arrays, "library", path), dtype=float)
         dist = np.asarray(need_array(arrays, "library_distances", path), dtype=float)
         src = np.asarray(need_array(arrays, "library_source", path, kinds="iu"), dtype=np.int64)

@@ -52,7 +52,7 @@ from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from .._guards import check_allocation
-from .._typing import Progress
+from .._typing import PathLike, Progress
 from ..datasets import Dataset
 from ..geometry import automorphisms, pair_permutations
 from ._base import Prediction, check_number, need_array
@@ -373,7 +373,7 @@ class NearestViterbi(NearestReference):
     def _arrays(self) -> dict[str, np.ndarray]:
         return {**super()._arrays(), "pair_permutations": self.pair_permutations_}
 
-    def _restore(self, config: dict, arrays: dict, path) -> None:
+    def _restore(self, config: dict, arrays: dict, path: PathLike) -> None:
         super()._restore(config, arrays, path)
         scales: list[Any] = [config.get("ssr_scale"), config.get("jump_scale")]  # checked next
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in scales):
