@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import KW_ONLY, dataclass, field, replace
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._errors import InputError
 from ._guards import check_seed
+from ._typing import PathLike
 from .scattering.spec import SignalSpec
 from .trajectories import Ensemble, _index_array
 
@@ -130,7 +132,7 @@ class Dataset:
         return self.dS is not None
 
     # ----------------------------------------------------------- selections
-    def subset(self, indices) -> Dataset:
+    def subset(self, indices: ArrayLike) -> Dataset:
         """The trajectories at ``indices`` (integers or a boolean mask); splits are dropped."""
         idx = np.arange(self.n_trajectories)[_index_array(indices)]
         return replace(
@@ -157,7 +159,7 @@ class Dataset:
         out.splits = {k: new_index[v][new_index[v] >= 0] for k, v in self.splits.items()}
         return out
 
-    def with_signals(self, dS, I_ref, spec: SignalSpec) -> Dataset:
+    def with_signals(self, dS: ArrayLike, I_ref: ArrayLike, spec: SignalSpec) -> Dataset:
         """A copy with signals replaced (the trajectories and splits are kept).
 
         Parameters
@@ -170,13 +172,13 @@ class Dataset:
         --------
         ``ds.with_signals(*simulate(ds.symbols, ds.positions, ds.length, ds.time, spec))``
         """
-        return replace(self, dS=dS, I_ref=I_ref, spec=spec)
+        return replace(self, dS=np.asarray(dS, dtype=float), I_ref=np.asarray(I_ref, dtype=float), spec=spec)
 
 
 # --------------------------------------------------------------------------- splits
 
 
-def make_splits(n: int, sizes=(85, 11, 11), seed: int = 0) -> dict[str, np.ndarray]:
+def make_splits(n: int, sizes: ArrayLike = (85, 11, 11), seed: int = 0) -> dict[str, np.ndarray]:
     """Random train/val/test split of ``n`` trajectories.
 
     Parameters
@@ -211,7 +213,7 @@ def make_splits(n: int, sizes=(85, 11, 11), seed: int = 0) -> dict[str, np.ndarr
     return {name: np.sort(part) for name, part in zip(SPLITS, np.split(order, edges), strict=True)}
 
 
-def check_splits(splits: dict, n: int, where="the dataset") -> dict[str, np.ndarray]:
+def check_splits(splits: dict, n: int, where: PathLike = "the dataset") -> dict[str, np.ndarray]:
     """Validate splits read from a file: known names, whole indices in range, no index twice.
 
     Parameters

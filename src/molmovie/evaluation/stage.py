@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._errors import InputError
 from .._typing import PathLike
 from ..io import atomic_path
 from .metrics import evaluate
@@ -51,6 +52,8 @@ def score_method(method: InversionMethod, dataset: Dataset) -> dict:
         methods with an uncertainty).
     """
     method.check_molecule(dataset.symbols, dataset.molecule)
+    if dataset.dS is None or dataset.q is None:
+        raise InputError("the dataset has no scattering signals to invert; run `molmovie scatter` on it first")
     pred = method.predict(dataset.dS, q=dataset.q, lengths=dataset.length)
     ev = evaluate(pred.distances, dataset)
     summary = ev.summary()

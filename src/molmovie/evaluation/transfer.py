@@ -28,14 +28,18 @@ two C–S distances, sorted, and of the S–S distance. The study's scores
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError, shorten
+from .._typing import PathLike, Symbols
 from ..datasets import Dataset
 from ..geometry import automorphisms, pair_indices, pair_permutations
+from ..inversion import InversionMethod
 from ..io import read_dataset
 from ..molecules import formula
 from ..scattering import simulate
@@ -56,7 +60,9 @@ __all__ = [
 # --------------------------------------------------------------------------- the score
 
 
-def symmetric_distance_error(pred, true, permutations, *, pairs=None) -> np.ndarray:
+def symmetric_distance_error(
+    pred: ArrayLike, true: ArrayLike, permutations: ArrayLike, *, pairs: ArrayLike | None = None
+) -> np.ndarray:
     r"""Absolute distance errors after the best relabelling of equivalent atoms, frame by frame.
 
     For every frame, the relabelling :math:`\pi` (one of ``permutations``)
@@ -210,7 +216,7 @@ def resample_ensemble(ensemble: Ensemble, dt: float, *, tmax: float | None = Non
     )
 
 
-def read_foreign(paths, *, split: str | None = None) -> Ensemble:
+def read_foreign(paths: str | Path | Sequence[PathLike], *, split: str | None = None) -> Ensemble:
     """Foreign trajectories from files: SHARC run folders (or a folder of them), trajectory files, or a dataset.
 
     Parameters
@@ -235,7 +241,7 @@ def read_foreign(paths, *, split: str | None = None) -> Ensemble:
     return read_ensemble(paths)
 
 
-def _model_order(symbols, model_symbols) -> np.ndarray:
+def _model_order(symbols: Symbols, model_symbols: Symbols) -> np.ndarray:
     """Atom indices that put ``symbols`` in the model's order (stable per element), or an InputError for another molecule."""
     symbols, model_symbols = tuple(symbols), tuple(model_symbols)
     if sorted(symbols) != sorted(model_symbols):
@@ -248,7 +254,7 @@ def _model_order(symbols, model_symbols) -> np.ndarray:
 
 
 def foreign_dataset(
-    method, ensemble: Ensemble, *, dt: float | None = None, tmax: float | None = None, seed: int | None = None
+    method: InversionMethod, ensemble: Ensemble, *, dt: float | None = None, tmax: float | None = None, seed: int | None = None
 ) -> Dataset:
     """Foreign trajectories as the model sees them: on its time grid and atom order, with ΔS made as its training ΔS was.
 
@@ -365,7 +371,13 @@ class Transfer:
 
 
 def transfer(
-    method, foreign, *, dt: float | None = None, tmax: float | None = None, seed: int | None = None, permutations=None
+    method: InversionMethod,
+    foreign: Ensemble | Dataset,
+    *,
+    dt: float | None = None,
+    tmax: float | None = None,
+    seed: int | None = None,
+    permutations: ArrayLike | None = None,
 ) -> Transfer:
     """Score a trained method on foreign trajectories: its transfer to dynamics it did not train on.
 

@@ -33,7 +33,10 @@ The VRNN's loss, term by term, is in :mod:`molmovie.inversion.losses`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._errors import InputError
+from .._typing import PathLike
 from ._base import InversionMethod, NotFittedError, Prediction, check_signals, interpolate_signals, read_model_file
 from ._nearest import NearestReference, nearest_frames
 from ._refine import refine_distances
@@ -69,7 +72,7 @@ METHODS: dict[str, type[InversionMethod]] = {
 DEFAULT_METHOD = "vrnn"
 
 
-def get_method(name: str, **settings) -> InversionMethod:
+def get_method(name: str, **settings: Any) -> InversionMethod:
     """A new, unfitted inversion method by name.
 
     Parameters
@@ -84,7 +87,7 @@ def get_method(name: str, **settings) -> InversionMethod:
     return METHODS[name]().set_params(**settings)
 
 
-def load_method(path) -> InversionMethod:
+def load_method(path: PathLike) -> InversionMethod:
     """Load a saved model of any registered method (see :meth:`InversionMethod.save`)."""
     method, config, arrays = read_model_file(path)
     if method not in METHODS:

@@ -20,13 +20,17 @@ from __future__ import annotations
 import abc
 import inspect
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError, shorten
+from .._typing import PathLike, Progress, Symbols
+from ..datasets import Dataset
 from ..geometry import pair_labels
 from ..io.model import MODEL_FORMAT, MODEL_VERSION, need_array, read_model_file, write_model_file
 from ..molecules import formula as _formula
@@ -99,7 +103,9 @@ def check_dataset(ds, role: str, *, need_signals: bool = True):
     return mask
 
 
-def check_signals(dS, q, lengths, model_q, *, n_q_name: str = "model") -> tuple[np.ndarray, np.ndarray]:
+def check_signals(
+    dS: ArrayLike, q: ArrayLike, lengths: ArrayLike | None, model_q: np.ndarray, *, n_q_name: str = "model"
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate signals given to ``predict``.
 
     Parameters
@@ -135,27 +141,27 @@ def check_signals(dS, q, lengths, model_q, *, n_q_name: str = "model") -> tuple[
     if lengths is None:
         finite = np.isfinite(dS).all(axis=2)
         allnan = np.isnan(dS).all(axis=2)
-        lengths = finite.sum(axis=1)
+        n = finite.sum(axis=1)
         ok = finite | allnan
-        prefix = np.arange(T)[None, :] < lengths[:, None]
+        prefix = np.arange(T)[None, :] < n[:, None]
         if not (ok.all() and np.array_equal(finite, prefix)):
             raise InputError(
                 "dS has NaN or inf inside a series; only whole frames of NaN at the end of a series (past its length) are allowed"
             )
     else:
-        lengths = np.asarray(lengths)
-        if lengths.shape != (M,) or not np.issubdtype(lengths.dtype, np.number) or np.any(lengths != np.round(lengths)):
-            raise InputError(f"lengths must be {M} whole numbers, one per series; got {shorten(repr(lengths))}")
-        lengths = lengths.astype(np.int64)
-        if np.any(lengths < 0) or np.any(lengths > T):
-            raise InputError(f"lengths must lie between 0 and the number of frames {T}; got {lengths.min()} to {lengths.max()}")
-        mask = np.arange(T)[None, :] < lengths[:, None]
+        n = np.asarray(lengths)
+        if n.shape != (M,) or not np.issubdtype(n.dtype, np.number) or np.any(n != np.round(n)):
+            raise InputError(f"lengths must be {M} whole numbers, one per series; got {shorten(repr(n))}")
+        n = n.astype(np.int64)
+        if np.any(n < 0) or np.any(n > T):
+            raise InputError(f"lengths must lie between 0 and the number of frames {T}; got {n.min()} to {n.max()}")
+        mask = np.arange(T)[None, :] < n[:, None]
         if not np.all(np.isfinite(dS[mask])):
             raise InputError("dS has NaN or inf within a series' length")
-    return dS, lengths.astype(np.int64)
+    return dS, n.astype(np.int64)  # n: the lengths, checked
 
 
-def interpolate_signals(dS, q, q_target, lengths) -> np.ndarray:
+def interpolate_signals(dS: ArrayLike, q: ArrayLike, q_target: ArrayLike, lengths: ArrayLike) -> np.ndarray:
     """ΔS on another q grid by linear interpolation in q; the target grid must lie inside the data's.
 
     Parameters
@@ -192,12 +198,14 @@ def interpolate_signals(dS, q, q_target, lengths) -> np.ndarray:
     return out
 
 
-def check_choice(name: str, value, choices) -> None:
+def check_choice(name: str, value: object, choices: Collection[object]) -> None:
     if value not in choices:
         raise InputError(f"The {name!r} setting must be one of {', '.join(map(repr, choices))}; got {shorten(repr(value))}")
 
 
-def check_number(name: str, value, *, low=None, high=None, low_open=False, integer=False) -> None:
+def check_number(
+    name: str, value: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False, integer: bool = False
+) -> None:
     ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.integer, np.floating))
     if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
         kind = "a whole number" if integer else "a number"
@@ -243,7 +251,7 @@ class _Settings:
         ]
         return f"{cls.__name__}({', '.join(changed)})"
 
-    def set_params(self, **settings) -> Self:
+    def set_params(self, **settings: Any) -> Self:
         """Change settings (like scikit-learn's); an unknown name is an :class:`InputError`. Returns self.
 
         Values are checked by :meth:`check_settings` (and by ``fit``).
@@ -259,7 +267,7 @@ class _Settings:
             setattr(self, key, value)
         return self
 
-    def clone(self, **settings) -> Self:
+    def clone(self, **settings: Any) -> Self:
         """A new, unfitted method of the same kind and settings (changed by ``settings``)."""
         return type(self)(**self.get_params()).set_params(**settings)
 
@@ -321,11 +329,11 @@ class InversionMethod(_Settings, abc.ABC):
             )
 
     @abc.abstractmethod
-    def fit(self, train, val=None, *, progress=None) -> InversionMethod:
+    def fit(self, train: Dataset, val: Dataset | None = None, *, progress: Progress | None = None) -> Self:
         """Learn from training trajectories (Datasets with signals), validating on ``val``; returns self."""
 
     @abc.abstractmethod
-    def predict(self, dS, *, q, lengths=None) -> Prediction:
+    def predict(self, dS: ArrayLike, *, q: ArrayLike, lengths: ArrayLike | None = None) -> Prediction:
         """Distances (with standard deviations, for methods that have them) for every frame.
 
         Parameters
@@ -350,7 +358,9 @@ class InversionMethod(_Settings, abc.ABC):
         mask = check_dataset(train, "training")
         return mask, self._check_val(train, val)
 
-    def _signals(self, dS, q, lengths, what: str = "predict"):
+    def _signals(
+        self, dS: ArrayLike, q: ArrayLike, lengths: ArrayLike | None, what: str = "predict"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Signals checked for this fitted model: ``dS`` (M, T, Q) float64, ``lengths`` (M,), ``mask`` (M, T) of valid frames."""
         self._check_fitted(what)
         dS, lengths = check_signals(dS, q, lengths, self.q_)
@@ -376,7 +386,7 @@ class InversionMethod(_Settings, abc.ABC):
             raise InputError("the validation data's q grid differs from the training data's")
         return val
 
-    def check_molecule(self, symbols, molecule: str | None = None) -> None:
+    def check_molecule(self, symbols: Symbols, molecule: str | None = None) -> None:
         """Refuse signals of another molecule (or atom order) than the one this model was trained on.
 
         Parameters
@@ -412,7 +422,7 @@ class InversionMethod(_Settings, abc.ABC):
             "dt_fs": getattr(self, "dt_", None),  # the training frame interval (None: unknown, a model file of before)
         }
 
-    def _restore_common(self, config: dict, arrays: dict, path) -> None:
+    def _restore_common(self, config: dict, arrays: dict, path: PathLike) -> None:
         try:
             self.symbols_ = tuple(config["symbols"])
             self.molecule_ = str(config["molecule"])
@@ -445,7 +455,7 @@ class InversionMethod(_Settings, abc.ABC):
         except InputError as exc:
             raise InputError(f"{path}: damaged molmovie model file ({exc})") from None
 
-    def save(self, path, *, force: bool = False) -> Path:
+    def save(self, path: PathLike, *, force: bool = False) -> Path:
         """Save the fitted model to one safetensors file (atomic write).
 
         Parameters
@@ -463,13 +473,13 @@ class InversionMethod(_Settings, abc.ABC):
         return write_model_file(path, self.name, config, arrays, force=force)
 
     @classmethod
-    def load(cls, path) -> InversionMethod:
+    def load(cls, path: PathLike) -> InversionMethod:
         """Load a model saved by :meth:`save` (never runs code from the file)."""
         method, config, arrays = read_model_file(path)
         return cls._from_parts(method, config, arrays, path)
 
     @classmethod
-    def _from_parts(cls, method: str, config: dict, arrays: dict, path) -> InversionMethod:
+    def _from_parts(cls, method: str, config: dict, arrays: dict, path: PathLike) -> InversionMethod:
         if method != cls.name:
             raise InputError(f"{path} holds a {method!r} model, not a {cls.name!r} one; use molmovie.inversion.load_method")
         settings = config.get("settings")
@@ -495,17 +505,18 @@ class InversionMethod(_Settings, abc.ABC):
     def _arrays(self) -> dict[str, np.ndarray]:
         return {}
 
-    def _restore(self, config: dict, arrays: dict, path) -> None:
+    def _restore(self, config: dict, arrays: dict, path: PathLike) -> None:
         pass
 
 
-def _frame_interval(time) -> float | None:
+def _frame_interval(time: ArrayLike) -> float | None:
     """The median spacing of a dataset's frame times, fs (None for fewer than two frames)."""
     time = np.asarray(time, dtype=float)
     return float(np.median(np.diff(time))) if time.size > 1 else None
 
 
-def _jsonable(obj):
+def _jsonable(obj: Any) -> Any:
+    """``obj`` with dicts, lists and tuples walked and NumPy scalars made Python numbers (for JSON)."""
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -27,9 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from .._numba import configure, parallel_lock
+from .._typing import PathLike, Progress
+from ..datasets import Dataset
 from ._base import InversionMethod, Prediction, check_number, need_array
 from ._refine import check_refine_settings, refine_distances
 
@@ -213,7 +216,7 @@ class NearestReference(InversionMethod):
         check_refine_settings(self)
         return []
 
-    def fit(self, train, val=None, *, progress=None) -> NearestReference:
+    def fit(self, train: Dataset, val: Dataset | None = None, *, progress: Progress | None = None) -> NearestReference:
         """Build the reference library from the training trajectories.
 
         Parameters
@@ -242,7 +245,9 @@ class NearestReference(InversionMethod):
             progress(1, {"total": 1, "unit": "steps", "epoch": 1, "epochs": 1, "train_loss": None, "val_loss": None})
         return self
 
-    def query(self, dS, *, q, lengths=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    def query(
+        self, dS: ArrayLike, *, q: ArrayLike, lengths: ArrayLike | None = None, progress: Progress | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Nearest library row of every frame.
 
         ``dS``, ``q`` and ``lengths`` as for :meth:`predict`; ``progress`` as
@@ -263,7 +268,7 @@ class NearestReference(InversionMethod):
         ssr[mask] = val
         return index, ssr
 
-    def predict(self, dS, *, q, lengths=None) -> Prediction:
+    def predict(self, dS: ArrayLike, *, q: ArrayLike, lengths: ArrayLike | None = None) -> Prediction:
         """Distances of the nearest reference frame of every frame (parameters: :meth:`InversionMethod.predict`).
 
         Returns
@@ -297,7 +302,7 @@ class NearestReference(InversionMethod):
             "library_source": self.library_source_,
         }
 
-    def _restore(self, config: dict, arrays: dict, path) -> None:
+    def _restore(self, config: dict, arrays: dict, path: PathLike) -> None:
         lib = np.asarray(need_array(arrays, "library", path), dtype=float)
         dist = np.asarray(need_array(arrays, "library_distances", path), dtype=float)
         src = np.asarray(need_array(arrays, "library_source", path, kinds="iu"), dtype=np.int64)

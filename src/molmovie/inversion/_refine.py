@@ -129,10 +129,14 @@ report, is in :mod:`._refine_distance_space`, the fit of the coordinates in
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from .._guards import check_allocation
+from .._typing import Progress, Symbols
 from ..geometry import heavy_pairs, n_atoms_from_pairs
 from ..scattering.spec import SignalSpec
 from ._base import check_choice, check_number
@@ -166,15 +170,15 @@ _MAX_SWEEPS = 100
 
 
 def refine_distances(
-    mean,
-    std,
-    dS,
+    mean: ArrayLike,
+    std: ArrayLike,
+    dS: ArrayLike,
     *,
-    symbols,
+    symbols: Symbols,
     spec: SignalSpec,
-    lengths=None,
-    I_ref=None,
-    noise=None,
+    lengths: ArrayLike | None = None,
+    I_ref: ArrayLike | None = None,
+    noise: float | ArrayLike | Literal["residual"] | None = None,
     weight: float = 1.0,
     max_iter: int | None = None,
     posterior: str = "auto",
@@ -183,7 +187,7 @@ def refine_distances(
     sweeps: int = 1,
     device: str = "auto",
     memory_mb: float = 256.0,
-    progress=None,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MAP distances given the signal, with predicted distances ± std as a Gaussian prior in log R.
 
@@ -387,7 +391,9 @@ def check_refine_settings(method) -> None:
         check_choice("refine_space", method.refine_space, SPACES)
 
 
-def _check_arrays(mean, std, dS, lengths, n_q: int):
+def _check_arrays(
+    mean: ArrayLike, std: ArrayLike, dS: ArrayLike, lengths: ArrayLike | None, n_q: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     mean = np.asarray(mean, dtype=float)
     std = np.asarray(std, dtype=float)
     dS = np.asarray(dS, dtype=float)

@@ -48,9 +48,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from .._guards import check_allocation
+from .._typing import PathLike, Progress
+from ..datasets import Dataset
 from ..geometry import automorphisms, pair_permutations
 from ._base import Prediction, check_number, need_array
 from ._nearest import NearestReference, nearest_frames
@@ -278,7 +281,7 @@ class NearestViterbi(NearestReference):
         check_number("memory_mb", self.memory_mb, low=0, low_open=True)
         return []
 
-    def fit(self, train, val=None, *, progress=None) -> NearestViterbi:
+    def fit(self, train: Dataset, val: Dataset | None = None, *, progress: Progress | None = None) -> NearestViterbi:
         """Build the reference library and the two scales from the training trajectories.
 
         Parameters as for :meth:`NearestReference.fit`; ``progress`` is called once.
@@ -311,7 +314,9 @@ class NearestViterbi(NearestReference):
         self._check_fitted("summarising its fit")
         return f"scales: s² = {self.ssr_scale_:.3g} (SSR), d² = {self.jump_scale_:.3g} Å² (jumps); λ = {self.lam:g}, k = {self.k}"
 
-    def decode(self, dS, *, q, lengths=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode(
+        self, dS: ArrayLike, *, q: ArrayLike, lengths: ArrayLike | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The Viterbi path of every series through its frames' k nearest library rows.
 
         ``dS``, ``q`` and ``lengths`` as for :meth:`predict`.
@@ -353,7 +358,7 @@ class NearestViterbi(NearestReference):
         fit = np.where(mask, np.take_along_axis(ssr, chosen[:, :, None], axis=2)[:, :, 0], np.nan)
         return index, np.where(mask, relabel, -1), fit
 
-    def predict(self, dS, *, q, lengths=None) -> Prediction:
+    def predict(self, dS: ArrayLike, *, q: ArrayLike, lengths: ArrayLike | None = None) -> Prediction:
         """Distances of the reference frames on each series' Viterbi path (parameters: :meth:`InversionMethod.predict`).
 
         Returns
@@ -375,7 +380,7 @@ class NearestViterbi(NearestReference):
     def _arrays(self) -> dict[str, np.ndarray]:
         return {**super()._arrays(), "pair_permutations": self.pair_permutations_}
 
-    def _restore(self, config: dict, arrays: dict, path) -> None:
+    def _restore(self, config: dict, arrays: dict, path: PathLike) -> None:
         super()._restore(config, arrays, path)
         scales: list[Any] = [config.get("ssr_scale"), config.get("jump_scale")]  # checked next
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in scales):

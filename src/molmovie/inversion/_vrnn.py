@@ -52,6 +52,7 @@ to Angstrom by the delta method, :math:`\\sigma_R = |dR/dg|\\, s\\, \\sigma_q`
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from ._base import InversionMethod, Prediction, check_choice, check_number
@@ -383,7 +384,7 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         return f"best epoch {self.best_epoch_} of {len(self.history_)} ({which} loss {best[f'{which}_loss']:.4g})"
 
     # ------------------------------------------------------------------ predict
-    def predict(self, dS, *, q, lengths=None) -> Prediction:
+    def predict(self, dS: ArrayLike, *, q: ArrayLike, lengths: ArrayLike | None = None) -> Prediction:
         """Distances and their standard deviations for every frame (parameters: :meth:`InversionMethod.predict`).
 
         Returns

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._typing import PathLike
 from ._base import InversionMethod, need_array
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class _VRNNFile(InversionMethod):
             arrays[f"net.{k}"] = v.detach().cpu().numpy()
         return arrays
 
-    def _restore(self, config: dict, arrays: dict, path) -> None:
+    def _restore(self, config: dict, arrays: dict, path: PathLike) -> None:
         import torch
 
         from ._vrnn_net import VRNNNet

@@ -11,12 +11,15 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
 from .._errors import InputError
 from .._guards import check_allocation
+from .._typing import Progress
+from ..datasets import Dataset
 from ..geometry import automorphisms, pair_permutations
 from ._base import check_dataset, check_signals
 from ._vrnn_file import _VRNNFile
@@ -59,7 +62,7 @@ class _VRNNTraining(_VRNNFile):
     seed: int
     device: str
 
-    def fit(self, train, val=None, *, progress=None) -> Self:
+    def fit(self, train: Dataset, val: Dataset | None = None, *, progress: Progress | None = None) -> Self:
         """Train on the training trajectories, early-stopping on the validation ones.
 
         Parameters
@@ -216,7 +219,7 @@ class _VRNNTraining(_VRNNFile):
                 frames += n
         return total / frames
 
-    def loss(self, dataset) -> float:
+    def loss(self, dataset: Dataset) -> float:
         """The loss per valid frame on a dataset, as training monitors it on the validation data.
 
         The latents are taken at their means, the physics term (with the full
@@ -230,6 +233,7 @@ class _VRNNTraining(_VRNNFile):
         self._check_fitted("scoring a loss")
         mask = check_dataset(dataset, "given")
         self.check_molecule(dataset.symbols)
+        assert dataset.dS is not None and dataset.q is not None  # check_dataset refuses a dataset without signals
         check_signals(dataset.dS, dataset.q, dataset.length, self.q_)
         device = self._torch_device()
         data = self._tensors(dataset, mask, _distances(dataset, mask, "given"), device)
@@ -239,7 +243,7 @@ class _VRNNTraining(_VRNNFile):
         finally:
             self.net_ = net.to("cpu")
 
-    def signal_model(self, device="cpu"):
+    def signal_model(self, device: str | torch.device = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
         """The physics term's differentiable forward model: ΔS from standardised distance latents.
 
         Returns

@@ -22,15 +22,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._typing import PathLike
 from .._version import __version__
 from ..datasets import Dataset, check_splits
 from ..scattering.spec import SignalSpec
 from ..trajectories import Ensemble
 from ._files import atomic_hdf5, check_format, check_output, json_default, open_hdf5, read_array, write_array
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = ["DATASET_FORMAT", "DATASET_VERSION", "read_dataset", "write_dataset"]
 
@@ -38,7 +43,7 @@ DATASET_FORMAT = "molmovie"
 DATASET_VERSION = 1
 
 
-def write_dataset(ds: Dataset, path, *, force: bool = False) -> Path:
+def write_dataset(ds: Dataset, path: PathLike, *, force: bool = False) -> Path:
     """Write a dataset file atomically.
 
     Parameters
@@ -90,7 +95,7 @@ def write_dataset(ds: Dataset, path, *, force: bool = False) -> Path:
     return path
 
 
-def read_dataset(path) -> Dataset:
+def read_dataset(path: PathLike) -> Dataset:
     """Read a dataset file (opened read-only).
 
     Parameters
@@ -114,7 +119,7 @@ def read_dataset(path) -> Dataset:
         check_format(f.attrs, path, DATASET_FORMAT, DATASET_VERSION, "molmovie dataset")
         what = "molmovie dataset"
 
-        def array(group, name, kinds="fiub"):
+        def array(group: h5py.Group, name: str, kinds: str = "fiub") -> Any:
             return read_array(group, name, path, kinds=kinds, what=what)
 
         try:
@@ -132,7 +137,7 @@ def read_dataset(path) -> Dataset:
                 state=array(tr, "state") if "state" in tr else None,
                 provenance=json.loads(f.attrs.get("provenance", "{}")),
             )
-            signals = {}
+            signals: dict[str, Any] = {}
             if "signals" in f:
                 sg = f["signals"]
                 attrs = {k: json.loads(v) for k, v in sg.attrs.items()}
@@ -147,6 +152,6 @@ def read_dataset(path) -> Dataset:
             raise InputError(f"{path}: damaged molmovie dataset ({shorten(str(exc), 200)})") from None
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     """A string from HDF5: bytes decoded (bad bytes replaced), anything else through ``str``."""
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

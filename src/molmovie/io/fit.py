@@ -46,9 +46,10 @@ another format or a newer version with one line.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -56,6 +57,9 @@ from .._errors import InputError, shorten
 from .._typing import PathLike
 from .._version import __version__
 from ._files import atomic_hdf5, check_format, check_output, json_default, open_hdf5, read_array, write_array
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = ["FIT_FORMAT", "FIT_VERSION", "FitResult", "EnsemblePart", "PdfPart", "write_fit", "read_fit"]
 
@@ -383,11 +387,12 @@ def write_fit(result: FitResult, path: PathLike, *, force: bool = False) -> Path
 _WHAT = "molmovie fit result"
 
 
-def _text(value):
+def _text(value: Any) -> Any:
+    """Bytes decoded (bad bytes replaced); anything else as it is."""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def _array(group, name: str, units: str, path):
+def _array(group: h5py.Group, name: str, units: str, path: PathLike) -> Any:
     """An array of numbers with its ``units`` attribute, its kind and size checked before it is read."""
     node = group.get(name)
     if node is not None and _text(node.attrs.get("units")) != units:
@@ -395,11 +400,16 @@ def _array(group, name: str, units: str, path):
     return read_array(group, name, path, what=_WHAT)
 
 
-def _strings(group, name: str, path) -> tuple:
+def _strings(group: h5py.Group, name: str, path: PathLike) -> tuple[str, ...]:
     return tuple(str(_text(s)) for s in np.atleast_1d(read_array(group, name, path, kinds="SOU", what=_WHAT)))
 
 
-def _read_part(g, cls, units: dict, strs, attrs, path):
+_Part = TypeVar("_Part", EnsemblePart, PdfPart)
+
+
+def _read_part(
+    g: h5py.Group, cls: type[_Part], units: dict[str, str], strs: Collection[str], attrs: Collection[str], path: PathLike
+) -> _Part:
     kw: dict[str, Any] = {}
     for fld in fields(cls):
         name = fld.name

@@ -12,17 +12,19 @@ from a measurement or another code's simulation.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._typing import PathLike
 from ._files import open_hdf5, read_array
 from .dataset import DATASET_FORMAT, read_dataset
 
 __all__ = ["read_signals"]
 
 
-def read_signals(path) -> dict:
+def read_signals(path: PathLike) -> dict[str, Any]:
     """Signals to invert: a molmovie dataset, or a minimal HDF5 file with ``q``, ``time`` and ``dS``.
 
     Parameters

@@ -28,7 +28,7 @@ from pathlib import Path
 from ..._engine import connect, local_client
 from ..._guards import remove_stale_temporaries
 from ...io import read_dataset
-from .presets import is_seeded
+from .presets import Preset, is_seeded
 from .stages import Stage, experiment_splits, limit_threads, method_stage
 
 #: The datasets a worker process has read: path -> (modification time, Dataset).
@@ -43,13 +43,13 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _stage_task(stage: Stage, preset, out: Path, data: Path, seed: int, threads: int | None, topic: str) -> str:
+def _stage_task(stage: Stage, preset: Preset, out: Path, data: Path, seed: int, threads: int | None, topic: str) -> str:
     """Run one stage in a Dask worker; its log lines and progress go to the event ``topic``. Returns the stage's label."""
     from distributed import get_worker
 
     worker = get_worker()
 
-    def send(*message) -> None:
+    def send(*message: object) -> None:
         worker.log_event(topic, list(message))
 
     path = data / f"{stage.exp.molecule}.h5"
@@ -79,7 +79,7 @@ def _stage_task(stage: Stage, preset, out: Path, data: Path, seed: int, threads:
 
 def run_stages(
     todo: list[Stage],
-    preset,
+    preset: Preset,
     out: Path,
     data: Path,
     seed: int,
@@ -117,7 +117,7 @@ def run_stages(
     last: dict = {}  # stage label -> its last progress report
     ended = 0
 
-    def relay(message) -> None:
+    def relay(message: list) -> None:
         nonlocal ended
         kind, *rest = message
         if kind == "log":
@@ -175,7 +175,9 @@ def run_stages(
                     remove_stale_temporaries(path)
 
 
-def _drain(messages: queue.Queue, relay, expected: int, ended: Callable[[], int], timeout: float = 10.0) -> None:
+def _drain(
+    messages: queue.Queue, relay: Callable[[list], None], expected: int, ended: Callable[[], int], timeout: float = 10.0
+) -> None:
     """Relay the events still on their way after every stage finished, until each stage's end is in (or ``timeout`` s)."""
     import time
 

@@ -8,9 +8,11 @@ and has its scores and report made again (the old ones set aside).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from ..._errors import InputError
+from ..._typing import PathLike
 from .presets import Preset
 
 #: What a study writes beside its models: the scores and the report (:func:`~.report.write_report`).
@@ -55,7 +57,7 @@ def _upgrade_manifest(old: dict) -> dict:
     return new
 
 
-def check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> tuple[dict, int | None]:
+def check_manifest(out: Path, preset: Preset, seed: int, data_dir: PathLike | None) -> tuple[dict, int | None]:
     """What defines this study, and the revision of the study in ``out`` when it is older than today's
     (:data:`MODELS_VALID_SINCE` or later; else None); refuse to resume, in ``out``, a study defined
     otherwise or by an older molmovie whose models are not valid today."""
@@ -104,7 +106,7 @@ def check_manifest(out: Path, preset: Preset, seed: int, data_dir) -> tuple[dict
     return manifest, older
 
 
-def set_aside(out: Path, older: int, log) -> None:
+def set_aside(out: Path, older: int, log: Callable[[str], None]) -> None:
     """Move a study's scores (``eval/``) and report into ``revision{older}/`` (a free name), to be made again; its models stay."""
     found = [p for p in (out / "eval", *(out / name for name in REPORT)) if p.exists()]
     if (out / "eval").is_dir() and not any((out / "eval").iterdir()):

@@ -145,7 +145,7 @@ def method_seeds(method: str, seed: int, seeds: int) -> list[int]:
     return [seed + k for k in range(seeds)] if is_seeded(method) else [seed]
 
 
-def check_count(name: str, value, most: int) -> None:
+def check_count(name: str, value: object, most: int) -> None:
     """Refuse a count that is not a whole number from 1 to ``most``, naming the parameter."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= most:
         raise InputError(f"The {name!r} parameter must be a whole number from 1 to {most}; got {value!r}")

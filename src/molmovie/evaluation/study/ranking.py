@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 
 from .presets import SCORES
@@ -17,13 +20,13 @@ WIN_RULE = (
 )
 
 
-def over_seeds(summaries: list[dict], reduce) -> dict:
+def over_seeds(summaries: list[dict], reduce: Callable[[list], Any]) -> dict:
     """Each key of per-seed summaries reduced over the seeds (keys every seed has)."""
     keys = [k for k in summaries[0] if all(k in s for s in summaries)]
     return {k: reduce([s[k] for s in summaries]) for k in keys}
 
 
-def _mean(values: list):
+def _mean(values: list) -> Any:
     """The mean of per-seed values; the value itself when every seed gave the same (the frame count stays an int)."""
     return values[0] if all(v == values[0] for v in values) else float(np.mean(values))
 
@@ -33,7 +36,7 @@ def _std(values: list) -> float:
     return 0.0 if all(v == values[0] for v in values) else float(np.std(values, ddof=1))
 
 
-def rank_methods(summaries: dict, spreads: dict | None = None, *, scores=SCORES) -> dict:
+def rank_methods(summaries: dict, spreads: dict | None = None, *, scores: Sequence[str] = SCORES) -> dict:
     """Each score's winner (smallest; ties to the method listed first), runner-up and margin.
 
     Parameters
@@ -80,7 +83,7 @@ def rank_methods(summaries: dict, spreads: dict | None = None, *, scores=SCORES)
     return out
 
 
-def seed_statistics(by_seed: dict, seeds: int, over) -> dict:
+def seed_statistics(by_seed: dict, seeds: int, over: Callable[[list[dict], Callable[[list], Any]], dict]) -> dict:
     """Each method's summaries over the seeds: itself with one seed; else mean, spread (std) and per-seed lists.
 
     ``by_seed`` maps a method to its summaries, one per seed (one alone for a method without a seed: it stands for

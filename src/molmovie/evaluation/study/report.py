@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from .presets import SCORE_NAMES, SCORES, Experiment, is_seeded, method_label
 from .ranking import SPREAD, WIN_RULE
 from .stages import experiment_dataset
 from .transfer import TRANSFER_SCORE, TRANSFER_TITLE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def log_line(exp: Experiment, entry: dict) -> str:
@@ -63,7 +67,7 @@ def results_markdown(results: dict) -> str:
     several = "seeds" in results
     rows = [_spread_caption(results, methods), ""] if several else []
 
-    def spread(e, name, k):
+    def spread(e: dict, name: str, k: str) -> float | None:
         return e["spread"][name][k] if several else None
 
     rows += [
@@ -210,7 +214,7 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(results_markdown(results))
 
-    def save(fig, name):
+    def save(fig: Figure, name: str) -> None:
         with atomic_path(out / name, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=130, format="png")
         plt.close(fig)
@@ -255,6 +259,7 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
         method_label(m): {"rmsd": per_frame[(exp.key, m)]["rmsd_t"], "ssr": per_frame[(exp.key, m)]["ssr_t"]} for m in shown
     }
     save(plot_per_time_step(test.time, curves, title=f"{exp.label} test trajectories: error against time"), "fig2c.png")
+    assert test.dS is not None and test.q is not None  # the study's datasets carry their signals
     panels = {"measured ΔS (simulated truth)": test.dS[traj, :L]}
     for m in shown:
         panels[f"from {method_label(m)} distances"] = per_frame[(exp.key, m)]["dS_pred"][traj, :L]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..._errors import InputError
+from ..._typing import PathLike
 from ...inversion import METHODS
 from ...io import atomic_path
 from ..stage import read_scores
@@ -26,7 +27,7 @@ from .transfer import TRANSFER_MOLECULE, read_sharc, transfer_entry
 
 def run_study(
     preset: str | Preset,
-    output,
+    output: PathLike,
     *,
     seed: int = 0,
     seeds: int = 1,
@@ -34,8 +35,8 @@ def run_study(
     threads: int | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
-    data_dir=None,
-    sharc_dir=None,
+    data_dir: PathLike | None = None,
+    sharc_dir: PathLike | None = None,
     log: Callable[[str], None] = print,
     progress: Callable[[int, dict], None] | None = None,
 ) -> dict:

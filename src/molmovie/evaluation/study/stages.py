@@ -17,16 +17,17 @@ import numpy as np
 
 from ..._errors import InputError
 from ..._numba import configure as configure_numba
+from ..._typing import Progress
 from ...datasets import SPLITS, Dataset, make_splits
 from ...dynamics import generate
 from ...inversion import get_method, load_method
 from ...io import read_dataset, write_dataset
 from ...scattering import SignalSpec, q_grid, simulate
 from ..stage import score_method, write_scores
-from .presets import SCORES, Experiment, method_settings
+from .presets import SCORES, Experiment, Preset, method_settings
 
 
-def experiment_dataset(full, exp: Experiment, seed: int):
+def experiment_dataset(full: Dataset, exp: Experiment, seed: int) -> Dataset:
     """The dataset of one experiment with its own split (bound-only experiments drop dissociating runs)."""
     if not exp.bound_only:
         return full
@@ -36,7 +37,7 @@ def experiment_dataset(full, exp: Experiment, seed: int):
     return ds
 
 
-def staged(progress, stage: str, *, least: int = 1):
+def staged(progress: Progress | None, stage: str, *, least: int = 1) -> Progress | None:
     """``progress(done, info)`` with ``info["stage"]`` set (``stage`` and the unit of its steps); None without a progress callback.
 
     Jobs of fewer than ``least`` steps report nothing (a one-step fit has no progress to show).
@@ -51,7 +52,16 @@ def staged(progress, stage: str, *, least: int = 1):
     return report
 
 
-def dataset_stage(mol, preset, path: Path, seed, workers, log, progress, scheduler=None):
+def dataset_stage(
+    mol: str,
+    preset: Preset,
+    path: Path,
+    seed: int,
+    workers: int | None,
+    log: Callable[[str], None],
+    progress: Progress | None,
+    scheduler: str | None = None,
+) -> Dataset:
     """Generate (or reuse) one molecule's trajectories (on a Dask ``scheduler``'s workers when given) and simulate their signals."""
     counts = preset.trajectories[mol]
     n = int(sum(counts))
@@ -70,8 +80,8 @@ def dataset_stage(mol, preset, path: Path, seed, workers, log, progress, schedul
                 f"{path} is split {'/'.join(map(str, sizes))} (train/val/test) but the {preset.name} preset needs "
                 f"{'/'.join(map(str, counts))}; remove it or choose another --output/--data-dir"
             )
-        if ds.has_signals:
-            _check_protocol(ds, path)
+        if ds.spec is not None:  # ds.has_signals
+            _check_protocol(ds.spec, path)
             log(f"{mol}: reusing {path} ({n} trajectories, {int(ds.dissociated.sum())} dissociated)")
             return ds
     else:
@@ -87,11 +97,11 @@ def dataset_stage(mol, preset, path: Path, seed, workers, log, progress, schedul
     return ds
 
 
-def _check_protocol(ds, path: Path) -> None:
+def _check_protocol(spec: SignalSpec, path: Path) -> None:
     """Refuse reused signals simulated otherwise than the study's protocol (default q grid, inelastic, first frame, exact)."""
-    q, spec = q_grid(), ds.spec
+    q = q_grid()
     found = {
-        "q grid": f"{len(ds.q)} points, {ds.q.min():.3g}-{ds.q.max():.3g} 1/Å",
+        "q grid": f"{len(spec.q)} points, {spec.q.min():.3g}-{spec.q.max():.3g} 1/Å",
         "inelastic": spec.inelastic,
         "reference": spec.reference,
         "photons": spec.photons,
@@ -104,7 +114,7 @@ def _check_protocol(ds, path: Path) -> None:
         "photons": None,
         "irf_fs": None,
     }
-    same_q = len(ds.q) == len(q) and np.allclose(ds.q, q, rtol=1e-9, atol=1e-12)
+    same_q = len(spec.q) == len(q) and np.allclose(spec.q, q, rtol=1e-9, atol=1e-12)
     diff = [
         f"{k} {found[k]} (the study uses {wanted[k]})" for k in wanted if (not same_q if k == "q grid" else found[k] != wanted[k])
     ]
@@ -135,7 +145,7 @@ class Stage:
         return f"{self.exp.key} {self.method}" + (f" seed {self.seed}" if self.several else "")
 
 
-def experiment_splits(full, exp: Experiment, seed: int) -> tuple[Dataset, Dataset, Dataset]:
+def experiment_splits(full: Dataset, exp: Experiment, seed: int) -> tuple[Dataset, Dataset, Dataset]:
     """The training, validation and test trajectories of one experiment."""
     ds = experiment_dataset(full, exp, seed)
     return ds.split("train"), ds.split("val"), ds.split("test")
@@ -152,7 +162,16 @@ def scored(eval_path: Path) -> bool:
     return eval_path.exists() and all(k in read_summary(eval_path) for k in SCORES)
 
 
-def method_stage(stage: Stage, preset, train, val, test, out: Path, log, progress) -> None:
+def method_stage(
+    stage: Stage,
+    preset: Preset,
+    train: Dataset,
+    val: Dataset,
+    test: Dataset,
+    out: Path,
+    log: Callable[[str], None],
+    progress: Progress | None,
+) -> None:
     """Train (or load) one method for one experiment with one seed, then predict, score and save its test split."""
     exp, method = stage.exp, stage.method
     model_path, eval_path = stage.paths(out)

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..._errors import InputError
+from ..._typing import PathLike
+from ...datasets import Dataset
 from ...inversion import load_method
 from ...io import atomic_path
 from ...molecules import builtin, formula
+from ...trajectories import Ensemble
 from ..transfer import read_foreign, transfer
 from .manifest import REVISION
 from .presets import Experiment, method_label
@@ -44,7 +49,7 @@ def default_sharc_dir() -> Path | None:
     return SHARC_DEFAULT if SHARC_DEFAULT.is_dir() else None
 
 
-def read_sharc(sharc_dir):
+def read_sharc(sharc_dir: PathLike) -> Ensemble:
     """The foreign runs in ``sharc_dir`` (read once per study); a path that is not there is an InputError."""
     path = Path(sharc_dir)
     if not path.exists():
@@ -59,7 +64,7 @@ def read_sharc(sharc_dir):
     return runs
 
 
-def _runs_fingerprint(runs) -> str:
+def _runs_fingerprint(runs: Ensemble) -> str:
     """A digest of foreign runs: atoms, times, lengths and positions (what a transfer score depends on)."""
     h = hashlib.sha256(" ".join(runs.symbols).encode())
     for a in (runs.time, runs.length, runs.positions):
@@ -77,7 +82,7 @@ def _transfer_path(stage: Stage, out: Path) -> Path:
     return eval_path.with_name(f"{eval_path.stem}-transfer-sharc.npz")
 
 
-def _transfer_stage(stage: Stage, runs, out: Path, train, log) -> dict:
+def _transfer_stage(stage: Stage, runs: Ensemble, out: Path, train: Dataset, log: Callable[[str], None]) -> dict:
     """One stage's model scored on foreign runs: its summary, from the stage's transfer file while that is of these runs and this model file, else scored (and the file written)."""
     model_path = stage.paths(out)[0]
     path = _transfer_path(stage, out)
@@ -120,7 +125,7 @@ def _transfer_stage(stage: Stage, runs, out: Path, train, log) -> dict:
 _RUN_KEYS = ("runs", "sources", "dissociated", "dt_fs")
 
 
-def _over_seeds_runs(summaries: list[dict], reduce) -> dict:
+def _over_seeds_runs(summaries: list[dict], reduce: Callable[[list], Any]) -> dict:
     """:func:`over_seeds` for transfer summaries: lists (per-run errors) reduced run by run."""
     out = over_seeds([{k: v for k, v in s.items() if not isinstance(v, list)} for s in summaries], reduce)
     for k, v in summaries[0].items():
@@ -129,7 +134,9 @@ def _over_seeds_runs(summaries: list[dict], reduce) -> dict:
     return out
 
 
-def transfer_entry(exp: Experiment, stages: list[Stage], foreign, out: Path, train, seeds: int, log) -> dict | None:
+def transfer_entry(
+    exp: Experiment, stages: list[Stage], foreign: Ensemble, out: Path, train: Dataset, seeds: int, log: Callable[[str], None]
+) -> dict | None:
     """Every model of an experiment scored on the foreign runs (those that stay bound, for a bound-only experiment), ranked like the other scores."""
     runs = foreign.subset(np.flatnonzero(~np.asarray(foreign.dissociated))) if exp.bound_only else foreign
     if runs.n_trajectories == 0:

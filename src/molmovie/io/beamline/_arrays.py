@@ -8,13 +8,21 @@ stores) before it is loaded.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..._errors import InputError
 from ..._guards import check_allocation
 from ._data import BeamlineData
+
+if TYPE_CHECKING:
+    import h5py
+
+#: Array name -> (shape, dtype kind), known before any array is read.
+_Arrays = dict[str, tuple[tuple[int, ...], str]]
 
 _NAMES = {
     "q": ("q", "qs", "q_values", "qvalues", "qbins", "q_bins", "qgrid", "q_grid", "scattering_vector"),
@@ -29,13 +37,21 @@ _NAMES = {
 class _Source:
     """Arrays by name in one file: HDF5 datasets or NPZ members (shape and dtype known before reading)."""
 
-    def __init__(self, path: Path, arrays: dict, load, attrs):
+    def __init__(self, path: Path, arrays: _Arrays, load: Callable[[str], Any], attrs: Callable[[str], str | None]) -> None:
         self.path, self.arrays, self._load, self._attrs = path, arrays, load, attrs
 
     def describe(self) -> str:
         return ", ".join(f"{k} {tuple(s)}" for k, (s, _) in self.arrays.items()) or "none"
 
-    def find(self, what: str, given: str | None, *, ndim=None, shape=None, exclude=()) -> str | None:
+    def find(
+        self,
+        what: str,
+        given: str | None,
+        *,
+        ndim: tuple[int, ...] | None = None,
+        shape: Sequence[int] | None = None,
+        exclude: tuple[str | None, ...] = (),
+    ) -> str | None:
         if given is not None:
             key = given.strip("/") if given.strip("/") in self.arrays else given
             if key not in self.arrays:
@@ -65,25 +81,25 @@ class _Source:
         return self._attrs(key)
 
 
-def _hdf5_source(path: Path, f) -> _Source:
+def _hdf5_source(path: Path, f: h5py.File) -> _Source:
     import h5py
 
-    arrays: dict = {}
+    arrays: _Arrays = {}
 
-    def visit(name, node):
+    def visit(name: str, node: object) -> None:
         if isinstance(node, h5py.Dataset):
             arrays[name] = (node.shape, node.dtype.kind)
 
     f.visititems(visit)
 
-    def load(key):
+    def load(key: str) -> Any:
         node = f[key]
         stored = node.id.get_storage_size()
         if node.size and node.nbytes > 1000 * stored + (1 << 20):
             raise InputError(f"{path}: {key} claims {node.nbytes} bytes but stores {stored}; damaged file")
         return node[()]
 
-    def attrs(key):
+    def attrs(key: str) -> str | None:
         for name in ("units", "unit", "Units"):
             if name in f[key].attrs:
                 v = f[key].attrs[name]
@@ -95,7 +111,7 @@ def _hdf5_source(path: Path, f) -> _Source:
 
 def _npz_source(path: Path) -> _Source:
     """An NPZ file, each member's header checked against its stored size before it is loaded."""
-    arrays: dict = {}
+    arrays: _Arrays = {}
     try:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
@@ -150,7 +166,18 @@ def _orient(arr: np.ndarray, Q: int, T: int, axes: str | None, where: str, what:
 
 
 def _from_source(
-    src: _Source, *, q_path, delays_path, data_path, variance_path, std_path, legendre_path, legendre, axes, single=False, **_
+    src: _Source,
+    *,
+    q_path: str | None,
+    delays_path: str | None,
+    data_path: str | None,
+    variance_path: str | None,
+    std_path: str | None,
+    legendre_path: str | None,
+    legendre: int,
+    axes: str | None,
+    single: bool = False,
+    **_: Any,
 ) -> BeamlineData:
     where = str(src.path)
     qk = src.find("q", q_path, ndim=(1,))
@@ -220,7 +247,7 @@ def _from_source(
     )
 
 
-def _legendre_index(legendre: int, orders, n: int, where: str, key: str) -> int:
+def _legendre_index(legendre: int, orders: np.ndarray | None, n: int, where: str, key: str) -> int:
     if orders is None:
         if not 0 <= legendre < n:
             raise InputError(
@@ -234,7 +261,7 @@ def _legendre_index(legendre: int, orders, n: int, where: str, key: str) -> int:
     return int(hits[0])
 
 
-def _read_hdf5(path: Path, **options) -> BeamlineData:
+def _read_hdf5(path: Path, **options: Any) -> BeamlineData:
     import h5py
 
     try:
@@ -245,5 +272,5 @@ def _read_hdf5(path: Path, **options) -> BeamlineData:
         return _from_source(_hdf5_source(path, f), **options)
 
 
-def _read_npz(path: Path, **options) -> BeamlineData:
+def _read_npz(path: Path, **options: Any) -> BeamlineData:
     return _from_source(_npz_source(path), **options)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from ..._errors import InputError
+from ..._typing import PathLike
 from ...molecules import builtin, normalise_symbols
 from ..measurement import Measurement
 from ._read import _guess_format, read_beamline
@@ -81,7 +82,7 @@ def molecule_symbols(molecule: str | None, symbols: str | None) -> tuple[str | N
 
 
 def ingest(
-    path,
+    path: PathLike,
     *,
     kind: str = "auto",
     q_units: str | None = None,
@@ -89,12 +90,12 @@ def ingest(
     signal_units: str | None = None,
     t0: float = 0.0,
     reference_before: float | None = None,
-    laser_off=None,
+    laser_off: PathLike | None = None,
     qmin: float | None = None,
     qmax: float | None = None,
     molecule: str | None = None,
     symbols: str | None = None,
-    **read_options,
+    **read_options: Any,
 ) -> Measurement:
     """A beamline file as a :class:`Measurement`: units converted, ΔS and σ built, q range cut.
 
@@ -258,5 +259,5 @@ def ingest(
     return meas
 
 
-def _missing(what: str, option: str, table: dict):
+def _missing(what: str, option: str, table: dict) -> NoReturn:
     raise InputError(f"the file does not say the units of {what}; give {option} ({', '.join(table)})")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..._errors import InputError
+from ..._typing import PathLike
 from ._arrays import _read_hdf5, _read_npz
 from ._data import BeamlineData
 from ._text import _read_text
 
 
 def read_beamline(
-    path,
+    path: PathLike,
     *,
     format: str | None = None,
     q_path: str | None = None,

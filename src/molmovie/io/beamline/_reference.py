@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..._errors import InputError
 from ..measurement import Measurement
 
 
 def difference_signal(
-    intensity,
-    variance=None,
+    intensity: ArrayLike,
+    variance: ArrayLike | None = None,
     *,
-    reference_rows=None,
-    laser_off=None,
-    isotropic=None,
-    isotropic_variance=None,
-    isotropic_laser_off=None,
-):
+    reference_rows: np.ndarray | None = None,
+    laser_off: tuple[ArrayLike, ArrayLike | None] | None = None,
+    isotropic: ArrayLike | None = None,
+    isotropic_variance: ArrayLike | None = None,
+    isotropic_laser_off: tuple[ArrayLike, ArrayLike | None] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     r"""ΔS against a reference: the mean of some delays (pre-t0) or a laser-off pattern.
 
     For the isotropic part (order 0, or data without a Legendre stack):
@@ -80,11 +81,13 @@ def difference_signal(
         raise InputError("give either reference rows (pre-t0) or a laser-off pattern")
     anisotropic = isotropic is not None or isotropic_laser_off is not None
     if laser_off is not None:
-        A, var_A = (np.asarray(a, dtype=float) if a is not None else None for a in laser_off)
+        A, var_A = _pattern(laser_off)
         own = np.zeros(I.shape[0], dtype=bool)
         N = 1
         if anisotropic:
-            B, var_B = (np.asarray(a, dtype=float) if a is not None else None for a in isotropic_laser_off)
+            if isotropic_laser_off is None:
+                raise InputError("an order l > 0 against a laser-off pattern needs the pattern's order 0 (isotropic_laser_off)")
+            B, var_B = _pattern(isotropic_laser_off)
     else:
         own = np.asarray(reference_rows, dtype=bool)
         N = int(own.sum())
@@ -115,6 +118,12 @@ def difference_signal(
     else:
         s2 = var / A**2 + I**2 * var_A / A**4 - 2 * I * cov / A**3
     return dS, np.sqrt(np.maximum(s2, 0.0))
+
+
+def _pattern(pattern: tuple[ArrayLike, ArrayLike | None]) -> tuple[np.ndarray, np.ndarray | None]:
+    """A laser-off pattern and the variance of its mean (None: not given), as float arrays."""
+    value, variance = pattern
+    return np.asarray(value, dtype=float), None if variance is None else np.asarray(variance, dtype=float)
 
 
 def pre_t0_chi2(meas: Measurement, before: float = 0.0) -> tuple[float, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def _parse_text(path: Path) -> tuple[list[str], list[list[str]]]:
     return split[0], split[1:]
 
 
-def _floats(tokens, path: Path, where: str) -> np.ndarray:
+def _floats(tokens: Iterable[str], path: Path, where: str) -> np.ndarray:
     try:
         return np.array([float(t) for t in tokens])
     except ValueError as exc:
@@ -53,16 +54,16 @@ def _read_table(path: Path, q_in: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def _read_text(
     path: Path,
     *,
-    variance_path,
-    std_path,
-    legendre,
-    legendre_path,
-    axes,
-    q_in,
-    q_path=None,
-    delays_path=None,
-    data_path=None,
-    single=False,
+    variance_path: str | None,
+    std_path: str | None,
+    legendre: int,
+    legendre_path: str | None,
+    axes: str | None,
+    q_in: str,
+    q_path: str | None = None,
+    delays_path: str | None = None,
+    data_path: str | None = None,
+    single: bool = False,
 ) -> BeamlineData:
     given = [
         name
