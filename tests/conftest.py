@@ -24,6 +24,7 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdi
 import numpy as np
 import pytest
 import rdkit.RDConfig  # noqa: F401 -- sets RDBASE in the environment on import: done once here, not inside one test
+import threadpoolctl  # noqa: F401 -- sets KMP_DUPLICATE_LIB_OK on import: done once here, not inside one test
 
 SHARED_SHARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sharc-cs2"
 

@@ -12,6 +12,7 @@ checked for a Dask handshake before distributed's client would wait on it.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import struct
@@ -20,7 +21,10 @@ import time
 
 from ._errors import InputError
 
-__all__ = ["connect", "local_client"]
+__all__ = ["connect", "local_client", "close_local"]
+
+#: The environment before each open local cluster started (id of the cluster -> os.environ then).
+_ENVIRONS: dict[int, dict[str, str]] = {}
 
 
 #: Largest first frame a Dask scheduler is expected to send (its handshake is about 100 bytes), bytes.
@@ -112,7 +116,7 @@ def connect(scheduler: str, timeout: float = 3.0):
 
 
 def local_client(workers: int, threads: int = 1, *, allowed_failures: int | None = None):
-    """A client of a new cluster of ``workers`` processes on this machine, and the cluster (close both when done).
+    """A client of a new cluster of ``workers`` processes on this machine, and the cluster (close both with :func:`close_local`).
 
     Each worker runs one task at a time, its numerical libraries (OpenMP, MKL,
     OpenBLAS) started with ``threads`` threads. ``allowed_failures``: how many
@@ -125,6 +129,7 @@ def local_client(workers: int, threads: int = 1, *, allowed_failures: int | None
     # and only this process should act on it (close the cluster; finished work is on disk).
     config = {} if allowed_failures is None else {"distributed.scheduler.allowed-failures": allowed_failures}
     limits = {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    environ = dict(os.environ)  # given back by close_local
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
     try:
@@ -143,4 +148,25 @@ def local_client(workers: int, threads: int = 1, *, allowed_failures: int | None
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous)
+    _ENVIRONS[id(cluster)] = environ
+    os.environ.clear()
+    os.environ.update(environ)
     return Client(cluster, set_as_default=False), cluster
+
+
+def close_local(client, cluster) -> None:
+    """Close a client and its local cluster (either may be None), and give back the environment the cluster changed.
+
+    distributed's nannies set their workers' variables (thread counts, ``PYTHONHASHSEED``,
+    ``__DASK_PARENT_PID``...) in this process's ``os.environ`` before spawning them, and leave
+    them there; a library must not change its caller's environment (:func:`local_client` keeps
+    what it was before the cluster started).
+    """
+    if client is not None:
+        client.close()
+    if cluster is not None:
+        cluster.close()
+        saved = _ENVIRONS.pop(id(cluster), None)
+        if saved is not None:
+            os.environ.clear()
+            os.environ.update(saved)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._engine import connect as _connect, local_client
+from .._engine import close_local, connect as _connect, local_client
 from .._errors import InputError
 from .._guards import atomic_write, check_allocation, check_output_path, check_seed, output_lock, write_errors
 from .._typing import PathLike, Progress
@@ -365,10 +365,7 @@ def _generate(
             for i in todo:
                 store(*_task(modes, mdl, trajectory_seed(seed, i), i, factory, families[i]))
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        close_local(client, cluster)
 
     ds = Dataset(_ensemble(mol, mdl, modes, seed, [results[i] for i in range(n)], extra), splits=make_splits(n, splits, seed))
     if out_path is not None:

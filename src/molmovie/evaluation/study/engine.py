@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from ..._engine import connect, local_client
+from ..._engine import close_local, connect, local_client
 from ..._guards import remove_stale_temporaries
 from ...io import read_dataset
 from .presets import Preset, is_seeded
@@ -167,9 +167,8 @@ def run_stages(
         if futures:
             client.cancel(futures, force=True)
         client.unsubscribe_topic(topic)
-        client.close()
+        close_local(client, cluster)
         if cluster is not None:
-            cluster.close()
             for st in todo:  # a worker ended mid-stage (Ctrl-C, an error elsewhere) leaves its temporary files
                 for path in st.paths(out):
                     remove_stale_temporaries(path)
