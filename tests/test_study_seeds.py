@@ -566,3 +566,18 @@ def test_fig2a_draws_each_bar_at_its_mean_with_an_error_bar_of_its_spread():
         plt.close(plain)
     finally:
         plt.close(fig)
+
+
+def test_a_scheduler_that_does_not_answer_is_refused_before_anything_is_written(data_dir, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=rf"cannot reach the Dask scheduler at 'tcp://127\.0\.0\.1:{port}'"):
+        run_study(PRESET, out, seed=SEED, scheduler=f"tcp://127.0.0.1:{port}", data_dir=data_dir, log=quiet)
+    assert not out.exists()
+    with pytest.raises(InputError, match=r"jobs=2 and a scheduler were both given"):
+        run_study(PRESET, out, seed=SEED, jobs=2, scheduler=f"tcp://127.0.0.1:{port}", data_dir=data_dir, log=quiet)
+    assert not out.exists()

@@ -21,7 +21,7 @@ import time
 
 from ._errors import InputError
 
-__all__ = ["connect", "local_client", "close_local"]
+__all__ = ["check_scheduler", "connect", "local_client", "close_local"]
 
 #: The environment before each open local cluster started (id of the cluster -> os.environ then).
 _ENVIRONS: dict[int, dict[str, str]] = {}
@@ -94,9 +94,8 @@ def _check_handshake(body: bytes) -> None:
         raise ValueError("its first message is not a Dask handshake")
 
 
-def connect(scheduler: str, timeout: float = 3.0):
-    """A client of the Dask scheduler at ``scheduler``, or one line saying why not, within ``timeout`` s."""
-    from distributed import Client
+def check_scheduler(scheduler: str, timeout: float = 3.0) -> None:
+    """Refuse, in one line, an address that is malformed or where no Dask scheduler answers (before any work starts)."""
     from distributed.comm.addressing import parse_address, parse_host_port
     from distributed.comm.registry import get_backend
 
@@ -109,6 +108,13 @@ def connect(scheduler: str, timeout: float = 3.0):
         raise InputError(f"--scheduler must be an address like tcp://host:8786; got {scheduler!r} ({exc})") from None
     if scheme == "tcp":
         _probe_scheduler(scheduler, timeout)
+
+
+def connect(scheduler: str, timeout: float = 3.0):
+    """A client of the Dask scheduler at ``scheduler``, or one line saying why not, within ``timeout`` s."""
+    from distributed import Client
+
+    check_scheduler(scheduler, timeout)
     try:
         return Client(scheduler, timeout=f"{timeout}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._engine import check_scheduler
 from ..._errors import InputError
 from ..._typing import PathLike
 from ...inversion import METHODS
@@ -146,6 +147,8 @@ def run_study(
     data = Path(data_dir) if data_dir is not None else out / "data"
     if data.exists() and not data.is_dir():
         raise InputError(f"the data folder {data} exists and is not a folder")
+    if scheduler is not None:
+        check_scheduler(scheduler)  # before anything is written
     manifest, older = check_manifest(out, preset, seed, data_dir)
     foreign = read_sharc(sharc_dir) if sharc_dir is not None else None  # read (and checked) before hours of work
     for d in (out, data, out / "models", out / "eval"):
