@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import queue
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -178,8 +179,6 @@ def _drain(
     messages: queue.Queue, relay: Callable[[list], None], expected: int, ended: Callable[[], int], timeout: float = 10.0
 ) -> None:
     """Relay the events still on their way after every stage finished, until each stage's end is in (or ``timeout`` s)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while ended() < expected and time.monotonic() < deadline:
         try:
