@@ -90,3 +90,30 @@ def relabelling_tolerance(positions: np.ndarray, masses) -> float:
     centred = x - np.einsum("n,fna->fa", w, x)[:, None] / w.sum()
     second_moment = np.einsum("n,fna,fna->f", w, centred, centred).max()
     return float(np.sqrt(4 * np.sqrt(np.finfo(float).eps) * second_moment / w.sum()))
+
+
+def users_cluster(**kwargs):
+    """A Dask ``LocalCluster`` started as a user's own (a context manager), giving back the environment it changed.
+
+    distributed's nannies write their workers' variables (thread counts, ``PYTHONHASHSEED``,
+    ``__DASK_PARENT_PID``...) into this process's ``os.environ`` and leave them: a test that
+    starts a cluster of its own must not leave them to the tests after it.
+    """
+    import contextlib
+    import logging
+    import os
+
+    from distributed import LocalCluster
+
+    @contextlib.contextmanager
+    def cluster():
+        saved = dict(os.environ)
+        try:
+            options = {"dashboard_address": None, "silence_logs": logging.ERROR} | kwargs
+            with LocalCluster(**options) as started:
+                yield started
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    return cluster()

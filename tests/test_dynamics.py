@@ -32,6 +32,8 @@ from molmovie.dynamics.wigner import HBAR_EV_FS, kinetic_energy
 from molmovie.molecules import builtin, get_molecule
 from molmovie.trajectories import is_dissociated
 
+from _fixtures import users_cluster
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -360,16 +362,12 @@ def test_trajectory_seeds_are_spawned_children():
 
 
 def test_same_seed_same_trajectories_with_one_or_two_workers_or_a_cluster():
-    import logging
-
-    from distributed import LocalCluster
-
     model = get_model("c2h4-pipi").replace(**SHORT)
     a = generate("c2h4", 3, model=model, seed=5, workers=1)
     b = generate("c2h4", 3, model=model, seed=5, workers=2)
     np.testing.assert_array_equal(a.positions, b.positions)
     np.testing.assert_array_equal(a.ensemble.energy, b.ensemble.energy)
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+    with users_cluster(n_workers=2, threads_per_worker=1) as cluster:
         c = generate("c2h4", 3, model=model, seed=5, scheduler=cluster.scheduler_address)
     np.testing.assert_array_equal(a.positions, c.positions)
     assert not np.array_equal(a.positions[0], a.positions[1])

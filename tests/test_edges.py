@@ -21,7 +21,7 @@ from molmovie import InputError, make_splits, read_dataset, read_ensemble
 from molmovie.cli._options import parse_splits
 from molmovie.trajectories import read_sharc, read_trajectory, resample
 
-from _fixtures import assert_one_line_error, cs2_positions, run_cli, write_sharc, write_xyz
+from _fixtures import assert_one_line_error, cs2_positions, run_cli, users_cluster, write_sharc, write_xyz
 
 
 @pytest.fixture
@@ -295,18 +295,12 @@ def test_a_scheduler_address_of_another_scheme_is_one_line(tmp_path, capsys):
 
 
 def test_a_real_scheduler_passes_the_probe(tmp_path):
-    import logging
-
-    from distributed import LocalCluster
-
     from molmovie._engine import connect as _connect
 
-    with LocalCluster(
+    with users_cluster(
         n_workers=0,
         processes=False,
         protocol="tcp://",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
         scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
     ) as cluster:
         client = _connect(cluster.scheduler_address)

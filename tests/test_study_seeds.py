@@ -39,7 +39,7 @@ from molmovie.inversion import load_method
 from molmovie.io import write_dataset
 from molmovie.io.model import read_model_file
 
-from _fixtures import assert_one_line_error, run_cli
+from _fixtures import assert_one_line_error, run_cli, users_cluster
 from test_study import COUNTS, CS2_BOUND_OVERRIDE, PRESET, SEED, VOLATILE, VRNN_SETTINGS, build_dataset, load_npz, snapshot
 
 SEEDS = (SEED, SEED + 1)
@@ -271,19 +271,10 @@ def test_the_parent_relays_every_stages_progress_and_each_stage_ends(parallel):
 @pytest.fixture(scope="module")
 def scheduled(data_dir, tmp_path_factory):
     """Two seeds on the workers of a Dask scheduler started here (as a user starts one by hand, or dask-jobqueue does)."""
-    import logging
-
-    from distributed import LocalCluster
-
     out = tmp_path_factory.mktemp("scheduled") / "out"
     lines: list[str] = []
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        silence_logs=logging.ERROR,
+    with users_cluster(
+        n_workers=2, threads_per_worker=1, processes=True, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}
     ) as cluster:
         results = run_study(
             PRESET, out, seed=SEED, seeds=2, threads=1, scheduler=cluster.scheduler_address, data_dir=data_dir, log=lines.append
