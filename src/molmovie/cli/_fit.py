@@ -96,7 +96,6 @@ def fit(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
 ) -> None:
     """Fit a measurement: γ, t0, IRF, weights and distance distributions (ensemble), or ΔP(R, t) (pdf)."""
-    import numpy as np
 
     if method not in MEASUREMENT_METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(MEASUREMENT_METHODS)}")
@@ -131,8 +130,8 @@ def fit(
         data = None
         if basis is not None:
             data = read_dataset(basis)
-        elif method == "ensemble":
-            raise InputError("the ensemble method needs --basis DATASET (trajectories of the measured molecule)")
+        elif method in ("ensemble", "vrnn-ensemble"):
+            raise InputError(f"the {method} method needs --basis DATASET (trajectories of the measured molecule)")
 
         # The fits are many small matrix products and NNLS solves: BLAS threads only add
         # overhead there (the ensemble benchmark ran 3-10x slower with two threads on a
@@ -148,8 +147,20 @@ def fit(
         result.provenance.update({"measurement_file": str(measurement), "basis_file": None if basis is None else str(basis)})
         write_fit(result, output, force=force)
 
+    lines = summary_lines(result, output, method, meas.molecule)
+    if figures is not None:
+        figures.mkdir(parents=True, exist_ok=True)
+        written = _figures(result, figures)
+        lines.append(f"  figures: {', '.join(str(w) for w in written)}")
+    typer.echo("\n".join(lines))
+
+
+def summary_lines(result, output, method: str, molecule) -> list[str]:
+    """What a fit found, in a few lines (also printed by `invert` for a measurement)."""
+    import numpy as np
+
     lines = [
-        f"{output}: {method} fit of {meas.molecule or 'the measurement'}, {result.n_data} data, "
+        f"{output}: {method} {'answer' if method == 'vrnn-ensemble' else 'fit'} of {molecule or 'the measurement'}, {result.n_data} data, "
         f"reduced χ² {result.reduced_chi2:.3f} (σ: {result.sigma_source.split(':')[0]})"
     ]
     e = result.ensemble
@@ -164,10 +175,24 @@ def fit(
             )
             + ")"
         )
-        lines.append(
-            f"  {np.count_nonzero(e.weights)} of {e.weights.size} trajectories weighted; dissociated fraction at the last delay "
-            f"{e.dissociated_fraction[-1]:.3f} ± {e.dissociated_fraction_std[-1]:.3f}"
-        )
+        if e.weights.size:
+            lines.append(
+                f"  {np.count_nonzero(e.weights)} of {e.weights.size} trajectories weighted; dissociated fraction at the last delay "
+                f"{e.dissociated_fraction[-1]:.3f} ± {e.dissociated_fraction_std[-1]:.3f}"
+            )
+        else:  # a learned answer: channel shares and mean distances, no weights
+            shares = ", ".join(
+                f"{c} {f:.3f} ± {s:.3f}" for c, f, s in zip(e.channels, e.channel_fraction, e.channel_fraction_std, strict=True)
+            )
+            lines.append(f"  channels: {shares}")
+            for k, c in enumerate(e.channels):
+                m = e.channel_distance_mean[k, -1]
+                sd = e.channel_distance_mean_std[k, -1]
+                lines.append(
+                    f"  {c}, last delay: "
+                    + ", ".join(f"{lab} {v:.3f} ± {u:.3f} Å" for lab, v, u in list(zip(e.pair_labels, m, sd, strict=True))[:4])
+                    + (" ..." if len(e.pair_labels) > 4 else "")
+                )
         if e.hole_weights is not None and e.hole_r0 is not None:  # set together
             h = e.hole_weights
             r0 = e.hole_r0[:, 0]
@@ -185,11 +210,7 @@ def fit(
             f"  ΔP(R, t) on {p.r.size} bins {p.r[0]:.2f}-{p.r[-1]:.2f} Å for {', '.join(p.pair_types)}; "
             f"λ = {p.regularization:.3g} ({p.rule}), damping α = {p.damping:.3g} Å²; I_gs from {p.reference.split(':')[0]}"
         )
-    if figures is not None:
-        figures.mkdir(parents=True, exist_ok=True)
-        written = _figures(result, figures)
-        lines.append(f"  figures: {', '.join(str(w) for w in written)}")
-    typer.echo("\n".join(lines))
+    return lines
 
 
 def _figures(result, folder: Path) -> list[Path]:

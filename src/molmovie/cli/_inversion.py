@@ -16,9 +16,15 @@ from ._options import parse_settings
 from ._outputs import writing
 from ._progress import progress_callback
 
+#: The learned method that reads a measurement (molmovie.fitting.EnsembleVRNN): trained by `train`, used by `invert`.
+LEARNED = "vrnn-ensemble"
+
 
 def _method_help() -> str:
-    return f"Inversion method: {', '.join(METHODS)}."
+    return (
+        f"Inversion method: {', '.join(METHODS)} (read one trajectory's ΔS), or {LEARNED} (reads a measurement: an ensemble "
+        "average with γ, t0, IRF and noise; trained on simulated measurements of all the dataset's trajectories, see --for)."
+    )
 
 
 def _shortcut_settings(method: InversionMethod, **shortcuts) -> dict:
@@ -81,11 +87,64 @@ def train(
         list[str] | None,
         typer.Option("--set", help="Method setting KEY=VALUE, repeatable (e.g. --set hidden=64 --set physics=0)."),
     ] = None,
+    for_measurement: Annotated[
+        Path | None,
+        typer.Option(
+            "--for",
+            help=f"{LEARNED}: the measurement file to train for (its q grid and delay spacing); default the dataset's signal grid.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing model file.")] = False,
 ) -> None:
-    """Train an inversion method on the dataset's train split, validating on its val split."""
+    """Train an inversion method on the dataset's train split, validating on its val split.
+
+    With --method vrnn-ensemble: train the learned measurement method on simulated measurements of all the
+    dataset's trajectories (a basis, as for `fit --method ensemble`), for the measurement given by --for.
+    """
+    if method == LEARNED:
+        with writing(output, [dataset, for_measurement], force=force):
+            _train_learned(dataset, output, for_measurement, epochs, seed, exclude_dissociating, device, settings, force)
+        return
+    if for_measurement is not None:
+        raise InputError(f"--for applies to the {LEARNED} method only (a model that reads measurements)")
     with writing(output, [dataset], force=force):
         _train(dataset, output, method, exclude_dissociating, epochs, seed, device, settings, force)
+
+
+def _train_learned(dataset, output, for_measurement, epochs, seed, exclude_dissociating, device, settings, force) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from ..fitting import EnsembleVRNN, get_measurement_method
+    from ..fitting._learned import _delay_step
+    from ..io.measurement import read_measurement
+    from ..measurement import check_molecule
+
+    if exclude_dissociating:
+        raise InputError(f"--exclude-dissociating does not apply to {LEARNED}: its channels are bound and dissociating")
+    if device not in (None, "cpu", "auto"):
+        raise InputError(f"{LEARNED} trains on the CPU; --device {device} is not available for it")
+    options = parse_settings(settings)
+    options.update({k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None})
+    model = get_measurement_method(LEARNED, **options)
+    assert isinstance(model, EnsembleVRNN)
+    basis = read_dataset(dataset)
+    q = dt = None
+    if for_measurement is not None:
+        meas = read_measurement(for_measurement)
+        check_molecule(meas, basis.symbols, what=str(dataset))
+        q, dt = meas.q, _delay_step(meas.delays)
+    with (
+        progress_callback(f"training {LEARNED}", status=_fit_status) as progress,
+        threadpool_limits(limits=1, user_api="blas"),
+    ):
+        model.train(basis, q=q, dt=dt, progress=progress)
+    model.save(output, force=force)
+    best = model.history_[model.best_epoch_ - 1] if model.history_ else None
+    typer.echo(
+        f"{output}: {LEARNED} model of {model.molecule_} trained on simulated measurements of {basis.n_trajectories} trajectories "
+        f"({len(model.q_)} q points, frames of {model.dt_:g} fs, channels {', '.join(model.channels_)})"
+        + (f", best epoch {model.best_epoch_} of {len(model.history_)} (val loss {best['val_loss']:.4g})" if best else "")
+    )
 
 
 def _train(dataset, output, method, exclude_dissociating, epochs, seed, device, settings, force) -> None:
@@ -116,14 +175,19 @@ def _train(dataset, output, method, exclude_dissociating, epochs, seed, device, 
 
 @app.command()
 def invert(
-    model: Annotated[Path, typer.Argument(help="Model file from `molmovie train`.", show_default=False)],
-    signals: Annotated[
-        Path,
+    files: Annotated[
+        list[Path],
         typer.Argument(
-            help="A dataset file, or an HDF5 file with q (Q), time (T) and dS ((T, Q) or (M, T, Q)).", show_default=False
+            help="MODEL SIGNALS, or SIGNALS alone with --model. MODEL: a model file from `molmovie train`. SIGNALS: a "
+            "measurement (from `ingest` or `simulate-experiment`), a dataset file, or an HDF5 file with q (Q), time (T) and "
+            "dS ((T, Q) or (M, T, Q)).",
+            show_default=False,
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Result file to write (HDF5).")],
+    model_option: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Model file from `molmovie train` (or give it before SIGNALS).")
+    ] = None,
     interpolate_q: Annotated[
         bool, typer.Option("--interpolate-q", help="Interpolate the signals onto the model's q grid when they differ.")
     ] = False,
@@ -133,9 +197,64 @@ def invert(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
 ) -> None:
-    """Invert scattering signals into atom-atom distances R_AB(t) with their uncertainties."""
+    """Invert scattering signals into atom-atom distances R_AB(t) with their uncertainties.
+
+    SIGNALS may be a measurement (from `ingest` or `simulate-experiment`): a model trained with
+    --method vrnn-ensemble answers it per channel with γ, t0 and the IRF, in the layout of `fit`.
+    """
+    if model_option is not None and len(files) == 1:
+        model, signals = model_option, files[0]
+    elif model_option is None and len(files) == 2:
+        model, signals = files
+    else:
+        raise InputError(
+            f"invert takes MODEL SIGNALS, or --model MODEL SIGNALS; got {len(files)} file(s){' and --model' if model_option else ''}"
+        )
     with writing(output, [model, signals], force=force):
+        if _is_measurement(signals):
+            _invert_measurement(model, signals, output, force)
+            return
         _invert(model, signals, output, interpolate_q, device, force)
+
+
+def _is_measurement(path: Path) -> bool:
+    """Whether ``path`` is a molmovie measurement file (anything else is left to read_signals' checks)."""
+    import h5py
+
+    from ..io.measurement import MEASUREMENT_FORMAT
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == MEASUREMENT_FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def _invert_measurement(model: Path, signals: Path, output: Path, force: bool) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from ..fitting import EnsembleVRNN
+    from ..io import read_model_file
+    from ..io.fit import write_fit
+    from ..io.measurement import read_measurement
+    from ._fit import summary_lines
+
+    name, config, arrays = read_model_file(model)
+    if name != LEARNED:
+        raise InputError(
+            f"{signals} is a measurement (an ensemble average with γ, t0, an IRF and noise); a {name!r} model reads one "
+            f"trajectory's ΔS: train a model for it with `molmovie train --method {LEARNED} BASIS --for {signals}`"
+        )
+    learned = EnsembleVRNN._from_parts(name, config, arrays, model)
+    meas = read_measurement(signals)
+    with threadpool_limits(limits=1, user_api="blas"):
+        learned.fit(meas)
+    result = learned.result
+    result.provenance.update({"measurement_file": str(signals), "model_file": str(model)})
+    write_fit(result, output, force=force)
+    lines = summary_lines(result, output, LEARNED, meas.molecule)
+    lines.insert(1, f"  q: {result.provenance['learned']['q']}; delays: {result.provenance['learned']['delays']}")
+    typer.echo("\n".join(lines))
 
 
 def _invert(model, signals, output, interpolate_q, device, force) -> None:

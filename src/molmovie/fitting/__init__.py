@@ -17,6 +17,9 @@ trajectory's signal::
   a search over t0 and the IRF; parametric bootstrap).
 * ``"pdf"`` -- :class:`PairDistributionFit`: model-free ΔP(R, t) (damped sine
   transform and a regularised Debye-kernel inversion).
+* ``"vrnn-ensemble"`` -- :class:`EnsembleVRNN`: the paper's VRNN trained on
+  simulated measurements of the basis (random sub-ensembles, γ, t0, IRF,
+  photon noise, hole), answering per channel in one pass (amortised).
 
 Adding a method is one new module and one line in :data:`MEASUREMENT_METHODS`.
 
@@ -34,6 +37,8 @@ Modules:
 ``_ensemble_stats``        the distances its weights imply, per channel
 ``_ensemble_uncertainty``  the profile likelihood of γ and the spreads
 ``_pdf``                   :class:`PairDistributionFit`: model-free ΔP(R, t)
+``_learned``               :class:`EnsembleVRNN`: the learned method on a measurement
+``_learned_sim``           the simulated measurements it is trained on
 =========================  ==========================================================
 
 The measurement and its model are :mod:`molmovie.measurement`; the result's
@@ -48,6 +53,7 @@ from typing import Any
 from .._errors import InputError
 from ._base import MeasurementMethod, sigma_from_pre_t0
 from ._ensemble import EnsembleFit
+from ._learned import EnsembleVRNN
 from ._pdf import PairDistributionFit
 
 __all__ = [
@@ -56,6 +62,7 @@ __all__ = [
     "MeasurementMethod",
     "EnsembleFit",
     "PairDistributionFit",
+    "EnsembleVRNN",
     "sigma_from_pre_t0",
 ]
 
@@ -63,6 +70,7 @@ __all__ = [
 MEASUREMENT_METHODS: dict[str, type[MeasurementMethod]] = {
     "ensemble": EnsembleFit,
     "pdf": PairDistributionFit,
+    "vrnn-ensemble": EnsembleVRNN,
 }
 
 
