@@ -280,3 +280,56 @@ def test_torch_electron_gradients_pass_gradcheck():
     d = torch.tensor([[1.55, 2.6, 3.15], [1e-5, 1.4, 2.0]], dtype=torch.float64, requires_grad=True)
     atol = 4 * np.finfo(float).eps * float(model(d).detach().abs().max()) / 1e-7
     assert torch.autograd.gradcheck(model, (d,), eps=1e-7, atol=atol, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- the PDF
+
+
+def test_pdf_of_two_atoms_is_the_closed_form_gaussian_pair():
+    """sM = sin(sR)/R over s 0 to 30: P(r) = (r/4R) √(π/α) [e^{−(r−R)²/4α} − e^{−(r+R)²/4α}] (the tail beyond is e^{−36})."""
+    from molmovie.scattering import pair_distribution
+
+    R, alpha = 1.9, 0.04
+    s = np.linspace(0.0, 30.0, 6001)
+    r = np.linspace(0.0, 5.0, 101)
+    sM = np.sin(s * R) / R
+    exact = r / (4 * R) * np.sqrt(np.pi / alpha) * (np.exp(-((r - R) ** 2) / (4 * alpha)) - np.exp(-((r + R) ** 2) / (4 * alpha)))
+    P = pair_distribution(sM, s, r, alpha=alpha)
+    np.testing.assert_allclose(P, exact, atol=1e-6 * exact.max())
+    # r times a Gaussian at R peaks at R/2 + √(R²/4 + 2α) (1.942 here)
+    assert r[np.argmax(P)] == pytest.approx(R / 2 + np.sqrt(R**2 / 4 + 2 * alpha), abs=0.025)
+    np.testing.assert_allclose(pair_distribution(sM, s, r, alpha=alpha, variant="pdf")[1:], P[1:] / r[1:], rtol=1e-12)
+
+
+def test_pdf_of_a_molecule_peaks_at_its_distances_and_is_linear():
+    """H2 from the electron model (identical atoms: sM = sin(sR)/R exactly), then ΔP of two frames is P − P."""
+    from molmovie.scattering import pair_distribution
+
+    s = np.linspace(0.5, 12.0, 300)
+    r = np.linspace(0.0, 3.0, 301)
+    sym = ["H", "H"]
+    pos = np.array([[[0, 0, 0], [0, 0, 0.74]], [[0, 0, 0], [0, 0, 1.2]]], dtype=float)
+    I = intensity(sym, pos, s, probe="electron")
+    sM = modified_intensity(I, atomic_intensity(sym, s, probe="electron"), s)
+    P = pair_distribution(sM, s, r)
+    G = pair_distribution(sM, s, r, variant="pdf")  # the Gaussian at R, without the factor r that shifts it
+    assert r[np.argmax(G[0])] == pytest.approx(0.74, abs=0.02) and r[np.argmax(G[1])] == pytest.approx(1.2, abs=0.02)
+    np.testing.assert_allclose(pair_distribution(sM[1] - sM[0], s, r), P[1] - P[0], atol=1e-12)
+    nan = pair_distribution(np.full((1, s.size), np.nan), s, r)
+    assert np.isnan(nan).all()
+
+
+def test_pdf_input_errors():
+    from molmovie.scattering import pair_distribution
+
+    s, r = np.linspace(0.5, 12.0, 50), np.linspace(0, 5, 10)
+    for kwargs, match in (
+        (dict(alpha=-1.0), "'alpha' parameter must be >= 0"),
+        (dict(variant="gr"), "'variant' parameter must be one of rpdf, pdf"),
+    ):
+        with pytest.raises(InputError, match=match):
+            pair_distribution(np.zeros(50), s, r, **kwargs)
+    with pytest.raises(InputError, match=r"shape \(\.\.\., 50\)"):
+        pair_distribution(np.zeros(49), s, r)
+    with pytest.raises(InputError, match="increasing"):
+        pair_distribution(np.zeros(50), s[::-1], r)

@@ -14,6 +14,7 @@ complex amplitudes f_A = |f_A| e^{iη_A} and s for q:
 - :func:`electron_amplitudes`, :func:`electron_inelastic`: the electron
   amplitudes (ELSEPA at 3.7 MeV, Mott-Bethe elsewhere) and Morse's background;
 - :func:`atomic_intensity`, :func:`modified_intensity`: I_at and sM(s) = s I_mol/I_at;
+- :func:`pair_distribution`: P(r) = r ∫ sM(s) sin(sr) e^{−αs²} ds (and ΔP from ΔsM);
 - :func:`intensity`, :func:`intensity_from_distances`: Eq. (1), compiled (numba);
 - :func:`difference_signal`: ΔS = (I − I_ref)/I_ref;
 - :class:`DebyeTorch`, :func:`intensity_torch`: the same formula in PyTorch,
@@ -39,6 +40,7 @@ from typing import Any
 from .debye import atomic_intensity, difference_signal, intensity, intensity_from_distances
 from .detector import DEFAULT_Q, Signals, q_grid, simulate, simulate_signals
 from .electrons import PROBES, electron_amplitudes, electron_inelastic, modified_intensity, wavenumber
+from .pdf import pair_distribution
 from .spec import SignalSpec
 from .tables import form_factors, incoherent
 
@@ -54,6 +56,7 @@ __all__ = [
     "difference_signal",
     "atomic_intensity",
     "modified_intensity",
+    "pair_distribution",
     "DebyeTorch",
     "intensity_torch",
     "q_grid",
