@@ -1,0 +1,86 @@
+"""Electron measurements: simulate-experiment, the measurement file's probe, and the ensemble fit on ΔI/I (≡ ΔsM)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import h5py
+import numpy as np
+import pytest
+
+from molmovie.fitting import EnsembleFit
+from molmovie.geometry import distances
+from molmovie.io import read_dataset, write_dataset
+from molmovie.io.measurement import read_measurement, write_measurement
+from molmovie.measurement import simulate_measurement
+from molmovie.scattering import SignalSpec, intensity_from_distances, simulate
+
+from _fit_fixtures import diatomic_ensemble
+from _fixtures import assert_one_line_error, run_cli
+
+S = np.linspace(0.5, 10.0, 30)
+DELAYS = np.arange(-150.0, 801.0, 25.0)
+
+
+@pytest.fixture(scope="module")
+def basis():
+    return diatomic_ensemble(12, seed=5)
+
+
+def test_simulated_electron_measurement_is_the_weighted_delta_i_over_i(basis):
+    """γ = 1, t0 = 0, no IRF, delays on the frames: ΔS(t) = Σ w_i (I_i(t) − I_gs)/I_gs with the electron I(s)."""
+    w = np.linspace(1.0, 2.0, 12)
+    w /= w.sum()
+    delays = basis.time[:20]
+    meas = simulate_measurement(basis, q=S, delays=delays, weights=w, gamma=1.0, t0=0.0, irf_fs=0.0, probe="electron")
+    assert (meas.probe, meas.energy_kev) == ("electron", 3700.0)
+    d = distances(basis.positions[:, :20])
+    I = intensity_from_distances(basis.symbols, d, S, probe="electron")
+    I_gs = I[:, 0].mean(axis=0)
+    expected = np.tensordot(w, (I - I_gs) / I_gs, axes=(0, 0))
+    np.testing.assert_allclose(meas.dS, expected, rtol=1e-10, atol=1e-13)
+    xray = simulate_measurement(basis, q=S, delays=delays, weights=w, gamma=1.0, t0=0.0, irf_fs=0.0)
+    assert np.max(np.abs(xray.dS - meas.dS)) > 0.01 * np.max(np.abs(meas.dS))  # another probe, another signal
+
+
+def test_measurement_file_keeps_the_probe_and_old_files_read_as_xray(basis, tmp_path):
+    meas = simulate_measurement(basis, q=S, delays=DELAYS, gamma=0.05, t0=0.0, irf_fs=150.0, probe="electron", energy_kev=90.0)
+    back = read_measurement(write_measurement(meas, tmp_path / "ued.h5"))
+    assert (back.probe, back.energy_kev) == ("electron", 90.0)
+    np.testing.assert_array_equal(back.dS, meas.dS)
+    old = write_measurement(replace(meas, probe="xray", energy_kev=None), tmp_path / "old.h5")
+    with h5py.File(old, "r+") as f:
+        del f.attrs["probe"]
+    assert read_measurement(old).probe == "xray"
+
+
+def test_ensemble_fit_of_an_electron_measurement_returns_its_weights(basis):
+    meas = simulate_measurement(basis, q=S, delays=DELAYS, gamma=0.05, t0=43.0, irf_fs=150.0, probe="electron")
+    meas = replace(meas, sigma=np.full(meas.dS.shape, 1e-5))
+    fit = EnsembleFit(t0_range=(-60.0, 120.0), irf_range=(50.0, 250.0), bootstrap=0).fit(meas, basis)
+    e, res = fit.result_.ensemble, fit.result_
+    assert res.converged, res.message
+    np.testing.assert_allclose(e.weights, np.full(12, 1 / 12), atol=2e-4)
+    assert abs(e.gamma / 0.05 - 1) < 1e-3 and abs(e.t0 - 43.0) < 0.05 and abs(e.irf_fs - 150.0) < 0.2
+    # the probe is what the fit asks the forward model for: the same numbers read as X-rays do not fit
+    wrong = EnsembleFit(t0_range=(-60.0, 120.0), irf_range=(50.0, 250.0), bootstrap=0).fit(
+        replace(meas, probe="xray", energy_kev=None), basis
+    )
+    assert wrong.result_.chi2 > 100 * max(res.chi2, 1.0)
+
+
+def test_simulate_experiment_cli_chains_the_probe_from_the_dataset(basis, tmp_path, capsys):
+    spec = SignalSpec(S, probe="electron", energy_kev=90.0)
+    ds = basis.with_signals(*simulate(basis.symbols, basis.positions, basis.length, basis.time, spec))
+    path = write_dataset(ds, tmp_path / "ued_basis.h5")
+    assert read_dataset(path).spec.probe == "electron"
+    out = tmp_path / "m.h5"
+    code, stdout, err = run_cli(["simulate-experiment", path, "-o", out, "--irf-fs", "150", "--photons", "1e6"], capsys)
+    assert code == 0, err
+    assert "electrons at 90 keV" in stdout and "electrons per q bin" in stdout
+    meas = read_measurement(out)
+    assert (meas.probe, meas.energy_kev) == ("electron", 90.0)
+    code, _, err = run_cli(
+        ["simulate-experiment", path, "-o", tmp_path / "x.h5", "--probe", "xray", "--energy-kev", "90"], capsys
+    )
+    assert_one_line_error(code, err, "'energy_kev' parameter is the electron beam")
