@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .debye import atomic_intensity, difference_signal, intensity, intensity_from_distances
+from .debye import atomic_intensity, difference_signal, intensity, intensity_from_distances, scattering_factors
 from .detector import DEFAULT_Q, Signals, q_grid, simulate, simulate_signals
 from .electrons import PROBES, electron_amplitudes, electron_inelastic, modified_intensity, wavenumber
 from .pdf import pair_distribution
@@ -55,6 +55,7 @@ __all__ = [
     "intensity_from_distances",
     "difference_signal",
     "atomic_intensity",
+    "scattering_factors",
     "modified_intensity",
     "pair_distribution",
     "DebyeTorch",

@@ -43,6 +43,7 @@ __all__ = [
     "intensity_from_distances",
     "intensity_reference",
     "atomic_intensity",
+    "scattering_factors",
     "default_inelastic",
     "difference_signal",
     "MAX_COORDINATE",
@@ -333,6 +334,23 @@ def intensity_reference(
             sinc[zero] = 1.0
         out[a : a + chunk] = plan.const + np.einsum("gpq,pq->gq", sinc, plan.pair_weight)
     return out.reshape(d.shape[:-1] + (qa.size,))
+
+
+def scattering_factors(symbols: Symbols, q: ArrayLike, *, probe: str = "xray", energy_kev: float | None = None) -> np.ndarray:
+    """Each atom's scattering factor on the grid, by probe: X-ray form factors f_A(q) (real, electron units), or the
+    complex electron amplitudes f_A(s) at the beam energy (Å; :func:`molmovie.scattering.electron_amplitudes`).
+
+    The pair weight of the Debye sum is 2 Re(f_A conj(f_B)) for both.
+
+    Returns
+    -------
+    ndarray, shape (n_atoms, n_q), float64 (X-rays) or complex128 (electrons)
+    """
+    qa = check_q(q)
+    probe, energy = check_probe(probe, energy_kev)
+    if probe == "xray":
+        return form_factors(symbols, qa)
+    return electron_amplitudes(symbols, qa, DEFAULT_ENERGY_KEV if energy is None else energy)
 
 
 def atomic_intensity(
