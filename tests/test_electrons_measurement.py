@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
+from molmovie import InputError
 from molmovie.fitting import EnsembleFit
 from molmovie.geometry import distances
 from molmovie.io import read_dataset, write_dataset
@@ -119,3 +120,50 @@ def test_pdf_fit_recovers_a_known_delta_p_from_electron_delta_i_over_i():
     assert np.max(np.abs(r[np.argmin(x[moved], 1)] - r[np.argmin(truth[moved], 1)])) <= 0.1 + 1e-9
     assert np.mean(np.abs(x - truth) <= 2 * band) >= 0.9
     assert 0.8 < res.reduced_chi2 < 1.2
+
+
+def test_ingest_a_ued_export_of_delta_sm_in_inverse_bohr(tmp_path, capsys):
+    """s in 1/bohr, ΔsM in 1/bohr: ΔI/I = ΔsM I_at/(s I_gs) recovers the electron model's ΔI/I exactly (I_gs of the built-in CS2)."""
+    from molmovie.io.beamline import BOHR, ingest
+    from molmovie.molecules import builtin
+    from molmovie.scattering import atomic_intensity, intensity, modified_intensity
+
+    mol = builtin("cs2")
+    s = np.linspace(0.8, 11.0, 40)  # 1/Å
+    delays = np.array([-100.0, 0.0, 100.0, 200.0])
+    stretch = np.array([0.0, 0.0, 0.05, 0.12])  # Å on one C-S bond
+    pos = np.repeat(mol.positions[None], 4, axis=0)
+    far = int(np.argmax(np.abs(mol.positions[1:, 2]))) + 1
+    pos[:, far, 2] += np.sign(mol.positions[far, 2]) * stretch
+    I = intensity(mol.symbols, pos, s, probe="electron")
+    I_gs = intensity(mol.symbols, mol.positions, s, probe="electron")
+    I_at = atomic_intensity(mol.symbols, s, probe="electron")
+    dsm = modified_intensity(I, I_at, s) - modified_intensity(I_gs, I_at, s)  # 1/Å
+    path = tmp_path / "ued.npz"
+    np.savez(path, s=s * BOHR, delays=delays, dsM=dsm * BOHR, std=np.full(dsm.shape, 1e-3 * BOHR))
+    kw = dict(q_path="s", data_path="dsM", q_units="1/bohr", delay_units="fs", kind="difference", signal_units="sM")
+    meas = ingest(path, probe="electron", molecule="cs2", **kw)
+    assert meas.probe == "electron" and meas.energy_kev == 3700.0
+    np.testing.assert_allclose(meas.q, s, rtol=1e-14)
+    np.testing.assert_allclose(meas.dS, (I - I_gs) / I_gs, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(meas.sigma, np.broadcast_to(1e-3 * I_at / (s * I_gs), dsm.shape), rtol=1e-10)
+    assert "built-in geometry of cs2" in meas.provenance["sM_to_dI_over_I"]
+    # through the command line, into a measurement file that keeps the probe
+    out = tmp_path / "ued.h5"
+    args = ["ingest", path, "-o", out, "--q-path", "s", "--data-path", "dsM", "--q-units", "1/bohr", "--delay-units", "fs"]
+    args += ["--kind", "difference", "--signal-units", "sM", "--molecule", "cs2"]
+    code, stdout, err = run_cli([*args, "--probe", "electron"], capsys)
+    assert code == 0, err
+    assert "electrons at 3700 keV" in stdout and read_measurement(out).probe == "electron"
+    code, _, err = run_cli([*args[:-2], "--probe", "electron", "-o", tmp_path / "n.h5", "--force"], capsys)
+    assert_one_line_error(code, err, "needs the molecule's atoms")
+    code, _, err = run_cli([*args, "-o", tmp_path / "x.h5"], capsys)
+    assert_one_line_error(code, err, "give --probe electron")
+    with pytest.raises(InputError, match="s must be > 0"):
+        ingest(_zero_s(tmp_path), probe="electron", molecule="cs2", **kw)
+
+
+def _zero_s(tmp_path):
+    path = tmp_path / "zero.npz"
+    np.savez(path, s=np.linspace(0.0, 5.0, 6), delays=np.array([0.0, 1.0]), dsM=np.zeros((2, 6)), std=np.ones((2, 6)))
+    return path

@@ -13,6 +13,7 @@ from ..evaluation.measurement_figures import plot_measurement
 from ..io import atomic_path
 from ..io.beamline import ingest as ingest_file
 from ..io.measurement import read_measurement, write_measurement
+from ..scattering import PROBES
 from ._app import app
 from ._outputs import writing
 
@@ -51,7 +52,10 @@ def ingest(
     delay_units: Annotated[
         str | None, typer.Option(help="Units of the file's delays: fs or ps. Needed when the file does not say.")
     ] = None,
-    signal_units: Annotated[str | None, typer.Option(help="A ready ΔS: fraction or percent.")] = None,
+    signal_units: Annotated[
+        str | None,
+        typer.Option(help="A ready ΔS: fraction or percent; or sM, a ΔsM of electron diffraction (in the file's 1/s units)."),
+    ] = None,
     t0: Annotated[
         float, typer.Option("--t0", help="Time zero in the FILE'S delay units; stored delays are (delay - t0) in fs.")
     ] = 0.0,
@@ -97,6 +101,10 @@ def ingest(
     symbols: Annotated[
         str | None, typer.Option(help="Its element symbols, e.g. 'I I' (overrides what --molecule gives).")
     ] = None,
+    probe: Annotated[str, typer.Option(help=f"What scattered: {', '.join(PROBES)} (electrons: q is s, ΔS is ΔI/I).")] = "xray",
+    energy_kev: Annotated[
+        float | None, typer.Option(help="Electron beam kinetic energy, keV (default 3700; electrons only).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Turn a beamline file into a molmovie measurement: units, ΔS against a reference, σ, q range, time zero."""
@@ -117,6 +125,8 @@ def ingest(
             qmax=qmax,
             molecule=molecule,
             symbols=symbols,
+            probe=probe,
+            energy_kev=energy_kev,
             legendre=legendre,
             q_path=q_path,
             delays_path=delays_path,
@@ -133,7 +143,8 @@ def ingest(
     lines = [
         f"{output}: ΔS ({p['kind']}{order}) "
         f"on {meas.n_q} q points {meas.q[0]:.4g}-{meas.q[-1]:.4g} 1/Å at {meas.n_delays} delays "
-        f"{meas.delays[0]:.6g} to {meas.delays[-1]:.6g} fs",
+        f"{meas.delays[0]:.6g} to {meas.delays[-1]:.6g} fs"
+        + ("" if meas.probe == "xray" else f"; electrons at {meas.energy_kev:g} keV (ΔS is ΔI/I)"),
         f"reference: {p['reference']}; σ: {'none in the file' if meas.sigma is None else 'propagated'}",
     ]
     checks = [
