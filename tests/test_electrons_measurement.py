@@ -167,3 +167,41 @@ def _zero_s(tmp_path):
     path = tmp_path / "zero.npz"
     np.savez(path, s=np.linspace(0.0, 5.0, 6), delays=np.array([0.0, 1.0]), dsM=np.zeros((2, 6)), std=np.ones((2, 6)))
     return path
+
+
+def test_show_draws_the_ued_maps_of_an_electron_measurement(basis, tmp_path, capsys):
+    """ΔsM = s ΔI/I · I_gs/I_at (I_gs of the built-in I2) and its ΔP, drawn as maps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from molmovie.evaluation.measurement_figures import plot_measurement
+    from molmovie.measurement import difference_pdf, modified_difference
+    from molmovie.molecules import builtin
+    from molmovie.scattering import atomic_intensity, intensity, pair_distribution
+
+    meas = simulate_measurement(basis, q=S, delays=DELAYS, gamma=0.1, t0=0.0, irf_fs=150.0, probe="electron")
+    dsm, sig, how = modified_difference(meas)
+    assert sig is None and "built-in geometry of I2" in how
+    i2 = builtin("i2")
+    I_gs = intensity(i2.symbols, i2.positions, S, probe="electron")
+    expected = S * meas.dS * I_gs / atomic_intensity(basis.symbols, S, probe="electron")
+    np.testing.assert_allclose(dsm, expected, rtol=1e-12, atol=1e-15)
+    r = np.linspace(0.0, 8.0, 161)
+    dP, _, _ = difference_pdf(meas, r)
+    np.testing.assert_allclose(dP, pair_distribution(expected, S, r), rtol=1e-12, atol=1e-14)
+    # without a built-in geometry, the atoms alone: ΔsM = s ΔI/I
+    anon = modified_difference(replace(meas, molecule=None))
+    np.testing.assert_allclose(anon[0], S * meas.dS, rtol=1e-12)
+    assert "atoms only" in anon[2]
+    fig = plot_measurement(meas.q, meas.delays, meas.dS, meas.sigma, ued=(dsm, r, dP))
+    titles = {ax.get_title() for ax in fig.axes}
+    assert {"ΔsM(s, t)", "ΔP(r, t)", "ΔS(q, t)"} <= titles
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    path = write_measurement(meas, tmp_path / "ued.h5")
+    code, stdout, err = run_cli(["show", path, "-o", tmp_path / "ued.png"], capsys)
+    assert code == 0, err
+    assert "ΔsM(s, t) and ΔP(r, t)" in stdout and (tmp_path / "ued.png").stat().st_size > 0
+    with pytest.raises(InputError, match="X-rays"):
+        modified_difference(simulate_measurement(basis, q=S, delays=DELAYS, gamma=0.1, t0=0.0, irf_fs=0.0))

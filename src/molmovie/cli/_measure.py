@@ -6,6 +6,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from .._errors import InputError
@@ -13,7 +14,9 @@ from ..evaluation.measurement_figures import plot_measurement
 from ..io import atomic_path
 from ..io.beamline import ingest as ingest_file
 from ..io.measurement import read_measurement, write_measurement
+from ..measurement import difference_pdf
 from ..scattering import PROBES
+from ..scattering.pdf import DEFAULT_ALPHA
 from ._app import app
 from ._outputs import writing
 
@@ -202,7 +205,15 @@ def _show(file: Path, output: Path, q, tmax) -> None:
         f"made by {p['made_by']}" if "made_by" in p else None,
     ]
     title = f"{meas.molecule or 'measurement'} ({file.name}): " + "; ".join(a for a in about if a)
-    fig = plot_measurement(meas.q, meas.delays, meas.dS, meas.sigma, q_lines=q_lines, tmax=tmax, title=title)
+    ued, extra = None, ""
+    if meas.probe == "electron":  # electron diffraction's own maps: ΔsM(s, t) and ΔP(r, t)
+        r = np.linspace(0.0, 8.0, 161)
+        try:
+            dP, dsm, how = difference_pdf(meas, r)
+            ued, extra = (dsm, r, dP), f", ΔsM(s, t) and ΔP(r, t) ({how}; α = {DEFAULT_ALPHA:g} Å²)"
+        except InputError as exc:
+            extra = f"; no ΔsM/ΔP maps ({exc})"
+    fig = plot_measurement(meas.q, meas.delays, meas.dS, meas.sigma, q_lines=q_lines, tmax=tmax, title=title, ued=ued)
     import matplotlib.pyplot as plt
 
     try:
@@ -210,4 +221,4 @@ def _show(file: Path, output: Path, q, tmax) -> None:
             fig.savefig(tmp, dpi=150, format=suffix[1:])
     finally:
         plt.close(fig)
-    typer.echo(f"{output}: ΔS map, line-outs and |ΔS|/σ of {file}")
+    typer.echo(f"{output}: ΔS map, line-outs and |ΔS|/σ of {file}{extra}")

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..._errors import InputError
 from ..._typing import PathLike
+from ...measurement import sm_factor
 from ...molecules import builtin, normalise_symbols
-from ...scattering import atomic_intensity, intensity
 from ...scattering.electrons import check_probe
 from ..measurement import Measurement
 from ._read import _guess_format, read_beamline
@@ -288,22 +288,9 @@ def _sm_factor(
     """(the factor that turns the file's ΔsM into ΔI/I, per s point; how I_gs was had), for --signal-units sM."""
     if probe != "electron":
         raise InputError("--signal-units sM is the modified scattering of electron diffraction; give --probe electron")
-    if syms is None:
-        raise InputError("a ΔsM needs the molecule's atoms to become ΔI/I (I_at = Σ|f|²); give --molecule or --symbols")
-    if np.any(s <= 0):
-        raise InputError(f"a ΔsM is divided by s to become ΔI/I, so s must be > 0; the q range starts at {s[0]:g} (use --qmin)")
-    I_at = atomic_intensity(syms, s, probe=probe, energy_kev=energy_kev)
-    how = "I_gs = I_at = Σ|f|² (atoms only: the ground state's pair term neglected)"
-    I_gs = I_at
-    try:
-        mol = builtin(name) if name else None
-    except InputError:
-        mol = None
-    if mol is not None and sorted(mol.symbols) == sorted(syms):
-        I_gs = intensity(mol.symbols, mol.positions, s, probe=probe, energy_kev=energy_kev)
-        how = f"I_gs of the built-in geometry of {name}"
-    # ΔsM [1/file unit] * s_factor = ΔsM [1/Å]; ΔI/I = ΔsM I_at / (s I_gs)
-    return s_factor * I_at / (s * I_gs), f"ΔI/I = ΔsM I_at / (s I_gs), I_at = Σ|f|² at {energy_kev:g} keV; {how}"
+    factor, how = sm_factor(s, syms, name, energy_kev=energy_kev)  # ΔsM [1/Å] = factor ΔI/I
+    # ΔsM [1/file unit] * s_factor = ΔsM [1/Å]
+    return s_factor / factor, f"ΔI/I = ΔsM I_at / (s I_gs), I_at = Σ|f|² at {energy_kev:g} keV; {how}"
 
 
 def _missing(what: str, option: str, table: dict) -> NoReturn:
