@@ -61,7 +61,15 @@ def test_spec_is_a_frozen_value():
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert a != SignalSpec(Q, reference="ground", photons=1e6, irf_fs=30, seed=5)
     assert a != SignalSpec(Q[:-1], reference="ground", photons=1e6, irf_fs=30, seed=4)
-    assert a.attrs() == {"inelastic": True, "reference": "ground", "photons": 1e6, "irf_fs": 30.0, "seed": 4}
+    assert a.attrs() == {
+        "inelastic": True,
+        "reference": "ground",
+        "photons": 1e6,
+        "irf_fs": 30.0,
+        "seed": 4,
+        "probe": "xray",
+        "energy_kev": None,
+    }
     assert type(a.seed) is int and type(a.irf_fs) is float  # JSON-able as stored
     with pytest.raises(AttributeError):
         a.photons = 2.0
@@ -144,7 +152,8 @@ def test_a_dataset_written_by_the_old_writer_still_reads(tmp_path):
     ds = make_dataset(M=3, T=5, Q=4, seed=1)
     full = dict(inelastic=False, reference="ground", photons=1000.0, irf_fs=None, seed=3)
     back = read_dataset(_write_as_main_did(tmp_path / "old.h5", ds, full))
-    assert back.spec == SignalSpec(ds.q, **full) and back.signal_attrs == full
+    # a file written before electrons holds X-ray signals
+    assert back.spec == SignalSpec(ds.q, **full) and back.signal_attrs == {**full, "probe": "xray", "energy_kev": None}
     np.testing.assert_array_equal(back.dS, ds.dS)
     # attributes a file lacks take their defaults
     few = read_dataset(_write_as_main_did(tmp_path / "few.h5", ds, {"reference": "ground"}))

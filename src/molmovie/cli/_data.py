@@ -14,7 +14,7 @@ from .._guards import check_allocation
 from ..datasets import Dataset, make_splits
 from ..io import read_dataset, write_dataset
 from ..molecules import formula
-from ..scattering import SignalSpec, q_grid, simulate
+from ..scattering import PROBES, SignalSpec, q_grid, simulate
 from ..trajectories import read_ensemble, trajectory_files
 from ._app import app
 from ._options import parse_splits
@@ -62,12 +62,21 @@ def import_(
 def scatter(
     file: Annotated[Path, typer.Argument(help="Dataset file (from import or generate).", show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of updating FILE in place.")] = None,
-    qmin: Annotated[float | None, typer.Option(help="Smallest q, 1/Angstrom.")] = None,
-    qmax: Annotated[float | None, typer.Option(help="Largest q, 1/Angstrom.")] = None,
+    qmin: Annotated[float | None, typer.Option(help="Smallest q (s for electrons), 1/Angstrom.")] = None,
+    qmax: Annotated[float | None, typer.Option(help="Largest q (s for electrons), 1/Angstrom.")] = None,
     nq: Annotated[int | None, typer.Option(help="Number of q points.")] = None,
-    no_inelastic: Annotated[
-        bool, typer.Option("--no-inelastic", help="Elastic scattering only (leave out the Compton term).")
-    ] = False,
+    inelastic: Annotated[
+        bool | None,
+        typer.Option(
+            "--inelastic/--no-inelastic",
+            help="Include the inelastic term: Compton for X-rays (default on), Morse's background for electrons (default off).",
+            show_default=False,
+        ),
+    ] = None,
+    probe: Annotated[str, typer.Option(help=f"What scattered: {', '.join(PROBES)}.")] = "xray",
+    energy_kev: Annotated[
+        float | None, typer.Option(help="Electron beam kinetic energy, keV (default 3700, MeV-UED; electrons only).")
+    ] = None,
     photons: Annotated[float | None, typer.Option(help="Poisson noise: expected photons per pattern.")] = None,
     irf_fs: Annotated[float | None, typer.Option(help="Time resolution: FWHM of a Gaussian instrument response, fs.")] = None,
     reference: Annotated[
@@ -77,13 +86,22 @@ def scatter(
     seed: Annotated[int, typer.Option(help="Seed of the photon noise.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output, or signals already in FILE.")] = False,
 ) -> None:
-    """Simulate the scattering signals ΔS(q, t) of every trajectory (Eq. (1), IAM)."""
+    """Simulate the scattering signals ΔS(q, t) of every trajectory (IAM: X-rays, Eq. (1), or electrons, ΔI/I)."""
     # in place, FILE is the output: checked (a read-only file is refused) and locked before it is read
     target = output or file
     with writing(target, [file] if output is not None else [], force=force or output is None):
         grid: dict[str, Any] = {k: v for k, v in dict(q_min=qmin, q_max=qmax, n_q=nq).items() if v is not None}
         q = q_grid(**grid)
-        spec = SignalSpec(q, inelastic=not no_inelastic, reference=reference.value, photons=photons, irf_fs=irf_fs, seed=seed)
+        spec = SignalSpec(
+            q,
+            inelastic=inelastic,  # type: ignore[arg-type]  # None: the probe's default
+            reference=reference.value,
+            photons=photons,
+            irf_fs=irf_fs,
+            seed=seed,
+            probe=probe,
+            energy_kev=energy_kev,
+        )
         ds = read_dataset(file)
         if output is None and ds.has_signals and not force:
             raise InputError(f"{file} already has signals; use --force to replace them, or --output to write a new file")
@@ -92,7 +110,13 @@ def scatter(
         with progress_callback("scattering", unit="trajectories") as progress:
             signals = simulate(ds.symbols, ds.positions, ds.length, ds.time, spec, progress=progress)
         write_dataset(ds.with_signals(*signals), target, force=True)
-    typer.echo(f"{target}: ΔS on {len(q)} q points from {q[0]:g} to {q[-1]:g} 1/Å for {ds.n_trajectories} trajectories")
+    typer.echo(
+        f"{target}: ΔS on {len(q)} q points from {q[0]:g} to {q[-1]:g} 1/Å for {ds.n_trajectories} trajectories ({_probe(spec)})"
+    )
+
+
+def _probe(spec: SignalSpec) -> str:
+    return "X-rays" if spec.probe == "xray" else f"electrons at {spec.energy_kev:g} keV"
 
 
 @app.command()
@@ -112,7 +136,7 @@ def info(file: Annotated[Path, typer.Argument(help="Dataset file.", show_default
         q = spec.q
         noise = f"{spec.photons:g} photons/pattern" if spec.photons else "none"
         irf = f"{spec.irf_fs:g} fs FWHM" if spec.irf_fs else "none"
-        lines.append(f"q grid        {len(q)} points, {q[0]:g} to {q[-1]:g} 1/Å")
+        lines.append(f"q grid        {len(q)} points, {q[0]:g} to {q[-1]:g} 1/Å; probe {_probe(spec)}")
         lines.append(
             f"signals       reference {spec.reference}, inelastic {'on' if spec.inelastic else 'off'}, noise {noise}, IRF {irf}"
         )

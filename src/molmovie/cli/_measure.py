@@ -6,6 +6,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from .._errors import InputError
@@ -13,6 +14,9 @@ from ..evaluation.measurement_figures import plot_measurement
 from ..io import atomic_path
 from ..io.beamline import ingest as ingest_file
 from ..io.measurement import read_measurement, write_measurement
+from ..measurement import difference_pdf
+from ..scattering import PROBES
+from ..scattering.pdf import DEFAULT_ALPHA
 from ._app import app
 from ._outputs import writing
 
@@ -51,7 +55,10 @@ def ingest(
     delay_units: Annotated[
         str | None, typer.Option(help="Units of the file's delays: fs or ps. Needed when the file does not say.")
     ] = None,
-    signal_units: Annotated[str | None, typer.Option(help="A ready ΔS: fraction or percent.")] = None,
+    signal_units: Annotated[
+        str | None,
+        typer.Option(help="A ready ΔS: fraction or percent; or sM, a ΔsM of electron diffraction (in the file's 1/s units)."),
+    ] = None,
     t0: Annotated[
         float, typer.Option("--t0", help="Time zero in the FILE'S delay units; stored delays are (delay - t0) in fs.")
     ] = 0.0,
@@ -97,6 +104,10 @@ def ingest(
     symbols: Annotated[
         str | None, typer.Option(help="Its element symbols, e.g. 'I I' (overrides what --molecule gives).")
     ] = None,
+    probe: Annotated[str, typer.Option(help=f"What scattered: {', '.join(PROBES)} (electrons: q is s, ΔS is ΔI/I).")] = "xray",
+    energy_kev: Annotated[
+        float | None, typer.Option(help="Electron beam kinetic energy, keV (default 3700; electrons only).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Turn a beamline file into a molmovie measurement: units, ΔS against a reference, σ, q range, time zero."""
@@ -117,6 +128,8 @@ def ingest(
             qmax=qmax,
             molecule=molecule,
             symbols=symbols,
+            probe=probe,
+            energy_kev=energy_kev,
             legendre=legendre,
             q_path=q_path,
             delays_path=delays_path,
@@ -133,7 +146,8 @@ def ingest(
     lines = [
         f"{output}: ΔS ({p['kind']}{order}) "
         f"on {meas.n_q} q points {meas.q[0]:.4g}-{meas.q[-1]:.4g} 1/Å at {meas.n_delays} delays "
-        f"{meas.delays[0]:.6g} to {meas.delays[-1]:.6g} fs",
+        f"{meas.delays[0]:.6g} to {meas.delays[-1]:.6g} fs"
+        + ("" if meas.probe == "xray" else f"; electrons at {meas.energy_kev:g} keV (ΔS is ΔI/I)"),
         f"reference: {p['reference']}; σ: {'none in the file' if meas.sigma is None else 'propagated'}",
     ]
     checks = [
@@ -191,7 +205,15 @@ def _show(file: Path, output: Path, q, tmax) -> None:
         f"made by {p['made_by']}" if "made_by" in p else None,
     ]
     title = f"{meas.molecule or 'measurement'} ({file.name}): " + "; ".join(a for a in about if a)
-    fig = plot_measurement(meas.q, meas.delays, meas.dS, meas.sigma, q_lines=q_lines, tmax=tmax, title=title)
+    ued, extra = None, ""
+    if meas.probe == "electron":  # electron diffraction's own maps: ΔsM(s, t) and ΔP(r, t)
+        r = np.linspace(0.0, 8.0, 161)
+        try:
+            dP, dsm, how = difference_pdf(meas, r)
+            ued, extra = (dsm, r, dP), f", ΔsM(s, t) and ΔP(r, t) ({how}; α = {DEFAULT_ALPHA:g} Å²)"
+        except InputError as exc:
+            extra = f"; no ΔsM/ΔP maps ({exc})"
+    fig = plot_measurement(meas.q, meas.delays, meas.dS, meas.sigma, q_lines=q_lines, tmax=tmax, title=title, ued=ued)
     import matplotlib.pyplot as plt
 
     try:
@@ -199,4 +221,4 @@ def _show(file: Path, output: Path, q, tmax) -> None:
             fig.savefig(tmp, dpi=150, format=suffix[1:])
     finally:
         plt.close(fig)
-    typer.echo(f"{output}: ΔS map, line-outs and |ΔS|/σ of {file}")
+    typer.echo(f"{output}: ΔS map, line-outs and |ΔS|/σ of {file}{extra}")

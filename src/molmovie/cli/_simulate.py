@@ -15,7 +15,7 @@ from ..datasets import SPLITS
 from ..io import read_dataset
 from ..io.measurement import write_measurement
 from ..measurement import simulate_measurement
-from ..scattering import DEFAULT_Q, q_grid
+from ..scattering import DEFAULT_Q, PROBES, q_grid
 from ._app import app
 from ._outputs import writing
 from ._progress import progress_callback
@@ -147,9 +147,20 @@ def simulate_experiment(
         str | None, typer.Option(help="Weights of the selected trajectories, comma-separated or a file (default: uniform).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the photon noise.")] = 0,
-    no_inelastic: Annotated[
-        bool, typer.Option("--no-inelastic", help="Elastic scattering only (leave out the Compton term).")
-    ] = False,
+    inelastic: Annotated[
+        bool | None,
+        typer.Option(
+            "--inelastic/--no-inelastic",
+            help="Include the inelastic term: Compton for X-rays (default on), Morse's background for electrons (default off).",
+            show_default=False,
+        ),
+    ] = None,
+    probe: Annotated[
+        str | None, typer.Option(help=f"What scatters: {', '.join(PROBES)} (default: the dataset's signals', else xray).")
+    ] = None,
+    energy_kev: Annotated[
+        float | None, typer.Option(help="Electron beam kinetic energy, keV (default: the dataset's, else 3700; electrons only).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Make a synthetic measurement from a dataset's trajectories, with the truth stored beside it.
@@ -160,12 +171,11 @@ def simulate_experiment(
     """
     inputs = [dataset, *(Path(t) for t in (delays, q, weights) if t is not None and Path(t).is_file())]
     with writing(output, inputs, force=force):
-        _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, no_inelastic, force)
+        model = {"inelastic": inelastic, "probe": probe, "energy_kev": energy_kev}
+        _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, model, force)
 
 
-def _simulate(
-    dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, no_inelastic, force
-) -> None:
+def _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, model, force) -> None:
     if trajectories is not None and split is not None:
         raise InputError("give --trajectories or --split, not both")
     if split is not None and split not in SPLITS:
@@ -186,6 +196,10 @@ def _simulate(
     w = None if weights is None else parse_weights(weights, index.size)
     if q_values is None:
         q_values = ds.q if ds.q is not None else q_grid(**DEFAULT_Q)
+    if model["probe"] is None:  # the probe (and the beam energy) chain from the dataset's signals
+        model["probe"] = ds.spec.probe if ds.spec is not None else "xray"
+        if model["energy_kev"] is None and ds.spec is not None:
+            model["energy_kev"] = ds.spec.energy_kev
     if delay_grid is None:
         end = float(ds.time[-1] - ds.time[0]) + t0
         if not (math.isfinite(end) and end >= -200.0):
@@ -206,9 +220,9 @@ def _simulate(
             photons=photons,
             seed=seed,
             trajectories=index,
-            inelastic=not no_inelastic,
             source=str(dataset),
             progress=progress,
+            **model,
         )
     write_measurement(meas, output, force=force)
     truth = meas.truth
@@ -217,9 +231,11 @@ def _simulate(
     noise = "no noise"
     if meas.sigma is not None:
         snr = peak / float(np.median(meas.sigma))
-        noise = f"Poisson noise at {photons:g} photons per q bin (peak |ΔS| / median σ = {snr:.3g})"
+        counts = "photons" if meas.probe == "xray" else "electrons"
+        noise = f"Poisson noise at {photons:g} {counts} per q bin (peak |ΔS| / median σ = {snr:.3g})"
     typer.echo(
         f"{output}: simulated measurement of {ds.molecule} from {index.size} trajectories: {meas.n_delays} delays "
         f"from {meas.delays[0]:g} to {meas.delays[-1]:g} fs, {meas.n_q} q from {meas.q[0]:g} to {meas.q[-1]:g} 1/Å; "
         f"γ {truth.gamma:g}, t0 {truth.t0:g} fs, IRF {truth.irf_fs:g} fs; peak |ΔS| {100 * peak:.3g} %; {noise}"
+        + ("" if meas.probe == "xray" else f"; electrons at {meas.energy_kev:g} keV (ΔS is ΔI/I)")
     )

@@ -23,6 +23,8 @@ __all__ = [
     "plot_snr_map",
     "plot_lineouts",
     "plot_profiles",
+    "plot_dsm_map",
+    "plot_dp_map",
     "plot_measurement",
 ]
 
@@ -75,14 +77,14 @@ def default_q_lines(q: ArrayLike, delays: ArrayLike, dS: np.ndarray, sigma: np.n
     return sorted(float(q[p]) for p in picks)
 
 
-def _delay_q_map(ax, q, delays, values, *, cmap, vmin, vmax, zero_line, title, label, extend, colorbar):
+def _delay_q_map(ax, q, delays, values, *, cmap, vmin, vmax, zero_line, title, label, extend, colorbar, ylabel="q (1/Å)"):
     """``values`` (T, Q) as a map, delays across and q up, time zero dotted in ``zero_line``; returns the figure."""
     fig, ax = _axes(ax)
     scale, unit = _time_scale(delays)
     mesh = ax.pcolormesh(_edges(np.asarray(delays) * scale), _edges(q), values.T, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat")
     ax.axvline(0, color=zero_line, lw=0.6, ls=":")
     ax.set_xlabel(f"delay ({unit})")
-    ax.set_ylabel("q (1/Å)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     if colorbar:
         fig.colorbar(mesh, ax=ax, label=label, extend=extend)
@@ -113,6 +115,59 @@ def plot_dS_map(
         label="ΔS (%)",
         extend="both",
         colorbar=colorbar,
+    )
+
+
+def _diverging(values: np.ndarray, vmax: float | None) -> float:
+    """The colour limit: ``vmax``, or the 99.5th percentile of |values| (1 where that is 0)."""
+    if vmax is not None:
+        return float(vmax)
+    return float(np.percentile(np.abs(values), 99.5)) or 1.0
+
+
+def plot_dsm_map(
+    s: ArrayLike, delays: ArrayLike, dsM: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True
+) -> Figure:
+    """ΔsM(s, t) of electron diffraction, 1/Å: delays across, s up, a diverging map centred at zero (as UED papers draw it)."""
+    values = np.asarray(dsM, dtype=float)
+    v = _diverging(values, vmax)
+    return _delay_q_map(
+        ax,
+        s,
+        delays,
+        values,
+        cmap="RdBu_r",
+        vmin=-v,
+        vmax=v,
+        zero_line="k",
+        title="ΔsM(s, t)",
+        label="ΔsM (1/Å)",
+        extend="both",
+        colorbar=colorbar,
+        ylabel="s (1/Å)",
+    )
+
+
+def plot_dp_map(
+    r: ArrayLike, delays: ArrayLike, dP: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True
+) -> Figure:
+    """ΔP(r, t), the damped sine transform of ΔsM (:func:`molmovie.scattering.pair_distribution`): delays across, r up."""
+    values = np.asarray(dP, dtype=float)
+    v = _diverging(values, vmax)
+    return _delay_q_map(
+        ax,
+        r,
+        delays,
+        values,
+        cmap="RdBu_r",
+        vmin=-v,
+        vmax=v,
+        zero_line="k",
+        title="ΔP(r, t)",
+        label="ΔP (arb. units)",
+        extend="both",
+        colorbar=colorbar,
+        ylabel="r (Å)",
     )
 
 
@@ -260,8 +315,11 @@ def plot_measurement(
     q_lines: Sequence[float] | None = None,
     tmax: float | None = None,
     title: str | None = None,
+    ued: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Figure:
     """One figure of a measurement: ΔS map, |ΔS|/σ map, q profiles, line-outs and a zoom on the rise.
+
+    With ``ued`` (an electron measurement), a third row: the ΔsM(s, t) and ΔP(r, t) maps.
 
     Parameters
     ----------
@@ -275,6 +333,9 @@ def plot_measurement(
     tmax : float, optional
         Show delays up to this time, fs.
     title : str, optional
+    ued : (dsM (T, Q), r (R,), dP (T, R)), optional
+        Electron diffraction's ΔsM in 1/Å on ``q`` (s) and its ΔP on r (Å)
+        (:func:`molmovie.measurement.difference_pdf`).
 
     Returns
     -------
@@ -289,7 +350,13 @@ def plot_measurement(
         keep = delays <= tmax
         delays, dS = delays[keep], dS[keep]
         sigma = None if sigma is None else np.asarray(sigma)[keep]
-    fig, axs = plt.subplot_mosaic("MSP;LLZ", figsize=(16, 8.5), layout="constrained")
+        if ued is not None:
+            ued = (np.asarray(ued[0])[keep], np.asarray(ued[1]), np.asarray(ued[2])[keep])
+    layout, size = ("MSP;LLZ", (16, 8.5)) if ued is None else ("MSP;LLZ;DDR", (16, 12.5))
+    fig, axs = plt.subplot_mosaic(layout, figsize=size, layout="constrained")
+    if ued is not None:
+        plot_dsm_map(q, delays, ued[0], ax=axs["D"])
+        plot_dp_map(ued[1], delays, ued[2], ax=axs["R"])
     plot_dS_map(q, delays, dS, ax=axs["M"])
     if sigma is not None:
         plot_snr_map(q, delays, dS, sigma, ax=axs["S"])

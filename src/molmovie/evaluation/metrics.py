@@ -37,9 +37,16 @@ __all__ = ["Evaluation", "evaluate", "reconstruct_signal", "heavy_pairs"]
 
 
 def reconstruct_signal(
-    distances: np.ndarray, symbols: Symbols, q: np.ndarray, I_ref: np.ndarray, *, inelastic: bool = True
+    distances: np.ndarray,
+    symbols: Symbols,
+    q: np.ndarray,
+    I_ref: np.ndarray,
+    *,
+    inelastic: bool = True,
+    probe: str = "xray",
+    energy_kev: float | None = None,
 ) -> np.ndarray:
-    """ΔS that Eq. (1) gives from distances, against a given reference intensity.
+    """ΔS that Eq. (1) (or, for ``probe="electron"``, the electron I(s)) gives from distances, against a given reference.
 
     Parameters
     ----------
@@ -48,12 +55,14 @@ def reconstruct_signal(
     q : ndarray, shape (Q,), 1/Angstrom
     I_ref : ndarray, shape (M, Q), electron units
     inelastic : bool
+    probe, energy_kev
+        The forward model's probe and electron beam energy, keV (:class:`molmovie.scattering.SignalSpec`).
 
     Returns
     -------
     ndarray, shape (M, T, Q), a fraction
     """
-    I = intensity_from_distances(symbols, distances, q, inelastic=inelastic)
+    I = intensity_from_distances(symbols, distances, q, inelastic=inelastic, probe=probe, energy_kev=energy_kev)
     return difference_signal(I, np.asarray(I_ref)[:, None, :])
 
 
@@ -151,7 +160,7 @@ def evaluate(distances: ArrayLike, dataset: Dataset, *, permutations: np.ndarray
     perms, per_frame, per_trajectory = best_relabellings(coords, positions, masses, permutations)
     rmsd_sym = rmsd(_relabel(coords, perms[per_frame]), positions, masses)
     rmsd_sym_traj = rmsd(_relabel(coords, perms[per_trajectory][:, None]), positions, masses)
-    dS_pred = reconstruct_signal(pred, dataset.symbols, spec.q, I_ref, inelastic=spec.inelastic)
+    dS_pred = reconstruct_signal(pred, dataset.symbols, spec.q, I_ref, **spec.forward())
     resid = dS_pred - dS
     ssr = np.where(mask, np.sum(np.where(mask[..., None], resid, 0.0) ** 2, axis=-1), np.nan)
     abs_error = np.abs(pred - truth)

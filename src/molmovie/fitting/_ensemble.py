@@ -10,8 +10,10 @@ Ware et al., *Phil. Trans. R. Soc. A* 377, 20170477 (2019)):
     \qquad c_i = \gamma w_i \ge 0, \quad \gamma = \sum_i c_i ,
 
 with ΔS_i each basis trajectory's signal against the laser-off reference
-(recomputed on the measurement's q from the trajectories' positions, Eq. (1)
-with the inelastic term), G a Gaussian of FWHM ``irf_fs``. For fixed t0 and
+(recomputed on the measurement's q from the trajectories' positions by the
+measurement's probe: Eq. (1) with the inelastic term for X-rays, the electron
+I(s) at its beam energy for electrons, whose ΔS is ΔI/I; a fit of ΔsM =
+s ΔI/I · I_gs/I_at with its σ scaled alike has the same χ²), G a Gaussian of FWHM ``irf_fs``. For fixed t0 and
 IRF the problem is linear in c and is solved exactly by non-negative least
 squares (scipy.optimize.nnls) of
 
@@ -359,7 +361,10 @@ class EnsembleFit(MeasurementMethod):
             g_idx, e_idx = _hole_split(ens)
         else:
             g_idx, e_idx = np.zeros(0, dtype=np.int64), np.arange(ens.n_trajectories)
-        dS_basis, _I_gs = basis_signals(basis, q, progress=lambda done, info: report(done, {"stage": "basis signals", **info}))
+        # the measurement's probe picks the forward model (X-rays, Eq. (1); or electrons at its beam energy)
+        dS_basis, _I_gs = basis_signals(
+            basis, q, progress=lambda done, info: report(done, {"stage": "basis signals", **info}), **meas.forward()
+        )
         B, _ = hold_last_frame(dS_basis)
         if self.hole:  # columns: the excited trajectories, then the ground-state ones with the sign of a hole
             B = np.concatenate([B[e_idx], -B[g_idx]])

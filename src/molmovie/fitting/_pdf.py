@@ -13,7 +13,11 @@ changes when the molecule moves, so a measured difference signal
     \qquad
     \Delta P_{ab}(R, t) = \gamma\left(\langle P_{ab}(R, t)\rangle - P^{gs}_{ab}(R)\right),
 
-where the sum runs over element-pair types ab (I-I; C-S and S-S), and
+where the sum runs over element-pair types ab (I-I; C-S and S-S) (for an
+electron measurement, ``probe="electron"``, ΔS is ΔI/I, f the complex
+amplitudes at the beam energy and 2 f_a f_b reads 2 Re(f_a conj(f_b)); the
+same kernel then maps ΔP to ΔI/I, and the sine transform below is the ΔPDF
+of ultrafast electron diffraction), and
 :math:`P_{ab}(R)` is the density of ab pairs at distance R per molecule
 (1/Å; it integrates to the number of ab pairs). For a homonuclear diatomic
 (I2) there is one type and ΔP is γ times the change of the I-I distance
@@ -91,7 +95,7 @@ from ..inversion._base import check_choice, check_number
 from ..io.fit import FitResult, PdfPart
 from ..measurement import Measurement, check_molecule, ground_start_flags
 from ..molecules import BUILTIN, builtin
-from ..scattering import form_factors, incoherent, intensity, intensity_from_distances
+from ..scattering import atomic_intensity, intensity, intensity_from_distances, scattering_factors
 from ._base import MeasurementMethod, measurement_sigma
 
 __all__ = ["PairDistributionFit", "pair_types", "debye_kernel", "sine_transform"]
@@ -127,19 +131,25 @@ def r_bins(r_min: float, r_max: float, dr: float) -> tuple[np.ndarray, np.ndarra
     return 0.5 * (edges[1:] + edges[:-1]), edges
 
 
-def debye_kernel(symbols: Symbols, q: ArrayLike, edges: np.ndarray, I_gs: np.ndarray) -> np.ndarray:
+def debye_kernel(
+    symbols: Symbols, q: ArrayLike, edges: np.ndarray, I_gs: np.ndarray, *, probe: str = "xray", energy_kev: float | None = None
+) -> np.ndarray:
     r"""The matrix that maps binned ΔP_ab to ΔS (see the module docstring).
 
     .. math::
 
         K_{q,(ab,j)} = \frac{2 f_a(q) f_b(q)}{I_{gs}(q)} \int_{R_j^-}^{R_j^+} \frac{\sin(qR)}{qR}\, dR
 
+    with 2 |f_a||f_b| cos(η_a − η_b) = 2 Re(f_a conj(f_b)) for electrons.
+
     Parameters
     ----------
     symbols : sequence of str
     q : ndarray, shape (Q,), 1/Angstrom, > 0
     edges : ndarray, shape (R + 1,), Angstrom
-    I_gs : ndarray, shape (Q,), electron units
+    I_gs : ndarray, shape (Q,), electron units (Å² for electrons)
+    probe, energy_kev
+        The forward model's probe, and the electron beam energy in keV.
 
     Returns
     -------
@@ -152,10 +162,10 @@ def debye_kernel(symbols: Symbols, q: ArrayLike, edges: np.ndarray, I_gs: np.nda
         raise InputError("the pdf method needs q > 0 (sin(qR)/(qR) is integrated over R with 1/q)")
     _, _, elements = pair_types(symbols)
     uniq = sorted({e for pair in elements for e in pair})
-    f = dict(zip(uniq, form_factors(uniq, q), strict=True))
+    f = dict(zip(uniq, scattering_factors(uniq, q, probe=probe, energy_kev=energy_kev), strict=True))
     si = sici(np.outer(q, edges))[0]  # (Q, R + 1)
     bin_int = (si[:, 1:] - si[:, :-1]) / q[:, None]  # ∫ sin(qR)/(qR) dR over each bin
-    cols = [(2.0 * f[a] * f[b] / I_gs)[:, None] * bin_int for a, b in elements]
+    cols = [(2.0 * np.real(f[a] * np.conj(f[b])) / I_gs)[:, None] * bin_int for a, b in elements]
     return np.concatenate(cols, axis=1)
 
 
@@ -304,7 +314,7 @@ class PairDistributionFit(MeasurementMethod):
             flags = ground_start_flags(basis)  # displaced starts are not ground-state samples
             if flags is not None and flags.any():
                 first = first[flags]
-            I_gs = intensity(symbols, first, q).mean(axis=0)
+            I_gs = intensity(symbols, first, q, **meas.forward()).mean(axis=0)
             d0 = distances(first)
             return (
                 I_gs,
@@ -319,12 +329,17 @@ class PairDistributionFit(MeasurementMethod):
             n_pairs = len(symbols) * (len(symbols) - 1) // 2
             if d.size != n_pairs or np.any(~np.isfinite(d)) or np.any(d <= 0):
                 raise InputError(f"ground_distances must be {n_pairs} positive distances (pairs i < j), Å; got {list(d)}")
-            return intensity_from_distances(symbols, d, q), None, f"ground_distances {list(map(float, d))} Å (rigid molecule)"
+            I_gs = intensity_from_distances(symbols, d, q, **meas.forward())
+            return I_gs, None, f"ground_distances {list(map(float, d))} Å (rigid molecule)"
         name = (meas.molecule or "").lower()
         if name in BUILTIN and Counter(builtin(name).symbols) == Counter(symbols):
             mol = builtin(name)
-            return intensity(mol.symbols, mol.positions, q), None, f"built-in geometry of {name} (rigid molecule)"
-        I_atoms = np.sum(form_factors(symbols, q) ** 2, axis=0) + np.sum(incoherent(symbols, q), axis=0)
+            return (
+                intensity(mol.symbols, mol.positions, q, **meas.forward()),
+                None,
+                f"built-in geometry of {name} (rigid molecule)",
+            )
+        I_atoms = atomic_intensity(symbols, q, **meas.forward())
         return I_atoms, None, "atoms only: I_gs = Σ f² + Σ S (the ground state's pair term neglected)"
 
     # ------------------------------------------------------------------ fit
@@ -375,7 +390,7 @@ class PairDistributionFit(MeasurementMethod):
         r, edges = r_bins(float(self.r_min), float(self.r_max), float(self.dr))
         n_r = r.size
         I_gs, ground_P, reference = self._reference(meas, basis, symbols, q, type_of_pair, n_types, edges)
-        K = debye_kernel(symbols, q, edges, I_gs)  # (Q, n)
+        K = debye_kernel(symbols, q, edges, I_gs, **meas.forward())  # (Q, n); the measurement's probe
         n = K.shape[1]
         if self.penalty == "curvature":
             Lm = _second_difference(n_types, n_r)
@@ -457,7 +472,7 @@ class PairDistributionFit(MeasurementMethod):
         dS_fit = x @ K.T
         chi2 = float(np.sum((dS - dS_fit) ** 2 * W))
         damping = float(self.damping) if self.damping is not None else float(np.log(10.0) / q[-1] ** 2)
-        sum_f2 = np.sum(form_factors(symbols, q) ** 2, axis=0)
+        sum_f2 = atomic_intensity(symbols, q, inelastic=False, **meas.forward())  # Σ f² (Σ |f|² for electrons)
         sine, sine_std = sine_transform(q, dS, sigma, r, I_gs=I_gs, sum_f2=sum_f2, damping=damping)
 
         self.r_ = r

@@ -301,7 +301,7 @@ def refine_distances(
 
     from ..scattering import DebyeTorch
 
-    debye = DebyeTorch(list(symbols), np.array(spec.q), inelastic=spec.inelastic, dtype=torch.float64, device=dev)
+    debye = DebyeTorch(list(symbols), np.array(spec.q), **spec.forward(), dtype=torch.float64, device=dev)
     if debye.n_pairs != P:
         raise InputError(f"{len(symbols)} atoms make {debye.n_pairs} pairs; the predicted distances have {P}")
     # the prior, whitened: u = mu + s z, z ~ N(0, 1/w) a priori; padded frames get harmless values

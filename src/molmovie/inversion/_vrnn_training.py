@@ -265,7 +265,9 @@ class _VRNNTraining(_VRNNFile):
 
         from ..scattering import DebyeTorch
 
-        debye = DebyeTorch(self.symbols_, self.q_, inelastic=self.inelastic_, dtype=torch.float32).to(device)
+        # the probe of the training signals (X-rays, or electrons at their beam energy), as the spec says
+        probe = {"probe": self.spec_.probe, "energy_kev": self.spec_.energy_kev}
+        debye = DebyeTorch(self.symbols_, self.q_, inelastic=self.inelastic_, **probe, dtype=torch.float32).to(device)
         y_std = torch.as_tensor(self.y_std_, dtype=torch.float32, device=device)
         y_mean = torch.as_tensor(self.y_mean_, dtype=torch.float32, device=device)
         I_ref = None

@@ -86,7 +86,7 @@ def write_dataset(ds: Dataset, path: PathLike, *, force: bool = False) -> Path:
             sg = f.create_group("signals")
             write_array(sg, "q", ds.spec.q, "1/Angstrom")
             write_array(sg, "dS", ds.dS, "fraction", chunks=(1,) + ds.dS.shape[1:], **comp)
-            write_array(sg, "I_ref", ds.I_ref, "electron units")
+            write_array(sg, "I_ref", ds.I_ref, "Angstrom^2" if ds.spec.probe == "electron" else "electron units")
             for k, v in ds.spec.attrs().items():
                 sg.attrs[k] = json.dumps(v, default=json_default)
         sp = f.create_group("splits")

@@ -3,7 +3,8 @@
 This module owns the format (DESIGN.md, "File formats"; issue 11)::
 
     /                 attrs: format="molmovie-measurement", version, molmovie_version,
-                             molecule (optional), provenance (JSON)
+                             molecule (optional), provenance (JSON),
+                             probe ("xray" or "electron"; absent: "xray"), energy_kev (electrons)
     /q (Q)            [1/Angstrom], strictly increasing
     /delays (T)       [fs] relative to time zero, strictly increasing (may be negative)
     /dS (T, Q)        [fraction]  ΔS = (I - I_ref) / I_ref
@@ -79,6 +80,9 @@ def write_measurement(meas: Measurement, path: PathLike, *, force: bool = False)
         if meas.molecule is not None:
             f.attrs["molecule"] = meas.molecule
         f.attrs["provenance"] = provenance
+        f.attrs["probe"] = meas.probe
+        if meas.energy_kev is not None:
+            f.attrs["energy_kev"] = meas.energy_kev
         write_array(f, "q", meas.q, "1/Angstrom")
         write_array(f, "delays", meas.delays, "fs")
         write_array(f, "dS", meas.dS, "fraction")
@@ -213,6 +217,10 @@ def read_measurement(path: PathLike) -> Measurement:
         molecule = f.attrs.get("molecule")
         if isinstance(molecule, bytes):
             molecule = molecule.decode()
+        probe = f.attrs.get("probe", "xray")  # files written before electrons hold X-ray signals
+        probe = probe.decode() if isinstance(probe, bytes) else str(probe)
+        energy_kev = f.attrs.get("energy_kev")
+        energy_kev = None if energy_kev is None else float(energy_kev)
         q_node, d_node = f.get("q"), f.get("delays")
         Q = q_node.shape[0] if isinstance(q_node, h5py.Dataset) and q_node.ndim == 1 else None
         T = d_node.shape[0] if isinstance(d_node, h5py.Dataset) and d_node.ndim == 1 else None
@@ -259,6 +267,6 @@ def read_measurement(path: PathLike) -> Measurement:
             except InputError as exc:
                 raise InputError(f"{path}: damaged measurement file ({exc})") from None
     try:
-        return Measurement(q, delays, dS, sigma, symbols, molecule, provenance, truth)
+        return Measurement(q, delays, dS, sigma, symbols, molecule, provenance, truth, probe=probe, energy_kev=energy_kev)
     except InputError as exc:
         raise InputError(f"{path}: damaged measurement file ({exc})") from None

@@ -27,6 +27,9 @@ Modules, in the order a reader meets them:
                                                :func:`weighted_quantiles`, :func:`parting_frames`
 :mod:`~molmovie.measurement.synthetic`         a synthetic experiment with noise and its truth:
                                                :func:`simulate_measurement`
+:mod:`~molmovie.measurement.ued`               electron diffraction's ΔsM(s, t) and ΔP(r, t) from ΔI/I:
+                                               :func:`modified_difference`, :func:`difference_pdf`,
+                                               :func:`sm_factor`
 =============================================  ==============================================================
 
 :data:`MAX_ELEMENTS` caps any one array the model allocates. Elsewhere: the
@@ -44,6 +47,7 @@ from .distributions import DEFAULT_LEVELS, DistanceDistribution, distance_distri
 from .model import convolve_basis, ensemble_signal, ensemble_signal_torch, hold_last_frame, irf_operator, irf_operator_torch
 from .synthetic import simulate_measurement
 from .types import Measurement, Truth, check_molecule
+from .ued import difference_pdf, modified_difference, sm_factor
 
 __all__ = [
     "Measurement",
@@ -65,4 +69,7 @@ __all__ = [
     "parting_frames",
     "weighted_quantiles",
     "simulate_measurement",
+    "modified_difference",
+    "difference_pdf",
+    "sm_factor",
 ]

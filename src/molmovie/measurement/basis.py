@@ -34,7 +34,14 @@ __all__ = [
 ]
 
 
-def laser_off_reference(dataset: Dataset | Ensemble, q: ArrayLike, *, inelastic: bool = True) -> np.ndarray:
+def laser_off_reference(
+    dataset: Dataset | Ensemble,
+    q: ArrayLike,
+    *,
+    inelastic: bool | None = None,
+    probe: str = "xray",
+    energy_kev: float | None = None,
+) -> np.ndarray:
     r"""The laser-off pattern of the ground-state ensemble: the mean first-frame intensity.
 
     .. math::
@@ -49,16 +56,19 @@ def laser_off_reference(dataset: Dataset | Ensemble, q: ArrayLike, *, inelastic:
     ----------
     dataset : molmovie.datasets.Dataset or molmovie.trajectories.Ensemble
     q : array_like, shape (Q,), 1/Angstrom
-    inelastic : bool, default True
-        Include the Compton term.
+    inelastic, probe, energy_kev
+        The forward model, as :func:`molmovie.scattering.intensity_from_distances`
+        (X-rays with the Compton term by default).
 
     Returns
     -------
-    ndarray, shape (Q,), electron units
+    ndarray, shape (Q,), electron units (Å² for electrons)
     """
     ens = _ensemble_of(dataset)
     qa = check_q(q)
-    first = intensity_from_distances(ens.symbols, pair_distances(ens.positions[:, 0]), qa, inelastic=inelastic)
+    first = intensity_from_distances(
+        ens.symbols, pair_distances(ens.positions[:, 0]), qa, inelastic=inelastic, probe=probe, energy_kev=energy_kev
+    )
     return first.mean(axis=0)
 
 
@@ -97,9 +107,11 @@ def basis_signals(
     dataset: Dataset | Ensemble,
     q: ArrayLike,
     *,
-    inelastic: bool = True,
+    inelastic: bool | None = None,
     reference: ArrayLike | None = None,
     progress: Progress | None = None,
+    probe: str = "xray",
+    energy_kev: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""Every trajectory's ΔS_i against the laser-off reference, the basis of the measurement model.
 
@@ -118,11 +130,14 @@ def basis_signals(
     ----------
     dataset : molmovie.datasets.Dataset or molmovie.trajectories.Ensemble
     q : array_like, shape (Q,), 1/Angstrom
-    inelastic : bool, default True
+    inelastic : bool, optional
+        Default on for X-rays (Compton), off for electrons.
     reference : array_like of int, optional
         Indices of the trajectories whose mean first frame is I_gs.
     progress : callable, optional
         ``progress(done, info)`` after each chunk of trajectories (``info["total"]``: M).
+    probe, energy_kev
+        The probe (``"xray"`` or ``"electron"``) and the electron beam's energy, keV.
 
     Returns
     -------
@@ -151,7 +166,16 @@ def basis_signals(
         if ref.size == 0 or np.any((ref < 0) | (ref >= m)):
             raise InputError(f"the laser-off reference must be indices of the {m} trajectories; got {reference!r}")
     dS, I_ref = simulate_signals(
-        ens.symbols, ens.positions, ens.length, ens.time, qa, inelastic=inelastic, reference="ground", progress=progress
+        ens.symbols,
+        ens.positions,
+        ens.length,
+        ens.time,
+        qa,
+        inelastic=inelastic,
+        reference="ground",
+        progress=progress,
+        probe=probe,
+        energy_kev=energy_kev,
     )
     I_all = I_ref[0]
     if ref.size == m:

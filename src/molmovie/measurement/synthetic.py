@@ -18,7 +18,8 @@ from .._errors import InputError
 from .._typing import Progress
 from ..datasets import Dataset
 from ..geometry import distances as pair_distances
-from ..scattering.debye import intensity_from_distances
+from ..scattering.debye import default_inelastic, intensity_from_distances
+from ..scattering.electrons import check_probe
 from ..scattering.tables import check_q
 from ..trajectories import Ensemble
 from ._checks import _check_size, _check_weights, _ensemble_of, _number, _vector
@@ -44,10 +45,12 @@ def simulate_measurement(
     photons: float | None = None,
     seed: int | np.random.Generator | None = None,
     trajectories: ArrayLike | None = None,
-    inelastic: bool = True,
+    inelastic: bool | None = None,
     levels: ArrayLike = DEFAULT_LEVELS,
     source: str = "",
     progress: Progress | None = None,
+    probe: str = "xray",
+    energy_kev: float | None = None,
 ) -> Measurement:
     r"""A synthetic pump-probe measurement of a dataset's trajectories, with its truth.
 
@@ -98,14 +101,21 @@ def simulate_measurement(
     trajectories : array_like of int, optional
         Indices of the dataset's trajectories that make up the ensemble
         (distinct); default all.
-    inelastic : bool, default True
-        Include the Compton term in Eq. (1).
+    inelastic : bool, optional
+        Include the inelastic term: Compton for X-rays (default on), Morse's
+        background for electrons (default off).
     levels : array_like, shape (K,), default :data:`DEFAULT_LEVELS`
         Quantile levels of the stored distance distributions.
     source : str
         Where the dataset came from (recorded in the provenance).
     progress : callable, optional
         ``progress(done, {"total": n})`` as trajectories are scattered.
+    probe : {"xray", "electron"}, default "xray"
+        What scatters: X-rays (Eq. (1)), or electrons at ``energy_kev``, whose
+        ΔS is ΔI/I and whose noise counts electrons per s bin (a MeV-UED
+        machine's IRF is about 150 fs: ``irf_fs=150``).
+    energy_kev : float, optional
+        Electrons only: the beam's kinetic energy, keV (default 3700).
 
     Returns
     -------
@@ -125,6 +135,9 @@ def simulate_measurement(
         a bad q grid, or sizes over :data:`MAX_ELEMENTS`.
     """
 
+    probe, energy_kev = check_probe(probe, energy_kev)
+    inelastic = default_inelastic(probe) if inelastic is None else bool(inelastic)
+    model = {"inelastic": inelastic, "probe": probe, "energy_kev": energy_kev}
     ens = _ensemble_of(dataset)
     m_all = ens.n_trajectories
     if trajectories is None:
@@ -163,7 +176,7 @@ def simulate_measurement(
     sub = ens.subset(idx)
     K = irf_operator(sub.time, d, t0=t0, irf_fs=irf_fs)  # refuses delays past the basis first: before any work
     dist = distance_distribution(sub, d - t0, weights=w, levels=lv)
-    mean_dS = _weighted_mean_signal(sub, qa, w, inelastic, progress)
+    mean_dS = _weighted_mean_signal(sub, qa, w, model, progress)
     with np.errstate(under="ignore"):  # products with the IRF's far tails
         dS_clean = gamma * (K @ mean_dS)
     if photons is None:
@@ -189,7 +202,7 @@ def simulate_measurement(
         dS_clean=dS_clean,
     )
     seed_record = seed if seed is None or isinstance(seed, (int, np.integer)) else "generator"
-    provenance = {
+    provenance: dict[str, object] = {
         "made_by": "simulate-experiment",
         "source": str(source),
         "reference": f"laser-off ground state: mean first-frame intensity of the {idx.size} trajectories used, noise-free",
@@ -197,21 +210,35 @@ def simulate_measurement(
         "units_read": {},
         "t0_shift_fs": 0.0,
         "inelastic": bool(inelastic),
+        **({} if probe == "xray" else {"probe": probe, "energy_kev": energy_kev}),
         "model": "gamma * sum_i w_i [dS_i (x) Gaussian IRF](q, t - t0); nearest frame held, 0 before excitation, "
         "last valid frame held past each trajectory's end",
-        "noise": None if photons is None else f"Poisson, {photons:g} expected photons per q bin of the laser-off pattern",
+        "noise": None
+        if photons is None
+        else f"Poisson, {photons:g} expected {'photons' if probe == 'xray' else 'electrons'} per q bin of the laser-off pattern",
         "seed": seed_record,
     }
     return Measurement(
-        q=qa, delays=d, dS=dS, sigma=sigma, symbols=tuple(ens.symbols), molecule=ens.molecule, provenance=provenance, truth=truth
+        q=qa,
+        delays=d,
+        dS=dS,
+        sigma=sigma,
+        symbols=tuple(ens.symbols),
+        molecule=ens.molecule,
+        provenance=provenance,
+        truth=truth,
+        probe=probe,
+        energy_kev=energy_kev,
     )
 
 
 def _weighted_mean_signal(
-    ens: Ensemble, q: np.ndarray, w: np.ndarray, inelastic: bool, progress: Progress | None = None
+    ens: Ensemble, q: np.ndarray, w: np.ndarray, model: dict, progress: Progress | None = None
 ) -> np.ndarray:
-    """Σ_i w_i ΔS_i (held past each length) on the basis frames, shape (T, Q), without the (M, T, Q) basis."""
-    I_gs = laser_off_reference(ens, q, inelastic=inelastic)
+    """Σ_i w_i ΔS_i (held past each length) on the basis frames, shape (T, Q), without the (M, T, Q) basis.
+
+    ``model``: the forward model's keywords (inelastic, probe, energy_kev)."""
+    I_gs = laser_off_reference(ens, q, **model)
     t = ens.n_frames
     _check_size(t * q.size, "one trajectory's signal (frames × q)")
     out = np.zeros((t, q.size))
@@ -222,7 +249,7 @@ def _weighted_mean_signal(
         pos, length = ens.positions[idx], ens.length[idx]
         frame = np.minimum(np.arange(t)[None, :], length[:, None] - 1)  # the held frame of each time
         I = intensity_from_distances(
-            ens.symbols, pair_distances(np.take_along_axis(pos, frame[:, :, None, None], axis=1)), q, inelastic=inelastic
+            ens.symbols, pair_distances(np.take_along_axis(pos, frame[:, :, None, None], axis=1)), q, **model
         )
         out += np.tensordot(w[idx], (I - I_gs) / I_gs, axes=(0, 0))
         if progress is not None:

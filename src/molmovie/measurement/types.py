@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from .._errors import InputError
 from .._typing import Symbols
 from ..molecules import formula, normalise_symbols
+from ..scattering.electrons import check_probe
 
 __all__ = ["Truth", "Measurement", "check_molecule"]
 
@@ -180,6 +181,12 @@ class Measurement:
     truth : Truth or None
         Only for simulated experiments; its arrays are on ``delays`` (and
         ``dS_clean`` on ``q``).
+    probe : {"xray", "electron"}, default "xray"
+        What scattered; for electrons ``q`` is s (same definition) and ``dS``
+        is ΔI/I (ΔsM = s ΔI/I_at; :mod:`molmovie.scattering.electrons`).
+    energy_kev : float or None
+        The electron beam's kinetic energy, keV (3700 by default for
+        electrons); None for X-rays.
     """
 
     q: np.ndarray
@@ -190,9 +197,14 @@ class Measurement:
     molecule: str | None
     provenance: dict
     truth: Truth | None = None
+    probe: str = "xray"
+    energy_kev: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        probe, energy_kev = check_probe(self.probe, self.energy_kev)
+        set_(self, "probe", probe)
+        set_(self, "energy_kev", energy_kev)
         q = _array(self.q, "q", 1)
         if q.size == 0:
             raise InputError("q is empty")
@@ -235,6 +247,11 @@ class Measurement:
                     f"truth arrays must be on the measurement's {delays.size} delays and {q.size} q points; "
                     f"got distance_mean {self.truth.distance_mean.shape}, dS_clean {self.truth.dS_clean.shape}"
                 )
+
+    def forward(self) -> dict:
+        """The probe's forward-model keywords (``probe``, ``energy_kev``) for
+        :func:`molmovie.scattering.intensity_from_distances` and the measurement model."""
+        return {"probe": self.probe, "energy_kev": self.energy_kev}
 
     @property
     def n_delays(self) -> int:

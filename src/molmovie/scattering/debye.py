@@ -35,12 +35,16 @@ from .._errors import InputError
 from .._numba import parallel_lock
 from .._typing import Symbols
 from ..geometry import distances
+from .electrons import DEFAULT_ENERGY_KEV, check_probe, electron_amplitudes, electron_inelastic
 from .tables import atomic_numbers_for_scattering, check_q, form_factors, incoherent
 
 __all__ = [
     "intensity",
     "intensity_from_distances",
     "intensity_reference",
+    "atomic_intensity",
+    "scattering_factors",
+    "default_inelastic",
     "difference_signal",
     "MAX_COORDINATE",
     "check_coordinates",
@@ -95,17 +99,31 @@ def _uniform_step(q: np.ndarray) -> tuple[bool, float, float]:
 
 
 @lru_cache(maxsize=64)
-def _plan_cached(z: tuple[int, ...], q_bytes: bytes, inelastic: bool) -> _Plan:
+def _plan_cached(
+    z: tuple[int, ...], q_bytes: bytes, inelastic: bool, probe: str = "xray", energy_kev: float | None = None
+) -> _Plan:
     from ase.data import chemical_symbols
 
     q = np.frombuffer(q_bytes, dtype=np.float64)
     symbols = [chemical_symbols[v] for v in z]
-    f = form_factors(symbols, q)
-    const = np.sum(f * f, axis=0)
-    if inelastic:
-        const = const + np.sum(incoherent(symbols, q), axis=0)
     n = len(z)
     i, j = np.triu_indices(n, 1)
+    if probe == "xray":
+        f = form_factors(symbols, q)
+        const = np.sum(f * f, axis=0)
+        if inelastic:
+            const = const + np.sum(incoherent(symbols, q), axis=0)
+        # f_A f_B per pair type
+        pair_product = f[i] * f[j]
+    else:
+        # electrons: |f_A|² and |f_A||f_B| cos(η_A - η_B) = Re(f_A conj(f_B))
+        energy = DEFAULT_ENERGY_KEV if energy_kev is None else energy_kev
+        fc = electron_amplitudes(symbols, q, energy)
+        fr, fi = fc.real, fc.imag
+        const = np.sum(fr * fr + fi * fi, axis=0)
+        if inelastic:
+            const = const + np.sum(electron_inelastic(symbols, q, energy), axis=0)
+        pair_product = fr[i] * fr[j] + fi[i] * fi[j]
     za, zb = np.asarray(z)[i], np.asarray(z)[j]
     key = np.minimum(za, zb) * 1000 + np.maximum(za, zb)
     types, tid = np.unique(key, return_inverse=True)
@@ -119,17 +137,23 @@ def _plan_cached(z: tuple[int, ...], q_bytes: bytes, inelastic: bool) -> _Plan:
     weight = np.empty((types.size, q.size))
     for t in range(types.size):
         p = order[type_start[t]]
-        weight[t] = 2.0 * f[i[p]] * f[j[p]] * inv_q
-    plan = _Plan(order, type_start, weight, np.ascontiguousarray(const), zero_q, uniform, q0, dq, 2.0 * f[i] * f[j])
+        weight[t] = 2.0 * pair_product[p] * inv_q
+    plan = _Plan(order, type_start, weight, np.ascontiguousarray(const), zero_q, uniform, q0, dq, 2.0 * pair_product)
     for a in plan:
         if isinstance(a, np.ndarray):
             a.setflags(write=False)
     return plan
 
 
-def _plan(symbols: Symbols, q: np.ndarray, inelastic: bool) -> _Plan:
+def _plan(symbols: Symbols, q: np.ndarray, inelastic: bool | None, probe: str = "xray", energy_kev: float | None = None) -> _Plan:
     z = tuple(int(v) for v in atomic_numbers_for_scattering(symbols))
-    return _plan_cached(z, q.tobytes(), bool(inelastic))
+    probe, energy = check_probe(probe, energy_kev)
+    return _plan_cached(z, q.tobytes(), default_inelastic(probe) if inelastic is None else bool(inelastic), probe, energy)
+
+
+def default_inelastic(probe: str) -> bool:
+    """Whether the inelastic term is in I by default: yes for X-rays (Compton), no for electrons (as IAM-XED)."""
+    return probe == "xray"
 
 
 def _check_distances(symbols: Symbols, distances: ArrayLike) -> np.ndarray:
@@ -144,15 +168,32 @@ def _check_distances(symbols: Symbols, distances: ArrayLike) -> np.ndarray:
     return d
 
 
-def intensity_from_distances(symbols: Symbols, distances: ArrayLike, q: ArrayLike, *, inelastic: bool = True) -> np.ndarray:
-    r"""Eq. (1) from the atom-atom distances.
+def intensity_from_distances(
+    symbols: Symbols,
+    distances: ArrayLike,
+    q: ArrayLike,
+    *,
+    inelastic: bool | None = None,
+    probe: str = "xray",
+    energy_kev: float | None = None,
+) -> np.ndarray:
+    r"""Eq. (1) (X-rays) or its electron counterpart, from the atom-atom distances.
 
     .. math::
 
         I(q) = \sum_A f_A^2 + 2 \sum_{A < B} f_A f_B \frac{\sin(q R_{AB})}{q R_{AB}}
                \; \Big[ + \sum_A S_A \Big]
 
-    (Asenov et al., Eq. (1); Debye, *Ann. Phys.* 351, 809 (1915)), with
+    (Asenov et al., Eq. (1); Debye, *Ann. Phys.* 351, 809 (1915)); for
+    electrons (``probe="electron"``), with complex amplitudes f_A = |f_A| e^{iη_A}
+    at the beam energy (:func:`molmovie.scattering.electron_amplitudes`) and s for q,
+
+    .. math::
+
+        I(s) = \sum_A |f_A|^2 + 2 \sum_{A < B} |f_A| |f_B| \cos(\eta_A - \eta_B)
+               \frac{\sin(s R_{AB})}{s R_{AB}} \; \Big[ + \sum_A I^\mathrm{inel}_A \Big]
+
+    the same sum with other weights, so both run through the same kernels. With
     sin(x)/x = 1 at x = 0. Compiled (numba) and parallel over geometries
     (``numba.set_num_threads``); float64 throughout, within a few 1e-15
     relative of the direct evaluation (:func:`intensity_reference`; tested at
@@ -167,14 +208,18 @@ def intensity_from_distances(symbols: Symbols, distances: ArrayLike, q: ArrayLik
         n_pairs = n_atoms (n_atoms - 1) / 2. Any NaN in a geometry makes its
         whole output row NaN.
     q : array_like, shape (n_q,), 1/Angstrom
-        Momentum transfer, >= 0. A uniform grid (``numpy.linspace``) takes the
-        fast path; any other grid works too.
-    inelastic : bool, default True
-        Add the incoherent (Compton) part Σ_A S_A(q).
+        Momentum transfer (s for electrons), >= 0. A uniform grid
+        (``numpy.linspace``) takes the fast path; any other grid works too.
+    inelastic : bool, optional
+        Add the incoherent part: Compton Σ_A S_A(q) for X-rays (default on),
+        Morse's background for electrons (default off).
+    probe : {"xray", "electron"}, default "xray"
+    energy_kev : float, optional
+        Electrons only: the beam's kinetic energy, keV (default 3700).
 
     Returns
     -------
-    ndarray, shape (..., n_q), electron units
+    ndarray, shape (..., n_q), electron units (X-rays) or Angstrom² (electrons)
 
     Raises
     ------
@@ -186,7 +231,7 @@ def intensity_from_distances(symbols: Symbols, distances: ArrayLike, q: ArrayLik
 
     qa = check_q(q)
     d = _check_distances(symbols, distances)
-    plan = _plan(symbols, qa, inelastic)
+    plan = _plan(symbols, qa, inelastic, probe, energy_kev)
     lead = d.shape[:-1]
     flat = np.ascontiguousarray(d.reshape(int(np.prod(lead)), d.shape[-1]))
     out = np.empty((flat.shape[0], qa.size))
@@ -196,7 +241,7 @@ def intensity_from_distances(symbols: Symbols, distances: ArrayLike, q: ArrayLik
         # fmax/fmin skip NaN without a copy; an all-NaN input gives NaN, which compares False.
         r_max = max(abs(np.fmax.reduce(flat, axis=None)), abs(np.fmin.reduce(flat, axis=None)))
         if r_max * qa.max() > _MAX_QR:
-            return intensity_reference(symbols, d, qa, inelastic=inelastic)
+            return intensity_reference(symbols, d, qa, inelastic=inelastic, probe=probe, energy_kev=energy_kev)
     args = (flat, plan.order, plan.type_start, plan.weight, plan.const, plan.zero_q)
     with parallel_lock:
         if plan.uniform:
@@ -206,7 +251,15 @@ def intensity_from_distances(symbols: Symbols, distances: ArrayLike, q: ArrayLik
     return out.reshape(lead + (qa.size,))
 
 
-def intensity(symbols: Symbols, positions: ArrayLike, q: ArrayLike, *, inelastic: bool = True) -> np.ndarray:
+def intensity(
+    symbols: Symbols,
+    positions: ArrayLike,
+    q: ArrayLike,
+    *,
+    inelastic: bool | None = None,
+    probe: str = "xray",
+    energy_kev: float | None = None,
+) -> np.ndarray:
     r"""Eq. (1) from Cartesian coordinates.
 
     .. math::
@@ -225,12 +278,12 @@ def intensity(symbols: Symbols, positions: ArrayLike, q: ArrayLike, *, inelastic
         NaN coordinates give a NaN output row; infinite ones, or beyond
         ±:data:`MAX_COORDINATE`, are an :class:`InputError`.
     q : array_like, shape (n_q,), 1/Angstrom, >= 0
-    inelastic : bool, default True
-        Add the incoherent (Compton) part Σ_A S_A(q).
+    inelastic, probe, energy_kev
+        As :func:`intensity_from_distances` (X-rays, Compton term on, by default).
 
     Returns
     -------
-    ndarray, shape (..., n_q), electron units
+    ndarray, shape (..., n_q), electron units (X-rays) or Angstrom² (electrons)
 
     Examples
     --------
@@ -246,11 +299,18 @@ def intensity(symbols: Symbols, positions: ArrayLike, q: ArrayLike, *, inelastic
     if pos.ndim < 2 or pos.shape[-2:] != (n, 3):
         raise InputError(f"The 'positions' parameter must have shape (..., {n}, 3) for {n} atoms; got shape {pos.shape}")
     check_coordinates(pos)
-    return intensity_from_distances(symbols, distances(pos), q, inelastic=inelastic)
+    return intensity_from_distances(symbols, distances(pos), q, inelastic=inelastic, probe=probe, energy_kev=energy_kev)
 
 
 def intensity_reference(
-    symbols: Symbols, distances: ArrayLike, q: ArrayLike, *, inelastic: bool = True, chunk: int = 512
+    symbols: Symbols,
+    distances: ArrayLike,
+    q: ArrayLike,
+    *,
+    inelastic: bool | None = None,
+    probe: str = "xray",
+    energy_kev: float | None = None,
+    chunk: int = 512,
 ) -> np.ndarray:
     """Eq. (1) by the plain NumPy broadcast over (geometry, pair, q), in chunks of geometries.
 
@@ -261,7 +321,7 @@ def intensity_reference(
     """
     qa = check_q(q)
     d = _check_distances(symbols, distances)
-    plan = _plan(symbols, qa, inelastic)
+    plan = _plan(symbols, qa, inelastic, probe, energy_kev)
     flat = d.reshape(int(np.prod(d.shape[:-1])), d.shape[-1])
     out = np.empty((flat.shape[0], qa.size))
     for a in range(0, flat.shape[0], chunk):
@@ -274,6 +334,40 @@ def intensity_reference(
             sinc[zero] = 1.0
         out[a : a + chunk] = plan.const + np.einsum("gpq,pq->gq", sinc, plan.pair_weight)
     return out.reshape(d.shape[:-1] + (qa.size,))
+
+
+def scattering_factors(symbols: Symbols, q: ArrayLike, *, probe: str = "xray", energy_kev: float | None = None) -> np.ndarray:
+    """Each atom's scattering factor on the grid, by probe: X-ray form factors f_A(q) (real, electron units), or the
+    complex electron amplitudes f_A(s) at the beam energy (Å; :func:`molmovie.scattering.electron_amplitudes`).
+
+    The pair weight of the Debye sum is 2 Re(f_A conj(f_B)) for both.
+
+    Returns
+    -------
+    ndarray, shape (n_atoms, n_q), float64 (X-rays) or complex128 (electrons)
+    """
+    qa = check_q(q)
+    probe, energy = check_probe(probe, energy_kev)
+    if probe == "xray":
+        return form_factors(symbols, qa)
+    return electron_amplitudes(symbols, qa, DEFAULT_ENERGY_KEV if energy is None else energy)
+
+
+def atomic_intensity(
+    symbols: Symbols, q: ArrayLike, *, inelastic: bool | None = None, probe: str = "xray", energy_kev: float | None = None
+) -> np.ndarray:
+    r"""The atomic part of I: Σ_A f_A² (X-rays) or Σ_A |f_A|² (electrons), plus the inelastic term when it is on.
+
+    The intensity of the separated atoms, I_at in sM(s) = s (I − I_at)/I_at
+    (:func:`molmovie.scattering.modified_intensity`); same arguments as
+    :func:`intensity_from_distances`.
+
+    Returns
+    -------
+    ndarray, shape (n_q,), electron units (X-rays) or Angstrom² (electrons)
+    """
+    qa = check_q(q)
+    return np.array(_plan(symbols, qa, inelastic, probe, energy_kev).const)
 
 
 def difference_signal(I: ArrayLike, I_ref: ArrayLike) -> np.ndarray:

@@ -7,7 +7,9 @@ r"""Eq. (1) in PyTorch: a differentiable forward model from distances to intensi
     \qquad \mathrm{sinc}(x) = \frac{\sin x}{x},\ \mathrm{sinc}(0) = 1,
 
 Eq. (1) of Asenov, Zotev, Ramamoorthy and Kirrander (IAM Debye formula;
-Debye, *Ann. Phys.* 351, 809 (1915)), with the same form factors and
+Debye, *Ann. Phys.* 351, 809 (1915)); for electrons (``probe="electron"``)
+the weights are 2|f_A||f_B| cos(η_A − η_B) and the constant Σ_A |f_A|², with
+the complex amplitudes of :mod:`molmovie.scattering.electrons`. The same form factors and
 incoherent functions (xraylib) as the NumPy version,
 :func:`molmovie.scattering.intensity_from_distances`, which it matches to
 1e-10 relative in float64. Importing this module imports torch;
@@ -23,7 +25,8 @@ from numpy.typing import ArrayLike
 
 from .._errors import InputError
 from .._typing import Symbols
-from .debye import _plan
+from .debye import _plan, default_inelastic
+from .electrons import check_probe
 from .tables import check_q
 
 __all__ = ["DebyeTorch", "intensity_torch", "sinc"]
@@ -96,8 +99,12 @@ class DebyeTorch(torch.nn.Module):
     ----------
     symbols : sequence of str, length n_atoms
     q : array_like or torch.Tensor, shape (n_q,), 1/Angstrom, >= 0
-    inelastic : bool, default True
-        Add the Compton term Σ_A S_A(q).
+    inelastic : bool, optional
+        Add the inelastic term: Compton for X-rays (default on), Morse's for
+        electrons (default off).
+    probe : {"xray", "electron"}, default "xray"
+    energy_kev : float, optional
+        Electrons only: the beam's kinetic energy, keV (default 3700).
     dtype : torch.dtype, default torch.float64
     device : torch.device or str, optional
 
@@ -127,7 +134,9 @@ class DebyeTorch(torch.nn.Module):
         symbols: Symbols,
         q: ArrayLike | torch.Tensor,
         *,
-        inelastic: bool = True,
+        inelastic: bool | None = None,
+        probe: str = "xray",
+        energy_kev: float | None = None,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> None:
@@ -137,9 +146,13 @@ class DebyeTorch(torch.nn.Module):
         if not dtype.is_floating_point:
             raise InputError(f"The 'dtype' parameter must be a floating-point torch dtype; got {dtype}")
         q_np = check_q(q.detach().cpu().numpy() if isinstance(q, torch.Tensor) else q)
-        plan = _plan(symbols, q_np, inelastic)
+        probe, energy_kev = check_probe(probe, energy_kev)
+        inelastic = default_inelastic(probe) if inelastic is None else bool(inelastic)
+        plan = _plan(symbols, q_np, inelastic, probe, energy_kev)
         self.symbols = tuple(symbols)
-        self.inelastic = bool(inelastic)
+        self.inelastic = inelastic
+        self.probe = probe
+        self.energy_kev = energy_kev
         self.n_pairs = plan.pair_weight.shape[0]
         self.register_buffer("q", torch.as_tensor(q_np, dtype=dtype, device=device))
         self.register_buffer("pair_weight", torch.as_tensor(np.array(plan.pair_weight), dtype=dtype, device=device))
@@ -171,11 +184,18 @@ class DebyeTorch(torch.nn.Module):
             raise InputError(f"The 'distances' tensor must have shape (..., {self.n_pairs}); got shape {tuple(distances.shape)}")
 
     def extra_repr(self) -> str:
-        return f"symbols={''.join(self.symbols)}, n_q={self.q.numel()}, inelastic={self.inelastic}"
+        energy = "" if self.energy_kev is None else f", energy_kev={self.energy_kev:g}"
+        return f"symbols={''.join(self.symbols)}, n_q={self.q.numel()}, inelastic={self.inelastic}, probe={self.probe}{energy}"
 
 
 def intensity_torch(
-    symbols: Symbols, distances: torch.Tensor, q: ArrayLike | torch.Tensor, inelastic: bool = True
+    symbols: Symbols,
+    distances: torch.Tensor,
+    q: ArrayLike | torch.Tensor,
+    inelastic: bool | None = None,
+    *,
+    probe: str = "xray",
+    energy_kev: float | None = None,
 ) -> torch.Tensor:
     """Eq. (1) for a distances tensor, in its dtype (float64 if not floating) and on its device.
 
@@ -187,7 +207,11 @@ def intensity_torch(
     symbols : sequence of str, length n_atoms
     distances : torch.Tensor, shape (..., n_pairs), Angstrom
     q : array_like or torch.Tensor, shape (n_q,), 1/Angstrom
-    inelastic : bool, default True
+    inelastic : bool, optional
+        Default on for X-rays, off for electrons.
+    probe : {"xray", "electron"}, default "xray"
+    energy_kev : float, optional
+        Electrons only, keV (default 3700).
 
     Returns
     -------
@@ -195,4 +219,5 @@ def intensity_torch(
     """
     distances = torch.as_tensor(distances)
     dtype = distances.dtype if distances.dtype.is_floating_point else torch.float64
-    return DebyeTorch(symbols, q, inelastic=inelastic, dtype=dtype, device=distances.device)(distances)
+    module = DebyeTorch(symbols, q, inelastic=inelastic, probe=probe, energy_kev=energy_kev, dtype=dtype, device=distances.device)
+    return module(distances)

@@ -206,13 +206,15 @@ def simulate(
 
     with I_m(q, t) from Eq. (1) of Asenov et al. (IAM Debye formula plus the
     Compton term when ``spec.inelastic``, :func:`molmovie.scattering.intensity`),
-    then, in this order:
+    or for ``spec.probe == "electron"`` the electron I(s) at ``spec.energy_kev``
+    (ΔS is then ΔI/I, as IAM-XED reports it; ΔsM = s ΔS I_ref / I_at), then,
+    in this order:
 
     1. time resolution (``spec.irf_fs``): each trajectory's I(q, t) is convolved
        along time with a Gaussian instrument response of that FWHM, over its
        valid frames only and normalised by the weights that fall on valid
        frames, so the first and last frames are not biased toward zero;
-    2. photon noise (``spec.photons``): each pattern is counted,
+    2. counting noise (``spec.photons``, photons or electrons): each pattern is counted,
        N(q) ~ Poisson(photons · I(q) / Σ_q I(q)), and rescaled,
        Ĩ(q) = N(q) Σ_q I(q) / photons, which is unbiased (E Ĩ = I); the noise
        is drawn from ``numpy.random.default_rng(spec.seed)``.
@@ -247,7 +249,8 @@ def simulate(
     -------
     Signals
         ``(dS, I_ref, spec)``: dS (n_trajectories, n_frames, n_q), a fraction,
-        NaN past each length; I_ref (n_trajectories, n_q), electron units.
+        NaN past each length; I_ref (n_trajectories, n_q), electron units
+        (X-rays) or Å² (electrons).
 
     Raises
     ------
@@ -265,12 +268,14 @@ def simulate_signals(
     time: ArrayLike,
     q: ArrayLike,
     *,
-    inelastic: bool = True,
+    inelastic: bool | None = None,
     reference: str = "first",
     photons: float | None = None,
     irf_fs: float | None = None,
     seed: int | np.random.Generator | None = None,
     progress: Progress | None = None,
+    probe: str = "xray",
+    energy_kev: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Difference signals ΔS(q, t) from the detector model's settings: :func:`simulate` without a spec.
 
@@ -279,8 +284,8 @@ def simulate_signals(
     symbols, positions, length, time, progress
         As in :func:`simulate`.
     q : array_like, shape (n_q,), 1/Angstrom
-    inelastic, reference, photons, irf_fs
-        As in :class:`SignalSpec`.
+    inelastic, reference, photons, irf_fs, probe, energy_kev
+        As in :class:`SignalSpec` (X-rays with the Compton term by default).
     seed : int, numpy.random.Generator or None
         Seed of the photon noise; the same seed gives the same signals.
 
@@ -297,7 +302,14 @@ def simulate_signals(
         ``photons`` or ``irf_fs`` <= 0, a bad q grid).
     """
     spec = SignalSpec(
-        np.asarray(q), inelastic, reference, photons, irf_fs, seed=None if isinstance(seed, np.random.Generator) else seed
+        np.asarray(q),
+        inelastic,  # type: ignore[arg-type]  # None: the probe's default
+        reference,
+        photons,
+        irf_fs,
+        seed=None if isinstance(seed, np.random.Generator) else seed,
+        probe=probe,
+        energy_kev=energy_kev,
     )
     dS, I_ref, _ = _simulate(symbols, positions, length, time, spec, np.random.default_rng(seed), progress)
     return dS, I_ref
@@ -317,7 +329,7 @@ def _simulate(
     if not isinstance(spec, SignalSpec):
         raise InputError(f"The 'spec' parameter must be a molmovie.scattering.SignalSpec; got {type(spec).__name__}")
     symbols = list(symbols)
-    qa, inelastic, photons, irf_fs = spec.q, spec.inelastic, spec.photons, spec.irf_fs
+    qa, photons, irf_fs = spec.q, spec.photons, spec.irf_fs
     pos, _, t, valid = _check_inputs(symbols, positions, length, time)
     n_traj, n_frames = pos.shape[:2]
     per_chunk = max(1, 4096 // n_frames)
@@ -331,7 +343,8 @@ def _simulate(
         raise InputError("The 'time' parameter must be uniformly spaced to apply a time resolution (irf_fs)")
 
     # The reference first: "ground" needs every trajectory's first frame.
-    first = intensity_from_distances(symbols, distances(pos[:, 0]), qa, inelastic=inelastic)
+    model = spec.forward()  # the probe's forward model: Eq. (1), or electrons at the beam energy
+    first = intensity_from_distances(symbols, distances(pos[:, 0]), qa, **model)
     if spec.reference == "first":
         I_ref = first
     else:
@@ -343,7 +356,7 @@ def _simulate(
         b = min(n_traj, a + per_chunk)
         v = valid[a:b]
         row_traj = a + np.nonzero(v)[0]  # trajectory of each valid frame, in (m, t) order
-        I = intensity_from_distances(symbols, distances(pos[a:b][v]), qa, inelastic=inelastic)
+        I = intensity_from_distances(symbols, distances(pos[a:b][v]), qa, **model)
         if irf_fs is not None and n_frames > 1:
             full = np.full((b - a, n_frames, qa.size), np.nan)
             full[v] = I

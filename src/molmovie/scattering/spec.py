@@ -1,8 +1,9 @@
 """What a simulated ΔS is: the one description of a signal that every part of molmovie reads.
 
 A :class:`SignalSpec` records how difference signals were (or are to be)
-simulated from trajectories by :func:`molmovie.scattering.simulate`: the q
-grid, whether the Compton term is included, the reference pattern, the
+simulated from trajectories by :func:`molmovie.scattering.simulate`: the
+probe (X-rays, or electrons at a beam energy), the q (or s) grid, whether the
+inelastic term is included, the reference pattern, the
 photon noise, the time resolution and the noise seed. It travels with the
 signals: it is stored in the dataset file (the attributes of ``/signals``) and
 in a model file's configuration, and read back from both.
@@ -19,6 +20,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .debye import default_inelastic
+from .electrons import check_probe
 from .tables import check_q
 
 __all__ = ["SignalSpec", "REFERENCES"]
@@ -36,9 +39,11 @@ class SignalSpec:
     Attributes
     ----------
     q : ndarray, shape (Q,), 1/Angstrom
-        The momentum-transfer grid (a read-only copy).
-    inelastic : bool, default True
-        Whether the Compton term Σ_A S_A(q) is included in I(q).
+        The momentum-transfer grid (a read-only copy); s for electrons.
+    inelastic : bool, optional
+        Whether the inelastic term is included in I(q): the Compton term
+        Σ_A S_A(q) for X-rays (default True), Morse's background for
+        electrons (default False).
     reference : {"first", "ground"}, default "first"
         I_ref: each trajectory's first frame, or the mean first frame of all
         trajectories (the laser-off ground state).
@@ -48,27 +53,38 @@ class SignalSpec:
         FWHM of the Gaussian instrument response, fs; None: perfect time resolution.
     seed : int or None
         Seed of the photon noise; None when there is none to record.
+    probe : {"xray", "electron"}, default "xray"
+        What scattered: X-rays (Eq. (1)) or electrons (complex amplitudes at
+        ``energy_kev``; :mod:`molmovie.scattering.electrons`).
+    energy_kev : float or None
+        The electron beam's kinetic energy, keV (3700 by default for
+        electrons); None for X-rays.
 
     Examples
     --------
     >>> from molmovie.scattering import SignalSpec, q_grid
     >>> spec = SignalSpec(q_grid(), reference="ground", photons=1e6, seed=3)
     >>> spec.attrs()
-    {'inelastic': True, 'reference': 'ground', 'photons': 1000000.0, 'irf_fs': None, 'seed': 3}
+    {'inelastic': True, 'reference': 'ground', 'photons': 1000000.0, 'irf_fs': None, 'seed': 3, 'probe': 'xray', 'energy_kev': None}
     >>> SignalSpec.from_attrs(spec.q, spec.attrs()) == spec
     True
     """
 
     q: np.ndarray
-    inelastic: bool = True
+    inelastic: bool = None  # type: ignore[assignment]  # None: the probe's default, resolved on construction
     reference: str = "first"
     photons: float | None = None
     irf_fs: float | None = None
     seed: int | None = None
+    probe: str = "xray"
+    energy_kev: float | None = None
 
     def __post_init__(self) -> None:
         q = check_q(self.q).copy()
         q.flags.writeable = False
+        probe, energy_kev = check_probe(self.probe, self.energy_kev)
+        if self.inelastic is None:
+            object.__setattr__(self, "inelastic", default_inelastic(probe))
         if not isinstance(self.inelastic, (bool, np.bool_)):
             raise InputError(f"The 'inelastic' parameter must be True or False; got {self.inelastic!r}")
         if self.reference not in REFERENCES:
@@ -85,6 +101,8 @@ class SignalSpec:
             ("photons", _photons(self.photons)),
             ("irf_fs", _positive_or_none("irf_fs", self.irf_fs, "FWHM in fs")),
             ("seed", seed),
+            ("probe", probe),
+            ("energy_kev", energy_kev),
         ):
             object.__setattr__(self, name, value)
 
@@ -95,7 +113,8 @@ class SignalSpec:
         Returns
         -------
         dict
-            ``inelastic``, ``reference``, ``photons``, ``irf_fs``, ``seed``.
+            ``inelastic``, ``reference``, ``photons``, ``irf_fs``, ``seed``,
+            ``probe``, ``energy_kev``.
         """
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "q"}
 
@@ -104,7 +123,8 @@ class SignalSpec:
         """The spec of stored signals: their q grid and the attributes :meth:`attrs` wrote.
 
         Attributes missing from ``attrs`` take their defaults, as files written
-        before an attribute existed mean (every file so far records them all).
+        before an attribute existed mean: a file without ``probe`` (all
+        written before electrons) holds X-ray signals.
 
         Parameters
         ----------
@@ -124,6 +144,11 @@ class SignalSpec:
         return cls(np.asarray(q), **{k: attrs[k] for k in known if k in attrs})
 
     # ------------------------------------------------------------ value semantics
+    def forward(self) -> dict:
+        """The forward-model settings, ``inelastic``, ``probe`` and ``energy_kev``, as keywords of
+        :func:`molmovie.scattering.intensity_from_distances` and :class:`molmovie.scattering.DebyeTorch`."""
+        return {"inelastic": self.inelastic, "probe": self.probe, "energy_kev": self.energy_kev}
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SignalSpec):
             return NotImplemented

@@ -102,6 +102,7 @@ def _check_protocol(spec: SignalSpec, path: Path) -> None:
     q = q_grid()
     found = {
         "q grid": f"{len(spec.q)} points, {spec.q.min():.3g}-{spec.q.max():.3g} 1/Å",
+        "probe": spec.probe,
         "inelastic": spec.inelastic,
         "reference": spec.reference,
         "photons": spec.photons,
@@ -109,6 +110,7 @@ def _check_protocol(spec: SignalSpec, path: Path) -> None:
     }
     wanted = {
         "q grid": f"{len(q)} points, {q.min():.3g}-{q.max():.3g} 1/Å",
+        "probe": "xray",
         "inelastic": True,
         "reference": "first",
         "photons": None,

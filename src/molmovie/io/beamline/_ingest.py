@@ -10,7 +10,9 @@ import numpy as np
 
 from ..._errors import InputError
 from ..._typing import PathLike
+from ...measurement import sm_factor
 from ...molecules import builtin, normalise_symbols
+from ...scattering.electrons import check_probe
 from ..measurement import Measurement
 from ._read import _guess_format, read_beamline
 from ._reference import difference_signal, pre_t0_chi2
@@ -21,8 +23,9 @@ BOHR = 0.529177210903  # Angstrom (CODATA 2018)
 Q_UNITS = {"1/Angstrom": 1.0, "1/nm": 0.1, "1/bohr": 1.0 / BOHR}
 #: unit name -> factor to fs
 DELAY_UNITS = {"fs": 1.0, "ps": 1000.0}
-#: unit name -> factor to a fraction
-SIGNAL_UNITS = {"fraction": 1.0, "percent": 0.01}
+#: unit name -> factor to a fraction; "sM": the modified scattering ΔsM of electron diffraction, in the file's 1/s units,
+#: turned into ΔI/I = ΔsM I_at / (s I_gs) (see :func:`ingest`)
+SIGNAL_UNITS = {"fraction": 1.0, "percent": 0.01, "sM": 1.0}
 
 _ALIASES = {
     "1/angstrom": "1/Angstrom",
@@ -47,6 +50,9 @@ _ALIASES = {
     "1": "fraction",
     "percent": "percent",
     "%": "percent",
+    "sm": "sM",
+    "deltasm": "sM",
+    "dsm": "sM",
 }
 
 
@@ -95,6 +101,8 @@ def ingest(
     qmax: float | None = None,
     molecule: str | None = None,
     symbols: str | None = None,
+    probe: str = "xray",
+    energy_kev: float | None = None,
     **read_options: Any,
 ) -> Measurement:
     """A beamline file as a :class:`Measurement`: units converted, ΔS and σ built, q range cut.
@@ -127,6 +135,16 @@ def ingest(
         q range kept, 1/Angstrom (inclusive).
     molecule, symbols : str, optional
         See :func:`molecule_symbols`.
+    probe : {"xray", "electron"}, default "xray"
+        What scattered; for electrons the file's q is s (same definition and
+        units) and ΔS is ΔI/I. A ready ΔsM (``signal_units="sM"``, electrons
+        only, in the file's 1/s units) is turned into
+        ΔI/I = ΔsM · I_at / (s · I_gs), with I_at = Σ|f_A|² at the beam energy
+        and I_gs the molecule's built-in geometry's intensity, or I_at where
+        there is none (the ground state's own pair term neglected; the
+        provenance says which); σ alike. It needs the atoms and s > 0.
+    energy_kev : float, optional
+        Electrons: the beam's kinetic energy, keV (default 3700).
     **read_options
         Passed to :func:`read_beamline` (paths, ``legendre``, ``axes``,
         ``q_in``, ``format``).
@@ -138,6 +156,7 @@ def ingest(
         units read, t0 shift, Legendre order, pre-t0 chi2/dof.
     """
     path = Path(path)
+    probe, energy_kev = check_probe(probe, energy_kev)
     raw = read_beamline(path, **read_options)
     name, syms = molecule_symbols(molecule, symbols)
     qu = _unit(q_units or raw.units.get("q") or _missing("q", "--q-units", Q_UNITS), Q_UNITS, "q", "--q-units")
@@ -209,6 +228,10 @@ def ingest(
         sigma = None if var is None else np.sqrt(var) * SIGNAL_UNITS[su]
         prov["units_read"]["signal"] = su
         prov["reference"] = "given"
+        if su == "sM":
+            to_fraction, prov["sM_to_dI_over_I"] = _sm_factor(q[keep], Q_UNITS[qu], name, syms, probe, energy_kev)
+            dS = dS * to_fraction
+            sigma = None if sigma is None else sigma * to_fraction
     elif laser_off is not None:
         off_options = dict(read_options, single=True)
         off_path = Path(laser_off)
@@ -248,7 +271,7 @@ def ingest(
         dS, sigma = difference_signal(data, var, reference_rows=rows, isotropic=iso, isotropic_variance=iso_var)
         prov["reference"] = f"pre-t0 mean of {int(rows.sum())} delay{'s' if rows.sum() != 1 else ''}"
         prov["reference_delays_fs"] = delays_fs[rows].tolist()
-    meas = Measurement(q[keep], delays_fs, dS, sigma, syms, name, prov)
+    meas = Measurement(q[keep], delays_fs, dS, sigma, syms, name, prov, probe=probe, energy_kev=energy_kev)
     chi2, n = pre_t0_chi2(meas)
     if n and np.isfinite(chi2):
         prov["pre_t0_chi2_dof"] = chi2
@@ -257,6 +280,17 @@ def ingest(
         if np.isfinite(chi2):
             prov["reference_chi2_dof"] = chi2
     return meas
+
+
+def _sm_factor(
+    s: np.ndarray, s_factor: float, name: str | None, syms: tuple[str, ...] | None, probe: str, energy_kev: float | None
+) -> tuple[np.ndarray, str]:
+    """(the factor that turns the file's ΔsM into ΔI/I, per s point; how I_gs was had), for --signal-units sM."""
+    if probe != "electron":
+        raise InputError("--signal-units sM is the modified scattering of electron diffraction; give --probe electron")
+    factor, how = sm_factor(s, syms, name, energy_kev=energy_kev)  # ΔsM [1/Å] = factor ΔI/I
+    # ΔsM [1/file unit] * s_factor = ΔsM [1/Å]
+    return s_factor / factor, f"ΔI/I = ΔsM I_at / (s I_gs), I_at = Σ|f|² at {energy_kev:g} keV; {how}"
 
 
 def _missing(what: str, option: str, table: dict) -> NoReturn:
