@@ -109,6 +109,9 @@ class MeasurementSimulator:
         I = intensity_from_distances(self.symbols, self.R, self.q)  # (M, T, Q)
         I_gs = I[self.reference, 0].mean(axis=0)
         self.dS = I / I_gs - 1.0
+        M, T, Q = self.dS.shape
+        self._excited_flat = np.ascontiguousarray(self.dS[self.excited].reshape(self.excited.size, T * Q))
+        self._ground_flat = np.ascontiguousarray(self.dS[self.ground].reshape(self.ground.size, T * Q))
         self.edges = _cell_edges(self.time)
         self.r0 = self.R[self.ground, 0].sum(axis=1) if self.ground.size else np.zeros(0)
         self.span = float(self.time[-1] - self.time[0])
@@ -163,10 +166,10 @@ class MeasurementSimulator:
 
         The measurement model of :func:`molmovie.measurement.ensemble_signal`; delays past the basis hold its last frame.
         """
-        use = np.flatnonzero(w_exc)
-        mix = np.tensordot(w_exc[use], self.dS[self.excited[use]], axes=(0, 0))
+        flat = w_exc @ self._excited_flat  # (T Q): one matrix-vector product, no copy of the basis
         if h.size:
-            mix = mix - np.tensordot(h / gamma, self.dS[self.ground], axes=(0, 0))
+            flat = flat - (h / gamma) @ self._ground_flat
+        mix = flat.reshape(self.dS.shape[1:])
         K = irf_operator(self.time, delays, t0=t0, irf_fs=irf, allow_beyond_end=True)
         with np.errstate(under="ignore"):  # products with the IRF's far tails
             return gamma * (K @ mix)
