@@ -44,14 +44,15 @@ SETUP = {
 def score(answer, truth_mean, heavy, present) -> dict:
     m, s = answer.channel_distance_mean, answer.channel_distance_mean_std
     idx = {c: k for k, c in enumerate(answer.channels)}
-    errs, inside = [], []
+    errs, inside, sds = [], [], []
     for k, c in enumerate(("bound", "dissociated")):
         if not present[k] or c not in idx:
             continue
         est, sd, tru = m[idx[c]][:, heavy], s[idx[c]][:, heavy], truth_mean[k][:, heavy]
         errs.append(np.abs(est - tru).mean())
         inside.append(np.mean(np.abs(est - tru) <= 2 * sd))
-    return {"error": float(np.mean(errs)), "coverage": float(np.mean(inside))}
+        sds.append(np.median(sd))
+    return {"error": float(np.mean(errs)), "coverage": float(np.mean(inside)), "sigma": float(np.mean(sds))}
 
 
 def main() -> None:
@@ -179,7 +180,8 @@ def table(out: Path) -> None:
 
             print(
                 f"| {mol} | {photons:.0e} | {len(sel)} | {ms('error', 'learned')} | {ms('error', 'ensemble')} | "
-                f"{ms('coverage', 'learned')} | {ms('coverage', 'ensemble')} | {err('gamma', 'learned', 'gamma')} / {err('gamma', 'ensemble', 'gamma')} | "
+                f"{ms('coverage', 'learned')} | {ms('coverage', 'ensemble')} | {ms('sigma', 'learned')} / {ms('sigma', 'ensemble')} | "
+                f"{err('gamma', 'learned', 'gamma')} / {err('gamma', 'ensemble', 'gamma')} | "
                 f"{err('t0', 'learned', 't0')} / {err('t0', 'ensemble', 't0')} |"
             )
     print("(mean ± standard deviation over the experiments; γ and t0: median absolute error)")
