@@ -161,9 +161,10 @@ def _labels(symbols):
 def table(out: Path) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*-*-*.json"))]
     print(
-        "\n| molecule | photons/q bin | experiments | error, learned (Å) | error, ensemble fit (Å) | ±2σ coverage, learned | ±2σ coverage, ensemble | γ error, learned / ensemble | t0 error (fs), learned / ensemble |"
+        "\n| molecule | photons/q bin | experiments | error, learned (Å) | error, ensemble fit (Å) | ±2σ coverage, learned | "
+        "±2σ coverage, ensemble | median σ, learned / ensemble (Å) | γ error, learned / ensemble | t0 error (fs), learned / ensemble |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for mol in sorted({r["molecule"] for r in rows}):
         for photons in sorted({r["photons"] for r in rows}):
             sel = [r for r in rows if r["molecule"] == mol and r["photons"] == photons]
