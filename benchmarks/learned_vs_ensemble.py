@@ -128,7 +128,10 @@ def main() -> None:
                     row["learned_s"] = time.perf_counter() - t
                     t = time.perf_counter()
                     ens = get_measurement_method(
-                        "ensemble", bootstrap=args.bootstrap, t0_range=(delays[0], delays[0] + 300.0), irf_range=(10.0, 300.0)
+                        "ensemble",
+                        bootstrap=args.bootstrap,
+                        t0_range=(delays[0] + cfg["lead"][0], delays[0] + cfg["lead"][1]),
+                        irf_range=(10.0, 300.0),
                     )
                     b = ens.fit(meas, basis=basis).result
                     row["ensemble_s"] = time.perf_counter() - t

@@ -308,9 +308,13 @@ class EnsembleVRNN(MeasurementMethod):
         self.x_scale_ = np.maximum(clean.std(axis=(0, 1)), 1e-8)
         ls = np.log(calib["sigma"])
         self.logsig_mean_, self.logsig_std_ = float(ls.mean()), float(max(ls.std(), 1e-3))
-        logR = np.log(self.sim_.R.reshape(-1, self.sim_.n_pairs))
-        self.y_mean_ = logR.mean(axis=0)
-        self.y_std_ = np.maximum(logR.std(axis=0), 1e-3)
+        # each channel's targets standardised by its own trajectories' log distances, so that the ground state's
+        # milliangstrom vibration is not measured in the units of a dissociation's tens of angstroms
+        sim = self.sim_
+        members = [sim.excited[sel] for _, sel in sim.excited_channels] + ([sim.ground] if sim.ground.size else [])
+        logs = [np.log(sim.R[idx].reshape(-1, sim.n_pairs)) for idx in members]
+        self.y_mean_ = np.stack([g.mean(axis=0) for g in logs])  # (C, P)
+        self.y_std_ = np.stack([np.maximum(g.std(axis=0), 1e-4) for g in logs])
         lg = np.log(np.asarray(self.gamma_range, dtype=float))
         li = np.log(np.asarray(self.irf_range, dtype=float) + 1.0)
         le = np.asarray(self.lead_range, dtype=float)
