@@ -37,7 +37,7 @@ PHOTONS = (1e5, 1e7)
 #: per molecule: delays (fs, on the experiment's axis), the lead of t0 after the first delay, the frame step
 SETUP = {
     "cs2": dict(delays=np.arange(-100.0, 901.0, 20.0), lead=(20.0, 180.0), dt=20.0),
-    "c2h4": dict(delays=np.arange(-30.0, 141.0, 5.0), lead=(10.0, 60.0), dt=5.0),
+    "c2h4": dict(delays=np.arange(-30.0, 126.0, 5.0), lead=(10.0, 60.0), dt=5.0),  # the basis lasts 150 fs: delays up to t0 + 150
 }
 
 

@@ -109,7 +109,7 @@ class MeasurementSimulator:
         I = intensity_from_distances(self.symbols, self.R, self.q)  # (M, T, Q)
         I_gs = I[self.reference, 0].mean(axis=0)
         self.dS = I / I_gs - 1.0
-        M, T, Q = self.dS.shape
+        _, T, Q = self.dS.shape
         self._excited_flat = np.ascontiguousarray(self.dS[self.excited].reshape(self.excited.size, T * Q))
         self._ground_flat = np.ascontiguousarray(self.dS[self.ground].reshape(self.ground.size, T * Q))
         self.edges = _cell_edges(self.time)
