@@ -144,7 +144,7 @@ from ._refine_continuation import _SWEEP_ITER, _continuation, _frame_residuals, 
 from ._refine_distance_space import _hessians, _lbfgs, _posterior, _refine_batch  # noqa: F401
 from ._refine_geometry_space import _TINY_R2, _geometry_start, _log_distances, _pair_offsets, _pairs  # noqa: F401
 
-__all__ = ["refine_distances", "check_refine_settings", "NOISE_FREE_SIGMA", "POSTERIORS", "PAIRS", "SPACES"]
+__all__ = ["refine_distances", "check_refine_settings", "NOISE_FREE_SIGMA", "POSTERIORS", "PAIRS", "SPACES", "KERNELS"]
 
 #: σ of ΔS (a fraction, every q) assumed for noise-free signals (``spec.photons`` None).
 #: Study revision 7: 0.003, chosen on the paper preset's validation splits (seed-0 VRNNs, geometry fit,
@@ -164,6 +164,9 @@ PAIRS = ("all", "heavy")
 
 #: What the fit varies: the log distances, or the atoms' coordinates.
 SPACES = ("distances", "geometry")
+
+#: How Eq. (1) and its derivatives are evaluated.
+KERNELS = ("auto", "compiled", "torch")
 
 #: Most continuation passes (each costs a fit per frame).
 _MAX_SWEEPS = 100
@@ -186,6 +189,7 @@ def refine_distances(
     space: str = "distances",
     sweeps: int = 1,
     device: str = "auto",
+    kernel: str = "auto",
     memory_mb: float = 256.0,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -238,6 +242,12 @@ def refine_distances(
         joint fit, each a forward and a backward pass over the frames (0: none;
         see the module notes).
     device : {"auto", "cpu", "cuda"}, default "auto"
+        Where the fit runs: "auto" is the GPU where PyTorch finds one, else the CPU.
+    kernel : {"auto", "compiled", "torch"}, default "auto"
+        How Eq. (1) and its derivatives are evaluated: by the compiled kernels
+        (:class:`~molmovie.scattering.DebyeCompiled`, CPU only), or by
+        PyTorch (:class:`~molmovie.scattering.DebyeTorch`, the reference, and
+        the one that runs on a GPU); "auto": compiled on the CPU, PyTorch on a GPU.
     memory_mb : float, default 256
         Rough working memory, MB, of the per-frame Hessians (built in chunks
         of frames of this size, at least one frame) and of the continuation's
@@ -289,6 +299,7 @@ def refine_distances(
     if max_iter is None:
         max_iter = 300 if space == "geometry" else 100
     check_choice("device", device, ("auto", "cpu", "cuda"))
+    check_choice("kernel", kernel, KERNELS)
     mean, std, dS, lengths, squeeze = _check_arrays(mean, std, dS, lengths, len(spec.q))
     if posterior == "auto":
         posterior = "laplace" if noise is not None or spec.photons is not None else "prior"
@@ -299,9 +310,12 @@ def refine_distances(
         raise InputError("device 'cuda' was asked for but PyTorch finds no CUDA GPU; use device 'cpu' or 'auto'")
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
 
-    from ..scattering import DebyeTorch
+    if kernel == "compiled" and dev.type != "cpu":
+        raise InputError(f"kernel 'compiled' runs on the CPU only; the fit runs on {dev.type} (use kernel 'torch' or 'auto')")
+    from ..scattering import DebyeCompiled, DebyeTorch
 
-    debye = DebyeTorch(list(symbols), np.array(spec.q), inelastic=spec.inelastic, dtype=torch.float64, device=dev)
+    model = DebyeTorch if kernel == "torch" or dev.type != "cpu" else DebyeCompiled
+    debye = model(list(symbols), np.array(spec.q), inelastic=spec.inelastic, dtype=torch.float64, device=dev)
     if debye.n_pairs != P:
         raise InputError(f"{len(symbols)} atoms make {debye.n_pairs} pairs; the predicted distances have {P}")
     # the prior, whitened: u = mu + s z, z ~ N(0, 1/w) a priori; padded frames get harmless values

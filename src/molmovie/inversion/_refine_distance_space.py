@@ -110,21 +110,33 @@ def _hessians(debye, u, s, sigma, ref, weight: float, memory_mb: float):
     """Per frame, the Gauss-Newton Hessian in z, w 1 + AᵀA (A: ΔS's Jacobian, whitened), with the reference held fixed; (B, T, P, P)."""
     import torch
 
+    from ..scattering import DebyeCompiled
+
     B, T, P = u.shape
     Q = sigma.shape[-1]
     rows_u = u.reshape(B * T, P)
     rows_s = s.reshape(B * T, P)
     rows_unit = (sigma * ref)[:, None, :].expand(B, T, Q).reshape(B * T, Q)  # ∂ΔS = ∂I / I_ref, in units of σ
-    # dI/du for a chunk of frames by one batched backward pass over the Q outputs: Q copies of the chunk's (P, Q) graph
-    chunk = max(1, int(memory_mb * 2**20 // (8 * Q * P * Q * 4)))
-    eye = torch.eye(Q, dtype=u.dtype, device=u.device)[:, None, :]
     H = torch.empty((B * T, P, P), dtype=u.dtype, device=u.device)
-    for a in range(0, B * T, chunk):
-        b = min(B * T, a + chunk)
-        x = rows_u[a:b].detach().requires_grad_(True)
-        intensity = debye(x.exp())
-        (grad,) = torch.autograd.grad(intensity, x, eye.expand(Q, b - a, Q), is_grads_batched=True)  # (Q, F, P)
-        A = grad.permute(1, 0, 2) * rows_s[a:b, None, :] / rows_unit[a:b, :, None]  # (F, Q, P)
-        H[a:b] = A.transpose(1, 2) @ A
+    if isinstance(debye, DebyeCompiled):
+        # dI/du = dI/dR R in closed form by the kernel, for a chunk of frames: (F, Q, P) and A
+        chunk = max(1, int(memory_mb * 2**20 // (8 * Q * P * 3)))
+        for a in range(0, B * T, chunk):
+            b = min(B * T, a + chunk)
+            R = rows_u[a:b].exp()
+            _, dI_dR = debye.value_and_jacobian(R)
+            A = dI_dR * (R * rows_s[a:b])[:, None, :] / rows_unit[a:b, :, None]  # (F, Q, P)
+            H[a:b] = A.transpose(1, 2) @ A
+    else:
+        # dI/du for a chunk of frames by one batched backward pass over the Q outputs: Q copies of the chunk's (P, Q) graph
+        chunk = max(1, int(memory_mb * 2**20 // (8 * Q * P * Q * 4)))
+        eye = torch.eye(Q, dtype=u.dtype, device=u.device)[:, None, :]
+        for a in range(0, B * T, chunk):
+            b = min(B * T, a + chunk)
+            x = rows_u[a:b].detach().requires_grad_(True)
+            intensity = debye(x.exp())
+            (grad,) = torch.autograd.grad(intensity, x, eye.expand(Q, b - a, Q), is_grads_batched=True)  # (Q, F, P)
+            A = grad.permute(1, 0, 2) * rows_s[a:b, None, :] / rows_unit[a:b, :, None]  # (F, Q, P)
+            H[a:b] = A.transpose(1, 2) @ A
     H.diagonal(dim1=-2, dim2=-1).add_(weight)
     return H.reshape(B, T, P, P)
