@@ -78,6 +78,30 @@ def test_gradients_pass_gradcheck_including_zero_distance_and_zero_q():
     assert torch.all(z.grad == 0)
 
 
+def test_a_subset_of_pairs_is_its_part_of_eq1_with_its_gradient():
+    """pairs(index): Σ over the listed pairs of w_p sinc(q R_p); with the others' part and the constant, Eq. (1)."""
+    q = GRIDS["uniform"]
+    symbols = nmm_geometries(1, seed=0)[0]
+    d = _distance_rows(seed=4)
+    full = DebyeCompiled(symbols, q)
+    some = np.array([0, 5, 17, 40, 152])
+    rest = np.setdiff1d(np.arange(full.n_pairs), some)
+    x = torch.tensor(d, requires_grad=True)
+    want = DebyeTorch(symbols, q)(x)
+    cotangent = torch.from_numpy(np.random.default_rng(6).standard_normal(want.shape))
+    (want * cotangent).sum().backward()
+    y = torch.tensor(d[:, some], requires_grad=True)
+    got = full.const + full.pairs(rest)(torch.from_numpy(d[:, rest])) + full.pairs(some)(y)
+    (got * cotangent).sum().backward()
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-10, atol=0)
+    np.testing.assert_allclose(y.grad.numpy(), x.grad[:, some].numpy(), rtol=0, atol=1e-10 * x.grad.abs().max().item())
+    _, J = full.pairs(some).value_and_jacobian(torch.from_numpy(d[:, some]))
+    _, J_full = full.value_and_jacobian(torch.from_numpy(d))
+    np.testing.assert_array_equal(J.numpy(), J_full[..., some].numpy())
+    with pytest.raises(InputError, match="between 0 and 152"):
+        full.pairs([153])
+
+
 def test_shapes_nan_and_what_it_refuses():
     model = DebyeCompiled(["C", "S", "S"], GRIDS["uniform"])
     x = torch.tensor([[[np.nan, 1.5, 3.1], [1.55, 1.55, 3.1]]], dtype=torch.float64, requires_grad=True)

@@ -228,6 +228,12 @@ def test_heavy_pairs_only_leaves_the_hydrogen_pairs_at_the_prior():
     np.testing.assert_allclose(got[..., :2], prior[..., :2], rtol=1e-14)
     np.testing.assert_allclose(got_std[..., :2], std[..., :2], rtol=1e-12)
     assert np.abs(got[..., 2] - R[..., 2]).max() < 0.01  # 0.04 before
+    # the compiled kernel computes the held pairs' part of Eq. (1) once: the PyTorch fit's answer, to rounding
+    want, want_std = refine_distances(
+        prior, std, sig.dS, symbols=HCN, spec=spec, I_ref=sig.I_ref[0], noise=1e-3, pairs="heavy", kernel="torch"
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(got_std, want_std, rtol=1e-9, atol=0)
 
 
 @pytest.mark.parametrize("space", ["distances", "geometry"])

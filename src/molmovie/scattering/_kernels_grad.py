@@ -144,3 +144,64 @@ def debye_jacobian(dist, q, pair_weight, out):
         for k in range(n_q):
             for p in range(n_pair):
                 out[g, k, p] = row[p, k]
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def pairs_value(dist, q, pair_weight, uniform, q0, dq, out):
+    """out[g, k] = Σ_p w_p(q_k) sinc(q_k R_gp), any set of pairs with their own weights (no constant term).
+
+    dist (G, P); q (Q,); pair_weight (P, Q); ``uniform`` as :func:`debye_vjp`: the
+    rotation recurrence wherever every q r of a pair's block is >= :data:`SERIES_BELOW`,
+    else one sine per q point (sinc(0) = 1); out (G, Q), written.
+    """
+    n_geom, n_pair = dist.shape
+    n_q = q.shape[0]
+    inv_q = np.empty(n_q)
+    for k in range(n_q):
+        inv_q[k] = 1.0 / (q0 + k * dq) if uniform and q0 > 0.0 else 0.0
+    for blk in prange((n_geom + BLOCK - 1) // BLOCK):
+        g0 = blk * BLOCK
+        n = min(BLOCK, n_geom - g0)
+        r = np.ones((n_pair, BLOCK))
+        for g in range(n):
+            for p in range(n_pair):
+                r[p, g] = dist[g0 + g, p]
+        acc = np.zeros((n_q, BLOCK))
+        state = np.empty((5, BLOCK))
+        sn, cs, sa, ca, ir = state[0], state[1], state[2], state[3], state[4]
+        for p in range(n_pair):
+            rp = r[p]
+            wp = pair_weight[p]
+            fast = uniform and q0 > 0.0
+            if fast:
+                for g in range(BLOCK):
+                    if not (q0 * rp[g] >= SERIES_BELOW) or not (abs(rp[g]) * (q0 + n_q * dq) < 1e6):
+                        fast = False
+            if fast:
+                for g in range(BLOCK):
+                    sa[g], ca[g] = _sincos(dq * rp[g])
+                    ir[g] = 1.0 / rp[g]
+                for k0 in range(0, n_q, RESEED):
+                    for g in range(BLOCK):
+                        sn[g], cs[g] = _sincos((q0 + k0 * dq) * rp[g])
+                    for k in range(k0, min(n_q, k0 + RESEED)):
+                        wk = wp[k] * inv_q[k]
+                        ak = acc[k]
+                        for g in range(BLOCK):
+                            s = sn[g]
+                            c = cs[g]
+                            ak[g] += wk * (s * ir[g])
+                            sn[g] = s * ca[g] + c * sa[g]
+                            cs[g] = c * ca[g] - s * sa[g]
+            else:
+                for k in range(n_q):
+                    qk = q[k]
+                    wk = wp[k]
+                    ak = acc[k]
+                    for g in range(BLOCK):
+                        x = qk * rp[g]
+                        s, _ = _sincos(x)
+                        ak[g] += wk * (1.0 if x == 0.0 else s / x)
+        for g in range(n):
+            for k in range(n_q):
+                out[g0 + g, k] = acc[k, g]

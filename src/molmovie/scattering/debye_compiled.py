@@ -57,6 +57,9 @@ class DebyeCompiled(DebyeTorch):
     torch.Size([3])
     """
 
+    #: value_and_jacobian is the cheap way to dI/dR here (the signal fit's Hessians ask)
+    closed_form_jacobian = True
+
     def __init__(
         self,
         symbols: Symbols,
@@ -82,17 +85,17 @@ class DebyeCompiled(DebyeTorch):
 
     def value_and_jacobian(self, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Intensities (..., n_q) and dI/dR (..., n_q, n_pairs), 1/Angstrom, by the kernels; no graph is kept."""
-        from . import _kernels_grad
-
         self._check_tensor(distances)
-        lead = distances.shape[:-1]
-        R = self._rows(distances)
-        jacobian = np.empty((R.shape[0], self._q.size, self.n_pairs))
-        if R.shape[0]:
-            with parallel_lock:
-                _kernels_grad.debye_jacobian(R, self._q, self._pair_weight, jacobian)
-        intensity = torch.from_numpy(self.intensity_numpy(R)).reshape(*lead, self._q.size)
-        return intensity, torch.from_numpy(jacobian).reshape(*lead, self._q.size, self.n_pairs)
+        return _value_and_jacobian(self, distances)
+
+    def pairs(self, index: ArrayLike) -> _PairSum:
+        """The sum over some pairs only, Σ_p w_p(q) sinc(q R_p) for p in ``index`` (no constant term), as a module.
+
+        Distances (..., len(index)) in, (..., n_q) out, differentiable like this
+        module: for a fit in which the other pairs are held, whose part of Eq. (1)
+        is then computed once.
+        """
+        return _PairSum(self, np.asarray(index, dtype=np.int64))
 
     def intensity_numpy(self, R: np.ndarray) -> np.ndarray:
         """Eq. (1) of distance rows (G, n_pairs), a C-contiguous float64 array: (G, n_q) by the forward kernel."""
@@ -111,14 +114,7 @@ class DebyeCompiled(DebyeTorch):
 
     def vjp_numpy(self, R: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """Σ_q grad(q) ∂I(q)/∂R of distance rows (G, n_pairs) and gradient rows (G, n_q): (G, n_pairs)."""
-        from . import _kernels_grad
-
-        plan = self._plan
-        out = np.empty_like(R)
-        if R.shape[0]:
-            with parallel_lock:
-                _kernels_grad.debye_vjp(R, grad, self._q, self._pair_weight, plan.uniform, plan.q0, plan.dq, out)
-        return out
+        return _vjp(self, R, grad)
 
     def _rows(self, distances: torch.Tensor) -> np.ndarray:
         return np.ascontiguousarray(distances.detach().reshape(-1, self.n_pairs).numpy())
@@ -134,11 +130,86 @@ class DebyeCompiled(DebyeTorch):
         return super().extra_repr() + ", compiled"
 
 
+class _PairSum(torch.nn.Module):
+    """Σ_p w_p(q) sinc(q R_p) over a subset of a :class:`DebyeCompiled`'s pairs (:meth:`DebyeCompiled.pairs`)."""
+
+    closed_form_jacobian = True
+
+    def __init__(self, model: DebyeCompiled, index: np.ndarray) -> None:
+        super().__init__()
+        if index.ndim != 1 or np.any(index < 0) or np.any(index >= model.n_pairs):
+            raise InputError(f"The 'index' parameter must list pairs between 0 and {model.n_pairs - 1}")
+        self.n_pairs = len(index)
+        self._plan = model._plan
+        self._q = model._q
+        self._pair_weight = np.ascontiguousarray(model._pair_weight[index])
+        self.q = model.q
+
+    def forward(self, distances: torch.Tensor) -> torch.Tensor:
+        """The pairs' sum (..., n_q) from their distances (..., n_pairs), float64 on the CPU."""
+        self._check_tensor(distances)
+        return _Debye.apply(distances, self)
+
+    def value_and_jacobian(self, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pairs' sum (..., n_q) and its derivatives by their distances (..., n_q, n_pairs); no graph is kept."""
+        self._check_tensor(distances)
+        return _value_and_jacobian(self, distances)
+
+    def intensity_numpy(self, R: np.ndarray) -> np.ndarray:
+        from . import _kernels_grad
+
+        plan = self._plan
+        out = np.zeros((R.shape[0], self._q.size))
+        if R.shape[0] and self.n_pairs:
+            with parallel_lock:
+                _kernels_grad.pairs_value(R, self._q, self._pair_weight, plan.uniform, plan.q0, plan.dq, out)
+        return out
+
+    def vjp_numpy(self, R: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        return _vjp(self, R, grad)
+
+    def _rows(self, distances: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(distances.detach().reshape(-1, self.n_pairs).numpy())
+
+    def _check_tensor(self, distances: torch.Tensor) -> None:
+        if distances.shape[-1:] != (self.n_pairs,):
+            raise InputError(f"The 'distances' tensor must have shape (..., {self.n_pairs}); got shape {tuple(distances.shape)}")
+        if distances.dtype != torch.float64 or distances.device.type != "cpu":
+            raise InputError(
+                f"DebyeCompiled takes float64 distances on the CPU; got {distances.dtype} on {distances.device.type}"
+            )
+
+
+def _vjp(model: DebyeCompiled | _PairSum, R: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """Σ_q grad(q) ∂I(q)/∂R for distance rows (G, P) and gradient rows (G, Q), by the kernel."""
+    from . import _kernels_grad
+
+    plan = model._plan
+    out = np.empty_like(R)
+    if R.shape[0] and R.shape[1]:
+        with parallel_lock:
+            _kernels_grad.debye_vjp(R, grad, model._q, model._pair_weight, plan.uniform, plan.q0, plan.dq, out)
+    return out
+
+
+def _value_and_jacobian(model: DebyeCompiled | _PairSum, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    from . import _kernels_grad
+
+    lead = distances.shape[:-1]
+    R = model._rows(distances)
+    jacobian = np.empty((R.shape[0], model._q.size, model.n_pairs))
+    if R.shape[0] and R.shape[1]:
+        with parallel_lock:
+            _kernels_grad.debye_jacobian(R, model._q, model._pair_weight, jacobian)
+    intensity = torch.from_numpy(model.intensity_numpy(R)).reshape(*lead, model._q.size)
+    return intensity, torch.from_numpy(jacobian).reshape(*lead, model._q.size, model.n_pairs)
+
+
 class _Debye(torch.autograd.Function):
     """Eq. (1) forward and its vector-Jacobian product by the kernels (first order)."""
 
     @staticmethod
-    def forward(ctx, distances: torch.Tensor, model: DebyeCompiled) -> torch.Tensor:
+    def forward(ctx, distances: torch.Tensor, model: DebyeCompiled | _PairSum) -> torch.Tensor:
         ctx.save_for_backward(distances)
         ctx.model = model
         R = model._rows(distances)
@@ -148,7 +219,7 @@ class _Debye(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         (distances,) = ctx.saved_tensors
-        model: DebyeCompiled = ctx.model
+        model: DebyeCompiled | _PairSum = ctx.model
         R = model._rows(distances)
         g = np.ascontiguousarray(grad.reshape(-1, model._q.size).numpy(), dtype=np.float64)
         return torch.from_numpy(model.vjp_numpy(R, g)).reshape(distances.shape), None
