@@ -27,28 +27,30 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
     import torch
 
     from ..scattering import DebyeCompiled
+    from ._refine_misfit import Misfit
 
     n = mask.sum()
     moved = (s != 0).any(0).any(0)  # the pairs the fit moves (a held pair has s = 0: u = log R̂)
-    if isinstance(debye, DebyeCompiled) and not bool(moved.all()):
-        # the held pairs' part of Eq. (1) once, the moving pairs' at each evaluation: the same intensities
-        free, held = torch.nonzero(moved).flatten(), torch.nonzero(~moved).flatten()
-        with torch.no_grad():
-            background = debye.const + debye.pairs(held.numpy())(mu[..., held].exp())
-        model = debye.pairs(free.numpy())
-        mu_f, s_f = mu[..., free], s[..., free]
+    free, model, mu_f, s_f = None, debye, mu, s
+    if isinstance(debye, DebyeCompiled):
+        background = torch.zeros((), dtype=mu.dtype)
+        if not bool(moved.all()):
+            # the held pairs' part of Eq. (1) once, the moving pairs' at each evaluation: the same intensities
+            free, held = torch.nonzero(moved).flatten(), torch.nonzero(~moved).flatten()
+            with torch.no_grad():
+                background = debye.const + debye.pairs(held.numpy())(mu[..., held].exp())
+            model = debye.pairs(free.numpy())
+            mu_f, s_f = mu[..., free], s[..., free]
+        fixed = (background.numpy(), data.numpy(), sigma.numpy(), None if ref is None else ref.numpy())
 
-        def intensity_of(u_f):
-            return background + model(u_f.exp())
+        def misfit(u_f):
+            return Misfit.apply(u_f, model, *fixed)
     else:
-        free, model, mu_f, s_f = None, debye, mu, s
 
-        def intensity_of(u_f):
-            return debye(u_f.exp())
-
-    def signal(u_f):
-        intensity = intensity_of(u_f)
-        return intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0
+        def misfit(u_f):
+            intensity = debye(u_f.exp())
+            resid = (intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0 - data) / sigma[:, None, :]
+            return 0.5 * (resid**2).sum(-1)
 
     def reference_at(u):
         if ref is not None:
@@ -72,8 +74,7 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
 
         def objective(y):
             z = z_of(y)
-            resid = (signal(mu_f + s_f * z) - data) / sigma[:, None, :]
-            per_frame = 0.5 * (resid**2).sum(-1) + 0.5 * weight * (z**2).sum(-1)
+            per_frame = misfit(mu_f + s_f * z) + 0.5 * weight * (z**2).sum(-1)
             return (per_frame * mask).sum() / n
 
         y = _lbfgs(y, objective, max_iter)
