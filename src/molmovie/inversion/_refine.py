@@ -54,7 +54,8 @@ lowered every score).
 
 The minimisation runs over all frames of one series at once
 (``torch.optim.LBFGS`` with a strong-Wolfe line search), in float64, on the
-GPU where PyTorch finds one (``device="auto"``). Its variable is
+GPU where PyTorch finds one (``device="auto"``), else on the CPU with the
+compiled Eq. (1) (below). Its variable is
 :math:`y = L^\top z`, with :math:`z = (u - \log\hat R)/(\hat\sigma/\hat R)`
 the prior-whitened log distances and L the Cholesky factor of each frame's
 Gauss-Newton Hessian at the prior mean (below): the data term's curvature
@@ -119,6 +120,23 @@ prior's width around the refined distances, 89 % and 90 % unrefined).
 The MAP and Laplace approximation: MacKay, "Information Theory, Inference,
 and Learning Algorithms" (2003), ch. 27; Bishop, "Pattern Recognition and
 Machine Learning" (2006), sec. 4.4.
+
+Eq. (1) and its derivatives (``kernel``): on the CPU by the compiled
+kernels, :class:`~molmovie.scattering.DebyeCompiled` (numba; the forward
+kernel of :func:`~molmovie.scattering.intensity_from_distances` and a
+vector-Jacobian product, as a ``torch.autograd.Function``), with the fits'
+small steps compiled too: the data term as one autograd node
+(:mod:`._refine_misfit`), the held pairs' part of Eq. (1) computed once, and
+the continuation's Levenberg-Marquardt fits in numba (:mod:`._refine_lm`); on
+a GPU, and with ``kernel="torch"``, by :class:`~molmovie.scattering.DebyeTorch`,
+the reference they are tested against (values and gradients to 1e-10). The
+fit is the same; its answer is not the same to the last bit, and where the
+L-BFGS over a series stops short of its minimum (reference "first", 100
+iterations), a difference of rounding moves single frames' answers: measured
+on the quick preset's CS2 test split (nearest method's prior), a 1e-15
+relative change of ΔS moved PyTorch's own answer by up to 0.13 Å on single
+frames and its symmetry-aware RMSD sum from 26.70 to 26.59, the compiled
+kernel's rounding to 26.49 (``benchmarks/bench_refine.py --study``).
 
 This module holds the entry point, its checks, the reference and the noise
 rule; the fit in log distances, with the Laplace posterior both spaces
