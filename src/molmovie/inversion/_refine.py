@@ -265,7 +265,8 @@ def refine_distances(
         How Eq. (1) and its derivatives are evaluated: by the compiled kernels
         (:class:`~molmovie.scattering.DebyeCompiled`, CPU only), or by
         PyTorch (:class:`~molmovie.scattering.DebyeTorch`, the reference, and
-        the one that runs on a GPU); "auto": compiled on the CPU, PyTorch on a GPU.
+        the one that runs on a GPU); "auto": compiled on the CPU, PyTorch on a GPU
+        ("compiled" with ``device="auto"`` runs on the CPU).
     memory_mb : float, default 256
         Rough working memory, MB, of the per-frame Hessians (built in chunks
         of frames of this size, at least one frame) and of the continuation's
@@ -326,10 +327,11 @@ def refine_distances(
     valid = np.arange(T)[None, :] < lengths[:, None]
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was asked for but PyTorch finds no CUDA GPU; use device 'cpu' or 'auto'")
-    dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    gpu = device == "cuda" or (device == "auto" and kernel != "compiled" and torch.cuda.is_available())
+    dev = torch.device("cuda" if gpu else "cpu")
 
     if kernel == "compiled" and dev.type != "cpu":
-        raise InputError(f"kernel 'compiled' runs on the CPU only; the fit runs on {dev.type} (use kernel 'torch' or 'auto')")
+        raise InputError("The 'kernel' setting 'compiled' runs on the CPU only; got device 'cuda' (use kernel 'torch' or 'auto')")
     from ..scattering import DebyeCompiled, DebyeTorch
 
     model = DebyeTorch if kernel == "torch" or dev.type != "cpu" else DebyeCompiled
