@@ -54,7 +54,8 @@ lowered every score).
 
 The minimisation runs over all frames of one series at once
 (``torch.optim.LBFGS`` with a strong-Wolfe line search), in float64, on the
-GPU where PyTorch finds one (``device="auto"``). Its variable is
+GPU where PyTorch finds one (``device="auto"``), else on the CPU with the
+compiled Eq. (1) (below). Its variable is
 :math:`y = L^\top z`, with :math:`z = (u - \log\hat R)/(\hat\sigma/\hat R)`
 the prior-whitened log distances and L the Cholesky factor of each frame's
 Gauss-Newton Hessian at the prior mean (below): the data term's curvature
@@ -120,6 +121,23 @@ The MAP and Laplace approximation: MacKay, "Information Theory, Inference,
 and Learning Algorithms" (2003), ch. 27; Bishop, "Pattern Recognition and
 Machine Learning" (2006), sec. 4.4.
 
+Eq. (1) and its derivatives (``kernel``): on the CPU by the compiled
+kernels, :class:`~molmovie.scattering.DebyeCompiled` (numba; the forward
+kernel of :func:`~molmovie.scattering.intensity_from_distances` and a
+vector-Jacobian product, as a ``torch.autograd.Function``), with the fits'
+small steps compiled too: the data term as one autograd node
+(:mod:`._refine_misfit`), the held pairs' part of Eq. (1) computed once, and
+the continuation's Levenberg-Marquardt fits in numba (:mod:`._refine_lm`); on
+a GPU, and with ``kernel="torch"``, by :class:`~molmovie.scattering.DebyeTorch`,
+the reference they are tested against (values and gradients to 1e-10). The
+fit is the same; its answer is not the same to the last bit, and where the
+L-BFGS over a series stops short of its minimum (reference "first", 100
+iterations), a difference of rounding moves single frames' answers: measured
+on the quick preset's CS2 test split (nearest method's prior), a 1e-15
+relative change of ΔS moved PyTorch's own answer by up to 0.13 Å on single
+frames and its symmetry-aware RMSD sum from 26.70 to 26.59, the compiled
+kernel's rounding to 26.49 (``benchmarks/bench_refine.py --study``).
+
 This module holds the entry point, its checks, the reference and the noise
 rule; the fit in log distances, with the Laplace posterior both spaces
 report, is in :mod:`._refine_distance_space`, the fit of the coordinates in
@@ -144,7 +162,7 @@ from ._refine_continuation import _SWEEP_ITER, _continuation, _frame_residuals, 
 from ._refine_distance_space import _hessians, _lbfgs, _posterior, _refine_batch  # noqa: F401
 from ._refine_geometry_space import _TINY_R2, _geometry_start, _log_distances, _pair_offsets, _pairs  # noqa: F401
 
-__all__ = ["refine_distances", "check_refine_settings", "NOISE_FREE_SIGMA", "POSTERIORS", "PAIRS", "SPACES"]
+__all__ = ["refine_distances", "check_refine_settings", "NOISE_FREE_SIGMA", "POSTERIORS", "PAIRS", "SPACES", "KERNELS"]
 
 #: σ of ΔS (a fraction, every q) assumed for noise-free signals (``spec.photons`` None).
 #: Study revision 7: 0.003, chosen on the paper preset's validation splits (seed-0 VRNNs, geometry fit,
@@ -164,6 +182,9 @@ PAIRS = ("all", "heavy")
 
 #: What the fit varies: the log distances, or the atoms' coordinates.
 SPACES = ("distances", "geometry")
+
+#: How Eq. (1) and its derivatives are evaluated.
+KERNELS = ("auto", "compiled", "torch")
 
 #: Most continuation passes (each costs a fit per frame).
 _MAX_SWEEPS = 100
@@ -186,6 +207,7 @@ def refine_distances(
     space: str = "distances",
     sweeps: int = 1,
     device: str = "auto",
+    kernel: str = "auto",
     memory_mb: float = 256.0,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -238,6 +260,13 @@ def refine_distances(
         joint fit, each a forward and a backward pass over the frames (0: none;
         see the module notes).
     device : {"auto", "cpu", "cuda"}, default "auto"
+        Where the fit runs: "auto" is the GPU where PyTorch finds one, else the CPU.
+    kernel : {"auto", "compiled", "torch"}, default "auto"
+        How Eq. (1) and its derivatives are evaluated: by the compiled kernels
+        (:class:`~molmovie.scattering.DebyeCompiled`, CPU only), or by
+        PyTorch (:class:`~molmovie.scattering.DebyeTorch`, the reference, and
+        the one that runs on a GPU); "auto": compiled on the CPU, PyTorch on a GPU
+        ("compiled" with ``device="auto"`` runs on the CPU).
     memory_mb : float, default 256
         Rough working memory, MB, of the per-frame Hessians (built in chunks
         of frames of this size, at least one frame) and of the continuation's
@@ -289,6 +318,7 @@ def refine_distances(
     if max_iter is None:
         max_iter = 300 if space == "geometry" else 100
     check_choice("device", device, ("auto", "cpu", "cuda"))
+    check_choice("kernel", kernel, KERNELS)
     mean, std, dS, lengths, squeeze = _check_arrays(mean, std, dS, lengths, len(spec.q))
     if posterior == "auto":
         posterior = "laplace" if noise is not None or spec.photons is not None else "prior"
@@ -297,11 +327,18 @@ def refine_distances(
     valid = np.arange(T)[None, :] < lengths[:, None]
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was asked for but PyTorch finds no CUDA GPU; use device 'cpu' or 'auto'")
-    dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    gpu = device == "cuda" or (device == "auto" and kernel != "compiled" and torch.cuda.is_available())
+    dev = torch.device("cuda" if gpu else "cpu")
 
-    from ..scattering import DebyeTorch
+    if kernel == "compiled" and dev.type != "cpu":
+        raise InputError("The 'kernel' setting 'compiled' runs on the CPU only; got device 'cuda' (use kernel 'torch' or 'auto')")
+    from ..scattering import DebyeCompiled, DebyeTorch
 
-    debye = DebyeTorch(list(symbols), np.array(spec.q), **spec.forward(), dtype=torch.float64, device=dev)
+    if kernel == "torch" or dev.type != "cpu" or spec.probe != "xray":
+        # the PyTorch reference: on a GPU, and for electrons (the compiled gradient kernel is the X-ray one's)
+        debye = DebyeTorch(list(symbols), np.array(spec.q), **spec.forward(), dtype=torch.float64, device=dev)
+    else:
+        debye = DebyeCompiled(list(symbols), np.array(spec.q), inelastic=spec.inelastic, dtype=torch.float64, device=dev)
     if debye.n_pairs != P:
         raise InputError(f"{len(symbols)} atoms make {debye.n_pairs} pairs; the predicted distances have {P}")
     # the prior, whitened: u = mu + s z, z ~ N(0, 1/w) a priori; padded frames get harmless values

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from .._numba import parallel_lock
 from ._refine_geometry_space import _log_distances, _pair_offsets, _pairs
 
 #: Levenberg-Marquardt iterations of one frame's fit in a continuation pass (it starts next to an answer).
@@ -35,6 +36,8 @@ def _continuation(X, rows, debye, mu, s, data, sigma, ref, lengths, weight: floa
     """
     import torch
 
+    from ..scattering import DebyeCompiled
+
     _, T, N, _ = X.shape
     P, Q = mu.shape[-1], sigma.shape[-1]
     # per problem: Eq. (1)'s (P, Q) temporaries, the Jacobians (Q + P, 3N) held and tried, the normal matrices
@@ -43,6 +46,23 @@ def _continuation(X, rows, debye, mu, s, data, sigma, ref, lengths, weight: floa
 
     def tensor(a):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=X.device)
+
+    compiled = isinstance(debye, DebyeCompiled)
+    if compiled:
+        from ..geometry import pair_indices
+        from ._refine_lm import levenberg_marquardt
+
+        pi, pj = (np.ascontiguousarray(a, dtype=np.int64) for a in pair_indices(N))
+        model = (debye._q, debye._pair_weight, np.ascontiguousarray(debye.const.numpy()))
+
+        def fit(X0, part, t, iterations):
+            """The frame problems of series ``part`` at frame t from X0 (F, N, 3), compiled: (X, f) tensors."""
+            out, f = np.empty(X0.shape), np.empty(len(X0))
+            rows = (mu[part, t], s[part, t], data[part, t], sigma[part], refs[part])
+            args = tuple(np.ascontiguousarray(a, dtype=np.float64) for a in rows)
+            with parallel_lock:
+                levenberg_marquardt(np.ascontiguousarray(X0.numpy()), pi, pj, *args, *model, weight, iterations, out, f)
+            return torch.from_numpy(out), torch.from_numpy(f)
 
     if ref is None:  # each series' first frame, held
         refs = np.empty((len(X), Q))
@@ -57,6 +77,12 @@ def _continuation(X, rows, debye, mu, s, data, sigma, ref, lengths, weight: floa
                 # the series that have frame t and the neighbour it starts from
                 active = rows[lengths[rows] > (t if step == 1 else t + 1)]
                 for part in np.array_split(active, -(-len(active) // chunk)) if len(active) else ():
+                    if compiled:
+                        trial, f_trial = fit(X[part, t - step], part, t, _SWEEP_ITER)
+                        _, f_now = fit(X[part, t], part, t, 0)
+                        better = (f_trial < f_now) | (~torch.isfinite(f_now) & torch.isfinite(f_trial))
+                        X[torch.as_tensor(part)[better], t] = trial[better]
+                        continue
                     args = (
                         debye,
                         tensor(mu[part, t]),

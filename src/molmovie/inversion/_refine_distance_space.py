@@ -26,11 +26,31 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
     """
     import torch
 
-    n = mask.sum()
+    from ..scattering import DebyeCompiled
+    from ._refine_misfit import Misfit
 
-    def signal(u):
-        intensity = debye(u.exp())
-        return intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0
+    n = mask.sum()
+    moved = (s != 0).any(0).any(0)  # the pairs the fit moves (a held pair has s = 0: u = log R̂)
+    free, model, mu_f, s_f = None, debye, mu, s
+    if isinstance(debye, DebyeCompiled):
+        background = torch.zeros((), dtype=mu.dtype)
+        if not bool(moved.all()):
+            # the held pairs' part of Eq. (1) once, the moving pairs' at each evaluation: the same intensities
+            free, held = torch.nonzero(moved).flatten(), torch.nonzero(~moved).flatten()
+            with torch.no_grad():
+                background = debye.const + debye.pairs(held.numpy())(mu[..., held].exp())
+            model = debye.pairs(free.numpy())
+            mu_f, s_f = mu[..., free], s[..., free]
+        fixed = (background.numpy(), data.numpy(), sigma.numpy(), None if ref is None else ref.numpy())
+
+        def misfit(u_f):
+            return Misfit.apply(u_f, model, *fixed)
+    else:
+
+        def misfit(u_f):
+            intensity = debye(u_f.exp())
+            resid = (intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0 - data) / sigma[:, None, :]
+            return 0.5 * (resid**2).sum(-1)
 
     def reference_at(u):
         if ref is not None:
@@ -38,29 +58,31 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
         with torch.no_grad():
             return debye(u[:, 0].exp())
 
-    H0 = _hessians(debye, mu, s, sigma, reference_at(mu), weight, memory_mb)  # (B, T, P, P)
-    if ref is None:
-        # the first frame is every frame's reference: ∂ΔS_t/∂u_0 ≈ -∂I_0/∂u_0 / I_0, once per later valid frame
-        later = (mask.sum(1) - 1).clamp(min=0)[:, None, None]
-        H0[:, 0] = weight * torch.eye(mu.shape[-1], dtype=mu.dtype, device=mu.device) + later * (
-            H0[:, 0] - weight * torch.eye(mu.shape[-1], dtype=mu.dtype, device=mu.device)
-        )
-    L = torch.linalg.cholesky(H0)
+    P = mu_f.shape[-1]
+    y = torch.zeros(mu_f.shape, dtype=mu.dtype, device=mu.device)
+    if max_iter > 0 and P > 0:
+        H0 = _hessians(model, mu_f, s_f, sigma, reference_at(mu), weight, memory_mb)  # (B, T, P, P)
+        if ref is None:
+            # the first frame is every frame's reference: ∂ΔS_t/∂u_0 ≈ -∂I_0/∂u_0 / I_0, once per later valid frame
+            later = (mask.sum(1) - 1).clamp(min=0)[:, None, None]
+            eye = torch.eye(P, dtype=mu.dtype, device=mu.device)
+            H0[:, 0] = weight * eye + later * (H0[:, 0] - weight * eye)
+        L = torch.linalg.cholesky(H0)
 
-    def z_of(y):
-        return torch.linalg.solve_triangular(L.mT, y.unsqueeze(-1), upper=True).squeeze(-1)
+        def z_of(y):
+            return torch.linalg.solve_triangular(L.mT, y.unsqueeze(-1), upper=True).squeeze(-1)
 
-    def objective(y):
-        z = z_of(y)
-        resid = (signal(mu + s * z) - data) / sigma[:, None, :]
-        per_frame = 0.5 * (resid**2).sum(-1) + 0.5 * weight * (z**2).sum(-1)
-        return (per_frame * mask).sum() / n
+        def objective(y):
+            z = z_of(y)
+            per_frame = misfit(mu_f + s_f * z) + 0.5 * weight * (z**2).sum(-1)
+            return (per_frame * mask).sum() / n
 
-    y = torch.zeros(mu.shape, dtype=mu.dtype, device=mu.device)
-    if max_iter > 0:
         y = _lbfgs(y, objective, max_iter)
-    with torch.no_grad():
-        u = mu + s * z_of(y)
+        with torch.no_grad():
+            u_f = mu_f + s_f * z_of(y)
+    else:
+        u_f = mu_f
+    u = u_f if free is None else mu.index_copy(-1, free, u_f)
     return _posterior(debye, u, s, sigma, ref, weight, posterior, memory_mb)
 
 
@@ -115,16 +137,26 @@ def _hessians(debye, u, s, sigma, ref, weight: float, memory_mb: float):
     rows_u = u.reshape(B * T, P)
     rows_s = s.reshape(B * T, P)
     rows_unit = (sigma * ref)[:, None, :].expand(B, T, Q).reshape(B * T, Q)  # ∂ΔS = ∂I / I_ref, in units of σ
-    # dI/du for a chunk of frames by one batched backward pass over the Q outputs: Q copies of the chunk's (P, Q) graph
-    chunk = max(1, int(memory_mb * 2**20 // (8 * Q * P * Q * 4)))
-    eye = torch.eye(Q, dtype=u.dtype, device=u.device)[:, None, :]
     H = torch.empty((B * T, P, P), dtype=u.dtype, device=u.device)
-    for a in range(0, B * T, chunk):
-        b = min(B * T, a + chunk)
-        x = rows_u[a:b].detach().requires_grad_(True)
-        intensity = debye(x.exp())
-        (grad,) = torch.autograd.grad(intensity, x, eye.expand(Q, b - a, Q), is_grads_batched=True)  # (Q, F, P)
-        A = grad.permute(1, 0, 2) * rows_s[a:b, None, :] / rows_unit[a:b, :, None]  # (F, Q, P)
-        H[a:b] = A.transpose(1, 2) @ A
+    if getattr(debye, "closed_form_jacobian", False):
+        # dI/du = dI/dR R in closed form by the kernel, for a chunk of frames: (F, Q, P) and A
+        chunk = max(1, int(memory_mb * 2**20 // (8 * Q * P * 3)))
+        for a in range(0, B * T, chunk):
+            b = min(B * T, a + chunk)
+            R = rows_u[a:b].exp()
+            _, dI_dR = debye.value_and_jacobian(R)
+            A = dI_dR * (R * rows_s[a:b])[:, None, :] / rows_unit[a:b, :, None]  # (F, Q, P)
+            H[a:b] = A.transpose(1, 2) @ A
+    else:
+        # dI/du for a chunk of frames by one batched backward pass over the Q outputs: Q copies of the chunk's (P, Q) graph
+        chunk = max(1, int(memory_mb * 2**20 // (8 * Q * P * Q * 4)))
+        eye = torch.eye(Q, dtype=u.dtype, device=u.device)[:, None, :]
+        for a in range(0, B * T, chunk):
+            b = min(B * T, a + chunk)
+            x = rows_u[a:b].detach().requires_grad_(True)
+            intensity = debye(x.exp())
+            (grad,) = torch.autograd.grad(intensity, x, eye.expand(Q, b - a, Q), is_grads_batched=True)  # (Q, F, P)
+            A = grad.permute(1, 0, 2) * rows_s[a:b, None, :] / rows_unit[a:b, :, None]  # (F, Q, P)
+            H[a:b] = A.transpose(1, 2) @ A
     H.diagonal(dim1=-2, dim2=-1).add_(weight)
     return H.reshape(B, T, P, P)

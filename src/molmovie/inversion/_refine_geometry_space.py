@@ -27,6 +27,8 @@ def _geometry_start(debye, mu, s, data, sigma, ref, mask, weight: float, max_ite
     import torch
 
     from ..geometry import coordinates_from_distances
+    from ..scattering import DebyeCompiled
+    from ._refine_misfit import Misfit
 
     n = mask.sum()
 
@@ -44,6 +46,12 @@ def _geometry_start(debye, mu, s, data, sigma, ref, mask, weight: float, max_ite
     def posterior_objective(X):
         resid = (signal(X) - data) / sigma[:, None, :]
         return ((0.5 * (resid**2).sum(-1) + prior_term(X)) * mask).sum() / n
+
+    if isinstance(debye, DebyeCompiled):  # the data term in one node (Misfit), the same objective
+        fixed = (0.0, data.numpy(), sigma.numpy(), None if ref is None else ref.numpy())
+
+        def posterior_objective(X):
+            return ((Misfit.apply(_log_distances(X), debye, *fixed) + prior_term(X)) * mask).sum() / n
 
     X = torch.as_tensor(coordinates_from_distances(mu.exp().cpu().numpy()), dtype=mu.dtype, device=mu.device)
     if max_iter > 0:

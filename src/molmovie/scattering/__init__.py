@@ -19,7 +19,8 @@ complex amplitudes f_A = |f_A| e^{iη_A} and s for q:
 - :func:`difference_signal`: ΔS = (I − I_ref)/I_ref;
 - :class:`DebyeTorch`, :func:`intensity_torch`: the same formula in PyTorch,
   differentiable with respect to the distances (imported on first use, so
-  ``import molmovie.scattering`` does not import torch);
+  ``import molmovie.scattering`` does not import torch); :class:`DebyeCompiled`:
+  the same module computed by the compiled kernels, gradient included (CPU, float64);
 - :func:`q_grid`, :data:`DEFAULT_Q`, :func:`simulate`, :func:`simulate_signals`:
   the detector model (q grid, reference, photon noise, time resolution);
 - :class:`SignalSpec`: what a simulated ΔS is (q grid, inelastic, reference,
@@ -59,6 +60,7 @@ __all__ = [
     "modified_intensity",
     "pair_distribution",
     "DebyeTorch",
+    "DebyeCompiled",
     "intensity_torch",
     "q_grid",
     "DEFAULT_Q",
@@ -69,6 +71,7 @@ __all__ = [
 ]
 
 _TORCH_NAMES = ("DebyeTorch", "intensity_torch")
+_COMPILED_NAMES = ("DebyeCompiled",)
 
 
 def __getattr__(name: str) -> Any:
@@ -77,8 +80,12 @@ def __getattr__(name: str) -> Any:
         from . import debye_torch
 
         return getattr(debye_torch, name)
+    if name in _COMPILED_NAMES:
+        from . import debye_compiled
+
+        return getattr(debye_compiled, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_TORCH_NAMES))
+    return sorted(set(globals()) | set(_TORCH_NAMES) | set(_COMPILED_NAMES))
