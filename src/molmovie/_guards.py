@@ -547,6 +547,7 @@ def remove_stale_temporaries(path: PathLike) -> list[Path]:
 def atomic_write(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces it when the block ends without error.
 
+    A symbolic link is followed: the file it names is replaced, the link stays.
     The temporary file (``.NAME.HOST-PID.RANDOM.tmp`` in the same folder, so the rename
     is atomic) gets the mode of the file it replaces, or 0o666 less the umask
     for a new file, is flushed to disk (``fsync``) and renamed onto ``path``.
@@ -564,6 +565,11 @@ def atomic_write(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
         After a Ctrl-C, once the temporary file is removed.
     """
     path = Path(path)
+    if path.is_symlink():  # write the file the link names, so the link stays (and a loop is one line)
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError):
+            raise WriteError(f"{path} is a loop of symbolic links") from None
     if path.exists() and _read_only(path):
         raise WriteError(f"{path} is read-only; molmovie does not replace a protected file")
     mode = replacement_mode(path)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
+import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +13,10 @@ import typer
 from threadpoolctl import threadpool_limits
 
 from .._errors import InputError
+from .._guards import deferred_interrupt
 from ..evaluation import fit_figures as ff
 from ..fitting import MEASUREMENT_METHODS, get_measurement_method
-from ..io import read_dataset
+from ..io import atomic_path, read_dataset
 from ..io.fit import write_fit
 from ..io.measurement import read_measurement
 from ._app import app
@@ -123,10 +127,9 @@ def fit(
     if sigma_from_pre_t0:
         options["sigma"] = "pre-t0"
     model = get_measurement_method(method, **options)  # validates the settings before any file is read
-    if figures is not None and figures.exists() and not figures.is_dir():
-        raise InputError(f"--figures {figures} is a file, not a folder")
+    shown = None if figures is None else [figures / name for name in _figure_names(method, bool(options.get("hole")))]
 
-    with writing(output, [measurement, basis], force=force):
+    with writing(output, [measurement, basis], force=force, also=shown or (), folders=[] if figures is None else [figures]):
         meas = read_measurement(measurement)
         data = None
         if basis is not None:
@@ -146,7 +149,8 @@ def fit(
         if not result.converged:
             raise InputError(f"the {method} fit did not converge: {result.message}; no result written")
         result.provenance.update({"measurement_file": str(measurement), "basis_file": None if basis is None else str(basis)})
-        write_fit(result, output, force=force)
+        images = {} if shown is None else _figures(result, shown)
+        _write_all(result, output, images, figures, force=force)
 
     lines = [
         f"{output}: {method} fit of {meas.molecule or 'the measurement'}, {result.n_data} data, "
@@ -185,27 +189,67 @@ def fit(
             f"  ΔP(R, t) on {p.r.size} bins {p.r[0]:.2f}-{p.r[-1]:.2f} Å for {', '.join(p.pair_types)}; "
             f"λ = {p.regularization:.3g} ({p.rule}), damping α = {p.damping:.3g} Å²; I_gs from {p.reference.split(':')[0]}"
         )
-    if figures is not None:
-        figures.mkdir(parents=True, exist_ok=True)
-        written = _figures(result, figures)
-        lines.append(f"  figures: {', '.join(str(w) for w in written)}")
+    if shown is not None:
+        lines.append(f"  figures: {', '.join(str(w) for w in shown)}")
     typer.echo("\n".join(lines))
 
 
-def _figures(result, folder: Path) -> list[Path]:
+def _figure_names(method: str, hole: bool) -> list[str]:
+    """The PNG files ``fit --figures`` writes for a method (planned before the fit runs)."""
+    if method == "ensemble":
+        names = ["ensemble_fit_signals.png", "ensemble_distances.png", "ensemble_parameters.png"]
+        return names + (["ensemble_hole.png"] if hole else [])
+    return [f"{method}_fit_signals.png", "pdf_map.png"]
+
+
+def _write_all(result, output: Path, images: dict[Path, bytes], folder: Path | None, *, force: bool) -> None:
+    """The result and every figure written as one: all temporary files first, then the renames.
+
+    A full disk or Ctrl-C while any of them is written leaves none of them (and
+    no figures folder that this command created).
+    """
+    created = folder is not None and not folder.exists()
+    try:
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            tmps = {path: stack.enter_context(atomic_path(path, suffix=path.suffix)) for path in [output, *images]}
+            write_fit(result, tmps[output], force=True)
+            for path, data in images.items():
+                with open(tmps[path], "wb") as fh:
+                    fh.write(data)
+    except BaseException:
+        if created and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _figures(result, planned: list[Path]) -> dict[Path, bytes]:
+    """The PNG images of a fit, drawn in memory, for the planned paths (Ctrl-C held until drawn, then raised)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = []
+    by_name = {path.name: path for path in planned}
+    out: dict[Path, bytes] = {}
 
     def save(fig, name):
-        path = folder / name
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
-        out.append(path)
+        buffer = io.BytesIO()
+        try:
+            fig.savefig(buffer, dpi=130, format="png")
+        finally:
+            plt.close(fig)
+        out[by_name[name]] = buffer.getvalue()
 
+    with deferred_interrupt():  # matplotlib would print a Ctrl-C inside its callbacks and carry on
+        _draw(result, save)
+    if set(out) != set(planned):  # pragma: no cover - _figure_names and _draw name the same files
+        raise AssertionError(f"figures drawn {sorted(map(str, out))} differ from those planned")
+    return out
+
+
+def _draw(result, save) -> None:
     save(
         ff.plot_fit_signals(
             result.q,
@@ -255,4 +299,3 @@ def _figures(result, folder: Path) -> list[Path]:
     p = result.pdf
     if p is not None:
         save(ff.plot_pdf_map(result.delays, p.r, p.dP, p.dP_std, p.pair_types, sine=p.dP_sine), "pdf_map.png")
-    return out

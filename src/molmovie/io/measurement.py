@@ -30,7 +30,7 @@ from .._errors import InputError, shorten
 from .._typing import PathLike
 from .._version import __version__
 from ..measurement import Measurement, Truth, check_molecule
-from ._files import atomic_hdf5, check_allocation, check_input_file, check_output, file_version, json_default, write_array
+from ._files import atomic_hdf5, check_allocation, check_output, file_version, json_default, open_hdf5, write_array
 from .dataset import DATASET_FORMAT
 
 if TYPE_CHECKING:
@@ -176,11 +176,7 @@ def read_measurement(path: PathLike) -> Measurement:
 
     path = Path(path)
     where = str(path)
-    check_input_file(path, "measurement file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path}: not an HDF5 file, so not a molmovie measurement") from None
+    f = open_hdf5(path, "measurement file", "not an HDF5 file, so not a molmovie measurement")
     with f:
         fmt = f.attrs.get("format")
         if isinstance(fmt, bytes):

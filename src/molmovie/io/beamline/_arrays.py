@@ -16,6 +16,7 @@ import numpy as np
 
 from ..._errors import InputError
 from ..._guards import check_allocation
+from .._files import open_hdf5
 from ._data import BeamlineData
 
 if TYPE_CHECKING:
@@ -262,13 +263,8 @@ def _legendre_index(legendre: int, orders: np.ndarray | None, n: int, where: str
 
 
 def _read_hdf5(path: Path, **options: Any) -> BeamlineData:
-    import h5py
 
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path}: not a readable HDF5 file") from None
-    with f:
+    with open_hdf5(path, "beamline file", "not a readable HDF5 file") as f:
         return _from_source(_hdf5_source(path, f), **options)
 
 
