@@ -71,6 +71,7 @@ __all__ = [
     "MEMORY_FRACTION",
     "memory_limit",
     "check_allocation",
+    "address_space_left",
     "check_seed",
     "check_output_path",
     "same_file",
@@ -210,7 +211,39 @@ def check_allocation(
         limit, why = memory_limit(), f"half the memory; set {MEMORY_ENV} to change it"
     if nbytes > limit:
         raise InputError(f"{what} needs {_human(nbytes)} of memory, more than the limit of {_human(limit)} ({why})")
+    room = address_space_left()
+    if room is not None and nbytes > room:
+        raise InputError(
+            f"{what} needs {_human(nbytes)} of memory, more than the {_human(room)} of address space left to this process "
+            "(its limit, ulimit -v, less what it already maps)"
+        )
     return nbytes
+
+
+def address_space_left() -> int | None:
+    """Bytes of address space this process may still map under its ``RLIMIT_AS`` (``ulimit -v``); None when unlimited.
+
+    The memory limit is per allocation; this is what the whole process has
+    left, so an allocation that the limit allows but the process cannot map
+    is refused before it is tried, not met with a MemoryError.
+    """
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    used = 0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                used = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(int(soft) - used, 0)
 
 
 # --------------------------------------------------------------------------- seeds

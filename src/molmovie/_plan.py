@@ -107,7 +107,7 @@ def hdf5_reached(path: PathLike) -> list[Path]:
             if name in (".", ""):
                 continue
             for candidate in (current.parent / name, Path(name)):
-                if candidate.exists():
+                if candidate.exists() and candidate.resolve() not in {p.resolve() for p in found}:
                     found.append(candidate)
                     todo.append((candidate, depth + 1))
     return found

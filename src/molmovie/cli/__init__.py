@@ -89,12 +89,12 @@ _ClickException: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ 
 
 
 def _show_usage_error(exc) -> None:
-    try:  # typer formats usage errors with rich when it is installed; keep its look
-        from typer import rich_utils
-
-        rich_utils.rich_format_error(exc)
-    except Exception:  # noqa: BLE001  # pragma: no cover - without rich
-        exc.show()
+    """A usage error (unknown option, a value of the wrong kind) as one line and a --help hint."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "molmovie"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    hint = f" (see '{command} --help')" if ctx is not None else ""
+    typer.echo(f"molmovie: error: {_error_line(message)}{hint}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

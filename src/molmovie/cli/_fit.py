@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from .._errors import InputError
 from .._guards import deferred_interrupt
+from .._ranges import parse_range
 from ..evaluation import fit_figures as ff
 from ..fitting import MEASUREMENT_METHODS, get_measurement_method
 from ..io import atomic_path, read_dataset
@@ -26,17 +27,11 @@ from ._progress import progress_callback
 
 
 def _range(text: str | None, option: str) -> tuple[float, float] | None:
-    """``"-100,150"`` -> (-100.0, 150.0)."""
+    """``"-100,150"`` -> (-100.0, 150.0) (:func:`molmovie._ranges.parse_range`)."""
     if text is None:
         return None
-    parts = text.replace(":", ",").split(",")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 2 or not all(math.isfinite(v) for v in values) or values[0] > values[1]:
-        raise InputError(f"{option} must be two numbers LOW,HIGH in fs with LOW <= HIGH (e.g. -100,150); got {text!r}")
-    return values[0], values[1]
+    lo, hi = parse_range(text, option, "fs")
+    return lo, hi
 
 
 def _regularize(text: str | None):
@@ -117,8 +112,12 @@ def fit(
             continue
         if key not in known:
             raise InputError(f"{flag} does not apply to the {method} method")
+        if key in options:
+            raise InputError(f"{flag} and --set {key}=... both set {key!r}; give it once")
         options[key] = value
     if regularize is not None:
+        if "regularize" in options:
+            raise InputError("--regularize and --set regularize=... both set 'regularize'; give it once")
         options["regularize"] = _regularize(regularize)
     if hole:
         if "hole" not in known:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -178,9 +179,13 @@ def _show(file: Path, output: Path, q, tmax) -> None:
     q_lines = None
     if q is not None:
         try:
-            q_lines = [float(x) for x in q.split(",") if x.strip()]
+            q_lines = [float(x) for x in q.split(",")]
         except ValueError:
-            raise InputError(f"--q takes numbers separated by commas; got {q!r}") from None
+            q_lines = []
+        if not q_lines or not all(math.isfinite(v) and v >= 0 for v in q_lines):
+            raise InputError(f"--q takes q values >= 0 in 1/Angstrom separated by commas, like 1.5,3; got {q!r}")
+    if tmax is not None and not math.isfinite(tmax):
+        raise InputError(f"--tmax must be a finite time in fs; got {tmax!r}")
     meas = read_measurement(file)
     if tmax is not None and not (meas.delays <= tmax).any():
         raise InputError(f"--tmax {tmax:g} fs is before the first delay ({meas.delays[0]:g} fs)")

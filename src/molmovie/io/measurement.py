@@ -140,7 +140,7 @@ def _get(group: h5py.Group, name: str, units: str, ndim: int, where: str, *, sha
         raise InputError(f"{where}: damaged measurement file ({name} has shape {node.shape}, expected {want})")
     got = node.attrs.get("units")
     if isinstance(got, bytes):
-        got = got.decode()
+        got = got.decode("utf-8", "backslashreplace")
     if got != units:
         raise InputError(f"{where}: {name} is in units {shorten(repr(got), 60)}; a measurement file stores it in {units!r}")
     stored = node.id.get_storage_size()
@@ -151,7 +151,7 @@ def _get(group: h5py.Group, name: str, units: str, ndim: int, where: str, *, sha
 
 
 def _strings(node: h5py.Dataset) -> tuple[str, ...]:
-    return tuple(s.decode() if isinstance(s, bytes) else str(s) for s in node[()])
+    return tuple(s.decode("utf-8", "backslashreplace") if isinstance(s, bytes) else str(s) for s in node[()])
 
 
 def read_measurement(path: PathLike) -> Measurement:
@@ -180,7 +180,9 @@ def read_measurement(path: PathLike) -> Measurement:
     with f:
         fmt = f.attrs.get("format")
         if isinstance(fmt, bytes):
-            fmt = fmt.decode()
+            fmt = fmt.decode("utf-8", "backslashreplace")
+        if fmt is not None and not isinstance(fmt, str):
+            raise InputError(f"{path}: not a molmovie measurement (its format attribute is not text)")
         if fmt != MEASUREMENT_FORMAT:
             if fmt == DATASET_FORMAT:
                 raise InputError(
@@ -208,7 +210,9 @@ def read_measurement(path: PathLike) -> Measurement:
             raise InputError(f"{path}: damaged measurement file (provenance is not a JSON object)")
         molecule = f.attrs.get("molecule")
         if isinstance(molecule, bytes):
-            molecule = molecule.decode()
+            molecule = molecule.decode("utf-8", "backslashreplace")
+        if molecule is not None and not isinstance(molecule, str):
+            raise InputError(f"{path}: damaged measurement file (its molecule attribute is not text)")
         q_node, d_node = f.get("q"), f.get("delays")
         Q = q_node.shape[0] if isinstance(q_node, h5py.Dataset) and q_node.ndim == 1 else None
         T = d_node.shape[0] if isinstance(d_node, h5py.Dataset) and d_node.ndim == 1 else None
@@ -218,6 +222,8 @@ def read_measurement(path: PathLike) -> Measurement:
         sigma = _get(f, "sigma", *_ROOT["sigma"], where, shape=(T, Q)) if "sigma" in f else None
         symbols = None
         if "atoms" in f:
+            if not isinstance(f["atoms"], h5py.Group):
+                raise InputError(f"{path}: damaged measurement file (/atoms is not a group)")
             node = f["atoms"].get("symbols")
             if not isinstance(node, h5py.Dataset) or node.ndim != 1:
                 raise InputError(f"{path}: damaged measurement file (atoms without a list of symbols)")

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._guards import check_seed
 from .._typing import Progress
 from ..datasets import Dataset
 from ..geometry import distances as pair_distances
@@ -124,7 +125,7 @@ def simulate_measurement(
         IRF, photons <= 0, delays not increasing or past the end of the basis,
         a bad q grid, or sizes over :data:`MAX_ELEMENTS`.
     """
-
+    check_seed(seed, generator=True)  # before any work: a seed NumPy would refuse deep inside the noise
     ens = _ensemble_of(dataset)
     m_all = ens.n_trajectories
     if trajectories is None:

@@ -8,6 +8,7 @@ stores) before it is loaded.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,8 +76,18 @@ class _Source:
         shape, kind = self.arrays[key]
         if kind not in "fiu":
             raise InputError(f"{self.path}: {key} ({what}) is not numeric")
+        if 0 in tuple(shape):
+            raise InputError(f"{self.path}: {key} ({what}) is empty (shape {tuple(shape)})")
         check_allocation(shape, f"{self.path}: {key} ({what}, shape {tuple(shape)})")  # as float64, before reading
-        return np.asarray(self._load(key), dtype=float)
+        try:
+            values = np.asarray(self._load(key), dtype=float)
+        except InputError:
+            raise
+        except (OSError, ValueError, TypeError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error) as exc:
+            raise InputError(f"{self.path}: {key} ({what}) cannot be read: damaged file ({exc.__class__.__name__})") from None
+        if values.shape != tuple(shape):
+            raise InputError(f"{self.path}: {key} ({what}) holds shape {values.shape}, not the {tuple(shape)} its header says")
+        return values
 
     def units(self, key: str) -> str | None:
         return self._attrs(key)
@@ -104,7 +115,7 @@ def _hdf5_source(path: Path, f: h5py.File) -> _Source:
         for name in ("units", "unit", "Units"):
             if name in f[key].attrs:
                 v = f[key].attrs[name]
-                return v.decode() if isinstance(v, bytes) else str(v)
+                return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
         return None
 
     return _Source(path, arrays, load, attrs)
@@ -206,6 +217,12 @@ def _from_source(
         vk = src.find("variance", None, shape=shape, exclude=(dk,))
         is_std = vk is None
         vk = vk or src.find("std", None, shape=shape, exclude=(dk,))
+        named = src.find("variance", None, exclude=(dk,)) or src.find("std", None, exclude=(dk,))
+        if vk is None and named is not None:  # an uncertainty by name, of another shape: never dropped in silence
+            raise InputError(
+                f"{where}: {named} has shape {tuple(src.arrays[named][0])}; an uncertainty must have the shape of {dk} "
+                f"{tuple(shape)} (give --variance-path or --std-path to name another array)"
+            )
     var = None
     if vk is not None:
         if tuple(src.arrays[vk][0]) != tuple(shape):
