@@ -280,7 +280,7 @@ def test_gamma_above_one_is_not_converged(work, capsys):
 
 @pytest.mark.parametrize("text", ["12", "1,2,3", "a,b", "2,1", "nan,1", ",", ""])
 def test_one_range_syntax(text):
-    with pytest.raises(InputError, match="must be A,B"):
+    with pytest.raises(InputError, match="must be two numbers LO,HI"):
         parse_range(text, "--t0-range", "fs")
     assert parse_range("-100,150", "x", "fs") == parse_range("-100:150", "x", "fs") == parse_range([-100, 150], "x", "fs")
     assert parse_range("0:10:2", "x", "fs", step=True) == (0.0, 10.0, 2.0)
@@ -289,7 +289,7 @@ def test_one_range_syntax(text):
 @pytest.mark.parametrize("option", [["--set", 't0_range="12"'], ["--t0-range", "12"], ["--irf-range", "1,2,3"]])
 def test_fit_range_options_take_one_syntax(work, capsys, option):
     code, _, err = run_cli(fit_args(work, *option), capsys)
-    assert_one_line_error(code, err, "must be A,B")
+    assert_one_line_error(code, err, "must be two numbers LO,HI")
 
 
 def test_ingest_reference_before_after_t0_is_refused(tmp_path, capsys):

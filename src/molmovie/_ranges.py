@@ -69,10 +69,10 @@ def parse_range(
     Raises
     ------
     InputError
-        "--t0-range must be two numbers A,B in fs with A <= B (e.g. -100,150); got '12'".
+        "--t0-range must be two numbers LO,HI in fs with lo <= hi (e.g. -100,150); got '12'".
     """
-    forms = "A,B" + (" or A:B:STEP" if step else "") + (" or one number" if single else "")
-    message = f"{name} must be {forms} in {unit} with A <= B (e.g. {example}); got {value!r}"
+    forms = ("one number or " if single else "") + "two numbers LO,HI" + (" or LO:HI:STEP" if step else "")
+    message = f"{name} must be {forms} in {unit} with lo <= hi (e.g. {example}); got {value!r}"
     if isinstance(value, str):
         parts = _SPLIT.split(value.strip())
         if len(parts) == 3 and ":" not in value:
@@ -93,5 +93,5 @@ def parse_range(
     if values[0] > values[1] or (len(values) == 3 and not values[2] > 0):
         raise InputError(message + ("" if len(values) < 3 else "; STEP must be > 0"))
     if low is not None and values[0] < low:
-        raise InputError(f"{name} must start at {low:g} {unit} or above; got {value!r}")
+        raise InputError(f"{name} must be >= {low:g} {unit}; got {value!r}")
     return tuple(values)

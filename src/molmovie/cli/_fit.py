@@ -13,7 +13,7 @@ import typer
 from threadpoolctl import threadpool_limits
 
 from .._errors import InputError
-from .._guards import deferred_interrupt
+from .._guards import WriteError, deferred_interrupt, write_errors
 from .._ranges import parse_range
 from ..evaluation import fit_figures as ff
 from ..fitting import MEASUREMENT_METHODS, get_measurement_method
@@ -213,10 +213,15 @@ def _write_all(result, output: Path, images: dict[Path, bytes], folder: Path | N
             folder.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             tmps = {path: stack.enter_context(atomic_path(path, suffix=path.suffix)) for path in [output, *images]}
-            write_fit(result, tmps[output], force=True)
-            for path, data in images.items():
-                with open(tmps[path], "wb") as fh:
-                    fh.write(data)
+            try:
+                write_fit(result, tmps[output], force=True)
+                for path, data in images.items():
+                    with write_errors(path), open(tmps[path], "wb") as fh:
+                        fh.write(data)
+            except WriteError as exc:  # name the output, not its temporary file
+                reason, _, where = str(exc).partition(" writing ")
+                named = next((path for path, tmp in tmps.items() if tmp.name in where), output)
+                raise WriteError(f"{reason} writing {named}") from None
     except BaseException:
         if created and folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
