@@ -438,3 +438,82 @@ def test_ctrl_c_while_fit_draws_its_figures(work, capsys, monkeypatch):
     assert code == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert not (work / "out.h5").exists() and not (work / "figs").exists()
+
+
+# --------------------------------------------------------------------------- 10. read_fit as strict as write_fit
+
+
+@pytest.fixture(scope="module")
+def fit_file(base, tmp_path_factory):
+    from molmovie.cli import main
+
+    out = tmp_path_factory.mktemp("fit") / "fit.h5"
+    try:
+        main(["fit", str(base / "meas.h5"), "--basis", str(base / "basis.h5"), "-o", str(out), *QUICK])
+    except SystemExit as exc:
+        assert not exc.code
+    return out
+
+
+def _units_array(f):
+    f["q"].attrs["units"] = np.arange(3)
+
+
+def _atoms_dataset(f):
+    del f["atoms"]
+    f["atoms"] = np.arange(3.0)
+
+
+def _rank_bytes(f):
+    f["ensemble"].attrs["rank"] = np.bytes_(b"\xff\xfe")
+
+
+def _converged_text(f):
+    f.attrs["converged"] = "maybe"
+
+
+def _gamma_above_one(f):
+    f["ensemble/gamma"][()] = 3.876
+
+
+def _weights_negative(f):
+    f["ensemble/weights"][...] = -f["ensemble/weights"][()]
+
+
+def _chi2_nan(f):
+    f.attrs["chi2"] = np.nan
+
+
+def _ensemble_dataset(f):
+    del f["ensemble"]
+    f["ensemble"] = np.arange(3.0)
+
+
+def _sigma_zero(f):
+    f["sigma"][...] = 0.0
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _units_array,
+        _atoms_dataset,
+        _rank_bytes,
+        _converged_text,
+        _gamma_above_one,
+        _weights_negative,
+        _chi2_nan,
+        _ensemble_dataset,
+        _sigma_zero,
+    ],
+)
+def test_read_fit_refuses_hand_edited_files(fit_file, tmp_path, damage):
+    from molmovie.io.fit import read_fit
+
+    path = tmp_path / "fit.h5"
+    path.write_bytes(fit_file.read_bytes())
+    read_fit(path)  # the untouched file reads
+    with h5py.File(path, "r+") as f:
+        damage(f)
+    with pytest.raises(InputError, match="damaged molmovie fit result"):
+        read_fit(path)
