@@ -517,3 +517,17 @@ def test_read_fit_refuses_hand_edited_files(fit_file, tmp_path, damage):
         damage(f)
     with pytest.raises(InputError, match="damaged molmovie fit result"):
         read_fit(path)
+
+
+@pytest.mark.parametrize("variance", ["fifo", "/dev/zero", "missing.txt"])
+def test_ingest_text_variance_that_is_no_regular_file(tmp_path, capsys, variance):
+    table = tmp_path / "t.txt"
+    table.write_text("q -100 0 100\n1 1 2 3\n2 1 2 3\n")
+    if variance == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+    path = variance if variance.startswith("/") else tmp_path / variance
+    code, _, err = run_cli(
+        ["ingest", table, "-o", tmp_path / "o.h5", "--q-units", "1/A", "--delay-units", "fs", "--variance-path", path], capsys
+    )
+    assert_one_line_error(code, err, "not a regular file|no such")
+    assert not (tmp_path / "o.h5").exists()
