@@ -141,13 +141,16 @@ def _get(group: h5py.Group, name: str, units: str, ndim: int, where: str, *, sha
     got = node.attrs.get("units")
     if isinstance(got, bytes):
         got = got.decode("utf-8", "backslashreplace")
-    if got != units:
+    if not (isinstance(got, str) and got == units):
         raise InputError(f"{where}: {name} is in units {shorten(repr(got), 60)}; a measurement file stores it in {units!r}")
     stored = node.id.get_storage_size()
     if node.nbytes > 1000 * stored + (1 << 20):  # a header claiming far more than the file holds
         raise InputError(f"{where}: damaged measurement file ({name} claims {node.nbytes} bytes but stores {stored})")
     check_allocation(node.shape, f"{where}: {name} (shape {node.shape})", itemsize=node.dtype.itemsize)
-    return node[()]
+    try:
+        return node[()]
+    except (OSError, ValueError, TypeError) as exc:  # damage the HDF5 library meets only as it reads
+        raise InputError(f"{where}: damaged measurement file ({name} cannot be read: {shorten(str(exc), 100)})") from None
 
 
 def _strings(node: h5py.Dataset) -> tuple[str, ...]:
