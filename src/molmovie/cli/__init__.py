@@ -17,6 +17,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import warnings
 from typing import Any
 
 import typer
@@ -97,6 +98,16 @@ def _show_usage_error(exc) -> None:
     typer.echo(f"molmovie: error: {_error_line(message)}{hint}", err=True)
 
 
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """The warnings a successful command met, each once, as one line."""
+    seen = set()
+    for w in caught:
+        line = _error_line(f"{w.category.__name__}: {w.message}")
+        if line not in seen:
+            seen.add(line)
+            typer.echo(f"molmovie: warning: {line}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``molmovie`` console script.
 
@@ -109,8 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     previous = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    caught: list[warnings.WarningMessage] = []
     try:
-        code = app(args=argv, prog_name="molmovie", standalone_mode=False)
+        # Warnings (NumPy's overflow, a library's deprecation) are held while the command runs: after an
+        # error they are dropped, so the error is the one line printed; after success each is one line.
+        with warnings.catch_warnings(record=True) as caught:
+            code = app(args=argv, prog_name="molmovie", standalone_mode=False)
+        _print_warnings(caught)
     except InputError as exc:
         typer.echo(f"molmovie: error: {_error_line(str(exc))}", err=True)
         sys.exit(2)
