@@ -51,6 +51,20 @@ def make_base(folder: Path) -> None:
         diatomic_ensemble(6, seed=2, t_end=500.0, dt=25.0), q=Q, delays=DELAYS, gamma=0.05, t0=30.0, irf_fs=70.0, photons=1e6
     )
     write_measurement(meas, folder / "meas.h5")
+    from molmovie.cli import main
+    from molmovie.datasets import Dataset, make_splits
+
+    train = diatomic_ensemble(8, seed=3, t_end=300.0, dt=10.0)
+    write_dataset(Dataset(train.ensemble, splits=make_splits(8, (6, 1, 1))), folder / "train.h5")
+    for argv in (
+        ["scatter", str(folder / "train.h5"), "--nq", "12", "--qmin", "0.5", "--qmax", "6"],
+        ["train", str(folder / "train.h5"), "-o", str(folder / "model.safetensors"), "--method", "nearest"],
+    ):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                main(argv)
+            except SystemExit as exc:
+                assert not exc.code, argv
     rng = np.random.default_rng(0)
     intensity = 100 + rng.random((DELAYS.size, Q.size))
     np.savez(folder / "beam.npz", q=Q, delays=DELAYS, intensity=intensity, variance=np.full(intensity.shape, 0.01))
@@ -325,6 +339,23 @@ def cases(base: Path, work: Path, rng: np.random.Generator) -> list[tuple[str, l
         for v in vals:
             out.append((f"ingest {opt}={v}", [*ingest, f"{opt}={v}"], None))
 
+    # transfer and invert: a model trained on train.h5 (nearest), scored on and applied to datasets
+    transfer = ["transfer", "{W}/model.safetensors", "{W}/train.h5", "-o", "{W}/out.json"]
+    invert = ["invert", "{W}/model.safetensors", "{W}/train.h5", "-o", "{W}/out.h5"]
+    for v in ("1e-6", "nan", "0", "-1", "5", "10", "1e308", "inf"):
+        out.append((f"transfer --dt={v}", [*transfer, f"--dt={v}"], None))
+    for v in ("nan", "-1", "1e308", "0"):
+        out.append((f"transfer --tmax={v}", [*transfer, f"--tmax={v}"], None))
+    for v in ("nope", "test", ""):
+        out.append((f"transfer --split={v}", [*transfer, f"--split={v}"], None))
+    muts = _h5_mutations(base / "train.h5", rng) + _byte_mutations(rng, (base / "train.h5").stat().st_size)
+    for label, fn in muts:
+        for cmd in (transfer, invert) if "@" not in label else (invert,):
+            out.append((f"{cmd[0]} with train.h5: {label}", cmd, mutate("train.h5", fn)))
+    for label, fn in _byte_mutations(rng, (base / "model.safetensors").stat().st_size):
+        for cmd in (transfer, invert):
+            out.append((f"{cmd[0]} with model.safetensors: {label}", cmd, mutate("model.safetensors", fn)))
+
     # outputs that are inputs, through links of every kind
     def link(kind: str, target: str, name: str):
         def apply(w: Path):
@@ -361,6 +392,11 @@ def cases(base: Path, work: Path, rng: np.random.Generator) -> list[tuple[str, l
                         link(kind, target, f"figs/{fig}"),
                     )
                 )
+    for kind in ("symlink", "hardlink", "readonly", "folder"):
+        for target in ("model.safetensors", "train.h5"):
+            for cmd, name in ((transfer, "out.json"), (invert, "out.h5")):
+                for force in ([], ["--force"]):
+                    out.append((f"{cmd[0]} -o as {kind} to {target} {force}", [*cmd, *force], link(kind, target, name)))
     out.append(("fit /sigma external link to the output", [*fit, "--force"], link("external", "meas.h5", "out.h5")))
     out.append(("fit --figures is -o", [*fit, "--figures", "{W}/out.h5"], None))
     out.append(("fit --figures is the measurement", [*fit, "--figures", "{W}/meas.h5"], None))
@@ -396,6 +432,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cases", type=int, default=0, help="at most this many (0: all)")
     parser.add_argument("--only", default="", help="only cases whose label contains this")
+    parser.add_argument("--every", type=int, default=1, help="run every N-th case (a quicker sample)")
     args = parser.parse_args()
     os.environ.setdefault("MOLMOVIE_MAX_MEMORY", "2G")
     import matplotlib
@@ -407,6 +444,7 @@ def main() -> int:
     base.mkdir()
     make_base(base)
     todo = [c for c in cases(base, root, rng) if args.only in c[0]]
+    todo = todo[:: args.every]
     if args.cases:
         todo = todo[: args.cases]
     bad = 0
@@ -424,7 +462,9 @@ def main() -> int:
         code, err = run_case(argv, work)
         after = _digest(work)
         lines = [x for x in err.splitlines() if x.strip()]
-        changed = [k for k in before if before[k] != after.get(k) and not k.startswith("out") and not k.startswith("figs/")]
+        named = [a.replace("{W}/", "") for i, a in enumerate(argv) if i == 0 or argv[i - 1] not in ("-o", "--output")]
+        # an input of the command changed (through any link), or anything changed after an error
+        changed = [k for k in before if before[k] != after.get(k) and (k in named or code != 0)]
         new = sorted(set(after) - set(before))
         clean = (code == 0 or (code == 2 and len(lines) == 1 and lines[0].startswith("molmovie: error:"))) and not changed
         if code not in (0, 2):

@@ -8,14 +8,13 @@ stores) before it is loaded.
 from __future__ import annotations
 
 import zipfile
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..._errors import InputError
+from ..._errors import NPZ_ERRORS, InputError
 from ..._guards import check_allocation
 from .._files import open_hdf5
 from ._data import BeamlineData
@@ -83,7 +82,7 @@ class _Source:
             values = np.asarray(self._load(key), dtype=float)
         except InputError:
             raise
-        except (OSError, ValueError, TypeError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error) as exc:
+        except (*NPZ_ERRORS, TypeError, RuntimeError) as exc:
             raise InputError(f"{self.path}: {key} ({what}) cannot be read: damaged file ({exc.__class__.__name__})") from None
         if values.shape != tuple(shape):
             raise InputError(f"{self.path}: {key} ({what}) holds shape {values.shape}, not the {tuple(shape)} its header says")
@@ -144,8 +143,8 @@ def _npz_source(path: Path) -> _Source:
                 arrays[info.filename[:-4]] = (tuple(shape), dtype.kind)
     except InputError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise InputError(f"{path}: not a readable NPZ file ({exc})") from None
+    except NPZ_ERRORS as exc:
+        raise InputError(f"{path}: not a readable NPZ file ({exc.__class__.__name__}: {exc})") from None
     npz = np.load(path, allow_pickle=False)
     return _Source(path, arrays, lambda key: npz[key], lambda key: None)
 
