@@ -531,3 +531,63 @@ def test_ingest_text_variance_that_is_no_regular_file(tmp_path, capsys, variance
     )
     assert_one_line_error(code, err, "not a regular file|no such")
     assert not (tmp_path / "o.h5").exists()
+
+
+# --------------------------------------------------------------------------- transfer and invert: the same plan
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    from molmovie.cli import main
+    from molmovie.datasets import Dataset, make_splits
+
+    folder = tmp_path_factory.mktemp("model")
+    train = diatomic_ensemble(8, seed=3, t_end=300.0, dt=10.0)
+    write_dataset(Dataset(train.ensemble, splits=make_splits(8, (6, 1, 1))), folder / "train.h5")
+    for argv in (
+        ["scatter", folder / "train.h5", "--nq", "12", "--qmin", "0.5", "--qmax", "6"],
+        ["train", folder / "train.h5", "-o", folder / "model.safetensors", "--method", "nearest"],
+    ):
+        try:
+            main([str(a) for a in argv])
+        except SystemExit as exc:
+            assert not exc.code
+    return folder
+
+
+@pytest.mark.parametrize("target", ["model.safetensors", "train.h5"])
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+@pytest.mark.parametrize("command", ["transfer", "invert"])
+def test_transfer_and_invert_refuse_an_output_linked_to_an_input(model, tmp_path, capsys, target, kind, command):
+    for name in ("model.safetensors", "train.h5"):
+        (tmp_path / name).write_bytes((model / name).read_bytes())
+    out = tmp_path / ("out.json" if command == "transfer" else "out.h5")
+    out.symlink_to(tmp_path / target) if kind == "symlink" else os.link(tmp_path / target, out)
+    before = digest(tmp_path / target)
+    code, _, err = run_cli([command, tmp_path / "model.safetensors", tmp_path / "train.h5", "-o", out, "--force"], capsys)
+    assert_one_line_error(code, err, "is the input")
+    assert digest(tmp_path / target) == before
+
+
+@pytest.mark.parametrize("dt", ["1e-6", "7"])
+def test_transfer_dt_other_than_the_models_is_refused_before_allocating(model, capsys, dt):
+    code, _, err = run_cli(["transfer", model / "model.safetensors", model / "train.h5", "--dt", dt], capsys)
+    assert_one_line_error(code, err, "differs from the frame interval the model was trained on")
+
+
+def test_simulate_experiment_weights_file_larger_than_the_selection(work, capsys):
+    np.save(work / "w.npy", np.ones(10_000_000, dtype=np.float32))
+    code, _, err = run_cli(["simulate-experiment", work / "basis.h5", "-o", work / "o.h5", "--weights", work / "w.npy"], capsys)
+    assert_one_line_error(code, err, "more than the limit of 8")
+
+
+def test_show_with_megabytes_of_provenance_stays_quick(work, capsys):
+    import time
+
+    meas = read_measurement(work / "meas.h5")
+    provenance = {**meas.provenance, "reference": "x" * 1_000_000, "made_by": "y" * 100_000}
+    write_measurement(replace(meas, provenance=provenance), work / "meas.h5", force=True)
+    start = time.perf_counter()
+    code, _, err = run_cli(["show", work / "meas.h5", "-o", work / "o.png"], capsys)
+    assert code == 0, err
+    assert time.perf_counter() - start < 30

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .._errors import InputError
+from .._errors import InputError, shorten
 from ..evaluation.measurement_figures import plot_measurement
 from ..io import atomic_path
 from ..io.beamline import ingest as ingest_file
@@ -190,12 +190,12 @@ def _show(file: Path, output: Path, q, tmax) -> None:
     if tmax is not None and not (meas.delays <= tmax).any():
         raise InputError(f"--tmax {tmax:g} fs is before the first delay ({meas.delays[0]:g} fs)")
     p = meas.provenance
-    about = [
-        f"reference: {p['reference']}" if "reference" in p else None,
-        f"Legendre order {p['legendre']}" if p.get("legendre") is not None else None,
-        f"made by {p['made_by']}" if "made_by" in p else None,
+    about = [  # each part cut short: a provenance can hold megabytes, a title one line
+        f"reference: {shorten(str(p['reference']), 80)}" if "reference" in p else None,
+        f"Legendre order {shorten(str(p['legendre']), 20)}" if p.get("legendre") is not None else None,
+        f"made by {shorten(str(p['made_by']), 40)}" if "made_by" in p else None,
     ]
-    title = f"{meas.molecule or 'measurement'} ({file.name}): " + "; ".join(a for a in about if a)
+    title = f"{shorten(str(meas.molecule or 'measurement'), 40)} ({file.name}): " + "; ".join(a for a in about if a)
     fig = plot_measurement(meas.q, meas.delays, meas.dS, meas.sigma, q_lines=q_lines, tmax=tmax, title=title)
     import matplotlib.pyplot as plt
 
