@@ -102,3 +102,35 @@ def test_mutations_reach_the_readers(valid, tmp_path):
     path.write_bytes(_mutate(valid["h5"], 0.5, []))
     with pytest.raises(InputError):
         read_measurement(path)
+
+
+@pytest.fixture(scope="module")
+def fit_bytes(tmp_path_factory) -> bytes:
+    from molmovie.cli import main
+    from molmovie.io import write_dataset
+
+    folder = tmp_path_factory.mktemp("fit")
+    write_dataset(diatomic_ensemble(6, seed=1, t_end=600.0, dt=25.0), folder / "basis.h5")
+    meas = simulate_measurement(
+        diatomic_ensemble(4, seed=2, t_end=400.0, dt=25.0), q=Q, delays=DELAYS, gamma=0.05, t0=0.0, irf_fs=50.0, photons=1e6
+    )
+    write_measurement(meas, folder / "m.h5")
+    argv = ["fit", folder / "m.h5", "--basis", folder / "basis.h5", "-o", folder / "f.h5"]
+    try:
+        main([str(a) for a in [*argv, "--set", "bootstrap=2", "--set", "profile=3", "--set", "grid=[3,2]"]])
+    except SystemExit as exc:
+        assert not exc.code
+    return (folder / "f.h5").read_bytes()
+
+
+@SETTINGS
+@given(mutation=mutations)
+def test_a_mutated_fit_result_reads_or_is_one_input_error(fit_bytes, tmp_path, mutation):
+    from molmovie.io.fit import read_fit
+
+    path = tmp_path / "f.h5"
+    path.write_bytes(_mutate(fit_bytes, *mutation))
+    try:
+        read_fit(path)
+    except InputError:
+        pass

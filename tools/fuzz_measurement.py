@@ -477,7 +477,13 @@ def main() -> int:
             print(f"NOT CLEAN  {label}: exit {code}, {len(lines)} lines, changed {changed}, new {new}: {tail[:300]}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
     total = len(todo)
-    print(f"{total} cases, {total - bad} clean, {bad} not")
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    limit = os.environ.get("MOLMOVIE_MAX_MEMORY")
+    print(
+        f"{total} cases, {total - bad} clean, {bad} not; peak memory of the process {peak:.0f} MiB (MOLMOVIE_MAX_MEMORY={limit})"
+    )
     shutil.rmtree(root, ignore_errors=True)
     return 1 if bad else 0
 
