@@ -281,7 +281,12 @@ def _legendre_index(legendre: int, orders: np.ndarray | None, n: int, where: str
 def _read_hdf5(path: Path, **options: Any) -> BeamlineData:
 
     with open_hdf5(path, "beamline file", "not a readable HDF5 file") as f:
-        return _from_source(_hdf5_source(path, f), **options)
+        try:
+            return _from_source(_hdf5_source(path, f), **options)
+        except InputError:
+            raise
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:  # damage the HDF5 library meets as it reads
+            raise InputError(f"{path}: damaged HDF5 file ({type(exc).__name__}: {exc})") from None
 
 
 def _read_npz(path: Path, **options: Any) -> BeamlineData:
