@@ -20,6 +20,7 @@ import threading
 import time
 
 from ._errors import InputError
+from ._guards import deferred_interrupt
 
 __all__ = ["check_scheduler", "connect", "local_client", "close_local"]
 
@@ -131,30 +132,41 @@ def local_client(workers: int, threads: int = 1, *, allowed_failures: int | None
     import dask
     from distributed import Client, LocalCluster
 
-    # Worker processes inherit an ignored SIGINT: Ctrl-C in a terminal reaches the whole process group,
-    # and only this process should act on it (close the cluster; finished work is on disk).
+    # Worker processes inherit a blocked SIGINT: Ctrl-C in a terminal reaches the whole process group,
+    # and only this process should act on it (close the cluster; finished work is on disk). Blocked,
+    # not ignored, in this process while the cluster starts: a Ctrl-C then stays pending and is
+    # raised as soon as the cluster is up (and closed again), instead of being lost.
     config = {} if allowed_failures is None else {"distributed.scheduler.allowed-failures": allowed_failures}
     limits = {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     environ = dict(os.environ)  # given back by close_local
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    cluster = None
     try:
-        # No dashboard; the scheduler's small HTTP server (health, metrics) takes any free port on
-        # this machine, not 8787, so a second run does not warn "Port 8787 is already in use".
-        with dask.config.set(config):
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                silence_logs=logging.ERROR,
-                env=limits,
-            )
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
-    _ENVIRONS[id(cluster)] = environ
+        # Held (deferred_interrupt) for a Ctrl-C that another thread of this process receives; blocked
+        # for the threads and processes the cluster starts, which keep the mask.
+        with deferred_interrupt():
+            if main_thread:
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                # No dashboard; the scheduler's small HTTP server (health, metrics) takes any free port on
+                # this machine, not 8787, so a second run does not warn "Port 8787 is already in use".
+                with dask.config.set(config):
+                    cluster = LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                        silence_logs=logging.ERROR,
+                        env=limits,
+                    )
+                _ENVIRONS[id(cluster)] = environ
+            finally:
+                if main_thread:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is held, then raised
+    except BaseException:
+        close_local(None, cluster)
+        raise
     os.environ.clear()
     os.environ.update(environ)
     return Client(cluster, set_as_default=False), cluster

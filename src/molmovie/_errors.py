@@ -7,7 +7,14 @@ stderr and exit code 2; library callers can catch it like any ``ValueError``.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "shorten", "MAX_QUOTE"]
+import zipfile
+import zlib
+
+__all__ = ["InputError", "shorten", "MAX_QUOTE", "NPZ_ERRORS"]
+
+#: What reading a damaged ``.npz`` raises (truncated, bytes flipped, a member missing): a file
+#: molmovie wrote itself and reads again (a checkpoint, a stage's scores) is then made anew.
+NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error)
 
 #: Most characters of a value an error message quotes (a file can hold a million symbols).
 MAX_QUOTE = 200

@@ -71,6 +71,7 @@ __all__ = [
     "MEMORY_FRACTION",
     "memory_limit",
     "check_allocation",
+    "address_space_left",
     "check_seed",
     "check_output_path",
     "same_file",
@@ -210,7 +211,39 @@ def check_allocation(
         limit, why = memory_limit(), f"half the memory; set {MEMORY_ENV} to change it"
     if nbytes > limit:
         raise InputError(f"{what} needs {_human(nbytes)} of memory, more than the limit of {_human(limit)} ({why})")
+    room = address_space_left()
+    if room is not None and nbytes > room:
+        raise InputError(
+            f"{what} needs {_human(nbytes)} of memory, more than the {_human(room)} of address space left to this process "
+            "(its limit, ulimit -v, less what it already maps)"
+        )
     return nbytes
+
+
+def address_space_left() -> int | None:
+    """Bytes of address space this process may still map under its ``RLIMIT_AS`` (``ulimit -v``); None when unlimited.
+
+    The memory limit is per allocation; this is what the whole process has
+    left, so an allocation that the limit allows but the process cannot map
+    is refused before it is tried, not met with a MemoryError.
+    """
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    used = 0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                used = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(int(soft) - used, 0)
 
 
 # --------------------------------------------------------------------------- seeds
@@ -547,6 +580,7 @@ def remove_stale_temporaries(path: PathLike) -> list[Path]:
 def atomic_write(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces it when the block ends without error.
 
+    A symbolic link is followed: the file it names is replaced, the link stays.
     The temporary file (``.NAME.HOST-PID.RANDOM.tmp`` in the same folder, so the rename
     is atomic) gets the mode of the file it replaces, or 0o666 less the umask
     for a new file, is flushed to disk (``fsync``) and renamed onto ``path``.
@@ -564,6 +598,11 @@ def atomic_write(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
         After a Ctrl-C, once the temporary file is removed.
     """
     path = Path(path)
+    if path.is_symlink():  # write the file the link names, so the link stays (and a loop is one line)
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError):
+            raise WriteError(f"{path} is a loop of symbolic links") from None
     if path.exists() and _read_only(path):
         raise WriteError(f"{path} is read-only; molmovie does not replace a protected file")
     mode = replacement_mode(path)

@@ -126,6 +126,10 @@ class Ensemble:
         self.length = raw.astype(np.int64) if raw.size == 0 or np.abs(raw).max() < 2**62 else np.full(raw.shape, -1)
         self.dissociated = np.asarray(self.dissociated, dtype=bool)
         self.source = [str(s) for s in self.source]
+        if self.time.ndim != 1 or not np.all(np.isfinite(self.time)):
+            raise ValueError(f"time must be one finite time per frame; got shape {self.time.shape}")
+        if self.positions.ndim != 4:
+            raise ValueError(f"positions must have shape (trajectories, frames, atoms, 3); got {self.positions.shape}")
         m, t, n, three = self.positions.shape
         if three != 3 or n != len(self.symbols) or t != len(self.time):
             raise ValueError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import warnings
 from typing import Any
 
 import typer
@@ -89,12 +90,22 @@ _ClickException: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ 
 
 
 def _show_usage_error(exc) -> None:
-    try:  # typer formats usage errors with rich when it is installed; keep its look
-        from typer import rich_utils
+    """A usage error (unknown option, a value of the wrong kind) as one line and a --help hint."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "molmovie"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    hint = f" (see '{command} --help')" if ctx is not None else ""
+    typer.echo(f"molmovie: error: {_error_line(message)}{hint}", err=True)
 
-        rich_utils.rich_format_error(exc)
-    except Exception:  # noqa: BLE001  # pragma: no cover - without rich
-        exc.show()
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """The warnings a successful command met, each once, as one line."""
+    seen = set()
+    for w in caught:
+        line = _error_line(f"{w.category.__name__}: {w.message}")
+        if line not in seen:
+            seen.add(line)
+            typer.echo(f"molmovie: warning: {line}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,8 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     previous = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    caught: list[warnings.WarningMessage] = []
     try:
-        code = app(args=argv, prog_name="molmovie", standalone_mode=False)
+        # Warnings (NumPy's overflow, a library's deprecation) are held while the command runs: after an
+        # error they are dropped, so the error is the one line printed; after success each is one line.
+        with warnings.catch_warnings(record=True) as caught:
+            code = app(args=argv, prog_name="molmovie", standalone_mode=False)
+        _print_warnings(caught)
     except InputError as exc:
         typer.echo(f"molmovie: error: {_error_line(str(exc))}", err=True)
         sys.exit(2)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
+import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +13,11 @@ import typer
 from threadpoolctl import threadpool_limits
 
 from .._errors import InputError
+from .._guards import WriteError, deferred_interrupt, write_errors
+from .._ranges import parse_range
 from ..evaluation import fit_figures as ff
 from ..fitting import MEASUREMENT_METHODS, get_measurement_method
-from ..io import read_dataset
+from ..io import atomic_path, read_dataset
 from ..io.fit import write_fit
 from ..io.measurement import read_measurement
 from ._app import app
@@ -22,17 +27,11 @@ from ._progress import progress_callback
 
 
 def _range(text: str | None, option: str) -> tuple[float, float] | None:
-    """``"-100,150"`` -> (-100.0, 150.0)."""
+    """``"-100,150"`` -> (-100.0, 150.0) (:func:`molmovie._ranges.parse_range`)."""
     if text is None:
         return None
-    parts = text.replace(":", ",").split(",")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 2 or not all(math.isfinite(v) for v in values) or values[0] > values[1]:
-        raise InputError(f"{option} must be two numbers LOW,HIGH in fs with LOW <= HIGH (e.g. -100,150); got {text!r}")
-    return values[0], values[1]
+    lo, hi = parse_range(text, option, "fs")
+    return lo, hi
 
 
 def _regularize(text: str | None):
@@ -112,8 +111,12 @@ def fit(
             continue
         if key not in known:
             raise InputError(f"{flag} does not apply to the {method} method")
+        if key in options:
+            raise InputError(f"{flag} and --set {key}=... both set {key!r}; give it once")
         options[key] = value
     if regularize is not None:
+        if "regularize" in options:
+            raise InputError("--regularize and --set regularize=... both set 'regularize'; give it once")
         options["regularize"] = _regularize(regularize)
     if hole:
         if "hole" not in known:
@@ -122,10 +125,9 @@ def fit(
     if sigma_from_pre_t0:
         options["sigma"] = "pre-t0"
     model = get_measurement_method(method, **options)  # validates the settings before any file is read
-    if figures is not None and figures.exists() and not figures.is_dir():
-        raise InputError(f"--figures {figures} is a file, not a folder")
+    shown = None if figures is None else [figures / name for name in _figure_names(method, bool(options.get("hole")))]
 
-    with writing(output, [measurement, basis], force=force):
+    with writing(output, [measurement, basis], force=force, also=shown or (), folders=[] if figures is None else [figures]):
         meas = read_measurement(measurement)
         data = None
         if basis is not None:
@@ -145,13 +147,12 @@ def fit(
         if not result.converged:
             raise InputError(f"the {method} fit did not converge: {result.message}; no result written")
         result.provenance.update({"measurement_file": str(measurement), "basis_file": None if basis is None else str(basis)})
-        write_fit(result, output, force=force)
+        images = {} if shown is None else _figures(result, shown)
+        _write_all(result, output, images, figures, force=force)
 
     lines = summary_lines(result, output, method, meas.molecule)
-    if figures is not None:
-        figures.mkdir(parents=True, exist_ok=True)
-        written = _figures(result, figures)
-        lines.append(f"  figures: {', '.join(str(w) for w in written)}")
+    if shown is not None:
+        lines.append(f"  figures: {', '.join(str(w) for w in shown)}")
     typer.echo("\n".join(lines))
 
 
@@ -213,20 +214,67 @@ def summary_lines(result, output, method: str, molecule) -> list[str]:
     return lines
 
 
-def _figures(result, folder: Path) -> list[Path]:
+def _figure_names(method: str, hole: bool) -> list[str]:
+    """The PNG files ``fit --figures`` writes for a method (planned before the fit runs)."""
+    if method == "ensemble":
+        names = ["ensemble_fit_signals.png", "ensemble_distances.png", "ensemble_parameters.png"]
+        return names + (["ensemble_hole.png"] if hole else [])
+    return [f"{method}_fit_signals.png", "pdf_map.png"]
+
+
+def _write_all(result, output: Path, images: dict[Path, bytes], folder: Path | None, *, force: bool) -> None:
+    """The result and every figure written as one: all temporary files first, then the renames.
+
+    A full disk or Ctrl-C while any of them is written leaves none of them (and
+    no figures folder that this command created).
+    """
+    created = folder is not None and not folder.exists()
+    try:
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            tmps = {path: stack.enter_context(atomic_path(path, suffix=path.suffix)) for path in [output, *images]}
+            try:
+                write_fit(result, tmps[output], force=True)
+                for path, data in images.items():
+                    with write_errors(path), open(tmps[path], "wb") as fh:
+                        fh.write(data)
+            except WriteError as exc:  # name the output, not its temporary file
+                reason, _, where = str(exc).partition(" writing ")
+                named = next((path for path, tmp in tmps.items() if tmp.name in where), output)
+                raise WriteError(f"{reason} writing {named}") from None
+    except BaseException:
+        if created and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _figures(result, planned: list[Path]) -> dict[Path, bytes]:
+    """The PNG images of a fit, drawn in memory, for the planned paths (Ctrl-C held until drawn, then raised)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = []
+    by_name = {path.name: path for path in planned}
+    out: dict[Path, bytes] = {}
 
     def save(fig, name):
-        path = folder / name
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
-        out.append(path)
+        buffer = io.BytesIO()
+        try:
+            fig.savefig(buffer, dpi=130, format="png")
+        finally:
+            plt.close(fig)
+        out[by_name[name]] = buffer.getvalue()
 
+    with deferred_interrupt():  # matplotlib would print a Ctrl-C inside its callbacks and carry on
+        _draw(result, save)
+    if set(out) != set(planned):  # pragma: no cover - _figure_names and _draw name the same files
+        raise AssertionError(f"figures drawn {sorted(map(str, out))} differ from those planned")
+    return out
+
+
+def _draw(result, save) -> None:
     save(
         ff.plot_fit_signals(
             result.q,
@@ -276,4 +324,3 @@ def _figures(result, folder: Path) -> list[Path]:
     p = result.pdf
     if p is not None:
         save(ff.plot_pdf_map(result.delays, p.r, p.dP, p.dP_std, p.pair_types, sine=p.dP_sine), "pdf_map.png")
-    return out

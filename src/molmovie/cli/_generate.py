@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .._errors import InputError
+from .._ranges import parse_range
 from ..dynamics import Model, default_model, generate as run, get_model, partial_path
 from ..dynamics.calculators import CALCULATORS, get_calculator
 from ..dynamics.initial import INITIAL_CONDITIONS, Mixture, get_initial
@@ -34,20 +35,11 @@ MAX_FRAMES = 1_000_000
 
 
 def _range(text: str | None, option: str, unit: str) -> tuple[float, float] | None:
-    """``"0.02:0.3"`` -> (0.02, 0.3); ``"0.1"`` -> (0.1, 0.1)."""
+    """``"0.02:0.3"`` or ``"0.02,0.3"`` -> (0.02, 0.3); ``"0.1"`` -> (0.1, 0.1) (:func:`molmovie._ranges.parse_range`)."""
     if text is None:
         return None
-    parts = str(text).split(":")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or not all(math.isfinite(v) for v in values):
-        raise InputError(f"{option} must be a number or a range LO:HI in {unit}, like 0.02:0.3; got {text!r}")
-    lo, hi = values[0], values[-1]
-    if lo > hi:
-        raise InputError(f"{option} must be a range LO:HI with LO <= HI, in {unit}; got {text!r}")
-    return (lo, hi)
+    lo, hi = parse_range(text, option, unit, single=True, example="0.02:0.3")
+    return lo, hi
 
 
 def _morse(text: str) -> dict:

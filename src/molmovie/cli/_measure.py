@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from .._errors import InputError
+from .._errors import InputError, shorten
 from ..evaluation.measurement_figures import plot_measurement
 from ..io import atomic_path
 from ..io.beamline import ingest as ingest_file
@@ -192,19 +193,23 @@ def _show(file: Path, output: Path, q, tmax) -> None:
     q_lines = None
     if q is not None:
         try:
-            q_lines = [float(x) for x in q.split(",") if x.strip()]
+            q_lines = [float(x) for x in q.split(",")]
         except ValueError:
-            raise InputError(f"--q takes numbers separated by commas; got {q!r}") from None
+            q_lines = []
+        if not q_lines or not all(math.isfinite(v) and v >= 0 for v in q_lines):
+            raise InputError(f"--q takes q values >= 0 in 1/Angstrom separated by commas, like 1.5,3; got {q!r}")
+    if tmax is not None and not math.isfinite(tmax):
+        raise InputError(f"--tmax must be a finite time in fs; got {tmax!r}")
     meas = read_measurement(file)
     if tmax is not None and not (meas.delays <= tmax).any():
         raise InputError(f"--tmax {tmax:g} fs is before the first delay ({meas.delays[0]:g} fs)")
     p = meas.provenance
-    about = [
-        f"reference: {p['reference']}" if "reference" in p else None,
-        f"Legendre order {p['legendre']}" if p.get("legendre") is not None else None,
-        f"made by {p['made_by']}" if "made_by" in p else None,
+    about = [  # each part cut short: a provenance can hold megabytes, a title one line
+        f"reference: {shorten(str(p['reference']), 80)}" if "reference" in p else None,
+        f"Legendre order {shorten(str(p['legendre']), 20)}" if p.get("legendre") is not None else None,
+        f"made by {shorten(str(p['made_by']), 40)}" if "made_by" in p else None,
     ]
-    title = f"{meas.molecule or 'measurement'} ({file.name}): " + "; ".join(a for a in about if a)
+    title = f"{shorten(str(meas.molecule or 'measurement'), 40)} ({file.name}): " + "; ".join(a for a in about if a)
     ued, extra = None, ""
     if meas.probe == "electron":  # electron diffraction's own maps: ΔsM(s, t) and ΔP(r, t)
         r = np.linspace(0.0, 8.0, 161)

@@ -3,10 +3,11 @@
 :func:`writing` is entered by each command that writes, before it reads or
 computes anything:
 
-- the output is checked against all of the command's inputs
-  (:func:`molmovie._guards.check_output_path`: the same file by any name,
-  a folder holding an input, a parent that is a file, a read-only file), so
-  an input is never replaced, with or without ``--force``;
+- every output file (the result, each figure) is planned at once against all
+  of the command's inputs and the files their HDF5 external links and virtual
+  datasets reach (:func:`molmovie._plan.plan_outputs`: the same file by any
+  name, two outputs that are one file, a parent that is a file, a read-only
+  file), so an input is never replaced, with or without ``--force``;
 - the output's advisory lock (``OUTPUT.lock``) is held until the command ends,
   so a second run writing the same file is refused with one line;
 - what the output looked like is recorded, so that Ctrl-C can say what was
@@ -27,6 +28,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from .._guards import WriteError, check_output_path, deferred_interrupt, output_lock, write_errors
+from .._plan import hdf5_reached, plan_outputs
 from .._typing import PathLike
 
 __all__ = ["writing", "output_folder", "interrupt_note"]
@@ -61,6 +63,8 @@ def writing(
     folder: bool = False,
     kept: str | None = None,
     lock: bool = True,
+    also: Iterable[PathLike] = (),
+    folders: Iterable[PathLike] = (),
 ) -> Iterator[Path]:
     """Claim ``output`` for the command: check it against ``inputs``, lock it, remember its state.
 
@@ -81,6 +85,10 @@ def writing(
         Take the output's lock here; False for a command whose library call
         takes it itself (``generate``): a second ``flock`` on the same lock
         file, even from this process, would be refused.
+    also : iterable of path-like
+        The command's other output files (figures, logs), planned with ``output``.
+    folders : iterable of path-like
+        Folders those go into, created when missing (``--figures``).
 
     Yields
     ------
@@ -93,7 +101,13 @@ def writing(
         From :func:`~molmovie._guards.check_output_path` and
         :func:`~molmovie._guards.output_lock` (another run holds the lock).
     """
-    out = check_output_path(output, [p for p in inputs if p is not None], force=force, folder=folder)
+    sources = [p for p in inputs if p is not None]
+    if folder:
+        out = check_output_path(output, sources, force=force, folder=True)
+        check_output_path(output, [r for s in sources for r in hdf5_reached(s)], force=True, folder=True)
+    else:  # every output file decided at once, before any work
+        plan_outputs([output, *also], sources, force=force, folders=folders)
+        out = Path(output)
     with output_lock(out) if lock else nullcontext():
         _claimed.append((out, kept if kept is not None else _state(out)))
         try:

@@ -30,9 +30,18 @@ def _read_numbers(path: Path, option: str, *, limit: int | None = None, noun: st
     try:
         if path.suffix == ".npy":
             values = np.load(path, allow_pickle=False, mmap_mode="r")
+            if limit is not None and values.size > limit:  # before the numbers are read into memory
+                raise InputError(f"{option} {path}: {values.size} {noun}, more than the limit of {limit}")
+            check_allocation(values.shape, f"{option} {path} (shape {values.shape})")
         else:
+            size = path.stat().st_size
+            if limit is not None and size > 64 * (limit + 1):  # more bytes than `limit` numbers can take
+                raise InputError(f"{option} {path}: {size:,} bytes, more than {limit} {noun} can take")
+            check_allocation(40 * size, f"{option} {path} (a text file of {size:,} bytes)", itemsize=1)
             text = path.read_text().replace(",", " ")
             values = np.array([float(v) for line in text.splitlines() for v in line.split("#")[0].split()])
+    except InputError:
+        raise
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{option} {path}: not a file of numbers ({exc.__class__.__name__})") from None
     if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "fiu":
@@ -102,7 +111,7 @@ def parse_weights(text: str, n: int) -> np.ndarray:
     """``"1,2,1"`` or a file: one weight per selected trajectory (normalised later)."""
     path = Path(text)
     if path.is_file():
-        values = _read_numbers(path, "--weights")
+        values = _read_numbers(path, "--weights", limit=n, noun="weights")
     else:
         try:
             values = np.array([float(v) for v in text.split(",")])

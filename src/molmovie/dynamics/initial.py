@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Protocol, overload
 import numpy as np
 
 from .._errors import InputError
+from .._ranges import parse_range
 from .._typing import Symbols
 from ..molecules import bond_graph, fragments
 from .excess import add_kinetic_energy
@@ -155,18 +156,9 @@ def bond_stretch(modes: NormalModes, bond: tuple[int, int] | None = None) -> Bon
 
 
 def _range(value: Any, name: str, unit: str, *, low: float | None = None) -> tuple[float, float]:
-    """A (lo, hi) range from a number or a pair, validated."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = (value, value)
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise InputError(f"the {name!r} range must be two numbers lo, hi in {unit}; got {value!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        raise InputError(f"the {name!r} range must be finite with lo <= hi, in {unit}; got {lo:g}:{hi:g}")
-    if low is not None and lo < low:
-        raise InputError(f"the {name!r} range must be >= {low:g} {unit}; got {lo:g}:{hi:g}")
-    return (lo, hi)
+    """A (lo, hi) range from a number, a pair or ``"LO:HI"``, validated (:func:`molmovie._ranges.parse_range`)."""
+    lo, hi = parse_range(value, f"the {name!r} range", unit, single=True, low=low, example="0.02:0.3")
+    return lo, hi
 
 
 def _start(modes: NormalModes, rng: np.random.Generator, wigner: bool) -> tuple[np.ndarray, np.ndarray]:

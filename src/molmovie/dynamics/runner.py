@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .._engine import close_local, connect as _connect, local_client
-from .._errors import InputError
+from .._errors import NPZ_ERRORS, InputError
 from .._guards import atomic_write, check_allocation, check_output_path, check_seed, output_lock, write_errors
 from .._typing import PathLike, Progress
 from .._version import __version__
@@ -139,7 +139,7 @@ def _load_results(folder: Path, n: int) -> dict[int, TrajectoryResult]:
                 res = TrajectoryResult(
                     z["positions"], z["energy"], z["state"], bool(z["dissociated"]), json.loads(str(z["record"]))
                 )
-        except (ValueError, OSError, KeyError):
+        except NPZ_ERRORS:
             f.unlink(missing_ok=True)  # not a complete checkpoint: run that trajectory again
             continue
         if index < n:

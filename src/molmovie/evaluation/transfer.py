@@ -28,6 +28,7 @@ two C–S distances, sorted, and of the S–S distance. The study's scores
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._errors import InputError, shorten
+from .._guards import check_allocation
 from .._typing import PathLike, Symbols
 from ..datasets import Dataset
 from ..geometry import automorphisms, pair_indices, pair_permutations
@@ -173,7 +175,9 @@ def resample_ensemble(ensemble: Ensemble, dt: float, *, tmax: float | None = Non
     last = np.array([time[L - 1] - time[0] if L > 0 else -1.0 for L in ensemble.length])
     span = last.max(initial=0.0) if tmax is None else min(last.max(initial=0.0), tmax)
     tol = 1e-6 * dt
-    grid = dt * np.arange(int(np.floor(span / dt + 1e-6)) + 1)
+    count = math.floor(span / dt + 1e-6) + 1  # in Python numbers: a tiny dt cannot overflow or allocate first
+    check_allocation((M, count, N, 3), f"The 'dt' parameter ({dt:g} fs over {span:g} fs: {count:,} frames of {M} trajectories)")
+    grid = dt * np.arange(count)
     T = grid.size
     positions = np.full((M, T, N, 3), np.nan)
     energy = None if ensemble.energy is None else np.full((M, T), np.nan)
@@ -291,10 +295,16 @@ def foreign_dataset(
     """
     if not getattr(method, "is_fitted", False):
         raise InputError("the method is not fitted: train it or load a model file before scoring its transfer")
+    recorded = getattr(method, "dt_", None)
     if dt is None:
-        dt = getattr(method, "dt_", None)
+        dt = recorded
         if dt is None:
             raise InputError("the model does not record its frame interval; give dt, its training dataset's time step in fs")
+    elif recorded is not None and not math.isclose(float(dt), float(recorded), rel_tol=1e-6):
+        raise InputError(
+            f"The 'dt' parameter ({dt:g} fs) differs from the frame interval the model was trained on ({float(recorded):g} fs); "
+            "a model reads ΔS on its own time grid: leave dt out"
+        )
     order = _model_order(ensemble.symbols, method.symbols_)
     if not np.array_equal(order, np.arange(len(order))):
         ensemble = replace(ensemble, symbols=tuple(ensemble.symbols[i] for i in order), positions=ensemble.positions[:, :, order])

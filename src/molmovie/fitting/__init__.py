@@ -87,5 +87,11 @@ def get_measurement_method(name: str, **settings: Any) -> MeasurementMethod:
     if name not in MEASUREMENT_METHODS:
         raise InputError(f"unknown measurement method {name!r}; choose one of {', '.join(MEASUREMENT_METHODS)}")
     method = MEASUREMENT_METHODS[name]().set_params(**settings)
-    method.check_settings()  # before any file is read
+    try:
+        method.check_settings()  # before any file is read
+    except InputError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:  # a value of another kind than the check expects (levels="abc")
+        given = ", ".join(f"{k}={v!r}" for k, v in settings.items())
+        raise InputError(f"a setting of the {name} method has a value of the wrong kind ({given}): {exc}") from None
     return method

@@ -49,7 +49,7 @@ data alone.
 Time zero and the IRF width are searched outside the NNLS: a grid over the
 given ranges (t0 uniform, IRF log-uniform), then a bounded Nelder-Mead
 minimisation of χ²(t0, IRF) from the best grid point. An optimum at the edge of
-a range, a failed minimisation, or γ = 0 is reported as not converged.
+a range, a failed minimisation, γ = 0 or γ > 1 (an excitation fraction is at most 1) is reported as not converged.
 
 Optional regularisation toward uniform weights adds μ² ‖(I − 11ᵀ/M) c‖² (it
 pulls the weights together without changing γ); μ is chosen by the
@@ -145,6 +145,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._ranges import parse_range
 from .._typing import Progress
 from ..datasets import Dataset
 from ..geometry import distances, pair_labels as _pair_labels
@@ -173,13 +174,8 @@ HOLE_CHANNELS = ("bound", "dissociated", "ground")
 
 
 def _pair(name: str, value: Any) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise InputError(f"The {name!r} setting must be two numbers (low, high); got {value!r}") from None
-    if not (np.isfinite(a) and np.isfinite(b) and a <= b):
-        raise InputError(f"The {name!r} setting must be two finite numbers low <= high; got {value!r}")
-    return a, b
+    lo, hi = parse_range(value, f"The {name!r} setting", "fs")
+    return lo, hi
 
 
 class EnsembleFit(MeasurementMethod):
@@ -295,7 +291,10 @@ class EnsembleFit(MeasurementMethod):
                 )
         else:
             check_number("regularize", self.regularize, low=0)
-        lv = np.asarray(self.levels, dtype=float)
+        try:
+            lv = np.asarray(self.levels, dtype=float)
+        except (TypeError, ValueError):
+            raise InputError(f"The 'levels' setting must be increasing numbers in [0, 1]; got {self.levels!r}") from None
         if lv.ndim != 1 or lv.size == 0 or np.any(~np.isfinite(lv)) or np.any((lv < 0) | (lv > 1)) or np.any(np.diff(lv) <= 0):
             raise InputError(f"The 'levels' setting must be increasing numbers in [0, 1]; got {self.levels!r}")
         return []
@@ -449,6 +448,11 @@ class EnsembleFit(MeasurementMethod):
         gamma = float(c[:M_e].sum())
         if not gamma > 0:
             problems.append("no excitation found: every weight is zero (γ = 0)")
+        elif gamma > 1:  # an excitation fraction: 0 < γ <= 1
+            problems.append(
+                f"γ = {gamma:.4g} > 1, but an excitation fraction is at most 1: the measured ΔS is larger than any mix of the "
+                "basis explains (check the signal's units, fraction or percent, and that the basis is of the measured molecule)"
+            )
         K0 = irf_operator(time, delays, t0=t0, irf_fs=irf)
         dS_fit = K0 @ np.tensordot(c, B, axes=(0, 0))
         chi2 = float(np.sum(((dS - dS_fit) * inv_sigma) ** 2))

@@ -88,6 +88,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._guards import check_allocation
 from .._typing import Progress, Symbols
 from ..datasets import Dataset
 from ..geometry import distances
@@ -390,6 +391,12 @@ class PairDistributionFit(MeasurementMethod):
         r, edges = r_bins(float(self.r_min), float(self.r_max), float(self.dr))
         n_r = r.size
         I_gs, ground_P, reference = self._reference(meas, basis, symbols, q, type_of_pair, n_types, edges)
+        n = n_types * n_r
+        check_allocation(  # the per-delay eigenvectors (T, n, n) and the eigensolver's n x n work arrays, before any is made
+            8 * (T + 6) * n * n + 8 * Q * n,
+            f"the pdf method's grid ({n_types} pair type(s) x {n_r} R bins from r_min {self.r_min:g} to r_max {self.r_max:g} Å "
+            f"at dr {self.dr:g} Å, {T} delays)",
+        )
         K = debye_kernel(symbols, q, edges, I_gs, **meas.forward())  # (Q, n); the measurement's probe
         n = K.shape[1]
         if self.penalty == "curvature":

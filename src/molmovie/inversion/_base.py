@@ -33,6 +33,7 @@ from .._typing import PathLike, Progress, Symbols
 from ..datasets import Dataset
 from ..geometry import pair_labels
 from ..io.model import MODEL_FORMAT, MODEL_VERSION, need_array, read_model_file, write_model_file
+from ..measurement.types import MAX_SIGNAL
 from ..molecules import formula as _formula
 from ..scattering.spec import SignalSpec
 
@@ -158,6 +159,12 @@ def check_signals(
         mask = np.arange(T)[None, :] < n[:, None]
         if not np.all(np.isfinite(dS[mask])):
             raise InputError("dS has NaN or inf within a series' length")
+    valid = dS[np.isfinite(dS)]
+    if valid.size and float(np.max(np.abs(valid))) > MAX_SIGNAL:  # squares of it overflow every method's distances
+        raise InputError(
+            f"dS reaches {float(np.max(np.abs(valid))):.3g}, beyond the bound of {MAX_SIGNAL:g} (a relative difference); "
+            "check the signals' units"
+        )
     return dS, n.astype(np.int64)  # n: the lengths, checked
 
 

@@ -33,6 +33,7 @@ from .._errors import InputError
 from .._numba import configure, parallel_lock
 from .._typing import PathLike, Progress
 from ..datasets import Dataset
+from ..measurement.types import MAX_SIGNAL
 from ._base import InversionMethod, Prediction, check_number, need_array
 from ._refine import check_refine_settings, refine_distances
 
@@ -310,6 +311,11 @@ class NearestReference(InversionMethod):
             raise InputError(f"{path}: damaged molmovie model file (library arrays of inconsistent shapes)")
         if not (np.all(np.isfinite(lib)) and np.all(np.isfinite(dist))):
             raise InputError(f"{path}: damaged molmovie model file (library has NaN or inf)")
+        # what training lets in (check_signals): |ΔS| <= MAX_SIGNAL; distances of a molecule, not of light years
+        if (lib.size and np.abs(lib).max() > MAX_SIGNAL) or (dist.size and (dist.min() < 0 or dist.max() > 1e6)):
+            raise InputError(f"{path}: damaged molmovie model file (library values out of range)")
+        if src.size and (src.min() < 0):
+            raise InputError(f"{path}: damaged molmovie model file (negative library sources)")
         self.library_distances_ = np.ascontiguousarray(dist)
         self.library_source_ = src
         self.library_ = np.ascontiguousarray(lib)

@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike
 
 from .._errors import InputError, shorten
 from .._guards import atomic_hdf5, atomic_write, check_allocation, check_output_path
+from .._plan import scan_hdf5
 from .._typing import PathLike
 
 if TYPE_CHECKING:
@@ -89,7 +90,13 @@ def atomic_path(path: PathLike, suffix: str = ".tmp") -> AbstractContextManager[
 
 
 def open_hdf5(path: PathLike, what: str, not_hdf5: str) -> h5py.File:
-    """An HDF5 file opened read-only.
+    """An HDF5 file opened read-only, refused when it reaches outside itself or holds a broken link.
+
+    External links and virtual datasets read other files (which a command's
+    output could replace, and which a user cannot see in the file), and a soft
+    link round a loop makes the HDF5 library fail deep inside a read: all
+    three are refused here with one line, before any array is read
+    (:func:`molmovie._plan.scan_hdf5`).
 
     Parameters
     ----------
@@ -107,16 +114,39 @@ def open_hdf5(path: PathLike, what: str, not_hdf5: str) -> h5py.File:
     Raises
     ------
     InputError
-        If the file is missing or not HDF5.
+        If the file is missing or not HDF5, or holds an external link, a
+        virtual dataset or a soft link that leads nowhere.
     """
     import h5py
 
     path = Path(path)
     check_input_file(path, what)
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError:
         raise InputError(f"{path}: {not_hdf5}") from None
+    try:
+        links = scan_hdf5(f)
+    except Exception:  # noqa: BLE001  # the HDF5 library refuses to walk a damaged file
+        f.close()
+        raise InputError(f"{path}: damaged HDF5 file (its links cannot be walked)") from None
+    problem = None
+    if links.external:
+        name, target = links.external[0]
+        problem = f"/{name} is an external link to {target}"
+    elif links.virtual:
+        name, target = links.virtual[0]
+        problem = f"/{name} is a virtual dataset reading {target}"
+    elif links.broken:
+        problem = f"/{links.broken[0]} is a soft link that leads nowhere (dangling, or a loop)"
+    elif links.truncated:
+        problem = "it holds more than 200,000 links"
+    if problem is not None:
+        f.close()
+        raise InputError(
+            f"{path}: {problem}; molmovie reads only self-contained {what}s (copy the data in, e.g. with h5repack or h5copy)"
+        )
+    return f
 
 
 def check_input_file(path: PathLike, what: str) -> Path:

@@ -148,7 +148,7 @@ def read_dataset(path: PathLike) -> Dataset:
         except InputError as exc:
             text = str(exc)
             raise InputError(text if text.startswith(str(path)) else f"{path}: damaged molmovie dataset ({text})") from None
-        except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError, OSError, RuntimeError) as exc:
             raise InputError(f"{path}: damaged molmovie dataset ({shorten(str(exc), 200)})") from None
 
 

@@ -49,7 +49,7 @@ import json
 from collections.abc import Collection
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -395,7 +395,8 @@ def _text(value: Any) -> Any:
 def _array(group: h5py.Group, name: str, units: str, path: PathLike) -> Any:
     """An array of numbers with its ``units`` attribute, its kind and size checked before it is read."""
     node = group.get(name)
-    if node is not None and _text(node.attrs.get("units")) != units:
+    found = _text(node.attrs.get("units")) if node is not None else None
+    if node is not None and not (isinstance(found, str) and found == units):
         raise InputError(f"{path}: damaged {_WHAT} ({group.name.rstrip('/')}/{name} is not an array in {units!r})")
     return read_array(group, name, path, what=_WHAT)
 
@@ -429,12 +430,71 @@ def _read_part(
             if name not in g.attrs:
                 raise InputError(f"{path}: damaged {_WHAT} (no attribute {name} on {g.name})")
             value = _text(g.attrs[name])
-            kw[name] = (
-                int(value)
-                if name == "rank"
-                else (float(value) if isinstance(value, (float, np.floating, int, np.integer)) else str(value))
-            )
+            if name == "rank":
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+                    raise InputError(
+                        f"{path}: damaged {_WHAT} ({g.name} rank must be a whole number >= 0; got {shorten(value, 40)})"
+                    )
+                kw[name] = int(value)
+            elif isinstance(value, (float, np.floating, int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+                if not np.isfinite(value):
+                    raise InputError(f"{path}: damaged {_WHAT} ({g.name} {name} is not finite)")
+                kw[name] = float(value)
+            elif isinstance(value, str):
+                kw[name] = value
+            else:
+                raise InputError(f"{path}: damaged {_WHAT} ({g.name} {name} is neither a number nor text)")
     return cls(**kw)
+
+
+def _check_result(kw: dict[str, Any], path: PathLike) -> None:
+    """What the writer guarantees, checked on reading: kinds, finiteness, ranges and shapes of the common part and each method's."""
+
+    def bad(why: str) -> NoReturn:
+        raise InputError(f"{path}: damaged {_WHAT} ({why})")
+
+    for name in ("chi2", "reduced_chi2", "n_params"):
+        if not (np.isfinite(kw[name]) and kw[name] >= 0):
+            bad(f"{name} must be a finite number >= 0; got {kw[name]!r}")
+    if kw["n_data"] < 0:
+        bad(f"n_data must be >= 0; got {kw['n_data']}")
+    for name in ("delays", "q", "dS", "dS_fit"):
+        if not np.all(np.isfinite(kw[name])):
+            bad(f"{name} holds NaN or inf")
+    for name in ("delays", "q"):
+        if kw[name].size and np.any(np.diff(kw[name]) <= 0):
+            bad(f"{name} must increase strictly")
+    if np.any(~(kw["sigma"] > 0)):
+        bad("sigma must be > 0 everywhere")
+    parts = {"ensemble": kw["ensemble"], "pdf": kw["pdf"]}
+    if kw["method"] in parts and parts[kw["method"]] is None:
+        bad(f"a {kw['method']} fit without its /{kw['method']} group")
+    e = kw["ensemble"]
+    if e is not None:
+        T = len(kw["delays"])
+        if not (0 < e.gamma <= 1) and kw["converged"]:
+            bad(f"a converged fit with γ = {e.gamma:g} outside (0, 1]")
+        w = np.asarray(e.weights, dtype=float)
+        if w.ndim != 1 or np.any(~np.isfinite(w)) or np.any(w < 0) or (w.size and abs(w.sum() - 1) > 1e-6 and w.sum() > 0):
+            bad("weights must be numbers >= 0 that sum to 1")
+        if np.shape(e.trajectories) != w.shape or np.shape(e.dissociated) != w.shape:
+            bad("weights, trajectories and dissociated differ in length")
+        P, K = len(e.pair_labels), np.size(e.quantile_levels)
+        for name, shape in (
+            ("distance_mean", (T, P)),
+            ("distance_std", (T, P)),
+            ("distance_quantiles", (T, P, K)),
+            ("dissociated_fraction", (T,)),
+        ):
+            if np.shape(getattr(e, name)) != shape:
+                bad(f"ensemble/{name} has shape {np.shape(getattr(e, name))}, expected {shape}")
+    p = kw["pdf"]
+    if p is not None:
+        R = np.size(p.r)
+        if np.ndim(p.r) != 1 or not np.all(np.isfinite(p.r)) or (R > 1 and np.any(np.diff(p.r) <= 0)):
+            bad("pdf/r must be finite and increase strictly")
+        if np.shape(p.dP) != (len(kw["delays"]), len(p.pair_types), R):
+            bad(f"pdf/dP has shape {np.shape(p.dP)}, expected {(len(kw['delays']), len(p.pair_types), R)}")
 
 
 def read_fit(path: PathLike) -> FitResult:
@@ -458,7 +518,19 @@ def read_fit(path: PathLike) -> FitResult:
         If the file is missing, not HDF5, of another format or a newer
         version, or damaged.
     """
+
     path = Path(path)
+    try:
+        kw = _read_fit(path)
+    except OSError as exc:  # the HDF5 library meets damage only as it reads (bytes flipped inside a chunk)
+        raise InputError(f"{path}: damaged {_WHAT} (cannot be read: {shorten(str(exc), 120)})") from None
+    _check_result(kw, path)
+    return FitResult(**kw)
+
+
+def _read_fit(path: Path) -> dict[str, Any]:
+    import h5py
+
     with open_hdf5(path, "fit result file", f"not an HDF5 file, so not a {_WHAT}") as f:
         check_format(f.attrs, path, FIT_FORMAT, FIT_VERSION, _WHAT)
         try:
@@ -467,13 +539,17 @@ def read_fit(path: PathLike) -> FitResult:
             kw["provenance"] = json.loads(f.attrs.get("provenance", "{}"))
             if not isinstance(kw["settings"], dict) or not isinstance(kw["provenance"], dict):
                 raise ValueError("settings and provenance must be JSON objects")
+            if not isinstance(kw["converged"], (bool, np.bool_)) and kw["converged"] not in (0, 1):
+                raise ValueError(f"converged must be true or false; got {shorten(kw['converged'], 40)}")
             kw["converged"] = bool(kw["converged"])
             for name in ("method", "message", "sigma_source"):
                 kw[name] = str(kw[name])
             for name in ("chi2", "n_params", "reduced_chi2"):
                 kw[name] = float(kw[name])
+            if not all(isinstance(kw[n], (bool, np.bool_, int, np.integer)) for n in ("converged", "n_data")):
+                raise ValueError("converged and n_data must be a boolean and a whole number")
             kw["n_data"] = int(kw["n_data"])
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, OverflowError) as exc:
             raise InputError(f"{path}: damaged {_WHAT} ({shorten(str(exc), 120)})") from None
         for name, units in _ROOT_UNITS.items():
             kw[name] = _array(f, name, units, path)
@@ -484,12 +560,17 @@ def read_fit(path: PathLike) -> FitResult:
         for name in ("dS", "sigma", "dS_fit"):
             if kw[name].shape != (T, Q):
                 raise InputError(f"{path}: damaged {_WHAT} ({name} has shape {kw[name].shape}, expected {(T, Q)})")
+        if "atoms" in f and not isinstance(f["atoms"], h5py.Group):
+            raise InputError(f"{path}: damaged {_WHAT} (/atoms is not a group)")
         kw["symbols"] = _strings(f["atoms"], "symbols", path) if "atoms" in f else None
         kw["molecule"] = str(_text(f.attrs["molecule"])) if "molecule" in f.attrs else None
+        for part in ("ensemble", "pdf"):
+            if part in f and not isinstance(f[part], h5py.Group):
+                raise InputError(f"{path}: damaged {_WHAT} (/{part} is not a group)")
         kw["ensemble"] = (
             _read_part(f["ensemble"], EnsemblePart, _ENSEMBLE_UNITS, _ENSEMBLE_STRINGS, _ENSEMBLE_ATTRS, path)
             if "ensemble" in f
             else None
         )
         kw["pdf"] = _read_part(f["pdf"], PdfPart, _PDF_UNITS, _PDF_STRINGS, _PDF_ATTRS, path) if "pdf" in f else None
-    return FitResult(**kw)
+    return kw

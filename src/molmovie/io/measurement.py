@@ -31,7 +31,7 @@ from .._errors import InputError, shorten
 from .._typing import PathLike
 from .._version import __version__
 from ..measurement import Measurement, Truth, check_molecule
-from ._files import atomic_hdf5, check_allocation, check_input_file, check_output, file_version, json_default, write_array
+from ._files import atomic_hdf5, check_allocation, check_output, file_version, json_default, open_hdf5, write_array
 from .dataset import DATASET_FORMAT
 
 if TYPE_CHECKING:
@@ -144,18 +144,21 @@ def _get(group: h5py.Group, name: str, units: str, ndim: int, where: str, *, sha
         raise InputError(f"{where}: damaged measurement file ({name} has shape {node.shape}, expected {want})")
     got = node.attrs.get("units")
     if isinstance(got, bytes):
-        got = got.decode()
-    if got != units:
+        got = got.decode("utf-8", "backslashreplace")
+    if not (isinstance(got, str) and got == units):
         raise InputError(f"{where}: {name} is in units {shorten(repr(got), 60)}; a measurement file stores it in {units!r}")
     stored = node.id.get_storage_size()
     if node.nbytes > 1000 * stored + (1 << 20):  # a header claiming far more than the file holds
         raise InputError(f"{where}: damaged measurement file ({name} claims {node.nbytes} bytes but stores {stored})")
     check_allocation(node.shape, f"{where}: {name} (shape {node.shape})", itemsize=node.dtype.itemsize)
-    return node[()]
+    try:
+        return node[()]
+    except (OSError, ValueError, TypeError) as exc:  # damage the HDF5 library meets only as it reads
+        raise InputError(f"{where}: damaged measurement file ({name} cannot be read: {shorten(str(exc), 100)})") from None
 
 
 def _strings(node: h5py.Dataset) -> tuple[str, ...]:
-    return tuple(s.decode() if isinstance(s, bytes) else str(s) for s in node[()])
+    return tuple(s.decode("utf-8", "backslashreplace") if isinstance(s, bytes) else str(s) for s in node[()])
 
 
 def read_measurement(path: PathLike) -> Measurement:
@@ -176,97 +179,109 @@ def read_measurement(path: PathLike) -> Measurement:
         version, or damaged (missing arrays, wrong shapes or units,
         non-finite values, delays or q not increasing, negative sigma).
     """
-    import h5py
 
     path = Path(path)
     where = str(path)
-    check_input_file(path, "measurement file")
+    f = open_hdf5(path, "measurement file", "not an HDF5 file, so not a molmovie measurement")
     try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path}: not an HDF5 file, so not a molmovie measurement") from None
-    with f:
-        fmt = f.attrs.get("format")
-        if isinstance(fmt, bytes):
-            fmt = fmt.decode()
-        if fmt != MEASUREMENT_FORMAT:
-            if fmt == DATASET_FORMAT:
-                raise InputError(
-                    f"{path}: a molmovie dataset, not a measurement; make one with `molmovie ingest` or `molmovie simulate-experiment`"
-                )
-            if fmt is None:
-                raise InputError(
-                    f"{path}: not a molmovie measurement (no format attribute); `molmovie ingest` reads beamline files"
-                )
-            raise InputError(f"{path}: a {fmt!r} file, not a molmovie measurement")
-        if "version" not in f.attrs:
-            raise InputError(f"{path}: damaged measurement file (no version attribute)")
-        version = file_version(f.attrs, path, "measurement file")
-        if version > MEASUREMENT_VERSION:
-            raise InputError(
-                f"{path}: measurement format version {version} is newer than this molmovie reads ({MEASUREMENT_VERSION}); upgrade molmovie"
-            )
-        if version < 1:
-            raise InputError(f"{path}: damaged measurement file (version {version})")
-        try:
-            provenance = json.loads(f.attrs.get("provenance", "{}"))
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: damaged measurement file (provenance is not JSON)") from None
-        if not isinstance(provenance, dict):
-            raise InputError(f"{path}: damaged measurement file (provenance is not a JSON object)")
-        molecule = f.attrs.get("molecule")
-        if isinstance(molecule, bytes):
-            molecule = molecule.decode()
-        probe = f.attrs.get("probe", "xray")  # files written before electrons hold X-ray signals
-        probe = probe.decode() if isinstance(probe, bytes) else str(probe)
-        energy_kev = f.attrs.get("energy_kev")
-        energy_kev = None if energy_kev is None else float(energy_kev)
-        q_node, d_node = f.get("q"), f.get("delays")
-        Q = q_node.shape[0] if isinstance(q_node, h5py.Dataset) and q_node.ndim == 1 else None
-        T = d_node.shape[0] if isinstance(d_node, h5py.Dataset) and d_node.ndim == 1 else None
-        q = _get(f, "q", *_ROOT["q"], where)
-        delays = _get(f, "delays", *_ROOT["delays"], where)
-        dS = _get(f, "dS", *_ROOT["dS"], where, shape=(T, Q))
-        sigma = _get(f, "sigma", *_ROOT["sigma"], where, shape=(T, Q)) if "sigma" in f else None
-        symbols = None
-        if "atoms" in f:
-            node = f["atoms"].get("symbols")
-            if not isinstance(node, h5py.Dataset) or node.ndim != 1:
-                raise InputError(f"{path}: damaged measurement file (atoms without a list of symbols)")
-            symbols = _strings(node)
-        truth = None
-        if "truth" in f:
-            g = f["truth"]
-            if not isinstance(g, h5py.Group):
-                raise InputError(f"{path}: damaged measurement file (truth is not a group)")
-            labels = g.get("pair_labels")
-            if not isinstance(labels, h5py.Dataset) or labels.ndim != 1:
-                raise InputError(f"{path}: damaged measurement file (truth without pair_labels)")
-            pair_labels = _strings(labels)
-            levels = g.get("quantile_levels")
-            P = len(pair_labels)
-            K = levels.shape[0] if isinstance(levels, h5py.Dataset) and levels.ndim == 1 else None
-            shapes = {
-                "distance_mean": (T, P),
-                "distance_std": (T, P),
-                "distance_quantiles": (T, P, K),
-                "dissociated_fraction": (T,),
-                "dS_clean": (T, Q),
-            }
-            fields: dict[str, Any] = {}
-            for name, (units, ndim) in _TRUTH.items():
-                if name == "photons" and "photons" not in g:
-                    fields[name] = None
-                    continue
-                value = _get(g, name, units, ndim, where, shape=shapes.get(name))
-                fields[name] = value if ndim else float(value)
-            if fields["weights"].shape != fields["trajectories"].shape:
-                raise InputError(f"{path}: damaged measurement file (truth weights and trajectories differ in length)")
-            try:
-                truth = Truth(pair_labels=pair_labels, **fields)
-            except InputError as exc:
-                raise InputError(f"{path}: damaged measurement file ({exc})") from None
+        with f:
+            q, delays, dS, sigma, symbols, molecule, provenance, truth, probe, energy_kev = _read_parts(f, path, where)
+    except InputError:
+        raise
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:  # damage the HDF5 library meets as it reads
+        raise InputError(f"{path}: damaged measurement file ({type(exc).__name__}: {shorten(str(exc), 120)})") from None
     try:
         return Measurement(q, delays, dS, sigma, symbols, molecule, provenance, truth, probe=probe, energy_kev=energy_kev)
     except InputError as exc:
         raise InputError(f"{path}: damaged measurement file ({exc})") from None
+
+
+def _read_parts(f: h5py.File, path: Path, where: str) -> tuple:
+    """The parts of an open measurement file, checked (see :func:`read_measurement`)."""
+    import h5py
+
+    fmt = f.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode("utf-8", "backslashreplace")
+    if fmt is not None and not isinstance(fmt, str):
+        raise InputError(f"{path}: not a molmovie measurement (its format attribute is not text)")
+    if fmt != MEASUREMENT_FORMAT:
+        if fmt == DATASET_FORMAT:
+            raise InputError(
+                f"{path}: a molmovie dataset, not a measurement; make one with `molmovie ingest` or `molmovie simulate-experiment`"
+            )
+        if fmt is None:
+            raise InputError(f"{path}: not a molmovie measurement (no format attribute); `molmovie ingest` reads beamline files")
+        raise InputError(f"{path}: a {fmt!r} file, not a molmovie measurement")
+    if "version" not in f.attrs:
+        raise InputError(f"{path}: damaged measurement file (no version attribute)")
+    version = file_version(f.attrs, path, "measurement file")
+    if version > MEASUREMENT_VERSION:
+        raise InputError(
+            f"{path}: measurement format version {version} is newer than this molmovie reads ({MEASUREMENT_VERSION}); upgrade molmovie"
+        )
+    if version < 1:
+        raise InputError(f"{path}: damaged measurement file (version {version})")
+    try:
+        provenance = json.loads(f.attrs.get("provenance", "{}"))
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: damaged measurement file (provenance is not JSON)") from None
+    if not isinstance(provenance, dict):
+        raise InputError(f"{path}: damaged measurement file (provenance is not a JSON object)")
+    molecule = f.attrs.get("molecule")
+    if isinstance(molecule, bytes):
+        molecule = molecule.decode("utf-8", "backslashreplace")
+    if molecule is not None and not isinstance(molecule, str):
+        raise InputError(f"{path}: damaged measurement file (its molecule attribute is not text)")
+    probe = f.attrs.get("probe", "xray")  # files written before electrons hold X-ray signals
+    probe = probe.decode("utf-8", "backslashreplace") if isinstance(probe, bytes) else str(probe)
+    energy_kev = f.attrs.get("energy_kev")
+    energy_kev = None if energy_kev is None else float(energy_kev)
+    q_node, d_node = f.get("q"), f.get("delays")
+    Q = q_node.shape[0] if isinstance(q_node, h5py.Dataset) and q_node.ndim == 1 else None
+    T = d_node.shape[0] if isinstance(d_node, h5py.Dataset) and d_node.ndim == 1 else None
+    q = _get(f, "q", *_ROOT["q"], where)
+    delays = _get(f, "delays", *_ROOT["delays"], where)
+    dS = _get(f, "dS", *_ROOT["dS"], where, shape=(T, Q))
+    sigma = _get(f, "sigma", *_ROOT["sigma"], where, shape=(T, Q)) if "sigma" in f else None
+    symbols = None
+    if "atoms" in f:
+        if not isinstance(f["atoms"], h5py.Group):
+            raise InputError(f"{path}: damaged measurement file (/atoms is not a group)")
+        node = f["atoms"].get("symbols")
+        if not isinstance(node, h5py.Dataset) or node.ndim != 1:
+            raise InputError(f"{path}: damaged measurement file (atoms without a list of symbols)")
+        symbols = _strings(node)
+    truth = None
+    if "truth" in f:
+        g = f["truth"]
+        if not isinstance(g, h5py.Group):
+            raise InputError(f"{path}: damaged measurement file (truth is not a group)")
+        labels = g.get("pair_labels")
+        if not isinstance(labels, h5py.Dataset) or labels.ndim != 1:
+            raise InputError(f"{path}: damaged measurement file (truth without pair_labels)")
+        pair_labels = _strings(labels)
+        levels = g.get("quantile_levels")
+        P = len(pair_labels)
+        K = levels.shape[0] if isinstance(levels, h5py.Dataset) and levels.ndim == 1 else None
+        shapes = {
+            "distance_mean": (T, P),
+            "distance_std": (T, P),
+            "distance_quantiles": (T, P, K),
+            "dissociated_fraction": (T,),
+            "dS_clean": (T, Q),
+        }
+        fields: dict[str, Any] = {}
+        for name, (units, ndim) in _TRUTH.items():
+            if name == "photons" and "photons" not in g:
+                fields[name] = None
+                continue
+            value = _get(g, name, units, ndim, where, shape=shapes.get(name))
+            fields[name] = value if ndim else float(value)
+        if fields["weights"].shape != fields["trajectories"].shape:
+            raise InputError(f"{path}: damaged measurement file (truth weights and trajectories differ in length)")
+        try:
+            truth = Truth(pair_labels=pair_labels, **fields)
+        except InputError as exc:
+            raise InputError(f"{path}: damaged measurement file ({exc})") from None
+    return q, delays, dS, sigma, symbols, molecule, provenance, truth, probe, energy_kev

@@ -49,7 +49,12 @@ def read_signals(path: PathLike) -> dict[str, Any]:
     path = Path(path)
     not_hdf5 = "not an HDF5 file; SIGNALS must be a molmovie dataset or an HDF5 file with q, time and dS"
     with open_hdf5(path, "signals file", not_hdf5) as f:
-        is_dataset = f.attrs.get("format") == DATASET_FORMAT
+        fmt = f.attrs.get("format")
+        is_dataset = (
+            (fmt.decode("utf-8", "replace") if isinstance(fmt, bytes) else fmt) == DATASET_FORMAT
+            if isinstance(fmt, (str, bytes))
+            else False
+        )
         if not is_dataset:
             missing = [k for k in ("q", "time", "dS") if k not in f or not isinstance(f[k], h5py.Dataset)]
             if missing:

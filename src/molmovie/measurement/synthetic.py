@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._errors import InputError
+from .._guards import check_seed
 from .._typing import Progress
 from ..datasets import Dataset
 from ..geometry import distances as pair_distances
@@ -134,7 +135,7 @@ def simulate_measurement(
         IRF, photons <= 0, delays not increasing or past the end of the basis,
         a bad q grid, or sizes over :data:`MAX_ELEMENTS`.
     """
-
+    check_seed(seed, generator=True)  # before any work: a seed NumPy would refuse deep inside the noise
     probe, energy_kev = check_probe(probe, energy_kev)
     inelastic = default_inelastic(probe) if inelastic is None else bool(inelastic)
     model = {"inelastic": inelastic, "probe": probe, "energy_kev": energy_kev}

@@ -40,6 +40,22 @@ def _finite(arr: np.ndarray, name: str) -> None:
         raise InputError(f"{name} holds a non-finite value (NaN or inf) at index {tuple(int(i) for i in bad)}")
 
 
+#: Largest |ΔS| and σ a measurement may hold, as a fraction of the ground-state signal (10^5 %):
+#: beyond it the file's units are wrong (counts read as a fraction), and the fits' squares overflow.
+MAX_SIGNAL = 1e3
+#: Smallest σ > 0 a measurement may hold, as a fraction (10^-10 %): no detector counts the 10^24
+#: photons per bin a smaller one means, and 1/σ² beyond it overflows the fits.
+SIGMA_FLOOR = 1e-12
+
+
+def _bounded(arr: np.ndarray, name: str, high: float) -> None:
+    if arr.size and float(np.max(np.abs(arr))) > high:
+        raise InputError(
+            f"{name} reaches {float(np.max(np.abs(arr))):.3g}, beyond the bound of {high:g} (a fraction of the ground-state "
+            "signal); check the file's units (--signal-units, counts are not a fraction)"
+        )
+
+
 def _increasing(arr: np.ndarray, name: str) -> None:
     if arr.size and np.any(np.diff(arr) <= 0):
         i = int(np.flatnonzero(np.diff(arr) <= 0)[0])
@@ -222,6 +238,7 @@ class Measurement:
         if dS.shape != shape:
             raise InputError(f"dS must have shape (delays, q) = {shape}; got {dS.shape}")
         _finite(dS, "dS")
+        _bounded(dS, "dS", MAX_SIGNAL)
         set_(self, "q", q)
         set_(self, "delays", delays)
         set_(self, "dS", dS)
@@ -232,6 +249,13 @@ class Measurement:
             _finite(sigma, "sigma")
             if np.any(sigma < 0):
                 raise InputError(f"sigma must be >= 0; got {sigma.min():g}")
+            _bounded(sigma, "sigma", MAX_SIGNAL)
+            tiny = (sigma > 0) & (sigma < SIGMA_FLOOR)
+            if np.any(tiny):
+                raise InputError(
+                    f"sigma holds {int(tiny.sum())} value(s) > 0 below the floor of {SIGMA_FLOOR:g} (fraction of the "
+                    f"ground-state signal; smallest {float(sigma[tiny].min()):.3g}); check the file's units"
+                )
             set_(self, "sigma", sigma)
         if self.symbols is not None:
             set_(self, "symbols", normalise_symbols(self.symbols))

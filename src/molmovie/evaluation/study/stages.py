@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._errors import InputError
+from ..._errors import NPZ_ERRORS, InputError
 from ..._numba import configure as configure_numba
 from ..._typing import Progress
 from ...datasets import SPLITS, Dataset, make_splits
@@ -161,7 +161,13 @@ def read_summary(eval_path: Path) -> dict:
 
 def scored(eval_path: Path) -> bool:
     """Whether an evaluation file exists and holds every score of today's metrics."""
-    return eval_path.exists() and all(k in read_summary(eval_path) for k in SCORES)
+    if not eval_path.exists():
+        return False
+    try:
+        summary = read_summary(eval_path)
+    except NPZ_ERRORS:  # truncated or damaged (a killed run, a full disk): scored again
+        return False
+    return isinstance(summary, dict) and all(k in summary for k in SCORES)
 
 
 def method_stage(

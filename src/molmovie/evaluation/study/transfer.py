@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._errors import InputError
+from ..._errors import NPZ_ERRORS, InputError
 from ..._typing import PathLike
 from ...datasets import Dataset
 from ...inversion import load_method
@@ -92,7 +92,7 @@ def _transfer_stage(stage: Stage, runs: Ensemble, out: Path, train: Dataset, log
             with np.load(path, allow_pickle=False) as z:
                 if json.loads(str(z["fingerprint_json"])) == key:
                     return json.loads(str(z["summary_json"]))
-        except (OSError, ValueError, KeyError):
+        except NPZ_ERRORS:
             pass  # damaged or of another layout: scored again
     model = load_method(model_path)
     # model files of studies before the frame interval was recorded: the training dataset's median spacing

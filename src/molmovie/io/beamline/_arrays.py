@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..._errors import InputError
+from ..._errors import NPZ_ERRORS, InputError
 from ..._guards import check_allocation
+from .._files import open_hdf5
 from ._data import BeamlineData
 
 if TYPE_CHECKING:
@@ -74,8 +75,18 @@ class _Source:
         shape, kind = self.arrays[key]
         if kind not in "fiu":
             raise InputError(f"{self.path}: {key} ({what}) is not numeric")
+        if 0 in tuple(shape):
+            raise InputError(f"{self.path}: {key} ({what}) is empty (shape {tuple(shape)})")
         check_allocation(shape, f"{self.path}: {key} ({what}, shape {tuple(shape)})")  # as float64, before reading
-        return np.asarray(self._load(key), dtype=float)
+        try:
+            values = np.asarray(self._load(key), dtype=float)
+        except InputError:
+            raise
+        except (*NPZ_ERRORS, TypeError, RuntimeError) as exc:
+            raise InputError(f"{self.path}: {key} ({what}) cannot be read: damaged file ({exc.__class__.__name__})") from None
+        if values.shape != tuple(shape):
+            raise InputError(f"{self.path}: {key} ({what}) holds shape {values.shape}, not the {tuple(shape)} its header says")
+        return values
 
     def units(self, key: str) -> str | None:
         return self._attrs(key)
@@ -103,7 +114,7 @@ def _hdf5_source(path: Path, f: h5py.File) -> _Source:
         for name in ("units", "unit", "Units"):
             if name in f[key].attrs:
                 v = f[key].attrs[name]
-                return v.decode() if isinstance(v, bytes) else str(v)
+                return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
         return None
 
     return _Source(path, arrays, load, attrs)
@@ -132,8 +143,8 @@ def _npz_source(path: Path) -> _Source:
                 arrays[info.filename[:-4]] = (tuple(shape), dtype.kind)
     except InputError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise InputError(f"{path}: not a readable NPZ file ({exc})") from None
+    except NPZ_ERRORS as exc:
+        raise InputError(f"{path}: not a readable NPZ file ({exc.__class__.__name__}: {exc})") from None
     npz = np.load(path, allow_pickle=False)
     return _Source(path, arrays, lambda key: npz[key], lambda key: None)
 
@@ -205,6 +216,12 @@ def _from_source(
         vk = src.find("variance", None, shape=shape, exclude=(dk,))
         is_std = vk is None
         vk = vk or src.find("std", None, shape=shape, exclude=(dk,))
+        named = src.find("variance", None, exclude=(dk,)) or src.find("std", None, exclude=(dk,))
+        if vk is None and named is not None:  # an uncertainty by name, of another shape: never dropped in silence
+            raise InputError(
+                f"{where}: {named} has shape {tuple(src.arrays[named][0])}; an uncertainty must have the shape of {dk} "
+                f"{tuple(shape)} (give --variance-path or --std-path to name another array)"
+            )
     var = None
     if vk is not None:
         if tuple(src.arrays[vk][0]) != tuple(shape):
@@ -262,14 +279,14 @@ def _legendre_index(legendre: int, orders: np.ndarray | None, n: int, where: str
 
 
 def _read_hdf5(path: Path, **options: Any) -> BeamlineData:
-    import h5py
 
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path}: not a readable HDF5 file") from None
-    with f:
-        return _from_source(_hdf5_source(path, f), **options)
+    with open_hdf5(path, "beamline file", "not a readable HDF5 file") as f:
+        try:
+            return _from_source(_hdf5_source(path, f), **options)
+        except InputError:
+            raise
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:  # damage the HDF5 library meets as it reads
+            raise InputError(f"{path}: damaged HDF5 file ({type(exc).__name__}: {exc})") from None
 
 
 def _read_npz(path: Path, **options: Any) -> BeamlineData:

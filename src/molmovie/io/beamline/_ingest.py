@@ -64,6 +64,10 @@ def _unit(text: str, table: dict, what: str, option: str) -> str:
     return name
 
 
+#: Most atoms a molecule named by its formula may have (the formula is read before any list is built).
+MAX_ATOMS = 10_000
+
+
 def molecule_symbols(molecule: str | None, symbols: str | None) -> tuple[str | None, tuple[str, ...] | None]:
     """The molecule's name and element symbols from ``--molecule`` and ``--symbols``.
 
@@ -71,6 +75,8 @@ def molecule_symbols(molecule: str | None, symbols: str | None) -> tuple[str | N
     ("cs2") or a formula ("I2", "CS2") gives them.
     """
     if symbols is not None:
+        if len(symbols) > 8 * MAX_ATOMS:
+            raise InputError(f"--symbols lists more than {MAX_ATOMS:,} atoms")
         syms = normalise_symbols([s for s in re.split(r"[\s,]+", symbols.strip()) if s])
         if not syms:
             raise InputError("--symbols is empty")
@@ -84,7 +90,12 @@ def molecule_symbols(molecule: str | None, symbols: str | None) -> tuple[str | N
     parts = re.findall(r"([A-Z][a-z]?)(\d*)", molecule)
     if not parts or "".join(e + n for e, n in parts) != molecule:
         raise InputError(f"cannot read the atoms of molecule {molecule!r} from its name; give --symbols (e.g. 'I I')")
-    return molecule, normalise_symbols([e for e, n in parts for _ in range(int(n or 1))])
+    counts = [int(n or 1) for _, n in parts]  # digits only, so whole numbers; summed before any list is built
+    if sum(counts) > MAX_ATOMS or min(counts) < 1:
+        raise InputError(
+            f"molecule {molecule!r} has {sum(counts):,} atoms; a gas-phase molecule here has 1 to {MAX_ATOMS:,} (a count of 0 is not one)"
+        )
+    return molecule, normalise_symbols([e for (e, _), n in zip(parts, counts, strict=True) for _ in range(n)])
 
 
 def ingest(
@@ -252,12 +263,20 @@ def ingest(
                 off.isotropic[:, keep].mean(axis=0),
                 None if off.isotropic_variance is None else off.isotropic_variance[:, keep].sum(axis=0) / off.data.shape[0] ** 2,
             )
-        if not np.all(np.isfinite(ref[0])):
+        if not np.all(np.isfinite(ref[0])) or (ref[1] is not None and not np.all(np.isfinite(ref[1]))):
             raise InputError(f"{laser_off}: NaN or inf in the chosen q range")
+        for part, what in ((off.variance, "variance"), (off.isotropic_variance, "isotropic variance")):
+            if part is not None and np.any(part[:, keep] < 0):
+                raise InputError(f"{laser_off}: negative laser-off {what} {float(part[:, keep].min()):g}; a variance is >= 0")
         dS, sigma = difference_signal(data, var, laser_off=ref, isotropic_laser_off=iso_ref)
         prov["reference"] = f"laser-off file {Path(laser_off).resolve()} (mean of {off.data.shape[0]} patterns)"
     else:
         before = t0 if reference_before is None else reference_before
+        if before > t0:
+            raise InputError(
+                f"--reference-before {before:g} {du} is after time zero (--t0 {t0:g} {du}); a pre-t0 reference takes only "
+                "delays before time zero"
+            )
         rows = raw.delays < before
         if not rows.any():
             raise InputError(

@@ -8,14 +8,25 @@ from pathlib import Path
 import numpy as np
 
 from ..._errors import InputError
+from ..._guards import check_allocation
+from .._files import check_input_file
 from ._data import BeamlineData
+
+#: Bytes of memory a text table takes per byte of the file while it is parsed (lines, tokens, floats).
+_PARSE_FACTOR = 40
 
 
 def _parse_text(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a text table: a regular file (never a FIFO or a device), its size checked before it is read."""
+    check_input_file(path, "text table")
+    size = path.stat().st_size
+    check_allocation(_PARSE_FACTOR * size, f"{path}: a text table of {size:,} bytes (parsed into numbers)", itemsize=1)
     try:
         lines = path.read_text().splitlines()
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text table (use an .h5 or .npz suffix for those formats)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the text table ({exc.strerror or exc})") from None
     rows = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     if len(rows) < 2:
         raise InputError(f"{path}: a text table needs a header row and at least one row of values")
