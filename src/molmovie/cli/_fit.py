@@ -125,6 +125,8 @@ def fit(
     if sigma_from_pre_t0:
         options["sigma"] = "pre-t0"
     model = get_measurement_method(method, **options)  # validates the settings before any file is read
+    if figures is not None and method == "vrnn-ensemble":
+        raise InputError("--figures is not drawn for vrnn-ensemble yet; draw its answer with examples/i2_learned.py")
     shown = None if figures is None else [figures / name for name in _figure_names(method, bool(options.get("hole")))]
 
     with writing(output, [measurement, basis], force=force, also=shown or (), folders=[] if figures is None else [figures]):
