@@ -20,13 +20,22 @@ from molmovie.measurement import simulate_measurement
 from _fit_fixtures import diatomic_ensemble
 
 #: Per method: quick settings for a fit, and bad values with the start of their message.
-FAST = {"ensemble": {"bootstrap": 0, "grid": (3, 2)}, "pdf": {"r_max": 5.0}}
+FAST = {
+    "ensemble": {"bootstrap": 0, "grid": (3, 2)},
+    "pdf": {"r_max": 5.0},
+    "vrnn-ensemble": {"hidden": 8, "features": 8, "latent_free": 1, "epochs": 1, "examples": 8, "batch_size": 8},
+}
 BAD = {
     "ensemble": [
         ({"grid": (0, 5)}, "The 'grid' setting must be two numbers >= 1"),
         ({"bootstrap": -1}, "The 'bootstrap' setting must be >= 0"),
     ],
     "pdf": [({"penalty": "smooth"}, "The 'penalty' setting must be one of"), ({"dr": 0}, "The 'dr' setting must be > 0")],
+    "vrnn-ensemble": [
+        ({"gamma_range": (0.0, 0.5)}, "The 'gamma_range' setting must lie in (0, 1]"),
+        ({"photons_range": (10.0, 1e6)}, "The 'photons_range' setting must lie in [1e3, 1e15] photons"),
+        ({"members": (0, 3)}, "The 'members' setting must be two whole numbers 1 <= low <= high"),
+    ],
 }
 methods = pytest.mark.parametrize("name", sorted(MEASUREMENT_METHODS))
 
@@ -81,7 +90,7 @@ def test_bad_settings_are_stored_then_refused_by_check_settings(name):
 def _unknown_message(make) -> tuple[str, list[str]]:
     with pytest.raises(InputError) as info:
         make()
-    found = re.fullmatch(r"the '(\w+)' method has no setting 'hiden'; its settings are (.+)", str(info.value))
+    found = re.fullmatch(r"the '([\w-]+)' method has no setting 'hiden'; its settings are (.+)", str(info.value))
     assert found, str(info.value)
     return found.group(1), found.group(2).split(", ")
 
