@@ -212,7 +212,9 @@ def test_signals_missing_from_a_dataset_are_simulated_and_saved(study):
     )
     np.testing.assert_allclose(ds.dS, dS, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(ds.I_ref, I_ref, rtol=1e-12)
-    assert ds.signal_attrs == dict(inelastic=True, reference="first", photons=None, irf_fs=None, seed=SEED, probe="xray", energy_kev=None)
+    assert ds.signal_attrs == dict(
+        inelastic=True, reference="first", photons=None, irf_fs=None, seed=SEED, probe="xray", energy_kev=None
+    )
     np.testing.assert_array_equal(ds.positions, built.positions)
     np.testing.assert_array_equal(ds.dissociated, built.dissociated)
     assert {k: v.tolist() for k, v in ds.splits.items()} == {k: v.tolist() for k, v in built.splits.items()}
