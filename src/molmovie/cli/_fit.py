@@ -125,8 +125,8 @@ def fit(
     if sigma_from_pre_t0:
         options["sigma"] = "pre-t0"
     model = get_measurement_method(method, **options)  # validates the settings before any file is read
-    if figures is not None and method == "vrnn-ensemble":
-        raise InputError("--figures is not drawn for vrnn-ensemble yet; draw its answer with examples/i2_learned.py")
+    if figures is not None and not model.draws_figures:
+        raise InputError(f"--figures is not drawn for {method} yet; draw its answer with examples/i2_learned.py")
     shown = None if figures is None else [figures / name for name in _figure_names(method, bool(options.get("hole")))]
 
     with writing(output, [measurement, basis], force=force, also=shown or (), folders=[] if figures is None else [figures]):
@@ -134,7 +134,7 @@ def fit(
         data = None
         if basis is not None:
             data = read_dataset(basis)
-        elif method in ("ensemble", "vrnn-ensemble"):
+        elif model.needs_basis:
             raise InputError(f"the {method} method needs --basis DATASET (trajectories of the measured molecule)")
 
         # The fits are many small matrix products and NNLS solves: BLAS threads only add
@@ -163,7 +163,7 @@ def summary_lines(result, output, method: str, molecule) -> list[str]:
     import numpy as np
 
     lines = [
-        f"{output}: {method} {'answer' if method == 'vrnn-ensemble' else 'fit'} of {molecule or 'the measurement'}, {result.n_data} data, "
+        f"{output}: {method} {'answer' if MEASUREMENT_METHODS[method].learned else 'fit'} of {molecule or 'the measurement'}, {result.n_data} data, "
         f"reduced χ² {result.reduced_chi2:.3f} (σ: {result.sigma_source.split(':')[0]})"
     ]
     e = result.ensemble

@@ -115,9 +115,7 @@ def _train_learned(dataset, output, for_measurement, epochs, seed, exclude_disso
     from threadpoolctl import threadpool_limits
 
     from ..fitting import EnsembleVRNN, get_measurement_method
-    from ..fitting._learned import _delay_step
     from ..io.measurement import read_measurement
-    from ..measurement import check_molecule
 
     if exclude_dissociating:
         raise InputError(f"--exclude-dissociating does not apply to {LEARNED}: its channels are bound and dissociating")
@@ -128,16 +126,12 @@ def _train_learned(dataset, output, for_measurement, epochs, seed, exclude_disso
     model = get_measurement_method(LEARNED, **options)
     assert isinstance(model, EnsembleVRNN)
     basis = read_dataset(dataset)
-    q = dt = None
-    if for_measurement is not None:
-        meas = read_measurement(for_measurement)
-        check_molecule(meas, basis.symbols, what=str(dataset))
-        q, dt = meas.q, _delay_step(meas.delays)
+    meas = None if for_measurement is None else read_measurement(for_measurement)
     with (
         progress_callback(f"training {LEARNED}", status=_fit_status) as progress,
         threadpool_limits(limits=1, user_api="blas"),
     ):
-        model.train(basis, q=q, dt=dt, progress=progress)
+        model.train(basis, like=meas, progress=progress)
     model.save(output, force=force)
     best = model.history_[model.best_epoch_ - 1] if model.history_ else None
     typer.echo(

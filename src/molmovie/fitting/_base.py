@@ -104,6 +104,12 @@ class MeasurementMethod(_Settings, abc.ABC):
 
     #: What :meth:`fit` found; a method is fitted when it exists.
     result_: FitResult
+    #: Whether :meth:`fit` needs a basis of trajectories (``fit --basis``).
+    needs_basis: bool = False
+    #: Whether ``fit --figures`` draws this method's result.
+    draws_figures: bool = True
+    #: Whether its result is a trained network's answer (one pass) rather than a fit to the data.
+    learned: bool = False
 
     @abc.abstractmethod
     def fit(self, measurement: Measurement, basis: Dataset | None = None, progress: Progress | None = None) -> Self:

@@ -220,6 +220,7 @@ class EnsembleFit(MeasurementMethod):
     """
 
     name = "ensemble"
+    needs_basis = True
 
     def __init__(
         self,

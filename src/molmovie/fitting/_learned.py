@@ -66,7 +66,7 @@ from .._errors import InputError
 from .._typing import PathLike, Progress
 from ..datasets import Dataset
 from ..geometry import pair_labels
-from ..inversion._base import check_choice, check_number
+from ..inversion._base import _frame_interval, check_choice, check_number, interpolate_signals
 from ..io.fit import EnsemblePart, FitResult
 from ..measurement import Measurement
 from ..measurement.model import irf_operator
@@ -124,6 +124,9 @@ class EnsembleVRNN(MeasurementMethod):
     """
 
     name = "vrnn-ensemble"
+    needs_basis = True  # without one, a trained model file (molmovie invert)
+    draws_figures = False
+    learned = True
 
     def __init__(
         self,
@@ -210,7 +213,13 @@ class EnsembleVRNN(MeasurementMethod):
         return hasattr(self, "net_")
 
     def train(
-        self, basis: Dataset, *, q: np.ndarray | None = None, dt: float | None = None, progress: Progress | None = None
+        self,
+        basis: Dataset,
+        *,
+        like: Measurement | None = None,
+        q: np.ndarray | None = None,
+        dt: float | None = None,
+        progress: Progress | None = None,
     ) -> Self:
         """Train on simulated measurements of ``basis`` on the q grid ``q`` (default: the basis's signal grid).
 
@@ -218,10 +227,14 @@ class EnsembleVRNN(MeasurementMethod):
         ----------
         basis : Dataset
             The training trajectories.
+        like : Measurement, optional
+            The measurement to train for: its molecule must be the basis's; ``q`` and ``dt`` default to its
+            q grid and median delay spacing.
         q : ndarray, optional, 1/Angstrom
-            The q grid of the measurements to read; default the basis's own signal grid.
+            The q grid of the measurements to read; default that of ``like``, else the basis's own signal grid.
         dt : float, optional, fs
-            The network's frame spacing when the ``dt`` setting is None; default the basis's frame interval.
+            The network's frame spacing when the ``dt`` setting is None; default the median delay spacing of
+            ``like``, else the basis's frame interval.
         progress : callable, optional
             ``progress(done, info)`` after each epoch.
         """
@@ -230,6 +243,12 @@ class EnsembleVRNN(MeasurementMethod):
         from ..inversion._vrnn_net import VRNNNet
 
         self.check_settings()
+        if like is not None:
+            from ..measurement.types import check_molecule
+
+            check_molecule(like, basis.symbols, what="the basis")
+            q = like.q if q is None else q
+            dt = _frame_interval(like.delays) if dt is None else dt
         if q is None:
             if basis.q is None:
                 raise InputError("the basis has no signals, so no q grid: give the measurement to train for (--for)")
@@ -237,9 +256,8 @@ class EnsembleVRNN(MeasurementMethod):
         q = np.asarray(q, dtype=float)
         step = self.dt if self.dt is not None else dt
         if step is None:
-            t = np.asarray(basis.time, dtype=float)
-            step = float(np.median(np.diff(t))) if t.size > 1 else 1.0
-        self.dt_ = float(step)
+            step = _frame_interval(basis.time)
+        self.dt_ = float(step or 1.0)  # one frame or one delay: any step
         sim = MeasurementSimulator.from_dataset(basis, q, self.dt_, self)
         self._adopt(sim, basis.molecule)
         rng = np.random.default_rng(self.seed)
@@ -367,10 +385,7 @@ class EnsembleVRNN(MeasurementMethod):
         self._check_measurement(meas)
         self.check_settings()
         if basis is not None:
-            from ..measurement.types import check_molecule
-
-            check_molecule(meas, basis.symbols, what="the basis")
-            self.train(basis, q=meas.q, dt=_delay_step(meas.delays), progress=progress)
+            self.train(basis, like=meas, progress=progress)
         elif not self.is_trained:
             raise InputError("the learned measurement method needs a basis to train on (--basis), or a trained model file")
         self.result_ = self._answer(meas)
@@ -638,12 +653,6 @@ def on_frames(
     return frame, np.where(observed[:, None], num / safe, 0.0), np.where(observed[:, None], 1.0 / np.sqrt(safe), 1.0), observed
 
 
-def _delay_step(delays: np.ndarray) -> float:
-    """The median spacing of a measurement's delays, fs (the network's frame step when trained for it)."""
-    d = np.diff(np.asarray(delays, dtype=float))
-    return float(np.median(d)) if d.size else 1.0
-
-
 def _onto_grid(
     q: np.ndarray, dS: np.ndarray, sigma: np.ndarray, q_model: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -657,8 +666,8 @@ def _onto_grid(
             f"the model reads q {q_model[0]:.4g}-{q_model[-1]:.4g} 1/Å; the measurement covers only {q[0]:.4g}-{q[-1]:.4g} 1/Å: "
             "train the model for this measurement (molmovie train --method vrnn-ensemble BASIS --for MEASUREMENT)"
         )
-    dS_m = np.stack([np.interp(q_model, q, row) for row in dS])
-    sig_m = np.stack([np.interp(q_model, q, row) for row in sigma])
+    both = interpolate_signals(np.stack([dS, sigma]), q, q_model, np.full(2, dS.shape[0]))
+    dS_m, sig_m = both[0], both[1]
     return (
         q_model,
         dS_m,
