@@ -72,6 +72,7 @@ from ..measurement import Measurement
 from ..measurement.model import irf_operator
 from ._base import MeasurementMethod, measurement_sigma
 from ._ensemble import _pair
+from ._learned_refine import Refined
 from ._learned_sim import MeasurementSimulator
 
 __all__ = ["EnsembleVRNN"]
@@ -121,6 +122,11 @@ class EnsembleVRNN(MeasurementMethod):
         (``fit``), else the basis's frame interval.
     sigma : {"measured", "pre-t0"}
         The measurement's σ, or σ estimated from the scatter before time zero.
+    refine : bool
+        After the network's pass, fit its answer to the measurement through the measurement model (γ, t0, IRF,
+        ensemble, hole; :func:`._learned_refine.refine_through_measurement`), the network's answer as the prior.
+    refine_iter : int
+        Most L-BFGS iterations of that fit (0: the network's answer, with the Laplace σ of the data about it).
     """
 
     name = "vrnn-ensemble"
@@ -149,6 +155,8 @@ class EnsembleVRNN(MeasurementMethod):
         hole: bool = False,
         dt: float | None = None,
         sigma: str = "measured",
+        refine: bool = True,
+        refine_iter: int = 200,
     ) -> None:
         self.hidden = hidden
         self.features = features
@@ -168,6 +176,8 @@ class EnsembleVRNN(MeasurementMethod):
         self.hole = hole
         self.dt = dt
         self.sigma = sigma
+        self.refine = refine
+        self.refine_iter = refine_iter
 
     # ------------------------------------------------------------------ settings
     def check_settings(self) -> list[str]:
@@ -205,6 +215,9 @@ class EnsembleVRNN(MeasurementMethod):
         if self.dt is not None:
             check_number("dt", self.dt, low=0, low_open=True, high=1e5)
         check_choice("sigma", self.sigma, ("measured", "pre-t0"))
+        if not isinstance(self.refine, bool):
+            raise InputError(f"The 'refine' setting must be true or false; got {self.refine!r}")
+        check_number("refine_iter", self.refine_iter, low=0, high=100000, integer=True)
         return []
 
     # ------------------------------------------------------------------ training
@@ -433,19 +446,49 @@ class EnsembleVRNN(MeasurementMethod):
             frac_sd = np.concatenate([np.hypot(gamma * share_sd, excited * gamma_sd), [gamma_sd]])
         else:
             frac, frac_sd = excited, np.full(E, share_sd)
+        members, hole = self._mixture(ch_mean, excited, gamma, t0, delays)
+        n_params = 4.0
+        ch_spread = np.full_like(ch_mean, np.nan)
+        fit_note = "one pass of the trained network (amortised); no optimisation to converge"
+        if self.refine:
+            statics = {
+                "gamma": gamma,
+                "gamma_std": gamma_sd,
+                "t0": t0,
+                "t0_std": float(st_s[2]),
+                "irf_fs": irf,
+                "irf_fs_std": irf_sd,
+            }
+            ref = self._refined(Rm, Rs, members, hole, excited, statics, delays, dS, sigma)
+            gamma, gamma_sd, t0, irf, irf_sd = ref.gamma, ref.gamma_std, ref.t0, ref.irf_fs, ref.irf_fs_std
+            t0_sd = ref.t0_std
+            T_b = self.sim_.time.size
+            cell = np.clip(np.searchsorted(self.sim_.edges, np.clip(delays - t0, 0.0, None), side="right") - 1, 0, T_b - 1)
+            ch_mean, ch_sd = ch_mean.copy(), ch_sd.copy()
+            ch_mean, ch_sd, ch_spread = ref.mean[:, cell], ref.std[:, cell], ref.spread[:, cell]
+            if "ground" in self.channels_:
+                frac = np.concatenate([gamma * excited, [1.0 - gamma]])
+                frac_sd = np.concatenate([np.hypot(gamma * share_sd, excited * gamma_sd), [gamma_sd]])
+            dS_fit = ref.dS_fit
+            n_params = ref.n_effective
+            fit_note = (
+                f"the network's answer, then fitted to the data through the measurement model ({ref.iterations} L-BFGS "
+                f"iterations; σ by the Laplace approximation, {ref.laplace}; {ref.n_effective:.1f} effective parameters)"
+            )
+        else:
+            t0_sd = float(st_s[2])
+            dS_fit = self._signal_of(members, hole, excited, gamma, t0, irf, delays)
         mean = np.tensordot(excited, ch_mean[:E], axes=(0, 0))
         mean_sd = np.sqrt(np.tensordot(excited**2, ch_sd[:E] ** 2, axes=(0, 0)))
-        dS_fit = self._signal_of(ch_mean, excited, gamma, t0, irf, delays)
         chi2 = float(np.sum(((dS - dS_fit) / sigma) ** 2))
         n_data = int(dS.size)
-        n_params = 4.0
         T_d = delays.size
         nan_tp = np.full((T_d, P), np.nan)
         part = EnsemblePart(
             gamma=gamma,
             gamma_std=float(gamma_sd),
             t0=t0,
-            t0_std=float(st_s[2]),
+            t0_std=t0_sd,
             irf_fs=irf,
             irf_fs_std=irf_sd,
             trajectories=np.zeros(0, dtype=np.int64),
@@ -465,7 +508,7 @@ class EnsembleVRNN(MeasurementMethod):
             channel_fraction_std=frac_sd,
             channel_distance_mean=ch_mean,
             channel_distance_mean_std=ch_sd,
-            channel_distance_std=np.full_like(ch_mean, np.nan),
+            channel_distance_std=ch_spread,
             channel_distance_quantiles=np.zeros(ch_mean.shape + (0,)),
             dissociated_fraction=np.where(delays >= t0, share, 0.0),
             dissociated_fraction_std=np.where(delays >= t0, share_sd, 0.0),
@@ -487,7 +530,13 @@ class EnsembleVRNN(MeasurementMethod):
                 if np.any(np.abs(delays - delays[0] - frame * self.dt_) > 1e-6)
                 else ""
             ),
-            "dS_fit": "training trajectories of each channel reweighted to the predicted channel means, through the measurement model",
+            "dS_fit": "training trajectories of each channel reweighted to the predicted channel means, through the measurement model"
+            + (
+                "; then every member of a channel moved by one factor per heavy pair and frame, and γ, t0 and the IRF, "
+                "fitted to the data (the network's answer as the prior)"
+                if self.refine
+                else ""
+            ),
         }
         return FitResult(
             method=self.name,
@@ -503,17 +552,18 @@ class EnsembleVRNN(MeasurementMethod):
             n_params=n_params,
             reduced_chi2=chi2 / max(n_data - n_params, 1.0),
             converged=True,
-            message="one pass of the trained network (amortised); no optimisation to converge",
+            message=fit_note,
             sigma_source=source,
             settings=self.settings_json(),
             provenance=provenance,
             ensemble=part,
         )
 
-    def _signal_of(
-        self, ch_mean: np.ndarray, excited: np.ndarray, gamma: float, t0: float, irf: float, delays: np.ndarray
-    ) -> np.ndarray:
-        """ΔS implied by the answer: each channel's trajectories reweighted to its mean distances, through the measurement model."""
+    def _mixture(
+        self, ch_mean: np.ndarray, excited: np.ndarray, gamma: float, t0: float, delays: np.ndarray
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray | None]:
+        """The answer's ensemble: each excited channel's training trajectories reweighted (NNLS, weights summing to 1)
+        to its mean distances over the delays, and the ground-state trajectories' weights in the hole (None without one)."""
         from scipy.optimize import nnls
 
         sim = self.sim_
@@ -521,27 +571,67 @@ class EnsembleVRNN(MeasurementMethod):
 
         def weights(members: np.ndarray, target: np.ndarray) -> np.ndarray:
             if members.size == 0 or not np.all(np.isfinite(target)):
-                return np.zeros(members.size)
+                return np.full(members.size, 1.0 / max(members.size, 1))
             A = sim.R[members][:, frames].reshape(members.size, -1).T
             b = target.ravel()
             big = 1e3 * max(float(np.abs(A).max()), 1.0)
             a, _ = nnls(np.vstack([A, np.full((1, members.size), big)]), np.concatenate([b, [big]]))
             return a / a.sum() if a.sum() > 0 else np.full(members.size, 1.0 / members.size)
 
-        mix = np.zeros(sim.dS.shape[1:])
-        for k, ((_, sel), share_k) in enumerate(zip(sim.excited_channels, excited, strict=True)):
-            members = sim.excited[sel]
-            if share_k > 0:
-                mix += share_k * np.tensordot(weights(members, ch_mean[k]), sim.dS[members], axes=(0, 0))
+        members = [(sim.excited[sel], weights(sim.excited[sel], ch_mean[k])) for k, (_, sel) in enumerate(sim.excited_channels)]
+        hole = None
         if sim.ground.size:
             Mg = sim.ground.size
             left = weights(sim.ground, ch_mean[-1])
             h = np.clip(1.0 / Mg - (1.0 - gamma) * left, 0.0, None)
-            h = h / h.sum() if h.sum() > 0 else np.full(Mg, 1.0 / Mg)
-            mix -= np.tensordot(h, sim.dS[sim.ground], axes=(0, 0))
+            hole = h / h.sum() if h.sum() > 0 else np.full(Mg, 1.0 / Mg)
+        return members, hole
+
+    def _signal_of(
+        self,
+        members: list[tuple[np.ndarray, np.ndarray]],
+        hole: np.ndarray | None,
+        excited: np.ndarray,
+        gamma: float,
+        t0: float,
+        irf: float,
+        delays: np.ndarray,
+    ) -> np.ndarray:
+        """ΔS of the answer's ensemble (:meth:`_mixture`), mixed by the channel shares, through the measurement model."""
+        sim = self.sim_
+        mix = np.zeros(sim.dS.shape[1:])
+        for (idx, w), share_k in zip(members, excited, strict=True):
+            if share_k > 0:
+                mix += share_k * np.tensordot(w, sim.dS[idx], axes=(0, 0))
+        if hole is not None:
+            mix -= np.tensordot(hole, sim.dS[sim.ground], axes=(0, 0))
         K = irf_operator(sim.time, delays, t0=t0, irf_fs=irf, allow_beyond_end=True)
         with np.errstate(under="ignore"):  # products with the IRF's far tails
             return gamma * (K @ mix)
+
+    def _refined(
+        self,
+        Rm: np.ndarray,
+        Rs: np.ndarray,
+        members: list[tuple[np.ndarray, np.ndarray]],
+        hole: np.ndarray | None,
+        excited: np.ndarray,
+        statics: dict[str, float],
+        delays: np.ndarray,
+        dS: np.ndarray,
+        sigma: np.ndarray,
+    ) -> Refined:
+        """The fit through the measurement model (:mod:`._learned_refine`), the network's answer on the basis frames as its prior."""
+        from ._learned_refine import refine_through_measurement
+
+        sim = self.sim_
+        tau = sim.time - sim.time[0]
+        frame = np.clip(np.rint((statics["t0"] + tau - delays[0]) / self.dt_).astype(np.int64), 0, Rm.shape[0] - 1)
+        prior_mean = np.moveaxis(Rm[frame], 1, 0)  # (C, T, P)
+        prior_rel = np.moveaxis((Rs / Rm)[frame], 1, 0)
+        return refine_through_measurement(
+            sim, members, excited, hole, prior_mean, prior_rel, statics, delays, dS, sigma, max_iter=int(self.refine_iter)
+        )
 
     # ------------------------------------------------------------------ the model file
     def save(self, path: PathLike, *, force: bool = False) -> Path:

@@ -138,7 +138,9 @@ class MeasurementSimulator:
         reference = np.flatnonzero(flags) if flags is not None and flags.any() else np.arange(ens.n_trajectories)
         held = np.minimum(np.arange(ens.n_frames)[None, :], ens.length[:, None] - 1)
         pos = np.take_along_axis(ens.positions, held[:, :, None, None], axis=1)
-        return cls(ens.symbols, distances(pos), ens.time, ens.dissociated, excited, ground, reference, q, dt, settings)
+        # the distances at the precision a model file keeps them (float32), so that a saved model remakes the same signals
+        R = distances(pos).astype(np.float32).astype(float)
+        return cls(ens.symbols, R, ens.time, ens.dissociated, excited, ground, reference, q, dt, settings)
 
     def frames(self) -> int:
         """Frames of a training sequence: the longest lead, then the whole basis."""
