@@ -35,6 +35,8 @@ BAD = {
         ({"gamma_range": (0.0, 0.5)}, "The 'gamma_range' setting must lie in (0, 1]"),
         ({"photons_range": (10.0, 1e6)}, "The 'photons_range' setting must lie in [1e3, 1e15] photons"),
         ({"members": (0, 3)}, "The 'members' setting must be two whole numbers 1 <= low <= high"),
+        ({"refine": "yes"}, "The 'refine' setting must be true or false"),
+        ({"refine_iter": -1}, "The 'refine_iter' setting must be >= 0"),
     ],
 }
 methods = pytest.mark.parametrize("name", sorted(MEASUREMENT_METHODS))
