@@ -630,7 +630,18 @@ class EnsembleVRNN(MeasurementMethod):
         prior_mean = np.moveaxis(Rm[frame], 1, 0)  # (C, T, P)
         prior_rel = np.moveaxis((Rs / Rm)[frame], 1, 0)
         return refine_through_measurement(
-            sim, members, excited, hole, prior_mean, prior_rel, statics, delays, dS, sigma, max_iter=int(self.refine_iter)
+            sim,
+            members,
+            excited,
+            hole,
+            prior_mean,
+            prior_rel,
+            statics,
+            delays,
+            dS,
+            sigma,
+            knot_dt=self.dt_,
+            max_iter=int(self.refine_iter),
         )
 
     # ------------------------------------------------------------------ the model file

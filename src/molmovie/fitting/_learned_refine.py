@@ -19,7 +19,8 @@ frame j by one common factor on each heavy-atom pair p,
 
     R_i(j, p) \to R_i(j, p)\, e^{\delta_k(j, p)},
 
-so the channel's mean distance moves and its spread (what makes an
+with δ_k linear in time between knots every ``knot_dt`` (the network's own
+frame step, from the excitation), so the channel's mean distance moves and its spread (what makes an
 ensemble's signal differ from its mean geometry's) is kept. The measured
 signal is then the measurement model's (:mod:`molmovie.measurement.model`),
 
@@ -37,15 +38,21 @@ hole fits the coherent vibration left behind. The fit maximises the posterior wi
 the network: log of each channel mean (centre: the network's mean, width: its
 relative σ; the hole's implied by the ground channel's), log γ, t0 and log(1 + IRF) (centres and widths: the network's),
 whitened (z = 0 is the network's answer, each z ~ N(0, 1) a priori), by
-L-BFGS. Pairs with a hydrogen keep the network's answer, as in the
+L-BFGS. The knots' prior widths are the network's σ at the frame nearest each
+knot; between knots the correction is interpolated, so it cannot follow the
+noise of single basis frames (which the delays and the IRF do not resolve
+anyway). Pairs with a hydrogen keep the network's answer, as in the
 per-trajectory fit (the signal hardly constrains them).
 
 The uncertainty is the Laplace approximation at the optimum: the
 Gauss-Newton Hessian JᵀJ + 1 in z over every variable together (the IRF
 couples neighbouring frames and γ couples all), inverted, its diagonal the
-variance; σ of a channel mean is R̄ s σ_z (delta method). Beyond
+variance, mapped to each frame through the interpolation; at each frame the
+network's σ shrinks by the ratio of that posterior σ to the interpolated
+prior's (so without data it is the network's), and σ of a channel mean is
+R̄ σ_δ (delta method). Beyond
 :data:`_MAX_JOINT` variables (a molecule with many heavy pairs over many
-frames) each frame's block is inverted alone, which ignores the coupling and
+knots) each knot's block is inverted alone, which ignores the coupling and
 so understates σ; the result's provenance says which was done. The fit's
 effective number of parameters, n − tr(H⁻¹) (each variable counts by how
 much the data, not the prior, fix it), is the χ² reduction's.
@@ -58,6 +65,7 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import InputError
 from .._guards import check_allocation
 from ..geometry import heavy_pairs
 
@@ -112,6 +120,7 @@ def refine_through_measurement(
     dS: np.ndarray,
     sigma: np.ndarray,
     *,
+    knot_dt: float,
     max_iter: int = 200,
 ) -> Refined:
     """MAP of the answer given the measurement, through the measurement model (module notes).
@@ -135,6 +144,9 @@ def refine_through_measurement(
     delays : ndarray, shape (T_d,), fs
     dS, sigma : ndarray, shape (T_d, Q)
         The measurement on ``sim.q`` and its σ (> 0).
+    knot_dt : float, fs
+        Spacing of the correction's knots from the excitation (the network's frame step): the shifts are
+        linear between knots (module notes).
     max_iter : int
         Most L-BFGS iterations (0: the network's answer with the Laplace σ about it).
     """
@@ -172,21 +184,24 @@ def refine_through_measurement(
     G = len(groups)
     origin = np.stack([np.tensordot(gr.w, gr.R, axes=(0, 0)) for gr in groups])  # (G, T, P)
     delta0 = torch.as_tensor(np.log(np.stack(centre)[..., moved] / origin[..., moved]), dtype=f64)
-    s_d = torch.as_tensor(np.maximum(np.stack(width)[..., moved], 1e-6), dtype=f64)
+    B, nearest = _knots(sim.time, knot_dt)  # (T, L) linear interpolation from the knots, each knot's nearest frame
+    L = B.shape[1]
+    s_d = torch.as_tensor(np.maximum(np.stack(width)[:, nearest][..., moved], 1e-6), dtype=f64)  # (G, L, Pm)
+    B_t = torch.as_tensor(B, dtype=f64)
     data = torch.as_tensor(dS, dtype=f64)
     inv_sigma = torch.as_tensor(1.0 / sigma, dtype=f64)
     s_g = max(statics["gamma_std"] / g0, 1e-6)
     s_t = max(statics["t0_std"], 1e-6)
     s_i = max(statics["irf_fs_std"] / (i0 + 1.0), 1e-6)
     pair_sum = debye.pairs(moved)
-    nd = G * T * Pm
+    nd = G * L * Pm
 
     def unpack(z: Any) -> tuple[Any, Any, Any, Any]:
         zs = z[nd:]
         gamma = g0 * torch.exp(s_g * zs[0])
         t0 = t00 + s_t * zs[1]
         irf = torch.clamp((i0 + 1.0) * torch.exp(s_i * zs[2]) - 1.0, min=1e-3)
-        return delta0 + s_d * z[:nd].reshape(G, T, Pm), gamma, t0, irf
+        return delta0 + torch.einsum("jl,glp->gjp", B_t, s_d * z[:nd].reshape(G, L, Pm)), gamma, t0, irf
 
     def model(z: Any) -> Any:
         delta, gamma, t0, irf = unpack(z)
@@ -233,9 +248,11 @@ def refine_through_measurement(
 
     # three inputs, T_d Q outputs: forward mode, one pass per input
     Js = torch.autograd.functional.jacobian(static_model, z[-3:].clone(), strategy="forward-mode", vectorize=True)
-    gz = float(gamma) * torch.as_tensor(g) * s_d[..., None]  # ∂ΔS/∂z before K: (G, T, Pm, Q)
-    sd_z, laplace = _laplace_sd(K, gz, Js, inv_sigma)
-    sd_d = sd_z[:nd].reshape(G, T, Pm)
+    sd_d, sd_z, n_eff, laplace = _laplace_sd(K, float(gamma) * torch.as_tensor(g), B_t, s_d, Js, inv_sigma)
+    # between knots the interpolated prior is narrower than the network's σ there: report the network's σ at each
+    # frame shrunk by the posterior's share of the interpolated prior's variance (exactly the network's without data)
+    prior_sd = np.sqrt(np.einsum("jl,glp->gjp", B * B, s_d.numpy() ** 2))
+    sd_d = np.stack(width)[..., moved] * sd_d / prior_sd
     gam, t, i = float(gamma), float(t0), float(irf)
 
     # the answer: each group's members moved; an excited channel's weighted mean and spread, the ground state's from the hole
@@ -246,7 +263,7 @@ def refine_through_measurement(
         R[..., moved] *= np.exp(delta[k].numpy())[None]
         m1 = np.tensordot(gr.w, R, axes=(0, 0))
         m2 = np.tensordot(gr.w, R * R, axes=(0, 0))
-        moments.append((m1, m2, m1[:, moved] * s_d[k].numpy() * sd_d[k]))
+        moments.append((m1, m2, m1[:, moved] * sd_d[k]))
     for k in range(E):
         m1, m2, sd = moments[k]
         mean[k][:, moved], std[k][:, moved] = m1[:, moved], sd
@@ -270,7 +287,7 @@ def refine_through_measurement(
         irf_fs=i,
         irf_fs_std=(i + 1.0) * s_i * float(sd_z[-1]),
         dS_fit=fit.numpy(),
-        n_effective=float(n - np.sum(sd_z**2)),
+        n_effective=n_eff,
         laplace=laplace,
         iterations=iterations,
     )
@@ -360,40 +377,65 @@ def _laser_off(sim: Any) -> np.ndarray:
     return intensity_from_distances(list(sim.symbols), sim.R[sim.reference, 0], sim.q).mean(axis=0)
 
 
-def _laplace_sd(K: Any, g: Any, Js: Any, inv_sigma: Any) -> tuple[np.ndarray, str]:
-    """σ of every whitened variable (channels (k, j, p), then γ, t0, IRF) from JᵀJ + 1 (module notes), and how it was taken.
+def _knots(time: np.ndarray, knot_dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Knots every ``knot_dt`` fs from the excitation to the basis's end: the (T, L) matrix that interpolates
+    linearly from them to the basis frames, and each knot's nearest frame."""
+    tau = time - time[0]
+    L = int(np.floor(tau[-1] / knot_dt + 1e-9)) + 1
+    if L > 100000:
+        raise InputError(f"the basis spans {L} knots of {knot_dt:g} fs; at most 100000")
+    knots = np.arange(L) * knot_dt
+    if knots[-1] < tau[-1]:
+        knots = np.append(knots, tau[-1])
+    eye = np.eye(knots.size)
+    B = np.stack([np.interp(tau, knots, eye[l]) for l in range(knots.size)], axis=1)
+    return B, np.abs(tau[:, None] - knots[None, :]).argmin(axis=0)
 
-    J's columns: γ K[t, j] g_k(j, p, q) for the channels (``g`` with γ in it), ``Js`` (T_d, Q, 3) for the statics; rows
-    over (t, q), whitened by σ.
+
+def _laplace_sd(K: Any, g: Any, B: Any, s: Any, Js: Any, inv_sigma: Any) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """The Laplace approximation at the optimum (module notes): σ of each group's log shift at every frame (G, T, Pm),
+    σ of the whitened statics (3,), the effective number of parameters n − tr(H⁻¹), and how it was taken.
+
+    The data's Jacobian by the whitened knot variables z_k(l, p) is γ Σ_j K[t, j] g_k(j, p, q) B[j, l] s_k(l, p)
+    (``g`` with γ in it, (G, T, Pm, Q)), and ``Js`` (T_d, Q, 3) by the statics; rows over (t, q) whitened by σ.
     """
     import torch
 
     f64 = torch.float64
-    E, T, Pm, Q = g.shape
+    G, T, Pm, Q = g.shape
+    L = B.shape[1]
     Td = K.shape[0]
-    nd = E * T * Pm
+    nd = G * L * Pm
     n = nd + 3
-    if n <= _MAX_JOINT:
-        check_allocation(8 * (n * n + 2 * Q * n), f"the Laplace approximation's Hessian of {n} variables")
+    joint = n <= _MAX_JOINT
+    if joint:
+        check_allocation(8 * (2 * n * n + 2 * Q * n), f"the Laplace approximation's Hessian of {n} variables")
         H = torch.eye(n, dtype=f64)
-        gflat = g.reshape(E, T * Pm, Q)  # columns (k, j, p)
-        Kcol = K.repeat_interleave(Pm, dim=1)  # (T_d, T Pm)
-        for t in range(Td):
-            Jt = torch.empty((Q, n), dtype=f64)
-            for k in range(E):
-                Jt[:, k * T * Pm : (k + 1) * T * Pm] = (Kcol[t][:, None] * gflat[k]).T
-            Jt[:, nd:] = Js[t]
-            Jt = Jt * inv_sigma[t][:, None]
+    else:
+        blocks = torch.zeros((G, L, Pm, Pm), dtype=f64)
+        Hs = torch.eye(3, dtype=f64)
+    for t in range(Td):
+        Jd = torch.einsum("j,gjpq,jl,glp->glpq", K[t], g, B, s) * inv_sigma[t]  # (G, L, Pm, Q)
+        Jst = Js[t] * inv_sigma[t][:, None]  # (Q, 3)
+        if joint:
+            Jt = torch.cat([Jd.reshape(nd, Q).T, Jst], dim=1)  # (Q, n)
             H += Jt.T @ Jt
-        return torch.cholesky_inverse(torch.linalg.cholesky(H)).diagonal().sqrt().numpy(), "joint (every variable together)"
-    # per frame: each (k, j) block of Pm variables alone, and the three statics alone
-    Kw = torch.einsum("tj,tq->jq", K * K, inv_sigma**2)  # Σ_t K_tj² / σ_tq², (T, Q)
-    sd = np.empty(n)
-    for k in range(E):
-        Hk = torch.einsum("jpq,jq,jrq->jpr", g[k], Kw, g[k]) + torch.eye(Pm, dtype=f64)
-        cov = torch.cholesky_inverse(torch.linalg.cholesky(Hk))
-        sd[k * T * Pm : (k + 1) * T * Pm] = cov.diagonal(dim1=-2, dim2=-1).sqrt().reshape(-1).numpy()
-    Jsw = Js * inv_sigma[..., None]
-    Hs = torch.einsum("tqa,tqb->ab", Jsw, Jsw) + torch.eye(3, dtype=f64)
-    sd[nd:] = torch.cholesky_inverse(torch.linalg.cholesky(Hs)).diagonal().sqrt().numpy()
-    return sd, f"per frame ({n} variables > {_MAX_JOINT}: the coupling between frames left out, σ understated)"
+        else:
+            blocks += torch.einsum("glpq,glrq->glpr", Jd, Jd)
+            Hs += Jst.T @ Jst
+    if joint:
+        cov = torch.cholesky_inverse(torch.linalg.cholesky(H))
+        cov_d = cov[:nd, :nd].reshape(G, L, Pm, G, L, Pm)
+        sd_d = np.empty((G, T, Pm))
+        for k in range(G):
+            for p in range(Pm):
+                Mk = B * s[k, :, p][None, :]  # (T, L): the log shift at each frame from the knots' z
+                sd_d[k, :, p] = ((Mk @ cov_d[k, :, p, k, :, p]) * Mk).sum(1).clamp(min=0).sqrt().numpy()
+        var_z = cov.diagonal()
+        return sd_d, var_z[nd:].sqrt().numpy(), float(n - var_z.sum()), "joint (every variable together)"
+    blocks += torch.eye(Pm, dtype=f64)
+    var = torch.cholesky_inverse(torch.linalg.cholesky(blocks)).diagonal(dim1=-2, dim2=-1)  # (G, L, Pm)
+    sd_d = torch.einsum("jl,glp->gjp", B * B, s * s * var).sqrt().numpy()
+    var_s = torch.cholesky_inverse(torch.linalg.cholesky(Hs)).diagonal()
+    label = f"per knot ({n} variables > {_MAX_JOINT}: the coupling between knots left out, σ understated)"
+    return sd_d, var_s.sqrt().numpy(), float(n - var.sum() - var_s.sum()), label
