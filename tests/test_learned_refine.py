@@ -57,7 +57,9 @@ def test_the_fit_finds_a_known_shift_excitation_fraction_time_zero_and_irf(sim):
     mean, rel = _prior(sim, 0.1)
     statics = dict(gamma=0.1, gamma_std=0.03, t0=10.0, t0_std=30.0, irf_fs=50.0, irf_fs_std=30.0)
     sigma = np.full_like(data, 1e-5)  # noise-free data, told a σ far below the signal (|ΔS| ~ 1e-2)
-    out = refine_through_measurement(sim, members, shares, None, mean, rel, statics, DELAYS, data, sigma, knot_dt=25.0, max_iter=500)
+    out = refine_through_measurement(
+        sim, members, shares, None, mean, rel, statics, DELAYS, data, sigma, knot_dt=25.0, max_iter=500
+    )
     assert out.gamma == pytest.approx(TRUE["gamma"], rel=1e-3)
     assert out.t0 == pytest.approx(TRUE["t0"], abs=0.5)
     assert out.irf_fs == pytest.approx(TRUE["irf_fs"], abs=1.0)
@@ -112,7 +114,9 @@ def test_the_mixture_node_has_the_gradient_of_its_values(sim):
     _, members, shares = _channels(sim)
     debye = DebyeCompiled(list(sim.symbols), Q)
     ref = _laser_off(sim)
-    groups = [_group(debye, sim.R[idx][:, :6], w, float(c), np.zeros(0, dtype=np.int64), ref) for (idx, w), c in zip(members, shares)]
+    groups = [
+        _group(debye, sim.R[idx][:, :6], w, float(c), np.zeros(0, dtype=np.int64), ref) for (idx, w), c in zip(members, shares)
+    ]
     moved = np.array([0])
     delta = torch.tensor(np.random.default_rng(0).normal(0, 0.05, (len(groups), 6, 1)), dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda d: _Mix.apply(d, debye.pairs(moved), groups, moved, ref), (delta,))
