@@ -210,6 +210,7 @@ def refine_distances(
     kernel: str = "auto",
     memory_mb: float = 256.0,
     progress: Progress | None = None,
+    dt: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MAP distances given the signal, with predicted distances ± std as a Gaussian prior in log R.
 
@@ -225,9 +226,15 @@ def refine_distances(
     symbols : sequence of str
         The molecule's atoms, in the order the pairs follow.
     spec : SignalSpec
-        How the signals were made: q grid, inelastic term, reference, photons.
-        Signals with a time resolution (``spec.irf_fs``) are refused: the
-        refinement does not model the instrument response.
+        How the signals were made: q grid, inelastic term, reference, photons,
+        time resolution. With ``spec.irf_fs`` the fit's ΔS of each series is
+        smeared in time as :func:`molmovie.scattering.simulate_signals` smears
+        it (a normalised Gaussian over the series' valid frames, ``dt`` apart):
+        every frame's data then speak for its neighbours too. The
+        preconditioner and the Laplace σ take each frame's block of that
+        coupled problem alone (σ conditional on the neighbours: a lower bound),
+        and the geometry fit's continuation in time is not run (``sweeps``
+        ignored: its per-frame refits assume frames that do not mix).
     lengths : array_like of int, shape (M,), optional
         Valid frames per series (default: every frame).
     I_ref : array_like, shape (Q,) or (M, Q), electron units, optional
@@ -271,6 +278,8 @@ def refine_distances(
         Rough working memory, MB, of the per-frame Hessians (built in chunks
         of frames of this size, at least one frame) and of the continuation's
         batches (chunks of series, at least one).
+    dt : float, optional, fs
+        The frames' spacing; needed (only) for signals with ``spec.irf_fs``.
     progress : callable(done, info), optional
         Called after each series' fit as ``progress(series_done, {"total": M, "unit": "series"})``
         (for ``space="geometry"``, its joint fit: the continuation and the
@@ -285,7 +294,7 @@ def refine_distances(
     ------
     InputError
         For inconsistent shapes, non-finite or non-positive values inside a
-        length, a bad setting, or signals with an instrument response.
+        length, a bad setting, or signals with an instrument response and no ``dt``.
 
     Examples
     --------
@@ -303,10 +312,11 @@ def refine_distances(
     if not isinstance(spec, SignalSpec):
         raise InputError(f"The 'spec' parameter must be a molmovie.scattering.SignalSpec; got {type(spec).__name__}")
     if spec.irf_fs is not None:
-        raise InputError(
-            f"signals made with a time resolution (irf_fs {spec.irf_fs:g} fs) cannot be refined: "
-            "the refinement's forward model has no instrument response"
-        )
+        if dt is None:
+            raise InputError(
+                f"signals made with a time resolution (irf_fs {spec.irf_fs:g} fs) need the frames' spacing (dt, fs) to be refined"
+            )
+        check_number("dt", dt, low=0, low_open=True, high=1e6)
     check_number("weight", weight, low=0, low_open=True)
     if max_iter is not None:
         check_number("max_iter", max_iter, low=0, integer=True)
@@ -351,14 +361,19 @@ def refine_distances(
     data = np.where(valid[..., None], dS, 0.0)
     fixed_ref = _reference(I_ref, spec, mu, valid, debye, M, Q)
     prior_ref = fixed_ref if fixed_ref is not None else _first_intensity(debye, mu)
+    mixing = None  # (M, T, T): each series' time resolution
+    if spec.irf_fs is not None and dt is not None:
+        mixing = _irf_mixing(lengths, T, float(dt), float(spec.irf_fs))
     sigma = _noise(
         noise,
         spec,
         prior_ref,
         M,
         Q,
-        lambda: _prior_residual(debye, mu, data, prior_ref, valid, spec.reference == "first" and fixed_ref is None),
+        lambda: _prior_residual(debye, mu, data, prior_ref, valid, spec.reference == "first" and fixed_ref is None, mixing),
     )
+    if mixing is not None:
+        sweeps = 0  # the continuation's per-frame refits assume frames that do not mix
 
     out_mean = np.full((M, T, P), np.nan)
     out_std = np.full((M, T, P), np.nan)
@@ -374,6 +389,11 @@ def refine_distances(
         ref = None if fixed_ref is None else torch.as_tensor(fixed_ref[a : a + 1], dtype=torch.float64, device=dev)
         return tensors, ref, torch.as_tensor(valid[a : a + 1], dtype=torch.float64, device=dev)
 
+    def mix_of(a: int):
+        if mixing is None:
+            return None
+        return torch.as_tensor(mixing[a : a + 1], dtype=torch.float64, device=dev)
+
     def keep(a: int, u, sd_u) -> None:
         v = valid[a : a + 1]
         out_mean[a : a + 1][v] = np.exp(u)[v]
@@ -388,7 +408,9 @@ def refine_distances(
         for a in range(M):
             if valid[a].any():
                 (mu_a, s_a, data_a, sigma_a), ref, mask = series(a)
-                X[a : a + 1] = _geometry_start(debye, mu_a, s_a, data_a, sigma_a, ref, mask, float(weight), int(max_iter))
+                X[a : a + 1] = _geometry_start(
+                    debye, mu_a, s_a, data_a, sigma_a, ref, mask, float(weight), int(max_iter), mix_of(a)
+                )
             if progress is not None:
                 progress(a + 1, {"total": M, "unit": "series"})
         if sweeps and fitted:
@@ -397,7 +419,8 @@ def refine_distances(
             )
         for a in fitted:
             (_, s_a, _, sigma_a), ref, _ = series(a)
-            keep(a, *_posterior(debye, _log_distances(X[a : a + 1]), s_a, sigma_a, ref, float(weight), posterior, memory_mb))
+            u_a = _log_distances(X[a : a + 1])
+            keep(a, *_posterior(debye, u_a, s_a, sigma_a, ref, float(weight), posterior, memory_mb, mix_of(a)))
     else:
         for a in range(M):  # one series at a time, so no series' answer depends on the others predicted with it
             if valid[a].any():
@@ -405,7 +428,18 @@ def refine_distances(
                 keep(
                     a,
                     *_refine_batch(
-                        debye, mu_a, s_a, data_a, sigma_a, ref, mask, float(weight), int(max_iter), posterior, memory_mb
+                        debye,
+                        mu_a,
+                        s_a,
+                        data_a,
+                        sigma_a,
+                        ref,
+                        mask,
+                        float(weight),
+                        int(max_iter),
+                        posterior,
+                        memory_mb,
+                        mix_of(a),
                     ),
                 )
             if progress is not None:
@@ -498,7 +532,9 @@ def _reference(I_ref, spec: SignalSpec, mu: np.ndarray, valid: np.ndarray, debye
     return np.broadcast_to(_first_intensity(debye, mu)[started].mean(axis=0), (M, Q)).copy()
 
 
-def _prior_residual(debye, mu: np.ndarray, data: np.ndarray, ref: np.ndarray, valid: np.ndarray, first: bool) -> np.ndarray:
+def _prior_residual(
+    debye, mu: np.ndarray, data: np.ndarray, ref: np.ndarray, valid: np.ndarray, first: bool, mixing=None
+) -> np.ndarray:
     """Per series, the rms over valid frames and q of ΔS from the prior means less the signal, (M,); the first frame left out when it is the reference."""
     import torch
 
@@ -509,9 +545,32 @@ def _prior_residual(debye, mu: np.ndarray, data: np.ndarray, ref: np.ndarray, va
             if len(frames) == 0:
                 rms[m] = 1.0
                 continue
-            intensity = debye(torch.as_tensor(np.exp(mu[m, frames]), dtype=torch.float64, device=debye.q.device)).cpu().numpy()
-            rms[m] = np.sqrt(np.mean((intensity / ref[m] - 1.0 - data[m, frames]) ** 2))
+            if mixing is None:
+                R = np.exp(mu[m, frames])
+                signal = debye(torch.as_tensor(R, dtype=torch.float64, device=debye.q.device)).cpu().numpy() / ref[m] - 1.0
+            else:  # every valid frame, mixed, then the frames scored
+                n = int(valid[m].sum())
+                R = np.exp(mu[m, :n])
+                whole = debye(torch.as_tensor(R, dtype=torch.float64, device=debye.q.device)).cpu().numpy() / ref[m] - 1.0
+                signal = (mixing[m, :n, :n] @ whole)[frames]
+            rms[m] = np.sqrt(np.mean((signal - data[m, frames]) ** 2))
     return np.maximum(rms, 1e-12)
+
+
+def _irf_mixing(lengths: np.ndarray, T: int, dt: float, fwhm: float) -> np.ndarray:
+    """Per series, the (T, T) matrix of :func:`molmovie.scattering.simulate_signals`' time resolution: row i the
+    normalised Gaussian weights (FWHM ``fwhm``, truncated at 6σ) of the series' valid frames j, zero elsewhere."""
+    check_allocation(8 * len(lengths) * T * T, f"the time resolution's mixing of {len(lengths)} series x {T}² frames")
+    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    half = int(min(T - 1, np.ceil(6.0 * sigma / dt)))
+    offset = np.arange(T)[:, None] - np.arange(T)[None, :]
+    with np.errstate(under="ignore", over="ignore"):  # far tails underflow to 0, as in the signals' smoothing
+        w = np.where(np.abs(offset) <= half, np.exp(-0.5 * (offset * dt / sigma) ** 2), 0.0)
+    out = np.zeros((len(lengths), T, T))
+    for m, n in enumerate(lengths):
+        block = w[:n, :n]
+        out[m, :n, :n] = block / block.sum(axis=1, keepdims=True)
+    return out
 
 
 def _noise(noise, spec: SignalSpec, ref: np.ndarray, M: int, Q: int, residual) -> np.ndarray:

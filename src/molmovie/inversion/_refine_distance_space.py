@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 
-def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter: int, posterior: str, memory_mb: float):
+def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter: int, posterior: str, memory_mb: float, mix=None):
     """MAP u = log R and the std of u for one batch of series (tensors (B, T, ·)); NumPy arrays out.
 
     L-BFGS runs on y = Lᵀz, L the Cholesky factor of each frame's Gauss-Newton
@@ -22,7 +22,10 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
     on it). Measured on exact CS2 signals with a given reference, the fit
     reaches 5e-5 to 4e-4 Å (sorted C-S) in 100 iterations; with reference "first" (frame 0 coupled
     to every frame, a coupling the block preconditioner leaves out) it
-    converges more slowly, to about 1e-3 Å in 1000 iterations.
+    converges more slowly, to about 1e-3 Å in 1000 iterations. ``mix`` (B, T, T),
+    optional: the instrument response's time mixing of each series' ΔS (the
+    preconditioner and the posterior then weight each frame's block by
+    Σ_t mix[t, j]², the frames' coupling left out).
     """
     import torch
 
@@ -41,7 +44,13 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
                 background = debye.const + debye.pairs(held.numpy())(mu[..., held].exp())
             model = debye.pairs(free.numpy())
             mu_f, s_f = mu[..., free], s[..., free]
-        fixed = (background.numpy(), data.numpy(), sigma.numpy(), None if ref is None else ref.numpy())
+        fixed = (
+            background.numpy(),
+            data.numpy(),
+            sigma.numpy(),
+            None if ref is None else ref.numpy(),
+            None if mix is None else mix.numpy(),
+        )
 
         def misfit(u_f):
             return Misfit.apply(u_f, model, *fixed)
@@ -49,7 +58,10 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
 
         def misfit(u_f):
             intensity = debye(u_f.exp())
-            resid = (intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0 - data) / sigma[:, None, :]
+            signal = intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0
+            if mix is not None:
+                signal = mix @ signal
+            resid = (signal - data) / sigma[:, None, :]
             return 0.5 * (resid**2).sum(-1)
 
     def reference_at(u):
@@ -61,7 +73,7 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
     P = mu_f.shape[-1]
     y = torch.zeros(mu_f.shape, dtype=mu.dtype, device=mu.device)
     if max_iter > 0 and P > 0:
-        H0 = _hessians(model, mu_f, s_f, sigma, reference_at(mu), weight, memory_mb)  # (B, T, P, P)
+        H0 = _hessians(model, mu_f, s_f, sigma, reference_at(mu), weight, memory_mb, mix)  # (B, T, P, P)
         if ref is None:
             # the first frame is every frame's reference: ∂ΔS_t/∂u_0 ≈ -∂I_0/∂u_0 / I_0, once per later valid frame
             later = (mask.sum(1) - 1).clamp(min=0)[:, None, None]
@@ -83,10 +95,10 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
     else:
         u_f = mu_f
     u = u_f if free is None else mu.index_copy(-1, free, u_f)
-    return _posterior(debye, u, s, sigma, ref, weight, posterior, memory_mb)
+    return _posterior(debye, u, s, sigma, ref, weight, posterior, memory_mb, mix)
 
 
-def _posterior(debye, u, s, sigma, ref, weight: float, posterior: str, memory_mb: float):
+def _posterior(debye, u, s, sigma, ref, weight: float, posterior: str, memory_mb: float, mix=None):
     """The MAP u = log R and its std (module notes), NumPy: the prior's relative width, or the Laplace
     approximation's with the reference held at the MAP (the first frame of a reference "first" keeps the prior's)."""
     import torch
@@ -96,7 +108,7 @@ def _posterior(debye, u, s, sigma, ref, weight: float, posterior: str, memory_mb
     else:
         with torch.no_grad():
             ref_u = ref if ref is not None else debye(u[:, 0].exp())
-        H = _hessians(debye, u, s, sigma, ref_u, weight, memory_mb)
+        H = _hessians(debye, u, s, sigma, ref_u, weight, memory_mb, mix)
         sd_z = torch.cholesky_inverse(torch.linalg.cholesky(H)).diagonal(dim1=-2, dim2=-1).sqrt()
         if ref is None:
             sd_z[:, 0] = 1.0 / math.sqrt(weight)
@@ -128,8 +140,12 @@ def _lbfgs(x0, objective, max_iter: int):
     return x.detach()
 
 
-def _hessians(debye, u, s, sigma, ref, weight: float, memory_mb: float):
-    """Per frame, the Gauss-Newton Hessian in z, w 1 + AᵀA (A: ΔS's Jacobian, whitened), with the reference held fixed; (B, T, P, P)."""
+def _hessians(debye, u, s, sigma, ref, weight: float, memory_mb: float, mix=None):
+    """Per frame, the Gauss-Newton Hessian in z, w 1 + AᵀA (A: ΔS's Jacobian, whitened), with the reference held fixed; (B, T, P, P).
+
+    With a time mixing ``mix`` (B, T, T), frame j's block is Σ_t mix[t, j]² AᵀA + w 1: the diagonal blocks of the
+    mixed data's Gauss-Newton Hessian (the coupling between frames left out).
+    """
     import torch
 
     B, T, P = u.shape
@@ -158,5 +174,8 @@ def _hessians(debye, u, s, sigma, ref, weight: float, memory_mb: float):
             (grad,) = torch.autograd.grad(intensity, x, eye.expand(Q, b - a, Q), is_grads_batched=True)  # (Q, F, P)
             A = grad.permute(1, 0, 2) * rows_s[a:b, None, :] / rows_unit[a:b, :, None]  # (F, Q, P)
             H[a:b] = A.transpose(1, 2) @ A
+    H = H.reshape(B, T, P, P)
+    if mix is not None:
+        H = H * (mix * mix).sum(1)[:, :, None, None]
     H.diagonal(dim1=-2, dim2=-1).add_(weight)
-    return H.reshape(B, T, P, P)
+    return H

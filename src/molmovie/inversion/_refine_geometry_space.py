@@ -15,7 +15,7 @@ from ..geometry import pair_indices
 from ._refine_distance_space import _lbfgs
 
 
-def _geometry_start(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter: int):
+def _geometry_start(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter: int, mix=None):
     """The coordinates (B, T, N, 3) of every frame of one batch of series that the joint MAP fit reaches (tensors (B, T, ·) in).
 
     Two L-BFGS stages of at most ``max_iter`` iterations each: the prior
@@ -23,6 +23,7 @@ def _geometry_start(debye, mu, s, data, sigma, ref, mask, weight: float, max_ite
     means: the geometry nearest the prior), then prior and signal together.
     The objective is invariant to each frame's rotation and translation; the
     optimiser follows the gradient, which has no component along them.
+    ``mix`` (B, T, T), optional: the instrument response's time mixing of ΔS.
     """
     import torch
 
@@ -38,7 +39,8 @@ def _geometry_start(debye, mu, s, data, sigma, ref, mask, weight: float, max_ite
 
     def signal(X):
         intensity = debye(_log_distances(X).exp())
-        return intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0
+        out = intensity / (intensity[:, :1] if ref is None else ref[:, None, :]) - 1.0
+        return out if mix is None else mix @ out
 
     def projection(X):
         return (prior_term(X) * mask).sum() / n
@@ -48,7 +50,7 @@ def _geometry_start(debye, mu, s, data, sigma, ref, mask, weight: float, max_ite
         return ((0.5 * (resid**2).sum(-1) + prior_term(X)) * mask).sum() / n
 
     if isinstance(debye, DebyeCompiled):  # the data term in one node (Misfit), the same objective
-        fixed = (0.0, data.numpy(), sigma.numpy(), None if ref is None else ref.numpy())
+        fixed = (0.0, data.numpy(), sigma.numpy(), None if ref is None else ref.numpy(), None if mix is None else mix.numpy())
 
         def posterior_objective(X):
             return ((Misfit.apply(_log_distances(X), debye, *fixed) + prior_term(X)) * mask).sum() / n

@@ -19,17 +19,22 @@ class Misfit(torch.autograd.Function):
     (B, Q) or, for None, each series' first frame. NumPy arrays for
     background, ΔS (B, T, Q), σ (B, Q) and I_ref. The backward pass is the
     kernel's vector-Jacobian product of ∂/∂I, the first frame's share through
-    the reference included; first order.
+    the reference included; first order. ``mix`` (B, T, T), optional: the
+    instrument response's time mixing, applied to I/I_ref − 1 before the
+    residual (rows over output frames, columns over input frames).
     """
 
     @staticmethod
-    def forward(ctx, u, model, background, data, sigma, ref):
+    def forward(ctx, u, model, background, data, sigma, ref, mix=None):
         B, T, P = u.shape
         R = np.exp(u.detach().numpy()).reshape(B * T, P)
         intensity = model.intensity_numpy(R).reshape(B, T, -1) + background
         r0 = intensity[:, :1] if ref is None else ref[:, None, :]
-        resid = (intensity / r0 - 1.0 - data) / sigma[:, None, :]
-        ctx.model, ctx.first = model, ref is None
+        signal = intensity / r0 - 1.0
+        if mix is not None:
+            signal = np.einsum("btj,bjq->btq", mix, signal)
+        resid = (signal - data) / sigma[:, None, :]
+        ctx.model, ctx.first, ctx.mix = model, ref is None, mix
         ctx.arrays = R, intensity, r0, resid, sigma
         return torch.from_numpy(0.5 * (resid * resid).sum(-1))
 
@@ -38,9 +43,11 @@ class Misfit(torch.autograd.Function):
     def backward(ctx, grad):
         R, intensity, r0, resid, sigma = ctx.arrays
         B, T, Q = intensity.shape
-        a = grad.numpy()[..., None] * resid / sigma[:, None, :]  # ∂/∂(I/I_ref)
+        a = grad.numpy()[..., None] * resid / sigma[:, None, :]  # ∂/∂(I/I_ref), after the mixing
+        if ctx.mix is not None:
+            a = np.einsum("btj,btq->bjq", ctx.mix, a)  # before it
         g_I = a / r0
         if ctx.first:  # I_ref = I[:, 0]: every frame's share
             g_I[:, 0] -= (a * intensity).sum(1) / (r0[:, 0] * r0[:, 0])
         g_R = ctx.model.vjp_numpy(R, np.ascontiguousarray(g_I.reshape(B * T, Q)))
-        return torch.from_numpy((g_R * R).reshape(B, T, -1)), None, None, None, None, None
+        return torch.from_numpy((g_R * R).reshape(B, T, -1)), None, None, None, None, None, None

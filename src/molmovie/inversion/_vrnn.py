@@ -168,9 +168,10 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         the refined distances. On by default: on the quick preset (seed 0,
         test and validation splits) the fit of distances lowered the SSR sum in
         5/5 experiments (by 29-91 %) and raised no RMSD sum
-        (benchmarks/refine_study.py). Skipped for a model
-        trained on signals with a time resolution (``irf_fs``): the fit's
-        forward model has no instrument response.
+        (benchmarks/refine_study.py). For a model trained on signals with a
+        time resolution (``irf_fs``) the fit smears its ΔS in time as the
+        signals were (at the training frame interval; skipped only for model
+        files written before that interval was recorded).
     refine_weight : float, default 1.0
         The prior term's multiplier in that fit (> 0).
     refine_noise : float or None, default None
@@ -417,7 +418,8 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         std = target_slope(R, self.target) * self.y_std_ * sd
         R[~mask] = np.nan
         std[~mask] = np.nan
-        if self.refine and self.spec_.irf_fs is None:  # the signal fit has no instrument response: skipped for such signals
+        # with a time resolution the signal fit needs the frame interval (model files of before it was recorded lack it)
+        if self.refine and (self.spec_.irf_fs is None or self.dt_ is not None):
             R, std = refine_distances(
                 R,
                 std,
@@ -430,5 +432,6 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
                 weight=self.refine_weight,
                 space=self.refine_space,
                 device=self.device,
+                dt=self.dt_,
             )
         return Prediction(distances=R, std=std)
