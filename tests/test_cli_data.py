@@ -144,18 +144,11 @@ def test_help_is_light():
 
 
 def test_version_is_the_package_s(capsys):
-    import tomllib
-    from pathlib import Path
-
-    from molmovie import __version__
+    from molmovie import __version__  # the one place of the number: test_io.py::test_one_version_everywhere
 
     code, out, err = run_cli(["--version"], capsys)
     assert (code, out, err) == (0, f"molmovie {__version__}\n", "")
     assert run_cli(["--version", "info", "nowhere.h5"], capsys)[:2] == (0, f"molmovie {__version__}\n")  # eager: first
-    # one place for the number: the package metadata reads it from molmovie._version
-    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert "version" in project["project"]["dynamic"] and "version" not in project["project"]
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "molmovie._version.__version__"}
 
 
 def test_citation_file_names_this_version_and_the_seed_paper():
