@@ -92,6 +92,36 @@ def relabelling_tolerance(positions: np.ndarray, masses) -> float:
     return float(np.sqrt(4 * np.sqrt(np.finfo(float).eps) * second_moment / w.sum()))
 
 
+def mds_tolerance(positions: np.ndarray) -> float:
+    """How far (Angstrom) coordinates that classical MDS recovers from exact distances may be from the truth, by round-off.
+
+    MDS takes the eigen-decomposition of the centred Gram matrix G (eigenvalues lambda_1 >= lambda_2 ...),
+    which the double centring of squared distances gives with an error delta ~ n eps lambda_1. First-order
+    perturbation then moves the coordinates sqrt(lambda_k) v_k by ~delta / sqrt(lambda_k) (the eigenvalue)
+    plus sqrt(max(lambda_k, lambda_l)) delta / |lambda_k - lambda_l| for each other direction l (the
+    eigenvectors mixing): small for a compact molecule, ~1e-12 A for a CS2 bent by 1e-3 A (lambda ~1e-6 A^2),
+    and at most ~sqrt(delta) where the molecule is (nearly) linear or planar. Zero eigenvalues (a planar
+    or linear frame) are set to zero by MDS and cost nothing. The result: 10x the largest first-order
+    bound over the finite frames, which depends on the geometry, not on the CPU's LAPACK.
+    """
+    x = np.asarray(positions, dtype=float)
+    x = x.reshape(-1, *x.shape[-2:])
+    x = x[np.all(np.isfinite(x), axis=(1, 2))]
+    n = x.shape[1]
+    eps = np.finfo(float).eps
+    worst = 0.0
+    for frame in x - x.mean(axis=1, keepdims=True):
+        lam = np.linalg.svd(frame, compute_uv=False) ** 2  # the Gram matrix's non-zero eigenvalues
+        delta = n * eps * lam[0]
+        kept = lam[lam > 10 * n * eps * lam[0]]  # MDS zeroes the rest
+        for k, lk in enumerate(kept):
+            bound = delta / np.sqrt(lk) + sum(
+                np.sqrt(max(lk, ll)) * delta / abs(lk - ll) for l, ll in enumerate(lam) if l != k and ll != lk
+            )
+            worst = max(worst, min(bound, np.sqrt(10 * n * eps * lam[0])))
+    return 10 * worst
+
+
 def users_cluster(**kwargs):
     """A Dask ``LocalCluster`` started as a user's own (a context manager), giving back the environment it changed.
 

@@ -98,6 +98,26 @@ def _process_state_restored(request):
 
 
 @pytest.fixture
+def ctrl_c_acts():
+    """SIGINT as a process started from a terminal has it: Python's handler (KeyboardInterrupt), not blocked.
+
+    A test suite started as a background job without job control (``nohup pytest ... &``, a script's
+    ``&``, some CI runners and agents) inherits SIGINT ignored, and Python keeps it ignored
+    (``signal.getsignal`` gives ``SIG_IGN``): molmovie then rightly does nothing with a Ctrl-C, and
+    a test's ``os.kill(pid, SIGINT)`` is discarded ("DID NOT RAISE KeyboardInterrupt"). Tests of
+    what a Ctrl-C does ask for this; the disposition and the signal mask are given back after.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
 def sharc_cs2() -> Path:
     """The two real SHARC CS2 runs; the test is skipped when ../shared is absent."""
     if not (SHARED_SHARC / "TRAJ_00001" / "output.xyz").is_file():

@@ -143,6 +143,28 @@ def test_help_is_light():
     assert out == ""
 
 
+def test_version_is_the_package_s(capsys):
+    from molmovie import __version__  # the one place of the number: test_io.py::test_one_version_everywhere
+
+    code, out, err = run_cli(["--version"], capsys)
+    assert (code, out, err) == (0, f"molmovie {__version__}\n", "")
+    assert run_cli(["--version", "info", "nowhere.h5"], capsys)[:2] == (0, f"molmovie {__version__}\n")  # eager: first
+
+
+def test_citation_file_names_this_version_and_the_seed_paper():
+    from pathlib import Path
+
+    import yaml  # PyYAML: a dependency of dask
+
+    from molmovie import __version__
+
+    cff = yaml.safe_load((Path(__file__).resolve().parents[1] / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["version"] == __version__ and cff["license"] == "MIT"
+    (paper,) = cff["references"]
+    assert paper["title"] == "Inversion of Ultrafast X-ray Scattering with Dynamics Constraints"
+    assert [a["family-names"] for a in paper["authors"]] == ["Asenov", "Zotev", "Ramamoorthy", "Kirrander"]
+
+
 def test_real_sharc_import_and_scatter(tmp_path, capsys, sharc_cs2):
     out = tmp_path / "cs2.h5"
     assert run_cli(["import", sharc_cs2, "-o", out, "--dt", "5"], capsys)[0] == 0

@@ -94,7 +94,8 @@ def test_ground_reference_is_the_ensemble_mean_of_first_frames():
     assert np.all(I_ref == I_ref[0])
     # each trajectory's t = 0 differs from the mean, but the differences average to zero
     assert np.max(np.abs(dS[:, 0])) > 1e-5
-    np.testing.assert_allclose(dS[:, 0].mean(0), 0.0, atol=1e-15)
+    # I_k / mean(I) - 1 averaged over k is 0 but for each ratio's rounding and the mean's: a few eps (1 eps measured)
+    np.testing.assert_allclose(dS[:, 0].mean(0), 0.0, atol=8 * np.finfo(float).eps)
     assert np.isnan(dS[2, 3:]).all() and np.isfinite(dS[2, :3]).all()
 
 

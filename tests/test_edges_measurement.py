@@ -431,7 +431,7 @@ def test_scatter_billion_q_under_an_address_space_limit(tmp_path, base):
     assert not (tmp_path / "s.h5").exists()
 
 
-def test_ctrl_c_while_fit_draws_its_figures(work, capsys, monkeypatch):
+def test_ctrl_c_while_fit_draws_its_figures(work, capsys, monkeypatch, ctrl_c_acts):
     from molmovie.evaluation import fit_figures
 
     real = fit_figures.plot_fit_signals

@@ -11,7 +11,7 @@ from molmovie.evaluation.figures import plot_distance_trace, plot_per_time_step,
 from molmovie.scattering import SignalSpec, q_grid, simulate_signals
 from molmovie.trajectories import Ensemble
 
-from _fixtures import CS2_SYMBOLS, cs2_positions, relabelling_tolerance
+from _fixtures import CS2_SYMBOLS, cs2_positions, mds_tolerance, relabelling_tolerance
 
 
 @pytest.fixture
@@ -33,7 +33,9 @@ def sym_tol(ds) -> float:
 def test_exact_prediction_scores_zero(cs2_dataset):
     ev = evaluate(cs2_dataset.distances, cs2_dataset)
     mask = cs2_dataset.mask
-    assert np.nanmax(ev.rmsd) < 1e-8 and np.nanmax(ev.rmsd_sym) < sym_tol(cs2_dataset)
+    # exact distances: MDS's round-off only (_fixtures.mds_tolerance, ~5e-10 A here; 9e-13 measured)
+    assert np.nanmax(ev.rmsd) < mds_tolerance(cs2_dataset.positions) and np.nanmax(ev.rmsd_sym) < sym_tol(cs2_dataset)
+    # the signal of the same distances by the same arithmetic: identical, or a few eps of |dS| ~ 0.1 per q (SSR ~ 1e-30)
     assert np.nanmax(ev.ssr) < 1e-20
     # padded frames never count
     assert np.isnan(ev.rmsd[~mask]).all() and np.isnan(ev.ssr[~mask]).all()
@@ -48,7 +50,7 @@ def test_swapped_sulfurs_are_wrong_labelled_but_right_symmetry_aware(cs2_dataset
     # the dissociating run: the far S is mislabelled, so the labelled RMSD is large late in the run
     assert ev.rmsd[1, 19] > 0.2  # S atoms 1.6 and 2.5 A from C: swapping them moves each by ~0.9 A
     assert np.nanmax(ev.rmsd_sym) < sym_tol(cs2_dataset)
-    # the signal cannot tell: SSR stays zero
+    # the signal cannot tell: SSR stays zero (the Debye sum in another order: a few eps of |dS| per q)
     assert np.nanmax(ev.ssr) < 1e-20
 
 
@@ -65,11 +67,16 @@ def test_per_trajectory_relabelling_allows_one_swap_per_trajectory(cs2_dataset):
     # paying the full labelled RMSD on the frames it gets wrong
     as_is, relabelled = ev.rmsd[1, :20], evaluate(flicker[..., [1, 0, 2]], cs2_dataset).rmsd[1, :20]
     assert relabelled.sum() < as_is.sum()  # the swapped (odd) frames are the later, wider-apart ones
-    np.testing.assert_allclose(ev.rmsd_sym_traj[1, :20], relabelled, atol=1e-12)
+    # the same labelling, its coordinates from two MDS runs on distances in another order (5e-13 A measured)
+    np.testing.assert_allclose(ev.rmsd_sym_traj[1, :20], relabelled, atol=mds_tolerance(cs2_dataset.positions))
     assert ev.rmsd_sym_traj[1, 18] > 0.2 and ev.rmsd_sym_traj[1, 19] < sym_tol(cs2_dataset)
     assert np.isnan(ev.rmsd_sym_traj[1, 20:]).all()
     s = ev.summary()
-    assert s["rmsd_sym_sum"] <= s["rmsd_sym_traj_sum"] <= s["rmsd_sum"] + 1e-12
+    # exact arithmetic gives per frame <= per trajectory <= labelled; each choice is made on QCP residuals,
+    # which may pick a labelling up to sym_tol worse in a frame
+    slack = s["frames"] * sym_tol(cs2_dataset)
+    assert s["rmsd_sym_sum"] <= s["rmsd_sym_traj_sum"] + slack and s["rmsd_sym_traj_sum"] <= s["rmsd_sum"] + slack
+    assert s["rmsd_sym_traj_sum"] < s["rmsd_sum"] - 0.3 and s["rmsd_sym_sum"] < s["rmsd_sym_traj_sum"] - 3.0  # and far apart here
 
 
 def test_ssr_and_sums_match_a_direct_computation(cs2_dataset):

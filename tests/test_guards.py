@@ -292,7 +292,7 @@ def test_atomic_hdf5_writes_a_file_h5py_reads(tmp_path):
 # --------------------------------------------------------------------------- Ctrl-C
 
 
-def test_ctrl_c_during_a_write_keeps_the_old_file_and_is_raised_after_it(data):
+def test_ctrl_c_during_a_write_keeps_the_old_file_and_is_raised_after_it(data, ctrl_c_acts):
     finished = []
     with pytest.raises(KeyboardInterrupt):
         with atomic_write(data) as tmp:
@@ -305,7 +305,7 @@ def test_ctrl_c_during_a_write_keeps_the_old_file_and_is_raised_after_it(data):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_second_ctrl_c_stops_at_once(data):
+def test_a_second_ctrl_c_stops_at_once(data, ctrl_c_acts):
     reached = []
     with pytest.raises(KeyboardInterrupt):
         with atomic_write(data):
@@ -314,6 +314,54 @@ def test_a_second_ctrl_c_stops_at_once(data):
             reached.append(True)
     assert reached == []
     assert data.read_bytes() == b"the user's data" and leftovers(data.parent) == ["data.h5"]
+
+
+def test_a_ctrl_c_the_process_ignores_is_neither_held_nor_raised(data):
+    """A background job (``molmovie ... &`` in a script) ignores SIGINT: the write goes on and replaces the file."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with atomic_write(data) as tmp:
+            tmp.write_bytes(b"new, complete")
+            os.kill(os.getpid(), signal.SIGINT)
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # not replaced by a handler that would raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert data.read_bytes() == b"new, complete" and leftovers(data.parent) == ["data.h5"]
+
+
+def test_the_ctrl_c_tests_hold_when_the_suite_runs_as_a_background_job(tmp_path):
+    """The suite started with ``nohup pytest ... &`` (no job control) inherits SIGINT ignored, here also blocked.
+
+    The two Ctrl-C tests above failed so ("DID NOT RAISE KeyboardInterrupt") in a full run started in
+    the background, and passed run alone from a terminal: they sent a SIGINT the process ignored.
+    """
+
+    def as_a_background_job():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    here = Path(__file__).resolve()
+    tests = [
+        f"{here}::{name}"
+        for name in (
+            "test_ctrl_c_during_a_write_keeps_the_old_file_and_is_raised_after_it",
+            "test_a_second_ctrl_c_stops_at_once",
+            "test_a_ctrl_c_the_process_ignores_is_neither_held_nor_raised",
+        )
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:xdist"]
+        + ["--basetemp", str(tmp_path / "base"), "--rootdir", str(here.parents[1]), *tests],
+        cwd=here.parents[1],
+        capture_output=True,
+        text=True,
+        preexec_fn=as_a_background_job,
+        env={**env, "PYTHONPATH": SRC},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "3 passed" in done.stdout
 
 
 def test_holding_ctrl_c_is_a_no_op_outside_the_main_thread():

@@ -192,7 +192,10 @@ def test_one_version_everywhere():
     from molmovie._version import __version__
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert molmovie.__version__ == __version__ == pyproject["project"]["version"]
+    assert molmovie.__version__ == __version__
+    # the package metadata reads the number from molmovie._version: it is written nowhere else
+    assert "version" in pyproject["project"]["dynamic"] and "version" not in pyproject["project"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "molmovie._version.__version__"}
 
 
 # ---------------------------------------------------------------- model file

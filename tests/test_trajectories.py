@@ -16,7 +16,8 @@ def test_xyz_times_from_comments(tmp_path):
     tr = read_xyz(write_xyz(tmp_path / "a.xyz", CS2_SYMBOLS, pos, times=np.arange(5) * 0.5))
     assert tr.symbols == CS2_SYMBOLS
     np.testing.assert_allclose(tr.time, [0, 0.5, 1, 1.5, 2])
-    np.testing.assert_allclose(tr.positions, pos, atol=5e-10)
+    # the file's 9 decimals: half a unit of the last one, plus the reading's half ulp
+    np.testing.assert_allclose(tr.positions, pos, rtol=0, atol=0.5e-9 + np.spacing(np.abs(pos).max()))
 
 
 def test_xyz_without_times_needs_dt(tmp_path):

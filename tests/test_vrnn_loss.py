@@ -22,6 +22,7 @@ from molmovie.inversion.losses import (
 )
 
 D = torch.float64
+EPS = float(np.finfo(float).eps)
 
 
 def test_nll_is_minus_the_gaussian_log_density():
@@ -32,8 +33,8 @@ def test_nll_is_minus_the_gaussian_log_density():
     np.testing.assert_allclose(gaussian_nll(y, mean, std).numpy(), want, rtol=1e-14)
     # the standard normal at its mean: ½ log 2π per dimension
     assert float(gaussian_nll(torch.zeros(4, dtype=D), torch.zeros(4, dtype=D), torch.ones(4, dtype=D))) == pytest.approx(
-        2 * math.log(2 * math.pi), rel=1e-15
-    )
+        2 * math.log(2 * math.pi), rel=8 * EPS
+    )  # torch's log (its vectorised kernels, <= 1 ulp, differ from CPU to CPU) and a sum: a few eps
 
 
 def test_kl_of_identical_gaussians_is_zero_and_otherwise_the_closed_form():
@@ -42,7 +43,7 @@ def test_kl_of_identical_gaussians_is_zero_and_otherwise_the_closed_form():
     assert torch.equal(gaussian_kl(m, s, m, s), torch.zeros(2, dtype=D))
     # KL(N(1, 0.5²) || N(0, 2²)) = log(2/0.5) + (0.5² + 1²)/(2·2²) - ½
     one = gaussian_kl(*(torch.tensor([v], dtype=D) for v in (1.0, 0.5, 0.0, 2.0)))
-    assert float(one) == pytest.approx(math.log(4.0) + 1.25 / 8.0 - 0.5, rel=1e-15)
+    assert float(one) == pytest.approx(math.log(4.0) + 1.25 / 8.0 - 0.5, rel=8 * EPS)  # a log (<= 1 ulp) and 3 additions
     # against torch.distributions, summed over independent dimensions
     qm, qs, pm, ps = (torch.tensor(v, dtype=D) for v in ([0.1, -0.4, 2.0], [0.3, 1.1, 0.9], [0.0, 0.5, 1.0], [1.0, 0.7, 2.2]))
     want = torch.distributions.kl_divergence(torch.distributions.Normal(qm, qs), torch.distributions.Normal(pm, ps)).sum()
