@@ -98,6 +98,27 @@ def conditions_markdown(results: dict) -> list[str]:
                     variant_label(win) if win is not None else "tie: " + ", ".join(variant_label(x) for x in c["tied"][score])
                 )
                 rows.append(f"| {e['label']} | {c['label']} | " + " | ".join(cells) + f" | {verdict} |")
+    covered = [
+        v for v in variants if any("within_2sigma" in c["methods"].get(v, {}) for e in exps for c in e["conditions"].values())
+    ]
+    if covered:
+        rows += [
+            "",
+            "### True distances inside ±2σ (every pair and frame; the goal is 80-98 %)",
+            "",
+            "| experiment | condition | " + " | ".join(variant_label(v) for v in covered) + " |",
+            "|---|---|" + "---|" * len(covered),
+        ]
+        for e in exps:
+            for k in keys:
+                c = e["conditions"].get(k)
+                if c is None:
+                    continue
+                cells = [
+                    f"{100 * c['methods'][v]['within_2sigma']:.0f} %" if "within_2sigma" in c["methods"].get(v, {}) else "-"
+                    for v in covered
+                ]
+                rows.append(f"| {e['label']} | {c['label']} | " + " | ".join(cells) + " |")
     rows += [
         "",
         f"### Head to head: each method's better variant against the best other method's, {SCORE_NAMES[HEAD_TO_HEAD]}",
