@@ -233,7 +233,8 @@ def test_the_report_has_a_table_per_score_and_the_head_to_head_counts(conditione
     out, *_ = conditioned
     md = (out / "results.md").read_text()
     assert "Every method with the same tools" in md
-    assert md.count("| experiment | condition |") == 4
+    assert md.count("| experiment | condition |") == 4 + 1  # one table per score, and the ±2σ coverage
+    assert "True distances inside ±2σ" in md
     assert "baseline + signal fit" in md and "VRNN + signal fit" in md
     assert "| σ = 0.01 |" in md  # a head-to-head row
     assert (out / "noise.png").exists()
