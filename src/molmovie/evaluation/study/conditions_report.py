@@ -11,6 +11,14 @@ from .shared_fit import FITTED, RELATIVE_WIDTH
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+#: Short names of the scores, for the figure's panel titles.
+_SHORT = {
+    "rmsd_sum": "RMSD sum, labelled (Å)",
+    "rmsd_sym_traj_sum": "sym. RMSD per traj. (Å)",
+    "rmsd_sym_sum": "sym. RMSD per frame (Å)",
+    "ssr_sum": "SSR sum",
+}
+
 #: The score the head-to-head summary counts (the issue's goal: symmetry-aware RMSD per frame).
 HEAD_TO_HEAD = "rmsd_sym_sum"
 
@@ -158,7 +166,7 @@ def conditions_figure(results: dict) -> Figure | None:
                 mean = [e["conditions"][k]["methods"].get(v, {}).get(score, float("nan")) for k in keys]
                 spread = [e["conditions"][k]["spread"].get(v, {}).get(score, float("nan")) for k in keys] if several else None
                 lines[variant_label(v)] = (mean, spread)
-            panels[f"{e['label']}: {SCORE_NAMES[score]}"] = lines
+            panels[f"{e['label']}: {_SHORT.get(score, score)}"] = lines
     seeds = f"mean ± spread over {len(results['seeds'])} seeds" if several else f"seed {results['seed']}"
     return plot_noise_ladder(
         levels, panels, ncols=len(SCORES), title=f"Scores against noise (sums over the test frames; {seeds})"
