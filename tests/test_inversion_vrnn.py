@@ -204,3 +204,30 @@ def test_physics_warmup_schedule():
     seen = []
     VRNN(**dict(TINY, physics=0.5, physics_warmup=1, epochs=3)).fit(ds, progress=lambda d, info: seen.append(info))
     assert seen[0]["phys"] == 0 and seen[1]["phys"] > 0  # epoch 1 off, epoch 2 on (half weight)
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.net_.parameters()])
+
+
+def test_signal_noise_of_zero_trains_as_before_and_noise_changes_the_training(tmp_path):
+    ds = make_dataset(M=8, T=6, Q=10, dissociate=0.0, seed=2)
+    plain = VRNN(**TINY, refine=False).fit(ds)
+    for zero in (0.0, [0.0], (0.0, 0.0)):  # no level above 0: no extra draw, the same network to the bit
+        assert torch.equal(_weights(VRNN(**TINY, refine=False, signal_noise=zero).fit(ds)), _weights(plain))
+    noisy = VRNN(**TINY, refine=False, signal_noise=[0.0, 0.01]).fit(ds)
+    assert not torch.equal(_weights(noisy), _weights(plain))
+    noisy.save(tmp_path / "m.safetensors")
+    again = VRNN.load(tmp_path / "m.safetensors")
+    assert list(again.signal_noise) == [0.0, 0.01]
+    np.testing.assert_array_equal(
+        again.predict(ds.dS, q=ds.q, lengths=ds.length).distances, noisy.predict(ds.dS, q=ds.q, lengths=ds.length).distances
+    )
+
+
+@pytest.mark.parametrize(("value", "message"), [(-0.01, "signal_noise"), ([], "non-empty list"), ([0.0, -1.0], "signal_noise")])
+def test_a_bad_signal_noise_is_refused_in_one_line(value, message):
+    from molmovie import InputError
+
+    with pytest.raises(InputError, match=message):
+        VRNN(**TINY, signal_noise=value).check_settings()

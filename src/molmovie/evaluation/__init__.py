@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from .metrics import Evaluation, evaluate, heavy_pairs, reconstruct_signal
-from .stage import read_scores, score_method, write_scores
+from .stage import read_scores, score_method, score_prediction, write_scores
 
-__all__ = ["Evaluation", "evaluate", "heavy_pairs", "reconstruct_signal", "score_method", "write_scores", "read_scores"]
+__all__ = [
+    "Evaluation",
+    "evaluate",
+    "heavy_pairs",
+    "reconstruct_signal",
+    "score_method",
+    "score_prediction",
+    "write_scores",
+    "read_scores",
+]

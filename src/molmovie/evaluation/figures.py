@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_rmsd_sums", "plot_distance_trace", "plot_per_time_step", "plot_signals", "choose_pair", "PALETTE"]
+__all__ = [
+    "plot_rmsd_sums",
+    "plot_distance_trace",
+    "plot_per_time_step",
+    "plot_signals",
+    "plot_noise_ladder",
+    "choose_pair",
+    "PALETTE",
+]
 
 #: Colours of the methods, in the order they are given (seaborn's "deep" palette); the truth is black.
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
@@ -212,6 +220,62 @@ def plot_signals(
         a.set_xlabel("q (1/Å)")
     axes[0].set_ylabel("time (fs)")
     fig.colorbar(mesh, ax=list(axes), label="ΔS (%)", shrink=0.9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_noise_ladder(
+    levels: ArrayLike,
+    panels: dict[str, dict[str, tuple[list, list | None]]],
+    *,
+    ncols: int = 4,
+    title: str = "",
+) -> Figure:
+    """Each score against the noise level: one panel per (experiment, score), a line per method and variant, shaded spread.
+
+    Parameters
+    ----------
+    levels : array_like, shape (L,)
+        σ of ΔS of each level (0: noise free, drawn at the left end of the logarithmic axis).
+    panels : dict panel title -> dict variant label -> (mean, spread or None), lists of L numbers
+        A variant whose label ends with "+ signal fit" is drawn dashed, in its method's colour
+        (the colour of the same label without that ending).
+    ncols : int
+        Panels per row.
+    """
+    import matplotlib.pyplot as plt
+
+    x = np.asarray(levels, dtype=float)
+    positive = x[x > 0]
+    zero_at = positive.min() / 3.0 if positive.size else 1.0
+    xs = np.where(x > 0, x, zero_at)
+    n = len(panels)
+    rows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(rows, ncols, figsize=(3.4 * ncols, 2.7 * rows), constrained_layout=True, squeeze=False)
+    colours: dict[str, str] = {}
+    suffix = " + signal fit"
+    for ax, (name, lines) in zip(axes.flat, panels.items(), strict=False):
+        for label, (mean, spread) in lines.items():
+            base = label[: -len(suffix)] if label.endswith(suffix) else label
+            colour = colours.setdefault(base, _colour(len(colours)))
+            m = np.asarray(mean, dtype=float)
+            ax.plot(xs, m, color=colour, ls="--" if label.endswith(suffix) else "-", marker="o", ms=3, label=label)
+            if spread is not None:
+                s = np.asarray(spread, dtype=float)
+                ax.fill_between(xs, m - s, m + s, color=colour, alpha=0.18, lw=0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(xs, ["0" if v == 0 else f"{v:g}" for v in x], fontsize=7)
+        ax.minorticks_off()
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("σ of ΔS (noise)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)), fontsize=8)
     if title:
         fig.suptitle(title)
     return fig

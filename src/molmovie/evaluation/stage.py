@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..datasets import Dataset
     from ..inversion import InversionMethod
 
-__all__ = ["score_method", "write_scores", "read_scores"]
+__all__ = ["score_method", "score_prediction", "write_scores", "read_scores"]
 
 
 def score_method(method: InversionMethod, dataset: Dataset) -> dict:
@@ -55,15 +55,25 @@ def score_method(method: InversionMethod, dataset: Dataset) -> dict:
     if dataset.dS is None or dataset.q is None:
         raise InputError("the dataset has no scattering signals to invert; run `molmovie scatter` on it first")
     pred = method.predict(dataset.dS, q=dataset.q, lengths=dataset.length)
-    ev = evaluate(pred.distances, dataset)
+    return score_prediction(pred.distances, pred.std, dataset)
+
+
+def score_prediction(distances: np.ndarray, std: np.ndarray | None, dataset: Dataset) -> dict:
+    """Score predicted distances (and their std, or None) against a dataset split: :func:`score_method`'s answer.
+
+    The prediction may have been made from other signals than the dataset's
+    (noisy ones, say); the scores are against the dataset's true distances
+    and, for the SSR, its signals.
+    """
+    ev = evaluate(distances, dataset)
     summary = ev.summary()
-    if pred.std is not None:
-        inside = np.abs(pred.distances - dataset.distances) <= 2 * pred.std
+    if std is not None:
+        inside = np.abs(distances - dataset.distances) <= 2 * std
         summary["within_2sigma"] = float(inside[dataset.mask].mean())
     per_t = ev.per_time_step()
     return dict(
-        distances=pred.distances,
-        std=pred.std if pred.std is not None else np.zeros((0,)),
+        distances=distances,
+        std=std if std is not None else np.zeros((0,)),
         rmsd=ev.rmsd,
         rmsd_sym=ev.rmsd_sym,
         rmsd_sym_traj=ev.rmsd_sym_traj,

@@ -155,6 +155,13 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
     input_noise : float, default 0.0
         Standard deviation of Gaussian noise added to the standardised input
         during training (robustness to measurement noise).
+    signal_noise : float or sequence of float, default 0.0
+        σ of Gaussian noise added to the training signals, in ΔS's own units (a
+        fraction, per q bin and frame, as a measurement's noise is stated); a
+        sequence of levels: each training sequence draws one of them at every
+        batch (one model across noise levels; 0 among them keeps clean
+        sequences). The loss's targets (distances, the physics term's ΔS) stay
+        clean; validation is on the clean validation signals.
     seed : int, default 0
         Seed of weight initialisation, batch order and latent sampling.
     device : {"auto", "cpu", "cuda"}, default "auto"
@@ -295,6 +302,7 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         weight_decay: float = 0.0,
         clip: float = 5.0,
         input_noise: float = 0.0,
+        signal_noise: float | tuple[float, ...] = 0.0,
         seed: int = 0,
         device: str = "auto",
         refine: bool = True,
@@ -323,6 +331,7 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         self.weight_decay = weight_decay
         self.clip = clip
         self.input_noise = input_noise
+        self.signal_noise = signal_noise
         self.seed = seed
         self.device = device
         self.refine = refine
@@ -356,6 +365,11 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
             check_number(name, getattr(self, name), low=0)
         check_number("lr", self.lr, low=0, low_open=True)
         check_number("clip", self.clip, low=0, low_open=True)
+        levels = self.signal_noise if isinstance(self.signal_noise, (list, tuple)) else [self.signal_noise]
+        if not levels:
+            raise InputError("The 'signal_noise' setting must be a number >= 0 or a non-empty list of them; got an empty list")
+        for level in levels:
+            check_number("signal_noise", level, low=0)
         if not isinstance(self.decoder, (bool, np.bool_)):
             raise InputError(f"The 'decoder' setting must be True or False; got {self.decoder!r}")
         if not (isinstance(self.symmetry, (bool, np.bool_)) or self.symmetry == "auto"):

@@ -59,6 +59,7 @@ class _VRNNTraining(_VRNNFile):
     weight_decay: float
     clip: float
     input_noise: float
+    signal_noise: float | tuple[float, ...]
     seed: int
     device: str
 
@@ -173,6 +174,12 @@ class _VRNNTraining(_VRNNFile):
             if self.input_noise > 0:
                 noise = torch.randn(x.shape, generator=gen_dev, device=device)
                 x = x + self.input_noise * noise * batch["mask"][..., None]
+            levels = self.signal_noise if isinstance(self.signal_noise, (list, tuple)) else [self.signal_noise]
+            if any(level > 0 for level in levels):  # σ of ΔS, one level per sequence, in the standardised input's units
+                pick = torch.randint(len(levels), (x.shape[0],), generator=gen_cpu)
+                sigma = torch.as_tensor([float(v) for v in levels], dtype=x.dtype)[pick].to(device)
+                noise = torch.randn(x.shape, generator=gen_dev, device=device)
+                x = x + sigma[:, None, None] * noise / terms["scale"] * batch["mask"][..., None]
             eps = torch.randn((x.shape[1], x.shape[0], net.latent), generator=gen_dev, device=device)
             out = net(x, eps, batch["mask"])
             chosen = physics_frames(x.shape[1], self.physics_frames, gen_cpu) if on else None

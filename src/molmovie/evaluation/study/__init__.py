@@ -57,6 +57,7 @@ what defines a study.
 
 from __future__ import annotations
 
+from . import shared_fit
 from .manifest import MANIFEST, MODELS_VALID_SINCE, REPORT, REVISION
 from .presets import (
     EXPERIMENTS,
@@ -106,4 +107,5 @@ __all__ = [
     "TRANSFER_SCORE",
     "TRANSFER_TITLE",
     "default_sharc_dir",
+    "shared_fit",
 ]

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..._errors import InputError
 from ...inversion import METHODS
+from .conditions import CONDITIONS, NOISE_LEVELS, check_conditions
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,12 @@ class Preset:
     settings_by_experiment : dict experiment key -> dict method name -> dict of settings
         Per-experiment changes to ``methods``' settings.
     description : str
+    conditions : tuple of str
+        The test conditions (keys of :data:`~.conditions.CONDITIONS`: the noise ladder, the forward-model
+        mismatches) under which every method answers the test split, as itself and with the shared signal
+        fit (:mod:`.shared_fit`); empty: none, only the study's main table.
+    condition_experiments : tuple of str, optional
+        The experiments (keys) answered under ``conditions``; default: all.
     """
 
     name: str
@@ -76,6 +83,23 @@ class Preset:
     methods: dict
     settings_by_experiment: dict = field(default_factory=dict)
     description: str = ""
+    conditions: tuple[str, ...] = ()
+    condition_experiments: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_conditions(tuple(self.conditions))
+        known = [e.key for e in EXPERIMENTS]
+        unknown = [k for k in self.condition_experiments or () if k not in known]
+        if unknown:
+            raise InputError(
+                f"the {self.name} preset answers test conditions in unknown experiments {', '.join(map(repr, unknown))}; "
+                f"experiments are {', '.join(known)}"
+            )
+
+
+#: The noise the presets' VRNNs train on: each training sequence draws its σ of ΔS from the ladder and 0
+#: (one model across levels; benchmarks/noise_training.py, docs/where-dynamics-help.md).
+TRAINING_NOISE = (0.0, *NOISE_LEVELS)
 
 
 PRESETS: dict[str, Preset] = {
@@ -83,14 +107,19 @@ PRESETS: dict[str, Preset] = {
         "paper",
         # Table 1 of the paper
         {"nmm": (85, 11, 11), "c2h4": (800, 100, 100), "cs2": (753, 94, 95)},
-        methods={"nearest": {}, "nearest-viterbi": {}, "vrnn": dict(epochs=150, patience=20)},
+        methods={"nearest": {}, "nearest-viterbi": {}, "vrnn": dict(epochs=150, patience=20, signal_noise=TRAINING_NOISE)},
         description="the paper's dataset sizes (Table 1)",
+        conditions=tuple(CONDITIONS),
     ),
     "quick": Preset(
         "quick",
         {"nmm": (12, 2, 4), "c2h4": (96, 12, 12), "cs2": (48, 8, 8)},
-        methods={"nearest": {}, "nearest-viterbi": {}, "vrnn": dict(epochs=60, patience=10)},
+        methods={"nearest": {}, "nearest-viterbi": {}, "vrnn": dict(epochs=60, patience=10, signal_noise=TRAINING_NOISE)},
         description="small datasets for a run of well under 20 minutes on 2 cores",
+        # every condition, on the two CS2 experiments only: the shared signal fit of one answer on NMM's test
+        # split took over 15 minutes on the loaded 2-core machine (C2H4: 70 s, CS2: see docs/where-dynamics-help.md)
+        conditions=tuple(CONDITIONS),
+        condition_experiments=("cs2", "cs2-bound"),
     ),
 }
 
@@ -119,6 +148,12 @@ def method_label(name: str) -> str:
     """How tables and figures call a method: its class's ``label``, else its name."""
     cls = METHODS.get(name)
     return (getattr(cls, "label", "") or name) if cls is not None else name
+
+
+def experiment_conditions(preset: Preset, exp: Experiment) -> tuple[str, ...]:
+    """The test conditions an experiment is answered under (:attr:`Preset.conditions`; none for an experiment left out)."""
+    chosen = preset.condition_experiments
+    return preset.conditions if chosen is None or exp.key in chosen else ()
 
 
 def experiment_methods(preset: Preset, exp: Experiment) -> list[str]:

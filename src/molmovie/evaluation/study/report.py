@@ -11,6 +11,7 @@ import numpy as np
 from ...io import atomic_path
 from ..figures import choose_pair, plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
 from . import presets
+from .conditions_report import conditions_figure, conditions_markdown
 from .presets import SCORE_NAMES, SCORES, Experiment, is_seeded, method_label
 from .ranking import SPREAD, WIN_RULE
 from .stages import experiment_dataset
@@ -153,6 +154,7 @@ def results_markdown(results: dict) -> str:
             + (f", reusing {results['reused_stages']} stages finished before it)." if results.get("reused_stages") else ").")
         ),
     ]
+    rows += conditions_markdown(results)
     return "\n".join(rows) + "\n"
 
 
@@ -198,7 +200,8 @@ def _transfer_markdown(results: dict, methods: list[str]) -> list[str]:
 
 
 def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, seed: int = 0) -> None:
-    """Write results.json, results.md and the four figures (the first experiment shown in detail).
+    """Write results.json, results.md and the four figures (the first experiment shown in detail), and
+    ``noise.png`` (each score against the noise level) when the study has noise conditions.
 
     With several seeds, fig2a shows the means over seeds with ± one standard
     deviation as error bars; fig2b, fig2c and signals.png show the models of
@@ -240,6 +243,9 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
         }
         titles = {p: f"{t} (mean ± std, {len(results['seeds'])} seeds)" for p, t in titles.items()}
     save(plot_rmsd_sums(labels, sums, errors=errors, titles=titles), "fig2a.png")
+    ladder = conditions_figure(results)
+    if ladder is not None:
+        save(ladder, "noise.png")
 
     # the first experiment in detail: one distance along one test trajectory (Fig. 2b), errors against time
     # (Fig. 2c), and the signal against the signal of each method's distances

@@ -17,11 +17,13 @@ from ...inversion import METHODS
 from ...io import atomic_path
 from ..stage import read_scores
 from . import presets
+from .conditions import check_conditions
 from .engine import run_stages
 from .manifest import MANIFEST, check_manifest, set_aside
-from .presets import MAX_JOBS, MAX_SEEDS, Preset, check_count, experiment_methods, is_seeded, method_seeds
+from .presets import MAX_JOBS, MAX_SEEDS, Preset, check_count, experiment_conditions, experiment_methods, is_seeded, method_seeds
 from .ranking import SPREAD, WIN_RULE, over_seeds, rank_methods, seed_statistics
 from .report import log_line, write_report
+from .shared_fit import conditions_entry, conditions_pending
 from .stages import Stage, dataset_stage, experiment_splits, limit_threads, method_stage, read_summary, scored, staged
 from .transfer import TRANSFER_MOLECULE, read_sharc, transfer_entry
 
@@ -135,6 +137,7 @@ def run_study(
         raise InputError(
             f"the {preset.name} preset names unknown methods {', '.join(map(repr, unknown))}; methods are {', '.join(METHODS)}"
         )
+    check_conditions(preset.conditions)  # a preset checks them when made; a changed registry is caught here
     check_count("seeds", seeds, MAX_SEEDS)
     check_count("jobs", jobs, MAX_JOBS)
     if scheduler is not None and jobs > 1:
@@ -171,16 +174,23 @@ def run_study(
         with atomic_path(out / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2))
 
+    every_seed = tuple(seed + k for k in range(seeds))
     stages = {
         exp.key: [
-            Stage(exp, method, s, seed, seeds > 1 and is_seeded(method))
+            Stage(exp, method, s, seed, seeds > 1 and is_seeded(method), () if is_seeded(method) else every_seed)
             for method in experiment_methods(preset, exp)
             for s in method_seeds(method, seed, seeds)
         ]
         for exp in experiments
     }
     reused += sum(any(p.exists() for p in st.paths(out)) for sts in stages.values() for st in sts)
-    todo = [st for sts in stages.values() for st in sts if not scored(st.paths(out)[1])]
+    tests = {exp.key: experiment_splits(datasets[exp.molecule], exp, seed)[2] for exp in experiments}
+    todo = [
+        st
+        for sts in stages.values()
+        for st in sts
+        if not scored(st.paths(out)[1]) or conditions_pending(st, out, experiment_conditions(preset, st.exp), tests[st.exp.key])
+    ]
     here = todo
     if todo and (jobs > 1 or scheduler is not None):  # Dask tasks
         run_stages(
@@ -228,6 +238,8 @@ def run_study(
         mean_R = np.nanmean(train.distances[train.mask], axis=0)
         entry["mean_predictor_abs_error"] = float(np.mean(np.abs(test.distances[test.mask] - mean_R)))
         entry.update(rank_methods(entry["methods"], entry.get("spread")))
+        if experiment_conditions(preset, exp):
+            entry["conditions"] = conditions_entry(stages[exp.key], out, experiment_conditions(preset, exp), test, seeds)
         results["experiments"][exp.key] = entry
         log(log_line(exp, entry))
         if foreign is not None and exp.molecule == TRANSFER_MOLECULE:

@@ -24,7 +24,8 @@ from ...inversion import get_method, load_method
 from ...io import read_dataset, write_dataset
 from ...scattering import SignalSpec, q_grid, simulate
 from ..stage import score_method, write_scores
-from .presets import SCORES, Experiment, Preset, method_settings
+from .presets import SCORES, Experiment, Preset, experiment_conditions, method_settings
+from .shared_fit import condition_stage
 
 
 def experiment_dataset(full: Dataset, exp: Experiment, seed: int) -> Dataset:
@@ -128,13 +129,18 @@ def _check_protocol(spec: SignalSpec, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Stage:
-    """One (experiment, method, training seed) stage of a study of seed ``base``; ``several``: one of several seeds."""
+    """One (experiment, method, training seed) stage of a study of seed ``base``; ``several``: one of several seeds.
+
+    ``draws``: the noise draws a method without a training seed answers (one per seed of the study; a seeded
+    method answers its own seed's draw, and has none here).
+    """
 
     exp: Experiment
     method: str
     seed: int
     base: int
     several: bool = False
+    draws: tuple[int, ...] = ()
 
     def paths(self, out: Path) -> tuple[Path, Path]:
         """The model file and the evaluation file of the stage (named by its seed unless it is the study's)."""
@@ -180,7 +186,25 @@ def method_stage(
     log: Callable[[str], None],
     progress: Progress | None,
 ) -> None:
-    """Train (or load) one method for one experiment with one seed, then predict, score and save its test split."""
+    """Train (or load) one method for one experiment with one seed, then predict, score and save its test split;
+    then its answers under the preset's test conditions (:mod:`.shared_fit`), those it lacks."""
+    if not scored(stage.paths(out)[1]):
+        _train_and_score(stage, preset, train, val, test, out, log, progress)
+    conditions = experiment_conditions(preset, stage.exp)
+    if conditions:
+        condition_stage(stage, out, conditions, test, log)
+
+
+def _train_and_score(
+    stage: Stage,
+    preset: Preset,
+    train: Dataset,
+    val: Dataset,
+    test: Dataset,
+    out: Path,
+    log: Callable[[str], None],
+    progress: Progress | None,
+) -> None:
     exp, method = stage.exp, stage.method
     model_path, eval_path = stage.paths(out)
     if eval_path.exists():
