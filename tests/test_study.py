@@ -1,10 +1,11 @@
-"""The five-experiment study (``run_study``) end to end, on tiny synthetic datasets.
+"""The study (``run_study``: five X-ray experiments, one of electrons) end to end, on tiny synthetic datasets.
 
 Three small datasets are built here from the real molecules' atoms
 (equilibrium geometry, a slow random vibration, and for C2H4 and CS2 some
 trajectories that lose one atom) and put where ``run_study`` reuses them, so no
 xTB generation runs. The CS2 file is written without signals, so the study
-simulates them itself. A tiny preset trains tiny VRNNs. One run (module
+simulates them itself, and the electron signals of the CS2 UED experiment from
+the same trajectories. A tiny preset trains tiny VRNNs. One run (module
 fixture) is then checked against independent recomputations: the files it
 promises, the split sizes, the metric sums (re-scored with
 :func:`molmovie.evaluation.evaluate` from the saved predictions), the winners,
@@ -14,6 +15,7 @@ the Markdown table; then resuming, and the errors a user can make.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from types import SimpleNamespace
@@ -194,12 +196,13 @@ def test_log_reuses_datasets_and_trains_each_model_once(study):
     assert any(re.match(r"c2h4: reusing .*c2h4\.h5 \(11 trajectories, 3 dissociated\)$", line) for line in log), log
     assert "cs2: 11 trajectories, 4 dissociated; signals on 100 q points" in log
     training = [line for line in log if ": training " in line]
-    assert len(training) == 10
+    assert len(training) == 2 * len(KEYS) == 12
     for e in EXPERIMENTS:
         for m in METHODS:
             n_train = len(experiment_indices(study.built[e.molecule], e.key)["train"])
             assert f"{e.label}: training {m} on {n_train} trajectories ..." in training
-    assert sum(bool(re.fullmatch(r".+: (nearest|vrnn) trained in \d+ s", line)) for line in log) == 10
+    assert sum(bool(re.fullmatch(r".+: (nearest|vrnn) trained in \d+ s", line)) for line in log) == 12
+    assert "cs2-electron-3700kev: cs2.h5's 11 trajectories with electron signals at 3700 keV on 100 q points" in log
 
 
 def test_signals_missing_from_a_dataset_are_simulated_and_saved(study):
@@ -223,7 +226,50 @@ def test_signals_missing_from_a_dataset_are_simulated_and_saved(study):
     np.testing.assert_array_equal(nmm.dS, study.built["nmm"].dS)
 
 
-def test_results_hold_the_five_experiments_with_their_split_sizes(study):
+def electron_intensity(symbols, positions, s):
+    """The electron I(s) of one geometry written out here: Σ|f_A|² + 2 Σ_{A<B} Re(f_A f_B*) sin(sR)/(sR)."""
+    from molmovie.scattering import electron_amplitudes
+
+    f = electron_amplitudes(symbols, s, 3700.0)  # (atoms, s), complex, Å
+    I = np.sum(np.abs(f) ** 2, axis=0)
+    for a, b in zip(*np.triu_indices(len(symbols), 1)):
+        R = np.linalg.norm(positions[a] - positions[b])
+        I = I + 2 * np.real(f[a] * np.conj(f[b])) * np.sinc(s * R / np.pi)
+    return I
+
+
+def test_the_ued_experiment_probes_the_cs2_trajectories_with_electrons(study):
+    """CS2 UED: cs2.h5's trajectories and splits, with ΔI/I of the 3.7 MeV electron I(s) (no inelastic term) on the
+    study's grid, in a dataset of its own; its models learn from, and score against, those signals."""
+    exp = next(e for e in EXPERIMENTS if e.key == "cs2-ued")
+    assert (exp.molecule, exp.probe, exp.energy_kev, exp.bound_only) == ("cs2", "electron", 3700.0, False)
+    xray = read_dataset(study.data_dir / "cs2.h5")
+    ued = read_dataset(study.data_dir / "cs2-electron-3700kev.h5")
+    np.testing.assert_array_equal(ued.positions, xray.positions)
+    np.testing.assert_array_equal(ued.time, xray.time)
+    assert {k: v.tolist() for k, v in ued.splits.items()} == {k: v.tolist() for k, v in xray.splits.items()}
+    assert ued.signal_attrs == dict(
+        inelastic=False, reference="first", photons=None, irf_fs=None, seed=SEED, probe="electron", energy_kev=3700.0
+    )
+    np.testing.assert_array_equal(ued.q, q_grid())
+    for m in range(ued.n_trajectories):
+        L = int(ued.length[m])
+        I = np.array([electron_intensity(ued.symbols, ued.positions[m, t], ued.q) for t in range(L)])
+        np.testing.assert_allclose(ued.I_ref[m], I[0], rtol=1e-9)
+        np.testing.assert_allclose(ued.dS[m, :L], I / I[0] - 1, rtol=1e-7, atol=1e-12)
+    # another probe: not the X-ray signals (electrons weigh small s more; the ratio varies along q)
+    moving = np.abs(xray.dS[xray.mask]).max(axis=-1) > 1e-3
+    ratio = ued.dS[ued.mask][moving] / xray.dS[xray.mask][moving]
+    assert np.ptp(ratio[np.isfinite(ratio)]) > 0.1
+    # the same train/val/test trajectories as the all-CS2 X-ray experiment
+    assert study.results["experiments"]["cs2-ued"]["trajectories"] == study.results["experiments"]["cs2"]["trajectories"]
+    for m in METHODS:  # each model says what it learned from: its signal spec is the electron one
+        spec = load_method(study.out / "models" / f"cs2-ued-{m}.safetensors").spec_
+        assert (spec.probe, spec.energy_kev, spec.inelastic) == ("electron", 3700.0, False)
+        assert load_method(study.out / "models" / f"cs2-{m}.safetensors").spec_.probe == "xray"
+
+
+def test_results_hold_the_six_experiments_with_their_split_sizes(study):
     res = study.results
     assert res["preset"] == "tiny" and res["seed"] == SEED
     assert list(res["experiments"]) == KEYS
@@ -250,7 +296,7 @@ def test_results_hold_the_five_experiments_with_their_split_sizes(study):
 @pytest.mark.parametrize("key", KEYS)
 def test_sums_and_winners_agree_with_an_independent_evaluation(study, key):
     exp = next(e for e in EXPERIMENTS if e.key == key)
-    full = read_dataset(study.data_dir / f"{exp.molecule}.h5")  # CS2 now with the study's signals
+    full = read_dataset(study.data_dir / f"{exp.dataset}.h5")  # CS2 now with the study's signals; CS2 UED's electrons
     idx = experiment_indices(full, key)
     train, test = full.subset(idx["train"]), full.subset(idx["test"])
     entry = study.results["experiments"][key]
@@ -319,8 +365,8 @@ def test_markdown_table_shows_the_results(study):
             for text, m in ((nearest, "nearest"), (vrnn, "vrnn")):
                 assert float(text.strip("*")) == pytest.approx(e["methods"][m][k], rel=1e-3, abs=0.5), (key, k, cell)
             wins[k] += e["winner"][k] == "vrnn"
-    assert f"VRNN wins: labelled RMSD {wins['rmsd_sum']}/5, " in md
-    assert f"SSR {wins['ssr_sum']}/5 (preset `tiny`, seed {SEED}; this run took " in md
+    assert f"VRNN wins: labelled RMSD {wins['rmsd_sum']}/6, " in md
+    assert f"SSR {wins['ssr_sum']}/6 (preset `tiny`, seed {SEED}; this run took " in md
 
 
 def test_every_progress_bar_opened_is_closed(study):
@@ -349,10 +395,11 @@ def test_a_rerun_retrains_nothing_and_a_lost_evaluation_is_recomputed_identicall
     bars = ProgressRecorder()
     again = run_study(PRESET, study.out, seed=SEED, data_dir=study.data_dir, log=lines.append, progress=StageProgress(bars))
     assert snapshot(study.out) == before
-    assert study.results["reused_stages"] == 3 and again["reused_stages"] == 13  # three datasets, then ten models too
-    assert "reusing 13 stages finished before it)." in (study.out / "results.md").read_text()
+    # three datasets, then the electron dataset and twelve models too
+    assert study.results["reused_stages"] == 3 and again["reused_stages"] == 16
+    assert "reusing 16 stages finished before it)." in (study.out / "results.md").read_text()
     assert not bars.bars and not [line for line in lines if ": training " in line or " trained in " in line], lines
-    assert sum(": reusing " in line for line in lines) == 3  # CS2 now has its signals too
+    assert sum(": reusing " in line for line in lines) == 4  # CS2 now has its signals too, and the electron dataset exists
     assert {k: v for k, v in again.items() if k not in VOLATILE} == common
 
     lost = "eval/cs2-bound-vrnn.npz"
@@ -495,6 +542,34 @@ def test_a_folder_with_models_but_no_manifest_is_not_resumed(tmp_path):
     with pytest.raises(InputError, match=r"old-study holds models or scores but no study\.json"):
         run_study(PRESET, out, seed=SEED, data_dir=tmp_path / "data", log=lambda line: None)
     assert not (out / "study.json").exists() and not (tmp_path / "data").exists()
+
+
+def test_an_electron_dataset_of_other_trajectories_or_signals_is_refused_and_kept(study, tmp_path):
+    """The CS2 UED dataset is cs2.h5's trajectories with electron signals: one that holds other trajectories (cs2.h5
+    made again) or signals made otherwise is refused with one line naming it, and left as it was."""
+    import shutil
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(study.data_dir, data_dir)
+    path = data_dir / "cs2-electron-3700kev.h5"
+    ued = read_dataset(path)
+    moved = dataclasses.replace(ued, ensemble=dataclasses.replace(ued.ensemble, positions=ued.positions + 0.01))
+    write_dataset(moved, path, force=True)
+    content = path.read_bytes()
+    with pytest.raises(InputError, match=r"cs2-electron-3700kev\.h5 holds other trajectories or splits than .*cs2\.h5"):
+        run_study(PRESET, tmp_path / "out", seed=SEED, data_dir=data_dir, log=lambda line: None)
+    assert path.read_bytes() == content
+
+    xray = read_dataset(data_dir / "cs2.h5")  # the X-ray signals under the electron dataset's name
+    write_dataset(xray, path, force=True)
+    content = path.read_bytes()
+    with pytest.raises(
+        InputError,
+        match=r"cs2-electron-3700kev\.h5 holds signals simulated otherwise than the study's: probe xray \(the study uses "
+        r"electron\); energy_kev None \(the study uses 3700\.0\); inelastic True \(the study uses False\); choose another",
+    ):
+        run_study(PRESET, tmp_path / "out2", seed=SEED, data_dir=data_dir, log=lambda line: None)
+    assert path.read_bytes() == content
 
 
 def test_reused_signals_must_follow_the_studys_protocol(tmp_path):

@@ -1,4 +1,4 @@
-"""Study commands: ``evaluate`` (one model on one dataset) and ``reproduce`` (the five-experiment study)."""
+"""Study commands: ``evaluate`` (one model on one dataset) and ``reproduce`` (the study: the paper's five experiments and one of electron diffraction)."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def reproduce(
         ),
     ] = None,
 ) -> None:
-    """Run the paper's five-experiment study end to end: generate, simulate, train, evaluate, report.
+    """Run the study (the paper's five experiments and CS2 probed by electrons) end to end: generate, simulate, train, evaluate, report.
 
     A rerun with the same --output skips every finished stage; one with more --seeds trains only the seeds it lacks.
     """

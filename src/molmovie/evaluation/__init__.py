@@ -1,4 +1,4 @@
-"""Evaluation: per-frame RMSD and SSR, one scoring stage, the five-experiment study, figures."""
+"""Evaluation: per-frame RMSD and SSR, one scoring stage, the study (five X-ray experiments and one of electrons), figures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The five-experiment study of the paper, end to end, resumable, for any list of methods.
+"""The study: the paper's five experiments and one of electron diffraction, end to end, resumable, for any list of methods.
 
 Its rooms: :mod:`.presets` (the experiments, presets and scores),
 :mod:`.manifest` (what defines a study, ``study.json``, and its revision),
@@ -9,7 +9,10 @@ figures) and :mod:`.run` (:func:`run_study`, which puts them together).
 
 Experiments (the paper's): all NMM trajectories; all C2H4; C2H4 without
 dissociation; all CS2; CS2 without dissociation. Each has its own
-train/val/test split. A :class:`Preset` names the inversion methods it runs
+train/val/test split. A sixth, "CS2 UED", probes the all-CS2 trajectories
+and split with 3.7 MeV electrons instead of X-rays (ΔI/I of the electron
+I(s) on the same grid, :mod:`molmovie.scattering.electrons`): the same
+motion, another probe, the same methods and scores. A :class:`Preset` names the inversion methods it runs
 (keys of :data:`molmovie.inversion.METHODS`) with their settings, and may
 change them per experiment; an :class:`Experiment` may run only some of them.
 Each method is trained, scored on the test split (labelled and
@@ -32,6 +35,7 @@ leaves nothing corrupt::
 
     OUT/study.json                       what defines the study (a rerun with other settings is refused)
     OUT/data/{nmm,c2h4,cs2}.h5           generated trajectories + signals
+    OUT/data/cs2-electron-3700kev.h5     cs2.h5's trajectories and splits with electron signals
     OUT/models/{experiment}-{method}.safetensors           trained with the study's seed
     OUT/models/{experiment}-{method}-seed{s}.safetensors   trained with another seed s (seeds=K > 1)
     OUT/eval/{experiment}-{method}[-seed{s}].npz   predictions and per-frame metrics (:func:`~molmovie.evaluation.write_scores`)

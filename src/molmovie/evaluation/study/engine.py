@@ -53,7 +53,7 @@ def _stage_task(stage: Stage, preset: Preset, out: Path, data: Path, seed: int, 
     def send(*message: object) -> None:
         worker.log_event(topic, list(message))
 
-    path = data / f"{stage.exp.molecule}.h5"
+    path = data / f"{stage.exp.dataset}.h5"
     mtime = path.stat().st_mtime_ns
     if _datasets.get(path, (None,))[0] != mtime:
         _datasets[path] = (mtime, read_dataset(path))

@@ -1,4 +1,4 @@
-"""What a study runs: the paper's five experiments, the presets (dataset sizes, methods, settings), the scores.
+"""What a study runs: the paper's five experiments and one of electron diffraction, the presets (dataset sizes, methods, settings), the scores.
 
 A :class:`Preset` names the inversion methods it runs (keys of
 :data:`molmovie.inversion.METHODS`) with their settings, and may change them
@@ -13,6 +13,7 @@ import numpy as np
 
 from ..._errors import InputError
 from ...inversion import METHODS
+from ...scattering.electrons import check_probe
 from .conditions import CONDITIONS, NOISE_LEVELS, check_conditions
 
 
@@ -36,6 +37,14 @@ class Experiment:
         The distance the trajectory figure follows (a pair label such as
         "N2-O5", or two elements such as "O-N"); default: the pair whose true
         distance varies most.
+    probe : {"xray", "electron"}, default "xray"
+        What scatters in its signals. An experiment of another probe than
+        X-rays uses the same trajectories and splits as the molecule's
+        X-ray dataset, with the signals of that probe (same q grid, the
+        probe's default inelastic setting, first-frame reference), kept in
+        a dataset of its own (:attr:`dataset`).
+    energy_kev : float, optional
+        The electrons' kinetic energy (default 3700 keV, MeV-UED; None for X-rays).
     """
 
     key: str
@@ -44,6 +53,18 @@ class Experiment:
     bound_only: bool
     methods: tuple[str, ...] | None = None
     pair: str | None = None
+    probe: str = "xray"
+    energy_kev: float | None = None
+
+    def __post_init__(self) -> None:
+        probe, energy = check_probe(self.probe, self.energy_kev)
+        object.__setattr__(self, "probe", probe)
+        object.__setattr__(self, "energy_kev", energy)
+
+    @property
+    def dataset(self) -> str:
+        """Name of its dataset (``data/{dataset}.h5``): the molecule for X-rays, e.g. "cs2-electron-3700kev" for electrons."""
+        return self.molecule if self.probe == "xray" else f"{self.molecule}-{self.probe}-{self.energy_kev:g}kev"
 
 
 EXPERIMENTS = (
@@ -52,6 +73,8 @@ EXPERIMENTS = (
     Experiment("c2h4-bound", "C2H4 bound", "c2h4", True),
     Experiment("cs2", "CS2", "cs2", False),
     Experiment("cs2-bound", "CS2 bound", "cs2", True),
+    # ultrafast electron diffraction (MeV-UED, 3.7 MeV) of the same CS2 trajectories and splits as "cs2"
+    Experiment("cs2-ued", "CS2 UED", "cs2", False, probe="electron", energy_kev=3700.0),
 )
 
 

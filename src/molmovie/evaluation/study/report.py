@@ -250,7 +250,7 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
     # the first experiment in detail: one distance along one test trajectory (Fig. 2b), errors against time
     # (Fig. 2c), and the signal against the signal of each method's distances
     exp = next(e for e in presets.EXPERIMENTS if e.key == keys[0])
-    test = experiment_dataset(datasets[exp.molecule], exp, seed).split("test")
+    test = experiment_dataset(datasets[exp.dataset], exp, seed).split("test")
     shown = [m for m in methods if (exp.key, m) in per_frame]
     pair, pair_label = choose_pair(test.symbols, test.distances, exp.pair)
     traj = 0

@@ -24,7 +24,17 @@ from .presets import MAX_JOBS, MAX_SEEDS, Preset, check_count, experiment_condit
 from .ranking import SPREAD, WIN_RULE, over_seeds, rank_methods, seed_statistics
 from .report import log_line, write_report
 from .shared_fit import conditions_entry, conditions_pending
-from .stages import Stage, dataset_stage, experiment_splits, limit_threads, method_stage, read_summary, scored, staged
+from .stages import (
+    Stage,
+    dataset_stage,
+    experiment_splits,
+    limit_threads,
+    method_stage,
+    probe_dataset_stage,
+    read_summary,
+    scored,
+    staged,
+)
 from .transfer import TRANSFER_MOLECULE, read_sharc, transfer_entry
 
 
@@ -43,7 +53,7 @@ def run_study(
     log: Callable[[str], None] = print,
     progress: Callable[[int, dict], None] | None = None,
 ) -> dict:
-    """Run the five-experiment study (or resume it) and write the report.
+    """Run the study (the paper's five experiments and one of electron diffraction), or resume it, and write the report.
 
     Parameters
     ----------
@@ -167,6 +177,11 @@ def run_study(
         path = data / f"{mol}.h5"
         reused += path.exists()
         datasets[mol] = dataset_stage(mol, preset, path, seed, workers, log, staged(progress, f"generate {mol}"), scheduler)
+    for exp in experiments:  # another probe: the molecule's trajectories, that probe's signals
+        if exp.dataset not in datasets:
+            path = data / f"{exp.dataset}.h5"
+            reused += path.exists()
+            datasets[exp.dataset] = probe_dataset_stage(exp, datasets[exp.molecule], data / f"{exp.molecule}.h5", path, seed, log)
 
     if older is not None:  # the datasets are accepted: the study is resumed in today's revision
         set_aside(out, older, log)
@@ -212,7 +227,7 @@ def run_study(
         results.update(seeds=[seed + k for k in range(seeds)], spread=SPREAD, win_rule=WIN_RULE)
     per_frame = {}
     for exp in experiments:
-        train, val, test = experiment_splits(datasets[exp.molecule], exp, seed)
+        train, val, test = experiment_splits(datasets[exp.dataset], exp, seed)
         mine = [st for st in stages[exp.key] if st in here]
         if mine:  # in this process, one after another
             undo = limit_threads(threads) if threads is not None else (lambda: None)

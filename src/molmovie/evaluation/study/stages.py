@@ -89,34 +89,70 @@ def dataset_stage(
         log(f"{mol}: generating {n} trajectories with GFN2-xTB ...")
         generate(mol, n, output=path, seed=seed, workers=workers, scheduler=scheduler, splits=counts, progress=progress)
         ds = read_dataset(path)
-    q = q_grid()
-    ds = ds.with_signals(
-        *simulate(ds.symbols, ds.positions, ds.length, ds.time, SignalSpec(q, inelastic=True, reference="first", seed=seed))
-    )
+    spec = study_spec(seed)
+    ds = ds.with_signals(*simulate(ds.symbols, ds.positions, ds.length, ds.time, spec))
     write_dataset(ds, path, force=True)
-    log(f"{mol}: {n} trajectories, {int(ds.dissociated.sum())} dissociated; signals on {len(q)} q points")
+    log(f"{mol}: {n} trajectories, {int(ds.dissociated.sum())} dissociated; signals on {len(spec.q)} q points")
     return ds
 
 
-def _check_protocol(spec: SignalSpec, path: Path) -> None:
-    """Refuse reused signals simulated otherwise than the study's protocol (default q grid, inelastic, first frame, exact)."""
-    q = q_grid()
-    found = {
-        "q grid": f"{len(spec.q)} points, {spec.q.min():.3g}-{spec.q.max():.3g} 1/Å",
-        "probe": spec.probe,
-        "inelastic": spec.inelastic,
-        "reference": spec.reference,
-        "photons": spec.photons,
-        "irf_fs": spec.irf_fs,
-    }
-    wanted = {
-        "q grid": f"{len(q)} points, {q.min():.3g}-{q.max():.3g} 1/Å",
-        "probe": "xray",
-        "inelastic": True,
-        "reference": "first",
-        "photons": None,
-        "irf_fs": None,
-    }
+def study_spec(seed: int, probe: str = "xray", energy_kev: float | None = None) -> SignalSpec:
+    """How the study simulates signals: the default q grid, the probe's default inelastic term (X-rays: on;
+    electrons: off), each trajectory's first frame as reference, no noise, no time resolution."""
+    return SignalSpec(q_grid(), reference="first", seed=seed, probe=probe, energy_kev=energy_kev)
+
+
+def probe_dataset_stage(
+    exp: Experiment, base: Dataset, base_path: Path, path: Path, seed: int, log: Callable[[str], None]
+) -> Dataset:
+    """The dataset of an experiment of another probe than X-rays: the trajectories and splits of the molecule's
+    dataset ``base`` (read from ``base_path``) with the signals of ``exp.probe``, reused from ``path`` when it holds
+    them (made now and written there otherwise)."""
+    spec = study_spec(seed, exp.probe, exp.energy_kev)
+    what = f"{exp.probe} signals" + (f" at {exp.energy_kev:g} keV" if exp.energy_kev is not None else "")
+    if path.exists():
+        ds = read_dataset(path)
+        same = (
+            ds.molecule == base.molecule
+            and ds.n_trajectories == base.n_trajectories
+            and np.array_equal(ds.time, base.time)
+            and np.array_equal(ds.length, base.length)
+            and np.array_equal(ds.positions, base.positions, equal_nan=True)
+            and all(np.array_equal(ds.splits.get(k, ()), base.splits.get(k, ())) for k in SPLITS)
+        )
+        if not same:
+            raise InputError(
+                f"{path} holds other trajectories or splits than {base_path} (of which it holds the {what}); "
+                "remove it or choose another --output/--data-dir"
+            )
+        if ds.spec is not None:
+            _check_protocol(ds.spec, path, spec)
+            log(f"{exp.dataset}: reusing {path} (the {what} of {base_path.name}'s {ds.n_trajectories} trajectories)")
+            return ds
+    ds = base.with_signals(*simulate(base.symbols, base.positions, base.length, base.time, spec))
+    write_dataset(ds, path, force=True)
+    log(f"{exp.dataset}: {base_path.name}'s {ds.n_trajectories} trajectories with {what} on {len(spec.q)} q points")
+    return ds
+
+
+def _check_protocol(spec: SignalSpec, path: Path, wanted_spec: SignalSpec | None = None) -> None:
+    """Refuse reused signals simulated otherwise than the study's protocol (``wanted_spec``, default the X-ray one
+    of :func:`study_spec`: default q grid, inelastic, first frame, exact)."""
+    want = study_spec(0) if wanted_spec is None else wanted_spec
+    q = want.q
+
+    def described(s: SignalSpec) -> dict:
+        return {
+            "q grid": f"{len(s.q)} points, {s.q.min():.3g}-{s.q.max():.3g} 1/Å",
+            "probe": s.probe,
+            "energy_kev": s.energy_kev,
+            "inelastic": s.inelastic,
+            "reference": s.reference,
+            "photons": s.photons,
+            "irf_fs": s.irf_fs,
+        }
+
+    found, wanted = described(spec), described(want)
     same_q = len(spec.q) == len(q) and np.allclose(spec.q, q, rtol=1e-9, atol=1e-12)
     diff = [
         f"{k} {found[k]} (the study uses {wanted[k]})" for k in wanted if (not same_q if k == "q grid" else found[k] != wanted[k])
