@@ -5,6 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from test_ingest import _h5, _stack
 
 from molmovie import InputError
 from molmovie.io.beamline import ingest
@@ -12,7 +13,6 @@ from molmovie.io.measurement import read_measurement, write_measurement
 from molmovie.measurement import LegendreComponent, Measurement
 
 from _fixtures import assert_one_line_error, run_cli
-from test_ingest import _h5, _stack
 
 UNITS = dict(q_units="1/A", delay_units="ps", t0=2.0)
 
