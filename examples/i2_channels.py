@@ -8,9 +8,11 @@ Writes OUT/table.md, OUT/results.json and OUT/residuals.png (the residual/σ map
 Models (each with the ground-state hole, the IRF fixed at 40 fs as in the README, t0 searched):
 
 1. isotropic: S_0 only, one alignment (the README's ensemble fit, on the same basis);
-2. + S_2, every trajectory one-photon parallel;
-3. + channels: each trajectory under 1-3 photon parallel and 1-2 photon perpendicular alignments;
-4. + nuisance terms, added one at a time while BIC falls (t0 and the IRF of model 3).
+2. + S_2, every trajectory one-photon parallel, axes fixed;
+2r. the same with the thermal rotational dephasing of bound molecules' alignment (temperature on a grid);
+3. + channels: each trajectory under 1-3 photon parallel and 1-2 photon perpendicular alignments, axes fixed;
+3r. the same with rotational dephasing;
+4. + nuisance terms on the better of 3 and 3r by BIC, added one at a time while BIC falls (its t0 and IRF).
 
 Models 2-4 read the file's components as the LCLS analysis made them (``projection="i2-lcls"``: polynomials of the
 angle θ_q, see molmovie.scattering.anisotropy); model 3 is also fitted with textbook components (``cos``) and
@@ -76,6 +78,7 @@ def row(name: str, fit, extra: str = "") -> dict:
         t0=fit.t0,
         irf_fs=fit.irf_fs,
         qscale=fit.qscale,
+        rotation_temperature=fit.rotation_temperature,
         hole_gamma=fit.hole_gamma,
         hole_period_fs=fit.hole_period_fs,
         max_abs_band={str(m): float(np.abs(bands[f]).max()) for f, m in enumerate(fit.orders)},

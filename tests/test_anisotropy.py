@@ -105,3 +105,28 @@ def test_bad_input():
         legendre_intensity(("I", "I"), [2.7], [1.0], orders=(0, 1))
     with pytest.raises(InputError, match="a_0 = 1"):
         legendre_intensity(("I", "I"), [2.7], [1.0], orders=(0, 2), moments=[0.5, 0.2])
+
+
+def test_rotational_dephasing_against_rotating_vectors():
+    """G_2(t) against axes turned by random thermal angular velocities (3D, the component along the axis dropped)."""
+    from molmovie.scattering.anisotropy import rotational_dephasing
+
+    T, inertia = 300.0, 451.0  # I2: μ r_e² = 63.45 u × (2.666 Å)²
+    t = np.array([0.0, 300.0, 800.0, 1500.0, 3000.0, 20000.0])
+    G = rotational_dephasing(t, (0, 2, 4), temperature=T, inertia=inertia)
+    rng = np.random.default_rng(1)
+    n = 200_000
+    axis = rng.standard_normal((n, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    sigma = np.sqrt(8.617333262e-5 * T / (1.66053906660e-27 * 1e10 / 1.602176634e-19) / inertia)
+    omega = sigma * rng.standard_normal((n, 3))
+    omega -= (omega * axis).sum(axis=1, keepdims=True) * axis  # a linear rotor has no spin about its axis
+    speed = np.linalg.norm(omega, axis=1)
+    for k, tk in enumerate(t):
+        cos = np.cos(speed * tk)  # the axis turns by |ω| t in the plane ⟂ ω
+        mc = np.mean(eval_legendre(2, cos))
+        assert G[1, k] == pytest.approx(mc, abs=5e-3)
+    np.testing.assert_allclose(G[0], 1.0, atol=1e-9)
+    assert G[1, 0] == pytest.approx(1.0, abs=1e-9) and G[1, -1] == pytest.approx(0.25, abs=0.01)
+    g50 = rotational_dephasing([50.0], (2,), temperature=T, inertia=inertia)[0, 0]
+    assert 1 - g50 == pytest.approx(3 * sigma**2 * 50.0**2, rel=0.01)  # 1 − 3σ²t² at short times

@@ -85,7 +85,7 @@ from ..datasets import Dataset
 from ..geometry import distances as pair_distances
 from ..measurement import Measurement, basis_signals, check_molecule, hold_last_frame, irf_operator
 from ..molecules import atomic_masses
-from ..scattering.anisotropy import axis_moments, file_projection, legendre_pair_terms
+from ..scattering.anisotropy import axis_moments, file_projection, legendre_pair_terms, rotational_dephasing
 from ..trajectories import Ensemble
 from ._ensemble import _hole_split
 from ._ensemble_system import EQUALITY_WEIGHT, _ground_rows, _Reduced
@@ -176,6 +176,7 @@ class ChannelFit:
     t0: float
     irf_fs: float
     qscale: float
+    rotation_temperature: float | None
     channels: list[Channel]
     hole_gamma: float
     hole_period_fs: float | None
@@ -239,8 +240,16 @@ def _stacked(meas: Measurement, orders: tuple[int, ...], sigma: str) -> tuple[np
 # --------------------------------------------------------------------------- the basis
 
 
-def _physical(basis: Dataset | Ensemble, q: np.ndarray, orders: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """ΔS_0,i (M, T, Q) against the laser-off reference, and ΔS_L,i without a_L for L > 0, (L', M, T, Q)."""
+def _physical(
+    basis: Dataset | Ensemble, q: np.ndarray, orders: Sequence[int], temperature: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """ΔS_0,i (M, T, Q) against the laser-off reference, and ΔS_L,i without a_L for L > 0, (L', M, T, Q).
+
+    With a rotational ``temperature`` (K) the alignment of bound molecules dephases by G_L(τ)
+    (:func:`~molmovie.scattering.anisotropy.rotational_dephasing`, I = μ R² of the first frames): the
+    anti-aligned ground state a dissociating molecule left (its own start) and the whole of a bound one;
+    the fragments of a dissociation keep their axis (axial recoil).
+    """
     ens = cast(Ensemble, getattr(basis, "ensemble", basis))
     dS0, I_gs = basis_signals(basis, q)
     dS0, length = hold_last_frame(dS0)
@@ -250,9 +259,19 @@ def _physical(basis: Dataset | Ensemble, q: np.ndarray, orders: Sequence[int]) -
     R = pair_distances(pos)  # (M, T, P)
     higher = [L for L in orders if L > 0]
     out = np.zeros((len(higher), *dS0.shape))
+    G = np.ones((len(higher), ens.n_frames))
+    if temperature is not None:
+        if len(ens.symbols) != 2:
+            raise InputError("rotational dephasing is implemented for diatomic molecules (one moment of inertia)")
+        m = atomic_masses(ens.symbols)
+        inertia = float(m[0] * m[1] / (m[0] + m[1]) * np.mean(R[:, 0, 0] ** 2))
+        G = rotational_dephasing(ens.time - ens.time[0], higher, temperature=float(temperature), inertia=inertia)
+    diss = np.asarray(ens.dissociated, dtype=bool)[:, None, None]
     for k, L in enumerate(higher):
         pairs = legendre_pair_terms(ens.symbols, R, q, (L,))[..., 0, :, :].sum(axis=-2)  # (M, T, Q)
-        out[k] = (-1.0) ** (L // 2) * (2 * L + 1) * (pairs - pairs[:, :1]) / I_gs
+        g = G[k][None, :, None]
+        moved = np.where(diss, pairs - g * pairs[:, :1], g * (pairs - pairs[:, :1]))
+        out[k] = (-1.0) ** (L // 2) * (2 * L + 1) * moved / I_gs
     return dS0, out
 
 
@@ -450,6 +469,7 @@ def fit_channels(
     nuisance: Sequence[str] = (),
     projection: str = "cos",
     sigma: str = "measured",
+    rotation: float | Sequence[float] | None = None,
     t0_range: tuple[float, float] = (-100.0, 100.0),
     irf_range: tuple[float, float] = (20.0, 200.0),
     grid: tuple[int, int] = (9, 4),
@@ -479,6 +499,9 @@ def fit_channels(
     projection : {"cos", "i2-lcls"}
     sigma : {"measured", "scatter"}
         The measurement's σ or each order's σ per q from its scatter (:func:`scatter_sigma`).
+    rotation : float or sequence of float, optional
+        Rotational temperature (K) of the thermal dephasing of bound molecules' alignment (see
+        :func:`_physical`); a sequence is a grid, the best by χ² is kept (one parameter). None: axes fixed.
     t0_range, irf_range : (float, float), fs
         Searched (equal ends fix the parameter).
     grid : (int, int)
@@ -508,6 +531,7 @@ def fit_channels(
             nuisance,
             projection,
             sigma,
+            rotation,
             t0_range,
             irf_range,
             grid,
@@ -529,6 +553,7 @@ def _fit_channels(
     nuisance: Sequence[str],
     projection: str,
     sigma: str,
+    rotation: float | Sequence[float] | None,
     t0_range: tuple[float, float],
     irf_range: tuple[float, float],
     grid: tuple[int, int],
@@ -558,20 +583,23 @@ def _fit_channels(
     moments = np.stack([a.moments(MODEL_ORDERS) for a in aligns])  # (K, L)
     cache = {} if _cache is None else _cache
 
-    def columns(s: float) -> np.ndarray:
-        key = ("basis", round(float(s), 9), orders, projection, tuple(aligns), bool(hole))
-        if key not in cache:
-            dS0, higher = _physical(basis, q * s, MODEL_ORDERS)
+    def columns(s: float, temp: float | None) -> np.ndarray:
+        key = ("basis", round(float(s), 9), temp, orders, projection, tuple(aligns), bool(hole))
+        if cache.get("basis_key") != key:  # one basis held at a time (each is large)
+            cache.pop("basis", None)
+            cache.pop("red", None)
+            cache["red_key"] = None
+            dS0, higher = _physical(basis, q * s, MODEL_ORDERS, temp)
             phys = np.concatenate([dS0[None], higher])  # (L, M, T, Q)
+            del higher
             cols = []
             for k in range(K_al):
                 w = proj * moments[k][None, None, :]  # (Q, F, L)
                 cols.append(np.einsum("lmtq,qfl->mtfq", phys[:, e_idx], w))
             if hole:
                 cols.append(-np.einsum("mtq,qf->mtfq", dS0[g_idx], proj[:, :, 0]))
-            B = np.concatenate(cols).reshape(-1, time.size, F * Q)
-            cache[key] = B
-        return cache[key]
+            cache["basis"], cache["basis_key"] = np.concatenate(cols).reshape(-1, time.size, F * Q), key
+        return cache["basis"]
 
     inv_sigma = (1.0 / sig).transpose(1, 0, 2).reshape(T_d, F * Q)
     d_flat = data.transpose(1, 0, 2).reshape(T_d, F * Q)
@@ -582,26 +610,33 @@ def _fit_channels(
     upper = np.concatenate([np.full(M_e * K_al, np.inf), np.full(M_g, 1.0 / max(M_g, 1))]) if hole else None
     linear_kinds = [k for k in kinds if k != "qscale"]
 
-    def build(s: float, t0: float, irf: float) -> tuple[_Solver, np.ndarray, np.ndarray | None, list]:
-        B = columns(s)
-        key = ("red", round(float(s), 9), orders, projection, tuple(aligns), bool(hole))
-        if key not in cache:
-            cache[key] = (_Reduced(B, wq, rank_tol), _ground_rows(B, wq, float(ground_state), rank_tol))
-        red, ground = cache[key]
+    def build(s: float, temp: float | None, t0: float, irf: float) -> tuple[_Solver, np.ndarray, np.ndarray | None, list]:
+        B = columns(s, temp)
+        key = (cache["basis_key"], tuple(wq[:3]), float(rank_tol), float(ground_state))
+        if cache.get("red_key") != key:
+            cache["red"], cache["red_key"] = (_Reduced(B, wq, rank_tol), _ground_rows(B, wq, float(ground_state), rank_tol)), key
+        red, ground = cache["red"]
         Kop = irf_operator(time, delays, t0=t0, irf_fs=irf)
         nv, labels = _nuisance_vectors(linear_kinds, Kop.sum(axis=1), q, orders, data[0])
         nuis_w = None if nv is None else (nv.reshape(len(nv), T_d, F * Q) * inv_sigma).reshape(len(nv), -1)
         return _Solver(red, Kop, inv_sigma, nuis_w, ground, equality, upper), Kop, nv, labels
 
-    def chi2_at(s: float, t0: float, irf: float) -> float:
-        return build(s, t0, irf)[0].solve(d_w)[1]
+    def chi2_at(s: float, temp: float | None, t0: float, irf: float) -> float:
+        return build(s, temp, t0, irf)[0].solve(d_w)[1]
 
     s_values = [float(v) for v in qscale_grid] if "qscale" in kinds else [1.0]
+    if rotation is None:
+        temps: list[float | None] = [None]
+    else:
+        temps = [float(v) for v in np.atleast_1d(np.asarray(rotation, dtype=float))]
+        if any(not (math.isfinite(v) and v > 0) for v in temps if v is not None):
+            raise InputError(f"The 'rotation' parameter must be temperatures > 0 K; got {rotation!r}")
+    temp = temps[len(temps) // 2]
     t0_lo, t0_hi = (float(v) for v in t0_range)
     irf_lo, irf_hi = (float(v) for v in irf_range)
     t0s = np.linspace(t0_lo, t0_hi, max(int(grid[0]), 1)) if t0_hi > t0_lo else np.array([t0_lo])
     irfs = np.geomspace(irf_lo, irf_hi, max(int(grid[1]), 1)) if irf_hi > irf_lo else np.array([irf_lo])
-    best = min(((chi2_at(1.0, a, b), a, b) for a in t0s for b in irfs), key=lambda x: x[0])
+    best = min(((chi2_at(1.0, temp, a, b), a, b) for a in t0s for b in irfs), key=lambda x: x[0])
     t0, irf = best[1], best[2]
     free = [t0_hi > t0_lo, irf_hi > irf_lo]
     if any(free):
@@ -611,7 +646,7 @@ def _fit_channels(
         def f(x: np.ndarray) -> float:
             th = np.array([t0, irf])
             th[free] = np.clip(x, lo, hi)
-            return chi2_at(1.0, th[0], th[1])
+            return chi2_at(1.0, temp, th[0], th[1])
 
         x0 = np.array([t0, irf])[free]
         step = (hi - lo) / np.maximum(np.array(grid)[free] - 1, 1) / 2
@@ -622,12 +657,14 @@ def _fit_channels(
         th = np.array([t0, irf])
         th[free] = np.clip(opt.x, lo, hi)
         t0, irf = float(th[0]), float(th[1])
-    s_best = min(s_values, key=lambda s: chi2_at(s, t0, irf))
-    solver, Kop, nv, labels = build(s_best, t0, irf)
+    if len(temps) > 1:
+        temp = min(temps, key=lambda v: chi2_at(1.0, v, t0, irf))
+    s_best = min(s_values, key=lambda s: chi2_at(s, temp, t0, irf))
+    solver, Kop, nv, labels = build(s_best, temp, t0, irf)
     x, chi2 = solver.solve(d_w)
     c = x[:n_c]
     u = x[n_c : n_c + solver.n_nu] - x[n_c + solver.n_nu :] if solver.n_nu else np.zeros(0)
-    B = columns(s_best)
+    B = columns(s_best, temp)
     model = (Kop @ np.tensordot(c, B, axes=(0, 0))).reshape(T_d, F, Q)
     if nv is not None:
         model = model + np.tensordot(u, nv, axes=(0, 0))
@@ -638,7 +675,7 @@ def _fit_channels(
     N = int(data.size)
     tiny = 1e-12 * max(float(np.abs(x).max(initial=0.0)), 1e-300)
     k_par = int(np.count_nonzero(np.abs(c) > tiny)) + int(np.count_nonzero(np.abs(u) > tiny)) + sum(free)
-    k_par += int("qscale" in kinds) - int(hole)
+    k_par += int("qscale" in kinds) - int(hole) + int(len(temps) > 1)
     gamma = float(c[: M_e * K_al].sum())
     reduced = chi2 / max(N - k_par, 1)
 
@@ -724,6 +761,7 @@ def _fit_channels(
         t0=t0,
         irf_fs=irf,
         qscale=float(s_best),
+        rotation_temperature=temp,
         channels=channels,
         hole_gamma=hole_gamma,
         hole_period_fs=hole_period,
