@@ -88,16 +88,62 @@ def row(name: str, fit, extra: str = "") -> dict:
     )
 
 
+def table(rows: list[dict]) -> str:
+    """The model-selection table and the channels of every model, as Markdown."""
+    lines = [
+        "| model | σ | χ²_red (S_0 + S_2) | χ²_red S_0 | χ²_red S_2 | k | BIC | ΔBIC | γ | t0 (fs) | T_rot (K) | nuisance kept |"
+        " max over q of mean resid./σ (S_0, S_2) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    comparable = [r for r in rows if r["orders"] == [0, 2] and r["sigma"] == "measured"]
+    ref = min((r["bic"] for r in comparable), default=float("nan"))
+
+    def delta(r: dict) -> str:
+        return f"{r['bic'] - ref:+.0f}" if r in comparable else "(other data)"
+
+    for r in rows:
+        red = r["reduced_by_order"]
+        both = r["orders"] == [0, 2]
+        lines.append(
+            f"| {r['model']} | {'file' if r['sigma'] == 'measured' else 'scatter'} | "
+            f"{r['reduced_chi2']:.2f}{'' if both else ' (S_0 only)'} | {red['0']:.2f} | {red.get('2', float('nan')):.2f} | "
+            f"{r['n_params']} | {r['bic']:.0f} | {delta(r)} | {r['gamma']:.3f} | {r['t0']:.1f} | "
+            f"{r.get('rotation_temperature') or '—'} | {', '.join(r['nuisance']) or '—'} | "
+            + ", ".join(f"{v:.2f}" for v in r["max_abs_band"].values())
+            + " |"
+        )
+    lines += [
+        "",
+        "| model | channel | population (of excited) | speed (Å/fs) | σ (bootstrap) | spread | KER (eV) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for c in r["channels"]:
+            if c["population"] < 0.005:
+                continue
+            lines.append(
+                f"| {r['model']} | {c['name']} (a_2 = {c['a2']:.3f}) | {c['population']:.3f} ± {c['population_std']:.3f} | "
+                f"{c['speed']:.4f} | {c['speed_std']:.4f} | {c['speed_spread']:.4f} | {c['energy_ev']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("measurement")
-    ap.add_argument("basis")
+    ap.add_argument("--table-from", help="print the tables of a results.json and stop")
+    ap.add_argument("measurement", nargs="?")
+    ap.add_argument("basis", nargs="?")
     ap.add_argument("--out", default="i2-channels")
     ap.add_argument("--stride", type=int, default=2, help="keep every n-th basis frame (memory)")
     ap.add_argument("--t0-range", default="-80,-20")
     ap.add_argument("--bootstrap", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="models 1-3 only")
     a = ap.parse_args()
+    if a.table_from:
+        print(table(json.loads(Path(a.table_from).read_text())))
+        return
+    if not (a.measurement and a.basis):
+        ap.error("give MEASUREMENT and BASIS (or --table-from)")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     meas = read_measurement(a.measurement)
@@ -126,32 +172,39 @@ def main() -> None:
         (out / "results.json").write_text(json.dumps(rows, indent=1, default=float))
         return fit
 
+    temps = (300.0, 400.0, 500.0)
+    aniso = dict(orders=(0, 2), projection="i2-lcls")
     run("1 isotropic (S_0)", fit_channels, orders=(0,), alignments="1par", projection="cos")
-    run("2 + S_2, one alignment", fit_channels, orders=(0, 2), alignments="1par", projection="i2-lcls")
-    f3 = run("3 + channels", fit_channels, orders=(0, 2), alignments=ALIGNMENTS, projection="i2-lcls")
-    run("3c + channels, textbook components", fit_channels, orders=(0, 2), alignments=ALIGNMENTS, projection="cos")
+    run("2 + S_2, one alignment (1par)", fit_channels, alignments="1par", **aniso)
+    run("2r + rotational dephasing", fit_channels, alignments="1par", rotation=temps, **aniso)
+    f3 = run("3 + channels", fit_channels, alignments=ALIGNMENTS, **aniso)
+    f3r = run("3r + channels, rotational dephasing", fit_channels, alignments=ALIGNMENTS, rotation=temps, **aniso)
+    best = f3r if f3r.bic < f3.bic else f3
+    rot = best.rotation_temperature
+    run("3c + channels, textbook components", fit_channels, orders=(0, 2), projection="cos", alignments=ALIGNMENTS, rotation=rot)
     if not a.quick:
-        fixed = dict(t0_range=(f3.t0, f3.t0), irf_range=(f3.irf_fs, f3.irf_fs))
+        fixed = dict(t0_range=(best.t0, best.t0), irf_range=(best.irf_fs, best.irf_fs), qscale_grid=(0.99, 1.0, 1.01))
         f4 = run(
             "4 + nuisance (BIC)",
             select_nuisance,
-            orders=(0, 2),
             alignments=ALIGNMENTS,
-            projection="i2-lcls",
+            rotation=rot,
             candidates=("step", "background", "leak", "offset", "qscale"),
+            **aniso,
             **fixed,
         )
         run(
             "4s best model, σ from the scatter",
             fit_channels,
-            orders=(0, 2),
             alignments=ALIGNMENTS,
-            projection="i2-lcls",
+            rotation=rot,
             nuisance=f4.nuisance,
             sigma="scatter",
+            **aniso,
             **fixed,
         )
     figure(fits, out / "residuals.png")
+    (out / "table.md").write_text(table(rows) + "\n")
 
 
 def figure(fits: dict, path: Path) -> None:

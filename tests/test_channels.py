@@ -8,7 +8,7 @@ import pytest
 from molmovie._errors import InputError
 from molmovie.fitting import fit_channels, select_nuisance
 from molmovie.measurement import LegendreComponent, Measurement, irf_operator
-from molmovie.scattering.anisotropy import axis_moments, legendre_intensity
+from molmovie.scattering.anisotropy import axis_moments, legendre_intensity, rotational_dephasing
 from molmovie.trajectories import Ensemble
 
 R0 = 2.666
@@ -35,17 +35,20 @@ def _basis() -> Ensemble:
     )
 
 
-def _measurement(channels, *, gamma=0.08, t0=30.0, irf=60.0, noise=2e-4, seed=0) -> Measurement:
+def _measurement(channels, *, gamma=0.08, t0=30.0, irf=60.0, noise=2e-4, seed=0, temperature=None) -> Measurement:
     """ΔS_0, ΔS_2 of channels [(speed, photons, transition, population)], straight from legendre_intensity."""
     I_gs = legendre_intensity(("I", "I"), [[R0]], Q, orders=(0,))[0, 0]
     S = np.zeros((2, TIME.size, Q.size))
+    G = np.ones(TIME.size)
+    if temperature is not None:  # the anti-aligned ground state left behind turns thermally (I = μ r_e²)
+        G = rotational_dephasing(TIME, (2,), temperature=temperature, inertia=126.904 / 2 * R0**2)[0]
     for v, n, kind, pop in channels:
         a = axis_moments(n, kind, (0, 2))
         R = (R0 + v * TIME)[:, None]
         now = legendre_intensity(("I", "I"), R, Q, orders=(0, 2), moments=a)  # (T, 2, Q)
         start = legendre_intensity(("I", "I"), [[R0]], Q, orders=(0, 2), moments=a)[0]
         S[0] += pop * (now[:, 0] - I_gs) / I_gs
-        S[1] += pop * (now[:, 1] - start[1]) / I_gs  # the aligned hole cancels the aligned start
+        S[1] += pop * (now[:, 1] - G[:, None] * start[1]) / I_gs  # the aligned hole cancels the aligned start
     K = irf_operator(TIME, DELAYS, t0=t0, irf_fs=irf)
     clean = gamma * np.einsum("dt,ltq->ldq", K, S)
     rng = np.random.default_rng(seed)
@@ -130,3 +133,15 @@ def test_bad_input():
         fit_channels(meas, basis, alignments="1diag")
     with pytest.raises(InputError, match="Legendre order 4"):
         fit_channels(meas, basis, orders=(0, 4))
+
+
+def test_rotational_dephasing_of_the_hole_is_fitted_and_its_temperature_found():
+    basis = _basis()
+    meas = _measurement(TRUTH, temperature=300.0)
+    opts = dict(OPTIONS, bootstrap=0, t0_range=(30.0, 30.0), irf_range=(60.0, 60.0))
+    frozen = fit_channels(meas, basis, orders=(0, 2), **opts)
+    turning = fit_channels(meas, basis, orders=(0, 2), rotation=(150.0, 300.0, 600.0), **opts)
+    assert turning.rotation_temperature == 300.0
+    assert turning.reduced_chi2 < 1.1 < frozen.reduced_chi2
+    ch = _by_name(turning)
+    assert abs(ch["1perp"].population - 0.6) < 0.12 and abs(ch["2par"].speed - 0.028) < 0.0028
