@@ -130,3 +130,19 @@ def test_rotational_dephasing_against_rotating_vectors():
     assert G[1, 0] == pytest.approx(1.0, abs=1e-9) and G[1, -1] == pytest.approx(0.25, abs=0.01)
     g50 = rotational_dephasing([50.0], (2,), temperature=T, inertia=inertia)[0, 0]
     assert 1 - g50 == pytest.approx(3 * sigma**2 * 50.0**2, rel=0.01)  # 1 − 3σ²t² at short times
+
+
+def test_file_projection_pump_axis_y_is_the_other_detector_axis():
+    """ε along y: a pattern P_2(cos θ_qε) read against the angle α to x. Checked by sampling the detector
+    ring directly: q̂ = (cos θ_B cos φ, cos θ_B sin φ, sin θ_B), α = angle to x, θ_qε = angle to y."""
+    q, k0 = 2.0, 4.5287
+    M = file_projection([q], model_orders=(0, 2), file_orders=(0, 2, 4, 6), pump_axis="y", n_theta=400)[0]
+    tb = np.arcsin(q / (2 * k0))
+    phi = np.linspace(0, np.pi / 2, 200001)
+    alpha = np.arccos(np.cos(tb) * np.cos(phi))
+    pattern = eval_legendre(2, np.cos(tb) * np.sin(phi))
+    grid = np.linspace(tb, np.pi / 2, 400)
+    on_grid = np.interp(grid, alpha, pattern)  # alpha rises from θ_B to π/2 with φ
+    A = np.stack([np.sqrt((2 * m + 1) / 2) * eval_legendre(m, grid) for m in (0, 2, 4, 6)], axis=1)
+    direct = np.linalg.lstsq(A, on_grid, rcond=None)[0]
+    np.testing.assert_allclose(M[:, 1], direct, atol=1e-4)

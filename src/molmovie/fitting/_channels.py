@@ -36,7 +36,8 @@ physical components S_L (coefficients of P_L(cos θ_q)) to the file's:
 ``projection="i2-lcls"`` is the least-squares map of the LCLS I2 file's
 analysis (:func:`molmovie.scattering.anisotropy.file_projection`: polynomials
 of the angle θ_q over the Ewald sphere's θ_q ≥ θ_B), normalised so that the
-file's ΔS_m = Σ_L (M_mL / M_00) ΔS_L.
+file's ΔS_m = Σ_L (M_mL / M_00) ΔS_L; ``"i2-lcls-y"`` the same with the pump
+polarisation along the detector's other axis.
 
 The photon order of a channel is then what its anisotropy says: in ΔS_0 the
 columns of one trajectory under different alignments are identical (a_0 = 1
@@ -93,7 +94,7 @@ from ._ensemble_system import EQUALITY_WEIGHT, _ground_rows, _Reduced
 __all__ = ["Alignment", "parse_alignments", "NUISANCES", "ChannelFit", "Channel", "fit_channels", "select_nuisance"]
 
 NUISANCES = ("offset", "step", "background", "leak", "qscale")
-PROJECTIONS = ("cos", "i2-lcls")
+PROJECTIONS = ("cos", "i2-lcls", "i2-lcls-y")
 #: Physical Legendre orders carried by the model (enough for up to 4 photons: a_L = 0 for L > 2n).
 MODEL_ORDERS = (0, 2, 4, 6, 8)
 #: 1 u Å²/fs² in eV (1 u × (1e5 m/s)², CODATA 2018)
@@ -282,7 +283,9 @@ def _projection(q: np.ndarray, orders: tuple[int, ...], projection: str) -> np.n
         for f, m in enumerate(orders):
             P[:, f, MODEL_ORDERS.index(m)] = 1.0
         return P
-    M = file_projection(q, model_orders=MODEL_ORDERS, file_orders=(0, 2, 4, 6))
+    M = file_projection(
+        q, model_orders=MODEL_ORDERS, file_orders=(0, 2, 4, 6), pump_axis="y" if projection.endswith("-y") else "x"
+    )
     keep = [(0, 2, 4, 6).index(m) for m in orders]
     return M[:, keep, :] / M[:, :1, :1]
 

@@ -297,6 +297,7 @@ def file_projection(
     k0: float = I2_LCLS_K0,
     n_theta: int = 200,
     variable: str = "angle",
+    pump_axis: str = "x",
 ) -> np.ndarray:
     r"""The linear map from S_l (coefficients of P_l(cos θ_q)) to a beamline file's Legendre components.
 
@@ -317,6 +318,10 @@ def file_projection(
     n_theta : int
         Points of the uniform θ_q grid of each fit.
     variable : {"angle", "cos"}
+    pump_axis : {"x", "y"}
+        The pump polarisation along the axis the file's angle is measured from (``"x"``: the angle is
+        θ_q itself), or along the perpendicular axis in the detector plane (``"y"``: a pixel at angle α
+        to x, on the Ewald sphere, has cos θ_q = √(cos²θ_B − cos²α)).
 
     Returns
     -------
@@ -328,11 +333,17 @@ def file_projection(
         raise InputError(f"The 'k0' parameter must be > q_max / 2 = {qa.max() / 2:g} 1/Angstrom; got {k0!r}")
     if variable not in ("angle", "cos"):
         raise InputError(f"The 'variable' parameter must be 'angle' or 'cos'; got {variable!r}")
+    if pump_axis not in ("x", "y"):
+        raise InputError(f"The 'pump_axis' parameter must be 'x' or 'y'; got {pump_axis!r}")
     out = np.empty((qa.size, fl.size, ml.size))
     for k, qk in enumerate(qa):
         theta = np.linspace(math.asin(qk / (2 * k0)), math.pi / 2, int(n_theta))
         u = theta if variable == "angle" else np.cos(theta)
         A = np.stack([math.sqrt((2 * m + 1) / 2) * eval_legendre(int(m), u) for m in fl], axis=1)  # (n, F)
-        Y = np.stack([eval_legendre(int(l), np.cos(theta)) for l in ml], axis=1)  # (n, L)
+        if pump_axis == "x":
+            c = np.cos(theta)
+        else:
+            c = np.sqrt(np.clip(math.cos(theta[0]) ** 2 - np.cos(theta) ** 2, 0.0, None))
+        Y = np.stack([eval_legendre(int(l), c) for l in ml], axis=1)  # (n, L)
         out[k] = np.linalg.lstsq(A, Y, rcond=None)[0]
     return out
