@@ -138,6 +138,12 @@ def main() -> None:
     ap.add_argument("--t0-range", default="-80,-20")
     ap.add_argument("--bootstrap", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="models 1-3 only")
+    ap.add_argument(
+        "--pump-axis-y",
+        action="store_true",
+        help="only refit model 3 with the pump polarisation along the detector's y axis (i2-lcls-y) at the "
+        "rotational temperature of OUT/results.json's best model, and add it to OUT/results.json",
+    )
     a = ap.parse_args()
     if a.table_from:
         print(table(json.loads(Path(a.table_from).read_text())))
@@ -152,6 +158,9 @@ def main() -> None:
     common = dict(hole=True, t0_range=(lo, hi), irf_range=(40.0, 40.0), grid=(7, 1), bootstrap=a.bootstrap)
     rows, fits = [], {}
     log = out / "log.txt"
+    if a.pump_axis_y:
+        rows = json.loads((out / "results.json").read_text())
+        rot = next(r for r in rows if r["model"].startswith("3c"))["rotation_temperature"]
 
     def run(name, fn, **kw):
         t = time.time()
@@ -174,6 +183,16 @@ def main() -> None:
 
     temps = (300.0, 400.0, 500.0)
     aniso = dict(orders=(0, 2), projection="i2-lcls")
+    if a.pump_axis_y:
+        run(
+            "3y + channels, pump along y",
+            fit_channels,
+            orders=(0, 2),
+            projection="i2-lcls-y",
+            alignments=ALIGNMENTS,
+            rotation=rot,
+        )
+        return
     run("1 isotropic (S_0)", fit_channels, orders=(0,), alignments="1par", projection="cos")
     run("2 + S_2, one alignment (1par)", fit_channels, alignments="1par", **aniso)
     run("2r + rotational dephasing", fit_channels, alignments="1par", rotation=temps, **aniso)
