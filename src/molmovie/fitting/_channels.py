@@ -802,14 +802,16 @@ def select_nuisance(
     )
     cache: dict = {}
     current: tuple[str, ...] = tuple(options.pop("nuisance", ()))
-    fit = fit_channels(meas, basis, nuisance=current, _cache=cache, **options)
+    boot = options.pop("bootstrap", 20)
+    trial = dict(options, bootstrap=0)  # the trials need χ² only; the bootstrap runs once, on the choice
+    fit = fit_channels(meas, basis, nuisance=current, _cache=cache, **trial)
     path = [(current, getattr(fit, criterion), fit.chi2)]
     while True:
         trials = []
         for kind in candidates:
             if kind in current:
                 continue
-            f = fit_channels(meas, basis, nuisance=(*current, kind), _cache=cache, **options)
+            f = fit_channels(meas, basis, nuisance=(*current, kind), _cache=cache, **trial)
             path.append(((*current, kind), getattr(f, criterion), f.chi2))
             trials.append((getattr(f, criterion), kind, f))
         if not trials:
@@ -818,4 +820,6 @@ def select_nuisance(
         if value >= getattr(fit, criterion):
             break
         current, fit = (*current, kind), f
+    if boot:
+        fit = fit_channels(meas, basis, nuisance=current, _cache=cache, bootstrap=boot, **options)
     return fit, path
