@@ -80,6 +80,12 @@ def ingest(
             help="Legendre order to take from a stacked array (looked up in the file's list of orders; without one, the index)."
         ),
     ] = 0,
+    anisotropy: Annotated[
+        str | None,
+        typer.Option(
+            help="Anisotropic Legendre orders to keep beside order 0, e.g. 2,4 (each ΔS_l = (S_l − S̄_l)/S̄_0 with its σ)."
+        ),
+    ] = None,
     q_path: Annotated[str | None, typer.Option(help="HDF5 dataset path or NPZ key of q (default: guessed, e.g. Q, q).")] = None,
     delays_path: Annotated[
         str | None, typer.Option(help="... of the delays (default: guessed, e.g. delays, timebins, time).")
@@ -132,6 +138,7 @@ def ingest(
             probe=probe,
             energy_kev=energy_kev,
             legendre=legendre,
+            anisotropy=_orders(anisotropy),
             q_path=q_path,
             delays_path=delays_path,
             data_path=data_path,
@@ -158,7 +165,26 @@ def ingest(
     ]
     if checks:
         lines.append("mean (ΔS/σ)² (1 when ΔS is zero within σ): " + ", ".join(checks))
+    if meas.components:
+        pre = p.get("anisotropy", {}).get("pre_t0_chi2_dof", {})
+        lines.append(
+            "anisotropic orders kept: "
+            + ", ".join(
+                f"{c.order}" + (f" (mean (ΔS_{c.order}/σ)² before t0 {pre[str(c.order)]:.3g})" if pre.get(str(c.order)) else "")
+                for c in meas.components
+            )
+        )
     typer.echo("\n".join(lines))
+
+
+def _orders(text: str | None) -> tuple[int, ...]:
+    """--anisotropy "2,4" as (2, 4); the library checks the values."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise InputError(f"--anisotropy takes even Legendre orders > 0, e.g. 2,4; got {text!r}") from None
 
 
 def _ingest(file, output, *, force, **options):

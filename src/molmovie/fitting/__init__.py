@@ -52,6 +52,7 @@ from typing import Any
 
 from .._errors import InputError
 from ._base import MeasurementMethod, sigma_from_pre_t0
+from ._channels import NUISANCES, Alignment, Channel, ChannelFit, fit_channels, parse_alignments, select_nuisance
 from ._ensemble import EnsembleFit
 from ._learned import EnsembleVRNN
 from ._pdf import PairDistributionFit
@@ -64,6 +65,13 @@ __all__ = [
     "PairDistributionFit",
     "EnsembleVRNN",
     "sigma_from_pre_t0",
+    "Alignment",
+    "parse_alignments",
+    "Channel",
+    "ChannelFit",
+    "NUISANCES",
+    "fit_channels",
+    "select_nuisance",
 ]
 
 #: Measurement methods by name.

@@ -10,6 +10,9 @@ This module owns the format (DESIGN.md, "File formats"; issue 11)::
     /dS (T, Q)        [fraction]  ΔS = (I - I_ref) / I_ref
     /sigma (T, Q)     [fraction]  one standard deviation of dS (optional)
     /atoms/symbols (N)            (optional)
+    /legendre/l{L}/dS (T, Q)      [fraction]  (optional) anisotropic Legendre order L > 0 (even):
+                                  ΔS_L = (S_L − S̄_L) / S̄_0 against the reference; attrs: order
+    /legendre/l{L}/sigma (T, Q)   [fraction]  its σ (optional)
     /truth/...                    (optional; simulated experiments only, see :class:`Truth`)
 
 Every array carries its unit in a ``units`` attribute. Files are written
@@ -30,7 +33,7 @@ import numpy as np
 from .._errors import InputError, shorten
 from .._typing import PathLike
 from .._version import __version__
-from ..measurement import Measurement, Truth, check_molecule
+from ..measurement import LegendreComponent, Measurement, Truth, check_molecule
 from ._files import atomic_hdf5, check_allocation, check_output, file_version, json_default, open_hdf5, write_array
 from .dataset import DATASET_FORMAT
 
@@ -88,6 +91,14 @@ def write_measurement(meas: Measurement, path: PathLike, *, force: bool = False)
         write_array(f, "dS", meas.dS, "fraction")
         if meas.sigma is not None:
             write_array(f, "sigma", meas.sigma, "fraction")
+        if meas.components:
+            lg = f.create_group("legendre")
+            for comp in meas.components:
+                g = lg.create_group(f"l{comp.order}")
+                g.attrs["order"] = comp.order
+                write_array(g, "dS", comp.dS, "fraction")
+                if comp.sigma is not None:
+                    write_array(g, "sigma", comp.sigma, "fraction")
         if meas.symbols is not None:
             f.create_group("atoms").create_dataset("symbols", data=np.array(meas.symbols, dtype="S3"))
         if meas.truth is not None:
@@ -186,14 +197,41 @@ def read_measurement(path: PathLike) -> Measurement:
     try:
         with f:
             q, delays, dS, sigma, symbols, molecule, provenance, truth, probe, energy_kev = _read_parts(f, path, where)
+            components = _read_components(f, path, where, dS.shape)
     except InputError:
         raise
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:  # damage the HDF5 library meets as it reads
         raise InputError(f"{path}: damaged measurement file ({type(exc).__name__}: {shorten(str(exc), 120)})") from None
     try:
-        return Measurement(q, delays, dS, sigma, symbols, molecule, provenance, truth, probe=probe, energy_kev=energy_kev)
+        return Measurement(
+            q, delays, dS, sigma, symbols, molecule, provenance, truth, probe=probe, energy_kev=energy_kev, components=components
+        )
     except InputError as exc:
         raise InputError(f"{path}: damaged measurement file ({exc})") from None
+
+
+def _read_components(f: h5py.File, path: Path, where: str, shape: tuple[int, int]) -> tuple[LegendreComponent, ...]:
+    """The optional anisotropic Legendre orders (/legendre/l{L}), checked; () for a file without them."""
+    import h5py
+
+    if "legendre" not in f:
+        return ()
+    lg = f["legendre"]
+    if not isinstance(lg, h5py.Group):
+        raise InputError(f"{path}: damaged measurement file (/legendre is not a group)")
+    out = []
+    for name in lg:
+        g = lg[name]
+        order = g.attrs.get("order") if isinstance(g, h5py.Group) else None
+        if order is None or name != f"l{int(order)}":
+            raise InputError(f"{path}: damaged measurement file (/legendre/{name} is not an order's group l<order>)")
+        dS = _get(g, "dS", "fraction", 2, where, shape=shape)
+        sigma = _get(g, "sigma", "fraction", 2, where, shape=shape) if "sigma" in g else None
+        try:
+            out.append(LegendreComponent(int(order), dS, sigma))
+        except InputError as exc:
+            raise InputError(f"{path}: damaged measurement file ({exc})") from None
+    return tuple(sorted(out, key=lambda c: c.order))
 
 
 def _read_parts(f: h5py.File, path: Path, where: str) -> tuple:

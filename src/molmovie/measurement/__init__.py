@@ -46,11 +46,12 @@ from .basis import basis_signals, ground_start_flags, laser_off_reference
 from .distributions import DEFAULT_LEVELS, DistanceDistribution, distance_distribution, parting_frames, weighted_quantiles
 from .model import convolve_basis, ensemble_signal, ensemble_signal_torch, hold_last_frame, irf_operator, irf_operator_torch
 from .synthetic import simulate_measurement
-from .types import Measurement, Truth, check_molecule
+from .types import LegendreComponent, Measurement, Truth, check_molecule
 from .ued import difference_pdf, modified_difference, sm_factor
 
 __all__ = [
     "Measurement",
+    "LegendreComponent",
     "Truth",
     "check_molecule",
     "DEFAULT_LEVELS",

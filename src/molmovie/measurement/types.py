@@ -21,7 +21,7 @@ from .._typing import Symbols
 from ..molecules import formula, normalise_symbols
 from ..scattering.electrons import check_probe
 
-__all__ = ["Truth", "Measurement", "check_molecule"]
+__all__ = ["Truth", "Measurement", "LegendreComponent", "check_molecule"]
 
 
 def _array(value: ArrayLike, name: str, ndim: int, *, dtype: DTypeLike = float) -> np.ndarray:
@@ -169,6 +169,52 @@ class Truth:
 
 
 @dataclass(frozen=True)
+class LegendreComponent:
+    r"""One anisotropic Legendre order of a measurement: ΔS_l(q, t) with its σ.
+
+    ΔS_l = (S_l(t) − S̄_l) / S̄_0, the change of the l-th component against the
+    reference, normalised by the reference's isotropic component (so it is on
+    the scale of ΔS = ΔS_0). What "the l-th component" means (the
+    polynomials and the angle they were projected on) is the beamline file's;
+    :mod:`molmovie.scattering.anisotropy` says what the LCLS I2 file used.
+
+    Attributes
+    ----------
+    order : int
+        l, even and > 0.
+    dS : ndarray, shape (T, Q), fraction
+    sigma : ndarray, shape (T, Q), fraction, or None
+    """
+
+    order: int
+    dS: np.ndarray
+    sigma: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        try:
+            order = int(self.order)
+        except (TypeError, ValueError):
+            raise InputError(f"a Legendre component's order must be a whole number; got {self.order!r}") from None
+        if order != self.order or order <= 0 or order % 2:
+            raise InputError(f"a Legendre component's order must be even and > 0 (order 0 is dS itself); got {self.order!r}")
+        set_(self, "order", order)
+        dS = _array(self.dS, f"dS of order {order}", 2)
+        _finite(dS, f"dS of order {order}")
+        _bounded(dS, f"dS of order {order}", MAX_SIGNAL)
+        set_(self, "dS", dS)
+        if self.sigma is not None:
+            sigma = _array(self.sigma, f"sigma of order {order}", 2)
+            if sigma.shape != dS.shape:
+                raise InputError(f"sigma of order {order} must have the shape of its dS {dS.shape}; got {sigma.shape}")
+            _finite(sigma, f"sigma of order {order}")
+            if np.any(sigma < 0):
+                raise InputError(f"sigma of order {order} must be >= 0; got {sigma.min():g}")
+            _bounded(sigma, f"sigma of order {order}", MAX_SIGNAL)
+            set_(self, "sigma", sigma)
+
+
+@dataclass(frozen=True)
 class Measurement:
     """A time-resolved difference signal ΔS(q, t), measured or simulated.
 
@@ -203,6 +249,9 @@ class Measurement:
     energy_kev : float or None
         The electron beam's kinetic energy, keV (3700 by default for
         electrons); None for X-rays.
+    components : tuple of LegendreComponent, default ()
+        Anisotropic Legendre orders l > 0 on the same grids (``dS`` is order
+        0, or the angle average); none for an isotropic measurement.
     """
 
     q: np.ndarray
@@ -215,6 +264,7 @@ class Measurement:
     truth: Truth | None = None
     probe: str = "xray"
     energy_kev: float | None = None
+    components: tuple[LegendreComponent, ...] = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -271,6 +321,27 @@ class Measurement:
                     f"truth arrays must be on the measurement's {delays.size} delays and {q.size} q points; "
                     f"got distance_mean {self.truth.distance_mean.shape}, dS_clean {self.truth.dS_clean.shape}"
                 )
+
+        comps = tuple(self.components)
+        for c in comps:
+            if not isinstance(c, LegendreComponent):
+                raise InputError(f"components must be LegendreComponent objects; got {type(c).__name__}")
+            if c.dS.shape != shape:
+                raise InputError(f"dS of Legendre order {c.order} must have shape (delays, q) = {shape}; got {c.dS.shape}")
+        orders = [c.order for c in comps]
+        if len(set(orders)) != len(orders) or orders != sorted(orders):
+            raise InputError(f"the Legendre components must have distinct orders in increasing order; got {orders}")
+        set_(self, "components", comps)
+
+    def component(self, order: int) -> LegendreComponent:
+        """The anisotropic component of Legendre order ``order`` (an :class:`InputError` if absent)."""
+        for c in self.components:
+            if c.order == order:
+                return c
+        held = ", ".join(str(c.order) for c in self.components) or "none"
+        raise InputError(
+            f"the measurement has no Legendre order {order} (orders held beside 0: {held}); ingest with --anisotropy"
+        )
 
     def forward(self) -> dict:
         """The probe's forward-model keywords (``probe``, ``energy_kev``) for

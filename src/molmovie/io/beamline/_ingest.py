@@ -114,6 +114,7 @@ def ingest(
     symbols: str | None = None,
     probe: str = "xray",
     energy_kev: float | None = None,
+    anisotropy: tuple[int, ...] = (),
     **read_options: Any,
 ) -> Measurement:
     """A beamline file as a :class:`Measurement`: units converted, ΔS and σ built, q range cut.
@@ -156,6 +157,11 @@ def ingest(
         provenance says which); σ alike. It needs the atoms and s > 0.
     energy_kev : float, optional
         Electrons: the beam's kinetic energy, keV (default 3700).
+    anisotropy : tuple of int, default ()
+        Anisotropic Legendre orders l > 0 to keep beside the main order (which
+        must then be 0): each is read as ``legendre=l`` with the same options and
+        reference, ΔS_l = (S_l − S̄_l)/S̄_0 with its σ, and stored as the
+        measurement's ``components`` (:class:`molmovie.measurement.LegendreComponent`).
     **read_options
         Passed to :func:`read_beamline` (paths, ``legendre``, ``axes``,
         ``q_in``, ``format``).
@@ -167,6 +173,27 @@ def ingest(
         units read, t0 shift, Legendre order, pre-t0 chi2/dof.
     """
     path = Path(path)
+    if anisotropy:
+        return _with_anisotropy(
+            path,
+            tuple(anisotropy),
+            dict(
+                kind=kind,
+                q_units=q_units,
+                delay_units=delay_units,
+                signal_units=signal_units,
+                t0=t0,
+                reference_before=reference_before,
+                laser_off=laser_off,
+                qmin=qmin,
+                qmax=qmax,
+                molecule=molecule,
+                symbols=symbols,
+                probe=probe,
+                energy_kev=energy_kev,
+                **read_options,
+            ),
+        )
     probe, energy_kev = check_probe(probe, energy_kev)
     raw = read_beamline(path, **read_options)
     name, syms = molecule_symbols(molecule, symbols)
@@ -299,6 +326,46 @@ def ingest(
         if np.isfinite(chi2):
             prov["reference_chi2_dof"] = chi2
     return meas
+
+
+def _with_anisotropy(path: Path, orders: tuple[int, ...], options: dict[str, Any]) -> Measurement:
+    """The measurement of order 0 with the anisotropic ``orders`` beside it (see :func:`ingest`)."""
+    from dataclasses import replace
+
+    from ...measurement import LegendreComponent
+
+    try:
+        wanted = sorted({int(v) for v in orders})
+    except (TypeError, ValueError):
+        raise InputError(f"--anisotropy takes even Legendre orders > 0, e.g. 2,4; got {orders!r}") from None
+    if any(v <= 0 or v % 2 for v in wanted) or any(int(v) != v for v in orders):
+        raise InputError(f"--anisotropy takes even Legendre orders > 0, e.g. 2,4; got {','.join(str(v) for v in orders)}")
+    if int(options.get("legendre", 0) or 0) != 0:
+        raise InputError("--anisotropy keeps orders beside the isotropic one: use it with --legendre 0")
+    if options.get("kind") == "difference":
+        raise InputError("--anisotropy needs absolute intensities (each order is normalised by order 0 of the reference)")
+    base = ingest(path, **options)
+    comps = []
+    for order in wanted:
+        part = ingest(path, **{**options, "legendre": order})
+        comps.append(LegendreComponent(order, part.dS, part.sigma))
+    prov = dict(base.provenance)
+    prov["anisotropy"] = {
+        "orders": wanted,
+        "definition": "ΔS_l = (S_l − S̄_l)/S̄_0 against the same reference as order 0",
+        "pre_t0_chi2_dof": {str(c.order): ingest_pre_t0(c, base) for c in comps},
+    }
+    return replace(base, components=tuple(comps), provenance=prov)
+
+
+def ingest_pre_t0(comp: Any, base: Measurement) -> float | None:
+    """Mean (ΔS_l/σ)² over the delays before time zero (None without σ or such delays)."""
+    rows = base.delays < 0
+    if comp.sigma is None or not rows.any():
+        return None
+    s = comp.sigma[rows]
+    ok = s > 0
+    return float(np.mean((comp.dS[rows][ok] / s[ok]) ** 2)) if ok.any() else None
 
 
 def _sm_factor(
