@@ -52,7 +52,8 @@ from typing import Any
 
 from .._errors import InputError
 from ._base import MeasurementMethod, sigma_from_pre_t0
-from ._channels import NUISANCES, Alignment, Channel, ChannelFit, fit_channels, parse_alignments, select_nuisance
+from ._channels import NUISANCES, Alignment, Channel, ChannelFit, fit_channels, parse_alignments
+from ._channels_select import select_nuisance
 from ._ensemble import EnsembleFit
 from ._learned import EnsembleVRNN
 from ._pdf import PairDistributionFit

@@ -76,7 +76,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from numpy.polynomial import legendre as npleg
@@ -91,7 +91,7 @@ from ..trajectories import Ensemble
 from ._ensemble import _hole_split
 from ._ensemble_system import EQUALITY_WEIGHT, _ground_rows, _Reduced
 
-__all__ = ["Alignment", "parse_alignments", "NUISANCES", "ChannelFit", "Channel", "fit_channels", "select_nuisance"]
+__all__ = ["Alignment", "parse_alignments", "NUISANCES", "ChannelFit", "Channel", "fit_channels"]
 
 NUISANCES = ("offset", "step", "background", "leak", "qscale")
 PROJECTIONS = ("cos", "i2-lcls", "i2-lcls-y")
@@ -776,50 +776,3 @@ def _fit_channels(
         sigma=sig,
         model=model,
     )
-
-
-def select_nuisance(
-    meas: Measurement,
-    basis: Dataset,
-    *,
-    candidates: Sequence[str] = NUISANCES,
-    criterion: str = "bic",
-    **options: Any,
-) -> tuple[ChannelFit, list[tuple[tuple[str, ...], float, float]]]:
-    """Add nuisance terms one at a time, the one that lowers the criterion most, while it falls.
-
-    Returns the chosen fit and the path: (terms, criterion, χ²) of every fit tried.
-    """
-    _check(
-        meas,
-        basis,
-        options.get("orders", (0, 2)),
-        options.get("alignments", "1par"),
-        candidates,
-        options.get("projection", "cos"),
-        options.get("sigma", "measured"),
-        criterion,
-    )
-    cache: dict = {}
-    current: tuple[str, ...] = tuple(options.pop("nuisance", ()))
-    boot = options.pop("bootstrap", 20)
-    trial = dict(options, bootstrap=0)  # the trials need χ² only; the bootstrap runs once, on the choice
-    fit = fit_channels(meas, basis, nuisance=current, _cache=cache, **trial)
-    path = [(current, getattr(fit, criterion), fit.chi2)]
-    while True:
-        trials = []
-        for kind in candidates:
-            if kind in current:
-                continue
-            f = fit_channels(meas, basis, nuisance=(*current, kind), _cache=cache, **trial)
-            path.append(((*current, kind), getattr(f, criterion), f.chi2))
-            trials.append((getattr(f, criterion), kind, f))
-        if not trials:
-            break
-        value, kind, f = min(trials, key=lambda x: x[0])
-        if value >= getattr(fit, criterion):
-            break
-        current, fit = (*current, kind), f
-    if boot:
-        fit = fit_channels(meas, basis, nuisance=current, _cache=cache, bootstrap=boot, **options)
-    return fit, path
