@@ -43,7 +43,7 @@ def test_components_round_trip_and_files_without_them_still_read(tmp_path):
     np.testing.assert_array_equal(back.components[0].dS, m.components[0].dS)
     np.testing.assert_array_equal(back.components[0].sigma, m.components[0].sigma)
     with h5py.File(tmp_path / "m.h5") as f:
-        assert f["legendre/l2/dS"].attrs["units"] == "fraction" and f["legendre/l2"].attrs["order"] == 2
+        assert f["legendre/l2/dS"].attrs["units"] == b"fraction" and f["legendre/l2"].attrs["order"] == 2
     iso = ingest(_h5(tmp_path), **UNITS)
     write_measurement(iso, tmp_path / "iso.h5")
     with h5py.File(tmp_path / "iso.h5") as f:

@@ -74,8 +74,11 @@ def test_round_trip_with_truth(tmp_path):
     ):
         np.testing.assert_array_equal(getattr(t, name), getattr(u, name))
     with h5py.File(path, "r") as f:
-        assert f.attrs["format"] == MEASUREMENT_FORMAT and f.attrs["version"] == MEASUREMENT_VERSION
-        units = {k: f[k].attrs["units"] for k in ("q", "delays", "dS", "sigma")}
+        # text as fixed-length strings (bytes), never heap pointers a damaged file could aim anywhere
+        assert f.attrs["format"] == MEASUREMENT_FORMAT.encode() and f.attrs["version"] == MEASUREMENT_VERSION
+        assert h5py.check_string_dtype(f.attrs.get_id("format").dtype).length is not None
+        assert h5py.check_string_dtype(f["truth/pair_labels"].dtype).length is not None
+        units = {k: f[k].attrs["units"].decode() for k in ("q", "delays", "dS", "sigma")}
         assert units == {"q": "1/Angstrom", "delays": "fs", "dS": "fraction", "sigma": "fraction"}
         assert all("units" in f["truth"][k].attrs for k in f["truth"] if k != "pair_labels")
 

@@ -219,7 +219,8 @@ def _is_measurement(path: Path) -> bool:
 
     try:
         with h5py.File(path, "r") as f:
-            return f.attrs.get("format") == MEASUREMENT_FORMAT
+            fmt = f.attrs.get("format")
+            return (fmt.decode("utf-8", "replace") if isinstance(fmt, bytes) else fmt) == MEASUREMENT_FORMAT
     except (OSError, ValueError):
         return False
 

@@ -69,7 +69,6 @@ def write_measurement(meas: Measurement, path: PathLike, *, force: bool = False)
     Path
         The path written.
     """
-    import h5py
 
     path = check_output(path, force=force)
     try:
@@ -77,48 +76,61 @@ def write_measurement(meas: Measurement, path: PathLike, *, force: bool = False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"measurement provenance is not JSON-able ({exc})") from None
     with atomic_hdf5(path) as f:  # built in memory, written whole: a full disk is one line, never a crash
-        f.attrs["format"] = MEASUREMENT_FORMAT
+        f.attrs["format"] = _fixed(MEASUREMENT_FORMAT)
         f.attrs["version"] = MEASUREMENT_VERSION
-        f.attrs["molmovie_version"] = __version__
+        f.attrs["molmovie_version"] = _fixed(__version__)
         if meas.molecule is not None:
-            f.attrs["molecule"] = meas.molecule
-        f.attrs["provenance"] = provenance
-        f.attrs["probe"] = meas.probe
+            f.attrs["molecule"] = _fixed(meas.molecule)
+        f.attrs["provenance"] = _fixed(provenance) if len(provenance) < 32768 else provenance  # past 64 KB: heap only
+        f.attrs["probe"] = _fixed(meas.probe)
         if meas.energy_kev is not None:
             f.attrs["energy_kev"] = meas.energy_kev
-        write_array(f, "q", meas.q, "1/Angstrom")
-        write_array(f, "delays", meas.delays, "fs")
-        write_array(f, "dS", meas.dS, "fraction")
+        _array(f, "q", meas.q, "1/Angstrom")
+        _array(f, "delays", meas.delays, "fs")
+        _array(f, "dS", meas.dS, "fraction")
         if meas.sigma is not None:
-            write_array(f, "sigma", meas.sigma, "fraction")
+            _array(f, "sigma", meas.sigma, "fraction")
         if meas.components:
             lg = f.create_group("legendre")
             for comp in meas.components:
                 g = lg.create_group(f"l{comp.order}")
                 g.attrs["order"] = comp.order
-                write_array(g, "dS", comp.dS, "fraction")
+                _array(g, "dS", comp.dS, "fraction")
                 if comp.sigma is not None:
-                    write_array(g, "sigma", comp.sigma, "fraction")
+                    _array(g, "sigma", comp.sigma, "fraction")
         if meas.symbols is not None:
             f.create_group("atoms").create_dataset("symbols", data=np.array(meas.symbols, dtype="S3"))
         if meas.truth is not None:
             t = meas.truth
             g = f.create_group("truth")
-            write_array(g, "weights", t.weights, "1")
-            write_array(g, "trajectories", t.trajectories, "index")
-            write_array(g, "gamma", t.gamma, "fraction")
-            write_array(g, "t0", t.t0, "fs")
-            write_array(g, "irf_fs", t.irf_fs, "fs")
+            _array(g, "weights", t.weights, "1")
+            _array(g, "trajectories", t.trajectories, "index")
+            _array(g, "gamma", t.gamma, "fraction")
+            _array(g, "t0", t.t0, "fs")
+            _array(g, "irf_fs", t.irf_fs, "fs")
             if t.photons is not None:
-                write_array(g, "photons", t.photons, "photons per q bin")
-            g.create_dataset("pair_labels", data=np.array(t.pair_labels, dtype=h5py.string_dtype()))
-            write_array(g, "quantile_levels", t.quantile_levels, "1")
-            write_array(g, "distance_mean", t.distance_mean, "Angstrom")
-            write_array(g, "distance_std", t.distance_std, "Angstrom")
-            write_array(g, "distance_quantiles", t.distance_quantiles, "Angstrom")
-            write_array(g, "dissociated_fraction", t.dissociated_fraction, "fraction")
-            write_array(g, "dS_clean", t.dS_clean, "fraction")
+                _array(g, "photons", t.photons, "photons per q bin")
+            g.create_dataset("pair_labels", data=np.array([s.encode("utf-8") for s in t.pair_labels], dtype=bytes))
+            _array(g, "quantile_levels", t.quantile_levels, "1")
+            _array(g, "distance_mean", t.distance_mean, "Angstrom")
+            _array(g, "distance_std", t.distance_std, "Angstrom")
+            _array(g, "distance_quantiles", t.distance_quantiles, "Angstrom")
+            _array(g, "dissociated_fraction", t.dissociated_fraction, "fraction")
+            _array(g, "dS_clean", t.dS_clean, "fraction")
     return path
+
+
+# Text in a measurement file is stored as fixed-length strings, held in the attribute or dataset itself: a
+# variable-length string is a pointer into the file's heap, and a damaged pointer crashed the HDF5 library
+# (a segmentation fault, not an error) when the reader asked for it (found by the mutation fuzz test).
+def _fixed(text: str) -> np.bytes_:
+    """``text`` as a fixed-length UTF-8 string for an HDF5 attribute."""
+    return np.bytes_(str(text).encode("utf-8"))
+
+
+def _array(group: h5py.Group, name: str, data: Any, units: str) -> None:
+    """:func:`write_array` with its ``units`` a fixed-length string."""
+    write_array(group, name, data).attrs["units"] = _fixed(units)
 
 
 # --------------------------------------------------------------------------- reading
