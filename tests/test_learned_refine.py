@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from molmovie.fitting import EnsembleVRNN
-from molmovie.fitting._learned_refine import _group, _laser_off, _Mix, refine_through_measurement
+from molmovie.fitting._learned_refine import _group, _Mix, refine_through_measurement
 from molmovie.fitting._learned_sim import MeasurementSimulator
 from molmovie.measurement import ensemble_signal, simulate_measurement
 from molmovie.scattering import DebyeCompiled, intensity_from_distances
@@ -113,7 +113,7 @@ def test_more_noise_widens_the_fits_sigma(sim):
 def test_the_mixture_node_has_the_gradient_of_its_values(sim):
     _, members, shares = _channels(sim)
     debye = DebyeCompiled(list(sim.symbols), Q)
-    ref = _laser_off(sim)
+    ref = sim.I_gs
     groups = [
         _group(debye, sim.R[idx][:, :6], w, float(c), np.zeros(0, dtype=np.int64), ref) for (idx, w), c in zip(members, shares)
     ]

@@ -163,7 +163,7 @@ def refine_through_measurement(
     Pm = moved.size
     debye = DebyeCompiled(list(sim.symbols), sim.q)
     f64 = torch.float64
-    ref = _laser_off(sim)
+    ref = sim.I_gs
     g0, t00, i0 = statics["gamma"], statics["t0"], statics["irf_fs"]
     M_most = max([len(idx) for idx, _ in members] + [sim.ground.size])
     check_allocation(8 * 3 * min(M_most, _CHUNK_ROWS // T + 1) * T * sim.q.size * max(Pm, 1), "the fit's Jacobian of one chunk")
@@ -368,13 +368,6 @@ def _mix_function() -> Any:
             return torch.as_tensor(np.einsum("tq,ktpq->ktp", grad.numpy(), ctx.g)), None, None, None, None
 
     return MixFunction
-
-
-def _laser_off(sim: Any) -> np.ndarray:
-    """The laser-off pattern of the simulator's signals (its ``dS`` is against it), (Q,)."""
-    from ..scattering import intensity_from_distances
-
-    return intensity_from_distances(list(sim.symbols), sim.R[sim.reference, 0], sim.q).mean(axis=0)
 
 
 def _knots(time: np.ndarray, knot_dt: float) -> tuple[np.ndarray, np.ndarray]:

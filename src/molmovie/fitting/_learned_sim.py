@@ -107,8 +107,8 @@ class MeasurementSimulator:
         if self.excited.size < 2:
             raise InputError(f"the basis has {self.excited.size} excited trajectory(ies); the learned method needs at least 2")
         I = intensity_from_distances(self.symbols, self.R, self.q)  # (M, T, Q)
-        I_gs = I[self.reference, 0].mean(axis=0)
-        self.dS = I / I_gs - 1.0
+        self.I_gs = I[self.reference, 0].mean(axis=0)  # the laser-off pattern the signals are against
+        self.dS = I / self.I_gs - 1.0
         _, T, Q = self.dS.shape
         self._excited_flat = np.ascontiguousarray(self.dS[self.excited].reshape(self.excited.size, T * Q))
         self._ground_flat = np.ascontiguousarray(self.dS[self.ground].reshape(self.ground.size, T * Q))
