@@ -154,7 +154,7 @@ class DebyeTorch(torch.nn.Module):
         self.probe = probe
         self.energy_kev = energy_kev
         self.n_pairs = plan.pair_weight.shape[0]
-        self.register_buffer("q", torch.as_tensor(q_np, dtype=dtype, device=device))
+        self.register_buffer("q", torch.as_tensor(np.array(q_np), dtype=dtype, device=device))
         self.register_buffer("pair_weight", torch.as_tensor(np.array(plan.pair_weight), dtype=dtype, device=device))
         self.register_buffer("const", torch.as_tensor(np.array(plan.const), dtype=dtype, device=device))
 
