@@ -3,7 +3,10 @@
 Run beside the files of the README's I2 commands (the ensemble fit with the hole, and `molmovie invert` with the
 vrnn-ensemble model trained --for i2.h5 with hole=true):
 
-    python examples/i2_learned.py i2-ensemble.h5 i2-learned.h5 docs/figures/i2-learned.png
+    python examples/i2_learned.py i2-ensemble.h5 i2-learned.h5 [i2-learned-refined.h5] docs/figures/i2-learned.png
+
+(the optional third file: `molmovie invert` of the same model with `--set refine=true`, the network's answer fitted
+to the data through the measurement model).
 
 Prints, for each method, the period, mean and amplitude of the molecules left in the ground state (a damped cosine
 fitted after 200 fs) and the growth rate of the dissociating channel's mean I–I distance (a straight line over
@@ -45,12 +48,17 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: python examples/i2_learned.py ENSEMBLE.h5 LEARNED.h5 [LEARNED_REFINED.h5] OUT.png")
     answers = [
         ("ensemble fit (hole, 100 bootstrap refits)", read_fit(sys.argv[1])),
-        ("learned (vrnn-ensemble)", read_fit(sys.argv[2])),
+        ("learned: the network alone (default)", read_fit(sys.argv[2])),
     ]
+    if len(sys.argv) == 5:
+        answers.append(("learned + signal fit (refine=true)", read_fit(sys.argv[3])))
+    out = sys.argv[-1]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    for (name, res), colour in zip(answers, ("tab:blue", "tab:red"), strict=True):
+    for (name, res), colour in zip(answers, ("tab:blue", "tab:red", "tab:green")):
         e = res.ensemble
         t = res.delays
         print(
@@ -85,8 +93,8 @@ def main() -> None:
         ax.grid(alpha=0.3)
     fig.suptitle("LCLS I2 (Glownia et al. 2016): the I–I distance per channel, ±1σ bands", fontsize=11)
     fig.tight_layout()
-    fig.savefig(sys.argv[3], dpi=120)
-    print(f"figure: {sys.argv[3]}")
+    fig.savefig(out, dpi=120)
+    print(f"figure: {out}")
 
 
 if __name__ == "__main__":
