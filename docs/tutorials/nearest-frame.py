@@ -41,8 +41,10 @@ def write_run(path: Path, positions: np.ndarray) -> None:
     path.mkdir(parents=True)
     times = np.arange(len(positions)) * dt_fs
     xyz = []
-    for t, frame in zip(times, positions):
-        xyz += ["3", f"  t= {t:.5f}   1    1"] + [f"{s} {x:.9f} {y:.9f} {z:.9f}" for s, (x, y, z) in zip("CSS", frame)]
+    for t, frame in zip(times, positions, strict=True):
+        xyz += ["3", f"  t= {t:.5f}   1    1"] + [
+            f"{s} {x:.9f} {y:.9f} {z:.9f}" for s, (x, y, z) in zip("CSS", frame, strict=True)
+        ]
     (path / "output.xyz").write_text("\n".join(xyz) + "\n")
     rows = ["#" + "=" * 60, "#     Step |  Time | State | Energy", "#  [fs] | diag | MCH | kin | pot | tot"]
     rows += [f"{k:10d} {t:14.5f} {1:7d} {1:7d} {0.5:14.6f} {0.5:14.6f} {1.0:14.6f} 1.0 0.1 0.0 100" for k, t in enumerate(times)]
@@ -68,7 +70,15 @@ print(sorted(p.name for p in folder.iterdir()))
 from molmovie import read_ensemble
 
 ensemble = read_ensemble([folder], dt=5.0)
-print(ensemble.n_trajectories, "runs,", ensemble.n_frames, "frames of", ensemble.symbols, "; dissociated:", ensemble.dissociated.astype(int))
+print(
+    ensemble.n_trajectories,
+    "runs,",
+    ensemble.n_frames,
+    "frames of",
+    ensemble.symbols,
+    "; dissociated:",
+    ensemble.dissociated.astype(int),
+)
 
 # %% [markdown]
 # **Signals.** ΔS(q, t) = (I(q, t) − I(q, 0))/I(q, 0) of every run by Eq. (1) with the Compton term, on
@@ -80,7 +90,9 @@ from molmovie.scattering import SignalSpec, q_grid, simulate
 
 spec = SignalSpec(q=q_grid(), reference="first")
 signals = simulate(ensemble.symbols, ensemble.positions, ensemble.length, ensemble.time, spec)
-dataset = Dataset(ensemble, dS=signals.dS, I_ref=signals.I_ref, spec=spec, splits=make_splits(ensemble.n_trajectories, (8, 0, 4), seed=0))
+dataset = Dataset(
+    ensemble, dS=signals.dS, I_ref=signals.I_ref, spec=spec, splits=make_splits(ensemble.n_trajectories, (8, 0, 4), seed=0)
+)
 print("ΔS", dataset.dS.shape, "(runs, frames, q); train", dataset.splits["train"], "test", dataset.splits["test"])
 
 # %% [markdown]

@@ -40,8 +40,16 @@ molecule = get_molecule("i2")
 model = default_model(molecule, calculator).replace(duration=1200.0, n_frames=121, timestep=1.0)
 initial = get_initial("dissociation", excess=(0.05, 3.5))
 basis = generate(molecule, 60, model=model, seed=0, workers=1, calculator=calculator, initial=initial, splits=(1, 0, 0))
-print(basis.n_trajectories, "trajectories,", basis.n_frames, "frames to", basis.time[-1], "fs;",
-      int(basis.dissociated.sum()), "dissociated")
+print(
+    basis.n_trajectories,
+    "trajectories,",
+    basis.n_frames,
+    "frames to",
+    basis.time[-1],
+    "fs;",
+    int(basis.dissociated.sum()),
+    "dissociated",
+)
 
 # %% [markdown]
 # **The measurement.** An experiment sees the average over the excited molecules, scaled by the
@@ -107,8 +115,13 @@ print(f"IRF   {ens.irf_fs:.1f} ± {ens.irf_fs_std:.1f} fs (truth {truth.irf_fs})
 # %%
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(result.delays, ens.dissociated_fraction, label="fit")
-ax.fill_between(result.delays, ens.dissociated_fraction - 2 * ens.dissociated_fraction_std,
-                ens.dissociated_fraction + 2 * ens.dissociated_fraction_std, alpha=0.3, label="fit ± 2σ")
+ax.fill_between(
+    result.delays,
+    ens.dissociated_fraction - 2 * ens.dissociated_fraction_std,
+    ens.dissociated_fraction + 2 * ens.dissociated_fraction_std,
+    alpha=0.3,
+    label="fit ± 2σ",
+)
 ax.plot(result.delays, truth.dissociated_fraction, "k--", label="truth")
 ax.set_xlabel("delay (fs)")
 ax.set_ylabel("dissociated fraction")
