@@ -156,3 +156,17 @@ def test_cli_reference_is_written_from_the_app() -> None:
                     assert f"`{opt}`" in markdown, f"{name} {opt} missing from the CLI reference"
     # a page without the marker is left alone
     assert hooks.on_page_markdown("# other", None, None, None) == "# other"
+
+
+def test_every_page_is_in_the_nav() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    pages = [*DOCS.rglob("*.md"), *(DOCS / "tutorials").glob("*.py")]
+    missing = [str(p.relative_to(DOCS)) for p in pages if str(p.relative_to(DOCS)) not in nav]
+    assert not missing, f"pages under docs/ that mkdocs.yml's nav does not list: {missing}"
+
+
+@pytest.mark.parametrize("tutorial", sorted((DOCS / "tutorials").glob("*.py")), ids=lambda p: p.name)
+def test_executable_tutorials_need_no_shared_data(tutorial: Path) -> None:
+    # they run at every docs build, in CI and on a user's clone: no ../shared, no network
+    code = "\n".join(line for line in tutorial.read_text(encoding="utf-8").splitlines() if not line.startswith("#"))
+    assert "shared" not in code and "http" not in code
