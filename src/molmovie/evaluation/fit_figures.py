@@ -293,6 +293,10 @@ def plot_hole(
 ) -> Figure:
     """The ground-state hole: which bond lengths the pump removed, against the ground-state distribution.
 
+    Each panel shows the ground-state distribution (uniform over the samples), the removed molecules'
+    (h / Σh) and, on the right axis, the removal probability per bin (removed / present, times γ / γ:
+    G h_j averaged over the bin).
+
     Parameters
     ----------
     r0 : ndarray, shape (G, P), Angstrom
@@ -300,11 +304,16 @@ def plot_hole(
     hole_weights : ndarray, shape (G,), fraction
         h_j >= 0 (Σ h = γ).
     pair_labels : sequence of str, length P
+        One label per pair, for the axes.
+    bins : int, default 20
+        Histogram bins per pair.
     ax : sequence of P Axes, optional
+        Where to draw; a new figure when absent.
 
-    Each panel shows the ground-state distribution (uniform over the samples), the removed molecules'
-    (h / Σh) and, on the right axis, the removal probability per bin (removed / present, times γ / γ:
-    G h_j averaged over the bin).
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure drawn on.
     """
     import matplotlib.pyplot as plt
 

@@ -300,7 +300,7 @@ def ensemble_signal(
     irf_fs: float,
     allow_beyond_end: bool = False,
 ) -> np.ndarray:
-    r"""The ΔS an experiment records from basis signals: γ Σ_i w_i [ΔS_i ⊗ G](q, t − t0).
+    r"""The ΔS an experiment records from basis signals: γ Σ_i w_i (ΔS_i ⊗ G)(q, t − t0).
 
     .. math::
 
