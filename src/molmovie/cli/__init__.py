@@ -24,6 +24,7 @@ import typer
 
 from .._errors import InputError, shorten
 from ._app import app
+from ._options import OptionDeprecation
 from ._outputs import interrupt_note
 
 # Each module adds its commands to `app` (from ._app: no import circle); they import only light
@@ -102,10 +103,13 @@ def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
     """The warnings a successful command met, each once, as one line."""
     seen = set()
     for w in caught:
-        line = _error_line(f"{w.category.__name__}: {w.message}")
+        if issubclass(w.category, OptionDeprecation):
+            line = f"molmovie: deprecated: {_error_line(str(w.message))}"
+        else:
+            line = f"molmovie: warning: {_error_line(f'{w.category.__name__}: {w.message}')}"
         if line not in seen:
             seen.add(line)
-            typer.echo(f"molmovie: warning: {line}", err=True)
+            typer.echo(line, err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         # Warnings (NumPy's overflow, a library's deprecation) are held while the command runs: after an
         # error they are dropped, so the error is the one line printed; after success each is one line.
         with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", OptionDeprecation)
             code = app(args=argv, prog_name="molmovie", standalone_mode=False)
         _print_warnings(caught)
     except InputError as exc:
