@@ -17,6 +17,11 @@ from ..io.measurement import write_measurement
 from ..measurement import simulate_measurement
 from ..scattering import DEFAULT_Q, PROBES, q_grid
 
+from ._app import app
+from ._options import parse_q_grid
+from ._outputs import writing
+from ._progress import progress_callback
+
 if TYPE_CHECKING:
     Probe = str
 else:
@@ -24,10 +29,6 @@ else:
 
 #: Photons per q bin per delay when --photons is not given: noise, and so a σ that `fit` weighs the data by.
 DEFAULT_PHOTONS = 1e6
-from ._app import app
-from ._options import parse_q_grid
-from ._outputs import writing
-from ._progress import progress_callback
 
 #: Most delays and q points a typed range or a file may ask for (checked before anything is allocated).
 MAX_DELAYS = 100_000
