@@ -7,6 +7,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 import typer
 
 from .._errors import InputError
@@ -22,7 +23,8 @@ from ._outputs import writing
 from ._progress import progress_callback
 
 if TYPE_CHECKING:
-    ReaderName = Probe = str
+    ReaderName = str
+    Probe = str
 else:  # the registries' names, shown as choices in --help
     ReaderName = Literal[tuple(READERS)]
     Probe = Literal[PROBES]
@@ -135,7 +137,7 @@ def scatter(
     )
 
 
-def _scatter_q(q: str | None, qmin: float | None, qmax: float | None, nq: int | None):
+def _scatter_q(q: str | None, qmin: float | None, qmax: float | None, nq: int | None) -> np.ndarray:
     """The q grid of --q, or of the old --qmin/--qmax/--nq (with a deprecation line)."""
     old = {k: v for k, v in dict(q_min=qmin, q_max=qmax, n_q=nq).items() if v is not None}
     if q is not None and old:

@@ -62,7 +62,9 @@ def parse_splits(text: str) -> tuple[float, float, float]:
     return values
 
 
-def parse_span(text: str | None, option: str, unit: str, *, single: bool = False, example: str = "-150:150"):
+def parse_span(
+    text: str | None, option: str, unit: str, *, single: bool = False, example: str = "-150:150"
+) -> tuple[float, float] | None:
     """A range ``LO:HI`` (``single``: also one number A, meaning A:A); the old ``LO,HI`` with a deprecation line."""
     if text is None:
         return None

@@ -16,7 +16,6 @@ from ..io import read_dataset
 from ..io.measurement import write_measurement
 from ..measurement import simulate_measurement
 from ..scattering import DEFAULT_Q, PROBES, q_grid
-
 from ._app import app
 from ._options import parse_q_grid
 from ._outputs import writing
@@ -201,7 +200,9 @@ def simulate_experiment(
         model = {"inelastic": inelastic, "probe": probe, "energy_kev": energy_kev}
         if photons < 0 or not math.isfinite(photons):
             raise InputError(f"--photons must be >= 0 photons per q bin per delay (0: no noise); got {photons:g}")
-        _simulate(dataset, output, gamma, t0, irf_fs, photons or None, delays, q, trajectories, split, weights, seed, model, force)
+        _simulate(
+            dataset, output, gamma, t0, irf_fs, photons or None, delays, q, trajectories, split, weights, seed, model, force
+        )
 
 
 def _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, model, force) -> None:
