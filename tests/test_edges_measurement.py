@@ -383,7 +383,7 @@ def test_simulate_experiment_negative_seed_with_photons(work, capsys):
     assert not (work / "o.h5").exists()
 
 
-@pytest.mark.parametrize("option", [["--q", "nan"], ["--q", "1,,2"], ["--tmax", "nan"]])
+@pytest.mark.parametrize("option", [["--q-lines", "nan"], ["--q-lines", "1,,2"], ["--tmax", "nan"]])
 def test_show_refuses_non_numbers(work, capsys, option):
     code, _, err = run_cli(["show", work / "meas.h5", "-o", work / "o.png", *option], capsys)
     assert_one_line_error(code, err)

@@ -130,7 +130,7 @@ def test_result_file_round_trip(files, tmp_path):
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["--method", "nearest"], "'nearest' is not one of 'ensemble', 'pdf'"),
+        (["--method", "nearest"], "unknown method 'nearest'; choose one of ensemble, pdf"),
         (["--method", "ensemble"], "needs --basis"),
         (["--method", "ensemble", "--basis", "{br2}"], "the measurement is of I2 but the basis holds Br2"),
         (["--method", "ensemble", "--basis", "{meas}"], "not a molmovie dataset"),

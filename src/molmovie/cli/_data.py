@@ -18,15 +18,13 @@ from ..molecules import formula
 from ..scattering import DEFAULT_Q, PROBES, SignalSpec, q_grid, simulate
 from ..trajectories import READERS, read_ensemble, trajectory_files
 from ._app import app
-from ._options import SPLITS_TEXT, deprecated, parse_q_grid, parse_splits
+from ._options import SPLITS_TEXT, choices, deprecated, parse_q_grid, parse_splits
 from ._outputs import writing
 from ._progress import progress_callback
 
 if TYPE_CHECKING:
-    ReaderName = str
     Probe = str
-else:  # the registries' names, shown as choices in --help
-    ReaderName = Literal[tuple(READERS)]
+else:  # shown as choices in --help
     Probe = Literal[PROBES]
 
 
@@ -48,7 +46,9 @@ def import_(
         ),
     ] = None,
     tmax: Annotated[float | None, typer.Option(help="Keep frames up to this time in fs after the first.")] = None,
-    format: Annotated[ReaderName | None, typer.Option(help="Trajectory reader (default: from each path).")] = None,
+    format: Annotated[
+        str | None, typer.Option(metavar=choices(READERS), help="Trajectory reader (default: from each path).")
+    ] = None,
     splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = SPLITS_TEXT,
     seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,

@@ -7,7 +7,7 @@ import math
 import shutil
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated
 
 import typer
 from threadpoolctl import threadpool_limits
@@ -20,7 +20,7 @@ from ..io import atomic_path, read_dataset
 from ..io.fit import write_fit
 from ..io.measurement import read_measurement
 from ._app import app
-from ._options import parse_settings, parse_span
+from ._options import choices, parse_settings, parse_span
 from ._outputs import writing
 from ._progress import progress_callback
 
@@ -42,12 +42,6 @@ def _regularize(text: str | None):
     return value
 
 
-if TYPE_CHECKING:
-    MeasurementMethodName = str
-else:  # the registry's names, shown as choices in --help
-    MeasurementMethodName = Literal[tuple(MEASUREMENT_METHODS)]
-
-
 @app.command()
 def fit(
     measurement: Annotated[
@@ -55,10 +49,11 @@ def fit(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Fit result file to write (HDF5, format molmovie-fit).")],
     method: Annotated[
-        MeasurementMethodName,
+        str,
         typer.Option(
             "--method",
             "-m",
+            metavar=choices(MEASUREMENT_METHODS),
             help="Measurement method: ensemble (weights of a trajectory basis), pdf (model-free ΔP(R, t)) or a learned one.",
         ),
     ] = "ensemble",

@@ -12,7 +12,7 @@ from .._errors import InputError
 from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, interpolate_signals, load_method
 from ..io import read_dataset, read_signals, write_inversion
 from ._app import app
-from ._options import parse_settings
+from ._options import choices, parse_settings
 from ._outputs import writing
 from ._progress import progress_callback
 
@@ -64,7 +64,7 @@ def train(
         Path, typer.Argument(help="Dataset file with signals (from import/generate + scatter).", show_default=False)
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (safetensors), e.g. model.safetensors.")],
-    method: Annotated[str, typer.Option(help=_method_help())] = DEFAULT_METHOD,
+    method: Annotated[str, typer.Option(metavar=choices((*METHODS, LEARNED)), help=_method_help())] = DEFAULT_METHOD,
     exclude_dissociating: Annotated[
         bool, typer.Option("--exclude-dissociating", help="Leave out trajectories that dissociate (train and val).")
     ] = False,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -20,7 +21,16 @@ from .._errors import InputError
 from .._ranges import parse_range
 from ..datasets import DEFAULT_SPLITS
 
-__all__ = ["parse_splits", "parse_settings", "deprecated", "OptionDeprecation", "parse_span", "parse_q_grid", "SPLITS_TEXT"]
+__all__ = [
+    "choices",
+    "parse_splits",
+    "parse_settings",
+    "deprecated",
+    "OptionDeprecation",
+    "parse_span",
+    "parse_q_grid",
+    "SPLITS_TEXT",
+]
 
 #: The one ``--splits`` default of every command that splits trajectories (train,val,test).
 SPLITS_TEXT = ",".join(f"{v:g}" for v in DEFAULT_SPLITS)
@@ -40,6 +50,11 @@ def deprecated(old: str, new: str) -> None:
     holds warnings until then), so bad input stays one error line.
     """
     warnings.warn(f"{old} is read as {new} until molmovie {REMOVED_IN}; write {new}", OptionDeprecation, stacklevel=2)
+
+
+def choices(names: Iterable[str]) -> str:
+    """The metavar that lists a registry's names in --help, ``[a|b|c]`` (the command checks the name against the live registry)."""
+    return "[" + "|".join(names) + "]"
 
 
 def parse_splits(text: str) -> tuple[float, float, float]:

@@ -23,8 +23,10 @@ from ._progress import progress_callback
 
 if TYPE_CHECKING:
     Probe = str
-else:
+    SplitName = str
+else:  # the registries' names, shown as choices in --help
     Probe = Literal[PROBES]
+    SplitName = Literal[SPLITS]
 
 #: Photons per q bin per delay when --photons is not given: noise, and so a σ that `fit` weighs the data by.
 DEFAULT_PHOTONS = 1e6
@@ -168,9 +170,7 @@ def simulate_experiment(
         str | None,
         typer.Option(help="Trajectories of the excited ensemble: indices and ranges, e.g. 0,3,5 or 0:50 (default: all)."),
     ] = None,
-    split: Annotated[
-        str | None, typer.Option(help="Use the trajectories of this split of the dataset (train, val or test).")
-    ] = None,
+    split: Annotated[SplitName | None, typer.Option(help="Use the trajectories of this split of the dataset.")] = None,
     weights: Annotated[
         str | None, typer.Option(help="Weights of the selected trajectories, comma-separated or a file (default: uniform).")
     ] = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -26,9 +26,15 @@ from ..evaluation.study import (
 from ..inversion import load_method
 from ..io import atomic_path, read_dataset
 from ._app import app
+from ._options import choices
 from ._outputs import output_folder, writing
 from ._progress import StageProgress
 from ._stage_bars import ParallelStageProgress
+
+if TYPE_CHECKING:
+    SplitOrAll = str
+else:  # shown as choices in --help
+    SplitOrAll = Literal[(*SPLITS, "all")]
 
 
 @app.command()
@@ -36,7 +42,7 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="Model file (from `molmovie train`).", show_default=False)],
     dataset: Annotated[Path, typer.Argument(help="Dataset file with signals.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for metrics.json, frames.npz and figures.")],
-    split: Annotated[str, typer.Option(help="Split to score: train, val, test, or all.")] = "test",
+    split: Annotated[SplitOrAll, typer.Option(help="Split of the dataset to score (all: every trajectory).")] = "test",
     force: Annotated[bool, typer.Option("--force", help="Replace files already in the output folder.")] = False,
 ) -> None:
     """Score one model on a dataset split: RMSD (labelled, symmetry-aware) and SSR per frame."""
@@ -90,10 +96,15 @@ def evaluate(
 
 @app.command()
 def reproduce(
-    preset: Annotated[str, typer.Option(help="; ".join(f"{k}: {p.description}" for k, p in PRESETS.items()) + ".")] = "quick",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for data, models, results and figures.")] = Path(
-        "runs/quick"
-    ),
+    preset: Annotated[
+        str, typer.Option(metavar=choices(PRESETS), help="; ".join(f"{k}: {p.description}" for k, p in PRESETS.items()) + ".")
+    ] = "quick",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Folder for data, models, results and figures (default: runs/PRESET).", show_default=False
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of generation, splits and training.")] = 0,
     workers: Annotated[int | None, typer.Option(help="Worker processes for trajectory generation (default: all cores).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of generated datasets to reuse (default OUTPUT/data).")] = None,
@@ -138,6 +149,8 @@ def reproduce(
 
     A rerun with the same --output skips every finished stage; one with more --seeds trains only the seeds it lacks.
     """
+    if output is None:  # named after the preset: `--preset paper` never writes into runs/quick
+        output = Path("runs") / preset
     if workers is not None and workers < 1:
         raise InputError(f"The 'workers' parameter must be >= 1; got {workers}")
     check_count("seeds", seeds, MAX_SEEDS)

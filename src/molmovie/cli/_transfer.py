@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -17,6 +17,11 @@ from ..io import atomic_path
 from ..trajectories import trajectory_files
 from ._app import app
 from ._outputs import writing
+
+if TYPE_CHECKING:
+    SplitName = str
+else:
+    SplitName = Literal[SPLITS]
 
 
 @app.command()
@@ -39,9 +44,7 @@ def transfer(
     tmax: Annotated[
         float | None, typer.Option(help="Score frames up to this time after each run's start, fs (default: all).")
     ] = None,
-    split: Annotated[
-        str | None, typer.Option(help="Of a dataset file: the split to score (train, val, test; default: all).")
-    ] = None,
+    split: Annotated[SplitName | None, typer.Option(help="Of a dataset file: the split to score (default: all).")] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed of the photon noise, when the model's signals have noise (default: theirs).")
     ] = None,
