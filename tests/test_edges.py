@@ -360,7 +360,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_checkpoint(tm
 
     monkeypatch.setattr(np, "savez", full)
     out = tmp_path / "g.h5"
-    code, _, err = run_cli(["generate", "cs2", "-n", "2", "-o", out, "--workers", "1", "--model", "ground"], capsys)
+    code, _, err = run_cli(["generate", "cs2", "-n", "2", "-o", out, "--workers", "1", "--dynamics", "ground"], capsys)
     assert_one_line_error(code, err, r"no space left on device writing .*g\.h5\.partial/traj-000000\.npz$")
     assert files(tmp_path) == ["g.h5.partial"]  # no dataset, no lock file
     assert files(tmp_path / "g.h5.partial") == ["run.json"]  # no temporary file

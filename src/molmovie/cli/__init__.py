@@ -14,6 +14,7 @@ all its inputs, locked) before it reads or computes anything.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -96,7 +97,15 @@ def _show_usage_error(exc) -> None:
     command = ctx.command_path if ctx is not None else "molmovie"
     message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     hint = f" (see '{command} --help')" if ctx is not None else ""
-    typer.echo(f"molmovie: error: {_error_line(message)}{hint}", err=True)
+    _say(f"molmovie: error: {_error_line(message)}{hint}")
+
+
+def _say(line: str) -> None:
+    """A line on stderr, and in the --log file."""
+    from ._progress import record
+
+    typer.echo(line, err=True)
+    record(line, logging.WARNING if line.startswith(("molmovie: warning", "molmovie: deprecated")) else logging.ERROR)
 
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -109,7 +118,7 @@ def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
             line = f"molmovie: warning: {_error_line(f'{w.category.__name__}: {w.message}')}"
         if line not in seen:
             seen.add(line)
-            typer.echo(line, err=True)
+            _say(line)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,6 +130,20 @@ def main(argv: list[str] | None = None) -> None:
     unexpected OS error (one line). typer would turn Ctrl-C into a silent exit 130, so the app runs
     with ``standalone_mode=False`` and the exceptions are handled here.
     """
+    import shlex
+    from datetime import UTC, datetime
+
+    from .._provenance import recording
+    from .._version import __version__
+    from ._progress import teardown
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = {
+        "command_line": shlex.join(["molmovie", *map(str, args)]),
+        "molmovie_version": __version__,
+        "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "inputs": {},
+    }
     previous = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -128,12 +151,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Warnings (NumPy's overflow, a library's deprecation) are held while the command runs: after an
         # error they are dropped, so the error is the one line printed; after success each is one line.
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, recording(command):
             warnings.simplefilter("always", OptionDeprecation)
             code = app(args=argv, prog_name="molmovie", standalone_mode=False)
         _print_warnings(caught)
     except InputError as exc:
-        typer.echo(f"molmovie: error: {_error_line(str(exc))}", err=True)
+        _say(f"molmovie: error: {_error_line(str(exc))}")
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()
@@ -144,11 +167,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except OSError as exc:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        typer.echo(f"molmovie: error: {_error_line((exc.strerror or str(exc)) + where)}", err=True)
+        _say(f"molmovie: error: {_error_line((exc.strerror or str(exc)) + where)}")
         sys.exit(1)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        teardown()
     if code == 130:  # typer turns KeyboardInterrupt into Exit(130)
         _interrupted()
     if isinstance(code, int) and code:

@@ -12,6 +12,7 @@ import typer
 
 from .._errors import InputError
 from .._guards import check_allocation
+from .._provenance import add_inputs
 from ..datasets import Dataset, make_splits
 from ..io import read_dataset, write_dataset
 from ..molecules import formula
@@ -111,6 +112,7 @@ def scatter(
     # in place, FILE is the output: checked (a read-only file is refused) and locked before it is read
     target = output or file
     with writing(target, [file] if output is not None else [], force=force or output is None):
+        add_inputs([file])  # in place, FILE is also the input: its checksum before the signals are added
         q_values = _scatter_q(q, qmin, qmax, nq)
         if photons is not None and not photons > 0:
             raise InputError(f"--photons must be > 0 photons per q bin per delay; got {photons:g}")

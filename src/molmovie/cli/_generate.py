@@ -9,12 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from .._errors import InputError
-from ..dynamics import Model, default_model, generate as run, get_model, partial_path
+from ..dynamics import MODELS, Model, default_model, generate as run, get_model, partial_path
 from ..dynamics.calculators import CALCULATORS, get_calculator
 from ..dynamics.initial import INITIAL_CONDITIONS, Mixture, get_initial
 from ..molecules import Molecule, get_molecule
 from ._app import app
-from ._options import SPLITS_TEXT, deprecated, parse_span, parse_splits
+from ._options import SPLITS_TEXT, choices, deprecated, parse_span, parse_splits
 from ._outputs import writing
 from ._progress import progress_callback
 
@@ -125,10 +125,12 @@ def generate(
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) to run the trajectories on.")
     ] = None,
-    model: Annotated[
+    dynamics: Annotated[
         str | None,
         typer.Option(
-            help="Excited-state model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules; 'ground' with a one-surface calculator (Morse)."
+            metavar=choices(MODELS),
+            help="Excited-state dynamics model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules; 'ground' with a one-surface calculator (Morse).",
+            show_default=False,
         ),
     ] = None,
     calculator: Annotated[
@@ -215,6 +217,7 @@ def generate(
         bool, typer.Option("--force", help="Replace an existing output file, or discard a checkpoint made with other settings.")
     ] = False,
     old_count: Annotated[int | None, typer.Option("--trajectories", hidden=True)] = None,
+    old_model: Annotated[str | None, typer.Option("--model", hidden=True)] = None,
 ) -> None:
     """Run dynamics of a (photoexcited) molecule into a dataset file.
 
@@ -235,6 +238,11 @@ def generate(
         n_trajectories = old_count
     if n_trajectories is None:
         raise InputError("generate needs --n-trajectories N (-n N): how many trajectories to run")
+    if old_model is not None:  # --model names a model file in `invert`
+        if dynamics is not None:
+            raise InputError("give --dynamics once; --model is its old spelling in `generate`")
+        deprecated(f"--model {old_model} (in generate)", f"--dynamics {old_model}")
+    model = dynamics if dynamics is not None else old_model
     trajectories = n_trajectories
     sizes = parse_splits(splits)
     if trajectories < 1:

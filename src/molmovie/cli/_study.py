@@ -10,6 +10,7 @@ import typer
 
 from .._errors import InputError
 from .._guards import check_output_path, write_errors
+from .._provenance import with_command
 from ..datasets import SPLITS
 from ..evaluation import score_method, write_scores
 from ..evaluation.figures import plot_per_time_step
@@ -28,8 +29,7 @@ from ..io import atomic_path, read_dataset
 from ._app import app
 from ._options import choices
 from ._outputs import output_folder, writing
-from ._progress import StageProgress
-from ._stage_bars import ParallelStageProgress
+from ._progress import ParallelStageProgress, StageProgress
 
 if TYPE_CHECKING:
     SplitOrAll = str
@@ -65,13 +65,15 @@ def evaluate(
             raise InputError(f"{dataset} has no signals; run `molmovie scatter` first")
         method = load_method(model)
         scores = score_method(method, part)
-        summary = {
-            "model": str(model),
-            "dataset": str(dataset),
-            "split": split,
-            "trajectories": part.n_trajectories,
-            **scores["summary"],
-        }
+        summary = with_command(
+            {
+                "model": str(model),
+                "dataset": str(dataset),
+                "split": split,
+                "trajectories": part.n_trajectories,
+                **scores["summary"],
+            }
+        )
         import matplotlib
 
         matplotlib.use("Agg")

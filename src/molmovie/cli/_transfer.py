@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from .._errors import InputError
+from .._provenance import with_command
 from ..datasets import SPLITS
 from ..evaluation.transfer import read_foreign, transfer as score_transfer
 from ..inversion import load_method
@@ -76,7 +77,7 @@ def transfer(
         }
         if output is not None:
             with atomic_path(output) as tmp:
-                tmp.write_text(json.dumps(summary, indent=2))
+                tmp.write_text(json.dumps(with_command(summary), indent=2))
     label = method.label or method.name
     for source, err, gone in zip(summary["sources"], summary["transfer_error_runs"], summary["dissociated"], strict=True):
         typer.echo(f"{source}: {err:.4f} Å ({'dissociates' if gone else 'bound'})")
