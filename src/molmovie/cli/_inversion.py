@@ -9,7 +9,16 @@ import numpy as np
 import typer
 
 from .._errors import InputError
-from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, interpolate_signals, load_method
+from ..inversion import (
+    DEFAULT_METHOD,
+    METHODS,
+    InversionMethod,
+    check_signals,
+    get_method,
+    interpolate_signals,
+    load_method,
+    predict_in_batches,
+)
 from ..io import read_dataset, read_signals, write_inversion
 from ._app import app
 from ._options import choices, parse_settings
@@ -242,8 +251,11 @@ def _invert_measurement(model: Path, signals: Path, output: Path, force: bool) -
         )
     learned = EnsembleVRNN._from_parts(name, config, arrays, model)
     meas = read_measurement(signals)
-    with threadpool_limits(limits=1, user_api="blas"):
-        learned.fit(meas)
+    with (
+        progress_callback(f"inverting ({LEARNED})", status=lambda info: str(info.get("stage", ""))) as progress,
+        threadpool_limits(limits=1, user_api="blas"),
+    ):
+        learned.fit(meas, progress=progress)
     result = learned.result
     result.provenance.update({"measurement_file": str(signals), "model_file": str(model)})
     write_fit(result, output, force=force)
@@ -276,7 +288,8 @@ def _invert(model, signals, output, interpolate_q, device, force) -> None:
         except InputError as exc:
             raise InputError(f"{signals}: {exc}") from None
         interpolated = True
-    pred = method.predict(dS, q=method.q_, lengths=lengths)
+    with progress_callback(f"inverting ({method.name})", unit="series") as progress:
+        pred = predict_in_batches(method, dS, q=method.q_, lengths=lengths, progress=progress)
 
     write_inversion(
         output,

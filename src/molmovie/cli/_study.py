@@ -29,7 +29,7 @@ from ..io import atomic_path, read_dataset
 from ._app import app
 from ._options import choices
 from ._outputs import output_folder, writing
-from ._progress import ParallelStageProgress, StageProgress
+from ._progress import ParallelStageProgress, StageProgress, progress_callback
 
 if TYPE_CHECKING:
     SplitOrAll = str
@@ -64,7 +64,8 @@ def evaluate(
         if not part.has_signals:
             raise InputError(f"{dataset} has no signals; run `molmovie scatter` first")
         method = load_method(model)
-        scores = score_method(method, part)
+        with progress_callback(f"evaluating ({method.name})", unit="series") as progress:
+            scores = score_method(method, part, progress=progress)
         summary = with_command(
             {
                 "model": str(model),

@@ -18,6 +18,7 @@ from ..io import atomic_path
 from ..trajectories import trajectory_files
 from ._app import app
 from ._outputs import writing
+from ._progress import progress_callback
 
 if TYPE_CHECKING:
     SplitName = str
@@ -67,7 +68,9 @@ def transfer(
     inputs = [model, *foreign, *trajectory_files(foreign)]
     with writing(output, inputs, force=force) if output is not None else nullcontext():
         method = load_method(model)
-        result = score_transfer(method, read_foreign(foreign, split=split), dt=dt, tmax=tmax, seed=seed)
+        foreign_runs = read_foreign(foreign, split=split)
+        with progress_callback(f"transfer ({method.name})", unit="runs") as progress:
+            result = score_transfer(method, foreign_runs, dt=dt, tmax=tmax, seed=seed, progress=progress)
         summary = {
             "model": str(model),
             "foreign": [str(p) for p in foreign],
