@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         with warnings.catch_warnings(record=True) as caught, recording(command):
             warnings.simplefilter("always", OptionDeprecation)
             code = app(args=argv, prog_name="molmovie", standalone_mode=False)
-        _print_warnings(caught)
+        if code != 130:  # after Ctrl-C the one line says what was kept
+            _print_warnings(caught)
     except InputError as exc:
         _say(f"molmovie: error: {_error_line(str(exc))}")
         sys.exit(2)

@@ -17,13 +17,12 @@ from ..inversion import (
     get_method,
     interpolate_signals,
     load_method,
-    predict_in_batches,
 )
 from ..io import read_dataset, read_signals, write_inversion
 from ._app import app
 from ._options import choices, parse_settings
 from ._outputs import writing
-from ._progress import progress_callback
+from ._progress import progress_bar, progress_callback
 
 #: The learned method that reads a measurement (molmovie.fitting.EnsembleVRNN): trained by `train`, used by `invert`.
 LEARNED = "vrnn-ensemble"
@@ -288,8 +287,9 @@ def _invert(model, signals, output, interpolate_q, device, force) -> None:
         except InputError as exc:
             raise InputError(f"{signals}: {exc}") from None
         interpolated = True
-    with progress_callback(f"inverting ({method.name})", unit="series") as progress:
-        pred = predict_in_batches(method, dS, q=method.q_, lengths=lengths, progress=progress)
+    with progress_bar(f"inverting ({method.name}): {len(dS)} series", 1, unit="predictions") as update:
+        pred = method.predict(dS, q=method.q_, lengths=lengths)  # one call: the answer does not depend on batches
+        update(completed=1)
 
     write_inversion(
         output,

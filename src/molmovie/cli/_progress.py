@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -98,7 +99,8 @@ def teardown() -> None:
 
 def record(line: str, level: int = logging.INFO) -> None:
     """Write a line the command already printed (an error, a warning) to the log file only."""
-    LOGGER.log(level, line, extra={"file_only": True})
+    if len(_state["handlers"]) > 1:  # a --log file
+        LOGGER.log(level, line, extra={"file_only": True})
 
 
 def _on_terminal() -> bool:
@@ -120,7 +122,12 @@ def _duration(seconds: float) -> str:
 
 
 class _Lines:
-    """Progress as log lines: at most one every :func:`_interval` seconds, and one at the end when any was written."""
+    """Progress as log lines: one every :func:`_interval` seconds, and one at the end when any was written.
+
+    A line is written at a report that comes at least that long after the
+    last line, and by a heartbeat thread when no report comes (a single long
+    step, such as one call that predicts every series, still says it runs).
+    """
 
     def __init__(self, description: str, total: int | None, unit: str) -> None:
         self.description, self.total, self.unit = description, total, unit
@@ -128,6 +135,20 @@ class _Lines:
         self.start = self.last = time.monotonic()
         self.every = _interval()
         self.lines = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        if self.every > 0:
+            self._beat = threading.Thread(target=self._heartbeat, name="molmovie-progress", daemon=True)
+            self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.every):
+            with self._lock:
+                now = time.monotonic()
+                if now - self.last >= self.every:
+                    self.last = now
+                    self._say(now)
 
     def update(
         self, completed: int | None = None, advance: int | None = None, status: str | None = None, total: int | None = None
@@ -140,10 +161,11 @@ class _Lines:
             self.done = completed
         if advance is not None:
             self.done += advance
-        now = time.monotonic()
-        if now - self.last >= self.every and (self.total is None or self.done < self.total):
-            self.last = now
-            self._say(now)
+        with self._lock:
+            now = time.monotonic()
+            if now - self.last >= self.every and (self.total is None or self.done < self.total):
+                self.last = now
+                self._say(now)
 
     def _say(self, now: float, level: int = PROGRESS) -> None:
         elapsed = now - self.start
@@ -157,6 +179,9 @@ class _Lines:
         self.lines += 1
 
     def close(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
         # the end, at the level of the lines before it (or information, -v, when the job was short)
         self._say(time.monotonic(), PROGRESS if self.lines else logging.INFO)
 

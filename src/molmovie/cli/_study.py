@@ -64,7 +64,7 @@ def evaluate(
         if not part.has_signals:
             raise InputError(f"{dataset} has no signals; run `molmovie scatter` first")
         method = load_method(model)
-        with progress_callback(f"evaluating ({method.name})", unit="series") as progress:
+        with progress_callback(f"evaluating ({method.name}): {part.n_trajectories} series", unit="predictions") as progress:
             scores = score_method(method, part, progress=progress)
         summary = with_command(
             {

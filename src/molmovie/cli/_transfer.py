@@ -69,7 +69,7 @@ def transfer(
     with writing(output, inputs, force=force) if output is not None else nullcontext():
         method = load_method(model)
         foreign_runs = read_foreign(foreign, split=split)
-        with progress_callback(f"transfer ({method.name})", unit="runs") as progress:
+        with progress_callback(f"transfer ({method.name}): {foreign_runs.n_trajectories} runs", unit="predictions") as progress:
             result = score_transfer(method, foreign_runs, dt=dt, tmax=tmax, seed=seed, progress=progress)
         summary = {
             "model": str(model),

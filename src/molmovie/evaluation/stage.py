@@ -34,8 +34,9 @@ def score_method(method: InversionMethod, dataset: Dataset, *, progress: Progres
     dataset : molmovie.datasets.Dataset
         With positions and signals.
     progress : callable, optional
-        ``progress(done, info)`` as the series are predicted
-        (:func:`molmovie.inversion.predict_in_batches`).
+        ``progress(done, info)``: 0 of 1 before the prediction, 1 of 1 after
+        (a method predicts all series in one call, so that its answer does not
+        depend on how they are grouped).
 
     Raises
     ------
@@ -57,9 +58,11 @@ def score_method(method: InversionMethod, dataset: Dataset, *, progress: Progres
     method.check_molecule(dataset.symbols, dataset.molecule)
     if dataset.dS is None or dataset.q is None:
         raise InputError("the dataset has no scattering signals to invert; run `molmovie scatter` on it first")
-    from ..inversion import predict_in_batches
-
-    pred = predict_in_batches(method, dataset.dS, q=dataset.q, lengths=dataset.length, progress=progress)
+    if progress is not None:
+        progress(0, {"total": 1, "unit": "predictions", "stage": "predicting"})
+    pred = method.predict(dataset.dS, q=dataset.q, lengths=dataset.length)
+    if progress is not None:
+        progress(1, {"total": 1, "unit": "predictions", "stage": "predicting"})
     return score_prediction(pred.distances, pred.std, dataset)
 
 

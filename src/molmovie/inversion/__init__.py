@@ -43,7 +43,6 @@ from ._base import (
     Prediction,
     check_signals,
     interpolate_signals,
-    predict_in_batches,
     read_model_file,
 )
 from ._nearest import NearestReference, nearest_frames
@@ -53,7 +52,6 @@ from ._vrnn import VRNN
 
 __all__ = [
     "Prediction",
-    "predict_in_batches",
     "InversionMethod",
     "NotFittedError",
     "NearestReference",

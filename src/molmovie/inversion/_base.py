@@ -39,7 +39,6 @@ from ..scattering.spec import SignalSpec
 
 __all__ = [
     "Prediction",
-    "predict_in_batches",
     "InversionMethod",
     "NotFittedError",
     "interpolate_signals",
@@ -69,52 +68,6 @@ class Prediction:
 
     distances: np.ndarray
     std: np.ndarray | None = None
-
-
-def predict_in_batches(
-    method: Any,
-    dS: ArrayLike,
-    *,
-    q: ArrayLike,
-    lengths: ArrayLike | None = None,
-    progress: Progress | None = None,
-    batches: int = 20,
-) -> Prediction:
-    """``method.predict`` over the series in about ``batches`` batches, reporting each one done.
-
-    Each series is predicted on its own by every method (a series' answer
-    does not depend on the others), so the batches give the answer of one
-    call; ``progress(done, {"total": M, "unit": "series"})`` is called after
-    each batch. Without ``progress`` it is one call.
-
-    Parameters
-    ----------
-    method : InversionMethod
-        Fitted.
-    dS : array_like, shape (M, T, Q) or (T, Q)
-    q, lengths
-        As for :meth:`InversionMethod.predict`.
-    progress : callable, optional
-        ``progress(done, info)``.
-    batches : int
-        Most batches.
-    """
-    dS = np.asarray(dS)
-    if progress is None or dS.ndim != 3 or dS.shape[0] < 2:
-        pred = method.predict(dS, q=q, lengths=lengths)
-        if progress is not None:
-            progress(1, {"total": 1, "unit": "series"})
-        return pred
-    M = dS.shape[0]
-    lengths_a = None if lengths is None else np.asarray(lengths)
-    step = max(1, math.ceil(M / max(1, batches)))
-    parts: list[Prediction] = []
-    for start in range(0, M, step):
-        stop = min(M, start + step)
-        parts.append(method.predict(dS[start:stop], q=q, lengths=None if lengths_a is None else lengths_a[start:stop]))
-        progress(stop, {"total": M, "unit": "series"})
-    std = None if any(p.std is None for p in parts) else np.concatenate([np.asarray(p.std) for p in parts])
-    return Prediction(np.concatenate([p.distances for p in parts]), std)
 
 
 # --------------------------------------------------------------------------- validation helpers
