@@ -412,7 +412,7 @@ def test_padding_many_short_trajectories_to_a_long_one_is_bounded(monkeypatch):
 def test_photon_counts_beyond_64_bit_integers_are_refused(dataset, capsys):
     before = dataset.read_bytes()
     code, _, err = run_cli(["scatter", dataset, "--photons", "1e300"], capsys)
-    assert_one_line_error(code, err, r"The 'photons' parameter must be <= 1e\+18 .*got 1e\+300")
+    assert_one_line_error(code, err, r"--photons must be <= 1e\+16 per q bin per delay with 100 q points .*got 1e\+300")
     assert dataset.read_bytes() == before
 
 

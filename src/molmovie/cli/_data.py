@@ -17,6 +17,7 @@ from ..datasets import Dataset, make_splits
 from ..io import read_dataset, write_dataset
 from ..molecules import formula
 from ..scattering import DEFAULT_Q, PROBES, SignalSpec, q_grid, simulate
+from ..scattering.detector import MAX_PHOTONS
 from ..trajectories import READERS, read_ensemble, trajectory_files
 from ._app import app
 from ._options import SPLITS_TEXT, choices, deprecated, parse_q_grid, parse_splits
@@ -116,6 +117,11 @@ def scatter(
         q_values = _scatter_q(q, qmin, qmax, nq)
         if photons is not None and not photons > 0:
             raise InputError(f"--photons must be > 0 photons per q bin per delay; got {photons:g}")
+        if photons is not None and photons * len(q_values) > MAX_PHOTONS:
+            raise InputError(
+                f"--photons must be <= {MAX_PHOTONS / len(q_values):.3g} per q bin per delay with {len(q_values)} q points "
+                f"(Poisson counts beyond {MAX_PHOTONS:.0e} per pattern overflow 64-bit integers); got {photons:g}"
+            )
         spec = SignalSpec(
             q_values,
             inelastic=inelastic,  # type: ignore[arg-type]  # None: the probe's default
