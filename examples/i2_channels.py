@@ -1,7 +1,7 @@
 """The LCLS I2 run explained channel by channel: the model-selection table of docs/i2-channels.md and its figure.
 
     molmovie ingest ../shared/data/i2-lcls/phil-trans-data.h5 --output i2-aniso.h5 --q-units 1/A --delay-units ps \
-        --t0 2.376 --reference-before 2.35 --qmin 1.0 --qmax 3.5 --molecule I2 --anisotropy 2,4
+        --t0 2376 --reference-before 2350 --q-range 1.0:3.5 --molecule I2 --anisotropy 2,4
     python examples/i2_channels.py i2-aniso.h5 i2-basis.h5 --out i2-channels     # i2-basis.h5: the README's basis
 
 Writes OUT/table.md, OUT/results.json and OUT/residuals.png (the residual/σ maps of every model, S_0 and S_2).

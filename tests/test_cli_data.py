@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -176,3 +178,24 @@ def test_real_sharc_import_and_scatter(tmp_path, capsys, sharc_cs2):
         assert np.isfinite(ds.dS[m, :L]).all() and np.isnan(ds.dS[m, L:]).all()
     # the dissociating run loses S-S and C-S interference: its signal change is large
     assert np.nanmax(np.abs(ds.dS[1])) > 0.05
+
+
+def test_photons_are_per_q_bin_per_frame_as_in_simulate_experiment(tmp_path, runs, capsys):
+    out = tmp_path / "cs2.h5"
+    assert run_cli(["import", runs, "--output", out, "--dt", "1"], capsys)[0] == 0
+    code, _, err = run_cli(["scatter", out, "--q", "0.5:5:0.5", "--photons", "1000"], capsys)
+    assert code == 0, err
+    ds = read_dataset(out)
+    assert ds.q.size == 10 and ds.spec.photons == 1000 * 10  # the library counts photons per pattern
+    code, stdout, _ = run_cli(["info", out], capsys)
+    assert "noise 1000 photons per q bin per frame" in stdout
+
+
+def test_reproduce_writes_to_a_folder_named_after_its_preset(tmp_path, capsys, monkeypatch):
+    from molmovie._guards import output_lock
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with output_lock(Path("runs/paper")):  # held: the command names the folder it would write, and stops
+        code, _, err = run_cli(["reproduce", "--preset", "paper"], capsys)
+    assert_one_line_error(code, err, r"another molmovie run is writing runs/paper ")

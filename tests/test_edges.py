@@ -360,7 +360,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_checkpoint(tm
 
     monkeypatch.setattr(np, "savez", full)
     out = tmp_path / "g.h5"
-    code, _, err = run_cli(["generate", "cs2", "-n", "2", "-o", out, "--workers", "1", "--model", "ground"], capsys)
+    code, _, err = run_cli(["generate", "cs2", "-n", "2", "-o", out, "--workers", "1", "--dynamics", "ground"], capsys)
     assert_one_line_error(code, err, r"no space left on device writing .*g\.h5\.partial/traj-000000\.npz$")
     assert files(tmp_path) == ["g.h5.partial"]  # no dataset, no lock file
     assert files(tmp_path / "g.h5.partial") == ["run.json"]  # no temporary file
@@ -412,7 +412,7 @@ def test_padding_many_short_trajectories_to_a_long_one_is_bounded(monkeypatch):
 def test_photon_counts_beyond_64_bit_integers_are_refused(dataset, capsys):
     before = dataset.read_bytes()
     code, _, err = run_cli(["scatter", dataset, "--photons", "1e300"], capsys)
-    assert_one_line_error(code, err, r"The 'photons' parameter must be <= 1e\+18 .*got 1e\+300")
+    assert_one_line_error(code, err, r"--photons must be <= 1e\+16 per q bin per delay with 100 q points .*got 1e\+300")
     assert dataset.read_bytes() == before
 
 

@@ -55,7 +55,7 @@ def test_scatter_xray_default_is_unchanged_and_says_so(tmp_path, dataset, capsys
 @pytest.mark.parametrize(
     "extra, match",
     [
-        (["--probe", "neutron"], "'probe' parameter must be one of xray, electron"),
+        (["--probe", "neutron"], "'neutron' is not one of 'xray', 'electron'"),
         (["--energy-kev", "3700"], "'energy_kev' parameter is the electron beam"),
         (["--probe", "electron", "--energy-kev", "-1"], "'energy_kev' parameter must be a kinetic energy"),
         (["--probe", "electron", "--qmin", "0", "--inelastic"], "diverges"),

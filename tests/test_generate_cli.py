@@ -16,6 +16,10 @@ def test_generate_c2h4_writes_a_dataset(tmp_path, capsys):
         ["generate", "c2h4", "--trajectories", "2", "--output", out, "--workers", "1", "--seed", "4", "--splits", "1,1,0"], capsys
     )
     assert code == 0, err
+    # --trajectories N, the old spelling of the count, is read for one release with one deprecation line
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "molmovie: deprecated: --trajectories 2 is read as --n-trajectories 2 until molmovie 0.3; write --n-trajectories 2"
+    ]
     assert "2 trajectories of c2h4" in stdout and "energy drift max" in stdout
     ds = read_dataset(out)
     assert ds.n_trajectories == 2 and ds.n_frames == 151 and ds.length.tolist() == [151, 151]
@@ -39,10 +43,11 @@ def test_generate_c2h4_writes_a_dataset(tmp_path, capsys):
     [
         (["benzene"], "unknown molecule 'benzene'"),
         (["smiles:C1CC("], "cannot parse SMILES"),
-        (["c2h4", "--trajectories", "0"], "--trajectories must be >= 1"),
+        (["c2h4", "--n-trajectories", "0"], "--n-trajectories must be >= 1"),
+        (["c2h4", "-n", "2", "--trajectories", "2"], "give --n-trajectories"),
         (["c2h4", "--splits", "80,20"], "--splits must be three"),
-        (["c2h4", "--model", "nmm-cation"], "made for C5H11NO"),
-        (["c2h4", "--model", "warp-drive"], "unknown model 'warp-drive'"),
+        (["c2h4", "--dynamics", "nmm-cation"], "made for C5H11NO"),
+        (["c2h4", "--dynamics", "warp-drive"], "unknown model 'warp-drive'"),
         (["c2h4", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler"),
         (["c2h4", "--workers", "0"], "--workers must be"),
     ],
@@ -50,8 +55,8 @@ def test_generate_c2h4_writes_a_dataset(tmp_path, capsys):
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, match):
     out = tmp_path / "out.h5"
     full = ["generate", *args]
-    if "--trajectories" not in args:
-        full += ["--trajectories", "2"]
+    if "--n-trajectories" not in args and "-n" not in args:
+        full += ["--n-trajectories", "2"]
     code, _, err = run_cli(full + ["--output", out], capsys)
     assert_one_line_error(code, err, match=match)
     assert list(tmp_path.iterdir()) == []
@@ -60,7 +65,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, match)
 def test_existing_output_needs_force(tmp_path, capsys):
     out = tmp_path / "out.h5"
     out.write_bytes(b"keep me")
-    code, _, err = run_cli(["generate", "c2h4", "--trajectories", "1", "--output", out], capsys)
+    code, _, err = run_cli(["generate", "c2h4", "-n", "1", "--output", out], capsys)
     assert_one_line_error(code, err, match="exists; use --force")
     assert out.read_bytes() == b"keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
 

@@ -224,7 +224,7 @@ def test_ingest_and_show_commands(tmp_path, capsys):
             "--delay-units",
             "ps",
             "--t0",
-            "2",
+            "2000",
             "--qmin",
             "1",
             "--symbols",
@@ -233,12 +233,19 @@ def test_ingest_and_show_commands(tmp_path, capsys):
         capsys,
     )
     assert code == 0, err
+    # --t0 is in fs whatever the file's delay units; the old --qmin is read with a deprecation line
+    assert err.splitlines() == [
+        "molmovie: note: --t0 and --reference-before are in fs (before molmovie 0.2 they were in the file's delay units, ps here)",
+        "molmovie: deprecated: --qmin 1 is read as --q-range 1:QMAX until molmovie 0.3; write --q-range 1:QMAX",
+    ]
     assert "pre-t0 mean of 3 delays" in stdout and "7 delays -200 to 1000 fs" in stdout
     m = read_measurement(out)
     assert m.symbols == ("I", "I") and m.q[0] >= 1
     assert pre_t0_chi2(m)[1] == 3
-    code, stdout, err = run_cli(["show", out, "-o", fig, "--q", "1.5,3"], capsys)
+    code, stdout, err = run_cli(["show", out, "-o", fig, "--q-lines", "1.5,3"], capsys)
     assert code == 0, err
+    code, stdout, err = run_cli(["show", out, "-o", fig, "--q", "1.5,3", "--force"], capsys)  # the old spelling
+    assert code == 0 and "--q 1.5,3 (in show) is read as --q-lines 1.5,3" in err
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -257,36 +264,36 @@ def _bad_cases(tmp_path):
     return {
         "no q axis": (["ingest", _h5(tmp_path, "a.h5", Q=None, k=Q)] + units, "no q axis found; give --q-path"),
         "delays not increasing": (
-            ["ingest", _h5(tmp_path, "b.h5", timebins=shuffled)] + units + ["--t0", "2"],
+            ["ingest", _h5(tmp_path, "b.h5", timebins=shuffled)] + units + ["--t0", "2000"],
             "delays must be finite and strictly increasing",
         ),
-        "no delay before t0": (["ingest", _h5(tmp_path)] + units + ["--t0", "1.5"], "no delay before 1.5 ps"),
-        "negative variance": (["ingest", _h5(tmp_path, "c.h5", variance=neg)] + units + ["--t0", "2"], "negative variance"),
+        "no delay before t0": (["ingest", _h5(tmp_path)] + units + ["--t0", "1500"], "no delay before 1.5 ps"),
+        "negative variance": (["ingest", _h5(tmp_path, "c.h5", variance=neg)] + units + ["--t0", "2000"], "negative variance"),
         "NaN in the q range": (
-            ["ingest", _h5(tmp_path, "d.h5", mean=nan)] + units + ["--t0", "2"],
+            ["ingest", _h5(tmp_path, "d.h5", mean=nan)] + units + ["--t0", "2000"],
             "NaN or inf in the chosen q range",
         ),
         "empty q range": (
-            ["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--qmin", "5", "--qmax", "6"],
+            ["ingest", _h5(tmp_path)] + units + ["--t0", "2000", "--qmin", "5", "--qmax", "6"],
             "no q point of the file lies in 5 to 6",
         ),
         "inverted q range": (
-            ["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--qmin", "3", "--qmax", "2"],
+            ["ingest", _h5(tmp_path)] + units + ["--t0", "2000", "--qmin", "3", "--qmax", "2"],
             "the q range is empty",
         ),
         "Legendre order not in file": (
-            ["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--legendre", "4"],
+            ["ingest", _h5(tmp_path)] + units + ["--t0", "2000", "--legendre", "4"],
             r"Legendre order 4 is not in the file \(orders there: 0, 2\)",
         ),
         "unknown q units": (
-            ["ingest", _h5(tmp_path), "--q-units", "1/furlong", "--delay-units", "ps", "--t0", "2"],
+            ["ingest", _h5(tmp_path), "--q-units", "1/furlong", "--delay-units", "ps", "--t0", "2000"],
             "unknown units '1/furlong' for q",
         ),
         "units not in the file": (
-            ["ingest", _h5(tmp_path), "--q-units", "1/A", "--t0", "2"],
+            ["ingest", _h5(tmp_path), "--q-units", "1/A", "--t0", "2000"],
             "does not say the units of the delays; give --delay-units",
         ),
-        "unknown molecule": (["ingest", _h5(tmp_path)] + units + ["--t0", "2", "--molecule", "iodine"], "give --symbols"),
+        "unknown molecule": (["ingest", _h5(tmp_path)] + units + ["--t0", "2000", "--molecule", "iodine"], "give --symbols"),
         "text with Legendre": (
             ["ingest", _text(tmp_path / "t.txt", mean[0].T)] + units + ["--legendre", "2"],
             "Legendre order 2 is not in the file",
@@ -338,7 +345,7 @@ def test_existing_output_and_input_as_output_are_refused(tmp_path, capsys):
     src = _h5(tmp_path)
     out = tmp_path / "m.h5"
     out.write_bytes(b"keep")
-    args = ["--q-units", "1/A", "--delay-units", "ps", "--t0", "2"]
+    args = ["--q-units", "1/A", "--delay-units", "ps", "--t0", "2000"]
     assert_one_line_error(*run_cli(["ingest", src, "-o", out] + args, capsys)[::2], match="exists; use --force")
     assert out.read_bytes() == b"keep"
     before = src.read_bytes()
@@ -350,7 +357,7 @@ def test_existing_output_and_input_as_output_are_refused(tmp_path, capsys):
 
 def test_show_refuses_a_dataset_and_a_bad_suffix(tmp_path, capsys):
     m = tmp_path / "m.h5"
-    assert run_cli(["ingest", _h5(tmp_path), "-o", m, "--q-units", "1/A", "--delay-units", "ps", "--t0", "2"], capsys)[0] == 0
+    assert run_cli(["ingest", _h5(tmp_path), "-o", m, "--q-units", "1/A", "--delay-units", "ps", "--t0", "2000"], capsys)[0] == 0
     assert_one_line_error(*run_cli(["show", m, "-o", tmp_path / "f.jpg"], capsys)[::2], match="must be .png, .pdf or .svg")
     assert_one_line_error(
         *run_cli(["show", _h5(tmp_path, "raw.h5"), "-o", tmp_path / "f.png"], capsys)[::2], match="not a molmovie measurement"
@@ -389,13 +396,11 @@ I2_COMMAND = [
     "--delay-units",
     "ps",
     "--t0",
-    "2.376",
+    "2376",
     "--reference-before",
-    "2.35",
-    "--qmin",
-    "1.0",
-    "--qmax",
-    "3.5",
+    "2350",
+    "--q-range",
+    "1.0:3.5",
     "--molecule",
     "I2",
 ]

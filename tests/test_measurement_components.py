@@ -68,7 +68,7 @@ def test_component_shapes_and_orders_are_checked():
 )
 def test_bad_anisotropy_option_is_one_line_exit_2(tmp_path, capsys, value, match):
     out = tmp_path / "out.h5"
-    args = ["ingest", _h5(tmp_path), "--q-units", "1/A", "--delay-units", "ps", "--t0", "2", "--anisotropy", value, "-o", out]
+    args = ["ingest", _h5(tmp_path), "--q-units", "1/A", "--delay-units", "ps", "--t0", "2000", "--anisotropy", value, "-o", out]
     code, _, err = run_cli(args, capsys)
     assert_one_line_error(code, err, match=match)
     assert not out.exists()

@@ -69,10 +69,14 @@ def test_round_trip_without_noise_agrees_to_1e10(dataset, tmp_path, capsys):
             "0,2:4",
             "--weights",
             "1,2,3",
+            "--photons",
+            "0",
         ],
         capsys,
     )
     assert code == 0, err
+    # the old QMIN:QMAX:COUNT form of --q is read for one release, with one deprecation line
+    assert err.count("molmovie: deprecated: --q 0.8:5:40 (QMIN:QMAX:COUNT) is read as --q 0.8:5:0.107692") == 1
     assert "simulated measurement of cs2 from 3 trajectories" in stdout
     meas = read_measurement(out)
     truth = meas.truth
@@ -144,7 +148,9 @@ def test_defaults_take_the_datasets_q_and_delays_from_minus_200_fs(tmp_path, cap
     assert code == 0, err
     meas = read_measurement(out)
     np.testing.assert_array_equal(meas.q, q)
-    np.testing.assert_allclose(meas.delays, np.arange(-200.0, 150.0 + 40.0 + 1e-9, 25.0))
+    # to the latest delay that `fit`'s default time-zero search (from -150 fs) can fit with this 150-fs basis
+    np.testing.assert_allclose(meas.delays, np.arange(-200.0, 150.0 - 150.0 + 1e-9, 25.0))
+    assert meas.sigma is not None and meas.truth.photons == 1e6  # noise by default: `fit` has a σ to weigh by
     assert (meas.truth.gamma, meas.truth.t0, meas.truth.irf_fs) == (0.05, 40.0, 80.0)
     # and without signals, the default q grid
     path2 = write_dataset(Dataset(ens), tmp_path / "bare.h5")
@@ -159,13 +165,13 @@ def test_defaults_take_the_datasets_q_and_delays_from_minus_200_fs(tmp_path, cap
         (["--gamma", "0"], "gamma"),
         (["--gamma", "1.5"], "gamma"),
         (["--irf-fs", "-5"], "irf_fs"),
-        (["--photons", "0"], "photons"),
+        (["--photons", "-1"], "photons"),
         (["--delays=-100:400:10"], "past the end of the basis"),
         (["--delays", "1:2"], "START:STOP:STEP"),
         (["--delays", "10:0:5"], "STOP >= START"),
         (["--delays=-100:100:0.0001"], "limit of 100,000"),
-        (["--q", "5:1:10"], "QMIN < QMAX"),
-        (["--q", "1:4:2.5"], "whole COUNT"),
+        (["--q", "5:1:10"], "QMIN <= QMAX"),
+        (["--q", "1:4:0"], "STEP > 0"),
         (["--q", "0.5:5:100000", "--delays=-100:100:0.1"], "limit"),
         (["--trajectories", "0,99"], "out of range"),
         (["--trajectories", "a,b"], "indices"),

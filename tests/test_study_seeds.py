@@ -24,7 +24,7 @@ import pytest
 
 from molmovie import InputError
 from molmovie.cli import main
-from molmovie.cli._stage_bars import ParallelStageProgress
+from molmovie.cli._progress import ParallelStageProgress
 from molmovie.evaluation.figures import plot_rmsd_sums
 from molmovie.evaluation.study import (
     EXPERIMENTS,

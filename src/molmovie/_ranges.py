@@ -1,4 +1,4 @@
-"""One syntax for every range a user gives: ``A,B`` (or ``A:B``), or ``A:B:STEP`` where a step applies.
+"""One syntax for every range a user gives: ``A:B``, or ``A:B:STEP`` where a step applies (the old ``A,B`` is read too).
 
 :func:`parse_range` is the single parser behind ``--t0-range``, ``--irf-range``,
 the ensemble fit's ``t0_range``/``irf_range`` settings and ``generate``'s
@@ -41,7 +41,7 @@ def parse_range(
     step: bool = False,
     single: bool = False,
     low: float | None = None,
-    example: str = "-100,150",
+    example: str = "-100:150",
 ) -> tuple[float, ...]:
     """``"A,B"``, ``"A:B"``, ``"A:B:STEP"`` (with ``step``), or a sequence of those numbers -> a tuple of floats.
 
@@ -69,9 +69,9 @@ def parse_range(
     Raises
     ------
     InputError
-        "--t0-range must be two numbers LO,HI in fs with lo <= hi (e.g. -100,150); got '12'".
+        "--t0-range must be two numbers LO:HI in fs with lo <= hi (e.g. -100:150); got '12'".
     """
-    forms = ("one number or " if single else "") + "two numbers LO,HI" + (" or LO:HI:STEP" if step else "")
+    forms = ("one number or " if single else "") + "two numbers LO:HI" + (" or LO:HI:STEP" if step else "")
     message = f"{name} must be {forms} in {unit} with lo <= hi (e.g. {example}); got {value!r}"
     if isinstance(value, str):
         parts = _SPLIT.split(value.strip())

@@ -21,7 +21,7 @@ from ._typing import PathLike
 from .scattering.spec import SignalSpec
 from .trajectories import Ensemble, _index_array
 
-__all__ = ["SPLITS", "Dataset", "make_splits", "check_splits"]
+__all__ = ["SPLITS", "DEFAULT_SPLITS", "Dataset", "make_splits", "check_splits"]
 
 SPLITS = ("train", "val", "test")
 
@@ -177,8 +177,11 @@ class Dataset:
 
 # --------------------------------------------------------------------------- splits
 
+#: The train,val,test sizes every command and function splits trajectories by unless told otherwise.
+DEFAULT_SPLITS: tuple[float, float, float] = (85.0, 11.0, 11.0)
 
-def make_splits(n: int, sizes: ArrayLike = (85, 11, 11), seed: int = 0) -> dict[str, np.ndarray]:
+
+def make_splits(n: int, sizes: ArrayLike = DEFAULT_SPLITS, seed: int = 0) -> dict[str, np.ndarray]:
     """Random train/val/test split of ``n`` trajectories.
 
     Parameters

@@ -14,6 +14,7 @@ all its inputs, locked) before it reads or computes anything.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ import typer
 
 from .._errors import InputError, shorten
 from ._app import app
+from ._options import OptionDeprecation
 from ._outputs import interrupt_note
 
 # Each module adds its commands to `app` (from ._app: no import circle); they import only light
@@ -95,17 +97,28 @@ def _show_usage_error(exc) -> None:
     command = ctx.command_path if ctx is not None else "molmovie"
     message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     hint = f" (see '{command} --help')" if ctx is not None else ""
-    typer.echo(f"molmovie: error: {_error_line(message)}{hint}", err=True)
+    _say(f"molmovie: error: {_error_line(message)}{hint}")
+
+
+def _say(line: str) -> None:
+    """A line on stderr, and in the --log file."""
+    from ._progress import record
+
+    typer.echo(line, err=True)
+    record(line, logging.WARNING if line.startswith(("molmovie: warning", "molmovie: deprecated")) else logging.ERROR)
 
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
     """The warnings a successful command met, each once, as one line."""
     seen = set()
     for w in caught:
-        line = _error_line(f"{w.category.__name__}: {w.message}")
+        if issubclass(w.category, OptionDeprecation):
+            line = f"molmovie: deprecated: {_error_line(str(w.message))}"
+        else:
+            line = f"molmovie: warning: {_error_line(f'{w.category.__name__}: {w.message}')}"
         if line not in seen:
             seen.add(line)
-            typer.echo(f"molmovie: warning: {line}", err=True)
+            _say(line)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,6 +130,20 @@ def main(argv: list[str] | None = None) -> None:
     unexpected OS error (one line). typer would turn Ctrl-C into a silent exit 130, so the app runs
     with ``standalone_mode=False`` and the exceptions are handled here.
     """
+    import shlex
+    from datetime import UTC, datetime
+
+    from .._provenance import recording
+    from .._version import __version__
+    from ._progress import teardown
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = {
+        "command_line": shlex.join(["molmovie", *map(str, args)]),
+        "molmovie_version": __version__,
+        "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "inputs": {},
+    }
     previous = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -124,11 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Warnings (NumPy's overflow, a library's deprecation) are held while the command runs: after an
         # error they are dropped, so the error is the one line printed; after success each is one line.
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, recording(command):
+            warnings.simplefilter("always", OptionDeprecation)
             code = app(args=argv, prog_name="molmovie", standalone_mode=False)
-        _print_warnings(caught)
+        if code != 130:  # after Ctrl-C the one line says what was kept
+            _print_warnings(caught)
     except InputError as exc:
-        typer.echo(f"molmovie: error: {_error_line(str(exc))}", err=True)
+        _say(f"molmovie: error: {_error_line(str(exc))}")
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()
@@ -139,11 +168,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except OSError as exc:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        typer.echo(f"molmovie: error: {_error_line((exc.strerror or str(exc)) + where)}", err=True)
+        _say(f"molmovie: error: {_error_line((exc.strerror or str(exc)) + where)}")
         sys.exit(1)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        teardown()
     if code == 130:  # typer turns KeyboardInterrupt into Exit(130)
         _interrupted()
     if isinstance(code, int) and code:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from .._errors import InputError
 
 app = typer.Typer(
     name="molmovie",
@@ -24,8 +29,41 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: bool = typer.Option(
-        False, "--version", help="Print molmovie's version and exit.", callback=_print_version, is_eager=True
-    ),
+    version: Annotated[
+        bool, typer.Option("--version", help="Print molmovie's version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="More log lines on stderr: -v information (the command line, stages), -vv debugging.",
+        ),
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr: no progress.")] = False,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            "--log",
+            help="Also append the log to this file, with times: the command line, version, progress, warnings, errors.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Molecular movies from ultrafast X-ray scattering: trajectories -> signals -> inversion -> evaluation."""
+    """Molecular movies from ultrafast X-ray scattering: trajectories -> signals -> inversion -> evaluation.
+
+    Options of molmovie itself go before the command: molmovie -v --log run.log fit ...
+    """
+    from .._provenance import current
+    from ._progress import LOGGER, configure
+
+    if verbose and quiet:
+        raise InputError("give -v or -q, not both")
+    try:
+        configure(verbose, quiet, log)
+    except OSError as exc:
+        raise InputError(f"--log {log}: cannot append to it ({exc.strerror or exc})") from None
+    record = current()
+    if record is not None:
+        LOGGER.info("%s (molmovie %s)", record["command_line"], record["molmovie_version"])

@@ -5,21 +5,29 @@ from __future__ import annotations
 from collections import Counter
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 import typer
 
 from .._errors import InputError
 from .._guards import check_allocation
+from .._provenance import add_inputs
 from ..datasets import Dataset, make_splits
 from ..io import read_dataset, write_dataset
 from ..molecules import formula
-from ..scattering import PROBES, SignalSpec, q_grid, simulate
-from ..trajectories import read_ensemble, trajectory_files
+from ..scattering import DEFAULT_Q, PROBES, SignalSpec, q_grid, simulate
+from ..scattering.detector import MAX_PHOTONS
+from ..trajectories import READERS, read_ensemble, trajectory_files
 from ._app import app
-from ._options import parse_splits
+from ._options import SPLITS_TEXT, choices, deprecated, parse_q_grid, parse_splits
 from ._outputs import writing
 from ._progress import progress_callback
+
+if TYPE_CHECKING:
+    Probe = str
+else:  # shown as choices in --help
+    Probe = Literal[PROBES]
 
 
 class Reference(str, Enum):
@@ -40,8 +48,10 @@ def import_(
         ),
     ] = None,
     tmax: Annotated[float | None, typer.Option(help="Keep frames up to this time in fs after the first.")] = None,
-    format: Annotated[str | None, typer.Option(help="Reader: sharc, xyz or ase (default: from each path).")] = None,
-    splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = "80,10,10",
+    format: Annotated[
+        str | None, typer.Option(metavar=choices(READERS), help="Trajectory reader (default: from each path).")
+    ] = None,
+    splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = SPLITS_TEXT,
     seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
@@ -62,9 +72,17 @@ def import_(
 def scatter(
     file: Annotated[Path, typer.Argument(help="Dataset file (from import or generate).", show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of updating FILE in place.")] = None,
-    qmin: Annotated[float | None, typer.Option(help="Smallest q (s for electrons), 1/Angstrom.")] = None,
-    qmax: Annotated[float | None, typer.Option(help="Largest q (s for electrons), 1/Angstrom.")] = None,
-    nq: Annotated[int | None, typer.Option(help="Number of q points.")] = None,
+    q: Annotated[
+        str | None,
+        typer.Option(
+            "--q",
+            help="q grid (s for electrons), 1/Angstrom: QMIN:QMAX:STEP, e.g. 0.5:6.8:0.05. Default: 100 points from 0.5 to 6.8.",
+            show_default=False,
+        ),
+    ] = None,
+    qmin: Annotated[float | None, typer.Option(hidden=True)] = None,
+    qmax: Annotated[float | None, typer.Option(hidden=True)] = None,
+    nq: Annotated[int | None, typer.Option(hidden=True)] = None,
     inelastic: Annotated[
         bool | None,
         typer.Option(
@@ -73,11 +91,16 @@ def scatter(
             show_default=False,
         ),
     ] = None,
-    probe: Annotated[str, typer.Option(help=f"What scattered: {', '.join(PROBES)}.")] = "xray",
+    probe: Annotated[Probe, typer.Option(help="What scattered.")] = "xray",
     energy_kev: Annotated[
         float | None, typer.Option(help="Electron beam kinetic energy, keV (default 3700, MeV-UED; electrons only).")
     ] = None,
-    photons: Annotated[float | None, typer.Option(help="Poisson noise: expected photons per pattern.")] = None,
+    photons: Annotated[
+        float | None,
+        typer.Option(
+            help="Poisson noise: expected photons per q bin per delay (per frame), averaged over the q bins of a pattern (default: no noise)."
+        ),
+    ] = None,
     irf_fs: Annotated[float | None, typer.Option(help="Time resolution: FWHM of a Gaussian instrument response, fs.")] = None,
     reference: Annotated[
         Reference,
@@ -90,13 +113,20 @@ def scatter(
     # in place, FILE is the output: checked (a read-only file is refused) and locked before it is read
     target = output or file
     with writing(target, [file] if output is not None else [], force=force or output is None):
-        grid: dict[str, Any] = {k: v for k, v in dict(q_min=qmin, q_max=qmax, n_q=nq).items() if v is not None}
-        q = q_grid(**grid)
+        add_inputs([file])  # in place, FILE is also the input: its checksum before the signals are added
+        q_values = _scatter_q(q, qmin, qmax, nq)
+        if photons is not None and not photons > 0:
+            raise InputError(f"--photons must be > 0 photons per q bin per delay; got {photons:g}")
+        if photons is not None and photons * len(q_values) > MAX_PHOTONS:
+            raise InputError(
+                f"--photons must be <= {MAX_PHOTONS / len(q_values):.3g} per q bin per delay with {len(q_values)} q points "
+                f"(Poisson counts beyond {MAX_PHOTONS:.0e} per pattern overflow 64-bit integers); got {photons:g}"
+            )
         spec = SignalSpec(
-            q,
+            q_values,
             inelastic=inelastic,  # type: ignore[arg-type]  # None: the probe's default
             reference=reference.value,
-            photons=photons,
+            photons=None if photons is None else photons * len(q_values),  # the library counts photons per pattern
             irf_fs=irf_fs,
             seed=seed,
             probe=probe,
@@ -105,14 +135,31 @@ def scatter(
         ds = read_dataset(file)
         if output is None and ds.has_signals and not force:
             raise InputError(f"{file} already has signals; use --force to replace them, or --output to write a new file")
-        M, T = ds.n_trajectories, ds.n_frames
-        check_allocation((M, T, len(q)), f"--nq {len(q)}: ΔS of {M} trajectories x {T} frames x {len(q)} q points")
+        M, T, Q = ds.n_trajectories, ds.n_frames, len(q_values)
+        check_allocation((M, T, Q), f"--q with {Q} points: ΔS of {M} trajectories x {T} frames x {Q} q points")
         with progress_callback("scattering", unit="trajectories") as progress:
             signals = simulate(ds.symbols, ds.positions, ds.length, ds.time, spec, progress=progress)
         write_dataset(ds.with_signals(*signals), target, force=True)
     typer.echo(
-        f"{target}: ΔS on {len(q)} q points from {q[0]:g} to {q[-1]:g} 1/Å for {ds.n_trajectories} trajectories ({_probe(spec)})"
+        f"{target}: ΔS on {Q} q points from {q_values[0]:g} to {q_values[-1]:g} 1/Å for {ds.n_trajectories} trajectories ({_probe(spec)})"
     )
+
+
+def _scatter_q(q: str | None, qmin: float | None, qmax: float | None, nq: int | None) -> np.ndarray:
+    """The q grid of --q, or of the old --qmin/--qmax/--nq (with a deprecation line)."""
+    old = {k: v for k, v in dict(q_min=qmin, q_max=qmax, n_q=nq).items() if v is not None}
+    if q is not None and old:
+        raise InputError("give --q QMIN:QMAX:STEP, not --q with --qmin/--qmax/--nq")
+    if q is not None:
+        return parse_q_grid(q)
+    if old:
+        grid: dict[str, Any] = {**DEFAULT_Q, **old}
+        values = q_grid(**grid)
+        step = f"{values[1] - values[0]:.6g}" if len(values) > 1 else "1"
+        given = " ".join(f"--{k.replace('_', '')} {v:g}" for k, v in old.items())
+        deprecated(given, f"--q {grid['q_min']:g}:{grid['q_max']:g}:{step}")
+        return values
+    return q_grid(**DEFAULT_Q)
 
 
 def _probe(spec: SignalSpec) -> str:
@@ -134,7 +181,7 @@ def info(file: Annotated[Path, typer.Argument(help="Dataset file.", show_default
     if ds.spec is not None:  # the signals' spec (signals, I_ref and spec come together)
         spec = ds.spec
         q = spec.q
-        noise = f"{spec.photons:g} photons/pattern" if spec.photons else "none"
+        noise = f"{spec.photons / len(q):g} photons per q bin per frame" if spec.photons else "none"
         irf = f"{spec.irf_fs:g} fs FWHM" if spec.irf_fs else "none"
         lines.append(f"q grid        {len(q)} points, {q[0]:g} to {q[-1]:g} 1/Å; probe {_probe(spec)}")
         lines.append(

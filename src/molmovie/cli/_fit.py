@@ -14,24 +14,20 @@ from threadpoolctl import threadpool_limits
 
 from .._errors import InputError
 from .._guards import WriteError, deferred_interrupt, write_errors
-from .._ranges import parse_range
 from ..evaluation import fit_figures as ff
 from ..fitting import MEASUREMENT_METHODS, get_measurement_method
 from ..io import atomic_path, read_dataset
 from ..io.fit import write_fit
 from ..io.measurement import read_measurement
 from ._app import app
-from ._options import parse_settings
+from ._options import choices, parse_settings, parse_span
 from ._outputs import writing
 from ._progress import progress_callback
 
 
 def _range(text: str | None, option: str) -> tuple[float, float] | None:
-    """``"-100,150"`` -> (-100.0, 150.0) (:func:`molmovie._ranges.parse_range`)."""
-    if text is None:
-        return None
-    lo, hi = parse_range(text, option, "fs")
-    return lo, hi
+    """``"-100:150"`` -> (-100.0, 150.0); the old ``"-100,150"`` with a deprecation line."""
+    return parse_span(text, option, "fs", example="-100:150")
 
 
 def _regularize(text: str | None):
@@ -46,18 +42,21 @@ def _regularize(text: str | None):
     return value
 
 
-def _method_help() -> str:
-
-    return "Measurement method: " + ", ".join(MEASUREMENT_METHODS) + "."
-
-
 @app.command()
 def fit(
     measurement: Annotated[
         Path, typer.Argument(help="Measurement file (from `molmovie ingest` or `simulate-experiment`).", show_default=False)
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Fit result file to write (HDF5, format molmovie-fit).")],
-    method: Annotated[str, typer.Option("--method", "-m", help=_method_help())] = "ensemble",
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            "-m",
+            metavar=choices(MEASUREMENT_METHODS),
+            help="Measurement method: ensemble (weights of a trajectory basis), pdf (model-free ΔP(R, t)) or a learned one.",
+        ),
+    ] = "ensemble",
     basis: Annotated[
         Path | None,
         typer.Option(
@@ -69,10 +68,10 @@ def fit(
     bootstrap: Annotated[int | None, typer.Option(help="Bootstrap replicates (ensemble; default 100).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the bootstrap (ensemble; default 0).")] = None,
     t0_range: Annotated[
-        str | None, typer.Option("--t0-range", help="Time-zero range searched, LOW,HIGH fs (ensemble; default -150,150).")
+        str | None, typer.Option("--t0-range", help="Time-zero range searched, LO:HI in fs (ensemble; default -150:150).")
     ] = None,
     irf_range: Annotated[
-        str | None, typer.Option("--irf-range", help="IRF FWHM range searched, LOW,HIGH fs (ensemble; default 10,300).")
+        str | None, typer.Option("--irf-range", help="IRF FWHM range searched, LO:HI in fs (ensemble; default 10:300).")
     ] = None,
     regularize: Annotated[str | None, typer.Option(help="ensemble: none, discrepancy or μ; pdf: gcv, discrepancy or λ.")] = None,
     hole: Annotated[
@@ -146,8 +145,6 @@ def fit(
         ):
             model.fit(meas, basis=data, progress=progress)
         result = model.result
-        if not result.converged:
-            raise InputError(f"the {method} fit did not converge: {result.message}; no result written")
         result.provenance.update({"measurement_file": str(measurement), "basis_file": None if basis is None else str(basis)})
         images = {} if shown is None else _figures(result, shown)
         _write_all(result, output, images, figures, force=force)
@@ -156,6 +153,11 @@ def fit(
     if shown is not None:
         lines.append(f"  figures: {', '.join(str(w) for w in shown)}")
     typer.echo("\n".join(lines))
+    if not result.converged:  # written, to be judged, not thrown away: the file says converged = false
+        typer.echo(
+            f"molmovie: warning: the {method} fit did not converge: {result.message}; {output} is written with converged = false",
+            err=True,
+        )
 
 
 def summary_lines(result, output, method: str, molecule) -> list[str]:

@@ -9,13 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from .._errors import InputError
-from .._ranges import parse_range
-from ..dynamics import Model, default_model, generate as run, get_model, partial_path
+from ..dynamics import MODELS, Model, default_model, generate as run, get_model, partial_path
 from ..dynamics.calculators import CALCULATORS, get_calculator
 from ..dynamics.initial import INITIAL_CONDITIONS, Mixture, get_initial
 from ..molecules import Molecule, get_molecule
 from ._app import app
-from ._options import parse_splits
+from ._options import SPLITS_TEXT, choices, deprecated, parse_span, parse_splits
 from ._outputs import writing
 from ._progress import progress_callback
 
@@ -35,11 +34,8 @@ MAX_FRAMES = 1_000_000
 
 
 def _range(text: str | None, option: str, unit: str) -> tuple[float, float] | None:
-    """``"0.02:0.3"`` or ``"0.02,0.3"`` -> (0.02, 0.3); ``"0.1"`` -> (0.1, 0.1) (:func:`molmovie._ranges.parse_range`)."""
-    if text is None:
-        return None
-    lo, hi = parse_range(text, option, unit, single=True, example="0.02:0.3")
-    return lo, hi
+    """``"0.02:0.3"`` -> (0.02, 0.3); ``"0.1"`` -> (0.1, 0.1); the old ``"0.02,0.3"`` with a deprecation line."""
+    return parse_span(text, option, unit, single=True, example="0.02:0.3")
 
 
 def _morse(text: str) -> dict:
@@ -117,8 +113,10 @@ def generate(
     molecule: Annotated[
         str, typer.Argument(help="nmm, c2h4, cs2, i2, an XYZ file, or smiles:SMILES (e.g. smiles:CN1CCOCC1).", show_default=False)
     ],
-    trajectories: Annotated[int, typer.Option("--trajectories", "-n", help="Number of trajectories.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write (HDF5).")],
+    n_trajectories: Annotated[
+        int | None, typer.Option("--n-trajectories", "-n", help="Number of trajectories to run (required).", show_default=False)
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same trajectories, whatever the workers.")] = 0,
     workers: Annotated[
         int | None,
@@ -127,10 +125,12 @@ def generate(
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) to run the trajectories on.")
     ] = None,
-    model: Annotated[
+    dynamics: Annotated[
         str | None,
         typer.Option(
-            help="Excited-state model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules; 'ground' with a one-surface calculator (Morse)."
+            metavar=choices(MODELS),
+            help="Excited-state dynamics model: nmm-cation, c2h4-pipi, c2h4-triplet, cs2-isc, cs2-triplet, or the generic cation, triplet, ground. Default: the molecule's own; 'cation' for other molecules; 'ground' with a one-surface calculator (Morse).",
+            show_default=False,
         ),
     ] = None,
     calculator: Annotated[
@@ -212,10 +212,12 @@ def generate(
             help="End a trajectory once its fragments are apart (as SHARC runs do): faster, shorter trajectories.",
         ),
     ] = False,
-    splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = "85,11,11",
+    splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = SPLITS_TEXT,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing output file, or discard a checkpoint made with other settings.")
     ] = False,
+    old_count: Annotated[int | None, typer.Option("--trajectories", hidden=True)] = None,
+    old_model: Annotated[str | None, typer.Option("--model", hidden=True)] = None,
 ) -> None:
     """Run dynamics of a (photoexcited) molecule into a dataset file.
 
@@ -229,9 +231,22 @@ def generate(
     interrupted, the same command resumes it. The output is ready for
     `molmovie scatter`.
     """
+    if old_count is not None:
+        if n_trajectories is not None:
+            raise InputError("give --n-trajectories (-n) once; --trajectories N is its old spelling")
+        deprecated(f"--trajectories {old_count}", f"--n-trajectories {old_count}")
+        n_trajectories = old_count
+    if n_trajectories is None:
+        raise InputError("generate needs --n-trajectories N (-n N): how many trajectories to run")
+    if old_model is not None:  # --model names a model file in `invert`
+        if dynamics is not None:
+            raise InputError("give --dynamics once; --model is its old spelling in `generate`")
+        deprecated(f"--model {old_model} (in generate)", f"--dynamics {old_model}")
+    model = dynamics if dynamics is not None else old_model
+    trajectories = n_trajectories
     sizes = parse_splits(splits)
     if trajectories < 1:
-        raise InputError(f"--trajectories must be >= 1; got {trajectories}")
+        raise InputError(f"--n-trajectories must be >= 1; got {trajectories}")
     calc, init = _calculator(calculator, morse), _initial(initial, amplitude, phase, excess, bond, no_wigner, limit, repulsive)
     molecule_file = [Path(molecule)] if Path(molecule).is_file() else []
     # the library takes the output lock itself (and resumes from OUTPUT.partial/)

@@ -9,12 +9,20 @@ import numpy as np
 import typer
 
 from .._errors import InputError
-from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, interpolate_signals, load_method
+from ..inversion import (
+    DEFAULT_METHOD,
+    METHODS,
+    InversionMethod,
+    check_signals,
+    get_method,
+    interpolate_signals,
+    load_method,
+)
 from ..io import read_dataset, read_signals, write_inversion
 from ._app import app
-from ._options import parse_settings
+from ._options import choices, parse_settings
 from ._outputs import writing
-from ._progress import progress_callback
+from ._progress import progress_bar, progress_callback
 
 #: The learned method that reads a measurement (molmovie.fitting.EnsembleVRNN): trained by `train`, used by `invert`.
 LEARNED = "vrnn-ensemble"
@@ -64,7 +72,7 @@ def train(
         Path, typer.Argument(help="Dataset file with signals (from import/generate + scatter).", show_default=False)
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (safetensors), e.g. model.safetensors.")],
-    method: Annotated[str, typer.Option(help=_method_help())] = DEFAULT_METHOD,
+    method: Annotated[str, typer.Option(metavar=choices((*METHODS, LEARNED)), help=_method_help())] = DEFAULT_METHOD,
     exclude_dissociating: Annotated[
         bool, typer.Option("--exclude-dissociating", help="Leave out trajectories that dissociate (train and val).")
     ] = False,
@@ -242,8 +250,11 @@ def _invert_measurement(model: Path, signals: Path, output: Path, force: bool) -
         )
     learned = EnsembleVRNN._from_parts(name, config, arrays, model)
     meas = read_measurement(signals)
-    with threadpool_limits(limits=1, user_api="blas"):
-        learned.fit(meas)
+    with (
+        progress_callback(f"inverting ({LEARNED})", status=lambda info: str(info.get("stage", ""))) as progress,
+        threadpool_limits(limits=1, user_api="blas"),
+    ):
+        learned.fit(meas, progress=progress)
     result = learned.result
     result.provenance.update({"measurement_file": str(signals), "model_file": str(model)})
     write_fit(result, output, force=force)
@@ -276,7 +287,9 @@ def _invert(model, signals, output, interpolate_q, device, force) -> None:
         except InputError as exc:
             raise InputError(f"{signals}: {exc}") from None
         interpolated = True
-    pred = method.predict(dS, q=method.q_, lengths=lengths)
+    with progress_bar(f"inverting ({method.name}): {len(dS)} series", 1, unit="predictions") as update:
+        pred = method.predict(dS, q=method.q_, lengths=lengths)  # one call: the answer does not depend on batches
+        update(completed=1)
 
     write_inversion(
         output,

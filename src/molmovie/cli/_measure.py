@@ -19,6 +19,7 @@ from ..measurement import difference_pdf
 from ..scattering import PROBES
 from ..scattering.pdf import DEFAULT_ALPHA
 from ._app import app
+from ._options import deprecated, parse_span
 from ._outputs import writing
 
 
@@ -61,19 +62,23 @@ def ingest(
         typer.Option(help="A ready ΔS: fraction or percent; or sM, a ΔsM of electron diffraction (in the file's 1/s units)."),
     ] = None,
     t0: Annotated[
-        float, typer.Option("--t0", help="Time zero in the FILE'S delay units; stored delays are (delay - t0) in fs.")
+        float, typer.Option("--t0", help="Time zero, fs (on the file's delay axis); stored delays are (delay - t0) in fs.")
     ] = 0.0,
     reference_before: Annotated[
         float | None,
         typer.Option(
-            help="Intensities: the delays strictly before this time (file's delay units; default --t0) form the reference."
+            help="Intensities: the delays strictly before this time, fs (on the file's delay axis; default --t0), form the reference."
         ),
     ] = None,
     laser_off: Annotated[
         Path | None, typer.Option(help="Laser-off file (same layout and options) as the reference instead of the pre-t0 delays.")
     ] = None,
-    qmin: Annotated[float | None, typer.Option(help="Smallest q kept, 1/Angstrom (after unit conversion).")] = None,
-    qmax: Annotated[float | None, typer.Option(help="Largest q kept, 1/Angstrom (after unit conversion).")] = None,
+    q_range: Annotated[
+        str | None,
+        typer.Option(help="q range kept, LO:HI in 1/Angstrom (after unit conversion; default: all).", show_default=False),
+    ] = None,
+    qmin: Annotated[float | None, typer.Option(hidden=True)] = None,
+    qmax: Annotated[float | None, typer.Option(hidden=True)] = None,
     legendre: Annotated[
         int,
         typer.Option(
@@ -119,6 +124,7 @@ def ingest(
 ) -> None:
     """Turn a beamline file into a molmovie measurement: units, ΔS against a reference, σ, q range, time zero."""
     inputs = [file, laser_off, *(Path(p) for p in (variance_path, std_path) if p and Path(p).exists())]
+    qmin, qmax = _q_range(q_range, qmin, qmax)
     with writing(output, inputs, force=force):
         meas = _ingest(
             file,
@@ -130,6 +136,7 @@ def ingest(
             signal_units=signal_units,
             t0=t0,
             reference_before=reference_before,
+            time_units="fs",
             laser_off=laser_off,
             qmin=qmin,
             qmax=qmax,
@@ -150,6 +157,12 @@ def ingest(
             format=None if format is None else format.value,
         )
     p = meas.provenance
+    units = p.get("units_read", {}).get("delays", "fs")
+    if units != "fs" and (t0 != 0 or reference_before is not None):
+        typer.echo(
+            f"molmovie: note: --t0 and --reference-before are in fs (before molmovie 0.2 they were in the file's delay units, {units} here)",
+            err=True,
+        )
     order = "" if p.get("legendre") is None else f", Legendre {p['legendre']}"
     lines = [
         f"{output}: ΔS ({p['kind']}{order}) "
@@ -177,6 +190,22 @@ def ingest(
     typer.echo("\n".join(lines))
 
 
+def _q_range(text: str | None, qmin: float | None, qmax: float | None) -> tuple[float | None, float | None]:
+    """--q-range LO:HI, or the old --qmin/--qmax (with a deprecation line)."""
+    if text is not None:
+        if qmin is not None or qmax is not None:
+            raise InputError("give --q-range LO:HI, not --q-range with --qmin/--qmax")
+        span = parse_span(text, "--q-range", "1/Angstrom", example="0.5:4")
+        assert span is not None
+        return span
+    if qmin is not None or qmax is not None:
+        old = " ".join(f"--{k} {v:g}" for k, v in (("qmin", qmin), ("qmax", qmax)) if v is not None)
+        lo = "" if qmin is None else f"{qmin:g}"
+        hi = "" if qmax is None else f"{qmax:g}"
+        deprecated(old, f"--q-range {lo or 0}:{hi or 'QMAX'}")
+    return qmin, qmax
+
+
 def _orders(text: str | None) -> tuple[int, ...]:
     """--anisotropy "2,4" as (2, 4); the library checks the values."""
     if not text:
@@ -198,18 +227,26 @@ def _ingest(file, output, *, force, **options):
 def show(
     file: Annotated[Path, typer.Argument(help="Measurement file (from ingest or simulate-experiment).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Figure to write (PNG, PDF or SVG by its suffix).")],
-    q: Annotated[
+    q_lines: Annotated[
         str | None,
         typer.Option(
-            "--q", help="q values of the line-outs, 1/Angstrom, comma separated (default: three where |ΔS| is largest)."
+            "--q-lines",
+            help="q values of the line-outs, 1/Angstrom, comma separated (default: three where |ΔS| is largest).",
+            show_default=False,
         ),
     ] = None,
+    q: Annotated[str | None, typer.Option("--q", hidden=True)] = None,
     tmax: Annotated[float | None, typer.Option(help="Show delays up to this time, fs.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing figure.")] = False,
 ) -> None:
     """Figure of a measurement: the ΔS(q, t) map in percent, line-outs at a few q with σ, |ΔS|/σ."""
+    if q is not None:
+        if q_lines is not None:
+            raise InputError("give --q-lines once; --q is its old spelling in `show`")
+        deprecated(f"--q {q} (in show)", f"--q-lines {q}")
+        q_lines = q
     with writing(output, [file], force=force):
-        _show(file, output, q, tmax)
+        _show(file, output, q_lines, tmax)
 
 
 def _show(file: Path, output: Path, q, tmax) -> None:
@@ -223,7 +260,7 @@ def _show(file: Path, output: Path, q, tmax) -> None:
         except ValueError:
             q_lines = []
         if not q_lines or not all(math.isfinite(v) and v >= 0 for v in q_lines):
-            raise InputError(f"--q takes q values >= 0 in 1/Angstrom separated by commas, like 1.5,3; got {q!r}")
+            raise InputError(f"--q-lines takes q values >= 0 in 1/Angstrom separated by commas, like 1.5,3; got {q!r}")
     if tmax is not None and not math.isfinite(tmax):
         raise InputError(f"--tmax must be a finite time in fs; got {tmax!r}")
     meas = read_measurement(file)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from .._guards import WriteError, check_output_path, deferred_interrupt, output_lock, write_errors
 from .._plan import hdf5_reached, plan_outputs
+from .._provenance import add_inputs
 from .._typing import PathLike
 
 __all__ = ["writing", "output_folder", "interrupt_note"]
@@ -109,6 +110,7 @@ def writing(
         plan_outputs([output, *also], sources, force=force, folders=folders)
         out = Path(output)
     with output_lock(out) if lock else nullcontext():
+        add_inputs(sources)  # their checksums go into the provenance of what the command writes
         _claimed.append((out, kept if kept is not None else _state(out)))
         try:
             yield out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 import typer
@@ -17,8 +17,19 @@ from ..io.measurement import write_measurement
 from ..measurement import simulate_measurement
 from ..scattering import DEFAULT_Q, PROBES, q_grid
 from ._app import app
+from ._options import parse_q_grid
 from ._outputs import writing
 from ._progress import progress_callback
+
+if TYPE_CHECKING:
+    Probe = str
+    SplitName = str
+else:  # the registries' names, shown as choices in --help
+    Probe = Literal[PROBES]
+    SplitName = Literal[SPLITS]
+
+#: Photons per q bin per delay when --photons is not given: noise, and so a σ that `fit` weighs the data by.
+DEFAULT_PHOTONS = 1e6
 
 #: Most delays and q points a typed range or a file may ask for (checked before anything is allocated).
 MAX_DELAYS = 100_000
@@ -78,16 +89,11 @@ def parse_delays(text: str) -> np.ndarray:
 
 
 def parse_q(text: str) -> np.ndarray:
-    """``"1:4:100"`` (QMIN:QMAX:COUNT in 1/Angstrom, evenly spaced) or a file of q values."""
+    """``"1:4:0.05"`` (QMIN:QMAX:STEP in 1/Angstrom; the old QMIN:QMAX:COUNT with a deprecation line) or a file of q values."""
     path = Path(text)
     if path.is_file():
         return _read_numbers(path, "--q", limit=MAX_Q, noun="q points")
-    q_min, q_max, count = _range_numbers(text, "--q", "QMIN:QMAX:COUNT in 1/Angstrom (e.g. 1:4:100)")
-    if count != round(count) or count < 1 or count > MAX_Q:
-        raise InputError(f"--q QMIN:QMAX:COUNT needs a whole COUNT from 1 to {MAX_Q:,}; got {text!r}")
-    if q_min < 0 or q_max < q_min or (count > 1 and q_max == q_min):
-        raise InputError(f"--q QMIN:QMAX:COUNT needs 0 <= QMIN < QMAX; got {text!r}")
-    return np.linspace(q_min, q_max, int(count))
+    return parse_q_grid(text, "--q", limit=MAX_Q)
 
 
 def parse_indices(text: str, n: int) -> np.ndarray:
@@ -122,6 +128,15 @@ def parse_weights(text: str, n: int) -> np.ndarray:
     return values
 
 
+def _fit_t0_low() -> float:
+    """The earliest time zero `fit --method ensemble` searches by default, fs (its default delays must be fittable)."""
+    import inspect
+
+    from ..fitting import EnsembleFit
+
+    return float(inspect.signature(EnsembleFit).parameters["t0_range"].default[0])
+
+
 @app.command("simulate-experiment")
 def simulate_experiment(
     dataset: Annotated[Path, typer.Argument(help="Dataset of trajectories (from import or generate).", show_default=False)],
@@ -130,28 +145,32 @@ def simulate_experiment(
     t0: Annotated[float, typer.Option("--t0", help="Time zero, fs: the delay at which the molecules are excited.")] = 40.0,
     irf_fs: Annotated[float, typer.Option("--irf-fs", help="FWHM of the Gaussian instrument response, fs (0: none).")] = 80.0,
     photons: Annotated[
-        float | None, typer.Option(help="Poisson noise: expected photons per q bin of the laser-off pattern (default: no noise).")
-    ] = None,
+        float,
+        typer.Option(
+            help="Poisson noise: expected photons per q bin per delay (of the laser-off pattern); 0: no noise and no σ."
+        ),
+    ] = DEFAULT_PHOTONS,
     delays: Annotated[
         str | None,
         typer.Option(
-            help="Delays, fs: START:STOP:STEP (e.g. -200:1000:25) or a file. Default: -200 fs to the basis end + t0, every 25 fs."
+            help="Delays, fs: START:STOP:STEP (e.g. -200:1000:25) or a file. Default: every 25 fs from -200 fs to the latest "
+            "delay `fit`'s default time-zero search can fit with this basis (its duration - 150 fs), or to the basis end + t0 if earlier.",
+            show_default=False,
         ),
     ] = None,
     q: Annotated[
         str | None,
         typer.Option(
             "--q",
-            help="q grid, 1/Angstrom: QMIN:QMAX:COUNT (e.g. 1:4:100) or a file. Default: the dataset's signals' q, else 0.5:6.8:100.",
+            help="q grid, 1/Angstrom: QMIN:QMAX:STEP (e.g. 1:4:0.05) or a file. Default: the dataset's signals' q, else 100 points from 0.5 to 6.8.",
+            show_default=False,
         ),
     ] = None,
     trajectories: Annotated[
         str | None,
         typer.Option(help="Trajectories of the excited ensemble: indices and ranges, e.g. 0,3,5 or 0:50 (default: all)."),
     ] = None,
-    split: Annotated[
-        str | None, typer.Option(help="Use the trajectories of this split of the dataset (train, val or test).")
-    ] = None,
+    split: Annotated[SplitName | None, typer.Option(help="Use the trajectories of this split of the dataset.")] = None,
     weights: Annotated[
         str | None, typer.Option(help="Weights of the selected trajectories, comma-separated or a file (default: uniform).")
     ] = None,
@@ -164,9 +183,7 @@ def simulate_experiment(
             show_default=False,
         ),
     ] = None,
-    probe: Annotated[
-        str | None, typer.Option(help=f"What scatters: {', '.join(PROBES)} (default: the dataset's signals', else xray).")
-    ] = None,
+    probe: Annotated[Probe | None, typer.Option(help="What scatters (default: the dataset's signals', else xray).")] = None,
     energy_kev: Annotated[
         float | None, typer.Option(help="Electron beam kinetic energy, keV (default: the dataset's, else 3700; electrons only).")
     ] = None,
@@ -175,13 +192,17 @@ def simulate_experiment(
     """Make a synthetic measurement from a dataset's trajectories, with the truth stored beside it.
 
     ΔS(q, t) = γ Σ_i w_i [ΔS_i ⊗ IRF](q, t − t0) against the laser-off ground
-    state, with Poisson noise at --photons per q bin; the file also holds the
+    state, with Poisson noise at --photons per q bin per delay; the file also holds the
     weights, γ, t0, IRF and the weighted distribution of every distance per delay.
     """
     inputs = [dataset, *(Path(t) for t in (delays, q, weights) if t is not None and Path(t).is_file())]
     with writing(output, inputs, force=force):
         model = {"inelastic": inelastic, "probe": probe, "energy_kev": energy_kev}
-        _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, model, force)
+        if photons < 0 or not math.isfinite(photons):
+            raise InputError(f"--photons must be >= 0 photons per q bin per delay (0: no noise); got {photons:g}")
+        _simulate(
+            dataset, output, gamma, t0, irf_fs, photons or None, delays, q, trajectories, split, weights, seed, model, force
+        )
 
 
 def _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectories, split, weights, seed, model, force) -> None:
@@ -210,9 +231,12 @@ def _simulate(dataset, output, gamma, t0, irf_fs, photons, delays, q, trajectori
         if model["energy_kev"] is None and ds.spec is not None:
             model["energy_kev"] = ds.spec.energy_kev
     if delay_grid is None:
-        end = float(ds.time[-1] - ds.time[0]) + t0
+        span = float(ds.time[-1] - ds.time[0])
+        end = min(span + t0, span + _fit_t0_low())
         if not (math.isfinite(end) and end >= -200.0):
-            raise InputError(f"the default delays run from -200 fs to the basis end + t0 = {end:g} fs; give --delays")
+            raise InputError(
+                f"the default delays run from -200 fs to min(basis end + t0, basis end - 150 fs) = {end:g} fs; give --delays"
+            )
         delay_grid = parse_delays(f"-200:{end!r}:25")
     M, T, Q, D = index.size, ds.n_frames, len(q_values), len(delay_grid)
     check_allocation(8 * Q * (M * T + 4 * D), f"--q ({Q} q points) with {M} trajectories x {T} frames and {D} delays")

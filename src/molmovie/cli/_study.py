@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from .._errors import InputError
 from .._guards import check_output_path, write_errors
+from .._provenance import with_command
 from ..datasets import SPLITS
 from ..evaluation import score_method, write_scores
 from ..evaluation.figures import plot_per_time_step
@@ -26,9 +27,14 @@ from ..evaluation.study import (
 from ..inversion import load_method
 from ..io import atomic_path, read_dataset
 from ._app import app
+from ._options import choices
 from ._outputs import output_folder, writing
-from ._progress import StageProgress
-from ._stage_bars import ParallelStageProgress
+from ._progress import ParallelStageProgress, StageProgress, progress_callback
+
+if TYPE_CHECKING:
+    SplitOrAll = str
+else:  # shown as choices in --help
+    SplitOrAll = Literal[(*SPLITS, "all")]
 
 
 @app.command()
@@ -36,7 +42,7 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="Model file (from `molmovie train`).", show_default=False)],
     dataset: Annotated[Path, typer.Argument(help="Dataset file with signals.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for metrics.json, frames.npz and figures.")],
-    split: Annotated[str, typer.Option(help="Split to score: train, val, test, or all.")] = "test",
+    split: Annotated[SplitOrAll, typer.Option(help="Split of the dataset to score (all: every trajectory).")] = "test",
     force: Annotated[bool, typer.Option("--force", help="Replace files already in the output folder.")] = False,
 ) -> None:
     """Score one model on a dataset split: RMSD (labelled, symmetry-aware) and SSR per frame."""
@@ -58,14 +64,17 @@ def evaluate(
         if not part.has_signals:
             raise InputError(f"{dataset} has no signals; run `molmovie scatter` first")
         method = load_method(model)
-        scores = score_method(method, part)
-        summary = {
-            "model": str(model),
-            "dataset": str(dataset),
-            "split": split,
-            "trajectories": part.n_trajectories,
-            **scores["summary"],
-        }
+        with progress_callback(f"evaluating ({method.name}): {part.n_trajectories} series", unit="predictions") as progress:
+            scores = score_method(method, part, progress=progress)
+        summary = with_command(
+            {
+                "model": str(model),
+                "dataset": str(dataset),
+                "split": split,
+                "trajectories": part.n_trajectories,
+                **scores["summary"],
+            }
+        )
         import matplotlib
 
         matplotlib.use("Agg")
@@ -90,10 +99,15 @@ def evaluate(
 
 @app.command()
 def reproduce(
-    preset: Annotated[str, typer.Option(help="; ".join(f"{k}: {p.description}" for k, p in PRESETS.items()) + ".")] = "quick",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for data, models, results and figures.")] = Path(
-        "runs/quick"
-    ),
+    preset: Annotated[
+        str, typer.Option(metavar=choices(PRESETS), help="; ".join(f"{k}: {p.description}" for k, p in PRESETS.items()) + ".")
+    ] = "quick",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Folder for data, models, results and figures (default: runs/PRESET).", show_default=False
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of generation, splits and training.")] = 0,
     workers: Annotated[int | None, typer.Option(help="Worker processes for trajectory generation (default: all cores).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of generated datasets to reuse (default OUTPUT/data).")] = None,
@@ -138,6 +152,8 @@ def reproduce(
 
     A rerun with the same --output skips every finished stage; one with more --seeds trains only the seeds it lacks.
     """
+    if output is None:  # named after the preset: `--preset paper` never writes into runs/quick
+        output = Path("runs") / preset
     if workers is not None and workers < 1:
         raise InputError(f"The 'workers' parameter must be >= 1; got {workers}")
     check_count("seeds", seeds, MAX_SEEDS)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from .._errors import InputError
+from .._provenance import with_command
 from ..datasets import SPLITS
 from ..evaluation.transfer import read_foreign, transfer as score_transfer
 from ..inversion import load_method
@@ -17,6 +18,12 @@ from ..io import atomic_path
 from ..trajectories import trajectory_files
 from ._app import app
 from ._outputs import writing
+from ._progress import progress_callback
+
+if TYPE_CHECKING:
+    SplitName = str
+else:
+    SplitName = Literal[SPLITS]
 
 
 @app.command()
@@ -39,9 +46,7 @@ def transfer(
     tmax: Annotated[
         float | None, typer.Option(help="Score frames up to this time after each run's start, fs (default: all).")
     ] = None,
-    split: Annotated[
-        str | None, typer.Option(help="Of a dataset file: the split to score (train, val, test; default: all).")
-    ] = None,
+    split: Annotated[SplitName | None, typer.Option(help="Of a dataset file: the split to score (default: all).")] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed of the photon noise, when the model's signals have noise (default: theirs).")
     ] = None,
@@ -63,7 +68,9 @@ def transfer(
     inputs = [model, *foreign, *trajectory_files(foreign)]
     with writing(output, inputs, force=force) if output is not None else nullcontext():
         method = load_method(model)
-        result = score_transfer(method, read_foreign(foreign, split=split), dt=dt, tmax=tmax, seed=seed)
+        foreign_runs = read_foreign(foreign, split=split)
+        with progress_callback(f"transfer ({method.name}): {foreign_runs.n_trajectories} runs", unit="predictions") as progress:
+            result = score_transfer(method, foreign_runs, dt=dt, tmax=tmax, seed=seed, progress=progress)
         summary = {
             "model": str(model),
             "foreign": [str(p) for p in foreign],
@@ -73,7 +80,7 @@ def transfer(
         }
         if output is not None:
             with atomic_path(output) as tmp:
-                tmp.write_text(json.dumps(summary, indent=2))
+                tmp.write_text(json.dumps(with_command(summary), indent=2))
     label = method.label or method.name
     for source, err, gone in zip(summary["sources"], summary["transfer_error_runs"], summary["dissociated"], strict=True):
         typer.echo(f"{source}: {err:.4f} Å ({'dissociates' if gone else 'bound'})")

@@ -33,7 +33,7 @@ from .._errors import NPZ_ERRORS, InputError
 from .._guards import atomic_write, check_allocation, check_output_path, check_seed, output_lock, write_errors
 from .._typing import PathLike, Progress
 from .._version import __version__
-from ..datasets import Dataset, make_splits
+from ..datasets import DEFAULT_SPLITS, Dataset, make_splits
 from ..io import write_dataset
 from ..molecules import Molecule, get_molecule
 from ..trajectories import Ensemble
@@ -196,7 +196,7 @@ def generate(
     workers: int | None = None,
     scheduler: str | None = None,
     output: PathLike | None = None,
-    splits: Sequence[float] = (85, 11, 11),
+    splits: Sequence[float] = DEFAULT_SPLITS,
     force: bool = False,
     progress: Progress | None = None,
     factory: EngineFactory | None = None,

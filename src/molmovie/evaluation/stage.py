@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._errors import InputError
-from .._typing import PathLike
+from .._typing import PathLike, Progress
 from ..io import atomic_path
 from .metrics import evaluate
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["score_method", "score_prediction", "write_scores", "read_scores"]
 
 
-def score_method(method: InversionMethod, dataset: Dataset) -> dict:
+def score_method(method: InversionMethod, dataset: Dataset, *, progress: Progress | None = None) -> dict:
     """Predict a dataset split with a fitted inversion method and score it.
 
     Parameters
@@ -33,6 +33,10 @@ def score_method(method: InversionMethod, dataset: Dataset) -> dict:
         Fitted.
     dataset : molmovie.datasets.Dataset
         With positions and signals.
+    progress : callable, optional
+        ``progress(done, info)``: 0 of 1 before the prediction, 1 of 1 after
+        (a method predicts all series in one call, so that its answer does not
+        depend on how they are grouped).
 
     Raises
     ------
@@ -54,7 +58,11 @@ def score_method(method: InversionMethod, dataset: Dataset) -> dict:
     method.check_molecule(dataset.symbols, dataset.molecule)
     if dataset.dS is None or dataset.q is None:
         raise InputError("the dataset has no scattering signals to invert; run `molmovie scatter` on it first")
+    if progress is not None:
+        progress(0, {"total": 1, "unit": "predictions", "stage": "predicting"})
     pred = method.predict(dataset.dS, q=dataset.q, lengths=dataset.length)
+    if progress is not None:
+        progress(1, {"total": 1, "unit": "predictions", "stage": "predicting"})
     return score_prediction(pred.distances, pred.std, dataset)
 
 

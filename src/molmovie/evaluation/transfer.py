@@ -38,7 +38,7 @@ from numpy.typing import ArrayLike
 
 from .._errors import InputError, shorten
 from .._guards import check_allocation
-from .._typing import PathLike, Symbols
+from .._typing import PathLike, Progress, Symbols
 from ..datasets import Dataset
 from ..geometry import automorphisms, pair_indices, pair_permutations
 from ..inversion import InversionMethod
@@ -388,6 +388,7 @@ def transfer(
     tmax: float | None = None,
     seed: int | None = None,
     permutations: ArrayLike | None = None,
+    progress: Progress | None = None,
 ) -> Transfer:
     """Score a trained method on foreign trajectories: its transfer to dynamics it did not train on.
 
@@ -407,6 +408,8 @@ def transfer(
     permutations : ndarray of int, shape (K, n_atoms), optional
         Equivalent-atom permutations; default: the automorphisms of the bond
         graph of the first foreign run's first frame.
+    progress : callable, optional
+        ``progress(done, info)`` as the runs are predicted.
 
     Returns
     -------
@@ -424,7 +427,7 @@ def transfer(
     ds = foreign_dataset(method, ensemble, dt=dt, tmax=tmax, seed=seed)
     if permutations is None:
         permutations = automorphisms(ds.symbols, ds.positions[0, 0])
-    scores = score_method(method, ds)
+    scores = score_method(method, ds, progress=progress)
     pred = np.where(ds.mask[..., None], scores["distances"], np.nan)
     error = symmetric_distance_error(pred, ds.distances, permutations)
     return Transfer(ds, scores, error)

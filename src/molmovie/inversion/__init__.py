@@ -37,7 +37,14 @@ from typing import Any
 
 from .._errors import InputError
 from .._typing import PathLike
-from ._base import InversionMethod, NotFittedError, Prediction, check_signals, interpolate_signals, read_model_file
+from ._base import (
+    InversionMethod,
+    NotFittedError,
+    Prediction,
+    check_signals,
+    interpolate_signals,
+    read_model_file,
+)
 from ._nearest import NearestReference, nearest_frames
 from ._refine import refine_distances
 from ._viterbi import NearestViterbi, nearest_k_frames

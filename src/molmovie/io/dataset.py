@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._provenance import with_command
 from .._typing import PathLike
 from .._version import __version__
 from ..datasets import Dataset, check_splits
@@ -68,7 +69,7 @@ def write_dataset(ds: Dataset, path: PathLike, *, force: bool = False) -> Path:
         f.attrs["version"] = DATASET_VERSION
         f.attrs["molmovie_version"] = __version__
         f.attrs["molecule"] = ens.molecule
-        f.attrs["provenance"] = json.dumps(ens.provenance, default=json_default)
+        f.attrs["provenance"] = json.dumps(with_command(ens.provenance), default=json_default)
         atoms = f.create_group("atoms")
         atoms.create_dataset("symbols", data=np.array(ens.symbols, dtype="S3"))
         write_array(atoms, "masses", ens.masses, "u")

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._provenance import with_command
 from .._typing import PathLike
 from .._version import __version__
 from ._files import atomic_hdf5, check_format, check_output, json_default, open_hdf5, read_array, write_array
@@ -347,7 +348,7 @@ def write_fit(result: FitResult, path: PathLike, *, force: bool = False) -> Path
     path = check_output(path, force=force)
     try:
         settings = json.dumps(result.settings, default=json_default)
-        provenance = json.dumps(result.provenance, default=json_default)
+        provenance = json.dumps(with_command(result.provenance), default=json_default)
     except (TypeError, ValueError) as exc:
         raise InputError(f"fit settings or provenance are not JSON-able ({exc})") from None
     strings = h5py.string_dtype()

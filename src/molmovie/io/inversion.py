@@ -12,6 +12,7 @@ Written atomically; read read-only by :func:`read_inversion`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._errors import InputError
+from .._provenance import with_command
 from .._typing import PathLike, Symbols
 from ..geometry import pair_indices
 from ._files import atomic_hdf5, check_format, check_output, open_hdf5, read_array, write_array
@@ -117,6 +119,7 @@ def write_inversion(
         f.attrs["signals"] = str(signals)
         f.attrs["interpolated_q"] = bool(interpolated_q)
         f.attrs["has_std"] = prediction.std is not None
+        f.attrs["provenance"] = np.bytes_(json.dumps(with_command({})).encode("utf-8"))  # fixed-length, as measurements
         d = write_array(f, "distances", prediction.distances, "Angstrom")
         d.attrs["description"] = "predicted atom-atom distances (series, frames, pairs); NaN past each length"
         if prediction.std is not None:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._provenance import with_command
 from .._typing import PathLike
 from .._version import __version__
 from ..measurement import LegendreComponent, Measurement, Truth, check_molecule
@@ -72,7 +73,7 @@ def write_measurement(meas: Measurement, path: PathLike, *, force: bool = False)
 
     path = check_output(path, force=force)
     try:
-        provenance = json.dumps(meas.provenance, default=json_default)
+        provenance = json.dumps(with_command(meas.provenance), default=json_default)
     except (TypeError, ValueError) as exc:
         raise InputError(f"measurement provenance is not JSON-able ({exc})") from None
     with atomic_hdf5(path) as f:  # built in memory, written whole: a full disk is one line, never a crash

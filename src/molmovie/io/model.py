@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError, shorten
+from .._provenance import with_command
 from .._typing import PathLike
 from ._files import atomic_path, check_input_file, check_output, file_version
 
@@ -53,6 +54,7 @@ def write_model_file(path: PathLike, method: str, config: dict, arrays: dict[str
 
     path = check_output(path, force=force)
     header = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "method": method, "config": config}
+    header.update(with_command({}))  # the command that trained it, when the command line did
     metadata = {"molmovie": json.dumps(header)}
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     data = save(arrays, metadata=metadata)  # bytes in memory; Python writes them, so a full disk is one line

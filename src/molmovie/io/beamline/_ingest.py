@@ -115,6 +115,7 @@ def ingest(
     probe: str = "xray",
     energy_kev: float | None = None,
     anisotropy: tuple[int, ...] = (),
+    time_units: str | None = None,
     **read_options: Any,
 ) -> Measurement:
     """A beamline file as a :class:`Measurement`: units converted, ΔS and σ built, q range cut.
@@ -162,6 +163,9 @@ def ingest(
         must then be 0): each is read as ``legendre=l`` with the same options and
         reference, ΔS_l = (S_l − S̄_l)/S̄_0 with its σ, and stored as the
         measurement's ``components`` (:class:`molmovie.measurement.LegendreComponent`).
+    time_units : str, optional
+        Units of ``t0`` and ``reference_before`` (:data:`DELAY_UNITS`, e.g.
+        ``"fs"``, as the command line gives them); default the file's delay units.
     **read_options
         Passed to :func:`read_beamline` (paths, ``legendre``, ``axes``,
         ``q_in``, ``format``).
@@ -191,6 +195,7 @@ def ingest(
                 symbols=symbols,
                 probe=probe,
                 energy_kev=energy_kev,
+                time_units=time_units,
                 **read_options,
             ),
         )
@@ -204,6 +209,10 @@ def ingest(
         "the delays",
         "--delay-units",
     )
+    if time_units is not None:  # t0 and reference_before in the file's delay units from here on
+        tu = _unit(time_units, DELAY_UNITS, "t0", "time_units")
+        t0 = t0 * DELAY_UNITS[tu] / DELAY_UNITS[du]
+        reference_before = None if reference_before is None else reference_before * DELAY_UNITS[tu] / DELAY_UNITS[du]
     q = raw.q * Q_UNITS[qu]
     if not np.all(np.isfinite(q)) or np.any(np.diff(q) <= 0):
         raise InputError(f"{path}: q ({raw.paths.get('q', 'axis')}) must be finite and strictly increasing")
