@@ -100,3 +100,32 @@ def test_a_pdf_fit_opens_with_delay_pair_and_r(files):
         np.testing.assert_array_equal(g["r"].values, res.pdf.r)
         np.testing.assert_array_equal(g["dP"].values, res.pdf.dP)
         assert text(g["pair"].values) == list(res.pdf.pair_types)
+
+
+def test_an_inversion_result_opens_with_series_time_and_pair(tmp_path):
+    from molmovie.inversion import Prediction
+    from molmovie.io import read_inversion, write_inversion
+
+    rng = np.random.default_rng(0)
+    pred = Prediction(rng.uniform(1, 3, (2, 4, 3)), rng.uniform(0, 0.1, (2, 4, 3)))
+    time = np.array([0.0, 0.5, 1.5, 3.0])
+    labels = ["C1-S2", "C1-S3", "S2-S3"]
+    path = write_inversion(
+        tmp_path / "r.h5",
+        pred,
+        time=time,
+        lengths=[4, 3],
+        method="vrnn",
+        molecule="cs2",
+        symbols=("C", "S", "S"),
+        pair_labels=labels,
+        model="m.safetensors",
+        signals="s.h5",
+        interpolated_q=False,
+    )
+    with open_(path) as ds:
+        assert ds["distances"].dims == ("series", "time", "pair") and ds["std"].dims == ("series", "time", "pair")
+        np.testing.assert_array_equal(ds["time"].values, time)
+        assert text(ds["pair"].values) == labels
+        np.testing.assert_array_equal(ds["distances"].sel(pair="S2-S3").values, pred.distances[..., 2])
+    np.testing.assert_array_equal(read_inversion(path).distances, pred.distances)

@@ -13,6 +13,7 @@
 - :mod:`molmovie.io.fit`: the fit result (HDF5, ``molmovie-fit``), :func:`read_fit`, :func:`write_fit`;
 - :mod:`molmovie.io.beamline`: a beamline's file (HDF5, ``.npz``, text), :func:`read_beamline`,
   and :func:`ingest`, which makes a measurement of it;
+- :mod:`molmovie.io.describe`: what any of these files holds, :func:`describe` (``molmovie info``);
 
 and what they share (:mod:`molmovie.io._files`): :func:`check_output` (an
 existing output is replaced only with ``force=True``) and :class:`atomic_path`
@@ -27,6 +28,7 @@ from __future__ import annotations
 from ._files import atomic_path, check_output
 from .beamline import ingest, read_beamline
 from .dataset import DATASET_FORMAT, DATASET_VERSION, read_dataset, write_dataset
+from .describe import describe, file_kind
 from .fit import FIT_FORMAT, FIT_VERSION, FitResult, read_fit, write_fit
 from .inversion import INVERSION_FORMAT, INVERSION_VERSION, Inversion, read_inversion, write_inversion
 from .measurement import MEASUREMENT_FORMAT, MEASUREMENT_VERSION, read_measurement, write_measurement
@@ -62,4 +64,6 @@ __all__ = [
     "write_fit",
     "read_beamline",
     "ingest",
+    "file_kind",
+    "describe",
 ]
