@@ -13,7 +13,7 @@ from .._guards import check_allocation
 from ..datasets import Dataset, make_splits
 from ..io import describe, read_dataset, write_dataset
 from ..scattering import PROBES, SignalSpec, q_grid, simulate
-from ..trajectories import read_ensemble, trajectory_files
+from ..trajectories import READERS, read_ensemble, trajectory_files
 from ._app import app
 from ._options import parse_splits
 from ._outputs import writing
@@ -38,7 +38,7 @@ def import_(
         ),
     ] = None,
     tmax: Annotated[float | None, typer.Option(help="Keep frames up to this time in fs after the first.")] = None,
-    format: Annotated[str | None, typer.Option(help="Reader: sharc, xyz or ase (default: from each path).")] = None,
+    format: Annotated[str | None, typer.Option(help="Reader: " + ", ".join(READERS) + " (default: from each path).")] = None,
     splits: Annotated[str, typer.Option(help="Relative sizes (or exact counts) of train,val,test.")] = "80,10,10",
     seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
