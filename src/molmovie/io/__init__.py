@@ -13,6 +13,8 @@
 - :mod:`molmovie.io.fit`: the fit result (HDF5, ``molmovie-fit``), :func:`read_fit`, :func:`write_fit`;
 - :mod:`molmovie.io.beamline`: a beamline's file (HDF5, ``.npz``, text), :func:`read_beamline`,
   and :func:`ingest`, which makes a measurement of it;
+- :mod:`molmovie.io.extxyz`: predicted geometries as extended XYZ, :func:`write_extxyz`,
+  :func:`geometries_from_distances`;
 - :mod:`molmovie.io.describe`: what any of these files holds, :func:`describe` (``molmovie info``);
 
 and what they share (:mod:`molmovie.io._files`): :func:`check_output` (an
@@ -29,6 +31,7 @@ from ._files import atomic_path, check_output
 from .beamline import ingest, read_beamline
 from .dataset import DATASET_FORMAT, DATASET_VERSION, read_dataset, write_dataset
 from .describe import describe, file_kind
+from .extxyz import geometries_from_distances, write_extxyz
 from .fit import FIT_FORMAT, FIT_VERSION, FitResult, read_fit, write_fit
 from .inversion import INVERSION_FORMAT, INVERSION_VERSION, Inversion, read_inversion, write_inversion
 from .measurement import MEASUREMENT_FORMAT, MEASUREMENT_VERSION, read_measurement, write_measurement
@@ -66,4 +69,6 @@ __all__ = [
     "ingest",
     "file_kind",
     "describe",
+    "geometries_from_distances",
+    "write_extxyz",
 ]
