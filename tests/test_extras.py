@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ ALL = ",".join(EXTRA_OF_MODULE)
 
 
 def run_without(modules: str, *args) -> subprocess.CompletedProcess:
-    env = {"PYTHONPATH": f"{SRC}", "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg", "HOME": str(TESTS)}
+    env = {"PYTHONPATH": f"{SRC}", "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg", "HOME": tempfile.gettempdir()}
     return subprocess.run(
         [sys.executable, "-c", BLOCKED_RUN, modules, *map(str, args)], capture_output=True, text=True, env=env, timeout=300
     )
