@@ -258,8 +258,10 @@ def _show(file: Path, output: Path, q, tmax) -> None:
         images = figure_files(fig, formats)
     finally:
         plt.close(fig)
-    with ExitStack() as stack:  # both files or neither
-        tmps = {fmt: stack.enter_context(atomic_path(output.with_suffix("." + fmt), suffix="." + fmt)) for fmt in formats}
+    with ExitStack() as stack:  # both files or neither; the output named first is closed (and its error seen) first
+        tmps = {
+            fmt: stack.enter_context(atomic_path(output.with_suffix("." + fmt), suffix="." + fmt)) for fmt in reversed(formats)
+        }
         for fmt, tmp in tmps.items():
             tmp.write_bytes(images[fmt])
     also = f" (and {output.with_suffix('.pdf')})" if len(formats) > 1 else ""
