@@ -61,7 +61,7 @@ def test_readme_is_a_page_long() -> None:
 def test_readme_keeps_the_two_set_up_commands() -> None:
     # CI (.ci/run) runs the test command; the quick preset is the main job on built-in data
     text = README.read_text(encoding="utf-8")
-    assert "pip install -e . && molmovie reproduce --preset quick --output runs/quick" in text
+    assert 'pip install -e ".[learn,generate]" && molmovie reproduce --preset quick --output runs/quick' in text
     assert 'pip install -e ".[test]" && python -m pytest -q -n 2' in text
 
 

@@ -57,5 +57,5 @@ def test_snr_map_leaves_bins_without_sigma_blank_and_shows_ps_for_long_scans():
 def test_fit_signal_maps_share_the_cell_edges():
     fig = plot_fit_signals(Q, DELAYS, DS, DS, np.zeros_like(DS))
     corners = _mesh(fig.axes[0]).get_coordinates()
-    np.testing.assert_allclose(corners[0, :, 0], [0.5, 1.5, 3, 5])  # q across in the fit figure
-    np.testing.assert_allclose(corners[:, 0, 1], [-150, -50, 50, 200, 400])
+    np.testing.assert_allclose(corners[0, :, 0], [-150, -50, 50, 200, 400])  # delay across, as in `show`
+    np.testing.assert_allclose(corners[:, 0, 1], [0.5, 1.5, 3, 5])  # q up

@@ -68,9 +68,11 @@ PRESET = Preset(
     settings_by_experiment={"cs2-bound": {"vrnn": CS2_BOUND_OVERRIDE}},
 )
 
-EXPECTED_FILES = {"study.json", "results.json", "results.md", "fig2a.png", "fig2b.png", "fig2c.png", "signals.png"} | {
-    f"{sub}/{k}-{m}.{ext}" for k in KEYS for m in METHODS for sub, ext in (("models", "safetensors"), ("eval", "npz"))
-}
+EXPECTED_FILES = (
+    {"study.json", "results.json", "results.md"}
+    | {f"{name}.{fmt}" for name in ("fig2a", "fig2b", "fig2c", "signals") for fmt in ("png", "pdf")}
+    | {f"{sub}/{k}-{m}.{ext}" for k in KEYS for m in METHODS for sub, ext in (("models", "safetensors"), ("eval", "npz"))}
+)
 
 
 # ----------------------------------------------------------------------------- data

@@ -15,7 +15,7 @@ Every command that writes goes through these, so the promises hold once, for all
   container's memory limit, whichever is smaller), or the size in the
   environment variable ``MOLMOVIE_MAX_MEMORY`` (``8G``, ``512M``, bytes).
 - **One writer per output.** :func:`output_lock` takes an advisory lock
-  (``fcntl.flock``) on ``OUTPUT.lock`` beside the output for the whole
+  (the ``filelock`` package) on ``OUTPUT.lock`` beside the output for the whole
   read-compute-write of a command; a second run is refused with one line.
 - **Writes are atomic, and faults end in one line.** :func:`atomic_write`
   gives a temporary file in the output's folder that replaces the output only
@@ -404,8 +404,9 @@ def output_lock(output: PathLike) -> Iterator[Path]:
 
     Take it before reading what the output is computed from (an in-place
     update reads and writes the same file) and hold it until the output is
-    written; the lock file is removed afterwards. Locks are advisory
-    (``fcntl.flock``): they exclude other molmovie runs, not other programs.
+    written; the lock file is removed afterwards. The lock is the ``filelock``
+    package's (``flock`` on POSIX, ``msvcrt.locking`` on Windows): advisory,
+    it excludes other molmovie runs, not other programs.
 
     Raises
     ------
@@ -414,35 +415,23 @@ def output_lock(output: PathLike) -> Iterator[Path]:
     WriteError
         If the lock file cannot be created (read-only folder, full disk).
     """
-    import fcntl
+    import filelock
 
     output = Path(output)
     lock = lock_path(output)
-    while True:
+    # A short wait, not none: a holder that just finished removes its lock file, and filelock then
+    # retries on the new file; a run that holds the lock for its work holds it far longer.
+    held = filelock.FileLock(lock, timeout=0.2, poll_interval=0.02, thread_local=False)
+    try:
         with write_errors(lock):
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise InputError(f"another molmovie run is writing {output} (lock file {lock})") from None
-        except OSError:
-            os.close(fd)
-            raise
-        try:  # the holder we waited for may have removed the file: then lock the new one
-            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
+            held.acquire()
+    except filelock.Timeout:
+        raise InputError(f"another molmovie run is writing {output} (lock file {lock})") from None
     try:
         yield lock
     finally:
-        try:
-            lock.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
+        held.release()
+        lock.unlink(missing_ok=True)  # filelock >= 4 removes it on release; 3.x leaves it
 
 
 # --------------------------------------------------------------------------- disk errors and interrupts

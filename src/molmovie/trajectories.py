@@ -9,10 +9,11 @@ Readers are looked up by name in :data:`READERS` (like ``ase.io.formats``):
 * ``"sharc"`` -- a SHARC run folder with ``output.xyz`` and ``output.lis``;
 * ``"xyz"`` -- a multi-frame XYZ file (time from ``t=`` in the comment line,
   else from ``dt``);
-* ``"ase"`` -- any trajectory format ASE reads (``.traj``, ``.extxyz``, ...).
+* ``"ase"`` -- any trajectory format ASE reads (``.traj``, ``.extxyz``, ...);
+* ``"newtonx"`` -- a Newton-X CS run (``TRAJn/RESULTS/dyn.out``; :mod:`molmovie._newtonx`).
 
 :func:`read_ensemble` takes many paths or a folder of runs (SHARC's
-``TRAJ_*`` layout), picks the reader for each, checks that atoms agree,
+``TRAJ_*`` layout, Newton-X's ``TRAJECTORIES/TRAJn``), picks the reader for each, checks that atoms agree,
 resamples to a common frame interval and time window, and flags dissociation.
 """
 
@@ -31,6 +32,7 @@ from numpy.typing import ArrayLike
 
 from ._errors import InputError
 from ._guards import check_allocation
+from ._newtonx import dyn_out_path, parse_dyn_out
 from ._typing import PathLike, Progress, Symbols
 from .geometry import distances as _distances
 from .molecules import BUILTIN, atomic_masses, bond_graph, builtin, formula, fragments, normalise_symbols
@@ -46,6 +48,7 @@ __all__ = [
     "read_sharc",
     "read_xyz",
     "read_ase",
+    "read_newtonx",
     "read_ensemble",
     "trajectory_files",
     "ensemble_from_trajectories",
@@ -443,15 +446,47 @@ def read_ase(path: PathLike, *, dt: float | None = None) -> Trajectory:
     return Trajectory(symbols, time, np.stack([a.get_positions() for a in frames]), energy, source=str(path))
 
 
+def read_newtonx(path: PathLike) -> Trajectory:
+    """Read a Newton-X CS run: its ``TRAJn`` folder, the ``RESULTS`` folder, or ``dyn.out`` itself.
+
+    Keeps the time and the state of every printed step; positions are
+    converted from bohr (``ase.units.Bohr``). See :mod:`molmovie._newtonx` for
+    the format read and what is known of it.
+    """
+    from ase.units import Bohr
+
+    path = Path(path)
+    dyn = dyn_out_path(path)
+    if dyn is None:
+        raise InputError(f"{path}: not a Newton-X run (no dyn.out, RESULTS/dyn.out)")
+    symbols, time, positions, state = parse_dyn_out(dyn)
+    try:
+        elements = normalise_symbols(symbols)
+    except InputError as exc:
+        raise InputError(f"{dyn}: {exc}") from None
+    return Trajectory(elements, time, positions * Bohr, None, state, source=str(path))
+
+
 #: Readers by name. Each takes a path (and ``dt`` where the format may lack times).
 READERS: dict[str, Callable[..., Trajectory]] = {
     "sharc": read_sharc,
     "xyz": read_xyz,
     "ase": read_ase,
+    "newtonx": read_newtonx,
 }
+
+#: Readers that take a run (a folder or a named file) and read their times from it: no ``dt``.
+_RUN_READERS = ("sharc", "newtonx")
+
+
+def _is_run(path: Path) -> bool:
+    """A SHARC run folder (output.xyz) or a Newton-X run (dyn.out, RESULTS/dyn.out)."""
+    return (path / "output.xyz").exists() or dyn_out_path(path) is not None
 
 
 def _guess_format(path: Path) -> str:
+    if dyn_out_path(path) is not None:
+        return "newtonx"
     if path.is_dir():
         return "sharc"
     if path.suffix.lower() == ".xyz":
@@ -470,20 +505,22 @@ def read_trajectory(path: PathLike, *, format: str | None = None, dt: float | No
     if name not in READERS:
         raise InputError(f"unknown trajectory format {name!r}; known formats are {', '.join(READERS)}")
     reader = READERS[name]
-    return reader(path) if name == "sharc" else reader(path, dt=dt)
+    return reader(path) if name in _RUN_READERS else reader(path, dt=dt)
 
 
 def _expand(paths: Iterable[PathLike]) -> list[Path]:
-    """Paths to trajectories: a folder holding run folders (``TRAJ_*``) expands to them."""
+    """Paths to trajectories: a folder holding run folders (SHARC's ``TRAJ_*``, Newton-X's ``TRAJn``) expands to them."""
     out: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
-        if p.is_dir() and not (p / "output.xyz").exists():
-            runs = sorted(d for d in p.iterdir() if d.is_dir() and (d / "output.xyz").exists())
+        if p.is_dir() and not _is_run(p):
+            runs = sorted(d for d in p.iterdir() if d.is_dir() and _is_run(d))
             files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in (".xyz", ".traj", ".extxyz"))
             if not runs and not files:
-                raise InputError(f"{p}: empty folder: no SHARC runs (*/output.xyz) and no trajectory files")
+                raise InputError(
+                    f"{p}: empty folder: no SHARC runs (*/output.xyz), no Newton-X runs (*/RESULTS/dyn.out) and no trajectory files"
+                )
             out.extend(runs or files)
         else:
             out.append(p)
@@ -494,7 +531,7 @@ def _expand(paths: Iterable[PathLike]) -> list[Path]:
 
 
 def trajectory_files(paths: Iterable[PathLike]) -> list[Path]:
-    """The files :func:`read_ensemble` reads for ``paths``: trajectory files, and each SHARC run's output.xyz and output.lis.
+    """The files :func:`read_ensemble` reads for ``paths``: trajectory files, each SHARC run's output.xyz and output.lis, each Newton-X run's dyn.out.
 
     A command that writes an output checks it against these, so that no
     trajectory file is ever replaced (``import run/ -o run/output.xyz``).
@@ -505,8 +542,9 @@ def trajectory_files(paths: Iterable[PathLike]) -> list[Path]:
         if not p.is_dir():
             files.append(p)
             continue
-        runs = [p] if (p / "output.xyz").exists() else sorted(d for d in p.iterdir() if d.is_dir())
+        runs = [p] if _is_run(p) else sorted(d for d in p.iterdir() if d.is_dir())
         files.extend(f for run in runs for f in (run / "output.xyz", run / "output.lis"))
+        files.extend(dyn for dyn in map(dyn_out_path, runs) if dyn is not None)
         files.extend(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in (".xyz", ".traj", ".extxyz"))
     return files
 
@@ -664,7 +702,7 @@ def read_ensemble(
     Parameters
     ----------
     paths : sequence of path-like
-        Trajectory files, SHARC run folders, or folders of runs (``TRAJ_*``).
+        Trajectory files, SHARC or Newton-X run folders, or folders of runs (``TRAJ_*``, ``TRAJn``).
     format : str, optional
         Reader name from :data:`READERS` (guessed per path if None).
     dt : float, optional

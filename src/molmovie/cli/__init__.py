@@ -5,7 +5,7 @@ prints. Heavy modules (torch, tblite, dask, matplotlib) are imported inside the
 command that needs them, so ``molmovie --help`` answers at once.
 
 Errors the user can fix (:class:`molmovie.InputError`, a full disk or a
-refused permission) become one line on stderr ("molmovie: error: ...") and
+refused permission, a module of an optional extra not installed) become one line on stderr ("molmovie: error: ...") and
 exit code 2, without a traceback; Ctrl-C is one line saying what was kept
 ("molmovie: interrupted; d.h5 is unchanged") and exit code 130. Every command
 that writes claims its output with :func:`._outputs.writing` (checked against
@@ -24,6 +24,7 @@ from typing import Any
 import typer
 
 from .._errors import InputError, shorten
+from .._extras import missing_extra
 from ._app import app
 from ._options import OptionDeprecation
 from ._outputs import interrupt_note
@@ -158,6 +159,12 @@ def main(argv: list[str] | None = None) -> None:
             _print_warnings(caught)
     except InputError as exc:
         _say(f"molmovie: error: {_error_line(str(exc))}")
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        missing = missing_extra(exc)  # torch, tblite, dask... of an extra not installed: which one to install
+        if missing is None:
+            raise
+        typer.echo(f"molmovie: error: {missing}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -14,8 +13,7 @@ from .._errors import InputError
 from .._guards import check_allocation
 from .._provenance import add_inputs
 from ..datasets import Dataset, make_splits
-from ..io import read_dataset, write_dataset
-from ..molecules import formula
+from ..io import describe, read_dataset, write_dataset
 from ..scattering import DEFAULT_Q, PROBES, SignalSpec, q_grid, simulate
 from ..scattering.detector import MAX_PHOTONS
 from ..trajectories import READERS, read_ensemble, trajectory_files
@@ -167,32 +165,11 @@ def _probe(spec: SignalSpec) -> str:
 
 
 @app.command()
-def info(file: Annotated[Path, typer.Argument(help="Dataset file.", show_default=False)]) -> None:
-    """Describe a dataset file: molecule, trajectories, frames, dissociation, q grid, splits."""
-    ds = read_dataset(file)
-    t = ds.time
-    dt = f"{t[1] - t[0]:g} fs" if len(t) > 1 else "-"
-    lines = [
-        f"file          {file}",
-        f"molecule      {ds.molecule} ({formula(ds.symbols)}, {ds.n_atoms} atoms: {' '.join(ds.symbols)})",
-        f"trajectories  {ds.n_trajectories}, {int(ds.dissociated.sum())} dissociate",
-        f"frames        {ds.n_frames} every {dt}, {t[0]:g} to {t[-1]:g} fs; lengths {ds.length.min()} to {ds.length.max()}",
-    ]
-    if ds.spec is not None:  # the signals' spec (signals, I_ref and spec come together)
-        spec = ds.spec
-        q = spec.q
-        noise = f"{spec.photons / len(q):g} photons per q bin per frame" if spec.photons else "none"
-        irf = f"{spec.irf_fs:g} fs FWHM" if spec.irf_fs else "none"
-        lines.append(f"q grid        {len(q)} points, {q[0]:g} to {q[-1]:g} 1/Å; probe {_probe(spec)}")
-        lines.append(
-            f"signals       reference {spec.reference}, inelastic {'on' if spec.inelastic else 'off'}, noise {noise}, IRF {irf}"
-        )
-    else:
-        lines.append("signals       none (run `molmovie scatter`)")
-    if ds.splits:
-        lines.append("splits        " + ", ".join(f"{k} {len(v)}" for k, v in ds.splits.items()))
-    fates = ds.ensemble.provenance.get("trajectories")
-    if isinstance(fates, list) and fates and isinstance(fates[0], dict) and "fate" in fates[0]:
-        counts = Counter(str(x.get("fate")) for x in fates)
-        lines.append("fates         " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    typer.echo("\n".join(lines))
+def info(
+    file: Annotated[
+        Path,
+        typer.Argument(help="A dataset, measurement, fit result, inversion result, model or signals file.", show_default=False),
+    ],
+) -> None:
+    """Describe any molmovie file: a dataset (molecule, trajectories, frames, q grid, splits), a measurement, a fit or inversion result, a model."""
+    typer.echo("\n".join(f"{label:<13} {text}" for label, text in describe(file)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import shutil
 from contextlib import ExitStack
@@ -15,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from .._errors import InputError
 from .._guards import WriteError, deferred_interrupt, write_errors
 from ..evaluation import fit_figures as ff
+from ..evaluation._style import FORMATS, figure_files
 from ..fitting import MEASUREMENT_METHODS, get_measurement_method
 from ..io import atomic_path, read_dataset
 from ..io.fit import write_fit
@@ -64,7 +64,13 @@ def fit(
             help="Dataset of trajectories of the measured molecule (ensemble: required; pdf: optional, gives I_gs and the ground-state bound).",
         ),
     ] = None,
-    figures: Annotated[Path | None, typer.Option("--figures", help="Folder for the figures (PNG); created if missing.")] = None,
+    figures: Annotated[
+        Path | None,
+        typer.Option(
+            "--figures",
+            help="Folder for the figures (PNG at 300 dpi and PDF; the truth drawn for a simulated experiment); created if missing.",
+        ),
+    ] = None,
     bootstrap: Annotated[int | None, typer.Option(help="Bootstrap replicates (ensemble; default 100).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the bootstrap (ensemble; default 0).")] = None,
     t0_range: Annotated[
@@ -146,7 +152,7 @@ def fit(
             model.fit(meas, basis=data, progress=progress)
         result = model.result
         result.provenance.update({"measurement_file": str(measurement), "basis_file": None if basis is None else str(basis)})
-        images = {} if shown is None else _figures(result, shown)
+        images = {} if shown is None else _figures(result, shown, meas)
         _write_all(result, output, images, figures, force=force)
 
     lines = summary_lines(result, output, method, meas.molecule)
@@ -219,11 +225,8 @@ def summary_lines(result, output, method: str, molecule) -> list[str]:
 
 
 def _figure_names(method: str, hole: bool) -> list[str]:
-    """The PNG files ``fit --figures`` writes for a method (planned before the fit runs)."""
-    if method == "ensemble":
-        names = ["ensemble_fit_signals.png", "ensemble_distances.png", "ensemble_parameters.png"]
-        return names + (["ensemble_hole.png"] if hole else [])
-    return [f"{method}_fit_signals.png", "pdf_map.png"]
+    """The files ``fit --figures`` writes for a method (planned before the fit runs): each figure as PNG and PDF."""
+    return [f"{name}.{fmt}" for name in ff.fit_figure_names(method, hole) for fmt in FORMATS]
 
 
 def _write_all(result, output: Path, images: dict[Path, bytes], folder: Path | None, *, force: bool) -> None:
@@ -253,8 +256,11 @@ def _write_all(result, output: Path, images: dict[Path, bytes], folder: Path | N
         raise
 
 
-def _figures(result, planned: list[Path]) -> dict[Path, bytes]:
-    """The PNG images of a fit, drawn in memory, for the planned paths (Ctrl-C held until drawn, then raised)."""
+def _figures(result, planned: list[Path], measurement=None) -> dict[Path, bytes]:
+    """The images of a fit (PNG at 300 dpi and PDF), drawn in memory, for the planned paths (Ctrl-C held until drawn, then raised).
+
+    A simulated measurement's truth is drawn on them (:func:`molmovie.evaluation.fit_figures.fit_figures`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,69 +268,13 @@ def _figures(result, planned: list[Path]) -> dict[Path, bytes]:
 
     by_name = {path.name: path for path in planned}
     out: dict[Path, bytes] = {}
-
-    def save(fig, name):
-        buffer = io.BytesIO()
-        try:
-            fig.savefig(buffer, dpi=130, format="png")
-        finally:
-            plt.close(fig)
-        out[by_name[name]] = buffer.getvalue()
-
     with deferred_interrupt():  # matplotlib would print a Ctrl-C inside its callbacks and carry on
-        _draw(result, save)
-    if set(out) != set(planned):  # pragma: no cover - _figure_names and _draw name the same files
+        for name, fig in ff.fit_figures(result, measurement).items():
+            try:
+                for fmt, data in figure_files(fig).items():
+                    out[by_name[f"{name}.{fmt}"]] = data
+            finally:
+                plt.close(fig)
+    if set(out) != set(planned):  # pragma: no cover - fit_figure_names and fit_figures name the same figures
         raise AssertionError(f"figures drawn {sorted(map(str, out))} differ from those planned")
     return out
-
-
-def _draw(result, save) -> None:
-    save(
-        ff.plot_fit_signals(
-            result.q,
-            result.delays,
-            result.dS,
-            result.dS_fit,
-            result.residual,
-            title=f"{result.method} fit, reduced χ² {result.reduced_chi2:.3f}",
-        ),
-        f"{result.method}_fit_signals.png",
-    )
-    e = result.ensemble
-    if e is not None:
-        save(
-            ff.plot_distance_bands(
-                result.delays,
-                e.pair_labels,
-                e.distance_mean,
-                e.distance_mean_std,
-                e.distance_quantiles,
-                e.quantile_levels,
-                channel_mean=e.channel_distance_mean,
-                channel_mean_std=e.channel_distance_mean_std,
-                channels=e.channels,
-                dissociated_fraction=e.dissociated_fraction,
-                dissociated_fraction_std=e.dissociated_fraction_std,
-            ),
-            "ensemble_distances.png",
-        )
-        save(
-            ff.plot_parameters(
-                e.gamma,
-                e.gamma_std,
-                e.t0,
-                e.t0_std,
-                e.irf_fs,
-                e.irf_fs_std,
-                e.bootstrap_gamma,
-                e.bootstrap_t0,
-                e.bootstrap_irf_fs,
-                profile=None if e.profile_gamma is None else (e.profile_gamma, e.profile_chi2, e.birge_ratio),
-            ),
-            "ensemble_parameters.png",
-        )
-        if e.hole_weights is not None:
-            save(ff.plot_hole(e.hole_r0, e.hole_weights, e.pair_labels), "ensemble_hole.png")
-    p = result.pdf
-    if p is not None:
-        save(ff.plot_pdf_map(result.delays, p.r, p.dP, p.dP_std, p.pair_types, sine=p.dP_sine), "pdf_map.png")

@@ -9,16 +9,14 @@ import numpy as np
 import typer
 
 from .._errors import InputError
-from ..inversion import (
-    DEFAULT_METHOD,
-    METHODS,
-    InversionMethod,
-    check_signals,
-    get_method,
-    interpolate_signals,
-    load_method,
-)
-from ..io import read_dataset, read_signals, write_inversion
+from .._guards import write_errors
+from ..evaluation import fit_figures as ff
+from ..evaluation._style import FORMATS, figure_files
+from ..evaluation.fit_figures import fit_figure_names
+from ..evaluation.inversion_figures import plot_inversion
+from ..inversion import DEFAULT_METHOD, METHODS, InversionMethod, check_signals, get_method, interpolate_signals, load_method
+from ..io import atomic_path, read_dataset, read_signals, write_inversion
+from ..io.extxyz import geometries_from_distances, write_extxyz
 from ._app import app
 from ._options import choices, parse_settings
 from ._outputs import writing
@@ -197,6 +195,19 @@ def invert(
         str | None,
         typer.Option(help="Where to run the model (auto, cpu, cuda), for methods that run on a GPU (default: as trained)."),
     ] = None,
+    figures: Annotated[
+        Path | None,
+        typer.Option(
+            "--figures",
+            help="Folder for a figure of the answer (PNG at 300 dpi and PDF; the truth drawn where SIGNALS carries it); created if missing.",
+        ),
+    ] = None,
+    extxyz: Annotated[
+        Path | None,
+        typer.Option(
+            "--extxyz", help="Also write the predicted geometries (MDS of the distances, frame on frame) as extended XYZ."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing result file.")] = False,
 ) -> None:
     """Invert scattering signals into atom-atom distances R_AB(t) with their uncertainties.
@@ -212,11 +223,58 @@ def invert(
         raise InputError(
             f"invert takes MODEL SIGNALS, or --model MODEL SIGNALS; got {len(files)} file(s){' and --model' if model_option else ''}"
         )
-    with writing(output, [model, signals], force=force):
-        if _is_measurement(signals):
-            _invert_measurement(model, signals, output, force)
-            return
-        _invert(model, signals, output, interpolate_q, device, force)
+    if figures is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    measurement = _is_measurement(signals)
+    names = [f"{n}.{fmt}" for n in (fit_figure_names(LEARNED) if measurement else ["inversion"]) for fmt in FORMATS]
+    shown = [] if figures is None else [figures / name for name in names]
+    also = shown + ([] if extxyz is None else [extxyz])
+    with writing(output, [model, signals], force=force, also=also, folders=[] if figures is None else [figures]):
+        if measurement:
+            result, meas = _invert_measurement(model, signals, output, force)
+            extras = {} if figures is None else _figure_bytes(ff.fit_figures(result, meas), shown)
+            if extxyz is not None and result.ensemble is not None and result.symbols is not None:
+                e = result.ensemble
+                xyz = geometries_from_distances(e.distance_mean[None], result.symbols)
+                write_extxyz(
+                    extxyz,
+                    result.symbols,
+                    xyz,
+                    result.delays,
+                    info={"method": LEARNED, "what": "excited-ensemble mean"},
+                    force=force,
+                )
+        else:
+            extras = _invert(model, signals, output, interpolate_q, device, force, shown, extxyz)
+        _write_figures(extras, figures)
+    for path in (*shown, *([extxyz] if extxyz is not None else [])):
+        typer.echo(f"  {path}")
+
+
+def _figure_bytes(figs: dict, planned: list[Path]) -> dict[Path, bytes]:
+    """Figures rendered (PNG, PDF) in memory for the planned paths, by name; closed."""
+    import matplotlib.pyplot as plt
+
+    by_name = {path.name: path for path in planned}
+    out: dict[Path, bytes] = {}
+    for name, fig in figs.items():
+        try:
+            for fmt, data in figure_files(fig).items():
+                out[by_name[f"{name}.{fmt}"]] = data
+        finally:
+            plt.close(fig)
+    return out
+
+
+def _write_figures(images: dict[Path, bytes], folder: Path | None) -> None:
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, data in images.items():
+        with write_errors(path), atomic_path(path, suffix=path.suffix) as tmp:
+            tmp.write_bytes(data)
 
 
 def _is_measurement(path: Path) -> bool:
@@ -233,7 +291,7 @@ def _is_measurement(path: Path) -> bool:
         return False
 
 
-def _invert_measurement(model: Path, signals: Path, output: Path, force: bool) -> None:
+def _invert_measurement(model: Path, signals: Path, output: Path, force: bool):
     from threadpoolctl import threadpool_limits
 
     from ..fitting import EnsembleVRNN
@@ -261,9 +319,10 @@ def _invert_measurement(model: Path, signals: Path, output: Path, force: bool) -
     lines = summary_lines(result, output, LEARNED, meas.molecule)
     lines.insert(1, f"  q: {result.provenance['learned']['q']}; delays: {result.provenance['learned']['delays']}")
     typer.echo("\n".join(lines))
+    return result, meas
 
 
-def _invert(model, signals, output, interpolate_q, device, force) -> None:
+def _invert(model, signals, output, interpolate_q, device, force, shown, extxyz) -> dict[Path, bytes]:
     method = load_method(model)
     method.set_params(**_shortcut_settings(method, device=device)).check_settings()
     sig = read_signals(signals)
@@ -310,3 +369,36 @@ def _invert(model, signals, output, interpolate_q, device, force) -> None:
     typer.echo(
         f"{output}: {P} distances for {M} series × {T} frames ({method.name}, {std_note}{', q interpolated' if interpolated else ''})"
     )
+    if extxyz is not None:
+        xyz = geometries_from_distances(pred.distances, method.symbols_)
+        write_extxyz(extxyz, method.symbols_, xyz, sig["time"], lengths=lengths, info={"method": method.name}, force=force)
+    if not shown:
+        return {}
+    truth, series = None, None
+    if sig["symbols"] is not None and _is_dataset(signals):  # a dataset's trajectories carry their true distances
+        ds = read_dataset(signals)
+        truth = ds.distances if ds.distances.shape == pred.distances.shape else None
+        test = ds.splits.get("test") if ds.splits else None
+        series = None if test is None or not len(test) else [int(k) for k in test[:3]]  # unseen in training
+    fig = plot_inversion(
+        sig["time"],
+        pred.distances,
+        method.pair_labels_,
+        std=pred.std,
+        lengths=lengths,
+        symbols=method.symbols_,
+        truth=truth,
+        series=series,
+        title=f"{method.name}: predicted distances{' ± σ' if pred.std is not None else ''}"
+        + (" and the truth (dotted)" if truth is not None else ""),
+    )
+    return _figure_bytes({"inversion": fig}, shown)
+
+
+def _is_dataset(path: Path) -> bool:
+    from ..io import file_kind
+
+    try:
+        return file_kind(path) == "dataset"
+    except InputError:
+        return False

@@ -69,6 +69,7 @@ OPTIONS: dict[str, Meaning] = {
     "--output": Meaning("where the command writes: a file, or a folder for evaluate and reproduce", "", "path"),
     "--force": Meaning("replace an existing output", "", "flag"),
     "--figures": Meaning("folder for the figures", "", "path"),
+    "--extxyz": Meaning("file for the predicted geometries as extended XYZ", "", "path"),
     "--basis": Meaning("dataset of trajectories of the measured molecule", "", "path"),
     "--model": Meaning("model file from `molmovie train`", "", "path"),
     "--for": Meaning("measurement file a learned model is trained for", "", "path"),

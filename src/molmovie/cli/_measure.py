@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ import numpy as np
 import typer
 
 from .._errors import InputError, shorten
+from ..evaluation._style import figure_files
 from ..evaluation.measurement_figures import plot_measurement
 from ..io import atomic_path
 from ..io.beamline import ingest as ingest_file
@@ -226,7 +228,10 @@ def _ingest(file, output, *, force, **options):
 @app.command()
 def show(
     file: Annotated[Path, typer.Argument(help="Measurement file (from ingest or simulate-experiment).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Figure to write (PNG, PDF or SVG by its suffix).")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Figure to write: PNG (300 dpi, with its PDF beside it), PDF or SVG, by its suffix."),
+    ],
     q_lines: Annotated[
         str | None,
         typer.Option(
@@ -245,7 +250,8 @@ def show(
             raise InputError("give --q-lines once; --q is its old spelling in `show`")
         deprecated(f"--q {q} (in show)", f"--q-lines {q}")
         q_lines = q
-    with writing(output, [file], force=force):
+    also = [output.with_suffix(".pdf")] if output.suffix.lower() == ".png" else []
+    with writing(output, [file], force=force, also=also):
         _show(file, output, q_lines, tmax)
 
 
@@ -284,9 +290,22 @@ def _show(file: Path, output: Path, q, tmax) -> None:
     fig = plot_measurement(meas.q, meas.delays, meas.dS, meas.sigma, q_lines=q_lines, tmax=tmax, title=title, ued=ued)
     import matplotlib.pyplot as plt
 
+    formats = _show_formats(output)
     try:
-        with atomic_path(output, suffix=suffix) as tmp:
-            fig.savefig(tmp, dpi=150, format=suffix[1:])
+        images = figure_files(fig, formats)
     finally:
         plt.close(fig)
-    typer.echo(f"{output}: ΔS map, line-outs and |ΔS|/σ of {file}{extra}")
+    with ExitStack() as stack:  # both files or neither; the output named first is closed (and its error seen) first
+        tmps = {
+            fmt: stack.enter_context(atomic_path(output.with_suffix("." + fmt), suffix="." + fmt)) for fmt in reversed(formats)
+        }
+        for fmt, tmp in tmps.items():
+            tmp.write_bytes(images[fmt])
+    also = f" (and {output.with_suffix('.pdf')})" if len(formats) > 1 else ""
+    typer.echo(f"{output}{also}: ΔS map, line-outs and |ΔS|/σ of {file}{extra}")
+
+
+def _show_formats(output: Path) -> tuple[str, ...]:
+    """A PNG is written with its PDF beside it (the vector figure for print); a PDF or SVG alone."""
+    suffix = output.suffix.lower()
+    return ("png", "pdf") if suffix == ".png" else (suffix[1:],)

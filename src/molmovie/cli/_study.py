@@ -13,6 +13,7 @@ from .._guards import check_output_path, write_errors
 from .._provenance import with_command
 from ..datasets import SPLITS
 from ..evaluation import score_method, write_scores
+from ..evaluation._style import DPI
 from ..evaluation.figures import plot_per_time_step
 from ..evaluation.study import (
     MAX_JOBS,
@@ -88,7 +89,7 @@ def evaluate(
                     tmp.write_text(json.dumps(summary, indent=2))
                 write_scores(folder / targets[1].name, scores)
                 with atomic_path(folder / targets[2].name, suffix=".png") as tmp:
-                    fig.savefig(tmp, dpi=130, format="png")
+                    fig.savefig(tmp, dpi=DPI, format="png")
         finally:
             plt.close(fig)
     typer.echo(

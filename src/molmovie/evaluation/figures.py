@@ -1,7 +1,9 @@
 """Figures of the study, after the paper's Figure 2.
 
 Every function takes arrays (and optionally a matplotlib ``ax``), draws, and
-returns the figure; nothing is shown or saved here (the caller saves).
+returns the figure; nothing is shown or saved here (the caller saves, PNG and
+PDF: :func:`molmovie.evaluation._style.save_figure`). Sizes are journal columns
+(3.4 or 7.0 in) with text of 7 pt or more; maps put time across and q up.
 Methods come as a dict, label -> numbers, for any number of methods; each
 gets the colour of its place in the dict (:data:`PALETTE`), in every figure.
 """
@@ -17,6 +19,7 @@ from numpy.typing import ArrayLike
 from .._errors import InputError
 from .._typing import Symbols
 from ..geometry import pair_indices, pair_labels
+from ._style import DOUBLE_COLUMN, SINGLE_COLUMN, journal
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -80,7 +83,7 @@ def choose_pair(symbols: Symbols, distances: ArrayLike | None = None, name: str 
     raise InputError(f"the molecule ({' '.join(symbols)}) has no pair {name!r}; its pairs are {', '.join(labels)}")
 
 
-def _axes(ax, ncols=1, figsize=(6.4, 4.0), sharey=False):
+def _axes(ax, ncols=1, figsize=(SINGLE_COLUMN, 2.5), sharey=False):
     import matplotlib.pyplot as plt
 
     if ax is not None:
@@ -89,6 +92,7 @@ def _axes(ax, ncols=1, figsize=(6.4, 4.0), sharey=False):
     return fig, np.atleast_1d(axes)
 
 
+@journal
 def plot_rmsd_sums(
     experiments: list[str],
     sums: dict[str, dict[str, list[float]]],
@@ -111,7 +115,7 @@ def plot_rmsd_sums(
         as an error bar of ± that much; the same keys as ``sums``.
     """
     panels = list(sums)
-    fig, axes = _axes(ax, ncols=len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True)  # panels compare
+    fig, axes = _axes(ax, ncols=len(panels), figsize=(DOUBLE_COLUMN, 2.9), sharey=True)  # panels compare
     x = np.arange(len(experiments))
     for a, panel in zip(axes, panels, strict=False):  # a given `ax` may hold fewer panels
         methods = list(sums[panel])
@@ -126,10 +130,10 @@ def plot_rmsd_sums(
                 color=_colour(k),
                 label=m,
                 yerr=err,
-                capsize=3 if err is not None else 0,
-                error_kw=dict(lw=1, ecolor="black"),
+                capsize=2 if err is not None else 0,
+                error_kw=dict(lw=0.8, ecolor="black"),
             )
-            a.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
+            a.bar_label(bars, fmt="%.0f", padding=1)
         a.set_xticks(x, experiments, rotation=20, ha="right")
         if a is axes[0]:
             a.set_ylabel("RMSD summed over test frames (Å)")
@@ -137,10 +141,11 @@ def plot_rmsd_sums(
         a.margins(y=0.12)
         a.grid(axis="y", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.legend(handles, labels, loc="outside upper center", ncol=len(labels))
     return fig
 
 
+@journal
 def plot_distance_trace(
     time: ArrayLike,
     truth: ArrayLike,
@@ -159,19 +164,20 @@ def plot_distance_trace(
     pair_label : str
         E.g. "N2-O5".
     """
-    fig, (a,) = _axes(ax, figsize=(7.0, 3.8))
-    a.plot(time, truth, color="black", lw=1.8, label="truth")
+    fig, (a,) = _axes(ax, figsize=(DOUBLE_COLUMN, 2.6))
+    a.plot(time, truth, color="black", lw=1.4, label="truth")
     for k, (m, (d, s)) in enumerate(predictions.items()):
-        a.plot(time, d, color=_colour(k), lw=1.2, label=m)
+        a.plot(time, d, color=_colour(k), lw=1.0, label=m)
         if s is not None:
             a.fill_between(time, d - s, d + s, color=_colour(k), alpha=0.25, lw=0, label=f"{m} ± σ")
     a.set_xlabel("time (fs)")
     a.set_ylabel(f"{pair_label} distance (Å)")
-    a.legend(fontsize=8, ncol=2)
+    a.legend(ncol=2)
     a.grid(alpha=0.3)
     return fig
 
 
+@journal
 def plot_per_time_step(
     time: ArrayLike, curves: dict[str, dict[str, np.ndarray]], *, title: str = "", ax: Axes | None = None
 ) -> Figure:
@@ -182,7 +188,7 @@ def plot_per_time_step(
     time : ndarray, shape (T,), fs
     curves : dict method label -> {"rmsd": (T,), "ssr": (T,)}
     """
-    fig, axes = _axes(ax, ncols=2, figsize=(10.0, 3.8))
+    fig, axes = _axes(ax, ncols=2, figsize=(DOUBLE_COLUMN, 2.6))
     for k, (m, c) in enumerate(curves.items()):
         axes[0].plot(time, c["rmsd"], color=_colour(k), label=m)
         axes[1].plot(time, c["ssr"], color=_colour(k), label=m)
@@ -193,16 +199,17 @@ def plot_per_time_step(
     for a in axes:
         a.set_xlabel("time (fs)")
         a.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     if title:
         fig.suptitle(title)
     return fig
 
 
+@journal
 def plot_signals(
     time: ArrayLike, q: ArrayLike, panels: dict[str, np.ndarray], *, title: str = "", ax: Axes | None = None
 ) -> Figure:
-    """ΔS(q, t) maps side by side (percent), one shared colour scale.
+    """ΔS(q, t) maps side by side (percent; time across, q up), one shared colour scale.
 
     Parameters
     ----------
@@ -211,20 +218,21 @@ def plot_signals(
     panels : dict label -> ndarray, shape (T, Q), a fraction
     """
     names = list(panels)
-    fig, axes = _axes(ax, ncols=len(names), figsize=(4.0 * len(names) + 1.0, 3.8))
+    fig, axes = _axes(ax, ncols=len(names), figsize=(DOUBLE_COLUMN, 2.5))
     stack = np.stack([np.asarray(panels[n], float) for n in names]) * 100
     lim = np.nanpercentile(np.abs(stack), 99.5) or 1.0
     for a, n, img in zip(axes, names, stack, strict=False):  # a given `ax` may hold fewer panels
-        mesh = a.pcolormesh(q, time, img, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="nearest")
-        a.set_title(n, fontsize=10)
-        a.set_xlabel("q (1/Å)")
-    axes[0].set_ylabel("time (fs)")
+        mesh = a.pcolormesh(time, q, img.T, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="nearest")
+        a.set_title(n)
+        a.set_xlabel("time (fs)")
+    axes[0].set_ylabel("q (1/Å)")
     fig.colorbar(mesh, ax=list(axes), label="ΔS (%)", shrink=0.9)
     if title:
         fig.suptitle(title)
     return fig
 
 
+@journal
 def plot_noise_ladder(
     levels: ArrayLike,
     panels: dict[str, dict[str, tuple[list, list | None]]],
@@ -252,7 +260,7 @@ def plot_noise_ladder(
     xs = np.where(x > 0, x, zero_at)
     n = len(panels)
     rows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(rows, ncols, figsize=(3.4 * ncols, 2.7 * rows), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(rows, ncols, figsize=(DOUBLE_COLUMN, 0.8 + 1.9 * rows), layout="constrained", squeeze=False)
     colours: dict[str, str] = {}
     suffix = " + signal fit"
     for ax, (name, lines) in zip(axes.flat, panels.items(), strict=False):
@@ -266,16 +274,16 @@ def plot_noise_ladder(
                 ax.fill_between(xs, m - s, m + s, color=colour, alpha=0.18, lw=0)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xticks(xs, ["0" if v == 0 else f"{v:g}" for v in x], fontsize=7)
+        ax.set_xticks(xs, ["0" if v == 0 else f"{v:g}" for v in x])
         ax.minorticks_off()
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name)
         ax.grid(alpha=0.3)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("σ of ΔS (noise)")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)), fontsize=8)
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)))
     if title:
         fig.suptitle(title)
     return fig

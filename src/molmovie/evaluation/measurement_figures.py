@@ -2,16 +2,22 @@
 
 Every function takes arrays (q in 1/Angstrom, delays in fs, ΔS and σ as
 fractions, shown in percent) and an optional matplotlib ``ax``, and returns
-the figure; nothing is shown or saved here.
+the figure; nothing is shown or saved here. Maps put the delay across and q
+up (the convention of every molmovie figure); sizes are journal columns (one
+panel 3.4 in, the whole measurement 7.0 in) with text of 7 pt or more
+(:mod:`molmovie.evaluation._style`).
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from ._style import DOUBLE_COLUMN, SINGLE_COLUMN, journal
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,7 +35,7 @@ __all__ = [
 ]
 
 
-def _axes(ax, figsize=(6, 4)):
+def _axes(ax, figsize=(SINGLE_COLUMN, 2.5)):
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -91,6 +97,7 @@ def _delay_q_map(ax, q, delays, values, *, cmap, vmin, vmax, zero_line, title, l
     return fig
 
 
+@journal
 def plot_dS_map(
     q: ArrayLike, delays: ArrayLike, dS: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True
 ) -> Figure:
@@ -125,6 +132,7 @@ def _diverging(values: np.ndarray, vmax: float | None) -> float:
     return float(np.percentile(np.abs(values), 99.5)) or 1.0
 
 
+@journal
 def plot_dsm_map(
     s: ArrayLike, delays: ArrayLike, dsM: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True
 ) -> Figure:
@@ -148,6 +156,7 @@ def plot_dsm_map(
     )
 
 
+@journal
 def plot_dp_map(
     r: ArrayLike, delays: ArrayLike, dP: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True
 ) -> Figure:
@@ -171,6 +180,7 @@ def plot_dp_map(
     )
 
 
+@journal
 def plot_snr_map(
     q: ArrayLike,
     delays: ArrayLike,
@@ -215,6 +225,7 @@ def _window_mean(q, dS, sigma, q0, width):
     return (w * dS[:, sel]).sum(axis=1) / w.sum(axis=1), 1.0 / np.sqrt(w.sum(axis=1)), q[sel]
 
 
+@journal
 def plot_lineouts(
     q: ArrayLike,
     delays: ArrayLike,
@@ -255,10 +266,11 @@ def plot_lineouts(
     ax.set_xlabel(f"delay ({unit})")
     ax.set_ylabel("ΔS (%)")
     ax.set_title("line-outs (±σ)" if window is None else f"the rise: {window[0]:g} to {window[1]:g} fs")
-    ax.legend(fontsize="small", frameon=False)
+    ax.legend()
     return fig
 
 
+@journal
 def plot_profiles(
     q: ArrayLike,
     delays: ArrayLike,
@@ -301,11 +313,12 @@ def plot_profiles(
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("q (1/Å)")
     ax.set_ylabel("ΔS (%)")
-    ax.set_title("mean ΔS(q) over delay windows (±σ)")
-    ax.legend(fontsize="small", frameon=False)
+    ax.set_title("mean ΔS(q) in delay windows (±σ)")
+    ax.legend()
     return fig
 
 
+@journal
 def plot_measurement(
     q: ArrayLike,
     delays: ArrayLike,
@@ -352,8 +365,10 @@ def plot_measurement(
         sigma = None if sigma is None else np.asarray(sigma)[keep]
         if ued is not None:
             ued = (np.asarray(ued[0])[keep], np.asarray(ued[1]), np.asarray(ued[2])[keep])
-    layout, size = ("MSP;LLZ", (16, 8.5)) if ued is None else ("MSP;LLZ;DDR", (16, 12.5))
-    fig, axs = plt.subplot_mosaic(layout, figsize=size, layout="constrained")
+    zoom = (max(float(delays[0]), -300.0), 600.0)
+    zoomed = bool(np.count_nonzero((delays >= zoom[0]) & (delays <= zoom[1])) >= 2 and np.ptp(delays) > 1000)
+    rows = ["MS", "PL"] + (["ZZ"] if zoomed else []) + (["DR"] if ued is not None else [])
+    fig, axs = plt.subplot_mosaic(";".join(rows), figsize=(DOUBLE_COLUMN, 0.4 + 2.3 * len(rows)), layout="constrained")
     if ued is not None:
         plot_dsm_map(q, delays, ued[0], ax=axs["D"])
         plot_dp_map(ued[1], delays, ued[2], ax=axs["R"])
@@ -369,11 +384,8 @@ def plot_measurement(
     for q0 in q_lines:
         axs["M"].axhline(q0, color="k", lw=0.5, ls="--", alpha=0.6)
     plot_profiles(q, delays, dS, sigma, ax=axs["P"])
-    zoom = (max(float(delays[0]), -300.0), 600.0)
-    if np.count_nonzero((delays >= zoom[0]) & (delays <= zoom[1])) >= 2 and np.ptp(delays) > 1000:
+    if zoomed:
         plot_lineouts(q, delays, dS, sigma, q_lines, ax=axs["Z"], window=zoom)
-    else:
-        axs["Z"].set_axis_off()
     if title:
-        fig.suptitle(title)
+        fig.suptitle(textwrap.fill(title, 120))
     return fig

@@ -40,6 +40,8 @@ __all__ = [
     "check_format",
     "file_version",
     "read_array",
+    "dimension_scale",
+    "attach_dimensions",
     "write_array",
     "json_default",
 ]
@@ -281,6 +283,35 @@ def write_array(group: h5py.Group, name: str, data: ArrayLike, units: str | None
     if units is not None:
         ds.attrs["units"] = units
     return ds
+
+
+def dimension_scale(group: h5py.Group, name: str, data: ArrayLike, units: str) -> h5py.Dataset:
+    """A coordinate that netCDF readers (xarray's h5netcdf and netCDF4 engines) take as the dimension ``name``.
+
+    An HDF5 dimension scale (``Dataset.make_scale``) named as the dimension: the
+    netCDF-4 data model reads a scale's dataset name as the dimension's name and
+    its values as the coordinate. Attach it to the arrays along that dimension
+    with :func:`attach_dimensions`.
+    """
+    ds = write_array(group, name, data)
+    ds.attrs["units"] = np.bytes_(units.encode("utf-8"))
+    ds.make_scale(name)
+    return ds
+
+
+def attach_dimensions(group: h5py.Group, dims: dict[str, tuple[h5py.Dataset | None, ...]]) -> None:
+    """Attach dimension scales to the arrays of ``group``: ``{array name: (scale of axis 0, axis 1, ...)}``.
+
+    ``None`` leaves an axis unnamed (netCDF readers then call it a phony dimension); an array
+    that is not in the group is skipped (an optional one not written).
+    """
+    for name, scales in dims.items():
+        if name not in group:
+            continue
+        ds = group[name]
+        for axis, scale in enumerate(scales):
+            if scale is not None:
+                ds.dims[axis].attach_scale(scale)
 
 
 def json_default(obj: object) -> int | float | list | str:

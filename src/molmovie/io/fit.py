@@ -57,7 +57,17 @@ from .._errors import InputError, shorten
 from .._provenance import with_command
 from .._typing import PathLike
 from .._version import __version__
-from ._files import atomic_hdf5, check_format, check_output, json_default, open_hdf5, read_array, write_array
+from ._files import (
+    atomic_hdf5,
+    attach_dimensions,
+    check_format,
+    check_output,
+    dimension_scale,
+    json_default,
+    open_hdf5,
+    read_array,
+    write_array,
+)
 
 if TYPE_CHECKING:
     import h5py
@@ -382,7 +392,88 @@ def write_fit(result: FitResult, path: PathLike, *, force: bool = False) -> Path
                 g.create_dataset(name, data=np.array([str(s) for s in getattr(part, name)], dtype=strings))
             for name in attrs:
                 g.attrs[name] = getattr(part, name)
+        _label_dimensions(f, result)
     return path
+
+
+#: The named axes of the arrays of each group ("delay", "q": the root's scales; the others the group's own).
+_ROOT_DIMS = {
+    "delays": ("delay",),
+    "dS": ("delay", "q"),
+    "sigma": ("delay", "q"),
+    "dS_fit": ("delay", "q"),
+    "residual": ("delay", "q"),
+}
+_ENSEMBLE_DIMS = {
+    **{name: ("delay", "pair") for name in ("distance_mean", "distance_mean_std", "distance_std", "distance_std_std")},
+    **{name: ("delay", "pair", "quantile") for name in ("distance_quantiles", "distance_quantiles_std")},
+    **{
+        name: ("channel", "delay", "pair")
+        for name in ("channel_distance_mean", "channel_distance_mean_std", "channel_distance_std")
+    },
+    "channel_distance_quantiles": ("channel", "delay", "pair", "quantile"),
+    "channel_fraction": ("channel",),
+    "channel_fraction_std": ("channel",),
+    "dissociated_fraction": ("delay",),
+    "dissociated_fraction_std": ("delay",),
+    "pair_labels": ("pair",),
+    "channels": ("channel",),
+    "quantile_levels": ("quantile",),
+    **{name: ("trajectory",) for name in ("trajectories", "weights", "weights_std", "dissociated")},
+    **{name: ("replicate",) for name in ("bootstrap_gamma", "bootstrap_t0", "bootstrap_irf_fs")},
+    **{name: ("hole_trajectory",) for name in ("hole_trajectories", "hole_weights", "hole_weights_std")},
+    "hole_r0": ("hole_trajectory", "pair"),
+    "profile_gamma": ("profile_point",),
+    "profile_chi2": ("profile_point",),
+}
+_PDF_DIMS = {
+    "dP": ("delay", "pair", "r"),
+    "dP_std": ("delay", "pair", "r"),
+    "dP_sine": ("delay", "r"),
+    "dP_sine_std": ("delay", "r"),
+    "ground_P": ("pair", "r"),
+    "I_gs": ("q",),
+    "pair_types": ("pair",),
+}
+
+
+def _label_dimensions(f: h5py.File, result: FitResult) -> None:
+    """Dimension scales ``delay``, ``q`` and, per method group, ``pair`` (and ``quantile``, ``channel``, ``r``).
+
+    For netCDF readers such as xarray: a netCDF dimension takes its scale's name, so ``/delay``
+    is a copy of ``/delays`` (which keeps its name for molmovie's reader), ``/q`` is its own scale,
+    and each group holds copies of its labels as ``pair``, ``quantile``, ``channel``,
+    ``trajectory`` (``hole_trajectory``), and indices ``replicate`` (bootstrap) and
+    ``profile_point``; the pdf group's ``r`` is its own scale. A netCDF array names all its
+    axes or none, so every array of a group with one named axis has all of them named.
+    """
+    import h5py
+
+    f["q"].make_scale("q")
+    scales = {"delay": dimension_scale(f, "delay", np.asarray(result.delays, dtype=float), "fs"), "q": f["q"]}
+    attach_dimensions(f, {name: tuple(scales[d] for d in dims) for name, dims in _ROOT_DIMS.items()})
+    strings = h5py.string_dtype()
+    if result.ensemble is not None:
+        e, g = result.ensemble, f["ensemble"]
+        own = {
+            "pair": dimension_scale(g, "pair", np.array([str(s) for s in e.pair_labels], dtype=strings), "1"),
+            "quantile": dimension_scale(g, "quantile", np.asarray(e.quantile_levels, dtype=float), "1"),
+            "channel": dimension_scale(g, "channel", np.array([str(s) for s in e.channels], dtype=strings), "1"),
+            "trajectory": dimension_scale(g, "trajectory", np.asarray(e.trajectories), "index"),
+            "replicate": dimension_scale(g, "replicate", np.arange(np.size(e.bootstrap_gamma)), "index"),
+        }
+        if e.hole_trajectories is not None:
+            own["hole_trajectory"] = dimension_scale(g, "hole_trajectory", np.asarray(e.hole_trajectories), "index")
+        if e.profile_gamma is not None:
+            own["profile_point"] = dimension_scale(g, "profile_point", np.arange(np.size(e.profile_gamma)), "index")
+        attach_dimensions(
+            g, {name: tuple({**scales, **own}[d] for d in dims) for name, dims in _ENSEMBLE_DIMS.items() if name in g}
+        )
+    if result.pdf is not None:
+        p, g = result.pdf, f["pdf"]
+        g["r"].make_scale("r")
+        own = {"pair": dimension_scale(g, "pair", np.array([str(s) for s in p.pair_types], dtype=strings), "1"), "r": g["r"]}
+        attach_dimensions(g, {name: tuple({**scales, **own}[d] for d in dims) for name, dims in _PDF_DIMS.items() if name in g})
 
 
 _WHAT = "molmovie fit result"

@@ -6,6 +6,8 @@
                               interpolated_q, has_std
     /distances (M, T, P) [Angstrom], NaN past each length   /std (M, T, P) [Angstrom], optional
     /time (T) [fs]   /length (M) [frames]   /pairs (P) labels   /pair_index (P, 2)   /atoms/symbols (N)
+    /series (M), /pair (P), /pair_end (2): dimension scales (with /time), so that xarray opens the
+    file with the dimensions series, time, pair
 
 Written atomically; read read-only by :func:`read_inversion`.
 """
@@ -24,7 +26,16 @@ from .._errors import InputError
 from .._provenance import with_command
 from .._typing import PathLike, Symbols
 from ..geometry import pair_indices
-from ._files import atomic_hdf5, check_format, check_output, open_hdf5, read_array, write_array
+from ._files import (
+    atomic_hdf5,
+    attach_dimensions,
+    check_format,
+    check_output,
+    dimension_scale,
+    open_hdf5,
+    read_array,
+    write_array,
+)
 
 if TYPE_CHECKING:
     from ..inversion import Prediction
@@ -130,6 +141,21 @@ def write_inversion(
         f.create_dataset("pairs", data=np.array(list(pair_labels), dtype=h5py.string_dtype()))
         write_array(f, "pair_index", np.stack([i, j], axis=1).astype(np.int64), "index")
         f.create_group("atoms").create_dataset("symbols", data=np.array(list(symbols), dtype="S3"))
+        # dimension scales for netCDF readers (xarray): series, time (its own scale), pair (a copy of the labels)
+        f["time"].make_scale("time")
+        series = dimension_scale(f, "series", np.arange(prediction.distances.shape[0]), "index")
+        pair = dimension_scale(f, "pair", np.array(list(pair_labels), dtype=h5py.string_dtype()), "1")
+        end = dimension_scale(f, "pair_end", np.array([0, 1]), "index")  # pair_index's columns: atoms i < j
+        attach_dimensions(
+            f,
+            {
+                "distances": (series, f["time"], pair),
+                "std": (series, f["time"], pair),
+                "length": (series,),
+                "pairs": (pair,),
+                "pair_index": (pair, end),
+            },
+        )
     return path
 
 

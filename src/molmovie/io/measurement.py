@@ -35,7 +35,17 @@ from .._provenance import with_command
 from .._typing import PathLike
 from .._version import __version__
 from ..measurement import LegendreComponent, Measurement, Truth, check_molecule
-from ._files import atomic_hdf5, check_allocation, check_output, file_version, json_default, open_hdf5, write_array
+from ._files import (
+    atomic_hdf5,
+    attach_dimensions,
+    check_allocation,
+    check_output,
+    dimension_scale,
+    file_version,
+    json_default,
+    open_hdf5,
+    write_array,
+)
 from .dataset import DATASET_FORMAT
 
 if TYPE_CHECKING:
@@ -118,7 +128,41 @@ def write_measurement(meas: Measurement, path: PathLike, *, force: bool = False)
             _array(g, "distance_quantiles", t.distance_quantiles, "Angstrom")
             _array(g, "dissociated_fraction", t.dissociated_fraction, "fraction")
             _array(g, "dS_clean", t.dS_clean, "fraction")
+        _label_dimensions(f, meas)
     return path
+
+
+def _label_dimensions(f: h5py.File, meas: Measurement) -> None:
+    """Dimension scales ``delay`` and ``q`` (and ``pair`` in the truth), for netCDF readers such as xarray.
+
+    ``/q`` is itself the scale of ``q``; ``/delay`` is a copy of ``/delays`` made the scale of
+    ``delay`` (a netCDF dimension takes its scale's name, and ``/delays`` keeps its name for
+    molmovie's readers); ``/truth/pair`` holds the pair labels, ``/truth/quantile`` the quantile levels
+    (a netCDF array names all its axes or none).
+    """
+    q = f["q"]
+    q.make_scale("q")
+    delay = dimension_scale(f, "delay", meas.delays, "fs")
+    attach_dimensions(f, {"delays": (delay,), "dS": (delay, q), "sigma": (delay, q)})
+    for comp in meas.components:
+        attach_dimensions(f[f"legendre/l{comp.order}"], {"dS": (delay, q), "sigma": (delay, q)})
+    if meas.truth is not None:
+        g = f["truth"]
+        pair = dimension_scale(g, "pair", np.array([s.encode("utf-8") for s in meas.truth.pair_labels], dtype=bytes), "1")
+        quantile = dimension_scale(g, "quantile", meas.truth.quantile_levels, "1")
+        trajectory = dimension_scale(g, "trajectory", meas.truth.trajectories, "index")
+        attach_dimensions(
+            g,
+            {
+                "distance_mean": (delay, pair),
+                "distance_std": (delay, pair),
+                "distance_quantiles": (delay, pair, quantile),
+                "dissociated_fraction": (delay,),
+                "dS_clean": (delay, q),
+                "weights": (trajectory,),
+                "trajectories": (trajectory,),
+            },
+        )
 
 
 # Text in a measurement file is stored as fixed-length strings, held in the attribute or dataset itself: a

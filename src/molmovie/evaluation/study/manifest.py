@@ -16,7 +16,9 @@ from ..._typing import PathLike
 from .presets import Preset
 
 #: What a study writes beside its models: the scores and the report (:func:`~.report.write_report`).
-REPORT = ("results.json", "results.md", "fig2a.png", "fig2b.png", "fig2c.png", "signals.png", "noise.png")
+REPORT = ("results.json", "results.md") + tuple(
+    f"{name}.{fmt}" for name in ("fig2a", "fig2b", "fig2c", "signals", "noise") for fmt in ("png", "pdf")
+)  # each figure as PNG (300 dpi) and PDF (molmovie.evaluation._style)
 
 
 MANIFEST = "study.json"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...io import atomic_path
+from .._style import save_figure
 from ..figures import choose_pair, plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
 from . import presets
 from .conditions_report import conditions_figure, conditions_markdown
@@ -210,7 +211,6 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=2))
@@ -218,9 +218,7 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
         tmp.write_text(results_markdown(results))
 
     def save(fig: Figure, name: str) -> None:
-        with atomic_path(out / name, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=130, format="png")
-        plt.close(fig)
+        save_figure(fig, out / name)  # name.png (300 dpi) and name.pdf; closes the figure
 
     entries = results["experiments"]
     methods = _methods_of(results)
