@@ -172,3 +172,15 @@ def test_executable_tutorials_need_no_shared_data(tutorial: Path) -> None:
     # they run at every docs build, in CI and on a user's clone: no ../shared, no network
     code = "\n".join(line for line in tutorial.read_text(encoding="utf-8").splitlines() if not line.startswith("#"))
     assert "shared" not in code and "http" not in code
+
+
+def test_the_quickstarts_ci_runs_are_the_readmes_commands_without_their_comments() -> None:
+    spec = importlib.util.spec_from_file_location("readme_quickstarts", ROOT / "tools" / "readme_quickstarts.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    text = "# x\n## Install\n```\npip install x\n```\n## Quickstart: one\n```\na --b 1   # note\n# a comment\n\nc\n```\n## Next\n"
+    assert tool.quickstarts(text) == [("Quickstart: one", ["a --b 1", "c"])]
+    sections = tool.quickstarts(README.read_text(encoding="utf-8"))
+    assert [h for h, _ in sections] == ["Quickstart: simulation", "Quickstart: a measurement"]
+    assert all(cmds and all(c.startswith("molmovie ") for c in cmds) for _, cmds in sections)
