@@ -94,14 +94,14 @@ def plain(tmp_path_factory):
     return folder
 
 
-def test_a_plain_install_simulates_ingests_shows_and_fits_without_any_extra(plain):
-    w = plain
+def test_a_plain_install_simulates_ingests_shows_and_fits_without_any_extra(plain, tmp_path):
+    b, w = plain, tmp_path  # inputs from the module's folder, outputs in this test's own (tests run in any order)
     quick = ["--set", "bootstrap=2", "--set", "profile=3", "--set", "grid=[3,2]"]
     commands = [
-        ["simulate-experiment", w / "basis.h5", "-o", w / "sim.h5", "--photons", "1e6", "--delays", "-100:500:13", "--seed", "0"],
-        ["ingest", w / "beam.npz", "-o", w / "ing.h5", "--molecule", "I2", "--q-units", "1/A", "--delay-units", "fs"],
+        ["simulate-experiment", b / "basis.h5", "-o", w / "sim.h5", "--photons", "1e6", "--delays", "-100:500:13", "--seed", "0"],
+        ["ingest", b / "beam.npz", "-o", w / "ing.h5", "--molecule", "I2", "--q-units", "1/A", "--delay-units", "fs"],
         ["show", w / "sim.h5", "-o", w / "show.png"],
-        ["fit", w / "sim.h5", "--basis", w / "basis.h5", "-o", w / "fit.h5", *quick],
+        ["fit", w / "sim.h5", "--basis", b / "basis.h5", "-o", w / "fit.h5", *quick],
     ]
     for args in commands:
         done = run_without(ALL, *args)
