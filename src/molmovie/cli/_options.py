@@ -89,20 +89,24 @@ def parse_span(
     return lo, hi
 
 
+def grid_numbers(text: str, option: str, example: str) -> list[float]:
+    """The three finite numbers of ``A:B:C`` (a grid's start, stop and step); else one line naming ``example``."""
+    try:
+        numbers = [float(p) for p in text.split(":")]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
+        raise InputError(f"{option} must be {example} or a file of numbers; got {text!r}")
+    return numbers
+
+
 def parse_q_grid(text: str, option: str = "--q", *, limit: int = 100_000) -> np.ndarray:
     """``QMIN:QMAX:STEP`` in 1/Angstrom (QMAX included when on the grid) -> the q values.
 
     The old ``QMIN:QMAX:COUNT`` (a whole number >= 2 wider than the range, which
     as a step would give one point) is read with a deprecation line.
     """
-    parts = text.split(":")
-    try:
-        numbers = [float(p) for p in parts]
-    except ValueError:
-        numbers = []
-    if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
-        raise InputError(f"{option} must be QMIN:QMAX:STEP in 1/Angstrom (e.g. 0.5:6.8:0.05) or a file of numbers; got {text!r}")
-    q_min, q_max, step = numbers
+    q_min, q_max, step = grid_numbers(text, option, "QMIN:QMAX:STEP in 1/Angstrom (e.g. 0.5:6.8:0.05)")
     if q_min < 0 or q_max < q_min:
         raise InputError(f"{option} QMIN:QMAX:STEP needs 0 <= QMIN <= QMAX; got {text!r}")
     span = q_max - q_min

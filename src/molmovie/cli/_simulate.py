@@ -17,7 +17,7 @@ from ..io.measurement import write_measurement
 from ..measurement import simulate_measurement
 from ..scattering import DEFAULT_Q, PROBES, q_grid
 from ._app import app
-from ._options import parse_q_grid
+from ._options import grid_numbers, parse_q_grid
 from ._outputs import writing
 from ._progress import progress_callback
 
@@ -62,23 +62,12 @@ def _read_numbers(path: Path, option: str, *, limit: int | None = None, noun: st
     return np.asarray(values, dtype=float)
 
 
-def _range_numbers(text: str, option: str, example: str) -> list[float]:
-    parts = text.split(":")
-    try:
-        numbers = [float(p) for p in parts]
-    except ValueError:
-        numbers = []
-    if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
-        raise InputError(f"{option} must be {example} or a file of numbers; got {text!r}")
-    return numbers
-
-
 def parse_delays(text: str) -> np.ndarray:
     """``"-200:1000:25"`` (START:STOP:STEP in fs, STOP included when on the grid) or a file of delays."""
     path = Path(text)
     if path.is_file():
         return _read_numbers(path, "--delays", limit=MAX_DELAYS, noun="delays")
-    start, stop, step = _range_numbers(text, "--delays", "START:STOP:STEP in fs (e.g. -200:1000:25)")
+    start, stop, step = grid_numbers(text, "--delays", "START:STOP:STEP in fs (e.g. -200:1000:25)")
     if not step > 0 or stop < start:
         raise InputError(f"--delays START:STOP:STEP needs STEP > 0 and STOP >= START; got {text!r}")
     steps = (stop - start) / step
