@@ -40,17 +40,13 @@ def relative_links(path: Path) -> list[str]:
     return out
 
 
-def test_relative_links_finds_links_and_skips_code() -> None:
+def test_relative_links_finds_links_and_skips_code(tmp_path) -> None:
     text = (
         "see [a](docs/a.md#x), ![f](figures/f.png), [web](https://x.org), [in](#here)\n`[not](a link)`\n```\n[no](pe.md)\n```\n"
     )
-    path = ROOT / ".pytest_cache" / "links-probe.md"
-    path.parent.mkdir(exist_ok=True)
+    path = tmp_path / "links-probe.md"  # not in the checkout: two runs at once would share (and remove) one file there
     path.write_text(text, encoding="utf-8")
-    try:
-        assert relative_links(path) == ["docs/a.md", "figures/f.png"]
-    finally:
-        path.unlink()
+    assert relative_links(path) == ["docs/a.md", "figures/f.png"]
 
 
 def test_readme_is_a_page_long() -> None:
