@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
@@ -50,6 +51,19 @@ def test_verbose_and_the_log_file(tmp_path, capsys):
     code, _, err = run_cli(["--log", log, "import", runs, "-o", out, "--dt", "1"], capsys)
     assert_one_line_error(code, err, "exists; use --force")
     assert text in log.read_text() and f"ERROR {err.strip()}" in log.read_text()
+
+
+def test_a_command_leaves_the_molmovie_logger_as_it_found_it(tmp_path, capsys, caplog):
+    logger = logging.getLogger("molmovie")
+    before = (logger.propagate, logger.level, list(logger.handlers))
+    code, _, err = run_cli(
+        ["--log", tmp_path / "run.log", "import", _runs(tmp_path), "-o", tmp_path / "a.h5", "--dt", "1"], capsys
+    )
+    assert code == 0, err
+    assert (logger.propagate, logger.level, list(logger.handlers)) == before
+    with caplog.at_level(logging.INFO, logger="molmovie"):
+        logging.getLogger("molmovie.study").info("after a command")  # reaches the root logger's handlers again
+    assert caplog.messages == ["after a command"]
 
 
 def test_bad_log_options_are_one_line(tmp_path, capsys):

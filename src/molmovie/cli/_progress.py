@@ -95,6 +95,7 @@ def teardown() -> None:
         h.close()
     _state.update(quiet=False, handlers=[])
     LOGGER.setLevel(logging.NOTSET)
+    LOGGER.propagate = True  # as before configure: a caller's own logging (or pytest's caplog) sees molmovie again
 
 
 def record(line: str, level: int = logging.INFO) -> None:
