@@ -8,11 +8,12 @@ options; the readers and the range parser must answer with a value or an :class:
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from molmovie import InputError
 from molmovie._ranges import parse_range
@@ -125,6 +126,8 @@ def fit_bytes(tmp_path_factory) -> bytes:
 
 @SETTINGS
 @given(mutation=mutations)
+# one byte set to 1 in an attribute's heap: h5py raised RuntimeError ("ran off end of input buffer"), a traceback
+@example(mutation=(1.0, [(0.6557230682570708, 1)]))
 def test_a_mutated_fit_result_reads_or_is_one_input_error(fit_bytes, tmp_path, mutation):
     from molmovie.io.fit import read_fit
 
@@ -134,3 +137,31 @@ def test_a_mutated_fit_result_reads_or_is_one_input_error(fit_bytes, tmp_path, m
         read_fit(path)
     except InputError:
         pass
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        RuntimeError("Can't synchronously determine if attribute exists by name (ran off end of input buffer while decoding)"),
+        OSError("Can't read data (wrong B-tree signature)"),
+        ValueError("Insufficient precision in available types to represent (63, 52, 11, 0, 52)"),
+        KeyError("Unable to synchronously open object (bad object header version number)"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_damage_met_while_reading_an_hdf5_file_is_one_input_error(tmp_path, damage):
+    """What h5py raises from a damaged header or heap as a reader reads (each message is one h5py gave on a
+    mutated file) becomes "PATH: damaged WHAT"; the reader's own InputError passes unchanged."""
+    import h5py
+
+    from molmovie.io._files import reading_hdf5
+
+    path = tmp_path / "r.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "x"
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: damaged inversion result \(cannot be read: "):
+        with reading_hdf5(path, "inversion result", "not HDF5"):
+            raise damage
+    with pytest.raises(InputError, match="^own$"):
+        with reading_hdf5(path, "inversion result", "not HDF5"):
+            raise InputError("own")

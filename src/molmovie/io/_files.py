@@ -15,8 +15,8 @@ h5py is imported inside the functions that need it, so that importing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "atomic_hdf5",
     "check_input_file",
     "open_hdf5",
+    "reading_hdf5",
     "check_format",
     "file_version",
     "read_array",
@@ -149,6 +150,28 @@ def open_hdf5(path: PathLike, what: str, not_hdf5: str) -> h5py.File:
             f"{path}: {problem}; molmovie reads only self-contained {what}s (copy the data in, e.g. with h5repack or h5copy)"
         )
     return f
+
+
+@contextmanager
+def reading_hdf5(path: PathLike, what: str, not_hdf5: str) -> Iterator[h5py.File]:
+    """:func:`open_hdf5` in a ``with`` block in which damage the HDF5 library meets as it reads is one InputError.
+
+    A file can open cleanly and still fail deep inside a read (a byte flipped in an object header or a
+    heap): h5py then raises ``OSError`` or ``RuntimeError`` ("ran off end of input buffer while
+    decoding"), ``ValueError`` (a datatype it cannot map: "Insufficient precision ...") or ``KeyError``
+    (an object header it cannot parse), the same kinds the measurement and beamline readers turn into
+    one line. Inside this block each becomes "PATH: damaged WHAT (cannot be read: ...)"; an
+    :class:`InputError` raised by the reader itself passes unchanged. (A file whose damage makes the
+    HDF5 library itself spin or crash is beyond what a reader can catch: docs/weak.md.)
+    """
+    path = Path(path)
+    with open_hdf5(path, what, not_hdf5) as f:
+        try:
+            yield f
+        except InputError:
+            raise
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise InputError(f"{path}: damaged {what} (cannot be read: {shorten(str(exc), 120)})") from None
 
 
 def check_input_file(path: PathLike, what: str) -> Path:

@@ -21,7 +21,7 @@ import numpy as np
 from .._errors import InputError, shorten
 from .._typing import PathLike
 from ..molecules import formula
-from ._files import check_input_file, open_hdf5
+from ._files import check_input_file, reading_hdf5
 from .dataset import DATASET_FORMAT, read_dataset
 from .fit import FIT_FORMAT, read_fit
 from .inversion import INVERSION_FORMAT, read_inversion
@@ -84,7 +84,7 @@ def file_kind(path: PathLike) -> str:
         if _model_header(path) is not None:
             return "model"
         raise InputError(f"{path}: {_NOT_OURS} (neither HDF5 nor a safetensors model file)")
-    with open_hdf5(path, "file", "not an HDF5 file") as f:
+    with reading_hdf5(path, "file", "not an HDF5 file") as f:
         fmt = _text(f.attrs.get("format", ""))
         if fmt in FILE_KINDS:
             return FILE_KINDS[fmt]

@@ -64,8 +64,8 @@ from ._files import (
     check_output,
     dimension_scale,
     json_default,
-    open_hdf5,
     read_array,
+    reading_hdf5,
     write_array,
 )
 
@@ -623,7 +623,7 @@ def read_fit(path: PathLike) -> FitResult:
 def _read_fit(path: Path) -> dict[str, Any]:
     import h5py
 
-    with open_hdf5(path, "fit result file", f"not an HDF5 file, so not a {_WHAT}") as f:
+    with reading_hdf5(path, "fit result file", f"not an HDF5 file, so not a {_WHAT}") as f:
         check_format(f.attrs, path, FIT_FORMAT, FIT_VERSION, _WHAT)
         try:
             kw = {name: _text(f.attrs[name]) for name in _ROOT_ATTRS}

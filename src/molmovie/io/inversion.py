@@ -32,8 +32,8 @@ from ._files import (
     check_format,
     check_output,
     dimension_scale,
-    open_hdf5,
     read_array,
+    reading_hdf5,
     write_array,
 )
 
@@ -169,7 +169,7 @@ def read_inversion(path: PathLike) -> Inversion:
         format version, or damaged.
     """
     path = Path(path)
-    with open_hdf5(path, "inversion result", "not an HDF5 file, so not a molmovie inversion result") as f:
+    with reading_hdf5(path, "inversion result", "not an HDF5 file, so not a molmovie inversion result") as f:
         check_format(f.attrs, path, INVERSION_FORMAT, INVERSION_VERSION, "molmovie inversion result")
         what = "molmovie inversion result"
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._errors import InputError, shorten
 from .._typing import PathLike
-from ._files import open_hdf5, read_array
+from ._files import read_array, reading_hdf5
 from .dataset import DATASET_FORMAT, read_dataset
 
 __all__ = ["read_signals"]
@@ -48,7 +48,7 @@ def read_signals(path: PathLike) -> dict[str, Any]:
 
     path = Path(path)
     not_hdf5 = "not an HDF5 file; SIGNALS must be a molmovie dataset or an HDF5 file with q, time and dS"
-    with open_hdf5(path, "signals file", not_hdf5) as f:
+    with reading_hdf5(path, "signals file", not_hdf5) as f:
         fmt = f.attrs.get("format")
         is_dataset = (
             (fmt.decode("utf-8", "replace") if isinstance(fmt, bytes) else fmt) == DATASET_FORMAT
