@@ -74,6 +74,8 @@ def test_a_mutated_measurement_file_reads_or_is_one_input_error(valid, tmp_path,
 
 @SETTINGS
 @given(mutation=mutations)
+# a byte of a member's flags set to 1, "encrypted": zipfile raised RuntimeError ("password required"), a traceback
+@example(mutation=(1.0, [(0.95, 1)]))
 def test_a_mutated_beamline_npz_ingests_or_is_one_input_error(valid, tmp_path, mutation):
     path = tmp_path / "b.npz"
     path.write_bytes(_mutate(valid["npz"], *mutation))

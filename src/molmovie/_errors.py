@@ -13,8 +13,10 @@ import zlib
 __all__ = ["InputError", "shorten", "MAX_QUOTE", "NPZ_ERRORS"]
 
 #: What reading a damaged ``.npz`` raises (truncated, bytes flipped, a member missing): a file
-#: molmovie wrote itself and reads again (a checkpoint, a stage's scores) is then made anew.
-NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error)
+#: molmovie wrote itself and reads again (a checkpoint, a stage's scores) is then made anew. zipfile raises
+#: RuntimeError for a member whose "encrypted" flag bit is set ("password required"), NotImplementedError
+#: for a compression method it lacks.
+NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, NotImplementedError, RuntimeError, zipfile.BadZipFile, zlib.error)
 
 #: Most characters of a value an error message quotes (a file can hold a million symbols).
 MAX_QUOTE = 200
