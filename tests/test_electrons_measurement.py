@@ -70,6 +70,43 @@ def test_ensemble_fit_of_an_electron_measurement_returns_its_weights(basis):
     assert wrong.result_.chi2 > 100 * max(res.chi2, 1.0)
 
 
+def _texts(fig) -> set[str]:
+    """Every title, axis label, colour-bar label and legend entry of a figure."""
+    out = set()
+    for ax in fig.axes:
+        out |= {ax.get_title(), ax.get_xlabel(), ax.get_ylabel()}
+        legend = ax.get_legend()
+        if legend is not None:
+            out |= {t.get_text() for t in legend.get_texts()}
+    return out - {""}
+
+
+def test_figures_of_an_electron_measurement_and_its_fit_speak_of_s_and_delta_i_over_i(basis):
+    """Electron diffraction names the momentum transfer s and the signal ΔI/I (or ΔsM): every panel of ``show`` and of the
+    fit's signal figure says so, and an X-ray measurement's say q and ΔS, on the same numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from molmovie.evaluation.fit_figures import fit_figures
+    from molmovie.evaluation.measurement_figures import plot_measurement
+
+    meas = simulate_measurement(basis, q=S, delays=DELAYS, gamma=0.05, t0=0.0, irf_fs=150.0, probe="electron")
+    meas = replace(meas, sigma=np.full(meas.dS.shape, 1e-4))
+    fit = EnsembleFit(t0_range=(-60.0, 120.0), irf_range=(50.0, 250.0), bootstrap=0).fit(meas, basis)
+    for m, (q_name, signal) in ((meas, ("s", "ΔI/I")), (replace(meas, probe="xray", energy_kev=None), ("q", "ΔS"))):
+        other_q, other_signal = ("q", "ΔS") if q_name == "s" else ("s", "ΔI/I")
+        shown = _texts(plot_measurement(m.q, m.delays, m.dS, m.sigma, probe=m.probe))
+        fitted = _texts(fit_figures(fit.result_, m)["ensemble_fit_signals"])
+        for texts in (shown, fitted):
+            assert f"{q_name} (1/Å)" in texts and f"{signal} (%)" in texts, texts
+            assert not any(f"{other_q} (1/Å)" in t or f"{other_q} = " in t or other_signal in t for t in texts), texts
+        assert {f"{signal}({q_name}, t)", f"|{signal}|/σ"} <= shown
+        assert any(t.startswith(f"{q_name} = ") and t.endswith(" 1/Å") for t in fitted)  # the line-outs' legend
+    plt.close("all")
+
+
 def test_simulate_experiment_cli_chains_the_probe_from_the_dataset(basis, tmp_path, capsys):
     spec = SignalSpec(S, probe="electron", energy_kev=90.0)
     ds = basis.with_signals(*simulate(basis.symbols, basis.positions, basis.length, basis.time, spec))
@@ -195,7 +232,7 @@ def test_show_draws_the_ued_maps_of_an_electron_measurement(basis, tmp_path, cap
     assert "atoms only" in anon[2]
     fig = plot_measurement(meas.q, meas.delays, meas.dS, meas.sigma, ued=(dsm, r, dP))
     titles = {ax.get_title() for ax in fig.axes}
-    assert {"ΔsM(s, t)", "ΔP(r, t)", "ΔS(q, t)"} <= titles
+    assert {"ΔsM(s, t)", "ΔP(r, t)", "ΔI/I(s, t)"} <= titles
     import matplotlib.pyplot as plt
 
     plt.close("all")
@@ -203,5 +240,6 @@ def test_show_draws_the_ued_maps_of_an_electron_measurement(basis, tmp_path, cap
     code, stdout, err = run_cli(["show", path, "-o", tmp_path / "ued.png"], capsys)
     assert code == 0, err
     assert "ΔsM(s, t) and ΔP(r, t)" in stdout and (tmp_path / "ued.png").stat().st_size > 0
+    assert "ΔI/I map, line-outs and |ΔI/I|/σ" in stdout
     with pytest.raises(InputError, match="X-rays"):
         modified_difference(simulate_measurement(basis, q=S, delays=DELAYS, gamma=0.1, t0=0.0, irf_fs=0.0))

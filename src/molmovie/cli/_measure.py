@@ -12,7 +12,7 @@ import numpy as np
 import typer
 
 from .._errors import InputError, shorten
-from ..evaluation._style import figure_files
+from ..evaluation._style import figure_files, signal_names
 from ..evaluation.measurement_figures import plot_measurement
 from ..io import atomic_path
 from ..io.beamline import ingest as ingest_file
@@ -287,7 +287,9 @@ def _show(file: Path, output: Path, q, tmax) -> None:
             ued, extra = (dsm, r, dP), f", ΔsM(s, t) and ΔP(r, t) ({how}; α = {DEFAULT_ALPHA:g} Å²)"
         except InputError as exc:
             extra = f"; no ΔsM/ΔP maps ({exc})"
-    fig = plot_measurement(meas.q, meas.delays, meas.dS, meas.sigma, q_lines=q_lines, tmax=tmax, title=title, ued=ued)
+    fig = plot_measurement(
+        meas.q, meas.delays, meas.dS, meas.sigma, q_lines=q_lines, tmax=tmax, title=title, ued=ued, probe=meas.probe
+    )
     import matplotlib.pyplot as plt
 
     formats = _show_formats(output)
@@ -302,7 +304,8 @@ def _show(file: Path, output: Path, q, tmax) -> None:
         for fmt, tmp in tmps.items():
             tmp.write_bytes(images[fmt])
     also = f" (and {output.with_suffix('.pdf')})" if len(formats) > 1 else ""
-    typer.echo(f"{output}{also}: ΔS map, line-outs and |ΔS|/σ of {file}{extra}")
+    sn = signal_names(meas.probe)[1]
+    typer.echo(f"{output}{also}: {sn} map, line-outs and |{sn}|/σ of {file}{extra}")
 
 
 def _show_formats(output: Path) -> tuple[str, ...]:

@@ -21,7 +21,18 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["SINGLE_COLUMN", "DOUBLE_COLUMN", "MIN_FONT_PT", "DPI", "FORMATS", "STYLE", "journal", "figure_files", "save_figure"]
+__all__ = [
+    "SINGLE_COLUMN",
+    "DOUBLE_COLUMN",
+    "MIN_FONT_PT",
+    "DPI",
+    "FORMATS",
+    "STYLE",
+    "journal",
+    "figure_files",
+    "save_figure",
+    "signal_names",
+]
 
 #: Journal column widths, inches (86 mm and 178 mm).
 SINGLE_COLUMN = 3.4
@@ -57,6 +68,12 @@ STYLE: dict[str, Any] = {
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def signal_names(probe: str = "xray") -> tuple[str, str]:
+    """How a figure names the momentum transfer and the signal for ``probe``: ("q", "ΔS") for X-rays, ("s", "ΔI/I")
+    for electrons (the same quantities in molmovie, named as each field names them: docs/electrons.md)."""
+    return ("s", "ΔI/I") if probe == "electron" else ("q", "ΔS")
 
 
 def journal(func: F) -> F:

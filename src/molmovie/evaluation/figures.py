@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 from .._errors import InputError
 from .._typing import Symbols
 from ..geometry import pair_indices, pair_labels
-from ._style import DOUBLE_COLUMN, SINGLE_COLUMN, journal
+from ._style import DOUBLE_COLUMN, SINGLE_COLUMN, journal, signal_names
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -207,9 +207,9 @@ def plot_per_time_step(
 
 @journal
 def plot_signals(
-    time: ArrayLike, q: ArrayLike, panels: dict[str, np.ndarray], *, title: str = "", ax: Axes | None = None
+    time: ArrayLike, q: ArrayLike, panels: dict[str, np.ndarray], *, title: str = "", ax: Axes | None = None, probe: str = "xray"
 ) -> Figure:
-    """ΔS(q, t) maps side by side (percent; time across, q up), one shared colour scale.
+    """ΔS(q, t) maps side by side (percent; time across, q up), one shared colour scale (electrons: ΔI/I(s, t)).
 
     Parameters
     ----------
@@ -225,8 +225,9 @@ def plot_signals(
         mesh = a.pcolormesh(time, q, img.T, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="nearest")
         a.set_title(n)
         a.set_xlabel("time (fs)")
-    axes[0].set_ylabel("q (1/Å)")
-    fig.colorbar(mesh, ax=list(axes), label="ΔS (%)", shrink=0.9)
+    qn, sn = signal_names(probe)
+    axes[0].set_ylabel(f"{qn} (1/Å)")
+    fig.colorbar(mesh, ax=list(axes), label=f"{sn} (%)", shrink=0.9)
     if title:
         fig.suptitle(title)
     return fig

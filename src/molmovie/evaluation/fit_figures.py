@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._style import DOUBLE_COLUMN, journal
+from ._style import DOUBLE_COLUMN, journal, signal_names
 from .measurement_figures import _edges
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ def plot_fit_signals(
     truth_dS: np.ndarray | None = None,
     ax: Axes | Sequence[Axes] | np.ndarray | None = None,
     title: str = "",
+    probe: str = "xray",
 ) -> Figure:
     """Measured ΔS beside the fitted one, the residual / σ (maps: delay across, q up), and line-outs at three q.
 
@@ -61,6 +62,8 @@ def plot_fit_signals(
         The noiseless ΔS of a simulated experiment, drawn on the line-outs in black.
     ax : sequence of 4 matplotlib Axes, optional
         Measured map, fitted map, residual map, line-outs.
+    probe : {"xray", "electron"}
+        Names the axes: q and ΔS, or s and ΔI/I.
     """
     import matplotlib.pyplot as plt
 
@@ -70,28 +73,29 @@ def plot_fit_signals(
     else:
         axes = np.atleast_1d(np.asarray(ax, dtype=object))
         fig = axes[0].figure
+    qn, sn = signal_names(probe)
     qe, te = _edges(q), _edges(delays)
     lim = float(np.nanmax(np.abs(dS_fit))) * 100 or 1.0
-    for a, data, name in ((axes[0], dS, "measured ΔS"), (axes[1], dS_fit, "fitted ΔS")):
+    for a, data, name in ((axes[0], dS, f"measured {sn}"), (axes[1], dS_fit, f"fitted {sn}")):
         m = a.pcolormesh(te, qe, 100 * np.asarray(data).T, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="flat")
         a.set_title(name)
         a.set_xlabel("delay (fs)")
-        a.set_ylabel("q (1/Å)")
-    fig.colorbar(m, ax=axes[:2], label="ΔS (%)", shrink=0.9)
+        a.set_ylabel(f"{qn} (1/Å)")
+    fig.colorbar(m, ax=axes[:2], label=f"{sn} (%)", shrink=0.9)
     m = axes[2].pcolormesh(te, qe, np.asarray(residual).T, cmap="PuOr", vmin=-4, vmax=4, shading="flat")
     axes[2].set_title(f"residual / σ (rms {np.sqrt(np.mean(residual**2)):.2f})")
     axes[2].set_xlabel("delay (fs)")
-    axes[2].set_ylabel("q (1/Å)")
-    fig.colorbar(m, ax=axes[2], label="(ΔS − fit) / σ", shrink=0.9)
+    axes[2].set_ylabel(f"{qn} (1/Å)")
+    fig.colorbar(m, ax=axes[2], label=f"({sn} − fit) / σ", shrink=0.9)
     a = axes[3]
     for k, color in zip(np.linspace(0, len(q) - 1, 3).round().astype(int), ("C0", "C1", "C2"), strict=True):
         a.plot(delays, 100 * dS[:, k], ".", color=color, ms=2.5, alpha=0.6)
-        a.plot(delays, 100 * dS_fit[:, k], "-", color=color, lw=1.1, label=f"q = {q[k]:.2f} 1/Å")
+        a.plot(delays, 100 * dS_fit[:, k], "-", color=color, lw=1.1, label=f"{qn} = {q[k]:.2f} 1/Å")
         if truth_dS is not None:
             a.plot(delays, 100 * truth_dS[:, k], "--", color="black", lw=0.8, label="truth" if k == 0 else None)
     a.axhline(0, color="0.6", lw=0.6)
     a.set_xlabel("delay (fs)")
-    a.set_ylabel("ΔS (%)")
+    a.set_ylabel(f"{sn} (%)")
     a.set_title("line-outs: measured (dots), fit (lines)" + (", truth (dashed)" if truth_dS is not None else ""))
     a.legend()
     if title:
@@ -436,6 +440,7 @@ def fit_figures(result: FitResult, measurement: Measurement | None = None) -> di
         result.residual,
         truth_dS=truth_dS,
         title=f"{result.method} fit, reduced χ² {result.reduced_chi2:.3f}",
+        probe="xray" if measurement is None else measurement.probe,
     )
     e = result.ensemble
     if e is not None:

@@ -3,8 +3,10 @@
 Every function takes arrays (q in 1/Angstrom, delays in fs, ΔS and σ as
 fractions, shown in percent) and an optional matplotlib ``ax``, and returns
 the figure; nothing is shown or saved here. Maps put the delay across and q
-up (the convention of every molmovie figure); sizes are journal columns (one
-panel 3.4 in, the whole measurement 7.0 in) with text of 7 pt or more
+up (the convention of every molmovie figure), and ``probe="electron"`` names
+them s and ΔI/I, as electron diffraction does
+(:func:`~molmovie.evaluation._style.signal_names`). Sizes are journal columns
+(one panel 3.4 in, the whole measurement 7.0 in) with text of 7 pt or more
 (:mod:`molmovie.evaluation._style`).
 """
 
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._style import DOUBLE_COLUMN, SINGLE_COLUMN, journal
+from ._style import DOUBLE_COLUMN, SINGLE_COLUMN, journal, signal_names
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -99,13 +101,21 @@ def _delay_q_map(ax, q, delays, values, *, cmap, vmin, vmax, zero_line, title, l
 
 @journal
 def plot_dS_map(
-    q: ArrayLike, delays: ArrayLike, dS: np.ndarray, *, ax: Axes | None = None, vmax: float | None = None, colorbar: bool = True
+    q: ArrayLike,
+    delays: ArrayLike,
+    dS: np.ndarray,
+    *,
+    ax: Axes | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
+    probe: str = "xray",
 ) -> Figure:
     """ΔS(q, t) in percent: delays across, q up, a diverging map centred at zero.
 
     ``vmax`` (percent) defaults to the 99.5th percentile of |ΔS|, so single
     noisy bins do not wash out the colours.
     """
+    qn, sn = signal_names(probe)
     pct = 100 * np.asarray(dS, dtype=float)
     if vmax is None:
         vmax = float(np.percentile(np.abs(pct), 99.5)) or 1.0
@@ -118,10 +128,11 @@ def plot_dS_map(
         vmin=-vmax,
         vmax=vmax,
         zero_line="k",
-        title="ΔS(q, t)",
-        label="ΔS (%)",
+        title=f"{sn}({qn}, t)",
+        label=f"{sn} (%)",
         extend="both",
         colorbar=colorbar,
+        ylabel=f"{qn} (1/Å)",
     )
 
 
@@ -190,8 +201,10 @@ def plot_snr_map(
     ax: Axes | None = None,
     vmax: float | None = None,
     colorbar: bool = True,
+    probe: str = "xray",
 ) -> Figure:
     """|ΔS|/σ: where the measurement carries signal (bins with σ = 0 are left blank)."""
+    qn, sn = signal_names(probe)
     sigma = np.asarray(sigma, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.where(sigma > 0, np.abs(dS) / np.where(sigma > 0, sigma, 1.0), np.nan)
@@ -207,10 +220,11 @@ def plot_snr_map(
         vmin=0,
         vmax=max(vmax, 1.0),
         zero_line="w",
-        title="signal to noise |ΔS|/σ",
-        label="|ΔS|/σ",
+        title=f"signal to noise |{sn}|/σ",
+        label=f"|{sn}|/σ",
         extend="max",
         colorbar=colorbar,
+        ylabel=f"{qn} (1/Å)",
     )
 
 
@@ -236,6 +250,7 @@ def plot_lineouts(
     q_width: float = 0.1,
     ax: Axes | None = None,
     window: tuple[float, float] | None = None,
+    probe: str = "xray",
 ) -> Figure:
     """ΔS against delay at a few q (percent), with ±σ error bars.
 
@@ -244,6 +259,7 @@ def plot_lineouts(
     between delays through the shared reference. ``window`` (fs, fs) keeps
     the delays inside it (a zoom on the rise).
     """
+    qn, sn = signal_names(probe)
     fig, ax = _axes(ax)
     q = np.asarray(q, dtype=float)
     if window is not None:
@@ -256,7 +272,7 @@ def plot_lineouts(
         q_lines = default_q_lines(q, delays, dS, sigma)
     for q0 in q_lines:
         y, s, qs = _window_mean(q, np.asarray(dS), None if sigma is None else np.asarray(sigma), q0, q_width)
-        label = f"q = {qs.mean():.2f} 1/Å" + (f" ({len(qs)} bins)" if len(qs) > 1 else "")
+        label = f"{qn} = {qs.mean():.2f} 1/Å" + (f" ({len(qs)} bins)" if len(qs) > 1 else "")
         if s is None:
             ax.plot(t, 100 * y, ".-", ms=3, lw=0.8, label=label)
         else:
@@ -264,7 +280,7 @@ def plot_lineouts(
     ax.axhline(0, color="k", lw=0.5)
     ax.axvline(0, color="k", lw=0.6, ls=":")
     ax.set_xlabel(f"delay ({unit})")
-    ax.set_ylabel("ΔS (%)")
+    ax.set_ylabel(f"{sn} (%)")
     ax.set_title("line-outs (±σ)" if window is None else f"the rise: {window[0]:g} to {window[1]:g} fs")
     ax.legend()
     return fig
@@ -279,12 +295,14 @@ def plot_profiles(
     windows: Sequence[tuple[float, float]] | None = None,
     *,
     ax: Axes | None = None,
+    probe: str = "xray",
 ) -> Figure:
     """ΔS(q) in percent, averaged over a few delay windows (fs), with ±σ bands.
 
     ``windows`` defaults to: before time zero, the first 200 fs, and the
     second half of the delays.
     """
+    qn, sn = signal_names(probe)
     fig, ax = _axes(ax)
     q = np.asarray(q, dtype=float)
     d = np.asarray(delays, dtype=float)
@@ -311,9 +329,9 @@ def plot_profiles(
             s = np.sqrt((np.asarray(sigma)[rows] ** 2).sum(axis=0)) / n
             ax.fill_between(q, 100 * (y - s), 100 * (y + s), color=line.get_color(), alpha=0.25, lw=0)
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel("q (1/Å)")
-    ax.set_ylabel("ΔS (%)")
-    ax.set_title("mean ΔS(q) in delay windows (±σ)")
+    ax.set_xlabel(f"{qn} (1/Å)")
+    ax.set_ylabel(f"{sn} (%)")
+    ax.set_title(f"mean {sn}({qn}) in delay windows (±σ)")
     ax.legend()
     return fig
 
@@ -329,6 +347,7 @@ def plot_measurement(
     tmax: float | None = None,
     title: str | None = None,
     ued: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    probe: str | None = None,
 ) -> Figure:
     """One figure of a measurement: ΔS map, |ΔS|/σ map, q profiles, line-outs and a zoom on the rise.
 
@@ -349,6 +368,8 @@ def plot_measurement(
     ued : (dsM (T, Q), r (R,), dP (T, R)), optional
         Electron diffraction's ΔsM in 1/Å on ``q`` (s) and its ΔP on r (Å)
         (:func:`molmovie.measurement.difference_pdf`).
+    probe : {"xray", "electron"}, optional
+        Names the axes (q and ΔS, or s and ΔI/I); default "electron" with ``ued``, else "xray".
 
     Returns
     -------
@@ -356,6 +377,7 @@ def plot_measurement(
     """
     import matplotlib.pyplot as plt
 
+    probe = probe or ("xray" if ued is None else "electron")
     q = np.asarray(q, dtype=float)
     delays = np.asarray(delays, dtype=float)
     dS = np.asarray(dS, dtype=float)
@@ -372,20 +394,20 @@ def plot_measurement(
     if ued is not None:
         plot_dsm_map(q, delays, ued[0], ax=axs["D"])
         plot_dp_map(ued[1], delays, ued[2], ax=axs["R"])
-    plot_dS_map(q, delays, dS, ax=axs["M"])
+    plot_dS_map(q, delays, dS, ax=axs["M"], probe=probe)
     if sigma is not None:
-        plot_snr_map(q, delays, dS, sigma, ax=axs["S"])
+        plot_snr_map(q, delays, dS, sigma, ax=axs["S"], probe=probe)
     else:
         axs["S"].set_axis_off()
         axs["S"].text(0.5, 0.5, "no σ in the file", ha="center", va="center", transform=axs["S"].transAxes)
     if q_lines is None:
         q_lines = default_q_lines(q, delays, dS, sigma)
-    plot_lineouts(q, delays, dS, sigma, q_lines, ax=axs["L"])
+    plot_lineouts(q, delays, dS, sigma, q_lines, ax=axs["L"], probe=probe)
     for q0 in q_lines:
         axs["M"].axhline(q0, color="k", lw=0.5, ls="--", alpha=0.6)
-    plot_profiles(q, delays, dS, sigma, ax=axs["P"])
+    plot_profiles(q, delays, dS, sigma, ax=axs["P"], probe=probe)
     if zoomed:
-        plot_lineouts(q, delays, dS, sigma, q_lines, ax=axs["Z"], window=zoom)
+        plot_lineouts(q, delays, dS, sigma, q_lines, ax=axs["Z"], window=zoom, probe=probe)
     if title:
         fig.suptitle(textwrap.fill(title, 120))
     return fig

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...io import atomic_path
-from .._style import save_figure
+from .._style import save_figure, signal_names
 from ..figures import choose_pair, plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
 from . import presets
 from .conditions_report import conditions_figure, conditions_markdown
@@ -264,7 +264,9 @@ def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, s
     }
     save(plot_per_time_step(test.time, curves, title=f"{exp.label} test trajectories: error against time"), "fig2c.png")
     assert test.dS is not None and test.q is not None  # the study's datasets carry their signals
-    panels = {"measured ΔS (simulated truth)": test.dS[traj, :L]}
+    qn, sn = signal_names(exp.probe)
+    panels = {f"measured {sn} (simulated truth)": test.dS[traj, :L]}
     for m in shown:
         panels[f"from {method_label(m)} distances"] = per_frame[(exp.key, m)]["dS_pred"][traj, :L]
-    save(plot_signals(t, test.q, panels, title=f"{exp.label} test trajectory: ΔS(q, t) and its reconstruction"), "signals.png")
+    title = f"{exp.label} test trajectory: {sn}({qn}, t) and its reconstruction"
+    save(plot_signals(t, test.q, panels, title=title, probe=exp.probe), "signals.png")
