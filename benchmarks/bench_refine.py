@@ -24,11 +24,21 @@ With ``--study FOLDER`` (a finished ``molmovie reproduce`` folder, read only)
 it times instead the case the study runs: the nearest method's answers on
 each experiment's test split (its saved model, ``refine=False``), refined as
 its ``refine=True`` setting does (:func:`~molmovie.inversion.refine_distances`,
-``--space`` as given), once with PyTorch's Eq. (1) (``kernel="torch"``, the
-reference and the fit before the compiled kernels) and once with the compiled
-kernels (``kernel="compiled"``, the default on the CPU), ``--repeats`` times
-each, alternating, in one process. It prints the medians, their ratio, and
-the study's four scores of both answers (sums over the test frames):
+``--space`` as given), ``--repeats`` times each way, alternating, in one process:
+
+* ``torch``: PyTorch's Eq. (1) (``kernel="torch"``) and L-BFGS, the fit before
+  the compiled kernels (and the reference they are tested against);
+* ``compiled L-BFGS`` (distances only): the compiled kernels, the same L-BFGS
+  (``solver="lbfgs"``): what the kernels alone bring;
+* ``compiled``: the CPU's default (``kernel="auto"``): for distances the
+  compiled kernels with Levenberg-Marquardt on each whole series
+  (``solver="gauss-newton"``, which converges where L-BFGS stops after its 100
+  iterations).
+
+It prints the medians, the ratio of the first to the last, the study's four
+scores of each answer (sums over the test frames) and, for distances, the
+objective each answer reaches (the MAP's, summed over the split: lower is a
+better minimum of the same function):
 
     python benchmarks/bench_refine.py --study /work/runs/base              # quick preset, five test splits
     python benchmarks/bench_refine.py --study runs/quick --experiments cs2,nmm --space geometry
@@ -145,8 +155,20 @@ def study(args) -> None:
         f"(torch and numba), {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.1f}, median of {args.repeats}"
     )
-    print(f"| experiment | series x frames x pairs | torch s | compiled s | ratio | {' | '.join(SCORES)} (torch / compiled) |")
-    print("|---|---|---|---|---|" + "---|" * len(SCORES))
+    ways = {"torch": dict(kernel="torch"), "compiled": dict(kernel="auto")}
+    if args.space == "distances":
+        ways = {
+            "torch": dict(kernel="torch"),
+            "compiled L-BFGS": dict(kernel="compiled", solver="lbfgs"),
+            "compiled": dict(kernel="auto"),
+        }
+    names = " / ".join(ways)
+    extra = " | objective" if args.space == "distances" else ""
+    print(
+        f"| experiment | series x frames x pairs | {' | '.join(f'{w} s' for w in ways)} | ratio | "
+        f"{' | '.join(SCORES)}{extra} ({names}) |"
+    )
+    print("|---|---|" + "---|" * len(ways) + "---|" + "---|" * (len(SCORES) + bool(extra)))
     # first calls pay one-off costs that are no part of a fit: torch.optim imports torch._dynamo (5 s here), numba
     # loads its cached kernels; a tiny fit with each kernel takes them before the clock starts
     tiny = np.full((1, 3, 3), 2.0)
@@ -154,7 +176,7 @@ def study(args) -> None:
         refine_distances(
             tiny, 0.1 * tiny, np.zeros((1, 3, 100)), symbols=["C", "S", "S"], spec=_quick_spec(), kernel=kernel, space=args.space
         )
-    data, totals = {}, {"torch": 0.0, "compiled": 0.0}
+    data, totals = {}, dict.fromkeys(ways, 0.0)
     for exp in EXPERIMENTS:
         if exp.key not in wanted:
             continue
@@ -172,24 +194,47 @@ def study(args) -> None:
             weight=model.refine_weight,
             space=args.space,
         )
-        seconds: dict[str, list[float]] = {"torch": [], "compiled": []}
+        seconds: dict[str, list[float]] = {w: [] for w in ways}
         scores = {}
         for _ in range(args.repeats):
-            for kernel in seconds:
+            for way, settings in ways.items():
                 start = time.perf_counter()
-                got, _ = refine_distances(prior, model.refine_std * prior, test.dS, kernel=kernel, **kw)
-                seconds[kernel].append(time.perf_counter() - start)
-                scores[kernel] = evaluate(got, test).summary()
+                got, _ = refine_distances(prior, model.refine_std * prior, test.dS, **kw, **settings)
+                seconds[way].append(time.perf_counter() - start)
+                scores[way] = evaluate(got, test).summary()
+                if args.space == "distances":
+                    scores[way]["objective"] = _objective(got, prior, test, model)
         med = {k: float(np.median(v)) for k, v in seconds.items()}
         for k in totals:
             totals[k] += med[k]
-        both = " | ".join(f"{scores['torch'][k]:.4g} / {scores['compiled'][k]:.4g}" for k in SCORES)
+        shown = [*SCORES, "objective"] if args.space == "distances" else SCORES
+        each = " | ".join(" / ".join(f"{scores[w][k]:.4g}" for w in ways) for k in shown)
         shape = f"{prior.shape[0]} x {prior.shape[1]} x {prior.shape[2]}"
-        print(
-            f"| {exp.label} | {shape} | {med['torch']:.2f} | {med['compiled']:.2f} | {med['torch'] / med['compiled']:.1f} | {both} |",
-            flush=True,
-        )
-    print(f"| all | | {totals['torch']:.2f} | {totals['compiled']:.2f} | {totals['torch'] / totals['compiled']:.1f} | |")
+        times = " | ".join(f"{med[w]:.2f}" for w in ways)
+        print(f"| {exp.label} | {shape} | {times} | {med['torch'] / med['compiled']:.1f} | {each} |", flush=True)
+    times = " | ".join(f"{totals[w]:.2f}" for w in ways)
+    print(
+        f"| all | | {times} | {totals['torch'] / totals['compiled']:.1f} |" + " |" * (len(SCORES) + (args.space == "distances"))
+    )
+
+
+def _objective(got, prior, test, model) -> float:
+    """The fit of distances' objective at ``got``, summed over the split's valid frames (the module notes of
+    :mod:`molmovie.inversion._refine`: reference "first", noise-free σ, heavy pairs refined, the prior's
+    relative width ``refine_std``), written out here with the package's Eq. (1)."""
+    from molmovie.geometry import heavy_pairs
+    from molmovie.inversion._refine import NOISE_FREE_SIGMA
+    from molmovie.scattering import intensity_from_distances
+
+    total = 0.0
+    heavy = heavy_pairs(list(model.symbols_))
+    for m in range(got.shape[0]):
+        L = int(np.isfinite(got[m]).all(-1).sum())
+        intensity = intensity_from_distances(model.symbols_, got[m, :L], model.spec_.q, **model.spec_.forward())
+        resid = (intensity / intensity[:1] - 1.0 - test.dS[m, :L]) / NOISE_FREE_SIGMA
+        z = np.log(got[m, :L, heavy] / prior[m, :L, heavy]) / model.refine_std
+        total += 0.5 * float((resid**2).sum()) + 0.5 * model.refine_weight * float((z**2).sum())
+    return total
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The signal fit in log distances, and the posterior standard deviation that both spaces report.
 
 The MAP of :func:`molmovie.inversion.refine_distances` over u = log R, one
-batch of series at a time: L-BFGS (:func:`_lbfgs`, also the geometry fit's)
-on variables whitened by each frame's Gauss-Newton Hessian at the prior mean
-(:func:`_hessians`), and the Laplace approximation or the prior's width
-around the answer (:func:`_posterior`). See :mod:`molmovie.inversion._refine`
+batch of series at a time: Levenberg-Marquardt with the compiled kernels
+(:mod:`._refine_gauss_newton`), or L-BFGS (:func:`_lbfgs`, also the geometry
+fit's) on variables whitened by each frame's Gauss-Newton Hessian at the
+prior mean (:func:`_hessians`); then the Laplace approximation or the prior's
+width around the answer (:func:`_posterior`). See :mod:`molmovie.inversion._refine`
 for the objective and the measurements behind these choices.
 """
 
@@ -12,8 +13,31 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 
-def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter: int, posterior: str, memory_mb: float, mix=None):
+#: The fit of distances with the compiled kernels: rounds of frames alone then the whole series (frame 0 held, then
+#: moved with them; reference "first"), at most this many, each whole-series fit at most this many iterations, and
+#: the last one, from the continuation's answer, at most this many (measured on the quick preset's NMM, whose large
+#: residuals make Gauss-Newton converge slowly: its objective still fell after 100 iterations of the whole series)
+_ROUNDS, _ROUND_ITER, _FINAL_ITER = 2, 10, 20
+
+
+def _refine_batch(
+    debye,
+    mu,
+    s,
+    data,
+    sigma,
+    ref,
+    mask,
+    weight: float,
+    max_iter: int,
+    posterior: str,
+    memory_mb: float,
+    mix=None,
+    solver="auto",
+    continuation: bool = True,
+):
     """MAP u = log R and the std of u for one batch of series (tensors (B, T, ·)); NumPy arrays out.
 
     L-BFGS runs on y = Lᵀz, L the Cholesky factor of each frame's Gauss-Newton
@@ -72,7 +96,29 @@ def _refine_batch(debye, mu, s, data, sigma, ref, mask, weight: float, max_iter:
 
     P = mu_f.shape[-1]
     y = torch.zeros(mu_f.shape, dtype=mu.dtype, device=mu.device)
-    if max_iter > 0 and P > 0:
+    if solver == "auto":
+        solver = "gauss-newton" if isinstance(debye, DebyeCompiled) and mix is None else "lbfgs"
+    if solver == "gauss-newton" and max_iter > 0 and P > 0:
+        from ._refine_gauss_newton import _CONT_F_TOL, _CONT_ITER, continue_in_time, fit_frames, gauss_newton
+
+        arrays = (model, fixed[0], mu_f.numpy(), s_f.numpy(), *fixed[1:4], mask.numpy(), weight)
+        # each frame to its own minimum with the reference held (each its own damping), the whole series (frame 0
+        # with them) a few times, the neighbours' answers tried, and the whole series to convergence
+        z = np.zeros(mu_f.shape)
+        f = np.full(mu_f.shape[0], np.inf)
+        for _ in range(_ROUNDS):
+            z = fit_frames(*arrays, z, min(max_iter, _CONT_ITER), _CONT_F_TOL)
+            if ref is not None:
+                break
+            z, f_new = gauss_newton(*arrays, min(max_iter, _ROUND_ITER), z0=z, f_tol=_CONT_F_TOL)
+            if np.all(f - f_new <= _CONT_F_TOL * f_new):
+                break
+            f = f_new
+        if continuation:
+            z = continue_in_time(*arrays, z, max_iter)
+        z, _ = gauss_newton(*arrays, min(max_iter, _FINAL_ITER), z0=z)
+        u_f = mu_f + s_f * torch.from_numpy(z)
+    elif max_iter > 0 and P > 0:
         H0 = _hessians(model, mu_f, s_f, sigma, reference_at(mu), weight, memory_mb, mix)  # (B, T, P, P)
         if ref is None:
             # the first frame is every frame's reference: ∂ΔS_t/∂u_0 ≈ -∂I_0/∂u_0 / I_0, once per later valid frame
