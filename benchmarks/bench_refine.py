@@ -180,9 +180,12 @@ def study(args) -> None:
     for exp in EXPERIMENTS:
         if exp.key not in wanted:
             continue
-        if exp.molecule not in data:
-            data[exp.molecule] = read_dataset(args.study / "data" / f"{exp.molecule}.h5")
-        test = experiment_dataset(data[exp.molecule], exp, seed).split("test")
+        if not (args.study / "models" / f"{exp.key}-nearest.safetensors").exists():
+            print(f"| {exp.label} | (no nearest model in this study: an older revision) |", flush=True)
+            continue
+        if exp.dataset not in data:  # the molecule's, or (another probe) its own: data/cs2-electron-3700kev.h5
+            data[exp.dataset] = read_dataset(args.study / "data" / f"{exp.dataset}.h5")
+        test = experiment_dataset(data[exp.dataset], exp, seed).split("test")
         model = load_method(args.study / "models" / f"{exp.key}-nearest.safetensors")
         model.set_params(refine=False)
         prior = model.predict(test.dS, q=test.q, lengths=test.length).distances

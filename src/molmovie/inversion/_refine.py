@@ -58,28 +58,33 @@ whole series (``solver="gauss-newton"``, :mod:`._refine_gauss_newton`): the
 objective is a sum of squares whose Jacobian the kernel gives in closed form,
 and with the reference "first" its Gauss-Newton matrix is block-arrowhead
 (each frame, plus frame 0 that every frame's reference depends on), solved
-exactly per iteration. It converges in 7 to 40 iterations per series on the
-quick preset's test splits. On the GPU where PyTorch finds one
+exactly per iteration, after a fit of every frame alone with the reference
+held, and followed by a continuation in time (each frame refitted from its
+neighbours' answers, kept where its objective falls; ``sweeps=0``: none;
+:mod:`._refine_gauss_newton`). On the GPU where PyTorch finds one
 (``device="auto"``), with ``kernel="torch"``, with ``solver="lbfgs"`` and for
 signals with a time resolution (whose frames all mix), the minimiser is
 ``torch.optim.LBFGS`` with a strong-Wolfe line search, ``max_iter``
 iterations (100 by default), which stops short of the minimum where the
-reference is "first": measured on the quick preset's test splits (nearest
-method's prior; ``benchmarks/bench_refine.py --study``), its answers on bound
-CS2 reach an objective of 173 (summed over the split) where
-Levenberg-Marquardt reaches 29.8, with per-frame symmetry-aware RMSD sums
-13.9 and 0.87 Å; on dissociating CS2 0.84 and 0.11 of SSR; on C2H4, bound
-C2H4 and NMM, where L-BFGS converges, both give the same answers (to 4e-8 Å).
-The L-BFGS variable is
+reference is "first". Measured on the quick preset's test splits (nearest
+method's prior; ``benchmarks/bench_refine.py --study``, one run): the
+objective summed over each split fell from 59,300 to 12,000 on NMM, 5,560 to
+440 on CS2 and 173 to 19 on bound CS2 (equal on C2H4 and bound C2H4), the
+per-frame symmetry-aware RMSD sums of CS2 and bound CS2 from 26.7 and 13.9 Å
+to 2.43 and 1.60 Å, in 16.5 s for the five splits against 162 s for PyTorch's
+L-BFGS and 12.4 s for L-BFGS on the compiled kernels. The L-BFGS variable is
 :math:`y = L^\top z`, with :math:`z = (u - \log\hat R)/(\hat\sigma/\hat R)`
 the prior-whitened log distances and L the Cholesky factor of each frame's
 Gauss-Newton Hessian at the prior mean (below): the data term's curvature
 exceeds the prior's by orders of magnitude in some directions, and this
 makes the problem nearly isotropic. Series are independent (except through
-a shared given reference) and both minimisers take them one at a time: one L-BFGS over
+a shared given reference). L-BFGS takes them one at a time: one L-BFGS over
 several series, whose misfit is not convex, reached different minima with
 different companions (up to 0.7 Å on single frames), so a series' answer
 would have depended on which others were predicted with it.
+Levenberg-Marquardt takes a batch of series at once (within ``memory_mb``),
+each its own problem with its own damping, steps and stop, so that a
+series' answer is the same, bit for bit, alone or in company (tested).
 
 With ``space="geometry"`` the variables are the atoms' coordinates
 :math:`X_{mt}` of every frame instead, and :math:`u = \log R(X)`: the same

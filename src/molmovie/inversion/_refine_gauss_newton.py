@@ -11,9 +11,10 @@ log distances z of one series is a sum of squares,
 
 (m_t = 1 on the series' valid frames), so it is minimised as least squares are:
 each iteration solves the Gauss-Newton system :math:`(J^\top J + (w + \lambda)\mathbb{1})\,\delta = -\nabla f`
-(Levenberg's damping λ, raised until the step lowers f, lowered after each
-step that does; Moré, "The Levenberg-Marquardt algorithm: implementation and
-theory", Lecture Notes in Mathematics 630 (1978)). The Jacobian of frame t's
+(Levenberg's damping λ, raised until the step lowers f and then set by the
+ratio of the actual to the predicted decrease, Nielsen's rule: Madsen,
+Nielsen and Tingleff, "Methods for non-linear least squares problems", DTU
+(2004), sec. 3.2). The Jacobian of frame t's
 residual by its own distances is the kernel's closed form
 (:meth:`~molmovie.scattering.DebyeCompiled.value_and_jacobian`); with the
 reference "first" (:math:`I_\mathrm{ref} = I(e^{u_0})`) every frame's residual
@@ -23,11 +24,21 @@ solved exactly by eliminating the frames (one batched (P, P) solve per frame)
 and then frame 0 (its Schur complement), at O(T P³ + T Q P²) per iteration.
 With a given reference the frames are independent and each is its own block.
 
-Against the L-BFGS of :mod:`._refine_distance_space` (the PyTorch path, which
-stops after ``max_iter`` iterations), this converges to the minimum it starts
-towards in tens of iterations instead of hundreds: it is the CPU's default
-where the signals carry no instrument response (a time mixing couples every
-frame to its neighbours, and that fit stays with L-BFGS).
+Least squares converge this way where a single damping suits the whole
+series. A large molecule's frames differ: on the quick preset's NMM (21
+moving distances, residuals far above the noise floor) 100 iterations of the
+whole series left its objective falling. So :func:`fit_frames` first fits
+every frame alone with the reference held (each frame its own damping: the
+frames are independent then), and the whole series follows for a few
+iterations to move frame 0 with them (:mod:`._refine_distance_space`: at most
+two such rounds). The misfit is not convex, and :func:`continue_in_time`
+then refits each frame from its neighbours' answers, keeping what lowers its
+objective. Against the L-BFGS of :mod:`._refine_distance_space` (the PyTorch
+path, 100 iterations) this reaches lower minima of the same objective on
+every quick-preset test split where they differ (``benchmarks/bench_refine.py
+--study``; figures in :mod:`._refine`'s notes). Signals with an instrument
+response stay with L-BFGS (a time mixing couples every frame to its
+neighbours: JᵀJ is banded, not arrowhead).
 """
 
 from __future__ import annotations
