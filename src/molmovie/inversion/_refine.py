@@ -271,7 +271,10 @@ def refine_distances(
         w, the prior term's multiplier (> 0).
     max_iter : int, optional
         Most L-BFGS iterations per series (per stage for ``space="geometry"``);
-        default 100 for "distances", 300 for "geometry".
+        default 100 for "distances", 300 for "geometry". Levenberg-Marquardt
+        stops at its own tolerance or its stages' caps (15 iterations for a
+        frame alone, 10 for the whole series per round, 20 at the end), the
+        lower of those and ``max_iter``.
     posterior : {"auto", "laplace", "prior"}, default "auto"
         The returned std: the Laplace approximation's, or the prior's relative
         width; "auto": Laplace where the noise is known (``noise`` given, or
@@ -383,7 +386,7 @@ def refine_distances(
         debye = DebyeTorch(list(symbols), np.array(spec.q), **spec.forward(), dtype=torch.float64, device=dev)
     else:
         debye = DebyeCompiled(list(symbols), np.array(spec.q), inelastic=spec.inelastic, dtype=torch.float64, device=dev)
-    if solver == "gauss-newton" and not isinstance(debye, DebyeCompiled):
+    if solver == "gauss-newton" and space == "distances" and not isinstance(debye, DebyeCompiled):
         raise InputError(
             "The 'solver' setting 'gauss-newton' needs the compiled kernels (X-rays, on the CPU); use solver 'lbfgs' or 'auto'"
         )
@@ -475,8 +478,9 @@ def refine_distances(
                 solver = "gauss-newton" if isinstance(debye, DebyeCompiled) and mixing is None else "lbfgs"
             # L-BFGS: one series at a time, so no series' answer depends on the others predicted with it. Levenberg-
             # Marquardt keeps each series its own problem (its own damping, steps and stop) and takes a batch of
-            # series at once, within memory_mb: the (T, Q, P) Jacobian blocks of a series, twice, and its step's arrays
-            size = 8 * T * (3 * Q * P + 4 * P * P + 4 * Q)
+            # series at once, within memory_mb: the (T, Q, P) Jacobian of a series and the blocks made from it (about six
+            # at once while a step is formed: measured 1.5x a three-block estimate, without the kernel's own output)
+            size = 8 * T * (6 * Q * P + 4 * P * P + 4 * Q)
             batch = max(1, int(memory_mb * 2**20 // size)) if solver == "gauss-newton" else 1
             for start in range(0, len(fitted), batch):
                 rows = fitted[start : start + batch]

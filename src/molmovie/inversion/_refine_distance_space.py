@@ -105,15 +105,10 @@ def _refine_batch(
         # each frame to its own minimum with the reference held (each its own damping), the whole series (frame 0
         # with them) a few times, the neighbours' answers tried, and the whole series to convergence
         z = np.zeros(mu_f.shape)
-        f = np.full(mu_f.shape[0], np.inf)
-        for _ in range(_ROUNDS):
+        for _ in range(_ROUNDS if ref is None else 1):  # a fixed count: no series' rounds depend on its batch
             z = fit_frames(*arrays, z, min(max_iter, _CONT_ITER), _CONT_F_TOL)
-            if ref is not None:
-                break
-            z, f_new = gauss_newton(*arrays, min(max_iter, _ROUND_ITER), z0=z, f_tol=_CONT_F_TOL)
-            if np.all(f - f_new <= _CONT_F_TOL * f_new):
-                break
-            f = f_new
+            if ref is None:
+                z, _ = gauss_newton(*arrays, min(max_iter, _ROUND_ITER), z0=z, f_tol=_CONT_F_TOL)
         if continuation:
             z = continue_in_time(*arrays, z, max_iter)
         z, _ = gauss_newton(*arrays, min(max_iter, _FINAL_ITER), z0=z)
