@@ -145,3 +145,119 @@ def test_rotational_dephasing_of_the_hole_is_fitted_and_its_temperature_found():
     assert turning.reduced_chi2 < 1.1 < frozen.reduced_chi2
     ch = _by_name(turning)
     assert abs(ch["1perp"].population - 0.6) < 0.12 and abs(ch["2par"].speed - 0.028) < 0.0028
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+def test_the_solver_eliminating_free_nuisance_equals_one_bounded_least_squares_over_all_columns(bounded):
+    """The nuisance coefficients are projected out before the bounded solve: the minimum and the answer
+    equal those of one bounded least squares (BVLS) over the basis and nuisance columns together, with the
+    nuisance free, the Franck-Condon rows and the hole's equality row as in the solver."""
+    from scipy.optimize import lsq_linear
+
+    from molmovie.fitting._channels import _Solver
+    from molmovie.fitting._ensemble_system import EQUALITY_WEIGHT, _Reduced
+
+    rng = np.random.default_rng(3)
+    M, T, T_d, FQ, n_nu = 7, 30, 20, 12, 5
+    B = rng.normal(size=(M, T, FQ))
+    K = np.abs(rng.normal(size=(T_d, T)))
+    inv_sigma = rng.uniform(0.5, 2.0, (T_d, FQ))
+    nuis = rng.normal(size=(n_nu, T_d * FQ))
+    ground = rng.normal(size=(2, M))
+    eq = np.r_[np.ones(M - 2), -np.ones(2)] if bounded else None
+    upper = np.r_[np.full(M - 2, np.inf), np.full(2, 0.3)] if bounded else None
+    red = _Reduced(B, np.ones(FQ), 1e-12)
+    solver = _Solver(red, K, inv_sigma, nuis, ground, eq, upper)
+    d = rng.normal(size=T_d * FQ)
+    x, chi2 = solver.solve(d)
+
+    cols = (np.einsum("dt,mtf->mdf", K, B) * inv_sigma).reshape(M, -1)  # the weighted basis columns
+    A = np.hstack([np.vstack([cols, nuis]).T, np.zeros((T_d * FQ, 0))])
+    rows = [np.hstack([ground, np.zeros((2, n_nu))])]
+    if bounded:
+        omega = EQUALITY_WEIGHT * np.linalg.norm(np.vstack([cols, nuis]), axis=1).max()
+        rows.append(omega * np.r_[eq, np.zeros(n_nu)][None, :])
+    full = np.vstack([A, *rows])
+    lo = np.r_[np.zeros(M), np.full(n_nu, -np.inf)]
+    hi = np.r_[upper if bounded else np.full(M, np.inf), np.full(n_nu, np.inf)]
+    ref = lsq_linear(full, np.r_[d, np.zeros(full.shape[0] - d.size)], bounds=(lo, hi), method="bvls", tol=1e-14)
+    u = x[M : M + n_nu] - x[M + n_nu :]
+    np.testing.assert_allclose(np.r_[x[:M], u], ref.x, atol=1e-8 * np.abs(ref.x).max())
+    chi2_ref = float(np.sum((A @ ref.x - d) ** 2))
+    np.testing.assert_allclose(chi2, chi2_ref, rtol=1e-8)
+    assert np.all(x[:M] >= 0) and (not bounded or np.all(x[M - 2 : M] <= 0.3 + 1e-12))
+
+
+def _ion_family(periods, amplitudes, r_ion=2.58) -> Ensemble:
+    """Bound cations started at the neutral's bond R0, vibrating about r_ion: R = r_ion + (R0 − r_ion) cos(2πt/P)·(A/A0)."""
+    rows = [r_ion + a * np.cos(2 * np.pi * TIME / p) for p in periods for a in amplitudes]
+    R = np.array(rows)
+    pos = np.zeros((R.shape[0], TIME.size, 2, 3))
+    pos[:, :, 1, 2] = R
+    m = R.shape[0]
+    return Ensemble(
+        molecule="I2",
+        symbols=("I", "I"),
+        time=TIME,
+        positions=pos,
+        length=np.full(m, TIME.size),
+        dissociated=np.zeros(m, bool),
+        source=[f"ion{k}" for k in range(m)],
+    )
+
+
+def test_a_named_family_of_bound_ions_is_found_with_its_period_population_and_alignment():
+    """A measurement of two channels: neutral dissociation (0.028 Å/fs, 1-photon perpendicular, 60 %) and a bound
+    cation vibrating about 2.58 Å with a 139 fs period (1-photon parallel, 40 %), made straight from the Legendre
+    intensities. Fitted with the dissociation basis plus an ion family of several periods and amplitudes, each
+    channel comes back under its family and alignment: speed, period and populations; without the family the
+    bound signal has nothing to go to and χ² is many times the noise's."""
+    r_ion, period, amp = 2.58, 139.0, R0 - 2.58
+    I_gs = legendre_intensity(("I", "I"), [[R0]], Q, orders=(0,))[0, 0]
+    S = np.zeros((2, TIME.size, Q.size))
+    for R, n, kind, pop in [
+        ((R0 + 0.028 * TIME)[:, None], 1, "perpendicular", 0.6),
+        ((r_ion + amp * np.cos(2 * np.pi * TIME / period))[:, None], 1, "parallel", 0.4),
+    ]:
+        a = axis_moments(n, kind, (0, 2))
+        now = legendre_intensity(("I", "I"), R, Q, orders=(0, 2), moments=a)
+        start = legendre_intensity(("I", "I"), [[R0]], Q, orders=(0, 2), moments=a)[0]
+        S[0] += pop * (now[:, 0] - I_gs) / I_gs
+        S[1] += pop * (now[:, 1] - start[1]) / I_gs
+    K = irf_operator(TIME, DELAYS, t0=30.0, irf_fs=60.0)
+    clean = 0.08 * np.einsum("dt,ltq->ldq", K, S)
+    noisy = clean + 2e-4 * np.random.default_rng(4).standard_normal(clean.shape)
+    sigma = np.full(clean[0].shape, 2e-4)
+    meas = Measurement(Q, DELAYS, noisy[0], sigma, ("I", "I"), "I2", {}, components=(LegendreComponent(2, noisy[1], sigma),))
+    ions = _ion_family(periods=(120.0, 130.0, 139.0, 150.0, 160.0), amplitudes=(0.06, amp, 0.11))
+    opts = dict(OPTIONS, alignments="1par,1perp", t0_range=(30.0, 30.0), irf_range=(60.0, 60.0), bootstrap=0)
+    fit = fit_channels(meas, _basis(), orders=(0, 2), families={"I2+": ions}, **opts)
+    ch = _by_name(fit)
+    assert fit.families == ("basis", "I2+")
+    assert abs(ch["basis:1perp"].speed - 0.028) < 0.1 * 0.028
+    assert abs(ch["basis:1perp"].population - 0.6) < 0.2 * 0.6
+    assert abs(ch["I2+:1par"].population - 0.4) < 0.2 * 0.4
+    assert ch["I2+:1par"].dissociated == 0.0 and abs(ch["I2+:1par"].period_fs - period) < 0.03 * period
+    assert ch["I2+:1perp"].population + ch["basis:1par"].population < 0.1  # what no channel had
+    assert abs(fit.gamma - 0.08) < 0.1 * 0.08
+    assert fit.reduced_chi2 < 1.2
+    alone = fit_channels(meas, _basis(), orders=(0, 2), **opts)
+    assert alone.reduced_chi2 > 5 * fit.reduced_chi2
+
+
+def test_a_family_must_share_the_basis_atoms_and_frame_times():
+    meas = _measurement(TRUTH)
+    short = _ion_family((139.0,), (0.086,))
+    short = Ensemble(
+        molecule="I2",
+        symbols=("I", "I"),
+        time=TIME[:50],
+        positions=short.positions[:, :50],
+        length=np.full(1, 50),
+        dissociated=np.zeros(1, bool),
+        source=["s"],
+    )
+    with pytest.raises(InputError, match="other times than the basis"):
+        fit_channels(meas, _basis(), families={"I2+": short})
+    with pytest.raises(InputError, match="family name"):
+        fit_channels(meas, _basis(), families={"basis": _ion_family((139.0,), (0.086,))})

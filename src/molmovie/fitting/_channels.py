@@ -44,8 +44,8 @@ columns of one trajectory under different alignments are identical (a_0 = 1
 for all), so ΔS_0 alone cannot tell which alignment (photon order) goes with
 which speed; ΔS_2 can.
 
-Nuisance terms (each optional, named, for every file order m fitted; signed,
-as pairs of non-negative weights):
+Nuisance terms (each optional, named, for every file order m fitted; signed
+coefficients without bounds):
 
 - ``offset``: a constant ΔS per (m, q) at every delay (a reference mismatch);
 - ``step``: a constant ΔS per (m, q) after time zero, convolved with the IRF
@@ -66,15 +66,17 @@ Gaussian likelihood of the measurement's σ (Schwarz, *Ann. Stat.* 6, 461
 
 The least-squares system is that of the ensemble fit: the trajectory basis
 compressed by its SVD (:class:`~molmovie.fitting._ensemble_system._Reduced`),
-the nuisance vectors added to the Gram factorisation, NNLS (BVLS with the
-hole's bounds), the Franck-Condon rows and the hole's equality as weighted
+the nuisance vectors added to the Gram factorisation and then projected
+out (their coefficients are free, so they are solved for exactly after the
+bounded part; :class:`_Solver`), NNLS (BVLS with the hole's bounds) over the
+basis columns, the Franck-Condon rows and the hole's equality as weighted
 pseudo-rows.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -95,6 +97,8 @@ __all__ = ["Alignment", "parse_alignments", "NUISANCES", "ChannelFit", "Channel"
 
 NUISANCES = ("offset", "step", "background", "leak", "qscale")
 PROJECTIONS = ("cos", "i2-lcls", "i2-lcls-y")
+#: The family name of the basis's own excited members in :attr:`Channel.family`.
+BASIS_FAMILY = "basis"
 #: Physical Legendre orders carried by the model (enough for up to 4 photons: a_L = 0 for L > 2n).
 MODEL_ORDERS = (0, 2, 4, 6, 8)
 #: 1 u Å²/fs² in eV (1 u × (1e5 m/s)², CODATA 2018)
@@ -146,6 +150,7 @@ class Channel:
     photons: int
     transition: str
     a2: float
+    family: str  # the basis family (the basis's own excited members, or a named family such as an ion's)
     population: float
     population_std: float
     dissociated: float
@@ -162,6 +167,7 @@ class ChannelFit:
 
     orders: tuple[int, ...]
     alignments: tuple[Alignment, ...]
+    families: tuple[str, ...]
     nuisance: tuple[str, ...]
     projection: str
     sigma_source: str
@@ -181,7 +187,7 @@ class ChannelFit:
     channels: list[Channel]
     hole_gamma: float
     hole_period_fs: float | None
-    weights: np.ndarray  # (M_e, K) c / γ
+    weights: np.ndarray  # (M_e, K) c / γ, the basis's excited members then each family's
     nuisance_coefficients: dict[str, np.ndarray] = field(default_factory=dict)
     q: np.ndarray = field(default_factory=lambda: np.zeros(0))
     delays: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -242,9 +248,16 @@ def _stacked(meas: Measurement, orders: tuple[int, ...], sigma: str) -> tuple[np
 
 
 def _physical(
-    basis: Dataset | Ensemble, q: np.ndarray, orders: Sequence[int], temperature: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """ΔS_0,i (M, T, Q) against the laser-off reference, and ΔS_L,i without a_L for L > 0, (L', M, T, Q).
+    basis: Dataset | Ensemble,
+    q: np.ndarray,
+    orders: Sequence[int],
+    temperature: float | None = None,
+    I_ref: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ΔS_0,i (M, T, Q) against the laser-off reference, ΔS_L,i without a_L for L > 0, (L', M, T, Q), and I_gs (Q,).
+
+    The reference is the basis's own ground-state sample, or ``I_ref`` (Q,): the laser-off scattering of
+    another basis, for a family whose trajectories start elsewhere (an ion's, from the neutral's geometry).
 
     With a rotational ``temperature`` (K) the alignment of bound molecules dephases by G_L(τ)
     (:func:`~molmovie.scattering.anisotropy.rotational_dephasing`, I = μ R² of the first frames): the
@@ -252,7 +265,12 @@ def _physical(
     the fragments of a dissociation keep their axis (axial recoil).
     """
     ens = cast(Ensemble, getattr(basis, "ensemble", basis))
-    dS0, I_gs = basis_signals(basis, q)
+    if I_ref is None:
+        dS0, I_gs = basis_signals(basis, q)
+    else:
+        dS0, I_own = basis_signals(basis, q, reference=np.arange(ens.n_trajectories))
+        I_gs = np.asarray(I_ref, dtype=float)
+        dS0 = (dS0 + 1.0) * (I_own / I_gs) - 1.0  # I_i / I_ref − 1
     dS0, length = hold_last_frame(dS0)
     pos = ens.positions
     idx = np.minimum(np.arange(pos.shape[1])[None, :], length[:, None] - 1)
@@ -273,7 +291,7 @@ def _physical(
         g = G[k][None, :, None]
         moved = np.where(diss, pairs - g * pairs[:, :1], g * (pairs - pairs[:, :1]))
         out[k] = (-1.0) ** (L // 2) * (2 * L + 1) * moved / I_gs
-    return dS0, out
+    return dS0, out, I_gs
 
 
 def _projection(q: np.ndarray, orders: tuple[int, ...], projection: str) -> np.ndarray:
@@ -294,7 +312,14 @@ def _projection(q: np.ndarray, orders: tuple[int, ...], projection: str) -> np.n
 
 
 class _Solver:
-    """NNLS over [c ≥ 0 (trajectories × alignments, then hole), u± ≥ 0 (nuisance)] at one (t0, IRF)."""
+    """Least squares over c ≥ 0 (trajectories × alignments, then the hole, bounded) and free nuisance u at one (t0, IRF).
+
+    The nuisance coefficients are unbounded, so they are eliminated exactly before the bounded solve: for
+    fixed c the best u is the least-squares one, and the misfit left is that of c against the data and
+    columns projected onto the complement of the nuisance vectors (the Frisch-Waugh-Lovell theorem;
+    e.g. Seber & Lee, *Linear Regression Analysis*, 2nd ed., §3.7). NNLS (BVLS with the hole's bounds)
+    then runs over the basis columns only, whatever the number of nuisance vectors; u follows from c.
+    """
 
     def __init__(
         self,
@@ -315,40 +340,50 @@ class _Solver:
         self.G, self.Pr = G, (E[:, ok] / np.sqrt(lam[ok])).T
         n_nu = 0 if nuis_w is None else nuis_w.shape[0]
         Mc = red.C.shape[0]
-        lift = np.zeros((r + n_nu, Mc + 2 * n_nu))
+        lift = np.zeros((r + n_nu, Mc + n_nu))
         lift[:r, :Mc] = red.C.T
         if n_nu:
-            lift[r:, Mc:] = np.hstack([np.eye(n_nu), -np.eye(n_nu)])
-        self.Phi = (np.sqrt(lam[ok])[:, None] * E[:, ok].T) @ lift
-        self.n_core, self.Mc, self.n_nu = self.Phi.shape[0], Mc, n_nu
+            lift[r:, Mc:] = np.eye(n_nu)
+        core = (np.sqrt(lam[ok])[:, None] * E[:, ok].T) @ lift  # the data's coordinates of every column
+        self.n_core, self.Mc, self.n_nu = core.shape[0], Mc, n_nu
+        self.Phi_c, self.Phi_n = core[:, :Mc], core[:, Mc:]
+        self.Qn = np.zeros((self.n_core, 0))
+        if n_nu:
+            U, sv, _ = np.linalg.svd(self.Phi_n, full_matrices=False)
+            self.Qn = U[:, sv > 1e-10 * max(float(sv.max(initial=0.0)), 1e-300)]  # nuisance vectors' span
+        A = self.Phi_c - self.Qn @ (self.Qn.T @ self.Phi_c)
         extra = []
         if ground is not None and ground.shape[0]:
-            extra.append(np.hstack([ground, np.zeros((ground.shape[0], 2 * n_nu))]))
+            extra.append(ground)
         if equality is not None:
-            omega = EQUALITY_WEIGHT * max(float(np.max(np.linalg.norm(self.Phi, axis=0))), 1e-300)
-            extra.append(omega * np.concatenate([equality, np.zeros(2 * n_nu)])[None, :])
-        if extra:
-            self.Phi = np.vstack([self.Phi, *extra])
-        self.upper = None if upper is None else np.concatenate([upper, np.full(2 * n_nu, np.inf)])
+            omega = EQUALITY_WEIGHT * max(float(np.max(np.linalg.norm(core, axis=0))), 1e-300)
+            extra.append(omega * equality[None, :])
+        self.A = np.vstack([A, *extra]) if extra else A
+        self.upper = upper
 
     def solve(self, d: np.ndarray) -> tuple[np.ndarray, float]:
+        """(x, χ²): x = [c, u⁺, u⁻] (u = u⁺ − u⁻, the parts ≥ 0), χ² of the weighted data ``d``."""
         from scipy.optimize import lsq_linear, nnls
 
         z = self.Pr @ (self.G @ d)
-        zz = np.concatenate([z, np.zeros(self.Phi.shape[0] - z.size)])
+        zp = z - self.Qn @ (self.Qn.T @ z)
+        zz = np.concatenate([zp, np.zeros(self.A.shape[0] - zp.size)])
         if self.upper is None:
-            x, _ = nnls(self.Phi, zz, maxiter=50 * self.Phi.shape[1])
+            c, _ = nnls(self.A, zz, maxiter=50 * self.A.shape[1])
         else:
             res = lsq_linear(
-                self.Phi,
+                self.A,
                 zz,
-                bounds=(np.zeros(self.Phi.shape[1]), self.upper),
+                bounds=(np.zeros(self.A.shape[1]), self.upper),
                 method="bvls",
                 tol=1e-12,
-                max_iter=50 * self.Phi.shape[1],
+                max_iter=50 * self.A.shape[1],
             )
-            x = np.clip(res.x, 0.0, self.upper)
-        r = self.Phi[: self.n_core] @ x - z
+            c = np.clip(res.x, 0.0, self.upper)
+        left = z - self.Phi_c @ c
+        u = np.linalg.lstsq(self.Phi_n, left, rcond=None)[0] if self.n_nu else np.zeros(0)
+        r = self.Phi_n @ u - left
+        x = np.concatenate([c, np.maximum(u, 0.0), np.maximum(-u, 0.0)])
         return x, float(r @ r + d @ d - z @ z)
 
 
@@ -426,6 +461,30 @@ def _check(
     return orders, parse_alignments(alignments), tuple(dict.fromkeys(nuisance))
 
 
+def _families(families: Mapping[str, Dataset | Ensemble] | None, ens: Ensemble) -> dict[str, Ensemble]:
+    """The named excited-state families as ensembles, checked against the basis (atoms, frame times)."""
+    if families is None:
+        return {}
+    if not isinstance(families, Mapping):
+        raise InputError(f"The 'families' parameter must map names to datasets; got {type(families).__name__}")
+    out: dict[str, Ensemble] = {}
+    for name, fam in families.items():
+        if not isinstance(name, str) or not name or name == BASIS_FAMILY or ":" in name:
+            raise InputError(f"a family name must be a non-empty string without ':', not {BASIS_FAMILY!r}; got {name!r}")
+        e = cast(Ensemble, getattr(fam, "ensemble", fam))
+        if not isinstance(e, Ensemble) or e.n_trajectories == 0:
+            raise InputError(f"family {name!r} must be a dataset of trajectories; got {type(fam).__name__}")
+        if tuple(e.symbols) != tuple(ens.symbols):
+            raise InputError(f"family {name!r} has atoms {' '.join(e.symbols)}, the basis {' '.join(ens.symbols)}")
+        if e.time.shape != ens.time.shape or not np.allclose(e.time, ens.time, rtol=0, atol=1e-6):
+            raise InputError(
+                f"family {name!r} has frames at other times than the basis ({e.n_frames} frames to {e.time[-1]:g} fs "
+                f"against {ens.n_frames} to {ens.time[-1]:g} fs); make both with the same --tmax and --dt"
+            )
+        out[name] = e
+    return out
+
+
 def _speeds(ens: Ensemble, window: float = 500.0) -> tuple[np.ndarray, np.ndarray]:
     """Each trajectory's relative speed at its end (Å/fs; the pair that grows fastest) and that pair's reduced mass (u)."""
     R = pair_distances(ens.positions)  # (M, T, P), NaN past length
@@ -469,6 +528,7 @@ def fit_channels(
     orders: Sequence[int] = (0, 2),
     alignments: str | Sequence[Alignment] = "1par",
     hole: bool = False,
+    families: Mapping[str, Dataset | Ensemble] | None = None,
     nuisance: Sequence[str] = (),
     projection: str = "cos",
     sigma: str = "measured",
@@ -497,6 +557,12 @@ def fit_channels(
         Candidate alignments, e.g. ``"1par,2par,1perp"``.
     hole : bool
         The ground-state hole (as ``EnsembleFit(hole=True)``; its basis requirements alike).
+    families : mapping of str to Dataset, optional
+        Further excited-state families, each a named group of channels beside the basis's own excited
+        members (e.g. ``{"I2+": ion}``: bound vibration of the cation, started from the neutral's
+        geometry): same atoms and frame times as the basis, signals against the basis's laser-off
+        reference, every member offered under every alignment; with ``hole`` they leave the ground
+        state too (the hole's equality counts them).
     nuisance : sequence of str
         Nuisance terms from :data:`NUISANCES`.
     projection : {"cos", "i2-lcls"}
@@ -531,6 +597,7 @@ def fit_channels(
             orders,
             alignments,
             hole,
+            families,
             nuisance,
             projection,
             sigma,
@@ -553,6 +620,7 @@ def _fit_channels(
     orders: Sequence[int],
     alignments: str | Sequence[Alignment],
     hole: bool,
+    families: Mapping[str, Dataset | Ensemble] | None,
     nuisance: Sequence[str],
     projection: str,
     sigma: str,
@@ -581,7 +649,11 @@ def _fit_channels(
         g_idx, e_idx = _hole_split(ens)
     else:
         g_idx, e_idx = np.zeros(0, dtype=np.int64), np.arange(ens.n_trajectories)
-    M_e, M_g, K_al = e_idx.size, g_idx.size, len(aligns)
+    fams = _families(families, ens)
+    names = (BASIS_FAMILY, *fams)
+    sizes = [e_idx.size, *(f.n_trajectories for f in fams.values())]
+    bounds = np.cumsum([0, *sizes])
+    M_e, M_g, K_al = int(bounds[-1]), g_idx.size, len(aligns)
     proj = _projection(q, orders, projection)  # (Q, F, L)
     moments = np.stack([a.moments(MODEL_ORDERS) for a in aligns])  # (K, L)
     cache = {} if _cache is None else _cache
@@ -592,13 +664,19 @@ def _fit_channels(
             cache.pop("basis", None)
             cache.pop("red", None)
             cache["red_key"] = None
-            dS0, higher = _physical(basis, q * s, MODEL_ORDERS, temp)
+            dS0, higher, I_gs = _physical(basis, q * s, MODEL_ORDERS, temp)
             phys = np.concatenate([dS0[None], higher])  # (L, M, T, Q)
             del higher
+            parts = [phys[:, e_idx]]
+            for fam in fams.values():
+                f0, fh, _ = _physical(fam, q * s, MODEL_ORDERS, temp, I_ref=I_gs)
+                parts.append(np.concatenate([f0[None], fh]))
+            excited = np.concatenate(parts, axis=1)
             cols = []
             for k in range(K_al):
                 w = proj * moments[k][None, None, :]  # (Q, F, L)
-                cols.append(np.einsum("lmtq,qfl->mtfq", phys[:, e_idx], w))
+                cols.append(np.einsum("lmtq,qfl->mtfq", excited, w))
+            del excited, parts
             if hole:
                 cols.append(-np.einsum("mtq,qf->mtfq", dS0[g_idx], proj[:, :, 0]))
             cache["basis"], cache["basis_key"] = np.concatenate(cols).reshape(-1, time.size, F * Q), key
@@ -683,18 +761,26 @@ def _fit_channels(
     reduced = chi2 / max(N - k_par, 1)
 
     # ------------------------------------------------ per channel, with a bootstrap at fixed (t0, IRF, s)
-    v, mu = _speeds(ens)
-    diss = np.asarray(ens.dissociated, dtype=bool)
+    members = [ens, *fams.values()]
+    picks = [e_idx, *(np.arange(f.n_trajectories) for f in fams.values())]
+    sv = [_speeds(e) for e in members]
+    v_e = np.concatenate([a[0][i] for a, i in zip(sv, picks, strict=True)])
+    mu_e = np.concatenate([a[1][i] for a, i in zip(sv, picks, strict=True)])
+    diss_e = np.concatenate([np.asarray(e.dissociated, dtype=bool)[i] for e, i in zip(members, picks, strict=True)])
     R = pair_distances(ens.positions)
+    R_e = np.concatenate([pair_distances(e.positions)[i] for e, i in zip(members, picks, strict=True)])
+    groups = [(k, fi) for fi in range(len(names)) for k in range(K_al)]  # channels: family × alignment
 
     def summarise(cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         W = cc[: M_e * K_al].reshape(K_al, M_e)
         g = max(float(W.sum()), 1e-300)
-        pops = W.sum(axis=1) / g
-        speeds = np.array(
-            [float((W[k] * diss[e_idx] * v[e_idx]).sum() / max((W[k] * diss[e_idx]).sum(), 1e-300)) for k in range(K_al)]
-        )
-        return pops, speeds
+        pops, speeds = [], []
+        for k, fi in groups:
+            w = W[k, bounds[fi] : bounds[fi + 1]]
+            dd = diss_e[bounds[fi] : bounds[fi + 1]]
+            pops.append(float(w.sum()) / g)
+            speeds.append(float((w * dd * v_e[bounds[fi] : bounds[fi + 1]]).sum() / max((w * dd).sum(), 1e-300)))
+        return np.array(pops), np.array(speeds)
 
     pops, speeds = summarise(c)
     boot_p, boot_v = [], []
@@ -707,34 +793,34 @@ def _fit_channels(
             pb, vb = summarise(xb[:n_c])
             boot_p.append(pb)
             boot_v.append(vb)
-    p_std = np.std(boot_p, axis=0, ddof=1) if len(boot_p) > 1 else np.zeros(K_al)
-    v_std = np.std(boot_v, axis=0, ddof=1) if len(boot_v) > 1 else np.zeros(K_al)
+    p_std = np.std(boot_p, axis=0, ddof=1) if len(boot_p) > 1 else np.zeros(len(groups))
+    v_std = np.std(boot_v, axis=0, ddof=1) if len(boot_v) > 1 else np.zeros(len(groups))
     W = c[: M_e * K_al].reshape(K_al, M_e)
     channels = []
-    for k, al in enumerate(aligns):
-        wk = W[k]
-        wd = wk * diss[e_idx]
-        spread = (
-            float(np.sqrt((wd * (v[e_idx] - speeds[k]) ** 2).sum() / max(wd.sum(), 1e-300))) if wd.sum() > 0 else float("nan")
-        )
-        mu_k = float((wd * mu[e_idx]).sum() / max(wd.sum(), 1e-300)) if wd.sum() > 0 else float("nan")
-        wb = wk * ~diss[e_idx]
+    for n, (k, fi) in enumerate(groups):
+        al, sl = aligns[k], slice(bounds[fi], bounds[fi + 1])
+        wk = W[k, sl]
+        wd = wk * diss_e[sl]
+        spread = float(np.sqrt((wd * (v_e[sl] - speeds[n]) ** 2).sum() / max(wd.sum(), 1e-300))) if wd.sum() > 0 else float("nan")
+        mu_k = float((wd * mu_e[sl]).sum() / max(wd.sum(), 1e-300)) if wd.sum() > 0 else float("nan")
+        wb = wk * ~diss_e[sl]
         period = None
         if wb.sum() > 1e-6 * max(wk.sum(), 1e-300):
-            period = _period(np.nansum(wb[:, None] * R[e_idx, :, 0], axis=0) / wb.sum(), time)
+            period = _period(np.nansum(wb[:, None] * R_e[sl, :, 0], axis=0) / wb.sum(), time)
         channels.append(
             Channel(
-                name=al.name,
+                name=al.name if not fams else f"{names[fi]}:{al.name}",
                 photons=al.photons,
                 transition=al.transition,
                 a2=float(al.moments((2,))[0]),
-                population=float(pops[k]),
-                population_std=float(p_std[k]),
+                family=names[fi],
+                population=float(pops[n]),
+                population_std=float(p_std[n]),
                 dissociated=float(wd.sum() / max(wk.sum(), 1e-300)),
-                speed=float(speeds[k]) if wd.sum() > 0 else float("nan"),
-                speed_std=float(v_std[k]),
+                speed=float(speeds[n]) if wd.sum() > 0 else float("nan"),
+                speed_std=float(v_std[n]),
                 speed_spread=spread,
-                energy_ev=0.5 * mu_k * float(speeds[k]) ** 2 * AMU_A2_FS2_EV if wd.sum() > 0 else float("nan"),
+                energy_ev=0.5 * mu_k * float(speeds[n]) ** 2 * AMU_A2_FS2_EV if wd.sum() > 0 else float("nan"),
                 period_fs=period,
             )
         )
@@ -749,6 +835,7 @@ def _fit_channels(
     return ChannelFit(
         orders=orders,
         alignments=aligns,
+        families=names,
         nuisance=kinds,
         projection=projection,
         sigma_source=sigma,
