@@ -2,7 +2,10 @@
 
     molmovie ingest ../shared/data/i2-lcls/phil-trans-data.h5 --output i2-aniso.h5 --q-units 1/A --delay-units ps \
         --t0 2376 --reference-before 2350 --q-range 1.0:3.5 --molecule I2 --anisotropy 2,4
-    python examples/i2_channels.py i2-aniso.h5 i2-basis.h5 --out i2-channels     # i2-basis.h5: the README's basis
+    molmovie generate i2 -n 80 -o i2-ion.h5 --seed 7 --workers 1 --calculator morse --morse we=240,re=2.58,D0=2.69 \
+        --initial displaced:1 --amplitude 0.06:0.11 --phase 0:0 --tmax 3500 --dt 10 --timestep 1
+    python examples/i2_channels.py i2-aniso.h5 i2-basis.h5 --family I2+=i2-ion.h5 --out i2-channels
+    # i2-basis.h5: the I2 tutorial's basis; i2-ion.h5: the cation I2+ (X 2Pi_3/2g) vibrating from the neutral's bond
 
 Writes OUT/table.md, OUT/results.json and OUT/residuals.png (the residual/σ maps of every model, S_0 and S_2).
 Models (each with the ground-state hole, the IRF fixed at 40 fs as in the README, t0 searched):
@@ -12,7 +15,15 @@ Models (each with the ground-state hole, the IRF fixed at 40 fs as in the README
 2r. the same with the thermal rotational dephasing of bound molecules' alignment (temperature on a grid);
 3. + channels: each trajectory under 1-3 photon parallel and 1-2 photon perpendicular alignments, axes fixed;
 3r. the same with rotational dephasing;
-4. + nuisance terms on the better of 3 and 3r by BIC, added one at a time while BIC falls (its t0 and IRF).
+4. + the named families (``--family``, e.g. the cation's bound vibration) beside the basis, under the same alignments;
+5. + nuisance terms on the best of 3, 3r and 4 by BIC, added one at a time while BIC falls (its t0 and IRF);
+5s. model 5 with σ from the data's own scatter.
+
+The cation family: I2+ X ²Π3/2,g as a Morse potential, ω_e = 240 cm⁻¹ and r_e = 2.58 Å (Huber and Herzberg,
+*Constants of Diatomic Molecules*, 1979), D0 = D0(I2) + IP(I) − IP(I2) = 1.542 + 10.451 − 9.307 = 2.69 eV;
+its trajectories start at the neutral's bond (2.64-2.69 Å: a vertical ionisation) at rest, so they vibrate about
+2.58 Å with the cation's period (~139 fs). The IAM uses neutral atoms' form factors for it (the electron an ion
+lacks is a 5p one, whose scattering falls off below the fitted q range's middle; not modelled).
 
 Models 2-4 read the file's components as the LCLS analysis made them (``projection="i2-lcls"``: polynomials of the
 angle θ_q, see molmovie.scattering.anisotropy); model 3 is also fitted with textbook components (``cos``) and
@@ -83,6 +94,7 @@ def row(name: str, fit, extra: str = "") -> dict:
         hole_period_fs=fit.hole_period_fs,
         max_abs_band={str(m): float(np.abs(bands[f]).max()) for f, m in enumerate(fit.orders)},
         bins_beyond_1={str(m): float(np.mean(np.abs(bands[f]) > 1)) for f, m in enumerate(fit.orders)},
+        families=list(fit.families),
         channels=[asdict(c) for c in fit.channels],
         note=extra,
     )
@@ -134,6 +146,13 @@ def main() -> None:
     ap.add_argument("measurement", nargs="?")
     ap.add_argument("basis", nargs="?")
     ap.add_argument("--out", default="i2-channels")
+    ap.add_argument(
+        "--family",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a named excited-state family (a dataset with the basis's frame times), e.g. I2+=i2-ion.h5; repeatable",
+    )
     ap.add_argument("--stride", type=int, default=2, help="keep every n-th basis frame (memory)")
     ap.add_argument("--t0-range", default="-80,-20")
     ap.add_argument("--bootstrap", type=int, default=20)
@@ -159,6 +178,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     meas = read_measurement(a.measurement)
     basis = thin(read_dataset(a.basis).ensemble, a.stride)
+    families = {}
+    for item in a.family:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            ap.error(f"--family takes NAME=PATH; got {item!r}")
+        families[name] = thin(read_dataset(path).ensemble, a.stride)
     lo, hi = (float(v) for v in a.t0_range.split(","))
     common = dict(hole=True, t0_range=(lo, hi), irf_range=(40.0, 40.0), grid=(7, 1), bootstrap=a.bootstrap)
     rows, fits = [], {}
@@ -220,24 +245,34 @@ def main() -> None:
     best = f3r if f3r.bic < f3.bic else f3
     rot = best.rotation_temperature
     run("3c + channels, textbook components", fit_channels, orders=(0, 2), projection="cos", alignments=ALIGNMENTS, rotation=rot)
+    fam: dict = {}
+    if families:
+        fam = dict(families=families)
+        f4 = run(f"4 + {', '.join(families)} families", fit_channels, alignments=ALIGNMENTS, rotation=rot, **fam, **aniso)
+        if f4.bic < best.bic:
+            best = f4
+        else:
+            fam = {}
     if not a.quick:
         fixed = dict(t0_range=(best.t0, best.t0), irf_range=(best.irf_fs, best.irf_fs), qscale_grid=(0.99, 1.0, 1.01))
-        f4 = run(
-            "4 + nuisance (BIC)",
+        f5 = run(
+            "5 + nuisance (BIC)",
             select_nuisance,
             alignments=ALIGNMENTS,
             rotation=rot,
-            candidates=("step", "background", "leak", "qscale"),
+            candidates=("offset", "step", "background", "leak", "qscale"),
+            **fam,
             **aniso,
             **fixed,
         )
         run(
-            "4s best model, σ from the scatter",
+            "5s model 5, σ from the scatter",
             fit_channels,
             alignments=ALIGNMENTS,
             rotation=rot,
-            nuisance=f4.nuisance,
+            nuisance=f5.nuisance,
             sigma="scatter",
+            **fam,
             **aniso,
             **fixed,
         )
@@ -251,7 +286,7 @@ def figure(fits: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in fits if not n.startswith("3c")]
+    names = [n for n in fits if n.split()[0] in ("1", "2", "3", "4", "5")]
     fig, axes = plt.subplots(2, len(names), figsize=(3.3 * len(names), 6), sharex=True, sharey=True, squeeze=False)
     for j, name in enumerate(names):
         fit = fits[name]

@@ -206,29 +206,38 @@ def _ion_family(periods, amplitudes, r_ion=2.58) -> Ensemble:
     )
 
 
-def test_a_named_family_of_bound_ions_is_found_with_its_period_population_and_alignment():
-    """A measurement of two channels: neutral dissociation (0.028 Å/fs, 1-photon perpendicular, 60 %) and a bound
-    cation vibrating about 2.58 Å with a 139 fs period (1-photon parallel, 40 %), made straight from the Legendre
-    intensities. Fitted with the dissociation basis plus an ion family of several periods and amplitudes, each
-    channel comes back under its family and alignment: speed, period and populations; without the family the
-    bound signal has nothing to go to and χ² is many times the noise's."""
-    r_ion, period, amp = 2.58, 139.0, R0 - 2.58
-    I_gs = legendre_intensity(("I", "I"), [[R0]], Q, orders=(0,))[0, 0]
-    S = np.zeros((2, TIME.size, Q.size))
+ION = (2.58, 139.0, R0 - 2.58)  # the cation's bond (Å), period (fs), and amplitude from the neutral's bond
+
+
+def _ion_world(q: np.ndarray) -> Measurement:
+    """Neutral dissociation (0.028 Å/fs, 1perp, 60 %) and a bound cation (1par, 40 %), ΔS_0 and ΔS_2 on ``q``, labelled Q."""
+    r_ion, period, amp = ION
+    I_gs = legendre_intensity(("I", "I"), [[R0]], q, orders=(0,))[0, 0]
+    S = np.zeros((2, TIME.size, q.size))
     for R, n, kind, pop in [
         ((R0 + 0.028 * TIME)[:, None], 1, "perpendicular", 0.6),
         ((r_ion + amp * np.cos(2 * np.pi * TIME / period))[:, None], 1, "parallel", 0.4),
     ]:
         a = axis_moments(n, kind, (0, 2))
-        now = legendre_intensity(("I", "I"), R, Q, orders=(0, 2), moments=a)
-        start = legendre_intensity(("I", "I"), [[R0]], Q, orders=(0, 2), moments=a)[0]
+        now = legendre_intensity(("I", "I"), R, q, orders=(0, 2), moments=a)
+        start = legendre_intensity(("I", "I"), [[R0]], q, orders=(0, 2), moments=a)[0]
         S[0] += pop * (now[:, 0] - I_gs) / I_gs
         S[1] += pop * (now[:, 1] - start[1]) / I_gs
     K = irf_operator(TIME, DELAYS, t0=30.0, irf_fs=60.0)
     clean = 0.08 * np.einsum("dt,ltq->ldq", K, S)
     noisy = clean + 2e-4 * np.random.default_rng(4).standard_normal(clean.shape)
     sigma = np.full(clean[0].shape, 2e-4)
-    meas = Measurement(Q, DELAYS, noisy[0], sigma, ("I", "I"), "I2", {}, components=(LegendreComponent(2, noisy[1], sigma),))
+    return Measurement(Q, DELAYS, noisy[0], sigma, ("I", "I"), "I2", {}, components=(LegendreComponent(2, noisy[1], sigma),))
+
+
+def test_a_named_family_of_bound_ions_is_found_with_its_period_population_and_alignment():
+    """A measurement of two channels: neutral dissociation (0.028 Å/fs, 1-photon perpendicular, 60 %) and a bound
+    cation vibrating about 2.58 Å with a 139 fs period (1-photon parallel, 40 %), made straight from the Legendre
+    intensities. Fitted with the dissociation basis plus an ion family of several periods and amplitudes, each
+    channel comes back under its family and alignment: speed, period and populations; without the family the
+    bound signal has nothing to go to and χ² is many times the noise's."""
+    r_ion, period, amp = ION
+    meas = _ion_world(Q)
     ions = _ion_family(periods=(120.0, 130.0, 139.0, 150.0, 160.0), amplitudes=(0.06, amp, 0.11))
     opts = dict(OPTIONS, alignments="1par,1perp", t0_range=(30.0, 30.0), irf_range=(60.0, 60.0), bootstrap=0)
     fit = fit_channels(meas, _basis(), orders=(0, 2), families={"I2+": ions}, **opts)
@@ -261,3 +270,18 @@ def test_a_family_must_share_the_basis_atoms_and_frame_times():
         fit_channels(meas, _basis(), families={"I2+": short})
     with pytest.raises(InputError, match="family name"):
         fit_channels(meas, _basis(), families={"basis": _ion_family((139.0,), (0.086,))})
+
+
+def test_the_q_scale_search_walks_past_the_grid_to_the_minimum_and_stops_at_its_limit():
+    from molmovie.fitting._channels import QSCALE_LIMIT, _best_scale
+
+    calls = []
+
+    def chi2(s):
+        calls.append(s)
+        return (s - 1.037) ** 2
+
+    assert _best_scale((0.99, 1.0, 1.01), chi2) == pytest.approx(1.04)
+    assert len(calls) == 3 + 4  # 1.02, 1.03, 1.04 beyond the grid, then 1.05, worse, and it stops
+    assert _best_scale((0.99, 1.0, 1.01), lambda s: -s) == pytest.approx(1 + QSCALE_LIMIT)
+    assert _best_scale((0.99, 1.0, 1.01), lambda s: abs(s - 1.0)) == 1.0

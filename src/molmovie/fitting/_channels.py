@@ -76,7 +76,7 @@ pseudo-rows.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -461,6 +461,27 @@ def _check(
     return orders, parse_alignments(alignments), tuple(dict.fromkeys(nuisance))
 
 
+#: How far from 1 the q-scale search goes (a calibration off by more is not a nuisance term's to absorb).
+QSCALE_LIMIT = 0.1
+
+
+def _best_scale(grid: Sequence[float], chi2: Callable[[float], float]) -> float:
+    """The s of least χ² on ``grid``, extended past an end while χ² falls there (spacing of the grid, |s − 1| ≤ QSCALE_LIMIT)."""
+    values = sorted({float(v) for v in grid})
+    seen = {v: chi2(v) for v in values}
+    step = min(np.diff(values)) if len(values) > 1 else 0.01
+    while True:
+        best = min(seen, key=lambda v: seen[v])
+        lo, hi = min(seen), max(seen)
+        if best == lo and lo - step >= 1 - QSCALE_LIMIT - 1e-12:
+            nxt = lo - step
+        elif best == hi and hi + step <= 1 + QSCALE_LIMIT + 1e-12:
+            nxt = hi + step
+        else:
+            return best
+        seen[round(nxt, 12)] = chi2(round(nxt, 12))
+
+
 def _families(families: Mapping[str, Dataset | Ensemble] | None, ens: Ensemble) -> dict[str, Ensemble]:
     """The named excited-state families as ensembles, checked against the basis (atoms, frame times)."""
     if families is None:
@@ -576,7 +597,9 @@ def fit_channels(
     grid : (int, int)
         Coarse grid over t0 and the IRF before a Nelder-Mead refinement.
     qscale_grid : sequence of float
-        The values of s tried with ``"qscale"``.
+        The values of s tried first with ``"qscale"``; where the best is at an end of the grid, the grid is
+        extended past that end by its spacing while χ² falls (up to :data:`QSCALE_LIMIT` from 1), so that the s
+        found is a minimum, not the grid's edge.
     bootstrap : int
         Parametric bootstrap replicates (noise σ times the Birge ratio) at the fitted t0 and IRF, for the
         populations' and speeds' σ.
@@ -740,7 +763,7 @@ def _fit_channels(
         t0, irf = float(th[0]), float(th[1])
     if len(temps) > 1:
         temp = min(temps, key=lambda v: chi2_at(1.0, v, t0, irf))
-    s_best = min(s_values, key=lambda s: chi2_at(s, temp, t0, irf))
+    s_best = _best_scale(s_values, lambda s: chi2_at(s, temp, t0, irf))
     solver, Kop, nv, labels = build(s_best, temp, t0, irf)
     x, chi2 = solver.solve(d_w)
     c = x[:n_c]
