@@ -92,6 +92,7 @@ def row(name: str, fit, extra: str = "") -> dict:
         rotation_temperature=fit.rotation_temperature,
         hole_gamma=fit.hole_gamma,
         hole_period_fs=fit.hole_period_fs,
+        hole_period_std=getattr(fit, "hole_period_std", None),
         max_abs_band={str(m): float(np.abs(bands[f]).max()) for f, m in enumerate(fit.orders)},
         bins_beyond_1={str(m): float(np.mean(np.abs(bands[f]) > 1)) for f, m in enumerate(fit.orders)},
         families=list(fit.families),
@@ -126,17 +127,30 @@ def table(rows: list[dict]) -> str:
         )
     lines += [
         "",
-        "| model | channel | population (of excited) | speed (Å/fs) | σ (bootstrap) | spread | KER (eV) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | channel | population (of excited) | speed (Å/fs) | σ (bootstrap) | spread | KER (eV) | period (fs) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+
+    def period(p, sd) -> str:
+        if p is None:
+            return "—"
+        return f"{p:.1f}" + ("" if sd is None or sd != sd else f" ± {sd:.1f}")
+
     for r in rows:
         for c in r["channels"]:
             if c["population"] < 0.005:
                 continue
+            bound = c["dissociated"] < 0.5
+            speed = "—" if bound else f"{c['speed']:.4f} | {c['speed_std']:.4f} | {c['speed_spread']:.4f} | {c['energy_ev']:.2f}"
             lines.append(
                 f"| {r['model']} | {c['name']} (a_2 = {c['a2']:.3f}) | {c['population']:.3f} ± {c['population_std']:.3f} | "
-                f"{c['speed']:.4f} | {c['speed_std']:.4f} | {c['speed_spread']:.4f} | {c['energy_ev']:.2f} |"
+                + (f"{speed} | | | | " if bound else f"{speed} | ")
+                + f"{period(c['period_fs'], c.get('period_std')) if bound else '—'} |"
             )
+        lines.append(
+            f"| {r['model']} | the hole (ground state) | γ = {r['hole_gamma']:.3f} | | | | | "
+            f"{period(r.get('hole_period_fs'), r.get('hole_period_std'))} |"
+        )
     return "\n".join(lines)
 
 
@@ -161,6 +175,12 @@ def main() -> None:
         "--resume",
         action="store_true",
         help="keep the rows of OUT/results.json; their models are refitted at their t0 (for the figure) only",
+    )
+    ap.add_argument(
+        "--spectra",
+        action="store_true",
+        help="only draw OUT/spectra.png: the power over delays > 300 fs of the data's S_0 and of models 3, 4 and 5 "
+        "(refitted at the t0 of OUT/results.json), summed over q; prints the power at the cation's and the X state's periods",
     )
     ap.add_argument(
         "--pump-axis-y",
@@ -189,6 +209,9 @@ def main() -> None:
     rows, fits = [], {}
     log = out / "log.txt"
     done = {r["model"]: r for r in json.loads((out / "results.json").read_text())} if a.resume else {}
+    if a.spectra:
+        spectra(meas, basis, families, json.loads((out / "results.json").read_text()), out / "spectra.png")
+        return
     if a.pump_axis_y:
         rows = json.loads((out / "results.json").read_text())
         rot = next(r for r in rows if r["model"].startswith("3c"))["rotation_temperature"]
@@ -278,6 +301,58 @@ def main() -> None:
         )
     figure(fits, out / "residuals.png")
     (out / "table.md").write_text(table(rows) + "\n")
+
+
+def _power(delays: np.ndarray, S: np.ndarray, after: float = 300.0) -> tuple[np.ndarray, np.ndarray]:
+    """Periods (fs) and the power of S (T, Q) over delays > ``after`` (a cubic trend removed per q, Hann window,
+    10 fs grid, zero-padded 16x), summed over q, between 80 and 300 fs."""
+    sel = delays > after
+    grid = np.arange(delays[sel][0], delays[sel][-1], 10.0)
+    total = 0.0
+    for k in range(S.shape[1]):
+        y = np.interp(grid, delays[sel], S[sel, k])
+        y = y - np.polyval(np.polyfit(grid, y, 3), grid)
+        f = np.fft.rfftfreq(16 * y.size, 10.0)
+        total = total + np.abs(np.fft.rfft(y * np.hanning(y.size), 16 * y.size)) ** 2
+    keep = (f > 1 / 300) & (f < 1 / 80)
+    return 1 / f[keep], total[keep]
+
+
+def spectra(meas, basis, families: dict, rows: list[dict], path: Path) -> None:
+    """The data's and models 3-5's S_0 power spectra over delay (see --spectra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.4, 2.6))
+    period, power = _power(meas.delays, meas.dS)
+    ref = power[np.argmin(abs(period - 157.8))]
+    ax.plot(period, power / ref, "k", lw=1.5, label="data")
+    print(f"data: power at 139 fs / at 158 fs = {power[np.argmin(abs(period - 139.0))] / ref:.3f}")
+    for r in rows:
+        if r["model"].split()[0] not in ("3", "4", "5"):
+            continue
+        kw = dict(
+            hole=True, orders=tuple(r["orders"]), projection=r["projection"], alignments=ALIGNMENTS,
+            nuisance=tuple(r["nuisance"]), t0_range=(r["t0"], r["t0"]), irf_range=(r["irf_fs"], r["irf_fs"]),
+            bootstrap=0, rotation=r["rotation_temperature"], qscale_grid=(r["qscale"],),
+        )  # fmt: skip
+        if set(r.get("families", [])) - {"basis"}:
+            kw["families"] = families
+        fit = fit_channels(meas, basis, **kw)
+        p, pw = _power(fit.delays, fit.model[0])
+        ax.plot(p, pw / ref, lw=1, label=f"model {r['model'].split()[0]}")
+        print(f"model {r['model']}: power at 139 fs / the data's at 158 fs = {pw[np.argmin(abs(p - 139.0))] / ref:.3f}")
+    for x in (139.0, 157.8):
+        ax.axvline(x, color="0.6", lw=0.6, ls="--")
+    ax.set_xlabel("period (fs)", fontsize=8)
+    ax.set_ylabel("S_0 power (data's 158 fs peak = 1)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=300)
+    plt.close(fig)
 
 
 def figure(fits: dict, path: Path) -> None:

@@ -252,6 +252,19 @@ def test_a_named_family_of_bound_ions_is_found_with_its_period_population_and_al
     assert fit.reduced_chi2 < 1.2
     alone = fit_channels(meas, _basis(), orders=(0, 2), **opts)
     assert alone.reduced_chi2 > 5 * fit.reduced_chi2
+    boot = _by_name(fit_channels(meas, _basis(), orders=(0, 2), families={"I2+": ions}, **{**opts, "bootstrap": 8}))
+    ion = boot["I2+:1par"]
+    assert 0 < ion.period_std < 3.0 and abs(ion.period_fs - period) < 0.03 * period
+    assert np.isnan(boot["basis:1perp"].period_std)  # a dissociating channel has no period
+
+
+def test_the_period_of_a_vibration_is_found_between_fourier_bins():
+    from molmovie.fitting._channels import _period
+
+    t = np.arange(0.0, 3500.0, 10.0)
+    for period in (139.4, 155.5, 157.9, 260.0):
+        got = _period(2.6 + 0.05 * np.cos(2 * np.pi * t / period + 0.3) + 1e-4 * t, t)
+        assert abs(got - period) < 0.002 * period, (got, period)
 
 
 def test_a_family_must_share_the_basis_atoms_and_frame_times():

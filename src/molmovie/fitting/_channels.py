@@ -159,6 +159,7 @@ class Channel:
     speed_spread: float  # weighted spread of the members' speeds, Å/fs
     energy_ev: float  # kinetic energy release at the mean speed, eV (pairs' reduced mass)
     period_fs: float | None  # bound members' vibration period (FFT of the weighted mean distance)
+    period_std: float = float("nan")  # bootstrap σ of that period, fs
 
 
 @dataclass
@@ -187,6 +188,7 @@ class ChannelFit:
     channels: list[Channel]
     hole_gamma: float
     hole_period_fs: float | None
+    hole_period_std: float
     weights: np.ndarray  # (M_e, K) c / γ, the basis's excited members then each family's
     nuisance_coefficients: dict[str, np.ndarray] = field(default_factory=dict)
     q: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -527,7 +529,11 @@ def _speeds(ens: Ensemble, window: float = 500.0) -> tuple[np.ndarray, np.ndarra
 
 
 def _period(signal: np.ndarray, time: np.ndarray, lo: float = 50.0, hi: float = 2000.0) -> float | None:
-    """Period (fs) of the largest Fourier peak of a detrended signal on a uniform time grid, or None."""
+    """Period (fs) of the largest Fourier peak of a detrended signal on a uniform time grid, or None.
+
+    The peak's frequency is refined between bins by the parabola through the log power of the bin and its
+    neighbours (exact for a Gaussian peak; the Hann window's main lobe is close to one).
+    """
     s = np.asarray(signal, dtype=float)
     if s.size < 16 or not np.all(np.isfinite(s)) or np.ptp(s) == 0:
         return None
@@ -539,7 +545,12 @@ def _period(signal: np.ndarray, time: np.ndarray, lo: float = 50.0, hi: float = 
     ok = (f > 1 / hi) & (f < 1 / lo)
     if not ok.any() or p[ok].max() == 0:
         return None
-    return float(1.0 / f[ok][np.argmax(p[ok])])
+    k = int(np.flatnonzero(ok)[np.argmax(p[ok])])
+    shift = 0.0
+    if 0 < k < p.size - 1 and np.all(p[k - 1 : k + 2] > 0):
+        a, b, c = np.log(p[k - 1 : k + 2])
+        shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c < 0 else 0.0
+    return float(1.0 / (f[k] + shift * (f[1] - f[0])))
 
 
 def fit_channels(
@@ -794,6 +805,21 @@ def _fit_channels(
     R_e = np.concatenate([pair_distances(e.positions)[i] for e, i in zip(members, picks, strict=True)])
     groups = [(k, fi) for fi in range(len(names)) for k in range(K_al)]  # channels: family × alignment
 
+    def periods(cc: np.ndarray) -> np.ndarray:
+        """The bound members' period of each channel, then the hole's (NaN where none)."""
+        W = cc[: M_e * K_al].reshape(K_al, M_e)
+        out = []
+        for k, fi in groups:
+            sl = slice(bounds[fi], bounds[fi + 1])
+            wb = W[k, sl] * ~diss_e[sl]
+            p = None
+            if wb.sum() > 1e-6 * max(W[k, sl].sum(), 1e-300):
+                p = _period(np.nansum(wb[:, None] * R_e[sl, :, 0], axis=0) / wb.sum(), time)
+            out.append(np.nan if p is None else p)
+        h = cc[M_e * K_al : n_c]
+        p = _period((h[:, None] * R[g_idx, :, 0]).sum(axis=0), time) if hole and h.sum() > 0 else None
+        return np.array([*out, np.nan if p is None else p])
+
     def summarise(cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         W = cc[: M_e * K_al].reshape(K_al, M_e)
         g = max(float(W.sum()), 1e-300)
@@ -806,7 +832,7 @@ def _fit_channels(
         return np.array(pops), np.array(speeds)
 
     pops, speeds = summarise(c)
-    boot_p, boot_v = [], []
+    boot_p, boot_v, boot_T = [], [], []
     if bootstrap and gamma > 0:
         rng = np.random.default_rng(seed)
         birge = math.sqrt(max(reduced, 1.0))
@@ -816,8 +842,15 @@ def _fit_channels(
             pb, vb = summarise(xb[:n_c])
             boot_p.append(pb)
             boot_v.append(vb)
+            boot_T.append(periods(xb[:n_c]))
     p_std = np.std(boot_p, axis=0, ddof=1) if len(boot_p) > 1 else np.zeros(len(groups))
     v_std = np.std(boot_v, axis=0, ddof=1) if len(boot_v) > 1 else np.zeros(len(groups))
+    T_std = np.full(len(groups) + 1, np.nan)
+    if len(boot_T) > 1:
+        bt = np.array(boot_T)
+        enough = np.isfinite(bt).sum(axis=0) > 1  # a σ only from replicates that had the channel bound
+        with np.errstate(invalid="ignore"):
+            T_std[enough] = np.nanstd(bt[:, enough], axis=0, ddof=1)
     W = c[: M_e * K_al].reshape(K_al, M_e)
     channels = []
     for n, (k, fi) in enumerate(groups):
@@ -845,6 +878,7 @@ def _fit_channels(
                 speed_spread=spread,
                 energy_ev=0.5 * mu_k * float(speeds[n]) ** 2 * AMU_A2_FS2_EV if wd.sum() > 0 else float("nan"),
                 period_fs=period,
+                period_std=float(T_std[n]) if period is not None else float("nan"),
             )
         )
     hole_gamma = float(c[M_e * K_al :].sum()) if hole else 0.0
@@ -878,6 +912,7 @@ def _fit_channels(
         channels=channels,
         hole_gamma=hole_gamma,
         hole_period_fs=hole_period,
+        hole_period_std=float(T_std[-1]) if hole_period is not None else float("nan"),
         weights=(W / max(gamma, 1e-300)).T.copy(),
         nuisance_coefficients=coeffs,
         q=q,
