@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -156,40 +157,59 @@ def choose(args: argparse.Namespace) -> None:
     choose_rule(args, [r for r in rows if r["s"] == s])
 
 
-def _margin(rows: list[dict], factor) -> tuple[float, dict]:
-    """The smallest distance inside 80-98 % of any experiment's coverage (mean over its seeds) with σ × factor(row); and those coverages."""
+def _margin(rows: list[dict], sd) -> tuple[float, dict]:
+    """The smallest distance inside 80-98 % of any (experiment, condition)'s coverage (mean over its seeds) with σ = sd(row); and those coverages."""
     cov: dict = {}
     for r in rows:
-        cov.setdefault((r["exp"], r["cond"]), []).append(_coverage(r, factor(r)))
+        m = r["mask"]
+        cov.setdefault((r["exp"], r["cond"]), []).append(float((np.abs(r["fit"] - r["true"]) <= 2 * sd(r))[m].mean()))
     means = {k: float(np.mean(v)) for k, v in cov.items()}
     return min(min(c - 0.80, 0.98 - c) for c in means.values()), means
 
 
-def choose_rule(args: argparse.Namespace, rows: list[dict]) -> None:
-    """The rule: noise-free, the fit's σ × k0; under noise σ, the fit's σ × sqrt(1 + (σ_m/σ)²), a floor σ_m of what noise does not explain.
+def _prior_width(r: dict) -> np.ndarray:
+    """The prior's relative width at the fitted distances: σ̂ R / R̂."""
+    return r["net_std"] * r["fit"] / r["net"]
 
-    k0 and σ_m maximise the smallest margin of any experiment's coverage (mean over its seeds) inside 80-98 %.
-    """
-    s = args.scale
-    clean = [r for r in rows if r["cond"] == "clean" and r["s"] == s]
-    noisy = [r for r in rows if r["cond"] != "clean" and r["s"] == s]
-    k0 = max(np.arange(0.1, 1.5, 0.01), key=lambda k: _margin(clean, lambda r: k)[0])
-    floor = lambda sm: lambda r: float(np.sqrt(1.0 + (sm / CONDITIONS[r["cond"]].noise) ** 2))  # noqa: E731
-    sm = max(np.arange(0.0, 0.03, 0.0005), key=lambda x: _margin(noisy, floor(x))[0])
-    print(f"\nThe rule, prior scale s = {s:g}: k0 = {k0:.2f}, σ_m = {sm:.4f} (each experiment's coverage, mean over its seeds)\n")
-    _, c0 = _margin(clean, lambda r: k0)
-    _, cn = _margin(noisy, floor(sm))
-    every = {**c0, **cn}
-    exps = sorted({e for e, _ in every})
-    print("| condition | factor | " + " | ".join(exps) + " |")
-    print("|---|---|" + "---|" * len(exps))
-    for key in LADDER:
-        factor = k0 if key == "clean" else floor(sm)({"cond": key})
-        print(
-            f"| {key} | {factor:.3g} | "
-            + " | ".join(f"{100 * every[(e, key)]:.0f} %" if (e, key) in every else "-" for e in exps)
-            + " |"
-        )
+
+#: Rules for the σ reported after the fit, each with one constant c (its grid): name -> (σ(row, c), grid).
+#: The fit's σ is the Laplace σ under noise and the prior's relative width (scale s) for noise-free signals.
+RULES = {
+    "a multiple of the fit's σ, one per level": (lambda r, c: c * r["fit_std"], np.arange(0.1, 12.0, 0.01)),
+    "the fit's σ with a floor σ_m added to the noise: × sqrt(1 + (σ_m/σ)²) (under noise only)": (
+        lambda r, c: r["fit_std"] * np.sqrt(1.0 + (c / CONDITIONS[r["cond"]].noise) ** 2),
+        np.arange(0.0, 0.03, 0.0005),
+    ),
+    "the fit's σ and c × the prior's relative width in quadrature": (
+        lambda r, c: np.sqrt(r["fit_std"] ** 2 + (c * _prior_width(r)) ** 2) if CONDITIONS[r["cond"]].noise else c * r["fit_std"],
+        np.arange(0.0, 1.0, 0.01),
+    ),
+    "c × the prior's relative width at the fitted distances, every level": (
+        lambda r, c: c * _prior_width(r),
+        np.arange(0.05, 1.5, 0.01),
+    ),
+}
+
+
+def choose_rule(args: argparse.Namespace, rows: list[dict]) -> None:
+    """For each rule, the constant that keeps every (experiment, level)'s coverage furthest inside 80-98 %; the coverages."""
+    rows = [r for r in rows if r["s"] == args.scale]
+    exps = sorted({r["exp"] for r in rows})
+    print(f"\nThe σ after the fit, prior scale s = {args.scale:g}: each rule's best constant (per level for the first)\n")
+    print("| rule | condition | constant | " + " | ".join(exps) + " | smallest margin inside 80-98 % |")
+    print("|---|---|---|" + "---|" * (len(exps) + 1))
+    for name, (sd, grid) in RULES.items():
+        per_level = name.endswith("one per level")
+        noisy = [r for r in rows if CONDITIONS[r["cond"]].noise > 0]
+        groups = [[r for r in rows if r["cond"] == k] for k in LADDER] if per_level else [noisy if "noise only" in name else rows]
+        for group in groups:
+            if not group:
+                continue
+            c = max(grid, key=lambda x: _margin(group, partial(sd, c=x))[0])
+            margin, cov = _margin(group, partial(sd, c=c))
+            for key in [k for k in LADDER if any(r["cond"] == k for r in group)]:
+                cells = " | ".join(f"{100 * cov[(e, key)]:.0f} %" if (e, key) in cov else "-" for e in exps)
+                print(f"| {name} | {key} | {c:.4g} | {cells} | {100 * margin:.1f} |")
 
 
 def main() -> None:

@@ -77,14 +77,13 @@ ENCODERS = ("filter", "smoother")
 REFINE_PRIOR_SCALE = 1.0
 
 #: The σ the VRNN reports after its signal fit (``refine_std_scale``'s default): this times the prior's
-#: relative width at the refined distances, at every noise level. Chosen on the same validation answers:
-#: the Laplace σ of a fit told the true noise covered the truth in 61-77 % of the (pair, frame)s at
-#: σ = 0.001 and too often at 0.03 on bound CS2 (97 %); the network's own σ in 95-100 %. The
-#: scale that keeps every experiment's ±2σ coverage (mean over its seeds) furthest inside 80-98 % at every
-#: level, among rules with one or two constants (a multiplier per level; a floor σ_m added to the noise;
-#: the Laplace σ and the prior's combined in quadrature), was this one, 0.43: 87-91 % at every level of
-#: both experiments (a floor σ_m = 0.007 gave 81-97 %; the Laplace σ added to it in quadrature did not
-#: help). Same command as :data:`REFINE_PRIOR_SCALE`.
+#: relative width at the refined distances, at every noise level. Chosen on the same validation answers
+#: (prior scale 1): the Laplace σ of a fit told the true noise covered the truth in 61-77 % of the (pair,
+#: frame)s at σ = 0.001 and in 97 % on bound CS2 at 0.03; the network's own σ in 91-100 %. Among rules
+#: of one constant, that which keeps every (experiment, level)'s ±2σ coverage (mean over its seeds) furthest
+#: inside 80-98 %: a multiple of the fit's σ per level gave 82-96 %, a floor σ_m = 0.007 added to the noise
+#: 81-97 %, the Laplace σ and 0.2 × the prior's width in quadrature 80-98 %, and this rule, 0.43, 87-91 % at
+#: every level of both experiments. Same command as :data:`REFINE_PRIOR_SCALE`.
 REFINE_STD_SCALE = 0.43
 
 
