@@ -176,7 +176,7 @@ def test_the_report_has_a_table_per_noise_level_with_mean_spread_and_winner(setu
         variants = list(c["methods"])
         assert cells[0] == "CS2"
         for v, cell in zip(variants, cells[1:]):
-            text = f"{c['methods'][v][TRANSFER_SCORE]:.3f} ± {c['spread'][v][TRANSFER_SCORE]:.3f}"
+            text = f"{c['methods'][v][TRANSFER_SCORE]:.3g} ± {c['spread'][v][TRANSFER_SCORE]:.2g}"
             assert cell.strip("*") == text
             assert cell.startswith("**") == (c["winner"][TRANSFER_SCORE] == v)
         win = c["winner"][TRANSFER_SCORE]

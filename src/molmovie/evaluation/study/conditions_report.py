@@ -159,7 +159,7 @@ def transfer_conditions_markdown(results: dict, score: str = "transfer_error") -
         "",
         "Transfer under noise: the SHARC runs' signals (made with each model's spec) with the noise of each level, "
         "drawn once per level and seed, the same for every method; each method as itself and with the shared signal "
-        "fit, as in the tables below; the same score (Å)."
+        "fit, as in the tables below; the same score (Å, three significant digits)."
         + (
             " Mean ± spread over the seeds (a method without a training seed: over the draws); bold: the winner beyond the spread."
             if several
@@ -181,7 +181,7 @@ def transfer_conditions_markdown(results: dict, score: str = "transfer_error") -
                 if v not in c["methods"]:
                     cells.append("-")
                     continue
-                text = f"{c['methods'][v][score]:.3f}" + (f" ± {c['spread'][v][score]:.3f}" if several else "")
+                text = f"{c['methods'][v][score]:.3g}" + (f" ± {c['spread'][v][score]:.2g}" if several else "")
                 cells.append(f"**{text}**" if v == c["winner"][score] else text)
             win = c["winner"][score]
             verdict = variant_label(win) if win is not None else "tie: " + ", ".join(variant_label(x) for x in c["tied"][score])
