@@ -524,8 +524,11 @@ def check_refine_settings(method) -> None:
         check_number("refine_std", method.refine_std, low=0, low_open=True)
     if hasattr(method, "refine_space"):
         check_choice("refine_space", method.refine_space, SPACES)
-    if getattr(method, "refine_std_scale", None) is not None:
-        check_number("refine_std_scale", method.refine_std_scale, low=0, low_open=True)
+    scale = getattr(method, "refine_std_scale", None)
+    if scale is not None and not (isinstance(scale, str) and scale == "auto"):
+        if isinstance(scale, str):
+            raise InputError(f"The 'refine_std_scale' setting must be a number > 0, None or 'auto'; got {scale!r}")
+        check_number("refine_std_scale", scale, low=0, low_open=True)
 
 
 def _check_arrays(

@@ -14,9 +14,10 @@ condition's test signals twice:
   :data:`RELATIVE_WIDTH` times each distance; the fit is told the true σ of
   the condition's noise (noise-free conditions: its stated floor,
   :data:`molmovie.inversion.NOISE_FREE_SIGMA`). The σ after the fit is the
-  method's own calibration where it has one (the VRNN's ``refine_std_scale``:
-  a multiple of the prior's relative width, chosen on validation data so that
-  ±2σ covers 80-98 %), else the fit's (Laplace where the noise is known).
+  method's own calibration where it has one (the VRNN's ``fit_std_scale``: for
+  a network trained on noisy signals, as the presets' are, 0.43 × the prior's
+  relative width, chosen on validation data so that ±2σ covers 80-98 %), else
+  the fit's (Laplace where the noise is known).
 
 Both are scored against the truth (:func:`~molmovie.evaluation.stage.score_prediction`).
 Each (stage, condition, draw) is one file, ``eval/conditions/{stem}-{condition}[-draw{d}].npz``,
@@ -70,8 +71,8 @@ def variant_name(method: str, fitted: bool) -> str:
 
 
 def std_scale(model: Any) -> float | None:
-    """A method's own calibration of the σ after a signal fit (the VRNN's ``refine_std_scale``), or None."""
-    return model.get_params().get("refine_std_scale")
+    """A method's own calibration of the σ after a signal fit (the VRNN's ``fit_std_scale``), or None."""
+    return getattr(model, "fit_std_scale", None)
 
 
 def shared_fit(
