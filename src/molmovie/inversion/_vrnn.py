@@ -76,9 +76,9 @@ ENCODERS = ("filter", "smoother")
 #: (``python benchmarks/vrnn_fit_width.py STUDY --out DIR``, then ``--choose``; docs/where-dynamics-help.md).
 REFINE_PRIOR_SCALE = 1.0
 
-#: The σ the VRNN reports after its signal fit (``refine_std_scale="auto"`` for a network trained on noisy signals): this times the prior's
-#: relative width at the refined distances, at every noise level. Chosen on the same validation answers
-#: (prior scale 1): the Laplace σ of a fit told the true noise covered the truth in 61-77 % of the (pair,
+#: The σ the VRNN reports after its signal fit (``refine_std_scale="auto"``, for a network trained on noisy
+#: signals): this times the prior's relative width at the refined distances, at every noise level. Chosen on the same validation answers
+#: (prior scale 1): the Laplace σ of a fit told the true noise covered the truth in 62-77 % of the (pair,
 #: frame)s at σ = 0.001 and in 97 % on bound CS2 at 0.03; the network's own σ in 91-100 %. Among rules
 #: of one constant, that which keeps every (experiment, level)'s ±2σ coverage (mean over its seeds) furthest
 #: inside 80-98 %: a multiple of the fit's σ per level gave 82-96 %, a floor σ_m = 0.007 added to the noise
@@ -211,7 +211,7 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         (0.43) for a network trained on noisy signals (a ``signal_noise`` level
         above 0), what it was calibrated on (the study's ladder-trained VRNNs:
         ±2σ covered 87-91 % of validation distances at every noise level,
-        against 61-97 % with the Laplace σ), else None (not measured there; on
+        against 62-97 % with the Laplace σ), else None (not measured there; on
         the tests' toy problem a network trained on clean signals covers
         96-99 % with the fit's own σ and 58 % with 0.43). :attr:`fit_std_scale`
         says which.
