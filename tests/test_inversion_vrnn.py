@@ -231,3 +231,38 @@ def test_a_bad_signal_noise_is_refused_in_one_line(value, message):
 
     with pytest.raises(InputError, match=message):
         VRNN(**TINY, signal_noise=value).check_settings()
+
+
+def test_after_its_signal_fit_the_vrnn_reports_the_calibrated_multiple_of_its_prior_width(tmp_path):
+    from molmovie.inversion import REFINE_PRIOR_SCALE, REFINE_STD_SCALE, refine_distances
+
+    ds = make_dataset(M=3, T=5, Q=12, dissociate=0.0, seed=4)
+    model = VRNN(**TINY, signal_noise=[0.0, 0.01]).fit(ds)  # trained on noisy signals: "auto" is the calibration
+    assert model.refine_std_scale == "auto" and model.fit_std_scale == REFINE_STD_SCALE
+    back = VRNN.load(model.save(tmp_path / "m.safetensors"))
+    assert back.fit_std_scale == REFINE_STD_SCALE
+    net = back.set_params(refine=False).predict(ds.dS, q=ds.q, lengths=ds.length)
+    got = model.predict(ds.dS, q=ds.q, lengths=ds.length)
+    kw = dict(symbols=model.symbols_, spec=model.spec_, lengths=ds.length, I_ref=model.I_ref_ground_, space="geometry")
+    R, rel = refine_distances(net.distances, REFINE_PRIOR_SCALE * net.std, ds.dS, posterior="prior", **kw)
+    np.testing.assert_allclose(got.distances, R, rtol=1e-9)
+    np.testing.assert_allclose(got.std, REFINE_STD_SCALE * rel, rtol=1e-9)
+    # the prior's relative width at the fitted distances: σ̂ R / R̂
+    np.testing.assert_allclose(got.std, REFINE_STD_SCALE * net.std * R / net.distances, rtol=1e-9)
+    # a number is used as given; None: the fit's own σ, the Laplace approximation's where the noise is given
+    assert model.clone(refine_std_scale=0.7).fit_std_scale == 0.7
+    own = model.set_params(refine_std_scale=None, refine_noise=0.01).predict(ds.dS, q=ds.q, lengths=ds.length)
+    _, laplace = refine_distances(net.distances, net.std, ds.dS, noise=0.01, **kw)
+    np.testing.assert_allclose(own.std, laplace, rtol=1e-9)
+    assert not np.allclose(own.std, got.std)
+    # trained on clean signals, "auto" keeps the fit's own σ (the calibration was not made for such a network)
+    clean = VRNN(**TINY).fit(ds)
+    assert clean.fit_std_scale is None and clean.clone(signal_noise=0.0).fit_std_scale is None
+
+
+@pytest.mark.parametrize("value", [0.0, -0.5, float("nan"), "wide"])
+def test_a_bad_refine_std_scale_is_refused_in_one_line(value):
+    from molmovie import InputError
+
+    with pytest.raises(InputError, match="refine_std_scale"):
+        VRNN(**TINY, refine_std_scale=value).check_settings()

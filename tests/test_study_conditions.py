@@ -153,6 +153,28 @@ def test_without_a_sigma_the_prior_width_is_the_stated_relative_one(cs2):
     assert after < 0.5 * before
 
 
+def test_with_a_sigma_the_prior_is_the_methods_and_the_sigma_after_the_fit_its_calibration(cs2):
+    from molmovie.inversion import refine_distances
+
+    R = cs2.distances * 1.02
+    R[~cs2.mask] = np.nan
+    std = 0.05 * R
+    cond = CONDITIONS["noise-0.01"]
+    dS = condition_signals(cs2, cond, seed=0, experiment="cs2")
+    kw = dict(symbols=cs2.symbols, spec=cs2.spec, lengths=cs2.length, noise=0.01, space="geometry", sweeps=1)
+    fitted, laplace = refine_distances(R, std, dS, **kw)
+    # without a calibration: the fit's own σ (Laplace, the noise being known)
+    got = shared_fit(R, std, dS, cs2, cond)
+    np.testing.assert_array_equal(got[0], fitted)
+    np.testing.assert_array_equal(got[1], laplace)
+    # with one: the same answer, and σ = scale × the prior's relative width at the fitted distances
+    R2, sd = shared_fit(R, std, dS, cs2, cond, 0.43)
+    np.testing.assert_allclose(R2, fitted, rtol=1e-12)
+    np.testing.assert_allclose(sd[cs2.mask], (0.43 * 0.05 * fitted)[cs2.mask], rtol=1e-12)
+    # a method without a σ has no calibration to apply
+    np.testing.assert_array_equal(shared_fit(R, None, dS, cs2, cond, 0.43)[1], shared_fit(R, None, dS, cs2, cond)[1])
+
+
 # ----------------------------------------------------------------------------- a study with conditions
 
 CONDITION_KEYS = ("clean", "noise-0.01", "no-inelastic")

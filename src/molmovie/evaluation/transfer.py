@@ -47,11 +47,12 @@ from ..molecules import formula
 from ..scattering import simulate
 from ..trajectories import Ensemble, check_time_option, is_dissociated, read_ensemble
 from .metrics import heavy_pairs
-from .stage import score_method
+from .stage import score_method, score_prediction
 
 __all__ = [
     "Transfer",
     "transfer",
+    "score_transfer",
     "foreign_dataset",
     "read_foreign",
     "resample_ensemble",
@@ -425,9 +426,39 @@ def transfer(
     if not isinstance(ensemble, Ensemble):
         raise InputError(f"foreign trajectories must be a molmovie Ensemble or Dataset; got {type(foreign).__name__}")
     ds = foreign_dataset(method, ensemble, dt=dt, tmax=tmax, seed=seed)
+    return _transfer_of(ds, score_method(method, ds, progress=progress), permutations)
+
+
+def score_transfer(
+    dataset: Dataset, distances: ArrayLike, std: ArrayLike | None = None, *, permutations: ArrayLike | None = None
+) -> Transfer:
+    """Score an answer, made by any means (from noisy signals, after a signal fit), on foreign runs as :func:`transfer` does.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The foreign runs as the model sees them (:func:`foreign_dataset`): the truth, and for the SSR its clean signals.
+    distances : array_like, shape (M, T, n_pairs), Angstrom
+        The answer.
+    std : array_like, same shape, Angstrom, optional
+        Its standard deviations (for the ±2σ coverage).
+    permutations : ndarray of int, shape (K, n_atoms), optional
+        As for :func:`transfer`.
+
+    Returns
+    -------
+    Transfer
+    """
+    R = np.asarray(distances, dtype=float)
+    if R.shape != dataset.distances.shape:
+        raise InputError(f"distances of shape {R.shape} do not match the foreign runs' {dataset.distances.shape}")
+    sd = None if std is None else np.asarray(std, dtype=float)
+    return _transfer_of(dataset, score_prediction(R, sd, dataset), permutations)
+
+
+def _transfer_of(ds: Dataset, scores: dict, permutations: ArrayLike | None) -> Transfer:
     if permutations is None:
         permutations = automorphisms(ds.symbols, ds.positions[0, 0])
-    scores = score_method(method, ds, progress=progress)
     pred = np.where(ds.mask[..., None], scores["distances"], np.nan)
     error = symmetric_distance_error(pred, ds.distances, permutations)
     return Transfer(ds, scores, error)

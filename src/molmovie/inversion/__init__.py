@@ -48,7 +48,7 @@ from ._base import (
 from ._nearest import NearestReference, nearest_frames
 from ._refine import refine_distances
 from ._viterbi import NearestViterbi, nearest_k_frames
-from ._vrnn import VRNN
+from ._vrnn import REFINE_PRIOR_SCALE, REFINE_STD_SCALE, VRNN
 
 __all__ = [
     "Prediction",
@@ -57,6 +57,8 @@ __all__ = [
     "NearestReference",
     "NearestViterbi",
     "VRNN",
+    "REFINE_PRIOR_SCALE",
+    "REFINE_STD_SCALE",
     "METHODS",
     "DEFAULT_METHOD",
     "get_method",

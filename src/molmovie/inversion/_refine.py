@@ -514,7 +514,7 @@ def refine_distances(
 
 
 def check_refine_settings(method) -> None:
-    """Validate a method's refinement settings: ``refine``, ``refine_weight``, and ``refine_noise``, ``refine_std``, ``refine_space`` where it has them."""
+    """Validate a method's refinement settings: ``refine``, ``refine_weight``, and ``refine_noise``, ``refine_std``, ``refine_space``, ``refine_std_scale`` where it has them."""
     if not isinstance(method.refine, (bool, np.bool_)):
         raise InputError(f"The 'refine' setting must be True or False; got {method.refine!r}")
     check_number("refine_weight", method.refine_weight, low=0, low_open=True)
@@ -524,6 +524,11 @@ def check_refine_settings(method) -> None:
         check_number("refine_std", method.refine_std, low=0, low_open=True)
     if hasattr(method, "refine_space"):
         check_choice("refine_space", method.refine_space, SPACES)
+    scale = getattr(method, "refine_std_scale", None)
+    if scale is not None and not (isinstance(scale, str) and scale == "auto"):
+        if isinstance(scale, str):
+            raise InputError(f"The 'refine_std_scale' setting must be a number > 0, None or 'auto'; got {scale!r}")
+        check_number("refine_std_scale", scale, low=0, low_open=True)
 
 
 def _check_arrays(

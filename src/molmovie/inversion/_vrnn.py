@@ -61,10 +61,30 @@ from ._vrnn_file import _SETTINGS_BEFORE, _VRNNFile  # noqa: F401  (_SETTINGS_BE
 from ._vrnn_training import _distances, _EarlyStopping, _VRNNTraining  # noqa: F401  (importable from here)
 from .losses import SCHEDULES, TARGETS, from_target, full_weight_epoch, target_slope
 
-__all__ = ["VRNN", "TARGETS", "ENCODERS", "SCHEDULES"]
+__all__ = ["VRNN", "TARGETS", "ENCODERS", "SCHEDULES", "REFINE_PRIOR_SCALE", "REFINE_STD_SCALE"]
 
 #: What the encoder sees: the frames up to t, or the whole sequence.
 ENCODERS = ("filter", "smoother")
+
+
+#: The width of the prior in the VRNN's signal fit: the network's σ times this. Chosen on validation data
+#: (the quick preset's CS2 and bound CS2 validation splits, ladder-trained VRNNs of study revision 8: CS2
+#: seed 0, bound CS2 seeds 0-2; the noise-free signals and the noise ladder 0.001-0.03, the study's draws)
+#: among 0.5, 1, 2 and 4 by the per-frame symmetry-aware RMSD sum relative to the best scale of each
+#: (experiment, seed, level): 1 had the smallest mean ratio (1.06, against 1.07 for 2, 1.14 for 4 and 1.40 for
+#: 0.5); a wider prior lowered the sum only at σ = 0.03 (187 → 170 Å with 2) and raised it at 0.001-0.01
+#: (``python benchmarks/vrnn_fit_width.py STUDY --out DIR``, then ``--choose``; docs/where-dynamics-help.md).
+REFINE_PRIOR_SCALE = 1.0
+
+#: The σ the VRNN reports after its signal fit (``refine_std_scale="auto"``, for a network trained on noisy
+#: signals): this times the prior's relative width at the refined distances, at every noise level. Chosen on the same validation answers
+#: (prior scale 1): the Laplace σ of a fit told the true noise covered the truth in 62-77 % of the (pair,
+#: frame)s at σ = 0.001 and in 97 % on bound CS2 at 0.03; the network's own σ in 91-100 %. Among rules
+#: of one constant, that which keeps every (experiment, level)'s ±2σ coverage (mean over its seeds) furthest
+#: inside 80-98 %: a multiple of the fit's σ per level gave 82-96 %, a floor σ_m = 0.007 added to the noise
+#: 81-97 %, the Laplace σ and 0.2 × the prior's width in quadrature 80-98 %, and this rule, 0.43, 87-91 % at
+#: every level of both experiments. Same command as :data:`REFINE_PRIOR_SCALE`.
+REFINE_STD_SCALE = 0.43
 
 
 #: Largest ``hidden``, ``features`` and ``latent_free`` settings: a VRNN with hidden=8192 already has
@@ -168,11 +188,10 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         Where to train and predict; "auto" takes CUDA when PyTorch finds it.
     refine : bool, default True
         Refine the predicted distances at the end of ``predict`` by a signal
-        fit, the MAP under the network's Gaussian as prior
-        (:func:`molmovie.inversion.refine_distances`, over what
-        ``refine_space`` names); the std becomes the Laplace approximation's,
-        or for noise-free training signals the network's relative width around
-        the refined distances. On by default: on the quick preset (seed 0,
+        fit, the MAP under the network's Gaussian as prior (its σ times
+        :data:`REFINE_PRIOR_SCALE`, 1; :func:`molmovie.inversion.refine_distances`,
+        over what ``refine_space`` names); the std becomes what
+        ``refine_std_scale`` says. On by default: on the quick preset (seed 0,
         test and validation splits) the fit of distances lowered the SSR sum in
         5/5 experiments (by 29-91 %) and raised no RMSD sum
         (benchmarks/refine_study.py). For a model trained on signals with a
@@ -184,6 +203,18 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
     refine_noise : float or None, default None
         σ of ΔS (a fraction) in that fit; None: from the training signals'
         spec (Poisson for photons, else ``NOISE_FREE_SIGMA``).
+    refine_std_scale : float, None or "auto", default "auto"
+        The std after that fit: this times the network's relative width at the
+        refined distances (:math:`\\sigma_R = c\\,\\hat\\sigma\\,R/\\hat R`), whatever the
+        noise; None: the fit's own, the Laplace approximation's where the noise
+        is known, else the prior's relative width; "auto": :data:`REFINE_STD_SCALE`
+        (0.43) for a network trained on noisy signals (a ``signal_noise`` level
+        above 0), what it was calibrated on (the study's ladder-trained VRNNs:
+        ±2σ covered 87-91 % of validation distances at every noise level,
+        against 62-97 % with the Laplace σ), else None (not measured there; on
+        the tests' toy problem a network trained on clean signals covers
+        96-99 % with the fit's own σ and 58 % with 0.43). :attr:`fit_std_scale`
+        says which.
     refine_space : {"geometry", "distances"}, default "geometry"
         What that fit varies: every frame's atomic coordinates, so that the
         answer is a geometry (all pairs follow the atoms, with one pass of
@@ -309,6 +340,7 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         refine_weight: float = 1.0,
         refine_noise: float | None = None,
         refine_space: str = "geometry",
+        refine_std_scale: float | str | None = "auto",
     ):
         self.hidden = hidden
         self.features = features
@@ -338,6 +370,7 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         self.refine_weight = refine_weight
         self.refine_noise = refine_noise
         self.refine_space = refine_space
+        self.refine_std_scale = refine_std_scale
 
     # ------------------------------------------------------------------ settings
     def check_settings(self) -> list[str]:
@@ -398,6 +431,14 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         which = "val" if best["val_loss"] is not None else "train"
         return f"best epoch {self.best_epoch_} of {len(self.history_)} ({which} loss {best[f'{which}_loss']:.4g})"
 
+    @property
+    def fit_std_scale(self) -> float | None:
+        """The multiple of the prior's relative width reported as σ after the signal fit (``refine_std_scale`` resolved), or None."""
+        if self.refine_std_scale != "auto":
+            return None if self.refine_std_scale is None else float(self.refine_std_scale)
+        levels = self.signal_noise if isinstance(self.signal_noise, (list, tuple)) else [self.signal_noise]
+        return REFINE_STD_SCALE if any(float(x) > 0 for x in levels) else None
+
     # ------------------------------------------------------------------ predict
     def predict(self, dS: ArrayLike, *, q: ArrayLike, lengths: ArrayLike | None = None) -> Prediction:
         """Distances and their standard deviations for every frame (parameters: :meth:`InversionMethod.predict`).
@@ -436,7 +477,7 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
         if self.refine and (self.spec_.irf_fs is None or self.dt_ is not None):
             R, std = refine_distances(
                 R,
-                std,
+                REFINE_PRIOR_SCALE * std,
                 dS,
                 symbols=self.symbols_,
                 spec=self.spec_,
@@ -447,5 +488,8 @@ class VRNN(_VRNNTraining, _VRNNFile, InversionMethod):
                 space=self.refine_space,
                 device=self.device,
                 dt=self.dt_,
+                posterior="auto" if self.fit_std_scale is None else "prior",
             )
+            if self.fit_std_scale is not None:
+                std = self.fit_std_scale * std
         return Prediction(distances=R, std=std)

@@ -40,6 +40,8 @@ leaves nothing corrupt::
     OUT/models/{experiment}-{method}-seed{s}.safetensors   trained with another seed s (seeds=K > 1)
     OUT/eval/{experiment}-{method}[-seed{s}].npz   predictions and per-frame metrics (:func:`~molmovie.evaluation.write_scores`)
     OUT/eval/{experiment}-{method}[-seed{s}]-transfer-sharc.npz   the model scored on foreign SHARC runs (CS2 only, with ``sharc_dir``)
+    OUT/eval/{experiment}-{method}[-seed{s}]-transfer-sharc-{condition}-draw{d}.npz   the same under a noise level, as itself and with the shared fit
+    OUT/eval/conditions/{experiment}-{method}[-seed{s}]-{condition}[-draw{d}].npz   the test split under a condition (:mod:`.shared_fit`)
     OUT/results.json, OUT/results.md     the tables
     OUT/fig2a.png, fig2b.png, fig2c.png, signals.png
 
@@ -56,7 +58,10 @@ runs that stay bound. The score is made in the study's process once a model
 exists, and kept in its ``-transfer-sharc.npz`` file with fingerprints of the
 runs and of the model file: a rerun reuses it while both are unchanged, and
 scores again (seconds) when either changed. The foreign runs are not part of
-what defines a study.
+what defines a study. Under each noise level among the experiment's test
+conditions the runs' signals get that level's noise (the same draw for every
+method) and each model answers as itself and with the shared signal fit
+(:mod:`.transfer`).
 """
 
 from __future__ import annotations

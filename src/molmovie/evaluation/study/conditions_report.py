@@ -147,6 +147,48 @@ def conditions_markdown(results: dict) -> list[str]:
     return rows
 
 
+def transfer_conditions_markdown(results: dict, score: str = "transfer_error") -> list[str]:
+    """Rows of Markdown: the transfer to the SHARC runs under each noise level, every variant, winner beyond the spread."""
+    scored = [e for e in results["experiments"].values() if e.get("transfer", {}).get("sharc", {}).get("conditions")]
+    if not scored:
+        return []
+    several = "seeds" in results
+    keys = [k for k in CONDITIONS if any(k in e["transfer"]["sharc"]["conditions"] for e in scored)]
+    variants = list(dict.fromkeys(v for e in scored for c in e["transfer"]["sharc"]["conditions"].values() for v in c["methods"]))
+    rows = [
+        "",
+        "Transfer under noise: the SHARC runs' signals (made with each model's spec) with the noise of each level, "
+        "drawn once per level and seed, the same for every method; each method as itself and with the shared signal "
+        "fit, as in the tables below; the same score (Å, three significant digits)."
+        + (
+            " Mean ± spread over the seeds (a method without a training seed: over the draws); bold: the winner beyond the spread."
+            if several
+            else " One seed; bold: the smallest."
+        ),
+    ]
+    for k in keys:
+        rows += [
+            "",
+            f"| {CONDITIONS[k].label}: experiment | " + " | ".join(variant_label(v) for v in variants) + " | winner |",
+            "|---|" + "---|" * (len(variants) + 1),
+        ]
+        for e in scored:
+            c = e["transfer"]["sharc"]["conditions"].get(k)
+            if c is None:
+                continue
+            cells = []
+            for v in variants:
+                if v not in c["methods"]:
+                    cells.append("-")
+                    continue
+                text = f"{c['methods'][v][score]:.3g}" + (f" ± {c['spread'][v][score]:.2g}" if several else "")
+                cells.append(f"**{text}**" if v == c["winner"][score] else text)
+            win = c["winner"][score]
+            verdict = variant_label(win) if win is not None else "tie: " + ", ".join(variant_label(x) for x in c["tied"][score])
+            rows.append(f"| {e['label']} | " + " | ".join(cells) + f" | {verdict} |")
+    return rows
+
+
 def conditions_figure(results: dict) -> Figure | None:
     """Each score against the noise level (the noise-free and noise conditions), per experiment; None without them."""
     from ..figures import plot_noise_ladder

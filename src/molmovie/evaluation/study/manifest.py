@@ -30,8 +30,10 @@ MANIFEST = "study.json"
 #: continuation in time, and the presets add the Viterbi-decoded baseline; 6: the continuation refits
 #: frames by Levenberg-Marquardt, all series at once; 7: the signal fit's noise floor for noise-free
 #: signals is 0.003, not 0.03; 8: the presets train the VRNN on noisy signals and answer the test split
-#: under noise and forward-model mismatch, every method as itself and with the shared signal fit).
-REVISION = 8
+#: under noise and forward-model mismatch, every method as itself and with the shared signal fit; 9: the σ
+#: the VRNN reports after its signal fit is 0.43 × its prior's relative width (REFINE_STD_SCALE, calibrated on
+#: validation data), not the Laplace σ, and the transfer to the SHARC runs is scored under noise too).
+REVISION = 9
 
 
 #: The oldest revision whose models are still valid: every change since then touches inference or scoring

@@ -12,7 +12,7 @@ from ...io import atomic_path
 from .._style import save_figure, signal_names
 from ..figures import choose_pair, plot_distance_trace, plot_per_time_step, plot_rmsd_sums, plot_signals
 from . import presets
-from .conditions_report import conditions_figure, conditions_markdown
+from .conditions_report import conditions_figure, conditions_markdown, transfer_conditions_markdown
 from .presets import SCORE_NAMES, SCORES, Experiment, is_seeded, method_label
 from .ranking import SPREAD, WIN_RULE
 from .stages import experiment_dataset
@@ -197,7 +197,7 @@ def _transfer_markdown(results: dict, methods: list[str]) -> list[str]:
         else:
             verdict = f"{method_label(win)} by {margin:.3f} Å" + (f" > spread {t['threshold'][k]:.3f}" if several else "")
         rows.append(f"| {e['label']} | {runs} | " + " | ".join(cells) + f" | {verdict} |")
-    return rows
+    return rows + transfer_conditions_markdown(results, k)
 
 
 def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, seed: int = 0) -> None:

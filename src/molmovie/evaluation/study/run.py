@@ -135,7 +135,10 @@ def run_study(
         (``runs``, ``sources``, ``dissociated``, ``dt_fs``), each method's
         transfer summary (``methods``; with seeds, ``spread`` and
         ``per_seed``) and the winner of :data:`TRANSFER_SCORE` by the same
-        rule (:func:`rank_methods`).
+        rule (:func:`rank_methods`); with noise levels among the experiment's test
+        conditions, ``transfer["sharc"]["conditions"]`` holds the same per level for
+        every variant (each method as itself and with the shared signal fit,
+        :mod:`.transfer`).
     """
     experiments = presets.EXPERIMENTS  # looked up at each call: a test or a script may study fewer
     if isinstance(preset, str):
@@ -258,7 +261,9 @@ def run_study(
         results["experiments"][exp.key] = entry
         log(log_line(exp, entry))
         if foreign is not None and exp.molecule == TRANSFER_MOLECULE:
-            transferred = transfer_entry(exp, stages[exp.key], foreign, out, train, seeds, log)
+            transferred = transfer_entry(
+                exp, stages[exp.key], foreign, out, train, seeds, log, conditions=experiment_conditions(preset, exp)
+            )
             if transferred is not None:
                 entry["transfer"] = {"sharc": transferred}
     results["wall_time_s"] = round(time.perf_counter() - t0, 1)

@@ -9,10 +9,15 @@ condition's test signals twice:
 * ``+ signal fit``: that answer given the shared signal fit,
   :func:`molmovie.inversion.refine_distances` with :data:`FIT` (the MAP in
   geometry space with continuation in time, the VRNN's default), the prior
-  centred on the answer with the method's own σ where it gives one, else
+  centred on the answer with the method's own σ where it gives one (times
+  :data:`molmovie.inversion.REFINE_PRIOR_SCALE`, 1), else
   :data:`RELATIVE_WIDTH` times each distance; the fit is told the true σ of
   the condition's noise (noise-free conditions: its stated floor,
-  :data:`molmovie.inversion.NOISE_FREE_SIGMA`).
+  :data:`molmovie.inversion.NOISE_FREE_SIGMA`). The σ after the fit is the
+  method's own calibration where it has one (the VRNN's ``fit_std_scale``: for
+  a network trained on noisy signals, as the presets' are, 0.43 × the prior's
+  relative width, chosen on validation data so that ±2σ covers 80-98 %), else
+  the fit's (Laplace where the noise is known).
 
 Both are scored against the truth (:func:`~molmovie.evaluation.stage.score_prediction`).
 Each (stage, condition, draw) is one file, ``eval/conditions/{stem}-{condition}[-draw{d}].npz``,
@@ -34,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..._errors import NPZ_ERRORS
-from ...inversion import load_method, refine_distances
+from ...inversion import REFINE_PRIOR_SCALE, REFINE_STD_SCALE, load_method, refine_distances
 from ...io import atomic_path
 from ..stage import score_prediction
 from .conditions import CONDITIONS, Condition, condition_fingerprint, condition_signals
@@ -65,13 +70,30 @@ def variant_name(method: str, fitted: bool) -> str:
     return method + FITTED if fitted else method
 
 
+def std_scale(model: Any) -> float | None:
+    """A method's own calibration of the σ after a signal fit (the VRNN's ``fit_std_scale``), or None."""
+    return getattr(model, "fit_std_scale", None)
+
+
 def shared_fit(
-    distances: np.ndarray, std: np.ndarray | None, dS: np.ndarray, test: Dataset, cond: Condition
+    distances: np.ndarray,
+    std: np.ndarray | None,
+    dS: np.ndarray,
+    test: Dataset,
+    cond: Condition,
+    scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The shared signal fit of one answer: prior centred on ``distances`` with ``std`` (else :data:`RELATIVE_WIDTH` relative), told the condition's σ."""
+    """The shared signal fit of one answer, told the condition's σ.
+
+    The prior is centred on ``distances`` with ``std`` × :data:`~molmovie.inversion.REFINE_PRIOR_SCALE`
+    (without a std: :data:`RELATIVE_WIDTH` relative). The σ returned: with ``scale`` (a method's own
+    calibration, :func:`std_scale`), ``scale`` times the prior's relative width at the fitted distances;
+    else the fit's (Laplace where the noise is known, else the prior's relative width).
+    """
     assert test.spec is not None
-    width = std if std is not None else RELATIVE_WIDTH * distances
-    return refine_distances(
+    width = REFINE_PRIOR_SCALE * std if std is not None else RELATIVE_WIDTH * distances
+    calibrated = std is not None and scale is not None
+    R, sd = refine_distances(
         distances,
         width,
         dS,
@@ -79,8 +101,10 @@ def shared_fit(
         spec=test.spec,
         lengths=test.length,
         noise=cond.noise if cond.noise > 0 else None,
+        posterior="prior" if calibrated else "auto",
         **FIT,
     )
+    return R, (scale * sd if calibrated else sd)
 
 
 def _digest(*arrays: np.ndarray) -> str:
@@ -103,13 +127,18 @@ def stage_draws(stage: Stage, cond: Condition) -> list[int | None]:
     return [stage.seed] if not stage.draws else list(stage.draws)
 
 
+def fit_fingerprint() -> dict:
+    """What defines the shared fit (stored with every answer it made)."""
+    return {**FIT, "relative_width": RELATIVE_WIDTH, "prior_scale": REFINE_PRIOR_SCALE, "std_scale": REFINE_STD_SCALE}
+
+
 def _key(stage: Stage, out: Path, cond: Condition, draw: int | None, test: Dataset) -> dict:
     model = stage.paths(out)[0]
     return {
         "revision": REVISION,
         "condition": condition_fingerprint(cond),
         "draw": draw,
-        "fit": {**FIT, "relative_width": RELATIVE_WIDTH},
+        "fit": fit_fingerprint(),
         "model": hashlib.sha256(model.read_bytes()).hexdigest() if model.exists() else None,
         "test": _digest(test.positions, test.dS if test.dS is not None else np.zeros(0)),
     }
@@ -160,7 +189,7 @@ def condition_stage(stage: Stage, out: Path, conditions: tuple[str, ...], test: 
             pred = model.predict(dS, q=test.q, lengths=test.length)
             t_pred = time.perf_counter() - t
             t = time.perf_counter()
-            R, std = shared_fit(pred.distances, pred.std, dS, test, cond)
+            R, std = shared_fit(pred.distances, pred.std, dS, test, cond, std_scale(model))
             t_fit = time.perf_counter() - t
             plain = score_prediction(pred.distances, pred.std, test)["summary"]
             fitted = score_prediction(R, std, test)["summary"]

@@ -3,6 +3,17 @@
 The score is made in the study's process once a model exists, and kept in
 its ``-transfer-sharc.npz`` file with fingerprints of the runs and of the
 model file: a rerun reuses it while both are unchanged.
+
+Under noise: for every noise level among the experiment's test conditions
+(:func:`~.presets.experiment_conditions`), the runs' signals (made with the
+model's spec, as above) get the condition's noise, drawn as the test split's
+is (:func:`~.conditions.condition_signals`, draw seed = the stage's, keyed by
+the experiment and ``"sharc"``: the same draw for every method of the
+experiment), and every model answers them as itself and with the shared
+signal fit (:func:`~.shared_fit.shared_fit`), as the condition stage answers
+the test split. One file per (stage, level, draw),
+``-transfer-sharc-{condition}-draw{d}.npz``, with fingerprints of the runs,
+the model file, the condition, the draw and the fit's settings.
 """
 
 from __future__ import annotations
@@ -22,10 +33,12 @@ from ...inversion import load_method
 from ...io import atomic_path
 from ...molecules import builtin, formula
 from ...trajectories import Ensemble
-from ..transfer import read_foreign, transfer
+from ..transfer import foreign_dataset, read_foreign, score_transfer, transfer
+from .conditions import CONDITIONS, Condition, condition_fingerprint, condition_signals
 from .manifest import REVISION
 from .presets import Experiment, method_label
 from .ranking import over_seeds, rank_methods, seed_statistics
+from .shared_fit import fit_fingerprint, shared_fit, stage_draws, std_scale, variant_name
 from .stages import Stage
 
 #: The transfer score (:meth:`molmovie.evaluation.transfer.Transfer.summary`): mean over foreign runs of each run's
@@ -95,8 +108,7 @@ def _transfer_stage(stage: Stage, runs: Ensemble, out: Path, train: Dataset, log
         except NPZ_ERRORS:
             pass  # damaged or of another layout: scored again
     model = load_method(model_path)
-    # model files of studies before the frame interval was recorded: the training dataset's median spacing
-    dt = model.dt_ if getattr(model, "dt_", None) is not None else float(np.median(np.diff(train.time)))
+    dt = _frame_interval(model, train)
     result = transfer(model, runs, dt=dt)
     summary = {**result.summary(), "dt_fs": dt}
     scores = result.scores
@@ -134,10 +146,115 @@ def _over_seeds_runs(summaries: list[dict], reduce: Callable[[list], Any]) -> di
     return out
 
 
+def _frame_interval(model: Any, train: Dataset) -> float:
+    """The model's frame interval, fs; for model files of studies before it was recorded, the training dataset's median spacing."""
+    return float(model.dt_) if getattr(model, "dt_", None) is not None else float(np.median(np.diff(train.time)))
+
+
+def _noise_path(stage: Stage, out: Path, cond: Condition, draw: int | None) -> Path:
+    """The file of a stage's transfer under one noise condition and draw."""
+    base = _transfer_path(stage, out)
+    return base.with_name(f"{base.stem}-{cond.key}" + (f"-draw{draw}" if draw is not None else "") + ".npz")
+
+
+def _noise_transfer_stage(
+    stage: Stage, runs: Ensemble, out: Path, train: Dataset, cond: Condition, draw: int | None, log: Callable[[str], None]
+) -> dict:
+    """One stage's model on the foreign runs' signals under a noise condition, as itself and with the shared fit.
+
+    Returns ``{"plain": summary, "fitted": summary}`` (:meth:`~molmovie.evaluation.transfer.Transfer.summary`
+    of each), from the file while its fingerprint holds, else scored and written.
+    """
+    model_path = stage.paths(out)[0]
+    path = _noise_path(stage, out, cond, draw)
+    key = {
+        "revision": REVISION,
+        "runs": _runs_fingerprint(runs),
+        "model": _file_fingerprint(model_path),
+        "condition": condition_fingerprint(cond),
+        "draw": draw,
+        "fit": fit_fingerprint(),
+    }
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if json.loads(str(z["fingerprint_json"])) == key:
+                    return json.loads(str(z["summary_json"]))
+        except NPZ_ERRORS:
+            pass  # damaged or of another layout: scored again
+    model = load_method(model_path)
+    if "refine" in model.get_params():  # the method as itself: no signal fit of its own
+        model.set_params(refine=False)
+    dt = _frame_interval(model, train)
+    ds = foreign_dataset(model, runs, dt=dt)
+    dS = condition_signals(ds, cond, seed=draw if draw is not None else stage.base, experiment=f"{stage.exp.key}/sharc")
+    assert ds.q is not None
+    pred = model.predict(dS, q=ds.q, lengths=ds.length)
+    R, std = shared_fit(pred.distances, pred.std, dS, ds, cond, std_scale(model))
+    plain, fitted = score_transfer(ds, pred.distances, pred.std), score_transfer(ds, R, std)
+    summary = {"plain": {**plain.summary(), "dt_fs": dt}, "fitted": {**fitted.summary(), "dt_fs": dt}}
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(
+                f,
+                distances=pred.distances.astype(np.float32),
+                fitted_distances=R.astype(np.float32),
+                run_error=plain.run_error,
+                fitted_run_error=fitted.run_error,
+                summary_json=np.array(json.dumps(summary)),
+                fingerprint_json=np.array(json.dumps(key)),
+            )
+    log(
+        f"{stage.exp.label}: {stage.label.split(' ', 1)[1]} on the SHARC runs under {cond.label}"
+        + (f" (draw {draw})" if draw is not None else "")
+        + f": {summary['plain'][TRANSFER_SCORE]:.4f} Å → {summary['fitted'][TRANSFER_SCORE]:.4f} Å with the fit"
+    )
+    return summary
+
+
+def _noise_entry(
+    stages: list[Stage],
+    runs: Ensemble,
+    out: Path,
+    train: Dataset,
+    conditions: tuple[str, ...],
+    seeds: int,
+    log: Callable[[str], None],
+) -> dict:
+    """Per noise condition: every variant's transfer (mean and spread over the seeds, or the draws), ranked."""
+    entry = {}
+    for cond in (CONDITIONS[k] for k in conditions):
+        if not cond.drawn or cond.mismatch is not None:
+            continue
+        by_seed: dict[str, list[dict]] = {}
+        for st in stages:
+            for draw in stage_draws(st, cond):
+                got = _noise_transfer_stage(st, runs, out, train, cond, draw, log)
+                for fitted, part in ((False, "plain"), (True, "fitted")):
+                    by_seed.setdefault(variant_name(st.method, fitted), []).append(
+                        {k: v for k, v in got[part].items() if k not in _RUN_KEYS}
+                    )
+        stats = seed_statistics(by_seed, seeds, _over_seeds_runs)
+        stats.update(rank_methods(stats["methods"], stats.get("spread"), scores=(TRANSFER_SCORE,)))
+        entry[cond.key] = {"label": cond.label, "noise": cond.noise, **stats}
+    return entry
+
+
 def transfer_entry(
-    exp: Experiment, stages: list[Stage], foreign: Ensemble, out: Path, train: Dataset, seeds: int, log: Callable[[str], None]
+    exp: Experiment,
+    stages: list[Stage],
+    foreign: Ensemble,
+    out: Path,
+    train: Dataset,
+    seeds: int,
+    log: Callable[[str], None],
+    conditions: tuple[str, ...] = (),
 ) -> dict | None:
-    """Every model of an experiment scored on the foreign runs (those that stay bound, for a bound-only experiment), ranked like the other scores."""
+    """Every model of an experiment scored on the foreign runs (those that stay bound, for a bound-only experiment), ranked like the other scores.
+
+    With noise levels among ``conditions``: also each model, as itself and with the shared fit, on the runs'
+    noisy signals (``conditions`` in the entry, per level; see the module notes).
+    """
     runs = foreign.subset(np.flatnonzero(~np.asarray(foreign.dissociated))) if exp.bound_only else foreign
     if runs.n_trajectories == 0:
         log(f"{exp.label}: no SHARC run stays bound; no transfer score")
@@ -160,4 +277,7 @@ def transfer_entry(
         f"{exp.label}: transfer to {entry['runs']} SHARC run{'s' * (entry['runs'] > 1)}, mean distance error: "
         + " / ".join(f"{method_label(m)} {v[TRANSFER_SCORE]:.4f} Å" for m, v in entry["methods"].items())
     )
+    noisy = _noise_entry(stages, runs, out, train, conditions, seeds, log)
+    if noisy:
+        entry["conditions"] = noisy
     return entry
