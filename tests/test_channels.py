@@ -298,3 +298,14 @@ def test_the_q_scale_search_walks_past_the_grid_to_the_minimum_and_stops_at_its_
     assert len(calls) == 3 + 4  # 1.02, 1.03, 1.04 beyond the grid, then 1.05, worse, and it stops
     assert _best_scale((0.99, 1.0, 1.01), lambda s: -s) == pytest.approx(1 + QSCALE_LIMIT)
     assert _best_scale((0.99, 1.0, 1.01), lambda s: abs(s - 1.0)) == 1.0
+
+
+def test_without_the_qscale_term_q_is_not_scaled():
+    """s = 1 exactly when "qscale" is not asked for, whatever the grid: the fit equals one on the unscaled basis."""
+    meas = _measurement(TRUTH)
+    opts = dict(OPTIONS, bootstrap=0, t0_range=(30.0, 30.0), irf_range=(60.0, 60.0))
+    plain = fit_channels(meas, _basis(), orders=(0, 2), **opts)
+    wide = fit_channels(meas, _basis(), orders=(0, 2), qscale_grid=(0.9, 0.95, 1.05), **opts)
+    assert plain.qscale == wide.qscale == 1.0 and plain.chi2 == wide.chi2
+    held = fit_channels(meas, _basis(), orders=(0, 2), nuisance=("qscale",), qscale_grid=(1.02,), **opts)
+    assert held.qscale == 1.02

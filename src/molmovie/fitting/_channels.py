@@ -610,7 +610,7 @@ def fit_channels(
     qscale_grid : sequence of float
         The values of s tried first with ``"qscale"``; where the best is at an end of the grid, the grid is
         extended past that end by its spacing while χ² falls (up to :data:`QSCALE_LIMIT` from 1), so that the s
-        found is a minimum, not the grid's edge.
+        found is a minimum, not the grid's edge. One value holds s there. Without ``"qscale"``, s = 1.
     bootstrap : int
         Parametric bootstrap replicates (noise σ times the Birge ratio) at the fitted t0 and IRF, for the
         populations' and speeds' σ.
@@ -774,7 +774,8 @@ def _fit_channels(
         t0, irf = float(th[0]), float(th[1])
     if len(temps) > 1:
         temp = min(temps, key=lambda v: chi2_at(1.0, v, t0, irf))
-    s_best = _best_scale(s_values, lambda s: chi2_at(s, temp, t0, irf))
+    # q is scaled only with the "qscale" term (s_values = [1.0] without it); a grid of one value holds s there
+    s_best = _best_scale(s_values, lambda s: chi2_at(s, temp, t0, irf)) if len(s_values) > 1 else s_values[0]
     solver, Kop, nv, labels = build(s_best, temp, t0, irf)
     x, chi2 = solver.solve(d_w)
     c = x[:n_c]

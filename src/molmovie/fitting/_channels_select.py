@@ -26,7 +26,8 @@ def select_nuisance(
 ) -> tuple[ChannelFit, list[tuple[tuple[str, ...], float, float]]]:
     """Add nuisance terms one at a time, the one that lowers the criterion most, while it falls.
 
-    Returns the chosen fit and the path: (terms, criterion, χ²) of every fit tried.
+    Returns the chosen fit and the path: (terms, criterion, χ²) of every fit tried. Once ``"qscale"`` is chosen,
+    the later trials hold its s; the final fit (with the bootstrap) searches s again.
     """
     _check(
         meas,
@@ -58,6 +59,8 @@ def select_nuisance(
         if value >= getattr(fit, criterion):
             break
         current, fit = (*current, kind), f
+        if kind == "qscale":  # later trials hold the scale found (each search refits the basis at every s tried)
+            trial["qscale_grid"] = (f.qscale,)
     if boot:
         fit = fit_channels(meas, basis, nuisance=current, _cache=cache, bootstrap=boot, **options)
     return fit, path
