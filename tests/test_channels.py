@@ -18,9 +18,8 @@ Q = np.linspace(1.0, 3.5, 36)
 DELAYS = np.arange(-100.0, 1301.0, 25.0)
 
 
-def _basis() -> Ensemble:
-    """I2 flying apart at constant relative speeds from r_e."""
-    R = R0 + SPEEDS[:, None] * TIME[None, :]
+def _diatomic(R: np.ndarray, dissociated: bool, prefix: str) -> Ensemble:
+    """An I2 ensemble whose bond lengths over TIME are the rows of R."""
     pos = np.zeros((R.shape[0], TIME.size, 2, 3))
     pos[:, :, 1, 2] = R
     m = R.shape[0]
@@ -30,9 +29,14 @@ def _basis() -> Ensemble:
         time=TIME,
         positions=pos,
         length=np.full(m, TIME.size),
-        dissociated=np.ones(m, bool),
-        source=[f"v{k}" for k in range(m)],
+        dissociated=np.full(m, dissociated),
+        source=[f"{prefix}{k}" for k in range(m)],
     )
+
+
+def _basis() -> Ensemble:
+    """I2 flying apart at constant relative speeds from r_e."""
+    return _diatomic(R0 + SPEEDS[:, None] * TIME[None, :], True, "v")
 
 
 def _measurement(channels, *, gamma=0.08, t0=30.0, irf=60.0, noise=2e-4, seed=0, temperature=None) -> Measurement:
@@ -189,21 +193,8 @@ def test_the_solver_eliminating_free_nuisance_equals_one_bounded_least_squares_o
 
 
 def _ion_family(periods, amplitudes, r_ion=2.58) -> Ensemble:
-    """Bound cations started at the neutral's bond R0, vibrating about r_ion: R = r_ion + (R0 − r_ion) cos(2πt/P)·(A/A0)."""
-    rows = [r_ion + a * np.cos(2 * np.pi * TIME / p) for p in periods for a in amplitudes]
-    R = np.array(rows)
-    pos = np.zeros((R.shape[0], TIME.size, 2, 3))
-    pos[:, :, 1, 2] = R
-    m = R.shape[0]
-    return Ensemble(
-        molecule="I2",
-        symbols=("I", "I"),
-        time=TIME,
-        positions=pos,
-        length=np.full(m, TIME.size),
-        dissociated=np.zeros(m, bool),
-        source=[f"ion{k}" for k in range(m)],
-    )
+    """Bound cations vibrating about r_ion with each period and amplitude: R = r_ion + A cos(2πt/P)."""
+    return _diatomic(np.array([r_ion + a * np.cos(2 * np.pi * TIME / p) for p in periods for a in amplitudes]), False, "ion")
 
 
 ION = (2.58, 139.0, R0 - 2.58)  # the cation's bond (Å), period (fs), and amplitude from the neutral's bond

@@ -833,6 +833,7 @@ def _fit_channels(
         return np.array(pops), np.array(speeds)
 
     pops, speeds = summarise(c)
+    own = periods(c)  # the fit's own periods (channels, then the hole)
     boot_p, boot_v, boot_T = [], [], []
     if bootstrap and gamma > 0:
         rng = np.random.default_rng(seed)
@@ -860,10 +861,7 @@ def _fit_channels(
         wd = wk * diss_e[sl]
         spread = float(np.sqrt((wd * (v_e[sl] - speeds[n]) ** 2).sum() / max(wd.sum(), 1e-300))) if wd.sum() > 0 else float("nan")
         mu_k = float((wd * mu_e[sl]).sum() / max(wd.sum(), 1e-300)) if wd.sum() > 0 else float("nan")
-        wb = wk * ~diss_e[sl]
-        period = None
-        if wb.sum() > 1e-6 * max(wk.sum(), 1e-300):
-            period = _period(np.nansum(wb[:, None] * R_e[sl, :, 0], axis=0) / wb.sum(), time)
+        period = None if np.isnan(own[n]) else float(own[n])
         channels.append(
             Channel(
                 name=al.name if not fams else f"{names[fi]}:{al.name}",
@@ -883,9 +881,7 @@ def _fit_channels(
             )
         )
     hole_gamma = float(c[M_e * K_al :].sum()) if hole else 0.0
-    hole_period = None
-    if hole and hole_gamma > 0:
-        hole_period = _period((c[M_e * K_al :, None] * R[g_idx, :, 0]).sum(axis=0), time)
+    hole_period = None if np.isnan(own[-1]) else float(own[-1])
     coeffs: dict[str, np.ndarray] = {}
     for kind in linear_kinds:
         sel = [i for i, (kk, _) in enumerate(labels) if kk == kind]

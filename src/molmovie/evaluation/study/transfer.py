@@ -95,18 +95,26 @@ def _transfer_path(stage: Stage, out: Path) -> Path:
     return eval_path.with_name(f"{eval_path.stem}-transfer-sharc.npz")
 
 
-def _transfer_stage(stage: Stage, runs: Ensemble, out: Path, train: Dataset, log: Callable[[str], None]) -> dict:
-    """One stage's model scored on foreign runs: its summary, from the stage's transfer file while that is of these runs and this model file, else scored (and the file written)."""
-    model_path = stage.paths(out)[0]
-    path = _transfer_path(stage, out)
-    key = {"revision": REVISION, "runs": _runs_fingerprint(runs), "model": _file_fingerprint(model_path)}
+def _stored_summary(path: Path, key: dict) -> dict | None:
+    """The summary kept in a transfer file whose fingerprint is ``key``; None when absent, stale or damaged (scored again)."""
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
                 if json.loads(str(z["fingerprint_json"])) == key:
                     return json.loads(str(z["summary_json"]))
         except NPZ_ERRORS:
-            pass  # damaged or of another layout: scored again
+            pass  # damaged or of another layout
+    return None
+
+
+def _transfer_stage(stage: Stage, runs: Ensemble, out: Path, train: Dataset, log: Callable[[str], None]) -> dict:
+    """One stage's model scored on foreign runs: its summary, from the stage's transfer file while that is of these runs and this model file, else scored (and the file written)."""
+    model_path = stage.paths(out)[0]
+    path = _transfer_path(stage, out)
+    key = {"revision": REVISION, "runs": _runs_fingerprint(runs), "model": _file_fingerprint(model_path)}
+    stored = _stored_summary(path, key)
+    if stored is not None:
+        return stored
     model = load_method(model_path)
     dt = _frame_interval(model, train)
     result = transfer(model, runs, dt=dt)
@@ -175,13 +183,9 @@ def _noise_transfer_stage(
         "draw": draw,
         "fit": fit_fingerprint(),
     }
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if json.loads(str(z["fingerprint_json"])) == key:
-                    return json.loads(str(z["summary_json"]))
-        except NPZ_ERRORS:
-            pass  # damaged or of another layout: scored again
+    stored = _stored_summary(path, key)
+    if stored is not None:
+        return stored
     model = load_method(model_path)
     if "refine" in model.get_params():  # the method as itself: no signal fit of its own
         model.set_params(refine=False)
