@@ -158,7 +158,7 @@ def test_the_solver_eliminating_free_nuisance_equals_one_bounded_least_squares_o
     nuisance free, the Franck-Condon rows and the hole's equality row as in the solver."""
     from scipy.optimize import lsq_linear
 
-    from molmovie.fitting._channels import _Solver
+    from molmovie.fitting._channels_system import _Solver
     from molmovie.fitting._ensemble_system import EQUALITY_WEIGHT, _Reduced
 
     rng = np.random.default_rng(3)
@@ -277,7 +277,7 @@ def test_a_family_must_share_the_basis_atoms_and_frame_times():
 
 
 def test_the_q_scale_search_walks_past_the_grid_to_the_minimum_and_stops_at_its_limit():
-    from molmovie.fitting._channels import QSCALE_LIMIT, _best_scale
+    from molmovie.fitting._channels_system import QSCALE_LIMIT, _best_scale
 
     calls = []
 
