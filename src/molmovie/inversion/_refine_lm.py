@@ -145,13 +145,12 @@ def levenberg_marquardt(X0, pi, pj, mu, s, data, sigma, ref, q, pair_weight, con
         for _ in range(iterations):
             _damped_step(J, r, lam, step)
             x_try = x + step.reshape(n_atoms, 3)
-            # the residuals first, the Jacobian only for a step that is kept (as many operations as before, in the
-            # same order, for every number that is used)
-            _residuals(x_try, pi, pj, mu[m], s[m], data[m], sigma[m], ref[m], q, pair_weight, const, root_w, r_try, J_try, False)
+            _residuals(x_try, pi, pj, mu[m], s[m], data[m], sigma[m], ref[m], q, pair_weight, const, root_w, r_try, J_try, True)
             f_try = 0.5 * np.sum(r_try * r_try)
             if f_try < fm:  # NaN is never better
                 x = x_try
-                _residuals(x, pi, pj, mu[m], s[m], data[m], sigma[m], ref[m], q, pair_weight, const, root_w, r, J, True)
+                r[:] = r_try
+                J[:] = J_try
                 fm = f_try
                 lam = lam / 3.0
             else:
