@@ -544,3 +544,54 @@ def test_signals_with_a_time_resolution_are_fitted_through_it(space):
     assert err < np.abs(prior - R).mean() / 10  # 0.063 Å before
     assert err < err_blind / 3
     assert np.all(got_std < std)
+
+
+@pytest.mark.parametrize("reference", ["first", "ground"])
+def test_gauss_newton_system_is_the_jacobians_by_finite_differences(reference):
+    """The gradient and the blocks of JᵀJ that the compiled kernel accumulates (frames, frame 0's coupling and own
+    block for the reference "first") equal those of the whole series' Jacobian taken by central differences of the
+    residuals, written out with the package's independent Eq. (1); a masked frame counts for nothing."""
+    from molmovie.inversion._refine_gauss_newton import _evaluate, _normal_equations
+    from molmovie.scattering import DebyeCompiled
+
+    R, dS, _, I_ref = _ocs(T=5, reference=reference)
+    B, T, P = R.shape
+    rng = np.random.default_rng(3)
+    mu, s = np.log(R) + 0.02 * rng.standard_normal(R.shape), np.full(R.shape, 0.1)
+    z = rng.standard_normal(R.shape)
+    mask = np.ones((B, T))
+    mask[1, 3:] = 0.0
+    sigma, w = np.full((B, len(Q)), 1e-3), 0.7
+    ref = None if reference == "first" else np.broadcast_to(I_ref[0], (B, len(Q))).copy()
+
+    def residuals(zb, b):  # (T, Q) whitened residuals of series b, independently of the fit's code
+        intensity = intensity_from_distances(OCS, np.exp(mu[b] + s[b] * zb), Q)
+        r0 = intensity[:1] if ref is None else ref[b][None]
+        return (intensity / r0 - 1.0 - dS[b]) / sigma[b] * mask[b][:, None]
+
+    _, jac = _evaluate(DebyeCompiled(OCS, Q), 0.0, mu, s, dS, sigma, ref, mask, w, z, jacobian=True)
+    g, H, Hc, H00 = _normal_equations(jac, z, mask, w, ref is None)
+    for b in range(B):
+        J = np.zeros((T * len(Q), T * P))
+        for k in range(T * P):
+            h = np.zeros(T * P)
+            h[k] = 1e-6
+            J[:, k] = (residuals(z[b] + h.reshape(T, P), b) - residuals(z[b] - h.reshape(T, P), b)).ravel() / 2e-6
+        JtJ = J.T @ J
+        grad = J.T @ residuals(z[b], b).ravel() + w * (mask[b][:, None] * z[b]).ravel()
+        scale = np.abs(JtJ).max()
+        np.testing.assert_allclose(g[b].ravel(), grad, rtol=0, atol=1e-6 * np.abs(grad).max())
+        for t in range(T):
+            block = JtJ[t * P : (t + 1) * P, t * P : (t + 1) * P] + w * np.eye(P)
+            if ref is None and t == 0:
+                np.testing.assert_allclose(H00[b], block, rtol=0, atol=1e-6 * scale)
+                continue
+            np.testing.assert_allclose(H[b, t], block, rtol=0, atol=1e-6 * scale)
+            coupling = JtJ[t * P : (t + 1) * P, :P]  # with frame 0
+            if t == 0:
+                continue
+            if ref is None:
+                np.testing.assert_allclose(Hc[b, t], coupling, rtol=0, atol=1e-6 * scale)
+            else:
+                assert Hc is None and np.abs(coupling).max() == 0.0
+        assert np.abs(g[b, mask[b] == 0]).max(initial=0.0) == 0.0

@@ -40,7 +40,7 @@ configure()
 
 @njit(cache=True, parallel=True, fastmath=False)
 def normal_blocks(dI_dR, Rs, unit, ratio, resid, mask, z, weight, first, g, H, Hc, H00):
-    """Write g (B, T, P), H (B, T, P, P) and, for ``first``, Hc (B, T, P, P) and H00 (B, P, P).
+    r"""Write g (B, T, P), H (B, T, P, P) and, for ``first``, Hc (B, T, P, P) and H00 (B, P, P).
 
     dI_dR (B, T, Q, P); Rs = R s (B, T, P); unit = σ I_ref (B, T, Q) (∂r/∂I = 1/unit);
     ratio = I_t / I_0 (B, T, Q) (read only for ``first``); resid (B, T, Q); mask (B, T); z (B, T, P).
