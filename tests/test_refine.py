@@ -595,3 +595,23 @@ def test_gauss_newton_system_is_the_jacobians_by_finite_differences(reference):
             else:
                 assert Hc is None and np.abs(coupling).max() == 0.0
         assert np.abs(g[b, mask[b] == 0]).max(initial=0.0) == 0.0
+
+
+def test_damped_cholesky_solve_equals_a_general_solve_and_refuses_an_indefinite_matrix():
+    """The compiled solve of (H + λ1) x = b (the Gauss-Newton steps) equals NumPy's LU solve on positive definite
+    matrices, each with its own λ and several right-hand sides; where H + λ1 is not positive definite it answers NaN
+    (a step the fit refuses) instead of a number."""
+    from molmovie.inversion._refine_gn_kernels import cholesky_solve
+
+    rng = np.random.default_rng(5)
+    M, P, K = 6, 7, 3
+    J = rng.standard_normal((M, 20, P))
+    H = J.swapaxes(-1, -2) @ J
+    lam = rng.uniform(0, 2, M)
+    rhs = rng.standard_normal((M, P, K))
+    H[-1] = -np.eye(P)  # indefinite even with its λ < 1
+    out = np.empty_like(rhs)
+    cholesky_solve(H, lam, rhs, out)
+    want = np.linalg.solve(H[:-1] + lam[:-1, None, None] * np.eye(P), rhs[:-1])
+    np.testing.assert_allclose(out[:-1], want, rtol=1e-10, atol=1e-12)
+    assert np.isnan(out[-1]).all()

@@ -183,18 +183,33 @@ def _normal_equations(jac, z, mask, weight, first):
 
 def _solve(g, H, Hc, H00, lam, first):
     """The damped Gauss-Newton step (B, T, P): frames eliminated, then frame 0 by its Schur complement."""
-    P = g.shape[-1]
-    eye = np.eye(P)
-    Hd = H + lam[:, None, None, None] * eye
+    T, P = g.shape[1:]
     if not first:
-        return -np.linalg.solve(Hd, g[..., None])[..., 0]
-    rest = np.linalg.solve(Hd[:, 1:], np.concatenate([Hc[:, 1:], g[:, 1:, :, None]], axis=-1))  # (B, T-1, P, P+1)
+        return -_damped_solve(H, np.repeat(lam, T), g[..., None])[..., 0]
+    rest = _damped_solve(H[:, 1:], np.repeat(lam, T - 1), np.concatenate([Hc[:, 1:], g[:, 1:, :, None]], axis=-1))
     HcT = Hc[:, 1:].swapaxes(-1, -2)
-    S = H00 + lam[:, None, None] * eye - (HcT @ rest[..., :P]).sum(1)
+    S = H00 - (HcT @ rest[..., :P]).sum(1)
     rhs = -g[:, 0] + (HcT @ rest[..., P:]).sum(1)[..., 0]
-    d0 = np.linalg.solve(S, rhs[..., None])[..., 0]
+    d0 = _damped_solve(S[:, None], lam, rhs[:, None, :, None])[:, 0, :, 0]
     dt = -rest[..., P] - (rest[..., :P] @ d0[:, None, :, None])[..., 0]
     return np.concatenate([d0[:, None], dt], axis=1)
+
+
+def _damped_solve(H, lam, rhs):
+    """(H + λ 1)⁻¹ rhs for H (B, T, P, P), λ per matrix (B T,) and rhs (B, T, P, K), by the compiled Cholesky."""
+    from .._numba import parallel_lock
+    from ._refine_gn_kernels import cholesky_solve
+
+    B, T, P, K = rhs.shape
+    out = np.empty((B * T, P, K))
+    with parallel_lock:
+        cholesky_solve(
+            np.ascontiguousarray(H.reshape(B * T, P, P)),
+            np.ascontiguousarray(lam, dtype=float),
+            np.ascontiguousarray(rhs.reshape(B * T, P, K)),
+            out,
+        )
+    return out.reshape(B, T, P, K)
 
 
 class _Frames:

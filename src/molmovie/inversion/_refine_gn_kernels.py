@@ -92,3 +92,47 @@ def normal_blocks(dI_dR, Rs, unit, ratio, resid, mask, z, weight, first, g, H, H
                     W[k, p] = sq[k] * A0[k, p]
             H00[b] = np.dot(A0.T, W) + H[b, 0]
             g[b, 0] -= np.dot(A0.T, sr)
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def cholesky_solve(H, lam, rhs, out):
+    """out[m] = (H[m] + lam[m] 1)⁻¹ rhs[m] for every matrix m by Cholesky; NaN where the factorisation fails.
+
+    H (M, P, P) symmetric (its lower triangle is read), lam (M,) ≥ 0, rhs and out (M, P, K). The damped
+    Gauss-Newton matrices are positive definite (JᵀJ plus the prior's weight and the damping on the diagonal),
+    so Cholesky takes half the operations of the LU factorisation of a general solve; one that fails (rounding
+    in a matrix near singular) gives a NaN step, which the fit refuses as it refuses any step that does not
+    lower the objective, and raises the damping.
+    """
+    M, P, K = rhs.shape
+    for m in prange(M):
+        L = np.zeros((P, P))
+        ok = True
+        for a in range(P):
+            for b in range(a + 1):
+                acc = H[m, a, b] + (lam[m] if a == b else 0.0)
+                for c in range(b):
+                    acc -= L[a, c] * L[b, c]
+                if a == b:
+                    if not (acc > 0.0):
+                        ok = False
+                        break
+                    L[a, a] = np.sqrt(acc)
+                else:
+                    L[a, b] = acc / L[b, b]
+            if not ok:
+                break
+        if not ok:
+            out[m] = np.nan
+            continue
+        for k in range(K):
+            for a in range(P):  # L y = b
+                acc = rhs[m, a, k]
+                for c in range(a):
+                    acc -= L[a, c] * out[m, c, k]
+                out[m, a, k] = acc / L[a, a]
+            for a in range(P - 1, -1, -1):  # Lᵀ x = y
+                acc = out[m, a, k]
+                for c in range(a + 1, P):
+                    acc -= L[c, a] * out[m, c, k]
+                out[m, a, k] = acc / L[a, a]
