@@ -125,14 +125,20 @@ def cholesky_solve(H, lam, rhs, out):
         if not ok:
             out[m] = np.nan
             continue
-        for k in range(K):
-            for a in range(P):  # L y = b
-                acc = rhs[m, a, k]
-                for c in range(a):
-                    acc -= L[a, c] * out[m, c, k]
-                out[m, a, k] = acc / L[a, a]
-            for a in range(P - 1, -1, -1):  # Lᵀ x = y
-                acc = out[m, a, k]
-                for c in range(a + 1, P):
-                    acc -= L[c, a] * out[m, c, k]
-                out[m, a, k] = acc / L[a, a]
+        x = out[m]
+        for a in range(P):  # L y = b, every right-hand side at once (the inner loop runs along K, contiguous)
+            for k in range(K):
+                x[a, k] = rhs[m, a, k]
+            for c in range(a):
+                lac = L[a, c]
+                for k in range(K):
+                    x[a, k] -= lac * x[c, k]
+            for k in range(K):
+                x[a, k] /= L[a, a]
+        for a in range(P - 1, -1, -1):  # Lᵀ x = y
+            for c in range(a + 1, P):
+                lca = L[c, a]
+                for k in range(K):
+                    x[a, k] -= lca * x[c, k]
+            for k in range(K):
+                x[a, k] /= L[a, a]
