@@ -71,8 +71,8 @@ method's prior; ``benchmarks/bench_refine.py --study``, one run): the
 objective summed over each split fell from 59,300 to 12,000 on NMM, 5,560 to
 440 on CS2 and 173 to 19 on bound CS2 (equal on C2H4 and bound C2H4), the
 per-frame symmetry-aware RMSD sums of CS2 and bound CS2 from 26.7 and 13.9 Å
-to 2.43 and 1.60 Å, in 16.5 s for the five splits against 162 s for PyTorch's
-L-BFGS and 12.4 s for L-BFGS on the compiled kernels. The L-BFGS variable is
+to 2.43 and 1.60 Å, in 10.05 s for the five splits against 100.2 s for PyTorch's
+L-BFGS and 6.86 s for L-BFGS on the compiled kernels (one run, docs/benchmarks.md). The L-BFGS variable is
 :math:`y = L^\top z`, with :math:`z = (u - \log\hat R)/(\hat\sigma/\hat R)`
 the prior-whitened log distances and L the Cholesky factor of each frame's
 Gauss-Newton Hessian at the prior mean (below): the data term's curvature
