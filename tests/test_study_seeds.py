@@ -573,3 +573,26 @@ def test_a_scheduler_that_does_not_answer_is_refused_before_anything_is_written(
     with pytest.raises(InputError, match=r"jobs=2 and a scheduler were both given"):
         run_study(PRESET, out, seed=SEED, jobs=2, scheduler=f"tcp://127.0.0.1:{port}", data_dir=data_dir, log=quiet)
     assert not out.exists()
+
+
+def test_parallel_lines_off_a_terminal_are_one_per_stage_and_stop_with_it(monkeypatch, caplog):
+    """Off a terminal (a log file) each stage of ``reproduce --jobs N`` is one line writer: its lines count up and
+    stop when the stage ends. (Each report used to start another writer that said "0/N" until the process ended.)"""
+    import threading
+    import time
+
+    from molmovie.cli._progress import LOGGER
+
+    monkeypatch.setenv("MOLMOVIE_PROGRESS_INTERVAL", "0.05")
+    caplog.set_level(1, logger=LOGGER.name)
+    with ParallelStageProgress() as bars:
+        assert bars._lines  # pytest's stderr is no terminal
+        for done in range(1, 5):
+            bars(done, {"stage": "a epochs", "total": 4})
+            time.sleep(0.12)
+        assert bars.open_stages == []
+    time.sleep(0.2)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("a epochs:")]
+    assert said and all(not m.startswith("a epochs: 0/") for m in said)
+    assert said[-1].startswith("a epochs: 4/4")
+    assert not [t for t in threading.enumerate() if t.name == "molmovie-progress" and t.is_alive()]

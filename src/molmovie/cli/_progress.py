@@ -335,7 +335,9 @@ class ParallelStageProgress:
     def __call__(self, done: int, info: dict) -> None:
         stage, total = info.get("stage"), info.get("total")
         if self._lines:
-            lines = self._tasks.setdefault(stage, _Lines(str(stage), total, ""))
+            lines = self._tasks.get(stage)
+            if lines is None:  # made once per stage: each _Lines starts a heartbeat thread of its own
+                lines = self._tasks[stage] = _Lines(str(stage), total, "")
             lines.update(completed=done, total=total)
             if total is not None and done >= total:
                 self._tasks.pop(stage).close()
