@@ -181,7 +181,7 @@ def _normal_equations(jac, z, mask, weight, first):
     unit = np.ascontiguousarray(np.broadcast_to(unit, (B, T, Q)))
     g, H = np.empty((B, T, P)), np.empty((B, T, P, P))
     Hc, H00 = (np.empty((B, T, P, P)), np.empty((B, P, P))) if first else (np.empty((1, 1, 1, 1)), np.empty((1, 1, 1)))
-    arrays = (dI_dR, Rs, unit, ratio, resid, np.asarray(mask, dtype=float), z)
+    arrays = (dI_dR, Rs, unit, ratio, resid, mask, z)
     with parallel_lock:
         normal_blocks(*(np.ascontiguousarray(a, dtype=float) for a in arrays), float(weight), bool(first), g, H, Hc, H00)
     return (g, H, Hc, H00) if first else (g, H, None, None)

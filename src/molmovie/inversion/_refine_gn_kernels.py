@@ -23,9 +23,9 @@ molecule with 21 moving pairs):
 * :math:`H^c_t = m_t A_t^\top C_t` (the coupling of frame t to frame 0);
 * :math:`H_{00} = H_0 + \sum_{t \ge 1} m_t C_t^\top C_t`.
 
-The same quantities, in another order of summation, as the NumPy expressions
-they replace (a test holds them to 1e-12 relative). Series run in parallel
-(``prange``); no ``fastmath``.
+The same quantities, in another order of summation, as the NumPy batched
+products they replaced (a test holds them to the whole series' Jacobian by
+central differences). Series run in parallel (``prange``); no ``fastmath``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._numba import configure
+from ._refine_lm import cholesky, solve_factored
 
 configure()
 
@@ -104,41 +105,14 @@ def cholesky_solve(H, lam, rhs, out):
     in a matrix near singular) gives a NaN step, which the fit refuses as it refuses any step that does not
     lower the objective, and raises the damping.
     """
-    M, P, K = rhs.shape
+    M, P = rhs.shape[:2]
     for m in prange(M):
-        L = np.zeros((P, P))
-        ok = True
+        D = H[m].copy()
         for a in range(P):
-            for b in range(a + 1):
-                acc = H[m, a, b] + (lam[m] if a == b else 0.0)
-                for c in range(b):
-                    acc -= L[a, c] * L[b, c]
-                if a == b:
-                    if not (acc > 0.0):
-                        ok = False
-                        break
-                    L[a, a] = np.sqrt(acc)
-                else:
-                    L[a, b] = acc / L[b, b]
-            if not ok:
-                break
-        if not ok:
+            D[a, a] += lam[m]
+        L = np.empty((P, P))
+        if not cholesky(D, L):
             out[m] = np.nan
             continue
-        x = out[m]
-        for a in range(P):  # L y = b, every right-hand side at once (the inner loop runs along K, contiguous)
-            for k in range(K):
-                x[a, k] = rhs[m, a, k]
-            for c in range(a):
-                lac = L[a, c]
-                for k in range(K):
-                    x[a, k] -= lac * x[c, k]
-            for k in range(K):
-                x[a, k] /= L[a, a]
-        for a in range(P - 1, -1, -1):  # Lᵀ x = y
-            for c in range(a + 1, P):
-                lca = L[c, a]
-                for k in range(K):
-                    x[a, k] -= lca * x[c, k]
-            for k in range(K):
-                x[a, k] /= L[a, a]
+        out[m] = rhs[m]
+        solve_factored(L, out[m])

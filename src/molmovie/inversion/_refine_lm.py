@@ -91,30 +91,57 @@ def _damped_step(J, r, lam, step):
         top = max(top, H[a, a])
     for a in range(n):
         H[a, a] += lam * H[a, a] + 1e-12 * top
-    L = np.zeros((n, n))
+    L = np.empty((n, n))
+    if not cholesky(H, L):
+        step[:] = np.nan
+        return
+    x = np.empty((n, 1))
     for a in range(n):
+        x[a, 0] = -g[a]
+    solve_factored(L, x)
+    step[:] = x[:, 0]
+
+
+@njit(cache=True, fastmath=False)
+def cholesky(H, L):
+    """L (P, P) lower triangular with L Lᵀ = H, from H's lower triangle; False (L unfinished) where H is not
+    positive definite to rounding. Shared by this module's frame fits and the fit of distances'
+    :func:`~molmovie.inversion._refine_gn_kernels.cholesky_solve`."""
+    P = H.shape[0]
+    L[:] = 0.0
+    for a in range(P):
         for b in range(a + 1):
             acc = H[a, b]
             for c in range(b):
                 acc -= L[a, c] * L[b, c]
             if a == b:
                 if not (acc > 0.0):
-                    step[:] = np.nan
-                    return
+                    return False
                 L[a, a] = math.sqrt(acc)
             else:
                 L[a, b] = acc / L[b, b]
-    y = np.empty(n)
-    for a in range(n):
-        acc = -g[a]
+    return True
+
+
+@njit(cache=True, fastmath=False)
+def solve_factored(L, x):
+    """x (P, K) ← (L Lᵀ)⁻¹ x, in place: forward then back substitution, every column at once (the inner loop runs
+    along K)."""
+    P, K = x.shape
+    for a in range(P):  # L y = b
         for c in range(a):
-            acc -= L[a, c] * y[c]
-        y[a] = acc / L[a, a]
-    for a in range(n - 1, -1, -1):
-        acc = y[a]
-        for c in range(a + 1, n):
-            acc -= L[c, a] * step[c]
-        step[a] = acc / L[a, a]
+            lac = L[a, c]
+            for k in range(K):
+                x[a, k] -= lac * x[c, k]
+        for k in range(K):
+            x[a, k] /= L[a, a]
+    for a in range(P - 1, -1, -1):  # Lᵀ x = y
+        for c in range(a + 1, P):
+            lca = L[c, a]
+            for k in range(K):
+                x[a, k] -= lca * x[c, k]
+        for k in range(K):
+            x[a, k] /= L[a, a]
 
 
 @njit(cache=True, parallel=True, fastmath=False)
