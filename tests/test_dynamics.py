@@ -156,6 +156,49 @@ def test_cs2_modes_are_linear_with_a_degenerate_bend(cs2_modes):
     assert abs(w[0] - w[1]) < 1.0 and w[0] < w[2] < w[3]
 
 
+def test_modes_and_samples_do_not_depend_on_the_eigensolvers_basis(monkeypatch):
+    """An eigensolver is free to flip each mode and to rotate a degenerate level (LAPACK builds differ):
+    the modes, and so the Wigner sample of a seed, must not follow it (they once did: CS2's bends)."""
+    import torch
+
+    cs2 = builtin("cs2")
+    ref = torch.as_tensor(cs2.positions, dtype=torch.float64)
+    r0 = torch.linalg.norm(ref[1:] - ref[0], dim=1)
+
+    def energy(x):  # two C-S springs and a bend: E = k/2 Σ (r - r0)² + k_b/2 |u1 + u2|² (u: unit C→S vectors)
+        d = x.reshape(3, 3)[1:] - x.reshape(3, 3)[0]
+        r = torch.linalg.norm(d, dim=1)
+        return 0.5 * 20.0 * ((r - r0) ** 2).sum() + 0.5 * 3.0 * ((d / r[:, None]).sum(0) ** 2).sum()
+
+    h = torch.autograd.functional.hessian(energy, ref.reshape(-1)).numpy()
+    plain = normal_modes(cs2.symbols, cs2.positions, h)
+    eigh = np.linalg.eigh
+
+    def other_basis(a):
+        w, v = eigh(a)
+        c, s = np.cos(0.7), np.sin(0.7)  # the degenerate bend pair (the two lowest) rotated, every mode flipped
+        v = v.copy()
+        v[:, :2] = v[:, :2] @ np.array([[c, -s], [s, c]])
+        return w, -v
+
+    monkeypatch.setattr(np.linalg, "eigh", other_basis)
+    rotated = normal_modes(cs2.symbols, cs2.positions, h)
+    monkeypatch.undo()
+    assert abs(plain.wavenumbers[0] - plain.wavenumbers[1]) < 1e-6  # one degenerate level
+    np.testing.assert_allclose(rotated.vectors, plain.vectors, atol=1e-12)
+    np.testing.assert_allclose(rotated.omega, plain.omega, rtol=1e-12)
+    x1, v1 = wigner_sample(plain, 7)
+    x2, v2 = wigner_sample(rotated, 7)
+    np.testing.assert_allclose(x2, x1, atol=1e-12)
+    np.testing.assert_allclose(v2, v1, atol=1e-12)
+    # the canonical basis: each bend along one Cartesian axis, each mode pointing along the first axis it moves
+    vec = plain.vectors.reshape(len(plain.omega), -1)
+    np.testing.assert_allclose(vec @ vec.T, np.eye(len(vec)), atol=1e-12)
+    first = [np.flatnonzero(np.abs(m) >= 0.1)[0] for m in vec]
+    assert all(vec[k, i] > 0 for k, i in enumerate(first))
+    assert first[:2] == [0, 1]  # carbon's x, then y: the bend in the xz plane, then in yz
+
+
 # --------------------------------------------------------------------------- integrator and excess energy
 
 

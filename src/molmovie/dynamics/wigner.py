@@ -198,16 +198,70 @@ def normal_modes(
     inv_sq = 1.0 / np.sqrt(np.repeat(masses, 3))
     hmw = cartesian_hessian * inv_sq[:, None] * inv_sq[None, :]
     evals, evecs = np.linalg.eigh(vib.T @ hmw @ vib)
-    vectors = (vib @ evecs).T.reshape(-1, n, 3)
     # eigenvalues in eV/(Angstrom^2 u); omega in 1/fs: sqrt(eV/u)/Angstrom -> 1/fs
     from ase import units
 
+    def wavenumbers(ev):
+        return np.sign(ev) * np.sqrt(np.abs(ev)) * units.fs / (2 * np.pi * _C_CM_PER_FS)
+
+    modes, evals = _canonical_modes(vib @ evecs, evals, wavenumbers(evals))
+    vectors = modes.T.reshape(-1, n, 3)
     omega = np.sign(evals) * np.sqrt(np.abs(evals)) * units.fs  # angular frequency, 1/fs
     wavenumber = omega / (2 * np.pi * _C_CM_PER_FS)
     keep = wavenumber >= min_wavenumber
     return NormalModes(
         symbols, pos - masses @ pos / masses.sum(), float(energy), omega[keep], vectors[keep], wavenumber[~keep], linear
     )
+
+
+#: Modes whose wavenumbers differ by less than this (cm^-1) share one degenerate level (:func:`_canonical_modes`).
+DEGENERATE_WAVENUMBERS = 0.5
+
+#: A candidate direction enters a level's canonical basis when this much of it (its norm) is left outside the
+#: directions already chosen (:func:`_canonical_modes`).
+_CANDIDATE_NORM = 0.1
+
+
+def _canonical_modes(vectors: np.ndarray, evals: np.ndarray, wavenumbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The normal modes (columns, mass-weighted, orthonormal; eigenvalues ascending) in a basis fixed by the Hessian, not by its eigensolver.
+
+    An eigensolver returns each mode up to its sign, and a degenerate level (CS2's two bends) in any
+    orthonormal basis of its subspace: which one depends on the LAPACK build and the CPU's rounding, so
+    the same seed drew different Wigner samples on different machines. Here each level (modes whose
+    wavenumbers lie within :data:`DEGENERATE_WAVENUMBERS` of the next) is replaced by the basis that
+    Gram-Schmidt makes from the projections P e_k of the Cartesian unit vectors onto the level's subspace
+    (P = V Vᵀ does not depend on the basis), taken in the order of k, each kept while at least
+    :data:`_CANDIDATE_NORM` of it is new; each mode then points along the first unit vector it
+    overlaps; a level's modes share its mean eigenvalue (the numerical splitting of a degenerate level is
+    rounding and finite-difference noise). The sample's distribution is the same for any basis; this makes
+    the sample itself the same. Returns the modes and their eigenvalues.
+    """
+    nu = wavenumbers
+    out = np.empty_like(vectors)
+    level = np.empty_like(evals)
+    start = 0
+    while start < len(nu):
+        stop = start + 1
+        while stop < len(nu) and nu[stop] - nu[stop - 1] < DEGENERATE_WAVENUMBERS:
+            stop += 1
+        V = vectors[:, start:stop]
+        P = V @ V.T
+        chosen: list[np.ndarray] = []
+        for k in range(P.shape[0]):
+            if len(chosen) == stop - start:
+                break
+            c = P[:, k].copy()
+            for b in chosen:
+                c -= (b @ c) * b
+            norm = np.linalg.norm(c)
+            if norm >= _CANDIDATE_NORM:
+                chosen.append(c / norm)
+        if len(chosen) < stop - start:  # cannot happen for an orthonormal V (some P e_k keeps ≥ 1/sqrt(3N)); kept as is
+            chosen = list(V.T)
+        out[:, start:stop] = np.array(chosen).T
+        level[start:stop] = evals[start:stop].mean()
+        start = stop
+    return out, level
 
 
 def wigner_sample(
