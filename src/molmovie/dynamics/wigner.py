@@ -201,7 +201,7 @@ def normal_modes(
     # eigenvalues in eV/(Angstrom^2 u); omega in 1/fs: sqrt(eV/u)/Angstrom -> 1/fs
     from ase import units
 
-    def wavenumbers(ev):
+    def wavenumbers(ev: np.ndarray) -> np.ndarray:
         return np.sign(ev) * np.sqrt(np.abs(ev)) * units.fs / (2 * np.pi * _C_CM_PER_FS)
 
     modes, evals = _canonical_modes(vib @ evecs, evals, wavenumbers(evals))

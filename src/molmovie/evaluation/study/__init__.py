@@ -36,11 +36,13 @@ leaves nothing corrupt::
     OUT/study.json                       what defines the study (a rerun with other settings is refused)
     OUT/data/{nmm,c2h4,cs2}.h5           generated trajectories + signals
     OUT/data/cs2-electron-3700kev.h5     cs2.h5's trajectories and splits with electron signals
+    OUT/data/cs2-cs2-triplet.h5          another dynamics model's CS2 trajectories, for the transfer score (``Preset.foreign_models``)
     OUT/models/{experiment}-{method}.safetensors           trained with the study's seed
     OUT/models/{experiment}-{method}-seed{s}.safetensors   trained with another seed s (seeds=K > 1)
     OUT/eval/{experiment}-{method}[-seed{s}].npz   predictions and per-frame metrics (:func:`~molmovie.evaluation.write_scores`)
     OUT/eval/{experiment}-{method}[-seed{s}]-transfer-sharc.npz   the model scored on foreign SHARC runs (CS2 only, with ``sharc_dir``)
     OUT/eval/{experiment}-{method}[-seed{s}]-transfer-sharc-{condition}-draw{d}.npz   the same under a noise level, as itself and with the shared fit
+    OUT/eval/{experiment}-{method}[-seed{s}]-transfer-cs2-triplet[-{condition}-draw{d}].npz   the same on the other model's runs
     OUT/eval/conditions/{experiment}-{method}[-seed{s}]-{condition}[-draw{d}].npz   the test split under a condition (:mod:`.shared_fit`)
     OUT/results.json, OUT/results.md     the tables
     OUT/fig2a.png, fig2b.png, fig2c.png, signals.png
@@ -61,7 +63,11 @@ scores again (seconds) when either changed. The foreign runs are not part of
 what defines a study. Under each noise level among the experiment's test
 conditions the runs' signals get that level's noise (the same draw for every
 method) and each model answers as itself and with the shared signal fit
-(:mod:`.transfer`).
+(:mod:`.transfer`). The same on the trajectories of another dynamics model
+that the study generates for a preset's ``foreign_models`` (both presets:
+``cs2-triplet``, CS2 put on the triplet surface at once, where the trained
+model waits on the bound singlet; another seed than the datasets'), with or
+without ``sharc_dir``.
 """
 
 from __future__ import annotations

@@ -147,17 +147,19 @@ def conditions_markdown(results: dict) -> list[str]:
     return rows
 
 
-def transfer_conditions_markdown(results: dict, score: str = "transfer_error") -> list[str]:
-    """Rows of Markdown: the transfer to the SHARC runs under each noise level, every variant, winner beyond the spread."""
-    scored = [e for e in results["experiments"].values() if e.get("transfer", {}).get("sharc", {}).get("conditions")]
+def transfer_conditions_markdown(results: dict, score: str = "transfer_error", source: str = "sharc") -> list[str]:
+    """Rows of Markdown: the transfer to one source's foreign runs (the SHARC runs by default) under each noise level, every variant, winner beyond the spread."""
+    from .transfer import runs_name
+
+    scored = [e for e in results["experiments"].values() if e.get("transfer", {}).get(source, {}).get("conditions")]
     if not scored:
         return []
     several = "seeds" in results
-    keys = [k for k in CONDITIONS if any(k in e["transfer"]["sharc"]["conditions"] for e in scored)]
-    variants = list(dict.fromkeys(v for e in scored for c in e["transfer"]["sharc"]["conditions"].values() for v in c["methods"]))
+    keys = [k for k in CONDITIONS if any(k in e["transfer"][source]["conditions"] for e in scored)]
+    variants = list(dict.fromkeys(v for e in scored for c in e["transfer"][source]["conditions"].values() for v in c["methods"]))
     rows = [
         "",
-        "Transfer under noise: the SHARC runs' signals (made with each model's spec) with the noise of each level, "
+        f"Transfer under noise: the {runs_name(source)}' signals (made with each model's spec) with the noise of each level, "
         "drawn once per level and seed, the same for every method; each method as itself and with the shared signal "
         "fit, as in the tables below; the same score (Å, three significant digits)."
         + (
@@ -173,7 +175,7 @@ def transfer_conditions_markdown(results: dict, score: str = "transfer_error") -
             "|---|" + "---|" * (len(variants) + 1),
         ]
         for e in scored:
-            c = e["transfer"]["sharc"]["conditions"].get(k)
+            c = e["transfer"][source]["conditions"].get(k)
             if c is None:
                 continue
             cells = []

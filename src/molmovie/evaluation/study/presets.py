@@ -99,6 +99,10 @@ class Preset:
         fit (:mod:`.shared_fit`); empty: none, only the study's main table.
     condition_experiments : tuple of str, optional
         The experiments (keys) answered under ``conditions``; default: all.
+    foreign_models : dict molecule -> (model, count)
+        Trajectories of another dynamics model (a name in :data:`molmovie.dynamics.MODELS`) that the study
+        generates beside the molecule's dataset, with another seed, for the transfer score of the molecule's
+        models (:mod:`.transfer`; the molecule's experiments that are scored on SHARC runs, CS2).
     """
 
     name: str
@@ -108,9 +112,21 @@ class Preset:
     description: str = ""
     conditions: tuple[str, ...] = ()
     condition_experiments: tuple[str, ...] | None = None
+    foreign_models: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_conditions(tuple(self.conditions))
+        from ...dynamics.models import MODELS
+
+        for mol, (model, count) in self.foreign_models.items():
+            if model not in MODELS:
+                raise InputError(
+                    f"the {self.name} preset scores transfer on an unknown model {model!r}; models are {', '.join(MODELS)}"
+                )
+            if mol not in self.trajectories or int(count) < 1:
+                raise InputError(
+                    f"the {self.name} preset's foreign runs of {mol!r} need the molecule among its datasets and a count >= 1"
+                )
         known = [e.key for e in EXPERIMENTS]
         unknown = [k for k in self.condition_experiments or () if k not in known]
         if unknown:
@@ -125,6 +141,12 @@ class Preset:
 TRAINING_NOISE = (0.0, *NOISE_LEVELS)
 
 
+#: The other dynamics model whose CS2 trajectories the presets score transfer on: put on the triplet surface at
+#: once with the 6.2 eV excitation's energy (no singlet lifetime), where the trained model (``cs2-isc``) waits on
+#: the bound singlet for 650 fs on average; the same GFN2-xTB surfaces and starting conditions (another seed).
+OTHER_MODEL = "cs2-triplet"
+
+
 PRESETS: dict[str, Preset] = {
     "paper": Preset(
         "paper",
@@ -133,6 +155,7 @@ PRESETS: dict[str, Preset] = {
         methods={"nearest": {}, "nearest-viterbi": {}, "vrnn": dict(epochs=150, patience=20, signal_noise=TRAINING_NOISE)},
         description="the paper's dataset sizes (Table 1)",
         conditions=tuple(CONDITIONS),
+        foreign_models={"cs2": (OTHER_MODEL, 95)},
     ),
     "quick": Preset(
         "quick",
@@ -143,6 +166,7 @@ PRESETS: dict[str, Preset] = {
         # split took over 15 minutes on the loaded 2-core machine (C2H4: 70 s, CS2: see docs/where-dynamics-help.md)
         conditions=tuple(CONDITIONS),
         condition_experiments=("cs2", "cs2-bound"),
+        foreign_models={"cs2": (OTHER_MODEL, 8)},
     ),
 }
 

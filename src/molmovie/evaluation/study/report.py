@@ -16,7 +16,7 @@ from .conditions_report import conditions_figure, conditions_markdown, transfer_
 from .presets import SCORE_NAMES, SCORES, Experiment, is_seeded, method_label
 from .ranking import SPREAD, WIN_RULE
 from .stages import experiment_dataset
-from .transfer import TRANSFER_SCORE, TRANSFER_TITLE
+from .transfer import TRANSFER_SCORE, runs_name, transfer_title
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -160,23 +160,29 @@ def results_markdown(results: dict) -> str:
 
 
 def _transfer_markdown(results: dict, methods: list[str]) -> list[str]:
-    """The transfer table (rows of Markdown, empty without transfer scores): one row per experiment scored on SHARC runs, one column per method."""
-    scored = [e for e in results["experiments"].values() if "sharc" in e.get("transfer", {})]
-    if not scored:
-        return []
+    """The transfer tables (rows of Markdown, empty without transfer scores), one per source of foreign runs (the SHARC
+    runs, another dynamics model's): one row per experiment scored on them, one column per method, then the same under noise."""
+    sources = dict.fromkeys(src for e in results["experiments"].values() for src in e.get("transfer", {}))
+    return [row for source in sources for row in _source_markdown(results, methods, source)]
+
+
+def _source_markdown(results: dict, methods: list[str], source: str) -> list[str]:
+    scored = [e for e in results["experiments"].values() if source in e.get("transfer", {})]
     several = "seeds" in results
     rows = [
         "",
-        f"{TRANSFER_TITLE}: each model's mean over the runs of each run's mean error, over frames, of the atom-atom "
+        f"{transfer_title(source)}: each model's mean over the runs of each run's mean error, over frames, of the atom-atom "
         "distances, with equivalent atoms relabelled in every frame."
         + (" Mean ± spread over the seeds, as above." if several else ""),
         "",
-        "| experiment | SHARC runs | " + " | ".join(method_label(m) for m in methods) + " | winner, margin over the runner-up |",
+        f"| experiment | {runs_name(source)} | "
+        + " | ".join(method_label(m) for m in methods)
+        + " | winner, margin over the runner-up |",
         "|---|---|" + "---|" * (len(methods) + 1),
     ]
     k = TRANSFER_SCORE
     for e in scored:
-        t = e["transfer"]["sharc"]
+        t = e["transfer"][source]
         gone = sum(t["dissociated"])
         runs = f"{t['runs']} ({t['runs'] - gone} bound" + (f", {gone} dissociating)" if gone else ")")
         cells = []
@@ -197,7 +203,7 @@ def _transfer_markdown(results: dict, methods: list[str]) -> list[str]:
         else:
             verdict = f"{method_label(win)} by {margin:.3f} Å" + (f" > spread {t['threshold'][k]:.3f}" if several else "")
         rows.append(f"| {e['label']} | {runs} | " + " | ".join(cells) + f" | {verdict} |")
-    return rows + transfer_conditions_markdown(results, k)
+    return rows + transfer_conditions_markdown(results, k, source)
 
 
 def write_report(results: dict, per_frame: dict, datasets: dict, out: Path, *, seed: int = 0) -> None:

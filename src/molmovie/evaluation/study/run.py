@@ -35,7 +35,7 @@ from .stages import (
     scored,
     staged,
 )
-from .transfer import TRANSFER_MOLECULE, read_sharc, transfer_entry
+from .transfer import SHARC, TRANSFER_MOLECULE, other_model_runs, read_sharc, transfer_entry
 
 
 def run_study(
@@ -138,7 +138,9 @@ def run_study(
         rule (:func:`rank_methods`); with noise levels among the experiment's test
         conditions, ``transfer["sharc"]["conditions"]`` holds the same per level for
         every variant (each method as itself and with the shared signal fit,
-        :mod:`.transfer`).
+        :mod:`.transfer`). With the preset's ``foreign_models``, the same entry
+        under the other model's name (``transfer["cs2-triplet"]``): its
+        trajectories, generated in the data folder as ``{molecule}-{model}.h5``.
     """
     experiments = presets.EXPERIMENTS  # looked up at each call: a test or a script may study fewer
     if isinstance(preset, str):
@@ -166,7 +168,7 @@ def run_study(
     if scheduler is not None:
         check_scheduler(scheduler)  # before anything is written
     manifest, older = check_manifest(out, preset, seed, data_dir)
-    foreign = read_sharc(sharc_dir) if sharc_dir is not None else None  # read (and checked) before hours of work
+    sharc = read_sharc(sharc_dir) if sharc_dir is not None else None  # read (and checked) before hours of work
     for d in (out, data, out / "models", out / "eval"):
         d.mkdir(parents=True, exist_ok=True)
     if not (out / MANIFEST).exists():
@@ -185,6 +187,16 @@ def run_study(
             path = data / f"{exp.dataset}.h5"
             reused += path.exists()
             datasets[exp.dataset] = probe_dataset_stage(exp, datasets[exp.molecule], data / f"{exp.molecule}.h5", path, seed, log)
+
+    foreign: dict[str, dict] = {}  # molecule -> source -> foreign runs for the transfer score
+    if sharc is not None:
+        foreign.setdefault(TRANSFER_MOLECULE, {})[SHARC] = sharc
+    for mol, (model, n) in preset.foreign_models.items():  # another dynamics model's runs, generated here
+        path = data / f"{mol}-{model}.h5"
+        reused += path.exists()
+        foreign.setdefault(mol, {})[model] = other_model_runs(
+            mol, model, int(n), path, seed, workers, log, staged(progress, f"generate {mol} {model}"), scheduler
+        )
 
     if older is not None:  # the datasets are accepted: the study is resumed in today's revision
         set_aside(out, older, log)
@@ -260,12 +272,12 @@ def run_study(
             entry["conditions"] = conditions_entry(stages[exp.key], out, experiment_conditions(preset, exp), test, seeds)
         results["experiments"][exp.key] = entry
         log(log_line(exp, entry))
-        if foreign is not None and exp.molecule == TRANSFER_MOLECULE:
+        for source, runs in foreign.get(exp.molecule, {}).items():
             transferred = transfer_entry(
-                exp, stages[exp.key], foreign, out, train, seeds, log, conditions=experiment_conditions(preset, exp)
+                exp, stages[exp.key], runs, out, train, seeds, log, conditions=experiment_conditions(preset, exp), source=source
             )
             if transferred is not None:
-                entry["transfer"] = {"sharc": transferred}
+                entry.setdefault("transfer", {})[source] = transferred
     results["wall_time_s"] = round(time.perf_counter() - t0, 1)
     results["reused_stages"] = int(reused)
     write_report(results, per_frame, datasets, out, seed=seed)

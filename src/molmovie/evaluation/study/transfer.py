@@ -1,18 +1,24 @@
-"""Transfer: every model of the CS2 experiments scored on foreign SHARC runs it did not train on.
+"""Transfer: every model of the CS2 experiments scored on foreign runs it did not train on.
+
+Two sources of foreign runs: SHARC runs (``sharc_dir``; source ``"sharc"``),
+and trajectories of another dynamics model that the study generates itself
+(:attr:`~.presets.Preset.foreign_models`, e.g. ``cs2-triplet``: put on the
+triplet surface at once, without the trained model's singlet lifetime;
+source: the model's name; :func:`other_model_runs`).
 
 The score is made in the study's process once a model exists, and kept in
-its ``-transfer-sharc.npz`` file with fingerprints of the runs and of the
+its ``-transfer-{source}.npz`` file with fingerprints of the runs and of the
 model file: a rerun reuses it while both are unchanged.
 
 Under noise: for every noise level among the experiment's test conditions
 (:func:`~.presets.experiment_conditions`), the runs' signals (made with the
 model's spec, as above) get the condition's noise, drawn as the test split's
 is (:func:`~.conditions.condition_signals`, draw seed = the stage's, keyed by
-the experiment and ``"sharc"``: the same draw for every method of the
+the experiment and the source: the same draw for every method of the
 experiment), and every model answers them as itself and with the shared
 signal fit (:func:`~.shared_fit.shared_fit`), as the condition stage answers
 the test split. One file per (stage, level, draw),
-``-transfer-sharc-{condition}-draw{d}.npz``, with fingerprints of the runs,
+``-transfer-{source}-{condition}-draw{d}.npz``, with fingerprints of the runs,
 the model file, the condition, the draw and the fit's settings.
 """
 
@@ -57,6 +63,30 @@ SHARC_DEFAULT = Path("..", "shared", "data", "sharc-cs2")
 TRANSFER_TITLE = "Transfer to dynamics the model did not train on (SHARC CS2, symmetry-aware mean distance error, Å)"
 
 
+#: The source name of the SHARC runs (files ``-transfer-sharc``; ``results["experiments"][key]["transfer"]["sharc"]``).
+SHARC = "sharc"
+
+
+def transfer_title(source: str) -> str:
+    """The title of a source's transfer table."""
+    if source == SHARC:
+        return TRANSFER_TITLE
+    return (
+        f"Transfer to another dynamics model ({source}: GFN2-xTB trajectories of CS2 that no model trained on, "
+        "symmetry-aware mean distance error, Å)"
+    )
+
+
+def runs_name(source: str) -> str:
+    """How a source's runs are called: "SHARC runs", "cs2-triplet runs"."""
+    return f"{'SHARC' if source == SHARC else source} runs"
+
+
+def _runs_text(n: int, source: str) -> str:
+    """ "2 SHARC runs", "1 cs2-triplet run"."""
+    return f"{n} " + runs_name(source)[: -1 if n == 1 else None]
+
+
 def default_sharc_dir() -> Path | None:
     """:data:`SHARC_DEFAULT` (relative to the current directory) when it is a folder there, else None."""
     return SHARC_DEFAULT if SHARC_DEFAULT.is_dir() else None
@@ -89,10 +119,10 @@ def _file_fingerprint(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _transfer_path(stage: Stage, out: Path) -> Path:
-    """The transfer file of a stage: its evaluation file's name with ``-transfer-sharc``."""
+def _transfer_path(stage: Stage, out: Path, source: str = SHARC) -> Path:
+    """The transfer file of a stage: its evaluation file's name with ``-transfer-{source}``."""
     eval_path = stage.paths(out)[1]
-    return eval_path.with_name(f"{eval_path.stem}-transfer-sharc.npz")
+    return eval_path.with_name(f"{eval_path.stem}-transfer-{source}.npz")
 
 
 def _stored_summary(path: Path, key: dict) -> dict | None:
@@ -107,10 +137,12 @@ def _stored_summary(path: Path, key: dict) -> dict | None:
     return None
 
 
-def _transfer_stage(stage: Stage, runs: Ensemble, out: Path, train: Dataset, log: Callable[[str], None]) -> dict:
+def _transfer_stage(
+    stage: Stage, runs: Ensemble, out: Path, train: Dataset, log: Callable[[str], None], source: str = SHARC
+) -> dict:
     """One stage's model scored on foreign runs: its summary, from the stage's transfer file while that is of these runs and this model file, else scored (and the file written)."""
     model_path = stage.paths(out)[0]
-    path = _transfer_path(stage, out)
+    path = _transfer_path(stage, out, source)
     key = {"revision": REVISION, "runs": _runs_fingerprint(runs), "model": _file_fingerprint(model_path)}
     stored = _stored_summary(path, key)
     if stored is not None:
@@ -135,8 +167,7 @@ def _transfer_stage(stage: Stage, runs: Ensemble, out: Path, train: Dataset, log
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
     log(
-        f"{stage.exp.label}: {stage.label.split(' ', 1)[1]} scored on {summary['runs']} SHARC run{'s' * (summary['runs'] > 1)}: "
-        f"{summary[TRANSFER_SCORE]:.4f} Å"
+        f"{stage.exp.label}: {stage.label.split(' ', 1)[1]} scored on {_runs_text(summary['runs'], source)}: {summary[TRANSFER_SCORE]:.4f} Å"
     )
     return summary
 
@@ -159,14 +190,21 @@ def _frame_interval(model: Any, train: Dataset) -> float:
     return float(model.dt_) if getattr(model, "dt_", None) is not None else float(np.median(np.diff(train.time)))
 
 
-def _noise_path(stage: Stage, out: Path, cond: Condition, draw: int | None) -> Path:
+def _noise_path(stage: Stage, out: Path, cond: Condition, draw: int | None, source: str = SHARC) -> Path:
     """The file of a stage's transfer under one noise condition and draw."""
-    base = _transfer_path(stage, out)
+    base = _transfer_path(stage, out, source)
     return base.with_name(f"{base.stem}-{cond.key}" + (f"-draw{draw}" if draw is not None else "") + ".npz")
 
 
 def _noise_transfer_stage(
-    stage: Stage, runs: Ensemble, out: Path, train: Dataset, cond: Condition, draw: int | None, log: Callable[[str], None]
+    stage: Stage,
+    runs: Ensemble,
+    out: Path,
+    train: Dataset,
+    cond: Condition,
+    draw: int | None,
+    log: Callable[[str], None],
+    source: str = SHARC,
 ) -> dict:
     """One stage's model on the foreign runs' signals under a noise condition, as itself and with the shared fit.
 
@@ -174,7 +212,7 @@ def _noise_transfer_stage(
     of each), from the file while its fingerprint holds, else scored and written.
     """
     model_path = stage.paths(out)[0]
-    path = _noise_path(stage, out, cond, draw)
+    path = _noise_path(stage, out, cond, draw, source)
     key = {
         "revision": REVISION,
         "runs": _runs_fingerprint(runs),
@@ -191,7 +229,7 @@ def _noise_transfer_stage(
         model.set_params(refine=False)
     dt = _frame_interval(model, train)
     ds = foreign_dataset(model, runs, dt=dt)
-    dS = condition_signals(ds, cond, seed=draw if draw is not None else stage.base, experiment=f"{stage.exp.key}/sharc")
+    dS = condition_signals(ds, cond, seed=draw if draw is not None else stage.base, experiment=f"{stage.exp.key}/{source}")
     assert ds.q is not None
     pred = model.predict(dS, q=ds.q, lengths=ds.length)
     R, std = shared_fit(pred.distances, pred.std, dS, ds, cond, std_scale(model))
@@ -209,7 +247,7 @@ def _noise_transfer_stage(
                 fingerprint_json=np.array(json.dumps(key)),
             )
     log(
-        f"{stage.exp.label}: {stage.label.split(' ', 1)[1]} on the SHARC runs under {cond.label}"
+        f"{stage.exp.label}: {stage.label.split(' ', 1)[1]} on the {runs_name(source)} under {cond.label}"
         + (f" (draw {draw})" if draw is not None else "")
         + f": {summary['plain'][TRANSFER_SCORE]:.4f} Å → {summary['fitted'][TRANSFER_SCORE]:.4f} Å with the fit"
     )
@@ -224,6 +262,7 @@ def _noise_entry(
     conditions: tuple[str, ...],
     seeds: int,
     log: Callable[[str], None],
+    source: str = SHARC,
 ) -> dict:
     """Per noise condition: every variant's transfer (mean and spread over the seeds, or the draws), ranked."""
     entry = {}
@@ -233,7 +272,7 @@ def _noise_entry(
         by_seed: dict[str, list[dict]] = {}
         for st in stages:
             for draw in stage_draws(st, cond):
-                got = _noise_transfer_stage(st, runs, out, train, cond, draw, log)
+                got = _noise_transfer_stage(st, runs, out, train, cond, draw, log, source)
                 for fitted, part in ((False, "plain"), (True, "fitted")):
                     by_seed.setdefault(variant_name(st.method, fitted), []).append(
                         {k: v for k, v in got[part].items() if k not in _RUN_KEYS}
@@ -253,6 +292,7 @@ def transfer_entry(
     seeds: int,
     log: Callable[[str], None],
     conditions: tuple[str, ...] = (),
+    source: str = SHARC,
 ) -> dict | None:
     """Every model of an experiment scored on the foreign runs (those that stay bound, for a bound-only experiment), ranked like the other scores.
 
@@ -261,11 +301,11 @@ def transfer_entry(
     """
     runs = foreign.subset(np.flatnonzero(~np.asarray(foreign.dissociated))) if exp.bound_only else foreign
     if runs.n_trajectories == 0:
-        log(f"{exp.label}: no SHARC run stays bound; no transfer score")
+        log(f"{exp.label}: no {runs_name(source)[:-1]} stays bound; no transfer score")
         return None
     by_seed: dict = {}
     for st in stages:
-        by_seed.setdefault(st.method, []).append(_transfer_stage(st, runs, out, train, log))
+        by_seed.setdefault(st.method, []).append(_transfer_stage(st, runs, out, train, log, source))
     first = next(iter(by_seed.values()))[0]
     entry = {
         "runs": first["runs"],
@@ -273,15 +313,67 @@ def transfer_entry(
         "dissociated": first["dissociated"],
         "dt_fs": first["dt_fs"],
         "bound_only": exp.bound_only,
+        "source": source,
     }
     by_seed = {m: [{k: v for k, v in s.items() if k not in _RUN_KEYS} for s in v] for m, v in by_seed.items()}
     entry.update(seed_statistics(by_seed, seeds, _over_seeds_runs))
     entry.update(rank_methods(entry["methods"], entry.get("spread"), scores=(TRANSFER_SCORE,)))
     log(
-        f"{exp.label}: transfer to {entry['runs']} SHARC run{'s' * (entry['runs'] > 1)}, mean distance error: "
+        f"{exp.label}: transfer to {_runs_text(entry['runs'], source)}, mean distance error: "
         + " / ".join(f"{method_label(m)} {v[TRANSFER_SCORE]:.4f} Å" for m, v in entry["methods"].items())
     )
-    noisy = _noise_entry(stages, runs, out, train, conditions, seeds, log)
+    noisy = _noise_entry(stages, runs, out, train, conditions, seeds, log, source)
     if noisy:
         entry["conditions"] = noisy
     return entry
+
+
+def other_model_seed(seed: int) -> int:
+    """The generation seed of a study's other-model runs: not the seed of its own datasets (whose trajectory *i*
+    would start from the same Wigner sample as the other model's *i*), derived from it by ``SeedSequence``."""
+    return int(np.random.SeedSequence(int(seed), spawn_key=(2**32 - 1,)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def other_model_runs(
+    molecule: str,
+    model: str,
+    n: int,
+    path: Path,
+    seed: int,
+    workers: int | None,
+    log: Callable[[str], None],
+    progress: Any = None,
+    scheduler: str | None = None,
+) -> Ensemble:
+    """``n`` trajectories of ``molecule`` with another dynamics ``model`` (a name in :data:`molmovie.dynamics.MODELS`), the
+    foreign runs of source ``model``: read from ``path`` when it holds them, else generated there (GFN2-xTB, seed
+    :func:`other_model_seed`)."""
+    from ...dynamics import generate
+    from ...io import read_dataset
+
+    if path.exists():
+        ds = read_dataset(path)
+        made = (ds.ensemble.provenance or {}).get("model", {})
+        name = made.get("name") if isinstance(made, dict) else None
+        if ds.molecule != molecule or ds.n_trajectories != n or name != model:
+            raise InputError(
+                f"{path} holds {ds.n_trajectories} {ds.molecule} trajectories of the model {name!r}, not the {n} of "
+                f"{model!r} this preset scores transfer on; remove it or choose another --output/--data-dir"
+            )
+        log(f"{molecule}: reusing {path} ({n} trajectories of the {model} model, {int(ds.dissociated.sum())} dissociated)")
+        return ds.ensemble
+    log(f"{molecule}: generating {n} trajectories of the {model} model with GFN2-xTB (transfer) ...")
+    generate(
+        molecule,
+        n,
+        model=model,
+        output=path,
+        seed=other_model_seed(seed),
+        workers=workers,
+        scheduler=scheduler,
+        splits=(0, 0, n),
+        progress=progress,
+    )
+    ds = read_dataset(path)
+    log(f"{molecule}: {n} trajectories of the {model} model, {int(ds.dissociated.sum())} dissociated")
+    return ds.ensemble
