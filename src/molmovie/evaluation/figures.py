@@ -253,7 +253,10 @@ def plot_noise_ladder(
     ncols : int
         Panels per row.
     """
+    import textwrap
+
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     x = np.asarray(levels, dtype=float)
     positive = x[x > 0]
@@ -275,9 +278,16 @@ def plot_noise_ladder(
                 ax.fill_between(xs, m - s, m + s, color=colour, alpha=0.18, lw=0)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xticks(xs, ["0" if v == 0 else f"{v:g}" for v in x])
+        ax.set_xticks(xs, ["0" if v == 0 else f"{v:g}" for v in x], rotation=45, fontsize=7)
         ax.minorticks_off()
-        ax.set_title(name)
+        # ticks at 1, 2 and 5 of each decade (a panel of more than three decades: at each decade), each labelled,
+        # so that a panel that spans less than a decade keeps its scale
+        low, high = ax.get_ylim()
+        wide = high > 0 and low > 0 and np.log10(high / low) > 3
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=12))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_title("\n".join(textwrap.wrap(name, 26)), fontsize=8)
         ax.grid(alpha=0.3)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
