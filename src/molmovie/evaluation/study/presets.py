@@ -161,7 +161,7 @@ PRESETS: dict[str, Preset] = {
         "quick",
         {"nmm": (12, 2, 4), "c2h4": (96, 12, 12), "cs2": (48, 8, 8)},
         methods={"nearest": {}, "nearest-viterbi": {}, "vrnn": dict(epochs=60, patience=10, signal_noise=TRAINING_NOISE)},
-        description="small datasets: about 32 minutes on 2 cores (25 with --jobs 2)",
+        description="small datasets: about 15 minutes on 2 cores (measured 14; up to 32 on a slower host)",
         # every condition, on the two CS2 experiments only: the shared signal fit of one answer on NMM's test
         # split took over 15 minutes on the loaded 2-core machine (C2H4: 70 s, CS2: see docs/where-dynamics-help.md)
         conditions=tuple(CONDITIONS),
