@@ -292,7 +292,7 @@ def test_reproduce_looks_for_shared_sharc_runs_beside_the_current_folder(study, 
     monkeypatch.chdir(here)
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
-    assert "no SHARC runs at ../shared/data/sharc-cs2: the transfer score is left out (give --sharc DIR)" in err
+    assert "no SHARC runs at ../shared/data/sharc-cs2: the transfer score on SHARC runs is left out (give --sharc DIR)" in err
     assert (
         TRANSFER_TITLE not in out and "transfer" not in json.loads((study.out / "results.json").read_text())["experiments"]["cs2"]
     )

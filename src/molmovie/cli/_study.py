@@ -144,7 +144,7 @@ def reproduce(
         typer.Option(
             "--sharc",
             help=f"SHARC runs of CS2 to score the CS2 models' transfer on (default: {SHARC_DEFAULT} when it exists, "
-            "else no transfer score).",
+            "else no score on SHARC runs; the transfer to the preset's other dynamics model is scored either way).",
             show_default=False,
         ),
     ] = None,
@@ -174,7 +174,7 @@ def reproduce(
     bars = ParallelStageProgress() if jobs > 1 or scheduler is not None else StageProgress()
     with writing(output, [] if sharc is None else [sharc], force=True, folder=True, kept=kept), bars as progress:
         if sharc is None and not given:  # a log line once the output is ours (bad input stays one line)
-            typer.echo(f"no SHARC runs at {SHARC_DEFAULT}: the transfer score is left out (give --sharc DIR)", err=True)
+            typer.echo(f"no SHARC runs at {SHARC_DEFAULT}: the transfer score on SHARC runs is left out (give --sharc DIR)", err=True)
         results = run_study(
             preset,
             output,
