@@ -174,7 +174,9 @@ def reproduce(
     bars = ParallelStageProgress() if jobs > 1 or scheduler is not None else StageProgress()
     with writing(output, [] if sharc is None else [sharc], force=True, folder=True, kept=kept), bars as progress:
         if sharc is None and not given:  # a log line once the output is ours (bad input stays one line)
-            typer.echo(f"no SHARC runs at {SHARC_DEFAULT}: the transfer score on SHARC runs is left out (give --sharc DIR)", err=True)
+            typer.echo(
+                f"no SHARC runs at {SHARC_DEFAULT}: the transfer score on SHARC runs is left out (give --sharc DIR)", err=True
+            )
         results = run_study(
             preset,
             output,
