@@ -199,6 +199,43 @@ def test_modes_and_samples_do_not_depend_on_the_eigensolvers_basis(monkeypatch):
     assert first[:2] == [0, 1]  # carbon's x, then y: the bend in the xz plane, then in yz
 
 
+def test_a_level_split_by_noise_is_one_level_in_the_canonical_basis(monkeypatch):
+    """A finite-difference Hessian splits CS2's bends by ~0.006 cm^-1 along a direction set by rounding: the two
+    modes are one level (its mean frequency), in the same basis whichever way the split and the solver turn."""
+    import torch
+
+    cs2 = builtin("cs2")
+    ref = torch.as_tensor(cs2.positions, dtype=torch.float64)
+    r0 = torch.linalg.norm(ref[1:] - ref[0], dim=1)
+
+    def energy(x):
+        d = x.reshape(3, 3)[1:] - x.reshape(3, 3)[0]
+        r = torch.linalg.norm(d, dim=1)
+        return 0.5 * 20.0 * ((r - r0) ** 2).sum() + 0.5 * 3.0 * ((d / r[:, None]).sum(0) ** 2).sum()
+
+    h = torch.autograd.functional.hessian(energy, ref.reshape(-1)).numpy()
+    exact = normal_modes(cs2.symbols, cs2.positions, h)
+
+    def split_modes(angle):  # the carbon pushed along a direction in the bend plane: the bends split along it
+        u = np.zeros(9)
+        u[:2] = np.cos(angle), np.sin(angle)
+        return normal_modes(cs2.symbols, cs2.positions, h + 2e-5 * np.outer(u, u))
+
+    results = [split_modes(a) for a in (0.3, 1.2)]
+    for modes in results:
+        nu = modes.wavenumbers
+        assert nu[0] == nu[1]  # one level: its mean
+        np.testing.assert_allclose(nu, exact.wavenumbers, atol=0.05)
+        np.testing.assert_allclose(modes.vectors, exact.vectors, atol=1e-6)  # the split does not turn the basis
+    # the eigensolver's own modes follow the push: without the canonical basis the two would differ
+    from molmovie.dynamics import wigner
+
+    monkeypatch.setattr(wigner, "_canonical_modes", lambda vectors, evals, nu: (vectors, evals))
+    raw = [split_modes(a) for a in (0.3, 1.2)]
+    assert 1e-4 < abs(raw[0].wavenumbers[1] - raw[0].wavenumbers[0]) < 0.5  # a split below the grouping threshold
+    assert np.abs(np.abs(raw[0].vectors[:2]) - np.abs(raw[1].vectors[:2])).max() > 0.1
+
+
 # --------------------------------------------------------------------------- integrator and excess energy
 
 

@@ -29,7 +29,7 @@ from molmovie.inversion import get_method, load_method
 from molmovie.io import write_dataset
 from molmovie.trajectories import Ensemble
 
-from _fixtures import CS2_SYMBOLS, cs2_positions
+from _fixtures import CS2_SYMBOLS, cs2_positions, write_sharc
 from test_study import PRESET, SEED, VRNN_SETTINGS, build_dataset
 
 OTHER = "cs2-triplet"
@@ -41,7 +41,7 @@ def quiet(line: str) -> None:
     pass
 
 
-def other_runs(n: int = 3, model: str = OTHER, frames: int = 8) -> Ensemble:
+def other_runs(n: int = 3, model: str = OTHER, frames: int = 8, seed: int | None = None) -> Ensemble:
     """``n`` CS2 trajectories of 2 fs frames (the study's test data's spacing), the last one dissociating, made by ``model``."""
     pos = np.stack([cs2_positions(frames, dissociate=k == n - 1, dt=2.0, seed=40 + k) for k in range(n)])
     gone = np.arange(n) == n - 1
@@ -53,7 +53,7 @@ def other_runs(n: int = 3, model: str = OTHER, frames: int = 8) -> Ensemble:
         np.full(n, frames),
         gone,
         [f"traj{k}" for k in range(n)],
-        provenance={"model": {"name": model}},
+        provenance={"model": {"name": model}, **({} if seed is None else {"seed": seed})},
     )
 
 
@@ -113,11 +113,14 @@ def study(tmp_path_factory):
         data = root / "data"
         data.mkdir()
         write_dataset(build_dataset("cs2"), data / "cs2.h5")
-        runs = other_runs()
+        runs = other_runs(seed=other_model_seed(SEED))
         write_dataset(Dataset(runs), data / f"cs2-{OTHER}.h5")
+        sharc = root / "sharc"
+        for k in range(2):  # and SHARC runs beside them: both sources scored, each its own table
+            write_sharc(sharc / f"TRAJ_{k + 1:05d}", cs2_positions(41, dissociate=k == 1, seed=20 + k))
         preset = dataclasses.replace(PRESET, foreign_models={"cs2": (OTHER, 3)})
         log: list[str] = []
-        res = run_study(preset, root / "out", seed=SEED, data_dir=data, log=log.append)
+        res = run_study(preset, root / "out", seed=SEED, data_dir=data, sharc_dir=sharc, log=log.append)
         yield root, data, preset, runs, res, log
 
 
@@ -131,20 +134,43 @@ def test_the_study_scores_every_cs2_model_on_the_other_models_runs(study):
         for method in preset.methods:
             direct = transfer(load_method(root / "out" / "models" / f"{exp.key}-{method}.safetensors"), mine).summary()
             assert t["methods"][method][TRANSFER_SCORE] == pytest.approx(direct[TRANSFER_SCORE], rel=1e-12)
+        assert res["experiments"][exp.key]["transfer"]["sharc"]["source"] == "sharc"  # the SHARC runs' entry beside it
     md = (root / "out" / "results.md").read_text()
     assert f"Transfer to another dynamics model ({OTHER}:" in md and f"| experiment | {OTHER} runs |" in md
+    assert "| experiment | SHARC runs |" in md
     assert read_foreign(data / f"cs2-{OTHER}.h5").n_trajectories == 3
 
 
-def test_a_file_of_another_models_runs_in_its_place_is_refused(study, tmp_path):
-    root, data, preset, runs, res, log = study
+@pytest.mark.parametrize(
+    "runs, message",
+    [
+        (dict(model="cs2-isc"), rf"holds 3 cs2 trajectories of the model 'cs2-isc', not the 3 of '{OTHER}'"),
+        (dict(n=2), rf"holds 2 cs2 trajectories of the model '{OTHER}', not the 3"),
+        (dict(seed=SEED), rf"{OTHER} trajectories generated with seed {SEED}, not the {other_model_seed(SEED)}"),
+    ],
+)
+def test_a_file_of_other_runs_in_its_place_is_refused(study, tmp_path, runs, message):
+    root, data, preset, _, res, log = study
     wrong = tmp_path / "data"
     wrong.mkdir()
     (wrong / "cs2.h5").write_bytes((data / "cs2.h5").read_bytes())
-    write_dataset(Dataset(other_runs(model="cs2-isc")), wrong / f"cs2-{OTHER}.h5")
+    write_dataset(Dataset(other_runs(**runs)), wrong / f"cs2-{OTHER}.h5")
     before = (wrong / f"cs2-{OTHER}.h5").read_bytes()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(study_module, "EXPERIMENTS", STUDIED)
-        with pytest.raises(InputError, match=rf"holds 3 cs2 trajectories of the model 'cs2-isc', not the 3 of '{OTHER}'"):
+        with pytest.raises(InputError, match=message):
             run_study(preset, tmp_path / "out", seed=SEED, data_dir=wrong, log=quiet)
     assert (wrong / f"cs2-{OTHER}.h5").read_bytes() == before
+
+
+def test_no_other_runs_are_made_for_a_molecule_the_study_leaves_out(tmp_path):
+    """A preset that names other runs of CS2, studying only C2H4: nothing of CS2 is generated or asked for."""
+    c2h4 = tuple(e for e in EXPERIMENTS if e.key == "c2h4")
+    data = tmp_path / "data"
+    data.mkdir()
+    write_dataset(build_dataset("c2h4"), data / "c2h4.h5")
+    preset = dataclasses.replace(PRESET, methods={"nearest": {}}, foreign_models={"cs2": (OTHER, 3)})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(study_module, "EXPERIMENTS", c2h4)
+        res = run_study(preset, tmp_path / "out", seed=SEED, data_dir=data, log=quiet)
+    assert sorted(p.name for p in data.iterdir()) == ["c2h4.h5"] and "transfer" not in res["experiments"]["c2h4"]

@@ -231,10 +231,12 @@ def _canonical_modes(vectors: np.ndarray, evals: np.ndarray, wavenumbers: np.nda
     wavenumbers lie within :data:`DEGENERATE_WAVENUMBERS` of the next) is replaced by the basis that
     Gram-Schmidt makes from the projections P e_k of the Cartesian unit vectors onto the level's subspace
     (P = V Vᵀ does not depend on the basis), taken in the order of k, each kept while at least
-    :data:`_CANDIDATE_NORM` of it is new; each mode then points along the first unit vector it
+    :data:`_CANDIDATE_NORM` of it (or half the most any has) is new; each mode then points along the first unit vector it
     overlaps; a level's modes share its mean eigenvalue (the numerical splitting of a degenerate level is
     rounding and finite-difference noise). The sample's distribution is the same for any basis; this makes
-    the sample itself the same. Returns the modes and their eigenvalues.
+    the sample itself the same. Returns the modes and their eigenvalues. (Levels are chained: modes a, b, c
+    with gaps below the threshold form one level even if a and c are further apart; in a spectrum that dense
+    the sample's distribution changes by less than the gaps.)
     """
     nu = wavenumbers
     out = np.empty_like(vectors)
@@ -247,17 +249,16 @@ def _canonical_modes(vectors: np.ndarray, evals: np.ndarray, wavenumbers: np.nda
         V = vectors[:, start:stop]
         P = V @ V.T
         chosen: list[np.ndarray] = []
-        for k in range(P.shape[0]):
-            if len(chosen) == stop - start:
-                break
-            c = P[:, k].copy()
+        while len(chosen) < stop - start:
+            C = P.copy()  # what each P e_k has outside the directions chosen so far
             for b in chosen:
-                c -= (b @ c) * b
-            norm = np.linalg.norm(c)
-            if norm >= _CANDIDATE_NORM:
-                chosen.append(c / norm)
-        if len(chosen) < stop - start:  # cannot happen for an orthonormal V (some P e_k keeps ≥ 1/sqrt(3N)); kept as is
-            chosen = list(V.T)
+                C -= np.outer(b, b @ C)
+            norms = np.linalg.norm(C, axis=0)
+            # the first candidate with enough new direction (a large molecule's spread-out mode may leave every
+            # P e_k below _CANDIDATE_NORM, as 1/sqrt(3N) < 0.1 beyond 33 atoms: then half the largest)
+            low = _CANDIDATE_NORM if norms.max() >= _CANDIDATE_NORM else 0.5 * norms.max()
+            k = int(np.flatnonzero(norms >= low)[0])
+            chosen.append(C[:, k] / norms[k])
         out[:, start:stop] = np.array(chosen).T
         level[start:stop] = evals[start:stop].mean()
         start = stop

@@ -191,7 +191,10 @@ def run_study(
     foreign: dict[str, dict] = {}  # molecule -> source -> foreign runs for the transfer score
     if sharc is not None:
         foreign.setdefault(TRANSFER_MOLECULE, {})[SHARC] = sharc
+    studied = {e.molecule for e in experiments}
     for mol, (model, n) in preset.foreign_models.items():  # another dynamics model's runs, generated here
+        if mol not in studied:
+            continue
         path = data / f"{mol}-{model}.h5"
         reused += path.exists()
         foreign.setdefault(mol, {})[model] = other_model_runs(

@@ -72,7 +72,7 @@ def transfer_title(source: str) -> str:
     if source == SHARC:
         return TRANSFER_TITLE
     return (
-        f"Transfer to another dynamics model ({source}: GFN2-xTB trajectories of CS2 that no model trained on, "
+        f"Transfer to another dynamics model ({source}: GFN2-xTB trajectories that no model trained on, "
         "symmetry-aware mean distance error, Å)"
     )
 
@@ -353,12 +353,18 @@ def other_model_runs(
 
     if path.exists():
         ds = read_dataset(path)
-        made = (ds.ensemble.provenance or {}).get("model", {})
+        provenance = ds.ensemble.provenance or {}
+        made = provenance.get("model", {})
         name = made.get("name") if isinstance(made, dict) else None
         if ds.molecule != molecule or ds.n_trajectories != n or name != model:
             raise InputError(
                 f"{path} holds {ds.n_trajectories} {ds.molecule} trajectories of the model {name!r}, not the {n} of "
                 f"{model!r} this preset scores transfer on; remove it or choose another --output/--data-dir"
+            )
+        if "seed" in provenance and provenance["seed"] != other_model_seed(seed):
+            raise InputError(
+                f"{path} holds {model} trajectories generated with seed {provenance['seed']}, not the "
+                f"{other_model_seed(seed)} of a study with seed {seed}; remove it or choose another --output/--data-dir"
             )
         log(f"{molecule}: reusing {path} ({n} trajectories of the {model} model, {int(ds.dissociated.sum())} dissociated)")
         return ds.ensemble
