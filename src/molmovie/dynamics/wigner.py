@@ -201,12 +201,12 @@ def normal_modes(
     # eigenvalues in eV/(Angstrom^2 u); omega in 1/fs: sqrt(eV/u)/Angstrom -> 1/fs
     from ase import units
 
-    def wavenumbers(ev: np.ndarray) -> np.ndarray:
-        return np.sign(ev) * np.sqrt(np.abs(ev)) * units.fs / (2 * np.pi * _C_CM_PER_FS)
+    def omega_of(ev: np.ndarray) -> np.ndarray:  # angular frequency, 1/fs
+        return np.sign(ev) * np.sqrt(np.abs(ev)) * units.fs
 
-    modes, evals = _canonical_modes(vib @ evecs, evals, wavenumbers(evals))
+    modes, evals = _canonical_modes(vib @ evecs, evals, omega_of(evals) / (2 * np.pi * _C_CM_PER_FS))
     vectors = modes.T.reshape(-1, n, 3)
-    omega = np.sign(evals) * np.sqrt(np.abs(evals)) * units.fs  # angular frequency, 1/fs
+    omega = omega_of(evals)
     wavenumber = omega / (2 * np.pi * _C_CM_PER_FS)
     keep = wavenumber >= min_wavenumber
     return NormalModes(
@@ -222,7 +222,7 @@ DEGENERATE_WAVENUMBERS = 0.5
 _CANDIDATE_NORM = 0.1
 
 
-def _canonical_modes(vectors: np.ndarray, evals: np.ndarray, wavenumbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _canonical_modes(vectors: np.ndarray, evals: np.ndarray, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The normal modes (columns, mass-weighted, orthonormal; eigenvalues ascending) in a basis fixed by the Hessian, not by its eigensolver.
 
     An eigensolver returns each mode up to its sign, and a degenerate level (CS2's two bends) in any
@@ -234,11 +234,11 @@ def _canonical_modes(vectors: np.ndarray, evals: np.ndarray, wavenumbers: np.nda
     :data:`_CANDIDATE_NORM` of it (or half the most any has) is new; each mode then points along the first unit vector it
     overlaps; a level's modes share its mean eigenvalue (the numerical splitting of a degenerate level is
     rounding and finite-difference noise). The sample's distribution is the same for any basis; this makes
-    the sample itself the same. Returns the modes and their eigenvalues. (Levels are chained: modes a, b, c
+    the sample itself the same. ``nu``: the wavenumbers of ``evals``, cm^-1. Returns the modes and their
+    eigenvalues. (Levels are chained: modes a, b, c
     with gaps below the threshold form one level even if a and c are further apart; in a spectrum that dense
     the sample's distribution changes by less than the gaps.)
     """
-    nu = wavenumbers
     out = np.empty_like(vectors)
     level = np.empty_like(evals)
     start = 0
@@ -250,19 +250,25 @@ def _canonical_modes(vectors: np.ndarray, evals: np.ndarray, wavenumbers: np.nda
         P = V @ V.T
         chosen: list[np.ndarray] = []
         while len(chosen) < stop - start:
-            C = P.copy()  # what each P e_k has outside the directions chosen so far
-            for b in chosen:
-                C -= np.outer(b, b @ C)
-            norms = np.linalg.norm(C, axis=0)
+            new = [_outside(P[:, k], chosen) for k in range(P.shape[0])]
+            norms = np.array([np.linalg.norm(c) for c in new])
             # the first candidate with enough new direction (a large molecule's spread-out mode may leave every
             # P e_k below _CANDIDATE_NORM, as 1/sqrt(3N) < 0.1 beyond 33 atoms: then half the largest)
             low = _CANDIDATE_NORM if norms.max() >= _CANDIDATE_NORM else 0.5 * norms.max()
             k = int(np.flatnonzero(norms >= low)[0])
-            chosen.append(C[:, k] / norms[k])
+            chosen.append(new[k] / norms[k])
         out[:, start:stop] = np.array(chosen).T
         level[start:stop] = evals[start:stop].mean()
         start = stop
     return out, level
+
+
+def _outside(column: np.ndarray, chosen: list[np.ndarray]) -> np.ndarray:
+    """What ``column`` has outside the orthonormal directions ``chosen`` (Gram-Schmidt, one direction after another)."""
+    c = column.copy()
+    for b in chosen:
+        c -= (b @ c) * b
+    return c
 
 
 def wigner_sample(
