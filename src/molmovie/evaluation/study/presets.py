@@ -112,7 +112,7 @@ class Preset:
     description: str = ""
     conditions: tuple[str, ...] = ()
     condition_experiments: tuple[str, ...] | None = None
-    foreign_models: dict = field(default_factory=dict)
+    foreign_models: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_conditions(tuple(self.conditions))

@@ -77,14 +77,14 @@ def transfer_title(source: str) -> str:
     )
 
 
-def runs_name(source: str) -> str:
-    """How a source's runs are called: "SHARC runs", "cs2-triplet runs"."""
-    return f"{'SHARC' if source == SHARC else source} runs"
+def runs_name(source: str, n: int = 2) -> str:
+    """How a source's runs are called: "SHARC runs", "cs2-triplet runs" (``n`` = 1: "SHARC run")."""
+    return f"{'SHARC' if source == SHARC else source} run" + "s" * (n != 1)
 
 
 def _runs_text(n: int, source: str) -> str:
     """ "2 SHARC runs", "1 cs2-triplet run"."""
-    return f"{n} " + runs_name(source)[: -1 if n == 1 else None]
+    return f"{n} {runs_name(source, n)}"
 
 
 def default_sharc_dir() -> Path | None:
@@ -301,7 +301,7 @@ def transfer_entry(
     """
     runs = foreign.subset(np.flatnonzero(~np.asarray(foreign.dissociated))) if exp.bound_only else foreign
     if runs.n_trajectories == 0:
-        log(f"{exp.label}: no {runs_name(source)[:-1]} stays bound; no transfer score")
+        log(f"{exp.label}: no {runs_name(source, 1)} stays bound; no transfer score")
         return None
     by_seed: dict = {}
     for st in stages:
@@ -351,6 +351,7 @@ def other_model_runs(
     from ...dynamics import generate
     from ...io import read_dataset
 
+    own_seed = other_model_seed(seed)
     if path.exists():
         ds = read_dataset(path)
         provenance = ds.ensemble.provenance or {}
@@ -361,10 +362,10 @@ def other_model_runs(
                 f"{path} holds {ds.n_trajectories} {ds.molecule} trajectories of the model {name!r}, not the {n} of "
                 f"{model!r} this preset scores transfer on; remove it or choose another --output/--data-dir"
             )
-        if "seed" in provenance and provenance["seed"] != other_model_seed(seed):
+        if "seed" in provenance and provenance["seed"] != own_seed:
             raise InputError(
                 f"{path} holds {model} trajectories generated with seed {provenance['seed']}, not the "
-                f"{other_model_seed(seed)} of a study with seed {seed}; remove it or choose another --output/--data-dir"
+                f"{own_seed} of a study with seed {seed}; remove it or choose another --output/--data-dir"
             )
         log(f"{molecule}: reusing {path} ({n} trajectories of the {model} model, {int(ds.dissociated.sum())} dissociated)")
         return ds.ensemble
@@ -374,7 +375,7 @@ def other_model_runs(
         n,
         model=model,
         output=path,
-        seed=other_model_seed(seed),
+        seed=own_seed,
         workers=workers,
         scheduler=scheduler,
         splits=(0, 0, n),
